@@ -1,0 +1,52 @@
+# mirsearch: `make index` installs everything and indexes the default catalog; `make test` runs the suite.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+SHARED ?= ../shared
+DEMO := var/demo
+CATALOG ?= $(if $(wildcard $(SHARED)/audio/manifest.tsv),$(SHARED)/audio,$(DEMO))
+MIRSEARCH_HOME ?= var
+export MIRSEARCH_HOME
+
+.PHONY: install index test lint model eval eval-dupes bench serve clean
+
+install: $(INSTALLED)
+
+# The stamp file: a second run installs nothing until pyproject.toml changes.
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(DEMO): | $(INSTALLED)
+	$(BIN)/mirsearch demo $@
+
+index: $(INSTALLED) $(if $(filter $(DEMO),$(CATALOG)),$(DEMO))
+	$(BIN)/mirsearch index $(CATALOG)
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -q
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check mirsearch web tests bench migrations
+	$(BIN)/lint-imports
+
+model: $(INSTALLED)
+	$(BIN)/mirsearch train-default $(SHARED)
+
+eval: $(INSTALLED)
+	$(BIN)/python bench/eval_retrieval.py $(SHARED)/audio
+	$(BIN)/mirsearch evaluate $(SHARED)/genres/manifest.tsv --folds 5
+
+eval-dupes: $(INSTALLED)
+	$(BIN)/python bench/eval_dupes.py $(SHARED)/audio
+
+bench: $(INSTALLED)
+	$(BIN)/python bench/run.py --shared $(SHARED)
+
+serve: $(INSTALLED)
+	$(BIN)/mirsearch serve
+
+clean:
+	rm -rf var runs

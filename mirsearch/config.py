@@ -1,0 +1,106 @@
+"""Frozen configuration dataclasses, and the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    sample_rate: int = 16_000  # every file is decoded and resampled to this rate, mono
+    max_duration_s: float = 3 * 3600.0  # longer files are refused before they are decoded whole
+    silence_dbfs: float = -60.0  # a file whose RMS stays below this is "silent"
+    block_s: float = 10.0  # decoded audio is handed over in blocks of about this length
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    sample_rate: int = 16_000  # must equal AudioConfig.sample_rate
+    n_fft: int = 512  # 32 ms frames at 16 kHz
+    hop_length: int = 256  # 16 ms hop: 62.5 frames a second
+    n_mels: int = 64  # mel bands between f_min and f_max
+    f_min: float = 30.0  # Hz; below this is rumble
+    f_max: float = 8_000.0  # Hz; Nyquist at 16 kHz
+    top_db: float = 80.0  # dynamic range kept by the dB conversion
+
+    @property
+    def frames_per_s(self) -> float:
+        return self.sample_rate / self.hop_length
+
+
+@dataclass(frozen=True)
+class EmbeddingConfig:
+    window_s: float = 3.0  # the network sees windows of this length
+    hop_s: float = 1.5  # catalog tracks are embedded every hop_s seconds
+    query_hop_s: float = 0.5  # queries are embedded more densely, so any offset lines up
+    batch_size: int = 256  # windows per forward pass
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    exact_max_vectors: int = 2_000_000  # above this many window vectors, switch to an approximate index
+    kind: str = "auto"  # "auto", "flat" (exact), "hnsw" or "ivfpq"
+    hnsw_m: int = 32  # HNSW graph degree
+    hnsw_ef_search: int = 128  # HNSW search breadth
+    ivf_nlist: int = 4096  # IVF cells (trained on a sample)
+    ivf_nprobe: int = 32  # cells visited per query
+    pq_m: int = 32  # PQ sub-quantisers (bytes per vector)
+    ivf_refine_k_factor: int = 8  # IVF-PQ fetches k times this and re-ranks with 8-bit vectors
+    exact_filter_max_vectors: int = 50_000  # approximate indexes search smaller filtered sets exactly
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    k: int = 10  # results returned by default
+    max_k: int = 1000  # larger k is refused
+    neighbours_per_window: int = 64  # window hits fetched per query window
+    min_query_s: float = 3.0  # shorter clips are refused
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"  # loopback unless asked otherwise
+    port: int = 8000
+    max_upload_bytes: int = 50 * 1024 * 1024  # larger uploads get 413
+    threads: int = 8  # waitress worker threads
+
+
+def default_home() -> Path:
+    return Path("var")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = field(default_factory=default_home)  # catalog.db and index/ live here
+    database_url: str | None = None  # None: SQLite at home/catalog.db
+    model_path: Path | None = None  # None: the checkpoint shipped in mirsearch/assets
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
+    index: IndexConfig = field(default_factory=IndexConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'catalog.db').resolve()}"
+
+    @property
+    def index_dir(self) -> Path:
+        return self.home / "index"
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
+        """Settings from MIRSEARCH_* variables; keyword overrides win."""
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        if env.get("MIRSEARCH_HOME"):
+            values["home"] = Path(env["MIRSEARCH_HOME"])
+        if env.get("MIRSEARCH_DATABASE_URL"):
+            values["database_url"] = env["MIRSEARCH_DATABASE_URL"]
+        if env.get("MIRSEARCH_MODEL"):
+            values["model_path"] = Path(env["MIRSEARCH_MODEL"])
+        values.update(overrides)
+        return cls(**values)
