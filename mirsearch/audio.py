@@ -1,0 +1,263 @@
+"""Decode any audio FFmpeg reads (via PyAV) to mono float32 at one rate; tags; input validation."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import av
+import numpy as np
+
+from mirsearch.config import AudioConfig
+from mirsearch.errors import (
+    AudioError,
+    EmptyAudioError,
+    NotAudioError,
+    SilentAudioError,
+    TooLongError,
+)
+
+log = logging.getLogger(__name__)
+
+TAG_KEYS = ("title", "artist", "album", "genre")
+MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
+TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation
+MAGIC = (  # (offset, bytes) of the containers we sniff for
+    (0, b"RIFF"),
+    (0, b"fLaC"),
+    (0, b"OggS"),
+    (0, b"ID3"),
+    (4, b"ftyp"),
+    (0, b"FORM"),
+    (0, b"\x1a\x45\xdf\xa3"),
+    (0, b"MAC "),
+    (0, b"wvpk"),
+    (0, b"\x30\x26\xb2\x75"),
+    (0, b".snd"),
+)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the container says about a file, before decoding."""
+
+    path: str
+    format: str  # FFmpeg's container name, e.g. "ogg", "mp3", "mov,mp4,m4a,3gp,3g2,mj2"
+    codec: str  # e.g. "vorbis", "mp3float", "aac"
+    sample_rate: int  # of the file, not of the decoded signal
+    channels: int
+    duration_s: float  # as declared by the container; exact after `load`
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    samples: np.ndarray  # float32, mono, shape (n,)
+    sample_rate: int
+    info: AudioInfo
+
+
+def looks_like_audio(path: Path) -> bool:
+    """True when the first bytes look like a media container or an MPEG audio frame.
+
+    The walker uses it for files without an audio extension; files with one are always tried,
+    so a text file named .mp3 is recorded as failed rather than silently skipped.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    if any(head[offset : offset + len(magic)] == magic for offset, magic in MAGIC):
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    if not path.is_file():
+        raise AudioError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")
+    try:
+        container = av.open(str(path), metadata_errors="ignore")
+    except (av.error.InvalidDataError, av.error.ValueError, av.error.FFmpegError) as exc:
+        raise NotAudioError(f"{path}: not an audio file FFmpeg can read ({_reason(exc)})") from exc
+    if not container.streams.audio:
+        container.close()
+        raise NotAudioError(f"{path}: the file holds no audio stream")
+    return container
+
+
+def _reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
+    stream = container.streams.audio[0]
+    if container.duration is not None:
+        duration_s = container.duration / av.time_base
+    elif stream.duration is not None and stream.time_base is not None:
+        duration_s = float(stream.duration * stream.time_base)
+    else:
+        duration_s = 0.0
+    tags = {}
+    for source in (stream.metadata, container.metadata):
+        for key, value in source.items():
+            key = key.lower()
+            if key in TAG_KEYS and value and key not in tags:
+                tags[key] = str(value).strip()
+    return AudioInfo(
+        path=str(path),
+        format=container.format.name,
+        codec=stream.codec_context.name,
+        sample_rate=stream.codec_context.sample_rate or 0,
+        channels=stream.codec_context.channels or 0,
+        duration_s=max(0.0, duration_s),
+        tags=tags,
+    )
+
+
+def probe(path: Path, *, config: AudioConfig = AudioConfig()) -> AudioInfo:
+    """The container's description of `path`; refuses non-audio and over-long files undecoded."""
+    path = Path(path)
+    with _open(path) as container:
+        info = _info(path, container)
+    _check_declared_length(info, config)
+    return info
+
+
+def _check_declared_length(info: AudioInfo, config: AudioConfig) -> None:
+    if info.duration_s > config.max_duration_s:
+        raise TooLongError(
+            f"{info.path}: {info.duration_s / 60:.1f} min long; the limit is "
+            f"{config.max_duration_s / 60:.0f} min (AudioConfig.max_duration_s)"
+        )
+
+
+def iter_blocks(path: Path, *, config: AudioConfig = AudioConfig()) -> Iterator[np.ndarray]:
+    """Mono float32 blocks at `config.sample_rate`, decoded and resampled as the file streams."""
+    path = Path(path)
+    with _open(path) as container:
+        info = _info(path, container)
+        _check_declared_length(info, config)
+        yield from _decode(container, info, config)
+
+
+def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndarray]:
+    """Demux and decode packet by packet; a few unreadable packets are skipped, not fatal."""
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=config.sample_rate)
+    max_samples = int(config.max_duration_s * config.sample_rate)
+    block_samples = int(config.block_s * config.sample_rate)
+    pending: list[np.ndarray] = []
+    pending_n = total = bad_packets = 0
+    try:
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:
+                bad_packets += 1
+                if bad_packets > MAX_BAD_PACKETS:
+                    raise AudioError(f"{info.path}: the audio is corrupt ({_reason(exc)})") from exc
+                continue
+            for frame in frames:
+                for out in resampler.resample(frame):
+                    chunk = out.to_ndarray().reshape(-1)
+                    pending.append(chunk)
+                    pending_n += chunk.size
+                    total += chunk.size
+            if total > max_samples:
+                raise TooLongError(
+                    f"{info.path}: longer than the limit of {config.max_duration_s / 60:.0f} min "
+                    "(AudioConfig.max_duration_s)"
+                )
+            if pending_n >= block_samples:
+                yield np.concatenate(pending)
+                pending, pending_n = [], 0
+        for out in resampler.resample(None):
+            pending.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as exc:
+        raise AudioError(
+            f"{info.path}: the audio is corrupt or truncated ({_reason(exc)})"
+        ) from exc
+    if bad_packets:
+        log.info("%s: skipped %d unreadable packets", info.path, bad_packets)
+    if pending:
+        yield np.concatenate(pending)
+
+
+def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
+    """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio."""
+    path = Path(path)
+    with _open(path) as container:
+        info = _info(path, container)
+        _check_declared_length(info, config)
+        blocks = list(_decode(container, info, config))
+    samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+    decoded_s = samples.size / config.sample_rate
+    if samples.size == 0:
+        raise EmptyAudioError(f"{path}: the file decodes to no audio at all")
+    if info.duration_s > 1.0 and decoded_s < TRUNCATION_TOLERANCE * info.duration_s:
+        raise AudioError(
+            f"{path}: the file is truncated: decoded {decoded_s:.1f} s of the "
+            f"{info.duration_s:.1f} s it declares"
+        )
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    if 20 * np.log10(rms + 1e-12) < config.silence_dbfs:
+        raise SilentAudioError(
+            f"{path}: the audio is silent (level below {config.silence_dbfs:.0f} dBFS)"
+        )
+    exact = AudioInfo(**{**info.__dict__, "duration_s": decoded_s})
+    return Decoded(
+        samples=samples.astype(np.float32, copy=False), sample_rate=config.sample_rate, info=exact
+    )
+
+
+CODECS = {  # extension: (encoder, sample format, layout); FFmpeg's own Vorbis encoder needs stereo
+    ".wav": ("pcm_s16le", "s16", "mono"),
+    ".flac": ("flac", "s16", "mono"),
+    ".mp3": ("libmp3lame", "fltp", "mono"),
+    ".ogg": ("vorbis", "fltp", "stereo"),
+    ".opus": ("libopus", "flt", "mono"),
+    ".m4a": ("aac", "fltp", "mono"),
+}
+
+
+def write(
+    path: Path,
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    bit_rate: int | None = None,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """Write mono float32 `samples` to `path`; the codec follows the extension (see CODECS)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in CODECS:
+        raise AudioError(f"{path}: cannot write {suffix!r} files; known: {', '.join(CODECS)}")
+    codec, sample_format, layout = CODECS[suffix]
+    rate = 48_000 if codec == "libopus" else sample_rate
+    options = {"strict": "experimental"} if codec == "vorbis" else {}
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=rate, layout=layout, options=options)
+        if bit_rate:
+            stream.bit_rate = bit_rate
+        for key, value in (tags or {}).items():
+            container.metadata[key] = value
+        resampler = av.AudioResampler(format=sample_format, layout=layout, rate=rate)
+        clipped = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
+        step = sample_rate  # one second a frame keeps memory flat
+        for start in range(0, clipped.size, step):
+            frame = av.AudioFrame.from_ndarray(
+                clipped[None, start : start + step], format="flt", layout="mono"
+            )
+            frame.sample_rate = sample_rate
+            for out in resampler.resample(frame):
+                container.mux(stream.encode(out))
+        for out in resampler.resample(None):
+            container.mux(stream.encode(out))
+        container.mux(stream.encode(None))
+    return path
