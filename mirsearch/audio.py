@@ -82,7 +82,7 @@ def _open(path: Path) -> av.container.InputContainer:
         raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")
     try:
         container = av.open(str(path), metadata_errors="ignore")
-    except (av.error.InvalidDataError, av.error.ValueError, av.error.FFmpegError) as exc:
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
         raise NotAudioError(f"{path}: not an audio file FFmpeg can read ({_reason(exc)})") from exc
     if not container.streams.audio:
         container.close()
@@ -188,12 +188,30 @@ def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndar
         yield np.concatenate(pending)
 
 
+def _wav_missing_bytes(path: Path) -> int:
+    """For a RIFF/WAVE file, how many bytes of the declared data chunk are not in the file."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    at = head.find(b"data", 12)
+    if at < 0:
+        return 0
+    declared = int.from_bytes(head[at + 4 : at + 8], "little")
+    if declared in (0, 0xFFFFFFFF):  # streamed WAVs leave the size open
+        return 0
+    return max(0, at + 8 + declared - path.stat().st_size)
+
+
 def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
     """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio."""
     path = Path(path)
     with _open(path) as container:
         info = _info(path, container)
         _check_declared_length(info, config)
+        missing = _wav_missing_bytes(path) if info.format == "wav" else 0
+        if missing:
+            raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
         blocks = list(_decode(container, info, config))
     samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
     decoded_s = samples.size / config.sample_rate

@@ -1,0 +1,193 @@
+"""The one log-mel path, and per-track descriptors: MFCC, bands, centroid, tempo, key, loudness."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import cache
+
+import numpy as np
+import torch
+import torchaudio
+
+from mirsearch.config import FeatureConfig
+
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+# Krumhansl-Kessler key profiles (probe-tone ratings), tonic first.
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+BANDS_HZ = {"low": (20.0, 250.0), "mid": (250.0, 4000.0), "high": (4000.0, 20_000.0)}
+N_MFCC = 20
+TEMPO_RANGE_BPM = (50.0, 220.0)
+TEMPO_PRIOR_BPM = 120.0  # centre of the log-normal prior that settles octave ambiguity
+TEMPO_PRIOR_OCTAVES = 1.0  # its width, in octaves
+CHROMA_N_FFT = 8192  # long frames: 2 Hz bins at 16 kHz, enough to tell semitones apart low down
+CHROMA_RANGE_HZ = (55.0, 2000.0)
+EXCERPT_S = 90.0  # tempo, key, timbre and bands come from the central 90 s of longer tracks
+
+
+@cache
+def _mel_transform(config: FeatureConfig) -> torchaudio.transforms.MelSpectrogram:
+    return torchaudio.transforms.MelSpectrogram(
+        sample_rate=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
+        f_min=config.f_min,
+        f_max=config.f_max,
+        power=2.0,
+    )
+
+
+@cache
+def _to_db() -> torchaudio.transforms.AmplitudeToDB:
+    return torchaudio.transforms.AmplitudeToDB(stype="power", top_db=None)
+
+
+def log_mel(waveform: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """Log-mel power spectrogram in dB: (..., n_samples) float → (..., n_mels, n_frames).
+
+    The floor is absolute (-config.top_db dB), not relative to the loudest frame, so a window gives
+    the same values alone, inside a whole track or in a batch. Training, indexing and querying all
+    call this function.
+    """
+    with torch.no_grad():
+        mel = _mel_transform(config)(waveform.float())
+        return _to_db()(mel).clamp_(min=-config.top_db)
+
+
+@dataclass(frozen=True)
+class Descriptors:
+    """Musical and acoustic summary of a track, stored in the catalog."""
+
+    tempo_bpm: float
+    key: str  # "C major", "A minor"
+    key_confidence: float  # correlation of the chroma with the best key profile, in [-1, 1]
+    loudness_db: float  # RMS level in dBFS
+    centroid_hz: float  # mean spectral centroid
+    band_energy: dict[str, float]  # share of energy in low (<250 Hz), mid, high (>4 kHz)
+    mfcc_mean: list[float]  # 20 coefficients
+    mfcc_std: list[float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def describe(samples: np.ndarray, sample_rate: int, *, config: FeatureConfig = FeatureConfig()):
+    """Descriptors of mono float32 `samples` at `sample_rate` (must be config.sample_rate)."""
+    whole = np.asarray(samples, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(np.square(whole, dtype=np.float64)))) if whole.size else 0.0
+    x = central_excerpt(whole, sample_rate)
+    key, confidence = estimate_key(x, sample_rate)
+    mel_db = log_mel(torch.from_numpy(x), config)
+    mfcc = _mfcc(mel_db, config)
+    power, freqs = _power_spectrum(x, sample_rate)
+    return Descriptors(
+        tempo_bpm=round(estimate_tempo(x, sample_rate, mel_db=mel_db, config=config), 2),
+        key=key,
+        key_confidence=round(confidence, 3),
+        loudness_db=round(float(20 * np.log10(rms + 1e-12)), 2),
+        centroid_hz=round(float((power * freqs).sum() / (power.sum() + 1e-20)), 1),
+        band_energy=band_energies(x, sample_rate, spectrum=(power, freqs)),
+        mfcc_mean=[round(float(v), 3) for v in mfcc.mean(axis=1)],
+        mfcc_std=[round(float(v), 3) for v in mfcc.std(axis=1)],
+    )
+
+
+def central_excerpt(x: np.ndarray, sample_rate: int, *, length_s: float = EXCERPT_S) -> np.ndarray:
+    n = int(length_s * sample_rate)
+    start = max(0, (x.size - n) // 2)
+    return x[start : start + n]
+
+
+def mfcc_stats(samples: np.ndarray, sample_rate: int, *, config: FeatureConfig = FeatureConfig()):
+    """(40,) float32: mean and std over time of 20 MFCCs (the classical baseline's features)."""
+    mel_db = log_mel(torch.from_numpy(np.asarray(samples, dtype=np.float32)), config)
+    mfcc = _mfcc(mel_db, config)
+    return np.concatenate([mfcc.mean(axis=1), mfcc.std(axis=1)]).astype(np.float32)
+
+
+@cache
+def _dct(n_mels: int) -> torch.Tensor:
+    return torchaudio.functional.create_dct(N_MFCC, n_mels, norm="ortho")
+
+
+def _mfcc(mel_db: torch.Tensor, config: FeatureConfig) -> np.ndarray:
+    """(20, n_frames) MFCCs as the DCT of the one log-mel spectrogram."""
+    return (mel_db.transpose(-1, -2) @ _dct(config.n_mels)).transpose(-1, -2).numpy()
+
+
+def _power_spectrum(x: np.ndarray, sample_rate: int, *, n_fft: int = 2048):
+    """Mean power per frequency over the track (Welch-style), and the bin frequencies."""
+    if x.size < n_fft:
+        x = np.pad(x, (0, n_fft - x.size))
+    frames = torch.from_numpy(x).unfold(0, n_fft, n_fft)
+    spectrum = torch.fft.rfft(frames * torch.hann_window(n_fft), dim=-1).abs().square()
+    return spectrum.mean(0).numpy().astype(np.float64), np.fft.rfftfreq(n_fft, 1 / sample_rate)
+
+
+def band_energies(x: np.ndarray, sample_rate: int, *, spectrum=None) -> dict[str, float]:
+    """Share of the energy that passes each band-pass filter (ideal filters, in the FFT domain)."""
+    power, freqs = spectrum if spectrum is not None else _power_spectrum(x, sample_rate)
+    total = power[(freqs >= 20.0)].sum() + 1e-20
+    return {
+        name: round(float(power[(freqs >= lo) & (freqs < hi)].sum() / total), 4)
+        for name, (lo, hi) in BANDS_HZ.items()
+    }
+
+
+def estimate_tempo(
+    x: np.ndarray,
+    sample_rate: int,
+    *,
+    mel_db: torch.Tensor | None = None,
+    config: FeatureConfig = FeatureConfig(),
+) -> float:
+    """Tempo in BPM: autocorrelation of the spectral-flux onset envelope, with a prior at 120 BPM."""
+    if mel_db is None:
+        mel_db = log_mel(torch.from_numpy(x), config)
+    flux = np.maximum(np.diff(mel_db.numpy(), axis=1), 0.0).mean(axis=0)
+    flux = np.convolve(flux, [0.1, 0.2, 0.4, 0.2, 0.1], mode="same")  # a beat between frames
+    envelope, fps = flux - flux.mean(), config.frames_per_s  # should not split its peak
+    if envelope.size < 4 * fps:
+        return 0.0
+    n = 1 << int(np.ceil(np.log2(2 * envelope.size)))
+    spectrum = np.fft.rfft(envelope, n)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, n)[: envelope.size]
+    acf /= acf[0] + 1e-20
+    lo, hi = int(fps * 60 / TEMPO_RANGE_BPM[1]), int(np.ceil(fps * 60 / TEMPO_RANGE_BPM[0]))
+    lags = np.arange(lo, min(hi, acf.size - 2))
+    bpm = 60 * fps / lags
+    prior = np.exp(-0.5 * (np.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
+    # A period between two lags splits its peak: judge each lag by its neighbourhood's best.
+    peak = np.maximum(acf[lags], np.maximum(acf[lags - 1], acf[lags + 1]))
+    best = lags[int(np.argmax(peak * prior))]
+    best = max(best - 1, best, best + 1, key=lambda lag: acf[lag])
+    a, b, c = acf[best - 1], acf[best], acf[best + 1]
+    shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
+    return float(60 * fps / (best + np.clip(shift, -0.5, 0.5)))
+
+
+def chroma(x: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(12,) energy per pitch class (C first), normalised to sum 1, from long STFT frames."""
+    if x.size < CHROMA_N_FFT:
+        x = np.pad(x, (0, CHROMA_N_FFT - x.size))
+    frames = torch.from_numpy(x).unfold(0, CHROMA_N_FFT, CHROMA_N_FFT)
+    magnitude = torch.fft.rfft(frames * torch.hann_window(CHROMA_N_FFT), dim=-1).abs()
+    freqs = np.fft.rfftfreq(CHROMA_N_FFT, 1 / sample_rate)
+    keep = (freqs >= CHROMA_RANGE_HZ[0]) & (freqs <= CHROMA_RANGE_HZ[1])
+    energy = np.sqrt(magnitude.numpy()[:, keep]).sum(axis=0)  # compressed, so loud bass won't rule
+    pitch_class = np.round(12 * np.log2(freqs[keep] / 440.0) + 9).astype(int) % 12
+    out = np.bincount(pitch_class, weights=energy, minlength=12)
+    return out / (out.sum() + 1e-20)
+
+
+def estimate_key(x: np.ndarray, sample_rate: int) -> tuple[str, float]:
+    """Best of the 24 major/minor keys by correlating the chroma with rotated key profiles."""
+    profile = chroma(x, sample_rate)
+    best, best_r = "C major", -1.0
+    for tonic in range(12):
+        for mode, template in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
+            r = float(np.corrcoef(profile, np.roll(template, tonic))[0, 1])
+            if r > best_r:
+                best, best_r = f"{NOTE_NAMES[tonic]} {mode}", r
+    return best, best_r

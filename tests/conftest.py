@@ -1,0 +1,83 @@
+"""Shared fixtures: ../shared (skipped with a reason when absent), synthetic audio, temp homes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mirsearch.audio import write
+from mirsearch.config import Settings
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SR = 16_000
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} not found: this test needs ../shared beside the checkout")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _need(SHARED)
+
+
+@pytest.fixture(scope="session")
+def shared_audio(shared_dir) -> Path:
+    return _need(shared_dir / "audio" / "manifest.tsv").parent
+
+
+@pytest.fixture(scope="session")
+def shared_genres(shared_dir) -> Path:
+    return _need(shared_dir / "genres" / "manifest.tsv").parent
+
+
+def tone(hz: float, seconds: float, *, sr: int = SR, amplitude: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def clicks(bpm: float, seconds: float, *, sr: int = SR, seed: int = 0) -> np.ndarray:
+    """Short noise bursts on every beat."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros(int(seconds * sr), dtype=np.float32)
+    for onset in np.arange(0, seconds, 60.0 / bpm):
+        i = int(onset * sr)
+        burst = x[i : i + 200]
+        burst += 0.5 * rng.standard_normal(burst.size).astype(np.float32)
+    return x
+
+
+def chords(midi_chords: list[list[int]], *, seconds_each: float = 2.0, sr: int = SR) -> np.ndarray:
+    """Each chord held for `seconds_each`, three harmonics per note."""
+    t = np.arange(int(seconds_each * sr)) / sr
+    out = []
+    for chord in midi_chords:
+        hz = [440.0 * 2 ** ((m - 69) / 12) for m in chord]
+        out.append(sum(0.2 / h * np.sin(2 * np.pi * f * h * t) for f in hz for h in (1, 2, 3)))
+    return np.concatenate(out).astype(np.float32)
+
+
+def noise(seconds: float, *, sr: int = SR, seed: int = 0, amplitude: float = 0.2) -> np.ndarray:
+    return (amplitude * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(
+        np.float32
+    )
+
+
+@pytest.fixture
+def write_audio(tmp_path):
+    """write_audio(name, samples, sr=16000, **tags) → path of an encoded file in tmp_path."""
+
+    def _write(name: str, samples: np.ndarray, sr: int = SR, **tags) -> Path:
+        return write(tmp_path / name, samples, sr, tags=tags or None)
+
+    return _write
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    """Settings with a fresh home (SQLite catalog + index) under tmp_path."""
+    return Settings.from_env({}, home=tmp_path / "home")

@@ -1,0 +1,144 @@
+"""Decoding: formats, tags, durations of the real music, and every kind of bad input."""
+
+from __future__ import annotations
+
+import csv
+import tracemalloc
+
+import numpy as np
+import pytest
+from conftest import SR, tone
+
+from mirsearch import audio
+from mirsearch.config import AudioConfig
+from mirsearch.errors import (
+    AudioError,
+    EmptyAudioError,
+    NotAudioError,
+    SilentAudioError,
+    TooLongError,
+)
+
+
+def dominant_hz(samples: np.ndarray, sr: int) -> float:
+    spectrum = np.abs(np.fft.rfft(samples))
+    return float(np.fft.rfftfreq(samples.size, 1 / sr)[spectrum.argmax()])
+
+
+@pytest.mark.parametrize("suffix", sorted(audio.CODECS))
+def test_every_written_format_decodes_to_the_same_tone(write_audio, suffix):
+    path = write_audio(f"tone{suffix}", tone(440.0, 4.0, sr=22_050), 22_050)
+    decoded = audio.load(path)
+    assert decoded.sample_rate == SR
+    assert decoded.samples.dtype == np.float32 and decoded.samples.ndim == 1
+    assert decoded.info.duration_s == pytest.approx(4.0, abs=0.15)
+    assert dominant_hz(decoded.samples, SR) == pytest.approx(440.0, abs=2.0)
+
+
+def test_tags_are_read_from_the_container(write_audio):
+    path = write_audio(
+        "tagged.flac",
+        tone(220.0, 2.0),
+        title="Song <1>",
+        artist="Band",
+        album="Record",
+        genre="jazz",
+    )
+    tags = audio.probe(path).tags
+    assert tags == {"title": "Song <1>", "artist": "Band", "album": "Record", "genre": "jazz"}
+
+
+def test_zero_length_file_is_empty(tmp_path):
+    path = tmp_path / "empty.mp3"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyAudioError, match="empty"):
+        audio.load(path)
+
+
+@pytest.mark.parametrize("content", [b"hello, this is a text file\n" * 50, bytes(range(256)) * 40])
+def test_text_or_random_bytes_named_mp3_is_not_audio(tmp_path, content):
+    path = tmp_path / "song.mp3"
+    path.write_bytes(content)
+    with pytest.raises(AudioError, match="song.mp3"):
+        audio.load(path)
+    assert not audio.looks_like_audio(tmp_path / "song.mp3") or content[:3] == b"ID3"
+
+
+def test_looks_like_audio_by_content_not_by_name(write_audio, tmp_path):
+    real = write_audio("x.ogg", tone(330.0, 1.0))
+    disguised = tmp_path / "notes.txt"
+    disguised.write_bytes(real.read_bytes())
+    text = tmp_path / "fake.mp3"
+    text.write_text("not audio at all")
+    assert audio.looks_like_audio(disguised)
+    assert not audio.looks_like_audio(text)
+
+
+@pytest.mark.parametrize("suffix", [".flac", ".mp3", ".wav"])
+def test_truncated_file_is_refused(write_audio, suffix):
+    path = write_audio(f"long{suffix}", tone(440.0, 20.0))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="truncated|corrupt"):
+        audio.load(path)
+
+
+def test_garbage_after_a_valid_header_is_an_error(write_audio):
+    path = write_audio("broken.flac", tone(440.0, 10.0))
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    data[200:] = rng.integers(0, 256, len(data) - 200, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioError):
+        audio.load(path)
+
+
+def test_silence_is_refused(write_audio):
+    path = write_audio("silent.wav", np.zeros(SR * 3, dtype=np.float32))
+    with pytest.raises(SilentAudioError, match="silent"):
+        audio.load(path)
+
+
+def test_over_long_file_is_refused_before_decoding(write_audio):
+    path = write_audio("long.flac", tone(440.0, 30.0))
+    config = AudioConfig(max_duration_s=10.0)
+    with pytest.raises(TooLongError, match="limit"):
+        audio.probe(path, config=config)
+    tracemalloc.start()
+    with pytest.raises(TooLongError):
+        audio.load(path, config=config)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 30 * SR * 4 / 2, "the whole file was decoded before the limit was checked"
+
+
+def test_a_long_file_streams_in_bounded_memory(write_audio):
+    rate, seconds = 44_100, 600.0
+    path = write_audio("hour.flac", tone(440.0, seconds, sr=rate), rate)
+    tracemalloc.start()
+    n = sum(block.size for block in audio.iter_blocks(path))
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert n == pytest.approx(seconds * SR, abs=SR * 0.1)
+    full_rate_stereo_bytes = seconds * rate * 2 * 4
+    assert peak < full_rate_stereo_bytes / 20
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        audio.load(tmp_path / "nope.wav")
+
+
+def test_not_audio_error_for_an_image(tmp_path):
+    path = tmp_path / "cover.ogg"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(500))
+    with pytest.raises(NotAudioError):
+        audio.load(path)
+
+
+def test_every_shared_file_decodes_to_its_manifest_duration(shared_audio):
+    with open(shared_audio / "manifest.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    for row in rows:
+        info = audio.load(shared_audio / row["path"]).info
+        assert info.duration_s == pytest.approx(float(row["duration_s"]), abs=0.1), row["path"]

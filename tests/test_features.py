@@ -1,0 +1,89 @@
+"""Features with known answers on synthetic signals, and tempo/key against ../shared/genres."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from conftest import SR, chords, clicks, noise, tone
+
+from mirsearch import audio, features
+from mirsearch.config import FeatureConfig
+
+ENHARMONIC = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
+
+
+def test_log_mel_shape_and_one_window_equals_its_place_in_a_batch():
+    config = FeatureConfig()
+    x = torch.from_numpy(np.concatenate([noise(3.0), tone(440.0, 3.0)]))
+    alone = features.log_mel(x[: 3 * SR], config)
+    batch = features.log_mel(torch.stack([x[: 3 * SR], x[3 * SR :]]), config)
+    assert alone.shape == (config.n_mels, 3 * SR // config.hop_length + 1)
+    assert torch.equal(alone, batch[0])
+
+
+def test_log_mel_floor_is_absolute():
+    out = features.log_mel(torch.zeros(SR), FeatureConfig(top_db=80.0))
+    assert float(out.max()) == -80.0
+
+
+def test_chroma_of_a_440_hz_tone_peaks_at_a():
+    assert features.NOTE_NAMES[int(features.chroma(tone(440.0, 5.0), SR).argmax())] == "A"
+
+
+@pytest.mark.parametrize("bpm", [90.0, 120.0, 140.0])
+def test_click_track_tempo(bpm):
+    assert features.estimate_tempo(clicks(bpm, 30.0), SR) == pytest.approx(bpm, abs=2.0)
+
+
+def test_c_major_progression_is_c_major():
+    progression = chords([[60, 64, 67], [65, 69, 72], [67, 71, 74], [60, 64, 67]] * 3)
+    assert features.estimate_key(progression, SR)[0] == "C major"
+
+
+def test_a_minor_progression_is_a_minor():
+    progression = chords([[57, 60, 64], [62, 65, 69], [64, 68, 71], [57, 60, 64]] * 3)
+    assert features.estimate_key(progression, SR)[0] == "A minor"
+
+
+@pytest.mark.parametrize(("hz", "band"), [(100.0, "low"), (1000.0, "mid"), (6000.0, "high")])
+def test_tones_land_in_their_band(hz, band):
+    energies = features.band_energies(tone(hz, 3.0), SR)
+    assert max(energies, key=energies.get) == band
+    assert energies[band] > 0.95
+
+
+def test_describe_summarises_a_signal():
+    x = clicks(120.0, 20.0) + chords([[60, 64, 67]] * 10)
+    d = features.describe(x, SR)
+    assert d.tempo_bpm == pytest.approx(120.0, abs=2.0)
+    assert len(d.mfcc_mean) == len(d.mfcc_std) == 20
+    assert sum(d.band_energy.values()) == pytest.approx(1.0, abs=0.01)
+    assert -40.0 < d.loudness_db < 0.0
+    assert 100.0 < d.centroid_hz < 4000.0
+    assert set(d.to_dict()) >= {"tempo_bpm", "key", "loudness_db", "band_energy"}
+
+
+def test_louder_copy_is_6_db_louder():
+    x = chords([[60, 64, 67]] * 3)
+    assert features.describe(2 * x, SR).loudness_db - features.describe(x, SR).loudness_db == (
+        pytest.approx(6.02, abs=0.05)
+    )
+
+
+def test_tempo_and_key_on_the_genre_set(shared_genres):
+    """Known tempo and key by construction; a floor on accuracy (measured: see the README)."""
+    with open(shared_genres / "manifest.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))[::11]
+    tempo_ok = key_ok = 0
+    for row in rows:
+        x = audio.load(shared_genres / row["path"]).samples
+        bpm = features.estimate_tempo(x, SR)
+        true = float(row["tempo_bpm"])
+        tempo_ok += any(abs(bpm - true * f) <= 0.04 * true * f for f in (0.5, 1.0, 2.0))
+        tonic, mode = row["key"].split()
+        key_ok += features.estimate_key(x, SR)[0] == f"{ENHARMONIC.get(tonic, tonic)} {mode}"
+    assert tempo_ok / len(rows) >= 0.7
+    assert key_ok / len(rows) >= 0.2
