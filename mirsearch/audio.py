@@ -233,11 +233,12 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
     )
 
 
-CODECS = {  # extension: (encoder, sample format, layout); FFmpeg's own Vorbis encoder needs stereo
+CODECS = {  # extension: (encoder, sample format, layout); .ogg holds Opus: FFmpeg's own Vorbis
+    # encoder is experimental and aborts on some input, and the wheel has no libvorbis
     ".wav": ("pcm_s16le", "s16", "mono"),
     ".flac": ("flac", "s16", "mono"),
     ".mp3": ("libmp3lame", "fltp", "mono"),
-    ".ogg": ("vorbis", "fltp", "stereo"),
+    ".ogg": ("libopus", "flt", "mono"),
     ".opus": ("libopus", "flt", "mono"),
     ".m4a": ("aac", "fltp", "mono"),
 }
@@ -258,9 +259,8 @@ def write(
         raise AudioError(f"{path}: cannot write {suffix!r} files; known: {', '.join(CODECS)}")
     codec, sample_format, layout = CODECS[suffix]
     rate = 48_000 if codec == "libopus" else sample_rate
-    options = {"strict": "experimental"} if codec == "vorbis" else {}
     with av.open(str(path), "w") as container:
-        stream = container.add_stream(codec, rate=rate, layout=layout, options=options)
+        stream = container.add_stream(codec, rate=rate, layout=layout)
         if bit_rate:
             stream.bit_rate = bit_rate
         for key, value in (tags or {}).items():

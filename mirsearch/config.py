@@ -19,7 +19,7 @@ class AudioConfig:
 class FeatureConfig:
     sample_rate: int = 16_000  # must equal AudioConfig.sample_rate
     n_fft: int = 512  # 32 ms frames at 16 kHz
-    hop_length: int = 256  # 16 ms hop: 62.5 frames a second
+    hop_length: int = 250  # 15.6 ms hop: 64 frames a second, so 16-frame columns are 0.25 s
     n_mels: int = 64  # mel bands between f_min and f_max
     f_min: float = 30.0  # Hz; below this is rumble
     f_max: float = 8_000.0  # Hz; Nyquist at 16 kHz
@@ -40,7 +40,7 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class IndexConfig:
-    exact_max_vectors: int = 2_000_000  # above this many window vectors, switch to an approximate index
+    exact_max_vectors: int = 2_000_000  # more window vectors than this: an approximate index
     kind: str = "auto"  # "auto", "flat" (exact), "hnsw" or "ivfpq"
     hnsw_m: int = 32  # HNSW graph degree
     hnsw_ef_search: int = 128  # HNSW search breadth
@@ -48,7 +48,7 @@ class IndexConfig:
     ivf_nprobe: int = 32  # cells visited per query
     pq_m: int = 32  # PQ sub-quantisers (bytes per vector)
     ivf_refine_k_factor: int = 8  # IVF-PQ fetches k times this and re-ranks with 8-bit vectors
-    exact_filter_max_vectors: int = 50_000  # approximate indexes search smaller filtered sets exactly
+    exact_filter_max_vectors: int = 200_000  # filters allowing fewer are searched exactly
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,22 @@ class SearchConfig:
     k: int = 10  # results returned by default
     max_k: int = 1000  # larger k is refused
     neighbours_per_window: int = 64  # window hits fetched per query window
+    rescore_candidates: int = 100  # tracks (at least k) re-scored exactly against their windows
+    alignment_weight: float = 0.5  # share of the time-aligned score; the rest is mean-of-max
+    max_query_windows: int = 240  # longer queries are subsampled evenly to this many windows
     min_query_s: float = 3.0  # shorter clips are refused
+
+
+@dataclass(frozen=True)
+class DuplicateConfig:
+    neighbours: int = 20  # nearest catalog windows fetched per query window
+    min_similarity: float = 0.5  # window pairs less alike than this cast no vote
+    speeds: tuple[float, ...] = tuple(round(0.94 + 0.01 * i, 2) for i in range(13))  # 0.94–1.06
+    tolerance_s: float = 0.5  # slack around a line beyond half a catalog hop, in track seconds
+    min_windows: int = 3  # fewer agreeing query windows is never a duplicate
+    full_windows: int = 8  # agreeing query windows at which the evidence counts in full
+    window_s: float = 3.0  # length of a window (for the matched duration)
+    default_threshold: float = 0.6  # used when no calibration exists for the model
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,7 @@ class Settings:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    duplicates: DuplicateConfig = field(default_factory=DuplicateConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
 
     @property

@@ -1,0 +1,131 @@
+"""Retrieval evaluation on real music: clip → source track, and whole-track precision@5 by package.
+
+Indexes the folder into a temporary home with the real indexer, then measures:
+- rank-1 accuracy of 10 s clips cut at seeded random offsets, as they are and re-encoded to MP3;
+- precision@5 of "same source package" for whole tracks (the manifest's `package`, a proxy for
+  sounding alike), for our embeddings (`similar`) and for an MFCC-statistics baseline, same run.
+Prints a JSON object and writes it to bench/retrieval.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from mirsearch.transforms import TRANSFORMS
+
+from mirsearch.api import Engine
+from mirsearch.audio import load, write
+from mirsearch.config import Settings
+
+OUT = Path(__file__).resolve().parent / "retrieval.json"
+
+
+def read_manifest(audio_dir: Path) -> dict[str, dict]:
+    with open(audio_dir / "manifest.tsv", newline="") as f:
+        return {row["path"]: row for row in csv.DictReader(f, delimiter="\t")}
+
+
+def clip_accuracy(
+    engine: Engine,
+    audio_dir: Path,
+    ids: dict[str, int],
+    *,
+    clips_per_track: int,
+    clip_s: float,
+    seed: int,
+    workdir: Path,
+) -> dict:
+    """Rank-1 accuracy of clips cut at random offsets, plain and re-encoded to 64 kbit/s MP3."""
+    rng = np.random.default_rng(seed)
+    hits = {"none": 0, "mp3_64k": 0}
+    total = 0
+    for name, track_id in sorted(ids.items()):
+        decoded = load(audio_dir / name, config=engine.settings.audio)
+        sr = decoded.sample_rate
+        for _ in range(clips_per_track):
+            start = int(rng.uniform(0, max(0.0, decoded.info.duration_s - clip_s)) * sr)
+            clip = decoded.samples[start : start + int(clip_s * sr)]
+            total += 1
+            for label, transform in (("none", None), ("mp3_64k", TRANSFORMS["mp3_64k"])):
+                samples, rate = (clip, sr) if transform is None else transform(clip, sr, rng=rng)
+                path = workdir / f"clip-{label}.wav"
+                write(path, samples, rate)
+                results = engine.search(path, k=1)
+                hits[label] += bool(results) and results[0].track_id == track_id
+    return {label: round(count / total, 4) for label, count in hits.items()} | {"clips": total}
+
+
+def precision_at_5(engine: Engine, manifest: dict[str, dict], ids: dict[str, int]) -> dict:
+    """Whole-track precision@5 of same package: embeddings vs MFCC statistics."""
+    package = {ids[name]: row["package"] for name, row in manifest.items() if name in ids}
+    ours = []
+    for track_id in package:
+        results = engine.similar(track_id, k=5)
+        ours.append(np.mean([package[r.track_id] == package[track_id] for r in results]))
+    rows = engine.catalog.get_many(list(package))
+    order = list(package)
+    mfcc = np.array(
+        [rows[t].descriptors["mfcc_mean"] + rows[t].descriptors["mfcc_std"] for t in order]
+    )
+    mfcc = (mfcc - mfcc.mean(0)) / (mfcc.std(0) + 1e-9)
+    mfcc /= np.linalg.norm(mfcc, axis=1, keepdims=True)
+    similarity = mfcc @ mfcc.T
+    np.fill_diagonal(similarity, -np.inf)
+    baseline = []
+    for i, track_id in enumerate(order):
+        top = np.argsort(-similarity[i])[:5]
+        baseline.append(np.mean([package[order[j]] == package[track_id] for j in top]))
+    return {
+        "embeddings": round(float(np.mean(ours)), 4),
+        "mfcc_baseline": round(float(np.mean(baseline)), 4),
+        "tracks": len(order),
+    }
+
+
+def run(audio_dir: Path, *, clips_per_track: int = 3, seed: int = 0) -> dict:
+    manifest = read_manifest(audio_dir)
+    with tempfile.TemporaryDirectory() as home:
+        engine = Engine(Settings.from_env(home=Path(home)))
+        started = time.perf_counter()
+        summary = engine.index_paths([audio_dir], workers=2)
+        index_s = time.perf_counter() - started
+        rows, _ = engine.catalog.list_tracks(per_page=10_000)
+        ids = {Path(r.path).name: r.id for r in rows if Path(r.path).name in manifest}
+        clips = clip_accuracy(
+            engine,
+            audio_dir,
+            ids,
+            clips_per_track=clips_per_track,
+            clip_s=10.0,
+            seed=seed,
+            workdir=Path(home),
+        )
+        return {
+            "date": time.strftime("%Y-%m-%d"),
+            "index": summary.to_dict() | {"seconds": round(index_s, 2)},
+            "clip_rank1_10s": clips,
+            "precision_at_5_same_package": precision_at_5(engine, manifest, ids),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio_dir", type=Path)
+    parser.add_argument("--clips-per-track", type=int, default=3)
+    args = parser.parse_args()
+    if not (args.audio_dir / "manifest.tsv").exists():
+        sys.exit(f"{args.audio_dir}/manifest.tsv not found: this evaluation needs ../shared/audio")
+    result = run(args.audio_dir, clips_per_track=args.clips_per_track)
+    OUT.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""mirsearch: content-based music search, genre classification and near-duplicate detection.
+
+The public Python API. One `Engine` (model, catalog and vector index loaded once) serves every call;
+these functions use a default engine built from the environment (MIRSEARCH_HOME, ...).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mirsearch.api import Classification, Engine, MatchResult, Result
+    from mirsearch.indexer import IndexSummary
+
+__all__ = ["classify", "default_engine", "index_paths", "match", "search", "similar"]
+
+
+@cache
+def default_engine() -> Engine:
+    from mirsearch.api import Engine
+
+    return Engine()
+
+
+def index_paths(paths: list[Path], **options) -> IndexSummary:
+    """Index folders or files of audio (incremental); see `Indexer.run` for options."""
+    return default_engine().index_paths(paths, **options)
+
+
+def search(clip: Path, *, k: int = 10, genres: tuple[str, ...] = ()) -> list[Result]:
+    """Catalog tracks that sound most like `clip`, best first, optionally within `genres`."""
+    return default_engine().search(clip, k=k, genres=genres)
+
+
+def similar(track_id: int, *, k: int = 10, genres: tuple[str, ...] = ()) -> list[Result]:
+    """More like this: catalog tracks that sound like catalog track `track_id`."""
+    return default_engine().similar(track_id, k=k, genres=genres)
+
+
+def match(clip: Path) -> list[MatchResult]:
+    """The catalog tracks that `clip` contains (near-duplicates), best first."""
+    return default_engine().match(clip)
+
+
+def classify(path: Path, *, similar_k: int = 5) -> Classification:
+    """Genre probabilities of a file and its most similar catalog tracks."""
+    return default_engine().classify(path, similar_k=similar_k)

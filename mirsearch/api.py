@@ -1,0 +1,291 @@
+"""The Python API the CLI and the web site call: one Engine holds the model, catalog and index."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mirsearch import audio
+from mirsearch.catalog import Catalog, Track
+from mirsearch.config import Settings
+from mirsearch.duplicates import find_groups, find_matches
+from mirsearch.embeddings import Analysis, Embedder
+from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
+from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.indexer import Indexer, IndexSummary
+from mirsearch.search import Hit, rank
+from mirsearch.search import similar as similar_tracks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Result:
+    """One search hit as the CLI and the HTTP API print it."""
+
+    track_id: int
+    path: str
+    title: str | None
+    artist: str | None
+    genre: str | None
+    score: float
+    offset_s: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """A catalog track found inside an upload, with where and how fast it plays."""
+
+    track_id: int
+    path: str
+    title: str | None
+    score: float
+    query_offset_s: float
+    track_offset_s: float
+    duration_s: float
+    speed: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Classification:
+    genre: str
+    probabilities: dict[str, float]
+    similar: list[Result] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {
+            "genre": self.genre,
+            "probabilities": self.probabilities,
+            "similar": [r.to_dict() for r in self.similar],
+        }
+        if self.timeline:
+            out["timeline"] = self.timeline
+        return out
+
+
+class Engine:
+    """Model, catalog and vector index, loaded once and shared safely between threads."""
+
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or Settings.from_env()
+        self.catalog = Catalog(self.settings.db_url)
+        self._lock = threading.RLock()
+        self._embedder: Embedder | None = None
+        self._index: VectorIndex | None = None
+        self._generation = 0
+
+    # -- shared resources -------------------------------------------------------------------------
+
+    @property
+    def embedder(self) -> Embedder:
+        with self._lock:
+            if self._embedder is None:
+                self._embedder = Embedder(self.settings.model_path, config=self.settings.embedding)
+            return self._embedder
+
+    def index(self) -> VectorIndex | None:
+        """The vector index at the catalog's current generation (reloaded when it moves on)."""
+        state = self.catalog.index_state()
+        with self._lock:
+            if state.generation == 0:
+                return None
+            if self._index is None or state.generation != self._generation:
+                self._index = VectorIndex.load(
+                    self.settings.index_dir,
+                    state.generation,
+                    expect=self._expected_meta(),
+                    config=self.settings.index,
+                )
+                self._generation = state.generation
+            return self._index
+
+    def _expected_meta(self) -> IndexMeta:
+        embedder = self.embedder
+        return IndexMeta.for_model(
+            dim=embedder.dim,
+            model_hash=embedder.model_hash,
+            feature_config=embedder.feature_config,
+            hop_s=self.settings.embedding.hop_s,
+        )
+
+    def _require_index(self) -> VectorIndex:
+        index = self.index()
+        if index is None or index.n_tracks == 0:
+            raise NotFoundError("the catalog is empty: run `mirsearch index PATH` first")
+        return index
+
+    # -- queries ------------------------------------------------------------------------------------
+
+    def analyse_file(self, path: Path, *, min_duration_s: float | None = None) -> Analysis:
+        """Decode and embed an uploaded clip at the dense query hop."""
+        decoded = audio.load(Path(path), config=self.settings.audio)
+        minimum = self.settings.search.min_query_s if min_duration_s is None else min_duration_s
+        if decoded.info.duration_s < minimum:
+            raise TooShortError(
+                f"{path}: the clip is {decoded.info.duration_s:.1f} s long; "
+                f"queries need at least {minimum:.0f} s of audio"
+            )
+        return self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.query_hop_s)
+
+    def search(
+        self, path: Path, *, k: int | None = None, genres: Sequence[str] = ()
+    ) -> list[Result]:
+        """The catalog tracks that sound most like the clip at `path`, best first."""
+        return self._rank(self.analyse_file(path), k=k, genres=genres)
+
+    def _rank(self, analysis: Analysis, *, k: int | None, genres: Sequence[str]) -> list[Result]:
+        k = self._check_k(k)
+        index = self._require_index()
+        allowed = self._allowed_tracks(genres)
+        hits = rank(
+            index,
+            analysis.vectors,
+            analysis.offsets_s,
+            k=k,
+            allowed_tracks=allowed,
+            neighbours=self.settings.search.neighbours_per_window,
+        )
+        return self._results(hits)
+
+    def similar(
+        self, track_id: int, *, k: int | None = None, genres: Sequence[str] = ()
+    ) -> list[Result]:
+        """More like this: catalog tracks that sound like catalog track `track_id`."""
+        k = self._check_k(k)
+        self.track(track_id)
+        index = self._require_index()
+        if not index.contains(track_id):
+            raise NotFoundError(f"track {track_id} has no embeddings (status is not 'indexed')")
+        hits = similar_tracks(index, track_id, k=k, allowed_tracks=self._allowed_tracks(genres))
+        return self._results(hits)
+
+    def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
+        """Genre probabilities of a file and, once a catalog exists, its most similar tracks."""
+        analysis = self.analyse_file(path, min_duration_s=1.0)
+        labels = self.embedder.labels
+        probabilities = {g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities)}
+        genre = max(probabilities, key=probabilities.get)
+        index = self.index()
+        similar = []
+        if index is not None and index.n_tracks and similar_k > 0:
+            similar = self._rank(analysis, k=min(similar_k, index.n_tracks), genres=())
+        windows = []
+        if timeline:
+            for offset, row in zip(analysis.offsets_s, analysis.window_probabilities):
+                best = int(row.argmax())
+                windows.append(
+                    {
+                        "offset_s": round(float(offset), 2),
+                        "genre": labels[best],
+                        "probability": round(float(row[best]), 4),
+                    }
+                )
+        return Classification(genre, probabilities, similar, windows)
+
+    def match(self, path: Path) -> list[MatchResult]:
+        """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""
+        analysis = self.analyse_file(path)
+        index = self._require_index()
+        matches = find_matches(
+            index,
+            analysis.vectors,
+            analysis.offsets_s,
+            config=self.settings.duplicates,
+            threshold=index.meta.match_threshold,
+        )
+        rows = self.catalog.get_many([m.track_id for m in matches])
+        return [
+            MatchResult(
+                track_id=m.track_id,
+                path=rows[m.track_id].path,
+                title=rows[m.track_id].title,
+                score=round(m.score, 4),
+                query_offset_s=round(m.query_offset_s, 2),
+                track_offset_s=round(m.track_offset_s, 2),
+                duration_s=round(m.duration_s, 2),
+                speed=round(m.speed, 3),
+            )
+            for m in matches
+            if m.track_id in rows
+        ]
+
+    def dupes(self) -> list[dict]:
+        """Every near-duplicate group in the catalog, with its evidence."""
+        index = self._require_index()
+        groups = find_groups(
+            index, config=self.settings.duplicates, threshold=index.meta.match_threshold
+        )
+        rows = self.catalog.get_many([t for g in groups for t in g.track_ids])
+        return [
+            {
+                "tracks": [_track_brief(rows[t]) for t in g.track_ids if t in rows],
+                "evidence": [e.to_dict() for e in g.evidence],
+            }
+            for g in groups
+        ]
+
+    # -- catalog --------------------------------------------------------------------------------
+
+    def index_paths(self, paths: Iterable[Path], **options) -> IndexSummary:
+        summary = Indexer(self.settings, catalog=self.catalog).run(paths, **options)
+        with self._lock:
+            self._index = None
+        return summary
+
+    def track(self, track_id: int) -> Track:
+        row = self.catalog.get(track_id)
+        if row is None:
+            raise NotFoundError(f"no track with id {track_id}")
+        return row
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _check_k(self, k: int | None) -> int:
+        k = self.settings.search.k if k is None else k
+        if not 1 <= k <= self.settings.search.max_k:
+            raise InvalidParameterError(
+                f"k must be between 1 and {self.settings.search.max_k}, got {k}"
+            )
+        return k
+
+    def _allowed_tracks(self, genres: Sequence[str]) -> set[int] | None:
+        if not genres:
+            return None
+        known = {g.lower() for g, _ in self.catalog.genres()}
+        unknown = [g for g in genres if g.lower() not in known]
+        if unknown:
+            raise InvalidParameterError(
+                f"unknown genre {', '.join(map(repr, unknown))}; "
+                f"the catalog has: {', '.join(sorted(known)) or 'none'}"
+            )
+        return self.catalog.track_ids_for_genres(genres)
+
+    def _results(self, hits: list[Hit]) -> list[Result]:
+        rows = self.catalog.get_many([h.track_id for h in hits])
+        return [
+            Result(
+                track_id=h.track_id,
+                path=rows[h.track_id].path,
+                title=rows[h.track_id].title,
+                artist=rows[h.track_id].artist,
+                genre=rows[h.track_id].genre,
+                score=round(float(h.score), 4),
+                offset_s=round(float(h.offset_s), 2),
+            )
+            for h in hits
+            if h.track_id in rows
+        ]
+
+
+def _track_brief(row: Track) -> dict:
+    return {"track_id": row.id, "path": row.path, "title": row.title}

@@ -1,0 +1,214 @@
+"""Near-duplicate detection: window matches that agree on one track, offset and speed.
+
+Each query window fetches its nearest catalog windows. For every track they point to, the pairs
+(query time t, track time u) are voted into a grid of speeds and offsets (u ≈ speed·t + offset,
+speeds 0.94–1.06), so a re-encoded, filtered, noisy, sped-up or pitch-shifted copy still lines up.
+The best line's evidence (how many query windows agree, how similar they are, over what span)
+gives a score in [0, 1], compared with a threshold calibrated on music that is not in the
+catalog (`mirsearch/assets/duplicates.json`, recorded in the index when it is built).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mirsearch.config import DuplicateConfig
+from mirsearch.index import VectorIndex
+
+log = logging.getLogger(__name__)
+
+CALIBRATION = Path(__file__).resolve().parent / "assets" / "duplicates.json"
+
+
+@dataclass(frozen=True)
+class Match:
+    """A catalog track found inside a query: where, for how long, how fast, how sure."""
+
+    track_id: int
+    score: float  # in [0, 1]; a duplicate when ≥ the calibrated threshold
+    query_offset_s: float  # where in the query the catalog excerpt begins
+    track_offset_s: float  # where in the track it begins
+    duration_s: float  # how long the aligned stretch is (query time)
+    speed: float  # track seconds per query second (1.05: the upload plays the track 5% fast)
+    windows: int  # query windows that agree
+
+    def to_dict(self) -> dict:
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Group:
+    """Catalog tracks that duplicate one another, with the pairwise evidence."""
+
+    track_ids: list[int]
+    evidence: list[dict]
+
+
+def calibrated_threshold(model_hash: str, *, config: DuplicateConfig = DuplicateConfig()) -> float:
+    """The threshold calibrated for this model, or the configured default (with a warning)."""
+    if CALIBRATION.is_file():
+        calibration = json.loads(CALIBRATION.read_text())
+        if calibration.get("model_sha256") == model_hash:
+            return float(calibration["threshold"])
+    log.warning(
+        "no duplicate threshold calibrated for model %s; using %.2f (run "
+        "`make eval-dupes` to calibrate)",
+        model_hash[:12],
+        config.default_threshold,
+    )
+    return config.default_threshold
+
+
+def find_matches(
+    index: VectorIndex,
+    query_vectors: np.ndarray,
+    query_offsets_s: np.ndarray,
+    *,
+    config: DuplicateConfig = DuplicateConfig(),
+    threshold: float | None = None,
+    exclude: frozenset[int] = frozenset(),
+) -> list[Match]:
+    """Catalog tracks the query contains, best first; `threshold` None uses config's default."""
+    threshold = config.default_threshold if threshold is None else threshold
+    return [
+        m
+        for m in candidates(index, query_vectors, query_offsets_s, config=config, exclude=exclude)
+        if m.score >= threshold
+    ]
+
+
+def candidates(
+    index: VectorIndex,
+    query_vectors: np.ndarray,
+    query_offsets_s: np.ndarray,
+    *,
+    config: DuplicateConfig = DuplicateConfig(),
+    exclude: frozenset[int] = frozenset(),
+) -> list[Match]:
+    """The best alignment with every track the query's windows point to, scored, best first."""
+    if len(query_vectors) == 0 or index.n_tracks == 0:
+        return []
+    k = min(config.neighbours, index.ntotal_windows)
+    scores, tracks, windows = index.search_windows(np.ascontiguousarray(query_vectors), k)
+    hop_s = index.meta.hop_s
+    t = np.repeat(np.asarray(query_offsets_s, dtype=np.float64), k)
+    s, tid, u = scores.reshape(-1), tracks.reshape(-1), windows.reshape(-1) * hop_s
+    keep = (tid >= 0) & (s >= config.min_similarity)
+    matches = []
+    for track_id in np.unique(tid[keep]):
+        if int(track_id) in exclude:
+            continue
+        mine = keep & (tid == track_id)
+        match = _best_line(int(track_id), t[mine], u[mine], s[mine], query_offsets_s, hop_s, config)
+        if match is not None:
+            matches.append(match)
+    return sorted(matches, key=lambda m: (-m.score, m.track_id))
+
+
+def _best_line(
+    track_id: int,
+    t: np.ndarray,
+    u: np.ndarray,
+    s: np.ndarray,
+    query_offsets_s: np.ndarray,
+    hop_s: float,
+    config: DuplicateConfig,
+) -> Match | None:
+    """Vote (t, u, similarity) into speed × offset cells; score the cell with most support."""
+    query_step = _step(query_offsets_s)
+    best = None
+    for speed in sorted(config.speeds, key=lambda v: abs(v - 1.0)):  # ties go to speed 1
+        offset = u - speed * t
+        cell = np.round(offset / hop_s).astype(np.int64)
+        for c in np.unique(cell):
+            # a window belongs to the line when its track time is within one hop of it
+            near = np.abs(offset - c * hop_s) <= config.tolerance_s + hop_s / 2
+            support = _per_query_window(t[near], s[near])
+            if best is None or support[1].sum() > best[0]:
+                best = (support[1].sum(), speed, c * hop_s, support)
+    _, speed, offset, (times, sims) = best
+    if times.size < config.min_windows:
+        return None
+    span_s = times.max() - times.min() + query_step
+    expected = span_s / query_step  # windows the span holds
+    density = min(1.0, times.size / expected)
+    evidence = min(1.0, times.size / config.full_windows)
+    score = float(np.clip(sims.mean(), 0.0, 1.0) * density * evidence)
+    start = float(times.min())
+    return Match(
+        track_id=track_id,
+        score=round(score, 4),
+        query_offset_s=start,
+        track_offset_s=max(0.0, speed * start + offset),
+        duration_s=float(times.max() - start + config.window_s),
+        speed=float(speed),
+        windows=int(times.size),
+    )
+
+
+def _per_query_window(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each query time once, with its best similarity."""
+    order = np.lexsort((-s, t))
+    t, s = t[order], s[order]
+    first = np.ones(t.size, dtype=bool)
+    first[1:] = t[1:] != t[:-1]
+    return t[first], s[first]
+
+
+def _step(offsets_s: np.ndarray) -> float:
+    offsets = np.unique(np.asarray(offsets_s, dtype=np.float64))
+    return float(np.median(np.diff(offsets))) if offsets.size > 1 else 1.0
+
+
+def find_groups(
+    index: VectorIndex,
+    *,
+    config: DuplicateConfig = DuplicateConfig(),
+    threshold: float | None = None,
+) -> list[Group]:
+    """Every near-duplicate group in the catalog.
+
+    Each track's windows are searched once through the index (time grows with catalog size
+    times the ANN search cost, never all pairs of tracks); matched pairs are joined by union-find.
+    """
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    evidence: dict[tuple[int, int], dict] = {}
+    hop_s = index.meta.hop_s
+    for track_id in (int(t) for t in index.track_ids()):
+        vectors = index.track_windows(track_id)
+        offsets = np.arange(len(vectors), dtype=np.float64) * hop_s
+        for m in find_matches(
+            index,
+            vectors,
+            offsets,
+            config=config,
+            threshold=threshold,
+            exclude=frozenset({track_id}),
+        ):
+            pair = (min(track_id, m.track_id), max(track_id, m.track_id))
+            if pair not in evidence or evidence[pair]["score"] < m.score:
+                evidence[pair] = {"query_track_id": track_id, **m.to_dict()}
+            parent[root(pair[0])] = root(pair[1])
+    members: dict[int, list[int]] = {}
+    for track_id in parent:
+        members.setdefault(root(track_id), []).append(track_id)
+    groups = []
+    for tracks in members.values():
+        if len(tracks) > 1:
+            chosen = set(tracks)
+            groups.append(
+                Group(sorted(tracks), [e for p, e in sorted(evidence.items()) if p[0] in chosen])
+            )
+    return sorted(groups, key=lambda g: g.track_ids)

@@ -1,0 +1,187 @@
+"""Genre evaluation: grouped stratified k-fold CV and a held-out split, CNN beside an MFCC baseline."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from mirsearch.config import FeatureConfig
+from mirsearch.errors import MirsearchError
+from mirsearch.features import mfcc_stats
+from mirsearch.training import (
+    LabelledClip,
+    TrainConfig,
+    Trainer,
+    confusion_figure,
+    decode_all,
+    grouped_split,
+)
+
+log = logging.getLogger(__name__)
+
+
+def scores(targets: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        targets, predicted, average="macro", zero_division=0
+    )
+    return {
+        "accuracy": float(accuracy_score(targets, predicted)),
+        "precision": float(precision),
+        "recall": float(recall),
+        "f1": float(f1),
+    }
+
+
+def baseline_predict(train_x, train_y, test_x, *, sample_rate: int) -> np.ndarray:
+    """MFCC statistics (20 × mean and std) → standardised logistic regression."""
+    features = [mfcc_stats(x, sample_rate) for x in train_x]
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, C=1.0))
+    model.fit(np.array(features), train_y)
+    return model.predict(np.array([mfcc_stats(x, sample_rate) for x in test_x]))
+
+
+def _fit_and_predict(
+    config: TrainConfig, labels, clips, signals, targets, train_idx, test_idx, unlabelled
+) -> np.ndarray:
+    """Train on train_idx (early stopping on an inner grouped split); predict test_idx."""
+    inner = [clips[i] for i in train_idx]
+    fit_part, val_part = grouped_split(inner, fraction=config.val_fraction, seed=config.seed)
+    position = {id(c): i for c, i in zip(inner, train_idx, strict=True)}
+    fit_idx = [position[id(c)] for c in fit_part]
+    val_idx = [position[id(c)] for c in val_part]
+    trainer = Trainer(config, labels=labels, feature_config=FeatureConfig())
+    trainer.fit(
+        [signals[i] for i in fit_idx],
+        targets[fit_idx],
+        [signals[i] for i in val_idx],
+        targets[val_idx],
+        unlabelled=unlabelled,
+    )
+    return trainer.predict([signals[i] for i in test_idx]).argmax(1)
+
+
+def _summary(folds: list[dict]) -> dict:
+    out = {}
+    for method in ("cnn", "baseline"):
+        out[method] = {
+            metric: {
+                "mean": float(np.mean([f[method][metric] for f in folds])),
+                "std": float(np.std([f[method][metric] for f in folds])),
+            }
+            for metric in ("accuracy", "precision", "recall", "f1")
+        }
+    return out
+
+
+def evaluate(
+    clips: list[LabelledClip],
+    *,
+    folds: int = 5,
+    config: TrainConfig = TrainConfig(),
+    unlabelled_paths: list[Path] = (),
+    heldout: tuple[str, str] | None = None,
+    out_dir: Path | None = None,
+) -> dict:
+    """Grouped stratified k-fold CV of the CNN and the baseline on the same folds.
+
+    `heldout` = (manifest column, value): also train on the rows without that value and test on
+    those with it (e.g. ("soundfont", "TimGM6mb.sf2"), the honest unseen-timbre split).
+    """
+    labels = sorted({c.label for c in clips})
+    if len(labels) < 2:
+        raise MirsearchError("evaluation needs at least two classes")
+    sr = FeatureConfig().sample_rate
+    signals = decode_all([c.path for c in clips], sample_rate=sr)
+    unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
+    targets = np.array([labels.index(c.label) for c in clips])
+    groups = np.array([c.group for c in clips])
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.seed)
+    fold_results, all_true, all_pred = [], [], []
+    for k, (train_idx, test_idx) in enumerate(splitter.split(signals, targets, groups)):
+        assert not set(groups[train_idx]) & set(groups[test_idx])
+        cnn = _fit_and_predict(
+            replace(config, seed=config.seed + k),
+            labels,
+            clips,
+            signals,
+            targets,
+            train_idx,
+            test_idx,
+            unlabelled,
+        )
+        base = baseline_predict(
+            [signals[i] for i in train_idx],
+            targets[train_idx],
+            [signals[i] for i in test_idx],
+            sample_rate=sr,
+        )
+        fold_results.append(
+            {
+                "fold": k + 1,
+                "cnn": scores(targets[test_idx], cnn),
+                "baseline": scores(targets[test_idx], base),
+            }
+        )
+        all_true += list(targets[test_idx])
+        all_pred += list(cnn)
+        log.info("fold %d: %s", k + 1, fold_results[-1])
+    report = {
+        "labels": labels,
+        "folds": fold_results,
+        "cv": _summary(fold_results),
+        "per_class": _per_class(np.array(all_true), np.array(all_pred), labels),
+    }
+    if heldout is not None:
+        column, value = heldout
+        test_idx = np.array([i for i, c in enumerate(clips) if c.extra.get(column) == value])
+        train_idx = np.array([i for i, c in enumerate(clips) if c.extra.get(column) != value])
+        if test_idx.size == 0:
+            raise MirsearchError(f"no clip has {column} = {value!r}")
+        cnn = _fit_and_predict(
+            config, labels, clips, signals, targets, train_idx, test_idx, unlabelled
+        )
+        base = baseline_predict(
+            [signals[i] for i in train_idx],
+            targets[train_idx],
+            [signals[i] for i in test_idx],
+            sample_rate=sr,
+        )
+        report["heldout"] = {
+            "column": column,
+            "value": value,
+            "cnn": scores(targets[test_idx], cnn),
+            "baseline": scores(targets[test_idx], base),
+        }
+    if out_dir is not None:
+        _write_report(report, np.array(all_true), np.array(all_pred), labels, Path(out_dir))
+    return report
+
+
+def _per_class(true: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict:
+    p, r, f, support = precision_recall_fscore_support(
+        true, predicted, labels=range(len(labels)), zero_division=0
+    )
+    return {
+        label: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(support[i]),
+        }
+        for i, label in enumerate(labels)
+    }
+
+
+def _write_report(report: dict, true, predicted, labels, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "genre_eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    confusion_figure(true, predicted, labels).savefig(out_dir / "genre_confusion.png", dpi=100)

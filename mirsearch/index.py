@@ -1,0 +1,325 @@
+"""The vector index of the catalog: window and track embeddings, saved and loaded by generation.
+
+Window ids are `(track_id << 20) | window_no` and a window starts at `window_no * hop_s`. Each
+generation is three files written atomically (`windows-<g>.faiss`, `tracks-<g>.faiss`, then
+`meta-<g>.json`); the catalog database records which generation is current, so a crash between
+writing the files and committing the database leaves it on the previous, complete generation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mirsearch.config import IndexConfig
+from mirsearch.errors import IndexMismatchError, InvalidParameterError
+from mirsearch.neighbours import IVF_MIN_TRAIN, IdIndex, normalise
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # bump when the files change meaning; older indexes are then rebuilt
+WINDOW_BITS = 20  # a track holds at most 2**20 windows (12 days at a 1 s hop)
+REBUILD = "Run `mirsearch index` to rebuild it."
+GENERATION_FILE = re.compile(r"^(windows|tracks|meta)-(\d+)\.(faiss|json)$")
+
+
+@dataclass(frozen=True)
+class IndexMeta:
+    """What the vectors in an index mean; an index is only used with the model that made it."""
+
+    dim: int  # embedding dimensions
+    model_hash: str  # the checkpoint's hash
+    feature_config: dict = field(default_factory=dict)  # the mel front end's settings
+    hop_s: float = 1.5  # seconds between the starts of a track's windows
+    metric: str = "ip"  # inner product of unit vectors (cosine)
+    kind: str = "flat"  # the windows index's kind when it was saved
+    format_version: int = FORMAT_VERSION
+    match_threshold: float | None = None  # near-duplicate decision threshold (not checked on load)
+
+    @classmethod
+    def for_model(
+        cls,
+        *,
+        dim: int,
+        model_hash: str,
+        feature_config: Any,
+        hop_s: float,
+        match_threshold: float | None = None,
+    ) -> IndexMeta:
+        """The meta an index built now must have (feature_config: a dict or a dataclass)."""
+        return cls(
+            dim=int(dim),
+            model_hash=model_hash,
+            feature_config=_plain(feature_config),
+            hop_s=float(hop_s),
+            match_threshold=match_threshold,
+        )
+
+    def differences(self, other: IndexMeta) -> list[str]:
+        """What makes an index with meta `self` unusable where `other` is expected."""
+        checks = ["format_version", "dim", "metric", "model_hash", "feature_config", "hop_s"]
+        return [
+            f"{name} is {getattr(self, name)!r}, expected {getattr(other, name)!r}"
+            for name in checks
+            if _plain(getattr(self, name)) != _plain(getattr(other, name))
+        ]
+
+
+META_FIELDS = [f.name for f in dataclasses.fields(IndexMeta)]
+
+
+def window_ids(track_id: int, n_windows: int) -> np.ndarray:
+    return (np.int64(track_id) << WINDOW_BITS) | np.arange(n_windows, dtype=np.int64)
+
+
+def split_window_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(track_ids, window_nos) of window ids; -1 stays -1 in both."""
+    ids = np.asarray(ids, dtype=np.int64)
+    valid = ids >= 0
+    return np.where(valid, ids >> WINDOW_BITS, -1), np.where(
+        valid, ids & ((1 << WINDOW_BITS) - 1), -1
+    )
+
+
+class VectorIndex:
+    """Every indexed track's window vectors and track vector, searchable with genre filters."""
+
+    def __init__(self, meta: IndexMeta, config: IndexConfig, windows: IdIndex, tracks: IdIndex):
+        self._meta, self.config = meta, config
+        self._windows, self._tracks = windows, tracks
+        ids, counts = np.unique(windows.live_ids() >> WINDOW_BITS, return_counts=True)
+        self._n_windows: dict[int, int] = dict(zip(ids.tolist(), counts.tolist(), strict=True))
+
+    @classmethod
+    def create(cls, meta: IndexMeta, config: IndexConfig | None = None) -> VectorIndex:
+        config = config or IndexConfig()
+        kind = "hnsw" if config.kind == "hnsw" else "flat"
+        windows = IdIndex.create(meta.dim, kind, config)
+        return cls(meta, config, windows, IdIndex.create(meta.dim, kind, config))
+
+    @property
+    def meta(self) -> IndexMeta:
+        return dataclasses.replace(self._meta, kind=self._windows.kind)
+
+    @property
+    def ntotal_windows(self) -> int:
+        return self._windows.ntotal
+
+    @property
+    def n_tracks(self) -> int:
+        return len(self._n_windows)
+
+    def track_ids(self) -> np.ndarray:
+        return np.array(sorted(self._n_windows), dtype=np.int64)
+
+    def contains(self, track_id: int) -> bool:
+        return int(track_id) in self._n_windows
+
+    def n_windows(self, track_id: int) -> int:
+        return self._n_windows.get(int(track_id), 0)
+
+    def add(
+        self, track_id: int, window_vectors: np.ndarray, track_vector: np.ndarray | None = None
+    ):
+        """Add a track: its window vectors (n, D) in time order, and its track vector (D,).
+
+        The track vector defaults to the normalised mean of the windows.
+        """
+        track_id, windows = int(track_id), normalise(window_vectors)
+        if self.contains(track_id):
+            raise InvalidParameterError(
+                f"track {track_id} is already in the index; remove it first"
+            )
+        if not 0 <= track_id < 1 << (63 - WINDOW_BITS):
+            raise InvalidParameterError(f"track id {track_id} is out of range")
+        if not 0 < len(windows) < 1 << WINDOW_BITS or windows.shape[1] != self._meta.dim:
+            raise InvalidParameterError(
+                f"track {track_id}: expected 1 to {(1 << WINDOW_BITS) - 1} windows of "
+                f"{self._meta.dim} dimensions, got an array of shape {windows.shape}"
+            )
+        vector = normalise(windows.mean(axis=0) if track_vector is None else track_vector)
+        if vector.shape != (1, self._meta.dim):
+            raise InvalidParameterError(
+                f"track {track_id}: the track vector has shape {vector.shape}"
+            )
+        self._windows.add(window_ids(track_id, len(windows)), windows)
+        self._tracks.add(np.array([track_id]), vector)
+        self._n_windows[track_id] = len(windows)
+        self._convert_if_due()
+
+    def remove(self, track_ids: Iterable[int]) -> None:
+        """Remove tracks (ids not in the index are ignored)."""
+        present = [t for t in map(int, track_ids) if t in self._n_windows]
+        if not present:
+            return
+        self._windows.remove(self._window_ids_of(present))
+        self._tracks.remove(np.array(present, dtype=np.int64))
+        for track_id in present:
+            del self._n_windows[track_id]
+
+    def search_windows(
+        self, queries: np.ndarray, k: int, *, allowed_tracks: Iterable[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The k nearest catalog windows of each query window (m, D).
+
+        Returns scores (m, k) float32 (cosine, -inf padding), track_ids and window_nos (m, k)
+        int64 (-1 padding). `allowed_tracks` restricts the search to those tracks, inside FAISS.
+        """
+        allowed = (
+            None if allowed_tracks is None else self._window_ids_of(self._present(allowed_tracks))
+        )
+        scores, ids = self._windows.search(queries, k, allowed=allowed)
+        return (scores, *split_window_ids(ids))
+
+    def search_tracks(
+        self, query: np.ndarray, k: int, *, allowed_tracks: Iterable[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest track vectors: scores and track ids, (k,) for a query (D,), else (m, k)."""
+        allowed = None if allowed_tracks is None else np.array(self._present(allowed_tracks))
+        scores, ids = self._tracks.search(query, k, allowed=allowed)
+        return (scores[0], ids[0]) if np.ndim(query) == 1 else (scores, ids)
+
+    def track_windows(self, track_id: int) -> np.ndarray:
+        """A track's window vectors (n, D) float32 in time order; (0, D) if it is not indexed."""
+        return self._windows.reconstruct(window_ids(track_id, self.n_windows(track_id)))
+
+    def track_vector(self, track_id: int) -> np.ndarray:
+        if not self.contains(track_id):
+            raise InvalidParameterError(f"track {track_id} is not in the index")
+        return self._tracks.reconstruct(np.array([track_id]))[0]
+
+    def rebuild(self, kind: str) -> None:
+        """Convert both indexes to `kind`: "flat", "hnsw" or "ivfpq".
+
+        The tracks index stays exact while it holds fewer than IVF_MIN_TRAIN tracks.
+        """
+        log.info("rebuilding the index as %s (%d windows)", kind, self.ntotal_windows)
+        self._windows = self._windows.rebuilt(kind)
+        self._tracks = self._tracks.rebuilt(kind if self.n_tracks >= IVF_MIN_TRAIN else "flat")
+
+    def save(self, directory: Path, generation: int) -> None:
+        """Write generation `generation` atomically; the caller then prunes older ones."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        _write_atomically(directory / f"windows-{generation}.faiss", self._windows.write)
+        _write_atomically(directory / f"tracks-{generation}.faiss", self._tracks.write)
+        record = {
+            **dataclasses.asdict(self.meta),
+            "generation": generation,
+            "n_tracks": self.n_tracks,
+            "ntotal_windows": self.ntotal_windows,
+            "saved_at": datetime.now(UTC).isoformat(),
+        }
+        _write_atomically(
+            directory / f"meta-{generation}.json",
+            lambda path: path.write_text(json.dumps(record, indent=1)),
+        )
+        _fsync_directory(directory)
+
+    @classmethod
+    def load(
+        cls,
+        directory: Path,
+        generation: int,
+        *,
+        expect: IndexMeta,
+        config: IndexConfig | None = None,
+    ) -> VectorIndex:
+        """Generation `generation` of `directory`; IndexMismatchError unless it matches `expect`."""
+        config = config or IndexConfig()
+        directory = Path(directory)
+        paths = [
+            directory / f"{name}-{generation}.{ext}"
+            for name, ext in (("meta", "json"), ("windows", "faiss"), ("tracks", "faiss"))
+        ]
+        missing = [p.name for p in paths if not p.is_file()]
+        if missing:
+            raise IndexMismatchError(
+                f"the vector index generation {generation} is incomplete in {directory} "
+                f"(missing {', '.join(missing)}). {REBUILD}"
+            )
+        where = f"the vector index in {directory} (generation {generation})"
+        try:
+            record = json.loads(paths[0].read_text())
+            meta = IndexMeta(**{key: record[key] for key in META_FIELDS if key in record})
+            problems = meta.differences(expect)
+            if problems:
+                raise IndexMismatchError(
+                    f"{where} does not match: {'; '.join(problems)}. {REBUILD}"
+                )
+            windows, tracks = IdIndex.read(paths[1], config), IdIndex.read(paths[2], config)
+        except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: FAISS can't read it
+            raise IndexMismatchError(f"{where} cannot be read ({exc}). {REBUILD}") from exc
+        index = cls(meta, config, windows, tracks)
+        if windows.dim != meta.dim or index.n_tracks != tracks.ntotal:
+            raise IndexMismatchError(f"{where}: its windows and tracks files disagree. {REBUILD}")
+        return index
+
+    def _present(self, track_ids: Iterable[int]) -> list[int]:
+        return sorted({int(t) for t in track_ids} & self._n_windows.keys())
+
+    def _window_ids_of(self, track_ids: list[int]) -> np.ndarray:
+        if not track_ids:
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([window_ids(t, self._n_windows[t]) for t in track_ids])
+
+    def _convert_if_due(self) -> None:
+        for name, n in (("_windows", self.ntotal_windows), ("_tracks", self.n_tracks)):
+            current: IdIndex = getattr(self, name)
+            target = _target_kind(self.config, n)
+            if current.kind == "flat" and target != "flat":
+                log.info("%s index reached %d vectors: converting it to %s", name[1:], n, target)
+                setattr(self, name, current.rebuilt(target))
+
+
+def prune_generations(directory: Path, *, keep: int) -> int:
+    """Delete the files of generations older than `keep`, and temp files; returns how many."""
+    removed = 0
+    for path in Path(directory).glob("*"):
+        match = GENERATION_FILE.match(path.name)
+        if path.name.endswith(".tmp") or (match and int(match.group(2)) < keep):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _target_kind(config: IndexConfig, n: int) -> str:
+    if config.kind == "auto":
+        return "flat" if n <= config.exact_max_vectors else "hnsw"
+    if config.kind == "ivfpq":
+        return "ivfpq" if n >= IVF_MIN_TRAIN else "flat"
+    return config.kind
+
+
+def _plain(value: Any) -> Any:
+    """A JSON round trip of `value` (dataclasses as dicts), so saved and fresh values compare."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def _write_atomically(path: Path, write) -> None:
+    """Write via a temp file in the same folder, fsync it, then rename it over `path`."""
+    temp = path.with_name(path.name + ".tmp")
+    write(temp)
+    with open(temp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,386 @@
+"""Walk folders, analyse new or changed audio files, commit them to the catalog and the vector index."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from mirsearch import audio, features
+from mirsearch.catalog import Catalog, IndexState, Track
+from mirsearch.config import Settings
+from mirsearch.duplicates import calibrated_threshold, find_matches
+from mirsearch.embeddings import Embedder
+from mirsearch.errors import IndexMismatchError, MirsearchError
+from mirsearch.index import IndexMeta, VectorIndex, prune_generations
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset(
+    [".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".wma", ".aif", ".aiff", ".ape", ".wv", ".mka", ".webm"]
+)
+
+
+@dataclass(frozen=True)
+class FileAnalysis:
+    """What a worker learns about one file: everything the catalog and the index need, or an error."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    mtime: float
+    error: str | None = None
+    info: audio.AudioInfo | None = None
+    descriptors: dict | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    vectors: np.ndarray | None = None
+    track_vector: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    indexed: int = 0  # files analysed and committed in this run
+    unchanged: int = 0  # files whose content hash (and model) had not changed
+    failed: int = 0  # files recorded as failed, with their message
+    removed: int = 0  # rows pruned because their file is gone
+    duplicates: int = 0  # newly indexed tracks flagged as near-duplicates of catalog tracks
+    seconds: float = 0.0  # wall time of the run
+    audio_hours: float = 0.0  # hours of audio analysed in this run
+
+    def to_dict(self) -> dict:
+        return {
+            "indexed": self.indexed,
+            "unchanged": self.unchanged,
+            "failed": self.failed,
+            "removed": self.removed,
+            "duplicates": self.duplicates,
+            "seconds": round(self.seconds, 3),
+            "audio_hours": round(self.audio_hours, 4),
+        }
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Every audio file under `paths`: by extension, or by content for files with other names."""
+    found: set[Path] = set()
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise MirsearchError(f"{root}: no such file or folder")
+        candidates = [root] if root.is_file() else _walk(root)
+        for path in candidates:
+            if path.suffix.lower() in AUDIO_EXTENSIONS or audio.looks_like_audio(path):
+                found.add(path.resolve())
+    return sorted(found)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(folder) / name
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Analyser:
+    """Decode → descriptors → embeddings for one file at a time; holds the model."""
+
+    def __init__(self, settings: Settings, *, threads: int | None = None):
+        self.settings = settings
+        self.embedder = Embedder(settings.model_path, config=settings.embedding, threads=threads)
+
+    def __call__(self, path: Path) -> FileAnalysis:
+        stat = path.stat()
+        base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
+        sha = file_sha256(path)
+        try:
+            decoded = audio.load(path, config=self.settings.audio)
+            descriptors = features.describe(decoded.samples, decoded.sample_rate)
+            analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)
+        except MirsearchError as exc:
+            return FileAnalysis(sha256=sha, error=str(exc), **base)
+        except Exception as exc:  # a file must never stop the run: record it and go on
+            log.exception("unexpected failure on %s", path)
+            message = f"{path}: could not be analysed ({type(exc).__name__}: {exc})"
+            return FileAnalysis(sha256=sha, error=message, **base)
+        probabilities = dict(zip(self.embedder.labels, map(float, analysis.probabilities)))
+        return FileAnalysis(
+            sha256=sha,
+            info=decoded.info,
+            descriptors=descriptors.to_dict(),
+            probabilities=probabilities,
+            vectors=analysis.vectors,
+            track_vector=analysis.track_vector,
+            **base,
+        )
+
+
+_worker: Analyser | None = None
+
+
+def _init_worker(settings: Settings, threads: int) -> None:
+    global _worker
+    _worker = Analyser(settings, threads=threads)
+
+
+def _analyse_in_worker(path: Path) -> FileAnalysis:
+    assert _worker is not None, "worker not initialised"
+    return _worker(path)
+
+
+class Indexer:
+    """Brings the catalog and the vector index up to date with folders of audio files."""
+
+    def __init__(self, settings: Settings, *, catalog: Catalog | None = None):
+        self.settings = settings
+        self.catalog = catalog or Catalog(settings.db_url)
+        self.batch_tracks = 32  # commit (index files + one DB transaction) at least this often
+        self.batch_seconds = 20.0  # ... or after this long
+
+    def run(
+        self,
+        paths: Iterable[Path],
+        *,
+        workers: int = 1,
+        prune: bool = False,
+        progress: Callable[[int], None] | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> IndexSummary:
+        """Index `paths`; returns counts. Safe to interrupt at any point and run again."""
+        started = time.perf_counter()
+        roots = [Path(p).resolve() for p in paths]
+        files = discover(roots)
+        analyser = Analyser(self.settings, threads=None) if workers <= 1 else None
+        model_hash, meta = self._expected_meta(analyser)
+        index = self._open_index(meta)
+        todo, unchanged = self._plan(files, model_hash)
+        if on_total:
+            on_total(len(files))
+        if progress and unchanged:
+            progress(unchanged)
+        counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
+        removed = self._prune(index, roots, files) if prune else 0
+        batch: list[FileAnalysis] = []
+        last_commit = time.perf_counter()
+        for result in self._analyse_all(todo, analyser, workers):
+            batch.append(result)
+            if progress:
+                progress(1)
+            due = time.perf_counter() - last_commit > self.batch_seconds
+            if len(batch) >= self.batch_tracks or due:
+                self._commit(index, batch, model_hash, counts)
+                batch, last_commit = [], time.perf_counter()
+        if batch:
+            self._commit(index, batch, model_hash, counts)
+        return IndexSummary(
+            indexed=counts["indexed"],
+            unchanged=unchanged,
+            failed=counts["failed"],
+            removed=removed,
+            duplicates=counts["duplicates"],
+            seconds=time.perf_counter() - started,
+            audio_hours=counts["audio_s"] / 3600.0,
+        )
+
+    # -- planning -------------------------------------------------------------------------------
+
+    def _expected_meta(self, analyser: Analyser | None) -> tuple[str, IndexMeta]:
+        embedder = analyser.embedder if analyser else Embedder(self.settings.model_path)
+        meta = IndexMeta.for_model(
+            dim=embedder.dim,
+            model_hash=embedder.model_hash,
+            feature_config=embedder.feature_config,
+            hop_s=self.settings.embedding.hop_s,
+            match_threshold=calibrated_threshold(
+                embedder.model_hash, config=self.settings.duplicates
+            ),
+        )
+        return embedder.model_hash, meta
+
+    def _open_index(self, meta: IndexMeta) -> VectorIndex:
+        """The index at the catalog's generation; a new one (all tracks pending) after a model change."""
+        state = self.catalog.index_state()
+        if state.generation and state.model_hash == meta.model_hash:
+            try:
+                return VectorIndex.load(
+                    self.settings.index_dir,
+                    state.generation,
+                    expect=meta,
+                    config=self.settings.index,
+                )
+            except IndexMismatchError as exc:
+                log.warning("%s; embedding every track again", exc)
+        index = VectorIndex.create(meta, self.settings.index)
+        with self._generation(index, meta.model_hash) as session:
+            stale = session.execute(
+                update(Track).where(Track.status == "indexed").values(status="pending")
+            ).rowcount
+        if stale:
+            log.info("model changed: %d tracks will be embedded again", stale)
+        return index
+
+    def _plan(self, files: list[Path], model_hash: str) -> tuple[list[Path], int]:
+        """Split files into those to analyse and the number unchanged since the last run."""
+        with self.catalog.session() as session:
+            rows = {row.path: row for row in session.scalars(select(Track))}
+        todo, unchanged = [], 0
+        for path in files:
+            row = rows.get(str(path))
+            if row is None or row.status not in ("indexed", "failed"):
+                todo.append(path)
+                continue
+            stat = path.stat()
+            same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
+            if same_stat or row.sha256 == file_sha256(path):
+                unchanged += 1
+            else:
+                todo.append(path)
+        return todo, unchanged
+
+    def _prune(self, index: VectorIndex, roots: list[Path], files: list[Path]) -> int:
+        present = {str(p) for p in files}
+        with self.catalog.session() as session:
+            gone = [
+                row.id
+                for row in session.scalars(select(Track))
+                if row.path not in present and _under_any(Path(row.path), roots)
+            ]
+        if gone:
+            with self._generation(index, index.meta.model_hash) as session:
+                index.remove(gone)
+                session.execute(delete(Track).where(Track.id.in_(gone)))
+        return len(gone)
+
+    # -- analysis ---------------------------------------------------------------------------------
+
+    def _analyse_all(
+        self, todo: list[Path], analyser: Analyser | None, workers: int
+    ) -> Iterator[FileAnalysis]:
+        if analyser is not None:
+            yield from map(analyser, todo)
+            return
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        context = get_context("spawn")
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(self.settings, threads)
+        ) as pool:
+            pending: list[Future] = []
+            queue = iter(todo)
+            for path in queue:
+                pending.append(pool.submit(_analyse_in_worker, path))
+                if len(pending) >= 2 * workers:
+                    yield pending.pop(0).result()
+            for future in pending:
+                yield future.result()
+
+    # -- committing -------------------------------------------------------------------------------
+
+    def _commit(
+        self, index: VectorIndex, batch: list[FileAnalysis], model_hash: str, counts: dict
+    ) -> None:
+        """Write a new index generation, then record it and the batch's rows in one transaction."""
+        with self._generation(index, model_hash) as session:
+            for result in batch:
+                row = session.scalar(select(Track).where(Track.path == result.path))
+                if row is None:
+                    row = Track(path=result.path)
+                    session.add(row)
+                _fill_file_fields(row, result)
+                session.flush()
+                if index.contains(row.id):
+                    index.remove([row.id])
+                if result.error is not None:
+                    row.status, row.error, row.n_windows = "failed", result.error, 0
+                    counts["failed"] += 1
+                    log.warning("failed: %s", result.error)
+                    continue
+                self._flag_duplicate(index, row, result, counts)
+                index.add(row.id, result.vectors, result.track_vector)
+                _fill_analysis_fields(row, result, model_hash)
+                counts["indexed"] += 1
+                counts["audio_s"] += result.info.duration_s
+
+    def _flag_duplicate(
+        self, index: VectorIndex, row: Track, result: FileAnalysis, counts: dict
+    ) -> None:
+        hop_s = self.settings.embedding.hop_s
+        offsets_s = np.arange(len(result.vectors), dtype=np.float32) * hop_s
+        matches = find_matches(
+            index,
+            result.vectors,
+            offsets_s,
+            config=self.settings.duplicates,
+            threshold=index.meta.match_threshold,
+        )
+        matches = [m for m in matches if m.track_id != row.id]
+        if not matches:
+            row.duplicate_of, row.duplicate_evidence = None, None
+            return
+        best = max(matches, key=lambda m: m.score)
+        row.duplicate_of = best.track_id
+        row.duplicate_evidence = [m.to_dict() for m in matches]
+        counts["duplicates"] += 1
+        log.info("%s duplicates track %d", row.path, best.track_id)
+
+    @contextmanager
+    def _generation(self, index: VectorIndex, model_hash: str) -> Iterator[Session]:
+        """One transaction that ends by saving the index as the next generation and recording it.
+
+        The index files are written before the commit: a crash in between leaves the catalog on
+        the previous generation, whose files are still on disk, so the two never disagree.
+        """
+        with self.catalog.session() as session, session.begin():
+            yield session
+            state = session.get(IndexState, 1)
+            if state is None:
+                state = IndexState(id=1, generation=0, model_hash=model_hash)
+                session.add(state)
+            generation = state.generation + 1
+            index.save(self.settings.index_dir, generation)
+            state.generation, state.model_hash = generation, model_hash
+        prune_generations(self.settings.index_dir, keep=generation)
+
+
+def _fill_file_fields(row: Track, result: FileAnalysis) -> None:
+    row.sha256, row.size_bytes, row.mtime = result.sha256, result.size_bytes, result.mtime
+    row.updated_at = datetime.now(UTC)
+
+
+def _fill_analysis_fields(row: Track, result: FileAnalysis, model_hash: str) -> None:
+    info, descriptors = result.info, result.descriptors
+    row.format, row.codec = info.format, info.codec
+    row.sample_rate, row.channels, row.duration_s = info.sample_rate, info.channels, info.duration_s
+    row.title = info.tags.get("title")
+    row.artist = info.tags.get("artist")
+    row.album = info.tags.get("album")
+    row.tag_genre = info.tags.get("genre")
+    row.genre = max(result.probabilities, key=result.probabilities.get)
+    row.genre_probabilities = {k: round(v, 4) for k, v in result.probabilities.items()}
+    row.tempo_bpm, row.key = descriptors["tempo_bpm"], descriptors["key"]
+    row.loudness_db, row.descriptors = descriptors["loudness_db"], descriptors
+    row.status, row.error = "indexed", None
+    row.n_windows, row.model_hash = len(result.vectors), model_hash
+    row.indexed_at = datetime.now(UTC)
+
+
+def _under_any(path: Path, roots: list[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)

@@ -1,0 +1,251 @@
+"""Nearest-neighbour search over id-mapped unit vectors with FAISS: the building block of index.py.
+
+An `IdIndex` is a FAISS `IndexIDMap2` over an inner-product index of L2-normalised float32
+vectors. Kinds: "flat" (exact), "hnsw", and "ivfpq" (IVF-PQ whose candidates are re-ranked with
+8-bit scalar-quantised copies, which also serve `reconstruct`). Flat indexes remove vectors in
+place; HNSW and IVF-PQ cannot, so removal sets the id to -1 (a tombstone every search excludes
+with a selector) and the index is compacted once a quarter of it is tombstones. A filter is
+applied inside FAISS with an ID selector; an approximate index searches small allowed sets
+exactly, and redoes exactly the rows where the selector starved its search, so a filtered search
+returns k hits whenever the allowed set holds k.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from mirsearch.config import IndexConfig
+from mirsearch.errors import IndexMismatchError, InvalidParameterError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("flat", "hnsw", "ivfpq")
+IVF_MIN_TRAIN = 10_000  # an "ivfpq" index stays flat until it holds this many vectors
+IVF_TRAIN_PER_LIST = 64  # IVF training vectors per cell (FAISS wants 39 to 256)
+PQ_TRAIN_MIN = 16_384  # at least this many, so each PQ sub-quantiser's 256 centroids train well
+MAX_EF_SEARCH = 4096  # the widest HNSW search a selective filter may ask for
+COMPACT_FRACTION = 0.25  # rebuild an approximate index once this share of it is tombstones
+ALL_IDS = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)  # every id but the -1 tombstones
+
+
+def normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, as contiguous float32 (an all-zero row stays zero)."""
+    vectors = np.array(vectors, dtype=np.float32, ndmin=2, copy=True)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12))
+
+
+class IdIndex:
+    """One FAISS IndexIDMap2 of unit vectors under int64 ids, searched by inner product."""
+
+    def __init__(self, index: faiss.IndexIDMap2, config: IndexConfig):
+        self.faiss_index = index
+        self.config = config
+        self.kind = _kind_of(index)
+        self.n_removed = int(np.count_nonzero(self._id_view() < 0))
+
+    @classmethod
+    def create(cls, dim: int, kind: str, config: IndexConfig, *, train: np.ndarray | None = None):
+        """An empty index; "ivfpq" needs `train`, a sample of vectors like those it will hold."""
+        if kind not in KINDS:
+            raise InvalidParameterError(f"unknown index kind {kind!r}; use one of {KINDS}")
+        ip = faiss.METRIC_INNER_PRODUCT
+        if kind == "flat":
+            inner = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            inner = faiss.IndexHNSWFlat(dim, config.hnsw_m, ip)
+        else:
+            if train is None or len(train) < 256:
+                raise InvalidParameterError("an IVF-PQ index needs at least 256 training vectors")
+            nlist = max(1, min(config.ivf_nlist, len(train) // 39))
+            pq = faiss.IndexIVFPQ(
+                faiss.IndexFlatIP(dim), dim, nlist, _pq_m(dim, config.pq_m), 8, ip
+            )
+            inner = faiss.IndexRefine(
+                pq, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
+            )
+            inner.train(normalise(train))
+        return cls(faiss.IndexIDMap2(inner), config)
+
+    @classmethod
+    def build(cls, kind: str, ids: np.ndarray, vectors: np.ndarray, config: IndexConfig) -> IdIndex:
+        """An index of `kind` holding `vectors` (n, D) under `ids` (n,)."""
+        vectors = normalise(vectors)
+        sample = None
+        if kind == "ivfpq":
+            size = min(len(vectors), max(IVF_TRAIN_PER_LIST * config.ivf_nlist, PQ_TRAIN_MIN))
+            sample = vectors[np.random.default_rng(0).choice(len(vectors), size, replace=False)]
+        index = cls.create(vectors.shape[1], kind, config, train=sample)
+        index.add(ids, vectors)
+        return index
+
+    @property
+    def dim(self) -> int:
+        return self.faiss_index.d
+
+    @property
+    def ntotal(self) -> int:
+        """Vectors searchable (tombstones not counted)."""
+        return self.faiss_index.ntotal - self.n_removed
+
+    def live_ids(self) -> np.ndarray:
+        ids = self._id_view()
+        return ids[ids >= 0].copy()
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        vectors = normalise(vectors)
+        if vectors.shape[1] != self.dim:
+            raise InvalidParameterError(
+                f"vectors have {vectors.shape[1]} dimensions, the index {self.dim}"
+            )
+        self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    def remove(self, ids: np.ndarray) -> None:
+        """Remove `ids` (a contiguous block is removed with an IDSelectorRange)."""
+        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        if ids.size == 0:
+            return
+        if self.kind == "flat":
+            contiguous = ids[-1] - ids[0] + 1 == ids.size
+            selector = (
+                faiss.IDSelectorRange(int(ids[0]), int(ids[-1]) + 1)
+                if contiguous
+                else faiss.IDSelectorBatch(ids)
+            )
+            self.faiss_index.remove_ids(selector)
+            return
+        view = self._id_view()
+        hit = np.isin(view, ids)
+        view[hit] = -1
+        self.n_removed += int(np.count_nonzero(hit))
+        if self.n_removed > COMPACT_FRACTION * self.faiss_index.ntotal:
+            self._compact()
+
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of `ids` (n, D) float32 (8-bit precision for "ivfpq")."""
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        if ids.size == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return self.faiss_index.reconstruct_batch(ids)
+
+    def search(
+        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scores (m, k) float32 and ids (m, k) int64 of each query's k best; -inf / -1 pad.
+
+        `allowed` (ids present in the index) restricts the search to those ids.
+        """
+        queries = normalise(queries)
+        m = len(queries)
+        if k < 1 or self.ntotal == 0 or (allowed is not None and len(allowed) == 0):
+            return _padded(m, max(k, 0))
+        if allowed is not None:
+            allowed = np.unique(np.asarray(allowed, dtype=np.int64))
+            if self.kind != "flat" and allowed.size <= self.config.exact_filter_max_vectors:
+                return self._search_exactly(queries, k, allowed)
+        scores, ids = self._search_faiss(queries, k, allowed)
+        if allowed is not None and self.kind != "flat":
+            short = np.count_nonzero(ids >= 0, axis=1) < min(k, allowed.size)
+            if short.any():
+                log.debug("filtered %s search starved on %d queries: exact", self.kind, short.sum())
+                scores[short], ids[short] = self._search_exactly(queries[short], k, allowed)
+        scores[ids < 0] = -np.inf
+        return scores, ids
+
+    def write(self, path: Path) -> None:
+        faiss.write_index(self.faiss_index, str(path))
+
+    @classmethod
+    def read(cls, path: Path, config: IndexConfig) -> IdIndex:
+        """The index in the file at `path`; IndexMismatchError unless it is one of ours."""
+        index = faiss.read_index(str(path))
+        if not isinstance(index, faiss.IndexIDMap2):
+            raise IndexMismatchError(f"{path} holds a {type(index).__name__}, not an IndexIDMap2")
+        if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise IndexMismatchError(f"{path} does not use the inner-product metric")
+        return cls(index, config)
+
+    def rebuilt(self, kind: str) -> IdIndex:
+        """A copy of this index's live vectors as an index of `kind`."""
+        ids = self.live_ids()
+        return IdIndex.build(kind, ids, self.reconstruct(ids), self.config)
+
+    def _search_faiss(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+        selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
+        if selector is None and self.n_removed:
+            selector = ALL_IDS
+        # a selective filter leaves fewer hits per visited vector: widen the search to match
+        widen = 1.0 if allowed is None else self.faiss_index.ntotal / max(len(allowed), 1)
+        config = self.config
+        if self.kind == "flat":
+            params = faiss.SearchParameters(sel=selector) if selector is not None else None
+        elif self.kind == "hnsw":
+            ef_search = min(MAX_EF_SEARCH, max(config.hnsw_ef_search, int(2 * k * widen)))
+            params = faiss.SearchParametersHNSW(efSearch=ef_search)
+            if selector is not None:
+                params.sel = selector
+        else:  # IndexRefine ignores a top-level selector: hand the IVF one translated to positions
+            ivf = faiss.SearchParametersIVF(
+                nprobe=int(min(config.ivf_nlist, config.ivf_nprobe * widen))
+            )
+            if selector is not None:
+                translated = faiss.IDSelectorTranslated(self.faiss_index.id_map, selector)
+                ivf.sel = translated
+            params = faiss.IndexRefineSearchParameters(
+                k_factor=config.ivf_refine_k_factor, base_index_params=ivf
+            )
+        return self.faiss_index.search(queries, k, params=params)
+
+    def _search_exactly(self, queries: np.ndarray, k: int, allowed: np.ndarray):
+        """Brute force over the allowed vectors only; ties go to the lower id."""
+        similarity = queries @ self.reconstruct(allowed).T
+        n = min(k, len(allowed))
+        top = np.argpartition(-similarity, n - 1, axis=1)[:, :n]
+        top_scores = np.take_along_axis(similarity, top, axis=1)
+        order = np.lexsort((allowed[top], -top_scores), axis=1)
+        scores, ids = _padded(len(queries), k)
+        scores[:, :n] = np.take_along_axis(top_scores, order, axis=1)
+        ids[:, :n] = np.take_along_axis(allowed[top], order, axis=1)
+        return scores, ids
+
+    def _compact(self) -> None:
+        ids = self.live_ids()
+        vectors = self.reconstruct(ids)
+        fresh = faiss.clone_index(self.faiss_index)  # keeps the IVF-PQ training
+        fresh.reset()
+        fresh.add_with_ids(vectors, ids)
+        log.info("compacted the %s index: %d tombstones dropped", self.kind, self.n_removed)
+        self.faiss_index, self.n_removed = fresh, 0
+
+    def _id_view(self) -> np.ndarray:
+        """The id map itself (writable; -1 marks a tombstone); valid until the next add."""
+        id_map = self.faiss_index.id_map
+        return (
+            faiss.rev_swig_ptr(id_map.data(), id_map.size())
+            if id_map.size()
+            else np.zeros(0, np.int64)
+        )
+
+
+def _kind_of(index: faiss.IndexIDMap2) -> str:
+    inner = faiss.downcast_index(index.index)
+    if isinstance(inner, faiss.IndexHNSW):
+        return "hnsw"
+    if isinstance(inner, faiss.IndexRefine):
+        return "ivfpq"
+    if isinstance(inner, faiss.IndexFlat):
+        return "flat"
+    raise IndexMismatchError(f"unsupported FAISS index type {type(inner).__name__}")
+
+
+def _pq_m(dim: int, wanted: int) -> int:
+    """The largest number of PQ sub-quantisers not above `wanted` that divides `dim`."""
+    return max(m for m in range(1, min(wanted, dim) + 1) if dim % m == 0)
+
+
+def _padded(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    return np.full((m, k), -np.inf, dtype=np.float32), np.full((m, k), -1, dtype=np.int64)

@@ -1,0 +1,178 @@
+"""Query by example: rank catalog tracks by how well their windows match a query's, in time.
+
+`rank` gathers candidate tracks from each query window's nearest catalog windows and from the
+track-level search of the mean query vector (both filtered inside FAISS), then re-scores every
+candidate exactly: the query×track window similarity matrix is read along each time offset, and
+the best offset's mean similarity (many query windows agreeing on one alignment: an excerpt) is
+blended with the mean over query windows of their best match anywhere (song-to-song likeness).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mirsearch.config import SearchConfig
+from mirsearch.errors import InvalidParameterError
+from mirsearch.index import VectorIndex
+from mirsearch.neighbours import normalise
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A ranked catalog track and where in it the query lines up."""
+
+    track_id: int
+    score: float  # cosine-like, in [-1, 1]; higher is better
+    offset_s: float  # track time where the query's time 0 lines up
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """How one candidate track matches the query."""
+
+    aligned: float  # mean similarity along the best time offset (0 where the query overhangs)
+    mean_of_max: float  # mean over query windows of their best similarity anywhere in the track
+    offset_s: float  # track time where the query's time 0 lines up at that offset (≥ 0)
+
+
+def rank(
+    index: VectorIndex,
+    query_vectors: np.ndarray,
+    query_offsets_s: np.ndarray,
+    *,
+    k: int,
+    allowed_tracks: Iterable[int] | None = None,
+    neighbours: int | None = None,
+    config: SearchConfig | None = None,
+) -> list[Hit]:
+    """The k catalog tracks best matching the query windows (m, D) that start at query_offsets_s.
+
+    With `allowed_tracks`, only those tracks are searched, and exactly min(k, how many of them
+    are indexed) hits come back; without, min(k, index.n_tracks). Best first; ties by track id.
+    """
+    config = config or SearchConfig()
+    neighbours = neighbours or config.neighbours_per_window
+    queries, offsets_s = _subsample(normalise(query_vectors), query_offsets_s, config)
+    allowed = None if allowed_tracks is None else set(map(int, allowed_tracks))
+    if k < 1 or index.n_tracks == 0 or len(queries) == 0 or allowed == set():
+        return []
+    candidates = _candidates(
+        index, queries, k=k, allowed=allowed, neighbours=neighbours, config=config
+    )
+    weight = config.alignment_weight
+    hits = []
+    for track_id in candidates:
+        match = align(queries, offsets_s, index.track_windows(track_id), hop_s=index.meta.hop_s)
+        score = weight * match.aligned + (1.0 - weight) * match.mean_of_max
+        hits.append(Hit(int(track_id), float(np.clip(score, -1.0, 1.0)), match.offset_s))
+    hits.sort(key=lambda h: (-h.score, h.track_id))
+    return hits[:k]
+
+
+def similar(
+    index: VectorIndex,
+    track_id: int,
+    *,
+    k: int,
+    allowed_tracks: Iterable[int] | None = None,
+    config: SearchConfig | None = None,
+) -> list[Hit]:
+    """More like this: the k tracks most like catalog track `track_id`, never itself."""
+    windows = index.track_windows(track_id)
+    offsets_s = np.arange(len(windows), dtype=np.float32) * index.meta.hop_s
+    if allowed_tracks is not None:
+        allowed = set(map(int, allowed_tracks)) - {int(track_id)}
+        return rank(index, windows, offsets_s, k=k, allowed_tracks=allowed, config=config)
+    hits = rank(index, windows, offsets_s, k=k + 1, config=config)
+    return [h for h in hits if h.track_id != track_id][:k]
+
+
+def align(
+    queries: np.ndarray, query_offsets_s: np.ndarray, track: np.ndarray, *, hop_s: float
+) -> Alignment:
+    """Score a track's windows (n, D) against unit query windows (m, D) at every time offset.
+
+    An offset d puts query window i at track time d + offset_i; its score there is the similarity
+    to the track windows around that time, interpolated linearly (0 past either end). Offsets
+    are tried on a grid as fine as the query's hop, from the query ending where the track starts
+    to the query starting where the track ends.
+    """
+    if len(track) == 0:
+        return Alignment(0.0, 0.0, 0.0)
+    similarity = queries @ track.T  # (m, n)
+    n = similarity.shape[1]
+    padded = np.concatenate([similarity, np.zeros((len(queries), 1), np.float32)], axis=1)
+    query_offsets_s = np.asarray(query_offsets_s, dtype=np.float64)
+    step_s = min(hop_s, _hop_of(query_offsets_s) or hop_s)
+    first_s, last_s = query_offsets_s.min(), query_offsets_s.max()
+    shifts_s = np.arange(-last_s, (n - 1) * hop_s - first_s + step_s / 2, step_s)  # (g,)
+    position = (shifts_s[:, None] + query_offsets_s[None, :]) / hop_s  # (g, m) in track windows
+    below = np.floor(position).astype(np.int64)
+    after = (position - below).astype(np.float32)
+    rows = np.arange(len(queries))[None, :]
+    along = (1.0 - after) * padded[rows, _inside(below, n)] + after * padded[
+        rows, _inside(below + 1, n)
+    ]
+    per_shift = along.mean(axis=1)
+    top = int(np.argmax(per_shift))
+    return Alignment(
+        aligned=float(per_shift[top]),
+        mean_of_max=float(similarity.max(axis=1).mean()),
+        offset_s=float(max(shifts_s[top], 0.0)),
+    )
+
+
+def _candidates(
+    index: VectorIndex,
+    queries: np.ndarray,
+    *,
+    k: int,
+    allowed: set[int] | None,
+    neighbours: int,
+    config: SearchConfig,
+) -> list[int]:
+    """Tracks worth re-scoring: the best by window votes, plus the track-level search's best.
+
+    The track-level search returns min(its k, allowed tracks) hits, so there are always enough.
+    """
+    budget = max(k, config.rescore_candidates)
+    scores, track_ids, _ = index.search_windows(queries, neighbours, allowed_tracks=allowed)
+    found = track_ids >= 0
+    tracks, column = np.unique(track_ids[found], return_inverse=True)
+    best = np.zeros((len(queries), len(tracks)), dtype=np.float32)  # query window × track
+    np.maximum.at(best, (np.nonzero(found)[0], column), scores[found])
+    votes = best.sum(axis=0)
+    by_votes = tracks[np.lexsort((tracks, -votes))][:budget].tolist()
+    _, by_vector = index.search_tracks(
+        queries.mean(axis=0), max(k, budget // 4), allowed_tracks=allowed
+    )
+    chosen = dict.fromkeys(by_votes)
+    chosen.update(dict.fromkeys(t for t in by_vector.tolist() if t >= 0))
+    return list(chosen)
+
+
+def _subsample(queries: np.ndarray, offsets_s: np.ndarray, config: SearchConfig):
+    offsets_s = np.asarray(offsets_s, dtype=np.float64)
+    if len(queries) != len(offsets_s):
+        raise InvalidParameterError(f"{len(queries)} query windows but {len(offsets_s)} offsets")
+    if len(queries) <= config.max_query_windows:
+        return queries, offsets_s
+    keep = np.linspace(0, len(queries) - 1, config.max_query_windows).round().astype(int)
+    return queries[keep], offsets_s[keep]
+
+
+def _hop_of(offsets_s: np.ndarray) -> float:
+    steps = np.diff(offsets_s)
+    steps = steps[steps > 0]
+    return float(steps.min()) if len(steps) else 0.0
+
+
+def _inside(columns: np.ndarray, n: int) -> np.ndarray:
+    """Column indexes, with those outside the track sent to the zero column n."""
+    return np.where((columns >= 0) & (columns < n), columns, n)

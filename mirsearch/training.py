@@ -1,0 +1,459 @@
+"""Training the genre network: datasets, the loop (genre + invariance objectives), logging.
+
+One network, one embedding. Each step trains two things at once:
+- genre: cross-entropy with label smoothing (and mixup) on augmented windows of labelled clips;
+- invariance: an NT-Xent contrastive term that pulls a catalog-like view of a window and a heavily
+  changed view of the same music together, and pushes other windows away. It uses windows of the
+  labelled clips and of unlabelled real music, and is what makes near-duplicate detection hold
+  under re-encoding, noise, filtering, speed, tempo and pitch changes.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from mirsearch.audio import load
+from mirsearch.augment import Augmenter
+from mirsearch.config import AudioConfig, FeatureConfig
+from mirsearch.errors import MirsearchError
+from mirsearch.nn import GenreNet, build, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".au", ".aiff"}
+
+
+@dataclass(frozen=True)
+class LabelledClip:
+    path: Path
+    label: str
+    group: str  # clips of one group never sit on both sides of a split
+    extra: dict = field(default_factory=dict)  # other manifest columns (soundfont, tempo_bpm, ...)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "cnn"  # a key of nn.ARCHITECTURES
+    optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9, Nesterov)
+    lr: float = 3e-3  # peak learning rate (cosine decay after a short warm-up)
+    weight_decay: float = 1e-3  # decoupled for AdamW, L2 for SGD
+    dropout: float = 0.3  # before the genre head
+    epochs: int = 24  # upper bound; early stopping usually ends sooner
+    steps_per_epoch: int = 40  # an epoch is this many batches of random crops
+    batch_size: int = 32  # labelled windows per step (and as many unlabelled ones)
+    window_s: float = 3.0  # the window an embedding describes
+    context_s: float = 0.5  # extra audio each side, as a window inside a track has
+    seed: int = 0
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.2  # Beta(α, α) mixing of spectrograms for the genre term; 0 disables
+    patience: int = 6  # epochs without a better validation loss before stopping
+    val_fraction: float = 0.15  # share of groups held out for validation
+    contrastive_weight: float = 1.0  # weight of the invariance term
+    temperature: float = 0.1  # NT-Xent temperature
+    threads: int = 2  # torch CPU threads
+    model_args: dict = field(default_factory=dict)  # extra architecture arguments (e.g. channels)
+
+
+@dataclass
+class TrainResult:
+    model: GenreNet
+    labels: list[str]
+    history: list[dict]
+    best_val_loss: float
+    val_accuracy: float
+
+
+def read_dataset(data: Path) -> list[LabelledClip]:
+    """Labelled clips from a folder per genre, or from a TSV manifest with path and class columns.
+
+    The group is the manifest's `group` column, else the groove library file (`groove` column, the
+    part before ':'), else the file's stem.
+    """
+    data = Path(data)
+    manifest = data if data.is_file() else data / "manifest.tsv"
+    if manifest.is_file():
+        root = manifest.parent
+        with open(manifest, newline="") as f:
+            rows = list(csv.DictReader(f, delimiter="\t"))
+        if not rows or not {"path", "class"} <= set(rows[0]):
+            raise MirsearchError(f"{manifest}: a manifest needs 'path' and 'class' columns")
+        return [
+            LabelledClip(
+                path=root / row["path"],
+                label=row["class"],
+                group=row.get("group")
+                or (row.get("groove") or "").split(":")[0]
+                or Path(row["path"]).stem,
+                extra={k: v for k, v in row.items() if k not in ("path", "class")},
+            )
+            for row in rows
+        ]
+    if not data.is_dir():
+        raise MirsearchError(f"{data}: neither a manifest nor a folder of genre folders")
+    clips = [
+        LabelledClip(path=p, label=genre_dir.name, group=p.stem)
+        for genre_dir in sorted(d for d in data.iterdir() if d.is_dir())
+        for p in sorted(genre_dir.iterdir())
+        if p.suffix.lower() in AUDIO_SUFFIXES
+    ]
+    if not clips:
+        raise MirsearchError(f"{data}: no audio files in genre sub-folders")
+    return clips
+
+
+def decode_all(paths: list[Path], *, sample_rate: int) -> list[np.ndarray]:
+    config = AudioConfig(sample_rate=sample_rate)
+    return [load(p, config=config).samples for p in tqdm(paths, desc="decoding", disable=None)]
+
+
+def grouped_split(clips: list[LabelledClip], *, fraction: float, seed: int):
+    """(train, validation) with whole groups on one side, about `fraction` of groups held out."""
+    groups = sorted({c.group for c in clips})
+    rng = np.random.default_rng(seed)
+    held = set(rng.choice(groups, size=max(1, round(fraction * len(groups))), replace=False))
+    return [c for c in clips if c.group not in held], [c for c in clips if c.group in held]
+
+
+def nt_xent(a: torch.Tensor, b: torch.Tensor, *, temperature: float) -> torch.Tensor:
+    """SimCLR's normalised-temperature cross-entropy over 2N views; a[i] and b[i] are positives."""
+    z = F.normalize(torch.cat([a, b]), dim=-1)
+    n = a.shape[0]
+    similarity = z @ z.T / temperature
+    similarity.fill_diagonal_(float("-inf"))
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(similarity, targets)
+
+
+class Trainer:
+    """Holds decoded audio, the network and the optimiser; `fit` runs epochs with early stopping."""
+
+    def __init__(self, config: TrainConfig, *, labels: list[str], feature_config: FeatureConfig):
+        self.config = config
+        self.labels = labels
+        self.feature_config = feature_config
+        torch.manual_seed(config.seed)
+        torch.set_num_threads(config.threads)
+        self.rng = np.random.default_rng(config.seed)
+        self.arch_args = {
+            "n_classes": len(labels),
+            "dropout": config.dropout,
+            "feature_config": asdict(feature_config),
+            **config.model_args,
+        }
+        self.model = build(config.arch, **self.arch_args)
+        self.augmenter = Augmenter(feature_config, rng=self.rng)
+        self.crop_s = config.window_s + 2 * config.context_s
+        total_steps = config.epochs * config.steps_per_epoch
+        if config.optimizer == "adamw":
+            self.optimiser = torch.optim.AdamW(
+                self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+            )
+        elif config.optimizer == "sgd":
+            self.optimiser = torch.optim.SGD(
+                self.model.parameters(),
+                lr=config.lr,
+                momentum=0.9,
+                nesterov=True,
+                weight_decay=config.weight_decay,
+            )
+        else:
+            raise MirsearchError(f"unknown optimizer {config.optimizer!r}; use adamw or sgd")
+        warmup = min(100, total_steps // 10 + 1)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimiser,
+            lambda step: (
+                min(1.0, (step + 1) / warmup)
+                * 0.5
+                * (1 + math.cos(math.pi * min(1.0, step / total_steps)))
+            ),
+        )
+
+    # -- batches ------------------------------------------------------------------------------
+    def _window_pair(self, source: np.ndarray, other: np.ndarray):
+        """(light, heavy) views of one random window of `source`."""
+        length = source.size / self.feature_config.sample_rate
+        start = float(self.rng.uniform(-self.config.context_s, max(0.0, length - self.crop_s)))
+        shift = float(self.rng.uniform(-1, 1)) * self.augmenter.config.max_shift_s
+        light = self.augmenter.view(source, start + shift, length_s=self.crop_s, heavy=False)
+        heavy = self.augmenter.view(source, start, length_s=self.crop_s, heavy=True, other=other)
+        return light, heavy
+
+    def _embed_central(self, mel: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
+        """Embeddings of the central window of context-padded crops, as inside a whole track."""
+        h = self.model.feature_map(mel)
+        margin = self.model.window_columns(self.config.context_s)
+        width = self.model.window_columns(self.config.window_s)
+        return self.model.embed_map(h[:, :, margin : margin + width], normalise=normalise)
+
+    def step(
+        self, labelled: list[np.ndarray], targets: np.ndarray, unlabelled: list[np.ndarray]
+    ) -> dict:
+        c = self.config
+        picks = self.rng.integers(0, len(labelled), c.batch_size)
+        sources = [labelled[i] for i in picks]
+        if unlabelled:
+            sources += [unlabelled[i] for i in self.rng.integers(0, len(unlabelled), c.batch_size)]
+        others = [sources[i] for i in self.rng.permutation(len(sources))]
+        pairs = [self._window_pair(s, o) for s, o in zip(sources, others, strict=True)]
+        mel = self.augmenter.to_log_mel([p[0] for p in pairs] + [p[1] for p in pairs])
+        light, heavy = mel[: len(pairs)], mel[len(pairs) :]
+        y = torch.from_numpy(targets[picks]).long()
+        self.model.train()
+        z_light = self._embed_central(light, normalise=False)
+        z_heavy = self._embed_central(heavy, normalise=False)
+        n = c.batch_size
+        genre_logits = self.model.head(F.normalize(torch.cat([z_light[:n], z_heavy[:n]]), dim=-1))
+        loss_genre = F.cross_entropy(
+            genre_logits, torch.cat([y, y]), label_smoothing=c.label_smoothing
+        )
+        if c.mixup_alpha > 0:
+            loss_genre = 0.5 * loss_genre + 0.5 * self._mixup_loss(light[:n], y)
+        loss_contrast = nt_xent(z_light, z_heavy, temperature=c.temperature)
+        loss = loss_genre + c.contrastive_weight * loss_contrast
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 5.0)
+        self.optimiser.step()
+        self.scheduler.step()
+        accuracy = (genre_logits.argmax(-1) == torch.cat([y, y])).float().mean()
+        return {
+            "loss": loss.item(),
+            "genre": loss_genre.item(),
+            "contrast": loss_contrast.item(),
+            "accuracy": accuracy.item(),
+        }
+
+    def _mixup_loss(self, mel: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        lam = float(self.rng.beta(self.config.mixup_alpha, self.config.mixup_alpha))
+        order = torch.from_numpy(self.rng.permutation(mel.shape[0]))
+        power = lam * 10 ** (mel / 10) + (1 - lam) * 10 ** (mel[order] / 10)
+        mixed = 10 * torch.log10(power.clamp_min(1e-10))
+        logits = self.model.head(self._embed_central(mixed))
+        smoothing = self.config.label_smoothing
+        return lam * F.cross_entropy(logits, y, label_smoothing=smoothing) + (
+            1 - lam
+        ) * F.cross_entropy(logits, y[order], label_smoothing=smoothing)
+
+    # -- evaluation ---------------------------------------------------------------------------
+    def predict(self, signals: list[np.ndarray]) -> np.ndarray:
+        """(n_signals, n_classes) genre probabilities: mean over windows 1.5 s apart."""
+        self.model.eval()
+        out = []
+        with torch.inference_mode():
+            for x in signals:
+                mel = self.model.front_end(torch.from_numpy(x))
+                vectors, _ = self.model.embed_windows(mel, window_s=self.config.window_s, hop_s=1.5)
+                out.append(torch.softmax(self.model.head(vectors), -1).mean(0).numpy())
+        return np.array(out)
+
+    def validation(self, signals: list[np.ndarray], targets: np.ndarray) -> tuple[float, float]:
+        p = self.predict(signals)
+        loss = float(-np.mean(np.log(p[np.arange(len(targets)), targets] + 1e-9)))
+        return loss, float((p.argmax(1) == targets).mean())
+
+    def fit(
+        self,
+        train: list[np.ndarray],
+        train_y: np.ndarray,
+        val: list[np.ndarray],
+        val_y: np.ndarray,
+        *,
+        unlabelled: list[np.ndarray] = (),
+        writer=None,
+    ) -> TrainResult:
+        c = self.config
+        best = (float("inf"), 0.0, None)
+        history, stale = [], 0
+        for epoch in range(c.epochs):
+            started = time.perf_counter()
+            stats = []
+            bar = tqdm(
+                range(c.steps_per_epoch),
+                desc=f"epoch {epoch + 1}/{c.epochs}",
+                disable=None,
+                leave=False,
+            )
+            for _ in bar:
+                stats.append(self.step(train, train_y, list(unlabelled)))
+                bar.set_postfix(loss=f"{stats[-1]['loss']:.3f}")
+            val_loss, val_acc = self.validation(val, val_y) if val else (float("nan"), 0.0)
+            row = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
+            row |= {
+                "epoch": epoch + 1,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "lr": self.scheduler.get_last_lr()[0],
+                "seconds": time.perf_counter() - started,
+            }
+            history.append(row)
+            log.info("epoch %d: %s", epoch + 1, row)
+            if writer is not None:
+                for key in (
+                    "loss",
+                    "genre",
+                    "contrast",
+                    "accuracy",
+                    "val_loss",
+                    "val_accuracy",
+                    "lr",
+                ):
+                    writer.add_scalar(key, row[key], epoch + 1)
+            if val_loss < best[0] or not val:
+                best, stale = (val_loss, val_acc, _state(self.model)), 0
+            else:
+                stale += 1
+                if stale >= c.patience:
+                    break
+        self.model.load_state_dict(best[2])
+        self.model.eval()
+        return TrainResult(self.model, self.labels, history, best[0], best[1])
+
+
+def _state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train(
+    clips: list[LabelledClip],
+    config: TrainConfig,
+    *,
+    out: Path | None = None,
+    unlabelled_paths: list[Path] = (),
+    log_dir: Path | None = None,
+    feature_config: FeatureConfig = FeatureConfig(),
+    val_clips=None,
+    metadata: dict | None = None,
+) -> TrainResult:
+    """Train on labelled clips (plus unlabelled music for the invariance term); save if `out`."""
+    labels = sorted({c.label for c in clips})
+    if val_clips is None:
+        clips, val_clips = grouped_split(clips, fraction=config.val_fraction, seed=config.seed)
+    index = {label: i for i, label in enumerate(labels)}
+    sr = feature_config.sample_rate
+    train_x = decode_all([c.path for c in clips], sample_rate=sr)
+    val_x = decode_all([c.path for c in val_clips], sample_rate=sr)
+    unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
+    trainer = Trainer(config, labels=labels, feature_config=feature_config)
+    writer = _writer(log_dir)
+    result = trainer.fit(
+        train_x,
+        np.array([index[c.label] for c in clips]),
+        val_x,
+        np.array([index[c.label] for c in val_clips]),
+        unlabelled=unlabelled,
+        writer=writer,
+    )
+    if writer is not None:
+        _log_confusion(writer, trainer, val_x, [index[c.label] for c in val_clips], labels)
+        writer.close()
+    if out is not None:
+        save_checkpoint(
+            out,
+            model=result.model,
+            arch=config.arch,
+            arch_args=trainer.arch_args,
+            labels=labels,
+            window_s=config.window_s,
+            metadata={
+                "train_config": asdict(config),
+                "data": {
+                    "train_clips": len(clips),
+                    "val_clips": len(val_clips),
+                    "unlabelled_files": [p.name for p in unlabelled_paths],
+                },
+                "history": result.history,
+                "val_loss": result.best_val_loss,
+                "val_accuracy": result.val_accuracy,
+            }
+            | (metadata or {}),
+        )
+    return result
+
+
+def _writer(log_dir: Path | None):
+    if log_dir is None:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(log_dir))
+
+
+def confusion_figure(targets: np.ndarray, predicted: np.ndarray, labels: list[str]):
+    """A matplotlib figure of the confusion matrix (rows: true genre, columns: predicted)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(labels)
+    matrix = np.zeros((n, n), dtype=int)
+    np.add.at(matrix, (targets, predicted), 1)
+    figure, axes = plt.subplots(figsize=(0.6 * n + 2, 0.6 * n + 1.5))
+    axes.imshow(matrix, cmap="Blues")
+    axes.set_xticks(range(n), labels, rotation=60, ha="right")
+    axes.set_yticks(range(n), labels)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            axes.text(j, i, matrix[i, j], ha="center", va="center", fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def _log_confusion(writer, trainer: Trainer, signals, targets, labels) -> None:
+    if not signals:
+        return
+    predicted = trainer.predict(signals).argmax(1)
+    writer.add_figure("confusion", confusion_figure(np.array(targets), predicted, labels))
+
+
+# Real music used, unlabelled, for the invariance term of the shipped model. The other packages of
+# ../shared/audio stay unseen, so the evaluations can report figures on music the model never heard.
+CONTRASTIVE_PACKAGES = ("wesnoth-1.16-music", "supertux-data", "xmoto-data", "scorched3d-data")
+
+
+def contrastive_files(audio_dir: Path) -> list[Path]:
+    """The files of ../shared/audio in CONTRASTIVE_PACKAGES (empty when the folder is absent)."""
+    manifest = Path(audio_dir) / "manifest.tsv"
+    if not manifest.is_file():
+        return []
+    with open(manifest, newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [Path(audio_dir) / r["path"] for r in rows if r["package"] in CONTRASTIVE_PACKAGES]
+
+
+def train_default_model(
+    shared_dir: Path,
+    out: Path,
+    *,
+    config: TrainConfig = TrainConfig(),
+    log_dir: Path | None = Path("runs/default"),
+) -> TrainResult:
+    """The recipe of the shipped checkpoint: ../shared/genres labelled, part of ../shared/audio."""
+    shared_dir = Path(shared_dir)
+    genres = shared_dir / "genres" / "manifest.tsv"
+    if not genres.is_file():
+        raise MirsearchError(f"{genres} not found: the default model trains on ../shared/genres")
+    unlabelled = contrastive_files(shared_dir / "audio")
+    return train(
+        read_dataset(genres),
+        config,
+        out=out,
+        unlabelled_paths=unlabelled,
+        log_dir=log_dir,
+        metadata={
+            "contrastive_files": [p.name for p in unlabelled],
+            "recipe": "mirsearch train-default",
+        },
+    )

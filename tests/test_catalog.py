@@ -1,0 +1,196 @@
+"""Tests for the catalog database: migrations, the SQLite setup, and the query helpers."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import delete, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from mirsearch import catalog as catalog_module
+from mirsearch.catalog import Base, Catalog, IndexState, Track
+from mirsearch.errors import MirsearchError
+
+
+@pytest.fixture
+def catalog(tmp_path):
+    db = Catalog(f"sqlite:///{tmp_path / 'var' / 'catalog.db'}")
+    yield db
+    db.close()
+
+
+def _add(db: Catalog, **rows: dict) -> dict[str, int]:
+    """Insert tracks named by keyword (path = /music/<name>.flac); returns name → id."""
+    with db.session() as session, session.begin():
+        tracks = {}
+        for name, fields in rows.items():
+            tracks[name] = Track(path=f"/music/{name}.flac", **{"status": "indexed", **fields})
+            session.add(tracks[name])
+    return {name: track.id for name, track in tracks.items()}
+
+
+def _tables(db: Catalog) -> set[str]:
+    return set(inspect(db.engine).get_table_names())
+
+
+def test_first_use_migrates_and_configures_sqlite(catalog, tmp_path):
+    assert catalog.index_state().generation == 0
+    assert (tmp_path / "var" / "catalog.db").is_file()
+    assert {"tracks", "index_state", "alembic_version"} <= _tables(catalog)
+    with catalog.engine.connect() as connection:
+        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def test_upgrade_downgrade_upgrade(catalog):
+    catalog.upgrade()
+    catalog.downgrade()
+    assert _tables(catalog) <= {"alembic_version"}
+    catalog.upgrade()
+    assert {"tracks", "index_state"} <= _tables(catalog)
+    ids = _add(catalog, a={"title": "A"})
+    assert catalog.get(ids["a"]).title == "A"
+
+
+def test_models_match_the_migrated_schema(catalog):
+    catalog.upgrade()
+    with catalog.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_missing_migrations_raise_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(catalog_module, "MIGRATIONS_DIR", tmp_path / "nowhere")
+    db = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
+    with pytest.raises(MirsearchError, match="migrations are missing"):
+        db.stats()
+
+
+def test_rows_stay_readable_after_the_session_closes(catalog):
+    ids = _add(catalog, a={"title": "Song", "descriptors": {"tempo_bpm": 120.0}})
+    row = catalog.get(ids["a"])
+    assert row.title == "Song" and row.descriptors == {"tempo_bpm": 120.0}
+    assert catalog.by_path("/music/a.flac").id == ids["a"]
+    assert catalog.by_path("/music/none.flac") is None
+    assert catalog.get(999) is None
+    assert set(catalog.get_many([ids["a"], 999])) == {ids["a"]}
+    data = row.to_dict()
+    assert data["path"] == "/music/a.flac" and isinstance(data["updated_at"], str)
+
+
+def test_path_is_unique_and_status_is_checked(catalog):
+    _add(catalog, a={})
+    with pytest.raises(IntegrityError):
+        _add(catalog, a={})
+    with pytest.raises(IntegrityError):
+        _add(catalog, b={"status": "weird"})
+
+
+def test_deleting_a_track_clears_duplicate_of(catalog):
+    ids = _add(catalog, original={})
+    copy = _add(catalog, copy={"duplicate_of": ids["original"], "duplicate_evidence": [{"s": 1}]})
+    with catalog.session() as session, session.begin():
+        session.execute(delete(Track).where(Track.id == ids["original"]))
+    assert catalog.get(copy["copy"]).duplicate_of is None
+
+
+def test_list_tracks_filters_and_pages(catalog):
+    _add(
+        catalog,
+        one={"title": "Blue Moon", "artist": "Ella", "genre": "jazz"},
+        two={"title": "Red Sky", "artist": "MOONLIGHT band", "genre": "rock"},
+        three={"title": None, "genre": "rock", "tag_genre": "Jazz"},
+        four={"title": "Broken", "status": "failed", "error": "bad file"},
+        moon_file={"title": "x"},
+    )
+    rows, total = catalog.list_tracks(q="moon")
+    assert total == 3 and {r.path for r in rows} == {
+        "/music/one.flac",
+        "/music/two.flac",
+        "/music/moon_file.flac",
+    }
+    rows, total = catalog.list_tracks(genre="JAZZ")
+    assert total == 2 and {r.path for r in rows} == {"/music/one.flac", "/music/three.flac"}
+    rows, total = catalog.list_tracks(status="failed")
+    assert total == 1 and rows[0].error == "bad file"
+    assert catalog.list_tracks(status=None)[1] == 5
+    page1, total = catalog.list_tracks(per_page=2)
+    page2, _ = catalog.list_tracks(page=2, per_page=2)
+    page3, _ = catalog.list_tracks(page=3, per_page=2)
+    assert total == 4 and [len(page1), len(page2), len(page3)] == [2, 2, 0]
+    assert [r.id for r in page1 + page2] == sorted(r.id for r in page1 + page2)
+    with pytest.raises(MirsearchError):
+        catalog.list_tracks(page=0)
+
+
+def test_genres_count_each_track_once_per_distinct_genre(catalog):
+    ids = _add(
+        catalog,
+        a={"genre": "rock", "tag_genre": "Rock"},  # agrees with the model: counts once
+        b={"genre": "rock", "tag_genre": "Punk "},
+        c={"genre": "jazz"},
+        d={"genre": "pop", "status": "failed"},  # not indexed: not counted
+        e={"tag_genre": "  "},  # blank tag: ignored
+    )
+    assert catalog.genres() == [("rock", 2), ("jazz", 1), ("punk", 1)]
+    assert catalog.track_ids_for_genres(["PUNK"]) == {ids["b"]}
+    assert catalog.track_ids_for_genres(["rock", "jazz"]) == {ids["a"], ids["b"], ids["c"]}
+    assert catalog.track_ids_for_genres(["pop"]) == set()
+    assert catalog.track_ids_for_genres([]) == set()
+
+
+def test_stats_and_index_state(catalog):
+    _add(
+        catalog,
+        a={"genre": "rock", "duration_s": 1800.0},
+        b={"genre": "jazz", "duration_s": 1800.0},
+        c={"status": "failed"},
+        d={"status": "pending", "duration_s": 99.0},
+    )
+    with catalog.session() as session, session.begin():
+        session.add(IndexState(id=1, generation=7, model_hash="abc"))
+    with catalog.session() as session, session.begin(), pytest.raises(IntegrityError):
+        session.add(IndexState(id=2, generation=1))
+        session.flush()
+    stats = catalog.stats()
+    assert stats["tracks"] == 4
+    assert (stats["indexed"], stats["failed"], stats["pending"]) == (2, 1, 1)
+    assert stats["audio_hours"] == pytest.approx(1.0)
+    assert stats["genres"] == {"jazz": 1, "rock": 1}
+    assert stats["index_generation"] == 7 and stats["model_hash"] == "abc"
+    state = catalog.index_state()
+    assert (state.generation, state.model_hash) == (7, "abc")
+
+
+def test_a_second_catalog_reads_what_the_first_wrote(catalog):
+    ids = _add(catalog, a={"title": "shared"})
+    other = Catalog(catalog.url)
+    try:
+        with other.session() as session:
+            assert session.scalar(select(Track.title).where(Track.id == ids["a"])) == "shared"
+    finally:
+        other.close()
+
+
+@pytest.mark.skipif(
+    not os.environ.get("MIRSEARCH_TEST_POSTGRES_URL"),
+    reason="set MIRSEARCH_TEST_POSTGRES_URL to run the catalog against PostgreSQL",
+)
+def test_postgresql_round_trip():
+    db = Catalog(os.environ["MIRSEARCH_TEST_POSTGRES_URL"])
+    try:
+        db.downgrade()
+        db.upgrade()
+        ids = _add(db, a={"genre": "rock", "tag_genre": "Rock", "descriptors": {"k": [1, 2]}})
+        assert db.genres() == [("rock", 1)]
+        assert db.get(ids["a"]).descriptors == {"k": [1, 2]}
+        with db.engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            assert compare_metadata(context, Base.metadata) == []
+    finally:
+        db.downgrade()
+        db.close()

@@ -1,0 +1,203 @@
+"""Tests for the vector index: exact vs approximate recall, filters inside FAISS, updates, files."""
+
+from __future__ import annotations
+
+import json
+
+import faiss
+import numpy as np
+import pytest
+
+from mirsearch.config import FeatureConfig, IndexConfig
+from mirsearch.errors import IndexMismatchError, InvalidParameterError
+from mirsearch.index import IndexMeta, VectorIndex, prune_generations, split_window_ids, window_ids
+from mirsearch.neighbours import IdIndex, normalise
+
+DIM = 32
+META = IndexMeta.for_model(dim=DIM, model_hash="model-a", feature_config=FeatureConfig(), hop_s=1.5)
+SMALL_IVF = {"ivf_nlist": 64, "pq_m": 8}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_faiss_thread():
+    """FAISS on one thread: OpenMP threads spin badly on a shared, busy machine."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+def clustered(rng, centres: np.ndarray, n: int, *, spread: float = 0.1) -> np.ndarray:
+    """n unit vectors scattered around randomly chosen `centres`."""
+    noise = spread * rng.standard_normal((n, centres.shape[1]))
+    return normalise(centres[rng.integers(0, len(centres), n)] + noise)
+
+
+def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
+    return float(
+        np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)])
+    )
+
+
+@pytest.fixture(scope="module")
+def vectors():
+    rng = np.random.default_rng(0)
+    centres = normalise(rng.standard_normal((200, 64)))
+    return clustered(rng, centres, 20_000), clustered(rng, centres, 200)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_approximate_recall_against_exact(vectors, kind):
+    data, queries = vectors
+    ids = np.arange(len(data), dtype=np.int64) * 7 + 3  # ids unrelated to positions
+    config = IndexConfig(ivf_nlist=128, ivf_nprobe=16, pq_m=8)
+    _, truth = IdIndex.build("flat", ids, data, config).search(queries, 10)
+    approximate = IdIndex.build(kind, ids, data, config)
+    scores, found = approximate.search(queries, 10)
+    assert approximate.kind == kind and approximate.ntotal == len(data)
+    assert recall_at(found, truth) >= 0.95
+    assert np.all(np.diff(scores, axis=1) <= 1e-6)
+
+
+def build_index(config: IndexConfig, *, n_tracks: int = 120, n_windows: int = 40, seed: int = 1):
+    """Tracks 1..n_tracks; odd tracks live near one direction, even tracks near the opposite."""
+    rng = np.random.default_rng(seed)
+    axis = normalise(rng.standard_normal((1, DIM)))[0]
+    index = VectorIndex.create(META, config)
+    for track_id in range(1, n_tracks + 1):
+        sign = 1.0 if track_id % 2 else -1.0
+        index.add(track_id, sign * axis + 0.3 * rng.standard_normal((n_windows, DIM)))
+    return index, axis
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("exact_filter_max_vectors", [0, 50_000])
+def test_filtered_search_returns_k_allowed_hits(kind, exact_filter_max_vectors):
+    config = IndexConfig(kind=kind, exact_filter_max_vectors=exact_filter_max_vectors, **SMALL_IVF)
+    index, axis = build_index(config, n_tracks=300)
+    assert index.meta.kind == kind
+    allowed = {2, 4, 6, 8, 10, 12, 14, 16}  # even: on the far side of the query
+    _, unfiltered, _ = index.search_windows(axis[None], 10)
+    assert not set(unfiltered[0]) & allowed
+    scores, tracks, windows = index.search_windows(axis[None], 10, allowed_tracks=allowed)
+    assert set(tracks[0]) <= allowed and (windows[0] >= 0).all() and np.isfinite(scores).all()
+    scores, tracks = index.search_tracks(axis, 5, allowed_tracks=allowed | {9999})
+    assert set(tracks) <= allowed and len(tracks) == 5
+    scores, tracks = index.search_tracks(axis, 5, allowed_tracks={2, 4})
+    assert tracks.tolist()[:2] in ([2, 4], [4, 2]) and tracks.tolist()[2:] == [-1, -1, -1]
+    assert np.isneginf(scores[2:]).all()
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+def test_the_faiss_selector_itself_filters(kind, monkeypatch):
+    config = IndexConfig(kind=kind, exact_filter_max_vectors=0, **SMALL_IVF)
+    index, axis = build_index(config, n_tracks=300)
+
+    def no_exact_search(*args):
+        raise AssertionError("the filtered FAISS search should have been enough")
+
+    monkeypatch.setattr(IdIndex, "_search_exactly", no_exact_search)
+    allowed = set(range(1, 301, 10))  # odd: near the query; 30 tracks, 1,200 windows
+    _, tracks, _ = index.search_windows(axis[None], 20, allowed_tracks=allowed)
+    assert set(tracks[0]) <= allowed and (tracks[0] >= 0).all()
+
+
+def test_add_remove_re_add():
+    index, _ = build_index(IndexConfig(kind="flat"), n_tracks=10)
+    assert index.n_tracks == 10 and index.ntotal_windows == 400
+    probe = index.track_windows(3)[5:8]
+    _, tracks, windows = index.search_windows(probe, 1)
+    assert tracks[:, 0].tolist() == [3, 3, 3] and windows[:, 0].tolist() == [5, 6, 7]
+    index.remove([3, 4, 999])
+    assert not index.contains(3) and index.ntotal_windows == 320
+    assert index.track_windows(3).shape == (0, DIM)
+    _, tracks, _ = index.search_windows(probe, 10)
+    assert 3 not in tracks and 4 not in tracks
+    index.add(3, probe)
+    _, tracks, windows = index.search_windows(probe, 1)
+    assert tracks[:, 0].tolist() == [3, 3, 3] and windows[:, 0].tolist() == [0, 1, 2]
+    assert index.n_windows(3) == 3 and index.track_ids().tolist() == [1, 2, 3, 5, 6, 7, 8, 9, 10]
+    with pytest.raises(InvalidParameterError, match="already"):
+        index.add(3, probe)
+    with pytest.raises(InvalidParameterError):
+        index.add(11, np.ones((4, DIM + 1)))
+
+
+def test_hnsw_removal_uses_tombstones_then_compacts():
+    index, _ = build_index(IndexConfig(kind="hnsw"), n_tracks=20)
+    probe = index.track_windows(5)
+    index.remove([5])
+    assert index._windows.n_removed == 40 and index.ntotal_windows == 760
+    _, tracks, _ = index.search_windows(probe, 20)
+    assert 5 not in tracks and (tracks >= 0).all()
+    index.remove(range(6, 12))  # now more than a quarter are tombstones: compacted
+    assert index._windows.n_removed == 0 and index.ntotal_windows == 520
+    index.add(5, probe)
+    _, tracks, windows = index.search_windows(probe[:3], 1)
+    assert tracks[:, 0].tolist() == [5, 5, 5] and windows[:, 0].tolist() == [0, 1, 2]
+
+
+def test_auto_switches_to_hnsw_above_the_exact_limit():
+    index, axis = build_index(IndexConfig(kind="auto", exact_max_vectors=1000), n_tracks=30)
+    assert index.meta.kind == "hnsw" and index.ntotal_windows == 1200
+    _, tracks, _ = index.search_windows(index.track_windows(17)[:2], 1)
+    assert tracks[:, 0].tolist() == [17, 17]
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_save_load_round_trip(tmp_path, kind):
+    config = IndexConfig(kind=kind)
+    index, axis = build_index(config, n_tracks=20)
+    index.remove([2])
+    index.save(tmp_path, 1)
+    index.add(2, np.ones((3, DIM)))
+    index.save(tmp_path, 2)
+    queries = index.track_windows(7)[::5]
+    loaded = VectorIndex.load(tmp_path, 2, expect=META, config=config)
+    for a, b in zip(
+        index.search_windows(queries, 8), loaded.search_windows(queries, 8), strict=True
+    ):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.meta == index.meta and loaded.n_windows(2) == 3
+    older = VectorIndex.load(tmp_path, 1, expect=META, config=config)  # still there: not pruned
+    assert not older.contains(2) and older.n_tracks == 19
+    assert json.loads((tmp_path / "meta-2.json").read_text())["ntotal_windows"] == 763
+    (tmp_path / "windows-3.faiss.tmp").write_bytes(b"half written")
+    assert prune_generations(tmp_path, keep=2) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "meta-2.json",
+        "tracks-2.faiss",
+        "windows-2.faiss",
+    ]
+
+
+def test_load_refuses_a_mismatched_or_missing_index(tmp_path):
+    index, _ = build_index(IndexConfig(), n_tracks=3)
+    index.save(tmp_path, 4)
+    other_model = IndexMeta.for_model(
+        dim=DIM, model_hash="model-b", feature_config=FeatureConfig(), hop_s=1.5
+    )
+    with pytest.raises(IndexMismatchError, match="model_hash is 'model-a', expected 'model-b'"):
+        VectorIndex.load(tmp_path, 4, expect=other_model)
+    other_dim = IndexMeta.for_model(
+        dim=64, model_hash="model-a", feature_config=FeatureConfig(), hop_s=1.5
+    )
+    with pytest.raises(IndexMismatchError, match="dim is 32, expected 64"):
+        VectorIndex.load(tmp_path, 4, expect=other_dim)
+    other_features = IndexMeta.for_model(
+        dim=DIM, model_hash="model-a", feature_config=FeatureConfig(n_mels=96), hop_s=1.5
+    )
+    with pytest.raises(IndexMismatchError, match="feature_config"):
+        VectorIndex.load(tmp_path, 4, expect=other_features)
+    with pytest.raises(IndexMismatchError, match="generation 5 is incomplete"):
+        VectorIndex.load(tmp_path, 5, expect=META)
+    (tmp_path / "tracks-4.faiss").unlink()
+    with pytest.raises(IndexMismatchError, match="missing tracks-4.faiss"):
+        VectorIndex.load(tmp_path, 4, expect=META)
+
+
+def test_window_ids_round_trip():
+    ids = window_ids(12345, 3)
+    assert ids.tolist() == [12345 << 20, (12345 << 20) | 1, (12345 << 20) | 2]
+    tracks, windows = split_window_ids(np.append(ids, -1))
+    assert tracks.tolist() == [12345] * 3 + [-1] and windows.tolist() == [0, 1, 2, -1]

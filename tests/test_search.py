@@ -1,0 +1,125 @@
+"""Tests for query-by-example ranking on synthetic random-walk "tracks" of window vectors."""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import pytest
+
+from mirsearch.config import IndexConfig, SearchConfig
+from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.neighbours import normalise
+from mirsearch.search import Hit, align, rank, similar
+
+DIM, HOP_S, N_TRACKS, N_WINDOWS = 64, 1.5, 50, 100
+META = IndexMeta.for_model(dim=DIM, model_hash="walk", feature_config={}, hop_s=HOP_S)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_faiss_thread():
+    """FAISS on one thread: OpenMP threads spin badly on a shared, busy machine."""
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
+def random_walk(rng, n: int, *, step: float = 0.35) -> np.ndarray:
+    """n unit vectors, each a random step of about `step` from the last (music changes slowly)."""
+    vectors = [normalise(rng.standard_normal(DIM))[0]]
+    for _ in range(n - 1):
+        vectors.append(normalise(vectors[-1] + step / DIM**0.5 * rng.standard_normal(DIM))[0])
+    return np.array(vectors)
+
+
+def resample(windows: np.ndarray, start_s: float, n: int, hop_s: float) -> np.ndarray:
+    """Windows at `hop_s` from `start_s`, interpolated between a track's windows at HOP_S."""
+    position = (start_s + np.arange(n) * hop_s) / HOP_S
+    below = np.floor(position).astype(int)
+    after = (position - below)[:, None]
+    return normalise((1 - after) * windows[below] + after * windows[below + 1])
+
+
+def noisy(rng, windows: np.ndarray, level: float) -> np.ndarray:
+    """Windows moved by random noise of norm about `level` (a re-encoding, a noisy recording)."""
+    return normalise(windows + level / DIM**0.5 * rng.standard_normal(windows.shape))
+
+
+@pytest.fixture(scope="module", params=["flat", "hnsw"])
+def catalog(request):
+    """50 random-walk tracks and a relative of track 3, in an exact and in an HNSW index."""
+    rng = np.random.default_rng(7)
+    tracks = {t: random_walk(rng, N_WINDOWS) for t in range(1, N_TRACKS + 1)}
+    # a track like track 3 (its sounds, shuffled and blurred) but no excerpt of it
+    tracks[N_TRACKS + 1] = noisy(rng, tracks[3][rng.permutation(N_WINDOWS)[:80]], 0.1)
+    index = VectorIndex.create(META, IndexConfig(kind=request.param))
+    for track_id, windows in tracks.items():
+        index.add(track_id, windows)
+    return index, tracks
+
+
+def test_an_excerpt_finds_its_track_and_position(catalog):
+    index, tracks = catalog
+    rng = np.random.default_rng(1)
+    query = noisy(rng, tracks[7][40:60], 0.5)
+    hits = rank(index, query, np.arange(20) * HOP_S, k=5)
+    assert [type(h) for h in hits] == [Hit] * 5
+    assert hits[0].track_id == 7 and hits[0].offset_s == pytest.approx(40 * HOP_S, abs=HOP_S)
+    assert hits[0].score > hits[1].score + 0.3
+    scores = [h.score for h in hits]
+    assert scores == sorted(scores, reverse=True) and all(-1 <= s <= 1 for s in scores)
+
+
+def test_a_dense_query_between_catalog_windows_lines_up(catalog):
+    index, tracks = catalog
+    rng = np.random.default_rng(2)
+    start_s = 31 * HOP_S + 0.5  # not on the catalog's window grid
+    query = noisy(rng, resample(tracks[23], start_s, 40, 0.5), 0.3)
+    hits = rank(index, query, np.arange(40) * 0.5, k=3)
+    assert hits[0].track_id == 23
+    assert hits[0].offset_s == pytest.approx(start_s, abs=0.5)
+    late = rank(index, query, 2.0 + np.arange(40) * 0.5, k=3)  # the clip starts 2 s earlier
+    assert late[0].track_id == 23
+    assert late[0].offset_s == pytest.approx(start_s - 2.0, abs=0.5)
+
+
+def test_filtered_search_returns_exactly_k_allowed_tracks(catalog):
+    index, tracks = catalog
+    rng = np.random.default_rng(3)
+    query = noisy(rng, tracks[7][10:30], 0.5)
+    allowed = {2, 11, 19, 30, 41, 44, 999}  # 999 is not indexed
+    hits = rank(index, query, np.arange(20) * HOP_S, k=4, allowed_tracks=allowed)
+    assert len(hits) == 4 and {h.track_id for h in hits} <= allowed - {999}
+    hits = rank(index, query, np.arange(20) * HOP_S, k=10, allowed_tracks=allowed)
+    assert sorted(h.track_id for h in hits) == [2, 11, 19, 30, 41, 44]
+    assert rank(index, query, np.arange(20) * HOP_S, k=10, allowed_tracks=set()) == []
+
+
+def test_candidates_are_topped_up_when_window_neighbours_run_dry(catalog):
+    index, tracks = catalog
+    query = tracks[7][10:30]
+    config = SearchConfig(rescore_candidates=1)
+    hits = rank(index, query, np.arange(20) * HOP_S, k=30, neighbours=1, config=config)
+    assert len(hits) == 30 and len({h.track_id for h in hits}) == 30 and hits[0].track_id == 7
+    assert len(rank(index, query, np.arange(20) * HOP_S, k=500)) == N_TRACKS + 1
+
+
+def test_similar_excludes_the_track_and_finds_its_relative(catalog):
+    index, _ = catalog
+    hits = similar(index, 3, k=5)
+    assert len(hits) == 5 and 3 not in {h.track_id for h in hits}
+    assert hits[0].track_id == N_TRACKS + 1
+    filtered = similar(index, 3, k=5, allowed_tracks={3, 8, 9})
+    assert sorted(h.track_id for h in filtered) == [8, 9]
+
+
+def test_align_prefers_the_consistent_offset_over_scattered_matches():
+    rng = np.random.default_rng(4)
+    track = random_walk(rng, 60)
+    query = track[20:30]
+    shuffled = track[rng.permutation(60)]  # the same windows, in a different order
+    in_order = align(query, np.arange(10) * HOP_S, track, hop_s=HOP_S)
+    scrambled = align(query, np.arange(10) * HOP_S, shuffled, hop_s=HOP_S)
+    assert in_order.mean_of_max == pytest.approx(scrambled.mean_of_max, abs=1e-5)
+    assert in_order.aligned == pytest.approx(1.0, abs=1e-5) and in_order.offset_s == 30.0
+    assert scrambled.aligned < 0.7
