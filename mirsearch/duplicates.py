@@ -144,7 +144,7 @@ def _best_line(
         track_id=track_id,
         score=round(score, 4),
         query_offset_s=start,
-        track_offset_s=max(0.0, speed * start + offset),
+        track_offset_s=float(max(0.0, speed * start + offset)),
         duration_s=float(times.max() - start + config.window_s),
         speed=float(speed),
         windows=int(times.size),

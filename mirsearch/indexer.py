@@ -29,7 +29,25 @@ from mirsearch.index import IndexMeta, VectorIndex, prune_generations
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = frozenset(
-    [".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".mp4", ".aac", ".wma", ".aif", ".aiff", ".ape", ".wv", ".mka", ".webm"]
+    [
+        ".wav",
+        ".wave",
+        ".flac",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".m4a",
+        ".mp4",
+        ".aac",
+        ".wma",
+        ".aif",
+        ".aiff",
+        ".ape",
+        ".wv",
+        ".mka",
+        ".webm",
+    ]
 )
 
 

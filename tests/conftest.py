@@ -81,3 +81,23 @@ def write_audio(tmp_path):
 def settings(tmp_path) -> Settings:
     """Settings with a fresh home (SQLite catalog + index) under tmp_path."""
     return Settings.from_env({}, home=tmp_path / "home")
+
+
+def walk(rng: np.random.Generator, n: int, *, dim: int, step: float = 0.35) -> np.ndarray:
+    """n unit vectors, each a random step of about `step` from the last (music changes slowly)."""
+    from mirsearch.neighbours import normalise
+
+    vectors = [normalise(rng.standard_normal(dim))[0]]
+    for _ in range(n - 1):
+        vectors.append(normalise(vectors[-1] + step / dim**0.5 * rng.standard_normal(dim))[0])
+    return np.array(vectors, dtype=np.float32)
+
+
+def windows_at(windows: np.ndarray, times_s: np.ndarray, *, hop_s: float) -> np.ndarray:
+    """The track's window vectors (one every hop_s) interpolated at `times_s`."""
+    from mirsearch.neighbours import normalise
+
+    position = np.asarray(times_s) / hop_s
+    below = np.clip(np.floor(position).astype(int), 0, len(windows) - 2)
+    after = (position - below)[:, None]
+    return normalise((1 - after) * windows[below] + after * windows[below + 1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import pytest
+from conftest import walk, windows_at
 
 from mirsearch.config import IndexConfig, SearchConfig
 from mirsearch.index import IndexMeta, VectorIndex
@@ -25,19 +26,11 @@ def one_faiss_thread():
 
 
 def random_walk(rng, n: int, *, step: float = 0.35) -> np.ndarray:
-    """n unit vectors, each a random step of about `step` from the last (music changes slowly)."""
-    vectors = [normalise(rng.standard_normal(DIM))[0]]
-    for _ in range(n - 1):
-        vectors.append(normalise(vectors[-1] + step / DIM**0.5 * rng.standard_normal(DIM))[0])
-    return np.array(vectors)
+    return walk(rng, n, dim=DIM, step=step)
 
 
 def resample(windows: np.ndarray, start_s: float, n: int, hop_s: float) -> np.ndarray:
-    """Windows at `hop_s` from `start_s`, interpolated between a track's windows at HOP_S."""
-    position = (start_s + np.arange(n) * hop_s) / HOP_S
-    below = np.floor(position).astype(int)
-    after = (position - below)[:, None]
-    return normalise((1 - after) * windows[below] + after * windows[below + 1])
+    return windows_at(windows, start_s + np.arange(n) * hop_s, hop_s=HOP_S)
 
 
 def noisy(rng, windows: np.ndarray, level: float) -> np.ndarray:

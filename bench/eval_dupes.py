@@ -1,0 +1,221 @@
+"""Near-duplicate evaluation on real music: recall per transform and clip length, false positives.
+
+Half the tracks of ../shared/audio are indexed (each `pair_group` kept on one side, so a remaster
+is never a "negative" of its indexed twin), the other half stay outside as negatives. Clips of 5,
+10 and 20 s at seeded random offsets and whole tracks (capped at `--max-whole-s`) go through every
+transform in mirsearch.transforms and are matched against the index. A positive is found when its
+source track is matched; any match of a negative query is a false positive.
+
+`--calibrate` picks the decision threshold from the negatives of a run with another seed (other
+offsets and noise) and stores it in mirsearch/assets/duplicates.json for the model; the ordinary
+run reports figures at the stored threshold. Results go to bench/dupes.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from mirsearch.api import Engine
+from mirsearch.audio import load
+from mirsearch.config import Settings
+from mirsearch.duplicates import CALIBRATION, candidates
+from mirsearch.transforms import TRANSFORMS
+
+OUT = Path(__file__).resolve().parent / "dupes.json"
+CLIPS = {"5s": (5.0, 1), "10s": (10.0, 2), "20s": (20.0, 1), "whole": (None, 1)}
+MARGIN = 0.02  # added to the highest negative score when calibrating
+
+
+def split_tracks(rows: list[dict], *, seed: int) -> tuple[list[dict], list[dict]]:
+    """(indexed, negatives): about half of each package, pair groups kept on one side."""
+    rng = np.random.default_rng(seed)
+    units: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        units[row["pair_group"] or row["path"]].append(row)
+    by_package: dict[str, list[list[dict]]] = defaultdict(list)
+    for unit in units.values():
+        by_package[unit[0]["package"]].append(unit)
+    indexed, negatives = [], []
+    for package in sorted(by_package):
+        package_units = by_package[package]
+        order = rng.permutation(len(package_units))
+        for rank, i in enumerate(order):
+            (indexed if rank % 2 == 0 else negatives).extend(package_units[i])
+    return indexed, negatives
+
+
+def queries(rows, audio_dir: Path, *, seed: int, quick: bool, max_whole_s: float):
+    """(row, clip name, transform name, samples) for every query, deterministically."""
+    rng = np.random.default_rng(seed)
+    decoded = {row["path"]: load(audio_dir / row["path"]).samples for row in rows}
+    background = np.concatenate([decoded[r["path"]][: 16_000 * 30] for r in rows[:3]])
+    names = ["none", "mp3_64k", "noise_snr10", "speed_+5%", "pitch_-1st"] if quick else TRANSFORMS
+    clips = {"10s": (10.0, 1)} if quick else CLIPS
+    for row in rows:
+        x = decoded[row["path"]]
+        for clip_name, (length_s, count) in clips.items():
+            for _ in range(count):
+                n = int((length_s or max_whole_s) * 16_000)
+                start = int(rng.integers(0, max(1, x.size - n)))
+                clip = x[start : start + n]
+                for name in names:
+                    other = background if row is not rows[0] else decoded[rows[-1]["path"]]
+                    y, _ = TRANSFORMS[name](clip, 16_000, rng=rng, background=other)
+                    yield row, clip_name, name, y
+
+
+def run(
+    audio_dir: Path,
+    *,
+    seed: int = 0,
+    quick: bool = False,
+    max_whole_s: float = 300.0,
+    threshold: float | None = None,
+) -> dict:
+    with open(audio_dir / "manifest.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    indexed, negatives = split_tracks(rows, seed=0)
+    if quick:
+        indexed, negatives = indexed[::4], negatives[::4]
+    with tempfile.TemporaryDirectory() as home:
+        engine = Engine(Settings.from_env(home=Path(home)))
+        started = time.perf_counter()
+        engine.index_paths([audio_dir / r["path"] for r in indexed], workers=2)
+        index_s = time.perf_counter() - started
+        index = engine.index()
+        tracks, _ = engine.catalog.list_tracks(per_page=10_000)
+        track_of = {Path(t.path).name: t.id for t in tracks}
+        twins = defaultdict(set)  # versions of one piece (pair_group) are not "wrong" matches
+        for row in indexed:
+            twins[row["pair_group"] or row["path"]].add(track_of[row["path"]])
+        threshold = index.meta.match_threshold if threshold is None else threshold
+        seen = set(engine.embedder.metadata.get("contrastive_files", []))
+        records = []
+        query_s = []
+        for row, clip_name, name, y in queries(
+            indexed + negatives, audio_dir, seed=seed, quick=quick, max_whole_s=max_whole_s
+        ):
+            t0 = time.perf_counter()
+            analysis = engine.embedder.analyse(y, hop_s=engine.settings.embedding.query_hop_s)
+            found = candidates(
+                index, analysis.vectors, analysis.offsets_s, config=engine.settings.duplicates
+            )
+            query_s.append(time.perf_counter() - t0)
+            truth = track_of.get(row["path"])
+            accepted = twins.get(row["pair_group"] or row["path"], set())
+            records.append(
+                {
+                    "track": row["path"],
+                    "clip": clip_name,
+                    "transform": name,
+                    "positive": truth is not None,
+                    "seen": row["path"] in seen,
+                    "true_score": max((m.score for m in found if m.track_id == truth), default=0.0),
+                    "false_score": max(
+                        (m.score for m in found if m.track_id not in accepted), default=0.0
+                    ),
+                }
+            )
+    return {
+        "records": records,
+        "threshold": threshold,
+        "index_seconds": index_s,
+        "query_ms_p50": 1000 * float(np.median(query_s)),
+        "query_ms_p95": 1000 * float(np.percentile(query_s, 95)),
+        "indexed_tracks": len(indexed),
+        "negative_tracks": len(negatives),
+    }
+
+
+def summarise(result: dict, threshold: float) -> dict:
+    """Recall per transform × clip length, false-positive and wrong-track rates, at `threshold`."""
+
+    def table(records):
+        cells = defaultdict(list)
+        for r in records:
+            if r["positive"]:
+                cells[(r["transform"], r["clip"])].append(r["true_score"] >= threshold)
+        recall = defaultdict(dict)
+        for (transform, clip), hits in sorted(cells.items()):
+            recall[transform][clip] = round(float(np.mean(hits)), 4)
+        negatives = [r for r in records if not r["positive"]]
+        positives = [r for r in records if r["positive"]]
+        false = [max(r["true_score"], r["false_score"]) >= threshold for r in negatives]
+        wrong = [r["false_score"] >= threshold for r in positives]
+        found = [r["true_score"] >= threshold for r in positives]
+        return {
+            "recall": dict(recall),
+            "recall_all": round(float(np.mean(found)), 4) if found else None,
+            "false_positive_rate": round(float(np.mean(false)), 5) if false else None,
+            "wrong_track_rate": round(float(np.mean(wrong)), 5) if wrong else None,
+            "positive_queries": len(positives),
+            "negative_queries": len(negatives),
+        }
+
+    records = result["records"]
+    return {
+        "threshold": threshold,
+        "all": table(records),
+        "unseen_by_model": table([r for r in records if not r["seen"]]),
+    }
+
+
+def calibrate(audio_dir: Path, model_hash: str, *, quick: bool) -> float:
+    result = run(audio_dir, seed=1, quick=quick)
+    negative = [
+        max(r["true_score"], r["false_score"]) for r in result["records"] if not r["positive"]
+    ]
+    positive_wrong = [r["false_score"] for r in result["records"] if r["positive"]]
+    threshold = round(max(negative + positive_wrong) + MARGIN, 4)
+    CALIBRATION.write_text(
+        json.dumps(
+            {
+                "model_sha256": model_hash,
+                "threshold": threshold,
+                "margin": MARGIN,
+                "calibrated_on": "bench/eval_dupes.py --calibrate (seed 1): highest score of a "
+                "negative query or of a wrong track, plus the margin",
+                "negative_queries": len(negative),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return threshold
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio_dir", type=Path)
+    parser.add_argument("--quick", action="store_true", help="a few tracks and transforms")
+    parser.add_argument("--calibrate", action="store_true", help="store a new threshold first")
+    parser.add_argument("--max-whole-s", type=float, default=300.0)
+    args = parser.parse_args()
+    if not (args.audio_dir / "manifest.tsv").exists():
+        sys.exit(f"{args.audio_dir}/manifest.tsv not found: this evaluation needs ../shared/audio")
+    if args.calibrate:
+        from mirsearch.embeddings import Embedder
+
+        threshold = calibrate(args.audio_dir, Embedder().model_hash, quick=args.quick)
+        print(f"calibrated threshold {threshold}", file=sys.stderr)
+    result = run(args.audio_dir, quick=args.quick, max_whole_s=args.max_whole_s)
+    report = (
+        summarise(result, result["threshold"])
+        | {k: v for k, v in result.items() if k != "records"}
+        | {"date": time.strftime("%Y-%m-%d")}
+    )
+    OUT.write_text(json.dumps(report | {"records": result["records"]}, indent=1) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Indexing a folder: bad files recorded as failed, incremental re-runs, prune, crash safety."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import tone
+
+from mirsearch.api import Engine
+from mirsearch.catalog import Track
+from mirsearch.demo import write_demo_catalog
+from mirsearch.index import VectorIndex
+from mirsearch.indexer import Indexer, discover
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=4)[0].parent
+
+
+@pytest.fixture
+def folder(tmp_path, demo_dir):
+    """The demo tracks plus one file of every bad kind."""
+    root = tmp_path / "music"
+    shutil.copytree(demo_dir, root)
+    (root / "empty.mp3").write_bytes(b"")
+    (root / "text.mp3").write_text("these are liner notes, not audio\n" * 20)
+    (root / "notes.txt").write_text("ignored: neither an audio name nor audio content")
+    truncated = (root / "demo-01.flac").read_bytes()
+    (root / "truncated.flac").write_bytes(truncated[: len(truncated) // 3])
+    from mirsearch.audio import write
+
+    write(root / "silent.wav", np.zeros(16_000 * 5, dtype=np.float32), 16_000)
+    write(root / "short.wav", tone(440.0, 0.5), 16_000)
+    return root
+
+
+def rows(engine: Engine) -> dict[str, Track]:
+    tracks, _ = engine.catalog.list_tracks(status=None, per_page=1000)
+    return {os.path.basename(t.path): t for t in tracks}
+
+
+def test_bad_files_are_recorded_as_failed_and_the_rest_indexed(settings, folder):
+    engine = Engine(settings)
+    summary = engine.index_paths([folder])
+    by_name = rows(engine)
+    assert "notes.txt" not in by_name
+    failed = {name: t.error for name, t in by_name.items() if t.status == "failed"}
+    assert set(failed) == {"empty.mp3", "text.mp3", "truncated.flac", "silent.wav"}
+    assert "empty" in failed["empty.mp3"]
+    assert "not an audio file" in failed["text.mp3"] or "no audio" in failed["text.mp3"]
+    assert "truncated" in failed["truncated.flac"] or "corrupt" in failed["truncated.flac"]
+    assert "silent" in failed["silent.wav"]
+    assert summary.indexed == 5 and summary.failed == 4  # four demo tracks + the short tone
+    indexed = [t for t in by_name.values() if t.status == "indexed"]
+    assert all(t.key and t.genre and t.n_windows >= 1 for t in indexed)
+    assert all(60 <= t.tempo_bpm <= 200 for t in indexed if t.duration_s > 10)
+    assert by_name["demo-01.flac"].title == "Demo 1"
+    assert engine.index().n_tracks == 5
+
+
+def test_second_run_changes_nothing_and_changed_files_are_redone(settings, folder):
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    again = engine.index_paths([folder])
+    assert (again.indexed, again.failed, again.unchanged) == (0, 0, 9)
+    os.utime(folder / "demo-02.ogg")  # touched, same content: still unchanged
+    (folder / "demo-04.wav").unlink()
+    from mirsearch.audio import load, write
+
+    write(folder / "demo-04.wav", load(folder / "demo-01.flac").samples[::-1].copy(), 16_000)
+    before = rows(engine)["demo-04.wav"].sha256
+    third = engine.index_paths([folder])
+    assert third.indexed == 1 and third.unchanged == 8
+    assert rows(engine)["demo-04.wav"].sha256 != before
+
+
+def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    gone = rows(engine)["demo-02.ogg"].id
+    (folder / "demo-02.ogg").unlink()
+    summary = engine.index_paths([folder], prune=True)
+    assert summary.removed == 1
+    assert "demo-02.ogg" not in rows(engine)
+    assert not engine.index().contains(gone)
+
+
+def test_workers_give_the_same_vectors_as_one_process(settings, folder, tmp_path):
+    from mirsearch.config import Settings
+
+    one = Engine(settings)
+    one.index_paths([folder])
+    two = Engine(Settings.from_env({}, home=tmp_path / "two"))
+    two.index_paths([folder], workers=2)
+    a, b = rows(one), rows(two)
+    assert {k: v.status for k, v in a.items()} == {k: v.status for k, v in b.items()}
+    for name, row in a.items():
+        if row.status == "indexed":
+            np.testing.assert_array_equal(
+                one.index().track_windows(row.id), two.index().track_windows(b[name].id)
+            )
+
+
+def test_a_crash_while_committing_leaves_catalog_and_index_agreeing(settings, folder, monkeypatch):
+    engine = Engine(settings)
+    engine.index_paths([folder / "demo-01.flac"])
+    generation = engine.catalog.index_state().generation
+
+    def crash(self, directory, generation):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(VectorIndex, "save", crash)
+    with pytest.raises(OSError):
+        Indexer(settings, catalog=engine.catalog).run([folder])
+    monkeypatch.undo()
+    assert engine.catalog.index_state().generation == generation
+    indexed = [t for t in rows(engine).values() if t.status == "indexed"]
+    assert [os.path.basename(t.path) for t in indexed] == ["demo-01.flac"]
+    assert engine.index().n_tracks == 1
+    resumed = engine.index_paths([folder])
+    assert resumed.indexed == 4 and resumed.unchanged == 1
+    assert engine.index().n_tracks == 5
+
+
+def test_a_model_change_embeds_every_track_again(settings, folder, monkeypatch):
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    from mirsearch.catalog import IndexState
+
+    with engine.catalog.session() as session, session.begin():
+        session.get(IndexState, 1).model_hash = "an older model"
+    summary = Engine(settings).index_paths([folder])
+    assert summary.indexed == 5 and summary.unchanged == 4
+
+
+def test_discover_recognises_audio_by_content(tmp_path, demo_dir):
+    shutil.copy(next(demo_dir.glob("*.ogg")), tmp_path / "mystery.bin")
+    (tmp_path / "readme.bin").write_text("hello")
+    assert [p.name for p in discover([tmp_path])] == ["mystery.bin"]
