@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mirsearch.transforms import TRANSFORMS
 
 from mirsearch.api import Engine
 from mirsearch.audio import load, write
 from mirsearch.config import Settings
+from mirsearch.transforms import TRANSFORMS
 
 OUT = Path(__file__).resolve().parent / "retrieval.json"
 

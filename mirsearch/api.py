@@ -124,7 +124,7 @@ class Engine:
             raise NotFoundError("the catalog is empty: run `mirsearch index PATH` first")
         return index
 
-    # -- queries ------------------------------------------------------------------------------------
+    # -- queries -------------------------------------------------------------------------------
 
     def analyse_file(self, path: Path, *, min_duration_s: float | None = None) -> Analysis:
         """Decode and embed an uploaded clip at the dense query hop."""
@@ -173,7 +173,9 @@ class Engine:
         """Genre probabilities of a file and, once a catalog exists, its most similar tracks."""
         analysis = self.analyse_file(path, min_duration_s=1.0)
         labels = self.embedder.labels
-        probabilities = {g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities)}
+        probabilities = {
+            g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities, strict=True)
+        }
         genre = max(probabilities, key=probabilities.get)
         index = self.index()
         similar = []
@@ -181,7 +183,7 @@ class Engine:
             similar = self._rank(analysis, k=min(similar_k, index.n_tracks), genres=())
         windows = []
         if timeline:
-            for offset, row in zip(analysis.offsets_s, analysis.window_probabilities):
+            for offset, row in zip(analysis.offsets_s, analysis.window_probabilities, strict=True):
                 best = int(row.argmax())
                 windows.append(
                     {

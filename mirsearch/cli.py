@@ -345,7 +345,8 @@ def _train_options(f):
             "--unlabelled",
             type=PATHS,
             default=None,
-            help="A folder of unlabelled music for the invariance objective.",
+            help="A folder of unlabelled music for the invariance objective "
+            "(../shared/audio: the packages the shipped model uses).",
         ),
     ]
     for option in reversed(options):
@@ -372,11 +373,13 @@ def _train_config(options: dict):
 
 
 def _unlabelled(folder: Path | None) -> list[Path]:
+    """Audio files of `folder`; for ../shared/audio, the packages the shipped recipe uses."""
     if folder is None:
         return []
     from mirsearch.indexer import discover
+    from mirsearch.training import contrastive_files
 
-    return discover([folder])
+    return contrastive_files(folder) or discover([folder])
 
 
 @main.command()

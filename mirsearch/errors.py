@@ -8,7 +8,7 @@ class MirsearchError(Exception):
 
 
 class AudioError(MirsearchError):
-    """A file could not be turned into usable audio (corrupt, empty, silent, not audio, too long)."""
+    """A file could not be turned into usable audio (corrupt, empty, silent, too long...)."""
 
     code = "bad_audio"
 

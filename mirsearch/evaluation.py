@@ -1,4 +1,4 @@
-"""Genre evaluation: grouped stratified k-fold CV and a held-out split, CNN beside an MFCC baseline."""
+"""Genre evaluation: grouped stratified k-fold CV and a held-out split, CNN beside MFCC baseline."""
 
 from __future__ import annotations
 

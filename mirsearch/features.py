@@ -142,7 +142,7 @@ def estimate_tempo(
     mel_db: torch.Tensor | None = None,
     config: FeatureConfig = FeatureConfig(),
 ) -> float:
-    """Tempo in BPM: autocorrelation of the spectral-flux onset envelope, with a prior at 120 BPM."""
+    """Tempo in BPM: autocorrelation of the spectral-flux onset envelope, prior at 120 BPM."""
     if mel_db is None:
         mel_db = log_mel(torch.from_numpy(x), config)
     flux = np.maximum(np.diff(mel_db.numpy(), axis=1), 0.0).mean(axis=0)

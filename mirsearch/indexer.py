@@ -1,4 +1,4 @@
-"""Walk folders, analyse new or changed audio files, commit them to the catalog and the vector index."""
+"""Walk folders, analyse new or changed audio, commit it to the catalog and the vector index."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ AUDIO_EXTENSIONS = frozenset(
 
 @dataclass(frozen=True)
 class FileAnalysis:
-    """What a worker learns about one file: everything the catalog and the index need, or an error."""
+    """What a worker learns about one file: all the catalog and the index need, or an error."""
 
     path: str
     sha256: str
@@ -140,7 +140,9 @@ class Analyser:
             log.exception("unexpected failure on %s", path)
             message = f"{path}: could not be analysed ({type(exc).__name__}: {exc})"
             return FileAnalysis(sha256=sha, error=message, **base)
-        probabilities = dict(zip(self.embedder.labels, map(float, analysis.probabilities)))
+        probabilities = dict(
+            zip(self.embedder.labels, map(float, analysis.probabilities), strict=True)
+        )
         return FileAnalysis(
             sha256=sha,
             info=decoded.info,
@@ -235,7 +237,7 @@ class Indexer:
         return embedder.model_hash, meta
 
     def _open_index(self, meta: IndexMeta) -> VectorIndex:
-        """The index at the catalog's generation; a new one (all tracks pending) after a model change."""
+        """The index at the catalog's generation; a fresh one after a model change."""
         state = self.catalog.index_state()
         if state.generation and state.model_hash == meta.model_hash:
             try:

@@ -257,9 +257,27 @@ class Trainer:
         return np.array(out)
 
     def validation(self, signals: list[np.ndarray], targets: np.ndarray) -> tuple[float, float]:
+        """(genre cross-entropy, accuracy) of whole-clip predictions."""
         p = self.predict(signals)
         loss = float(-np.mean(np.log(p[np.arange(len(targets)), targets] + 1e-9)))
         return loss, float((p.argmax(1) == targets).mean())
+
+    def fixed_pairs(self, signals: list[np.ndarray], *, n: int = 64) -> torch.Tensor:
+        """Seeded (light, heavy) views of validation windows, made once, for the invariance loss."""
+        saved, self.rng = self.rng, np.random.default_rng(self.config.seed + 1)
+        self.augmenter.rng = self.rng
+        sources = [signals[i % len(signals)] for i in range(n)]
+        pairs = [self._window_pair(s, sources[-1 - i]) for i, s in enumerate(sources)]
+        mel = self.augmenter.to_log_mel([p[0] for p in pairs] + [p[1] for p in pairs])
+        self.rng = self.augmenter.rng = saved
+        return mel
+
+    def invariance_loss(self, pairs: torch.Tensor) -> float:
+        self.model.eval()
+        n = pairs.shape[0] // 2
+        with torch.inference_mode():
+            z = self._embed_central(pairs, normalise=False)
+            return float(nt_xent(z[:n], z[n:], temperature=self.config.temperature))
 
     def fit(
         self,
@@ -274,6 +292,7 @@ class Trainer:
         c = self.config
         best = (float("inf"), 0.0, None)
         history, stale = [], 0
+        pairs = self.fixed_pairs(val + list(unlabelled)[:8]) if val else None
         for epoch in range(c.epochs):
             started = time.perf_counter()
             stats = []
@@ -286,28 +305,25 @@ class Trainer:
             for _ in bar:
                 stats.append(self.step(train, train_y, list(unlabelled)))
                 bar.set_postfix(loss=f"{stats[-1]['loss']:.3f}")
-            val_loss, val_acc = self.validation(val, val_y) if val else (float("nan"), 0.0)
+            val_genre, val_acc = self.validation(val, val_y) if val else (float("nan"), 0.0)
+            val_invariance = self.invariance_loss(pairs) if val else float("nan")
+            # Early stopping watches both objectives: the embedding must stay invariant too.
+            val_loss = val_genre + c.contrastive_weight * val_invariance
             row = {k: float(np.mean([s[k] for s in stats])) for k in stats[0]}
             row |= {
                 "epoch": epoch + 1,
                 "val_loss": val_loss,
                 "val_accuracy": val_acc,
+                "val_genre_loss": val_genre,
+                "val_invariance_loss": val_invariance,
                 "lr": self.scheduler.get_last_lr()[0],
                 "seconds": time.perf_counter() - started,
             }
             history.append(row)
             log.info("epoch %d: %s", epoch + 1, row)
             if writer is not None:
-                for key in (
-                    "loss",
-                    "genre",
-                    "contrast",
-                    "accuracy",
-                    "val_loss",
-                    "val_accuracy",
-                    "lr",
-                ):
-                    writer.add_scalar(key, row[key], epoch + 1)
+                for key, value in row.items():
+                    writer.add_scalar(key, value, epoch + 1)
             if val_loss < best[0] or not val:
                 best, stale = (val_loss, val_acc, _state(self.model)), 0
             else:

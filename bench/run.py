@@ -1,0 +1,151 @@
+"""`make bench`: every benchmark in one run → bench/results.json and the README's table.
+
+Runs the throughput, search and retrieval benchmarks now, and folds in the latest figures of the
+longer evaluations (`make eval-dupes` → bench/dupes.json, `make eval` → bench/genre_eval.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import eval_retrieval  # noqa: E402
+import search as search_bench  # noqa: E402
+import throughput  # noqa: E402
+
+README = HERE.parent / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def _load(name: str) -> dict | None:
+    path = HERE / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def table(results: dict) -> str:
+    t, s, r = results["throughput"], results["search"], results["retrieval"]
+    win, trk = s["windows"], s["tracks"]
+    rows = [
+        ("Decode (PyAV → mono 16 kHz)", f"{t['decode']['decode_x_realtime']}× real time"),
+        ("Decode + descriptors + log-mel", f"{t['decode']['decode_features_x_realtime']}×"),
+        (
+            "Decode + embed, shipped CNN (2 threads)",
+            f"{t['embed']['decode_embed_cnn_x_realtime']}×",
+        ),
+        (
+            "Decode + embed, VGG-style reference (same run)",
+            f"{t['embed']['decode_embed_vgg_reference_x_realtime']}×",
+        ),
+        (
+            f"`mirsearch index` on ../shared/audio ({t['index']['tracks']} tracks, 2 workers)",
+            f"{t['index']['first_run_s']} s ({t['index']['index_x_realtime']}×); "
+            f"unchanged re-run {t['index']['second_run_s']} s",
+        ),
+        (
+            "10 s clip → source track at rank 1 (plain / MP3 64k)",
+            f"{r['clip_rank1_10s']['none']:.1%} / {r['clip_rank1_10s']['mp3_64k']:.1%} "
+            f"of {r['clip_rank1_10s']['clips']}",
+        ),
+        (
+            "Precision@5 same package: embeddings / MFCC baseline",
+            f"{r['precision_at_5_same_package']['embeddings']:.3f} / "
+            f"{r['precision_at_5_same_package']['mfcc_baseline']:.3f}",
+        ),
+    ]
+    for key, label in (("flat", "exact"), ("hnsw", "HNSW")):
+        if key in win:
+            w = win[key]
+            rows.append(
+                (
+                    f"Search, 10,000 tracks ({label}), p50 / p95",
+                    f"{w['p50_ms']:.1f} / {w['p95_ms']:.1f} ms",
+                )
+            )
+    for key, label in (("flat", "flat"), ("hnsw", "HNSW"), ("ivfpq", "IVF-PQ")):
+        if key in trk:
+            x = trk[key]
+            rows.append(
+                (
+                    f"Track search, 1,000,000 tracks ({label}): p50 / p95, bytes/track, recall@10",
+                    f"{x['p50_ms']:.2f} / {x['p95_ms']:.2f} ms, {x['bytes_per_track']} B, "
+                    f"{x.get('recall_at_10', 1.0):.3f}",
+                )
+            )
+    dupes = results.get("dupes")
+    if dupes:
+        a = dupes["all"]
+        rows.append(
+            (
+                "Near-duplicates (`make eval-dupes`): recall all / false positives",
+                f"{a['recall_all']:.1%} / {a['false_positive_rate']:.2%} of "
+                f"{a['negative_queries']} negative queries",
+            )
+        )
+    genre = results.get("genre")
+    if genre:
+        cv = genre["cv"]
+        rows.append(
+            (
+                "Genre, 5-fold grouped CV accuracy: CNN / MFCC baseline",
+                f"{cv['cnn']['accuracy']['mean']:.3f} ± {cv['cnn']['accuracy']['std']:.3f}"
+                f" / {cv['baseline']['accuracy']['mean']:.3f} ± "
+                f"{cv['baseline']['accuracy']['std']:.3f}",
+            )
+        )
+        if "heldout" in genre:
+            h = genre["heldout"]
+            rows.append(
+                (
+                    "Genre, held-out soundfont (TimGM6mb): CNN / baseline",
+                    f"{h['cnn']['accuracy']:.3f} / {h['baseline']['accuracy']:.3f}",
+                )
+            )
+    head = (
+        f"Measured by `make bench` on {results['date']}, {results['machine']}.\n\n"
+        "| measure | result |\n|---|---|\n"
+    )
+    return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
+
+
+def update_readme(text: str) -> None:
+    readme = README.read_text()
+    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    if pattern.search(readme):
+        README.write_text(pattern.sub(f"{START}\n{text}{END}", readme))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    args = parser.parse_args()
+    audio_dir = args.shared / "audio"
+    if not (audio_dir / "manifest.tsv").is_file():
+        sys.exit(f"{audio_dir}/manifest.tsv not found: the benchmarks run on ../shared/audio")
+    results = {
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
+        f"{platform.python_version()}, no GPU",
+        "throughput": throughput.run(audio_dir),
+        "search": search_bench.run(),
+        "retrieval": eval_retrieval.run(audio_dir),
+        "dupes": _load("dupes.json"),
+        "genre": _load("genre_eval.json"),
+    }
+    if results["dupes"]:
+        results["dupes"].pop("records", None)
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    update_readme(table(results))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,99 @@
+"""Throughput on real music, as multiples of real time: decode, features, embeddings, indexing.
+
+Measured in one run so the ratios compare: decode alone; decode + descriptors + log-mel (issue 1);
+decode + embeddings with the shipped CNN and with the VGG-style reference network (2 threads);
+and `mirsearch index` on the whole folder (first run and the unchanged second run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from mirsearch.api import Engine
+from mirsearch.audio import load
+from mirsearch.config import FeatureConfig, Settings
+from mirsearch.embeddings import Embedder
+from mirsearch.features import describe, log_mel
+from mirsearch.indexer import discover
+from mirsearch.nn import build
+
+
+def _rate(audio_s: float, wall_s: float) -> float:
+    return round(audio_s / wall_s, 1)
+
+
+def decoding(files: list[Path]) -> dict:
+    started, audio_s = time.perf_counter(), 0.0
+    for path in files:
+        audio_s += load(path).info.duration_s
+    decode_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for path in files:
+        decoded = load(path)
+        describe(decoded.samples, decoded.sample_rate)
+        log_mel(torch.from_numpy(decoded.samples), FeatureConfig())
+    features_s = time.perf_counter() - started
+    return {
+        "audio_hours": round(audio_s / 3600, 3),
+        "decode_x_realtime": _rate(audio_s, decode_s),
+        "decode_features_x_realtime": _rate(audio_s, features_s),
+    }
+
+
+def embedding(files: list[Path], *, threads: int = 2) -> dict:
+    """Decode + embed (window 3 s, hop 1.5 s) for the shipped CNN and the VGG-style reference."""
+    torch.set_num_threads(threads)
+    shipped = Embedder()
+    reference = build(
+        "vgg", n_classes=len(shipped.labels), feature_config=asdict(shipped.feature_config)
+    ).eval()
+    out = {}
+    for name, model in (("cnn", shipped.model), ("vgg_reference", reference)):
+        started, audio_s = time.perf_counter(), 0.0
+        for path in files:
+            decoded = load(path)
+            audio_s += decoded.info.duration_s
+            with torch.inference_mode():
+                mel = model.front_end(torch.from_numpy(decoded.samples))
+                model.embed_windows(mel, window_s=3.0, hop_s=1.5)
+        out[f"decode_embed_{name}_x_realtime"] = _rate(audio_s, time.perf_counter() - started)
+    out["threads"] = threads
+    return out
+
+
+def indexing(folder: Path, *, workers: int = 2) -> dict:
+    with tempfile.TemporaryDirectory() as home:
+        engine = Engine(Settings.from_env({}, home=Path(home)))
+        first = engine.index_paths([folder], workers=workers)
+        second = engine.index_paths([folder], workers=workers)
+    audio_s = first.audio_hours * 3600
+    return {
+        "workers": workers,
+        "tracks": first.indexed,
+        "first_run_s": round(first.seconds, 2),
+        "index_x_realtime": _rate(audio_s, first.seconds),
+        "second_run_s": round(second.seconds, 3),
+        "second_run_unchanged": second.unchanged,
+    }
+
+
+def run(audio_dir: Path) -> dict:
+    files = discover([audio_dir])
+    return {"decode": decoding(files), "embed": embedding(files), "index": indexing(audio_dir)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio_dir", type=Path)
+    print(json.dumps(run(parser.parse_args().audio_dir), indent=2))
+
+
+if __name__ == "__main__":
+    main()

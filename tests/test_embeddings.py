@@ -1,0 +1,50 @@
+"""The shipped model as an embedder: shapes, norms, determinism, invariance on synthetic music."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SR
+
+from mirsearch.demo import demo_pieces, render
+from mirsearch.embeddings import Embedder
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+@pytest.fixture(scope="module")
+def pieces():
+    return [render(p, sample_rate=SR) for p in demo_pieces(2, seed=11)]
+
+
+def test_windows_every_hop_unit_norm_and_a_track_vector(embedder, pieces):
+    x = pieces[0][: 20 * SR]
+    a = embedder.analyse(x, hop_s=1.5)
+    assert a.vectors.shape == (12, embedder.dim) and a.vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(a.vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(a.offsets_s, np.arange(12) * 1.5)
+    assert np.linalg.norm(a.track_vector) == pytest.approx(1.0, abs=1e-5)
+    assert a.probabilities.sum() == pytest.approx(1.0, abs=1e-4)
+    assert a.window_probabilities.shape == (12, len(embedder.labels))
+
+
+def test_same_samples_give_bit_identical_vectors(embedder, pieces):
+    first = embedder.analyse(pieces[0], hop_s=1.5).vectors
+    again = embedder.analyse(pieces[0].copy(), hop_s=1.5).vectors
+    assert np.array_equal(first, again)
+
+
+def test_a_short_clip_is_padded_to_one_window(embedder):
+    a = embedder.analyse(np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1)
+    assert a.vectors.shape == (1, embedder.dim)
+
+
+def test_a_perturbed_window_stays_nearer_its_source_than_other_music(embedder, pieces):
+    rng = np.random.default_rng(3)
+    x, other = pieces[0][10 * SR : 16 * SR], pieces[1][10 * SR : 16 * SR]
+    noisy = 0.5 * x + 0.02 * rng.standard_normal(x.size).astype(np.float32)
+    a, b, c = (embedder.analyse(s, hop_s=1.5).vectors[0] for s in (x, noisy, other))
+    assert float(a @ b) > float(a @ c) + 0.05

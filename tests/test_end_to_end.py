@@ -1,0 +1,148 @@
+"""End to end on ../shared/audio: index it all, find clips, flag copies, keep the CLI contract."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mirsearch.api import Engine
+from mirsearch.audio import load, write
+from mirsearch.cli import main
+from mirsearch.config import Settings
+from mirsearch.demo import write_demo_catalog
+from mirsearch.transforms import TRANSFORMS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def shared_catalog(shared_audio, tmp_path_factory):
+    """../shared/audio indexed once into a fresh home: (engine, manifest, summary, seconds)."""
+    home = tmp_path_factory.mktemp("shared-home")
+    engine = Engine(Settings.from_env({}, home=home))
+    started = time.perf_counter()
+    summary = engine.index_paths([shared_audio], workers=2)
+    seconds = time.perf_counter() - started
+    with open(shared_audio / "manifest.tsv", newline="") as f:
+        manifest = list(csv.DictReader(f, delimiter="\t"))
+    return engine, manifest, summary, seconds
+
+
+def ids_by_name(engine: Engine) -> dict[str, int]:
+    rows, _ = engine.catalog.list_tracks(status=None, per_page=10_000)
+    return {Path(r.path).name: r.id for r in rows}
+
+
+def test_every_manifest_file_is_indexed_with_its_duration(shared_catalog):
+    engine, manifest, summary, _ = shared_catalog
+    rows = {Path(r.path).name: r for r in engine.catalog.list_tracks(per_page=10_000)[0]}
+    assert summary.failed == 0 and summary.indexed == len(manifest)
+    for row in manifest:
+        assert rows[row["path"]].duration_s == pytest.approx(float(row["duration_s"]), abs=0.1)
+
+
+def test_a_second_run_is_all_unchanged_and_ten_times_faster(shared_catalog, shared_audio):
+    engine, manifest, _, first_s = shared_catalog
+    started = time.perf_counter()
+    again = engine.index_paths([shared_audio])
+    assert (again.indexed, again.unchanged) == (0, len(manifest))
+    assert time.perf_counter() - started < first_s / 10
+
+
+def clips(engine: Engine, audio_dir: Path, names: dict[str, int], *, per_track: int, seed: int):
+    rng = np.random.default_rng(seed)
+    for name, track_id in sorted(names.items()):
+        x = load(audio_dir / name).samples
+        for _ in range(per_track):
+            start = int(rng.integers(0, max(1, x.size - 10 * 16_000)))
+            yield track_id, x[start : start + 10 * 16_000], start / 16_000
+
+
+def test_ten_second_clips_find_their_source_first(shared_catalog, shared_audio, tmp_path):
+    engine, manifest, _, _ = shared_catalog
+    names = {n: i for n, i in ids_by_name(engine).items() if n in {r["path"] for r in manifest}}
+    rng = np.random.default_rng(1)
+    plain = encoded = total = 0
+    for track_id, clip, _ in clips(engine, shared_audio, names, per_track=3, seed=0):
+        total += 1
+        write(tmp_path / "clip.wav", clip, 16_000)
+        plain += engine.search(tmp_path / "clip.wav", k=1)[0].track_id == track_id
+        mp3, _ = TRANSFORMS["mp3_64k"](clip, 16_000, rng=rng)
+        write(tmp_path / "clip.flac", mp3, 16_000)
+        encoded += engine.search(tmp_path / "clip.flac", k=1)[0].track_id == track_id
+    assert plain / total >= 0.99, f"{plain}/{total} plain clips found first"
+    assert encoded / total >= 0.97, f"{encoded}/{total} MP3 clips found first"
+
+
+def test_an_mp3_copy_is_matched_with_its_offset(shared_catalog, shared_audio, tmp_path):
+    engine, _, _, _ = shared_catalog
+    track_id = ids_by_name(engine)["wesnoth__knolls.mp3"]
+    x = load(shared_audio / "wesnoth__knolls.mp3").samples
+    write(tmp_path / "copy.mp3", x[60 * 16_000 : 75 * 16_000], 16_000)
+    matches = engine.match(tmp_path / "copy.mp3")
+    assert matches and matches[0].track_id == track_id
+    assert matches[0].track_offset_s == pytest.approx(60.0, abs=1.6)
+
+
+def test_music_not_in_the_catalog_matches_nothing(shared_catalog, tmp_path):
+    engine, _, _, _ = shared_catalog
+    for path in write_demo_catalog(tmp_path, n_tracks=2):
+        assert engine.match(path) == []
+
+
+def test_genre_filter_returns_k_tracks_of_that_genre(shared_catalog, shared_audio, tmp_path):
+    engine, _, _, _ = shared_catalog
+    genre, count = min(engine.catalog.genres(), key=lambda gc: gc[1])
+    write(tmp_path / "q.wav", load(shared_audio / "wesnoth__knolls.mp3").samples[:160_000], 16_000)
+    k = min(3, count)
+    results = engine.search(tmp_path / "q.wav", k=k, genres=[genre])
+    assert len(results) == k
+    allowed = engine.catalog.track_ids_for_genres([genre])
+    assert all(r.track_id in allowed for r in results)
+
+
+def test_cli_json_lines_keep_the_contract(shared_catalog, shared_audio, tmp_path, monkeypatch):
+    engine, _, _, _ = shared_catalog
+    monkeypatch.setenv("MIRSEARCH_HOME", str(engine.settings.home))
+    write(tmp_path / "q.wav", load(shared_audio / "hedgewars__brick.ogg").samples[:160_000], 16_000)
+    (tmp_path / "bad.mp3").write_text("not audio")
+    runner = CliRunner()
+    out = runner.invoke(
+        main, ["search", str(tmp_path / "q.wav"), str(tmp_path / "bad.mp3"), "--k", "3", "--json"]
+    )
+    assert out.exit_code == 0, out.output
+    good, bad = (json.loads(line) for line in out.output.splitlines())
+    assert set(good) == {"query", "results"} and len(good["results"]) == 3
+    assert set(good["results"][0]) == {
+        "track_id",
+        "path",
+        "title",
+        "artist",
+        "genre",
+        "score",
+        "offset_s",
+    }
+    assert bad["query"].endswith("bad.mp3") and "error" in bad
+    out = runner.invoke(main, ["match", str(tmp_path / "q.wav"), "--json"])
+    line = json.loads(out.output)
+    assert set(line["matches"][0]) == {
+        "track_id",
+        "path",
+        "title",
+        "score",
+        "query_offset_s",
+        "track_offset_s",
+        "duration_s",
+        "speed",
+    }
+    out = runner.invoke(main, ["classify", str(tmp_path / "q.wav"), "--json"])
+    line = json.loads(out.output)
+    assert line["genre"] in line["probabilities"] and line["similar"]
+    out = runner.invoke(main, ["search", str(tmp_path / "bad.mp3"), "--json"])
+    assert out.exit_code == 1

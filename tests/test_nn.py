@@ -1,0 +1,90 @@
+"""Networks and checkpoints: registry, save → load → same outputs, clear errors on mismatch."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import pytest
+import torch
+
+from mirsearch.config import FeatureConfig
+from mirsearch.errors import ModelError
+from mirsearch.nn import ARCHITECTURES, build, load_checkpoint, save_checkpoint
+
+FEATURES = asdict(FeatureConfig())
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_every_architecture_embeds_windows_and_classifies(arch):
+    model = build(arch, n_classes=4, feature_config=FEATURES).eval()
+    with torch.inference_mode():
+        logits = model(torch.randn(2, 3 * 16_000) * 0.1)
+        mel = model.front_end(torch.randn(20 * 16_000) * 0.1)
+        vectors, offsets = model.embed_windows(mel, window_s=3.0, hop_s=1.5)
+    assert logits.shape == (2, 4)
+    assert vectors.shape == (12, 128) and offsets.tolist()[:3] == [0.0, 1.5, 3.0]
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(12), atol=1e-5)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    model = build("cnn", n_classes=3, feature_config=FEATURES).eval()
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model=model,
+        arch="cnn",
+        arch_args={"n_classes": 3, "feature_config": FEATURES},
+        labels=["a", "b", "c"],
+        window_s=3.0,
+        metadata={"note": "test"},
+    )
+    loaded = load_checkpoint(path)
+    x = torch.randn(2, 3 * 16_000) * 0.1
+    with torch.inference_mode():
+        assert torch.equal(model(x), loaded.model(x))
+    assert loaded.labels == ["a", "b", "c"] and loaded.metadata == {"note": "test"}
+    assert len(loaded.sha256) == 64
+
+
+def test_weights_that_do_not_fit_the_architecture_raise_model_error(tmp_path):
+    model = build("cnn", n_classes=3, feature_config=FEATURES)
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model=model,
+        arch="cnn",
+        arch_args={"n_classes": 5, "feature_config": FEATURES},
+        labels=list("abcde"),
+        window_s=3.0,
+    )
+    with pytest.raises(ModelError, match="do not fit"):
+        load_checkpoint(path)
+
+
+def test_unknown_architecture_feature_config_and_junk_raise_model_error(tmp_path):
+    model = build("cnn", n_classes=2, feature_config=FEATURES)
+    args = {"n_classes": 2, "feature_config": FEATURES}
+    bad_arch = save_checkpoint(
+        tmp_path / "a.pt",
+        model=model,
+        arch="transformer",
+        arch_args=args,
+        labels=["x", "y"],
+        window_s=3.0,
+    )
+    with pytest.raises(ModelError, match="unknown architecture"):
+        load_checkpoint(bad_arch)
+    payload = torch.load(bad_arch, weights_only=True)
+    payload["arch"], payload["feature_config"] = "cnn", {**FEATURES, "n_chroma": 12}
+    torch.save(payload, tmp_path / "f.pt")
+    with pytest.raises(ModelError, match="feature config"):
+        load_checkpoint(tmp_path / "f.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a readable"):
+        load_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(ModelError, match="no model checkpoint"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_the_shipped_checkpoint_loads_without_pickled_objects():
+    checkpoint = load_checkpoint()
+    assert checkpoint.arch in ARCHITECTURES and len(checkpoint.labels) >= 2
+    assert checkpoint.window_s == 3.0
