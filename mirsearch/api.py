@@ -146,7 +146,7 @@ class Engine:
     def _rank(self, analysis: Analysis, *, k: int | None, genres: Sequence[str]) -> list[Result]:
         k = self._check_k(k)
         index = self._require_index()
-        allowed = self._allowed_tracks(genres)
+        allowed = self.allowed_tracks(genres)
         hits = rank(
             index,
             analysis.vectors,
@@ -166,7 +166,7 @@ class Engine:
         index = self._require_index()
         if not index.contains(track_id):
             raise NotFoundError(f"track {track_id} has no embeddings (status is not 'indexed')")
-        hits = similar_tracks(index, track_id, k=k, allowed_tracks=self._allowed_tracks(genres))
+        hits = similar_tracks(index, track_id, k=k, allowed_tracks=self.allowed_tracks(genres))
         return self._results(hits)
 
     def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
@@ -223,7 +223,9 @@ class Engine:
 
     def dupes(self) -> list[dict]:
         """Every near-duplicate group in the catalog, with its evidence."""
-        index = self._require_index()
+        index = self.index()
+        if index is None:
+            return []
         groups = find_groups(
             index, config=self.settings.duplicates, threshold=index.meta.match_threshold
         )
@@ -245,7 +247,7 @@ class Engine:
         return summary
 
     def track(self, track_id: int) -> Track:
-        row = self.catalog.get(track_id)
+        row = self.catalog.get(track_id) if 0 <= track_id < 2**63 else None
         if row is None:
             raise NotFoundError(f"no track with id {track_id}")
         return row
@@ -260,7 +262,8 @@ class Engine:
             )
         return k
 
-    def _allowed_tracks(self, genres: Sequence[str]) -> set[int] | None:
+    def allowed_tracks(self, genres: Sequence[str]) -> set[int] | None:
+        """Ids of the tracks of `genres` (None: no filter); InvalidParameterError if unknown."""
         if not genres:
             return None
         known = {g.lower() for g, _ in self.catalog.genres()}

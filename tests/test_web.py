@@ -1,0 +1,247 @@
+"""The web site and JSON API on a small real catalog: every endpoint, every bad input, no 5xx."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from conftest import tone
+
+from mirsearch.api import Engine
+from mirsearch.audio import load, write
+from mirsearch.config import Settings
+from mirsearch.demo import write_demo_catalog
+from web import create_app
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """(app, client, demo paths) over six indexed demo tracks, one with a hostile title."""
+    music = tmp_path_factory.mktemp("music")
+    paths = write_demo_catalog(music, n_tracks=6)
+    write(
+        music / "hostile.flac",
+        load(paths[0]).samples[::-1].copy(),
+        16_000,
+        tags={"title": "<script>alert(1)</script>", "genre": "jazz"},
+    )
+    settings = Settings.from_env({}, home=tmp_path_factory.mktemp("home"))
+    Engine(settings).index_paths([music])
+    app = create_app({"SETTINGS": settings, "TESTING": True})
+    return app, app.test_client(), paths
+
+
+def clip_bytes(path, *, start_s=10.0, seconds=10.0, suffix=".wav", tmp) -> bytes:
+    samples = load(path).samples
+    out = write(
+        tmp / f"clip{suffix}", samples[int(start_s * 16_000) :][: int(seconds * 16_000)], 16_000
+    )
+    return out.read_bytes()
+
+
+def upload(client, url, data: bytes, name="clip.wav", **form):
+    return client.post(
+        url, data={"file": (io.BytesIO(data), name), **form}, content_type="multipart/form-data"
+    )
+
+
+def assert_error(response, status: int):
+    assert response.status_code == status, response.data
+    body = response.get_json()
+    assert set(body["error"]) == {"code", "message"} and body["error"]["message"]
+    assert "Traceback" not in response.get_data(as_text=True)
+
+
+def test_search_finds_the_source_with_the_contract_fields(site, tmp_path):
+    _, client, paths = site
+    response = upload(client, "/api/search", clip_bytes(paths[2], tmp=tmp_path), k="3")
+    body = response.get_json()
+    assert response.status_code == 200 and body["query"] == "clip.wav"
+    assert len(body["results"]) == 3
+    assert body["results"][0]["path"] == str(paths[2])
+    assert set(body["results"][0]) == {
+        "track_id",
+        "path",
+        "title",
+        "artist",
+        "genre",
+        "score",
+        "offset_s",
+    }
+
+
+def test_genre_filter_narrows_results(site, tmp_path):
+    _, client, paths = site
+    response = upload(
+        client, "/api/search", clip_bytes(paths[1], tmp=tmp_path), k="10", genre="jazz"
+    )
+    results = response.get_json()["results"]
+    allowed = {t["track_id"] for t in client.get("/api/tracks?genre=jazz").get_json()["tracks"]}
+    assert results and {r["track_id"] for r in results} <= allowed
+
+
+def test_match_flags_an_mp3_copy(site, tmp_path):
+    _, client, paths = site
+    data = clip_bytes(paths[3], start_s=5.0, seconds=15.0, suffix=".mp3", tmp=tmp_path)
+    matches = upload(client, "/api/match", data, name="copy.mp3").get_json()["matches"]
+    assert matches and matches[0]["path"] == str(paths[3])
+    assert set(matches[0]) == {
+        "track_id",
+        "path",
+        "title",
+        "score",
+        "query_offset_s",
+        "track_offset_s",
+        "duration_s",
+        "speed",
+    }
+
+
+def test_classify_gives_probabilities_and_similar_tracks(site, tmp_path):
+    _, client, paths = site
+    body = upload(client, "/api/classify", clip_bytes(paths[0], tmp=tmp_path)).get_json()
+    assert body["genre"] in body["probabilities"]
+    assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=0.01)
+    assert body["similar"]
+
+
+def test_catalog_endpoints(site):
+    _, client, _ = site
+    listing = client.get("/api/tracks?per_page=2&page=2").get_json()
+    assert listing["total"] == 7 and len(listing["tracks"]) == 2 and listing["page"] == 2
+    track_id = listing["tracks"][0]["track_id"]
+    assert client.get(f"/api/tracks/{track_id}").get_json()["track_id"] == track_id
+    similar = client.get(f"/api/tracks/{track_id}/similar?k=3").get_json()
+    assert len(similar["results"]) == 3
+    assert track_id not in [r["track_id"] for r in similar["results"]]
+    genres = client.get("/api/genres").get_json()["genres"]
+    assert genres and {"genre", "count"} == set(genres[0])
+    assert client.get("/api/duplicates").get_json() == {"groups": []}
+    health = client.get("/api/health").get_json()
+    assert health["status"] == "ok" and health["tracks"] == 7
+    assert client.get("/api/tracks?q=demo 2").get_json()["total"] == 1
+
+
+def test_audio_is_served_by_id_with_range_requests(site):
+    _, client, paths = site
+    track_id = client.get("/api/tracks?q=demo 1").get_json()["tracks"][0]["track_id"]
+    whole = client.get(f"/api/tracks/{track_id}/audio")
+    assert whole.status_code == 200 and whole.data == paths[0].read_bytes()
+    part = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.data == paths[0].read_bytes()[100:200]
+    assert part.headers["Content-Range"].startswith("bytes 100-199/")
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "status"),
+    [
+        (b"", "empty.wav", 400),
+        (bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8)), "r.mp3", 415),
+        (b"just some text\n" * 100, "notes.mp3", 415),
+    ],
+)
+def test_bad_uploads_get_a_readable_4xx(site, data, name, status):
+    _, client, _ = site
+    assert_error(upload(client, "/api/search", data, name=name), status)
+
+
+def test_truncated_and_too_short_uploads(site, tmp_path):
+    _, client, paths = site
+    flac = clip_bytes(paths[0], seconds=20.0, suffix=".flac", tmp=tmp_path)
+    assert_error(upload(client, "/api/search", flac[: len(flac) // 3], name="cut.flac"), 422)
+    short = write(tmp_path / "short.wav", tone(440.0, 1.0), 16_000).read_bytes()
+    response = upload(client, "/api/search", short)
+    assert_error(response, 422)
+    assert "the upload" in response.get_json()["error"]["message"]
+
+
+def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tmp_path):
+    _, client, paths = site
+    data = clip_bytes(paths[0], tmp=tmp_path)
+    wrong = client.post(
+        "/api/search",
+        data={"audio": (io.BytesIO(data), "c.wav")},
+        content_type="multipart/form-data",
+    )
+    assert_error(wrong, 400)
+    assert_error(upload(client, "/api/search", data, k=str(10**9)), 422)
+    assert_error(upload(client, "/api/search", data, k="ten"), 400)
+    assert_error(upload(client, "/api/search", data, genre="polka"), 422)
+    assert_error(client.get("/api/tracks/99999"), 404)
+    assert_error(client.get("/api/tracks/99999/audio"), 404)
+    assert_error(client.get("/api/tracks/99999/similar"), 404)
+    assert client.get("/api/tracks?genre=polka").get_json()["total"] == 0
+    assert_error(client.get("/api/search"), 405)
+    assert_error(client.get("/api/nothing-here"), 404)
+
+
+def test_an_oversized_upload_gets_413(site, tmp_path):
+    app, _, paths = site
+    small = create_app(
+        {
+            "SETTINGS": app.extensions["mirsearch"].settings,
+            "TESTING": True,
+            "MAX_CONTENT_LENGTH": 10_000,
+        }
+    )
+    response = upload(small.test_client(), "/api/search", clip_bytes(paths[0], tmp=tmp_path))
+    assert_error(response, 413)
+
+
+def test_pages_render_and_escape_tag_values(site):
+    _, client, _ = site
+    for url in ("/", "/catalog", "/catalog?genre=jazz&page=1", "/duplicates"):
+        assert client.get(url).status_code == 200, url
+    hostile = client.get("/api/tracks?q=script").get_json()["tracks"][0]["track_id"]
+    page = client.get(f"/tracks/{hostile}").get_data(as_text=True)
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<polygon points=" in page
+    missing = client.get("/tracks/99999")
+    assert missing.status_code == 404 and "no track with id" in missing.get_data(as_text=True)
+
+
+def test_every_api_route_is_in_the_openapi_document(site):
+    app, client, _ = site
+    spec = client.get("/api/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.1")
+    documented = set(spec["paths"])
+    routes = {
+        rule.rule.replace("<int:track_id>", "{track_id}")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/")
+    }
+    assert routes == documented
+    json.dumps(spec)  # serialisable as served
+
+
+def test_schemathesis_finds_no_server_errors(site):
+    schemathesis = pytest.importorskip("schemathesis")
+    from hypothesis import HealthCheck, given, settings
+    from schemathesis.checks import not_a_server_error
+    from schemathesis.specs.openapi.checks import response_schema_conformance
+
+    app, _, _ = site
+    schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
+    failures = []
+    for operation in schema.get_all_operations():
+        operation = operation.ok()
+        if operation.method.upper() == "POST":
+            continue  # uploads are covered above with real and hostile audio
+
+        @settings(
+            max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None
+        )
+        @given(case=operation.as_strategy())
+        def check(case):
+            response = case.call()
+            if response.status_code >= 500:
+                failures.append(f"{case.method} {case.formatted_path}: {response.status_code}")
+            case.validate_response(
+                response, checks=[not_a_server_error, response_schema_conformance]
+            )
+
+        check()
+    assert failures == []

@@ -1,0 +1,29 @@
+"""The mirsearch web site and JSON API: `create_app()` builds a Flask app around one Engine."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from mirsearch.api import Engine
+from mirsearch.config import Settings
+from web import api, errors, pages
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """An app whose Engine (model, catalog, vector index) is loaded once and shared by threads.
+
+    `test_config` may hold SETTINGS (a mirsearch Settings) and any Flask setting, e.g.
+    MAX_CONTENT_LENGTH (default: ServerConfig.max_upload_bytes).
+    """
+    app = Flask(__name__)
+    config = dict(test_config or {})
+    settings = config.pop("SETTINGS", None) or Settings.from_env()
+    app.config.from_mapping(
+        MAX_CONTENT_LENGTH=settings.server.max_upload_bytes, JSON_SORT_KEYS=False
+    )
+    app.config.update(config)
+    app.extensions["mirsearch"] = Engine(settings)
+    errors.init_app(app)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(pages.bp)
+    return app

@@ -1,0 +1,172 @@
+"""The JSON API: the same operations and field names as the CLI's JSON (../shared/CONTRACTS.md)."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify, request, send_file
+from werkzeug.exceptions import BadRequest
+
+from mirsearch.api import Engine
+from mirsearch.errors import InvalidParameterError
+from web.openapi import SPEC
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+MIMETYPES = {
+    ".mp3": "audio/mpeg",
+    ".ogg": "audio/ogg",
+    ".opus": "audio/ogg",
+    ".flac": "audio/flac",
+    ".wav": "audio/wav",
+    ".m4a": "audio/mp4",
+    ".aac": "audio/aac",
+    ".webm": "audio/webm",
+}
+
+
+def engine() -> Engine:
+    return current_app.extensions["mirsearch"]
+
+
+@contextmanager
+def upload() -> Iterator[tuple[Path, str]]:
+    """The multipart field `file` saved to a temporary file, always deleted afterwards."""
+    if "file" not in request.files:
+        raise BadRequest("send the audio as multipart/form-data in a field named 'file'")
+    storage = request.files["file"]
+    name = storage.filename or "upload"
+    suffix = Path(name).suffix.lower()
+    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+    handle, path = tempfile.mkstemp(prefix="mirsearch-upload-", suffix=suffix)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            storage.save(f)
+        if os.path.getsize(path) == 0:
+            raise BadRequest("the uploaded file is empty")
+        request.upload_path = path
+        yield Path(path), name
+    finally:
+        os.unlink(path)
+
+
+def int_arg(name: str, default: int) -> int:
+    raw = request.values.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be a whole number, got {raw[:40]!r}") from None
+
+
+def genres_arg() -> list[str]:
+    return [g for g in request.values.getlist("genre") if g]
+
+
+@bp.post("/search")
+def search():
+    k = int_arg("k", engine().settings.search.k)
+    with upload() as (path, name):
+        results = engine().search(path, k=k, genres=genres_arg())
+    return jsonify({"query": name, "results": [r.to_dict() for r in results]})
+
+
+@bp.post("/match")
+def match():
+    with upload() as (path, name):
+        matches = engine().match(path)
+    return jsonify({"query": name, "matches": [m.to_dict() for m in matches]})
+
+
+@bp.post("/classify")
+def classify():
+    similar_k = int_arg("similar", 5)
+    if not 0 <= similar_k <= 100:
+        raise InvalidParameterError(f"similar must be between 0 and 100, got {similar_k}")
+    with upload() as (path, name):
+        result = engine().classify(path, similar_k=similar_k)
+    return jsonify({"query": name, **result.to_dict()})
+
+
+@bp.get("/tracks")
+def tracks():
+    page, per_page = int_arg("page", 1), int_arg("per_page", 50)
+    if not 1 <= page <= 10**9 or not 1 <= per_page <= 500:
+        raise InvalidParameterError("page must be 1 to 10^9 and per_page between 1 and 500")
+    genre = request.args.get("genre") or None
+    rows, total = engine().catalog.list_tracks(
+        q=request.args.get("q") or None, genre=genre, page=page, per_page=per_page
+    )
+    return jsonify(
+        {
+            "tracks": [track_json(r) for r in rows],
+            "total": total,
+            "page": page,
+            "per_page": per_page,
+        }
+    )
+
+
+@bp.get("/tracks/<int:track_id>")
+def track(track_id: int):
+    return jsonify(track_json(engine().track(track_id)))
+
+
+@bp.get("/tracks/<int:track_id>/similar")
+def similar(track_id: int):
+    k = int_arg("k", engine().settings.search.k)
+    results = engine().similar(track_id, k=k, genres=genres_arg())
+    return jsonify({"track_id": track_id, "results": [r.to_dict() for r in results]})
+
+
+@bp.get("/tracks/<int:track_id>/audio")
+def audio(track_id: int):
+    """The catalog file, chosen by id only; Range requests let the player seek."""
+    row = engine().track(track_id)
+    path = Path(row.path)
+    if not path.is_file():
+        raise InvalidParameterError(f"track {track_id}'s file is no longer on disk")
+    mimetype = MIMETYPES.get(path.suffix.lower(), "application/octet-stream")
+    return send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
+
+
+@bp.get("/genres")
+def genres():
+    return jsonify({"genres": [{"genre": g, "count": n} for g, n in engine().catalog.genres()]})
+
+
+@bp.get("/duplicates")
+def duplicates():
+    return jsonify({"groups": engine().dupes()})
+
+
+@bp.get("/health")
+def health():
+    state = engine().catalog.index_state()
+    stats = engine().catalog.stats()
+    return jsonify(
+        {
+            "status": "ok",
+            "tracks": stats.get("indexed", 0),
+            "index_generation": state.generation,
+            "model_hash": state.model_hash,
+        }
+    )
+
+
+@bp.get("/openapi.json")
+def openapi():
+    return jsonify(SPEC)
+
+
+def track_json(row) -> dict:
+    """A catalog row for clients: every column, with `track_id` as in search results."""
+    data = row.to_dict()
+    data["track_id"] = data.pop("id")
+    return data

@@ -1,0 +1,60 @@
+"""Every error becomes a readable 4xx: JSON under /api, a page elsewhere; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from mirsearch.errors import (
+    AudioError,
+    IndexMismatchError,
+    InvalidParameterError,
+    MirsearchError,
+    ModelError,
+    NotAudioError,
+    NotFoundError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def status_of(exc: MirsearchError) -> int:
+    if isinstance(exc, NotFoundError):
+        return 404
+    if isinstance(exc, NotAudioError):
+        return 415
+    if isinstance(exc, AudioError | InvalidParameterError):
+        return 422
+    if isinstance(exc, ModelError | IndexMismatchError):
+        return 503
+    return 400
+
+
+def respond(status: int, code: str, message: str):
+    if request.path.startswith("/api/"):
+        return jsonify({"error": {"code": code, "message": message}}), status
+    return render_template("error.html", status=status, message=message), status
+
+
+def init_app(app: Flask) -> None:
+    @app.errorhandler(MirsearchError)
+    def mirsearch_error(exc: MirsearchError):
+        return respond(status_of(exc), exc.code, _without_temp_path(str(exc)))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return respond(exc.code or 400, code, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return respond(500, "internal_error", "something went wrong on our side; it was logged")
+
+
+def _without_temp_path(message: str) -> str:
+    """Uploads are decoded from a temporary file: say 'the upload' rather than its path."""
+    upload = getattr(request, "upload_path", None)
+    return message.replace(str(upload), "the upload") if upload else message

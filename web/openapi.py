@@ -1,0 +1,345 @@
+"""The OpenAPI 3.1 description of the JSON API (served at /api/openapi.json)."""
+
+from __future__ import annotations
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str = "OK") -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+ERRORS = {
+    str(status): {"$ref": "#/components/responses/Error"}
+    for status in (400, 404, 405, 413, 415, 422, 503)
+}
+UPLOAD = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Audio in any format FFmpeg reads, 3 s or longer",
+                    },
+                    "k": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "genre": {"type": "array", "items": {"type": "string"}},
+                },
+            }
+        }
+    },
+}
+K = {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+GENRE = {
+    "name": "genre",
+    "in": "query",
+    "schema": {"type": "array", "items": {"type": "string"}},
+    "style": "form",
+    "explode": True,
+}
+TRACK_ID = {
+    "name": "track_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+}
+NULLABLE_STRING = {"type": ["string", "null"]}
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "mirsearch",
+        "version": "0.1.0",
+        "description": "Content-based music search, genre classification and "
+        "near-duplicate detection over a catalog.",
+    },
+    "paths": {
+        "/api/search": {
+            "post": {
+                "summary": "Catalog tracks that sound most like the uploaded clip",
+                "requestBody": UPLOAD,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["query", "results"],
+                            "properties": {
+                                "query": {"type": "string"},
+                                "results": {"type": "array", "items": _ref("Result")},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/match": {
+            "post": {
+                "summary": "Catalog tracks the upload contains (near-duplicates)",
+                "requestBody": UPLOAD,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["query", "matches"],
+                            "properties": {
+                                "query": {"type": "string"},
+                                "matches": {"type": "array", "items": _ref("Match")},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/classify": {
+            "post": {
+                "summary": "Genre probabilities of the upload and similar catalog tracks",
+                "requestBody": UPLOAD,
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["query", "genre", "probabilities", "similar"],
+                            "properties": {
+                                "query": {"type": "string"},
+                                "genre": {"type": "string"},
+                                "probabilities": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "number"},
+                                },
+                                "similar": {"type": "array", "items": _ref("Result")},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/tracks": {
+            "get": {
+                "summary": "The catalog, searchable by title/artist/path and genre, in pages",
+                "parameters": [
+                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {"name": "genre", "in": "query", "schema": {"type": "string"}},
+                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {
+                        "name": "per_page",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    },
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["tracks", "total", "page", "per_page"],
+                            "properties": {
+                                "tracks": {"type": "array", "items": _ref("Track")},
+                                "total": {"type": "integer"},
+                                "page": {"type": "integer"},
+                                "per_page": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/tracks/{track_id}": {
+            "get": {
+                "summary": "One catalog track with its metadata and descriptors",
+                "parameters": [TRACK_ID],
+                "responses": {"200": _json(_ref("Track")), **ERRORS},
+            }
+        },
+        "/api/tracks/{track_id}/similar": {
+            "get": {
+                "summary": "More like this",
+                "parameters": [TRACK_ID, K, GENRE],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["track_id", "results"],
+                            "properties": {
+                                "track_id": {"type": "integer"},
+                                "results": {"type": "array", "items": _ref("Result")},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/tracks/{track_id}/audio": {
+            "get": {
+                "summary": "The track's audio file (HTTP Range supported)",
+                "parameters": [TRACK_ID],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
+                    },
+                    "206": {"description": "Part of the file (Range request)"},
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/genres": {
+            "get": {
+                "summary": "Genres in the catalog with track counts",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["genres"],
+                            "properties": {
+                                "genres": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["genre", "count"],
+                                        "properties": {
+                                            "genre": {"type": "string"},
+                                            "count": {"type": "integer"},
+                                        },
+                                    },
+                                }
+                            },
+                        }
+                    )
+                },
+            }
+        },
+        "/api/duplicates": {
+            "get": {
+                "summary": "Every near-duplicate group in the catalog, with evidence",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["groups"],
+                            "properties": {
+                                "groups": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["tracks", "evidence"],
+                                        "properties": {
+                                            "tracks": {
+                                                "type": "array",
+                                                "items": {"type": "object"},
+                                            },
+                                            "evidence": {
+                                                "type": "array",
+                                                "items": {"type": "object"},
+                                            },
+                                        },
+                                    },
+                                }
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/health": {
+            "get": {
+                "summary": "Liveness and what is loaded",
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["status"],
+                            "properties": {
+                                "status": {"type": "string"},
+                                "tracks": {"type": "integer"},
+                                "index_generation": {"type": "integer"},
+                                "model_hash": NULLABLE_STRING,
+                            },
+                        }
+                    )
+                },
+            }
+        },
+        "/api/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
+        },
+    },
+    "components": {
+        "schemas": {
+            "Result": {
+                "type": "object",
+                "required": ["track_id", "path", "title", "artist", "genre", "score", "offset_s"],
+                "properties": {
+                    "track_id": {"type": "integer"},
+                    "path": {"type": "string"},
+                    "title": NULLABLE_STRING,
+                    "artist": NULLABLE_STRING,
+                    "genre": NULLABLE_STRING,
+                    "score": {"type": "number"},
+                    "offset_s": {"type": "number"},
+                },
+            },
+            "Match": {
+                "type": "object",
+                "required": [
+                    "track_id",
+                    "path",
+                    "title",
+                    "score",
+                    "query_offset_s",
+                    "track_offset_s",
+                    "duration_s",
+                    "speed",
+                ],
+                "properties": {
+                    "track_id": {"type": "integer"},
+                    "path": {"type": "string"},
+                    "title": NULLABLE_STRING,
+                    "score": {"type": "number"},
+                    "query_offset_s": {"type": "number"},
+                    "track_offset_s": {"type": "number"},
+                    "duration_s": {"type": "number"},
+                    "speed": {"type": "number"},
+                },
+            },
+            "Track": {
+                "type": "object",
+                "required": ["track_id", "path", "status"],
+                "properties": {
+                    "track_id": {"type": "integer"},
+                    "path": {"type": "string"},
+                    "status": {"type": "string"},
+                    "title": NULLABLE_STRING,
+                    "artist": NULLABLE_STRING,
+                    "genre": NULLABLE_STRING,
+                    "duration_s": {"type": ["number", "null"]},
+                    "tempo_bpm": {"type": ["number", "null"]},
+                    "key": NULLABLE_STRING,
+                },
+                "additionalProperties": True,
+            },
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+                    }
+                },
+            },
+        },
+        "responses": {"Error": _json(_ref("Error"), "A readable error")},
+    },
+}
