@@ -1,0 +1,125 @@
+"""The site in a real browser (Playwright driving Debian's Chromium) on real music."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from mirsearch.api import Engine
+from mirsearch.audio import load, write
+from mirsearch.config import Settings
+from mirsearch.transforms import TRANSFORMS
+from web import create_app
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+TRACKS = ["wesnoth__knolls.mp3", "hedgewars__brick.ogg", "supertux__airship_2.mp3",
+          "xmoto__foxrun.ogg", "lincity__02_-_robert_van_herk_-_city_blues.ogg",
+          "frozen__introzik.mp3"]
+
+
+@pytest.fixture(scope="module")
+def server(shared_audio, tmp_path_factory):
+    """A real WSGI server on 127.0.0.1 over six real tracks; yields (base url, engine)."""
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    from werkzeug.serving import make_server
+
+    available = [shared_audio / name for name in TRACKS if (shared_audio / name).exists()]
+    settings = Settings.from_env({}, home=tmp_path_factory.mktemp("browser-home"))
+    engine = Engine(settings)
+    engine.index_paths(available)
+    app = create_app({"SETTINGS": settings})
+    http = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
+        )
+        yield f"http://127.0.0.1:{http.server_port}", engine, browser, available
+        browser.close()
+    http.shutdown()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def test_upload_finds_the_source_and_plays_from_the_offset(server, tmp_path):
+    base, engine, browser, files = server
+    source = files[0]
+    clip = write(tmp_path / "clip.wav", load(source).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#results li.hit", timeout=60_000)
+    first = page.locator("#results li.hit").first
+    href = first.locator("a").get_attribute("href")
+    track_id = int(href.rsplit("/", 1)[1])
+    assert engine.track(track_id).path == str(source)
+    audio = first.locator("audio")
+    offset = float(audio.get_attribute("data-offset"))
+    assert offset == pytest.approx(40.0, abs=2.0)
+    page.wait_for_function("document.querySelector('#results audio').readyState >= 1",
+                           timeout=30_000)
+    current = page.evaluate("document.querySelector('#results audio').currentTime")
+    assert current == pytest.approx(offset, abs=0.5)
+    screenshot(page, "results")
+
+
+def test_a_genre_chip_narrows_the_list(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[1]).samples[: 10 * 16_000], 16_000)
+    genre, count = min(engine.catalog.genres(), key=lambda gc: gc[1])
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.fill("#k", "10")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#results li.hit", timeout=60_000)
+    before = page.locator("#results li.hit").count()
+    page.click(f".chip[data-genre='{genre}']")
+    page.wait_for_function(f"document.querySelector('#status').textContent.includes('in {genre}')",
+                           timeout=60_000)
+    after = page.locator("#results li.hit").count()
+    assert after == min(count, 10) and after < before
+    screenshot(page, "genre-chip")
+
+
+def test_a_reencoded_copy_shows_the_duplicate_banner(server, tmp_path):
+    base, _, browser, files = server
+    samples = load(files[2]).samples[20 * 16_000 : 35 * 16_000]
+    mp3, _ = TRANSFORMS["mp3_64k"](samples, 16_000)
+    copy = write(tmp_path / "copy.mp3", mp3, 16_000, bit_rate=64_000)
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.set_input_files("#file", str(copy))
+    page.wait_for_selector("#banner:not([hidden])", timeout=60_000)
+    assert "Near-duplicate" in page.inner_text("#banner")
+    screenshot(page, "duplicate-banner")
+
+
+def test_the_catalog_pages_and_filters(server):
+    base, engine, browser, files = server
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    page.goto(base + "/catalog?per_page=4")
+    assert page.locator("table.tracks tbody tr").count() == 4
+    assert "Page 1 of 2" in page.inner_text(".pager")
+    page.click("a[rel=next]")
+    page.wait_for_load_state()
+    assert page.locator("table.tracks tbody tr").count() == len(files) - 4
+    genre, count = engine.catalog.genres()[0]
+    page.goto(base + "/catalog")
+    page.select_option("select[name=genre]", genre)
+    page.click("form.row button")
+    page.wait_for_load_state()
+    assert page.locator("table.tracks tbody tr").count() == count
+    screenshot(page, "catalog-phone")
