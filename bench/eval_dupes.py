@@ -123,6 +123,10 @@ def run(
                     "false_score": max(
                         (m.score for m in found if m.track_id not in accepted), default=0.0
                     ),
+                    "true_match": next((m.to_dict() for m in found if m.track_id == truth), None),
+                    "false_match": next(
+                        (m.to_dict() for m in found if m.track_id not in accepted), None
+                    ),
                 }
             )
     return {

@@ -70,6 +70,7 @@ class DuplicateConfig:
     tolerance_s: float = 0.5  # slack around a line beyond half a catalog hop, in track seconds
     min_windows: int = 3  # fewer agreeing query windows is never a duplicate
     full_windows: int = 8  # agreeing query windows at which the evidence counts in full
+    full_contrast: float = 0.3  # contrast (aligned minus background similarity) that counts fully
     window_s: float = 3.0  # length of a window (for the matched duration)
     default_threshold: float = 0.6  # used when no calibration exists for the model
 

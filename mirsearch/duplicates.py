@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ class Match:
     duration_s: float  # how long the aligned stretch is (query time)
     speed: float  # track seconds per query second (1.05: the upload plays the track 5% fast)
     windows: int  # query windows that agree
+    similarity: float  # their mean cosine similarity
+    contrast: float = 0.0  # that similarity minus the query's median likeness to the whole track
 
     def to_dict(self) -> dict:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -106,7 +108,7 @@ def candidates(
         mine = keep & (tid == track_id)
         match = _best_line(int(track_id), t[mine], u[mine], s[mine], query_offsets_s, hop_s, config)
         if match is not None:
-            matches.append(match)
+            matches.append(_with_contrast(match, index, query_vectors, query_offsets_s, config))
     return sorted(matches, key=lambda m: (-m.score, m.track_id))
 
 
@@ -148,7 +150,29 @@ def _best_line(
         duration_s=float(times.max() - start + config.window_s),
         speed=float(speed),
         windows=int(times.size),
+        similarity=round(float(sims.mean()), 4),
     )
+
+
+def _with_contrast(
+    match: Match,
+    index: VectorIndex,
+    query_vectors: np.ndarray,
+    query_offsets_s: np.ndarray,
+    config: DuplicateConfig,
+) -> Match:
+    """How much the aligned windows stand out from the query's likeness to the track anywhere.
+
+    A copy peaks on its line; a different piece in the same style is alike everywhere.
+    """
+    track = index.track_windows(match.track_id)
+    inside = (query_offsets_s >= match.query_offset_s - 1e-6) & (
+        query_offsets_s <= match.query_offset_s + match.duration_s - config.window_s + 1e-6
+    )
+    background = float(np.median(query_vectors[inside] @ track.T))
+    contrast = match.similarity - background
+    score = match.score * float(np.clip(contrast / config.full_contrast, 0.0, 1.0))
+    return replace(match, contrast=round(contrast, 4), score=round(score, 4))
 
 
 def _per_query_window(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,9 +16,14 @@ from web import create_app
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-TRACKS = ["wesnoth__knolls.mp3", "hedgewars__brick.ogg", "supertux__airship_2.mp3",
-          "xmoto__foxrun.ogg", "lincity__02_-_robert_van_herk_-_city_blues.ogg",
-          "frozen__introzik.mp3"]
+TRACKS = [
+    "wesnoth__knolls.mp3",
+    "hedgewars__brick.ogg",
+    "supertux__airship_2.mp3",
+    "xmoto__foxrun.ogg",
+    "lincity__02_-_robert_van_herk_-_city_blues.ogg",
+    "frozen__introzik.mp3",
+]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +45,16 @@ def server(shared_audio, tmp_path_factory):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync", "--autoplay-policy=no-user-gesture-required"],
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--autoplay-policy=no-user-gesture-required",
+            ],
         )
         yield f"http://127.0.0.1:{http.server_port}", engine, browser, available
         browser.close()
@@ -69,8 +81,9 @@ def test_upload_finds_the_source_and_plays_from_the_offset(server, tmp_path):
     audio = first.locator("audio")
     offset = float(audio.get_attribute("data-offset"))
     assert offset == pytest.approx(40.0, abs=2.0)
-    page.wait_for_function("document.querySelector('#results audio').readyState >= 1",
-                           timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#results audio').readyState >= 1", timeout=30_000
+    )
     current = page.evaluate("document.querySelector('#results audio').currentTime")
     assert current == pytest.approx(offset, abs=0.5)
     screenshot(page, "results")
@@ -87,8 +100,9 @@ def test_a_genre_chip_narrows_the_list(server, tmp_path):
     page.wait_for_selector("#results li.hit", timeout=60_000)
     before = page.locator("#results li.hit").count()
     page.click(f".chip[data-genre='{genre}']")
-    page.wait_for_function(f"document.querySelector('#status').textContent.includes('in {genre}')",
-                           timeout=60_000)
+    page.wait_for_function(
+        f"document.querySelector('#status').textContent.includes('in {genre}')", timeout=60_000
+    )
     after = page.locator("#results li.hit").count()
     assert after == min(count, 10) and after < before
     screenshot(page, "genre-chip")
