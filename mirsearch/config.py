@@ -67,7 +67,7 @@ class DuplicateConfig:
     neighbours: int = 20  # nearest catalog windows fetched per query window
     min_similarity: float = 0.5  # window pairs less alike than this cast no vote
     speeds: tuple[float, ...] = tuple(round(0.94 + 0.01 * i, 2) for i in range(13))  # 0.94–1.06
-    tolerance_s: float = 0.5  # slack around a line beyond half a catalog hop, in track seconds
+    tolerance_s: float = 0.25  # slack around a line beyond half a catalog hop, in track seconds
     min_windows: int = 3  # fewer agreeing query windows is never a duplicate
     full_windows: int = 8  # agreeing query windows at which the evidence counts in full
     full_contrast: float = 0.3  # contrast (aligned minus background similarity) that counts fully

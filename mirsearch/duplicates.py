@@ -23,6 +23,7 @@ from mirsearch.index import VectorIndex
 log = logging.getLogger(__name__)
 
 CALIBRATION = Path(__file__).resolve().parent / "assets" / "duplicates.json"
+SPEED_PRIOR = 0.1  # support lost per unit of speed change: 0.5 % at ±5 %
 
 
 @dataclass(frozen=True)
@@ -123,17 +124,20 @@ def _best_line(
 ) -> Match | None:
     """Vote (t, u, similarity) into speed × offset cells; score the cell with most support."""
     query_step = _step(query_offsets_s)
-    best = None
-    for speed in sorted(config.speeds, key=lambda v: abs(v - 1.0)):  # ties go to speed 1
+    lines = []
+    for speed in config.speeds:
         offset = u - speed * t
         cell = np.round(offset / hop_s).astype(np.int64)
         for c in np.unique(cell):
             # a window belongs to the line when its track time is within one hop of it
             near = np.abs(offset - c * hop_s) <= config.tolerance_s + hop_s / 2
             support = _per_query_window(t[near], s[near])
-            if best is None or support[1].sum() > best[0]:
-                best = (support[1].sum(), speed, c * hop_s, support)
-    _, speed, offset, (times, sims) = best
+            lines.append((support[1].sum(), speed, c * hop_s, support))
+    # A short query barely constrains speed (neighbouring catalog windows overlap and look
+    # alike): a slight preference for normal speed settles near-ties.
+    _, speed, offset, (times, sims) = max(
+        lines, key=lambda line: line[0] * (1 - SPEED_PRIOR * abs(line[1] - 1.0))
+    )
     if times.size < config.min_windows:
         return None
     span_s = times.max() - times.min() + query_step

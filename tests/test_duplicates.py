@@ -48,7 +48,7 @@ def test_sped_up_excerpt_is_found_with_its_speed(catalog):
     vectors, times = excerpt(tracks[3], 10.0, 60.0, speed=1.05)
     match = find_matches(index, vectors, times, config=CONFIG, threshold=THRESHOLD)[0]
     assert match.track_id == 3
-    assert match.speed == pytest.approx(1.05, abs=0.011)
+    assert match.speed == pytest.approx(1.05, abs=0.025)  # catalog windows are 1.5 s apart
 
 
 def test_random_query_matches_nothing(catalog):

@@ -55,16 +55,18 @@ def waveform_points(path: str) -> str:
 @bp.get("/catalog")
 def catalog():
     page = min(max(1, int_arg("page", 1)), 10**9)
+    per_page = min(max(1, int_arg("per_page", 25)), 200)
     q = request.args.get("q") or None
     genre = request.args.get("genre") or None
-    rows, total = engine().catalog.list_tracks(q=q, genre=genre, page=page, per_page=25)
-    pages = max(1, -(-total // 25))
+    rows, total = engine().catalog.list_tracks(q=q, genre=genre, page=page, per_page=per_page)
+    pages = max(1, -(-total // per_page))
     return render_template(
         "catalog.html",
         tracks=rows,
         total=total,
         page=page,
         pages=pages,
+        per_page=per_page,
         q=q or "",
         genre=genre or "",
         genres=engine().catalog.genres(),
