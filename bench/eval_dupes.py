@@ -32,6 +32,7 @@ from mirsearch.duplicates import CALIBRATION, candidates
 from mirsearch.transforms import TRANSFORMS
 
 OUT = Path(__file__).resolve().parent / "dupes.json"
+RECORDS = OUT.with_name("dupes-records.json")  # every query's scores (not committed)
 CLIPS = {"5s": (5.0, 1), "10s": (10.0, 2), "20s": (20.0, 1), "whole": (None, 1)}
 MARGIN = 0.02  # added to the highest negative score when calibrating
 
@@ -243,7 +244,8 @@ def main() -> None:
         | {k: v for k, v in result.items() if k not in ("records", "threshold")}
         | {"date": time.strftime("%Y-%m-%d")}
     )
-    OUT.write_text(json.dumps(report | {"records": result["records"]}, indent=1) + "\n")
+    OUT.write_text(json.dumps(report, indent=1) + "\n")
+    RECORDS.write_text(json.dumps(result["records"]) + "\n")
     print(json.dumps(report, indent=2))
 
 

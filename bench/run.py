@@ -140,8 +140,6 @@ def main() -> None:
         "dupes": _load("dupes.json"),
         "genre": _load("genre_eval.json"),
     }
-    if results["dupes"]:
-        results["dupes"].pop("records", None)
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     update_readme(table(results))
     print(table(results))

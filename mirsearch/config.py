@@ -69,8 +69,11 @@ class DuplicateConfig:
     speeds: tuple[float, ...] = tuple(round(0.94 + 0.01 * i, 2) for i in range(13))  # 0.94–1.06
     tolerance_s: float = 0.25  # slack around a line beyond half a catalog hop, in track seconds
     min_windows: int = 3  # fewer agreeing query windows is never a duplicate
-    full_windows: int = 8  # agreeing query windows at which the evidence counts in full
-    full_contrast: float = 0.3  # contrast (aligned minus background similarity) that counts fully
+    # score = sigmoid(w_sim · mean similarity + w_win · ln(agreeing windows) + bias); weights
+    # fitted by logistic regression on `make eval-dupes` records (copies vs other music)
+    weight_similarity: float = 28.7
+    weight_log_windows: float = 1.31
+    bias: float = -25.5
     window_s: float = 3.0  # length of a window (for the matched duration)
     default_threshold: float = 0.6  # used when no calibration exists for the model
 

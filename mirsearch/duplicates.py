@@ -3,16 +3,16 @@
 Each query window fetches its nearest catalog windows. For every track they point to, the pairs
 (query time t, track time u) are voted into a grid of speeds and offsets (u ≈ speed·t + offset,
 speeds 0.94–1.06), so a re-encoded, filtered, noisy, sped-up or pitch-shifted copy still lines up.
-The best line's evidence (how many query windows agree, how similar they are, over what span)
-gives a score in [0, 1], compared with a threshold calibrated on music that is not in the
-catalog (`mirsearch/assets/duplicates.json`, recorded in the index when it is built).
+The best line's evidence (how many query windows agree and how similar they are) gives a score
+in [0, 1], compared with a threshold calibrated on music that is not in the catalog
+(`mirsearch/assets/duplicates.json`, recorded in the index when it is built).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,6 @@ class Match:
     speed: float  # track seconds per query second (1.05: the upload plays the track 5% fast)
     windows: int  # query windows that agree
     similarity: float  # their mean cosine similarity
-    contrast: float = 0.0  # that similarity minus the query's median likeness to the whole track
 
     def to_dict(self) -> dict:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -107,9 +106,9 @@ def candidates(
         if int(track_id) in exclude:
             continue
         mine = keep & (tid == track_id)
-        match = _best_line(int(track_id), t[mine], u[mine], s[mine], query_offsets_s, hop_s, config)
+        match = _best_line(int(track_id), t[mine], u[mine], s[mine], hop_s, config)
         if match is not None:
-            matches.append(_with_contrast(match, index, query_vectors, query_offsets_s, config))
+            matches.append(match)
     return sorted(matches, key=lambda m: (-m.score, m.track_id))
 
 
@@ -118,12 +117,10 @@ def _best_line(
     t: np.ndarray,
     u: np.ndarray,
     s: np.ndarray,
-    query_offsets_s: np.ndarray,
     hop_s: float,
     config: DuplicateConfig,
 ) -> Match | None:
     """Vote (t, u, similarity) into speed × offset cells; score the cell with most support."""
-    query_step = _step(query_offsets_s)
     lines = []
     for speed in config.speeds:
         offset = u - speed * t
@@ -140,11 +137,14 @@ def _best_line(
     )
     if times.size < config.min_windows:
         return None
-    span_s = times.max() - times.min() + query_step
-    expected = span_s / query_step  # windows the span holds
-    density = min(1.0, times.size / expected)
-    evidence = min(1.0, times.size / config.full_windows)
-    score = float(np.clip(sims.mean(), 0.0, 1.0) * density * evidence)
+    # Logistic in the aligned windows' similarity and (log) number, weights fitted on the
+    # evaluation's positives against other music (see DuplicateConfig).
+    logit = (
+        config.weight_similarity * float(sims.mean())
+        + config.weight_log_windows * float(np.log(times.size))
+        + config.bias
+    )
+    score = 1.0 / (1.0 + np.exp(-logit))
     start = float(times.min())
     return Match(
         track_id=track_id,
@@ -158,27 +158,6 @@ def _best_line(
     )
 
 
-def _with_contrast(
-    match: Match,
-    index: VectorIndex,
-    query_vectors: np.ndarray,
-    query_offsets_s: np.ndarray,
-    config: DuplicateConfig,
-) -> Match:
-    """How much the aligned windows stand out from the query's likeness to the track anywhere.
-
-    A copy peaks on its line; a different piece in the same style is alike everywhere.
-    """
-    track = index.track_windows(match.track_id)
-    inside = (query_offsets_s >= match.query_offset_s - 1e-6) & (
-        query_offsets_s <= match.query_offset_s + match.duration_s - config.window_s + 1e-6
-    )
-    background = float(np.median(query_vectors[inside] @ track.T))
-    contrast = match.similarity - background
-    score = match.score * float(np.clip(contrast / config.full_contrast, 0.0, 1.0))
-    return replace(match, contrast=round(contrast, 4), score=round(score, 4))
-
-
 def _per_query_window(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each query time once, with its best similarity."""
     order = np.lexsort((-s, t))
@@ -186,11 +165,6 @@ def _per_query_window(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndar
     first = np.ones(t.size, dtype=bool)
     first[1:] = t[1:] != t[:-1]
     return t[first], s[first]
-
-
-def _step(offsets_s: np.ndarray) -> float:
-    offsets = np.unique(np.asarray(offsets_s, dtype=np.float64))
-    return float(np.median(np.diff(offsets))) if offsets.size > 1 else 1.0
 
 
 def find_groups(
