@@ -116,17 +116,55 @@ def table(results: dict) -> str:
     return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
 
 
-def update_readme(text: str) -> None:
+def dupes_table(dupes: dict) -> str:
+    """Recall per transform and clip length at the stored threshold, misses included."""
+    clips = ["5s", "10s", "20s", "whole"]
+    lines = [
+        f"Threshold {dupes['threshold']} (stored), {dupes['indexed_tracks']} tracks indexed, "
+        f"{dupes['negative_tracks']} kept out as negatives; {dupes['all']['positive_queries']} "
+        f"positive and {dupes['all']['negative_queries']} negative queries; "
+        f"{dupes['date']}. Clips start at seeded random offsets; 'whole' is the whole track, "
+        "or a random 120 s of a longer one.\n",
+        "| transform | " + " | ".join(clips) + " |",
+        "|---|" + "---|" * len(clips),
+    ]
+    for transform, row in dupes["all"]["recall"].items():
+        lines.append(f"| {transform} | " + " | ".join(f"{row.get(c, 0):.0%}" for c in clips) + " |")
+    a, u, cv = dupes["all"], dupes["unseen_by_model"], dupes["cross_validated_threshold"]
+    lines += [
+        "",
+        f"- All positives: recall {a['recall_all']:.1%}; false positives "
+        f"{a['false_positive_rate']:.2%} of negative queries; wrong-track matches "
+        f"{a['wrong_track_rate']:.2%}.",
+        f"- Tracks the model never heard in training: recall {u['recall_all']:.1%}, false "
+        f"positives {u['false_positive_rate']:.2%}.",
+        f"- Threshold set on half the negative tracks, measured on the other half (two folds): "
+        f"false positives {cv['false_positive_rate']:.2%}, recall {cv['recall_all']:.1%}.",
+        f"- Query time (decode excluded) p50 {dupes['query_ms_p50']:.0f} ms, "
+        f"p95 {dupes['query_ms_p95']:.0f} ms.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(start: str, end: str, text: str) -> None:
     readme = README.read_text()
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     if pattern.search(readme):
-        README.write_text(pattern.sub(f"{START}\n{text}{END}", readme))
+        README.write_text(pattern.sub(lambda _: f"{start}\n{text}{end}", readme))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
+    parser.add_argument(
+        "--tables-only",
+        action="store_true",
+        help="rewrite the README tables from the JSON already in bench/",
+    )
     args = parser.parse_args()
+    if args.tables_only:
+        refresh_tables(_load("results.json"))
+        return
     audio_dir = args.shared / "audio"
     if not (audio_dir / "manifest.tsv").is_file():
         sys.exit(f"{audio_dir}/manifest.tsv not found: the benchmarks run on ../shared/audio")
@@ -141,8 +179,16 @@ def main() -> None:
         "genre": _load("genre_eval.json"),
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    update_readme(table(results))
+    refresh_tables(results)
     print(table(results))
+
+
+def refresh_tables(results: dict | None) -> None:
+    if results:
+        update_readme(START, END, table(results))
+    dupes = _load("dupes.json")
+    if dupes:
+        update_readme("<!-- dupes:start -->", "<!-- dupes:end -->", dupes_table(dupes))
 
 
 if __name__ == "__main__":

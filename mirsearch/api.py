@@ -233,7 +233,7 @@ class Engine:
         return [
             {
                 "tracks": [_track_brief(rows[t]) for t in g.track_ids if t in rows],
-                "evidence": [e.to_dict() for e in g.evidence],
+                "evidence": g.evidence,
             }
             for g in groups
         ]

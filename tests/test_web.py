@@ -12,7 +12,7 @@ from conftest import tone
 from mirsearch.api import Engine
 from mirsearch.audio import load, write
 from mirsearch.config import Settings
-from mirsearch.demo import write_demo_catalog
+from mirsearch.demo import demo_pieces, render, write_demo_catalog
 from web import create_app
 
 
@@ -23,7 +23,7 @@ def site(tmp_path_factory):
     paths = write_demo_catalog(music, n_tracks=6)
     write(
         music / "hostile.flac",
-        load(paths[0]).samples[::-1].copy(),
+        render(demo_pieces(1, seed=99)[0], sample_rate=16_000),
         16_000,
         tags={"title": "<script>alert(1)</script>", "genre": "jazz"},
     )
