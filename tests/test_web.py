@@ -228,8 +228,6 @@ def test_schemathesis_finds_no_server_errors(site):
     failures = []
     for operation in schema.get_all_operations():
         operation = operation.ok()
-        if operation.method.upper() == "POST":
-            continue  # uploads are covered above with real and hostile audio
 
         @settings(
             max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None
