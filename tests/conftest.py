@@ -20,6 +20,17 @@ def _need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def one_faiss_thread():
+    """FAISS on one thread: OpenMP threads spin badly on a shared, busy 2-core machine."""
+    import faiss
+
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_dir() -> Path:
     return _need(SHARED)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import faiss
 import numpy as np
 import pytest
 
@@ -16,15 +15,6 @@ from mirsearch.neighbours import IdIndex, normalise
 DIM = 32
 META = IndexMeta.for_model(dim=DIM, model_hash="model-a", feature_config=FeatureConfig(), hop_s=1.5)
 SMALL_IVF = {"ivf_nlist": 64, "pq_m": 8}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """FAISS on one thread: OpenMP threads spin badly on a shared, busy machine."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
 
 
 def clustered(rng, centres: np.ndarray, n: int, *, spread: float = 0.1) -> np.ndarray:

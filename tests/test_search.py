@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import pytest
 from conftest import walk, windows_at
@@ -14,15 +13,6 @@ from mirsearch.search import Hit, align, rank, similar
 
 DIM, HOP_S, N_TRACKS, N_WINDOWS = 64, 1.5, 50, 100
 META = IndexMeta.for_model(dim=DIM, model_hash="walk", feature_config={}, hop_s=HOP_S)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_faiss_thread():
-    """FAISS on one thread: OpenMP threads spin badly on a shared, busy machine."""
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)
-    yield
-    faiss.omp_set_num_threads(threads)
 
 
 def random_walk(rng, n: int, *, step: float = 0.35) -> np.ndarray:
