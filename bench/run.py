@@ -184,7 +184,9 @@ def main() -> None:
 
 
 def refresh_tables(results: dict | None) -> None:
+    """Rewrite the README tables, with the latest eval-dupes and genre figures folded in."""
     if results:
+        results |= {"dupes": _load("dupes.json"), "genre": _load("genre_eval.json")}
         update_readme(START, END, table(results))
     dupes = _load("dupes.json")
     if dupes:
