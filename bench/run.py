@@ -95,7 +95,8 @@ def table(results: dict) -> str:
         cv = genre["cv"]
         rows.append(
             (
-                "Genre, 5-fold grouped CV accuracy: CNN / MFCC baseline",
+                f"Genre, {len(genre['folds'])}-fold grouped CV accuracy (short run, see above): "
+                "CNN / MFCC baseline",
                 f"{cv['cnn']['accuracy']['mean']:.3f} ± {cv['cnn']['accuracy']['std']:.3f}"
                 f" / {cv['baseline']['accuracy']['mean']:.3f} ± "
                 f"{cv['baseline']['accuracy']['std']:.3f}",
