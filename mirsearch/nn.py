@@ -6,22 +6,20 @@ import hashlib
 import logging
 import platform
 from dataclasses import asdict, dataclass, field
-from importlib import metadata as importlib_metadata
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mirsearch.config import AudioConfig, FeatureConfig
+from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.features import log_mel
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_FORMAT = 2
-REQUIRED_KEYS = ("format", "arch", "arch_args", "labels", "feature_config", "window_s", "state_dict")
-LEVEL_S = 1.5  # the normaliser removes means taken over ±LEVEL_S seconds around each frame
+CHECKPOINT_FORMAT = 1
+LEVEL_S = 1.5  # the level removed from the log-mel is averaged over ±LEVEL_S seconds
 ASSETS = Path(__file__).resolve().parent / "assets"
 
 
@@ -37,34 +35,12 @@ def _conv(c_in: int, c_out: int, *, stride: int = 1, kernel: int = 3) -> nn.Sequ
     )
 
 
-class TemporalBlock(nn.Module):
-    """Residual 1-D convolution over feature-map columns: context beyond the conv receptive field."""
-
-    def __init__(self, channels: int, *, dilation: int):
-        super().__init__()
-        self.conv = nn.Conv1d(channels, channels, 3, padding=dilation, dilation=dilation, bias=False)
-        self.norm = nn.BatchNorm1d(channels)
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return F.relu(h + self.norm(self.conv(h)))
-
-
-def moving_mean(x: torch.Tensor, *, radius: int) -> torch.Tensor:
-    """Mean of x over [t - radius, t + radius] along the last axis (edges: the part that exists)."""
-    padded = F.pad(x.double().cumsum(-1), (1, 0))
-    n = x.shape[-1]
-    hi = torch.clamp(torch.arange(n, device=x.device) + radius + 1, max=n)
-    lo = torch.clamp(torch.arange(n, device=x.device) - radius, min=0)
-    return ((padded[..., hi] - padded[..., lo]) / (hi - lo)).to(x.dtype)
-
-
 class GenreNet(nn.Module):
-    """Shared skeleton: mel front end → normaliser → conv trunk → pooled embedding → genre head.
+    """Shared skeleton: mel front end → convolutional trunk → pooled embedding → genre head.
 
     The trunk is fully convolutional in time, so a whole track's feature map is computed once and
-    every window's embedding is pooled from its columns (`TIME_STRIDE` mel frames each).
-    Subclasses define `layers` (2-D, 2 input channels, frequency pooled at the end), `temporal`
-    (over columns) and `width` (channels of the feature map).
+    every window's embedding is pooled from its columns (`TIME_STRIDE` mel frames each). `embed_*`
+    is the network truncated before the head: an L2-normalised vector per window.
     """
 
     TIME_STRIDE = 16  # mel frames per feature-map column
@@ -73,77 +49,64 @@ class GenreNet(nn.Module):
         super().__init__()
         self.feature_config = FeatureConfig(**feature_config)
         self.embedding_dim = embedding_dim
-        self.dropout = dropout
-        self.n_classes = n_classes
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding_dim, n_classes))
 
-    def _finish(self, width: int) -> None:
-        """Projection and head, once the subclass knows its feature-map width."""
-        self.project = nn.Sequential(nn.Linear(2 * width, self.embedding_dim))
-        self.head = nn.Sequential(nn.Dropout(self.dropout), nn.Linear(self.embedding_dim, self.n_classes))
-
-    # -- front end: the one log-mel function -------------------------------------------------
+    # -- front end: the one log-mel function, then level removal (gain invariance) ------------
     def front_end(self, waveform: torch.Tensor) -> torch.Tensor:
-        """(..., n_samples) float32 waveform → (..., n_mels, n_frames) log-mel in dB."""
+        """(B, n_samples) waveform → (B, n_mels, n_frames) log-mel in dB."""
         return log_mel(waveform, self.feature_config)
 
-    def normalise(self, mel_db: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, T) dB → (B, 2, n_mels, T): two local instance normalisations.
+    def normalise_level(self, mel_db: torch.Tensor) -> torch.Tensor:
+        """Subtract the local level (frame means averaged over ±LEVEL_S), scale to unit-ish range.
 
-        Channel 0 removes each band's mean over ±LEVEL_S (a fixed filter or EQ adds a constant
-        per band in dB, so it cancels); channel 1 removes the frame level's mean over ±LEVEL_S
-        (gain cancels, the spectral envelope stays). Local, so a window inside a whole track and
-        the same music in a short clip see the same values away from the clip's edges.
+        Local, so a clip and the track it was cut from see the same values away from the edges;
+        a gain change shifts every dB value equally and cancels out.
         """
-        radius = int(LEVEL_S * self.feature_config.frames_per_s)
-        band = mel_db - moving_mean(mel_db, radius=radius)
-        level = mel_db - moving_mean(mel_db.mean(dim=-2, keepdim=True), radius=radius)
-        return torch.stack([band, level], dim=1) / 20.0
+        frames = int(LEVEL_S * self.feature_config.frames_per_s)
+        level = mel_db.mean(dim=-2, keepdim=True)
+        level = F.avg_pool1d(
+            level, 2 * frames + 1, stride=1, padding=frames, count_include_pad=False
+        )
+        return (mel_db - level) / 20.0
 
-    # -- trunk: 2-D convolutions, frequency pooled, then context over time -------------------
+    # -- trunk (subclasses) -----------------------------------------------------------------
     def feature_map(self, mel_db: torch.Tensor) -> torch.Tensor:
-        """(B, n_mels, n_frames) → (B, width, ceil(n_frames / TIME_STRIDE)) column features."""
-        h = self.layers(self.normalise(mel_db)).mean(dim=2)
-        return self.temporal(h)
+        """(B, n_mels, n_frames) → (B, C, n_frames // TIME_STRIDE) frequency-pooled features."""
+        return self.layers(self.normalise_level(mel_db).unsqueeze(1)).mean(dim=2)
 
-    # -- pooling and projection: the embedding ---------------------------------------------
+    # -- pooling, projection, head ----------------------------------------------------------
+    def pool(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, C, T') → (B, 2C): mean and max over time."""
+        return torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1)
+
     def embed_map(self, h: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
-        """(B, width, columns) → (B, D) embedding: mean and max over time, projected."""
-        z = self.project(torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1))
+        z = self.project(self.pool(h))
         return F.normalize(z, dim=-1) if normalise else z
-
-    def embed_log_mel(self, mel_db: torch.Tensor, *, normalise: bool = True) -> torch.Tensor:
-        """(B, n_mels, n_frames) log-mel windows → (B, D) L2-normalised embeddings."""
-        return self.embed_map(self.feature_map(mel_db), normalise=normalise)
 
     def window_columns(self, window_s: float) -> int:
         return max(1, round(window_s * self.feature_config.frames_per_s / self.TIME_STRIDE))
 
-    @property
-    def seconds_per_column(self) -> float:
-        return self.TIME_STRIDE / self.feature_config.frames_per_s
-
     def embed_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
-        """One track's (n_mels, n_frames) log-mel → ((n, D) window embeddings, (n,) starts in s).
+        """One track's (n_mels, n_frames) log-mel → (n, D) window embeddings and their starts (s).
 
         The feature map is computed once; window k pools the columns from round(k·hop) on.
         """
-        h = self.feature_map(mel_db.unsqueeze(0))[0]  # (width, columns)
+        h = self.feature_map(mel_db.unsqueeze(0))[0]  # (C, T')
+        seconds_per_column = self.TIME_STRIDE / self.feature_config.frames_per_s
         width = self.window_columns(window_s)
-        step = max(1, round(hop_s / self.seconds_per_column))
-        if h.shape[-1] < width:
-            h = F.pad(h, (0, width - h.shape[-1]), mode="replicate")
-        windows = h.unfold(-1, width, step).permute(1, 0, 2)  # (n, width, columns)
-        offsets_s = torch.arange(windows.shape[0]).float() * step * self.seconds_per_column
+        step = max(1, round(hop_s / seconds_per_column))
+        starts = torch.arange(0, max(1, h.shape[-1] - width + 1), step)
+        windows = h.unfold(-1, width, step).permute(1, 0, 2)  # (n, C, width)
+        offsets_s = starts[: windows.shape[0]].float() * seconds_per_column
         return self.embed_map(windows), offsets_s
 
-    # -- head ------------------------------------------------------------------------------
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, n_samples) waveform windows → (B, n_classes) genre logits."""
-        return self.head(self.embed_log_mel(self.front_end(waveform)))
+        return self.head(self.embed_map(self.feature_map(self.front_end(waveform))))
 
 
 class CNN(GenreNet):
-    """Lean CNN: strided 5×5 stem, strided 3×3 blocks, two dilated temporal blocks."""
+    """Lean CNN: strided 5×5 stem, three strided blocks; frequency pooled, mean+max over time."""
 
     def __init__(
         self,
@@ -151,7 +114,7 @@ class CNN(GenreNet):
         n_classes: int,
         embedding_dim: int = 128,
         dropout: float = 0.3,
-        channels: tuple[int, ...] = (24, 48, 64, 128),
+        channels: tuple[int, ...] = (24, 48, 96, 128),
         feature_config: dict,
     ):
         super().__init__(
@@ -162,14 +125,16 @@ class CNN(GenreNet):
         )
         c1, c2, c3, c4 = channels
         self.layers = nn.Sequential(
-            _conv(2, c1, stride=2, kernel=5),
+            _conv(1, c1, stride=2, kernel=5),
             _conv(c1, c2, stride=2),
+            _conv(c2, c2),
             _conv(c2, c3, stride=2),
             _conv(c3, c3),
             _conv(c3, c4, stride=2),
         )
-        self.temporal = nn.Sequential(TemporalBlock(c4, dilation=1), TemporalBlock(c4, dilation=2))
-        self._finish(c4)
+        self.project = nn.Sequential(
+            nn.Linear(2 * c4, embedding_dim), nn.BatchNorm1d(embedding_dim)
+        )
 
 
 class CRNN(GenreNet):
@@ -181,7 +146,7 @@ class CRNN(GenreNet):
         n_classes: int,
         embedding_dim: int = 128,
         dropout: float = 0.3,
-        channels: tuple[int, ...] = (24, 48, 64, 96),
+        channels: tuple[int, ...] = (24, 48, 96, 96),
         hidden: int = 64,
         feature_config: dict,
     ):
@@ -193,17 +158,18 @@ class CRNN(GenreNet):
         )
         c1, c2, c3, c4 = channels
         self.layers = nn.Sequential(
-            _conv(2, c1, stride=2, kernel=5),
+            _conv(1, c1, stride=2, kernel=5),
             _conv(c1, c2, stride=2),
             _conv(c2, c3, stride=2),
             _conv(c3, c4, stride=2),
         )
         self.gru = nn.GRU(c4, hidden, batch_first=True, bidirectional=True)
-        self.temporal = nn.Identity()
-        self._finish(2 * hidden)
+        self.project = nn.Sequential(
+            nn.Linear(4 * hidden, embedding_dim), nn.BatchNorm1d(embedding_dim)
+        )
 
     def feature_map(self, mel_db: torch.Tensor) -> torch.Tensor:
-        h = self.layers(self.normalise(mel_db)).mean(dim=2).transpose(1, 2)  # (B, T', C)
+        h = super().feature_map(mel_db).transpose(1, 2)  # (B, T', C)
         out, _ = self.gru(h)
         return out.transpose(1, 2)  # (B, 2·hidden, T')
 
@@ -212,7 +178,12 @@ class VGG(GenreNet):
     """Reference only: a plain 4-block VGG-style CNN (32→128 channels), for the benchmark."""
 
     def __init__(
-        self, *, n_classes: int, embedding_dim: int = 128, dropout: float = 0.3, feature_config: dict
+        self,
+        *,
+        n_classes: int,
+        embedding_dim: int = 128,
+        dropout: float = 0.3,
+        feature_config: dict,
     ):
         super().__init__(
             n_classes=n_classes,
@@ -220,13 +191,14 @@ class VGG(GenreNet):
             dropout=dropout,
             feature_config=feature_config,
         )
-        blocks, c_in = [], 2
+        blocks, c_in = [], 1
         for c_out in (32, 64, 128, 128):
-            blocks += [_conv(c_in, c_out), _conv(c_out, c_out), nn.MaxPool2d(2, ceil_mode=True)]
+            blocks += [_conv(c_in, c_out), _conv(c_out, c_out), nn.MaxPool2d(2)]
             c_in = c_out
         self.layers = nn.Sequential(*blocks)
-        self.temporal = nn.Identity()
-        self._finish(c_in)
+        self.project = nn.Sequential(
+            nn.Linear(2 * c_in, embedding_dim), nn.BatchNorm1d(embedding_dim)
+        )
 
 
 ARCHITECTURES: dict[str, type[GenreNet]] = {"cnn": CNN, "crnn": CRNN, "vgg": VGG}
@@ -239,3 +211,103 @@ def build(arch: str, **arch_args) -> GenreNet:
         return ARCHITECTURES[arch](**arch_args)
     except TypeError as exc:
         raise ModelError(f"architecture {arch!r} does not take these arguments: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A loaded checkpoint: the network in eval mode and everything it says about itself."""
+
+    model: GenreNet
+    arch: str
+    arch_args: dict
+    labels: list[str]
+    feature_config: FeatureConfig
+    window_s: float
+    sha256: str
+    metadata: dict = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: Path,
+    *,
+    model: GenreNet,
+    arch: str,
+    arch_args: dict,
+    labels: list[str],
+    window_s: float,
+    metadata: dict | None = None,
+) -> Path:
+    """Plain tensors and dicts only, so loading needs no pickled objects (weights_only=True)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "arch_args": arch_args,
+        "labels": list(labels),
+        "feature_config": asdict(model.feature_config),
+        "window_s": float(window_s),
+        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "metadata": metadata or {},
+        "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load_checkpoint(path: Path | None = None) -> Checkpoint:
+    """Rebuild the network a checkpoint describes; ModelError when it does not fit this code."""
+    path = Path(path) if path is not None else default_checkpoint_path()
+    if not path.is_file():
+        raise ModelError(f"{path}: no model checkpoint there (train one with `mirsearch train`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable mirsearch checkpoint ({exc})") from exc
+    missing = {
+        "format",
+        "arch",
+        "arch_args",
+        "labels",
+        "feature_config",
+        "window_s",
+        "state_dict",
+    } - set(payload if isinstance(payload, dict) else {})
+    if missing:
+        raise ModelError(
+            f"{path}: not a mirsearch checkpoint (missing {', '.join(sorted(missing))})"
+        )
+    if payload["format"] != CHECKPOINT_FORMAT:
+        raise ModelError(
+            f"{path}: checkpoint format {payload['format']}, this code reads {CHECKPOINT_FORMAT}"
+        )
+    try:
+        feature_config = FeatureConfig(**payload["feature_config"])
+    except TypeError as exc:
+        raise ModelError(f"{path}: feature config does not match this code ({exc})") from exc
+    args = dict(payload["arch_args"])
+    model = build(payload["arch"], **args)
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as exc:
+        raise ModelError(
+            f"{path}: weights do not fit architecture {payload['arch']!r}: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+    model.eval()
+    return Checkpoint(
+        model=model,
+        arch=payload["arch"],
+        arch_args=args,
+        labels=list(payload["labels"]),
+        feature_config=feature_config,
+        window_s=float(payload["window_s"]),
+        sha256=file_sha256(path),
+        metadata=dict(payload.get("metadata", {})),
+    )
