@@ -80,10 +80,32 @@ def main(verbose: int) -> None:
     show_default=True,
     help="Processes decoding and embedding in parallel.",
 )
+@click.option(
+    "--engine",
+    "run_on",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="Where the workers run: local processes, or Ray tasks (pip install 'mirsearch[ray]').",
+)
+@click.option(
+    "--address",
+    default=None,
+    help="Ray cluster to join (e.g. auto, ray://head:10001); default: a local Ray.",
+)
 @click.option("--prune", is_flag=True, help="Remove catalog rows whose files are gone.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
-def index(paths: tuple[Path, ...], workers: int, prune: bool, as_json: bool) -> None:
+def index(
+    paths: tuple[Path, ...],
+    workers: int,
+    run_on: str,
+    address: str | None,
+    prune: bool,
+    as_json: bool,
+) -> None:
     """Index folders of audio into the catalog and the vector index (incremental)."""
+    if address and run_on != "ray":
+        raise click.UsageError("--address goes with --engine ray")
     from tqdm import tqdm
 
     engine = _engine()
@@ -92,6 +114,8 @@ def index(paths: tuple[Path, ...], workers: int, prune: bool, as_json: bool) -> 
         summary = engine.index_paths(
             paths,
             workers=workers,
+            engine=run_on,
+            address=address,
             prune=prune,
             progress=bar.update,
             on_total=lambda n: setattr(bar, "total", n) or bar.refresh(),
@@ -528,6 +552,7 @@ def demo(directory: Path, n_tracks: int) -> None:
 def serve(host: str | None, port: int | None) -> None:
     """Serve the web site and JSON API with waitress."""
     from waitress import serve as waitress_serve
+
     from web import create_app
 
     settings = Settings.from_env()

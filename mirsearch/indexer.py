@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from mirsearch import audio, features
+from mirsearch import audio
+from mirsearch.analysis import FileAnalysis, analyse_all, file_sha256
 from mirsearch.catalog import Catalog, IndexState, Track
 from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
@@ -49,22 +47,6 @@ AUDIO_EXTENSIONS = frozenset(
         ".webm",
     ]
 )
-
-
-@dataclass(frozen=True)
-class FileAnalysis:
-    """What a worker learns about one file: all the catalog and the index need, or an error."""
-
-    path: str
-    sha256: str
-    size_bytes: int
-    mtime: float
-    error: str | None = None
-    info: audio.AudioInfo | None = None
-    descriptors: dict | None = None
-    probabilities: dict[str, float] = field(default_factory=dict)
-    vectors: np.ndarray | None = None
-    track_vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -111,62 +93,6 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(folder) / name
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-class Analyser:
-    """Decode → descriptors → embeddings for one file at a time; holds the model."""
-
-    def __init__(self, settings: Settings, *, threads: int | None = None):
-        self.settings = settings
-        self.embedder = Embedder(settings.model_path, config=settings.embedding, threads=threads)
-
-    def __call__(self, path: Path) -> FileAnalysis:
-        stat = path.stat()
-        base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
-        sha = file_sha256(path)
-        try:
-            decoded = audio.load(path, config=self.settings.audio)
-            descriptors = features.describe(decoded.samples, decoded.sample_rate)
-            analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)
-        except MirsearchError as exc:
-            return FileAnalysis(sha256=sha, error=str(exc), **base)
-        except Exception as exc:  # a file must never stop the run: record it and go on
-            log.exception("unexpected failure on %s", path)
-            message = f"{path}: could not be analysed ({type(exc).__name__}: {exc})"
-            return FileAnalysis(sha256=sha, error=message, **base)
-        probabilities = dict(
-            zip(self.embedder.labels, map(float, analysis.probabilities), strict=True)
-        )
-        return FileAnalysis(
-            sha256=sha,
-            info=decoded.info,
-            descriptors=descriptors.to_dict(),
-            probabilities=probabilities,
-            vectors=analysis.vectors,
-            track_vector=analysis.track_vector,
-            **base,
-        )
-
-
-_worker: Analyser | None = None
-
-
-def _init_worker(settings: Settings, threads: int) -> None:
-    global _worker
-    _worker = Analyser(settings, threads=threads)
-
-
-def _analyse_in_worker(path: Path) -> FileAnalysis:
-    assert _worker is not None, "worker not initialised"
-    return _worker(path)
-
-
 class Indexer:
     """Brings the catalog and the vector index up to date with folders of audio files."""
 
@@ -181,16 +107,22 @@ class Indexer:
         paths: Iterable[Path],
         *,
         workers: int = 1,
+        engine: str = "local",
+        address: str | None = None,
         prune: bool = False,
         progress: Callable[[int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> IndexSummary:
-        """Index `paths`; returns counts. Safe to interrupt at any point and run again."""
+        """Index `paths`; returns counts. Safe to interrupt at any point and run again.
+
+        The files are analysed by `workers` processes of `engine` ("local", or "ray" at
+        `address`); results are committed here in batches, so the catalog and the vector index
+        are written by one process whatever the engine.
+        """
         started = time.perf_counter()
         roots = [Path(p).resolve() for p in paths]
         files = discover(roots)
-        analyser = Analyser(self.settings, threads=None) if workers <= 1 else None
-        model_hash, meta = self._expected_meta(analyser)
+        model_hash, meta = self._expected_meta()
         index = self._open_index(meta)
         todo, unchanged = self._plan(files, model_hash)
         if on_total:
@@ -201,7 +133,8 @@ class Indexer:
         removed = self._prune(index, roots, files) if prune else 0
         batch: list[FileAnalysis] = []
         last_commit = time.perf_counter()
-        for result in self._analyse_all(todo, analyser, workers):
+        results = analyse_all(todo, self.settings, workers=workers, engine=engine, address=address)
+        for result in results:
             batch.append(result)
             if progress:
                 progress(1)
@@ -223,8 +156,8 @@ class Indexer:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def _expected_meta(self, analyser: Analyser | None) -> tuple[str, IndexMeta]:
-        embedder = analyser.embedder if analyser else Embedder(self.settings.model_path)
+    def _expected_meta(self) -> tuple[str, IndexMeta]:
+        embedder = Embedder(self.settings.model_path, config=self.settings.embedding)
         meta = IndexMeta.for_model(
             dim=embedder.dim,
             model_hash=embedder.model_hash,
@@ -291,26 +224,6 @@ class Indexer:
         return len(gone)
 
     # -- analysis ---------------------------------------------------------------------------------
-
-    def _analyse_all(
-        self, todo: list[Path], analyser: Analyser | None, workers: int
-    ) -> Iterator[FileAnalysis]:
-        if analyser is not None:
-            yield from map(analyser, todo)
-            return
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        context = get_context("spawn")
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(self.settings, threads)
-        ) as pool:
-            pending: list[Future] = []
-            queue = iter(todo)
-            for path in queue:
-                pending.append(pool.submit(_analyse_in_worker, path))
-                if len(pending) >= 2 * workers:
-                    yield pending.pop(0).result()
-            for future in pending:
-                yield future.result()
 
     # -- committing -------------------------------------------------------------------------------
 

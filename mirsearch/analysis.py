@@ -1,0 +1,172 @@
+"""What indexing learns about each file, computed where the work runs: in this process, a local
+process pool, or Ray tasks on a cluster (`--engine ray`); the indexer commits the results."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from mirsearch import audio, features
+from mirsearch.config import Settings
+from mirsearch.embeddings import Embedder
+from mirsearch.errors import MirsearchError
+
+log = logging.getLogger(__name__)
+
+ENGINES = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class FileAnalysis:
+    """What a worker learns about one file: all the catalog and the index need, or an error."""
+
+    path: str
+    sha256: str
+    size_bytes: int
+    mtime: float
+    error: str | None = None
+    info: audio.AudioInfo | None = None
+    descriptors: dict | None = None
+    probabilities: dict[str, float] = field(default_factory=dict)
+    vectors: np.ndarray | None = None
+    track_vector: np.ndarray | None = None
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Analyser:
+    """Decode → descriptors → embeddings for one file at a time; holds the model."""
+
+    def __init__(self, settings: Settings, *, threads: int | None = None):
+        self.settings = settings
+        self.embedder = Embedder(settings.model_path, config=settings.embedding, threads=threads)
+
+    def __call__(self, path: Path) -> FileAnalysis:
+        path = Path(path)
+        stat = path.stat()
+        base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
+        sha = file_sha256(path)
+        try:
+            decoded = audio.load(path, config=self.settings.audio)
+            descriptors = features.describe(decoded.samples, decoded.sample_rate)
+            analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)
+        except MirsearchError as exc:
+            return FileAnalysis(sha256=sha, error=str(exc), **base)
+        except Exception as exc:  # a file must never stop the run: record it and go on
+            log.exception("unexpected failure on %s", path)
+            message = f"{path}: could not be analysed ({type(exc).__name__}: {exc})"
+            return FileAnalysis(sha256=sha, error=message, **base)
+        probabilities = dict(
+            zip(self.embedder.labels, map(float, analysis.probabilities), strict=True)
+        )
+        return FileAnalysis(
+            sha256=sha,
+            info=decoded.info,
+            descriptors=descriptors.to_dict(),
+            probabilities=probabilities,
+            vectors=analysis.vectors,
+            track_vector=analysis.track_vector,
+            **base,
+        )
+
+
+def analyse_all(
+    paths: list[Path],
+    settings: Settings,
+    *,
+    workers: int = 1,
+    engine: str = "local",
+    address: str | None = None,
+) -> Iterator[FileAnalysis]:
+    """Analyse `paths`, yielding results in order, with the model loaded once per worker."""
+    if engine == "ray":
+        yield from _on_ray(paths, settings, workers=workers, address=address)
+    elif engine != "local":
+        raise MirsearchError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    elif workers <= 1:
+        yield from map(Analyser(settings), paths)
+    else:
+        yield from _on_process_pool(paths, settings, workers=workers)
+
+
+# -- a local process pool -----------------------------------------------------------------------
+
+_worker: Analyser | None = None
+
+
+def _init_worker(settings: Settings, threads: int) -> None:
+    global _worker
+    _worker = Analyser(settings, threads=threads)
+
+
+def _analyse_in_worker(path: Path) -> FileAnalysis:
+    assert _worker is not None, "worker not initialised"
+    return _worker(path)
+
+
+def _on_process_pool(paths: list[Path], settings: Settings, *, workers: int):
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(
+        workers,
+        mp_context=get_context("spawn"),
+        initializer=_init_worker,
+        initargs=(settings, threads),
+    ) as pool:
+        pending: list[Future] = []
+        for path in paths:
+            pending.append(pool.submit(_analyse_in_worker, path))
+            if len(pending) >= 2 * workers:
+                yield pending.pop(0).result()
+        for future in pending:
+            yield future.result()
+
+
+# -- Ray: one actor per worker, each holding the model ------------------------------------------
+
+
+def _on_ray(paths: list[Path], settings: Settings, *, workers: int, address: str | None):
+    """Ray actors analyse the files; every node must see them at the same paths (shared storage).
+
+    With no `address` a local Ray with `workers` CPUs is started and stopped; with one (e.g.
+    "auto" or "ray://head:10001") the run joins that cluster and uses `workers` of its CPUs.
+    """
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError as exc:
+        raise MirsearchError("--engine ray needs Ray: pip install 'mirsearch[ray]'") from exc
+    started_here = not ray.is_initialized()
+    if started_here:
+        options = {"address": address} if address else {"num_cpus": max(1, workers)}
+        ray.init(include_dashboard=False, log_to_driver=False, **options)
+    try:
+        actor = ray.remote(num_cpus=1)(_RayAnalyser)
+        pool = ActorPool([actor.remote(settings) for _ in range(max(1, workers))])
+        yield from pool.map(lambda a, path: a.analyse.remote(str(path)), paths)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+class _RayAnalyser:
+    """An Analyser living in a Ray worker process (one torch thread: Ray schedules the CPUs)."""
+
+    def __init__(self, settings: Settings):
+        self.analyser = Analyser(settings, threads=1)
+
+    def analyse(self, path: str) -> FileAnalysis:
+        return self.analyser(Path(path))

@@ -1,0 +1,72 @@
+"""Where files are analysed: one process, a local pool or Ray, with the same results everywhere."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+from mirsearch.analysis import Analyser, analyse_all
+from mirsearch.api import Engine
+from mirsearch.demo import write_demo_catalog
+from mirsearch.errors import MirsearchError
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=3)
+
+
+def test_a_bad_file_is_a_result_with_its_error_not_an_exception(settings, tmp_path):
+    bad = tmp_path / "liner-notes.mp3"
+    bad.write_text("not audio at all\n" * 50)
+    result = Analyser(settings)(bad)
+    assert result.error and "liner-notes.mp3" in result.error
+    assert result.vectors is None and len(result.sha256) == 64
+
+
+def test_the_process_pool_gives_the_same_vectors_in_the_same_order(settings, demo_files):
+    alone = list(analyse_all(demo_files, settings, workers=1))
+    pooled = list(analyse_all(demo_files, settings, workers=2))
+    assert [r.path for r in pooled] == [str(p) for p in demo_files]
+    for a, b in zip(alone, pooled, strict=True):
+        np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
+        assert a.probabilities.keys() == b.probabilities.keys()
+
+
+def test_an_unknown_engine_is_refused(settings, demo_files):
+    with pytest.raises(MirsearchError, match="unknown engine 'spark'"):
+        list(analyse_all(demo_files, settings, engine="spark"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray is not installed (pip install 'mirsearch[ray]')",
+)
+def test_ray_indexes_the_same_tracks_and_vectors_as_the_local_engine(tmp_path, demo_files):
+    from mirsearch.config import Settings
+
+    folder = demo_files[0].parent
+    local = Engine(Settings.from_env({}, home=tmp_path / "local"))
+    on_ray = Engine(Settings.from_env({}, home=tmp_path / "ray"))
+    local.index_paths([folder])
+    summary = on_ray.index_paths([folder], workers=2, engine="ray")
+    assert summary.indexed == len(demo_files) and summary.failed == 0
+
+    def by_name(engine):
+        tracks, _ = engine.catalog.list_tracks(per_page=100)
+        return {os.path.basename(t.path): t for t in tracks}
+
+    a, b = by_name(local), by_name(on_ray)
+    assert a.keys() == b.keys() == {p.name for p in demo_files}
+    index_a, index_b = local.index(), on_ray.index()
+    for name in a:
+        assert a[name].genre == b[name].genre and a[name].n_windows == b[name].n_windows
+        np.testing.assert_allclose(
+            index_a.track_windows(a[name].id), index_b.track_windows(b[name].id), atol=1e-5
+        )
+    hits = on_ray.search(demo_files[1])
+    assert os.path.basename(hits[0].path) == demo_files[1].name
