@@ -28,7 +28,7 @@ import numpy as np
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import Settings
-from mirsearch.duplicates import CALIBRATION, candidates
+from mirsearch.duplicates import CALIBRATION
 from mirsearch.transforms import TRANSFORMS
 
 OUT = Path(__file__).resolve().parent / "dupes.json"
@@ -107,10 +107,7 @@ def run(
             indexed + negatives, audio_dir, seed=seed, quick=quick, max_whole_s=max_whole_s
         ):
             t0 = time.perf_counter()
-            analysis = engine.embedder.analyse(y, hop_s=engine.settings.embedding.query_hop_s)
-            found = candidates(
-                index, analysis.vectors, analysis.offsets_s, config=engine.settings.duplicates
-            )
+            found = engine.match_candidates(y)
             query_s.append(time.perf_counter() - t0)
             truth = track_of.get(row["path"])
             accepted = twins.get(row["pair_group"] or row["path"], set())

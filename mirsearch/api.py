@@ -8,10 +8,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.duplicates import find_groups, find_matches
+from mirsearch.duplicates import Match, best_per_track, candidates, find_groups
 from mirsearch.embeddings import Analysis, Embedder
 from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
 from mirsearch.index import IndexMeta, VectorIndex
@@ -126,8 +128,8 @@ class Engine:
 
     # -- queries -------------------------------------------------------------------------------
 
-    def analyse_file(self, path: Path, *, min_duration_s: float | None = None) -> Analysis:
-        """Decode and embed an uploaded clip at the dense query hop."""
+    def load_query(self, path: Path, *, min_duration_s: float | None = None) -> np.ndarray:
+        """Decode an uploaded clip; refuse one shorter than a query needs."""
         decoded = audio.load(Path(path), config=self.settings.audio)
         minimum = self.settings.search.min_query_s if min_duration_s is None else min_duration_s
         if decoded.info.duration_s < minimum:
@@ -135,7 +137,12 @@ class Engine:
                 f"{path}: the clip is {decoded.info.duration_s:.1f} s long; "
                 f"queries need at least {minimum:.0f} s of audio"
             )
-        return self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.query_hop_s)
+        return decoded.samples
+
+    def analyse_file(self, path: Path, *, min_duration_s: float | None = None) -> Analysis:
+        """Decode and embed an uploaded clip at the dense query hop."""
+        samples = self.load_query(path, min_duration_s=min_duration_s)
+        return self.embedder.analyse(samples, hop_s=self.settings.embedding.query_hop_s)
 
     def search(
         self, path: Path, *, k: int | None = None, genres: Sequence[str] = ()
@@ -194,17 +201,30 @@ class Engine:
                 )
         return Classification(genre, probabilities, similar, windows)
 
+    def match_candidates(self, samples: np.ndarray) -> list[Match]:
+        """Every catalog track the signal's windows align with, scored (not thresholded).
+
+        The signal is embedded once per pitch hypothesis; each track keeps its best alignment.
+        """
+        index = self._require_index()
+        config = self.settings.duplicates
+        per_hypothesis = []
+        for semitones in config.pitch_hypotheses_st:
+            analysis = self.embedder.analyse(
+                samples,
+                hop_s=self.settings.embedding.query_hop_s,
+                frequency_scale=2 ** (semitones / 12),
+            )
+            per_hypothesis.append(
+                candidates(index, analysis.vectors, analysis.offsets_s, config=config)
+            )
+        return best_per_track(*per_hypothesis)
+
     def match(self, path: Path) -> list[MatchResult]:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""
-        analysis = self.analyse_file(path)
-        index = self._require_index()
-        matches = find_matches(
-            index,
-            analysis.vectors,
-            analysis.offsets_s,
-            config=self.settings.duplicates,
-            threshold=index.meta.match_threshold,
-        )
+        samples = self.load_query(path)
+        threshold = self._require_index().meta.match_threshold
+        matches = [m for m in self.match_candidates(samples) if m.score >= threshold]
         rows = self.catalog.get_many([m.track_id for m in matches])
         return [
             MatchResult(

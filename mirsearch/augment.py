@@ -3,7 +3,9 @@
 A view is a log-mel crop of `window + 2·context` seconds. The heavy view may be sped up, pitch-
 or tempo-shifted, louder or quieter, noisy, filtered, band-limited, reverberant, mixed with other
 music and masked; the light view is the catalog side: the same music at a slightly shifted start.
-Speed and pitch change the waveform (resampling); tempo stretches the mel frames, which keeps pitch.
+Speed and pitch change the waveform (resampling). Tempo, and the time correction a pitch shift
+needs, either stretch the mel frames (clean) or run a phase vocoder on the waveform, whose smeared
+transients and phasiness are what real time-stretching tools leave behind.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchaudio.functional as AF
 
 from mirsearch.config import FeatureConfig
 from mirsearch.features import log_mel
@@ -26,10 +29,12 @@ class AugmentConfig:
     speed: tuple[float, float, float] = (0.4, 0.94, 1.06)  # (probability, low, high) factor
     pitch: tuple[float, float, float] = (0.3, -1.2, 1.2)  # (probability, low, high) semitones
     tempo: tuple[float, float, float] = (0.3, 0.94, 1.06)  # (probability, low, high) factor
+    vocoder: float = 0.6  # probability that tempo and pitch go through a phase vocoder
+    vocoder_n_fft: tuple[int, ...] = (1024, 2048)  # its frame lengths, chosen at random
     gain: tuple[float, float, float] = (0.5, -10.0, 6.0)  # (probability, low, high) dB, then clip
     noise: tuple[float, float, float] = (0.4, 5.0, 30.0)  # (probability, low, high) SNR dB
     low_pass: tuple[float, float, float] = (0.2, 2500.0, 5000.0)  # (probability, low, high) Hz
-    high_pass: tuple[float, float, float] = (0.2, 150.0, 500.0)  # (probability, low, high) Hz
+    high_pass: tuple[float, float, float] = (0.3, 150.0, 500.0)  # (probability, low, high) Hz
     band_limit: float = 0.15  # probability of cutting everything above 4 kHz (8 kHz telephone)
     reverb: tuple[float, float, float] = (0.2, 0.3, 1.2)  # (probability, low, high) RT60 s
     mix: tuple[float, float, float] = (0.25, -15.0, -6.0)  # (probability, low, high) dB of other
@@ -85,6 +90,8 @@ class Augmenter:
         x = _crop(source, int(start_s * self.sr), raw_n)
         if pitch != 1.0:
             x = _resample(x, int(round(raw_n / pitch)))
+        if abs(x.size - out_n) > self.features.hop_length and self._chance(c.vocoder):
+            x = _phase_vocoder(x, out_n, n_fft=int(self.rng.choice(c.vocoder_n_fft)))
         if heavy:
             x = self._waveform_effects(x, other)
         frames = out_n // self.features.hop_length + 1
@@ -121,7 +128,7 @@ class Augmenter:
         if self._chance(c.low_pass):
             spectrum /= np.sqrt(1 + (freqs / self._uniform(c.low_pass)) ** 8)
         if self._chance(c.high_pass):
-            spectrum /= np.sqrt(1 + (self._uniform(c.high_pass) / np.maximum(freqs, 1.0)) ** 4)
+            spectrum /= np.sqrt(1 + (self._uniform(c.high_pass) / np.maximum(freqs, 1.0)) ** 8)
         if self._chance(c.band_limit):
             spectrum[freqs > 4000.0] = 0.0
         x = np.fft.irfft(spectrum, x.size)
@@ -155,6 +162,16 @@ def _crop(x: np.ndarray, start: int, n: int) -> np.ndarray:
 def _resample(x: np.ndarray, n: int) -> np.ndarray:
     """Linear-interpolation resampling to n samples (cheap; fine for augmentation)."""
     return np.interp(np.linspace(0, x.size - 1, n), np.arange(x.size), x).astype(np.float32)
+
+
+def _phase_vocoder(x: np.ndarray, n: int, *, n_fft: int) -> np.ndarray:
+    """x stretched in time to n samples at the same pitch (STFT phase vocoder)."""
+    hop = n_fft // 4
+    window = torch.hann_window(n_fft)
+    spec = torch.stft(torch.from_numpy(x), n_fft, hop, window=window, return_complex=True)
+    advance = torch.linspace(0, np.pi * hop, spec.shape[0])[:, None]
+    stretched = AF.phase_vocoder(spec, x.size / n, advance)
+    return torch.istft(stretched, n_fft, hop, window=window, length=n).numpy().astype(np.float32)
 
 
 def _rms(x: np.ndarray) -> float:

@@ -112,6 +112,16 @@ def candidates(
     return sorted(matches, key=lambda m: (-m.score, m.track_id))
 
 
+def best_per_track(*candidate_lists: list[Match]) -> list[Match]:
+    """The best-scoring match of each track over several lists (one per pitch hypothesis)."""
+    best: dict[int, Match] = {}
+    for matches in candidate_lists:
+        for m in matches:
+            if m.track_id not in best or m.score > best[m.track_id].score:
+                best[m.track_id] = m
+    return sorted(best.values(), key=lambda m: (-m.score, m.track_id))
+
+
 def _best_line(
     track_id: int,
     t: np.ndarray,

@@ -59,10 +59,13 @@ class Embedder:
     def sample_rate(self) -> int:
         return self.feature_config.sample_rate
 
-    def analyse(self, samples: np.ndarray, *, hop_s: float | None = None) -> Analysis:
+    def analyse(
+        self, samples: np.ndarray, *, hop_s: float | None = None, frequency_scale: float = 1.0
+    ) -> Analysis:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
-        A signal shorter than one window is zero-padded to one window.
+        A signal shorter than one window is zero-padded to one window. `frequency_scale` ≠ 1
+        embeds the signal as if pitch-shifted by its inverse (see features.log_mel).
         """
         hop_s = self.config.hop_s if hop_s is None else hop_s
         window_n = int(self.config.window_s * self.sample_rate)
@@ -70,7 +73,7 @@ class Embedder:
         if x.size < window_n:
             x = np.pad(x, (0, window_n - x.size))
         with self._lock, torch.inference_mode():
-            mel_db = self.model.front_end(torch.from_numpy(x))
+            mel_db = self.model.front_end(torch.from_numpy(x), frequency_scale=frequency_scale)
             vectors, offsets = self.model.embed_windows(
                 mel_db, window_s=self.config.window_s, hop_s=hop_s
             )

@@ -26,14 +26,16 @@ EXCERPT_S = 90.0  # tempo, key, timbre and bands come from the central 90 s of l
 
 
 @cache
-def _mel_transform(config: FeatureConfig) -> torchaudio.transforms.MelSpectrogram:
+def _mel_transform(
+    config: FeatureConfig, frequency_scale: float
+) -> torchaudio.transforms.MelSpectrogram:
     return torchaudio.transforms.MelSpectrogram(
         sample_rate=config.sample_rate,
         n_fft=config.n_fft,
         hop_length=config.hop_length,
         n_mels=config.n_mels,
-        f_min=config.f_min,
-        f_max=config.f_max,
+        f_min=config.f_min * frequency_scale,
+        f_max=config.f_max * frequency_scale,
         power=2.0,
     )
 
@@ -43,15 +45,19 @@ def _to_db() -> torchaudio.transforms.AmplitudeToDB:
     return torchaudio.transforms.AmplitudeToDB(stype="power", top_db=None)
 
 
-def log_mel(waveform: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+def log_mel(
+    waveform: torch.Tensor, config: FeatureConfig, *, frequency_scale: float = 1.0
+) -> torch.Tensor:
     """Log-mel power spectrogram in dB: (..., n_samples) float → (..., n_mels, n_frames).
 
     The floor is absolute (-config.top_db dB), not relative to the loudest frame, so a window gives
     the same values alone, inside a whole track or in a batch. Training, indexing and querying all
-    call this function.
+    call this function. `frequency_scale` reads every band at that multiple of its frequencies:
+    the spectrogram of the signal pitch-shifted by 1 / frequency_scale (up to the band edges),
+    which is how a near-duplicate query undoes a suspected pitch or speed change.
     """
     with torch.no_grad():
-        mel = _mel_transform(config)(waveform.float())
+        mel = _mel_transform(config, float(frequency_scale))(waveform.float())
         return _to_db()(mel).clamp_(min=-config.top_db)
 
 

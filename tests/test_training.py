@@ -36,7 +36,7 @@ def test_tiny_network_learns_tones_noise_and_clicks():
     train_x, train_y = synthetic_classes(12, seed=1)
     test_x, test_y = synthetic_classes(6, seed=2)
     config = TrainConfig(
-        epochs=4,
+        epochs=6,
         steps_per_epoch=8,
         batch_size=12,
         lr=5e-3,
