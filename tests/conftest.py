@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
+import postgres
 import pytest
 
 from mirsearch.audio import write
@@ -92,6 +94,33 @@ def write_audio(tmp_path):
 def settings(tmp_path) -> Settings:
     """Settings with a fresh home (SQLite catalog + index) under tmp_path."""
     return Settings.from_env({}, home=tmp_path / "home")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Admin URL of a throwaway PostgreSQL server (or the test is skipped, saying why)."""
+    try:
+        with postgres.server() as url:
+            yield url
+    except postgres.Unavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """The catalog URL of each backend in turn: SQLite in tmp_path, a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'var' / 'catalog.db'}"
+        return
+    with postgres.fresh_database(request.getfixturevalue("postgres_server")) as url:
+        yield url
+
+
+@pytest.fixture
+def db_settings(tmp_path, database_url) -> Settings:
+    """Settings with a fresh home under tmp_path and the catalog on each backend in turn."""
+    home = Settings.from_env({}, home=tmp_path / "home")
+    return dataclasses.replace(home, database_url=database_url)
 
 
 def walk(rng: np.random.Generator, n: int, *, dim: int, step: float = 0.35) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Indexing a folder: bad files recorded as failed, incremental re-runs, prune, crash safety."""
+"""Indexing a folder (catalog on SQLite and PostgreSQL): bad files recorded as failed,
+incremental re-runs, prune, crash safety."""
 
 from __future__ import annotations
 
@@ -14,6 +15,12 @@ from mirsearch.catalog import Track
 from mirsearch.demo import write_demo_catalog
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer, discover
+
+
+@pytest.fixture
+def settings(db_settings):
+    """Every indexing test runs with the catalog on SQLite and on PostgreSQL."""
+    return db_settings
 
 
 @pytest.fixture(scope="module")
