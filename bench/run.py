@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import eval_retrieval  # noqa: E402
+import latency  # noqa: E402
 import search as search_bench  # noqa: E402
 import throughput  # noqa: E402
 
@@ -38,7 +39,7 @@ def table(results: dict) -> str:
         ("Decode (PyAV → mono 16 kHz)", f"{t['decode']['decode_x_realtime']}× real time"),
         ("Decode + descriptors + log-mel", f"{t['decode']['decode_features_x_realtime']}×"),
         (
-            "Decode + embed, shipped CNN (2 threads)",
+            "Decode + embed, shipped CNN (2 one-thread workers)",
             f"{t['embed']['decode_embed_cnn_x_realtime']}×",
         ),
         (
@@ -61,6 +62,16 @@ def table(results: dict) -> str:
             f"{r['precision_at_5_same_package']['mfcc_baseline']:.3f}",
         ),
     ]
+    lat = results.get("latency")
+    if lat:
+        for name in ("search", "match"):
+            rows.append(
+                (
+                    f"`{name}` of a 10 s clip file, shared catalog ({lat['tracks']} tracks), "
+                    "end to end, p50 / p95",
+                    f"{lat[name]['p50_ms']:.0f} / {lat[name]['p95_ms']:.0f} ms",
+                )
+            )
     for key, label in (("flat", "exact"), ("hnsw", "HNSW")):
         if key in win:
             w = win[key]
@@ -70,6 +81,14 @@ def table(results: dict) -> str:
                     f"{w['p50_ms']:.1f} / {w['p95_ms']:.1f} ms",
                 )
             )
+            if "match" in w:
+                rows.append(
+                    (
+                        f"Match, 10,000 tracks ({label}), vector side (5 pitch hypotheses), "
+                        "p50 / p95",
+                        f"{w['match']['p50_ms']:.1f} / {w['match']['p95_ms']:.1f} ms",
+                    )
+                )
     for key, label in (("flat", "flat"), ("hnsw", "HNSW"), ("ivfpq", "IVF-PQ")):
         if key in trk:
             x = trk[key]
@@ -174,6 +193,7 @@ def main() -> None:
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}, no GPU",
         "throughput": throughput.run(audio_dir),
+        "latency": latency.run(audio_dir),
         "search": search_bench.run(),
         "retrieval": eval_retrieval.run(audio_dir),
         "dupes": _load("dupes.json"),

@@ -130,21 +130,33 @@ def _best_line(
     hop_s: float,
     config: DuplicateConfig,
 ) -> Match | None:
-    """Vote (t, u, similarity) into speed × offset cells; score the cell with most support."""
-    lines = []
+    """Vote (t, u, similarity) into speed × offset cells; score the cell with most support.
+
+    A cell's support is the sum, over query times, of the best similarity among that time's
+    pairs lying on the cell's line; every cell of one speed is scored in one array operation.
+    """
+    order = np.argsort(t, kind="stable")
+    t, u, s = t[order], u[order], s[order]
+    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])  # first pair of each query time
+    if starts.size < config.min_windows:
+        return None
+    slack = config.tolerance_s + hop_s / 2  # on the line: track time within this of it
+    best = (-1.0, 1.0, 0.0)  # (prior-weighted support, speed, offset)
     for speed in config.speeds:
         offset = u - speed * t
-        cell = np.round(offset / hop_s).astype(np.int64)
-        for c in np.unique(cell):
-            # a window belongs to the line when its track time is within one hop of it
-            near = np.abs(offset - c * hop_s) <= config.tolerance_s + hop_s / 2
-            support = _per_query_window(t[near], s[near])
-            lines.append((support[1].sum(), speed, c * hop_s, support))
-    # A short query barely constrains speed (neighbouring catalog windows overlap and look
-    # alike): a slight preference for normal speed settles near-ties.
-    _, speed, offset, (times, sims) = max(
-        lines, key=lambda line: line[0] * (1 - SPEED_PRIOR * abs(line[1] - 1.0))
-    )
+        cells = np.unique(np.round(offset / hop_s)) * hop_s
+        near = np.abs(offset[None, :] - cells[:, None]) <= slack  # (cells, pairs)
+        per_time = np.maximum.reduceat(np.where(near, s, 0.0), starts, axis=1)
+        support = per_time.sum(axis=1)
+        i = int(np.argmax(support))
+        # A short query barely constrains speed (neighbouring catalog windows overlap and look
+        # alike): a slight preference for normal speed settles near-ties.
+        weighted = float(support[i]) * (1 - SPEED_PRIOR * abs(speed - 1.0))
+        if weighted > best[0]:
+            best = (weighted, speed, float(cells[i]))
+    _, speed, offset = best
+    on_line = np.abs(u - speed * t - offset) <= slack
+    times, sims = _per_query_window(t[on_line], s[on_line])
     if times.size < config.min_windows:
         return None
     # Logistic in the aligned windows' similarity and (log) number, weights fitted on the

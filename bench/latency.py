@@ -1,0 +1,62 @@
+"""Query latency at the shared catalog: `search` and `match` of 10 s clips, end to end.
+
+../shared/audio is indexed into a temporary home; seeded 10 s clips of its tracks are written as
+WAV files, and each query is timed from the file on disk to the ranked results (decode, embed,
+search; `match` embeds under every pitch hypothesis), with the model and index loaded once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from search import latency_ms
+
+from mirsearch.api import Engine
+from mirsearch.audio import load, write
+from mirsearch.config import Settings
+from mirsearch.indexer import discover
+
+CLIP_S = 10.0
+
+
+def clips(files: list[Path], folder: Path, *, n: int, seed: int) -> list[Path]:
+    """n seeded 10 s excerpts of the catalog's files, as WAV files in `folder`."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, source in enumerate(rng.choice(files, n)):
+        x = load(source).samples
+        length = int(CLIP_S * 16_000)
+        start = int(rng.integers(0, max(1, x.size - length)))
+        out.append(write(folder / f"clip-{i:02d}.wav", x[start : start + length], 16_000))
+    return out
+
+
+def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0) -> dict:
+    with tempfile.TemporaryDirectory() as home:
+        engine = Engine(Settings.from_env({}, home=Path(home) / "home"))
+        engine.index_paths([audio_dir], workers=2)
+        queries = clips(discover([audio_dir]), Path(home), n=n_queries, seed=seed)
+        engine.search(queries[0])  # loads the model and the index
+        search = latency_ms(lambda i: engine.search(queries[i % n_queries]), n_queries)
+        match = latency_ms(lambda i: engine.match(queries[i % n_queries]), n_queries)
+        found = np.mean([any(m.track_id for m in engine.match(q)) for q in queries[:10]])
+        return {
+            "tracks": engine.index().n_tracks,
+            "clip_s": CLIP_S,
+            "search": search,
+            "match": match,
+            "match_pitch_hypotheses": len(engine.settings.duplicates.pitch_hypotheses_st),
+            "match_found_share_of_10": round(float(found), 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio_dir", type=Path)
+    print(json.dumps(run(parser.parse_args().audio_dir), indent=2))
