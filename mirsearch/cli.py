@@ -18,10 +18,17 @@ log = logging.getLogger(__name__)
 PATHS = click.Path(exists=False, path_type=Path)
 
 
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:  # a bad MIRSEARCH_* variable
+        raise click.UsageError(str(exc)) from exc
+
+
 def _engine():
     from mirsearch.api import Engine
 
-    return Engine(Settings.from_env())
+    return Engine(_settings())
 
 
 def _emit(obj: dict) -> None:
@@ -521,7 +528,7 @@ def upgrade() -> None:
     """Apply every pending migration."""
     from mirsearch.catalog import Catalog
 
-    Catalog(Settings.from_env().db_url).upgrade()
+    Catalog(_settings().db_url).upgrade()
     click.echo("database is at the newest schema")
 
 
@@ -531,7 +538,7 @@ def downgrade(revision: str) -> None:
     """Revert migrations down to REVISION (default: an empty database)."""
     from mirsearch.catalog import Catalog
 
-    Catalog(Settings.from_env().db_url).downgrade(revision)
+    Catalog(_settings().db_url).downgrade(revision)
     click.echo(f"database downgraded to {revision}")
 
 
@@ -555,7 +562,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     from web import create_app
 
-    settings = Settings.from_env()
+    settings = _settings()
     host = host or settings.server.host
     port = port or settings.server.port
     click.echo(f"serving on http://{host}:{port}", err=True)

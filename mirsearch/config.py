@@ -38,6 +38,9 @@ class EmbeddingConfig:
     batch_size: int = 256  # windows per forward pass
 
 
+INDEX_KINDS = ("auto", "flat", "hnsw", "ivfpq")
+
+
 @dataclass(frozen=True)
 class IndexConfig:
     exact_max_vectors: int = 2_000_000  # more window vectors than this: an approximate index
@@ -125,5 +128,12 @@ class Settings:
             values["database_url"] = env["MIRSEARCH_DATABASE_URL"]
         if env.get("MIRSEARCH_MODEL"):
             values["model_path"] = Path(env["MIRSEARCH_MODEL"])
+        if env.get("MIRSEARCH_INDEX_KIND"):
+            kind = env["MIRSEARCH_INDEX_KIND"]
+            if kind not in INDEX_KINDS:
+                raise ValueError(
+                    f"MIRSEARCH_INDEX_KIND is {kind!r}; use one of {', '.join(INDEX_KINDS)}"
+                )
+            values["index"] = IndexConfig(kind=kind)
         values.update(overrides)
         return cls(**values)

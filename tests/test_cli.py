@@ -95,3 +95,13 @@ def test_nothing_worked_or_bad_arguments_exit_non_zero(home, tmp_path):
     assert run(home, "search", bad, "--k", "zero").exit_code == 2
     assert run(home, "search", bad, "--k", "0").exit_code == 1
     assert run(home, "similar", 999, "--json").exit_code == 1
+
+
+def test_bad_engine_options_and_settings_are_usage_errors(home, tmp_path):
+    result = run(home, "index", tmp_path, "--address", "auto")
+    assert result.exit_code == 2 and "--address goes with --engine ray" in result.output
+    assert run(home, "index", tmp_path, "--engine", "spark").exit_code == 2
+    result = CliRunner().invoke(
+        main, ["stats"], env={"MIRSEARCH_HOME": str(home[0]), "MIRSEARCH_INDEX_KIND": "lsh"}
+    )
+    assert result.exit_code == 2 and "MIRSEARCH_INDEX_KIND is 'lsh'" in result.output
