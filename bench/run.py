@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -166,6 +168,43 @@ def dupes_table(dupes: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+SIZING_TRACKS = 10_000_000
+CATALOG_ROW_BYTES = 4096  # a track row: descriptors, genre probabilities, its indexes
+SHARD_RAM_BYTES = 64 * 2**30  # one shard per machine with this much RAM for its index
+
+
+def sizing_table(results: dict) -> str:
+    """10 million tracks, from measured figures: vectors per track, bytes per vector, throughput."""
+    t, trk = results["throughput"], results["search"]["tracks"]
+    audio_s = t["decode"]["audio_hours"] * 3600
+    track_s = audio_s / t["index"]["tracks"]
+    windows = track_s / 1.5  # one window vector every hop (1.5 s)
+    per_core = t["index"]["index_x_realtime"] / t["index"]["workers"]
+    core_hours = SIZING_TRACKS * track_s / per_core / 3600
+    lines = [
+        f"Average track {track_s:.0f} s → {windows:.0f} window vectors and 1 track vector; "
+        f"indexing at {per_core:.0f}× real time per core (measured: "
+        f"{t['index']['index_x_realtime']}× on {t['index']['workers']} workers) → "
+        f"**{core_hours / 100:,.0f} hours on 100 cores** ({core_hours:,.0f} core-hours). "
+        f"Catalog: ~{SIZING_TRACKS * CATALOG_ROW_BYTES / 1e9:.0f} GB of PostgreSQL rows.\n",
+        "| vector index | bytes / vector (measured) | track index | window index | "
+        f"shards of {SHARD_RAM_BYTES // 2**30} GiB RAM |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, label in (("flat", "flat (exact)"), ("hnsw", "HNSW"), ("ivfpq", "IVF-PQ")):
+        if kind not in trk:
+            continue
+        per_vector = trk[kind]["bytes_per_track"]
+        track_bytes = SIZING_TRACKS * per_vector
+        window_bytes = SIZING_TRACKS * windows * per_vector
+        shards = int(np.ceil((track_bytes + window_bytes) / SHARD_RAM_BYTES))
+        lines.append(
+            f"| {label} | {per_vector:.0f} | {track_bytes / 1e9:.1f} GB | "
+            f"{window_bytes / 1e9:,.0f} GB | {shards} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def update_readme(start: str, end: str, text: str) -> None:
     readme = README.read_text()
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
@@ -209,6 +248,7 @@ def refresh_tables(results: dict | None) -> None:
     if results:
         results |= {"dupes": _load("dupes.json"), "genre": _load("genre_eval.json")}
         update_readme(START, END, table(results))
+        update_readme("<!-- sizing:start -->", "<!-- sizing:end -->", sizing_table(results))
     dupes = _load("dupes.json")
     if dupes:
         update_readme("<!-- dupes:start -->", "<!-- dupes:end -->", dupes_table(dupes))
