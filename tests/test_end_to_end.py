@@ -90,6 +90,69 @@ def test_an_mp3_copy_is_matched_with_its_offset(shared_catalog, shared_audio, tm
     assert matches[0].track_offset_s == pytest.approx(60.0, abs=1.6)
 
 
+@pytest.mark.parametrize("change", ["aac_96k", "speed_+5%", "speed_-5%"])
+def test_changed_copies_are_matched_at_plausible_offsets(
+    shared_catalog, shared_audio, tmp_path, change
+):
+    """Seeded 12 s excerpts, re-encoded or played 5 % fast or slow, found where they were cut."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    rng = np.random.default_rng(7)
+    for name in ("hedgewars__castle.mp3", "lincity__02_-_robert_van_herk_-_city_blues.ogg"):
+        x = load(shared_audio / name).samples
+        start_s = float(rng.uniform(10, x.size / 16_000 - 30))
+        clip = x[int(start_s * 16_000) : int((start_s + 12) * 16_000)]
+        changed, _ = TRANSFORMS[change](clip, 16_000, rng=rng)
+        write(tmp_path / "upload.flac", changed, 16_000)
+        matches = engine.match(tmp_path / "upload.flac")
+        assert matches and matches[0].track_id == names[name], (name, change, matches)
+        best = matches[0]
+        began_s = best.track_offset_s - best.query_offset_s * best.speed
+        assert began_s == pytest.approx(start_s, abs=2.0), (name, change, best)
+        if change.startswith("speed"):
+            assert abs(best.speed - 1.0) <= 0.06
+
+
+def test_a_clip_flags_no_other_track_of_its_soundtrack(shared_catalog, shared_audio, tmp_path):
+    """Tracks of one game share composer, instruments and mix; only the source may match."""
+    engine, manifest, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    twins = {r["path"]: r["pair_group"] for r in manifest}
+    rng = np.random.default_rng(3)
+    for row in manifest[::4]:
+        x = load(shared_audio / row["path"]).samples
+        start = int(rng.integers(0, max(1, x.size - 10 * 16_000)))
+        write(tmp_path / "clip.wav", x[start : start + 10 * 16_000], 16_000)
+        for m in engine.match(tmp_path / "clip.wav"):
+            other = Path(m.path).name
+            same_piece = other == row["path"] or (
+                twins[row["path"]] and twins[other] == twins[row["path"]]
+            )
+            assert same_piece, f"{row['path']} flagged as a copy of {other} (score {m.score})"
+    assert names
+
+
+def test_dupes_finds_planted_copies_in_a_small_catalog(shared_audio, tmp_path):
+    """A catalog of real tracks plus an MP3 excerpt and a 2 % fast excerpt of one of them."""
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    originals = ["xmoto__foxrun.ogg", "wesnoth__elvish-theme.flac", "hedgewars__rock.ogg"]
+    for name in originals:
+        (folder / name).write_bytes((shared_audio / name).read_bytes())
+    x = load(shared_audio / "wesnoth__elvish-theme.flac").samples[20 * 16_000 : 50 * 16_000]
+    write(folder / "excerpt.mp3", x, 16_000, bit_rate=96_000)
+    fast, _ = TRANSFORMS["speed_+2%"](x, 16_000)
+    write(folder / "fast.wav", fast, 16_000)
+    engine = Engine(Settings.from_env({}, home=tmp_path / "home"))
+    summary = engine.index_paths([folder])
+    assert summary.duplicates >= 1
+    groups = engine.dupes()
+    assert len(groups) == 1, groups
+    members = {Path(t["path"]).name for t in groups[0]["tracks"]}
+    assert members == {"wesnoth__elvish-theme.flac", "excerpt.mp3", "fast.wav"}
+    assert all(e["duration_s"] >= 20 for e in groups[0]["evidence"])
+
+
 def test_music_not_in_the_catalog_matches_nothing(shared_catalog, tmp_path):
     engine, _, _, _ = shared_catalog
     for path in write_demo_catalog(tmp_path, n_tracks=2):
