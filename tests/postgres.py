@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -26,7 +27,10 @@ class Unavailable(Exception):
 
 
 def _binaries() -> Path:
-    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+    def version(folder: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", Path(folder).parent.name))
+
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=version, reverse=True):
         if (Path(folder) / "initdb").is_file():
             return Path(folder)
     initdb = shutil.which("initdb")
@@ -60,7 +64,11 @@ def server() -> Iterator[str]:
     root = Path(tempfile.mkdtemp(prefix="mirsearch-pg-"))
     data, port = root / "data", _free_port()
     if as_user:
-        shutil.chown(root, user="postgres")
+        try:
+            shutil.chown(root, user="postgres")
+        except LookupError as exc:
+            shutil.rmtree(root, ignore_errors=True)
+            raise Unavailable("running as root and there is no postgres user") from exc
     run = {"check": True, "capture_output": True, "text": True, "timeout": 120}
     try:
         subprocess.run(
@@ -102,11 +110,11 @@ def fresh_database(admin_url: str) -> Iterator[str]:
     """A new empty database on the server; dropped afterwards. Yields its URL."""
     name = f"mirsearch_{uuid.uuid4().hex[:12]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
         yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
         admin.dispose()
