@@ -1,4 +1,5 @@
-"""Query latency at the shared catalog: `search` and `match` of 10 s clips, end to end.
+"""Query latency at the shared catalog: `search` and `match` of 10 s clips, end to end, in one
+process and through the real server under 50 concurrent clients (bench/serve.py).
 
 ../shared/audio is indexed into a temporary home; seeded 10 s clips of its tracks are written as
 WAV files, and each query is timed from the file on disk to the ranked results (decode, embed,
@@ -14,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import serve
 from search import latency_ms
 
 from mirsearch.api import Engine
@@ -45,7 +47,9 @@ def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0) -> dict:
         search = latency_ms(lambda i: engine.search(queries[i % n_queries]), n_queries)
         match = latency_ms(lambda i: engine.match(queries[i % n_queries]), n_queries)
         found = np.mean([any(m.track_id for m in engine.match(q)) for q in queries[:10]])
+        server = serve.run(engine.settings.home, queries[:5], clients=50, rounds=2)
         return {
+            "server": server,
             "tracks": engine.index().n_tracks,
             "clip_s": CLIP_S,
             "search": search,

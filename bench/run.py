@@ -74,6 +74,18 @@ def table(results: dict) -> str:
                     f"{lat[name]['p50_ms']:.0f} / {lat[name]['p95_ms']:.0f} ms",
                 )
             )
+        server = lat["server"]
+        rows.append(
+            (
+                f"`mirsearch serve` under {server['clients']} concurrent clients "
+                f"({server['requests']} requests): search / match / track p50 / p95",
+                " · ".join(
+                    f"{server[e]['p50_ms']:.0f} / {server[e]['p95_ms']:.0f} ms"
+                    for e in ("search", "match", "track")
+                )
+                + f"; {server['server_errors']} 5xx, peak RSS {server['server_peak_rss_mb']} MB",
+            )
+        )
     for key, label in (("flat", "exact"), ("hnsw", "HNSW")):
         if key in win:
             w = win[key]

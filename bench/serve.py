@@ -1,0 +1,168 @@
+"""Load on the real server: `mirsearch serve` on a catalog, driven by concurrent HTTP clients.
+
+Each client runs rounds of three requests: a clip search, a clip match (both multipart uploads)
+and a track lookup. Reports latency p50/p95 per endpoint, throughput, every status code and
+connection error, and the server's peak RSS (VmHWM). Used by `make bench` and by
+tests/test_load.py, which asserts zero errors and zero 5xx.
+
+    python bench/serve.py --home var --clients 50 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+STARTUP_S = 180.0  # the server loads the model and the index before answering
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path, port: int) -> subprocess.Popen:
+    """`mirsearch serve` on 127.0.0.1:port over the catalog at `home`, once it answers."""
+    env = {**os.environ, "MIRSEARCH_HOME": str(home)}
+    command = [str(Path(sys.executable).parent / "mirsearch"), "serve", "--port", str(port)]
+    server = subprocess.Popen(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + STARTUP_S
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited: {server.stderr.read()[-2000:]}")
+        try:
+            status, _ = request(port, "GET", "/api/health")
+            if status == 200:
+                return server
+        except OSError:
+            time.sleep(0.3)
+    server.kill()
+    raise RuntimeError(f"the server did not answer within {STARTUP_S:.0f} s")
+
+
+def request(port: int, method: str, path: str, upload: tuple[str, bytes] | None = None):
+    """(status, parsed JSON body) of one request on a fresh connection."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    try:
+        headers, body = {}, None
+        if upload is not None:
+            boundary = uuid.uuid4().hex
+            name, data = upload
+            body = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="file"; '
+                    f'filename="{name}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                ).encode()
+                + data
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            headers["Content-Type"] = f"multipart/form-data; boundary={boundary}"
+        connection.request(method, path, body=body, headers=headers)
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"null")
+    finally:
+        connection.close()
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def drive(port: int, clips: list[Path], track_ids: list[int], *, clients: int, rounds: int):
+    """Every client runs `rounds` of search, match and track lookup; returns the report."""
+    uploads = [(p.name, p.read_bytes()) for p in clips]
+    latencies: dict[str, list[float]] = defaultdict(list)
+    statuses: Counter = Counter()
+    errors: list[str] = []
+    bad_bodies: list[str] = []
+    expected = {"search": "results", "match": "matches", "track": "track_id"}
+
+    def one(endpoint: str, method: str, path: str, upload=None) -> None:
+        started = time.perf_counter()
+        try:
+            status, body = request(port, method, path, upload)
+        except Exception as exc:  # a refused or dropped connection is what the test counts
+            errors.append(f"{endpoint}: {type(exc).__name__}: {exc}")
+            return
+        latencies[endpoint].append((time.perf_counter() - started) * 1000)
+        statuses[status] += 1
+        if status != 200 or not isinstance(body, dict) or expected[endpoint] not in body:
+            bad_bodies.append(f"{endpoint} {status}: {str(body)[:200]}")
+
+    def client(i: int) -> None:
+        for r in range(rounds):
+            clip = uploads[(i + r) % len(uploads)]
+            one("search", "POST", "/api/search?k=5", clip)
+            one("match", "POST", "/api/match", clip)
+            one("track", "GET", f"/api/tracks/{track_ids[(i + r) % len(track_ids)]}")
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(clients) as pool:
+        list(pool.map(client, range(clients)))
+    wall_s = time.perf_counter() - started
+    total = sum(statuses.values()) + len(errors)
+    return {
+        "clients": clients,
+        "requests": total,
+        "wall_s": round(wall_s, 2),
+        "requests_per_s": round(total / wall_s, 1),
+        "statuses": {str(k): v for k, v in sorted(statuses.items())},
+        "server_errors": sum(v for k, v in statuses.items() if k >= 500),
+        "connection_errors": errors[:20],
+        "unexpected_responses": bad_bodies[:20],
+        **{
+            endpoint: {
+                "p50_ms": round(float(np.percentile(ms, 50)), 1),
+                "p95_ms": round(float(np.percentile(ms, 95)), 1),
+            }
+            for endpoint, ms in latencies.items()
+        },
+    }
+
+
+def run(home: Path, clips: list[Path], *, clients: int = 50, rounds: int = 2) -> dict:
+    """Start the server on `home`, drive it, stop it; the report with the server's peak RSS."""
+    port = free_port()
+    server = start_server(home, port)
+    try:
+        _, listing = request(port, "GET", "/api/tracks?per_page=100")
+        track_ids = [t["track_id"] for t in listing["tracks"]]
+        report = drive(port, clips, track_ids, clients=clients, rounds=rounds)
+        report["server_peak_rss_mb"] = peak_rss_mb(server.pid)
+        return report
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", type=Path, default=Path("var"), help="an indexed MIRSEARCH_HOME")
+    parser.add_argument("--clip", type=Path, action="append", required=True, help="(repeatable)")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    report = run(args.home, args.clip, clients=args.clients, rounds=args.rounds)
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
