@@ -1,8 +1,8 @@
 """Search benchmark on synthetic clustered vectors: query latency, build time, memory and recall.
 
 Two parts. Windows: `search.rank` for one 20-window query over 10,000 tracks of 120 windows
-(1.2 M window vectors), with the exact index and with HNSW, and the vector side of `match` (five
-such queries, one per pitch hypothesis, each aligned per track; embedding the clip excluded).
+(1.2 M window vectors), with the exact index and with HNSW, and the vector side of `match` (one
+such query per pitch hypothesis, each aligned per track; embedding the clip excluded).
 Tracks: 1,000,000 track vectors in a track-level index, flat vs HNSW vs IVF-PQ. Recall@10 is
 measured against the exact index.
 Run `python bench/search.py [--small]`; it prints one JSON object.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirsearch.config import IndexConfig
+from mirsearch.config import DuplicateConfig, IndexConfig
 from mirsearch.duplicates import best_per_track, candidates
 from mirsearch.index import WINDOW_BITS, IndexMeta, VectorIndex
 from mirsearch.neighbours import IdIndex, normalise
@@ -114,8 +114,12 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
     def rank_filtered(i: int) -> list:  # a genre filter allowing a tenth of the catalog
         return rank(index, queries[i], offsets_s, k=10, allowed_tracks=genre)
 
-    hypotheses = [  # what `match` searches: the clip embedded under five pitch hypotheses
-        [normalise(q + rng.standard_normal(q.shape, dtype=np.float32) * 0.01) for _ in range(5)]
+    n_hypotheses = len(DuplicateConfig().pitch_hypotheses_st)
+    hypotheses = [  # what `match` searches: the clip embedded under each pitch hypothesis
+        [
+            normalise(q + rng.standard_normal(q.shape, dtype=np.float32) * 0.01)
+            for _ in range(n_hypotheses)
+        ]
         for q in queries
     ]
 

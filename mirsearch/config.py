@@ -74,7 +74,7 @@ class DuplicateConfig:
     min_windows: int = 3  # fewer agreeing query windows is never a duplicate
     # a query is also embedded as if shifted back by each of these (semitones): a pitch or speed
     # change moves the spectrum, which the network sees; the best alignment over them counts
-    pitch_hypotheses_st: tuple[float, ...] = (-1.0, -0.5, 0.0, 0.5, 1.0)
+    pitch_hypotheses_st: tuple[float, ...] = (-1.0, 0.0, 1.0)
     # score = sigmoid(w_sim · mean similarity + w_win · ln(agreeing windows) + bias); weights
     # fitted by logistic regression on `make eval-dupes` records (copies vs other music)
     weight_similarity: float = 28.7
