@@ -53,9 +53,10 @@ def test_tiny_network_learns_tones_noise_and_clicks():
 
 
 def test_nt_xent_is_low_for_matching_views_and_high_for_shuffled():
-    a = torch.randn(16, 8)
-    assert nt_xent(a, a + 0.01 * torch.randn(16, 8), temperature=0.1) < 0.1
-    assert nt_xent(a, a[torch.randperm(16)], temperature=0.1) > 1.0
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(16, 32, generator=g)
+    assert nt_xent(a, a + 0.01 * torch.randn(16, 32, generator=g), temperature=0.1) < 0.1
+    assert nt_xent(a, a[torch.randperm(16, generator=g)], temperature=0.1) > 1.0
 
 
 def test_read_dataset_from_genre_folders(tmp_path, write_audio):
