@@ -35,9 +35,9 @@ lint: $(INSTALLED)
 model: $(INSTALLED)
 	$(BIN)/mirsearch train-default $(SHARED)
 
-# Genre CV trains one network per fold plus one for the held-out soundfont: EVAL_FOLDS and
-# EVAL_EPOCHS keep it to about half an hour on 2 cores (`make eval EVAL_FOLDS=5 EVAL_EPOCHS=24`
-# for the full figures).
+# Genre CV trains one network per fold plus one for the held-out soundfont, EVAL_EPOCHS each:
+# well over an hour and a half on 2 cores with the phase-vocoder training views
+# (`make eval EVAL_FOLDS=5 EVAL_EPOCHS=24` for the full figures, on a bigger machine).
 EVAL_FOLDS ?= 3
 EVAL_EPOCHS ?= 6
 eval: $(INSTALLED)
