@@ -77,7 +77,7 @@ def test_upload_finds_the_source_and_plays_from_the_offset(server, tmp_path):
     first = page.locator("#results li.hit").first
     href = first.locator("a").get_attribute("href")
     track_id = int(href.rsplit("/", 1)[1])
-    assert engine.track(track_id).path == str(source)
+    assert engine.track(track_id).path == str(source.resolve())
     audio = first.locator("audio")
     offset = float(audio.get_attribute("data-offset"))
     assert offset == pytest.approx(40.0, abs=2.0)
