@@ -462,7 +462,13 @@ def train_default(shared: Path, out: Path | None) -> None:
 
 @main.command()
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
-@click.option("--folds", type=click.IntRange(2, 20), default=5, show_default=True)
+@click.option(
+    "--folds",
+    type=click.IntRange(0, 20),
+    default=5,
+    show_default=True,
+    help="Cross-validation folds (at least 2); 0 runs the --heldout split alone.",
+)
 @click.option(
     "--heldout",
     default=None,
@@ -505,7 +511,7 @@ def evaluate(
     if as_json:
         _emit(report)
         return
-    for method in ("cnn", "baseline"):
+    for method in ("cnn", "baseline") if "cv" in report else ():
         cv = report["cv"][method]
         click.echo(
             f"{method:9s} " + "  ".join(f"{m} {cv[m]['mean']:.3f} ± {cv[m]['std']:.3f}" for m in cv)

@@ -95,18 +95,29 @@ def evaluate(
 
     `heldout` = (manifest column, value): also train on the rows without that value and test on
     those with it (e.g. ("soundfont", "TimGM6mb.sf2"), the honest unseen-timbre split).
+    `folds` 0 runs the held-out split alone (one network instead of folds + 1).
     """
     labels = sorted({c.label for c in clips})
     if len(labels) < 2:
         raise MirsearchError("evaluation needs at least two classes")
+    if folds == 1:
+        raise MirsearchError("cross-validation needs 2 folds or more (0: the held-out split alone)")
+    if folds == 0 and heldout is None:
+        raise MirsearchError("with no cross-validation folds, give a held-out split")
     sr = FeatureConfig().sample_rate
     signals = decode_all([c.path for c in clips], sample_rate=sr)
     unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
     targets = np.array([labels.index(c.label) for c in clips])
     groups = np.array([c.group for c in clips])
-    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.seed)
     fold_results, all_true, all_pred = [], [], []
-    for k, (train_idx, test_idx) in enumerate(splitter.split(signals, targets, groups)):
+    splits = (
+        StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.seed).split(
+            signals, targets, groups
+        )
+        if folds
+        else ()
+    )
+    for k, (train_idx, test_idx) in enumerate(splits):
         assert not set(groups[train_idx]) & set(groups[test_idx])
         cnn = _fit_and_predict(
             replace(config, seed=config.seed + k),
@@ -134,12 +145,9 @@ def evaluate(
         all_true += list(targets[test_idx])
         all_pred += list(cnn)
         log.info("fold %d: %s", k + 1, fold_results[-1])
-    report = {
-        "labels": labels,
-        "folds": fold_results,
-        "cv": _summary(fold_results),
-        "per_class": _per_class(np.array(all_true), np.array(all_pred), labels),
-    }
+    report = {"labels": labels, "folds": fold_results}
+    if fold_results:
+        report["cv"] = _summary(fold_results)
     if heldout is not None:
         column, value = heldout
         test_idx = np.array([i for i, c in enumerate(clips) if c.extra.get(column) == value])
@@ -161,6 +169,9 @@ def evaluate(
             "cnn": scores(targets[test_idx], cnn),
             "baseline": scores(targets[test_idx], base),
         }
+        if not fold_results:  # the per-class figures and confusion matrix describe this split
+            all_true, all_pred = list(targets[test_idx]), list(cnn)
+    report["per_class"] = _per_class(np.array(all_true), np.array(all_pred), labels)
     if out_dir is not None:
         _write_report(report, np.array(all_true), np.array(all_pred), labels, Path(out_dir))
     return report

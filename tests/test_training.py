@@ -8,7 +8,8 @@ import torch
 from conftest import SR, clicks, noise, tone
 
 from mirsearch.config import FeatureConfig
-from mirsearch.evaluation import baseline_predict
+from mirsearch.errors import MirsearchError
+from mirsearch.evaluation import baseline_predict, evaluate
 from mirsearch.training import (
     TrainConfig,
     Trainer,
@@ -108,3 +109,36 @@ def test_both_optimizers_take_a_step(optimizer):
     assert any(
         not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)
     )
+
+
+def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
+    """--folds 0: one network trained on the other rows, scored beside the baseline."""
+    signals, labels = synthetic_classes(8, seed=3)
+    names = ["tone", "noise", "clicks"]
+    rows = ["path\tclass\tgroup\tsoundfont"]
+    for i, (x, y) in enumerate(zip(signals, labels, strict=True)):
+        write_audio(f"clip{i}.wav", x)
+        rows.append(f"clip{i}.wav\t{names[y]}\tg{i}\t{'held' if i % 4 == 0 else 'train'}")
+    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    config = TrainConfig(
+        epochs=6,
+        steps_per_epoch=8,
+        batch_size=12,
+        lr=5e-3,
+        mixup_alpha=0.0,
+        contrastive_weight=0.2,
+        model_args=TINY,
+    )
+    clips = read_dataset(tmp_path / "manifest.tsv")
+    report = evaluate(
+        clips, folds=0, config=config, heldout=("soundfont", "held"), out_dir=tmp_path / "out"
+    )
+    assert "cv" not in report and report["folds"] == []
+    assert report["heldout"]["cnn"]["accuracy"] > 0.8
+    assert 0.0 <= report["heldout"]["baseline"]["accuracy"] <= 1.0
+    assert sum(c["support"] for c in report["per_class"].values()) == 6
+    assert (tmp_path / "out" / "genre_confusion.png").stat().st_size > 0
+    with pytest.raises(MirsearchError, match="held-out split"):
+        evaluate(clips, folds=0, config=config)
+    with pytest.raises(MirsearchError, match="2 folds or more"):
+        evaluate(clips, folds=1, config=config)
