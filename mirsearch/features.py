@@ -29,15 +29,36 @@ EXCERPT_S = 90.0  # tempo, key, timbre and bands come from the central 90 s of l
 def _mel_transform(
     config: FeatureConfig, frequency_scale: float
 ) -> torchaudio.transforms.MelSpectrogram:
-    return torchaudio.transforms.MelSpectrogram(
+    transform = torchaudio.transforms.MelSpectrogram(
         sample_rate=config.sample_rate,
         n_fft=config.n_fft,
         hop_length=config.hop_length,
         n_mels=config.n_mels,
-        f_min=config.f_min * frequency_scale,
-        f_max=config.f_max * frequency_scale,
+        f_min=config.f_min,
+        f_max=config.f_max,
         power=2.0,
     )
+    if frequency_scale != 1.0:
+        transform.mel_scale.fb.copy_(moved_filterbank(config, frequency_scale))
+    return transform
+
+
+def moved_filterbank(config: FeatureConfig, scale: float) -> torch.Tensor:
+    """(n_freqs, n_mels) the mel triangles moved to `scale` times their frequencies.
+
+    Every corner frequency is multiplied by `scale` (so a band keeps its width in semitones), and
+    the weights are divided by it, so a signal pitch-shifted by `scale` gives the energies the
+    unchanged filterbank reads from the original. At scale 1 this is torchaudio's filterbank.
+    """
+    mel_min, mel_max = (2595.0 * np.log10(1.0 + f / 700.0) for f in (config.f_min, config.f_max))
+    corners_mel = torch.linspace(mel_min, mel_max, config.n_mels + 2, dtype=torch.float64)
+    corners = scale * 700.0 * (10.0 ** (corners_mel / 2595.0) - 1.0)
+    freqs = torch.linspace(0, config.sample_rate // 2, config.n_fft // 2 + 1, dtype=torch.float64)
+    widths = corners[1:] - corners[:-1]
+    distance = corners[None, :] - freqs[:, None]  # (n_freqs, n_mels + 2)
+    rising = -distance[:, :-2] / widths[:-1]
+    falling = distance[:, 2:] / widths[1:]
+    return (torch.clamp(torch.minimum(rising, falling), min=0.0) / scale).float()
 
 
 @cache
@@ -52,9 +73,9 @@ def log_mel(
 
     The floor is absolute (-config.top_db dB), not relative to the loudest frame, so a window gives
     the same values alone, inside a whole track or in a batch. Training, indexing and querying all
-    call this function. `frequency_scale` reads every band at that multiple of its frequencies:
-    the spectrogram of the signal pitch-shifted by 1 / frequency_scale (up to the band edges),
-    which is how a near-duplicate query undoes a suspected pitch or speed change.
+    call this function. `frequency_scale` reads every band at that multiple of its frequencies
+    (`moved_filterbank`): the spectrogram of the signal pitch-shifted by 1 / frequency_scale (up
+    to the band edges), which is how a near-duplicate query undoes a suspected pitch change.
     """
     with torch.no_grad():
         mel = _mel_transform(config, float(frequency_scale))(waveform.float())
