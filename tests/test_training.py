@@ -19,6 +19,17 @@ from mirsearch.training import (
 )
 
 TINY = {"channels": (8, 16, 16, 32), "embedding_dim": 32}
+# A few seconds of training that learns the synthetic classes below.
+TINY_CONFIG = TrainConfig(
+    epochs=6,
+    steps_per_epoch=8,
+    batch_size=12,
+    lr=5e-3,
+    mixup_alpha=0.0,
+    contrastive_weight=0.2,
+    model_args=TINY,
+    seed=0,
+)
 
 
 def synthetic_classes(n_per_class: int, *, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
@@ -36,17 +47,9 @@ def synthetic_classes(n_per_class: int, *, seed: int) -> tuple[list[np.ndarray],
 def test_tiny_network_learns_tones_noise_and_clicks():
     train_x, train_y = synthetic_classes(12, seed=1)
     test_x, test_y = synthetic_classes(6, seed=2)
-    config = TrainConfig(
-        epochs=6,
-        steps_per_epoch=8,
-        batch_size=12,
-        lr=5e-3,
-        mixup_alpha=0.0,
-        contrastive_weight=0.2,
-        model_args=TINY,
-        seed=0,
+    trainer = Trainer(
+        TINY_CONFIG, labels=["tone", "noise", "clicks"], feature_config=FeatureConfig()
     )
-    trainer = Trainer(config, labels=["tone", "noise", "clicks"], feature_config=FeatureConfig())
     result = trainer.fit(train_x, train_y, test_x[:6], test_y[:6])
     accuracy = (trainer.predict(test_x).argmax(1) == test_y).mean()
     assert accuracy > 0.95
@@ -120,18 +123,9 @@ def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
         write_audio(f"clip{i}.wav", x)
         rows.append(f"clip{i}.wav\t{names[y]}\tg{i}\t{'held' if i % 4 == 0 else 'train'}")
     (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
-    config = TrainConfig(
-        epochs=6,
-        steps_per_epoch=8,
-        batch_size=12,
-        lr=5e-3,
-        mixup_alpha=0.0,
-        contrastive_weight=0.2,
-        model_args=TINY,
-    )
     clips = read_dataset(tmp_path / "manifest.tsv")
     report = evaluate(
-        clips, folds=0, config=config, heldout=("soundfont", "held"), out_dir=tmp_path / "out"
+        clips, folds=0, config=TINY_CONFIG, heldout=("soundfont", "held"), out_dir=tmp_path / "out"
     )
     assert "cv" not in report and report["folds"] == []
     assert report["heldout"]["cnn"]["accuracy"] > 0.8
@@ -139,6 +133,6 @@ def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
     assert sum(c["support"] for c in report["per_class"].values()) == 6
     assert (tmp_path / "out" / "genre_confusion.png").stat().st_size > 0
     with pytest.raises(MirsearchError, match="held-out split"):
-        evaluate(clips, folds=0, config=config)
+        evaluate(clips, folds=0, config=TINY_CONFIG)
     with pytest.raises(MirsearchError, match="2 folds or more"):
-        evaluate(clips, folds=1, config=config)
+        evaluate(clips, folds=1, config=TINY_CONFIG)
