@@ -35,6 +35,15 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _evaluations() -> dict:
+    """The latest figures of the longer evaluations (None where one has not been run)."""
+    return {
+        "dupes": _load("dupes.json"),
+        "genre": _load("genre_eval.json"),
+        "genre_heldout": _load("heldout/genre_eval.json"),
+    }
+
+
 def table(results: dict) -> str:
     t, s, r = results["throughput"], results["search"], results["retrieval"]
     win, trk = s["windows"], s["tracks"]
@@ -248,9 +257,7 @@ def main() -> None:
         "latency": latency.run(audio_dir),
         "search": search_bench.run(),
         "retrieval": eval_retrieval.run(audio_dir),
-        "dupes": _load("dupes.json"),
-        "genre": _load("genre_eval.json"),
-        "genre_heldout": _load("heldout/genre_eval.json"),
+        **_evaluations(),
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     refresh_tables(results)
@@ -260,11 +267,7 @@ def main() -> None:
 def refresh_tables(results: dict | None) -> None:
     """Rewrite the README tables, with the latest eval-dupes and genre figures folded in."""
     if results:
-        results |= {
-            "dupes": _load("dupes.json"),
-            "genre": _load("genre_eval.json"),
-            "genre_heldout": _load("heldout/genre_eval.json"),
-        }
+        results |= _evaluations()
         update_readme(START, END, table(results))
         update_readme("<!-- sizing:start -->", "<!-- sizing:end -->", sizing_table(results))
     dupes = _load("dupes.json")

@@ -511,8 +511,7 @@ def evaluate(
     if as_json:
         _emit(report)
         return
-    for method in ("cnn", "baseline") if "cv" in report else ():
-        cv = report["cv"][method]
+    for method, cv in report.get("cv", {}).items():
         click.echo(
             f"{method:9s} " + "  ".join(f"{m} {cv[m]['mean']:.3f} ± {cv[m]['std']:.3f}" for m in cv)
         )
