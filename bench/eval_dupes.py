@@ -55,11 +55,19 @@ def split_tracks(rows: list[dict], *, seed: int) -> tuple[list[dict], list[dict]
     return indexed, negatives
 
 
-def queries(rows, audio_dir: Path, *, seed: int, quick: bool, max_whole_s: float):
-    """(row, clip name, transform name, samples) for every query, deterministically."""
+def queries(rows, outside, audio_dir: Path, *, seed: int, quick: bool, max_whole_s: float):
+    """(row, clip name, transform name, samples) for every query, deterministically.
+
+    The sound a clip is mixed with comes from `outside` (tracks not in the catalog): catalog
+    audio buried in a query is a duplicate to find, not a false match.
+    """
     rng = np.random.default_rng(seed)
     decoded = {row["path"]: load(audio_dir / row["path"]).samples for row in rows}
-    background = np.concatenate([decoded[r["path"]][: 16_000 * 30] for r in rows[:3]])
+
+    def background(row):
+        others = [r for r in outside if r["path"] != row["path"]][:3]
+        return np.concatenate([decoded[r["path"]][: 16_000 * 30] for r in others])
+
     names = ["none", "mp3_64k", "noise_snr10", "speed_+5%", "pitch_-1st"] if quick else TRANSFORMS
     clips = {"10s": (10.0, 1)} if quick else CLIPS
     for row in rows:
@@ -69,8 +77,8 @@ def queries(rows, audio_dir: Path, *, seed: int, quick: bool, max_whole_s: float
                 n = int((length_s or max_whole_s) * 16_000)
                 start = int(rng.integers(0, max(1, x.size - n)))
                 clip = x[start : start + n]
+                other = background(row)
                 for name in names:
-                    other = background if row is not rows[0] else decoded[rows[-1]["path"]]
                     y, _ = TRANSFORMS[name](clip, 16_000, rng=rng, background=other)
                     yield row, clip_name, name, y
 
@@ -104,7 +112,12 @@ def run(
         records = []
         query_s = []
         for row, clip_name, name, y in queries(
-            indexed + negatives, audio_dir, seed=seed, quick=quick, max_whole_s=max_whole_s
+            indexed + negatives,
+            negatives,
+            audio_dir,
+            seed=seed,
+            quick=quick,
+            max_whole_s=max_whole_s,
         ):
             t0 = time.perf_counter()
             found = engine.match_candidates(y)

@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mirsearch import fingerprint
+from mirsearch.config import FeatureConfig
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -192,6 +195,7 @@ def dupes_table(dupes: dict) -> str:
 
 SIZING_TRACKS = 10_000_000
 CATALOG_ROW_BYTES = 4096  # a track row: descriptors, genre probabilities, its indexes
+PRINT_BYTES_PER_S = fingerprint.bytes_per_s(FeatureConfig())
 SHARD_RAM_BYTES = 64 * 2**30  # one shard per machine with this much RAM for its index
 
 
@@ -208,7 +212,9 @@ def sizing_table(results: dict) -> str:
         f"indexing at {per_core:.0f}× real time per core (measured: "
         f"{t['index']['index_x_realtime']}× on {t['index']['workers']} workers) → "
         f"**{core_hours / 100:,.0f} hours on 100 cores** ({core_hours:,.0f} core-hours). "
-        f"Catalog: ~{SIZING_TRACKS * CATALOG_ROW_BYTES / 1e9:.0f} GB of PostgreSQL rows.\n",
+        f"Catalog: ~{SIZING_TRACKS * CATALOG_ROW_BYTES / 1e9:.0f} GB of PostgreSQL rows, plus "
+        f"~{SIZING_TRACKS * track_s * PRINT_BYTES_PER_S / 1e12:.1f} TB of verification prints "
+        f"({PRINT_BYTES_PER_S:.0f} B per second of audio).\n",
         "| vector index | bytes / vector (measured) | track index | window index | "
         f"shards of {SHARD_RAM_BYTES // 2**30} GiB RAM |",
         "|---|---|---|---|---|",

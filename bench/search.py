@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mirsearch.config import DuplicateConfig, IndexConfig
+from mirsearch import fingerprint
+from mirsearch.config import DuplicateConfig, FeatureConfig, IndexConfig
 from mirsearch.duplicates import best_per_track, candidates
 from mirsearch.index import WINDOW_BITS, IndexMeta, VectorIndex
 from mirsearch.neighbours import IdIndex, normalise
@@ -123,8 +124,21 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
         for q in queries
     ]
 
+    # Verification prints: a pool of random ones shared round-robin (10,000 distinct prints would
+    # take gigabytes here); the query's is its source's at the excerpt's place.
+    print_fps = fingerprint.frames_per_s(FeatureConfig())
+    pool = rng.integers(0, 120, (64, 37, int((n_windows * 1.5 + 3) * print_fps)), dtype=np.uint8)
+    first = int(45.25 * print_fps)
+    clip_frames = int((QUERY_WINDOWS * QUERY_HOP_S + 3) * print_fps)
+    query_prints = [pool[t % len(pool)][:, first : first + clip_frames] for t in sources]
+
+    def prints(track_ids) -> dict:
+        return {t: pool[t % len(pool)] for t in track_ids}
+
     def match_one(i: int) -> list:
-        return best_per_track(*(candidates(index, h, offsets_s) for h in hypotheses[i]))
+        return best_per_track(
+            *(candidates(index, h, offsets_s, query_prints[i], prints) for h in hypotheses[i])
+        )
 
     exact_hits, exact_windows = rank_all(), nearest_windows(index, probe)
     result = {"tracks": n_tracks, "windows": index.ntotal_windows, "dim": dim}

@@ -38,6 +38,7 @@ class FileAnalysis:
     probabilities: dict[str, float] = field(default_factory=dict)
     vectors: np.ndarray | None = None
     track_vector: np.ndarray | None = None
+    fingerprint: np.ndarray | None = None  # the verification print (see fingerprint.py)
 
 
 def file_sha256(path: Path) -> str:
@@ -80,6 +81,7 @@ class Analyser:
             probabilities=probabilities,
             vectors=analysis.vectors,
             track_vector=analysis.track_vector,
+            fingerprint=analysis.fingerprint,
             **base,
         )
 

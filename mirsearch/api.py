@@ -202,9 +202,11 @@ class Engine:
         return Classification(genre, probabilities, similar, windows)
 
     def match_candidates(self, samples: np.ndarray) -> list[Match]:
-        """Every catalog track the signal's windows align with, scored (not thresholded).
+        """The catalog tracks the signal's windows align with best, verified and scored (not
+        thresholded).
 
-        The signal is embedded once per pitch hypothesis; each track keeps its best alignment.
+        The signal is embedded once per pitch hypothesis, and its print at that hypothesis checks
+        the alignments found with it; each track keeps its best alignment.
         """
         index = self._require_index()
         config = self.settings.duplicates
@@ -216,7 +218,14 @@ class Engine:
                 frequency_scale=2 ** (semitones / 12),
             )
             per_hypothesis.append(
-                candidates(index, analysis.vectors, analysis.offsets_s, config=config)
+                candidates(
+                    index,
+                    analysis.vectors,
+                    analysis.offsets_s,
+                    analysis.fingerprint,
+                    self.catalog.prints,
+                    config=config,
+                )
             )
         return best_per_track(*per_hypothesis)
 
@@ -247,7 +256,10 @@ class Engine:
         if index is None:
             return []
         groups = find_groups(
-            index, config=self.settings.duplicates, threshold=index.meta.match_threshold
+            index,
+            self.catalog.prints,
+            config=self.settings.duplicates,
+            threshold=index.meta.match_threshold,
         )
         rows = self.catalog.get_many([t for g in groups for t in g.track_ids])
         return [

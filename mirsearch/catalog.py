@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
@@ -96,6 +97,25 @@ class Track(Base):
         return out
 
 
+class TrackPrint(Base):
+    """A track's verification print (mirsearch.fingerprint): `bands` rows of uint8 frames."""
+
+    __tablename__ = "track_prints"
+
+    track_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    bands: Mapped[int]
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+    @classmethod
+    def of(cls, track_id: int, fingerprint: np.ndarray) -> TrackPrint:
+        return cls(track_id=track_id, bands=fingerprint.shape[0], data=fingerprint.tobytes())
+
+    def array(self) -> np.ndarray:
+        return np.frombuffer(self.data, dtype=np.uint8).reshape(self.bands, -1)
+
+
 class IndexState(Base):
     """The single row saying which generation of the vector index files the catalog matches."""
 
@@ -163,6 +183,11 @@ class Catalog:
             return {}
         with self.session() as session:
             return {row.id: row for row in session.scalars(select(Track).where(Track.id.in_(ids)))}
+
+    def prints(self, track_ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """These tracks' verification prints, (bands, frames) uint8; absent ids are left out."""
+        with self.session() as session:
+            return load_prints(session, track_ids)
 
     def by_path(self, path: str | Path) -> Track | None:
         with self.session() as session:
@@ -259,6 +284,15 @@ class Catalog:
             "index_generation": state.generation,
             "model_hash": state.model_hash,
         }
+
+
+def load_prints(session: Session, track_ids: Iterable[int]) -> dict[int, np.ndarray]:
+    """Catalog.prints inside an open session (which sees its own uncommitted rows)."""
+    ids = sorted({int(t) for t in track_ids})
+    if not ids:
+        return {}
+    query = select(TrackPrint).where(TrackPrint.track_id.in_(ids))
+    return {row.track_id: row.array() for row in session.scalars(query)}
 
 
 def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:

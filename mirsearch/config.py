@@ -75,11 +75,17 @@ class DuplicateConfig:
     # a query is also embedded as if shifted back by each of these (semitones): a pitch or speed
     # change moves the spectrum, which the network sees; the best alignment over them counts
     pitch_hypotheses_st: tuple[float, ...] = (-1.0, 0.0, 1.0)
-    # score = sigmoid(w_sim · mean similarity + w_win · ln(agreeing windows) + bias); weights
-    # fitted by logistic regression on `make eval-dupes` records (copies vs other music)
-    weight_similarity: float = 28.7
-    weight_log_windows: float = 1.31
-    bias: float = -25.5
+    verify_candidates: int = 8  # best lines (by window evidence) checked on the prints
+    verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
+    verify_max_lag_s: float = 1.0  # ... each free to shift this far from the line (its offset
+    # is only known to within a catalog hop, and vocoder tempo changes drift)
+    # score = sigmoid(w_sim · mean similarity + w_win · ln(agreeing windows)
+    #                 + w_agree · print agreement + bias); weights fitted by logistic regression
+    # on `make eval-dupes` records (copies vs other music)
+    weight_similarity: float = 21.6
+    weight_log_windows: float = 0.55
+    weight_agreement: float = 15.9
+    bias: float = -23.5
     window_s: float = 3.0  # length of a window (for the matched duration)
     default_threshold: float = 0.6  # used when no calibration exists for the model
 

@@ -3,27 +3,35 @@
 Each query window fetches its nearest catalog windows. For every track they point to, the pairs
 (query time t, track time u) are voted into a grid of speeds and offsets (u ≈ speed·t + offset,
 speeds 0.94–1.06), so a re-encoded, filtered, noisy, sped-up or pitch-shifted copy still lines up.
-The best line's evidence (how many query windows agree and how similar they are) gives a score
-in [0, 1], compared with a threshold calibrated on music that is not in the catalog
-(`mirsearch/assets/duplicates.json`, recorded in the index when it is built).
+The best lines are then verified at 1/32 s on the tracks' prints (`fingerprint.agreement`): a
+copy's spectrogram moves with the query's, other music with the same sound does not. The windows'
+evidence and the prints' agreement give a score in [0, 1], compared with a threshold calibrated on
+music that is not in the catalog (`mirsearch/assets/duplicates.json`, recorded in the index when
+it is built).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mirsearch.config import DuplicateConfig
+from mirsearch import fingerprint
+from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.index import VectorIndex
 
 log = logging.getLogger(__name__)
 
 CALIBRATION = Path(__file__).resolve().parent / "assets" / "duplicates.json"
 SPEED_PRIOR = 0.1  # support lost per unit of speed change: 0.5 % at ±5 %
+
+# Track ids → their prints (bands, frames) uint8; ids without a print are left out.
+Prints = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class Match:
     speed: float  # track seconds per query second (1.05: the upload plays the track 5% fast)
     windows: int  # query windows that agree
     similarity: float  # their mean cosine similarity
+    agreement: float = 0.0  # the prints' correlation along the line (fingerprint.agreement)
 
     def to_dict(self) -> dict:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -70,6 +79,8 @@ def find_matches(
     index: VectorIndex,
     query_vectors: np.ndarray,
     query_offsets_s: np.ndarray,
+    query_print: np.ndarray,
+    prints: Prints,
     *,
     config: DuplicateConfig = DuplicateConfig(),
     threshold: float | None = None,
@@ -77,22 +88,76 @@ def find_matches(
 ) -> list[Match]:
     """Catalog tracks the query contains, best first; `threshold` None uses config's default."""
     threshold = config.default_threshold if threshold is None else threshold
-    return [
-        m
-        for m in candidates(index, query_vectors, query_offsets_s, config=config, exclude=exclude)
-        if m.score >= threshold
-    ]
+    found = candidates(
+        index, query_vectors, query_offsets_s, query_print, prints, config=config, exclude=exclude
+    )
+    return [m for m in found if m.score >= threshold]
 
 
 def candidates(
     index: VectorIndex,
     query_vectors: np.ndarray,
     query_offsets_s: np.ndarray,
+    query_print: np.ndarray,
+    prints: Prints,
     *,
     config: DuplicateConfig = DuplicateConfig(),
     exclude: frozenset[int] = frozenset(),
 ) -> list[Match]:
-    """The best alignment with every track the query's windows point to, scored, best first."""
+    """The best alignments of the query with catalog tracks, verified and scored, best first.
+
+    Every track the query's windows point to gets its best line; the `config.verify_candidates`
+    lines with the strongest window evidence are checked on the prints and scored.
+    """
+    lines = _lines(index, query_vectors, query_offsets_s, config=config, exclude=exclude)
+    lines = sorted(lines, key=lambda m: (-_window_logit(m, config), m.track_id))
+    lines = lines[: config.verify_candidates]
+    track_prints = prints([m.track_id for m in lines]) if lines else {}
+    frames_per_s = fingerprint.frames_per_s(FeatureConfig(**index.meta.feature_config))
+    verified = []
+    for m in lines:
+        track_print = track_prints.get(m.track_id)
+        agreement = 0.0
+        if track_print is not None:
+            agreement = fingerprint.agreement(
+                query_print,
+                track_print,
+                fingerprint.Alignment(
+                    query_start_s=m.query_offset_s,
+                    query_end_s=m.query_offset_s + m.duration_s,
+                    track_offset_s=m.track_offset_s,
+                    speed=m.speed,
+                ),
+                frames_per_s=frames_per_s,
+                chunk_s=config.verify_chunk_s,
+                max_lag_s=config.verify_max_lag_s,
+            )
+        logit = _window_logit(m, config) + config.weight_agreement * agreement
+        score = 1.0 / (1.0 + np.exp(-logit))
+        verified.append(
+            dataclasses.replace(m, score=round(float(score), 4), agreement=round(agreement, 4))
+        )
+    return sorted(verified, key=lambda m: (-m.score, m.track_id))
+
+
+def _window_logit(m: Match, config: DuplicateConfig) -> float:
+    """The windows' share of the score's logit: their mean similarity and (log) number."""
+    return (
+        config.weight_similarity * m.similarity
+        + config.weight_log_windows * float(np.log(m.windows))
+        + config.bias
+    )
+
+
+def _lines(
+    index: VectorIndex,
+    query_vectors: np.ndarray,
+    query_offsets_s: np.ndarray,
+    *,
+    config: DuplicateConfig,
+    exclude: frozenset[int],
+) -> list[Match]:
+    """The best line with every track the query's windows point to (not yet scored)."""
     if len(query_vectors) == 0 or index.n_tracks == 0:
         return []
     k = min(config.neighbours, index.ntotal_windows)
@@ -109,7 +174,7 @@ def candidates(
         match = _best_line(int(track_id), t[mine], u[mine], s[mine], hop_s, config)
         if match is not None:
             matches.append(match)
-    return sorted(matches, key=lambda m: (-m.score, m.track_id))
+    return matches
 
 
 def best_per_track(*candidate_lists: list[Match]) -> list[Match]:
@@ -159,24 +224,16 @@ def _best_line(
     times, sims = _per_query_window(t[on_line], s[on_line])
     if times.size < config.min_windows:
         return None
-    # Logistic in the aligned windows' similarity and (log) number, weights fitted on the
-    # evaluation's positives against other music (see DuplicateConfig).
-    logit = (
-        config.weight_similarity * float(sims.mean())
-        + config.weight_log_windows * float(np.log(times.size))
-        + config.bias
-    )
-    score = 1.0 / (1.0 + np.exp(-logit))
     start = float(times.min())
     return Match(
         track_id=track_id,
-        score=round(score, 4),
+        score=0.0,
         query_offset_s=start,
         track_offset_s=float(max(0.0, speed * start + offset)),
         duration_s=float(times.max() - start + config.window_s),
         speed=float(speed),
         windows=int(times.size),
-        similarity=round(float(sims.mean()), 4),
+        similarity=float(sims.mean()),
     )
 
 
@@ -191,6 +248,7 @@ def _per_query_window(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 def find_groups(
     index: VectorIndex,
+    prints: Prints,
     *,
     config: DuplicateConfig = DuplicateConfig(),
     threshold: float | None = None,
@@ -200,6 +258,7 @@ def find_groups(
     Each track's windows are searched once through the index (time grows with catalog size
     times the ANN search cost, never all pairs of tracks); matched pairs are joined by union-find.
     """
+    empty = np.zeros((0, 0), dtype=np.uint8)
     parent: dict[int, int] = {}
 
     def root(x: int) -> int:
@@ -217,6 +276,8 @@ def find_groups(
             index,
             vectors,
             offsets,
+            prints([track_id]).get(track_id, empty),
+            prints,
             config=config,
             threshold=threshold,
             exclude=frozenset({track_id}),

@@ -12,6 +12,7 @@ import torch
 
 from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.errors import ModelError
+from mirsearch.fingerprint import make_print
 from mirsearch.nn import load_checkpoint
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ class Analysis:
     track_vector: np.ndarray  # (D,) float32, the normalised mean of the windows
     probabilities: np.ndarray  # (n_classes,) whole-signal genre probabilities (mean of windows)
     window_probabilities: np.ndarray  # (n, n_classes)
+    fingerprint: np.ndarray  # (bands, frames) uint8 verification print (see fingerprint.py)
 
 
 class Embedder:
@@ -88,4 +90,5 @@ class Embedder:
             track_vector=track_vector,
             probabilities=window_p.mean(axis=0),
             window_probabilities=window_p,
+            fingerprint=make_print(mel_db.numpy(), self.feature_config),
         )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from mirsearch import audio
 from mirsearch.analysis import FileAnalysis, analyse_all, file_sha256
-from mirsearch.catalog import Catalog, IndexState, Track
+from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_prints
 from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
 from mirsearch.embeddings import Embedder
@@ -246,14 +246,15 @@ class Indexer:
                     counts["failed"] += 1
                     log.warning("failed: %s", result.error)
                     continue
-                self._flag_duplicate(index, row, result, counts)
+                self._flag_duplicate(session, index, row, result, counts)
                 index.add(row.id, result.vectors, result.track_vector)
+                session.merge(TrackPrint.of(row.id, result.fingerprint))
                 _fill_analysis_fields(row, result, model_hash)
                 counts["indexed"] += 1
                 counts["audio_s"] += result.info.duration_s
 
     def _flag_duplicate(
-        self, index: VectorIndex, row: Track, result: FileAnalysis, counts: dict
+        self, session: Session, index: VectorIndex, row: Track, result: FileAnalysis, counts: dict
     ) -> None:
         hop_s = self.settings.embedding.hop_s
         offsets_s = np.arange(len(result.vectors), dtype=np.float32) * hop_s
@@ -261,6 +262,8 @@ class Indexer:
             index,
             result.vectors,
             offsets_s,
+            result.fingerprint,
+            lambda ids: load_prints(session, ids),
             config=self.settings.duplicates,
             threshold=index.meta.match_threshold,
         )

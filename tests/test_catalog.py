@@ -5,6 +5,7 @@ Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL data
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -12,7 +13,7 @@ from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from mirsearch import catalog as catalog_module
-from mirsearch.catalog import Base, Catalog, IndexState, Track
+from mirsearch.catalog import Base, Catalog, IndexState, Track, TrackPrint
 from mirsearch.errors import MirsearchError
 
 
@@ -111,6 +112,21 @@ def test_deleting_a_track_clears_duplicate_of(catalog):
     with catalog.session() as session, session.begin():
         session.execute(delete(Track).where(Track.id == ids["original"]))
     assert catalog.get(copy["copy"]).duplicate_of is None
+
+
+def test_prints_round_trip_and_go_with_their_track(catalog):
+    ids = _add(catalog, a={}, b={})
+    a_print = np.arange(37 * 64, dtype=np.uint8).reshape(37, 64)
+    with catalog.session() as session, session.begin():
+        session.add(TrackPrint.of(ids["a"], a_print))
+    got = catalog.prints([ids["a"], ids["b"], 999])
+    assert list(got) == [ids["a"]]  # b has no print, 999 no track
+    assert np.array_equal(got[ids["a"]], a_print)
+    with catalog.session() as session, session.begin():
+        session.execute(delete(Track).where(Track.id == ids["a"]))
+    assert catalog.prints([ids["a"]]) == {}
+    with catalog.session() as session:
+        assert session.scalars(select(TrackPrint)).all() == []
 
 
 def test_list_tracks_filters_and_pages(catalog):

@@ -6,81 +6,117 @@ import numpy as np
 import pytest
 from conftest import walk, windows_at
 
-from mirsearch.config import DuplicateConfig
+from mirsearch import fingerprint
+from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.duplicates import find_groups, find_matches
 from mirsearch.index import IndexMeta, VectorIndex
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
 CONFIG = DuplicateConfig()
-THRESHOLD = 0.75  # true excerpts score about 1; chance alignments of random walks up to ~0.55
+THRESHOLD = 0.75  # true excerpts score about 1; chance alignments of random walks below 0.01
+PRINT_FPS = fingerprint.frames_per_s(FeatureConfig())
+PRINT_BANDS = 37
 
 
 @pytest.fixture(scope="module")
 def catalog():
+    """(index, windows of each track, print of each track): random walks and random prints."""
     rng = np.random.default_rng(0)
     tracks = {t: walk(rng, 80, dim=DIM) for t in range(1, 21)}
+    n_frames = int((80 * HOP_S + 3.0) * PRINT_FPS)
+    prints = {t: rng.integers(0, 120, (PRINT_BANDS, n_frames), dtype=np.uint8) for t in tracks}
     index = VectorIndex.create(
         IndexMeta.for_model(dim=DIM, model_hash="x", feature_config={}, hop_s=HOP_S)
     )
     for track_id, windows in tracks.items():
         index.add(track_id, windows, windows.mean(0) / np.linalg.norm(windows.mean(0)))
-    return index, tracks
+    return index, tracks, prints
 
 
-def excerpt(windows, start_s: float, seconds: float, *, speed: float = 1.0):
-    """Query windows every QUERY_HOP_S of an excerpt played `speed` times as fast."""
+def lookup(prints):
+    return lambda ids: {t: prints[t] for t in ids if t in prints}
+
+
+def excerpt(windows, track_print, start_s: float, seconds: float, *, speed: float = 1.0):
+    """Query windows (every QUERY_HOP_S) and print of an excerpt played `speed` times as fast."""
     query_times = np.arange(0, seconds - 3.0 + 1e-9, QUERY_HOP_S)
-    return windows_at(windows, start_s + speed * query_times, hop_s=HOP_S), query_times
+    frames = np.round((start_s + speed * np.arange(0, seconds, 1 / PRINT_FPS)) * PRINT_FPS)
+    query_print = track_print[:, frames.astype(int)]
+    return windows_at(windows, start_s + speed * query_times, hop_s=HOP_S), query_times, query_print
 
 
 def test_excerpt_is_found_with_its_offsets(catalog):
-    index, tracks = catalog
-    vectors, times = excerpt(tracks[7], 30.0, 10.0)
-    matches = find_matches(index, vectors, times, config=CONFIG, threshold=THRESHOLD)
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    matches = find_matches(
+        index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
+    )
     assert [m.track_id for m in matches] == [7]
     assert matches[0].track_offset_s == pytest.approx(30.0, abs=HOP_S)
     assert matches[0].query_offset_s == pytest.approx(0.0, abs=QUERY_HOP_S)
     assert matches[0].duration_s == pytest.approx(10.0, abs=1.0)
+    assert matches[0].agreement > 0.9
+
+
+def test_windows_that_align_but_prints_that_do_not_are_no_duplicate(catalog):
+    """Music that sounds alike window by window (same vectors) but is other audio (other print)."""
+    index, tracks, prints = catalog
+    vectors, times, _ = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    _, _, other_print = excerpt(tracks[8], prints[8], 30.0, 10.0)
+    found = find_matches(
+        index, vectors, times, other_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
+    )
+    assert found == []
 
 
 def test_sped_up_excerpt_is_found_with_its_speed(catalog):
-    index, tracks = catalog
-    vectors, times = excerpt(tracks[3], 10.0, 60.0, speed=1.05)
-    match = find_matches(index, vectors, times, config=CONFIG, threshold=THRESHOLD)[0]
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[3], prints[3], 10.0, 60.0, speed=1.05)
+    match = find_matches(
+        index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
+    )[0]
     assert match.track_id == 3
     assert match.speed == pytest.approx(1.05, abs=0.025)  # catalog windows are 1.5 s apart
 
 
 def test_random_query_matches_nothing(catalog):
-    index, _ = catalog
-    vectors = walk(np.random.default_rng(99), 30, dim=DIM)
+    index, _, prints = catalog
+    rng = np.random.default_rng(99)
+    vectors = walk(rng, 30, dim=DIM)
+    query_print = rng.integers(0, 120, (PRINT_BANDS, 20 * int(PRINT_FPS)), dtype=np.uint8)
+    times = np.arange(30) * QUERY_HOP_S
     assert (
         find_matches(
-            index, vectors, np.arange(30) * QUERY_HOP_S, config=CONFIG, threshold=THRESHOLD
+            index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
         )
         == []
     )
 
 
 def test_two_excerpts_back_to_back_give_both(catalog):
-    index, tracks = catalog
-    a, ta = excerpt(tracks[4], 20.0, 12.0)
-    b, tb = excerpt(tracks[9], 50.0, 12.0)
+    index, tracks, prints = catalog
+    a, ta, pa = excerpt(tracks[4], prints[4], 20.0, 12.0)
+    b, tb, pb = excerpt(tracks[9], prints[9], 50.0, 12.0)
     vectors = np.concatenate([a, b])
     times = np.concatenate([ta, ta[-1] + QUERY_HOP_S + tb])
-    matches = find_matches(index, vectors, times, config=CONFIG, threshold=THRESHOLD)
+    query_print = np.concatenate([pa[:, : int((ta[-1] + QUERY_HOP_S) * PRINT_FPS)], pb], axis=1)
+    matches = find_matches(
+        index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
+    )
     assert {m.track_id for m in matches} == {4, 9}
     later = next(m for m in matches if m.track_id == 9)
     assert later.query_offset_s == pytest.approx(ta[-1] + QUERY_HOP_S, abs=1.0)
 
 
 def test_groups_find_a_planted_copy_and_nothing_else(catalog):
-    index, tracks = catalog
+    index, tracks, prints = catalog
     copy = tracks[12][20:60] + 0.02 * np.random.default_rng(5).standard_normal((40, DIM))
     copy /= np.linalg.norm(copy, axis=1, keepdims=True)
     index.add(100, copy.astype(np.float32), copy.mean(0) / np.linalg.norm(copy.mean(0)))
+    start = int(20 * HOP_S * PRINT_FPS)
+    with_copy = prints | {100: prints[12][:, start : start + int((40 * HOP_S + 3) * PRINT_FPS)]}
     try:
-        groups = find_groups(index, config=CONFIG, threshold=THRESHOLD)
+        groups = find_groups(index, lookup(with_copy), config=CONFIG, threshold=THRESHOLD)
     finally:
         index.remove([100])
     assert [g.track_ids for g in groups] == [[12, 100]]

@@ -67,6 +67,10 @@ def test_bad_files_are_recorded_as_failed_and_the_rest_indexed(settings, folder)
     assert all(60 <= t.tempo_bpm <= 200 for t in indexed if t.duration_s > 10)
     assert by_name["demo-01.flac"].title == "Demo 1"
     assert engine.index().n_tracks == 5
+    prints = engine.catalog.prints(t.id for t in by_name.values())
+    assert set(prints) == {t.id for t in indexed}  # every indexed track has its print, no other
+    for t in indexed:  # one frame every 1/32 s (a track shorter than a window is padded to 3 s)
+        assert prints[t.id].shape[1] == pytest.approx(max(t.duration_s, 3.0) * 32, abs=2)
 
 
 def test_second_run_changes_nothing_and_changed_files_are_redone(settings, folder):

@@ -1,0 +1,108 @@
+"""Verification prints: a compact mid-band log-mel of each track, and the fine alignment check.
+
+The window embeddings find a candidate (track, offsets, speed) to within a catalog hop; a print
+checks it at 1/32 s. Only the bands between 300 Hz and 3.8 kHz are kept (what survives low-pass,
+high-pass and 8 kHz copies), pooled to 32 frames a second and stored as whole decibels (one byte
+each, about 1.25 kB per second of audio). The check cuts the aligned stretch into chunks, lets each
+chunk find its best lag within a fraction of a second of the predicted line (vocoder tempo changes
+and speed estimates drift a little), and takes the median of the chunks' correlations: a copy
+correlates, re-encoded, filtered, noisy, stretched or not; other music with the same instruments,
+tempo and key does not, because its notes and onsets fall elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from mirsearch.config import FeatureConfig
+
+BAND_HZ = (300.0, 3800.0)  # mel bands whose centres lie in this range are kept
+POOL = 2  # log-mel frames averaged into one print frame
+FLOOR_DB = -80.0  # the byte 0; a print stores round(dB - FLOOR_DB), clipped to 0..255
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Where a candidate says the query lies on the track: query seconds → track seconds."""
+
+    query_start_s: float
+    query_end_s: float
+    track_offset_s: float  # track time at query_start_s
+    speed: float  # track seconds per query second
+
+
+@cache
+def _kept_bands(config: FeatureConfig) -> np.ndarray:
+    """Indices of the log-mel bands whose centre frequency lies in BAND_HZ."""
+    mel_min, mel_max = (2595.0 * np.log10(1.0 + f / 700.0) for f in (config.f_min, config.f_max))
+    corners = 700.0 * (10.0 ** (np.linspace(mel_min, mel_max, config.n_mels + 2) / 2595.0) - 1.0)
+    centres = corners[1:-1]
+    return np.flatnonzero((centres >= BAND_HZ[0]) & (centres <= BAND_HZ[1]))
+
+
+def frames_per_s(config: FeatureConfig) -> float:
+    return config.frames_per_s / POOL
+
+
+def bytes_per_s(config: FeatureConfig) -> float:
+    """What a print takes per second of audio."""
+    return len(_kept_bands(config)) * frames_per_s(config)
+
+
+def make_print(mel_db: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """(n_mels, n_frames) log-mel in dB → (bands, n_frames // POOL) uint8 print."""
+    kept = np.asarray(mel_db, dtype=np.float32)[_kept_bands(config)]
+    n = kept.shape[1] // POOL * POOL
+    pooled = kept[:, :n].reshape(kept.shape[0], -1, POOL).mean(axis=2)
+    return np.clip(np.round(pooled - FLOOR_DB), 0, 255).astype(np.uint8)
+
+
+def agreement(
+    query: np.ndarray,
+    track: np.ndarray,
+    alignment: Alignment,
+    *,
+    frames_per_s: float,
+    chunk_s: float,
+    max_lag_s: float,
+) -> float:
+    """Median over the aligned stretch's chunks of the best correlation within ±max_lag_s.
+
+    `query` and `track` are prints (bands, frames). Both are centred per band and per frame
+    within the chunk: a gain or EQ change (a constant per band in dB) cancels, and so does the
+    loudness contour (a fade or crescendo, which any two pieces can share). Returns 0.0 when no
+    chunk of the stretch lies inside both prints.
+    """
+    n = max(2, round(chunk_s * frames_per_s))
+    max_lag = round(max_lag_s * frames_per_s)
+    lags = np.arange(-max_lag, max_lag + 1)
+    first = max(0, round(alignment.query_start_s * frames_per_s))
+    stop = min(query.shape[1], round(alignment.query_end_s * frames_per_s))
+    q_all, t_all = query.astype(np.float32), track.astype(np.float32)
+    scores = []
+    for start in range(first, max(first + 1, stop - n + 1), n):
+        if start + n > q_all.shape[1]:
+            break
+        frames = np.arange(start, start + n)
+        seconds = alignment.track_offset_s + alignment.speed * (
+            frames / frames_per_s - alignment.query_start_s
+        )
+        columns = np.round(seconds * frames_per_s).astype(np.int64)[None, :] + lags[:, None]
+        inside = (columns[:, 0] >= 0) & (columns[:, -1] < t_all.shape[1])
+        if not inside.any():
+            continue
+        q = _centred(q_all[:, frames][:, None, :])[:, 0]
+        t = _centred(t_all[:, columns[inside]])  # (bands, lags, n)
+        products = np.einsum("bn,bln->l", q, t)
+        norms = np.sqrt(float((q * q).sum()) * (t * t).sum(axis=(0, 2))) + 1e-9
+        scores.append(float((products / norms).max()))
+    return float(np.median(scores)) if scores else 0.0
+
+
+def _centred(chunk: np.ndarray) -> np.ndarray:
+    """(bands, lags, frames) minus each band's mean over frames and each frame's mean over bands."""
+    chunk = chunk - chunk.mean(axis=2, keepdims=True)
+    return chunk - chunk.mean(axis=0, keepdims=True)

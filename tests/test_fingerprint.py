@@ -1,0 +1,98 @@
+"""Verification prints on synthetic music: a copy agrees, other notes on the same sound do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import SR, noise, tone
+
+from mirsearch import fingerprint
+from mirsearch.config import FeatureConfig
+from mirsearch.features import log_mel
+
+CONFIG = FeatureConfig()
+FPS = fingerprint.frames_per_s(CONFIG)
+CHECK = {"frames_per_s": FPS, "chunk_s": 3.0, "max_lag_s": 1.0}
+
+
+def melody(seconds: float, *, seed: int) -> np.ndarray:
+    """Harmonic notes of random pitch (A minor pentatonic) and length: music-like, seeded."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * SR), dtype=np.float32)
+    start = 0
+    while start < out.size:
+        length = int(rng.uniform(0.12, 0.5) * SR)
+        hz = 220.0 * 2 ** (rng.choice([0, 3, 5, 7, 10, 12, 15]) / 12)
+        t = np.arange(min(length, out.size - start)) / SR
+        note = sum(np.sin(2 * np.pi * k * hz * t) / k for k in (1, 2, 3, 4))
+        out[start : start + t.size] += 0.2 * note * np.exp(-4 * t)
+        start += length
+    return out
+
+
+def print_of(x: np.ndarray) -> np.ndarray:
+    return fingerprint.make_print(log_mel(torch.from_numpy(x), CONFIG).numpy(), CONFIG)
+
+
+def whole(seconds: float, *, track_offset_s: float = 0.0) -> fingerprint.Alignment:
+    return fingerprint.Alignment(0.0, seconds, track_offset_s, 1.0)
+
+
+def test_print_keeps_the_mid_bands_at_32_frames_a_second_as_bytes():
+    p = print_of(melody(10.0, seed=0))
+    assert p.dtype == np.uint8
+    assert FPS == 32.0
+    assert p.shape[1] == pytest.approx(10.0 * FPS, abs=1)
+    assert 30 <= p.shape[0] <= 40  # mel bands centred between 300 Hz and 3.8 kHz
+    assert fingerprint.bytes_per_s(CONFIG) == p.shape[0] * FPS
+
+
+def test_an_excerpt_agrees_with_its_track_even_offset_by_most_of_a_second():
+    track = melody(30.0, seed=1)
+    clip = track[10 * SR : 20 * SR]
+    line_off_by = 0.7  # the embedding line only knows the offset to within a catalog hop
+    score = fingerprint.agreement(
+        print_of(clip), print_of(track), whole(10.0, track_offset_s=10.0 + line_off_by), **CHECK
+    )
+    assert score > 0.9
+
+
+def test_gain_eq_and_noise_leave_a_copy_agreeing():
+    track = melody(30.0, seed=2)
+    clip = track[5 * SR : 15 * SR]
+    spectrum = np.fft.rfft(clip * 2.0)  # +6 dB
+    tilt = np.linspace(1.0, 0.3, spectrum.size)  # a treble cut
+    changed = np.fft.irfft(spectrum * tilt, n=clip.size).astype(np.float32)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(clip.size).astype(np.float32)
+    changed += noise * np.sqrt(np.mean(changed**2) / 10 ** (20 / 10))  # SNR 20 dB
+    score = fingerprint.agreement(
+        print_of(changed), print_of(track), whole(10.0, track_offset_s=5.0), **CHECK
+    )
+    assert score > 0.6
+
+
+def test_other_notes_on_the_same_instrument_do_not_agree():
+    track, other = melody(30.0, seed=3), melody(30.0, seed=4)
+    score = fingerprint.agreement(
+        print_of(other[5 * SR : 15 * SR]), print_of(track), whole(10.0, track_offset_s=5.0), **CHECK
+    )
+    assert score < 0.3
+
+
+def test_a_shared_fade_in_is_not_agreement():
+    """Two different sounds fading in together: the loudness contour alone must not match
+    (centred per band only, these two correlate at about 0.75)."""
+    fade = (10 ** np.linspace(-2.0, 0.0, 10 * SR)).astype(np.float32)  # -40 dB → 0 dB
+    a = noise(10.0, seed=1) * fade
+    b = (tone(400.0, 10.0) + tone(900.0, 10.0) + tone(1700.0, 10.0)) * fade
+    assert fingerprint.agreement(print_of(a), print_of(b), whole(10.0), **CHECK) < 0.2
+
+
+def test_no_overlap_gives_zero():
+    p = print_of(melody(5.0, seed=7))
+    beyond = whole(5.0, track_offset_s=60.0)
+    assert fingerprint.agreement(p, p, beyond, **CHECK) == 0.0
+    empty = np.zeros((p.shape[0], 0), dtype=np.uint8)
+    assert fingerprint.agreement(empty, p, whole(5.0), **CHECK) == 0.0
