@@ -407,8 +407,8 @@ def _unlabelled(folder: Path | None) -> list[Path]:
     """Audio files of `folder`; for ../shared/audio, the packages the shipped recipe uses."""
     if folder is None:
         return []
+    from mirsearch.datasets import contrastive_files
     from mirsearch.indexer import discover
-    from mirsearch.training import contrastive_files
 
     return contrastive_files(folder) or discover([folder])
 
@@ -428,7 +428,7 @@ def _unlabelled(folder: Path | None) -> list[Path]:
 )
 def train(data: Path, out: Path, log_dir: Path, unlabelled, **options) -> None:
     """Train a genre network on DATA: a folder per genre, or a TSV with path and class columns."""
-    from mirsearch.training import read_dataset
+    from mirsearch.datasets import read_dataset
     from mirsearch.training import train as run_training
 
     try:
@@ -488,8 +488,8 @@ def evaluate(
     data: Path, folds: int, heldout: str | None, out_dir: Path, as_json: bool, unlabelled, **options
 ) -> None:
     """Cross-validate the genre network and an MFCC baseline on the same grouped folds."""
+    from mirsearch.datasets import read_dataset
     from mirsearch.evaluation import evaluate as run_evaluation
-    from mirsearch.training import read_dataset
 
     split = None
     if heldout:

@@ -15,16 +15,10 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mirsearch.config import FeatureConfig
+from mirsearch.datasets import LabelledClip, decode_all, grouped_split
 from mirsearch.errors import MirsearchError
 from mirsearch.features import mfcc_stats
-from mirsearch.training import (
-    LabelledClip,
-    TrainConfig,
-    Trainer,
-    confusion_figure,
-    decode_all,
-    grouped_split,
-)
+from mirsearch.training import TrainConfig, Trainer, confusion_figure
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Training the genre network: datasets, the loop (genre + invariance objectives), logging.
+"""Training the genre network: the loop (genre + invariance objectives), logging.
 
 One network, one embedding. Each step trains two things at once:
 - genre: cross-entropy with label smoothing (and mixup) on augmented windows of labelled clips;
@@ -10,7 +10,6 @@ One network, one embedding. Each step trains two things at once:
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -22,23 +21,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from mirsearch.audio import load
 from mirsearch.augment import Augmenter
-from mirsearch.config import AudioConfig, FeatureConfig
+from mirsearch.config import FeatureConfig
+from mirsearch.datasets import (
+    LabelledClip,
+    contrastive_files,
+    decode_all,
+    grouped_split,
+    read_dataset,
+)
 from mirsearch.errors import MirsearchError
 from mirsearch.nn import GenreNet, build, save_checkpoint
 
 log = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".au", ".aiff"}
-
-
-@dataclass(frozen=True)
-class LabelledClip:
-    path: Path
-    label: str
-    group: str  # clips of one group never sit on both sides of a split
-    extra: dict = field(default_factory=dict)  # other manifest columns (soundfont, tempo_bpm, ...)
 
 
 @dataclass(frozen=True)
@@ -71,57 +66,6 @@ class TrainResult:
     history: list[dict]
     best_val_loss: float
     val_accuracy: float
-
-
-def read_dataset(data: Path) -> list[LabelledClip]:
-    """Labelled clips from a folder per genre, or from a TSV manifest with path and class columns.
-
-    The group is the manifest's `group` column, else the groove library file (`groove` column, the
-    part before ':'), else the file's stem.
-    """
-    data = Path(data)
-    manifest = data if data.is_file() else data / "manifest.tsv"
-    if manifest.is_file():
-        root = manifest.parent
-        with open(manifest, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        if not rows or not {"path", "class"} <= set(rows[0]):
-            raise MirsearchError(f"{manifest}: a manifest needs 'path' and 'class' columns")
-        return [
-            LabelledClip(
-                path=root / row["path"],
-                label=row["class"],
-                group=row.get("group")
-                or (row.get("groove") or "").split(":")[0]
-                or Path(row["path"]).stem,
-                extra={k: v for k, v in row.items() if k not in ("path", "class")},
-            )
-            for row in rows
-        ]
-    if not data.is_dir():
-        raise MirsearchError(f"{data}: neither a manifest nor a folder of genre folders")
-    clips = [
-        LabelledClip(path=p, label=genre_dir.name, group=p.stem)
-        for genre_dir in sorted(d for d in data.iterdir() if d.is_dir())
-        for p in sorted(genre_dir.iterdir())
-        if p.suffix.lower() in AUDIO_SUFFIXES
-    ]
-    if not clips:
-        raise MirsearchError(f"{data}: no audio files in genre sub-folders")
-    return clips
-
-
-def decode_all(paths: list[Path], *, sample_rate: int) -> list[np.ndarray]:
-    config = AudioConfig(sample_rate=sample_rate)
-    return [load(p, config=config).samples for p in tqdm(paths, desc="decoding", disable=None)]
-
-
-def grouped_split(clips: list[LabelledClip], *, fraction: float, seed: int):
-    """(train, validation) with whole groups on one side, about `fraction` of groups held out."""
-    groups = sorted({c.group for c in clips})
-    rng = np.random.default_rng(seed)
-    held = set(rng.choice(groups, size=max(1, round(fraction * len(groups))), replace=False))
-    return [c for c in clips if c.group not in held], [c for c in clips if c.group in held]
 
 
 def nt_xent(a: torch.Tensor, b: torch.Tensor, *, temperature: float) -> torch.Tensor:
@@ -432,21 +376,6 @@ def _log_confusion(writer, trainer: Trainer, signals, targets, labels) -> None:
         return
     predicted = trainer.predict(signals).argmax(1)
     writer.add_figure("confusion", confusion_figure(np.array(targets), predicted, labels))
-
-
-# Real music used, unlabelled, for the invariance term of the shipped model. The other packages of
-# ../shared/audio stay unseen, so the evaluations can report figures on music the model never heard.
-CONTRASTIVE_PACKAGES = ("wesnoth-1.16-music", "supertux-data", "xmoto-data", "scorched3d-data")
-
-
-def contrastive_files(audio_dir: Path) -> list[Path]:
-    """The files of ../shared/audio in CONTRASTIVE_PACKAGES (empty when the folder is absent)."""
-    manifest = Path(audio_dir) / "manifest.tsv"
-    if not manifest.is_file():
-        return []
-    with open(manifest, newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    return [Path(audio_dir) / r["path"] for r in rows if r["package"] in CONTRASTIVE_PACKAGES]
 
 
 def train_default_model(

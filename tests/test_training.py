@@ -8,15 +8,10 @@ import torch
 from conftest import SR, clicks, noise, tone
 
 from mirsearch.config import FeatureConfig
+from mirsearch.datasets import grouped_split, read_dataset
 from mirsearch.errors import MirsearchError
 from mirsearch.evaluation import baseline_predict, evaluate
-from mirsearch.training import (
-    TrainConfig,
-    Trainer,
-    grouped_split,
-    nt_xent,
-    read_dataset,
-)
+from mirsearch.training import TrainConfig, Trainer, nt_xent
 
 TINY = {"channels": (8, 16, 16, 32), "embedding_dim": 32}
 # A few seconds of training that learns the synthetic classes below.
@@ -89,7 +84,7 @@ def test_grouped_split_keeps_groups_whole():
 def read_dataset_like(n: int):
     from pathlib import Path
 
-    from mirsearch.training import LabelledClip
+    from mirsearch.datasets import LabelledClip
 
     return [LabelledClip(Path(f"{i}.wav"), f"c{i % 2}", f"g{i // 4}") for i in range(n)]
 
