@@ -127,7 +127,7 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
     # Verification prints: a pool of random ones shared round-robin (10,000 distinct prints would
     # take gigabytes here); the query's is its source's at the excerpt's place.
     print_fps = fingerprint.frames_per_s(FeatureConfig())
-    pool = rng.integers(0, 120, (64, 37, int((n_windows * 1.5 + 3) * print_fps)), dtype=np.uint8)
+    pool = rng.integers(0, 120, (64, 44, int((n_windows * 1.5 + 3) * print_fps)), dtype=np.uint8)
     first = int(45.25 * print_fps)
     clip_frames = int((QUERY_WINDOWS * QUERY_HOP_S + 3) * print_fps)
     query_prints = [pool[t % len(pool)][:, first : first + clip_frames] for t in sources]

@@ -79,13 +79,14 @@ class DuplicateConfig:
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_max_lag_s: float = 1.0  # ... each free to shift this far from the line (its offset
     # is only known to within a catalog hop, and vocoder tempo changes drift)
+    verify_max_chunks: int = 10  # a longer stretch is checked on this many chunks spread over it
     # score = sigmoid(w_sim · mean similarity + w_win · ln(agreeing windows)
     #                 + w_agree · print agreement + bias); weights fitted by logistic regression
     # on `make eval-dupes` records (copies vs other music)
-    weight_similarity: float = 21.6
-    weight_log_windows: float = 0.55
-    weight_agreement: float = 15.9
-    bias: float = -23.5
+    weight_similarity: float = 20.1
+    weight_log_windows: float = 0.31
+    weight_agreement: float = 16.9
+    bias: float = -22.0
     window_s: float = 3.0  # length of a window (for the matched duration)
     default_threshold: float = 0.6  # used when no calibration exists for the model
 

@@ -114,30 +114,39 @@ def candidates(
     lines = lines[: config.verify_candidates]
     track_prints = prints([m.track_id for m in lines]) if lines else {}
     frames_per_s = fingerprint.frames_per_s(FeatureConfig(**index.meta.feature_config))
-    verified = []
-    for m in lines:
-        track_print = track_prints.get(m.track_id)
-        agreement = 0.0
-        if track_print is not None:
-            agreement = fingerprint.agreement(
-                query_print,
-                track_print,
-                fingerprint.Alignment(
-                    query_start_s=m.query_offset_s,
-                    query_end_s=m.query_offset_s + m.duration_s,
-                    track_offset_s=m.track_offset_s,
-                    speed=m.speed,
-                ),
-                frames_per_s=frames_per_s,
-                chunk_s=config.verify_chunk_s,
-                max_lag_s=config.verify_max_lag_s,
-            )
-        logit = _window_logit(m, config) + config.weight_agreement * agreement
-        score = 1.0 / (1.0 + np.exp(-logit))
-        verified.append(
-            dataclasses.replace(m, score=round(float(score), 4), agreement=round(agreement, 4))
-        )
+    verified = [
+        _verified(m, query_print, track_prints.get(m.track_id), frames_per_s, config) for m in lines
+    ]
     return sorted(verified, key=lambda m: (-m.score, m.track_id))
+
+
+def _verified(
+    m: Match,
+    query_print: np.ndarray,
+    track_print: np.ndarray | None,
+    frames_per_s: float,
+    config: DuplicateConfig,
+) -> Match:
+    """The line `m` with its prints' agreement (0 without a track print) and its score."""
+    agreement = 0.0
+    if track_print is not None:
+        agreement = fingerprint.agreement(
+            query_print,
+            track_print,
+            fingerprint.Alignment(
+                query_start_s=m.query_offset_s,
+                query_end_s=m.query_offset_s + m.duration_s,
+                track_offset_s=m.track_offset_s,
+                speed=m.speed,
+            ),
+            frames_per_s=frames_per_s,
+            chunk_s=config.verify_chunk_s,
+            max_lag_s=config.verify_max_lag_s,
+            max_chunks=config.verify_max_chunks,
+        )
+    logit = _window_logit(m, config) + config.weight_agreement * agreement
+    score = 1.0 / (1.0 + np.exp(-logit))
+    return dataclasses.replace(m, score=round(float(score), 4), agreement=round(agreement, 4))
 
 
 def _window_logit(m: Match, config: DuplicateConfig) -> float:

@@ -1,13 +1,14 @@
-"""Verification prints: a compact mid-band log-mel of each track, and the fine alignment check.
+"""Verification prints: a compact log-mel of each track, and the fine alignment check.
 
 The window embeddings find a candidate (track, offsets, speed) to within a catalog hop; a print
-checks it at 1/32 s. Only the bands between 300 Hz and 3.8 kHz are kept (what survives low-pass,
-high-pass and 8 kHz copies), pooled to 32 frames a second and stored as whole decibels (one byte
-each, about 1.25 kB per second of audio). The check cuts the aligned stretch into chunks, lets each
-chunk find its best lag within a fraction of a second of the predicted line (vocoder tempo changes
-and speed estimates drift a little), and takes the median of the chunks' correlations: a copy
-correlates, re-encoded, filtered, noisy, stretched or not; other music with the same instruments,
-tempo and key does not, because its notes and onsets fall elsewhere.
+checks it at 1/32 s. The log-mel bands centred between 150 Hz and 3.8 kHz are kept (the bass
+carries a copy through loud broadband noise; above 3.8 kHz is what low-pass and 8 kHz copies
+lose), pooled to 32 frames a second and stored as whole decibels (one byte each, about 1.4 kB
+per second of audio). The check cuts the aligned stretch into chunks, lets each chunk find its
+best lag within a second of the predicted line (vocoder tempo changes and speed estimates drift a
+little), and takes the median of the chunks' correlations: a copy correlates, re-encoded,
+filtered, noisy, stretched or not; other music with the same instruments, tempo and key does not,
+because its notes and onsets fall elsewhere.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from mirsearch.config import FeatureConfig
 
-BAND_HZ = (300.0, 3800.0)  # mel bands whose centres lie in this range are kept
+BAND_HZ = (150.0, 3800.0)  # mel bands whose centres lie in this range are kept
 POOL = 2  # log-mel frames averaged into one print frame
 FLOOR_DB = -80.0  # the byte 0; a print stores round(dB - FLOOR_DB), clipped to 0..255
 
@@ -68,34 +69,37 @@ def agreement(
     frames_per_s: float,
     chunk_s: float,
     max_lag_s: float,
+    max_chunks: int,
 ) -> float:
     """Median over the aligned stretch's chunks of the best correlation within ±max_lag_s.
 
     `query` and `track` are prints (bands, frames). Both are centred per band and per frame
     within the chunk: a gain or EQ change (a constant per band in dB) cancels, and so does the
-    loudness contour (a fade or crescendo, which any two pieces can share). Returns 0.0 when no
-    chunk of the stretch lies inside both prints.
+    loudness contour (a fade or crescendo, which any two pieces can share). A long stretch is
+    checked on `max_chunks` chunks spread evenly over it. Returns 0.0 when no chunk of the
+    stretch lies inside both prints.
     """
     n = max(2, round(chunk_s * frames_per_s))
     max_lag = round(max_lag_s * frames_per_s)
     lags = np.arange(-max_lag, max_lag + 1)
     first = max(0, round(alignment.query_start_s * frames_per_s))
     stop = min(query.shape[1], round(alignment.query_end_s * frames_per_s))
-    q_all, t_all = query.astype(np.float32), track.astype(np.float32)
+    starts = np.arange(first, max(first + 1, stop - n + 1), n)
+    starts = starts[starts + n <= query.shape[1]]
+    if starts.size > max_chunks:
+        starts = starts[np.round(np.linspace(0, starts.size - 1, max_chunks)).astype(int)]
     scores = []
-    for start in range(first, max(first + 1, stop - n + 1), n):
-        if start + n > q_all.shape[1]:
-            break
+    for start in starts:
         frames = np.arange(start, start + n)
         seconds = alignment.track_offset_s + alignment.speed * (
             frames / frames_per_s - alignment.query_start_s
         )
         columns = np.round(seconds * frames_per_s).astype(np.int64)[None, :] + lags[:, None]
-        inside = (columns[:, 0] >= 0) & (columns[:, -1] < t_all.shape[1])
+        inside = (columns[:, 0] >= 0) & (columns[:, -1] < track.shape[1])
         if not inside.any():
             continue
-        q = _centred(q_all[:, frames][:, None, :])[:, 0]
-        t = _centred(t_all[:, columns[inside]])  # (bands, lags, n)
+        q = _centred(query[:, frames][:, None, :].astype(np.float32))[:, 0]
+        t = _centred(track[:, columns[inside]].astype(np.float32))  # (bands, lags, n)
         products = np.einsum("bn,bln->l", q, t)
         norms = np.sqrt(float((q * q).sum()) * (t * t).sum(axis=(0, 2))) + 1e-9
         scores.append(float((products / norms).max()))

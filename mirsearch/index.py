@@ -27,7 +27,7 @@ from mirsearch.neighbours import IVF_MIN_TRAIN, IdIndex, normalise
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # bump when the files change meaning; older indexes are then rebuilt
+FORMAT_VERSION = 3  # bump when the files change meaning; older indexes are then rebuilt
 WINDOW_BITS = 20  # a track holds at most 2**20 windows (12 days at a 1 s hop)
 REBUILD = "Run `mirsearch index` to rebuild it."
 GENERATION_FILE = re.compile(r"^(windows|tracks|meta)-(\d+)\.(faiss|json)$")

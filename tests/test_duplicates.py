@@ -15,7 +15,7 @@ DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
 CONFIG = DuplicateConfig()
 THRESHOLD = 0.75  # true excerpts score about 1; chance alignments of random walks below 0.01
 PRINT_FPS = fingerprint.frames_per_s(FeatureConfig())
-PRINT_BANDS = 37
+PRINT_BANDS = 44
 
 
 @pytest.fixture(scope="module")
