@@ -111,8 +111,8 @@ def table(results: dict) -> str:
             if "match" in w:
                 rows.append(
                     (
-                        f"Match, 10,000 tracks ({label}), vector side (every pitch hypothesis), "
-                        "p50 / p95",
+                        f"Match, 10,000 tracks ({label}), windows and prints, every pitch "
+                        "hypothesis, p50 / p95",
                         f"{w['match']['p50_ms']:.1f} / {w['match']['p95_ms']:.1f} ms",
                     )
                 )

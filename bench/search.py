@@ -1,8 +1,9 @@
 """Search benchmark on synthetic clustered vectors: query latency, build time, memory and recall.
 
 Two parts. Windows: `search.rank` for one 20-window query over 10,000 tracks of 120 windows
-(1.2 M window vectors), with the exact index and with HNSW, and the vector side of `match` (one
-such query per pitch hypothesis, each aligned per track; embedding the clip excluded).
+(1.2 M window vectors), with the exact index and with HNSW, and `match` without the network (one
+such query per pitch hypothesis, each aligned per track and its best lines checked on synthetic
+prints; embedding the clip excluded).
 Tracks: 1,000,000 track vectors in a track-level index, flat vs HNSW vs IVF-PQ. Recall@10 is
 measured against the exact index.
 Run `python bench/search.py [--small]`; it prints one JSON object.
