@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -28,6 +30,12 @@ class FeatureConfig:
     @property
     def frames_per_s(self) -> float:
         return self.sample_rate / self.hop_length
+
+    def band_corners_hz(self) -> np.ndarray:
+        """(n_mels + 2,) float64 corner frequencies of the mel triangles (HTK mel scale, as
+        torchaudio): band i rises from corner i, peaks at corner i + 1, falls to corner i + 2."""
+        mel_min, mel_max = (2595.0 * np.log10(1.0 + f / 700.0) for f in (self.f_min, self.f_max))
+        return 700.0 * (10.0 ** (np.linspace(mel_min, mel_max, self.n_mels + 2) / 2595.0) - 1.0)
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,7 @@ def moved_filterbank(config: FeatureConfig, scale: float) -> torch.Tensor:
     the weights are divided by it, so a signal pitch-shifted by `scale` gives the energies the
     unchanged filterbank reads from the original. At scale 1 this is torchaudio's filterbank.
     """
-    mel_min, mel_max = (2595.0 * np.log10(1.0 + f / 700.0) for f in (config.f_min, config.f_max))
-    corners_mel = torch.linspace(mel_min, mel_max, config.n_mels + 2, dtype=torch.float64)
-    corners = scale * 700.0 * (10.0 ** (corners_mel / 2595.0) - 1.0)
+    corners = scale * torch.from_numpy(config.band_corners_hz())
     freqs = torch.linspace(0, config.sample_rate // 2, config.n_fft // 2 + 1, dtype=torch.float64)
     widths = corners[1:] - corners[:-1]
     distance = corners[None, :] - freqs[:, None]  # (n_freqs, n_mels + 2)

@@ -38,9 +38,7 @@ class Alignment:
 @cache
 def _kept_bands(config: FeatureConfig) -> np.ndarray:
     """Indices of the log-mel bands whose centre frequency lies in BAND_HZ."""
-    mel_min, mel_max = (2595.0 * np.log10(1.0 + f / 700.0) for f in (config.f_min, config.f_max))
-    corners = 700.0 * (10.0 ** (np.linspace(mel_min, mel_max, config.n_mels + 2) / 2595.0) - 1.0)
-    centres = corners[1:-1]
+    centres = config.band_corners_hz()[1:-1]
     return np.flatnonzero((centres >= BAND_HZ[0]) & (centres <= BAND_HZ[1]))
 
 
