@@ -13,7 +13,7 @@ import numpy as np
 from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.duplicates import Match, best_per_track, candidates, find_groups
+from mirsearch.duplicates import Match, best_per_track, candidates, find_groups, remembered
 from mirsearch.embeddings import Analysis, Embedder
 from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
 from mirsearch.index import IndexMeta, VectorIndex
@@ -210,6 +210,7 @@ class Engine:
         """
         index = self._require_index()
         config = self.settings.duplicates
+        prints = remembered(self.catalog.prints)
         per_hypothesis = []
         for semitones in config.pitch_hypotheses_st:
             analysis = self.embedder.analyse(
@@ -223,7 +224,7 @@ class Engine:
                     analysis.vectors,
                     analysis.offsets_s,
                     analysis.fingerprint,
-                    self.catalog.prints,
+                    prints,
                     config=config,
                 )
             )

@@ -186,6 +186,21 @@ def _lines(
     return matches
 
 
+def remembered(prints: Prints) -> Prints:
+    """`prints` asking for each track once: one query's pitch hypotheses share their lookups."""
+    known: dict[int, np.ndarray] = {}
+    asked: set[int] = set()
+
+    def lookup(track_ids: Sequence[int]) -> Mapping[int, np.ndarray]:
+        new = [t for t in track_ids if t not in asked]
+        if new:
+            known.update(prints(new))
+            asked.update(new)
+        return {t: known[t] for t in track_ids if t in known}
+
+    return lookup
+
+
 def best_per_track(*candidate_lists: list[Match]) -> list[Match]:
     """The best-scoring match of each track over several lists (one per pitch hypothesis)."""
     best: dict[int, Match] = {}

@@ -8,7 +8,7 @@ from conftest import walk, windows_at
 
 from mirsearch import fingerprint
 from mirsearch.config import DuplicateConfig, FeatureConfig
-from mirsearch.duplicates import find_groups, find_matches
+from mirsearch.duplicates import find_groups, find_matches, remembered
 from mirsearch.index import IndexMeta, VectorIndex
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
@@ -121,3 +121,18 @@ def test_groups_find_a_planted_copy_and_nothing_else(catalog):
         index.remove([100])
     assert [g.track_ids for g in groups] == [[12, 100]]
     assert groups[0].evidence[0]["track_offset_s"] in (0.0, pytest.approx(30.0, abs=HOP_S))
+
+
+def test_remembered_prints_ask_for_each_track_once(catalog):
+    _, _, prints = catalog
+    asked = []
+
+    def counting(ids):
+        asked.extend(ids)
+        return lookup(prints)(ids)
+
+    shared = remembered(counting)
+    assert set(shared([1, 2, 999])) == {1, 2}
+    assert set(shared([2, 3, 999])) == {2, 3}
+    assert np.array_equal(shared([1])[1], prints[1])
+    assert sorted(asked) == [1, 2, 3, 999]
