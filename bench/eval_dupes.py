@@ -63,21 +63,17 @@ def queries(rows, outside, audio_dir: Path, *, seed: int, quick: bool, max_whole
     """
     rng = np.random.default_rng(seed)
     decoded = {row["path"]: load(audio_dir / row["path"]).samples for row in rows}
-
-    def background(row):
-        others = [r for r in outside if r["path"] != row["path"]][:3]
-        return np.concatenate([decoded[r["path"]][: 16_000 * 30] for r in others])
-
     names = ["none", "mp3_64k", "noise_snr10", "speed_+5%", "pitch_-1st"] if quick else TRANSFORMS
     clips = {"10s": (10.0, 1)} if quick else CLIPS
     for row in rows:
         x = decoded[row["path"]]
+        others = [r for r in outside if r["path"] != row["path"]][:3]
+        other = np.concatenate([decoded[r["path"]][: 16_000 * 30] for r in others])
         for clip_name, (length_s, count) in clips.items():
             for _ in range(count):
                 n = int((length_s or max_whole_s) * 16_000)
                 start = int(rng.integers(0, max(1, x.size - n)))
                 clip = x[start : start + n]
-                other = background(row)
                 for name in names:
                     y, _ = TRANSFORMS[name](clip, 16_000, rng=rng, background=other)
                     yield row, clip_name, name, y
