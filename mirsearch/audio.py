@@ -21,6 +21,28 @@ from mirsearch.errors import (
 
 log = logging.getLogger(__name__)
 
+AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers try
+    [
+        ".wav",
+        ".wave",
+        ".flac",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".m4a",
+        ".mp4",
+        ".aac",
+        ".wma",
+        ".aif",
+        ".aiff",
+        ".ape",
+        ".wv",
+        ".mka",
+        ".webm",
+        ".au",
+    ]
+)
 TAG_KEYS = ("title", "artist", "album", "genre")
 MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
 TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation

@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mirsearch.audio import load
+from mirsearch.audio import AUDIO_EXTENSIONS, load
 from mirsearch.config import AudioConfig
 from mirsearch.errors import MirsearchError
-
-AUDIO_SUFFIXES = {".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".au", ".aiff"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,7 @@ def read_dataset(data: Path) -> list[LabelledClip]:
         LabelledClip(path=p, label=genre_dir.name, group=p.stem)
         for genre_dir in sorted(d for d in data.iterdir() if d.is_dir())
         for p in sorted(genre_dir.iterdir())
-        if p.suffix.lower() in AUDIO_SUFFIXES
+        if p.suffix.lower() in AUDIO_EXTENSIONS
     ]
     if not clips:
         raise MirsearchError(f"{data}: no audio files in genre sub-folders")

@@ -26,28 +26,6 @@ from mirsearch.index import IndexMeta, VectorIndex, prune_generations
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset(
-    [
-        ".wav",
-        ".wave",
-        ".flac",
-        ".mp3",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".m4a",
-        ".mp4",
-        ".aac",
-        ".wma",
-        ".aif",
-        ".aiff",
-        ".ape",
-        ".wv",
-        ".mka",
-        ".webm",
-    ]
-)
-
 
 @dataclass(frozen=True)
 class IndexSummary:
@@ -80,7 +58,7 @@ def discover(paths: Iterable[Path]) -> list[Path]:
             raise MirsearchError(f"{root}: no such file or folder")
         candidates = [root] if root.is_file() else _walk(root)
         for path in candidates:
-            if path.suffix.lower() in AUDIO_EXTENSIONS or audio.looks_like_audio(path):
+            if path.suffix.lower() in audio.AUDIO_EXTENSIONS or audio.looks_like_audio(path):
                 found.add(path.resolve())
     return sorted(found)
 
