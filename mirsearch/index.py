@@ -111,6 +111,10 @@ class VectorIndex:
     def meta(self) -> IndexMeta:
         return dataclasses.replace(self._meta, kind=self._windows.kind)
 
+    def recalibrate(self, match_threshold: float | None) -> None:
+        """Take a near-duplicate threshold calibrated after this index was built."""
+        self._meta = dataclasses.replace(self._meta, match_threshold=match_threshold)
+
     @property
     def ntotal_windows(self) -> int:
         return self._windows.ntotal

@@ -148,11 +148,15 @@ class Indexer:
         return embedder.model_hash, meta
 
     def _open_index(self, meta: IndexMeta) -> VectorIndex:
-        """The index at the catalog's generation; a fresh one after a model change."""
+        """The index at the catalog's generation; a fresh one after a model change.
+
+        A threshold calibrated since the index was saved is taken into it at once (a new
+        generation, nothing embedded again): the threshold belongs to the scoring code.
+        """
         state = self.catalog.index_state()
         if state.generation and state.model_hash == meta.model_hash:
             try:
-                return VectorIndex.load(
+                index = VectorIndex.load(
                     self.settings.index_dir,
                     state.generation,
                     expect=meta,
@@ -160,6 +164,12 @@ class Indexer:
                 )
             except IndexMismatchError as exc:
                 log.warning("%s; embedding every track again", exc)
+            else:
+                if index.meta.match_threshold != meta.match_threshold:
+                    index.recalibrate(meta.match_threshold)
+                    with self._generation(index, meta.model_hash):
+                        pass  # no catalog row changes: the index is saved as the next generation
+                return index
         index = VectorIndex.create(meta, self.settings.index)
         with self._generation(index, meta.model_hash) as session:
             stale = session.execute(

@@ -148,6 +148,14 @@ def test_a_model_change_embeds_every_track_again(settings, folder, monkeypatch):
     assert summary.indexed == 5 and summary.unchanged == 4
 
 
+def test_a_new_calibration_reaches_the_index_without_embedding_again(settings, folder, monkeypatch):
+    Engine(settings).index_paths([folder])
+    monkeypatch.setattr("mirsearch.indexer.calibrated_threshold", lambda *a, **k: 0.4321)
+    summary = Engine(settings).index_paths([folder])
+    assert summary.indexed == 0 and summary.unchanged == 9
+    assert Engine(settings).index().meta.match_threshold == 0.4321
+
+
 def test_discover_recognises_audio_by_content(tmp_path, demo_dir):
     shutil.copy(next(demo_dir.glob("*.ogg")), tmp_path / "mystery.bin")
     (tmp_path / "readme.bin").write_text("hello")
