@@ -85,16 +85,23 @@ class DuplicateConfig:
     pitch_hypotheses_st: tuple[float, ...] = (-1.0, 0.0, 1.0)
     verify_candidates: int = 8  # best lines (by window evidence) checked on the prints
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
+    verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...
     verify_max_lag_s: float = 1.0  # ... each free to shift this far from the line (its offset
     # is only known to within a catalog hop, and vocoder tempo changes drift)
     verify_max_chunks: int = 10  # a longer stretch is checked on this many chunks spread over it
-    # score = sigmoid(w_sim · mean similarity + w_win · ln(agreeing windows)
-    #                 + w_agree · print agreement + bias); weights fitted by logistic regression
-    # on `make eval-dupes` records (copies vs other music)
-    weight_similarity: float = 20.1
+    # score = sigmoid(w_sim · mean similarity + w_win · ln(windows)
+    #                 + agreement · (w_agree + w_agree_win · ln(windows)) + bias), windows being
+    # the agreeing query windows: the prints' agreement counts for more the longer the stretch
+    # it holds over (a few seconds of two pieces can correlate by chance, ten seconds of a noisy
+    # copy at a lower correlation do not). Weights chosen on `make eval-dupes` records for the
+    # best recall above the highest score of other music, on condition that windows alike in
+    # every way but prints that disagree stay well below it (a broad optimum: w_agree 6–10 with
+    # w_agree_win 4–6 and w_sim 14–18 give the same recall within 0.2 point).
+    weight_similarity: float = 16.0
     weight_log_windows: float = 0.31
-    weight_agreement: float = 16.9
-    bias: float = -22.0
+    weight_agreement: float = 8.0
+    weight_agreement_log_windows: float = 6.0
+    bias: float = -20.5
     window_s: float = 3.0  # length of a window (for the matched duration)
     default_threshold: float = 0.6  # used when no calibration exists for the model
 

@@ -141,10 +141,14 @@ def _verified(
             ),
             frames_per_s=frames_per_s,
             chunk_s=config.verify_chunk_s,
+            chunk_hop_s=config.verify_chunk_hop_s,
             max_lag_s=config.verify_max_lag_s,
             max_chunks=config.verify_max_chunks,
         )
-    logit = _window_logit(m, config) + config.weight_agreement * agreement
+    agreement_weight = config.weight_agreement + config.weight_agreement_log_windows * float(
+        np.log(m.windows)
+    )
+    logit = _window_logit(m, config) + agreement_weight * agreement
     score = 1.0 / (1.0 + np.exp(-logit))
     return dataclasses.replace(m, score=round(float(score), 4), agreement=round(agreement, 4))
 

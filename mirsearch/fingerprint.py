@@ -4,7 +4,7 @@ The window embeddings find a candidate (track, offsets, speed) to within a catal
 checks it at 1/32 s. The log-mel bands centred between 150 Hz and 3.8 kHz are kept (the bass
 carries a copy through loud broadband noise; above 3.8 kHz is what low-pass and 8 kHz copies
 lose), pooled to 32 frames a second and stored as whole decibels (one byte each, about 1.4 kB
-per second of audio). The check cuts the aligned stretch into chunks, lets each chunk find its
+per second of audio). The check cuts the aligned stretch into overlapping chunks, lets each find its
 best lag within a second of the predicted line (vocoder tempo changes and speed estimates drift a
 little), and takes the median of the chunks' correlations: a copy correlates, re-encoded,
 filtered, noisy, stretched or not; other music with the same instruments, tempo and key does not,
@@ -66,6 +66,7 @@ def agreement(
     *,
     frames_per_s: float,
     chunk_s: float,
+    chunk_hop_s: float,
     max_lag_s: float,
     max_chunks: int,
 ) -> float:
@@ -73,16 +74,18 @@ def agreement(
 
     `query` and `track` are prints (bands, frames). Both are centred per band and per frame
     within the chunk: a gain or EQ change (a constant per band in dB) cancels, and so does the
-    loudness contour (a fade or crescendo, which any two pieces can share). A long stretch is
-    checked on `max_chunks` chunks spread evenly over it. Returns 0.0 when no chunk of the
+    loudness contour (a fade or crescendo, which any two pieces can share). Chunks start every
+    `chunk_hop_s`, so they overlap and a short stretch still gets several; a long stretch is
+    checked on `max_chunks` of them spread evenly over it. Returns 0.0 when no chunk of the
     stretch lies inside both prints.
     """
     n = max(2, round(chunk_s * frames_per_s))
+    hop = max(1, round(chunk_hop_s * frames_per_s))
     max_lag = round(max_lag_s * frames_per_s)
     lags = np.arange(-max_lag, max_lag + 1)
     first = max(0, round(alignment.query_start_s * frames_per_s))
     stop = min(query.shape[1], round(alignment.query_end_s * frames_per_s))
-    starts = np.arange(first, max(first + 1, stop - n + 1), n)
+    starts = np.arange(first, max(first + 1, stop - n + 1), hop)
     starts = starts[starts + n <= query.shape[1]]
     if starts.size > max_chunks:
         starts = starts[np.round(np.linspace(0, starts.size - 1, max_chunks)).astype(int)]

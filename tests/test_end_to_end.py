@@ -90,11 +90,14 @@ def test_an_mp3_copy_is_matched_with_its_offset(shared_catalog, shared_audio, tm
     assert matches[0].track_offset_s == pytest.approx(60.0, abs=1.6)
 
 
-@pytest.mark.parametrize("change", ["aac_96k", "speed_+5%", "speed_-5%"])
+@pytest.mark.parametrize(
+    "change", ["aac_96k", "speed_+5%", "speed_-5%", "tempo_-5%", "pitch_+1st", "noise_snr10"]
+)
 def test_changed_copies_are_matched_at_plausible_offsets(
     shared_catalog, shared_audio, tmp_path, change
 ):
-    """Seeded 12 s excerpts, re-encoded or played 5 % fast or slow, found where they were cut."""
+    """Seeded 12 s excerpts, re-encoded, played 5 % fast or slow, stretched, transposed or under
+    white noise at 10 dB SNR, found where they were cut."""
     engine, _, _, _ = shared_catalog
     names = ids_by_name(engine)
     rng = np.random.default_rng(7)
@@ -109,7 +112,7 @@ def test_changed_copies_are_matched_at_plausible_offsets(
         best = matches[0]
         began_s = best.track_offset_s - best.query_offset_s * best.speed
         assert began_s == pytest.approx(start_s, abs=2.0), (name, change, best)
-        if change.startswith("speed"):
+        if change.startswith(("speed", "tempo")):
             assert abs(best.speed - 1.0) <= 0.06
 
 

@@ -13,7 +13,13 @@ from mirsearch.features import log_mel
 
 CONFIG = FeatureConfig()
 FPS = fingerprint.frames_per_s(CONFIG)
-CHECK = {"frames_per_s": FPS, "chunk_s": 3.0, "max_lag_s": 1.0, "max_chunks": 10}
+CHECK = {
+    "frames_per_s": FPS,
+    "chunk_s": 3.0,
+    "chunk_hop_s": 1.0,
+    "max_lag_s": 1.0,
+    "max_chunks": 10,
+}
 
 
 def melody(seconds: float, *, seed: int) -> np.ndarray:
