@@ -247,11 +247,14 @@ def _best_line(
         weighted = float(support[i]) * (1 - SPEED_PRIOR * abs(speed - 1.0))
         if weighted > best[0]:
             best = (weighted, speed, float(cells[i]))
-    _, speed, offset = best
-    on_line = np.abs(u - speed * t - offset) <= slack
-    times, sims = _per_query_window(t[on_line], s[on_line])
+    _, speed, cell = best
+    on_line = np.abs(u - speed * t - cell) <= slack
+    times, sims, offsets = _per_query_window(t[on_line], s[on_line], (u - speed * t)[on_line])
     if times.size < config.min_windows:
         return None
+    # The cell's centre is only a catalog hop from the truth; the windows' own offsets, each a
+    # hop-quantised guess, agree on it more closely (their median).
+    offset = float(np.median(offsets))
     start = float(times.min())
     return Match(
         track_id=track_id,
@@ -265,13 +268,15 @@ def _best_line(
     )
 
 
-def _per_query_window(t: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each query time once, with its best similarity."""
+def _per_query_window(
+    t: np.ndarray, s: np.ndarray, offset: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each query time once, with its best similarity and that pair's offset."""
     order = np.lexsort((-s, t))
-    t, s = t[order], s[order]
+    t, s, offset = t[order], s[order], offset[order]
     first = np.ones(t.size, dtype=bool)
     first[1:] = t[1:] != t[:-1]
-    return t[first], s[first]
+    return t[first], s[first], offset[first]
 
 
 def find_groups(

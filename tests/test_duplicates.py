@@ -58,6 +58,19 @@ def test_excerpt_is_found_with_its_offsets(catalog):
     assert matches[0].agreement > 0.9
 
 
+@pytest.mark.parametrize("start_s", [0.35, 30.4, 30.75, 61.1])
+def test_an_excerpt_off_the_catalog_grid_is_placed_within_half_a_second(catalog, start_s):
+    """Catalog windows are 1.5 s apart; the agreeing windows place the excerpt closer than that."""
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[5], prints[5], start_s, 8.0)
+    match = find_matches(
+        index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
+    )[0]
+    assert match.track_id == 5
+    began_s = match.track_offset_s - match.query_offset_s * match.speed
+    assert began_s == pytest.approx(start_s, abs=0.5)
+
+
 def test_windows_that_align_but_prints_that_do_not_are_no_duplicate(catalog):
     """Music that sounds alike window by window (same vectors) but is other audio (other print)."""
     index, tracks, prints = catalog
