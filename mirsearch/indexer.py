@@ -211,8 +211,6 @@ class Indexer:
                 session.execute(delete(Track).where(Track.id.in_(gone)))
         return len(gone)
 
-    # -- analysis ---------------------------------------------------------------------------------
-
     # -- committing -------------------------------------------------------------------------------
 
     def _commit(
@@ -231,6 +229,8 @@ class Indexer:
                     index.remove([row.id])
                 if result.error is not None:
                     row.status, row.error, row.n_windows = "failed", result.error, 0
+                    row.duplicate_of, row.duplicate_evidence = None, None
+                    session.execute(delete(TrackPrint).where(TrackPrint.track_id == row.id))
                     counts["failed"] += 1
                     log.warning("failed: %s", result.error)
                     continue

@@ -89,6 +89,24 @@ def test_second_run_changes_nothing_and_changed_files_are_redone(settings, folde
     assert rows(engine)["demo-04.wav"].sha256 != before
 
 
+def test_a_file_that_breaks_on_re_index_keeps_nothing_of_its_old_audio(settings, folder):
+    """Its vectors, print and duplicate flag described audio that is gone: none of them stay."""
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    shutil.copy(folder / "demo-01.flac", folder / "copy.flac")
+    engine.index_paths([folder])
+    copy = rows(engine)["copy.flac"]
+    assert copy.duplicate_of == rows(engine)["demo-01.flac"].id
+    assert copy.id in engine.catalog.prints([copy.id])
+    (folder / "copy.flac").write_bytes(b"not audio any more" * 100)
+    summary = engine.index_paths([folder])
+    broken = rows(engine)["copy.flac"]
+    assert summary.failed == 1 and broken.status == "failed"
+    assert broken.duplicate_of is None and broken.duplicate_evidence is None
+    assert engine.catalog.prints([broken.id]) == {}
+    assert not engine.index().contains(broken.id)
+
+
 def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     engine = Engine(settings)
     engine.index_paths([folder])
