@@ -7,9 +7,10 @@ transform in mirsearch.transforms and are matched against the index. A positive 
 source track is matched; any match of a negative query is a false positive.
 
 `--calibrate` stores the threshold this run calls for (the highest negative or wrong-track score
-plus a margin) in mirsearch/assets/duplicates.json for the model; every run reports figures at the
-stored threshold and, to show how such a threshold holds on unseen music, a two-fold estimate (set
-on half the negative tracks, measured on the other half). Results go to bench/dupes.json.
+raised by a margin) in mirsearch/assets/duplicates.json for the model; every run reports figures
+at the stored threshold and, to show how such a threshold holds on unseen music, a two-fold
+estimate (set on half the negative tracks, measured on the other half). Results go to
+bench/dupes.json.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from mirsearch.transforms import TRANSFORMS
 OUT = Path(__file__).resolve().parent / "dupes.json"
 RECORDS = OUT.with_name("dupes-records.json")  # every query's scores (not committed)
 CLIPS = {"5s": (5.0, 1), "10s": (10.0, 2), "20s": (20.0, 1), "whole": (None, 1)}
-MARGIN = 0.02  # added to the highest negative score when calibrating
+MARGIN_LOGIT = 0.5  # the threshold's odds are 1.65× those of the highest negative score
 
 
 def split_tracks(rows: list[dict], *, seed: int) -> tuple[list[dict], list[dict]]:
@@ -182,10 +183,16 @@ def summarise(result: dict, threshold: float) -> dict:
 
 
 def threshold_from(records: list[dict]) -> float:
-    """The highest score of a negative query or of a wrong track, plus the margin."""
+    """The highest score of a negative query or of a wrong track, raised by the margin.
+
+    The margin is added to the score's logit, so it means the same evidence wherever the highest
+    negative falls (0.02 on the score is a wide margin near 0.99 and a thin one near 0.5).
+    """
     scores = [max(r["true_score"], r["false_score"]) for r in records if not r["positive"]]
     scores += [r["false_score"] for r in records if r["positive"]]
-    return round(max(scores, default=0.0) + MARGIN, 4)
+    highest = float(np.clip(max(scores, default=0.0), 1e-6, 1 - 1e-6))
+    logit = np.log(highest / (1 - highest)) + MARGIN_LOGIT
+    return round(float(1 / (1 + np.exp(-logit))), 4)
 
 
 def cross_validated(records: list[dict]) -> dict:
@@ -211,9 +218,10 @@ def store_threshold(threshold: float, model_hash: str, negative_queries: int) ->
             {
                 "model_sha256": model_hash,
                 "threshold": threshold,
-                "margin": MARGIN,
+                "margin_logit": MARGIN_LOGIT,
                 "calibrated_on": "bench/eval_dupes.py --calibrate: the highest score of a "
-                "negative query or of a wrong track in the evaluation set, plus the margin",
+                "negative query or of a wrong track in the evaluation set, its logit raised by the "
+                "margin",
                 "negative_queries": negative_queries,
             },
             indent=2,
