@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+import av
+import av.filter
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -114,6 +116,66 @@ def test_changed_copies_are_matched_at_plausible_offsets(
         assert began_s == pytest.approx(start_s, abs=2.0), (name, change, best)
         if change.startswith(("speed", "tempo")):
             assert abs(best.speed - 1.0) <= 0.06
+
+
+SEMITONE = 2 ** (1 / 12)
+FFMPEG_CHANGES = {  # FFmpeg's own filters: WSOLA time stretch, transposition by rate, echo
+    "atempo_+5%": [("atempo", "1.05")],
+    "atempo_-5%": [("atempo", "0.95")],
+    "pitch_+1st": [
+        ("asetrate", str(round(16_000 * SEMITONE))),
+        ("aresample", "16000"),
+        ("atempo", f"{1 / SEMITONE:.6f}"),
+    ],
+    "pitch_-1st": [
+        ("asetrate", str(round(16_000 / SEMITONE))),
+        ("aresample", "16000"),
+        ("atempo", f"{SEMITONE:.6f}"),
+    ],
+    "echo": [("aecho", "0.8:0.7:60|120:0.4|0.3")],
+}
+
+
+def ffmpeg_filtered(samples: np.ndarray, chain: list[tuple[str, str]]) -> np.ndarray:
+    """Mono 16 kHz `samples` through a chain of FFmpeg filters."""
+    graph = av.filter.Graph()
+    nodes = [graph.add_abuffer(format="flt", sample_rate=16_000, layout="mono")]
+    nodes += [graph.add(name, args) for name, args in chain] + [graph.add("abuffersink")]
+    for a, b in zip(nodes, nodes[1:], strict=False):
+        a.link_to(b)
+    graph.configure()
+    frame = av.AudioFrame.from_ndarray(
+        samples[None].astype(np.float32), format="flt", layout="mono"
+    )
+    frame.sample_rate = 16_000
+    out = []
+    for pushed in (frame, None):
+        graph.push(pushed)
+        while True:
+            try:
+                out.append(graph.pull().to_ndarray().reshape(-1))
+            except (av.error.BlockingIOError, av.error.EOFError):
+                break
+    return np.concatenate(out)
+
+
+@pytest.mark.parametrize("change", sorted(FFMPEG_CHANGES))
+def test_copies_changed_by_another_tool_are_matched(shared_catalog, shared_audio, tmp_path, change):
+    """The model and the evaluation change tempo and pitch with their own code; a copy made with
+    FFmpeg's filters (another algorithm) is found as well, where it was cut."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    rng = np.random.default_rng(5)
+    for name in ("frozen__frozen-mainzik-2p.opus", "xmoto__batcave.mp3"):
+        x = load(shared_audio / name).samples
+        start_s = float(rng.uniform(10, x.size / 16_000 - 30))
+        clip = x[int(start_s * 16_000) : int((start_s + 12) * 16_000)]
+        write(tmp_path / "upload.flac", ffmpeg_filtered(clip, FFMPEG_CHANGES[change]), 16_000)
+        matches = engine.match(tmp_path / "upload.flac")
+        assert matches and matches[0].track_id == names[name], (name, change, matches)
+        best = matches[0]
+        began_s = best.track_offset_s - best.query_offset_s * best.speed
+        assert began_s == pytest.approx(start_s, abs=2.0), (name, change, best)
 
 
 def test_a_clip_flags_no_other_track_of_its_soundtrack(shared_catalog, shared_audio, tmp_path):
