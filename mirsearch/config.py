@@ -87,7 +87,7 @@ class DuplicateConfig:
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...
     verify_max_lag_s: float = 1.0  # ... each free to shift this far from the line (its offset
-    # is only known to within a catalog hop, and vocoder tempo changes drift)
+    # is estimated from windows a catalog hop apart, and vocoder tempo changes drift)
     verify_max_chunks: int = 10  # a longer stretch is checked on this many chunks spread over it
     # score = sigmoid(w_sim · mean similarity + w_win · ln(windows)
     #                 + agreement · (w_agree + w_agree_win · ln(windows)) + bias), windows being
