@@ -248,8 +248,9 @@ def _best_line(
         if weighted > best[0]:
             best = (weighted, speed, float(cells[i]))
     _, speed, cell = best
-    on_line = np.abs(u - speed * t - cell) <= slack
-    times, sims, offsets = _per_query_window(t[on_line], s[on_line], (u - speed * t)[on_line])
+    pair_offsets = u - speed * t
+    on_line = np.abs(pair_offsets - cell) <= slack
+    times, sims, offsets = _per_query_window(t[on_line], s[on_line], pair_offsets[on_line])
     if times.size < config.min_windows:
         return None
     # The cell's centre is only a catalog hop from the truth; the windows' own offsets, each a
