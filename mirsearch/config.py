@@ -26,6 +26,9 @@ class FeatureConfig:
     f_min: float = 30.0  # Hz; below this is rumble
     f_max: float = 8_000.0  # Hz; Nyquist at 16 kHz
     top_db: float = 80.0  # dynamic range kept by the dB conversion
+    mel_scale: str = "htk"  # torchaudio's mel_scale: "htk", or "slaney" (librosa's default)
+    norm: str | None = None  # torchaudio's norm: None (peak 1), or "slaney" (equal area)
+    pad_mode: str = "reflect"  # how the first and last frames are padded ("constant": librosa)
 
     @property
     def frames_per_s(self) -> float:
@@ -34,6 +37,8 @@ class FeatureConfig:
     def band_corners_hz(self) -> np.ndarray:
         """(n_mels + 2,) float64 corner frequencies of the mel triangles (HTK mel scale, as
         torchaudio): band i rises from corner i, peaks at corner i + 1, falls to corner i + 2."""
+        if self.mel_scale != "htk":
+            raise ValueError("band corners are computed for the HTK mel scale only")
         mel_min, mel_max = (2595.0 * np.log10(1.0 + f / 700.0) for f in (self.f_min, self.f_max))
         return 700.0 * (10.0 ** (np.linspace(mel_min, mel_max, self.n_mels + 2) / 2595.0) - 1.0)
 
@@ -69,6 +74,7 @@ class SearchConfig:
     neighbours_per_window: int = 64  # window hits fetched per query window
     rescore_candidates: int = 100  # tracks (at least k) re-scored exactly against their windows
     alignment_weight: float = 0.5  # share of the time-aligned score; the rest is mean-of-max
+    style_weight: float = 0.6  # share of the "sounds alike" vectors' cosine; the rest: windows
     max_query_windows: int = 240  # longer queries are subsampled evenly to this many windows
     min_query_s: float = 3.0  # shorter clips are refused
 

@@ -37,6 +37,9 @@ def _mel_transform(
         f_min=config.f_min,
         f_max=config.f_max,
         power=2.0,
+        mel_scale=config.mel_scale,
+        norm=config.norm,
+        pad_mode=config.pad_mode,
     )
     if frequency_scale != 1.0:
         transform.mel_scale.fb.copy_(moved_filterbank(config, frequency_scale))
@@ -64,6 +67,14 @@ def _to_db() -> torchaudio.transforms.AmplitudeToDB:
     return torchaudio.transforms.AmplitudeToDB(stype="power", top_db=None)
 
 
+def mel_power(
+    waveform: torch.Tensor, config: FeatureConfig, *, frequency_scale: float = 1.0
+) -> torch.Tensor:
+    """Mel power spectrogram: (..., n_samples) float → (..., n_mels, n_frames), centred frames."""
+    with torch.no_grad():
+        return _mel_transform(config, float(frequency_scale))(waveform.float())
+
+
 def log_mel(
     waveform: torch.Tensor, config: FeatureConfig, *, frequency_scale: float = 1.0
 ) -> torch.Tensor:
@@ -75,9 +86,8 @@ def log_mel(
     (`moved_filterbank`): the spectrogram of the signal pitch-shifted by 1 / frequency_scale (up
     to the band edges), which is how a near-duplicate query undoes a suspected pitch change.
     """
-    with torch.no_grad():
-        mel = _mel_transform(config, float(frequency_scale))(waveform.float())
-        return _to_db()(mel).clamp_(min=-config.top_db)
+    mel = mel_power(waveform, config, frequency_scale=frequency_scale)
+    return _to_db()(mel).clamp_(min=-config.top_db)
 
 
 @dataclass(frozen=True)
