@@ -9,7 +9,7 @@ CATALOG ?= $(if $(wildcard $(SHARED)/audio/manifest.tsv),$(SHARED)/audio,$(DEMO)
 MIRSEARCH_HOME ?= var
 export MIRSEARCH_HOME
 
-.PHONY: install index test lint model eval eval-dupes calibrate-dupes bench serve clean
+.PHONY: install index test lint teacher model eval eval-dupes calibrate-dupes bench serve clean
 
 install: $(INSTALLED)
 
@@ -32,17 +32,27 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check mirsearch web tests bench migrations
 	$(BIN)/lint-imports
 
-model: $(INSTALLED)
-	$(BIN)/mirsearch train-default $(SHARED)
+# The musicnn teachers' weights, converted from the musicnn 0.1.0 wheel (pip download, no TensorFlow).
+teacher: $(INSTALLED)
+	$(BIN)/python scripts/convert_musicnn.py --out mirsearch/assets/teachers
 
-# Genre evaluation trains one network for the held-out soundfont (~35 min on 2 cores) and one per
-# CV fold, EVAL_EPOCHS each: well over two hours here with the phase-vocoder training views
-# (`make eval EVAL_FOLDS=5 EVAL_EPOCHS=24` for the full figures, on a bigger machine).
-EVAL_FOLDS ?= 3
+# The shipped model end to end: fetch the training music (Debian packages), train the matching
+# branch, distil the tagging branch from the teachers (their outputs cached in var/teacher_cache).
+MODEL_OPTIONS ?=
+model: $(INSTALLED)
+	$(BIN)/python scripts/fetch_training_music.py --out var/training_music
+	$(BIN)/mirsearch train-default $(SHARED) --music var/training_music $(MODEL_OPTIONS)
+
+# Genre evaluation on ../shared/genres: a head on the shipped network's frozen embedding and the
+# MFCC baseline, grouped CV (EVAL_FOLDS) and the held-out soundfont, in minutes. Add `cnn` to
+# EVAL_METHODS to also train a network per fold (~35 min each on 2 cores, EVAL_EPOCHS epochs).
+EVAL_FOLDS ?= 5
 EVAL_EPOCHS ?= 6
+EVAL_METHODS ?= head,baseline
 GENRE_EVAL := $(BIN)/mirsearch evaluate $(SHARED)/genres/manifest.tsv --epochs $(EVAL_EPOCHS) \
-	--unlabelled $(SHARED)/audio
+	--methods $(EVAL_METHODS) --unlabelled $(SHARED)/audio
 eval: $(INSTALLED)
+	$(BIN)/python bench/eval_tags.py $(SHARED)/audio
 	$(BIN)/python bench/eval_retrieval.py $(SHARED)/audio
 	$(GENRE_EVAL) --folds 0 --heldout soundfont=TimGM6mb.sf2 --out-dir bench/heldout
 	$(GENRE_EVAL) --folds $(EVAL_FOLDS) --out-dir bench

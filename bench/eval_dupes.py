@@ -250,7 +250,7 @@ def main() -> None:
 
         threshold = threshold_from(result["records"])
         negatives = sum(not r["positive"] for r in result["records"])
-        store_threshold(threshold, Embedder().model_hash, negatives)
+        store_threshold(threshold, Embedder().matching_hash, negatives)
         print(f"stored threshold {threshold}", file=sys.stderr)
     report = (
         summarise(result, threshold)

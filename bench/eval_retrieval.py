@@ -3,7 +3,9 @@
 Indexes the folder into a temporary home with the real indexer, then measures:
 - rank-1 accuracy of 10 s clips cut at seeded random offsets, as they are and re-encoded to MP3;
 - precision@5 of "same source package" for whole tracks (the manifest's `package`, a proxy for
-  sounding alike), for our embeddings (`similar`) and for an MFCC-statistics baseline, same run.
+  sounding alike), for our embeddings (`similar`) and for an MFCC-statistics baseline, same run;
+- for each of the manifest's `pair_group`s (two versions of one piece), whether one partner is
+  in the other's top 5 `similar`.
 Prints a JSON object and writes it to bench/retrieval.json.
 """
 
@@ -89,6 +91,22 @@ def precision_at_5(engine: Engine, manifest: dict[str, dict], ids: dict[str, int
     }
 
 
+def pair_groups(engine: Engine, manifest: dict[str, dict], ids: dict[str, int]) -> dict:
+    """Per pair group: is either version in the other's top 5 `similar`?"""
+    groups: dict[str, list[int]] = {}
+    for name, row in manifest.items():
+        if row.get("pair_group") and name in ids:
+            groups.setdefault(row["pair_group"], []).append(ids[name])
+    found = {}
+    for group, members in sorted(groups.items()):
+        a, b = members[:2]
+        found[group] = any(
+            other in [r.track_id for r in engine.similar(one, k=5)]
+            for one, other in ((a, b), (b, a))
+        )
+    return {"found": sum(found.values()), "groups": len(found), "per_group": found}
+
+
 def run(audio_dir: Path, *, clips_per_track: int = 3, seed: int = 0) -> dict:
     manifest = read_manifest(audio_dir)
     with tempfile.TemporaryDirectory() as home:
@@ -112,6 +130,7 @@ def run(audio_dir: Path, *, clips_per_track: int = 3, seed: int = 0) -> dict:
             "index": summary.to_dict() | {"seconds": round(index_s, 2)},
             "clip_rank1_10s": clips,
             "precision_at_5_same_package": precision_at_5(engine, manifest, ids),
+            "pair_groups_in_top5": pair_groups(engine, manifest, ids),
         }
 
 

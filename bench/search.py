@@ -106,15 +106,19 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
     probe = np.concatenate(queries)[:200]
 
     def rank_all() -> np.ndarray:
-        return np.array([[h.track_id for h in rank(index, q, offsets_s, k=10)] for q in queries])
+        return np.array(
+            [[h.track_id for h in rank(index, q, offsets_s, q.mean(axis=0), k=10)] for q in queries]
+        )
 
     def rank_one(i: int) -> list:
-        return rank(index, queries[i], offsets_s, k=10)
+        return rank(index, queries[i], offsets_s, queries[i].mean(axis=0), k=10)
 
     genre = set(rng.choice(np.arange(1, n_tracks + 1), n_tracks // 10, replace=False).tolist())
 
     def rank_filtered(i: int) -> list:  # a genre filter allowing a tenth of the catalog
-        return rank(index, queries[i], offsets_s, k=10, allowed_tracks=genre)
+        return rank(
+            index, queries[i], offsets_s, queries[i].mean(axis=0), k=10, allowed_tracks=genre
+        )
 
     n_hypotheses = len(DuplicateConfig().pitch_hypotheses_st)
     hypotheses = [  # what `match` searches: the clip embedded under each pitch hypothesis

@@ -18,6 +18,7 @@ from mirsearch import audio, features
 from mirsearch.config import Settings
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
+from mirsearch.vocabulary import top_tags
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,7 @@ class FileAnalysis:
     info: audio.AudioInfo | None = None
     descriptors: dict | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
+    tags: list[dict] = field(default_factory=list)  # best tags first: {"tag", "score", "kind"}
     vectors: np.ndarray | None = None
     track_vector: np.ndarray | None = None
     fingerprint: np.ndarray | None = None  # the verification print (see fingerprint.py)
@@ -79,6 +81,7 @@ class Analyser:
             info=decoded.info,
             descriptors=descriptors.to_dict(),
             probabilities=probabilities,
+            tags=top_tags(analysis.tag_probabilities, self.embedder.tag_labels),
             vectors=analysis.vectors,
             track_vector=analysis.track_vector,
             fingerprint=analysis.fingerprint,

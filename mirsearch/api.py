@@ -20,6 +20,7 @@ from mirsearch.index import IndexMeta, VectorIndex
 from mirsearch.indexer import Indexer, IndexSummary
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
+from mirsearch.vocabulary import top_tags
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ class MatchResult:
 class Classification:
     genre: str
     probabilities: dict[str, float]
+    tags: list[dict] = field(default_factory=list)  # best first: {"tag", "score", "kind"}
     similar: list[Result] = field(default_factory=list)
     timeline: list[dict] = field(default_factory=list)
 
@@ -68,6 +70,7 @@ class Classification:
         out = {
             "genre": self.genre,
             "probabilities": self.probabilities,
+            "tags": self.tags,
             "similar": [r.to_dict() for r in self.similar],
         }
         if self.timeline:
@@ -158,6 +161,7 @@ class Engine:
             index,
             analysis.vectors,
             analysis.offsets_s,
+            analysis.track_vector,
             k=k,
             allowed_tracks=allowed,
             neighbours=self.settings.search.neighbours_per_window,
@@ -177,7 +181,8 @@ class Engine:
         return self._results(hits)
 
     def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
-        """Genre probabilities of a file and, once a catalog exists, its most similar tracks."""
+        """Genre probabilities and tags of a file and, once a catalog exists, its most similar
+        tracks."""
         analysis = self.analyse_file(path, min_duration_s=1.0)
         labels = self.embedder.labels
         probabilities = {
@@ -199,7 +204,8 @@ class Engine:
                         "probability": round(float(row[best]), 4),
                     }
                 )
-        return Classification(genre, probabilities, similar, windows)
+        tags = top_tags(analysis.tag_probabilities, self.embedder.tag_labels)
+        return Classification(genre, probabilities, tags, similar, windows)
 
     def match_candidates(self, samples: np.ndarray) -> list[Match]:
         """The catalog tracks the signal's windows align with best, verified and scored (not

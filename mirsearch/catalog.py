@@ -73,6 +73,7 @@ class Track(Base):
     tag_genre: Mapped[str | None]  # from the file's tags
     genre: Mapped[str | None] = mapped_column(index=True)  # predicted by the model
     genre_probabilities: Mapped[dict | None]  # {genre: probability}
+    tags: Mapped[list | None]  # the model's best tags: [{"tag", "score", "kind"}], best first
     tempo_bpm: Mapped[float | None]
     key: Mapped[str | None]  # "C major", "A minor"
     loudness_db: Mapped[float | None]

@@ -241,7 +241,7 @@ def dupes(as_json: bool) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line.")
 def classify(files, timeline: bool, similar_k: int, as_json: bool) -> None:
-    """Genre probabilities of each file, and the most similar catalog tracks."""
+    """Genre probabilities and tags of each file, and the most similar catalog tracks."""
     engine = _engine()
 
     def run(path):
@@ -252,6 +252,10 @@ def classify(files, timeline: bool, similar_k: int, as_json: bool) -> None:
         click.echo(
             f"{path}: {payload['genre']}  (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")"
         )
+        if payload["tags"]:
+            click.echo(
+                "  tags: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in payload["tags"])
+            )
         for w in payload.get("timeline", []):
             click.echo(f"  {w['offset_s']:7.1f}s {w['genre']} {w['probability']:.2f}")
         for r in payload["similar"]:
@@ -417,6 +421,12 @@ def _unlabelled(folder: Path | None) -> list[Path]:
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @_train_options
 @click.option(
+    "--head",
+    is_flag=True,
+    help="Train only a genre head on the shipped network's frozen embedding (seconds, not "
+    "hours): the checkpoint keeps the shipped vectors, tags and near-duplicate matching.",
+)
+@click.option(
     "--out",
     type=PATHS,
     default=Path("var/models/genre_cnn.pt"),
@@ -426,14 +436,21 @@ def _unlabelled(folder: Path | None) -> list[Path]:
 @click.option(
     "--log-dir", type=PATHS, default=Path("runs/train"), show_default=True, help="TensorBoard logs."
 )
-def train(data: Path, out: Path, log_dir: Path, unlabelled, **options) -> None:
+def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **options) -> None:
     """Train a genre network on DATA: a folder per genre, or a TSV with path and class columns."""
-    from mirsearch.datasets import read_dataset
+    from mirsearch.datasets import decode_all, read_dataset
+    from mirsearch.heads import train_head
     from mirsearch.training import train as run_training
 
     try:
+        clips = read_dataset(data)
+        if head:
+            signals = decode_all([c.path for c in clips], sample_rate=_settings().audio.sample_rate)
+            path, accuracy = train_head(clips, signals, out=out, base=_settings().model_path)
+            click.echo(f"training accuracy {accuracy:.3f}; checkpoint: {path}")
+            return
         result = run_training(
-            read_dataset(data),
+            clips,
             _train_config(options),
             out=out,
             unlabelled_paths=_unlabelled(unlabelled),
@@ -450,14 +467,52 @@ def train(data: Path, out: Path, log_dir: Path, unlabelled, **options) -> None:
 @main.command("train-default")
 @click.argument("shared", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=PATHS, default=None, help="Default: the packaged checkpoint.")
-def train_default(shared: Path, out: Path | None) -> None:
-    """Retrain the shipped model from ../shared (genres labelled, part of audio unlabelled)."""
-    from mirsearch.nn import default_checkpoint_path
+@click.option(
+    "--music",
+    type=PATHS,
+    default=Path("var/training_music"),
+    show_default=True,
+    help="Fetched training music (scripts/fetch_training_music.py) for the distillation.",
+)
+@click.option(
+    "--matcher",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Reuse this checkpoint's matching branch instead of training one (stage 1).",
+)
+@click.option(
+    "--cache",
+    type=PATHS,
+    default=Path("var/teacher_cache"),
+    show_default=True,
+    help="Where the teachers' outputs are cached between runs.",
+)
+def train_default(
+    shared: Path, out: Path | None, music: Path, matcher: Path | None, cache: Path
+) -> None:
+    """Retrain the shipped model: the matching branch on ../shared (stage 1, ~45 min), then the
+    tagging branch distilled from the musicnn teachers on real music (stage 2)."""
+    from mirsearch.distillation import default_training_files, distill
+    from mirsearch.nn import default_checkpoint_path, load_checkpoint
     from mirsearch.training import train_default_model
 
     out = out or default_checkpoint_path()
-    result = train_default_model(shared, out)
-    click.echo(f"validation accuracy {result.val_accuracy:.3f}; checkpoint: {out}")
+    try:
+        if matcher is None:
+            matcher = out.with_name("matcher.pt")
+            result = train_default_model(shared, matcher)
+            click.echo(f"matching branch: validation accuracy {result.val_accuracy:.3f}")
+        history = distill(
+            default_training_files(shared, music),
+            load_checkpoint(matcher),
+            out=out,
+            cache_dir=cache,
+        )
+    except MirsearchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    best = min(history, key=lambda row: row["val_loss"])
+    click.echo(f"tagging branch: best epoch {best['epoch']} (val loss {best['val_loss']:.4f})")
+    click.echo(f"checkpoint: {out}")
 
 
 @main.command()
@@ -475,6 +530,13 @@ def train_default(shared: Path, out: Path | None) -> None:
     metavar="COLUMN=VALUE",
     help="Also test on the manifest rows with COLUMN=VALUE, trained on the rest.",
 )
+@click.option(
+    "--methods",
+    default="cnn,head,baseline",
+    show_default=True,
+    help="Comma-separated: cnn (a network trained per fold), head (a head on the shipped "
+    "frozen embedding), baseline (MFCC statistics + logistic regression).",
+)
 @_train_options
 @click.option(
     "--out-dir",
@@ -485,9 +547,17 @@ def train_default(shared: Path, out: Path | None) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def evaluate(
-    data: Path, folds: int, heldout: str | None, out_dir: Path, as_json: bool, unlabelled, **options
+    data: Path,
+    folds: int,
+    heldout: str | None,
+    methods: str,
+    out_dir: Path,
+    as_json: bool,
+    unlabelled,
+    **options,
 ) -> None:
-    """Cross-validate the genre network and an MFCC baseline on the same grouped folds."""
+    """Cross-validate genre classifiers (a trained network, a head on the shipped embedding, an
+    MFCC baseline) on the same grouped folds."""
     from mirsearch.datasets import read_dataset
     from mirsearch.evaluation import evaluate as run_evaluation
 
@@ -505,6 +575,7 @@ def evaluate(
             unlabelled_paths=_unlabelled(unlabelled),
             heldout=split,
             out_dir=out_dir,
+            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         )
     except MirsearchError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -517,10 +588,10 @@ def evaluate(
         )
     if "heldout" in report:
         h = report["heldout"]
-        click.echo(
-            f"held out {h['column']}={h['value']}: cnn {h['cnn']['accuracy']:.3f}, "
-            f"baseline {h['baseline']['accuracy']:.3f}"
+        accuracies = ", ".join(
+            f"{m} {h[m]['accuracy']:.3f}" for m in h if m not in ("column", "value")
         )
+        click.echo(f"held out {h['column']}={h['value']}: {accuracies}")
 
 
 @main.group()

@@ -1,4 +1,12 @@
-"""Embedder: the trained genre network truncated before its head → window and track vectors."""
+"""Embedder: the shipped network truncated before its heads → window and track vectors, tags.
+
+With the shipped student (nn.Student) a signal gives two kinds of vector: matching vectors per
+window (near-duplicates, excerpts lined up in time) and a "sounds alike" track vector, the
+normalised mean of the tagging branch's window embeddings; plus tag probabilities and genre
+probabilities read off the tags (vocabulary.py), or off a user's genre head when the checkpoint
+has one. A plain CNN checkpoint (`mirsearch train` on a user's labels) gives its genres, no tags,
+and the mean of its window vectors as the track vector.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +17,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.fingerprint import make_print
-from mirsearch.nn import load_checkpoint
+from mirsearch.nn import Student, load_checkpoint
+from mirsearch.vocabulary import GENRES, genre_scores
 
 log = logging.getLogger(__name__)
 
@@ -22,11 +32,12 @@ log = logging.getLogger(__name__)
 class Analysis:
     """What the network makes of one signal."""
 
-    vectors: np.ndarray  # (n, D) float32, L2-normalised window embeddings
+    vectors: np.ndarray  # (n, D) float32, L2-normalised matching window embeddings
     offsets_s: np.ndarray  # (n,) float32, where each window starts
-    track_vector: np.ndarray  # (D,) float32, the normalised mean of the windows
-    probabilities: np.ndarray  # (n_classes,) whole-signal genre probabilities (mean of windows)
-    window_probabilities: np.ndarray  # (n, n_classes)
+    track_vector: np.ndarray  # (D,) float32, L2-normalised "sounds alike" vector
+    probabilities: np.ndarray  # (n_genres,) whole-signal genre probabilities
+    window_probabilities: np.ndarray  # (n, n_genres)
+    tag_probabilities: np.ndarray  # (n_tags,) whole-signal tag probabilities (empty: no tags)
     fingerprint: np.ndarray  # (bands, frames) uint8 verification print (see fingerprint.py)
 
 
@@ -50,11 +61,21 @@ class Embedder:
             torch.set_num_threads(threads)
         self.config = config
         self.model = checkpoint.model
-        self.labels = checkpoint.labels
         self.model_hash = checkpoint.sha256
+        # The near-duplicate threshold belongs to the matching vectors: a student keeps the
+        # calibration of the checkpoint its matching branch was copied from.
+        self.matching_hash = checkpoint.metadata.get("matcher_sha256", checkpoint.sha256)
         self.metadata = checkpoint.metadata
         self.feature_config: FeatureConfig = checkpoint.feature_config
         self.dim = self.model.embedding_dim
+        self.is_student = isinstance(self.model, Student)
+        self.tag_labels: list[str] = checkpoint.labels if self.is_student else []
+        if not self.is_student:
+            self.labels = checkpoint.labels
+        elif self.model.genre_head is not None:
+            self.labels = list(checkpoint.metadata["genre_labels"])
+        else:
+            self.labels = list(GENRES)
         self._lock = threading.Lock()  # BatchNorm/GRU modules are not re-entrant across threads
 
     @property
@@ -67,28 +88,46 @@ class Embedder:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
         A signal shorter than one window is zero-padded to one window. `frequency_scale` ≠ 1
-        embeds the signal as if pitch-shifted by its inverse (see features.log_mel).
+        embeds the signal as if pitch-shifted by its inverse (see features.log_mel); only the
+        matching vectors and the print are computed then (what near-duplicate checks read).
         """
         hop_s = self.config.hop_s if hop_s is None else hop_s
         window_n = int(self.config.window_s * self.sample_rate)
         x = np.asarray(samples, dtype=np.float32)
         if x.size < window_n:
             x = np.pad(x, (0, window_n - x.size))
+        window_s = self.config.window_s
         with self._lock, torch.inference_mode():
             mel_db = self.model.front_end(torch.from_numpy(x), frequency_scale=frequency_scale)
-            vectors, offsets = self.model.embed_windows(
-                mel_db, window_s=self.config.window_s, hop_s=hop_s
-            )
-            window_probabilities = torch.softmax(self.model.head(vectors), dim=-1)
-        vectors_np = vectors.numpy().astype(np.float32)
-        mean = vectors_np.mean(axis=0)
-        track_vector = (mean / (np.linalg.norm(mean) + 1e-12)).astype(np.float32)
-        window_p = window_probabilities.numpy().astype(np.float32)
+            vectors, offsets = self.model.embed_windows(mel_db, window_s=window_s, hop_s=hop_s)
+            if not self.is_student:
+                track = vectors.mean(dim=0)
+                genre_p = torch.softmax(self.model.head(vectors), dim=-1).numpy()
+                tags = np.zeros(0, np.float32)
+            elif frequency_scale != 1.0:
+                track = torch.zeros(self.dim)
+                genre_p = np.zeros((len(vectors), len(self.labels)), np.float32)
+                tags = np.zeros(len(self.tag_labels), np.float32)
+            else:
+                z, _ = self.model.tag_windows(mel_db, window_s=window_s, hop_s=hop_s)
+                track = F.normalize(z, dim=-1).mean(dim=0)
+                window_tags = torch.sigmoid(self.model.tag_head(z)).numpy()
+                tags = window_tags.mean(axis=0)
+                if self.model.genre_head is not None:
+                    genre_p = torch.softmax(self.model.genre_head(z), dim=-1).numpy()
+                else:
+                    genre_p = genre_scores(window_tags, self.tag_labels)
+        track_vector = F.normalize(track.float(), dim=0).numpy().astype(np.float32)
+        window_p = np.asarray(genre_p, dtype=np.float32)
+        probabilities = window_p.mean(axis=0) if len(window_p) else window_p
+        if self.is_student and self.model.genre_head is None and tags.size and tags.any():
+            probabilities = genre_scores(tags, self.tag_labels).astype(np.float32)
         return Analysis(
-            vectors=vectors_np,
+            vectors=vectors.numpy().astype(np.float32),
             offsets_s=offsets.numpy().astype(np.float32),
             track_vector=track_vector,
-            probabilities=window_p.mean(axis=0),
+            probabilities=probabilities,
             window_probabilities=window_p,
+            tag_probabilities=np.asarray(tags, dtype=np.float32),
             fingerprint=make_print(mel_db.numpy(), self.feature_config),
         )

@@ -1,4 +1,6 @@
-"""Genre evaluation: grouped stratified k-fold CV and a held-out split, CNN beside MFCC baseline."""
+"""Genre evaluation: grouped stratified k-fold CV and a held-out split, on the same folds:
+a network trained on the labels (`cnn`), a head on the shipped network's frozen embedding
+(`head`, heads.py) and the MFCC-statistics baseline (`baseline`)."""
 
 from __future__ import annotations
 
@@ -16,11 +18,16 @@ from sklearn.preprocessing import StandardScaler
 
 from mirsearch.config import FeatureConfig
 from mirsearch.datasets import LabelledClip, decode_all, grouped_split
+from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
 from mirsearch.features import mfcc_stats
+from mirsearch.heads import embed_clips, fit_head
+from mirsearch.heads import predict as head_predict
 from mirsearch.training import TrainConfig, Trainer, confusion_figure
 
 log = logging.getLogger(__name__)
+
+METHODS = ("cnn", "head", "baseline")
 
 
 def scores(targets: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
@@ -63,9 +70,9 @@ def _fit_and_predict(
     return trainer.predict([signals[i] for i in test_idx]).argmax(1)
 
 
-def _summary(folds: list[dict]) -> dict:
+def _summary(folds: list[dict], methods) -> dict:
     out = {}
-    for method in ("cnn", "baseline"):
+    for method in methods:
         out[method] = {
             metric: {
                 "mean": float(np.mean([f[method][metric] for f in folds])),
@@ -84,8 +91,9 @@ def evaluate(
     unlabelled_paths: list[Path] = (),
     heldout: tuple[str, str] | None = None,
     out_dir: Path | None = None,
+    methods: tuple[str, ...] = METHODS,
 ) -> dict:
-    """Grouped stratified k-fold CV of the CNN and the baseline on the same folds.
+    """Grouped stratified k-fold CV of `methods` (see METHODS) on the same folds.
 
     `heldout` = (manifest column, value): also train on the rows without that value and test on
     those with it (e.g. ("soundfont", "TimGM6mb.sf2"), the honest unseen-timbre split).
@@ -98,6 +106,9 @@ def evaluate(
         raise MirsearchError("cross-validation needs 2 folds or more (0: the held-out split alone)")
     if folds == 0 and heldout is None:
         raise MirsearchError("with no cross-validation folds, give a held-out split")
+    unknown = set(methods) - set(METHODS)
+    if unknown or not methods:
+        raise MirsearchError(f"unknown methods {sorted(unknown)}; use some of {', '.join(METHODS)}")
     sr = FeatureConfig().sample_rate
     signals = decode_all([c.path for c in clips], sample_rate=sr)
     unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
@@ -111,60 +122,58 @@ def evaluate(
         if folds
         else ()
     )
+    embedded = embed_clips(Embedder(), signals) if "head" in methods else None
+
+    def predictions(train_idx, test_idx, seed: int) -> dict[str, np.ndarray]:
+        out = {}
+        if "cnn" in methods:
+            out["cnn"] = _fit_and_predict(
+                replace(config, seed=seed),
+                labels,
+                clips,
+                signals,
+                targets,
+                train_idx,
+                test_idx,
+                unlabelled,
+            )
+        if "head" in methods:
+            head = fit_head(embedded[train_idx], targets[train_idx], len(labels))
+            out["head"] = head_predict(head, embedded[test_idx])
+        if "baseline" in methods:
+            out["baseline"] = baseline_predict(
+                [signals[i] for i in train_idx],
+                targets[train_idx],
+                [signals[i] for i in test_idx],
+                sample_rate=sr,
+            )
+        return out
+
+    shown = methods[0]  # the per-class figures and the confusion matrix describe this method
     for k, (train_idx, test_idx) in enumerate(splits):
         assert not set(groups[train_idx]) & set(groups[test_idx])
-        cnn = _fit_and_predict(
-            replace(config, seed=config.seed + k),
-            labels,
-            clips,
-            signals,
-            targets,
-            train_idx,
-            test_idx,
-            unlabelled,
-        )
-        base = baseline_predict(
-            [signals[i] for i in train_idx],
-            targets[train_idx],
-            [signals[i] for i in test_idx],
-            sample_rate=sr,
-        )
+        predicted = predictions(train_idx, test_idx, config.seed + k)
         fold_results.append(
-            {
-                "fold": k + 1,
-                "cnn": scores(targets[test_idx], cnn),
-                "baseline": scores(targets[test_idx], base),
-            }
+            {"fold": k + 1} | {m: scores(targets[test_idx], p) for m, p in predicted.items()}
         )
         all_true += list(targets[test_idx])
-        all_pred += list(cnn)
+        all_pred += list(predicted[shown])
         log.info("fold %d: %s", k + 1, fold_results[-1])
     report = {"labels": labels, "folds": fold_results}
     if fold_results:
-        report["cv"] = _summary(fold_results)
+        report["cv"] = _summary(fold_results, methods)
     if heldout is not None:
         column, value = heldout
         test_idx = np.array([i for i, c in enumerate(clips) if c.extra.get(column) == value])
         train_idx = np.array([i for i, c in enumerate(clips) if c.extra.get(column) != value])
         if test_idx.size == 0:
             raise MirsearchError(f"no clip has {column} = {value!r}")
-        cnn = _fit_and_predict(
-            config, labels, clips, signals, targets, train_idx, test_idx, unlabelled
-        )
-        base = baseline_predict(
-            [signals[i] for i in train_idx],
-            targets[train_idx],
-            [signals[i] for i in test_idx],
-            sample_rate=sr,
-        )
-        report["heldout"] = {
-            "column": column,
-            "value": value,
-            "cnn": scores(targets[test_idx], cnn),
-            "baseline": scores(targets[test_idx], base),
+        predicted = predictions(train_idx, test_idx, config.seed)
+        report["heldout"] = {"column": column, "value": value} | {
+            m: scores(targets[test_idx], p) for m, p in predicted.items()
         }
-        if not fold_results:  # the per-class figures and confusion matrix describe this split
-            all_true, all_pred = list(targets[test_idx]), list(cnn)
+        if not fold_results:
+            all_true, all_pred = list(targets[test_idx]), list(predicted[shown])
     report["per_class"] = _per_class(np.array(all_true), np.array(all_pred), labels)
     if out_dir is not None:
         _write_report(report, np.array(all_true), np.array(all_pred), labels, Path(out_dir))

@@ -142,7 +142,7 @@ class Indexer:
             feature_config=embedder.feature_config,
             hop_s=self.settings.embedding.hop_s,
             match_threshold=calibrated_threshold(
-                embedder.model_hash, config=self.settings.duplicates
+                embedder.matching_hash, config=self.settings.duplicates
             ),
         )
         return embedder.model_hash, meta
@@ -299,6 +299,7 @@ def _fill_analysis_fields(row: Track, result: FileAnalysis, model_hash: str) -> 
     row.tag_genre = info.tags.get("genre")
     row.genre = max(result.probabilities, key=result.probabilities.get)
     row.genre_probabilities = {k: round(v, 4) for k, v in result.probabilities.items()}
+    row.tags = result.tags
     row.tempo_bpm, row.key = descriptors["tempo_bpm"], descriptors["key"]
     row.loudness_db, row.descriptors = descriptors["loudness_db"], descriptors
     row.status, row.error = "indexed", None

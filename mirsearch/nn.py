@@ -92,17 +92,25 @@ class GenreNet(nn.Module):
         The feature map is computed once; window k pools the columns from round(k·hop) on.
         """
         h = self.feature_map(mel_db.unsqueeze(0))[0]  # (C, T')
-        seconds_per_column = self.TIME_STRIDE / self.feature_config.frames_per_s
-        width = self.window_columns(window_s)
-        step = max(1, round(hop_s / seconds_per_column))
-        starts = torch.arange(0, max(1, h.shape[-1] - width + 1), step)
-        windows = h.unfold(-1, width, step).permute(1, 0, 2)  # (n, C, width)
-        offsets_s = starts[: windows.shape[0]].float() * seconds_per_column
+        windows, offsets_s = window_columns_of(
+            h,
+            self.window_columns(window_s),
+            hop_s,
+            self.TIME_STRIDE / self.feature_config.frames_per_s,
+        )
         return self.embed_map(windows), offsets_s
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, n_samples) waveform windows → (B, n_classes) genre logits."""
         return self.head(self.embed_map(self.feature_map(self.front_end(waveform))))
+
+
+def window_columns_of(h: torch.Tensor, width: int, hop_s: float, seconds_per_column: float):
+    """(C, T') feature map → (n, C, width) windows `hop_s` apart, and their starts in seconds."""
+    step = max(1, round(hop_s / seconds_per_column))
+    starts = torch.arange(0, max(1, h.shape[-1] - width + 1), step)
+    windows = h.unfold(-1, width, step).permute(1, 0, 2)
+    return windows, starts[: windows.shape[0]].float() * seconds_per_column
 
 
 class CNN(GenreNet):
@@ -201,10 +209,110 @@ class VGG(GenreNet):
         )
 
 
-ARCHITECTURES: dict[str, type[GenreNet]] = {"cnn": CNN, "crnn": CRNN, "vgg": VGG}
+class Student(nn.Module):
+    """The shipped network: a matching branch and a tagging branch over one log-mel.
+
+    - `matcher`, a lean CNN trained for invariance (training.py): its window vectors find
+      near-duplicates and line excerpts up in time.
+    - the tagging branch, distilled from the musicnn teachers (distillation.py): it starts from
+      the matcher's first three layers (its stem, shared and frozen: computed once for both
+      branches) and goes on with wider layers of its own to a window embedding (the "sounds
+      alike" vector) that feeds the teachers' tags (`tag_head`), a regression of their
+      penultimate embeddings (`teacher_head`, training only) and optionally a user's own
+      genres (`genre_head`, trained on the frozen embedding).
+    """
+
+    TIME_STRIDE = GenreNet.TIME_STRIDE
+    STEM_LAYERS = 3  # the matcher's layers the tagging branch starts from (time stride 4)
+
+    def __init__(
+        self,
+        *,
+        n_tags: int,
+        n_teacher: int = 400,
+        n_genres: int = 0,
+        embedding_dim: int = 128,
+        channels: tuple[int, ...] = (128, 192),
+        folded: int = 256,
+        dropout: float = 0.3,
+        matcher_args: dict,
+        feature_config: dict,
+    ):
+        super().__init__()
+        self.arch_args = {
+            "n_tags": n_tags,
+            "n_teacher": n_teacher,
+            "n_genres": n_genres,
+            "embedding_dim": embedding_dim,
+            "channels": tuple(channels),
+            "folded": folded,
+            "dropout": dropout,
+            "matcher_args": dict(matcher_args),
+            "feature_config": dict(feature_config),
+        }
+        self.matcher = CNN(**matcher_args, feature_config=feature_config)
+        self.feature_config = self.matcher.feature_config
+        self.embedding_dim = self.matcher.embedding_dim
+        stem_channels = self.matcher.layers[self.STEM_LAYERS - 1][0].out_channels
+        c1, c2 = channels
+        self.tag_layers = nn.Sequential(
+            _conv(stem_channels, c1, stride=2),
+            _conv(c1, c1),
+            _conv(c1, c2, stride=2),
+        )
+        bins = -(-self.feature_config.n_mels // 16)  # frequency bins left after four strides
+        self.tag_fold = nn.Sequential(
+            nn.Conv1d(c2 * bins, folded, 1, bias=False), nn.BatchNorm1d(folded), nn.ReLU()
+        )
+        self.tag_project = nn.Sequential(
+            nn.Linear(2 * folded, embedding_dim), nn.BatchNorm1d(embedding_dim)
+        )
+        self.tag_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding_dim, n_tags))
+        self.teacher_head = nn.Linear(embedding_dim, n_teacher)
+        self.genre_head = nn.Linear(embedding_dim, n_genres) if n_genres else None
+
+    def front_end(self, waveform: torch.Tensor, *, frequency_scale: float = 1.0) -> torch.Tensor:
+        return self.matcher.front_end(waveform, frequency_scale=frequency_scale)
+
+    def embed_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
+        """Matching vectors: see GenreNet.embed_windows."""
+        return self.matcher.embed_windows(mel_db, window_s=window_s, hop_s=hop_s)
+
+    # -- tagging branch ---------------------------------------------------------------------
+    def stem(self, mel_db: torch.Tensor) -> torch.Tensor:
+        """(B, n_mels, n_frames) → (B, C, n_mels / 4, n_frames / 4): the matcher's first layers."""
+        x = self.matcher.normalise_level(mel_db).unsqueeze(1)
+        return self.matcher.layers[: self.STEM_LAYERS](x)
+
+    def tag_map(self, stem: torch.Tensor) -> torch.Tensor:
+        """Stem features → (B, folded, n_frames // TIME_STRIDE) tagging features."""
+        return self.tag_fold(self.tag_layers(stem).flatten(1, 2))
+
+    def tag_embedding(self, h: torch.Tensor) -> torch.Tensor:
+        """(B, folded, width) window columns → (B, D) embedding before normalisation."""
+        return self.tag_project(torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=-1))
+
+    def tag_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
+        """One track's (n_mels, n_frames) log-mel → (n, D) tagging embeddings, window starts."""
+        h = self.tag_map(self.stem(mel_db.unsqueeze(0)))[0]
+        windows, offsets_s = window_columns_of(
+            h,
+            self.matcher.window_columns(window_s),
+            hop_s,
+            self.TIME_STRIDE / self.feature_config.frames_per_s,
+        )
+        return self.tag_embedding(windows), offsets_s
 
 
-def build(arch: str, **arch_args) -> GenreNet:
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "cnn": CNN,
+    "crnn": CRNN,
+    "vgg": VGG,
+    "student": Student,
+}
+
+
+def build(arch: str, **arch_args) -> nn.Module:
     if arch not in ARCHITECTURES:
         raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     try:
@@ -217,7 +325,7 @@ def build(arch: str, **arch_args) -> GenreNet:
 class Checkpoint:
     """A loaded checkpoint: the network in eval mode and everything it says about itself."""
 
-    model: GenreNet
+    model: GenreNet | Student
     arch: str
     arch_args: dict
     labels: list[str]
@@ -230,7 +338,7 @@ class Checkpoint:
 def save_checkpoint(
     path: Path,
     *,
-    model: GenreNet,
+    model: nn.Module,
     arch: str,
     arch_args: dict,
     labels: list[str],

@@ -1,10 +1,14 @@
-"""Query by example: rank catalog tracks by how well their windows match a query's, in time.
+"""Query by example: rank catalog tracks by how they sound and how their windows match, in time.
 
 `rank` gathers candidate tracks from each query window's nearest catalog windows and from the
-track-level search of the mean query vector (both filtered inside FAISS), then re-scores every
-candidate exactly: the query×track window similarity matrix is read along each time offset, and
-the best offset's mean similarity (many query windows agreeing on one alignment: an excerpt) is
-blended with the mean over query windows of their best match anywhere (song-to-song likeness).
+track-level search of the query's "sounds alike" vector (both filtered inside FAISS), then
+re-scores every candidate exactly. Two kinds of evidence are blended:
+- style: the cosine of the query's and the track's "sounds alike" vectors (the tagging branch
+  distilled from the musicnn taggers: genre, instruments, mood);
+- the windows: the query×track matching-window similarity matrix is read along each time offset,
+  and the best offset's mean similarity (many query windows agreeing on one alignment: an
+  excerpt, or a remix that keeps the melody) is blended with the mean over query windows of their
+  best match anywhere.
 """
 
 from __future__ import annotations
@@ -45,13 +49,15 @@ def rank(
     index: VectorIndex,
     query_vectors: np.ndarray,
     query_offsets_s: np.ndarray,
+    query_track_vector: np.ndarray,
     *,
     k: int,
     allowed_tracks: Iterable[int] | None = None,
     neighbours: int | None = None,
     config: SearchConfig | None = None,
 ) -> list[Hit]:
-    """The k catalog tracks best matching the query windows (m, D) that start at query_offsets_s.
+    """The k catalog tracks best matching the query windows (m, D) that start at query_offsets_s
+    and its "sounds alike" vector (D,).
 
     With `allowed_tracks`, only those tracks are searched, and exactly min(k, how many of them
     are indexed) hits come back; without, min(k, index.n_tracks). Best first; ties by track id.
@@ -62,14 +68,17 @@ def rank(
     allowed = None if allowed_tracks is None else set(map(int, allowed_tracks))
     if k < 1 or index.n_tracks == 0 or len(queries) == 0 or allowed == set():
         return []
+    style_vector = normalise(np.asarray(query_track_vector, np.float32)[None, :])[0]
     candidates = _candidates(
-        index, queries, k=k, allowed=allowed, neighbours=neighbours, config=config
+        index, queries, style_vector, k=k, allowed=allowed, neighbours=neighbours, config=config
     )
     weight = config.alignment_weight
     hits = []
     for track_id in candidates:
         match = align(queries, offsets_s, index.track_windows(track_id), hop_s=index.meta.hop_s)
-        score = weight * match.aligned + (1.0 - weight) * match.mean_of_max
+        windows = weight * match.aligned + (1.0 - weight) * match.mean_of_max
+        style = float(style_vector @ index.track_vector(track_id))
+        score = config.style_weight * style + (1.0 - config.style_weight) * windows
         hits.append(Hit(int(track_id), float(np.clip(score, -1.0, 1.0)), match.offset_s))
     hits.sort(key=lambda h: (-h.score, h.track_id))
     return hits[:k]
@@ -86,10 +95,11 @@ def similar(
     """More like this: the k tracks most like catalog track `track_id`, never itself."""
     windows = index.track_windows(track_id)
     offsets_s = np.arange(len(windows), dtype=np.float32) * index.meta.hop_s
+    vector = index.track_vector(track_id)
     if allowed_tracks is not None:
         allowed = set(map(int, allowed_tracks)) - {int(track_id)}
-        return rank(index, windows, offsets_s, k=k, allowed_tracks=allowed, config=config)
-    hits = rank(index, windows, offsets_s, k=k + 1, config=config)
+        return rank(index, windows, offsets_s, vector, k=k, allowed_tracks=allowed, config=config)
+    hits = rank(index, windows, offsets_s, vector, k=k + 1, config=config)
     return [h for h in hits if h.track_id != track_id][:k]
 
 
@@ -131,13 +141,14 @@ def align(
 def _candidates(
     index: VectorIndex,
     queries: np.ndarray,
+    style_vector: np.ndarray,
     *,
     k: int,
     allowed: set[int] | None,
     neighbours: int,
     config: SearchConfig,
 ) -> list[int]:
-    """Tracks worth re-scoring: the best by window votes, plus the track-level search's best.
+    """Tracks worth re-scoring: the best by window votes, plus the best "sounds alike" vectors.
 
     The track-level search returns min(its k, allowed tracks) hits, so there are always enough.
     """
@@ -149,9 +160,7 @@ def _candidates(
     np.maximum.at(best, (np.nonzero(found)[0], column), scores[found])
     votes = best.sum(axis=0)
     by_votes = tracks[np.lexsort((tracks, -votes))][:budget].tolist()
-    _, by_vector = index.search_tracks(
-        queries.mean(axis=0), max(k, budget // 4), allowed_tracks=allowed
-    )
+    _, by_vector = index.search_tracks(style_vector, max(k, budget // 4), allowed_tracks=allowed)
     chosen = dict.fromkeys(by_votes)
     chosen.update(dict.fromkeys(t for t in by_vector.tolist() if t >= 0))
     return list(chosen)

@@ -68,9 +68,7 @@ class Musicnn(nn.Module):
         )
         self.timbral_bn = nn.ModuleList(nn.BatchNorm2d(timbral, eps=BN_EPSILON) for _ in range(2))
         self.temporal_kernels = (128, 64, 32)
-        self.temporal = nn.ModuleList(
-            nn.Conv2d(1, temporal, (k, 1)) for k in self.temporal_kernels
-        )
+        self.temporal = nn.ModuleList(nn.Conv2d(1, temporal, (k, 1)) for k in self.temporal_kernels)
         self.temporal_bn = nn.ModuleList(nn.BatchNorm2d(temporal, eps=BN_EPSILON) for _ in range(3))
         front = 2 * timbral + 3 * temporal
         self.mid = nn.ModuleList(nn.Conv1d(c, midend, 7) for c in (front, midend, midend))

@@ -97,7 +97,9 @@ def read_checkpoint(directory: Path) -> dict[str, np.ndarray]:
             entry = dict(_fields(value))
             if entry.get(3, 0) != 0 or 7 in entry:
                 raise ValueError(f"{key!r}: sharded or sliced tensors are not supported")
-            shape = [dict(_fields(dim)).get(1, 0) for n, dim in _fields(entry.get(2, b"")) if n == 2]
+            shape = [
+                dict(_fields(dim)).get(1, 0) for n, dim in _fields(entry.get(2, b"")) if n == 2
+            ]
             start = entry.get(4, 0)
             raw = data[start : start + entry.get(5, 0)]
             tensors[key.decode()] = np.frombuffer(raw, DTYPES[entry.get(1, 1)]).reshape(shape)

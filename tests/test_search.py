@@ -45,7 +45,7 @@ def test_an_excerpt_finds_its_track_and_position(catalog):
     index, tracks = catalog
     rng = np.random.default_rng(1)
     query = noisy(rng, tracks[7][40:60], 0.5)
-    hits = rank(index, query, np.arange(20) * HOP_S, k=5)
+    hits = rank(index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=5)
     assert [type(h) for h in hits] == [Hit] * 5
     assert hits[0].track_id == 7 and hits[0].offset_s == pytest.approx(40 * HOP_S, abs=HOP_S)
     assert hits[0].score > hits[1].score + 0.3
@@ -58,10 +58,12 @@ def test_a_dense_query_between_catalog_windows_lines_up(catalog):
     rng = np.random.default_rng(2)
     start_s = 31 * HOP_S + 0.5  # not on the catalog's window grid
     query = noisy(rng, resample(tracks[23], start_s, 40, 0.5), 0.3)
-    hits = rank(index, query, np.arange(40) * 0.5, k=3)
+    hits = rank(index, query, np.arange(40) * 0.5, query.mean(axis=0), k=3)
     assert hits[0].track_id == 23
     assert hits[0].offset_s == pytest.approx(start_s, abs=0.5)
-    late = rank(index, query, 2.0 + np.arange(40) * 0.5, k=3)  # the clip starts 2 s earlier
+    late = rank(
+        index, query, 2.0 + np.arange(40) * 0.5, query.mean(axis=0), k=3
+    )  # the clip starts 2 s earlier
     assert late[0].track_id == 23
     assert late[0].offset_s == pytest.approx(start_s - 2.0, abs=0.5)
 
@@ -71,20 +73,29 @@ def test_filtered_search_returns_exactly_k_allowed_tracks(catalog):
     rng = np.random.default_rng(3)
     query = noisy(rng, tracks[7][10:30], 0.5)
     allowed = {2, 11, 19, 30, 41, 44, 999}  # 999 is not indexed
-    hits = rank(index, query, np.arange(20) * HOP_S, k=4, allowed_tracks=allowed)
+    hits = rank(
+        index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=4, allowed_tracks=allowed
+    )
     assert len(hits) == 4 and {h.track_id for h in hits} <= allowed - {999}
-    hits = rank(index, query, np.arange(20) * HOP_S, k=10, allowed_tracks=allowed)
+    hits = rank(
+        index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=10, allowed_tracks=allowed
+    )
     assert sorted(h.track_id for h in hits) == [2, 11, 19, 30, 41, 44]
-    assert rank(index, query, np.arange(20) * HOP_S, k=10, allowed_tracks=set()) == []
+    assert (
+        rank(index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=10, allowed_tracks=set())
+        == []
+    )
 
 
 def test_candidates_are_topped_up_when_window_neighbours_run_dry(catalog):
     index, tracks = catalog
     query = tracks[7][10:30]
     config = SearchConfig(rescore_candidates=1)
-    hits = rank(index, query, np.arange(20) * HOP_S, k=30, neighbours=1, config=config)
+    hits = rank(
+        index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=30, neighbours=1, config=config
+    )
     assert len(hits) == 30 and len({h.track_id for h in hits}) == 30 and hits[0].track_id == 7
-    assert len(rank(index, query, np.arange(20) * HOP_S, k=500)) == N_TRACKS + 1
+    assert len(rank(index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=500)) == N_TRACKS + 1
 
 
 def test_similar_excludes_the_track_and_finds_its_relative(catalog):

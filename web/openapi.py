@@ -100,19 +100,31 @@ SPEC = {
         },
         "/api/classify": {
             "post": {
-                "summary": "Genre probabilities of the upload and similar catalog tracks",
+                "summary": "Genre probabilities and tags of the upload, and similar catalog tracks",
                 "requestBody": UPLOAD,
                 "responses": {
                     "200": _json(
                         {
                             "type": "object",
-                            "required": ["query", "genre", "probabilities", "similar"],
+                            "required": ["query", "genre", "probabilities", "tags", "similar"],
                             "properties": {
                                 "query": {"type": "string"},
                                 "genre": {"type": "string"},
                                 "probabilities": {
                                     "type": "object",
                                     "additionalProperties": {"type": "number"},
+                                },
+                                "tags": {
+                                    "type": "array",
+                                    "items": {
+                                        "type": "object",
+                                        "required": ["tag", "score", "kind"],
+                                        "properties": {
+                                            "tag": {"type": "string"},
+                                            "score": {"type": "number"},
+                                            "kind": {"type": "string"},
+                                        },
+                                    },
                                 },
                                 "similar": {"type": "array", "items": _ref("Result")},
                             },

@@ -1,0 +1,32 @@
+"""Track tags: the model's best tags per track (real-music vocabulary of the student network).
+
+Genres predicted by an earlier model (the synthetic-genre network) stay in place until the next
+`mirsearch index`, which re-embeds every track because the model changed; the vector index
+refuses to load with the new model until then, saying so.
+
+Revision ID: 0004
+Revises: 0002
+Create Date: 2026-11-29 10:10:00
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("tracks") as batch:
+        batch.add_column(sa.Column("tags", sa.JSON(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("tracks") as batch:
+        batch.drop_column("tags")
