@@ -99,35 +99,39 @@ class Embedder:
         window_s = self.config.window_s
         with self._lock, torch.inference_mode():
             mel_db = self.model.front_end(torch.from_numpy(x), frequency_scale=frequency_scale)
-            vectors, offsets = self.model.embed_windows(mel_db, window_s=window_s, hop_s=hop_s)
+            if self.is_student and frequency_scale == 1.0:
+                vectors, offsets, z = self.model.both_windows(
+                    mel_db, window_s=window_s, hop_s=hop_s
+                )
+            else:
+                vectors, offsets = self.model.embed_windows(mel_db, window_s=window_s, hop_s=hop_s)
+            n_genres = len(self.labels)
             if not self.is_student:
-                track = vectors.mean(dim=0)
-                genre_p = torch.softmax(self.model.head(vectors), dim=-1).numpy()
-                tags = np.zeros(0, np.float32)
-            elif frequency_scale != 1.0:
+                track = F.normalize(vectors.mean(dim=0), dim=0)
+                window_p = torch.softmax(self.model.head(vectors), dim=-1).numpy()
+                probabilities, tags = window_p.mean(axis=0), np.zeros(0, np.float32)
+            elif frequency_scale != 1.0:  # a pitch hypothesis of a near-duplicate check
                 track = torch.zeros(self.dim)
-                genre_p = np.zeros((len(vectors), len(self.labels)), np.float32)
+                window_p, probabilities = np.zeros((len(vectors), n_genres)), np.zeros(n_genres)
                 tags = np.zeros(len(self.tag_labels), np.float32)
             else:
-                z, _ = self.model.tag_windows(mel_db, window_s=window_s, hop_s=hop_s)
-                track = F.normalize(z, dim=-1).mean(dim=0)
+                track = F.normalize(F.normalize(z, dim=-1).mean(dim=0), dim=0)
                 window_tags = torch.sigmoid(self.model.tag_head(z)).numpy()
                 tags = window_tags.mean(axis=0)
-                if self.model.genre_head is not None:
-                    genre_p = torch.softmax(self.model.genre_head(z), dim=-1).numpy()
-                else:
-                    genre_p = genre_scores(window_tags, self.tag_labels)
-        track_vector = F.normalize(track.float(), dim=0).numpy().astype(np.float32)
-        window_p = np.asarray(genre_p, dtype=np.float32)
-        probabilities = window_p.mean(axis=0) if len(window_p) else window_p
-        if self.is_student and self.model.genre_head is None and tags.size and tags.any():
-            probabilities = genre_scores(tags, self.tag_labels).astype(np.float32)
+                if self.model.genre_head is None:  # genres read off the tags
+                    window_p = genre_scores(window_tags, self.tag_labels)
+                    probabilities = genre_scores(tags, self.tag_labels)
+                else:  # the user's head, on the same normalised vectors it was trained on
+                    head = self.model.genre_head
+                    window_p = torch.softmax(head(F.normalize(z, dim=-1)), dim=-1).numpy()
+                    probabilities = torch.softmax(head(track), dim=-1).numpy()
+        track_vector = track.numpy().astype(np.float32)
         return Analysis(
             vectors=vectors.numpy().astype(np.float32),
             offsets_s=offsets.numpy().astype(np.float32),
             track_vector=track_vector,
-            probabilities=probabilities,
-            window_probabilities=window_p,
+            probabilities=np.asarray(probabilities, dtype=np.float32),
+            window_probabilities=np.asarray(window_p, dtype=np.float32),
             tag_probabilities=np.asarray(tags, dtype=np.float32),
             fingerprint=make_print(mel_db.numpy(), self.feature_config),
         )

@@ -69,10 +69,19 @@ class IndexMeta:
         """What makes an index with meta `self` unusable where `other` is expected."""
         checks = ["format_version", "dim", "metric", "model_hash", "feature_config", "hop_s"]
         return [
-            f"{name} is {getattr(self, name)!r}, expected {getattr(other, name)!r}"
+            _difference(name, getattr(self, name), getattr(other, name))
             for name in checks
             if _plain(getattr(self, name)) != _plain(getattr(other, name))
         ]
+
+
+def _difference(name: str, found, expected) -> str:
+    if name == "model_hash":
+        return (
+            f"it was built by another model ({str(found)[:12]}, this one is {str(expected)[:12]}: "
+            "after an upgrade its vectors, genres and tags are stale and must be re-indexed)"
+        )
+    return f"{name} is {found!r}, expected {expected!r}"
 
 
 META_FIELDS = [f.name for f in dataclasses.fields(IndexMeta)]

@@ -91,7 +91,10 @@ class GenreNet(nn.Module):
 
         The feature map is computed once; window k pools the columns from round(k·hop) on.
         """
-        h = self.feature_map(mel_db.unsqueeze(0))[0]  # (C, T')
+        return self.windows_of_map(self.feature_map(mel_db.unsqueeze(0))[0], window_s, hop_s)
+
+    def windows_of_map(self, h: torch.Tensor, window_s: float, hop_s: float):
+        """(C, T') feature map → (n, D) window embeddings and their starts (s)."""
         windows, offsets_s = window_columns_of(
             h,
             self.window_columns(window_s),
@@ -294,7 +297,18 @@ class Student(nn.Module):
 
     def tag_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
         """One track's (n_mels, n_frames) log-mel → (n, D) tagging embeddings, window starts."""
-        h = self.tag_map(self.stem(mel_db.unsqueeze(0)))[0]
+        return self._tag_windows_of(self.stem(mel_db.unsqueeze(0)), window_s, hop_s)
+
+    def both_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
+        """Matching vectors, their starts and tagging embeddings, the stem computed once."""
+        stem = self.stem(mel_db.unsqueeze(0))
+        h = self.matcher.layers[self.STEM_LAYERS :](stem).mean(dim=2)[0]
+        vectors, offsets_s = self.matcher.windows_of_map(h, window_s, hop_s)
+        z, _ = self._tag_windows_of(stem, window_s, hop_s)
+        return vectors, offsets_s, z
+
+    def _tag_windows_of(self, stem: torch.Tensor, window_s: float, hop_s: float):
+        h = self.tag_map(stem)[0]
         windows, offsets_s = window_columns_of(
             h,
             self.matcher.window_columns(window_s),

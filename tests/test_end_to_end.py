@@ -19,6 +19,7 @@ from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.transforms import TRANSFORMS
+from mirsearch.vocabulary import GENRES
 
 pytestmark = pytest.mark.slow
 
@@ -55,6 +56,26 @@ def test_a_second_run_is_all_unchanged_and_ten_times_faster(shared_catalog, shar
     again = engine.index_paths([shared_audio])
     assert (again.indexed, again.unchanged) == (0, len(manifest))
     assert time.perf_counter() - started < first_s / 10
+
+
+# Tracks whose style the manifest names: the genre (or one of the three best tags) must fit it.
+STYLE_FITS = {
+    "hedgewars__rock.ogg": {"rock", "metal", "punk", "hard rock", "alternative"},
+    "supertux__chipdisko.m4a": {"electronic", "dance", "techno", "electro", "synth"},
+    "warzone2100__track6.mp3": {"electronic", "ambient", "dance", "techno", "synth"},
+    "wesnoth__northerners.m4a": {"classical", "strings", "instrumental", "violin", "new age"},
+}
+
+
+def test_the_catalog_knows_real_music(shared_catalog):
+    """Genres and tags of real recordings, as the catalog stores them after indexing."""
+    engine, *_ = shared_catalog
+    rows = {Path(r.path).name: r for r in engine.catalog.list_tracks(per_page=10_000)[0]}
+    for name, fitting in STYLE_FITS.items():
+        row = rows[name]
+        top = {t["tag"] for t in row.tags[:3]}
+        assert row.genre in fitting or top & fitting, (name, row.genre, top)
+    assert {row.genre for row in rows.values()} <= set(GENRES)
 
 
 def clips(engine: Engine, audio_dir: Path, names: dict[str, int], *, per_track: int, seed: int):

@@ -167,7 +167,9 @@ def test_load_refuses_a_mismatched_or_missing_index(tmp_path):
     other_model = IndexMeta.for_model(
         dim=DIM, model_hash="model-b", feature_config=FeatureConfig(), hop_s=1.5
     )
-    with pytest.raises(IndexMismatchError, match="model_hash is 'model-a', expected 'model-b'"):
+    with pytest.raises(
+        IndexMismatchError, match="built by another model \\(model-a, this one is model-b"
+    ):
         VectorIndex.load(tmp_path, 4, expect=other_model)
     other_dim = IndexMeta.for_model(
         dim=64, model_hash="model-a", feature_config=FeatureConfig(), hop_s=1.5

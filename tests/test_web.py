@@ -105,6 +105,9 @@ def test_classify_gives_probabilities_and_similar_tracks(site, tmp_path):
     assert body["genre"] in body["probabilities"]
     assert sum(body["probabilities"].values()) == pytest.approx(1.0, abs=0.01)
     assert body["similar"]
+    scores = [t["score"] for t in body["tags"]]
+    assert len(body["tags"]) == 10 and scores == sorted(scores, reverse=True)
+    assert {"tag", "score", "kind"} == set(body["tags"][0])
 
 
 def test_catalog_endpoints(site):

@@ -1,0 +1,71 @@
+"""Distillation: the teachers' outputs are cached per file, and the student learns from them."""
+
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from conftest import SR, noise, tone
+
+from mirsearch import distillation
+from mirsearch.config import FeatureConfig
+from mirsearch.distillation import DistillConfig, Distiller, Taught, teach
+from mirsearch.features import log_mel
+from mirsearch.nn import Student
+
+FEATURES = FeatureConfig()
+
+
+def test_teachers_run_once_per_file_and_setting(tmp_path, write_audio, monkeypatch):
+    calls = []
+
+    def fake_tags(samples, *, hop_s):
+        calls.append(hop_s)
+        n = int((samples.size / SR - 3.0) // hop_s) + 1
+        return np.full((n, 100), 0.5, np.float32), np.zeros((n, 400), np.float32)
+
+    monkeypatch.setattr(distillation, "tag_signal", fake_tags)
+    path = write_audio("song.wav", tone(440, 40.0))
+    first = teach(path, tmp_path / "cache", feature_config=FEATURES, hop_s=3.0)
+    again = teach(path, tmp_path / "cache", feature_config=FEATURES, hop_s=3.0)
+    assert calls == [3.0] and len(first.tags) == 13 and np.array_equal(first.tags, again.tags)
+    assert first.mel_db.dtype == np.float16 and first.mel_db.shape[0] == FEATURES.n_mels
+    few = teach(path, tmp_path / "cache", feature_config=FEATURES, hop_s=3.0, max_patches=5)
+    assert len(calls) == 2 and len(few.tags) == 5 and few.patch_hop_s == 9.25
+    write_audio("song.wav", tone(660, 40.0))  # new content: a new cache entry
+    teach(path, tmp_path / "cache", feature_config=FEATURES, hop_s=3.0)
+    assert len(calls) == 3
+
+
+def _taught(seed: int) -> Taught:
+    """A file whose 'teacher' says tag 0 on tones and tag 1 on noise, patch by patch."""
+    rng = np.random.default_rng(seed)
+    kinds = rng.integers(0, 2, 8)
+    pieces = [tone(float(rng.uniform(300, 900)), 3.0) if k == 0 else noise(3.0) for k in kinds]
+    mel = log_mel(torch.from_numpy(np.concatenate(pieces)), FEATURES).numpy().astype(np.float16)
+    tags = np.zeros((8, 4), np.float32)
+    tags[np.arange(8), kinds] = 0.9
+    penultimate = np.zeros((8, 8), np.float32)
+    penultimate[np.arange(8), kinds] = 1.0
+    return Taught(f"file{seed}", mel, tags, penultimate, 3.0)
+
+
+def test_the_student_learns_the_teachers_tags_and_keeps_its_matcher():
+    student = Student(
+        n_tags=4,
+        n_teacher=8,
+        embedding_dim=16,
+        channels=(16, 16),
+        folded=16,
+        matcher_args={"n_classes": 2, "channels": (8, 16, 16, 32), "embedding_dim": 32},
+        feature_config=asdict(FEATURES),
+    )
+    matcher_before = {k: v.clone() for k, v in student.matcher.state_dict().items()}
+    config = DistillConfig(epochs=1, steps_per_epoch=30, batch_size=16, lr=1e-2, threads=1)
+    distiller = Distiller(student, [_taught(s) for s in range(6)], config)
+    before = distiller.validate()["val_tags"]
+    for _ in range(config.steps_per_epoch):
+        distiller.step()
+    after = distiller.validate()["val_tags"]
+    assert after < before - 0.1, (before, after)
+    for key, value in student.matcher.state_dict().items():
+        assert torch.equal(value, matcher_before[key]), key

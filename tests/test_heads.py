@@ -1,0 +1,50 @@
+"""A genre head on the shipped student's frozen embedding: trained, saved, used by classify."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import clicks, noise, tone
+
+from mirsearch.datasets import LabelledClip
+from mirsearch.embeddings import Embedder
+from mirsearch.heads import fit_head, predict, train_head
+from mirsearch.nn import default_checkpoint_path, load_checkpoint
+
+
+def test_fit_head_separates_separable_embeddings():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 16))
+    x = np.concatenate([c + 0.1 * rng.normal(size=(20, 16)) for c in centres]).astype(np.float32)
+    y = np.repeat(np.arange(3), 20)
+    head = fit_head(x, y, 3)
+    assert (predict(head, x) == y).mean() == 1.0
+
+
+def test_a_head_on_the_shipped_embedding_names_a_users_genres(tmp_path):
+    if load_checkpoint().arch != "student":
+        pytest.skip("the shipped checkpoint is not a student network")
+    rng = np.random.default_rng(1)
+    makers = {
+        "drone": lambda i: tone(float(rng.uniform(150, 300)), 8.0),
+        "hiss": lambda i: noise(8.0, seed=i),
+        "beat": lambda i: clicks(float(rng.uniform(90, 150)), 8.0, seed=i),
+    }
+    clips, signals = [], []
+    for label, make in makers.items():
+        for i in range(6):
+            clips.append(LabelledClip(tmp_path / f"{label}{i}.wav", label, f"{label}{i}"))
+            signals.append(make(i))
+    path, accuracy = train_head(clips, signals, out=tmp_path / "head.pt")
+    assert accuracy == 1.0
+    embedder = Embedder(path)
+    shipped = Embedder()
+    assert embedder.labels == ["beat", "drone", "hiss"]
+    x = tone(220.0, 8.0)
+    mine, theirs = embedder.analyse(x), shipped.analyse(x)
+    assert embedder.labels[int(mine.probabilities.argmax())] == "drone"
+    np.testing.assert_array_equal(mine.vectors, theirs.vectors)  # matching is untouched
+    np.testing.assert_array_equal(mine.tag_probabilities, theirs.tag_probabilities)
+    assert embedder.matching_hash == shipped.matching_hash
+    assert default_checkpoint_path().is_file() and torch.is_tensor(
+        load_checkpoint(path).model.genre_head.weight
+    )
