@@ -24,7 +24,7 @@ ASSETS = Path(__file__).resolve().parent / "assets"
 
 
 def default_checkpoint_path() -> Path:
-    return ASSETS / "genre_cnn.pt"
+    return ASSETS / "student.pt"
 
 
 def _conv(c_in: int, c_out: int, *, stride: int = 1, kernel: int = 3) -> nn.Sequential:

@@ -63,7 +63,7 @@ STYLE_FITS = {
     "hedgewars__rock.ogg": {"rock", "metal", "punk", "hard rock", "alternative"},
     "supertux__chipdisko.m4a": {"electronic", "dance", "techno", "electro", "synth"},
     "warzone2100__track6.mp3": {"electronic", "ambient", "dance", "techno", "synth"},
-    "wesnoth__northerners.m4a": {"classical", "strings", "instrumental", "violin", "new age"},
+    "wesnoth__legends_of_the_north.ogg": {"classical", "strings", "instrumental", "violin"},
 }
 
 
