@@ -24,7 +24,7 @@ from mirsearch.config import FeatureConfig, Settings
 from mirsearch.embeddings import Embedder
 from mirsearch.features import describe, log_mel
 from mirsearch.indexer import discover
-from mirsearch.nn import build
+from mirsearch.nn import Student, build
 
 
 def _rate(audio_s: float, wall_s: float) -> float:
@@ -50,15 +50,20 @@ def decoding(files: list[Path]) -> dict:
 
 
 _network = None
+NETWORKS = ("student", "matching_branch", "vgg_reference")
 
 
 def _load_network(name: str) -> None:
-    """Worker initialiser: one torch thread, the shipped CNN or the VGG-style reference."""
+    """Worker initialiser: one torch thread and one of NETWORKS: the shipped student (both
+    branches, as indexing runs it), its matching branch alone (the network shipped before the
+    student) or the VGG-style reference."""
     global _network
     torch.set_num_threads(1)
     shipped = Embedder()
-    if name == "cnn":
+    if name == "student":
         _network = shipped.model
+    elif name == "matching_branch":
+        _network = shipped.model.matcher
     else:
         _network = build(
             "vgg", n_classes=len(shipped.labels), feature_config=asdict(shipped.feature_config)
@@ -69,16 +74,19 @@ def _decode_embed(path: Path) -> float:
     decoded = load(path)
     with torch.inference_mode():
         mel = _network.front_end(torch.from_numpy(decoded.samples))
-        _network.embed_windows(mel, window_s=3.0, hop_s=1.5)
+        if isinstance(_network, Student):
+            _network.both_windows(mel, window_s=3.0, hop_s=1.5)
+        else:
+            _network.embed_windows(mel, window_s=3.0, hop_s=1.5)
     return decoded.info.duration_s
 
 
 def embedding(files: list[Path], *, workers: int = 2) -> dict:
     """Decode + embed (window 3 s, hop 1.5 s): `workers` processes of one thread, as `mirsearch
-    index --workers 2` runs, for the shipped CNN and the VGG-style reference network."""
+    index --workers 2` runs, for each of NETWORKS in turn."""
     largest_first = sorted(files, key=lambda p: -p.stat().st_size)
     out = {}
-    for name in ("cnn", "vgg_reference"):
+    for name in NETWORKS:
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers, initializer=_load_network, initargs=(name,)) as pool:
             pool.map(_decode_embed, largest_first[-workers:])  # warm-up: workers load the model
