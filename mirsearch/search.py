@@ -9,6 +9,8 @@ re-scores every candidate exactly. Two kinds of evidence are blended:
   and the best offset's mean similarity (many query windows agreeing on one alignment: an
   excerpt, or a remix that keeps the melody) is blended with the mean over query windows of their
   best match anywhere.
+A track's score is the blend of both, or the aligned similarity alone where that is higher: a
+clip cut from a catalog track finds that track first however its style vector compares.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def rank(
         match = align(queries, offsets_s, index.track_windows(track_id), hop_s=index.meta.hop_s)
         windows = weight * match.aligned + (1.0 - weight) * match.mean_of_max
         style = float(style_vector @ index.track_vector(track_id))
-        score = config.style_weight * style + (1.0 - config.style_weight) * windows
+        blend = config.style_weight * style + (1.0 - config.style_weight) * windows
+        score = max(blend, match.aligned)  # an excerpt (or a version) lined up in time wins
         hits.append(Hit(int(track_id), float(np.clip(score, -1.0, 1.0)), match.offset_s))
     hits.sort(key=lambda h: (-h.score, h.track_id))
     return hits[:k]
