@@ -1,8 +1,11 @@
-"""The Engine and the public Python API: what they answer, on an empty catalog too."""
+"""The Engine and the public Python API: what they answer, on an empty catalog too, and reloading
+the index while `mirsearch index` commits."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 
 import pytest
 
@@ -10,11 +13,72 @@ from mirsearch.api import Engine
 from mirsearch.audio import load, write
 from mirsearch.demo import write_demo_catalog
 from mirsearch.errors import NotFoundError
+from mirsearch.index import GENERATION_FILE, VectorIndex
+from mirsearch.indexer import Indexer
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=3)
+
+
+def generations_on_disk(settings) -> set[int]:
+    return {
+        int(m.group(2))
+        for p in settings.index_dir.iterdir()
+        if (m := GENERATION_FILE.match(p.name))
+    }
+
+
+def test_a_reload_while_a_commit_prunes_still_loads_a_complete_generation(
+    settings, demo, tmp_path, monkeypatch
+):
+    """A server picks generation g and starts loading it; meanwhile `mirsearch index` commits
+    g + 1 and prunes. The server gets g whole, then moves to g + 1 by itself; g's files go at
+    the next run."""
+    music = tmp_path / "music"
+    music.mkdir()
+    for path in demo[:2]:
+        shutil.copy(path, music)
+    Engine(settings).index_paths([music])
+    before = Engine(settings).catalog.index_state().generation
+    server = Engine(settings)  # a fresh process: its first query loads the index
+    server.embedder  # noqa: B018 (the model is loaded before the race, as a running server's is)
+    loading, go_on = threading.Event(), threading.Event()
+    original = VectorIndex.load.__func__
+
+    def paused_load(cls, directory, generation, **options):
+        if threading.current_thread().name == "server":
+            loading.set()
+            assert go_on.wait(120)
+        return original(cls, directory, generation, **options)
+
+    monkeypatch.setattr(VectorIndex, "load", classmethod(paused_load))
+    answer: dict = {}
+
+    def query():
+        try:
+            answer["index"] = server.index()
+        except Exception as exc:  # what a request would have turned into a 503
+            answer["error"] = exc
+
+    reader = threading.Thread(target=query, name="server")
+    reader.start()
+    try:
+        assert loading.wait(120)
+        shutil.copy(demo[2], music)
+        summary = Indexer(settings).run([music])  # commits while the server is mid-load
+    finally:
+        go_on.set()
+        reader.join(120)
+    assert summary.indexed == 1
+    assert "error" not in answer, answer.get("error")
+    assert answer["index"].n_tracks == 2  # generation `before`, complete
+    after = server.catalog.index_state().generation
+    assert after > before and before in generations_on_disk(settings)
+    assert server.index().n_tracks == 3  # the next query moves on, no restart
+    Indexer(settings).run([music])  # nothing to do, and the older files go
+    assert generations_on_disk(settings) == {after}
 
 
 def test_search_match_and_classify_on_an_empty_catalog(settings, demo):
