@@ -5,12 +5,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import hypothesis
 import numpy as np
 import postgres
 import pytest
 
 from mirsearch.audio import write
 from mirsearch.config import Settings
+
+# Hypothesis draws the same inputs on every run (and keeps no example database that would steer
+# it), so a failure seen once reproduces; tests with their own settings say so too.
+hypothesis.settings.register_profile("mirsearch", derandomize=True, database=None)
+hypothesis.settings.load_profile("mirsearch")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SR = 16_000
