@@ -160,13 +160,14 @@ def test_remembered_prints_ask_for_each_track_once(catalog):
 
 
 def test_the_shipped_calibration_belongs_to_the_shipped_model():
-    """mirsearch/assets/duplicates.json holds the threshold calibrated for one checkpoint: a
-    retrained model must be recalibrated (`make calibrate-dupes`), not fall back to the default
-    threshold with a warning."""
-    from mirsearch.nn import load_checkpoint
+    """mirsearch/assets/duplicates.json holds the threshold calibrated for one matching network
+    (the shipped checkpoint's, or the one a student's matching branch was copied from): a
+    retrained matcher must be recalibrated (`make calibrate-dupes`), not fall back to the
+    default threshold with a warning."""
+    from mirsearch.embeddings import Embedder
 
     calibration = json.loads(CALIBRATION.read_text())
-    shipped = load_checkpoint().sha256
+    shipped = Embedder(None).matching_hash  # what the indexer looks the threshold up by
     assert calibration["model_sha256"] == shipped, (
         "the shipped model was changed without recalibrating the duplicate threshold: "
         "run `make calibrate-dupes`"
