@@ -2,8 +2,9 @@
 
 Each client runs rounds of three requests: a clip search, a clip match (both multipart uploads)
 and a track lookup. Reports latency p50/p95 per endpoint, throughput, every status code and
-connection error, and the server's peak RSS (VmHWM). Used by `make bench` and by
-tests/test_load.py, which asserts zero errors and zero 5xx.
+connection error, answers that name the wrong track (when the clips' sources are given), and the
+server's peak RSS (VmHWM). Used by `make bench` and by tests/test_load.py, which asserts zero
+errors, zero 5xx and zero wrong answers.
 
     python bench/serve.py --home var --clients 50 --rounds 2
 """
@@ -86,16 +87,29 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def drive(port: int, clips: list[Path], track_ids: list[int], *, clients: int, rounds: int):
-    """Every client runs `rounds` of search, match and track lookup; returns the report."""
+def drive(
+    port: int,
+    clips: list[Path],
+    track_ids: list[int],
+    *,
+    clients: int,
+    rounds: int,
+    sources: dict[str, str] | None = None,
+):
+    """Every client runs `rounds` of search, match and track lookup; returns the report.
+
+    `sources` (clip file name → catalog path) makes the first search result and the first
+    match of each clip, and every track lookup, checked for the right track.
+    """
     uploads = [(p.name, p.read_bytes()) for p in clips]
     latencies: dict[str, list[float]] = defaultdict(list)
     statuses: Counter = Counter()
     errors: list[str] = []
     bad_bodies: list[str] = []
+    wrong: list[str] = []
     expected = {"search": "results", "match": "matches", "track": "track_id"}
 
-    def one(endpoint: str, method: str, path: str, upload=None) -> None:
+    def one(endpoint: str, method: str, path: str, upload=None, want=None) -> None:
         started = time.perf_counter()
         try:
             status, body = request(port, method, path, upload)
@@ -106,13 +120,20 @@ def drive(port: int, clips: list[Path], track_ids: list[int], *, clients: int, r
         statuses[status] += 1
         if status != 200 or not isinstance(body, dict) or expected[endpoint] not in body:
             bad_bodies.append(f"{endpoint} {status}: {str(body)[:200]}")
+            return
+        answer = body[expected[endpoint]]
+        got = answer if endpoint == "track" else answer[0]["path"] if answer else None
+        if want is not None and got != want:
+            wrong.append(f"{endpoint} {path} {upload[0] if upload else ''}: {got}, not {want}")
 
     def client(i: int) -> None:
         for r in range(rounds):
             clip = uploads[(i + r) % len(uploads)]
-            one("search", "POST", "/api/search?k=5", clip)
-            one("match", "POST", "/api/match", clip)
-            one("track", "GET", f"/api/tracks/{track_ids[(i + r) % len(track_ids)]}")
+            source = (sources or {}).get(clip[0])
+            one("search", "POST", "/api/search?k=5", clip, source)
+            one("match", "POST", "/api/match", clip, source)
+            track_id = track_ids[(i + r) % len(track_ids)]
+            one("track", "GET", f"/api/tracks/{track_id}", want=track_id)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(clients) as pool:
@@ -128,6 +149,8 @@ def drive(port: int, clips: list[Path], track_ids: list[int], *, clients: int, r
         "server_errors": sum(v for k, v in statuses.items() if k >= 500),
         "connection_errors": errors[:20],
         "unexpected_responses": bad_bodies[:20],
+        "wrong_answers": len(wrong),
+        "wrong_answer_examples": wrong[:20],
         **{
             endpoint: {
                 "p50_ms": round(float(np.percentile(ms, 50)), 1),
@@ -138,14 +161,21 @@ def drive(port: int, clips: list[Path], track_ids: list[int], *, clients: int, r
     }
 
 
-def run(home: Path, clips: list[Path], *, clients: int = 50, rounds: int = 2) -> dict:
+def run(
+    home: Path,
+    clips: list[Path],
+    *,
+    clients: int = 50,
+    rounds: int = 2,
+    sources: dict[str, str] | None = None,
+) -> dict:
     """Start the server on `home`, drive it, stop it; the report with the server's peak RSS."""
     port = free_port()
     server = start_server(home, port)
     try:
         _, listing = request(port, "GET", "/api/tracks?per_page=100")
         track_ids = [t["track_id"] for t in listing["tracks"]]
-        report = drive(port, clips, track_ids, clients=clients, rounds=rounds)
+        report = drive(port, clips, track_ids, clients=clients, rounds=rounds, sources=sources)
         report["server_peak_rss_mb"] = peak_rss_mb(server.pid)
         return report
     finally:

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 __all__ = ["classify", "default_engine", "index_paths", "match", "search", "similar"]
 
+# Importing a submodule binds it to its name in this package: the Engine's first use of the
+# module mirsearch.search would replace the function `search` below. Loaded first, it doesn't.
+from mirsearch import search as _search_module  # noqa: E402, F401
+
 
 @cache
 def default_engine() -> Engine:

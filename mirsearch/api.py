@@ -16,7 +16,7 @@ from mirsearch.config import Settings
 from mirsearch.duplicates import Match, best_per_track, candidates, find_groups, remembered
 from mirsearch.embeddings import Analysis, Embedder
 from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
-from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.index import IndexMeta, VectorIndex, reading
 from mirsearch.indexer import Indexer, IndexSummary
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
@@ -99,16 +99,25 @@ class Engine:
             return self._embedder
 
     def index(self) -> VectorIndex | None:
-        """The vector index at the catalog's current generation (reloaded when it moves on)."""
+        """The vector index at the catalog's current generation (reloaded when it moves on).
+
+        A reload reads the generation's number again and loads it while holding off pruning
+        (`reading`): `mirsearch index` may commit newer generations meanwhile, but cannot delete
+        this one, complete since the catalog named it, before it is in memory.
+        """
         state = self.catalog.index_state()
         with self._lock:
             if state.generation == 0:
                 return None
-            if self._index is None or state.generation != self._generation:
+            if self._index is not None and state.generation == self._generation:
+                return self._index
+            expect = self._expected_meta()
+            with reading(self.settings.index_dir):
+                state = self.catalog.index_state()
                 self._index = VectorIndex.load(
                     self.settings.index_dir,
                     state.generation,
-                    expect=self._expected_meta(),
+                    expect=expect,
                     config=self.settings.index,
                 )
                 self._generation = state.generation

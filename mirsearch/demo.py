@@ -53,10 +53,19 @@ def render(piece: Piece, *, sample_rate: int = 22_050) -> np.ndarray:
         for beat in range(8):
             onset = bar_start + beat * beat_s / 2
             note = 72 + piece.tonic + scale[rng.integers(0, 7)]
-            out += 0.1 * _note(t, onset, beat_s / 2, _hz(note), harmonics)
+            near = _around(onset, beat_s / 2, sample_rate, n)
+            out[near] += 0.1 * _note(t[near], onset, beat_s / 2, _hz(note), harmonics)
     for onset in np.arange(0, piece.duration_s, beat_s):
-        out += _drum(t, onset, rng, kick=int(onset / beat_s) % 2 == 0)
+        near = _around(onset, 0.2, sample_rate, n)
+        out[near] += _drum(t[near], onset, rng, kick=int(onset / beat_s) % 2 == 0)
     return (0.8 * out / (np.abs(out).max() + 1e-9)).astype(np.float32)
+
+
+def _around(onset: float, length_s: float, sample_rate: int, n: int) -> slice:
+    """The samples a sound from `onset` for `length_s` can touch, a few spare at each end (its
+    own test of which samples it covers decides; outside them it adds nothing)."""
+    start = max(0, int(onset * sample_rate) - 2)
+    return slice(start, min(n, int((onset + length_s) * sample_rate) + 3))
 
 
 def _hz(midi: float) -> float:

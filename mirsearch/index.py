@@ -4,16 +4,23 @@ Window ids are `(track_id << 20) | window_no` and a window starts at `window_no 
 generation is three files written atomically (`windows-<g>.faiss`, `tracks-<g>.faiss`, then
 `meta-<g>.json`); the catalog database records which generation is current, so a crash between
 writing the files and committing the database leaves it on the previous, complete generation.
+
+Readers (a server reloading while `mirsearch index` runs) read the current generation from the
+database and load it inside `reading(directory)`, a shared lock; pruning old generations takes
+that lock exclusively and gives way when it is held, so the generation a reader picked, complete
+when the database named it, is never deleted under it.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +38,7 @@ FORMAT_VERSION = 3  # bump when the files change meaning; older indexes are then
 WINDOW_BITS = 20  # a track holds at most 2**20 windows (12 days at a 1 s hop)
 REBUILD = "Run `mirsearch index` to rebuild it."
 GENERATION_FILE = re.compile(r"^(windows|tracks|meta)-(\d+)\.(faiss|json)$")
+READERS_LOCK = "readers.lock"  # shared while a reader picks and loads a generation (never pruned)
 
 
 @dataclass(frozen=True)
@@ -295,15 +303,44 @@ class VectorIndex:
                 setattr(self, name, current.rebuilt(target))
 
 
+@contextmanager
+def reading(directory: Path) -> Iterator[None]:
+    """Hold off pruning in `directory` while the caller reads the current generation's number
+    from the catalog and loads that generation (a shared lock; readers do not block each other).
+    """
+    with _lock_file(directory) as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        yield
+
+
 def prune_generations(directory: Path, *, keep: int) -> int:
-    """Delete the files of generations older than `keep`, and temp files; returns how many."""
-    removed = 0
-    for path in Path(directory).glob("*"):
-        match = GENERATION_FILE.match(path.name)
-        if path.name.endswith(".tmp") or (match and int(match.group(2)) < keep):
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    """Delete the files of generations older than `keep`, and temp files; returns how many.
+
+    Deletes nothing while a reader holds `reading(directory)`: it may be loading one of them
+    (the next prune, after the next commit or at the start of the next run, deletes them).
+    """
+    with _lock_file(directory) as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("a reader is loading the index in %s: pruning left for later", directory)
+            return 0
+        removed = 0
+        for path in Path(directory).glob("*"):
+            match = GENERATION_FILE.match(path.name)
+            if path.name.endswith(".tmp") or (match and int(match.group(2)) < keep):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+@contextmanager
+def _lock_file(directory: Path):
+    """The open lock file of `directory` (created with the folder); its lock ends on close."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / READERS_LOCK, "a+b") as f:
+        yield f
 
 
 def _target_kind(config: IndexConfig, n: int) -> str:

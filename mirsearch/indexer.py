@@ -102,6 +102,8 @@ class Indexer:
         files = discover(roots)
         model_hash, meta = self._expected_meta()
         index = self._open_index(meta)
+        # generations a reader held off pruning last time (see index.reading) go now
+        prune_generations(self.settings.index_dir, keep=self.catalog.index_state().generation)
         todo, unchanged = self._plan(files, model_hash)
         if on_total:
             on_total(len(files))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from pathlib import Path
 
@@ -14,7 +15,23 @@ from mirsearch.transforms import TRANSFORMS
 from web import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-CHROMIUM = Path("/usr/bin/chromium")
+# Where Chromium is found besides Playwright's own download: Debian, Ubuntu, Fedora, snap and
+# Google Chrome's names on PATH, then their usual install folders.
+CHROMIUM_NAMES = (
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+    "chrome",
+)
+CHROMIUM_PATHS = (
+    "/usr/lib/chromium/chromium",
+    "/usr/lib64/chromium-browser/chromium-browser",
+    "/snap/bin/chromium",
+    "/opt/google/chrome/chrome",
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+)
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TRACKS = [
     "wesnoth__knolls.mp3",
@@ -29,10 +46,16 @@ TRACKS = [
 @pytest.fixture(scope="module")
 def server(shared_audio, tmp_path_factory):
     """A real WSGI server on 127.0.0.1 over six real tracks; yields (base url, engine)."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
     playwright = pytest.importorskip("playwright.sync_api")
     from werkzeug.serving import make_server
+
+    with playwright.sync_playwright() as p:
+        executable = chromium(p)
+    if executable is None:
+        pytest.skip(
+            "no Chromium found: neither Playwright's own (playwright install chromium) nor "
+            f"{', '.join(CHROMIUM_NAMES)} on PATH (Debian: apt-get install chromium)"
+        )
 
     available = [shared_audio / name for name in TRACKS if (shared_audio / name).exists()]
     settings = Settings.from_env({}, home=tmp_path_factory.mktemp("browser-home"))
@@ -44,7 +67,7 @@ def server(shared_audio, tmp_path_factory):
     thread.start()
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(
-            executable_path=str(CHROMIUM),
+            executable_path=str(executable),
             args=[
                 "--no-sandbox",
                 "--disable-gpu",
@@ -59,6 +82,21 @@ def server(shared_audio, tmp_path_factory):
         yield f"http://127.0.0.1:{http.server_port}", engine, browser, available
         browser.close()
     http.shutdown()
+
+
+def chromium(playwright) -> Path | None:
+    """A Chromium to drive: Playwright's own if it was downloaded, else one installed on the
+    system (PATH, then the usual folders)."""
+    try:
+        own = Path(playwright.chromium.executable_path)
+    except Exception:  # Playwright raises when it has no browser of its own
+        own = None
+    if own is not None and own.is_file():
+        return own
+    for name in CHROMIUM_NAMES:
+        if found := shutil.which(name):
+            return Path(found)
+    return next((Path(p) for p in CHROMIUM_PATHS if Path(p).is_file()), None)
 
 
 def screenshot(page, name: str) -> None:

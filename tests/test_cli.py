@@ -1,14 +1,22 @@
-"""The `mirsearch` command on a demo catalog: help, JSON lines, errors per file, exit codes."""
+"""The `mirsearch` command on a demo catalog: every command, JSON lines and plain output, errors per
+file, exit codes, and the environment variables it reads."""
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
+from conftest import clicks, noise, tone
 
+from mirsearch.audio import load, write
 from mirsearch.cli import main
+from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
+from mirsearch.nn import load_checkpoint
 
 COMMANDS = {
     "index",
@@ -31,10 +39,12 @@ COMMANDS = {
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    """A MIRSEARCH_HOME with four demo tracks indexed through the CLI; (home, music, summary)."""
+    """A MIRSEARCH_HOME with four demo tracks and one file that is not audio, indexed through the
+    CLI; (home, music, summary)."""
     home = tmp_path_factory.mktemp("cli-home")
     music = tmp_path_factory.mktemp("cli-music")
     write_demo_catalog(music, n_tracks=4)
+    (music / "liner-notes.mp3").write_text("these are liner notes, not audio\n" * 20)
     result = CliRunner().invoke(
         main, ["index", str(music), "--json"], env={"MIRSEARCH_HOME": str(home)}
     )
@@ -42,24 +52,66 @@ def home(tmp_path_factory):
     return home, music, json.loads(result.output.strip().splitlines()[-1])
 
 
-def run(home, *args):
-    return CliRunner().invoke(main, list(map(str, args)), env={"MIRSEARCH_HOME": str(home[0])})
+@pytest.fixture(scope="module")
+def clip(home, tmp_path_factory) -> Path:
+    """10 s of demo-02 from 5 s."""
+    source = home[1] / "demo-02.ogg"
+    folder = tmp_path_factory.mktemp("cli-clip")
+    return write(folder / "clip.wav", load(source).samples[5 * 16_000 : 15 * 16_000], 16_000)
+
+
+def run(home, *args, **env):
+    environment = {"MIRSEARCH_HOME": str(home[0]), "MIRSEARCH_DATABASE_URL": None, **env}
+    return CliRunner().invoke(main, list(map(str, args)), env=environment)
 
 
 def lines(result) -> list[dict]:
     return [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
 
 
-def test_help_lists_every_command():
+def listed_commands(help_text: str) -> set[str]:
+    """The command names of a group's help: the first word of each line under 'Commands:'."""
+    section = help_text.split("\nCommands:\n", 1)[1]
+    return {line.split()[0] for line in section.splitlines() if line.startswith("  ")}
+
+
+def test_help_lists_every_command_and_each_has_its_own_help():
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    assert all(command in result.output for command in COMMANDS)
+    assert listed_commands(result.output) == COMMANDS
+    assert listed_commands(CliRunner().invoke(main, ["db", "--help"]).output) == {
+        "upgrade",
+        "downgrade",
+    }
+    for command in COMMANDS:
+        own = CliRunner().invoke(main, [command, "--help"])
+        assert own.exit_code == 0 and own.output.startswith(f"Usage: main {command} "), command
 
 
-def test_index_summary_contract(home):
+def test_index_summary_contract_and_plain_summary(home):
     summary = home[2]
     assert {"indexed", "unchanged", "failed", "seconds", "audio_hours"} <= set(summary)
-    assert summary["indexed"] == 4 and summary["failed"] == 0
+    assert (summary["indexed"], summary["failed"]) == (4, 1)  # one failed file: still exit 0
+    again = run(home, "index", home[1])
+    assert again.exit_code == 0
+    assert re.fullmatch(
+        r"indexed 0, unchanged 5, failed 0, removed 0, duplicates 0 in [\d.]+ s "
+        r"\(0\.00 h of audio\)\n",
+        again.output,
+    ), again.output
+
+
+def test_index_exits_non_zero_when_every_file_failed(tmp_path):
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "a.mp3").write_text("not audio")
+    (bad / "b.flac").write_bytes(b"")
+    home = (tmp_path / "home", bad, None)
+    result = run(home, "index", bad, "--json")
+    assert result.exit_code == 1
+    assert lines(result)[0]["failed"] == 2 and lines(result)[0]["indexed"] == 0
+    plain = run(home, "index", bad)  # the failures are recorded: a re-run finds them unchanged
+    assert plain.exit_code == 0 and "indexed 0, unchanged 2, failed 0" in plain.output
 
 
 def test_listings(home):
@@ -68,40 +120,312 @@ def test_listings(home):
     genres = lines(run(home, "genres", "--json"))
     assert genres and {"genre", "count"} == set(genres[0])
     stats = lines(run(home, "stats", "--json"))[0]
-    assert stats["indexed"] == 4
+    assert (stats["indexed"], stats["failed"], stats["tracks"]) == (4, 1, 5)
 
 
-def test_search_similar_match_classify_and_a_failing_file(home, tmp_path):
-    clip = sorted(home[1].iterdir())[0]
+def test_tracks_filters_by_text_status_and_page(home):
+    failed = lines(run(home, "tracks", "--status", "failed", "--json"))
+    assert [Path(t["path"]).name for t in failed] == ["liner-notes.mp3"] and failed[0]["error"]
+    assert len(lines(run(home, "tracks", "--status", "all", "--json"))) == 5
+    found = lines(run(home, "tracks", "--q", "DEMO 2", "--json"))
+    assert [t["title"] for t in found] == ["Demo 2"]
+    first = lines(run(home, "tracks", "--per-page", "3", "--json"))
+    second = lines(run(home, "tracks", "--page", "2", "--per-page", "3", "--json"))
+    assert len(first) == 3 and len(second) == 1
+    assert {t["id"] for t in first} | {t["id"] for t in second} == {
+        t["id"] for t in lines(run(home, "tracks", "--json"))
+    }
+    plain = run(home, "tracks", "--page", "2", "--per-page", "3").output.splitlines()
+    assert len(plain) == 2 and plain[-1] == "1 of 4 tracks"
+    assert re.match(rf"\s*{second[0]['id']}\s+indexed\s+[\d.]+s\s+.+\s+Demo 4$", plain[0])
+    failed_plain = run(home, "tracks", "--status", "failed").output
+    assert "liner-notes.mp3  error: " in failed_plain
+
+
+def test_genres_and_stats_in_plain_text(home):
+    counts = {g["genre"]: g["count"] for g in lines(run(home, "genres", "--json"))}
+    plain = run(home, "genres").output.splitlines()
+    assert {line.split(None, 1)[1]: int(line.split()[0]) for line in plain} == counts
+    stats = run(home, "stats").output
+    assert "indexed: 4\n" in stats and "failed: 1\n" in stats and "index_generation: " in stats
+
+
+def test_search_similar_match_classify_and_a_failing_file(home, clip, tmp_path):
     bad = tmp_path / "bad.ogg"
     bad.write_text("nope")
-    found = lines(run(home, "search", clip, bad, "--k", "2", "--json"))
+    source = str(home[1] / "demo-02.ogg")
+    result = run(home, "search", clip, bad, "--k", "2", "--json")
+    assert result.exit_code == 0  # one of two worked
+    found = lines(result)
     assert len(found) == 2 and len(found[0]["results"]) == 2 and "error" in found[1]
-    assert found[0]["results"][0]["path"] == str(clip)
-    similar = lines(run(home, "similar", found[0]["results"][0]["track_id"], "--k", "2", "--json"))[
-        0
-    ]
-    assert len(similar["results"]) == 2
+    assert found[0]["results"][0]["path"] == source and found[1]["query"] == str(bad)
+    similar = lines(run(home, "similar", found[0]["results"][0]["track_id"], "--k", "2", "--json"))
+    assert len(similar[0]["results"]) == 2
+    assert found[0]["results"][0]["track_id"] not in [r["track_id"] for r in similar[0]["results"]]
     match = lines(run(home, "match", clip, "--json"))[0]
-    assert match["matches"][0]["path"] == str(clip)
+    assert match["matches"][0]["path"] == source
+    assert match["matches"][0]["track_offset_s"] == pytest.approx(5.0, abs=1.6)
     classified = lines(run(home, "classify", clip, "--json"))[0]
-    assert classified["genre"] in classified["probabilities"] and classified["similar"]
+    assert classified["genre"] in classified["probabilities"]
+    assert classified["similar"][0]["path"] == source
 
 
-def test_nothing_worked_or_bad_arguments_exit_non_zero(home, tmp_path):
+def test_plain_output_of_search_similar_match_and_classify(home, clip):
+    searched = run(home, "search", clip, "--k", "2").output.splitlines()
+    assert searched[0] == str(clip) and len(searched) == 3
+    assert re.fullmatch(r"\s+1\. [01]\.\d{3}  Demo 2 @ [\d.]+s(  \[\S.*\])?", searched[1])
+    track_id = lines(run(home, "search", clip, "--k", "1", "--json"))[0]["results"][0]["track_id"]
+    similar = run(home, "similar", track_id, "--k", "3").output.splitlines()
+    assert similar[0] == str(track_id) and len(similar) == 4 and "Demo 2" not in similar[1]
+    matched = run(home, "match", clip).output
+    assert re.search(
+        rf"DUPLICATE of Demo 2 \(track {track_id}\): score [01]\.\d\d, upload [\d.]+s = track "
+        r"[\d.]+s for [\d.]+s, speed [\d.]+",
+        matched,
+    ), matched
+    classified = run(home, "classify", clip).output.splitlines()
+    assert re.fullmatch(rf"{re.escape(str(clip))}: \S.* \(.+ \d\.\d\d.*\)", classified[0])
+    assert classified[1].startswith("  similar: ") and classified[1].endswith("Demo 2")
+
+
+def test_match_of_music_not_in_the_catalog(home, tmp_path):
+    other = write(tmp_path / "tone.wav", tone(523.0, 8.0) + clicks(100.0, 8.0), 16_000)
+    assert lines(run(home, "match", other, "--json")) == [{"query": str(other), "matches": []}]
+    assert "no catalog track found in it" in run(home, "match", other).output
+
+
+def test_classify_timeline_gives_every_window_a_genre_of_the_model(home, clip):
+    result = lines(run(home, "classify", clip, "--timeline", "--similar", "0", "--json"))[0]
+    labels = set(result["probabilities"])
+    timeline = result["timeline"]
+    hop_s = Settings().embedding.query_hop_s
+    assert len(timeline) >= (10 - 3) / hop_s  # a 10 s clip: a window every hop_s
+    offsets = [w["offset_s"] for w in timeline]
+    assert offsets[0] == 0.0 and all(
+        b - a == pytest.approx(hop_s) for a, b in zip(offsets, offsets[1:], strict=False)
+    )
+    assert all(w["genre"] in labels and 0 < w["probability"] <= 1 for w in timeline)
+    assert result["similar"] == []
+    plain = run(home, "classify", clip, "--timeline", "--similar", "0").output.splitlines()
+    assert len(plain) == 1 + len(timeline)
+    assert re.fullmatch(r"\s+0\.0s \S.* \d\.\d\d", plain[1])
+
+
+def test_search_and_similar_keep_to_the_genres_asked_for(home, clip):
+    genres = lines(run(home, "genres", "--json"))
+    genre = min(genres, key=lambda g: (g["count"], g["genre"]))["genre"]
+    allowed = {t["id"] for t in lines(run(home, "tracks", "--genre", genre, "--json"))}
+    assert 0 < len(allowed) < 4
+    found = lines(run(home, "search", clip, "--k", "4", "--genre", genre, "--json"))[0]
+    assert {r["track_id"] for r in found["results"]} == allowed
+    track_id = next(t["id"] for t in lines(run(home, "tracks", "--json")) if t["id"] not in allowed)
+    similar = lines(run(home, "similar", track_id, "--k", "4", "--genre", genre, "--json"))[0]
+    assert {r["track_id"] for r in similar["results"]} == allowed
+    unknown = run(home, "search", clip, "--genre", "no-such-genre", "--json")
+    assert unknown.exit_code == 1 and "unknown genre 'no-such-genre'" in lines(unknown)[0]["error"]
+    assert run(home, "similar", track_id, "--genre", "no-such-genre").exit_code == 1
+
+
+def test_nothing_worked_or_bad_arguments_exit_non_zero(home, clip, tmp_path):
     bad = tmp_path / "bad.ogg"
     bad.write_text("nope")
     assert run(home, "search", bad, "--json").exit_code == 1
-    assert run(home, "search", bad, "--k", "zero").exit_code == 2
-    assert run(home, "search", bad, "--k", "0").exit_code == 1
+    assert run(home, "search", clip, "--k", "zero").exit_code == 2
+    zero = run(home, "search", clip, "--k", "0", "--json")
+    assert zero.exit_code == 1 and "k must be between 1 and" in lines(zero)[0]["error"]
     assert run(home, "similar", 999, "--json").exit_code == 1
+    assert "error: no track with id 999" in run(home, "similar", 999).output
 
 
 def test_bad_engine_options_and_settings_are_usage_errors(home, tmp_path):
     result = run(home, "index", tmp_path, "--address", "auto")
     assert result.exit_code == 2 and "--address goes with --engine ray" in result.output
     assert run(home, "index", tmp_path, "--engine", "spark").exit_code == 2
-    result = CliRunner().invoke(
-        main, ["stats"], env={"MIRSEARCH_HOME": str(home[0]), "MIRSEARCH_INDEX_KIND": "lsh"}
-    )
+    result = run(home, "stats", MIRSEARCH_INDEX_KIND="lsh")
     assert result.exit_code == 2 and "MIRSEARCH_INDEX_KIND is 'lsh'" in result.output
+
+
+def test_dupes_reports_a_planted_copy(tmp_path):
+    music = tmp_path / "music"
+    original = write_demo_catalog(music, n_tracks=2)[0]
+    excerpt = load(original).samples[8 * 16_000 : 28 * 16_000]
+    write(music / "excerpt.mp3", excerpt, 16_000, bit_rate=96_000)
+    home = (tmp_path / "home", music, None)
+    assert run(home, "index", music).exit_code == 0
+    groups = lines(run(home, "dupes", "--json"))[0]["groups"]
+    assert len(groups) == 1
+    names = {Path(t["path"]).name for t in groups[0]["tracks"]}
+    assert names == {"demo-01.flac", "excerpt.mp3"}
+    assert groups[0]["evidence"][0]["duration_s"] >= 15
+    plain = run(home, "dupes").output.splitlines()
+    assert plain[-1] == "1 near-duplicate groups" and len(plain) == 2
+    assert re.fullmatch(r"group 1: \d+:(Demo 1|excerpt\.mp3), \d+:(Demo 1|excerpt\.mp3)", plain[0])
+
+
+def test_dupes_on_a_catalog_without_copies(home):
+    assert lines(run(home, "dupes", "--json")) == [{"groups": []}]
+    assert run(home, "dupes").output == "0 near-duplicate groups\n"
+
+
+def test_db_downgrade_and_upgrade(tmp_path):
+    home = (tmp_path / "home", None, None)
+
+    def tables() -> set[str]:
+        engine = sa.create_engine(f"sqlite:///{tmp_path / 'home' / 'catalog.db'}")
+        try:
+            return set(sa.inspect(engine).get_table_names()) - {"alembic_version"}
+        finally:
+            engine.dispose()
+
+    up = run(home, "db", "upgrade")
+    assert up.exit_code == 0 and up.output == "database is at the newest schema\n"
+    assert {"tracks", "track_prints", "index_state"} <= tables()
+    down = run(home, "db", "downgrade")
+    assert down.exit_code == 0 and down.output == "database downgraded to base\n"
+    assert tables() == set()
+    assert run(home, "db", "upgrade").exit_code == 0
+    assert {"tracks", "track_prints", "index_state"} <= tables()
+
+
+def test_demo_writes_tagged_tracks(tmp_path):
+    result = CliRunner().invoke(main, ["demo", str(tmp_path / "demo"), "--tracks", "2"])
+    assert result.exit_code == 0
+    paths = [Path(line) for line in result.output.splitlines()]
+    assert [p.name for p in paths] == ["demo-01.flac", "demo-02.ogg"]
+    decoded = load(paths[1])
+    assert decoded.info.tags["title"] == "Demo 2" and decoded.info.duration_s >= 30
+
+
+def test_the_database_url_variable_moves_the_catalog(home, tmp_path):
+    url = f"sqlite:///{tmp_path / 'elsewhere' / 'catalog.db'}"
+    own = (tmp_path / "home", None, None)
+    indexed = run(own, "index", home[1] / "demo-01.flac", "--json", MIRSEARCH_DATABASE_URL=url)
+    assert indexed.exit_code == 0 and lines(indexed)[0]["indexed"] == 1
+    assert (tmp_path / "elsewhere" / "catalog.db").is_file()
+    assert not (tmp_path / "home" / "catalog.db").exists()
+    assert (tmp_path / "home" / "index").is_dir()  # the vectors stay in the home
+    assert lines(run(own, "stats", "--json", MIRSEARCH_DATABASE_URL=url))[0]["indexed"] == 1
+    assert lines(run(own, "stats", "--json"))[0]["tracks"] == 0
+
+
+def put(path: Path, samples) -> Path:
+    """`samples` written to `path` at 16 kHz, its folder created."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write(path, samples, 16_000)
+
+
+def labelled_folder(root: Path) -> Path:
+    """Two genres of synthetic clips in genre folders: tones and noise, four of each."""
+    for i in range(4):
+        put(root / "tones" / f"t{i}.wav", tone(300.0 * 1.3**i, 4.0))
+        put(root / "noise" / f"n{i}.wav", noise(4.0, seed=i))
+    return root
+
+
+def test_train_writes_a_checkpoint_that_the_model_variable_selects(home, clip, tmp_path):
+    data = labelled_folder(tmp_path / "data")
+    out = tmp_path / "model.pt"
+    trained = run(
+        home,
+        "train",
+        data,
+        "--epochs",
+        "1",
+        "--steps-per-epoch",
+        "2",
+        "--batch-size",
+        "4",
+        "--out",
+        out,
+        "--log-dir",
+        tmp_path / "runs",
+    )
+    assert trained.exit_code == 0, trained.output
+    assert re.fullmatch(
+        rf"validation accuracy [\d.]+ \(loss [\d.]+\); checkpoint: {out}\n", trained.output
+    )
+    assert load_checkpoint(out).labels == ["noise", "tones"]
+    assert any((tmp_path / "runs").iterdir())  # TensorBoard logs
+    fresh = (tmp_path / "fresh-home", None, None)
+    classified = lines(run(fresh, "classify", clip, "--json", MIRSEARCH_MODEL=str(out)))
+    assert set(classified[0]["probabilities"]) == {"noise", "tones"}
+    # the catalog was indexed with the shipped model: its index is refused, with a clear message
+    refused = lines(run(home, "search", clip, "--json", MIRSEARCH_MODEL=str(out)))[0]
+    assert "does not match" in refused["error"] and "mirsearch index" in refused["error"]
+
+
+def test_train_default_trains_the_matcher_then_distils_on_the_chosen_music(tmp_path, monkeypatch):
+    """The recipe on a stand-in ../shared, in a tiny configuration: stage 1 trains the matching
+    branch on genres/manifest.tsv (labelled) and the packages of audio/manifest.tsv the recipe
+    names (unlabelled); stage 2 (the teachers' distillation, tested in its own module) gets that
+    checkpoint and the same packages' files plus the fetched music."""
+    from mirsearch import distillation, training
+    from mirsearch.datasets import CONTRASTIVE_PACKAGES
+
+    shared = tmp_path / "shared"
+    rows = ["path\tclass\tgroove"]
+    for i in range(4):
+        put(shared / "genres" / f"t{i}.wav", tone(250.0 * 1.3**i, 4.0))
+        put(shared / "genres" / f"c{i}.wav", clicks(90.0 + 10 * i, 4.0, seed=i))
+        rows += [f"t{i}.wav\ttones\tlib{i}:a", f"c{i}.wav\tclicks\tlib{i}:b"]
+    (shared / "genres" / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    put(shared / "audio" / "heard.ogg", noise(6.0, seed=5))
+    put(shared / "audio" / "unheard.ogg", noise(6.0, seed=6))
+    (shared / "audio" / "manifest.tsv").write_text(
+        f"path\tpackage\nheard.ogg\t{CONTRASTIVE_PACKAGES[0]}\nunheard.ogg\tkept-out-data\n"
+    )
+    tiny = training.TrainConfig(epochs=1, steps_per_epoch=2, batch_size=4)
+    monkeypatch.setitem(training.train_default_model.__kwdefaults__, "config", tiny)
+    monkeypatch.setitem(training.train_default_model.__kwdefaults__, "log_dir", None)
+    distilled = {}
+
+    def distill(files, matcher, *, out, cache_dir, **options):
+        distilled.update(files=[Path(f[0]).name for f in files], matcher=matcher, out=out)
+        return [{"epoch": 1, "val_loss": 0.5}, {"epoch": 2, "val_loss": 0.25}]
+
+    monkeypatch.setattr(distillation, "distill", distill)
+    out = tmp_path / "models" / "default.pt"
+    result = CliRunner().invoke(
+        main,
+        ["train-default", str(shared), "--out", str(out), "--music", str(tmp_path / "none")],
+    )
+    assert result.exit_code == 0, result.output
+    assert re.match(r"matching branch: validation accuracy [\d.]+\n", result.output)
+    assert "tagging branch: best epoch 2 (val loss 0.2500)" in result.output
+    matcher = load_checkpoint(out.with_name("matcher.pt"))
+    assert matcher.labels == ["clicks", "tones"]
+    assert matcher.metadata["contrastive_files"] == ["heard.ogg"]
+    assert matcher.metadata["recipe"] == "mirsearch train-default"
+    assert distilled["files"] == ["heard.ogg"] and distilled["out"] == out
+    assert distilled["matcher"].sha256 == matcher.sha256
+
+
+def test_evaluate_cross_validates_on_two_folds(tmp_path, monkeypatch):
+    rows = ["path\tclass\tgroup"]
+    kinds = {
+        "tones": lambda i: tone(220.0 * 1.25**i, 4.0),
+        "clicks": lambda i: clicks(80 + 9 * i, 4.0),
+    }
+    for name, make in kinds.items():
+        for i in range(6):
+            put(tmp_path / "clips" / f"{name}{i}.wav", make(i))
+            rows.append(f"{name}{i}.wav\t{name}\t{name}{i % 3}")  # 3 groups of 2 per class
+    manifest = tmp_path / "clips" / "manifest.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+    options = ["--epochs", "1", "--steps-per-epoch", "2", "--batch-size", "4"]
+    options += ["--methods", "cnn,baseline"]  # 'head' needs the shipped student network
+    args = ["evaluate", str(manifest), "--folds", "2", *options, "--out-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert [f["fold"] for f in report["folds"]] == [1, 2]
+    assert set(report["cv"]) == {"cnn", "baseline"}
+    assert report["cv"]["baseline"]["accuracy"]["mean"] > 0.8  # tones and noise: easy for MFCCs
+    assert sum(c["support"] for c in report["per_class"].values()) == 12  # each clip tested once
+    assert (tmp_path / "out" / "genre_confusion.png").stat().st_size > 0
+    # the plain output of the same report (printed from it, not trained again)
+    monkeypatch.setattr("mirsearch.evaluation.evaluate", lambda *a, **k: report)
+    plain = CliRunner().invoke(main, args).output.splitlines()
+    assert [line.split()[0] for line in plain] == ["cnn", "baseline"]
+    mean, std = (report["cv"]["baseline"]["accuracy"][m] for m in ("mean", "std"))
+    assert plain[1].startswith(f"baseline  accuracy {mean:.3f} ± {std:.3f}  ")

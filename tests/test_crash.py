@@ -1,5 +1,6 @@
-"""Crash safety of `mirsearch index`: SIGKILLed at random moments while the folder changes, the
-catalog and the vector index always agree, and a final run leaves every file indexed once."""
+"""Crash safety of `mirsearch index`: killed (SIGKILL) at named points of a commit, interrupted
+(Ctrl-C) and killed at random moments of its work while the folder changes, the catalog and the
+vector index always agree, and a final run leaves every file indexed once."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import write
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.index import GENERATION_FILE
+from mirsearch.index import GENERATION_FILE, READERS_LOCK
 
 pytestmark = pytest.mark.slow
 
@@ -31,14 +32,77 @@ CLI = (
     if SCRIPT.is_file()
     else [sys.executable, "-c", "from mirsearch.cli import main; main()"]
 )
-KILLS = 20  # runs SIGKILLed at a random moment (or let finish) before the final one
+RANDOM_KILLS = 8  # runs SIGKILLed at a random moment of their work (or let finish)
 FILE_S = 4.0  # seconds of audio per synthetic file: a few windows each, quick to embed
+BATCH = 4  # tracks per commit in the runs below, so that a run makes several commits
+
+# `mirsearch index` with hooks at named points: argv is POINT N ACTION then the CLI's arguments;
+# at the N-th time POINT is reached the process is SIGKILLed ("kill") or gets SIGINT, i.e.
+# Ctrl-C ("interrupt"). It prints "ready" once its imports are done.
+HOOKED = r"""
+import os, signal, sys
+import sqlalchemy
+from mirsearch import indexer
+from mirsearch.index import VectorIndex
+
+point, nth, action = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+seen = []
+
+def reached(name):
+    seen.append(name)
+    if name == point and seen.count(name) == nth:
+        os.kill(os.getpid(), signal.SIGKILL if action == "kill" else signal.SIGINT)
+
+save = VectorIndex.save
+def save_between_stops(self, directory, generation):
+    reached("saving")  # a batch's rows are flushed, its generation's files not yet written
+    save(self, directory, generation)
+    reached("vectors-saved")  # the generation's files are written, the catalog not yet committed
+VectorIndex.save = save_between_stops
+# a transaction's COMMIT is being sent to the database
+sqlalchemy.event.listen(sqlalchemy.engine.Engine, "commit", lambda conn: reached("commit"))
+prune = indexer.prune_generations
+def stop_then_prune(directory, *, keep):
+    reached("prune")  # at the start of a run, and after every commit
+    return prune(directory, keep=keep)
+indexer.prune_generations = stop_then_prune
+analyse_all = indexer.analyse_all
+def analysed(*args, **kwargs):
+    for result in analyse_all(*args, **kwargs):
+        reached("analysed")  # a file's analysis is done, not yet handed to a commit
+        yield result
+indexer.analyse_all = analysed
+init = indexer.Indexer.__init__
+def in_small_batches(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.batch_tracks = BATCH
+indexer.Indexer.__init__ = in_small_batches
+
+from mirsearch.cli import main
+print("ready", flush=True)
+main(sys.argv[4:], prog_name="mirsearch")
+""".replace("BATCH", str(BATCH))
+
+# Named points (point, occurrence, action). Each run before them has every file to redo, so it
+# commits at least three batches: commit 1 is the schema check, 2.. the batches; prune 1 is at the
+# start of the run, 2.. after each batch.
+NAMED = [
+    ("saving", 2, "kill"),  # rows flushed, generation files not written
+    ("vectors-saved", 1, "kill"),  # generation files written, catalog not committed
+    ("vectors-saved", 3, "kill"),
+    ("commit", 2, "kill"),  # inside the commit of the first batch
+    ("commit", 4, "kill"),
+    ("prune", 2, "kill"),  # committed, older generations not yet pruned
+    ("prune", 4, "kill"),
+    ("analysed", 6, "interrupt"),  # Ctrl-C with a batch half gathered
+    ("vectors-saved", 2, "interrupt"),  # Ctrl-C between writing the files and committing
+]
 
 
 def _synthetic(kind: int, seed: int) -> np.ndarray:
     """A distinct short clip: a tone, a click track or noise, chosen by `kind` and `seed`."""
     if kind == 0:
-        return tone(180.0 * 1.13 ** (seed % 24), FILE_S)
+        return tone(180.0 * 1.01 ** (seed % 300), FILE_S)  # 300 distinct tones, 180 Hz-3.5 kHz
     if kind == 1:
         return clicks(70.0 + 7 * (seed % 20), FILE_S, seed=seed)
     return noise(FILE_S, seed=seed)
@@ -73,6 +137,13 @@ class Folder:
     def remove(self) -> None:
         self.rng.choice(self.files()).unlink()
 
+    def modify_all(self) -> None:
+        """New content in every file: the next run has all of them to analyse and commit."""
+        for path in self.files():
+            seed, self.next_seed = self.next_seed, self.next_seed + 1
+            path.unlink()
+            write(path, _synthetic(self.EXTENSIONS.index(path.suffix), 1000 + seed), SR)
+
     def change(self) -> str:
         """Add, modify or remove a file, keeping between 10 and 14 of them; returns what it did."""
         n = len(self.files())
@@ -88,20 +159,45 @@ def _env(home: Path) -> dict[str, str]:
     return {**env, "MIRSEARCH_HOME": str(home)}
 
 
-def _index(home: Path, folder: Path, log: Path) -> subprocess.Popen:
+def _index(
+    home: Path, folder: Path, log: Path, *, stop: tuple[str, int, str] = ("nowhere", 1, "kill")
+) -> subprocess.Popen:
+    """`mirsearch index --prune` of `folder` into `home`, stopped at `stop` (see HOOKED); returns
+    once the process has done its imports."""
     with open(log, "ab") as err:
-        return subprocess.Popen(
-            [*CLI, "index", str(folder), "--workers", "1", "--prune", "--json"],
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                HOOKED,
+                *map(str, stop),
+                "index",
+                str(folder),
+                "--workers",
+                "1",
+                "--prune",
+                "--json",
+            ],
             env=_env(home),
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=err,
+            text=True,
         )
+    assert process.stdout.readline() == "ready\n", log.read_text()[-2000:]
+    return process
+
+
+def _finish(process: subprocess.Popen, *, timeout: float = 120) -> int:
+    process.communicate(timeout=timeout)
+    return process.returncode
 
 
 def _run_to_end(home: Path, folder: Path, log: Path) -> float:
-    """Index `folder` into `home` without interruption; returns the wall time in seconds."""
+    """Index `folder` into `home` without interruption; returns the seconds of work it took
+    (imports excluded)."""
+    process = _index(home, folder, log)
     started = time.perf_counter()
-    code = _index(home, folder, log).wait(timeout=120)
+    code = _finish(process)
     assert code == 0, log.read_text()[-2000:]
     return time.perf_counter() - started
 
@@ -130,34 +226,43 @@ def _check_agreement(settings: Settings) -> dict[str, Track]:
     return rows
 
 
-def test_sigkilled_index_runs_leave_catalog_and_index_agreeing(tmp_path):
+def test_killed_and_interrupted_index_runs_leave_catalog_and_index_agreeing(tmp_path):
     rng = random.Random(20240611)
     folder = Folder(tmp_path / "music", rng)
     home, log = tmp_path / "home", tmp_path / "index.log"
     settings = Settings.from_env({}, home=home)
-    run_s = _run_to_end(home, folder.root, log)  # measured: how long a run takes on this machine
+    work_s = _run_to_end(home, folder.root, log)
     _check_agreement(settings)
 
+    for point, nth, action in NAMED:
+        folder.modify_all()
+        code = _finish(_index(home, folder.root, log, stop=(point, nth, action)))
+        if action == "kill":
+            assert code == -signal.SIGKILL, (point, nth, code, log.read_text()[-2000:])
+        else:  # Ctrl-C: click reports it and exits 1, the transaction rolled back
+            assert code == 1 and log.read_text().rstrip().endswith("Aborted!"), (point, nth)
+        _check_agreement(settings)
+
     outcomes = {"killed": 0, "completed": 0}
-    for _ in range(KILLS):
-        # kill anywhere from the imports to past the end of a run as long as the last one that
-        # completed (the machine is shared: its speed drifts); about half the runs are killed
-        delay_s = rng.uniform(0.5, 1.5) * run_s
-        started = time.perf_counter()
+    for _ in range(RANDOM_KILLS):
+        folder.change()
+        folder.change()
+        # anywhere in the work (imports done) up to past the end of the last complete run
+        delay_s = rng.uniform(0.0, 1.2) * work_s
         process = _index(home, folder.root, log)
+        started = time.perf_counter()
         try:
             process.wait(timeout=delay_s)
-            assert process.returncode == 0, log.read_text()[-2000:]
-            run_s = time.perf_counter() - started
-            outcomes["completed"] += 1
         except subprocess.TimeoutExpired:
             process.send_signal(signal.SIGKILL)
-            process.wait()
             outcomes["killed"] += 1
+        else:
+            work_s = time.perf_counter() - started
+            outcomes["completed"] += 1
+        code = _finish(process)
+        assert code in (0, -signal.SIGKILL), log.read_text()[-2000:]
         _check_agreement(settings)
-        if rng.random() < 0.5:
-            folder.change()
-    assert outcomes["killed"] >= KILLS // 4, outcomes
+    assert outcomes["killed"] >= RANDOM_KILLS // 4, outcomes
 
     _run_to_end(home, folder.root, log)
     rows = _check_agreement(settings)
@@ -172,7 +277,8 @@ def test_sigkilled_index_runs_leave_catalog_and_index_agreeing(tmp_path):
     leftovers = {
         p.name
         for p in settings.index_dir.iterdir()
-        if not (m := GENERATION_FILE.match(p.name)) or int(m.group(2)) != generation
+        if p.name != READERS_LOCK
+        and (not (m := GENERATION_FILE.match(p.name)) or int(m.group(2)) != generation)
     }
     assert not leftovers, f"files of other generations than {generation}: {leftovers}"
 

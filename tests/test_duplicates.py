@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import walk, windows_at
 
 from mirsearch import fingerprint
 from mirsearch.config import DuplicateConfig, FeatureConfig
-from mirsearch.duplicates import find_groups, find_matches, remembered
+from mirsearch.duplicates import (
+    CALIBRATION,
+    calibrated_threshold,
+    find_groups,
+    find_matches,
+    remembered,
+)
 from mirsearch.index import IndexMeta, VectorIndex
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
@@ -149,3 +157,20 @@ def test_remembered_prints_ask_for_each_track_once(catalog):
     assert set(shared([2, 3, 999])) == {2, 3}
     assert np.array_equal(shared([1])[1], prints[1])
     assert sorted(asked) == [1, 2, 3, 999]
+
+
+def test_the_shipped_calibration_belongs_to_the_shipped_model():
+    """mirsearch/assets/duplicates.json holds the threshold calibrated for one matching network
+    (the shipped checkpoint's, or the one a student's matching branch was copied from): a
+    retrained matcher must be recalibrated (`make calibrate-dupes`), not fall back to the
+    default threshold with a warning."""
+    from mirsearch.embeddings import Embedder
+
+    calibration = json.loads(CALIBRATION.read_text())
+    shipped = Embedder(None).matching_hash  # what the indexer looks the threshold up by
+    assert calibration["model_sha256"] == shipped, (
+        "the shipped model was changed without recalibrating the duplicate threshold: "
+        "run `make calibrate-dupes`"
+    )
+    assert calibrated_threshold(shipped) == calibration["threshold"] != CONFIG.default_threshold
+    assert 0.5 < calibration["threshold"] < 1.0

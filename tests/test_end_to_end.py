@@ -50,12 +50,28 @@ def test_every_manifest_file_is_indexed_with_its_duration(shared_catalog):
         assert rows[row["path"]].duration_s == pytest.approx(float(row["duration_s"]), abs=0.1)
 
 
-def test_a_second_run_is_all_unchanged_and_ten_times_faster(shared_catalog, shared_audio):
-    engine, manifest, _, first_s = shared_catalog
-    started = time.perf_counter()
+def test_a_second_run_skips_every_file_without_reading_it(
+    shared_catalog, shared_audio, monkeypatch
+):
+    """Unchanged files (same size and mtime) are not hashed, decoded or embedded again, and no
+    index generation is written."""
+    engine, manifest, _, _ = shared_catalog
+    from mirsearch import indexer
+
+    hashed, analysed = [], []
+    sha256 = indexer.file_sha256
+    monkeypatch.setattr(indexer, "file_sha256", lambda path: hashed.append(path) or sha256(path))
+
+    def analyse_all(paths, settings, **options):
+        analysed.extend(paths)
+        return iter(())
+
+    monkeypatch.setattr("mirsearch.indexer.analyse_all", analyse_all)
+    generation = engine.catalog.index_state().generation
     again = engine.index_paths([shared_audio])
-    assert (again.indexed, again.unchanged) == (0, len(manifest))
-    assert time.perf_counter() - started < first_s / 10
+    assert (again.indexed, again.unchanged, again.failed) == (0, len(manifest), 0)
+    assert hashed == [] and analysed == []
+    assert engine.catalog.index_state().generation == generation
 
 
 # Tracks whose style the manifest names: the genre (or one of the three best tags) must fit it.
@@ -120,7 +136,7 @@ def test_changed_copies_are_matched_at_plausible_offsets(
     shared_catalog, shared_audio, tmp_path, change
 ):
     """Seeded 12 s excerpts, re-encoded, played 5 % fast or slow, stretched, transposed or under
-    white noise at 10 dB SNR, found where they were cut."""
+    white noise at 10 dB SNR, found where they were cut (their speed: the test below)."""
     tracks = ("hedgewars__castle.mp3", "lincity__02_-_robert_van_herk_-_city_blues.ogg")
     found = excerpts_found_where_cut(
         shared_catalog,
@@ -130,8 +146,29 @@ def test_changed_copies_are_matched_at_plausible_offsets(
         lambda clip, rng: TRANSFORMS[change](clip, 16_000, rng=rng)[0],
         seed=7,
     )
-    if change.startswith(("speed", "tempo")):
-        assert all(abs(best.speed - 1.0) <= 0.06 for best in found)
+    assert len(found) == len(tracks)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the window vote cannot tell 5% apart over a 12 s excerpt and settles near-ties on "
+    "speed 1.0 (SPEED_PRIOR): measured 1.0 for every ±5% copy here, 0.97 or 1.0 at 40 s; the "
+    "speed estimate belongs to duplicates.py (issue 17, versions ranked by speed)",
+)
+@pytest.mark.parametrize("change", ["speed_+5%", "speed_-5%", "tempo_+5%", "tempo_-5%"])
+def test_changed_copies_report_their_speed(shared_catalog, shared_audio, tmp_path, change):
+    """A copy played 5 % fast or slow is matched at that speed ("+5%": 1.05 track seconds per
+    upload second), not at 1.0."""
+    expected = 1.0 + float(change.split("_")[1].rstrip("%")) / 100
+    found = excerpts_found_where_cut(
+        shared_catalog,
+        shared_audio,
+        tmp_path,
+        ("hedgewars__castle.mp3", "lincity__02_-_robert_van_herk_-_city_blues.ogg"),
+        lambda clip, rng: TRANSFORMS[change](clip, 16_000, rng=rng)[0],
+        seed=7,
+    )
+    assert [best.speed for best in found] == [pytest.approx(expected, abs=0.015)] * 2
 
 
 def excerpts_found_where_cut(shared_catalog, shared_audio, tmp_path, tracks, change, *, seed):
@@ -220,13 +257,14 @@ def test_a_clip_flags_no_other_track_of_its_soundtrack(shared_catalog, shared_au
         x = load(shared_audio / row["path"]).samples
         start = int(rng.integers(0, max(1, x.size - 10 * 16_000)))
         write(tmp_path / "clip.wav", x[start : start + 10 * 16_000], 16_000)
-        for m in engine.match(tmp_path / "clip.wav"):
+        matches = engine.match(tmp_path / "clip.wav")
+        assert names[row["path"]] in [m.track_id for m in matches], (row["path"], matches)
+        for m in matches:
             other = Path(m.path).name
             same_piece = other == row["path"] or (
                 twins[row["path"]] and twins[other] == twins[row["path"]]
             )
             assert same_piece, f"{row['path']} flagged as a copy of {other} (score {m.score})"
-    assert names
 
 
 def test_dupes_finds_planted_copies_in_a_small_catalog(shared_audio, tmp_path):

@@ -95,7 +95,9 @@ def test_louder_copy_is_6_db_louder():
 
 
 def test_tempo_and_key_on_the_genre_set(shared_genres):
-    """Known tempo and key by construction; a floor on accuracy (measured: see the README)."""
+    """Known tempo and key by construction; floors just under what was measured (README,
+    "Tempo and key estimates"): on these 41 clips tempo 37 right (90%, its half or double
+    counted), key 10 (24%); on all 450, 90.2% and 28.2%."""
     with open(shared_genres / "manifest.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))[::11]
     tempo_ok = key_ok = 0
@@ -106,5 +108,6 @@ def test_tempo_and_key_on_the_genre_set(shared_genres):
         tempo_ok += any(abs(bpm - true * f) <= 0.04 * true * f for f in (0.5, 1.0, 2.0))
         tonic, mode = row["key"].split()
         key_ok += features.estimate_key(x, SR)[0] == f"{ENHARMONIC.get(tonic, tonic)} {mode}"
-    assert tempo_ok / len(rows) >= 0.7
-    assert key_ok / len(rows) >= 0.2
+    assert len(rows) == 41
+    assert tempo_ok >= 35, tempo_ok
+    assert key_ok >= 9, key_ok

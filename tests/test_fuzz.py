@@ -4,8 +4,9 @@ playable audio, an answer), memory stays bounded, and the site keeps serving aft
 from __future__ import annotations
 
 import io
-import resource
 import struct
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,15 +15,20 @@ from hypothesis import strategies as st
 
 from mirsearch.api import Engine
 from mirsearch.audio import load, write
-from mirsearch.config import AudioConfig, Settings
+from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
-from mirsearch.errors import TooLongError
 from web import create_app
 
 ENDPOINTS = ("/api/search", "/api/match", "/api/classify")
 SUFFIXES = ("wav", "mp3", "flac", "ogg", "opus", "m4a", "aac", "webm", "txt", "")
+# Seeded: every run draws the same inputs (derandomize) and no example database steers it, so a
+# failure seen once is seen again.
 FUZZ = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+    derandomize=True,
+    database=None,
 )
 
 
@@ -147,17 +153,41 @@ def test_a_header_claiming_ten_hours_over_one_second_of_data_is_refused(site):
 
 
 def test_a_real_ten_hour_silent_wav_is_refused_with_bounded_memory(tmp_path):
-    """A sparse 1.15 GB file of zeros: refused from its header, memory well under its size."""
+    """A sparse 1.15 GB file of zeros: refused from its header, memory well under its size.
+
+    Measured in a fresh process: its peak RSS before the load (imports done, a short file
+    decoded) and after it; this process's peak is already raised by earlier tests.
+    """
     path = tmp_path / "silence.wav"
     data_bytes = 10 * 3600 * 16_000 * 2
     with open(path, "wb") as f:
         f.write(wav_header(sample_rate=16_000, channels=1, data_bytes=data_bytes))
         f.truncate(44 + data_bytes)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(TooLongError, match="limit"):
-        load(path, config=AudioConfig())
-    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    assert grown_mb < 100, f"peak memory grew by {grown_mb:.0f} MB"
+    warm_up = write(tmp_path / "short.wav", np.zeros(16_000, dtype=np.float32) + 0.1, 16_000)
+    script = f"""
+import resource, sys
+from mirsearch.audio import load
+from mirsearch.config import AudioConfig
+from mirsearch.errors import TooLongError
+load({str(warm_up)!r}, config=AudioConfig())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load({str(path)!r}, config=AudioConfig())
+except TooLongError as exc:
+    message = str(exc)
+else:
+    sys.exit("not refused")
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print((after - before) / 1024, before / 1024, message, sep="\\n")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    grown_mb, before_mb, message = done.stdout.splitlines()
+    assert "limit" in message
+    assert float(before_mb) > 20  # the measure works: the imports alone hold more than this
+    assert float(grown_mb) < 100, f"peak memory grew by {float(grown_mb):.0f} MB"
 
 
 @pytest.mark.parametrize(

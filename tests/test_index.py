@@ -9,7 +9,15 @@ import pytest
 
 from mirsearch.config import FeatureConfig, IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
-from mirsearch.index import IndexMeta, VectorIndex, prune_generations, split_window_ids, window_ids
+from mirsearch.index import (
+    READERS_LOCK,
+    IndexMeta,
+    VectorIndex,
+    prune_generations,
+    reading,
+    split_window_ids,
+    window_ids,
+)
 from mirsearch.neighbours import IdIndex, normalise
 
 DIM = 32
@@ -156,9 +164,23 @@ def test_save_load_round_trip(tmp_path, kind):
     assert prune_generations(tmp_path, keep=2) == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "meta-2.json",
+        READERS_LOCK,
         "tracks-2.faiss",
         "windows-2.faiss",
     ]
+
+
+def test_pruning_gives_way_to_a_reader_loading_a_generation(tmp_path):
+    """While a reader holds `reading` (it picked generation 1 and loads it), a prune deletes
+    nothing; once it is done, the prune goes through. Readers do not block each other."""
+    index, _ = build_index(IndexConfig(), n_tracks=3)
+    index.save(tmp_path, 1)
+    index.save(tmp_path, 2)
+    with reading(tmp_path), reading(tmp_path):
+        assert prune_generations(tmp_path, keep=2) == 0
+        assert VectorIndex.load(tmp_path, 1, expect=META).n_tracks == 3
+    assert prune_generations(tmp_path, keep=2) == 3
+    assert not (tmp_path / "meta-1.json").exists()
 
 
 def test_load_refuses_a_mismatched_or_missing_index(tmp_path):

@@ -1,4 +1,5 @@
-"""The real server (`mirsearch serve` on 127.0.0.1) under 50 concurrent clients: no errors."""
+"""The real server (`mirsearch serve` on 127.0.0.1) under 50 concurrent clients: no errors, and
+every answer names the right track."""
 
 from __future__ import annotations
 
@@ -25,18 +26,23 @@ def load_driver():
     return module
 
 
-def test_fifty_concurrent_clients_get_no_errors_and_no_5xx(tmp_path):
+def test_fifty_concurrent_clients_get_right_answers_no_errors_and_no_5xx(tmp_path):
     music = tmp_path / "music"
     paths = write_demo_catalog(music, n_tracks=4)
     home = tmp_path / "home"
     Engine(Settings.from_env({}, home=home)).index_paths([music])
-    clips = []
+    clips, sources = [], {}
     for i, path in enumerate(paths[:3]):
         samples = load(path).samples[(5 + i) * 16_000 : (15 + i) * 16_000]
         clips.append(write(tmp_path / f"clip-{i}.wav", samples, 16_000))
-    report = load_driver().run(home, clips, clients=50, rounds=2)
+        sources[clips[-1].name] = str(path.resolve())
+    report = load_driver().run(home, clips, clients=50, rounds=2, sources=sources)
     assert report["requests"] == 50 * 2 * 3
     assert report["connection_errors"] == [], report
     assert report["server_errors"] == 0 and report["statuses"] == {"200": 300}, report
     assert report["unexpected_responses"] == [], report
-    assert report["search"]["p95_ms"] > 0 and report["server_peak_rss_mb"] > 0
+    # every concurrent search and match named the clip's source first, every lookup its track
+    assert report["wrong_answers"] == 0, report["wrong_answer_examples"]
+    for endpoint in ("search", "match", "track"):
+        assert 0 < report[endpoint]["p50_ms"] <= report[endpoint]["p95_ms"], report
+    assert report["server_peak_rss_mb"] > 100  # the model and the index are in it

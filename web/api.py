@@ -13,7 +13,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest
 
 from mirsearch.api import Engine
-from mirsearch.errors import InvalidParameterError
+from mirsearch.errors import InvalidParameterError, NotFoundError
 from web.openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -131,7 +131,7 @@ def audio(track_id: int):
     row = engine().track(track_id)
     path = Path(row.path)
     if not path.is_file():
-        raise InvalidParameterError(f"track {track_id}'s file is no longer on disk")
+        raise NotFoundError(f"track {track_id}'s file is no longer on disk")
     mimetype = MIMETYPES.get(path.suffix.lower(), "application/octet-stream")
     return send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
 

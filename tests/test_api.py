@@ -1,0 +1,119 @@
+"""The Engine and the public Python API: what they answer, on an empty catalog too, and reloading
+the index while `mirsearch index` commits."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import pytest
+
+from mirsearch.api import Engine
+from mirsearch.audio import load, write
+from mirsearch.demo import write_demo_catalog
+from mirsearch.errors import NotFoundError
+from mirsearch.index import GENERATION_FILE, VectorIndex
+from mirsearch.indexer import Indexer
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=3)
+
+
+def generations_on_disk(settings) -> set[int]:
+    return {
+        int(m.group(2))
+        for p in settings.index_dir.iterdir()
+        if (m := GENERATION_FILE.match(p.name))
+    }
+
+
+def test_a_reload_while_a_commit_prunes_still_loads_a_complete_generation(
+    settings, demo, tmp_path, monkeypatch
+):
+    """A server picks generation g and starts loading it; meanwhile `mirsearch index` commits
+    g + 1 and prunes. The server gets g whole, then moves to g + 1 by itself; g's files go at
+    the next run."""
+    music = tmp_path / "music"
+    music.mkdir()
+    for path in demo[:2]:
+        shutil.copy(path, music)
+    Engine(settings).index_paths([music])
+    before = Engine(settings).catalog.index_state().generation
+    server = Engine(settings)  # a fresh process: its first query loads the index
+    server.embedder  # noqa: B018 (the model is loaded before the race, as a running server's is)
+    loading, go_on = threading.Event(), threading.Event()
+    original = VectorIndex.load.__func__
+
+    def paused_load(cls, directory, generation, **options):
+        if threading.current_thread().name == "server":
+            loading.set()
+            assert go_on.wait(120)
+        return original(cls, directory, generation, **options)
+
+    monkeypatch.setattr(VectorIndex, "load", classmethod(paused_load))
+    answer: dict = {}
+
+    def query():
+        try:
+            answer["index"] = server.index()
+        except Exception as exc:  # what a request would have turned into a 503
+            answer["error"] = exc
+
+    reader = threading.Thread(target=query, name="server")
+    reader.start()
+    try:
+        assert loading.wait(120)
+        shutil.copy(demo[2], music)
+        summary = Indexer(settings).run([music])  # commits while the server is mid-load
+    finally:
+        go_on.set()
+        reader.join(120)
+    assert summary.indexed == 1
+    assert "error" not in answer, answer.get("error")
+    assert answer["index"].n_tracks == 2  # generation `before`, complete
+    after = server.catalog.index_state().generation
+    assert after > before and before in generations_on_disk(settings)
+    assert server.index().n_tracks == 3  # the next query moves on, no restart
+    Indexer(settings).run([music])  # nothing to do, and the older files go
+    assert generations_on_disk(settings) == {after}
+
+
+def test_search_match_and_classify_on_an_empty_catalog(settings, demo):
+    engine = Engine(settings)
+    with pytest.raises(NotFoundError, match="catalog is empty"):
+        engine.search(demo[0])
+    with pytest.raises(NotFoundError, match="catalog is empty"):
+        engine.match(demo[0])
+    classified = engine.classify(demo[0])
+    assert classified.similar == [] and classified.genre in engine.embedder.labels
+    assert engine.dupes() == []
+
+
+def test_the_public_functions_use_the_home_of_the_environment(tmp_path, demo, monkeypatch):
+    import mirsearch
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("MIRSEARCH_HOME", str(home))
+    for name in [n for n in os.environ if n.startswith("MIRSEARCH_") and n != "MIRSEARCH_HOME"]:
+        monkeypatch.delenv(name)
+    mirsearch.default_engine.cache_clear()
+    try:
+        summary = mirsearch.index_paths([demo[0].parent])
+        assert summary.indexed == 3 and (home / "catalog.db").is_file()
+        clip = write(tmp_path / "clip.wav", load(demo[1]).samples[5 * 16_000 : 15 * 16_000], 16_000)
+        found = mirsearch.search(clip, k=2)
+        assert len(found) == 2 and found[0].path == str(demo[1].resolve())
+        matches = mirsearch.match(clip)
+        assert matches and matches[0].path == str(demo[1].resolve())
+        assert matches[0].track_offset_s == pytest.approx(5.0, abs=1.6)
+        classified = mirsearch.classify(clip, similar_k=1)
+        labels = mirsearch.default_engine().embedder.labels
+        assert classified.genre in labels and set(classified.probabilities) == set(labels)
+        assert [r.path for r in classified.similar] == [str(demo[1].resolve())]
+        assert mirsearch.similar(found[0].track_id, k=1)[0].track_id != found[0].track_id
+    finally:
+        mirsearch.default_engine().catalog.close()
+        mirsearch.default_engine.cache_clear()
