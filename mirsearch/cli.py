@@ -222,7 +222,8 @@ def dupes(as_json: bool) -> None:
         return
     for n, group in enumerate(groups, 1):
         names = ", ".join(
-            f"{t['track_id']}:{t['title'] or Path(t['path']).name}" for t in group["tracks"]
+            f"{t['track_id']}:{t['title'] or Path(t['path']).name} (speed {t['speed']:g})"
+            for t in group["tracks"]
         )
         click.echo(f"group {n}: {names}")
     click.echo(f"{len(groups)} near-duplicate groups")

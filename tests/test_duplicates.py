@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from conftest import walk, windows_at
@@ -149,3 +151,37 @@ def test_remembered_prints_ask_for_each_track_once(catalog):
     assert set(shared([2, 3, 999])) == {2, 3}
     assert np.array_equal(shared([1])[1], prints[1])
     assert sorted(asked) == [1, 2, 3, 999]
+
+
+@pytest.mark.slow
+def test_a_clip_of_the_original_lists_it_before_its_sped_up_copies(shared_audio, tmp_path):
+    """Real music: a track and its ±5 % speed copies all indexed. A clip of each version lists
+    that version first, and `dupes` groups the three with the speed between them."""
+    from mirsearch.api import Engine
+    from mirsearch.audio import load, write
+    from mirsearch.config import Settings
+    from mirsearch.transforms import speed
+
+    x = load(shared_audio / "wesnoth__battle-epic.ogg").samples
+    folder = tmp_path / "music"
+    folder.mkdir()
+    versions = {"original.flac": x}
+    for name, factor in (("fast.flac", 1.05), ("slow.flac", 0.95)):
+        versions[name] = speed(x, 16_000, factor=factor)[0]
+    for name, samples in versions.items():
+        write(folder / name, samples, 16_000)
+    engine = Engine(Settings.from_env({}, home=tmp_path / "home"))
+    engine.index_paths([folder], workers=1)
+    ids = {Path(r.path).name: r.id for r in engine.catalog.list_tracks(per_page=10)[0]}
+    for name, samples in versions.items():
+        for start_s in (10.0, 40.0):
+            clip = samples[int(start_s * 16_000) : int((start_s + 10.0) * 16_000)]
+            write(tmp_path / "clip.wav", clip, 16_000)
+            matches = engine.match(tmp_path / "clip.wav")
+            assert [m.track_id for m in matches][:1] == [ids[name]], (name, start_s, matches)
+            assert matches[0].speed == pytest.approx(1.0, abs=0.011)
+            assert len(matches) == 3  # the other versions are listed too, after it
+    (group,) = engine.dupes()
+    speeds = {Path(t["path"]).name: t["speed"] for t in group["tracks"]}
+    assert speeds["fast.flac"] / speeds["original.flac"] == pytest.approx(1.05, abs=0.011)
+    assert speeds["slow.flac"] / speeds["original.flac"] == pytest.approx(0.95, abs=0.011)
