@@ -56,16 +56,29 @@ def split_tracks(rows: list[dict], *, seed: int) -> tuple[list[dict], list[dict]
     return indexed, negatives
 
 
-def queries(rows, outside, audio_dir: Path, *, seed: int, quick: bool, max_whole_s: float):
+def queries(
+    rows,
+    outside,
+    audio_dir: Path,
+    *,
+    seed: int,
+    quick: bool,
+    max_whole_s: float,
+    transforms: list[str] | None = None,
+    clips: dict | None = None,
+):
     """(row, clip name, transform name, samples) for every query, deterministically.
+
+    `transforms` and `clips` narrow the set (bench/print_formats.py uses the hard cases only).
 
     The sound a clip is mixed with comes from `outside` (tracks not in the catalog): catalog
     audio buried in a query is a duplicate to find, not a false match.
     """
     rng = np.random.default_rng(seed)
     decoded = {row["path"]: load(audio_dir / row["path"]).samples for row in rows}
-    names = ["none", "mp3_64k", "noise_snr10", "speed_+5%", "pitch_-1st"] if quick else TRANSFORMS
-    clips = {"10s": (10.0, 1)} if quick else CLIPS
+    quick_names = ["none", "mp3_64k", "noise_snr10", "speed_+5%", "pitch_-1st"]
+    names = transforms or (quick_names if quick else list(TRANSFORMS))
+    clips = clips or ({"10s": (10.0, 1)} if quick else CLIPS)
     for row in rows:
         x = decoded[row["path"]]
         others = [r for r in outside if r["path"] != row["path"]][:3]
