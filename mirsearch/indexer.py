@@ -150,8 +150,9 @@ class Indexer:
     def _open_index(self, meta: IndexMeta) -> VectorIndex:
         """The index at the catalog's generation; a fresh one after a model change.
 
-        A threshold calibrated since the index was saved is taken into it at once (a new
-        generation, nothing embedded again): the threshold belongs to the scoring code.
+        A threshold calibrated since the index was saved is taken into it at once, and an index
+        of another kind than the config calls for is converted (a new generation, nothing
+        embedded again): the threshold belongs to the scoring code.
         """
         state = self.catalog.index_state()
         if state.generation and state.model_hash == meta.model_hash:
@@ -165,8 +166,10 @@ class Indexer:
             except IndexMismatchError as exc:
                 log.warning("%s; embedding every track again", exc)
             else:
-                if index.meta.match_threshold != meta.match_threshold:
+                recalibrated = index.meta.match_threshold != meta.match_threshold
+                if recalibrated:
                     index.recalibrate(meta.match_threshold)
+                if index.convert_if_due() or recalibrated:  # e.g. float32 windows → 8-bit
                     with self._generation(index, meta.model_hash):
                         pass  # no catalog row changes: the index is saved as the next generation
                 return index
@@ -259,7 +262,7 @@ class Indexer:
         if not matches:
             row.duplicate_of, row.duplicate_evidence = None, None
             return
-        best = max(matches, key=lambda m: m.score)
+        best = matches[0]  # find_matches ranks them: the closest version first
         row.duplicate_of = best.track_id
         row.duplicate_evidence = [m.to_dict() for m in matches]
         counts["duplicates"] += 1
