@@ -83,9 +83,8 @@ def main(verbose: int) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Processes decoding and embedding in parallel.",
+    default=None,
+    help="Processes decoding and embedding in parallel [default: one per core].",
 )
 @click.option(
     "--engine",
@@ -104,7 +103,7 @@ def main(verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
 def index(
     paths: tuple[Path, ...],
-    workers: int,
+    workers: int | None,
     run_on: str,
     address: str | None,
     prune: bool,

@@ -84,7 +84,7 @@ class Indexer:
         self,
         paths: Iterable[Path],
         *,
-        workers: int = 1,
+        workers: int | None = None,
         engine: str = "local",
         address: str | None = None,
         prune: bool = False,
@@ -94,8 +94,9 @@ class Indexer:
         """Index `paths`; returns counts. Safe to interrupt at any point and run again.
 
         The files are analysed by `workers` processes of `engine` ("local", or "ray" at
-        `address`); results are committed here in batches, so the catalog and the vector index
-        are written by one process whatever the engine.
+        `address`; None: one per core, never more than there are files to analyse); results are
+        committed here in batches, so the catalog and the vector index are written by one
+        process whatever the engine.
         """
         started = time.perf_counter()
         roots = [Path(p).resolve() for p in paths]
@@ -111,6 +112,8 @@ class Indexer:
         removed = self._prune(index, roots, files) if prune else 0
         batch: list[FileAnalysis] = []
         last_commit = time.perf_counter()
+        if workers is None:
+            workers = max(1, min(os.cpu_count() or 1, len(todo)))
         results = analyse_all(todo, self.settings, workers=workers, engine=engine, address=address)
         for result in results:
             batch.append(result)
