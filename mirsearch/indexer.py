@@ -224,8 +224,10 @@ class Indexer:
     ) -> None:
         """Write a new index generation, then record it and the batch's rows in one transaction."""
         with self._generation(index, model_hash) as session:
+            paths = [result.path for result in batch]
+            known = {r.path: r for r in session.scalars(select(Track).where(Track.path.in_(paths)))}
             for result in batch:
-                row = session.scalar(select(Track).where(Track.path == result.path))
+                row = known.get(result.path)
                 if row is None:
                     row = Track(path=result.path)
                     session.add(row)
