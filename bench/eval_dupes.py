@@ -18,10 +18,12 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import tempfile
 import time
 from collections import defaultdict
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -56,16 +58,29 @@ def split_tracks(rows: list[dict], *, seed: int) -> tuple[list[dict], list[dict]
     return indexed, negatives
 
 
-def queries(rows, outside, audio_dir: Path, *, seed: int, quick: bool, max_whole_s: float):
+def queries(
+    rows,
+    outside,
+    audio_dir: Path,
+    *,
+    seed: int,
+    quick: bool,
+    max_whole_s: float,
+    transforms: list[str] | None = None,
+    clips: dict | None = None,
+):
     """(row, clip name, transform name, samples) for every query, deterministically.
+
+    `transforms` and `clips` narrow the set (bench/print_formats.py uses the hard cases only).
 
     The sound a clip is mixed with comes from `outside` (tracks not in the catalog): catalog
     audio buried in a query is a duplicate to find, not a false match.
     """
     rng = np.random.default_rng(seed)
     decoded = {row["path"]: load(audio_dir / row["path"]).samples for row in rows}
-    names = ["none", "mp3_64k", "noise_snr10", "speed_+5%", "pitch_-1st"] if quick else TRANSFORMS
-    clips = {"10s": (10.0, 1)} if quick else CLIPS
+    quick_names = ["none", "mp3_64k", "noise_snr10", "speed_+5%", "pitch_-1st"]
+    names = transforms or (quick_names if quick else list(TRANSFORMS))
+    clips = clips or ({"10s": (10.0, 1)} if quick else CLIPS)
     for row in rows:
         x = decoded[row["path"]]
         others = [r for r in outside if r["path"] != row["path"]][:3]
@@ -87,57 +102,28 @@ def run(
     quick: bool = False,
     max_whole_s: float = 120.0,
     threshold: float | None = None,
+    workers: int | None = None,
 ) -> dict:
-    with open(audio_dir / "manifest.tsv", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    indexed, negatives = split_tracks(rows, seed=0)
-    if quick:
-        indexed, negatives = indexed[::4], negatives[::4]
+    """Index the catalog half once, then match every query, in `workers` processes (default:
+    one per core) that each take every workers-th track's queries from the same seeded stream."""
+    indexed, negatives = _split(audio_dir, quick=quick)
+    workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as home:
         engine = Engine(Settings.from_env(home=Path(home)))
         started = time.perf_counter()
-        engine.index_paths([audio_dir / r["path"] for r in indexed], workers=2)
+        engine.index_paths([audio_dir / r["path"] for r in indexed])
         index_s = time.perf_counter() - started
-        index = engine.index()
-        tracks, _ = engine.catalog.list_tracks(per_page=10_000)
-        track_of = {Path(t.path).name: t.id for t in tracks}
-        twins = defaultdict(set)  # versions of one piece (pair_group) are not "wrong" matches
-        for row in indexed:
-            twins[row["pair_group"] or row["path"]].add(track_of[row["path"]])
-        threshold = index.meta.match_threshold if threshold is None else threshold
-        seen = set(engine.embedder.metadata.get("contrastive_files", []))
-        records = []
-        query_s = []
-        for row, clip_name, name, y in queries(
-            indexed + negatives,
-            negatives,
-            audio_dir,
-            seed=seed,
-            quick=quick,
-            max_whole_s=max_whole_s,
-        ):
-            t0 = time.perf_counter()
-            found = engine.match_candidates(y)
-            query_s.append(time.perf_counter() - t0)
-            truth = track_of.get(row["path"])
-            accepted = twins.get(row["pair_group"] or row["path"], set())
-            records.append(
-                {
-                    "track": row["path"],
-                    "clip": clip_name,
-                    "transform": name,
-                    "positive": truth is not None,
-                    "seen": row["path"] in seen,
-                    "true_score": max((m.score for m in found if m.track_id == truth), default=0.0),
-                    "false_score": max(
-                        (m.score for m in found if m.track_id not in accepted), default=0.0
-                    ),
-                    "true_match": next((m.to_dict() for m in found if m.track_id == truth), None),
-                    "false_match": next(
-                        (m.to_dict() for m in found if m.track_id not in accepted), None
-                    ),
-                }
-            )
+        threshold = engine.index().meta.match_threshold if threshold is None else threshold
+        jobs = [
+            (Path(home), audio_dir, seed, quick, max_whole_s, k, workers) for k in range(workers)
+        ]
+        if workers == 1:
+            parts = [_query_shard(*jobs[0])]
+        else:
+            with get_context("spawn").Pool(workers) as pool:
+                parts = pool.starmap(_query_shard, jobs)
+    records = [r for part in parts for r in part]
+    query_s = [r.pop("query_s") for r in records]
     return {
         "records": records,
         "threshold": threshold,
@@ -146,7 +132,64 @@ def run(
         "query_ms_p95": 1000 * float(np.percentile(query_s, 95)),
         "indexed_tracks": len(indexed),
         "negative_tracks": len(negatives),
+        "workers": workers,
     }
+
+
+def _split(audio_dir: Path, *, quick: bool) -> tuple[list[dict], list[dict]]:
+    with open(audio_dir / "manifest.tsv", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    indexed, negatives = split_tracks(rows, seed=0)
+    if quick:
+        indexed, negatives = indexed[::4], negatives[::4]
+    return indexed, negatives
+
+
+def _query_shard(
+    home: Path, audio_dir: Path, seed: int, quick: bool, max_whole_s: float, shard: int, shards: int
+) -> list[dict]:
+    """The records of the queries of every `shards`-th track from `shard` on, matched against
+    the index in `home` (every shard draws the whole seeded stream, so the queries are the same
+    whatever the number of shards)."""
+    indexed, negatives = _split(audio_dir, quick=quick)
+    engine = Engine(Settings.from_env(home=home))
+    tracks, _ = engine.catalog.list_tracks(per_page=10_000)
+    track_of = {Path(t.path).name: t.id for t in tracks}
+    twins = defaultdict(set)  # versions of one piece (pair_group) are not "wrong" matches
+    for row in indexed:
+        twins[row["pair_group"] or row["path"]].add(track_of[row["path"]])
+    seen = set(engine.embedder.metadata.get("contrastive_files", []))
+    mine = {row["path"] for row in (indexed + negatives)[shard::shards]}
+    records = []
+    for row, clip_name, name, y in queries(
+        indexed + negatives, negatives, audio_dir, seed=seed, quick=quick, max_whole_s=max_whole_s
+    ):
+        if row["path"] not in mine:
+            continue
+        t0 = time.perf_counter()
+        found = engine.match_candidates(y)
+        query_s = time.perf_counter() - t0
+        truth = track_of.get(row["path"])
+        accepted = twins.get(row["pair_group"] or row["path"], set())
+        records.append(
+            {
+                "track": row["path"],
+                "clip": clip_name,
+                "transform": name,
+                "positive": truth is not None,
+                "seen": row["path"] in seen,
+                "true_score": max((m.score for m in found if m.track_id == truth), default=0.0),
+                "false_score": max(
+                    (m.score for m in found if m.track_id not in accepted), default=0.0
+                ),
+                "true_match": next((m.to_dict() for m in found if m.track_id == truth), None),
+                "false_match": next(
+                    (m.to_dict() for m in found if m.track_id not in accepted), None
+                ),
+                "query_s": query_s,
+            }
+        )
+    return records
 
 
 def summarise(result: dict, threshold: float) -> dict:
@@ -240,10 +283,14 @@ def main() -> None:
         help="store the threshold this run calls for, then report at it",
     )
     parser.add_argument("--max-whole-s", type=float, default=120.0)
+    parser.add_argument("--workers", type=int, default=None, help="default: one per core")
     args = parser.parse_args()
     if not (args.audio_dir / "manifest.tsv").exists():
         sys.exit(f"{args.audio_dir}/manifest.tsv not found: this evaluation needs ../shared/audio")
-    result = run(args.audio_dir, quick=args.quick, max_whole_s=args.max_whole_s)
+    started = time.perf_counter()
+    result = run(
+        args.audio_dir, quick=args.quick, max_whole_s=args.max_whole_s, workers=args.workers
+    )
     threshold = result["threshold"]
     if args.calibrate:
         from mirsearch.embeddings import Embedder
@@ -256,7 +303,7 @@ def main() -> None:
         summarise(result, threshold)
         | {"cross_validated_threshold": cross_validated(result["records"])}
         | {k: v for k, v in result.items() if k not in ("records", "threshold")}
-        | {"date": time.strftime("%Y-%m-%d")}
+        | {"date": time.strftime("%Y-%m-%d"), "seconds": round(time.perf_counter() - started)}
     )
     OUT.write_text(json.dumps(report, indent=1) + "\n")
     RECORDS.write_text(json.dumps(result["records"]) + "\n")

@@ -18,14 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from mirsearch import fingerprint
-from mirsearch.config import FeatureConfig
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import eval_retrieval  # noqa: E402
 import latency  # noqa: E402
+import profile_index  # noqa: E402
 import search as search_bench  # noqa: E402
 import throughput  # noqa: E402
 
@@ -67,10 +65,23 @@ def table(results: dict) -> str:
             f"{t['embed']['decode_embed_vgg_reference_x_realtime']}×",
         ),
         (
-            f"`mirsearch index` on ../shared/audio ({t['index']['tracks']} tracks, 2 workers)",
+            f"`mirsearch index` on ../shared/audio ({t['index']['tracks']} tracks, default: "
+            f"{t['index']['workers']} workers)",
             f"{t['index']['first_run_s']} s ({t['index']['index_x_realtime']}×); "
             f"unchanged re-run {t['index']['second_run_s']} s",
         ),
+    ]
+    size = t["index"].get("footprint")
+    if size:
+        rows.append(
+            (
+                "Stored per hour of catalog audio: rows + prints + window vectors "
+                f"({size['window_index_kind']}) = total",
+                f"{size['rows_mb_per_hour']:.2f} + {size['prints_mb_per_hour']:.2f} + "
+                f"{size['vectors_mb_per_hour']:.2f} = **{size['total_mb_per_hour']:.2f} MB**",
+            )
+        )
+    rows += [
         (
             "10 s clip → source track at rank 1 (plain / MP3 64k)",
             f"{r['clip_rank1_10s']['none']:.1%} / {r['clip_rank1_10s']['mp3_64k']:.1%} "
@@ -92,6 +103,18 @@ def table(results: dict) -> str:
                     f"{lat[name]['p50_ms']:.0f} / {lat[name]['p95_ms']:.0f} ms",
                 )
             )
+        per_length = lat.get("match_per_clip_length")
+        if per_length:
+            rows.append(
+                (
+                    "`match` per clip, model and index loaded once, shared catalog: "
+                    + " · ".join(per_length)
+                    + " clips, p50 / p95",
+                    " · ".join(
+                        f"{v['p50_ms']:.0f} / {v['p95_ms']:.0f} ms" for v in per_length.values()
+                    ),
+                )
+            )
         server = lat["server"]
         rows.append(
             (
@@ -104,7 +127,7 @@ def table(results: dict) -> str:
                 + f"; {server['server_errors']} 5xx, peak RSS {server['server_peak_rss_mb']} MB",
             )
         )
-    for key, label in (("flat", "exact"), ("hnsw", "HNSW")):
+    for key, label in (("flat", "exact"), ("sq8", "exact, 8-bit"), ("hnsw", "HNSW")):
         if key in win:
             w = win[key]
             rows.append(
@@ -131,6 +154,19 @@ def table(results: dict) -> str:
                     f"{x.get('recall_at_10', 1.0):.3f}",
                 )
             )
+    profile = results.get("profile")
+    if profile:
+        shares = sorted(profile["stages"].items(), key=lambda kv: -kv[1]["share"])
+        rows.append(
+            (
+                "Where `mirsearch index` spends its CPU (one process, one thread, "
+                "bench/profile_index.py)",
+                f"{profile['x_realtime_per_cpu_second']}× real time per CPU second: "
+                + ", ".join(
+                    f"{name} {v['share']:.0%}" for name, v in shares if v["share"] >= 0.005
+                ),
+            )
+        )
     dupes = results.get("dupes")
     if dupes:
         a = dupes["all"]
@@ -210,41 +246,56 @@ def dupes_table(dupes: dict) -> str:
 
 
 SIZING_TRACKS = 10_000_000
-CATALOG_ROW_BYTES = 4096  # a track row: descriptors, genre probabilities, its indexes
-PRINT_BYTES_PER_S = fingerprint.bytes_per_s(FeatureConfig())
 SHARD_RAM_BYTES = 64 * 2**30  # one shard per machine with this much RAM for its index
 
 
 def sizing_table(results: dict) -> str:
-    """10 million tracks, from measured figures: vectors per track, bytes per vector, throughput."""
+    """10 million tracks, from measured figures: vectors per track, bytes per vector, throughput,
+    and what indexing ../shared/audio stored per hour of audio."""
     t, trk = results["throughput"], results["search"]["tracks"]
     audio_s = t["decode"]["audio_hours"] * 3600
     track_s = audio_s / t["index"]["tracks"]
     windows = track_s / 1.5  # one window vector every hop (1.5 s)
     per_core = t["index"]["index_x_realtime"] / t["index"]["workers"]
     core_hours = SIZING_TRACKS * track_s / per_core / 3600
+    hours = SIZING_TRACKS * track_s / 3600
     lines = [
         f"Average track {track_s:.0f} s → {windows:.0f} window vectors and 1 track vector; "
         f"indexing at {per_core:.0f}× real time per core (measured: "
         f"{t['index']['index_x_realtime']}× on {t['index']['workers']} workers) → "
-        f"**{core_hours / 100:,.0f} hours on 100 cores** ({core_hours:,.0f} core-hours). "
-        f"Catalog: ~{SIZING_TRACKS * CATALOG_ROW_BYTES / 1e9:.0f} GB of PostgreSQL rows, plus "
-        f"~{SIZING_TRACKS * track_s * PRINT_BYTES_PER_S / 1e12:.1f} TB of verification prints "
-        f"({PRINT_BYTES_PER_S:.0f} B per second of audio).\n",
+        f"**{core_hours / 100:,.0f} hours on 100 cores** ({core_hours:,.0f} core-hours)."
+    ]
+    size = t["index"].get("footprint")
+    if size:
+        window_bytes = size["window_vectors_bytes"] / (t["index"]["tracks"] * windows)
+        lines[0] += (
+            f" Stored as measured on ../shared/audio ({size['total_mb_per_hour']:.2f} MB per hour "
+            f"of audio): **{hours * size['total_mb_per_hour'] / 1e6:.1f} TB in all** — "
+            f"{hours * size['rows_mb_per_hour'] / 1e6:.2f} TB of catalog rows, "
+            f"{hours * size['prints_mb_per_hour'] / 1e6:.2f} TB of verification prints, "
+            f"{hours * size['vectors_mb_per_hour'] / 1e6:.2f} TB of {size['window_index_kind']} "
+            f"window vectors ({window_bytes:.0f} B each with its id)."
+        )
+    lines += [
+        "",
         "| vector index | bytes / vector (measured) | track index | window index | "
         f"shards of {SHARD_RAM_BYTES // 2**30} GiB RAM |",
         "|---|---|---|---|---|",
     ]
-    for kind, label in (("flat", "flat (exact)"), ("hnsw", "HNSW"), ("ivfpq", "IVF-PQ")):
-        if kind not in trk:
+    kinds = [("flat", "flat (exact)"), ("hnsw", "HNSW"), ("ivfpq", "IVF-PQ")]
+    per_vector = {kind: trk[kind]["bytes_per_track"] for kind, _ in kinds if kind in trk}
+    if size:
+        per_vector["sq8"] = window_bytes
+        kinds.insert(1, ("sq8", "sq8 (exact, 8-bit; the default)"))
+    for kind, label in kinds:
+        if kind not in per_vector:
             continue
-        per_vector = trk[kind]["bytes_per_track"]
-        track_bytes = SIZING_TRACKS * per_vector
-        window_bytes = SIZING_TRACKS * windows * per_vector
-        shards = int(np.ceil((track_bytes + window_bytes) / SHARD_RAM_BYTES))
+        track_bytes = SIZING_TRACKS * per_vector[kind]
+        window_bytes_all = SIZING_TRACKS * windows * per_vector[kind]
+        shards = int(np.ceil((track_bytes + window_bytes_all) / SHARD_RAM_BYTES))
         lines.append(
-            f"| {label} | {per_vector:.0f} | {track_bytes / 1e9:.1f} GB | "
-            f"{window_bytes / 1e9:,.0f} GB | {shards} |"
+            f"| {label} | {per_vector[kind]:.0f} | {track_bytes / 1e9:.1f} GB | "
+            f"{window_bytes_all / 1e9:,.0f} GB | {shards} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -279,6 +330,7 @@ def main() -> None:
         "latency": latency.run(audio_dir),
         "search": search_bench.run(),
         "retrieval": eval_retrieval.run(audio_dir),
+        "profile": profile_index.profile(audio_dir),
         **_evaluations(),
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")

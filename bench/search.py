@@ -1,9 +1,9 @@
 """Search benchmark on synthetic clustered vectors: query latency, build time, memory and recall.
 
 Two parts. Windows: `search.rank` for one 20-window query over 10,000 tracks of 120 windows
-(1.2 M window vectors), with the exact index and with HNSW, and `match` without the network (one
-such query per pitch hypothesis, each aligned per track and its best lines checked on synthetic
-prints; embedding the clip excluded).
+(1.2 M window vectors), with the exact index (float32, then 8-bit "sq8") and with HNSW, and
+`match` without the network (one such query per pitch hypothesis, each aligned per track and its
+best lines checked on synthetic prints; embedding the clip excluded).
 Tracks: 1,000,000 track vectors in a track-level index, flat vs HNSW vs IVF-PQ. Recall@10 is
 measured against the exact index.
 Run `python bench/search.py [--small]`; it prints one JSON object.
@@ -131,8 +131,14 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
 
     # Verification prints: a pool of random ones shared round-robin (10,000 distinct prints would
     # take gigabytes here); the query's is its source's at the excerpt's place.
-    print_fps = fingerprint.frames_per_s(FeatureConfig())
-    pool = rng.integers(0, 120, (64, 44, int((n_windows * 1.5 + 3) * print_fps)), dtype=np.uint8)
+    config = FeatureConfig()
+    print_fps = fingerprint.frames_per_s(config)
+    bands = len(fingerprint._kept_bands(config)) // fingerprint.BAND_GROUP
+    shape = (bands, int((n_windows * 1.5 + 3) * print_fps))
+    pool = [  # as the catalog hands them out: decoded from the stored bytes
+        fingerprint.decode(fingerprint.encode(rng.normal(0.0, 8.0, shape).astype(np.float32)))
+        for _ in range(64)
+    ]
     first = int(45.25 * print_fps)
     clip_frames = int((QUERY_WINDOWS * QUERY_HOP_S + 3) * print_fps)
     query_prints = [pool[t % len(pool)][:, first : first + clip_frames] for t in sources]
@@ -153,6 +159,17 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
         "filtered": latency_ms(rank_filtered, n_queries // 2),
         "match": latency_ms(match_one, n_queries // 2),
         "source_track_first": float(np.mean(exact_hits[:, 0] == sources)),
+    }
+    started = time.perf_counter()
+    index.rebuild("sq8")
+    build_s = time.perf_counter() - started
+    result["sq8"] = {
+        "build_s": round(build_s, 2),
+        **latency_ms(rank_one, n_queries),
+        "filtered": latency_ms(rank_filtered, n_queries // 2),
+        "match": latency_ms(match_one, n_queries // 2),
+        "window_recall_at_10": recall_at_10(nearest_windows(index, probe), exact_windows),
+        "rank_recall_at_10": recall_at_10(rank_all(), exact_hits),
     }
     started = time.perf_counter()
     index.rebuild("hnsw")

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
+import sqlite3
 import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from sqlalchemy import text
 
 from mirsearch.api import Engine
 from mirsearch.audio import load
@@ -98,20 +101,59 @@ def embedding(files: list[Path], *, workers: int = 2) -> dict:
     return out
 
 
-def indexing(folder: Path, *, workers: int = 2) -> dict:
+def indexing(folder: Path, *, workers: int | None = None) -> dict:
+    """`mirsearch index` with default settings (one worker per core), twice, and the footprint
+    of what it stored."""
     with tempfile.TemporaryDirectory() as home:
         engine = Engine(Settings.from_env({}, home=Path(home)))
         first = engine.index_paths([folder], workers=workers)
         second = engine.index_paths([folder], workers=workers)
+        stored = footprint(engine)
     audio_s = first.audio_hours * 3600
     return {
-        "workers": workers,
+        "workers": workers or os.cpu_count(),
         "tracks": first.indexed,
         "first_run_s": round(first.seconds, 2),
         "index_x_realtime": _rate(audio_s, first.seconds),
         "second_run_s": round(second.seconds, 3),
         "second_run_unchanged": second.unchanged,
+        "footprint": stored | per_hour(stored, first.audio_hours),
     }
+
+
+def footprint(engine: Engine) -> dict:
+    """Bytes on disk: catalog rows (the SQLite file, compacted, less the prints), verification
+    prints (their stored bytes), and the current generation's vector index files."""
+    catalog_db = engine.settings.home / "catalog.db"
+    with engine.catalog.engine.connect() as connection:
+        prints = connection.execute(text("SELECT SUM(LENGTH(data)) FROM track_prints")).scalar()
+        connection.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+    engine.catalog.close()
+    with sqlite3.connect(catalog_db) as connection:
+        connection.execute("VACUUM")
+    generation = engine.catalog.index_state().generation
+    index_dir = engine.settings.index_dir
+    vectors = {
+        name: (index_dir / f"{name}-{generation}.faiss").stat().st_size
+        for name in ("windows", "tracks")
+    }
+    return {
+        "rows_bytes": catalog_db.stat().st_size - int(prints or 0),
+        "prints_bytes": int(prints or 0),
+        "window_vectors_bytes": vectors["windows"],
+        "track_vectors_bytes": vectors["tracks"],
+        "window_index_kind": engine.index().meta.kind,
+    }
+
+
+def per_hour(stored: dict, audio_hours: float) -> dict:
+    parts = {
+        "rows": stored["rows_bytes"],
+        "prints": stored["prints_bytes"],
+        "vectors": stored["window_vectors_bytes"] + stored["track_vectors_bytes"],
+    }
+    mb = {f"{k}_mb_per_hour": round(v / 1e6 / audio_hours, 3) for k, v in parts.items()}
+    return mb | {"total_mb_per_hour": round(sum(parts.values()) / 1e6 / audio_hours, 3)}
 
 
 def run(audio_dir: Path) -> dict:

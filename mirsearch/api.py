@@ -13,7 +13,14 @@ import numpy as np
 from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.duplicates import Match, best_per_track, candidates, find_groups, remembered
+from mirsearch.duplicates import (
+    Match,
+    best_per_track,
+    candidates,
+    find_groups,
+    ranked,
+    remembered,
+)
 from mirsearch.embeddings import Analysis, Embedder
 from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
 from mirsearch.index import IndexMeta, VectorIndex, reading
@@ -249,7 +256,7 @@ class Engine:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""
         samples = self.load_query(path)
         threshold = self._require_index().meta.match_threshold
-        matches = [m for m in self.match_candidates(samples) if m.score >= threshold]
+        matches = ranked([m for m in self.match_candidates(samples) if m.score >= threshold])
         rows = self.catalog.get_many([m.track_id for m in matches])
         return [
             MatchResult(
@@ -280,7 +287,11 @@ class Engine:
         rows = self.catalog.get_many([t for g in groups for t in g.track_ids])
         return [
             {
-                "tracks": [_track_brief(rows[t]) for t in g.track_ids if t in rows],
+                "tracks": [
+                    _track_brief(rows[t]) | {"speed": g.speeds.get(t, 1.0)}
+                    for t in g.track_ids
+                    if t in rows
+                ],
                 "evidence": g.evidence,
             }
             for g in groups

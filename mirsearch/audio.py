@@ -168,9 +168,14 @@ def iter_blocks(path: Path, *, config: AudioConfig = AudioConfig()) -> Iterator[
 
 
 def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndarray]:
-    """Demux and decode packet by packet; a few unreadable packets are skipped, not fatal."""
+    """Demux and decode packet by packet; a few unreadable packets are skipped, not fatal.
+
+    Decoded frames (a Vorbis frame is ~10 ms) are gathered in an FFmpeg FIFO and resampled a
+    second at a time: one resampler call per second instead of one per frame, which took more
+    time than decoding itself (same samples out).
+    """
     stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=config.sample_rate)
+    converter = _Converter(config.sample_rate)
     max_samples = int(config.max_duration_s * config.sample_rate)
     block_samples = int(config.block_s * config.sample_rate)
     pending: list[np.ndarray] = []
@@ -185,8 +190,7 @@ def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndar
                     raise AudioError(f"{info.path}: the audio is corrupt ({_reason(exc)})") from exc
                 continue
             for frame in frames:
-                for out in resampler.resample(frame):
-                    chunk = out.to_ndarray().reshape(-1)
+                for chunk in converter.push(frame):
                     pending.append(chunk)
                     pending_n += chunk.size
                     total += chunk.size
@@ -198,8 +202,7 @@ def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndar
             if pending_n >= block_samples:
                 yield np.concatenate(pending)
                 pending, pending_n = [], 0
-        for out in resampler.resample(None):
-            pending.append(out.to_ndarray().reshape(-1))
+        pending.extend(converter.flush())
     except av.error.FFmpegError as exc:
         raise AudioError(
             f"{info.path}: the audio is corrupt or truncated ({_reason(exc)})"
@@ -208,6 +211,41 @@ def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndar
         log.info("%s: skipped %d unreadable packets", info.path, bad_packets)
     if pending:
         yield np.concatenate(pending)
+
+
+class _Converter:
+    """Decoded frames → mono float32 at `rate`, resampled about a second of input at a time."""
+
+    def __init__(self, rate: int):
+        self.rate = rate
+        self.fifo: av.AudioFifo | None = None
+        self.resampler: av.AudioResampler | None = None
+        self.setup: tuple | None = None  # the input's (format, layout, rate)
+
+    def push(self, frame: av.AudioFrame) -> list[np.ndarray]:
+        setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        out = []
+        if setup != self.setup:  # the stream changed format: finish the old, start afresh
+            out = self.flush()
+            self.fifo = av.AudioFifo()
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
+            self.setup = setup
+        frame.pts = None  # the FIFO checks timestamps are contiguous; skipped packets aren't
+        self.fifo.write(frame)
+        if self.fifo.samples >= frame.sample_rate:
+            out += self._resample(self.fifo.read())
+        return out
+
+    def flush(self) -> list[np.ndarray]:
+        if self.fifo is None:
+            return []
+        out = self._resample(self.fifo.read()) if self.fifo.samples else []
+        out += self._resample(None)
+        self.fifo = self.resampler = self.setup = None
+        return out
+
+    def _resample(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
+        return [out.to_ndarray().reshape(-1) for out in self.resampler.resample(frame)]
 
 
 def _wav_missing_bytes(path: Path) -> int:

@@ -18,6 +18,7 @@ from alembic.config import Config
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from mirsearch import fingerprint
 from mirsearch.errors import InvalidParameterError, MirsearchError
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class Track(Base):
 
 
 class TrackPrint(Base):
-    """A track's verification print (mirsearch.fingerprint): `bands` rows of uint8 frames."""
+    """A track's verification print (mirsearch.fingerprint), stored compactly in `format`."""
 
     __tablename__ = "track_prints"
 
@@ -108,13 +109,22 @@ class TrackPrint(Base):
     )
     bands: Mapped[int]
     data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # fingerprint.FORMAT when written; migration 0003 converted the 1-byte prints of format 1
+    format: Mapped[int] = mapped_column(default=fingerprint.FORMAT, server_default="1")
 
     @classmethod
-    def of(cls, track_id: int, fingerprint: np.ndarray) -> TrackPrint:
-        return cls(track_id=track_id, bands=fingerprint.shape[0], data=fingerprint.tobytes())
+    def of(cls, track_id: int, print_db: np.ndarray) -> TrackPrint:
+        """The row storing `print_db` (bands, frames), a print from fingerprint.make_print."""
+        return cls(
+            track_id=track_id,
+            bands=print_db.shape[0],
+            data=fingerprint.encode(print_db),
+            format=fingerprint.FORMAT,
+        )
 
     def array(self) -> np.ndarray:
-        return np.frombuffer(self.data, dtype=np.uint8).reshape(self.bands, -1)
+        """The stored print (bands, frames) float32; IndexMismatchError for another format."""
+        return fingerprint.decode(self.data, format=self.format)
 
 
 class IndexState(Base):
@@ -186,7 +196,7 @@ class Catalog:
             return {row.id: row for row in session.scalars(select(Track).where(Track.id.in_(ids)))}
 
     def prints(self, track_ids: Iterable[int]) -> dict[int, np.ndarray]:
-        """These tracks' verification prints, (bands, frames) uint8; absent ids are left out."""
+        """These tracks' verification prints, (bands, frames) float32; absent ids are left out."""
         with self.session() as session:
             return load_prints(session, track_ids)
 

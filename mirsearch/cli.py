@@ -83,9 +83,8 @@ def main(verbose: int) -> None:
 @click.option(
     "--workers",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Processes decoding and embedding in parallel.",
+    default=None,
+    help="Processes decoding and embedding in parallel [default: one per core].",
 )
 @click.option(
     "--engine",
@@ -104,7 +103,7 @@ def main(verbose: int) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
 def index(
     paths: tuple[Path, ...],
-    workers: int,
+    workers: int | None,
     run_on: str,
     address: str | None,
     prune: bool,
@@ -222,7 +221,8 @@ def dupes(as_json: bool) -> None:
         return
     for n, group in enumerate(groups, 1):
         names = ", ".join(
-            f"{t['track_id']}:{t['title'] or Path(t['path']).name}" for t in group["tracks"]
+            f"{t['track_id']}:{t['title'] or Path(t['path']).name} (speed {t['speed']:g})"
+            for t in group["tracks"]
         )
         click.echo(f"group {n}: {names}")
     click.echo(f"{len(groups)} near-duplicate groups")

@@ -51,13 +51,16 @@ class EmbeddingConfig:
     batch_size: int = 256  # windows per forward pass
 
 
-INDEX_KINDS = ("auto", "flat", "hnsw", "ivfpq")
+INDEX_KINDS = ("auto", "flat", "sq8", "hnsw", "ivfpq")
 
 
 @dataclass(frozen=True)
 class IndexConfig:
     exact_max_vectors: int = 2_000_000  # more window vectors than this: an approximate index
-    kind: str = "auto"  # "auto", "flat" (exact), "hnsw" or "ivfpq"
+    # "auto" (window vectors "sq8" up to exact_max_vectors, then "hnsw"), "flat" (exact float32),
+    # "sq8" (exact search over 8-bit vectors: a quarter of the bytes, same near-duplicate recall;
+    # bench/print_formats.py), "hnsw" or "ivfpq"
+    kind: str = "auto"
     hnsw_m: int = 32  # HNSW graph degree
     hnsw_ef_search: int = 128  # HNSW search breadth
     ivf_nlist: int = 4096  # IVF cells (trained on a sample)

@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 CALIBRATION = Path(__file__).resolve().parent / "assets" / "duplicates.json"
 SPEED_PRIOR = 0.1  # support lost per unit of speed change: 0.5 % at ±5 %
+# Ranking matches of several versions of one recording (their scores all near 1): agreement lost
+# per unit of speed change, so the version the clip plays at speed 1.0 comes first unless another
+# agrees by more than 0.1 better at ±5 % (an exact copy agrees at 0.9 and more).
+RANK_SPEED_PENALTY = 2.0
 
 # Track ids → their prints (bands, frames) uint8; ids without a print are left out.
 Prints = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
@@ -54,10 +58,12 @@ class Match:
 
 @dataclass(frozen=True)
 class Group:
-    """Catalog tracks that duplicate one another, with the pairwise evidence."""
+    """Catalog tracks that duplicate one another (versions of one recording), with the pairwise
+    evidence and each track's playing speed relative to the group's first track."""
 
     track_ids: list[int]
     evidence: list[dict]
+    speeds: dict[int, float] = dataclasses.field(default_factory=dict)  # 1.05: plays 5 % fast
 
 
 def calibrated_threshold(model_hash: str, *, config: DuplicateConfig = DuplicateConfig()) -> float:
@@ -91,7 +97,24 @@ def find_matches(
     found = candidates(
         index, query_vectors, query_offsets_s, query_print, prints, config=config, exclude=exclude
     )
-    return [m for m in found if m.score >= threshold]
+    return ranked([m for m in found if m.score >= threshold])
+
+
+def ranked(matches: Sequence[Match]) -> list[Match]:
+    """Matches in the order to show them: the version the query plays at speed 1.0 with the
+    highest print agreement first.
+
+    Several versions of one recording (an original, a sped-up copy, a re-release) all score near
+    1; what separates them is how closely the prints agree and at what speed.
+    """
+    return sorted(
+        matches,
+        key=lambda m: (
+            -(m.agreement - RANK_SPEED_PENALTY * abs(m.speed - 1.0)),
+            -m.score,
+            m.track_id,
+        ),
+    )
 
 
 def candidates(
@@ -206,7 +229,8 @@ def remembered(prints: Prints) -> Prints:
 
 
 def best_per_track(*candidate_lists: list[Match]) -> list[Match]:
-    """The best-scoring match of each track over several lists (one per pitch hypothesis)."""
+    """The best-scoring match of each track over several lists (one per pitch hypothesis),
+    highest score first (`ranked` orders the ones kept as duplicates)."""
     best: dict[int, Match] = {}
     for matches in candidate_lists:
         for m in matches:
@@ -327,7 +351,30 @@ def find_groups(
     for tracks in members.values():
         if len(tracks) > 1:
             chosen = set(tracks)
-            groups.append(
-                Group(sorted(tracks), [e for p, e in sorted(evidence.items()) if p[0] in chosen])
-            )
+            group_evidence = [e for p, e in sorted(evidence.items()) if p[0] in chosen]
+            groups.append(Group(sorted(tracks), group_evidence, _speeds(group_evidence)))
     return sorted(groups, key=lambda g: g.track_ids)
+
+
+def _speeds(evidence: list[dict]) -> dict[int, float]:
+    """Each track's playing speed relative to the lowest id, walking the evidence's pairs.
+
+    A pair's `speed` is the matched track's seconds per second of the query track: the query
+    track plays the matched one that much faster.
+    """
+    edges: dict[int, list[tuple[int, float]]] = {}
+    for e in evidence:
+        q, t, speed = e["query_track_id"], e["track_id"], e["speed"]
+        edges.setdefault(q, []).append((t, 1.0 / speed))
+        edges.setdefault(t, []).append((q, speed))
+    if not edges:
+        return {}
+    start = min(edges)
+    speeds, todo = {start: 1.0}, [start]
+    while todo:
+        here = todo.pop()
+        for there, factor in edges[here]:
+            if there not in speeds:
+                speeds[there] = speeds[here] * factor
+                todo.append(there)
+    return {t: round(v, 3) for t, v in sorted(speeds.items())}

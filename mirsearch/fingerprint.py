@@ -3,26 +3,36 @@
 The window embeddings find a candidate (track, offsets, speed) to within a catalog hop; a print
 checks it at 1/32 s. The log-mel bands centred between 150 Hz and 3.8 kHz are kept (the bass
 carries a copy through loud broadband noise; above 3.8 kHz is what low-pass and 8 kHz copies
-lose), pooled to 32 frames a second and stored as whole decibels (one byte each, about 1.4 kB
-per second of audio). The check cuts the aligned stretch into overlapping chunks, lets each find its
-best lag within a second of the predicted line (vocoder tempo changes and speed estimates drift a
-little), and takes the median of the chunks' correlations: a copy correlates, re-encoded,
-filtered, noisy, stretched or not; other music with the same instruments, tempo and key does not,
-because its notes and onsets fall elsewhere.
+lose), adjacent bands averaged in pairs and pooled to 32 frames a second. A query's print stays
+at full precision; a catalog track's is stored compactly (`encode`): each frame minus its mean
+over the bands (the check removes it anyway), quantised in steps of STEP_DB to BITS bits, packed
+as bit planes and deflated: about 270 bytes a second, a fifth of the 1-byte print it replaces
+(format 1, 1,408 bytes a second). The check cuts the aligned stretch into overlapping chunks,
+lets each find its best lag within a second of the predicted line (vocoder tempo changes and
+speed estimates drift a little), and takes the median of the chunks' correlations: a copy
+correlates, re-encoded, filtered, noisy, stretched or not; other music with the same
+instruments, tempo and key does not, because its notes and onsets fall elsewhere.
 """
 
 from __future__ import annotations
 
+import struct
+import zlib
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
 from mirsearch.config import FeatureConfig
+from mirsearch.errors import IndexMismatchError
 
 BAND_HZ = (150.0, 3800.0)  # mel bands whose centres lie in this range are kept
+BAND_GROUP = 2  # adjacent kept mel bands averaged into one print band
 POOL = 2  # log-mel frames averaged into one print frame
-FLOOR_DB = -80.0  # the byte 0; a print stores round(dB - FLOOR_DB), clipped to 0..255
+FORMAT = 2  # the stored layout `encode` writes (catalog column track_prints.format)
+BITS = 4  # bits per stored value (bench/print_formats.py: 3 bits lost 0.6 point more recall)
+STEP_DB = 3.0  # quantiser step: a stored value is a multiple of this, within ±2**(BITS-1) steps
+_HEADER = struct.Struct("<HI")  # bands, frames
 
 
 @dataclass(frozen=True)
@@ -47,16 +57,58 @@ def frames_per_s(config: FeatureConfig) -> float:
 
 
 def bytes_per_s(config: FeatureConfig) -> float:
-    """What a print takes per second of audio."""
-    return len(_kept_bands(config)) * frames_per_s(config)
+    """What a stored print takes per second of audio before deflating (bench measures after)."""
+    return len(_kept_bands(config)) // BAND_GROUP * frames_per_s(config) * BITS / 8
 
 
 def make_print(mel_db: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """(n_mels, n_frames) log-mel in dB → (bands, n_frames // POOL) uint8 print."""
+    """(n_mels, n_frames) log-mel in dB → (bands, n_frames // POOL) float32 print in dB."""
     kept = np.asarray(mel_db, dtype=np.float32)[_kept_bands(config)]
-    n = kept.shape[1] // POOL * POOL
-    pooled = kept[:, :n].reshape(kept.shape[0], -1, POOL).mean(axis=2)
-    return np.clip(np.round(pooled - FLOOR_DB), 0, 255).astype(np.uint8)
+    return _pooled(kept, BAND_GROUP, POOL)
+
+
+def encode(fingerprint: np.ndarray) -> bytes:
+    """A print (bands, frames) in dB → the stored bytes of format FORMAT (lossy; see `decode`)."""
+    x = np.asarray(fingerprint, dtype=np.float32)
+    x = x - x.mean(axis=0, keepdims=True)
+    half = 2 ** (BITS - 1)
+    codes = (np.clip(np.round(x / STEP_DB), -half, half - 1) + half).astype(np.uint8).ravel()
+    planes = b"".join(np.packbits((codes >> bit) & 1).tobytes() for bit in range(BITS))
+    return zlib.compress(_HEADER.pack(*x.shape) + planes, 9)
+
+
+def decode(data: bytes, *, format: int = FORMAT) -> np.ndarray:
+    """Stored bytes → (bands, frames) float32: each frame centred over the bands, in dB steps."""
+    if format != FORMAT:
+        raise IndexMismatchError(
+            f"a verification print is stored in format {format}, this version reads format "
+            f"{FORMAT}: run `mirsearch db upgrade` (it converts them), or index the catalog again"
+        )
+    raw = zlib.decompress(data)
+    bands, frames = _HEADER.unpack_from(raw)
+    n = bands * frames
+    size = (n + 7) // 8
+    codes = np.zeros(n, dtype=np.uint8)
+    for bit in range(BITS):
+        start = _HEADER.size + bit * size
+        plane = np.frombuffer(raw, dtype=np.uint8, count=size, offset=start)
+        codes |= np.unpackbits(plane, count=n) << bit
+    half = 2 ** (BITS - 1)
+    return ((codes.astype(np.float32) - half) * STEP_DB).reshape(bands, frames)
+
+
+def from_format_1(data: bytes, bands: int) -> np.ndarray:
+    """A format-1 print (one byte per kept mel band and 32 fps frame, dB + 80) as a print of
+    today's layout (`make_print`), for the migration that converts stored prints."""
+    one_byte = np.frombuffer(data, dtype=np.uint8).reshape(bands, -1).astype(np.float32)
+    return _pooled(one_byte, BAND_GROUP, POOL // 2)
+
+
+def _pooled(x: np.ndarray, bands: int, frames: int) -> np.ndarray:
+    """Means over groups of `bands` rows and `frames` columns (a remainder is dropped)."""
+    b, f = x.shape[0] // bands * bands, x.shape[1] // frames * frames
+    grouped = x[:b, :f].reshape(b // bands, bands, f // frames, frames).mean(axis=(1, 3))
+    return np.ascontiguousarray(grouped, dtype=np.float32)
 
 
 def agreement(
@@ -72,12 +124,12 @@ def agreement(
 ) -> float:
     """Median over the aligned stretch's chunks of the best correlation within ±max_lag_s.
 
-    `query` and `track` are prints (bands, frames). Both are centred per band and per frame
-    within the chunk: a gain or EQ change (a constant per band in dB) cancels, and so does the
-    loudness contour (a fade or crescendo, which any two pieces can share). Chunks start every
-    `chunk_hop_s`, so they overlap and a short stretch still gets several; a long stretch is
-    checked on `max_chunks` of them spread evenly over it. Returns 0.0 when no chunk of the
-    stretch lies inside both prints.
+    `query` and `track` are prints (bands, frames), the track's usually decoded. Both are
+    centred per band and per frame within the chunk: a gain or EQ change (a constant per band
+    in dB) cancels, and so does the loudness contour (a fade or crescendo, which any two pieces
+    can share). Chunks start every `chunk_hop_s`, so they overlap and a short stretch still gets
+    several; a long stretch is checked on `max_chunks` of them spread evenly over it. Returns
+    0.0 when no chunk of the stretch lies inside both prints.
     """
     n = max(2, round(chunk_s * frames_per_s))
     hop = max(1, round(chunk_hop_s * frames_per_s))

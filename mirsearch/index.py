@@ -120,9 +120,8 @@ class VectorIndex:
     @classmethod
     def create(cls, meta: IndexMeta, config: IndexConfig | None = None) -> VectorIndex:
         config = config or IndexConfig()
-        kind = "hnsw" if config.kind == "hnsw" else "flat"
-        windows = IdIndex.create(meta.dim, kind, config)
-        return cls(meta, config, windows, IdIndex.create(meta.dim, kind, config))
+        windows = IdIndex.create(meta.dim, _target_kind(config, 0), config)
+        return cls(meta, config, windows, IdIndex.create(meta.dim, _tracks_kind(config, 0), config))
 
     @property
     def meta(self) -> IndexMeta:
@@ -294,13 +293,24 @@ class VectorIndex:
             return np.zeros(0, dtype=np.int64)
         return np.concatenate([window_ids(t, self._n_windows[t]) for t in track_ids])
 
-    def _convert_if_due(self) -> None:
-        for name, n in (("_windows", self.ntotal_windows), ("_tracks", self.n_tracks)):
+    def convert_if_due(self) -> bool:
+        """Convert an index saved as another kind than the config now calls for (an exact float32
+        index of an older version becomes "sq8"); True if anything changed."""
+        return self._convert_if_due()
+
+    def _convert_if_due(self) -> bool:
+        changed = False
+        for name, n, target_of in (
+            ("_windows", self.ntotal_windows, _target_kind),
+            ("_tracks", self.n_tracks, _tracks_kind),
+        ):
             current: IdIndex = getattr(self, name)
-            target = _target_kind(self.config, n)
-            if current.kind == "flat" and target != "flat":
-                log.info("%s index reached %d vectors: converting it to %s", name[1:], n, target)
+            target = target_of(self.config, n)
+            if current.kind in ("flat", "sq8") and target != current.kind:
+                log.info("%s index of %d vectors: converting it to %s", name[1:], n, target)
                 setattr(self, name, current.rebuilt(target))
+                changed = True
+        return changed
 
 
 @contextmanager
@@ -344,11 +354,18 @@ def _lock_file(directory: Path):
 
 
 def _target_kind(config: IndexConfig, n: int) -> str:
+    """The kind an index of `n` window vectors should be."""
     if config.kind == "auto":
-        return "flat" if n <= config.exact_max_vectors else "hnsw"
+        return "sq8" if n <= config.exact_max_vectors else "hnsw"
     if config.kind == "ivfpq":
         return "ivfpq" if n >= IVF_MIN_TRAIN else "flat"
     return config.kind
+
+
+def _tracks_kind(config: IndexConfig, n: int) -> str:
+    """The kind of the track vectors' index (one vector a track: kept in float32 while exact)."""
+    target = _target_kind(config, n)
+    return "flat" if target == "sq8" else target
 
 
 def _plain(value: Any) -> Any:

@@ -84,7 +84,7 @@ class Indexer:
         self,
         paths: Iterable[Path],
         *,
-        workers: int = 1,
+        workers: int | None = None,
         engine: str = "local",
         address: str | None = None,
         prune: bool = False,
@@ -94,8 +94,9 @@ class Indexer:
         """Index `paths`; returns counts. Safe to interrupt at any point and run again.
 
         The files are analysed by `workers` processes of `engine` ("local", or "ray" at
-        `address`); results are committed here in batches, so the catalog and the vector index
-        are written by one process whatever the engine.
+        `address`; None: one per core, never more than there are files to analyse); results are
+        committed here in batches, so the catalog and the vector index are written by one
+        process whatever the engine.
         """
         started = time.perf_counter()
         roots = [Path(p).resolve() for p in paths]
@@ -113,6 +114,8 @@ class Indexer:
         removed = self._prune(index, roots, files) if prune else 0
         batch: list[FileAnalysis] = []
         last_commit = time.perf_counter()
+        if workers is None:
+            workers = max(1, min(os.cpu_count() or 1, len(todo)))
         results = analyse_all(todo, self.settings, workers=workers, engine=engine, address=address)
         for result in results:
             batch.append(result)
@@ -152,8 +155,9 @@ class Indexer:
     def _open_index(self, meta: IndexMeta) -> VectorIndex:
         """The index at the catalog's generation; a fresh one after a model change.
 
-        A threshold calibrated since the index was saved is taken into it at once (a new
-        generation, nothing embedded again): the threshold belongs to the scoring code.
+        A threshold calibrated since the index was saved is taken into it at once, and an index
+        of another kind than the config calls for is converted (a new generation, nothing
+        embedded again): the threshold belongs to the scoring code.
         """
         state = self.catalog.index_state()
         if state.generation and state.model_hash == meta.model_hash:
@@ -167,8 +171,10 @@ class Indexer:
             except IndexMismatchError as exc:
                 log.warning("%s; embedding every track again", exc)
             else:
-                if index.meta.match_threshold != meta.match_threshold:
+                recalibrated = index.meta.match_threshold != meta.match_threshold
+                if recalibrated:
                     index.recalibrate(meta.match_threshold)
+                if index.convert_if_due() or recalibrated:  # e.g. float32 windows → 8-bit
                     with self._generation(index, meta.model_hash):
                         pass  # no catalog row changes: the index is saved as the next generation
                 return index
@@ -220,8 +226,10 @@ class Indexer:
     ) -> None:
         """Write a new index generation, then record it and the batch's rows in one transaction."""
         with self._generation(index, model_hash) as session:
+            paths = [result.path for result in batch]
+            known = {r.path: r for r in session.scalars(select(Track).where(Track.path.in_(paths)))}
             for result in batch:
-                row = session.scalar(select(Track).where(Track.path == result.path))
+                row = known.get(result.path)
                 if row is None:
                     row = Track(path=result.path)
                     session.add(row)
@@ -261,7 +269,7 @@ class Indexer:
         if not matches:
             row.duplicate_of, row.duplicate_evidence = None, None
             return
-        best = max(matches, key=lambda m: m.score)
+        best = matches[0]  # find_matches ranks them: the closest version first
         row.duplicate_of = best.track_id
         row.duplicate_evidence = [m.to_dict() for m in matches]
         counts["duplicates"] += 1

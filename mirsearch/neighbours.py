@@ -1,8 +1,9 @@
 """Nearest-neighbour search over id-mapped unit vectors with FAISS: the building block of index.py.
 
 An `IdIndex` is a FAISS `IndexIDMap2` over an inner-product index of L2-normalised float32
-vectors. Kinds: "flat" (exact), "hnsw", and "ivfpq" (IVF-PQ whose candidates are re-ranked with
-8-bit scalar-quantised copies, which also serve `reconstruct`). Flat indexes remove vectors in
+vectors. Kinds: "flat" (exact), "sq8" (exact search over 8-bit scalar-quantised vectors, a
+quarter of flat's bytes), "hnsw", and "ivfpq" (IVF-PQ whose candidates are re-ranked with 8-bit
+scalar-quantised copies, which also serve `reconstruct`). Flat and sq8 indexes remove vectors in
 place; HNSW and IVF-PQ cannot, so removal sets the id to -1 (a tombstone every search excludes
 with a selector) and the index is compacted once a quarter of it is tombstones. A filter is
 applied inside FAISS with an ID selector; an approximate index searches small allowed sets
@@ -23,7 +24,8 @@ from mirsearch.errors import IndexMismatchError, InvalidParameterError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("flat", "hnsw", "ivfpq")
+KINDS = ("flat", "sq8", "hnsw", "ivfpq")
+EXACT_KINDS = ("flat", "sq8")  # every vector compared with the query; removal in place
 IVF_MIN_TRAIN = 10_000  # an "ivfpq" index stays flat until it holds this many vectors
 IVF_TRAIN_PER_LIST = 64  # IVF training vectors per cell (FAISS wants 39 to 256)
 PQ_TRAIN_MIN = 16_384  # at least this many, so each PQ sub-quantiser's 256 centroids train well
@@ -56,6 +58,8 @@ class IdIndex:
         ip = faiss.METRIC_INNER_PRODUCT
         if kind == "flat":
             inner = faiss.IndexFlatIP(dim)
+        elif kind == "sq8":
+            inner = _unit_range_sq8(dim)
         elif kind == "hnsw":
             inner = faiss.IndexHNSWFlat(dim, config.hnsw_m, ip)
         else:
@@ -109,7 +113,7 @@ class IdIndex:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         if ids.size == 0:
             return
-        if self.kind == "flat":
+        if self.kind in EXACT_KINDS:
             contiguous = ids[-1] - ids[0] + 1 == ids.size
             selector = (
                 faiss.IDSelectorRange(int(ids[0]), int(ids[-1]) + 1)
@@ -126,7 +130,7 @@ class IdIndex:
             self._compact()
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
-        """The stored vectors of `ids` (n, D) float32 (8-bit precision for "ivfpq")."""
+        """The stored vectors of `ids` (n, D) float32 (8-bit precision for "sq8" and "ivfpq")."""
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if ids.size == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
@@ -145,10 +149,11 @@ class IdIndex:
             return _padded(m, max(k, 0))
         if allowed is not None:
             allowed = np.unique(np.asarray(allowed, dtype=np.int64))
-            if self.kind != "flat" and allowed.size <= self.config.exact_filter_max_vectors:
+            exact = self.kind in EXACT_KINDS
+            if not exact and allowed.size <= self.config.exact_filter_max_vectors:
                 return self._search_exactly(queries, k, allowed)
         scores, ids = self._search_faiss(queries, k, allowed)
-        if allowed is not None and self.kind != "flat":
+        if allowed is not None and self.kind not in EXACT_KINDS:
             short = np.count_nonzero(ids >= 0, axis=1) < min(k, allowed.size)
             if short.any():
                 log.debug("filtered %s search starved on %d queries: exact", self.kind, short.sum())
@@ -181,7 +186,7 @@ class IdIndex:
         # a selective filter leaves fewer hits per visited vector: widen the search to match
         widen = 1.0 if allowed is None else self.faiss_index.ntotal / max(len(allowed), 1)
         config = self.config
-        if self.kind == "flat":
+        if self.kind in EXACT_KINDS:
             params = faiss.SearchParameters(sel=selector) if selector is not None else None
         elif self.kind == "hnsw":
             ef_search = min(MAX_EF_SEARCH, max(config.hnsw_ef_search, int(2 * k * widen)))
@@ -239,7 +244,23 @@ def _kind_of(index: faiss.IndexIDMap2) -> str:
         return "ivfpq"
     if isinstance(inner, faiss.IndexFlat):
         return "flat"
+    if (
+        isinstance(inner, faiss.IndexScalarQuantizer)
+        and inner.sq.qtype == faiss.ScalarQuantizer.QT_8bit
+    ):
+        return "sq8"
     raise IndexMismatchError(f"unsupported FAISS index type {type(inner).__name__}")
+
+
+def _unit_range_sq8(dim: int) -> faiss.IndexScalarQuantizer:
+    """An 8-bit scalar quantiser over [-1, 1] in every dimension: the whole range of a unit
+    vector's components, so nothing is clipped and no training sample is needed (the step,
+    2/255, moves a cosine by at most about 0.004)."""
+    index = faiss.IndexScalarQuantizer(
+        dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+    )
+    index.train(np.stack([-np.ones(dim), np.ones(dim)]).astype(np.float32))
+    return index
 
 
 def _pq_m(dim: int, wanted: int) -> int:

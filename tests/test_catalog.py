@@ -13,6 +13,7 @@ from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 from mirsearch import catalog as catalog_module
+from mirsearch import fingerprint
 from mirsearch.catalog import Base, Catalog, IndexState, Track, TrackPrint
 from mirsearch.errors import MirsearchError
 
@@ -72,6 +73,38 @@ def test_upgrade_downgrade_upgrade(catalog):
     assert catalog.get(ids["a"]).title == "A"
 
 
+def test_upgrade_converts_format_1_prints_and_downgrade_writes_them_back(catalog):
+    """A catalog of the previous version (1-byte prints) keeps every print through 0003."""
+    catalog.upgrade("0002")
+    rng = np.random.default_rng(1)
+    one_byte = np.clip(rng.normal(60, 12, (44, 320)), 0, 255).astype(np.uint8)
+    with catalog.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO tracks (id, path, status, n_windows, updated_at) "
+                "VALUES (1, '/music/old.flac', 'indexed', 6, '2026-11-28')"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO track_prints (track_id, bands, data) VALUES (1, 44, :data)"),
+            {"data": one_byte.tobytes()},
+        )
+    catalog.upgrade()
+    converted = catalog.prints([1])[1]
+    expected = fingerprint.from_format_1(one_byte.tobytes(), 44)
+    assert converted.shape == (22, 320)
+    centred = expected - expected.mean(axis=0)
+    assert np.corrcoef(converted.ravel(), centred.ravel())[0, 1] > 0.95
+    with catalog.engine.connect() as connection:
+        assert connection.execute(text("SELECT format FROM track_prints")).scalar() == 2
+    catalog.downgrade("0002")
+    with catalog.engine.connect() as connection:
+        bands, data = connection.execute(text("SELECT bands, data FROM track_prints")).one()
+    back = np.frombuffer(data, dtype=np.uint8).reshape(bands, -1)
+    assert back.shape == (44, 320)
+    assert np.corrcoef(back[::2].astype(np.float32).ravel(), converted.ravel())[0, 1] > 0.99
+
+
 def test_models_match_the_migrated_schema(catalog):
     catalog.upgrade()
     with catalog.engine.connect() as connection:
@@ -116,12 +149,12 @@ def test_deleting_a_track_clears_duplicate_of(catalog):
 
 def test_prints_round_trip_and_go_with_their_track(catalog):
     ids = _add(catalog, a={}, b={})
-    a_print = np.arange(37 * 64, dtype=np.uint8).reshape(37, 64)
+    a_print = np.random.default_rng(0).normal(0.0, 6.0, (22, 64)).astype(np.float32)
     with catalog.session() as session, session.begin():
         session.add(TrackPrint.of(ids["a"], a_print))
     got = catalog.prints([ids["a"], ids["b"], 999])
     assert list(got) == [ids["a"]]  # b has no print, 999 no track
-    assert np.array_equal(got[ids["a"]], a_print)
+    assert np.array_equal(got[ids["a"]], fingerprint.decode(fingerprint.encode(a_print)))
     with catalog.session() as session, session.begin():
         session.execute(delete(Track).where(Track.id == ids["a"]))
     assert catalog.prints([ids["a"]]) == {}

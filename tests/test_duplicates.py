@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,3 +175,37 @@ def test_the_shipped_calibration_belongs_to_the_shipped_model():
     )
     assert calibrated_threshold(shipped) == calibration["threshold"] != CONFIG.default_threshold
     assert 0.5 < calibration["threshold"] < 1.0
+
+
+@pytest.mark.slow
+def test_a_clip_of_the_original_lists_it_before_its_sped_up_copies(shared_audio, tmp_path):
+    """Real music: a track and its ±5 % speed copies all indexed. A clip of each version lists
+    that version first, and `dupes` groups the three with the speed between them."""
+    from mirsearch.api import Engine
+    from mirsearch.audio import load, write
+    from mirsearch.config import Settings
+    from mirsearch.transforms import speed
+
+    x = load(shared_audio / "wesnoth__battle-epic.ogg").samples
+    folder = tmp_path / "music"
+    folder.mkdir()
+    versions = {"original.flac": x}
+    for name, factor in (("fast.flac", 1.05), ("slow.flac", 0.95)):
+        versions[name] = speed(x, 16_000, factor=factor)[0]
+    for name, samples in versions.items():
+        write(folder / name, samples, 16_000)
+    engine = Engine(Settings.from_env({}, home=tmp_path / "home"))
+    engine.index_paths([folder], workers=1)
+    ids = {Path(r.path).name: r.id for r in engine.catalog.list_tracks(per_page=10)[0]}
+    for name, samples in versions.items():
+        for start_s in (10.0, 40.0):
+            clip = samples[int(start_s * 16_000) : int((start_s + 10.0) * 16_000)]
+            write(tmp_path / "clip.wav", clip, 16_000)
+            matches = engine.match(tmp_path / "clip.wav")
+            assert [m.track_id for m in matches][:1] == [ids[name]], (name, start_s, matches)
+            assert matches[0].speed == pytest.approx(1.0, abs=0.011)
+            assert len(matches) == 3  # the other versions are listed too, after it
+    (group,) = engine.dupes()
+    speeds = {Path(t["path"]).name: t["speed"] for t in group["tracks"]}
+    assert speeds["fast.flac"] / speeds["original.flac"] == pytest.approx(1.05, abs=0.011)
+    assert speeds["slow.flac"] / speeds["original.flac"] == pytest.approx(0.95, abs=0.011)

@@ -57,6 +57,32 @@ def test_approximate_recall_against_exact(vectors, kind):
     assert np.all(np.diff(scores, axis=1) <= 1e-6)
 
 
+def test_sq8_is_exact_search_within_a_cosine_step(vectors):
+    """8-bit codes over [-1, 1]: scores within 0.01 of float32, so only near-ties (clustered
+    data has many) change places: every hit found is as close as the 10th true one, nearly."""
+    data, queries = vectors
+    ids = np.arange(len(data), dtype=np.int64)
+    exact_scores, truth = IdIndex.build("flat", ids, data, IndexConfig()).search(queries, 10)
+    sq8 = IdIndex.build("sq8", ids, data, IndexConfig())
+    scores, found = sq8.search(queries, 10)
+    assert sq8.kind == "sq8" and recall_at(found, truth) >= 0.9
+    assert np.abs(scores - exact_scores).max() < 0.01
+    true_cosines = np.einsum("qd,qkd->qk", queries, data[found])
+    assert (true_cosines >= exact_scores[:, -1:] - 0.01).all()
+    assert np.abs(sq8.reconstruct(ids[:50]) - data[:50]).max() <= 1 / 255 + 1e-6
+
+
+def test_auto_keeps_windows_in_8_bits_and_converts_an_older_float_index():
+    index, axis = build_index(IndexConfig(kind="auto"), n_tracks=10)
+    assert index.meta.kind == "sq8" and index._tracks.kind == "flat"
+    older, _ = build_index(IndexConfig(kind="flat"), n_tracks=10)
+    older.config = IndexConfig(kind="auto")
+    assert older.convert_if_due() and older.meta.kind == "sq8"
+    assert not older.convert_if_due()
+    _, tracks, _ = older.search_windows(older.track_windows(7)[:2], 1)
+    assert tracks[:, 0].tolist() == [7, 7]
+
+
 def build_index(config: IndexConfig, *, n_tracks: int = 120, n_windows: int = 40, seed: int = 1):
     """Tracks 1..n_tracks; odd tracks live near one direction, even tracks near the opposite."""
     rng = np.random.default_rng(seed)
@@ -68,7 +94,7 @@ def build_index(config: IndexConfig, *, n_tracks: int = 120, n_windows: int = 40
     return index, axis
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
 @pytest.mark.parametrize("exact_filter_max_vectors", [0, 50_000])
 def test_filtered_search_returns_k_allowed_hits(kind, exact_filter_max_vectors):
     config = IndexConfig(kind=kind, exact_filter_max_vectors=exact_filter_max_vectors, **SMALL_IVF)
@@ -86,7 +112,7 @@ def test_filtered_search_returns_k_allowed_hits(kind, exact_filter_max_vectors):
     assert np.isneginf(scores[2:]).all()
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivfpq"])
+@pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
 def test_the_faiss_selector_itself_filters(kind, monkeypatch):
     config = IndexConfig(kind=kind, exact_filter_max_vectors=0, **SMALL_IVF)
     index, axis = build_index(config, n_tracks=300)
@@ -100,8 +126,9 @@ def test_the_faiss_selector_itself_filters(kind, monkeypatch):
     assert set(tracks[0]) <= allowed and (tracks[0] >= 0).all()
 
 
-def test_add_remove_re_add():
-    index, _ = build_index(IndexConfig(kind="flat"), n_tracks=10)
+@pytest.mark.parametrize("kind", ["flat", "sq8"])
+def test_add_remove_re_add(kind):
+    index, _ = build_index(IndexConfig(kind=kind), n_tracks=10)
     assert index.n_tracks == 10 and index.ntotal_windows == 400
     probe = index.track_windows(3)[5:8]
     _, tracks, windows = index.search_windows(probe, 1)
@@ -142,7 +169,7 @@ def test_auto_switches_to_hnsw_above_the_exact_limit():
     assert tracks[:, 0].tolist() == [17, 17]
 
 
-@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+@pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw"])
 def test_save_load_round_trip(tmp_path, kind):
     config = IndexConfig(kind=kind)
     index, axis = build_index(config, n_tracks=20)

@@ -141,11 +141,28 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert not engine.index().contains(gone)
 
 
+def test_default_workers_are_one_per_core_but_no_more_than_files(settings, folder, monkeypatch):
+    import mirsearch.indexer
+
+    asked = []
+
+    def analyse_all(paths, settings, *, workers, engine, address):
+        asked.append((len(paths), workers))
+        return iter(())
+
+    monkeypatch.setattr(mirsearch.indexer, "analyse_all", analyse_all)
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    Indexer(settings).run([folder])
+    Indexer(settings).run([sorted(folder.iterdir())[0]])
+    n_files = len(discover([folder]))
+    assert asked == [(n_files, min(64, n_files)), (1, 1)]
+
+
 def test_workers_give_the_same_vectors_as_one_process(settings, folder, tmp_path):
     from mirsearch.config import Settings
 
     one = Engine(settings)
-    one.index_paths([folder])
+    one.index_paths([folder], workers=1)
     two = Engine(Settings.from_env({}, home=tmp_path / "two"))
     two.index_paths([folder], workers=2)
     a, b = rows(one), rows(two)

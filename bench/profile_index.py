@@ -1,0 +1,99 @@
+"""Where `mirsearch index` spends its time: one process, CPU time per stage.
+
+Indexes a folder (../shared/audio by default) into a temporary home with one worker and one torch
+thread (as each worker runs when `mirsearch index` fills the machine), every stage in this
+process, with each stage's function wrapped in a CPU-time counter (process time, so the machine's
+other load does not blur it; a wrapper per call, not a profiler's per-line overhead): hashing,
+decoding (PyAV + resampling), descriptors, the log-mel front end, the network, the verification
+prints, the duplicate check on ingest, and the catalog and index writes. Writes
+bench/profile_index.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+
+from mirsearch import analysis, audio, embeddings, features, nn
+from mirsearch.config import Settings
+from mirsearch.index import VectorIndex
+from mirsearch.indexer import Indexer
+
+OUT = Path(__file__).resolve().parent / "profile_index.json"
+# stage → (owner, attribute) of the function whose calls it times
+STAGES = {
+    "hash the file (sha256)": (analysis, "file_sha256"),
+    "decode (PyAV, resample to 16 kHz)": (audio, "load"),
+    "descriptors (tempo, key, MFCC...)": (features, "describe"),
+    "log-mel front end": (nn.GenreNet, "front_end"),
+    "network (window embeddings)": (nn.GenreNet, "embed_windows"),
+    "verification print": (embeddings, "make_print"),
+    "duplicate check on ingest": (Indexer, "_flag_duplicate"),
+    "vector index save": (VectorIndex, "save"),
+    "commit (catalog rows, index add)": (Indexer, "_commit"),
+}
+NESTED_IN_COMMIT = ("duplicate check on ingest", "vector index save")
+
+
+def _timed(function, totals: dict, stage: str):
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        started = time.process_time()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            totals[stage] += time.process_time() - started
+
+    return wrapper
+
+
+def profile(folder: Path) -> dict:
+    torch.set_num_threads(1)
+    totals: dict[str, float] = defaultdict(float)
+    originals = {stage: getattr(owner, name) for stage, (owner, name) in STAGES.items()}
+    for stage, (owner, name) in STAGES.items():
+        setattr(owner, name, _timed(originals[stage], totals, stage))
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            indexer = Indexer(Settings.from_env(home=Path(home)))
+            started = time.process_time()
+            summary = indexer.run([folder], workers=1)
+            cpu_s = time.process_time() - started
+    finally:
+        for stage, (owner, name) in STAGES.items():
+            setattr(owner, name, originals[stage])
+    commit = "commit (catalog rows, index add)"
+    totals[commit] -= sum(totals[s] for s in NESTED_IN_COMMIT)
+    totals["everything else (walk, plan, model load)"] = cpu_s - sum(totals.values())
+    audio_s = summary.audio_hours * 3600
+    return {
+        "files": summary.indexed,
+        "audio_hours": round(summary.audio_hours, 3),
+        "cpu_s": round(cpu_s, 1),
+        "x_realtime_per_cpu_second": round(audio_s / cpu_s, 1),
+        "stages": {
+            stage: {"cpu_s": round(s, 2), "share": round(s / cpu_s, 3)}
+            for stage, s in totals.items()
+        },
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path, nargs="?", default=Path("../shared/audio"))
+    args = parser.parse_args()
+    report = profile(args.folder)
+    OUT.write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
