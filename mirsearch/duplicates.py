@@ -357,24 +357,30 @@ def find_groups(
 
 
 def _speeds(evidence: list[dict]) -> dict[int, float]:
-    """Each track's playing speed relative to the lowest id, walking the evidence's pairs.
+    """Each track's playing speed relative to the lowest id, along the strongest evidence.
 
     A pair's `speed` is the matched track's seconds per second of the query track: the query
-    track plays the matched one that much faster.
+    track plays the matched one that much faster. Tracks are reached through the pairs with the
+    highest score and agreement first (a maximum spanning tree): a weak pair, such as two copies
+    5 % either side of an original, 10 % apart and beyond the speed grid, never sets a speed
+    that a stronger path gives.
     """
-    edges: dict[int, list[tuple[int, float]]] = {}
+    edges: dict[int, list[tuple[tuple[float, float], int, float]]] = {}
     for e in evidence:
         q, t, speed = e["query_track_id"], e["track_id"], e["speed"]
-        edges.setdefault(q, []).append((t, 1.0 / speed))
-        edges.setdefault(t, []).append((q, speed))
+        strength = (e["score"], e.get("agreement", 0.0))
+        edges.setdefault(q, []).append((strength, t, 1.0 / speed))
+        edges.setdefault(t, []).append((strength, q, speed))
     if not edges:
         return {}
     start = min(edges)
-    speeds, todo = {start: 1.0}, [start]
-    while todo:
-        here = todo.pop()
-        for there, factor in edges[here]:
-            if there not in speeds:
-                speeds[there] = speeds[here] * factor
-                todo.append(there)
+    speeds = {start: 1.0}
+    frontier = [(strength, start, there, f) for strength, there, f in edges[start]]
+    while frontier:
+        frontier.sort(key=lambda item: item[0])
+        _, here, there, factor = frontier.pop()
+        if there in speeds:
+            continue
+        speeds[there] = speeds[here] * factor
+        frontier += [(strength, there, nxt, f) for strength, nxt, f in edges[there]]
     return {t: round(v, 3) for t, v in sorted(speeds.items())}
