@@ -22,11 +22,13 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE (SQLite has had DROP COLUMN since 3.35), not a batch copy of the table:
+# recreating `tracks` would fire the ON DELETE CASCADE of track_prints and lose every print.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("tracks") as batch:
-        batch.add_column(sa.Column("tags", sa.JSON(), nullable=True))
+    op.add_column("tracks", sa.Column("tags", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("tracks") as batch:
-        batch.drop_column("tags")
+    op.drop_column("tracks", "tags")
