@@ -499,7 +499,8 @@ def train_default(
     out = out or default_checkpoint_path()
     try:
         if matcher is None:
-            matcher = Path("var/models/matcher.pt")
+            packaged = out == default_checkpoint_path()
+            matcher = Path("var/models/matcher.pt") if packaged else out.with_name("matcher.pt")
             result = train_default_model(shared, matcher)
             click.echo(f"matching branch: validation accuracy {result.val_accuracy:.3f}")
         history = distill(
