@@ -9,7 +9,7 @@ CATALOG ?= $(if $(wildcard $(SHARED)/audio/manifest.tsv),$(SHARED)/audio,$(DEMO)
 MIRSEARCH_HOME ?= var
 export MIRSEARCH_HOME
 
-.PHONY: install index test lint teacher model eval eval-dupes calibrate-dupes bench serve clean
+.PHONY: install index test lint teacher model eval eval-dupes calibrate-dupes bench olaf serve clean
 
 install: $(INSTALLED)
 
@@ -65,6 +65,30 @@ calibrate-dupes: $(INSTALLED)
 
 bench: $(INSTALLED)
 	$(BIN)/python bench/run.py --shared $(SHARED)
+
+# Olaf (JorenSix/Olaf), the landmark fingerprinter `make bench` runs beside mirsearch when it is
+# built: compiled from a checkout in OLAF_SRC with Zig from PyPI (the `olaf` extra, which also
+# brings an ffmpeg for Olaf's decoding), installed as var/olaf/bin/olaf.
+OLAF_SRC ?= var/olaf/src
+OLAF_PREFIX := var/olaf
+OLAF := $(OLAF_PREFIX)/bin/olaf
+OLAF_INSTALLED := $(VENV)/.installed-olaf
+
+olaf: $(OLAF)
+
+$(OLAF): $(OLAF_SRC)/build.zig $(OLAF_INSTALLED) $(wildcard $(OLAF_SRC)/src/*.[ch] $(OLAF_SRC)/cli/*.zig)
+	cd $(OLAF_SRC) && $(abspath $(BIN))/python -m ziglang build -Doptimize=ReleaseFast \
+		--prefix $(abspath $(OLAF_PREFIX))
+	touch $@
+
+$(OLAF_SRC)/build.zig:
+	@echo "No Olaf source in $(OLAF_SRC): check out JorenSix/Olaf there, or name a checkout:" \
+		"make olaf OLAF_SRC=path/to/Olaf" >&2
+	@exit 1
+
+$(OLAF_INSTALLED): pyproject.toml | $(INSTALLED)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[olaf]'
+	touch $@
 
 serve: $(INSTALLED)
 	$(BIN)/mirsearch serve

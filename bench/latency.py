@@ -34,6 +34,13 @@ def clips(
     files: list[Path], folder: Path, *, n: int, seed: int, clip_s: float = CLIP_S
 ) -> list[Path]:
     """n seeded excerpts of `clip_s` seconds of the catalog's files, as WAV files in `folder`."""
+    return [clip for clip, _ in excerpts(files, folder, n=n, seed=seed, clip_s=clip_s)]
+
+
+def excerpts(
+    files: list[Path], folder: Path, *, n: int, seed: int, clip_s: float = CLIP_S
+) -> list[tuple[Path, Path]]:
+    """`clips()` with the file each clip was cut from: (clip, source) pairs."""
     rng = np.random.default_rng(seed)
     out = []
     for i, source in enumerate(rng.choice(files, n)):
@@ -41,7 +48,7 @@ def clips(
         length = int(clip_s * 16_000)
         start = int(rng.integers(0, max(1, x.size - length)))
         name = f"clip-{clip_s:g}s-{i:02d}.wav"
-        out.append(write(folder / name, x[start : start + length], 16_000))
+        out.append((write(folder / name, x[start : start + length], 16_000), Path(source)))
     return out
 
 

@@ -23,6 +23,7 @@ sys.path.insert(0, str(HERE))
 
 import eval_retrieval  # noqa: E402
 import latency  # noqa: E402
+import olaf  # noqa: E402
 import profile_index  # noqa: E402
 import search as search_bench  # noqa: E402
 import throughput  # noqa: E402
@@ -154,6 +155,7 @@ def table(results: dict) -> str:
                     f"{x.get('recall_at_10', 1.0):.3f}",
                 )
             )
+    rows += olaf_rows(results)
     profile = results.get("profile")
     if profile:
         shares = sorted(profile["stages"].items(), key=lambda kv: -kv[1]["share"])
@@ -213,6 +215,34 @@ def table(results: dict) -> str:
         "| measure | result |\n|---|---|\n"
     )
     return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
+
+
+def olaf_rows(results: dict) -> list[tuple[str, str]]:
+    """Olaf beside mirsearch (bench/olaf.py): indexing and querying, or why it did not run."""
+    side = results.get("olaf")
+    if not side:
+        return []
+    if not side["built"]:
+        return [("Olaf side by side (bench/olaf.py)", side["note"])]
+    index, query = side["index"], side["query"]
+    decode = results["throughput"]["decode"]["decode_x_realtime"]
+    return [
+        (
+            f"Olaf side by side, indexing ../shared/audio ({side['files']} files), process start "
+            f"to exit: `mirsearch index` ({index['mirsearch']['workers']} workers) / `olaf store` "
+            f"({index['olaf']['threads']} threads); decoding alone (PyAV, above)",
+            f"{index['mirsearch']['x_realtime']}× / {index['olaf']['x_realtime']}× real time "
+            f"(mirsearch at {index['mirsearch_over_olaf']:.2f} of Olaf's speed); {decode}×",
+        ),
+        (
+            f"Olaf side by side, {query['clips']} seeded {query['clip_s']:g} s clips in one "
+            "batch each, per query with the process start shared: `mirsearch match` / "
+            "`olaf query`, and how often each names the clip's source first",
+            f"{query['mirsearch']['ms_per_query']:.0f} ms, {query['mirsearch']['source_first']:.0%}"
+            f" / {query['olaf']['ms_per_query']:.0f} ms, {query['olaf']['source_first']:.0%} "
+            f"(mirsearch {query['mirsearch_over_olaf']:.1f}× Olaf's time)",
+        ),
+    ]
 
 
 def dupes_table(dupes: dict) -> str:
@@ -328,6 +358,7 @@ def main() -> None:
         f"{platform.python_version()}, no GPU",
         "throughput": throughput.run(audio_dir),
         "latency": latency.run(audio_dir),
+        "olaf": olaf.run(audio_dir),
         "search": search_bench.run(),
         "retrieval": eval_retrieval.run(audio_dir),
         "profile": profile_index.profile(audio_dir),

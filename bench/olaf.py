@@ -1,0 +1,238 @@
+"""Olaf side by side: the landmark fingerprinter Olaf (JorenSix/Olaf, C) and mirsearch index the
+same folder and answer the same seeded 10 s clips, each through its own command line, in one run.
+
+Indexing: `mirsearch index FOLDER` with default settings (a fresh temporary home, one worker per
+core) and `olaf store --threads <cores> FILES`, each timed from process start to exit. Queries:
+`mirsearch match` and `olaf query` over all the clips in one process each (the start amortised
+over the batch), and how often each names the clip's source file first, so that the two speeds
+compare answers of known quality.
+
+Olaf is built from source by `make olaf` (var/olaf/bin/olaf), or named by the OLAF variable. Its
+command line decodes with `ffmpeg` and asks `ffprobe` for each file's duration, both found on
+PATH: the system's where present, else imageio-ffmpeg's ffmpeg (`pip install -e '.[olaf]'`) and,
+for ffprobe, a shell stand-in that reads the duration from ffmpeg's header. Olaf reads its config
+from $HOME/.olaf/olaf_config.json and keeps its database under $HOME/.olaf/db: every run gets a
+temporary HOME, so it starts from an empty database and leaves none behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from latency import CLIP_S, excerpts
+
+from mirsearch.indexer import discover
+
+REPO = Path(__file__).resolve().parent.parent
+BUILT = REPO / "var" / "olaf" / "bin" / "olaf"  # where `make olaf` installs it
+NOT_BUILT = "Olaf not built: make olaf"
+
+# Olaf runs `ffprobe -i FILE -show_entries format=duration -v quiet -of csv=p=0` and reads a
+# number of seconds; ffmpeg prints the same figure ("Duration: 00:03:15.51,") when only probing.
+FFPROBE_STAND_IN = """#!/bin/sh
+ffmpeg -hide_banner -i "$2" 2>&1 | awk '/Duration:/ {
+  split($2, t, ":"); sub(",", "", t[3]); print t[1] * 3600 + t[2] * 60 + t[3]; exit }'
+"""
+
+
+class Unavailable(Exception):
+    """Olaf or a decoder for it cannot be had here; the message says how to get it."""
+
+
+def olaf_binary(environ: dict[str, str] = os.environ) -> Path:
+    """The Olaf executable: $OLAF, else var/olaf/bin/olaf; Unavailable if it is not there."""
+    path = Path(environ["OLAF"]) if environ.get("OLAF") else BUILT
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise Unavailable(
+            NOT_BUILT + (f" (OLAF={path} is not executable)" if "OLAF" in environ else "")
+        )
+    return path
+
+
+def decoders(folder: Path) -> tuple[str, str]:
+    """PATH for Olaf's runs, with `ffmpeg` and `ffprobe` on it, and where they come from."""
+    system = os.environ.get("PATH", "")
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if ffmpeg and ffprobe:
+        return system, "the system's ffmpeg and ffprobe"
+    folder.mkdir(parents=True, exist_ok=True)
+    origin = "the system's ffmpeg"
+    if not ffmpeg:
+        try:
+            import imageio_ffmpeg
+        except ImportError as exc:
+            raise Unavailable(
+                "Olaf needs ffmpeg: pip install -e '.[olaf]' (imageio-ffmpeg) or install FFmpeg"
+            ) from exc
+        (folder / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+        origin = f"imageio-ffmpeg {imageio_ffmpeg.__version__}'s ffmpeg"
+    probe = folder / "ffprobe"
+    probe.write_text(FFPROBE_STAND_IN)
+    probe.chmod(0o755)
+    return f"{folder}{os.pathsep}{system}", origin + " and a shell stand-in for ffprobe"
+
+
+@dataclass(frozen=True)
+class Olaf:
+    """One Olaf executable with its own HOME (config and database) and decoders on PATH."""
+
+    binary: Path
+    home: Path
+    path: str
+
+    def configure(self, extensions: list[str]) -> None:
+        """Olaf's defaults, its database under this HOME, and every extension of the folder
+        (its default list lacks .opus)."""
+        config = {
+            "db_folder": str(self.home / ".olaf" / "db"),
+            "cache_folder": str(self.home / ".olaf" / "cache"),
+            "allowed_audio_file_extensions": extensions,
+        }
+        (self.home / ".olaf").mkdir(parents=True, exist_ok=True)
+        (self.home / ".olaf" / "olaf_config.json").write_text(json.dumps(config))
+
+    def run(self, *args: str) -> tuple[float, str]:
+        """Wall seconds and standard output of `olaf ARGS`."""
+        env = os.environ | {"HOME": str(self.home), "PATH": self.path}
+        return _timed([str(self.binary), *args], env)
+
+    def db_bytes(self) -> int:
+        return _bytes_under(self.home / ".olaf" / "db")
+
+
+def _timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started, done.stdout
+
+
+def _bytes_under(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def _mirsearch() -> list[str]:
+    """The `mirsearch` command of this interpreter's environment."""
+    script = Path(sys.executable).with_name("mirsearch")
+    if script.is_file():
+        return [str(script)]
+    return [sys.executable, "-c", "from mirsearch.cli import main; main()"]
+
+
+def olaf_top_paths(csv_text: str, n_queries: int) -> list[str | None]:
+    """The reference path Olaf ranks first for each query (by match count), None for none.
+
+    Olaf prints a header line per query, then `query_index, total, query_path, query_offset,
+    match_count, query_start, query_stop, path, ...` rows; a query without a match has one row
+    with an empty path.
+    """
+    best: dict[int, tuple[int, str]] = {}
+    for row in csv.reader(csv_text.splitlines(), skipinitialspace=True):
+        if len(row) < 8 or not row[0].strip().isdigit():
+            continue
+        index, count, path = int(row[0]), int(row[4]), row[7].strip()
+        if path and (index not in best or count > best[index][0]):
+            best[index] = (count, path)
+    return [best[i][1] if i in best else None for i in range(1, n_queries + 1)]
+
+
+def mirsearch_top_paths(json_lines: str) -> list[str | None]:
+    """Each query's first match's path (None for none or an error), in the order of the queries,
+    from `mirsearch match --json` (one line per query)."""
+    found = []
+    for line in json_lines.splitlines():
+        matches = json.loads(line).get("matches") or []
+        found.append(matches[0]["path"] if matches else None)
+    return found
+
+
+def _hit_rate(found: list[str | None], sources: list[Path]) -> float:
+    hits = [
+        f is not None and Path(f).resolve() == s.resolve()
+        for f, s in zip(found, sources, strict=True)
+    ]
+    return round(sum(hits) / len(hits), 3)
+
+
+def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0) -> dict:
+    """Both systems on `audio_dir` and `n_queries` seeded 10 s clips of it (those of
+    bench/latency.py); {"built": False, "note": ...} when Olaf or its decoder is missing."""
+    try:
+        binary = olaf_binary()
+    except Unavailable as exc:
+        return {"built": False, "note": str(exc)}
+    files = discover([audio_dir])
+    workers = os.cpu_count() or 1
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        try:
+            path, origin = decoders(scratch / "bin")
+        except Unavailable as exc:
+            return {"built": False, "note": str(exc)}
+        olaf = Olaf(binary, scratch / "olaf-home", path)
+        olaf.configure(sorted({f.suffix.lower() for f in files}))
+        home = scratch / "mirsearch-home"
+        env = os.environ | {"MIRSEARCH_HOME": str(home)}
+
+        ours_s, summary = _timed([*_mirsearch(), "index", "--json", str(audio_dir)], env)
+        audio_s = json.loads(summary.splitlines()[-1])["audio_hours"] * 3600
+        olaf_s, _ = olaf.run("store", "--threads", str(workers), *map(str, files))
+
+        pairs = excerpts(files, scratch, n=n_queries, seed=seed, clip_s=CLIP_S)
+        clips, sources = [str(c) for c, _ in pairs], [s for _, s in pairs]
+        ours_q, matched = _timed([*_mirsearch(), "match", "--json", *clips], env)
+        olaf_q, answered = olaf.run("query", *clips)
+        footprint = {"mirsearch_home_bytes": _bytes_under(home), "olaf_db_bytes": olaf.db_bytes()}
+
+    ours_x, olaf_x = audio_s / ours_s, audio_s / olaf_s
+    ours_ms, olaf_ms = 1000 * ours_q / n_queries, 1000 * olaf_q / n_queries
+    return {
+        "built": True,
+        "decoders": origin,
+        "files": len(files),
+        "audio_hours": round(audio_s / 3600, 3),
+        "index": {
+            "mirsearch": {
+                "workers": workers,
+                "wall_s": round(ours_s, 2),
+                "x_realtime": round(ours_x, 1),
+            },
+            "olaf": {
+                "threads": workers,
+                "wall_s": round(olaf_s, 2),
+                "x_realtime": round(olaf_x, 1),
+            },
+            "mirsearch_over_olaf": round(ours_x / olaf_x, 3),
+        },
+        "query": {
+            "clips": n_queries,
+            "clip_s": CLIP_S,
+            "mirsearch": {
+                "ms_per_query": round(ours_ms, 1),
+                "source_first": _hit_rate(mirsearch_top_paths(matched), sources),
+            },
+            "olaf": {
+                "ms_per_query": round(olaf_ms, 1),
+                "source_first": _hit_rate(olaf_top_paths(answered, n_queries), sources),
+            },
+            "mirsearch_over_olaf": round(ours_ms / olaf_ms, 2),
+        },
+        "footprint": footprint,
+    }
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio_dir", type=Path)
+    parser.add_argument("--queries", type=int, default=30)
+    args = parser.parse_args()
+    print(json.dumps(run(args.audio_dir, n_queries=args.queries), indent=2))
