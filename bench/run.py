@@ -25,6 +25,7 @@ import eval_retrieval  # noqa: E402
 import latency  # noqa: E402
 import olaf  # noqa: E402
 import profile_index  # noqa: E402
+import scale  # noqa: E402
 import search as search_bench  # noqa: E402
 import throughput  # noqa: E402
 
@@ -116,6 +117,7 @@ def table(results: dict) -> str:
                     ),
                 )
             )
+        rows += scale_rows(results)
         server = lat["server"]
         rows.append(
             (
@@ -215,6 +217,36 @@ def table(results: dict) -> str:
         "| measure | result |\n|---|---|\n"
     )
     return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
+
+
+def scale_rows(results: dict) -> list[tuple[str, str]]:
+    """`match` per clip length at the shared catalog and padded to larger catalogs (one run)."""
+    at_scale = results.get("scale")
+    rows = []
+    for point in (at_scale or {}).get("points", []):
+        lengths = point["match"]
+        where = "shared catalog"
+        if "build_s" in point:
+            where = (
+                f"padded to {point['tracks']:,} tracks (synthetic, built in {point['build_s']} s)"
+            )
+        timings = " · ".join(f"{v['p50_ms']:.0f} / {v['p95_ms']:.0f} ms" for v in lengths.values())
+        found = " · ".join(f"{v['source_first']:.0%}" for v in lengths.values())
+        rows.append(
+            (
+                f"`match` per clip, model and index loaded once, {where}, "
+                f"{point['windows']:,} windows ({at_scale['window_index_kind']}): "
+                f"{' · '.join(lengths)} clips ({point['clips_per_length']} each) p50 / p95; "
+                "source track first; window index + catalog database (bench/scale.py, one run)",
+                f"{timings}; {found}; "
+                f"{_mb(point['window_index_bytes'])} + {_mb(point['catalog_db_bytes'])}",
+            )
+        )
+    return rows
+
+
+def _mb(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:,.1f} MB" if n_bytes < 1e9 else f"{n_bytes / 1e9:.2f} GB"
 
 
 def olaf_rows(results: dict) -> list[tuple[str, str]]:
@@ -358,6 +390,7 @@ def main() -> None:
         f"{platform.python_version()}, no GPU",
         "throughput": throughput.run(audio_dir),
         "latency": latency.run(audio_dir),
+        "scale": scale.run(audio_dir),
         "olaf": olaf.run(audio_dir),
         "search": search_bench.run(),
         "retrieval": eval_retrieval.run(audio_dir),

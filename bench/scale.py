@@ -1,0 +1,219 @@
+"""Query cost at scale: `Engine.match` of real 5, 10 and 20 s clips, model and index loaded once,
+at the shared catalog and with it padded by synthetic tracks to 10,000 and 100,000, with the
+footprint (window index and catalog database bytes) at each size.
+
+The shared catalog is indexed into a temporary home, then padded in place through the storage
+code a real catalog uses: catalog rows and verification prints inserted in one transaction that
+saves the padded vector index as the next generation (as the indexer commits a batch), so
+`Engine.match` reloads it and searches it exactly as it would a catalog of that size.
+
+A synthetic track copies a random real track's catalog row (its length, genre, descriptors) and
+print; its windows are real windows drawn at random from the whole catalog, in no time order (so
+they line up with no query), each moved off its seed to the cosine that real windows have with
+their nearest window of another track (the median over the catalog): near the real ones, as
+other music is, never copies of them. The window index is "sq8" (exact search over 8-bit vectors)
+at every size; at 100,000 tracks (about 12 M windows) the default `auto` kind would switch to
+HNSW, whose build (bench/search.py: ~47 s per 1.2 M windows here) is left out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from latency import MATCH_CLIPS_S, excerpts
+from search import latency_ms
+from sqlalchemy import insert, select, update
+
+from mirsearch.api import Engine
+from mirsearch.catalog import IndexState, Track, TrackPrint
+from mirsearch.config import IndexConfig, Settings
+from mirsearch.index import VectorIndex, prune_generations, window_ids
+from mirsearch.indexer import discover
+from mirsearch.neighbours import IdIndex, normalise
+
+log = logging.getLogger("bench.scale")
+
+SIZES = (10_000, 100_000)  # catalog sizes simulated beyond the shared catalog
+CLIPS = 10  # clips per length ...
+FEWER_CLIPS_ABOVE = 50_000  # ... and half as many above this many tracks (seconds per match)
+KIND = "sq8"  # the window index's kind at every size
+CHUNK = 2_000  # synthetic tracks made and inserted at a time
+SKIPPED_COLUMNS = {"id", "path", "sha256", "duplicate_of", "duplicate_evidence"}
+
+
+def neighbour_cosine(index: VectorIndex, *, k: int = 64) -> float:
+    """The median cosine of a real window with its nearest window of another track."""
+    nearest = []
+    for track_id in index.track_ids():
+        vectors = index.track_windows(int(track_id))
+        scores, tracks, _ = index.search_windows(vectors, k)
+        other = np.where(tracks != track_id, scores, -np.inf).max(axis=1)
+        nearest.append(other[np.isfinite(other)])
+    return float(np.median(np.concatenate(nearest)))
+
+
+def synthetic_windows(rng, pool: np.ndarray, n: int, cosine: float) -> np.ndarray:
+    """n unit vectors, each a random window of `pool` moved to `cosine` with it."""
+    seeds = pool[rng.integers(0, len(pool), n)]
+    noise = rng.standard_normal(seeds.shape, dtype=np.float32)
+    noise -= (noise * seeds).sum(axis=1, keepdims=True) * seeds  # orthogonal to its seed
+    return normalise(cosine * seeds + np.sqrt(1 - cosine**2) * normalise(noise))
+
+
+class Padding:
+    """A catalog's real tracks (rows, prints, windows) and the synthetic tracks added to it: the
+    window index (KIND) and track index grow in memory and are saved as each new generation."""
+
+    def __init__(self, engine: Engine, *, seed: int):
+        self.engine, self.rng = engine, np.random.default_rng(seed)
+        index = engine.index()
+        self.meta, self.config = index.meta, IndexConfig(kind=KIND)
+        with engine.catalog.session() as session:
+            self.rows = [
+                {c.key: getattr(r, c.key) for c in Track.__table__.columns}
+                for r in session.scalars(select(Track).where(Track.status == "indexed"))
+            ]
+            self.prints = {p.track_id: p for p in session.scalars(select(TrackPrint))}
+        self.windows = IdIndex.create(self.meta.dim, KIND, self.config)
+        self.tracks = IdIndex.create(self.meta.dim, "flat", self.config)
+        real = []
+        for row in self.rows:
+            vectors = index.track_windows(row["id"])
+            self.windows.add(window_ids(row["id"], len(vectors)), vectors)
+            self.tracks.add(np.array([row["id"]]), index.track_vector(row["id"])[None])
+            real.append(vectors)
+        self.pool = np.concatenate(real)
+        self.cosine = neighbour_cosine(index)
+        self.next_id = max(r["id"] for r in self.rows) + 1
+
+    def grow_to(self, n_tracks: int) -> float:
+        """Pad the catalog to n_tracks tracks in one transaction and generation; seconds taken."""
+        started = time.perf_counter()
+        last = self.next_id + n_tracks - self.tracks.ntotal
+        with self.engine.catalog.session() as session, session.begin():
+            for first in range(self.next_id, last, CHUNK):
+                self._add_chunk(session, list(range(first, min(first + CHUNK, last))))
+            generation = session.get(IndexState, 1).generation + 1
+            index = VectorIndex(self.meta, self.config, self.windows, self.tracks)
+            index.save(self.engine.settings.index_dir, generation)
+            session.execute(update(IndexState).values(generation=generation))
+        prune_generations(self.engine.settings.index_dir, keep=generation)
+        self.next_id = last
+        return time.perf_counter() - started
+
+    def _add_chunk(self, session, ids: list[int]) -> None:
+        """Rows, prints and vectors of the synthetic tracks `ids`, each like a random real one."""
+        models = [self.rows[i] for i in self.rng.integers(0, len(self.rows), len(ids))]
+        rows, prints = [], []
+        for track_id, model in zip(ids, models, strict=True):
+            row = {k: v for k, v in model.items() if k not in SKIPPED_COLUMNS}
+            rows.append(row | {"id": track_id, "path": f"synthetic/{track_id}.wav"})
+            stored = self.prints[model["id"]]
+            prints.append(
+                {
+                    "track_id": track_id,
+                    "bands": stored.bands,
+                    "data": stored.data,
+                    "format": stored.format,
+                }
+            )
+        session.execute(insert(Track), rows)
+        session.execute(insert(TrackPrint), prints)
+        counts = [m["n_windows"] for m in models]
+        vectors = synthetic_windows(self.rng, self.pool, sum(counts), self.cosine)
+        ranges = [window_ids(t, n) for t, n in zip(ids, counts, strict=True)]
+        self.windows.add(np.concatenate(ranges), vectors)
+        starts = np.cumsum([0, *counts[:-1]])
+        sums = np.add.reduceat(vectors, starts, axis=0)
+        self.tracks.add(np.array(ids), sums / np.array(counts, dtype=np.float32)[:, None])
+
+
+def footprint(engine: Engine) -> dict:
+    """Bytes on disk of the current window index and of the catalog database (checkpointed)."""
+    generation = engine.catalog.index_state().generation
+    index_dir = engine.settings.index_dir
+    catalog_db = engine.settings.home / "catalog.db"
+    with sqlite3.connect(catalog_db) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return {
+        "window_index_bytes": (index_dir / f"windows-{generation}.faiss").stat().st_size,
+        "track_index_bytes": (index_dir / f"tracks-{generation}.faiss").stat().st_size,
+        "catalog_db_bytes": catalog_db.stat().st_size,
+    }
+
+
+def match_cost(engine: Engine, queries: dict[str, list[Path]], sources: dict) -> dict:
+    """p50 / p95 of `Engine.match` per clip length, and how often the source track comes first."""
+    out = {}
+    for length, some in queries.items():
+        answers: list = [None] * len(some)
+
+        def call(i: int, some=some, answers=answers) -> None:
+            answers[i % len(some)] = engine.match(some[i % len(some)])
+
+        timing = latency_ms(call, len(some))
+        hits = [
+            bool(a) and a[0].path == str(sources[q]) for a, q in zip(answers, some, strict=True)
+        ]
+        out[length] = timing | {"source_first": round(float(np.mean(hits)), 2)}
+    return out
+
+
+def run(
+    audio_dir: Path, *, sizes: tuple[int, ...] = SIZES, n_clips: int = CLIPS, seed: int = 1
+) -> dict:
+    """Match cost and footprint at the shared catalog and at each of `sizes` tracks."""
+    files = discover([audio_dir])
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        engine = Engine(Settings.from_env({}, home=scratch / "home"))
+        engine.index_paths([audio_dir], workers=2)
+        queries, sources = {}, {}
+        for clip_s in MATCH_CLIPS_S:
+            pairs = excerpts(files, scratch, n=n_clips, seed=seed, clip_s=clip_s)
+            queries[f"{clip_s:g}s"] = [clip for clip, _ in pairs]
+            sources |= dict(pairs)
+        points = [_point(engine, queries, sources, build_s=None)]
+        padding = Padding(engine, seed=seed)
+        for n_tracks in sizes:
+            build_s = padding.grow_to(n_tracks)
+            fewer = {k: v[: max(3, n_clips // 2)] for k, v in queries.items()}
+            some = fewer if n_tracks > FEWER_CLIPS_ABOVE else queries
+            points.append(_point(engine, some, sources, build_s=build_s))
+            log.info("%d tracks: %s", n_tracks, points[-1])
+        return {
+            "window_index_kind": KIND,
+            "synthetic_window_cosine": round(padding.cosine, 3),
+            "points": points,
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        }
+
+
+def _point(engine: Engine, queries: dict, sources: dict, *, build_s: float | None) -> dict:
+    index = engine.index()
+    point = {
+        "tracks": index.n_tracks,
+        "windows": index.ntotal_windows,
+        "clips_per_length": len(next(iter(queries.values()))),
+    }
+    if build_s is not None:
+        point["build_s"] = round(build_s, 1)
+    return point | {"match": match_cost(engine, queries, sources), **footprint(engine)}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio_dir", type=Path)
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    parser.add_argument("--clips", type=int, default=CLIPS, help="clips per length")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    print(json.dumps(run(args.audio_dir, sizes=tuple(args.sizes), n_clips=args.clips), indent=2))
