@@ -205,9 +205,9 @@ class Engine:
             g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities, strict=True)
         }
         genre = max(probabilities, key=probabilities.get)
-        index = self.index()
+        index = self.index() if similar_k > 0 else None  # genres alone never need the index
         similar = []
-        if index is not None and index.n_tracks and similar_k > 0:
+        if index is not None and index.n_tracks:
             similar = self._rank(analysis, k=min(similar_k, index.n_tracks), genres=())
         windows = []
         if timeline:

@@ -12,7 +12,7 @@ import pytest
 from mirsearch.api import Engine
 from mirsearch.audio import load, write
 from mirsearch.demo import write_demo_catalog
-from mirsearch.errors import NotFoundError
+from mirsearch.errors import IndexMismatchError, NotFoundError
 from mirsearch.index import GENERATION_FILE, VectorIndex
 from mirsearch.indexer import Indexer
 
@@ -90,6 +90,22 @@ def test_search_match_and_classify_on_an_empty_catalog(settings, demo):
     classified = engine.classify(demo[0])
     assert classified.similar == [] and classified.genre in engine.embedder.labels
     assert engine.dupes() == []
+
+
+def test_classify_without_similar_tracks_never_reads_the_index(settings, demo, monkeypatch):
+    """Genres and tags of a file need no catalog: an index this model cannot read (another
+    model's, say) does not stop them."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+
+    def unreadable():
+        raise IndexMismatchError("the vector index was built by another model")
+
+    monkeypatch.setattr(engine, "index", unreadable)
+    classified = engine.classify(demo[0], similar_k=0)
+    assert classified.similar == [] and classified.genre in engine.embedder.labels
+    with pytest.raises(IndexMismatchError):
+        engine.classify(demo[0], similar_k=1)
 
 
 def test_the_public_functions_use_the_home_of_the_environment(tmp_path, demo, monkeypatch):
