@@ -60,6 +60,7 @@ class Embedder:
         if threads:
             torch.set_num_threads(threads)
         self.config = config
+        self.checkpoint = checkpoint  # what it was loaded from (heads.py saves a copy with a head)
         self.model = checkpoint.model
         self.model_hash = checkpoint.sha256
         # The near-duplicate threshold belongs to the matching vectors: a student keeps the

@@ -22,7 +22,7 @@ from tqdm import tqdm
 from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
-from mirsearch.nn import Student, load_checkpoint, save_checkpoint
+from mirsearch.nn import Student, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def train_head(
     x = embed_clips(embedder, signals)
     y = np.array([labels.index(c.label) for c in clips])
     head = fit_head(x, y, len(labels), config)
-    checkpoint = load_checkpoint(base)
+    checkpoint = embedder.checkpoint
     student: Student = checkpoint.model
     args = checkpoint.arch_args | {"n_genres": len(labels)}
     with_head = Student(**args)
