@@ -23,11 +23,12 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mirsearch.audio import load
+from mirsearch.checkpoints import Checkpoint, save_checkpoint
 from mirsearch.config import AudioConfig, FeatureConfig
 from mirsearch.datasets import contrastive_files
 from mirsearch.errors import MirsearchError, ModelError
 from mirsearch.features import log_mel
-from mirsearch.nn import Checkpoint, Student, save_checkpoint
+from mirsearch.nn import Student
 from mirsearch.teacher import TEACHER_FEATURES, tag_signal, teacher_labels
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.fingerprint import make_print
-from mirsearch.nn import Student, load_checkpoint
+from mirsearch.nn import Student
 from mirsearch.vocabulary import GENRES, genre_scores
 
 log = logging.getLogger(__name__)

@@ -19,10 +19,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mirsearch.checkpoints import save_checkpoint
 from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
-from mirsearch.nn import Student, save_checkpoint
+from mirsearch.nn import Student
 
 log = logging.getLogger(__name__)
 

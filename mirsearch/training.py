@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mirsearch.augment import Augmenter
+from mirsearch.checkpoints import save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.datasets import (
     LabelledClip,
@@ -31,7 +32,7 @@ from mirsearch.datasets import (
     read_dataset,
 )
 from mirsearch.errors import MirsearchError
-from mirsearch.nn import GenreNet, build, save_checkpoint
+from mirsearch.nn import GenreNet, build
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from click.testing import CliRunner
 from conftest import clicks, noise, tone
 
 from mirsearch.audio import load, write
+from mirsearch.checkpoints import load_checkpoint
 from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
-from mirsearch.nn import load_checkpoint
 
 COMMANDS = {
     "index",

@@ -5,10 +5,10 @@ import pytest
 import torch
 from conftest import clicks, noise, tone
 
+from mirsearch.checkpoints import default_checkpoint_path, load_checkpoint
 from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.heads import fit_head, predict, train_head
-from mirsearch.nn import default_checkpoint_path, load_checkpoint
 
 
 def test_fit_head_separates_separable_embeddings():

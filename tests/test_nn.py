@@ -7,9 +7,10 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
-from mirsearch.nn import ARCHITECTURES, build, load_checkpoint, save_checkpoint
+from mirsearch.nn import ARCHITECTURES, build
 
 FEATURES = asdict(FeatureConfig())
 
