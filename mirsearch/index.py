@@ -30,7 +30,7 @@ import numpy as np
 
 from mirsearch.config import IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
-from mirsearch.neighbours import IVF_MIN_TRAIN, IdIndex, normalise
+from mirsearch.neighbours import EXACT_KINDS, IVF_MIN_TRAIN, IdIndex, normalise
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class VectorIndex:
         self._windows.add(window_ids(track_id, len(windows)), windows)
         self._tracks.add(np.array([track_id]), vector)
         self._n_windows[track_id] = len(windows)
-        self._convert_if_due()
+        self.convert_if_due()
 
     def remove(self, track_ids: Iterable[int]) -> None:
         """Remove tracks (ids not in the index are ignored)."""
@@ -294,11 +294,8 @@ class VectorIndex:
         return np.concatenate([window_ids(t, self._n_windows[t]) for t in track_ids])
 
     def convert_if_due(self) -> bool:
-        """Convert an index saved as another kind than the config now calls for (an exact float32
-        index of an older version becomes "sq8"); True if anything changed."""
-        return self._convert_if_due()
-
-    def _convert_if_due(self) -> bool:
+        """Convert an exact index that is not the kind the config now calls for (it outgrew exact
+        search, or an older version saved float32 windows that are now "sq8"); True if it did."""
         changed = False
         for name, n, target_of in (
             ("_windows", self.ntotal_windows, _target_kind),
@@ -306,7 +303,7 @@ class VectorIndex:
         ):
             current: IdIndex = getattr(self, name)
             target = target_of(self.config, n)
-            if current.kind in ("flat", "sq8") and target != current.kind:
+            if current.kind in EXACT_KINDS and target != current.kind:
                 log.info("%s index of %d vectors: converting it to %s", name[1:], n, target)
                 setattr(self, name, current.rebuilt(target))
                 changed = True
