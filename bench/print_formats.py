@@ -53,7 +53,7 @@ class Format:
     step_db: float = 3.0  # quantiser step for bits < 8 (1 bit: the sign)
 
     def query(self, p: np.ndarray) -> np.ndarray:
-        return _pool(p.astype(np.float32), self.band_group, self.time_pool)
+        return fingerprint._pooled(p.astype(np.float32), self.band_group, self.time_pool)
 
     def stored(self, p: np.ndarray) -> tuple[np.ndarray, int]:
         """The track print as the matcher would read it back, and its zlib size in bytes."""
@@ -78,13 +78,6 @@ class Format:
         return BASE_FPS / self.time_pool
 
 
-def _pool(x: np.ndarray, bands: int, frames: int) -> np.ndarray:
-    b = x.shape[0] // bands * bands
-    f = x.shape[1] // frames * frames
-    x = x[:b, :f]
-    return x.reshape(b // bands, bands, f // frames, frames).mean(axis=(1, 3))
-
-
 FORMATS = [
     Format("v1 44b 32fps 8bit"),
     Format("44b 32fps 4bit s3", bits=4),
@@ -107,7 +100,9 @@ def base_print(engine: Engine, samples: np.ndarray, *, frequency_scale: float = 
             torch.from_numpy(samples), frequency_scale=frequency_scale
         ).numpy()
     config = engine.embedder.feature_config
-    return _pool(mel_db[fingerprint._kept_bands(config)], 1, int(config.frames_per_s // BASE_FPS))
+    return fingerprint._pooled(
+        mel_db[fingerprint._kept_bands(config)], 1, int(config.frames_per_s // BASE_FPS)
+    )
 
 
 def quantised(index: VectorIndex, qtype: str) -> VectorIndex:
