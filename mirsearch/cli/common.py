@@ -1,0 +1,29 @@
+"""What every `mirsearch` command module shares: path options, settings, JSON output."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mirsearch.config import Settings
+
+PATHS = click.Path(exists=False, path_type=Path)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as exc:  # a bad MIRSEARCH_* variable
+        raise click.UsageError(str(exc)) from exc
+
+
+def _engine():
+    from mirsearch.api import Engine
+
+    return Engine(_settings())
+
+
+def _emit(obj: dict) -> None:
+    click.echo(json.dumps(obj, ensure_ascii=False))
