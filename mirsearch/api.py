@@ -16,6 +16,7 @@ from mirsearch.config import Settings
 from mirsearch.duplicates import (
     Match,
     best_per_track,
+    calibrated_threshold,
     candidates,
     find_groups,
     ranked,
@@ -139,6 +140,12 @@ class Engine:
             hop_s=self.settings.embedding.hop_s,
         )
 
+    @property
+    def match_threshold(self) -> float:
+        """The near-duplicate threshold calibrated for this code's scoring and this model (the
+        one an index records can be older: `mirsearch index` takes the new one into it)."""
+        return calibrated_threshold(self.embedder.matching_hash, config=self.settings.duplicates)
+
     def _require_index(self) -> VectorIndex:
         index = self.index()
         if index is None or index.n_tracks == 0:
@@ -180,7 +187,7 @@ class Engine:
             analysis.track_vector,
             k=k,
             allowed_tracks=allowed,
-            neighbours=self.settings.search.neighbours_per_window,
+            config=self.settings.search,
         )
         return self._results(hits)
 
@@ -193,7 +200,13 @@ class Engine:
         index = self._require_index()
         if not index.contains(track_id):
             raise NotFoundError(f"track {track_id} has no embeddings (status is not 'indexed')")
-        hits = similar_tracks(index, track_id, k=k, allowed_tracks=self.allowed_tracks(genres))
+        hits = similar_tracks(
+            index,
+            track_id,
+            k=k,
+            allowed_tracks=self.allowed_tracks(genres),
+            config=self.settings.search,
+        )
         return self._results(hits)
 
     def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
@@ -255,7 +268,7 @@ class Engine:
     def match(self, path: Path) -> list[MatchResult]:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""
         samples = self.load_query(path)
-        threshold = self._require_index().meta.match_threshold
+        threshold = self.match_threshold
         matches = ranked([m for m in self.match_candidates(samples) if m.score >= threshold])
         rows = self.catalog.get_many([m.track_id for m in matches])
         return [
@@ -282,7 +295,7 @@ class Engine:
             index,
             self.catalog.prints,
             config=self.settings.duplicates,
-            threshold=index.meta.match_threshold,
+            threshold=self.match_threshold,
         )
         rows = self.catalog.get_many([t for g in groups for t in g.track_ids])
         return [

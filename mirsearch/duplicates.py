@@ -6,8 +6,8 @@ speeds 0.94–1.06), so a re-encoded, filtered, noisy, sped-up or pitch-shifted 
 The best lines are then verified at 1/32 s on the tracks' prints (`fingerprint.agreement`): a
 copy's spectrogram moves with the query's, other music with the same sound does not. The windows'
 evidence and the prints' agreement give a score in [0, 1], compared with a threshold calibrated on
-music that is not in the catalog (`mirsearch/assets/duplicates.json`, recorded in the index when
-it is built).
+music that is not in the catalog (`mirsearch/assets/duplicates.json`; it belongs to this scoring
+code, so queries read it from there, and the index records it for the check on ingest).
 """
 
 from __future__ import annotations
@@ -167,6 +167,7 @@ def _verified(
             chunk_hop_s=config.verify_chunk_hop_s,
             max_lag_s=config.verify_max_lag_s,
             max_chunks=config.verify_max_chunks,
+            background=config.verify_background,
         )
     agreement_weight = config.weight_agreement + config.weight_agreement_log_windows * float(
         np.log(m.windows)
@@ -230,13 +231,19 @@ def remembered(prints: Prints) -> Prints:
 
 def best_per_track(*candidate_lists: list[Match]) -> list[Match]:
     """The best-scoring match of each track over several lists (one per pitch hypothesis),
-    highest score first (`ranked` orders the ones kept as duplicates)."""
+    highest score first (`ranked` orders the ones kept as duplicates). Scores of clear copies
+    all round to 1.0; the prints' agreement, then the windows' similarity, settle such ties, so
+    the hypothesis the query really plays at is the one kept."""
     best: dict[int, Match] = {}
     for matches in candidate_lists:
         for m in matches:
-            if m.track_id not in best or m.score > best[m.track_id].score:
+            if m.track_id not in best or _evidence(m) > _evidence(best[m.track_id]):
                 best[m.track_id] = m
     return sorted(best.values(), key=lambda m: (-m.score, m.track_id))
+
+
+def _evidence(m: Match) -> tuple[float, float, float]:
+    return (m.score, m.agreement, m.similarity)
 
 
 def _best_line(

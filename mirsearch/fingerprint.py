@@ -6,12 +6,17 @@ carries a copy through loud broadband noise; above 3.8 kHz is what low-pass and 
 lose), adjacent bands averaged in pairs and pooled to 32 frames a second. A query's print stays
 at full precision; a catalog track's is stored compactly (`encode`): each frame minus its mean
 over the bands (the check removes it anyway), quantised in steps of STEP_DB to BITS bits, packed
-as bit planes and deflated: about 270 bytes a second, a fifth of the 1-byte print it replaces
-(format 1, 1,408 bytes a second). The check cuts the aligned stretch into overlapping chunks,
-lets each find its best lag within a second of the predicted line (vocoder tempo changes and
-speed estimates drift a little), and takes the median of the chunks' correlations: a copy
-correlates, re-encoded, filtered, noisy, stretched or not; other music with the same
-instruments, tempo and key does not, because its notes and onsets fall elsewhere.
+as bit planes and deflated: about 300 bytes a second, a fifth of the 1-byte print of format 1
+(1,408 bytes a second). Format 2 kept 4 bits, which clipped 2 % of the values at ±24 dB and cost
+noisy clips their match; its prints are still read as they are.
+
+The check cuts the aligned stretch into overlapping chunks, lets each find its best lag within a
+second of the predicted line (vocoder tempo changes and speed estimates drift a little), and
+takes the median of the chunks' correlations: a copy correlates, re-encoded, filtered, noisy,
+stretched or not; other music with the same instruments, tempo and key does not, because its
+notes and onsets fall elsewhere. Each chunk's best correlation is discounted by a share of its
+median over the lags: slow alike-sounding music (long pads, drones) correlates at every lag, a
+copy only at its own.
 """
 
 from __future__ import annotations
@@ -29,9 +34,12 @@ from mirsearch.errors import IndexMismatchError
 BAND_HZ = (150.0, 3800.0)  # mel bands whose centres lie in this range are kept
 BAND_GROUP = 2  # adjacent kept mel bands averaged into one print band
 POOL = 2  # log-mel frames averaged into one print frame
-FORMAT = 2  # the stored layout `encode` writes (catalog column track_prints.format)
-BITS = 4  # bits per stored value (bench/print_formats.py: 3 bits lost 0.6 point more recall)
-STEP_DB = 3.0  # quantiser step: a stored value is a multiple of this, within ±2**(BITS-1) steps
+FORMAT = 3  # the stored layout `encode` writes (catalog column track_prints.format)
+# each compact format's (bits per stored value, quantiser step in dB): a stored value is a
+# multiple of the step within ±2**(bits-1) steps (format 1, one byte per value, is converted by
+# migration 0003)
+LAYOUTS = {2: (4, 3.0), 3: (5, 3.0)}
+BITS, STEP_DB = LAYOUTS[FORMAT]
 _HEADER = struct.Struct("<HI")  # bands, frames
 
 
@@ -67,34 +75,37 @@ def make_print(mel_db: np.ndarray, config: FeatureConfig) -> np.ndarray:
     return _pooled(kept, BAND_GROUP, POOL)
 
 
-def encode(fingerprint: np.ndarray) -> bytes:
-    """A print (bands, frames) in dB → the stored bytes of format FORMAT (lossy; see `decode`)."""
+def encode(fingerprint: np.ndarray, *, format: int = FORMAT) -> bytes:
+    """A print (bands, frames) in dB → the stored bytes of `format` (lossy; see `decode`)."""
+    bits, step_db = LAYOUTS[format]
     x = np.asarray(fingerprint, dtype=np.float32)
     x = x - x.mean(axis=0, keepdims=True)
-    half = 2 ** (BITS - 1)
-    codes = (np.clip(np.round(x / STEP_DB), -half, half - 1) + half).astype(np.uint8).ravel()
-    planes = b"".join(np.packbits((codes >> bit) & 1).tobytes() for bit in range(BITS))
+    half = 2 ** (bits - 1)
+    codes = (np.clip(np.round(x / step_db), -half, half - 1) + half).astype(np.uint8).ravel()
+    planes = b"".join(np.packbits((codes >> bit) & 1).tobytes() for bit in range(bits))
     return zlib.compress(_HEADER.pack(*x.shape) + planes, 9)
 
 
 def decode(data: bytes, *, format: int = FORMAT) -> np.ndarray:
     """Stored bytes → (bands, frames) float32: each frame centred over the bands, in dB steps."""
-    if format != FORMAT:
+    if format not in LAYOUTS:
         raise IndexMismatchError(
-            f"a verification print is stored in format {format}, this version reads format "
-            f"{FORMAT}: run `mirsearch db upgrade` (it converts them), or index the catalog again"
+            f"a verification print is stored in format {format}, this version reads formats "
+            f"{sorted(LAYOUTS)}: run `mirsearch db upgrade` (it converts them), or index the "
+            "catalog again"
         )
+    bits, step_db = LAYOUTS[format]
     raw = zlib.decompress(data)
     bands, frames = _HEADER.unpack_from(raw)
     n = bands * frames
     size = (n + 7) // 8
     codes = np.zeros(n, dtype=np.uint8)
-    for bit in range(BITS):
+    for bit in range(bits):
         start = _HEADER.size + bit * size
         plane = np.frombuffer(raw, dtype=np.uint8, count=size, offset=start)
         codes |= np.unpackbits(plane, count=n) << bit
-    half = 2 ** (BITS - 1)
-    return ((codes.astype(np.float32) - half) * STEP_DB).reshape(bands, frames)
+    half = 2 ** (bits - 1)
+    return ((codes.astype(np.float32) - half) * step_db).reshape(bands, frames)
 
 
 def from_format_1(data: bytes, bands: int) -> np.ndarray:
@@ -121,8 +132,10 @@ def agreement(
     chunk_hop_s: float,
     max_lag_s: float,
     max_chunks: int,
+    background: float = 0.0,
 ) -> float:
-    """Median over the aligned stretch's chunks of the best correlation within ±max_lag_s.
+    """Median over the aligned stretch's chunks of the best correlation within ±max_lag_s,
+    less `background` times the chunk's median correlation over those lags.
 
     `query` and `track` are prints (bands, frames), the track's usually decoded. Both are
     centred per band and per frame within the chunk: a gain or EQ change (a constant per band
@@ -155,7 +168,8 @@ def agreement(
         t = _centred(track[:, columns[inside]].astype(np.float32))  # (bands, lags, n)
         products = np.einsum("bn,bln->l", q, t)
         norms = np.sqrt(float((q * q).sum()) * (t * t).sum(axis=(0, 2))) + 1e-9
-        scores.append(float((products / norms).max()))
+        correlations = products / norms
+        scores.append(float(correlations.max() - background * np.median(correlations)))
     return float(np.median(scores)) if scores else 0.0
 
 

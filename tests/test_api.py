@@ -3,6 +3,7 @@ the index while `mirsearch index` commits."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import threading
@@ -106,6 +107,23 @@ def test_classify_without_similar_tracks_never_reads_the_index(settings, demo, m
     assert classified.similar == [] and classified.genre in engine.embedder.labels
     with pytest.raises(IndexMismatchError):
         engine.classify(demo[0], similar_k=1)
+
+
+def test_search_and_similar_rank_with_the_configured_search_settings(settings, demo):
+    """The blend of "sounds alike" vectors and windows is the user's setting, not a default:
+    all style and no style order the other tracks by different evidence."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+    track_id = engine.catalog.list_tracks(per_page=10)[0][0].id
+    scores = {}
+    for weight in (0.0, 1.0):
+        search = dataclasses.replace(settings.search, style_weight=weight)
+        engine.settings = dataclasses.replace(settings, search=search)
+        scores[weight] = (
+            [round(r.score, 4) for r in engine.similar(track_id, k=2)],
+            [round(r.score, 4) for r in engine.search(demo[0], k=3)][1:],
+        )
+    assert scores[0.0][0] != scores[1.0][0] and scores[0.0][1] != scores[1.0][1]
 
 
 def test_the_public_functions_use_the_home_of_the_environment(tmp_path, demo, monkeypatch):

@@ -94,7 +94,7 @@ def test_upgrade_converts_format_1_prints_and_downgrade_writes_them_back(catalog
         format_, data = connection.execute(text("SELECT format, data FROM track_prints")).one()
     converted = fingerprint.decode(bytes(data), format=format_)
     expected = fingerprint.from_format_1(one_byte.tobytes(), 44)
-    assert format_ == 2 and converted.shape == (22, 320)
+    assert format_ == fingerprint.FORMAT and converted.shape == (22, 320)
     centred = expected - expected.mean(axis=0)
     assert np.corrcoef(converted.ravel(), centred.ravel())[0, 1] > 0.95
     catalog.downgrade("0002")

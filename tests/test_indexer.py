@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,6 +213,20 @@ def test_a_new_calibration_reaches_the_index_without_embedding_again(settings, f
     summary = Engine(settings).index_paths([folder])
     assert summary.indexed == 0 and summary.unchanged == 9
     assert Engine(settings).index().meta.match_threshold == 0.4321
+
+
+def test_match_decides_with_the_threshold_of_this_code_not_the_one_the_index_recorded(
+    settings, folder, monkeypatch
+):
+    """Scoring code and calibration change together; an index saved before keeps the old
+    threshold until `mirsearch index` runs again, and `match` must not use it meanwhile."""
+    Engine(settings).index_paths([folder])
+    clip = next(folder.glob("*.ogg"))
+    assert [Path(m.path).name for m in Engine(settings).match(clip)] == [clip.name]
+    monkeypatch.setattr("mirsearch.api.calibrated_threshold", lambda *a, **k: 1.01)
+    engine = Engine(settings)
+    assert engine.index().meta.match_threshold < 1.0
+    assert engine.match(clip) == []
 
 
 def test_discover_recognises_audio_by_content(tmp_path, demo_dir):
