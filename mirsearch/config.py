@@ -111,10 +111,10 @@ class DuplicateConfig:
     #                 + agreement · (w_agree + w_agree_win · ln(windows)) + bias), windows being
     # the agreeing query windows: the prints' agreement counts for more the longer the stretch
     # it holds over (a few seconds of two pieces can correlate by chance, ten seconds of a noisy
-    # copy at a lower correlation do not). Chosen on the `make eval-dupes` queries (every
-    # candidate line's window evidence and print correlations recorded once, then scored offline)
-    # for the best recall above the highest score of other music, on condition that windows
-    # alike in every way with prints at chance agreement stay 3.5 logits below that score:
+    # copy at a lower correlation do not). Chosen on the `make eval-dupes` queries replayed
+    # offline (bench/dupes_replay.py) for the best recall above the highest score of other
+    # music, on condition that windows alike in every way with prints at chance agreement stay
+    # 3.5 logits below that score:
     # 99.25 % (w_sim 32, w_agree 5, w_agree_win 8 reach 99.3 % but put such windows at 0.5);
     # w_win 0.31 or a background share of 0.5 change recall by less than 0.1 point. The bias
     # puts the calibrated threshold near 0.73.
