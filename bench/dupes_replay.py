@@ -19,7 +19,6 @@ import argparse
 import pickle
 import sys
 import tempfile
-from collections import defaultdict
 from dataclasses import replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -46,8 +45,7 @@ def record(audio_dir: Path, *, workers: int = 2) -> None:
     home = Path(tempfile.mkdtemp(dir=OUT))
     engine = Engine(Settings.from_env(home=home))
     engine.index_paths([audio_dir / r["path"] for r in indexed])
-    tracks, _ = engine.catalog.list_tracks(per_page=10_000)
-    track_of = {Path(t.path).name: t.id for t in tracks}
+    track_of, _ = eval_dupes.catalog_ids(engine, indexed)
     base = {
         track_of[r["path"]]: print_formats.base_print(engine, load(audio_dir / r["path"]).samples)
         for r in indexed
@@ -63,11 +61,7 @@ def record(audio_dir: Path, *, workers: int = 2) -> None:
 def _record_shard(home: Path, audio_dir: Path, shard: int, shards: int) -> None:
     indexed, negatives = eval_dupes._split(audio_dir, quick=False)
     engine = Engine(Settings.from_env(home=home))
-    tracks, _ = engine.catalog.list_tracks(per_page=10_000)
-    track_of = {Path(t.path).name: t.id for t in tracks}
-    twins = defaultdict(set)
-    for row in indexed:
-        twins[row["pair_group"] or row["path"]].add(track_of[row["path"]])
+    track_of, twins = eval_dupes.catalog_ids(engine, indexed)
     mine = {row["path"] for row in (indexed + negatives)[shard::shards]}
     config, index = engine.settings.duplicates, engine.index()
     queries = []

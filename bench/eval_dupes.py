@@ -145,6 +145,17 @@ def _split(audio_dir: Path, *, quick: bool) -> tuple[list[dict], list[dict]]:
     return indexed, negatives
 
 
+def catalog_ids(engine: Engine, indexed: list[dict]) -> tuple[dict[str, int], dict]:
+    """(file name → track id, pair group or file name → the ids of its versions): versions of
+    one piece (pair_group) are not "wrong" matches of each other."""
+    tracks, _ = engine.catalog.list_tracks(per_page=10_000)
+    track_of = {Path(t.path).name: t.id for t in tracks}
+    twins = defaultdict(set)
+    for row in indexed:
+        twins[row["pair_group"] or row["path"]].add(track_of[row["path"]])
+    return track_of, twins
+
+
 def _query_shard(
     home: Path, audio_dir: Path, seed: int, quick: bool, max_whole_s: float, shard: int, shards: int
 ) -> list[dict]:
@@ -153,11 +164,7 @@ def _query_shard(
     whatever the number of shards)."""
     indexed, negatives = _split(audio_dir, quick=quick)
     engine = Engine(Settings.from_env(home=home))
-    tracks, _ = engine.catalog.list_tracks(per_page=10_000)
-    track_of = {Path(t.path).name: t.id for t in tracks}
-    twins = defaultdict(set)  # versions of one piece (pair_group) are not "wrong" matches
-    for row in indexed:
-        twins[row["pair_group"] or row["path"]].add(track_of[row["path"]])
+    track_of, twins = catalog_ids(engine, indexed)
     seen = set(engine.embedder.metadata.get("contrastive_files", []))
     mine = {row["path"] for row in (indexed + negatives)[shard::shards]}
     records = []

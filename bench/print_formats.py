@@ -138,8 +138,7 @@ def run(audio_dir: Path, *, quick: bool) -> dict:
         engine.index_paths([audio_dir / r["path"] for r in indexed], workers=2)
         base = engine.index()
         indexes = {name: base if q is None else quantised(base, q) for name, q in INDEXES.items()}
-        tracks, _ = engine.catalog.list_tracks(per_page=10_000)
-        track_of = {Path(t.path).name: t.id for t in tracks}
+        track_of, twins = eval_dupes.catalog_ids(engine, indexed)
         v1 = {
             track_of[r["path"]]: base_print(engine, load(audio_dir / r["path"]).samples)
             for r in indexed
@@ -150,9 +149,6 @@ def run(audio_dir: Path, *, quick: bool) -> dict:
             decoded = {t: fmt.stored(p) for t, p in v1.items()}
             stored[fmt.name] = {t: d[0] for t, d in decoded.items()}
             sizes[fmt.name] = round(sum(d[1] for d in decoded.values()) / audio_s, 1)
-        twins = defaultdict(set)
-        for row in indexed:
-            twins[row["pair_group"] or row["path"]].add(track_of[row["path"]])
         config = engine.settings.duplicates
         variants = [
             (i, f.name) for i in INDEXES for f in FORMATS if i == "flat" or f.name in WITH_QUANTISED

@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -140,10 +141,11 @@ class Engine:
             hop_s=self.settings.embedding.hop_s,
         )
 
-    @property
+    @cached_property
     def match_threshold(self) -> float:
         """The near-duplicate threshold calibrated for this code's scoring and this model (the
-        one an index records can be older: `mirsearch index` takes the new one into it)."""
+        one an index records can be older: `mirsearch index` takes the new one into it); read
+        once, not on every request."""
         return calibrated_threshold(self.embedder.matching_hash, config=self.settings.duplicates)
 
     def _require_index(self) -> VectorIndex:

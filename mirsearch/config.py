@@ -78,12 +78,10 @@ class SearchConfig:
     rescore_candidates: int = 100  # tracks (at least k) re-scored exactly against their windows
     alignment_weight: float = 0.5  # share of the time-aligned score; the rest is mean-of-max
     # share of the "sounds alike" vectors' cosine; the rest: windows (bench/retrieval.json with
-    # the shipped student: 0.8 → precision@5 0.443, 0.9 → 0.460, 1.0 → 0.447 and one version
-    # pair fewer in each other's top 5)
+    # the shipped student: 0.8 → precision@5 of same soundtrack 0.443, 0.9 → 0.460, 1.0 → 0.447
+    # and one version pair fewer in each other's top 5; windows alone 0.29). Aligned windows
+    # still win where higher: excerpts first
     style_weight: float = 0.9
-    # (measured on ../shared/audio with the shipped student: 0.8 gives precision@5 of same
-    # soundtrack 0.43 and 4 of 6 version pairs in each other's top 5; 0.5: 0.41 and 3 of 6;
-    # windows alone 0.29 and 2 of 6. Aligned windows still win where higher: excerpts first)
     max_query_windows: int = 240  # longer queries are subsampled evenly to this many windows
     min_query_s: float = 3.0  # shorter clips are refused
 
