@@ -73,6 +73,16 @@ def table(results: dict) -> str:
             f"unchanged re-run {t['index']['second_run_s']} s",
         ),
     ]
+    versus = t["index"].get("against_matching_branch")
+    if versus:
+        rows.append(
+            (
+                "`mirsearch index`, fresh catalog, shipped student / its matching branch alone "
+                "(same run, best of two each)",
+                f"{versus['student_s']} s / {versus['matching_branch_s']} s: the student at "
+                f"{versus['student_speed_share']:.0%} of the speed",
+            )
+        )
     size = t["index"].get("footprint")
     if size:
         rows.append(

@@ -3,7 +3,7 @@
 Measured in one run so the ratios compare: decode alone; decode + descriptors + log-mel (issue 1);
 decode + embeddings with the shipped CNN and with the VGG-style reference network (two one-thread
 worker processes); and `mirsearch index` on the whole folder (first run and the unchanged
-second run).
+second run), and `mirsearch index` with the shipped student against its matching branch alone.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from sqlalchemy import text
 
 from mirsearch.api import Engine
 from mirsearch.audio import load
+from mirsearch.checkpoints import save_checkpoint
 from mirsearch.config import FeatureConfig, Settings
 from mirsearch.embeddings import Embedder
 from mirsearch.features import describe, log_mel
@@ -103,7 +104,8 @@ def embedding(files: list[Path], *, workers: int = 2) -> dict:
 
 def indexing(folder: Path, *, workers: int | None = None) -> dict:
     """`mirsearch index` with default settings (one worker per core), twice, and the footprint
-    of what it stored."""
+    of what it stored; then the shipped student against its matching branch alone (the network
+    shipped before the student), two fresh catalogs each, interleaved, best of two."""
     with tempfile.TemporaryDirectory() as home:
         engine = Engine(Settings.from_env({}, home=Path(home)))
         first = engine.index_paths([folder], workers=workers)
@@ -118,6 +120,36 @@ def indexing(folder: Path, *, workers: int | None = None) -> dict:
         "second_run_s": round(second.seconds, 3),
         "second_run_unchanged": second.unchanged,
         "footprint": stored | per_hour(stored, first.audio_hours),
+        "against_matching_branch": against_matching_branch(folder, workers=workers),
+    }
+
+
+def against_matching_branch(folder: Path, *, workers: int | None) -> dict:
+    """Seconds of `mirsearch index` into a fresh catalog with the shipped student and with a
+    checkpoint of its matching branch alone, and the student's share of that speed."""
+    seconds: dict[str, list[float]] = {"student": [], "matching_branch": []}
+    with tempfile.TemporaryDirectory() as scratch:
+        shipped = Embedder()
+        matcher = save_checkpoint(
+            Path(scratch) / "matching_branch.pt",
+            model=shipped.model.matcher,
+            arch="cnn",
+            arch_args=shipped.checkpoint.arch_args["matcher_args"]
+            | {"feature_config": asdict(shipped.feature_config)},
+            labels=[f"class {i}" for i in range(shipped.model.matcher.head[-1].out_features)],
+            window_s=shipped.checkpoint.window_s,
+            metadata={"matcher_sha256": shipped.matching_hash},
+        )
+        env = {"student": {}, "matching_branch": {"MIRSEARCH_MODEL": str(matcher)}}
+        for round_ in range(2):
+            for name, variables in env.items():
+                home = Path(scratch) / f"{name}-{round_}"
+                engine = Engine(Settings.from_env(variables, home=home))
+                seconds[name].append(engine.index_paths([folder], workers=workers).seconds)
+                engine.catalog.close()
+    best = {name: min(times) for name, times in seconds.items()}
+    return {f"{name}_s": round(s, 2) for name, s in best.items()} | {
+        "student_speed_share": round(best["matching_branch"] / best["student"], 3)
     }
 
 

@@ -39,6 +39,7 @@ class Analysis:
     probabilities: np.ndarray  # (n_genres,) whole-signal genre probabilities
     window_probabilities: np.ndarray  # (n, n_genres)
     tag_probabilities: np.ndarray  # (n_tags,) whole-signal tag probabilities (empty: no tags)
+    rhythm: np.ndarray  # (R,) float32 rhythm profile (nn.rhythm_profile; empty: not a student)
     fingerprint: np.ndarray  # (bands, frames) uint8 verification print (see fingerprint.py)
 
 
@@ -102,11 +103,12 @@ class Embedder:
         with self._lock, torch.inference_mode():
             mel_db = self.model.front_end(torch.from_numpy(x), frequency_scale=frequency_scale)
             if self.is_student and frequency_scale == 1.0:
-                vectors, offsets, z = self.model.both_windows(
+                vectors, offsets, z, rhythm = self.model.both_windows(
                     mel_db, window_s=window_s, hop_s=hop_s
                 )
             else:
                 vectors, offsets = self.model.embed_windows(mel_db, window_s=window_s, hop_s=hop_s)
+                rhythm = torch.zeros(0)
             n_genres = len(self.labels)
             if not self.is_student:
                 track = F.normalize(vectors.mean(dim=0), dim=0)
@@ -123,10 +125,13 @@ class Embedder:
                 if self.model.genre_head is None:  # genres read off the tags
                     window_p = genre_scores(window_tags, self.tag_labels)
                     probabilities = genre_scores(tags, self.tag_labels)
-                else:  # the user's head, on the same normalised vectors it was trained on
-                    head = self.model.genre_head
-                    window_p = torch.softmax(head(F.normalize(z, dim=-1)), dim=-1).numpy()
-                    probabilities = torch.softmax(head(track), dim=-1).numpy()
+                else:  # the user's head, on the same inputs it was trained on (heads.py)
+                    windows, whole = F.normalize(z, dim=-1), track
+                    if self.model.genre_rhythm:  # a window is judged by its track's rhythm
+                        windows = torch.cat([windows, rhythm.expand(len(windows), -1)], dim=-1)
+                        whole = torch.cat([track, rhythm])
+                    window_p = torch.softmax(self.model.genre_head(windows), dim=-1).numpy()
+                    probabilities = torch.softmax(self.model.genre_head(whole), dim=-1).numpy()
         track_vector = track.numpy().astype(np.float32)
         return Analysis(
             vectors=vectors.numpy().astype(np.float32),
@@ -135,5 +140,6 @@ class Embedder:
             probabilities=np.asarray(probabilities, dtype=np.float32),
             window_probabilities=np.asarray(window_p, dtype=np.float32),
             tag_probabilities=np.asarray(tags, dtype=np.float32),
+            rhythm=rhythm.numpy().astype(np.float32),
             fingerprint=make_print(mel_db.numpy(), self.feature_config),
         )

@@ -1,11 +1,17 @@
 """Your own genres on the shipped network: a small head trained on its frozen embedding.
 
-The usual way to adapt a tagger to a catalog's own labels: the shipped student's "sounds alike"
-embedding of each clip (the normalised mean of its windows, as `classify` computes it) is the
-input of a softmax layer trained with AdamW, weight decay and dropout; nothing else of the
-network moves. The result is the shipped checkpoint plus that head (`Student.genre_head`) and
-its labels, so `MIRSEARCH_MODEL=...` makes `classify` and indexing speak those genres while the
-vectors, tags and near-duplicate matching stay those of the shipped model.
+The usual way to adapt a tagger to a catalog's own labels: what the frozen shipped student makes
+of each clip is the input of a softmax layer trained with AdamW, weight decay and dropout;
+nothing else of the network moves. That input is the "sounds alike" embedding (the normalised
+mean of the clip's windows, as `classify` computes it) followed by the rhythm profile of the
+network's first layers (nn.rhythm_profile): the embedding pools 3 s windows and keeps little of
+a groove, and on ../shared/genres, whose genres are grooves, the profile lifts grouped CV from
+35 % to 46 % (README, model card). Inputs are standardised while fitting and the
+standardisation folded into the layer, so the saved head reads the raw inputs.
+
+The result is the shipped checkpoint plus that head (`Student.genre_head`) and its labels, so
+`MIRSEARCH_MODEL=...` makes `classify` and indexing speak those genres while the vectors, tags
+and near-duplicate matching stay those of the shipped model.
 """
 
 from __future__ import annotations
@@ -38,27 +44,32 @@ class HeadConfig:
 
 
 def embed_clips(embedder: Embedder, signals: list[np.ndarray]) -> np.ndarray:
-    """(n, D) float32: the frozen "sounds alike" embedding of each clip."""
+    """(n, D + R) float32: each clip's frozen "sounds alike" embedding and rhythm profile."""
     if not embedder.is_student:
         raise MirsearchError("a head is trained on the shipped student network's embedding")
-    return np.stack(
-        [embedder.analyse(x).track_vector for x in tqdm(signals, desc="embedding", disable=None)]
-    )
+    analyses = (embedder.analyse(x) for x in tqdm(signals, desc="embedding", disable=None))
+    return np.stack([np.concatenate([a.track_vector, a.rhythm]) for a in analyses])
 
 
 def fit_head(
     x: np.ndarray, y: np.ndarray, n_classes: int, config: HeadConfig = HeadConfig()
 ) -> torch.nn.Linear:
-    """A softmax layer (D → n_classes) fitted to embeddings x (n, D) and class indexes y (n,)."""
+    """A softmax layer (D → n_classes) fitted to inputs x (n, D) and class indexes y (n,)."""
     torch.manual_seed(config.seed)
+    inputs, targets = torch.from_numpy(x).float(), torch.from_numpy(np.asarray(y)).long()
+    mean, spread = inputs.mean(dim=0), inputs.std(dim=0, correction=0)
+    scale = torch.where(spread > 1e-4, spread, 1.0)  # an input constant here stays unscaled
+    inputs = (inputs - mean) / scale
     head = torch.nn.Linear(x.shape[1], n_classes)
     optimiser = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    inputs, targets = torch.from_numpy(x).float(), torch.from_numpy(np.asarray(y)).long()
     for _ in range(config.epochs):
         loss = F.cross_entropy(head(F.dropout(inputs, config.dropout)), targets)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
+    with torch.no_grad():  # W((x - mean) / scale) + b = (W / scale) x + (b - W (mean / scale))
+        head.bias -= head.weight @ (mean / scale)
+        head.weight /= scale
     return head.eval()
 
 
@@ -85,7 +96,7 @@ def train_head(
     head = fit_head(x, y, len(labels), config)
     checkpoint = embedder.checkpoint
     student: Student = checkpoint.model
-    args = checkpoint.arch_args | {"n_genres": len(labels)}
+    args = checkpoint.arch_args | {"n_genres": len(labels), "genre_rhythm": True}
     with_head = Student(**args)
     state = student.state_dict()
     state |= {f"genre_head.{k}": v for k, v in head.state_dict().items()}

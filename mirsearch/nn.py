@@ -15,6 +15,7 @@ from mirsearch.features import log_mel
 log = logging.getLogger(__name__)
 
 LEVEL_S = 1.5  # the level removed from the log-mel is averaged over ±LEVEL_S seconds
+RHYTHM_LAGS = 32  # stem columns (16 a second): the rhythm profile spans lags up to 2 s
 
 
 def _conv(c_in: int, c_out: int, *, stride: int = 1, kernel: int = 3) -> nn.Sequential:
@@ -212,7 +213,8 @@ class Student(nn.Module):
       branches) and goes on with wider layers of its own to a window embedding (the "sounds
       alike" vector) that feeds the teachers' tags (`tag_head`), a regression of their
       penultimate embeddings (`teacher_head`, training only) and optionally a user's own
-      genres (`genre_head`, trained on the frozen embedding).
+      genres (`genre_head`, trained on the frozen embedding and, with `genre_rhythm`, on the
+      track's rhythm profile too: see `rhythm_profile`).
     """
 
     TIME_STRIDE = GenreNet.TIME_STRIDE
@@ -224,6 +226,7 @@ class Student(nn.Module):
         n_tags: int,
         n_teacher: int = 400,
         n_genres: int = 0,
+        genre_rhythm: bool = False,
         embedding_dim: int = 128,
         channels: tuple[int, ...] = (128, 192),
         folded: int = 256,
@@ -236,6 +239,7 @@ class Student(nn.Module):
             "n_tags": n_tags,
             "n_teacher": n_teacher,
             "n_genres": n_genres,
+            "genre_rhythm": genre_rhythm,
             "embedding_dim": embedding_dim,
             "channels": tuple(channels),
             "folded": folded,
@@ -262,7 +266,9 @@ class Student(nn.Module):
         )
         self.tag_head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding_dim, n_tags))
         self.teacher_head = nn.Linear(embedding_dim, n_teacher)
-        self.genre_head = nn.Linear(embedding_dim, n_genres) if n_genres else None
+        self.genre_rhythm = genre_rhythm
+        genre_inputs = embedding_dim + (stem_channels * RHYTHM_LAGS if genre_rhythm else 0)
+        self.genre_head = nn.Linear(genre_inputs, n_genres) if n_genres else None
 
     def front_end(self, waveform: torch.Tensor, *, frequency_scale: float = 1.0) -> torch.Tensor:
         return self.matcher.front_end(waveform, frequency_scale=frequency_scale)
@@ -290,12 +296,13 @@ class Student(nn.Module):
         return self._tag_windows_of(self.stem(mel_db.unsqueeze(0)), window_s, hop_s)
 
     def both_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
-        """Matching vectors, their starts and tagging embeddings, the stem computed once."""
+        """Matching vectors, their starts, tagging embeddings and the rhythm profile, the stem
+        computed once."""
         stem = self.stem(mel_db.unsqueeze(0))
         h = self.matcher.layers[self.STEM_LAYERS :](stem).mean(dim=2)[0]
         vectors, offsets_s = self.matcher.windows_of_map(h, window_s, hop_s)
         z, _ = self._tag_windows_of(stem, window_s, hop_s)
-        return vectors, offsets_s, z
+        return vectors, offsets_s, z, rhythm_profile(stem[0])
 
     def _tag_windows_of(self, stem: torch.Tensor, window_s: float, hop_s: float):
         h = self.tag_map(stem)[0]
@@ -306,6 +313,24 @@ class Student(nn.Module):
             self.TIME_STRIDE / self.feature_config.frames_per_s,
         )
         return self.tag_embedding(windows), offsets_s
+
+
+def rhythm_profile(stem: torch.Tensor) -> torch.Tensor:
+    """(C, F, T) stem features → (C · RHYTHM_LAGS,) how each channel repeats in time.
+
+    Each stem channel, averaged over frequency, is autocorrelated over the whole signal at lags
+    of 1 to RHYTHM_LAGS columns and divided by its lag-0 energy: a tempo-and-pattern profile
+    (where a groove's kicks, snares and hi-hats recur) that the window embeddings, pooled over
+    3 s, keep little of. Genres defined by their grooves need it (README, model card).
+    """
+    x = stem.mean(dim=1)
+    x = x - x.mean(dim=-1, keepdim=True)
+    n = x.shape[-1]
+    power = torch.fft.rfft(x, 2 * n).abs().square()
+    correlation = torch.fft.irfft(power, 2 * n)[:, : RHYTHM_LAGS + 1]
+    if n <= RHYTHM_LAGS:  # too short to show its own repetition: lags past the end are zero
+        correlation[:, n:] = 0
+    return (correlation[:, 1:] / (correlation[:, :1] + 1e-6)).flatten()
 
 
 ARCHITECTURES: dict[str, type[nn.Module]] = {

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SR
+from conftest import SR, clicks
 
 from mirsearch.demo import demo_pieces, render
 from mirsearch.embeddings import Embedder
+from mirsearch.nn import RHYTHM_LAGS
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +30,14 @@ def test_windows_every_hop_unit_norm_and_a_track_vector(embedder, pieces):
     assert np.linalg.norm(a.track_vector) == pytest.approx(1.0, abs=1e-5)
     assert a.probabilities.sum() == pytest.approx(1.0, abs=1e-4)
     assert a.window_probabilities.shape == (12, len(embedder.labels))
+
+
+@pytest.mark.parametrize("bpm, lag", [(120, 8), (160, 6), (96, 10)])
+def test_the_rhythm_profile_finds_the_beat(embedder, bpm, lag):
+    if not embedder.is_student:
+        pytest.skip("the shipped checkpoint is not a student network")
+    profile = embedder.analyse(clicks(bpm, 20.0)).rhythm.reshape(-1, RHYTHM_LAGS).mean(axis=0)
+    assert int(profile[3:].argmax()) + 4 == lag  # 16 stem columns a second; lags from 1
 
 
 def test_same_samples_give_bit_identical_vectors(embedder, pieces):

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-import torch
 from conftest import clicks, noise, tone
 
-from mirsearch.checkpoints import default_checkpoint_path, load_checkpoint
+from mirsearch.checkpoints import default_checkpoint_path, load_checkpoint, save_checkpoint
 from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.heads import fit_head, predict, train_head
+from mirsearch.nn import Student
 
 
 def test_fit_head_separates_separable_embeddings():
@@ -18,6 +18,17 @@ def test_fit_head_separates_separable_embeddings():
     y = np.repeat(np.arange(3), 20)
     head = fit_head(x, y, 3)
     assert (predict(head, x) == y).mean() == 1.0
+
+
+def test_fit_head_reads_raw_inputs_of_any_scale():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(2), 30)
+    x = np.stack(
+        [500 + 1000 * (y + 0.2 * rng.normal(size=60)), rng.normal(size=60), np.full(60, 7.0)], 1
+    ).astype(np.float32)
+    head = fit_head(x, y, 2)
+    assert (predict(head, x) == y).mean() == 1.0  # the standardisation is folded into the layer
+    assert head.weight[:, 2].abs().max() < 1.0  # a constant input is not blown up by its spread
 
 
 def test_a_head_on_the_shipped_embedding_names_a_users_genres(tmp_path):
@@ -45,6 +56,26 @@ def test_a_head_on_the_shipped_embedding_names_a_users_genres(tmp_path):
     np.testing.assert_array_equal(mine.vectors, theirs.vectors)  # matching is untouched
     np.testing.assert_array_equal(mine.tag_probabilities, theirs.tag_probabilities)
     assert embedder.matching_hash == shipped.matching_hash
-    assert default_checkpoint_path().is_file() and torch.is_tensor(
-        load_checkpoint(path).model.genre_head.weight
+    saved = load_checkpoint(path)
+    assert default_checkpoint_path().is_file() and saved.arch_args["genre_rhythm"]
+    assert saved.model.genre_head.in_features == embedder.dim + mine.rhythm.size
+
+
+def test_a_head_saved_before_the_rhythm_profile_still_classifies(tmp_path):
+    shipped = load_checkpoint()
+    if shipped.arch != "student":
+        pytest.skip("the shipped checkpoint is not a student network")
+    args = shipped.arch_args | {"n_genres": 2}
+    old = Student(**args)
+    old.load_state_dict(shipped.model.state_dict(), strict=False)
+    path = save_checkpoint(
+        tmp_path / "old.pt",
+        model=old,
+        arch="student",
+        arch_args=args,
+        labels=shipped.labels,
+        window_s=shipped.window_s,
+        metadata=shipped.metadata | {"genre_labels": ["a", "b"]},
     )
+    analysis = Embedder(path).analyse(noise(5.0))
+    assert analysis.probabilities.shape == (2,) and analysis.probabilities.sum() == pytest.approx(1)

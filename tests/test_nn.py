@@ -10,7 +10,7 @@ import torch
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
-from mirsearch.nn import ARCHITECTURES, build
+from mirsearch.nn import ARCHITECTURES, RHYTHM_LAGS, build, rhythm_profile
 
 FEATURES = asdict(FeatureConfig())
 
@@ -50,6 +50,18 @@ def test_student_matches_with_its_matcher_and_tags_with_its_own_branch(tmp_path)
     with torch.inference_mode():
         again, _ = loaded.model.tag_windows(mel, window_s=3.0, hop_s=1.5)
     assert torch.equal(again, z)
+
+
+def test_the_rhythm_profile_peaks_at_the_period_of_a_pattern():
+    stem = torch.zeros(3, 4, 400)
+    stem[:, :, ::10] = 1.0  # a hit every 10 columns
+    stem[1, :, 5::10] = 0.5  # an off-beat in one channel
+    profile = rhythm_profile(stem).reshape(3, RHYTHM_LAGS)
+    lags = torch.arange(1, RHYTHM_LAGS + 1)
+    assert lags[profile[0].argmax()] == 10 and lags[profile[2].argmax()] == 10
+    assert profile[0, 19] > 0.9 and profile[0, 4] < 0 < profile[1, 4]
+    short = rhythm_profile(torch.rand(2, 4, 20))  # lags past the end are zero, not wrapped
+    assert short.shape == (2 * RHYTHM_LAGS,) and torch.all(short.reshape(2, -1)[:, 19:] == 0)
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
