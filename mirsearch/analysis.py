@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -111,6 +112,9 @@ def analyse_all(
 # -- a local process pool -----------------------------------------------------------------------
 
 _worker: Analyser | None = None
+# Files in flight per worker. Results come back in the order of the files, so a long file holds
+# the ones after it: with too few in flight, the other workers run dry behind it.
+AHEAD = 8
 
 
 def _init_worker(settings: Settings, threads: int) -> None:
@@ -131,11 +135,11 @@ def _on_process_pool(paths: list[Path], settings: Settings, *, workers: int):
         initializer=_init_worker,
         initargs=(settings, threads),
     ) as pool:
-        pending: list[Future] = []
+        pending: deque[Future] = deque()
         for path in paths:
             pending.append(pool.submit(_analyse_in_worker, path))
-            if len(pending) >= 2 * workers:
-                yield pending.pop(0).result()
+            if len(pending) >= AHEAD * workers:
+                yield pending.popleft().result()
         for future in pending:
             yield future.result()
 
