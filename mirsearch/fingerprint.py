@@ -160,20 +160,56 @@ def agreement(
         seconds = alignment.track_offset_s + alignment.speed * (
             frames / frames_per_s - alignment.query_start_s
         )
-        columns = np.round(seconds * frames_per_s).astype(np.int64)[None, :] + lags[:, None]
-        inside = (columns[:, 0] >= 0) & (columns[:, -1] < track.shape[1])
+        columns = np.round(seconds * frames_per_s).astype(np.int64)  # the line's track frames
+        inside = (columns[0] + lags >= 0) & (columns[-1] + lags < track.shape[1])
         if not inside.any():
             continue
-        q = _centred(query[:, frames][:, None, :].astype(np.float32))[:, 0]
-        t = _centred(track[:, columns[inside]].astype(np.float32))  # (bands, lags, n)
-        products = np.einsum("bn,bln->l", q, t)
-        norms = np.sqrt(float((q * q).sum()) * (t * t).sum(axis=(0, 2))) + 1e-9
-        correlations = products / norms
+        correlations = _lag_correlations(_centred(query[:, frames]), track, columns, lags)[inside]
         scores.append(float(correlations.max() - background * np.median(correlations)))
     return float(np.median(scores)) if scores else 0.0
 
 
+def _lag_correlations(
+    q: np.ndarray, track: np.ndarray, columns: np.ndarray, lags: np.ndarray
+) -> np.ndarray:
+    """(lags,) correlation of the centred query chunk q (bands, n) with the track's frames
+    `columns + lag`, each centred the same way (per band over frames, per frame over bands).
+
+    The shifted track chunks are never built: q being centred, its product with a chunk equals
+    its product with the centred chunk, and a chunk's centred energy follows from its sums
+    (total, per band, per frame, of squares), all sliding sums over the track's frames weighted
+    by how often the line visits each frame (a sped-up line skips some, a slowed one repeats).
+    Frames off the track read as zeros; the caller drops the lags that reach them.
+    """
+    bands, n = q.shape
+    visits = np.bincount(columns - columns[0]).astype(np.float64)  # (width,) per frame at lag 0
+    first = columns[0] + lags[0]
+    span = np.zeros((bands, visits.size + lags.size - 1))
+    lo, hi = max(first, 0), min(first + span.shape[1], track.shape[1])
+    if hi > lo:
+        span[:, lo - first : hi - first] = track[:, lo:hi]
+    weights = np.zeros((bands, visits.size, 2))  # per band: the visits, and q where it lands
+    weights[:, :, 0] = visits
+    np.add.at(weights[:, :, 1], (slice(None), columns - columns[0]), q)
+    windows = np.lib.stride_tricks.sliding_window_view(span, visits.size, axis=1)
+    per_band, products = np.moveaxis(windows @ weights, 2, 0)  # each (bands, lags)
+    per_frame = span.sum(axis=0)
+
+    def slid(x: np.ndarray) -> np.ndarray:  # a frame series' sums under each lag's visits
+        return np.correlate(x, visits, mode="valid")
+
+    energy = (
+        slid(np.square(span).sum(axis=0))
+        - np.square(per_band).sum(axis=0) / n
+        - slid(np.square(per_frame)) / bands
+        + np.square(slid(per_frame)) / (bands * n)
+    )
+    norms = np.sqrt(float(np.square(q).sum()) * np.maximum(energy, 0.0)) + 1e-9
+    return products.sum(axis=0) / norms
+
+
 def _centred(chunk: np.ndarray) -> np.ndarray:
-    """(bands, lags, frames) minus each band's mean over frames and each frame's mean over bands."""
-    chunk = chunk - chunk.mean(axis=2, keepdims=True)
+    """(bands, frames) float64 less each band's mean over frames and each frame's mean over
+    bands."""
+    chunk = chunk - chunk.mean(axis=1, keepdims=True, dtype=np.float64)
     return chunk - chunk.mean(axis=0, keepdims=True)

@@ -177,3 +177,20 @@ def test_sound_alike_at_every_lag_is_discounted_and_a_copy_keeps_its_peak():
 
     assert agreement(alike, 0.5) < 0.65 * agreement(alike, 0.0)
     assert agreement(copy, 0.5) > 0.8 * agreement(copy, 0.0)
+
+
+@pytest.mark.parametrize("speed", [0.94, 1.0, 1.06])
+def test_lag_correlations_equal_centring_every_shifted_chunk(speed):
+    rng = np.random.default_rng(7)
+    track = rng.normal(size=(22, 300)).astype(np.float32) * 10
+    query = rng.normal(size=(22, 96)).astype(np.float32) * 10
+    lags = np.arange(-32, 33)
+    columns = np.round(10 + speed * np.arange(96)).astype(np.int64)  # lags < -10 leave the track
+    fast = fingerprint._lag_correlations(fingerprint._centred(query), track, columns, lags)
+    q = fingerprint._centred(query)
+    for i, lag in enumerate(lags):
+        if columns[0] + lag < 0:
+            continue
+        t = fingerprint._centred(track[:, columns + lag])  # the chunk built and centred
+        expected = (q * t).sum() / np.sqrt((q * q).sum() * (t * t).sum())
+        assert fast[i] == pytest.approx(expected, abs=1e-9)
