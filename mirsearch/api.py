@@ -254,6 +254,7 @@ class Engine:
                 samples,
                 hop_s=self.settings.embedding.query_hop_s,
                 frequency_scale=2 ** (semitones / 12),
+                matching_only=True,
             )
             per_hypothesis.append(
                 candidates(

@@ -86,14 +86,21 @@ class Embedder:
         return self.feature_config.sample_rate
 
     def analyse(
-        self, samples: np.ndarray, *, hop_s: float | None = None, frequency_scale: float = 1.0
+        self,
+        samples: np.ndarray,
+        *,
+        hop_s: float | None = None,
+        frequency_scale: float = 1.0,
+        matching_only: bool = False,
     ) -> Analysis:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
         A signal shorter than one window is zero-padded to one window. `frequency_scale` ≠ 1
-        embeds the signal as if pitch-shifted by its inverse (see features.log_mel); only the
-        matching vectors and the print are computed then (what near-duplicate checks read).
+        embeds the signal as if pitch-shifted by its inverse (see features.log_mel). With
+        `matching_only`, or at a frequency scale ≠ 1, a student computes only the matching
+        vectors and the print (what near-duplicate checks read): no tags, genres or track vector.
         """
+        matching_only = matching_only or frequency_scale != 1.0
         hop_s = self.config.hop_s if hop_s is None else hop_s
         window_n = int(self.config.window_s * self.sample_rate)
         x = np.asarray(samples, dtype=np.float32)
@@ -102,7 +109,7 @@ class Embedder:
         window_s = self.config.window_s
         with self._lock, torch.inference_mode():
             mel_db = self.model.front_end(torch.from_numpy(x), frequency_scale=frequency_scale)
-            if self.is_student and frequency_scale == 1.0:
+            if self.is_student and not matching_only:
                 vectors, offsets, z, rhythm = self.model.both_windows(
                     mel_db, window_s=window_s, hop_s=hop_s
                 )
@@ -114,7 +121,7 @@ class Embedder:
                 track = F.normalize(vectors.mean(dim=0), dim=0)
                 window_p = torch.softmax(self.model.head(vectors), dim=-1).numpy()
                 probabilities, tags = window_p.mean(axis=0), np.zeros(0, np.float32)
-            elif frequency_scale != 1.0:  # a pitch hypothesis of a near-duplicate check
+            elif matching_only:  # e.g. a pitch hypothesis of a near-duplicate check
                 track = torch.zeros(self.dim)
                 window_p, probabilities = np.zeros((len(vectors), n_genres)), np.zeros(n_genres)
                 tags = np.zeros(len(self.tag_labels), np.float32)

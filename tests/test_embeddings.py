@@ -40,6 +40,16 @@ def test_the_rhythm_profile_finds_the_beat(embedder, bpm, lag):
     assert int(profile[3:].argmax()) + 4 == lag  # 16 stem columns a second; lags from 1
 
 
+def test_matching_only_gives_the_same_vectors_and_print_without_the_tags(embedder, pieces):
+    full = embedder.analyse(pieces[0], hop_s=0.5)
+    lean = embedder.analyse(pieces[0], hop_s=0.5, matching_only=True)
+    np.testing.assert_array_equal(lean.vectors, full.vectors)
+    np.testing.assert_array_equal(lean.offsets_s, full.offsets_s)
+    np.testing.assert_array_equal(lean.fingerprint, full.fingerprint)
+    if embedder.is_student:
+        assert not lean.tag_probabilities.any() and not lean.track_vector.any()
+
+
 def test_same_samples_give_bit_identical_vectors(embedder, pieces):
     first = embedder.analyse(pieces[0], hop_s=1.5).vectors
     again = embedder.analyse(pieces[0].copy(), hop_s=1.5).vectors
