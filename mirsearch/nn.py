@@ -325,11 +325,10 @@ def rhythm_profile(stem: torch.Tensor) -> torch.Tensor:
     """
     x = stem.mean(dim=1)
     x = x - x.mean(dim=-1, keepdim=True)
-    n = x.shape[-1]
-    power = torch.fft.rfft(x, 2 * n).abs().square()
-    correlation = torch.fft.irfft(power, 2 * n)[:, : RHYTHM_LAGS + 1]
-    if n <= RHYTHM_LAGS:  # too short to show its own repetition: lags past the end are zero
-        correlation[:, n:] = 0
+    # zero-padded by RHYTHM_LAGS: no lag wraps round, a short signal's lags past its end are 0
+    size = x.shape[-1] + RHYTHM_LAGS
+    power = torch.fft.rfft(x, size).abs().square()
+    correlation = torch.fft.irfft(power, size)[:, : RHYTHM_LAGS + 1]
     return (correlation[:, 1:] / (correlation[:, :1] + 1e-6)).flatten()
 
 

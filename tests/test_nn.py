@@ -61,7 +61,7 @@ def test_the_rhythm_profile_peaks_at_the_period_of_a_pattern():
     assert lags[profile[0].argmax()] == 10 and lags[profile[2].argmax()] == 10
     assert profile[0, 19] > 0.9 and profile[0, 4] < 0 < profile[1, 4]
     short = rhythm_profile(torch.rand(2, 4, 20))  # lags past the end are zero, not wrapped
-    assert short.shape == (2 * RHYTHM_LAGS,) and torch.all(short.reshape(2, -1)[:, 19:] == 0)
+    assert short.shape == (2 * RHYTHM_LAGS,) and short.reshape(2, -1)[:, 19:].abs().max() < 1e-5
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
