@@ -21,6 +21,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import background  # noqa: E402
 import eval_retrieval  # noqa: E402
 import latency  # noqa: E402
 import olaf  # noqa: E402
@@ -191,6 +192,7 @@ def table(results: dict) -> str:
                 f"{a['negative_queries']} negative queries",
             )
         )
+    rows += background_rows(results)
     genre = results.get("genre")
     if genre and "cv" in genre:
         cv = genre["cv"]
@@ -227,6 +229,29 @@ def table(results: dict) -> str:
         "| measure | result |\n|---|---|\n"
     )
     return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
+
+
+def background_rows(results: dict) -> list[tuple[str, str]]:
+    """Catalog music under other sound (bench/background.py), per level."""
+    bed = results.get("background")
+    if not bed:
+        return []
+    levels = " · ".join(f"{db} dB" for db in bed["under_other_music"])
+    under = bed["under_other_music"].values()
+    two = bed["two_catalog_tracks"].values()
+    return [
+        (
+            f"Catalog music under another recording ({bed['trials']} seeded {bed['clip_s']:g} s "
+            f"mixes per level, {levels}): `match` lists it / lists a wrong track "
+            "(bench/background.py)",
+            " · ".join(f"{v['bed_found']:.0%} / {v['wrong']:.0%}" for v in under),
+        ),
+        (
+            f"Two catalog tracks in one upload, the second at {levels}: both listed / a wrong "
+            "track listed",
+            " · ".join(f"{v['both_listed']:.0%} / {v['wrong']:.0%}" for v in two),
+        ),
+    ]
 
 
 def scale_rows(results: dict) -> list[tuple[str, str]]:
@@ -405,6 +430,7 @@ def main() -> None:
         "search": search_bench.run(),
         "retrieval": eval_retrieval.run(audio_dir),
         "profile": profile_index.profile(audio_dir),
+        "background": background.run(audio_dir),
         **_evaluations(),
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
