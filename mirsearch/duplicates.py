@@ -13,6 +13,8 @@ code, so queries read it from there, and the index records it for the check on i
 from __future__ import annotations
 
 import dataclasses
+import heapq
+import itertools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -382,12 +384,17 @@ def _speeds(evidence: list[dict]) -> dict[int, float]:
         return {}
     start = min(edges)
     speeds = {start: 1.0}
-    frontier = [(strength, start, there, f) for strength, there, f in edges[start]]
+    frontier: list[tuple[float, float, int, int, int, float]] = []  # a heap, strongest first
+    order = itertools.count()  # equal strengths: the pair reached last goes first
+
+    def reach(here: int) -> None:
+        for (score, agreement), there, factor in edges[here]:
+            heapq.heappush(frontier, (-score, -agreement, -next(order), here, there, factor))
+
+    reach(start)
     while frontier:
-        frontier.sort(key=lambda item: item[0])
-        _, here, there, factor = frontier.pop()
-        if there in speeds:
-            continue
-        speeds[there] = speeds[here] * factor
-        frontier += [(strength, there, nxt, f) for strength, nxt, f in edges[there]]
+        *_, here, there, factor = heapq.heappop(frontier)
+        if there not in speeds:
+            speeds[there] = speeds[here] * factor
+            reach(there)
     return {t: round(v, 3) for t, v in sorted(speeds.items())}
