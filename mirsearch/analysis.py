@@ -3,9 +3,10 @@ process pool, or Ray tasks on a cluster (`--engine ray`); the indexer commits th
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
-import os
+import sys
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -52,10 +53,29 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# glibc's mallopt parameters. By default glibc hands every block over 128 kB (a decoded track, a
+# spectrogram, a layer's activations) back to the kernel when freed and takes it again, zeroed, a
+# page fault at a time, for the next file. Keeping blocks up to 32 MB in the heap, and the heap
+# untrimmed below 1 GB, cut the kernel time of indexing ../shared/audio (47 files, 2 workers)
+# from 2.9 to 2.0 s and the run by ~3 %; its peak memory grew ~5 %.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+
+
+def keep_freed_memory() -> None:
+    """Let this process reuse the large blocks it frees (glibc; elsewhere nothing changes)."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)  # glibc's ceiling for this parameter
+    libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+
+
 class Analyser:
     """Decode → descriptors → embeddings for one file at a time; holds the model."""
 
     def __init__(self, settings: Settings, *, threads: int | None = None):
+        keep_freed_memory()
         self.settings = settings
         self.embedder = Embedder(settings.model_path, config=settings.embedding, threads=threads)
 
@@ -99,6 +119,7 @@ def analyse_all(
     address: str | None = None,
 ) -> Iterator[FileAnalysis]:
     """Analyse `paths`, yielding results in order, with the model loaded once per worker."""
+    keep_freed_memory()  # here too: forked workers inherit it, and this process checks duplicates
     if engine == "ray":
         yield from _on_ray(paths, settings, workers=workers, address=address)
     elif engine != "local":
@@ -117,9 +138,9 @@ _worker: Analyser | None = None
 AHEAD = 8
 
 
-def _init_worker(settings: Settings, threads: int) -> None:
+def _init_worker(settings: Settings) -> None:
     global _worker
-    _worker = Analyser(settings, threads=threads)
+    _worker = Analyser(settings, threads=1)
 
 
 def _analyse_in_worker(path: Path) -> FileAnalysis:
@@ -127,13 +148,19 @@ def _analyse_in_worker(path: Path) -> FileAnalysis:
     return _worker(path)
 
 
+# Workers are forked where that is safe (Linux): a spawned one pays ~1.4 s importing torch again,
+# about a tenth of indexing ../shared/audio on 2 cores. A forked child runs ONE torch thread,
+# set before its first tensor operation: OpenMP's thread pool does not survive a fork, and a
+# child that asks it for more threads waits for them for ever. macOS must spawn.
+START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
+
 def _on_process_pool(paths: list[Path], settings: Settings, *, workers: int):
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(
         workers,
-        mp_context=get_context("spawn"),
+        mp_context=get_context(START_METHOD),
         initializer=_init_worker,
-        initargs=(settings, threads),
+        initargs=(settings,),
     ) as pool:
         pending: deque[Future] = deque()
         for path in paths:

@@ -53,14 +53,14 @@ class Embedder:
         config: EmbeddingConfig = EmbeddingConfig(),
         threads: int | None = None,
     ):
+        if threads:  # before any tensor work: a forked worker must never reach for more threads
+            torch.set_num_threads(threads)
         checkpoint = load_checkpoint(checkpoint_path)
         if abs(checkpoint.window_s - config.window_s) > 1e-6:
             raise ModelError(
                 f"the model was trained on {checkpoint.window_s} s windows but "
                 f"EmbeddingConfig.window_s is {config.window_s} s"
             )
-        if threads:
-            torch.set_num_threads(threads)
         self.config = config
         self.checkpoint = checkpoint  # what it was loaded from (heads.py saves a copy with a head)
         self.model = checkpoint.model

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -34,6 +36,30 @@ def test_the_process_pool_gives_the_same_vectors_in_the_same_order(settings, dem
     for a, b in zip(alone, pooled, strict=True):
         np.testing.assert_allclose(a.vectors, b.vectors, atol=1e-5)
         assert a.probabilities.keys() == b.probabilities.keys()
+
+
+# A parent that has run tensor work on several threads, then a forked pool: the workers' own first
+# tensor operation (loading the model) hung in OpenMP when they asked for the parent's threads.
+AFTER_THREADED_WORK = """
+import sys, torch
+from mirsearch.analysis import analyse_all
+from mirsearch.config import Settings
+torch.set_num_threads(2)
+torch.ones(512, 512) @ torch.ones(512, 512)
+results = analyse_all(sys.argv[1:], Settings.from_env({}), workers=2)
+print(sum(r.error is None for r in results))
+"""
+
+
+def test_a_forked_pool_after_threaded_tensor_work_in_the_parent_finishes(demo_files):
+    done = subprocess.run(
+        [sys.executable, "-c", AFTER_THREADED_WORK, *map(str, demo_files)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(len(demo_files))]
 
 
 def test_an_unknown_engine_is_refused(settings, demo_files):
