@@ -112,21 +112,11 @@ class Indexer:
             progress(unchanged)
         counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
         removed = self._prune(index, roots, files) if prune else 0
-        batch: list[FileAnalysis] = []
-        last_commit = time.perf_counter()
         if workers is None:
             workers = max(1, min(os.cpu_count() or 1, len(todo)))
         results = analyse_all(todo, self.settings, workers=workers, engine=engine, address=address)
-        for result in results:
-            batch.append(result)
-            if progress:
-                progress(1)
-            due = time.perf_counter() - last_commit > self.batch_seconds
-            if len(batch) >= self.batch_tracks or due:
-                self._commit(index, batch, model_hash, counts)
-                batch, last_commit = [], time.perf_counter()
-        if batch:
-            self._commit(index, batch, model_hash, counts)
+        for first in results:
+            self._commit(index, first, results, model_hash, counts, progress)
         return IndexSummary(
             indexed=counts["indexed"],
             unchanged=unchanged,
@@ -222,34 +212,59 @@ class Indexer:
     # -- committing -------------------------------------------------------------------------------
 
     def _commit(
-        self, index: VectorIndex, batch: list[FileAnalysis], model_hash: str, counts: dict
+        self,
+        index: VectorIndex,
+        first: FileAnalysis,
+        results: Iterator[FileAnalysis],
+        model_hash: str,
+        counts: dict,
+        progress: Callable[[int], None] | None,
     ) -> None:
-        """Write a new index generation, then record it and the batch's rows in one transaction."""
+        """Record `first` and the results after it, one at a time as they arrive, in one
+        transaction that ends by writing a new index generation: after `batch_tracks` results or
+        `batch_seconds`. Each is checked for duplicates on arrival, while the workers go on, and
+        against the tracks recorded before it in this batch too."""
+        started = time.perf_counter()
         with self._generation(index, model_hash) as session:
-            paths = [result.path for result in batch]
-            known = {r.path: r for r in session.scalars(select(Track).where(Track.path.in_(paths)))}
-            for result in batch:
-                row = known.get(result.path)
-                if row is None:
-                    row = Track(path=result.path)
-                    session.add(row)
-                _fill_file_fields(row, result)
-                session.flush()
-                if index.contains(row.id):
-                    index.remove([row.id])
-                if result.error is not None:
-                    row.status, row.error, row.n_windows = "failed", result.error, 0
-                    row.duplicate_of, row.duplicate_evidence = None, None
-                    session.execute(delete(TrackPrint).where(TrackPrint.track_id == row.id))
-                    counts["failed"] += 1
-                    log.warning("failed: %s", result.error)
-                    continue
-                self._flag_duplicate(session, index, row, result, counts)
-                index.add(row.id, result.vectors, result.track_vector)
-                session.merge(TrackPrint.of(row.id, result.fingerprint))
-                _fill_analysis_fields(row, result, model_hash)
-                counts["indexed"] += 1
-                counts["audio_s"] += result.info.duration_s
+            result: FileAnalysis | None = first
+            for n in range(1, self.batch_tracks + 1):
+                self._record(session, index, result, model_hash, counts)
+                if progress:
+                    progress(1)
+                if n == self.batch_tracks or time.perf_counter() - started > self.batch_seconds:
+                    break
+                if (result := next(results, None)) is None:
+                    break
+
+    def _record(
+        self,
+        session: Session,
+        index: VectorIndex,
+        result: FileAnalysis,
+        model_hash: str,
+        counts: dict,
+    ) -> None:
+        row = session.scalar(select(Track).where(Track.path == result.path))
+        if row is None:
+            row = Track(path=result.path)
+            session.add(row)
+        _fill_file_fields(row, result)
+        session.flush()
+        if index.contains(row.id):
+            index.remove([row.id])
+        if result.error is not None:
+            row.status, row.error, row.n_windows = "failed", result.error, 0
+            row.duplicate_of, row.duplicate_evidence = None, None
+            session.execute(delete(TrackPrint).where(TrackPrint.track_id == row.id))
+            counts["failed"] += 1
+            log.warning("failed: %s", result.error)
+            return
+        self._flag_duplicate(session, index, row, result, counts)
+        index.add(row.id, result.vectors, result.track_vector)
+        session.merge(TrackPrint.of(row.id, result.fingerprint))
+        _fill_analysis_fields(row, result, model_hash)
+        counts["indexed"] += 1
+        counts["audio_s"] += result.info.duration_s
 
     def _flag_duplicate(
         self, session: Session, index: VectorIndex, row: Track, result: FileAnalysis, counts: dict
