@@ -7,6 +7,7 @@ import csv
 import numpy as np
 import pytest
 import torch
+import torchaudio
 from conftest import SR, chords, clicks, noise, tone
 
 from mirsearch import audio, features
@@ -31,8 +32,27 @@ def test_log_mel_floor_is_absolute():
 
 def test_moved_filterbank_at_scale_one_is_torchaudios():
     config = FeatureConfig()
-    plain = features._mel_transform(config, 1.0).mel_scale.fb
+    plain = features._mel_scale(config, 1.0).fb
     assert torch.allclose(features.moved_filterbank(config, 1.0), plain, atol=1e-5)
+
+
+def test_mel_power_is_torchaudios_mel_spectrogram():
+    config = FeatureConfig()
+    reference = torchaudio.transforms.MelSpectrogram(
+        sample_rate=config.sample_rate,
+        n_fft=config.n_fft,
+        hop_length=config.hop_length,
+        n_mels=config.n_mels,
+        f_min=config.f_min,
+        f_max=config.f_max,
+        power=2.0,
+        mel_scale=config.mel_scale,
+        norm=config.norm,
+        pad_mode=config.pad_mode,
+    )
+    x = torch.from_numpy(noise(2.0, seed=3) + tone(440.0, 2.0))
+    ours, theirs = features.mel_power(x, config), reference(x)
+    assert torch.allclose(ours, theirs, rtol=1e-4, atol=1e-6 * float(theirs.max()))
 
 
 def test_frequency_scale_undoes_a_pitch_shift():
