@@ -83,7 +83,7 @@ def encode(fingerprint: np.ndarray, *, format: int = FORMAT) -> bytes:
     half = 2 ** (bits - 1)
     codes = (np.clip(np.round(x / step_db), -half, half - 1) + half).astype(np.uint8).ravel()
     planes = b"".join(np.packbits((codes >> bit) & 1).tobytes() for bit in range(bits))
-    return zlib.compress(_HEADER.pack(*x.shape) + planes, 9)
+    return zlib.compress(_HEADER.pack(*x.shape) + planes, 6)  # 9: 0.5 % smaller, 4.6× slower
 
 
 def decode(data: bytes, *, format: int = FORMAT) -> np.ndarray:
