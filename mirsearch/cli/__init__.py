@@ -3,6 +3,7 @@ the catalog and query commands here, the model-building ones in cli/training.py.
 
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from collections.abc import Callable, Iterable
@@ -58,6 +59,9 @@ def main(verbose: int) -> None:
     """mirsearch: content-based music search, genre classification and near-duplicate detection."""
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # What the imports made (torch's ~200,000 objects) lives until exit: kept out of the garbage
+    # collector's sweeps, which otherwise cost ~0.45 s of every command at exit alone.
+    gc.freeze()
 
 
 for command in (train, train_default, evaluate):
