@@ -259,27 +259,24 @@ def _best_line(
     """Vote (t, u, similarity) into speed × offset cells; score the cell with most support.
 
     A cell's support is the sum, over query times, of the best similarity among that time's
-    pairs lying on the cell's line; every cell of one speed is scored in one array operation.
+    pairs lying on the cell's line (`_best_cells`).
     """
     order = np.argsort(t, kind="stable")
     t, u, s = t[order], u[order], s[order]
-    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])  # first pair of each query time
-    if starts.size < config.min_windows:
+    first = np.r_[True, t[1:] != t[:-1]]  # the first pair of each query time
+    if np.count_nonzero(first) < config.min_windows:
         return None
+    time_of = np.cumsum(first) - 1  # each pair's query time, numbered from 0
     slack = config.tolerance_s + hop_s / 2  # on the line: track time within this of it
+    offsets = u[None, :] - np.asarray(config.speeds)[:, None] * t[None, :]  # (speeds, pairs)
+    supports, cells = _best_cells(offsets, time_of, s, hop_s, slack)
     best = (-1.0, 1.0, 0.0)  # (prior-weighted support, speed, offset)
-    for speed in config.speeds:
-        offset = u - speed * t
-        cells = np.unique(np.round(offset / hop_s)) * hop_s
-        near = np.abs(offset[None, :] - cells[:, None]) <= slack  # (cells, pairs)
-        per_time = np.maximum.reduceat(np.where(near, s, 0.0), starts, axis=1)
-        support = per_time.sum(axis=1)
-        i = int(np.argmax(support))
+    for speed, support, cell in zip(config.speeds, supports, cells, strict=True):
         # A short query barely constrains speed (neighbouring catalog windows overlap and look
         # alike): a slight preference for normal speed settles near-ties.
-        weighted = float(support[i]) * (1 - SPEED_PRIOR * abs(speed - 1.0))
+        weighted = float(support) * (1 - SPEED_PRIOR * abs(speed - 1.0))
         if weighted > best[0]:
-            best = (weighted, speed, float(cells[i]))
+            best = (weighted, speed, float(cell))
     _, speed, cell = best
     pair_offsets = u - speed * t
     on_line = np.abs(pair_offsets - cell) <= slack
@@ -300,6 +297,42 @@ def _best_line(
         windows=int(times.size),
         similarity=float(sims.mean()),
     )
+
+
+def _best_cells(
+    offsets: np.ndarray, time_of: np.ndarray, s: np.ndarray, hop_s: float, slack: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(speeds, pairs) offsets → for each speed, its best cell's support and offset.
+
+    A speed's cells are the offsets, a hop apart, that some pair rounds to; a cell's support is
+    the sum over query times of the best similarity of that time's pairs within `slack` of it
+    (the first of equal cells wins). A pair lies near its own cell and at most the next few, so
+    it votes only there; every speed's cells share one (cells, query times) grid.
+    """
+    n_speeds = offsets.shape[0]
+    rounded = np.round(offsets / hop_s)
+    reach = int(np.ceil(slack / hop_s + 0.5))  # cells a pair can lie near, on either side
+    low = int(rounded.min()) - reach
+    span = int(rounded.max()) + reach - low + 1  # keys of one speed never meet the next speed's
+    first_key = span * np.arange(n_speeds)
+    keys = rounded.astype(np.int64) - low + first_key[:, None]
+    cell_keys = np.unique(keys)
+    row_of = np.full(n_speeds * span, -1)  # a key's row in the grid, -1: no such cell
+    row_of[cell_keys] = np.arange(cell_keys.size)
+    grid = np.zeros((cell_keys.size, int(time_of[-1]) + 1), dtype=s.dtype)
+    times = np.broadcast_to(time_of, offsets.shape)
+    sims = np.broadcast_to(s, offsets.shape)
+    for step in range(-reach, reach + 1):
+        cell = row_of[keys + step]
+        near = cell >= 0
+        near[near] = np.abs(offsets[near] - (rounded[near] + step) * hop_s) <= slack
+        np.maximum.at(grid, (cell[near], times[near]), sims[near])
+    support = grid.sum(axis=1)
+    bounds = np.searchsorted(cell_keys, first_key)  # each speed's first row
+    rows = np.split(support, bounds[1:])
+    best = [b + int(np.argmax(r)) for b, r in zip(bounds, rows, strict=True)]
+    cells = (cell_keys[best] - first_key + low) * hop_s
+    return support[best], cells
 
 
 def _per_query_window(

@@ -13,6 +13,7 @@ from mirsearch import fingerprint
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.duplicates import (
     CALIBRATION,
+    _best_cells,
     calibrated_threshold,
     find_groups,
     find_matches,
@@ -52,6 +53,45 @@ def excerpt(windows, track_print, start_s: float, seconds: float, *, speed: floa
     frames = np.round((start_s + speed * np.arange(0, seconds, 1 / PRINT_FPS)) * PRINT_FPS)
     query_print = track_print[:, frames.astype(int)]
     return windows_at(windows, start_s + speed * query_times, hop_s=HOP_S), query_times, query_print
+
+
+def dense_best_cells(offsets, time_of, s, hop_s, slack):
+    """`_best_cells` the plain way: for each speed, every pair against every cell."""
+    starts = np.flatnonzero(np.r_[True, time_of[1:] != time_of[:-1]])
+    supports, best = [], []
+    for offset in offsets:
+        cells = np.unique(np.round(offset / hop_s)) * hop_s
+        near = np.abs(offset[None, :] - cells[:, None]) <= slack  # (cells, pairs)
+        support = np.maximum.reduceat(np.where(near, s, 0.0), starts, axis=1).sum(axis=1)
+        supports.append(support.max())
+        best.append(cells[np.argmax(support)])
+    return np.array(supports), np.array(best)
+
+
+@pytest.mark.parametrize("hop_s", [1.5, 0.5, 3.0])
+def test_voting_only_near_cells_finds_each_speeds_best_cell_exactly(hop_s):
+    rng = np.random.default_rng(7)
+    speeds = np.asarray(CONFIG.speeds)
+    for trial in range(300):
+        n_times, per_time = int(rng.integers(1, 60)), int(rng.integers(1, 25))
+        t = np.repeat(np.sort(rng.choice(400, n_times, replace=False)) * 0.5, per_time)
+        keep = rng.random(t.size) < 0.7
+        keep[0] = True
+        t = t[keep]
+        time_of = np.cumsum(np.r_[True, t[1:] != t[:-1]]) - 1
+        u = rng.integers(0, 200, t.size) * hop_s
+        if trial % 3 == 0:  # a real line among the noise, at a speed off 1
+            u[::2] = np.round((1.03 * t[::2] + 40.0) / hop_s) * hop_s
+        if trial % 5 == 0:  # whole-number supports: ties between cells
+            s = np.ones(t.size, dtype=np.float32)
+        else:
+            s = rng.uniform(0.5, 1.0, t.size).astype(np.float32)
+        offsets = u[None, :] - speeds[:, None] * t[None, :]
+        slack = CONFIG.tolerance_s + hop_s / 2
+        supports, cells = _best_cells(offsets, time_of, s, hop_s, slack)
+        want_supports, want_cells = dense_best_cells(offsets, time_of, s, hop_s, slack)
+        np.testing.assert_array_equal(supports, want_supports)
+        np.testing.assert_array_equal(cells, want_cells)
 
 
 def test_excerpt_is_found_with_its_offsets(catalog):
