@@ -38,9 +38,11 @@ STAGES = {
     "verification print": [(embeddings, "make_print")],
     "duplicate check on ingest": [(Indexer, "_flag_duplicate")],
     "vector index save": [(VectorIndex, "save")],
-    "commit (catalog rows, index add)": [(Indexer, "_commit")],
+    # each result's rows, vectors and print (Indexer._record); not the batch's _commit, which
+    # also draws the next results, analysed right there when there is one worker
+    "commit (catalog rows, index add)": [(Indexer, "_record")],
 }
-NESTED_IN_COMMIT = ("duplicate check on ingest", "vector index save")
+NESTED_IN_COMMIT = ("duplicate check on ingest",)
 
 
 def _timed(function, totals: dict, stage: str):
