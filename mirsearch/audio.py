@@ -220,18 +220,19 @@ class _Converter:
         self.rate = rate
         self.fifo: av.AudioFifo | None = None
         self.resampler: av.AudioResampler | None = None
-        self.setup: tuple | None = None  # the input's (format, layout, rate)
 
     def push(self, frame: av.AudioFrame) -> list[np.ndarray]:
-        setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+        frame.pts = None  # the FIFO checks timestamps are contiguous; skipped packets aren't
         out = []
-        if setup != self.setup:  # the stream changed format: finish the old, start afresh
-            out = self.flush()
+        if self.fifo is not None:
+            try:
+                self.fifo.write(frame)
+            except ValueError:  # the FIFO takes only frames like its first: the stream changed
+                out = self.flush()  # format, so finish the old and start afresh
+        if self.fifo is None:
             self.fifo = av.AudioFifo()
             self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
-            self.setup = setup
-        frame.pts = None  # the FIFO checks timestamps are contiguous; skipped packets aren't
-        self.fifo.write(frame)
+            self.fifo.write(frame)
         if self.fifo.samples >= frame.sample_rate:
             out += self._resample(self.fifo.read())
         return out
@@ -241,7 +242,7 @@ class _Converter:
             return []
         out = self._resample(self.fifo.read()) if self.fifo.samples else []
         out += self._resample(None)
-        self.fifo = self.resampler = self.setup = None
+        self.fifo = self.resampler = None
         return out
 
     def _resample(self, frame: av.AudioFrame | None) -> list[np.ndarray]:

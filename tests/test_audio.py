@@ -34,6 +34,19 @@ def test_every_written_format_decodes_to_the_same_tone(write_audio, suffix):
     assert dominant_hz(decoded.samples, SR) == pytest.approx(440.0, abs=2.0)
 
 
+def test_a_stream_that_changes_sample_rate_midway_decodes_whole(tmp_path):
+    """Two MP3 streams back to back (44.1 then 22.05 kHz), as concatenated files are: the
+    decoder's frames change rate halfway, and both halves come out at 16 kHz."""
+    first = audio.write(tmp_path / "a.mp3", tone(440.0, 3.0, sr=44_100), 44_100)
+    second = audio.write(tmp_path / "b.mp3", tone(660.0, 3.0, sr=22_050), 22_050)
+    joined = tmp_path / "joined.mp3"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    samples = audio.load(joined).samples
+    assert samples.size / SR == pytest.approx(6.0, abs=0.25)
+    assert dominant_hz(samples[SR // 2 : 2 * SR], SR) == pytest.approx(440.0, abs=2.0)
+    assert dominant_hz(samples[-2 * SR : -SR // 2], SR) == pytest.approx(660.0, abs=2.0)
+
+
 def test_tags_are_read_from_the_container(write_audio):
     path = write_audio(
         "tagged.flac",
