@@ -125,7 +125,7 @@ def _mirsearch() -> list[str]:
     script = Path(sys.executable).with_name("mirsearch")
     if script.is_file():
         return [str(script)]
-    return [sys.executable, "-c", "from mirsearch.cli import main; main()"]
+    return [sys.executable, "-c", "from mirsearch.cli import run; run()"]
 
 
 def olaf_top_paths(csv_text: str, n_queries: int) -> list[str | None]:

@@ -4,7 +4,10 @@ file, exit codes, and the environment variables it reads."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -435,3 +438,30 @@ def test_evaluate_cross_validates_on_two_folds(tmp_path, monkeypatch):
     assert [line.split()[0] for line in plain] == ["cnn", "baseline"]
     mean, std = (report["cv"]["baseline"]["accuracy"][m] for m in ("mean", "std"))
     assert plain[1].startswith(f"baseline  accuracy {mean:.3f} ± {std:.3f}  ")
+
+
+CONSOLE_SCRIPT = "import sys; from mirsearch.cli import run; sys.argv[0] = 'mirsearch'; run()"
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "expect"),
+    [
+        (["index", "--json", "EMPTY"], 0, "\"indexed\": 0"),
+        (["index", "NOWHERE"], 1, "no such file or folder"),
+        (["no-such-command"], 2, "No such command"),
+    ],
+)
+def test_the_console_script_flushes_its_output_and_keeps_the_exit_status(
+    tmp_path, args, status, expect
+):
+    (tmp_path / "empty").mkdir()
+    places = {"EMPTY": str(tmp_path / "empty"), "NOWHERE": str(tmp_path / "nowhere")}
+    done = subprocess.run(
+        [sys.executable, "-c", CONSOLE_SCRIPT, *(places.get(a, a) for a in args)],
+        env=os.environ | {"MIRSEARCH_HOME": str(tmp_path / "home")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == status, done.stderr
+    assert expect in done.stdout + done.stderr

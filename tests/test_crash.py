@@ -30,7 +30,7 @@ SCRIPT = Path(sys.executable).with_name("mirsearch")
 CLI = (
     [str(SCRIPT)]
     if SCRIPT.is_file()
-    else [sys.executable, "-c", "from mirsearch.cli import main; main()"]
+    else [sys.executable, "-c", "from mirsearch.cli import run; run()"]
 )
 RANDOM_KILLS = 8  # runs SIGKILLed at a random moment of their work (or let finish)
 FILE_S = 4.0  # seconds of audio per synthetic file: a few windows each, quick to embed

@@ -26,7 +26,7 @@ SCRIPT = Path(sys.executable).with_name("mirsearch")
 CLI = (
     [str(SCRIPT)]
     if SCRIPT.is_file()
-    else [sys.executable, "-c", "from mirsearch.cli import main; main()"]
+    else [sys.executable, "-c", "from mirsearch.cli import run; run()"]
 )
 CLIENTS = 24
 ROUNDS = 3  # re-index runs, each after a change of the folder

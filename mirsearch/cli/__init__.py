@@ -3,8 +3,10 @@ the catalog and query commands here, the model-building ones in cli/training.py.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -66,6 +68,23 @@ def main(verbose: int) -> None:
 
 for command in (train, train_default, evaluate):
     main.add_command(command)
+
+
+def run() -> None:
+    """The `mirsearch` console script: `main`, then out of the process without the interpreter's
+    teardown, where torch deregisters the operators of its 144 Python-made libraries one kernel
+    at a time (~0.4 s of every command). Output is flushed first; nothing else waits for exit:
+    the catalog is committed and workers are joined before `main` returns."""
+    try:
+        main()
+        status = 0
+    except SystemExit as done:
+        status = done.code if isinstance(done.code, int) else int(done.code is not None)
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):  # a closed pipe (`mirsearch … | head`)
+            stream.flush()
+    os._exit(status)
 
 
 @main.command()
