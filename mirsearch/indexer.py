@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import time
@@ -226,14 +227,11 @@ class Indexer:
         against the tracks recorded before it in this batch too."""
         started = time.perf_counter()
         with self._generation(index, model_hash) as session:
-            result: FileAnalysis | None = first
-            for n in range(1, self.batch_tracks + 1):
+            for n, result in enumerate(itertools.chain([first], results), 1):
                 self._record(session, index, result, model_hash, counts)
                 if progress:
                     progress(1)
                 if n == self.batch_tracks or time.perf_counter() - started > self.batch_seconds:
-                    break
-                if (result := next(results, None)) is None:
                     break
 
     def _record(
