@@ -268,17 +268,17 @@ def _best_line(
         return None
     time_of = np.cumsum(first) - 1  # each pair's query time, numbered from 0
     slack = config.tolerance_s + hop_s / 2  # on the line: track time within this of it
-    offsets = u[None, :] - np.asarray(config.speeds)[:, None] * t[None, :]  # (speeds, pairs)
-    supports, cells = _best_cells(offsets, time_of, s, hop_s, slack)
-    best = (-1.0, 1.0, 0.0)  # (prior-weighted support, speed, offset)
-    for speed, support, cell in zip(config.speeds, supports, cells, strict=True):
+    by_speed = u[None, :] - np.asarray(config.speeds)[:, None] * t[None, :]  # (speeds, pairs)
+    supports, cells = _best_cells(by_speed, time_of, s, hop_s, slack)
+    best = (-1.0, 0)  # (prior-weighted support, index of the speed)
+    for k, (speed, support) in enumerate(zip(config.speeds, supports, strict=True)):
         # A short query barely constrains speed (neighbouring catalog windows overlap and look
         # alike): a slight preference for normal speed settles near-ties.
         weighted = float(support) * (1 - SPEED_PRIOR * abs(speed - 1.0))
         if weighted > best[0]:
-            best = (weighted, speed, float(cell))
-    _, speed, cell = best
-    pair_offsets = u - speed * t
+            best = (weighted, k)
+    _, k = best
+    speed, cell, pair_offsets = config.speeds[k], float(cells[k]), by_speed[k]
     on_line = np.abs(pair_offsets - cell) <= slack
     times, sims, offsets = _per_query_window(t[on_line], s[on_line], pair_offsets[on_line])
     if times.size < config.min_windows:
