@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,13 +24,15 @@ from mirsearch.duplicates import (
     ranked,
     remembered,
 )
-from mirsearch.embeddings import Analysis, Embedder
 from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
 from mirsearch.index import IndexMeta, VectorIndex, reading
-from mirsearch.indexer import Indexer, IndexSummary
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
 from mirsearch.vocabulary import top_tags
+
+if TYPE_CHECKING:  # imported where used: catalog and index commands never load torch
+    from mirsearch.embeddings import Analysis, Embedder
+    from mirsearch.indexer import IndexSummary
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,8 @@ class Engine:
     def embedder(self) -> Embedder:
         with self._lock:
             if self._embedder is None:
+                from mirsearch.embeddings import Embedder
+
                 self._embedder = Embedder(self.settings.model_path, config=self.settings.embedding)
             return self._embedder
 
@@ -316,6 +321,8 @@ class Engine:
     # -- catalog --------------------------------------------------------------------------------
 
     def index_paths(self, paths: Iterable[Path], **options) -> IndexSummary:
+        from mirsearch.indexer import Indexer
+
         summary = Indexer(self.settings, catalog=self.catalog).run(paths, **options)
         with self._lock:
             self._index = None

@@ -51,6 +51,29 @@ class EmbeddingConfig:
     batch_size: int = 256  # windows per forward pass
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    arch: str = "cnn"  # a key of nn.ARCHITECTURES
+    optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9, Nesterov)
+    lr: float = 3e-3  # peak learning rate (cosine decay after a short warm-up)
+    weight_decay: float = 1e-3  # decoupled for AdamW, L2 for SGD
+    dropout: float = 0.3  # before the genre head
+    epochs: int = 24  # upper bound; early stopping usually ends sooner
+    steps_per_epoch: int = 40  # an epoch is this many batches of random crops
+    batch_size: int = 32  # labelled windows per step (and as many unlabelled ones)
+    window_s: float = 3.0  # the window an embedding describes
+    context_s: float = 0.5  # extra audio each side, as a window inside a track has
+    seed: int = 0
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.2  # Beta(α, α) mixing of spectrograms for the genre term; 0 disables
+    patience: int = 6  # epochs without a better validation loss before stopping
+    val_fraction: float = 0.15  # share of groups held out for validation
+    contrastive_weight: float = 1.0  # weight of the invariance term
+    temperature: float = 0.1  # NT-Xent temperature
+    threads: int = 2  # torch CPU threads
+    model_args: dict = field(default_factory=dict)  # extra architecture arguments (e.g. channels)
+
+
 INDEX_KINDS = ("auto", "flat", "sq8", "hnsw", "ivfpq")
 
 

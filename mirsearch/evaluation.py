@@ -16,14 +16,14 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mirsearch.config import FeatureConfig
+from mirsearch.config import FeatureConfig, TrainConfig
 from mirsearch.datasets import LabelledClip, decode_all, grouped_split
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
 from mirsearch.features import mfcc_stats
 from mirsearch.heads import embed_clips, fit_head
 from mirsearch.heads import predict as head_predict
-from mirsearch.training import TrainConfig, Trainer, confusion_figure
+from mirsearch.training import Trainer, confusion_figure
 
 log = logging.getLogger(__name__)
 

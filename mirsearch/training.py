@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from mirsearch.augment import Augmenter
 from mirsearch.checkpoints import save_checkpoint
-from mirsearch.config import FeatureConfig
+from mirsearch.config import FeatureConfig, TrainConfig
 from mirsearch.datasets import (
     LabelledClip,
     contrastive_files,
@@ -35,29 +35,6 @@ from mirsearch.errors import MirsearchError
 from mirsearch.nn import GenreNet, build
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    arch: str = "cnn"  # a key of nn.ARCHITECTURES
-    optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9, Nesterov)
-    lr: float = 3e-3  # peak learning rate (cosine decay after a short warm-up)
-    weight_decay: float = 1e-3  # decoupled for AdamW, L2 for SGD
-    dropout: float = 0.3  # before the genre head
-    epochs: int = 24  # upper bound; early stopping usually ends sooner
-    steps_per_epoch: int = 40  # an epoch is this many batches of random crops
-    batch_size: int = 32  # labelled windows per step (and as many unlabelled ones)
-    window_s: float = 3.0  # the window an embedding describes
-    context_s: float = 0.5  # extra audio each side, as a window inside a track has
-    seed: int = 0
-    label_smoothing: float = 0.1
-    mixup_alpha: float = 0.2  # Beta(α, α) mixing of spectrograms for the genre term; 0 disables
-    patience: int = 6  # epochs without a better validation loss before stopping
-    val_fraction: float = 0.15  # share of groups held out for validation
-    contrastive_weight: float = 1.0  # weight of the invariance term
-    temperature: float = 0.1  # NT-Xent temperature
-    threads: int = 2  # torch CPU threads
-    model_args: dict = field(default_factory=dict)  # extra architecture arguments (e.g. channels)
 
 
 @dataclass

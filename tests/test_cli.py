@@ -446,7 +446,7 @@ CONSOLE_SCRIPT = "import sys; from mirsearch.cli import run; sys.argv[0] = 'mirs
 @pytest.mark.parametrize(
     ("args", "status", "expect"),
     [
-        (["index", "--json", "EMPTY"], 0, "\"indexed\": 0"),
+        (["index", "--json", "EMPTY"], 0, '"indexed": 0'),
         (["index", "NOWHERE"], 1, "no such file or folder"),
         (["no-such-command"], 2, "No such command"),
     ],
@@ -465,3 +465,34 @@ def test_the_console_script_flushes_its_output_and_keeps_the_exit_status(
     )
     assert done.returncode == status, done.stderr
     assert expect in done.stdout + done.stderr
+
+
+CATALOG_COMMAND = """import json, os, sys
+from mirsearch.cli import main
+try:
+    main(["tracks", "--json"])
+except SystemExit as exit:
+    status = exit.code
+print(json.dumps({"status": status, "torch": "torch" in sys.modules,
+                  "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}))
+"""
+
+
+@pytest.mark.parametrize(("policy", "expect"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_catalog_commands_load_no_network_and_openmp_threads_sleep_unless_told(
+    home, policy, expect
+):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    done = subprocess.run(
+        [sys.executable, "-c", CATALOG_COMMAND],
+        env=env | {"MIRSEARCH_HOME": str(home[0])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report == {"status": 0, "torch": False, "omp_wait_policy": expect}
+    assert '"path"' in done.stdout  # it did list the catalog

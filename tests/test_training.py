@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import SR, clicks, noise, tone
 
-from mirsearch.config import FeatureConfig
+from mirsearch.config import FeatureConfig, TrainConfig
 from mirsearch.datasets import decode_all, grouped_split, read_dataset
 from mirsearch.errors import MirsearchError
 from mirsearch.evaluation import baseline_predict, evaluate
-from mirsearch.training import TrainConfig, Trainer, nt_xent
+from mirsearch.training import Trainer, nt_xent
 
 TINY = {"channels": (8, 16, 16, 32), "embedding_dim": 32}
 # A few seconds of training that learns the synthetic classes below.

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from mirsearch.cli.common import PATHS, _emit, _settings
+from mirsearch.config import TrainConfig
 from mirsearch.errors import MirsearchError
 
 log = logging.getLogger(__name__)
 
 
 def _train_options(f):
-    from mirsearch.training import TrainConfig
 
     d = TrainConfig()
     options = [
@@ -85,7 +85,6 @@ def _train_options(f):
 
 
 def _train_config(options: dict):
-    from mirsearch.training import TrainConfig
 
     keys = (
         "arch",
