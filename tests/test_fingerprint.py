@@ -82,6 +82,26 @@ def test_a_print_of_another_format_is_refused_with_the_way_out():
         fingerprint.decode(data, format=1)
 
 
+def test_decoded_prints_are_reused_read_only_within_a_byte_budget():
+    prints = [print_of(melody(20.0, seed=seed)) for seed in (1, 2, 3)]
+    stored = [fingerprint.encode(p) for p in prints]
+    cache = fingerprint._Decoded(capacity=2 * prints[0].nbytes + 1)  # room for two
+    first = cache.get(stored[0], fingerprint.FORMAT)
+    assert np.array_equal(first, fingerprint._decode(stored[0], fingerprint.FORMAT))
+    assert not first.flags.writeable  # shared: a caller cannot change another's print
+    assert cache.get(bytes(stored[0]), fingerprint.FORMAT) is first  # equal bytes: reused
+    assert cache.get(memoryview(stored[0]), fingerprint.FORMAT) is first  # as PostgreSQL gives
+    second = cache.get(stored[1], fingerprint.FORMAT)
+    assert not np.array_equal(second, first)  # another print (a track indexed again) is its own
+    cache.get(stored[0], fingerprint.FORMAT)  # used again: now the second is the oldest
+    cache.get(stored[2], fingerprint.FORMAT)  # over budget: the least recently used goes
+    assert cache.get(stored[0], fingerprint.FORMAT) is first
+    assert cache.get(stored[1], fingerprint.FORMAT) is not second  # decoded afresh
+    assert np.array_equal(
+        fingerprint.decode(stored[2]), fingerprint._decode(stored[2], fingerprint.FORMAT)
+    )
+
+
 def test_a_format_2_print_of_the_previous_version_is_still_read_and_agrees():
     """Format 2 kept 4 bits (values clipped at ±24 dB); a catalog written with it needs no
     re-indexing, and the current format keeps what format 2 clipped."""
