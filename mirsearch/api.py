@@ -20,11 +20,11 @@ from mirsearch.duplicates import (
     best_per_track,
     calibrated_threshold,
     candidates,
-    find_groups,
     ranked,
     remembered,
 )
 from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
+from mirsearch.groups import find_groups
 from mirsearch.index import IndexMeta, VectorIndex, reading
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks

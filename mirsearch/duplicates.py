@@ -13,8 +13,6 @@ code, so queries read it from there, and the index records it for the check on i
 from __future__ import annotations
 
 import dataclasses
-import heapq
-import itertools
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -56,16 +54,6 @@ class Match:
 
     def to_dict(self) -> dict:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
-
-
-@dataclass(frozen=True)
-class Group:
-    """Catalog tracks that duplicate one another (versions of one recording), with the pairwise
-    evidence and each track's playing speed relative to the group's first track."""
-
-    track_ids: list[int]
-    evidence: list[dict]
-    speeds: dict[int, float] = dataclasses.field(default_factory=dict)  # 1.05: plays 5 % fast
 
 
 def calibrated_threshold(model_hash: str, *, config: DuplicateConfig = DuplicateConfig()) -> float:
@@ -344,90 +332,3 @@ def _per_query_window(
     first = np.ones(t.size, dtype=bool)
     first[1:] = t[1:] != t[:-1]
     return t[first], s[first], offset[first]
-
-
-def find_groups(
-    index: VectorIndex,
-    prints: Prints,
-    *,
-    config: DuplicateConfig = DuplicateConfig(),
-    threshold: float | None = None,
-) -> list[Group]:
-    """Every near-duplicate group in the catalog.
-
-    Each track's windows are searched once through the index (time grows with catalog size
-    times the ANN search cost, never all pairs of tracks); matched pairs are joined by union-find.
-    """
-    empty = np.zeros((0, 0), dtype=np.uint8)
-    parent: dict[int, int] = {}
-
-    def root(x: int) -> int:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    evidence: dict[tuple[int, int], dict] = {}
-    hop_s = index.meta.hop_s
-    for track_id in (int(t) for t in index.track_ids()):
-        vectors = index.track_windows(track_id)
-        offsets = np.arange(len(vectors), dtype=np.float64) * hop_s
-        for m in find_matches(
-            index,
-            vectors,
-            offsets,
-            prints([track_id]).get(track_id, empty),
-            prints,
-            config=config,
-            threshold=threshold,
-            exclude=frozenset({track_id}),
-        ):
-            pair = (min(track_id, m.track_id), max(track_id, m.track_id))
-            if pair not in evidence or evidence[pair]["score"] < m.score:
-                evidence[pair] = {"query_track_id": track_id, **m.to_dict()}
-            parent[root(pair[0])] = root(pair[1])
-    members: dict[int, list[int]] = {}
-    for track_id in parent:
-        members.setdefault(root(track_id), []).append(track_id)
-    groups = []
-    for tracks in members.values():
-        if len(tracks) > 1:
-            chosen = set(tracks)
-            group_evidence = [e for p, e in sorted(evidence.items()) if p[0] in chosen]
-            groups.append(Group(sorted(tracks), group_evidence, _speeds(group_evidence)))
-    return sorted(groups, key=lambda g: g.track_ids)
-
-
-def _speeds(evidence: list[dict]) -> dict[int, float]:
-    """Each track's playing speed relative to the lowest id, along the strongest evidence.
-
-    A pair's `speed` is the matched track's seconds per second of the query track: the query
-    track plays the matched one that much faster. Tracks are reached through the pairs with the
-    highest score and agreement first (a maximum spanning tree): a weak pair, such as two copies
-    5 % either side of an original, 10 % apart and beyond the speed grid, never sets a speed
-    that a stronger path gives.
-    """
-    edges: dict[int, list[tuple[tuple[float, float], int, float]]] = {}
-    for e in evidence:
-        q, t, speed = e["query_track_id"], e["track_id"], e["speed"]
-        strength = (e["score"], e.get("agreement", 0.0))
-        edges.setdefault(q, []).append((strength, t, 1.0 / speed))
-        edges.setdefault(t, []).append((strength, q, speed))
-    if not edges:
-        return {}
-    start = min(edges)
-    speeds = {start: 1.0}
-    frontier: list[tuple[float, float, int, int, int, float]] = []  # a heap, strongest first
-    order = itertools.count()  # equal strengths: the pair reached last goes first
-
-    def reach(here: int) -> None:
-        for (score, agreement), there, factor in edges[here]:
-            heapq.heappush(frontier, (-score, -agreement, -next(order), here, there, factor))
-
-    reach(start)
-    while frontier:
-        *_, here, there, factor = heapq.heappop(frontier)
-        if there not in speeds:
-            speeds[there] = speeds[here] * factor
-            reach(there)
-    return {t: round(v, 3) for t, v in sorted(speeds.items())}

@@ -15,7 +15,6 @@ from mirsearch.duplicates import (
     CALIBRATION,
     _best_cells,
     calibrated_threshold,
-    find_groups,
     find_matches,
     remembered,
 )
@@ -168,21 +167,6 @@ def test_two_excerpts_back_to_back_give_both(catalog):
     assert {m.track_id for m in matches} == {4, 9}
     later = next(m for m in matches if m.track_id == 9)
     assert later.query_offset_s == pytest.approx(ta[-1] + QUERY_HOP_S, abs=1.0)
-
-
-def test_groups_find_a_planted_copy_and_nothing_else(catalog):
-    index, tracks, prints = catalog
-    copy = tracks[12][20:60] + 0.02 * np.random.default_rng(5).standard_normal((40, DIM))
-    copy /= np.linalg.norm(copy, axis=1, keepdims=True)
-    index.add(100, copy.astype(np.float32), copy.mean(0) / np.linalg.norm(copy.mean(0)))
-    start = int(20 * HOP_S * PRINT_FPS)
-    with_copy = prints | {100: prints[12][:, start : start + int((40 * HOP_S + 3) * PRINT_FPS)]}
-    try:
-        groups = find_groups(index, lookup(with_copy), config=CONFIG, threshold=THRESHOLD)
-    finally:
-        index.remove([100])
-    assert [g.track_ids for g in groups] == [[12, 100]]
-    assert groups[0].evidence[0]["track_offset_s"] in (0.0, pytest.approx(30.0, abs=HOP_S))
 
 
 def test_remembered_prints_ask_for_each_track_once(catalog):
