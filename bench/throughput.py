@@ -43,8 +43,8 @@ def decoding(files: list[Path]) -> dict:
     started = time.perf_counter()
     for path in files:
         decoded = load(path)
-        describe(decoded.samples, decoded.sample_rate)
-        log_mel(torch.from_numpy(decoded.samples), FeatureConfig())
+        mel_db = log_mel(torch.from_numpy(decoded.samples), FeatureConfig())
+        describe(decoded.samples, decoded.sample_rate, mel_db=mel_db)
     features_s = time.perf_counter() - started
     return {
         "audio_hours": round(audio_s / 3600, 3),

@@ -86,8 +86,10 @@ class Analyser:
         sha = file_sha256(path)
         try:
             decoded = audio.load(path, config=self.settings.audio)
-            descriptors = features.describe(decoded.samples, decoded.sample_rate)
             analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)
+            descriptors = features.describe(
+                decoded.samples, decoded.sample_rate, mel_db=analysis.mel_db
+            )
         except MirsearchError as exc:
             return FileAnalysis(sha256=sha, error=str(exc), **base)
         except Exception as exc:  # a file must never stop the run: record it and go on

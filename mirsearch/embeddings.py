@@ -40,7 +40,8 @@ class Analysis:
     window_probabilities: np.ndarray  # (n, n_genres)
     tag_probabilities: np.ndarray  # (n_tags,) whole-signal tag probabilities (empty: no tags)
     rhythm: np.ndarray  # (R,) float32 rhythm profile (nn.rhythm_profile; empty: not a student)
-    fingerprint: np.ndarray  # (bands, frames) uint8 verification print (see fingerprint.py)
+    fingerprint: np.ndarray  # (bands, frames) float32 verification print in dB (fingerprint.py)
+    mel_db: torch.Tensor  # (n_mels, n_frames) the log-mel all of it comes from (features.log_mel)
 
 
 class Embedder:
@@ -149,4 +150,5 @@ class Embedder:
             tag_probabilities=np.asarray(tags, dtype=np.float32),
             rhythm=rhythm.numpy().astype(np.float32),
             fingerprint=make_print(mel_db.numpy(), self.feature_config),
+            mel_db=mel_db,
         )

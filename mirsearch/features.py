@@ -112,13 +112,27 @@ class Descriptors:
         return asdict(self)
 
 
-def describe(samples: np.ndarray, sample_rate: int, *, config: FeatureConfig = FeatureConfig()):
-    """Descriptors of mono float32 `samples` at `sample_rate` (must be config.sample_rate)."""
+def describe(
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    config: FeatureConfig = FeatureConfig(),
+    mel_db: torch.Tensor | None = None,
+):
+    """Descriptors of mono float32 `samples` at `sample_rate` (must be config.sample_rate).
+
+    Tempo, key, timbre and bands come from the central EXCERPT_S; `mel_db` is the whole signal's
+    log-mel (`log_mel(samples)`), computed here unless the caller has it already (the indexer
+    does: the network reads the same one), and the excerpt's frames are read from it.
+    """
     whole = np.asarray(samples, dtype=np.float32)
-    rms = float(np.sqrt(np.mean(np.square(whole, dtype=np.float64)))) if whole.size else 0.0
+    rms = float(np.sqrt(np.dot(whole, whole) / whole.size)) if whole.size else 0.0
     x = central_excerpt(whole, sample_rate)
     key, confidence = estimate_key(x, sample_rate)
-    mel_db = log_mel(torch.from_numpy(x), config)
+    if mel_db is None:
+        mel_db = log_mel(torch.from_numpy(whole), config)
+    first = round(max(0, (whole.size - x.size) // 2) / config.hop_length)
+    mel_db = mel_db[..., first : first + x.size // config.hop_length + 1]
     mfcc = _mfcc(mel_db, config)
     power, freqs = _power_spectrum(x, sample_rate)
     return Descriptors(
@@ -161,8 +175,9 @@ def _power_spectrum(x: np.ndarray, sample_rate: int, *, n_fft: int = 2048):
     if x.size < n_fft:
         x = np.pad(x, (0, n_fft - x.size))
     frames = torch.from_numpy(x).unfold(0, n_fft, n_fft)
-    spectrum = torch.fft.rfft(frames * torch.hann_window(n_fft), dim=-1).abs().square()
-    return spectrum.mean(0).numpy().astype(np.float64), np.fft.rfftfreq(n_fft, 1 / sample_rate)
+    spectrum = torch.fft.rfft(frames * torch.hann_window(n_fft), dim=-1)
+    power = spectrum.real.square() + spectrum.imag.square()  # as mel_power: no complex abs()
+    return power.mean(0).numpy().astype(np.float64), np.fft.rfftfreq(n_fft, 1 / sample_rate)
 
 
 def band_energies(x: np.ndarray, sample_rate: int, *, spectrum=None) -> dict[str, float]:
@@ -212,10 +227,11 @@ def chroma(x: np.ndarray, sample_rate: int) -> np.ndarray:
     if x.size < CHROMA_N_FFT:
         x = np.pad(x, (0, CHROMA_N_FFT - x.size))
     frames = torch.from_numpy(x).unfold(0, CHROMA_N_FFT, CHROMA_N_FFT)
-    magnitude = torch.fft.rfft(frames * torch.hann_window(CHROMA_N_FFT), dim=-1).abs()
+    spectrum = torch.fft.rfft(frames * torch.hann_window(CHROMA_N_FFT), dim=-1)
     freqs = np.fft.rfftfreq(CHROMA_N_FFT, 1 / sample_rate)
     keep = (freqs >= CHROMA_RANGE_HZ[0]) & (freqs <= CHROMA_RANGE_HZ[1])
-    energy = np.sqrt(magnitude.numpy()[:, keep]).sum(axis=0)  # compressed, so loud bass won't rule
+    power = (spectrum.real.square() + spectrum.imag.square()).numpy()[:, keep]
+    energy = np.sqrt(np.sqrt(power)).sum(axis=0)  # magnitude compressed, so loud bass won't rule
     pitch_class = np.round(12 * np.log2(freqs[keep] / 440.0) + 9).astype(int) % 12
     out = np.bincount(pitch_class, weights=energy, minlength=12)
     return out / (out.sum() + 1e-20)

@@ -107,6 +107,25 @@ def test_describe_summarises_a_signal():
     assert set(d.to_dict()) >= {"tempo_bpm", "key", "loudness_db", "band_energy"}
 
 
+def test_describe_reads_the_central_excerpt_from_the_whole_signals_log_mel():
+    """The indexer hands `describe` the log-mel the network read; the central EXCERPT_S of it must
+    give what the excerpt's own log-mel gives, and nothing of the different music around it."""
+    side = (200.0 - features.EXCERPT_S) / 2  # 55 s of noise either side of 90 s of 100 BPM
+    middle = clicks(100.0, features.EXCERPT_S) + chords([[57, 60, 64]] * 45)
+    x = np.concatenate([noise(side, seed=1), middle, noise(side, seed=2)])
+    config = FeatureConfig()
+    whole = features.describe(x, SR, mel_db=features.log_mel(torch.from_numpy(x), config))
+    own = features.log_mel(torch.from_numpy(features.central_excerpt(x, SR)), config)
+    assert features.central_excerpt(x, SR).size == middle.size
+    assert whole.tempo_bpm == pytest.approx(100.0, abs=1.0)
+    own_tempo = features.estimate_tempo(middle, SR, mel_db=own)
+    assert whole.tempo_bpm == pytest.approx(own_tempo, abs=0.5)
+    expected = features._mfcc(own, config)  # the excerpt's edge frames differ: its own are padded
+    assert np.allclose(whole.mfcc_mean, expected.mean(axis=1), rtol=0.01, atol=0.05)
+    assert np.allclose(whole.mfcc_std, expected.std(axis=1), rtol=0.01, atol=0.05)
+    assert features.describe(x, SR) == whole  # computing the log-mel itself: the same
+
+
 def test_louder_copy_is_6_db_louder():
     x = chords([[60, 64, 67]] * 3)
     assert features.describe(2 * x, SR).loudness_db - features.describe(x, SR).loudness_db == (
