@@ -45,12 +45,6 @@ AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers
 )
 TAG_KEYS = ("title", "artist", "album", "genre")
 MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
-# libswresample's filter for every decode: 16 taps instead of 32 (0.5 of 9 CPU-s of decoding
-# ../shared/audio). It passes what the network and the prints read (1 kHz at 0.0 dB, 7 kHz at
-# -2 dB) and still stops what would fold back below 8 kHz (9.5 kHz at -33 dB, 12 kHz at -96 dB);
-# `make eval-dupes` with it: 99.35 % recall, no false positive (99.25 % with 32 taps), every
-# transform within 1 point. 8 taps let 9.5 kHz through at -16 dB.
-RESAMPLER = {"filter_size": "16"}
 TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation
 MAGIC = (  # (offset, bytes) of the containers we sniff for
     (0, b"RIFF"),
@@ -237,9 +231,11 @@ class _Converter:
                 out = self.flush()  # format, so finish the old and start afresh
         if self.fifo is None:
             self.fifo = av.AudioFifo()
-            self.resampler = av.AudioResampler(
-                format="flt", layout="mono", rate=self.rate, options=RESAMPLER
-            )
+            # libswresample's default filter (32 taps). 16 taps saved 0.5 of 9 CPU-s decoding
+            # ../shared/audio and kept `make eval-dupes` recall (99.35 %), but took 2 dB off
+            # 7 kHz and let 8.6 kHz fold back at -15 dB: "sounds alike" precision@5 fell from
+            # 0.460 to 0.447 (bench/eval_retrieval.py), so it was not taken.
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
             self.fifo.write(frame)
         if self.fifo.samples >= frame.sample_rate:
             out += self._resample(self.fifo.read())

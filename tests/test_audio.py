@@ -48,9 +48,9 @@ def test_a_stream_that_changes_sample_rate_midway_decodes_whole(tmp_path):
 
 
 def test_resampling_keeps_the_bands_read_and_stops_what_would_fold_back(tmp_path):
-    """44.1 kHz tones through the decoder's resampler to 16 kHz: 7 kHz (the top mel bands)
-    passes, 9.5 and 12 kHz, which would fold back to 6.5 and 4 kHz, are stopped (audio.RESAMPLER:
-    a cheaper filter is only taken with these levels and `make eval-dupes` holding)."""
+    """44.1 kHz tones through the decoder's resampler to 16 kHz: 7 kHz (the top mel bands) passes,
+    9.5 and 12 kHz, which would fold back to 6.5 and 4 kHz, are stopped. A 16-tap filter (-2 dB
+    at 7 kHz, 9.5 kHz at -33 dB) cost "sounds alike" precision (audio._Converter)."""
     sr, t = 44_100, np.arange(3 * 44_100) / 44_100
     x = sum(0.2 * np.sin(2 * np.pi * hz * t) for hz in (1_000, 7_000, 9_500, 12_000))
     y = audio.load(audio.write(tmp_path / "tones.flac", x.astype(np.float32), sr)).samples
@@ -62,8 +62,8 @@ def test_resampling_keeps_the_bands_read_and_stops_what_would_fold_back(tmp_path
         near = lambda f: spectrum[np.abs(freqs - f) <= 20].max()  # noqa: E731
         return 20 * np.log10(near(hz) / near(1_000))
 
-    assert level_db(7_000) > -3.0
-    assert level_db(16_000 - 9_500) < -30.0
+    assert level_db(7_000) > -1.0
+    assert level_db(16_000 - 9_500) < -60.0
     assert level_db(16_000 - 12_000) < -60.0
 
 
