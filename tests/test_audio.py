@@ -58,9 +58,11 @@ def test_resampling_keeps_the_bands_read_and_stops_what_would_fold_back(tmp_path
     spectrum = np.abs(np.fft.rfft(segment * np.hanning(segment.size)))
     freqs = np.fft.rfftfreq(segment.size, 1 / SR)
 
+    def peak(hz: float) -> float:
+        return spectrum[np.abs(freqs - hz) <= 20].max()
+
     def level_db(hz: float) -> float:  # relative to the 1 kHz tone
-        near = lambda f: spectrum[np.abs(freqs - f) <= 20].max()  # noqa: E731
-        return 20 * np.log10(near(hz) / near(1_000))
+        return 20 * np.log10(peak(hz) / peak(1_000))
 
     assert level_db(7_000) > -1.0
     assert level_db(16_000 - 9_500) < -60.0

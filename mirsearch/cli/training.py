@@ -15,7 +15,6 @@ log = logging.getLogger(__name__)
 
 
 def _train_options(f):
-
     d = TrainConfig()
     options = [
         click.option(
@@ -85,7 +84,6 @@ def _train_options(f):
 
 
 def _train_config(options: dict):
-
     keys = (
         "arch",
         "optimizer",
