@@ -440,6 +440,13 @@ def test_evaluate_cross_validates_on_two_folds(tmp_path, monkeypatch):
     assert plain[1].startswith(f"baseline  accuracy {mean:.3f} ± {std:.3f}  ")
 
 
+def python(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """`script` run by this interpreter in a process of its own, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], env=env, capture_output=True, text=True, timeout=120
+    )
+
+
 CONSOLE_SCRIPT = "import sys; from mirsearch.cli import run; sys.argv[0] = 'mirsearch'; run()"
 
 
@@ -456,12 +463,10 @@ def test_the_console_script_flushes_its_output_and_keeps_the_exit_status(
 ):
     (tmp_path / "empty").mkdir()
     places = {"EMPTY": str(tmp_path / "empty"), "NOWHERE": str(tmp_path / "nowhere")}
-    done = subprocess.run(
-        [sys.executable, "-c", CONSOLE_SCRIPT, *(places.get(a, a) for a in args)],
+    done = python(
+        CONSOLE_SCRIPT,
+        *(places.get(a, a) for a in args),
         env=os.environ | {"MIRSEARCH_HOME": str(tmp_path / "home")},
-        capture_output=True,
-        text=True,
-        timeout=120,
     )
     assert done.returncode == status, done.stderr
     assert expect in done.stdout + done.stderr
@@ -485,13 +490,7 @@ def test_catalog_commands_load_no_network_and_openmp_threads_sleep_unless_told(
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if policy:
         env["OMP_WAIT_POLICY"] = policy
-    done = subprocess.run(
-        [sys.executable, "-c", CATALOG_COMMAND],
-        env=env | {"MIRSEARCH_HOME": str(home[0])},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = python(CATALOG_COMMAND, env=env | {"MIRSEARCH_HOME": str(home[0])})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report == {"status": 0, "torch": False, "omp_wait_policy": expect}
