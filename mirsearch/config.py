@@ -137,13 +137,14 @@ class DuplicateConfig:
     # music, on condition that windows alike in every way with prints at chance agreement stay
     # 3.5 logits below that score:
     # 99.25 % (w_sim 32, w_agree 5, w_agree_win 8 reach 99.3 % but put such windows at 0.5);
-    # w_win 0.31 or a background share of 0.5 change recall by less than 0.1 point. The bias
-    # puts the calibrated threshold near 0.73.
+    # w_win 0.31 or a background share of 0.5 change recall by less than 0.1 point. With the
+    # prints' soft floor (fingerprint.FLOOR_DB) the same weights reach 99.39 %; the bias puts the
+    # calibrated threshold near 0.7.
     weight_similarity: float = 28.0
     weight_log_windows: float = 0.0
     weight_agreement: float = 10.0
     weight_agreement_log_windows: float = 10.0
-    bias: float = -32.6
+    bias: float = -33.0
     window_s: float = 3.0  # length of a window (for the matched duration)
     default_threshold: float = 0.6  # used when no calibration exists for the model
 

@@ -162,6 +162,30 @@ def test_other_notes_on_the_same_instrument_do_not_agree():
     assert score < 0.3
 
 
+def test_other_music_underneath_costs_a_copy_less_with_the_quiet_cells_floored(monkeypatch):
+    """Another melody mixed 12 dB under a copy fills its quiet cells; floored, they pull the
+    copy's agreement down less, and other music gains nothing from the floor."""
+    gains, others, slopes = [], [], (fingerprint.FLOOR_SLOPE, 1.0)  # 1.0: no floor
+    for seed in range(4):
+        track, other = melody(30.0, seed=10 + seed), melody(30.0, seed=20 + seed)
+        clip, under = track[5 * SR : 15 * SR], other[: 10 * SR]
+        mixed = clip + under * np.sqrt(np.mean(clip**2) / np.mean(under**2)) * 10 ** (-12 / 20)
+        at_5s = whole(10.0, track_offset_s=5.0)
+        scores = {}
+        for slope in slopes:
+            monkeypatch.setattr(fingerprint, "FLOOR_SLOPE", slope)
+            scores[slope] = [
+                fingerprint.agreement(print_of(q), print_of(track), at_5s, **CHECK)
+                for q in (mixed, other[5 * SR : 15 * SR])
+            ]
+        (copy, alien), (copy_unfloored, alien_unfloored) = scores.values()
+        gains.append(copy - copy_unfloored)
+        others.append(alien - alien_unfloored)
+    assert np.mean(gains) > 0.015
+    assert min(gains) > 0.0
+    assert max(others) < 0.01
+
+
 def test_a_shared_fade_in_is_not_agreement():
     """Two different sounds fading in together: the loudness contour alone must not match
     (centred per band only, these two correlate at about 0.75)."""
@@ -208,9 +232,11 @@ def test_lag_correlations_equal_centring_every_shifted_chunk(speed):
     columns = np.round(10 + speed * np.arange(96)).astype(np.int64)  # lags < -10 leave the track
     fast = fingerprint._lag_correlations(fingerprint._centred(query), track, columns, lags)
     q = fingerprint._centred(query)
+    floored = fingerprint._floored(track)
+    assert (floored > track - track.mean(axis=0)).mean() > 0.2  # the floor is exercised
     for i, lag in enumerate(lags):
         if columns[0] + lag < 0:
             continue
-        t = fingerprint._centred(track[:, columns + lag])  # the chunk built and centred
+        t = fingerprint._centred(floored[:, columns + lag])  # the chunk built and centred
         expected = (q * t).sum() / np.sqrt((q * q).sum() * (t * t).sum())
         assert fast[i] == pytest.approx(expected, abs=1e-9)
