@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 
 import hypothesis
@@ -21,6 +22,14 @@ hypothesis.settings.load_profile("mirsearch")
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SR = 16_000
+# The `mirsearch` command of this environment (the entry point through the interpreter where the
+# console script is not installed), for tests that run it as a user would, in its own process.
+SCRIPT = Path(sys.executable).with_name("mirsearch")
+CLI = (
+    [str(SCRIPT)]
+    if SCRIPT.is_file()
+    else [sys.executable, "-c", "from mirsearch.cli import run; run()"]
+)
 
 
 def _need(path: Path) -> Path:

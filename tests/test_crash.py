@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import SR, clicks, noise, tone
+from conftest import CLI, SR, clicks, noise, tone
 
 from mirsearch.analysis import file_sha256
 from mirsearch.api import Engine
@@ -26,12 +26,6 @@ from mirsearch.index import GENERATION_FILE, READERS_LOCK
 
 pytestmark = pytest.mark.slow
 
-SCRIPT = Path(sys.executable).with_name("mirsearch")
-CLI = (
-    [str(SCRIPT)]
-    if SCRIPT.is_file()
-    else [sys.executable, "-c", "from mirsearch.cli import run; run()"]
-)
 RANDOM_KILLS = 8  # runs SIGKILLed at a random moment of their work (or let finish)
 FILE_S = 4.0  # seconds of audio per synthetic file: a few windows each, quick to embed
 BATCH = 4  # tracks per commit in the runs below, so that a run makes several commits

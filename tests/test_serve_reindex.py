@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from conftest import CLI
 
 from mirsearch.api import Engine
 from mirsearch.audio import load, write
@@ -22,12 +22,6 @@ from mirsearch.demo import demo_pieces, render, write_demo_catalog
 pytestmark = pytest.mark.slow
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "serve.py"
-SCRIPT = Path(sys.executable).with_name("mirsearch")
-CLI = (
-    [str(SCRIPT)]
-    if SCRIPT.is_file()
-    else [sys.executable, "-c", "from mirsearch.cli import run; run()"]
-)
 CLIENTS = 24
 ROUNDS = 3  # re-index runs, each after a change of the folder
 SR = 16_000
