@@ -49,6 +49,9 @@ class EmbeddingConfig:
     hop_s: float = 1.5  # catalog tracks are embedded every hop_s seconds
     query_hop_s: float = 0.5  # queries are embedded more densely, so any offset lines up
     batch_size: int = 256  # windows per forward pass
+    # the network's layers in bfloat16 where the CPU computes it natively (AVX-512 BF16, AMX):
+    # half the time, vectors within cosine 0.9999 of float32; elsewhere float32 (embeddings.py)
+    bfloat16: bool = True
 
 
 @dataclass(frozen=True)

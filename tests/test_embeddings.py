@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from conftest import SR, clicks
 
+from mirsearch.config import EmbeddingConfig
 from mirsearch.demo import demo_pieces, render
 from mirsearch.embeddings import Embedder
 from mirsearch.nn import RHYTHM_LAGS
@@ -54,6 +55,20 @@ def test_same_samples_give_bit_identical_vectors(embedder, pieces):
     first = embedder.analyse(pieces[0], hop_s=1.5).vectors
     again = embedder.analyse(pieces[0].copy(), hop_s=1.5).vectors
     assert np.array_equal(first, again)
+
+
+def test_bfloat16_where_native_keeps_the_float32_answers(embedder, pieces):
+    if not embedder.bfloat16:
+        pytest.skip("no native bfloat16 on this CPU (AVX-512 BF16 or AMX): float32 throughout")
+    exact = Embedder(config=EmbeddingConfig(bfloat16=False))
+    assert not exact.bfloat16
+    fast, slow = embedder.analyse(pieces[0]), exact.analyse(pieces[0])
+    assert not np.array_equal(fast.vectors, slow.vectors)  # bfloat16 did run
+    assert (fast.vectors * slow.vectors).sum(axis=1).min() > 0.9995
+    assert float(fast.track_vector @ slow.track_vector) > 0.9995
+    np.testing.assert_allclose(fast.tag_probabilities, slow.tag_probabilities, atol=0.01)
+    np.testing.assert_allclose(fast.probabilities, slow.probabilities, atol=0.01)
+    np.testing.assert_array_equal(fast.fingerprint, slow.fingerprint)  # the print stays float32
 
 
 def test_a_short_clip_is_padded_to_one_window(embedder):
