@@ -54,6 +54,7 @@ def decoding(files: list[Path]) -> dict:
 
 
 _network = None
+_bfloat16 = False  # as the Embedder runs it: bfloat16 where the CPU computes it natively
 NETWORKS = ("student", "matching_branch", "vgg_reference")
 
 
@@ -61,9 +62,10 @@ def _load_network(name: str) -> None:
     """Worker initialiser: one torch thread and one of NETWORKS: the shipped student (both
     branches, as indexing runs it), its matching branch alone (the network shipped before the
     student) or the VGG-style reference."""
-    global _network
+    global _network, _bfloat16
     torch.set_num_threads(1)
     shipped = Embedder()
+    _bfloat16 = shipped.bfloat16
     if name == "student":
         _network = shipped.model
     elif name == "matching_branch":
@@ -78,6 +80,7 @@ def _decode_embed(path: Path) -> float:
     decoded = load(path)
     with torch.inference_mode():
         mel = _network.front_end(torch.from_numpy(decoded.samples))
+    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=_bfloat16):
         if isinstance(_network, Student):
             _network.both_windows(mel, window_s=3.0, hop_s=1.5)
         else:
@@ -86,8 +89,9 @@ def _decode_embed(path: Path) -> float:
 
 
 def embedding(files: list[Path], *, workers: int = 2) -> dict:
-    """Decode + embed (window 3 s, hop 1.5 s): `workers` processes of one thread, as `mirsearch
-    index --workers 2` runs, for each of NETWORKS in turn."""
+    """Decode + embed (window 3 s, hop 1.5 s): `workers` processes of one thread, in the
+    precision the Embedder uses, as `mirsearch index --workers 2` runs, for each of NETWORKS in
+    turn."""
     largest_first = sorted(files, key=lambda p: -p.stat().st_size)
     out = {}
     for name in NETWORKS:
