@@ -8,9 +8,11 @@ plus every catalog track's: var/dupes_replay/ (about 2 GB, not committed; ~35 mi
 `score` verifies those lines again with a stored-print layout (bands merged, bits, step) and an
 agreement background share, scores them with the weights given, and reports what `--calibrate`
 would: recall at the threshold set by the highest negative (logit margin 0.5), per transform and
-clip length, and the two-fold estimate. With the shipped settings it reproduces bench/dupes.json
-(recall exactly; the threshold within 0.001, the prints being kept in float16): `score` takes
-~5 minutes.
+clip length, and the two-fold estimate. Recorded with the code it replays, it reproduces
+bench/dupes.json (recall exactly; the threshold within 0.001, the prints being kept in float16):
+`score` takes ~5 minutes. The lines come from the window vectors, so a change to the network or
+its precision (bfloat16, see embeddings.py) needs a new `record`; the soft floor's figures were
+replayed on lines recorded in float32 and then confirmed by `make eval-dupes`.
 """
 
 from __future__ import annotations
