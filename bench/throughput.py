@@ -80,11 +80,11 @@ def _decode_embed(path: Path) -> float:
     decoded = load(path)
     with torch.inference_mode():
         mel = _network.front_end(torch.from_numpy(decoded.samples))
-    with torch.inference_mode(), torch.autocast("cpu", torch.bfloat16, enabled=_bfloat16):
-        if isinstance(_network, Student):
-            _network.both_windows(mel, window_s=3.0, hop_s=1.5)
-        else:
-            _network.embed_windows(mel, window_s=3.0, hop_s=1.5)
+        with torch.autocast("cpu", torch.bfloat16, enabled=_bfloat16):  # as Embedder.analyse
+            if isinstance(_network, Student):
+                _network.both_windows(mel, window_s=3.0, hop_s=1.5)
+            else:
+                _network.embed_windows(mel, window_s=3.0, hop_s=1.5)
     return decoded.info.duration_s
 
 
