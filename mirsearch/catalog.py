@@ -13,8 +13,6 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -24,6 +22,7 @@ from mirsearch.errors import InvalidParameterError, MirsearchError
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+SCHEMA_REVISION = "0004"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 STATUSES = ("pending", "indexed", "failed")
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 
@@ -160,6 +159,8 @@ class Catalog:
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to `revision`."""
+        from alembic import command
+
         with self.engine.begin() as connection:
             command.upgrade(_alembic_config(connection), revision)
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
@@ -167,20 +168,37 @@ class Catalog:
 
     def downgrade(self, revision: str = "base") -> None:
         """Undo the Alembic migrations down to `revision` ("base" drops every table)."""
+        from alembic import command
+
         with self.engine.begin() as connection:
             command.downgrade(_alembic_config(connection), revision)
         self._migrated = False
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at (None: no catalog in it yet). Read without
+        Alembic, whose import would cost every command ~0.1 s when there is nothing to do."""
+        with self.engine.connect() as connection:
+            if not sa.inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
 
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
 
+    def migrate(self) -> None:
+        """Upgrade the schema to this code's revision unless it is there already (the first
+        session does it)."""
+        with self._lock:
+            if not self._migrated:
+                if self.revision() != SCHEMA_REVISION:
+                    self.upgrade()
+                self._migrated = True
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session whose objects stay readable after it closes; use `session.begin()` to write."""
-        with self._lock:
-            if not self._migrated:
-                self.upgrade()
+        self.migrate()
         with self._sessions() as session:
             yield session
 
@@ -333,8 +351,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def _alembic_config(connection: sa.Connection) -> Config:
+def _alembic_config(connection: sa.Connection):
     """An Alembic Config built in code (no alembic.ini) that migrates over `connection`."""
+    from alembic.config import Config
+
     if not (MIGRATIONS_DIR / "env.py").is_file():
         raise MirsearchError(
             f"the database migrations are missing: expected them in {MIGRATIONS_DIR}; "

@@ -5,6 +5,9 @@ Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL data
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -71,6 +74,36 @@ def test_upgrade_downgrade_upgrade(catalog):
     assert {"tracks", "index_state"} <= _tables(catalog)
     ids = _add(catalog, a={"title": "A"})
     assert catalog.get(ids["a"]).title == "A"
+
+
+def test_the_first_session_migrates_a_catalog_behind_and_leaves_one_at_the_schema(catalog):
+    assert catalog.revision() is None  # an empty database
+    catalog.upgrade("0003")
+    behind = Catalog(catalog.url)
+    assert behind.revision() == "0003"
+    assert behind.index_state().generation == 0  # its first session upgrades
+    assert behind.revision() == catalog_module.SCHEMA_REVISION
+    behind.close()
+
+
+def test_schema_revision_is_the_newest_migration():
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(catalog_module.MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == catalog_module.SCHEMA_REVISION
+
+
+def test_a_catalog_at_the_schema_is_used_without_importing_alembic(tmp_path):
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    Catalog(url).upgrade()
+    script = (
+        "import sys; from mirsearch.catalog import Catalog; "
+        f"Catalog({url!r}).index_state(); print('alembic' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_upgrade_converts_format_1_prints_and_downgrade_writes_them_back(catalog):

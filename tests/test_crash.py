@@ -80,14 +80,14 @@ main(sys.argv[4:], prog_name="mirsearch")
 """.replace("BATCH", str(BATCH))
 
 # Named points (point, occurrence, action). Each run before them has every file to redo, so it
-# commits at least three batches: commit 1 is the schema check, 2.. the batches; prune 1 is at the
-# start of the run, 2.. after each batch.
+# commits at least three batches: commit 1.. are the batches (the schema check, at the schema's
+# revision, commits nothing); prune 1 is at the start of the run, 2.. after each batch.
 NAMED = [
     ("saving", 2, "kill"),  # rows flushed, generation files not written
     ("vectors-saved", 1, "kill"),  # generation files written, catalog not committed
     ("vectors-saved", 3, "kill"),
-    ("commit", 2, "kill"),  # inside the commit of the first batch
-    ("commit", 4, "kill"),
+    ("commit", 1, "kill"),  # inside the commit of the first batch
+    ("commit", 3, "kill"),
     ("prune", 2, "kill"),  # committed, older generations not yet pruned
     ("prune", 4, "kill"),
     ("analysed", 6, "interrupt"),  # Ctrl-C with a batch half gathered
