@@ -4,9 +4,10 @@ same folder and answer the same seeded 10 s clips, each through its own command 
 Indexing: `mirsearch index FOLDER` with default settings (a fresh temporary home, one worker per
 core) and `olaf store --threads <cores> FILES`, each timed from process start to exit after one
 untimed run of each (`_warm_up`), so that neither starts from a cold page cache. Queries:
-`mirsearch match` and `olaf query` over all the clips in one process each (the start amortised
-over the batch), and how often each names the clip's source file first, so that the two speeds
-compare answers of known quality.
+`mirsearch match --workers N` and `olaf query --threads N` over all the clips in one process each
+(the start amortised over the batch), on every core (N = cores, both commands' way of using a
+machine) and on one, and how often each names the clip's source file first, so that the two
+speeds compare answers of known quality.
 
 Olaf is built from source by `make olaf` (var/olaf/bin/olaf), or named by the OLAF variable. Its
 command line decodes with `ffmpeg` and asks `ffprobe` for each file's duration, both found on
@@ -156,6 +157,28 @@ def mirsearch_top_paths(json_lines: str) -> list[str | None]:
     return found
 
 
+def _query(olaf: Olaf, env: dict[str, str], clips: list[str], sources: list[Path], *, cores: int):
+    """Both commands over all `clips` on `cores` cores: ms per query, and how often each names
+    the clip's source first."""
+    ours_s, matched = _timed(
+        [*_mirsearch(), "match", "--json", "--workers", str(cores), *clips], env
+    )
+    olaf_s, answered = olaf.run("query", "--threads", str(cores), *clips)
+    ours_ms, olaf_ms = 1000 * ours_s / len(clips), 1000 * olaf_s / len(clips)
+    return {
+        "cores": cores,
+        "mirsearch": {
+            "ms_per_query": round(ours_ms, 1),
+            "source_first": _hit_rate(mirsearch_top_paths(matched), sources),
+        },
+        "olaf": {
+            "ms_per_query": round(olaf_ms, 1),
+            "source_first": _hit_rate(olaf_top_paths(answered, len(clips)), sources),
+        },
+        "mirsearch_over_olaf": round(ours_ms / olaf_ms, 2),
+    }
+
+
 def _hit_rate(found: list[str | None], sources: list[Path]) -> float:
     hits = [
         f is not None and Path(f).resolve() == s.resolve()
@@ -201,12 +224,13 @@ def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0) -> dict:
 
         pairs = excerpts(files, scratch, n=n_queries, seed=seed, clip_s=CLIP_S)
         clips, sources = [str(c) for c, _ in pairs], [s for _, s in pairs]
-        ours_q, matched = _timed([*_mirsearch(), "match", "--json", *clips], env)
-        olaf_q, answered = olaf.run("query", *clips)
+        query = {
+            cores: _query(olaf, env, clips, sources, cores=cores)
+            for cores in sorted({workers, 1}, reverse=True)
+        }
         footprint = {"mirsearch_home_bytes": _bytes_under(home), "olaf_db_bytes": olaf.db_bytes()}
 
     ours_x, olaf_x = audio_s / ours_s, audio_s / olaf_s
-    ours_ms, olaf_ms = 1000 * ours_q / n_queries, 1000 * olaf_q / n_queries
     return {
         "built": True,
         "decoders": origin,
@@ -228,15 +252,8 @@ def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0) -> dict:
         "query": {
             "clips": n_queries,
             "clip_s": CLIP_S,
-            "mirsearch": {
-                "ms_per_query": round(ours_ms, 1),
-                "source_first": _hit_rate(mirsearch_top_paths(matched), sources),
-            },
-            "olaf": {
-                "ms_per_query": round(olaf_ms, 1),
-                "source_first": _hit_rate(olaf_top_paths(answered, n_queries), sources),
-            },
-            "mirsearch_over_olaf": round(ours_ms / olaf_ms, 2),
+            "every_core": query[workers],
+            "one_core": query[1],
         },
         "footprint": footprint,
     }

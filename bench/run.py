@@ -301,14 +301,17 @@ def olaf_rows(results: dict) -> list[tuple[str, str]]:
             f"{index['mirsearch']['x_realtime']}× / {index['olaf']['x_realtime']}× real time "
             f"(mirsearch at {index['mirsearch_over_olaf']:.2f} of Olaf's speed); {decode}×",
         ),
+    ] + [
         (
             f"Olaf side by side, {query['clips']} seeded {query['clip_s']:g} s clips in one "
-            "batch each, per query with the process start shared: `mirsearch match` / "
-            "`olaf query`, and how often each names the clip's source first",
-            f"{query['mirsearch']['ms_per_query']:.0f} ms, {query['mirsearch']['source_first']:.0%}"
-            f" / {query['olaf']['ms_per_query']:.0f} ms, {query['olaf']['source_first']:.0%} "
-            f"(mirsearch {query['mirsearch_over_olaf']:.1f}× Olaf's time)",
-        ),
+            f"batch each on {batch['cores']} core(s), per query with the process start shared: "
+            f"`mirsearch match --workers {batch['cores']}` / `olaf query --threads "
+            f"{batch['cores']}`, and how often each names the clip's source first",
+            f"{batch['mirsearch']['ms_per_query']:.0f} ms, {batch['mirsearch']['source_first']:.0%}"
+            f" / {batch['olaf']['ms_per_query']:.0f} ms, {batch['olaf']['source_first']:.0%} "
+            f"(mirsearch {batch['mirsearch_over_olaf']:.1f}× Olaf's time)",
+        )
+        for batch in {b["cores"]: b for b in (query["every_core"], query["one_core"])}.values()
     ]
 
 

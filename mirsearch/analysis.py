@@ -1,17 +1,15 @@
 """What indexing learns about each file, computed where the work runs: in this process, a local
-process pool, or Ray tasks on a cluster (`--engine ray`); the indexer commits the results."""
+process pool (workers.py), or Ray tasks on a cluster (`--engine ray`); the indexer commits the
+results."""
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import logging
-import sys
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from multiprocessing import get_context
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +19,7 @@ from mirsearch.config import Settings
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
 from mirsearch.vocabulary import top_tags
+from mirsearch.workers import ordered_map
 
 log = logging.getLogger(__name__)
 
@@ -126,51 +125,9 @@ def analyse_all(
         yield from _on_ray(paths, settings, workers=workers, address=address)
     elif engine != "local":
         raise MirsearchError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    elif workers <= 1:
-        yield from map(Analyser(settings), paths)
     else:
-        yield from _on_process_pool(paths, settings, workers=workers)
-
-
-# -- a local process pool -----------------------------------------------------------------------
-
-_worker: Analyser | None = None
-# Files in flight per worker. Results come back in the order of the files, so a long file holds
-# the ones after it: with too few in flight, the other workers run dry behind it.
-AHEAD = 8
-
-
-def _init_worker(settings: Settings) -> None:
-    global _worker
-    _worker = Analyser(settings, threads=1)
-
-
-def _analyse_in_worker(path: Path) -> FileAnalysis:
-    assert _worker is not None, "worker not initialised"
-    return _worker(path)
-
-
-# Workers are forked where that is safe (Linux): a spawned one pays ~1.4 s importing torch again,
-# about a tenth of indexing ../shared/audio on 2 cores. A forked child runs ONE torch thread,
-# set before its first tensor operation: OpenMP's thread pool does not survive a fork, and a
-# child that asks it for more threads waits for them for ever. macOS must spawn.
-START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
-
-
-def _on_process_pool(paths: list[Path], settings: Settings, *, workers: int):
-    with ProcessPoolExecutor(
-        workers,
-        mp_context=get_context(START_METHOD),
-        initializer=_init_worker,
-        initargs=(settings,),
-    ) as pool:
-        pending: deque[Future] = deque()
-        for path in paths:
-            pending.append(pool.submit(_analyse_in_worker, path))
-            if len(pending) >= AHEAD * workers:
-                yield pending.popleft().result()
-        for future in pending:
-            yield future.result()
+        load = partial(Analyser, settings, threads=1 if workers > 1 else None)
+        yield from ordered_map(load, Analyser.__call__, paths, workers=workers)
 
 
 # -- Ray: one actor per worker, each holding the model ------------------------------------------

@@ -91,10 +91,14 @@ class Classification:
 
 
 class Engine:
-    """Model, catalog and vector index, loaded once and shared safely between threads."""
+    """Model, catalog and vector index, loaded once and shared safely between threads.
 
-    def __init__(self, settings: Settings | None = None):
+    `threads` caps the network's threads (a worker of a pool runs one; see workers.py).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, threads: int | None = None):
         self.settings = settings or Settings.from_env()
+        self.threads = threads
         self.catalog = Catalog(self.settings.db_url)
         self._lock = threading.RLock()
         self._embedder: Embedder | None = None
@@ -109,7 +113,9 @@ class Engine:
             if self._embedder is None:
                 from mirsearch.embeddings import Embedder
 
-                self._embedder = Embedder(self.settings.model_path, config=self.settings.embedding)
+                self._embedder = Embedder(
+                    self.settings.model_path, config=self.settings.embedding, threads=self.threads
+                )
             return self._embedder
 
     def index(self) -> VectorIndex | None:

@@ -24,6 +24,7 @@ from mirsearch.duplicates import calibrated_threshold, find_matches
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import IndexMismatchError, MirsearchError
 from mirsearch.index import IndexMeta, VectorIndex, prune_generations
+from mirsearch.workers import default_workers
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ class Indexer:
         counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
         removed = self._prune(index, roots, files) if prune else 0
         if workers is None:
-            workers = max(1, min(os.cpu_count() or 1, len(todo)))
+            workers = default_workers(len(todo))
         results = analyse_all(todo, self.settings, workers=workers, engine=engine, address=address)
         for first in results:
             self._commit(index, first, results, model_hash, counts, progress)

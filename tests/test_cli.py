@@ -201,6 +201,35 @@ def test_match_of_music_not_in_the_catalog(home, tmp_path):
     assert "no catalog track found in it" in run(home, "match", other).output
 
 
+def test_query_commands_on_two_workers_answer_as_on_one_in_order_folders_expanded(
+    home, clip, tmp_path
+):
+    bad = tmp_path / "bad.ogg"
+    bad.write_text("nope")
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    write(uploads / "a.wav", load(clip).samples, 16_000)
+    write(uploads / "b.wav", load(home[1] / "demo-03.mp3").samples[: 10 * 16_000], 16_000)
+    (uploads / "notes.txt").write_text("not audio, not a clip")
+    clips = [str(clip), str(bad), str(uploads / "a.wav"), str(uploads / "b.wav")]
+    for command in ("match", "search", "classify"):
+        one = lines(run(home, command, clip, bad, uploads, "--json", "--workers", "1"))
+        two = lines(run(home, command, clip, bad, uploads, "--json", "--workers", "2"))
+        assert one == two, command
+        assert [line["query"] for line in one] == clips, command
+        assert ["error" in line for line in one] == [False, True, False, False], command
+    matched = lines(run(home, "match", uploads, "--json"))
+    sources = [Path(line["matches"][0]["path"]).name for line in matched]
+    assert sources == ["demo-02.ogg", "demo-03.mp3"]
+
+
+def test_a_folder_without_audio_is_refused_by_name(home, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run(home, "match", empty)
+    assert result.exit_code != 0 and f"{empty}: no audio files in this folder" in result.output
+
+
 def test_classify_timeline_gives_every_window_a_genre_of_the_model(home, clip):
     result = lines(run(home, "classify", clip, "--timeline", "--similar", "0", "--json"))[0]
     labels = set(result["probabilities"])

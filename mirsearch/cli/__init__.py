@@ -8,7 +8,8 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from pathlib import Path
 
 import click
@@ -16,32 +17,86 @@ import click
 from mirsearch.cli.common import PATHS, _emit, _engine, _settings
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.errors import MirsearchError
+from mirsearch.workers import default_workers, ordered_map
 
 log = logging.getLogger(__name__)
 
 
 def _per_query(
-    queries: Iterable, run: Callable, show: Callable, *, as_json: bool, key: str
+    queries: Sequence,
+    run: Callable,
+    show: Callable,
+    *,
+    as_json: bool,
+    key: str,
+    workers: int | None = 1,
 ) -> None:
-    """Run `run` on each query; one line (or block) per query; a failure doesn't stop the rest."""
+    """`run(engine, query)` for each query on `workers` processes (None: one per core), each with
+    its own Engine; one line (or block) per query, in order; a failure doesn't stop the rest."""
+    from mirsearch.api import Engine
+
+    settings = _settings()
+    workers = default_workers(len(queries)) if workers is None else min(workers, len(queries))
+    if workers > 1:  # the catalog migrated once, here, not raced by the workers
+        _migrate(settings)
+    load = partial(Engine, settings, threads=1 if workers > 1 else None)
+    outcomes = ordered_map(load, partial(_attempt, run), queries, workers=workers)
     ok = failed = 0
-    for query in queries:
-        try:
-            payload = run(query)
-        except MirsearchError as exc:
+    for query, outcome in zip(queries, outcomes, strict=True):
+        if isinstance(outcome, MirsearchError):
             failed += 1
             if as_json:
-                _emit({key: str(query), "error": str(exc)})
+                _emit({key: str(query), "error": str(outcome)})
             else:
-                click.echo(f"{query}: error: {exc}", err=True)
+                click.echo(f"{query}: error: {outcome}", err=True)
             continue
         ok += 1
         if as_json:
-            _emit({key: str(query), **payload})
+            _emit({key: str(query), **outcome})
         else:
-            show(query, payload)
+            show(query, outcome)
     if ok == 0 and failed:
         sys.exit(1)
+
+
+def _attempt(run: Callable, engine, query):
+    """`run(engine, query)`, or the MirsearchError it raised, handed back as a value."""
+    try:
+        return run(engine, query)
+    except MirsearchError as exc:
+        return exc
+
+
+def _migrate(settings) -> None:
+    from mirsearch.catalog import Catalog
+
+    catalog = Catalog(settings.db_url)
+    catalog.migrate()
+    catalog.close()
+
+
+def _clips(paths: Iterable[Path]) -> list[Path]:
+    """The clips named: files as given, folders expanded into the audio files under them."""
+    from mirsearch.indexer import discover
+
+    clips: list[Path] = []
+    for path in paths:
+        if not path.is_dir():
+            clips.append(path)
+        elif found := discover([path]):
+            clips.extend(found)
+        else:
+            raise click.ClickException(f"{path}: no audio files in this folder")
+    return clips
+
+
+def _workers_option(f):
+    return click.option(
+        "--workers",
+        type=click.IntRange(1, 64),
+        default=None,
+        help="Processes answering in parallel [default: one per core, at most one per clip].",
+    )(f)
 
 
 def _show_results(query, payload: dict) -> None:
@@ -168,15 +223,16 @@ def _k_option(f):
 @click.argument("clips", nargs=-1, required=True, type=PATHS)
 @_k_option
 @_genre_option
+@_workers_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
-def search_cmd(clips, k: int, genres: tuple[str, ...], as_json: bool) -> None:
-    """Find the catalog songs that sound most like each clip."""
-    engine = _engine()
+def search_cmd(clips, k: int, genres: tuple[str, ...], workers: int | None, as_json: bool) -> None:
+    """Find the catalog songs that sound most like each clip (or each audio file in a folder)."""
+    run = partial(_search, k=k, genres=genres)
+    _per_query(_clips(clips), run, _show_results, as_json=as_json, key="query", workers=workers)
 
-    def run(clip):
-        return {"results": [r.to_dict() for r in engine.search(clip, k=k, genres=genres)]}
 
-    _per_query(clips, run, _show_results, as_json=as_json, key="query")
+def _search(engine, clip: Path, *, k: int, genres: tuple[str, ...]) -> dict:
+    return {"results": [r.to_dict() for r in engine.search(clip, k=k, genres=genres)]}
 
 
 @main.command()
@@ -186,23 +242,21 @@ def search_cmd(clips, k: int, genres: tuple[str, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def similar(track_id: int, k: int, genres: tuple[str, ...], as_json: bool) -> None:
     """More like this: catalog songs that sound like a catalog track."""
-    engine = _engine()
-
-    def run(tid):
-        return {"results": [r.to_dict() for r in engine.similar(tid, k=k, genres=genres)]}
-
+    run = partial(_similar, k=k, genres=genres)
     _per_query([track_id], run, _show_results, as_json=as_json, key="track_id")
+
+
+def _similar(engine, track_id: int, *, k: int, genres: tuple[str, ...]) -> dict:
+    return {"results": [r.to_dict() for r in engine.similar(track_id, k=k, genres=genres)]}
 
 
 @main.command()
 @click.argument("clips", nargs=-1, required=True, type=PATHS)
+@_workers_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
-def match(clips, as_json: bool) -> None:
-    """Which catalog tracks each upload contains (near-duplicates: re-encodes, crops, edits)."""
-    engine = _engine()
-
-    def run(clip):
-        return {"matches": [m.to_dict() for m in engine.match(clip)]}
+def match(clips, workers: int | None, as_json: bool) -> None:
+    """Which catalog tracks each upload contains (near-duplicates: re-encodes, crops, edits);
+    a folder stands for the audio files under it."""
 
     def show(clip, payload):
         click.echo(f"{clip}")
@@ -215,7 +269,11 @@ def match(clips, as_json: bool) -> None:
         if not payload["matches"]:
             click.echo("  no catalog track found in it")
 
-    _per_query(clips, run, show, as_json=as_json, key="query")
+    _per_query(_clips(clips), _match, show, as_json=as_json, key="query", workers=workers)
+
+
+def _match(engine, clip: Path) -> dict:
+    return {"matches": [m.to_dict() for m in engine.match(clip)]}
 
 
 @main.command()
@@ -249,13 +307,11 @@ def dupes(as_json: bool) -> None:
     show_default=True,
     help="How many similar catalog tracks to list (0: none).",
 )
+@_workers_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line.")
-def classify(files, timeline: bool, similar_k: int, as_json: bool) -> None:
-    """Genre probabilities and tags of each file, and the most similar catalog tracks."""
-    engine = _engine()
-
-    def run(path):
-        return engine.classify(path, similar_k=similar_k, timeline=timeline).to_dict()
+def classify(files, timeline: bool, similar_k: int, workers: int | None, as_json: bool) -> None:
+    """Genre probabilities and tags of each file (or each audio file in a folder), and the most
+    similar catalog tracks."""
 
     def show(path, payload):
         top = sorted(payload["probabilities"].items(), key=lambda kv: -kv[1])[:3]
@@ -271,7 +327,12 @@ def classify(files, timeline: bool, similar_k: int, as_json: bool) -> None:
         for r in payload["similar"]:
             click.echo(f"  similar: {r['score']:.3f} {r['title'] or Path(r['path']).name}")
 
-    _per_query(files, run, show, as_json=as_json, key="query")
+    run = partial(_classify, similar_k=similar_k, timeline=timeline)
+    _per_query(_clips(files), run, show, as_json=as_json, key="query", workers=workers)
+
+
+def _classify(engine, path: Path, *, similar_k: int, timeline: bool) -> dict:
+    return engine.classify(path, similar_k=similar_k, timeline=timeline).to_dict()
 
 
 @main.command()

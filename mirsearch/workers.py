@@ -1,0 +1,72 @@
+"""A local process pool whose workers each load what they need once (a model, an index) and
+work through a list in order: indexing's analysis and the query commands run on it."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+# Workers are forked where that is safe (Linux): a spawned one pays ~1.4 s importing torch again,
+# about a tenth of indexing ../shared/audio on 2 cores. A forked child runs ONE torch thread,
+# set before its first tensor operation (`load` is called in the child): OpenMP's thread pool
+# does not survive a fork, and a child that asks it for more threads waits for them for ever.
+# macOS must spawn.
+START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
+
+# Items in flight per worker. Results come back in the order of the items, so a long one holds
+# the ones after it: with too few in flight, the other workers run dry behind it.
+AHEAD = 8
+
+_loaded: Any = None  # what `load` made, in a worker process
+
+
+def default_workers(n_items: int) -> int:
+    """Every core, but no more workers than items."""
+    return max(1, min(os.cpu_count() or 1, n_items))
+
+
+def ordered_map(
+    load: Callable[[], Any],
+    work: Callable[[Any, Item], Result],
+    items: Iterable[Item],
+    *,
+    workers: int,
+) -> Iterator[Result]:
+    """`work(loaded, item)` for each item, in order, where `loaded = load()` once per worker.
+
+    With one worker it all runs in this process. Otherwise `load` and `work` must be picklable
+    (module-level functions or partials of them) and `work` should return its failures rather
+    than raise them: an exception raised in a worker ends the whole map.
+    """
+    if workers <= 1:
+        loaded = load()
+        yield from (work(loaded, item) for item in items)
+        return
+    with ProcessPoolExecutor(
+        workers, mp_context=get_context(START_METHOD), initializer=_load, initargs=(load,)
+    ) as pool:
+        pending: deque[Future] = deque()
+        for item in items:
+            pending.append(pool.submit(_work, work, item))
+            if len(pending) >= AHEAD * workers:
+                yield pending.popleft().result()
+        for future in pending:
+            yield future.result()
+
+
+def _load(load: Callable[[], Any]) -> None:
+    global _loaded
+    _loaded = load()
+
+
+def _work(work: Callable[[Any, Item], Result], item: Item) -> Result:
+    assert _loaded is not None, "worker not initialised"
+    return work(_loaded, item)

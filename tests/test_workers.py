@@ -1,0 +1,53 @@
+"""The local process pool: results in the order of the items, `load` run once in each worker,
+failures handed back as values, one worker meaning this process."""
+
+from __future__ import annotations
+
+import os
+import time
+from functools import partial
+
+from mirsearch.workers import default_workers, ordered_map
+
+
+def _load(tag: str) -> dict:
+    return {"tag": tag, "pid": os.getpid(), "loads": 1}
+
+
+def _work(loaded: dict, item: float) -> tuple:
+    time.sleep(item)  # the first items are the slowest: later ones finish first
+    return item, loaded["tag"], loaded["pid"], os.getpid(), id(loaded)
+
+
+def _fail_on_odd(loaded: dict, item: int):
+    return ValueError(f"odd {item}") if item % 2 else item
+
+
+def test_results_come_back_in_order_each_worker_loading_once_in_itself():
+    items = [0.2, 0.15, 0.1, 0.05, 0.0, 0.0, 0.0, 0.0]
+    results = list(ordered_map(partial(_load, "model"), _work, items, workers=2))
+    assert [r[0] for r in results] == items
+    assert {r[1] for r in results} == {"model"}
+    assert all(loaded_in == ran_in != os.getpid() for _, _, loaded_in, ran_in, _ in results)
+    workers = {r[3] for r in results}
+    assert len(workers) == 2  # both worked
+    for pid in workers:  # one load per worker, reused for each of its items
+        assert len({r[4] for r in results if r[3] == pid}) == 1
+
+
+def test_one_worker_runs_here_and_loads_once():
+    results = list(ordered_map(partial(_load, "here"), _work, [0.0, 0.0, 0.0], workers=1))
+    assert {(r[2], r[3]) for r in results} == {(os.getpid(), os.getpid())}
+    assert len({r[4] for r in results}) == 1
+
+
+def test_failures_returned_as_values_leave_the_other_items_alone():
+    out = list(ordered_map(partial(_load, "x"), _fail_on_odd, range(6), workers=2))
+    assert [o for o in out if not isinstance(o, ValueError)] == [0, 2, 4]
+    assert [str(o) for o in out if isinstance(o, ValueError)] == ["odd 1", "odd 3", "odd 5"]
+
+
+def test_default_workers_is_every_core_but_never_more_than_the_items():
+    cores = os.cpu_count() or 1
+    assert default_workers(1000) == cores
+    assert default_workers(1) == 1 and default_workers(0) == 1
