@@ -217,6 +217,7 @@ def summarise(result: dict, threshold: float) -> dict:
         found = [r["true_score"] >= threshold for r in positives]
         return {
             "recall": dict(recall),
+            "speed": speed_accuracy(positives, threshold),
             "recall_all": round(float(np.mean(found)), 4) if found else None,
             "false_positive_rate": round(float(np.mean(false)), 5) if false else None,
             "wrong_track_rate": round(float(np.mean(wrong)), 5) if wrong else None,
@@ -229,6 +230,32 @@ def summarise(result: dict, threshold: float) -> dict:
         "threshold": threshold,
         "all": table(records),
         "unseen_by_model": table([r for r in records if not r["seen"]]),
+    }
+
+
+def true_speed(transform: str) -> float:
+    """Track seconds per query second of a transform's copy: 1.05 for "speed_+5%" or
+    "tempo_+5%", 1.0 for those that keep time (re-encodes, filters, noise, pitch, mixing)."""
+    if transform.startswith(("speed_", "tempo_")):
+        return 1.0 + float(transform.split("_")[1].rstrip("%")) / 100
+    return 1.0
+
+
+def speed_accuracy(positives: list[dict], threshold: float) -> dict:
+    """How close the reported speed of the found positives is to their true speed: the share
+    within 0.01 and the median error, for copies played faster or slower and for the rest."""
+    errors = defaultdict(list)
+    for r in positives:
+        if r["true_score"] >= threshold and r["true_match"]:
+            kind = "changed" if true_speed(r["transform"]) != 1.0 else "kept"
+            errors[kind].append(abs(r["true_match"]["speed"] - true_speed(r["transform"])))
+    return {
+        kind: {
+            "found": len(e),
+            "within_0.01": round(float(np.mean(np.array(e) <= 0.01)), 4),
+            "median_error": round(float(np.median(e)), 4),
+        }
+        for kind, e in sorted(errors.items())
     }
 
 

@@ -342,6 +342,14 @@ def dupes_table(dupes: dict) -> str:
         f"- Query time (decode excluded) p50 {dupes['query_ms_p50']:.0f} ms, "
         f"p95 {dupes['query_ms_p95']:.0f} ms.",
     ]
+    if speed := a.get("speed"):
+        changed, kept = speed["changed"], speed["kept"]
+        lines.append(
+            f"- Speed reported within 0.01 of the truth: {changed['within_0.01']:.0%} of the "
+            f"{changed['found']} found copies played ±2 or ±5 % fast or slow (median error "
+            f"{changed['median_error']:.3f}), {kept['within_0.01']:.0%} of the {kept['found']} "
+            "others (at 1.0)."
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -3,8 +3,10 @@
 Each query window fetches its nearest catalog windows. For every track they point to, the pairs
 (query time t, track time u) are voted into a grid of speeds and offsets (u ≈ speed·t + offset,
 speeds 0.94–1.06), so a re-encoded, filtered, noisy, sped-up or pitch-shifted copy still lines up.
-The best lines are then verified at 1/32 s on the tracks' prints (`fingerprint.agreement`): a
-copy's spectrogram moves with the query's, other music with the same sound does not. The windows'
+The best lines are then verified at 1/32 s on the tracks' prints (`fingerprint.check`): a
+copy's spectrogram moves with the query's, other music with the same sound does not, and the
+prints put a copy's line where it lies (its speed to a few thousandths, its offset to a few
+hundredths of a second, where the windows' vote knows them to a few per cent). The windows'
 evidence and the prints' agreement give a score in [0, 1], compared with a threshold calibrated on
 music that is not in the catalog (`mirsearch/assets/duplicates.json`; it belongs to this scoring
 code, so queries read it from there, and the index records it for the check on ingest).
@@ -50,7 +52,7 @@ class Match:
     speed: float  # track seconds per query second (1.05: the upload plays the track 5% fast)
     windows: int  # query windows that agree
     similarity: float  # their mean cosine similarity
-    agreement: float = 0.0  # the prints' correlation along the line (fingerprint.agreement)
+    agreement: float = 0.0  # the prints' correlation along the line (fingerprint.check)
 
     def to_dict(self) -> dict:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -140,18 +142,20 @@ def _verified(
     frames_per_s: float,
     config: DuplicateConfig,
 ) -> Match:
-    """The line `m` with its prints' agreement (0 without a track print) and its score."""
-    agreement = 0.0
+    """The line `m` with its prints' agreement (0 without a track print) and its score, its
+    speed and track offset refitted to the prints (`fingerprint.check`)."""
+    alignment = fingerprint.Alignment(
+        query_start_s=m.query_offset_s,
+        query_end_s=m.query_offset_s + m.duration_s,
+        track_offset_s=m.track_offset_s,
+        speed=m.speed,
+    )
+    checked = fingerprint.Check(0.0, alignment)
     if track_print is not None:
-        agreement = fingerprint.agreement(
+        checked = fingerprint.check(
             query_print,
             track_print,
-            fingerprint.Alignment(
-                query_start_s=m.query_offset_s,
-                query_end_s=m.query_offset_s + m.duration_s,
-                track_offset_s=m.track_offset_s,
-                speed=m.speed,
-            ),
+            alignment,
             frames_per_s=frames_per_s,
             chunk_s=config.verify_chunk_s,
             chunk_hop_s=config.verify_chunk_hop_s,
@@ -162,9 +166,15 @@ def _verified(
     agreement_weight = config.weight_agreement + config.weight_agreement_log_windows * float(
         np.log(m.windows)
     )
-    logit = _window_logit(m, config) + agreement_weight * agreement
+    logit = _window_logit(m, config) + agreement_weight * checked.agreement
     score = 1.0 / (1.0 + np.exp(-logit))
-    return dataclasses.replace(m, score=round(float(score), 4), agreement=round(agreement, 4))
+    return dataclasses.replace(
+        m,
+        score=round(float(score), 4),
+        agreement=round(checked.agreement, 4),
+        track_offset_s=checked.alignment.track_offset_s,
+        speed=checked.alignment.speed,
+    )
 
 
 def _window_logit(m: Match, config: DuplicateConfig) -> float:

@@ -14,20 +14,23 @@ The check cuts the aligned stretch into overlapping chunks, lets each find its b
 second of the predicted line (vocoder tempo changes and speed estimates drift a little), and
 takes the median of the chunks' correlations: a copy correlates, re-encoded, filtered, noisy,
 stretched or not; other music with the same instruments, tempo and key does not, because its
-notes and onsets fall elsewhere. Each chunk's best correlation is discounted by a share of its
-median over the lags: slow alike-sounding music (long pads, drones) correlates at every lag, a
-copy only at its own. Both prints are read relative to each frame's mean over the bands, and
-the depth of cells more than 6 dB below it is halved (a soft floor): the quiet cells are where
-another recording mixed underneath, or noise, shows first, and they carry little of the music's
-own detail (replayed on the `make eval-dupes` queries, bench/dupes_replay.py: 10 s clips under
-another recording at −12 dB 94.6 → 96.4 % found, under noise at 10 dB SNR 96.4 → 100 %, no
-transform lower). A hard floor did as well there, but left little besides the partials: two
-synthetic demo pieces in one key, one at about twice the other's tempo, agreed at 0.36 instead
-of 0.23 and were flagged as duplicates; softened they agree at 0.25.
+notes and onsets fall elsewhere. The chunks' best lags also draw the line a copy follows: a copy
+5 % fast checked on a line at speed 1.0 drifts 1.6 frames a second, and the line through the
+lags gives its speed and offset (`_refitted`). Each chunk's best correlation is discounted by a
+share of its median over the lags: slow alike-sounding music (long pads, drones) correlates at
+every lag, a copy only at its own. Both prints are read relative to each frame's mean over the
+bands, and the depth of cells more than 6 dB below it is halved (a soft floor): the quiet cells
+are where another recording mixed underneath, or noise, shows first, and they carry little of
+the music's own detail (replayed on the `make eval-dupes` queries, bench/dupes_replay.py: 10 s
+clips under another recording at −12 dB 94.6 → 96.4 % found, under noise at 10 dB SNR 96.4 →
+100 %, no transform lower). A hard floor did as well there, but left little besides the partials:
+two synthetic demo pieces in one key, one at about twice the other's tempo, agreed at 0.36
+instead of 0.23 and were flagged as duplicates; softened they agree at 0.25.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import threading
 import zlib
@@ -53,6 +56,10 @@ _HEADER = struct.Struct("<HI")  # bands, frames
 # the check reads a cell more than FLOOR_DB below its frame's mean over bands at FLOOR_SLOPE of
 # its depth beyond that
 FLOOR_DB, FLOOR_SLOPE = -6.0, 0.5
+# a line is refitted to the chunks' best lags (`_refitted`) when they span at least this long,
+# their median distance from the refitted line is at most this (1.5 print frames) and its speed
+# differs by at most this (the windows vote over speeds 0.94 to 1.06)
+RESPEED_MIN_SPAN_S, RESPEED_MAX_RESIDUAL_S, RESPEED_MAX_CHANGE = 2.0, 1.5 / 32, 0.1
 DECODED_CACHE_BYTES = 64 << 20  # decoded prints kept for reuse: ~150 three-minute tracks
 
 
@@ -178,7 +185,15 @@ def _pooled(x: np.ndarray, bands: int, frames: int) -> np.ndarray:
     return np.ascontiguousarray(grouped, dtype=np.float32)
 
 
-def agreement(
+@dataclass(frozen=True)
+class Check:
+    """What the prints say about an alignment (`check`)."""
+
+    agreement: float  # median of the chunks' best correlations, less their background share
+    alignment: Alignment  # the alignment refitted to the chunks' best lags (`_refitted`)
+
+
+def check(
     query: np.ndarray,
     track: np.ndarray,
     alignment: Alignment,
@@ -189,17 +204,18 @@ def agreement(
     max_lag_s: float,
     max_chunks: int,
     background: float = 0.0,
-) -> float:
-    """Median over the aligned stretch's chunks of the best correlation within ±max_lag_s,
-    less `background` times the chunk's median correlation over those lags.
+) -> Check:
+    """The prints' agreement along `alignment`: the median over the aligned stretch's chunks of
+    the best correlation within ±max_lag_s, less `background` times the chunk's median
+    correlation over those lags; and the alignment those best lags draw.
 
     `query` and `track` are prints (bands, frames), the track's usually decoded. Both are
     softly floored (`_floored`), then centred per band and per frame within the chunk: a gain
     or EQ change (a constant per band in dB) cancels, and so does the loudness contour (a fade
     or crescendo, which any two pieces can share). Chunks start every `chunk_hop_s`, so they
     overlap and a short stretch still gets several; a long stretch is checked on `max_chunks`
-    of them spread evenly over it. Returns 0.0 when no chunk of the stretch lies inside both
-    prints.
+    of them spread evenly over it. The agreement is 0.0, and the alignment unchanged, when no
+    chunk of the stretch lies inside both prints.
     """
     n = max(2, round(chunk_s * frames_per_s))
     hop = max(1, round(chunk_hop_s * frames_per_s))
@@ -212,7 +228,7 @@ def agreement(
     starts = starts[starts + n <= query.shape[1]]
     if starts.size > max_chunks:
         starts = starts[np.round(np.linspace(0, starts.size - 1, max_chunks)).astype(int)]
-    scores = []
+    scores, centres_s, best_lags = [], [], []
     for start in starts:
         frames = np.arange(start, start + n)
         seconds = alignment.track_offset_s + alignment.speed * (
@@ -223,8 +239,39 @@ def agreement(
         if not inside.any():
             continue
         correlations = _lag_correlations(_centred(query[:, frames]), track, columns, lags)[inside]
-        scores.append(float(correlations.max() - background * np.median(correlations)))
-    return float(np.median(scores)) if scores else 0.0
+        best = int(np.argmax(correlations))
+        scores.append(float(correlations[best] - background * np.median(correlations)))
+        centres_s.append((start + n / 2) / frames_per_s)
+        best_lags.append(lags[inside][best] / frames_per_s)
+    if not scores:
+        return Check(0.0, alignment)
+    refitted = _refitted(alignment, np.array(centres_s), np.array(best_lags))
+    return Check(float(np.median(scores)), refitted)
+
+
+def _refitted(alignment: Alignment, centres_s: np.ndarray, lags_s: np.ndarray) -> Alignment:
+    """The alignment moved onto the line through the chunks' best lags (`lags_s` seconds at
+    query times `centres_s`): a robust line (Theil–Sen: the median of the pairwise slopes), so
+    a chunk caught on a neighbouring beat does not bend it.
+
+    The windows' vote finds the speed only to a few per cent (a copy 5 % fast can win at 1.0);
+    the chunks, each free to slide, show the drift at 1/32 s. Kept as it was where they cannot
+    tell: fewer than three chunks, chunks spanning less than RESPEED_MIN_SPAN_S, most of them
+    off the line (other music: its best lags fall anywhere), or a line far steeper than a copy's.
+    """
+    if centres_s.size < 3 or np.ptp(centres_s) < RESPEED_MIN_SPAN_S:
+        return alignment
+    i, j = np.triu_indices(centres_s.size, k=1)  # every pair of chunks, i before j
+    slope = float(np.median((lags_s[j] - lags_s[i]) / (centres_s[j] - centres_s[i])))
+    at_start = float(np.median(lags_s - slope * (centres_s - alignment.query_start_s)))
+    residuals = lags_s - at_start - slope * (centres_s - alignment.query_start_s)
+    if abs(slope) > RESPEED_MAX_CHANGE or np.median(np.abs(residuals)) > RESPEED_MAX_RESIDUAL_S:
+        return alignment
+    return dataclasses.replace(
+        alignment,
+        track_offset_s=max(0.0, alignment.track_offset_s + at_start),
+        speed=alignment.speed + slope,
+    )
 
 
 def _lag_correlations(

@@ -149,16 +149,11 @@ def test_changed_copies_are_matched_at_plausible_offsets(
     assert len(found) == len(tracks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the window vote cannot tell 5% apart over a 12 s excerpt and settles near-ties on "
-    "speed 1.0 (SPEED_PRIOR): measured 1.0 for every ±5% copy here, 0.97 or 1.0 at 40 s; the "
-    "speed estimate belongs to duplicates.py (issue 17, versions ranked by speed)",
-)
 @pytest.mark.parametrize("change", ["speed_+5%", "speed_-5%", "tempo_+5%", "tempo_-5%"])
 def test_changed_copies_report_their_speed(shared_catalog, shared_audio, tmp_path, change):
     """A copy played 5 % fast or slow is matched at that speed ("+5%": 1.05 track seconds per
-    upload second), not at 1.0."""
+    upload second), not at the 1.0 the windows' vote settles near-ties on, and placed where it
+    was cut to a tenth of a second (the prints' refit, fingerprint.check)."""
     expected = 1.0 + float(change.split("_")[1].rstrip("%")) / 100
     found = excerpts_found_where_cut(
         shared_catalog,
@@ -167,13 +162,16 @@ def test_changed_copies_report_their_speed(shared_catalog, shared_audio, tmp_pat
         ("hedgewars__castle.mp3", "lincity__02_-_robert_van_herk_-_city_blues.ogg"),
         lambda clip, rng: TRANSFORMS[change](clip, 16_000, rng=rng)[0],
         seed=7,
+        within_s=0.1,
     )
-    assert [best.speed for best in found] == [pytest.approx(expected, abs=0.015)] * 2
+    assert [best.speed for best in found] == [pytest.approx(expected, abs=0.005)] * 2
 
 
-def excerpts_found_where_cut(shared_catalog, shared_audio, tmp_path, tracks, change, *, seed):
+def excerpts_found_where_cut(
+    shared_catalog, shared_audio, tmp_path, tracks, change, *, seed, within_s=2.0
+):
     """A seeded 12 s excerpt of each track, put through `change(clip, rng)`, is matched first to
-    its source, beginning within 2 s of where it was cut; returns those best matches."""
+    its source, beginning within `within_s` of where it was cut; returns those best matches."""
     engine, _, _, _ = shared_catalog
     names = ids_by_name(engine)
     rng = np.random.default_rng(seed)
@@ -187,7 +185,7 @@ def excerpts_found_where_cut(shared_catalog, shared_audio, tmp_path, tracks, cha
         assert matches and matches[0].track_id == names[name], (name, matches)
         best = matches[0]
         began_s = best.track_offset_s - best.query_offset_s * best.speed
-        assert began_s == pytest.approx(start_s, abs=2.0), (name, best)
+        assert began_s == pytest.approx(start_s, abs=within_s), (name, best)
         found.append(best)
     return found
 

@@ -11,6 +11,7 @@ from mirsearch import fingerprint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import IndexMismatchError
 from mirsearch.features import log_mel
+from mirsearch.transforms import tempo
 
 CONFIG = FeatureConfig()
 FPS = fingerprint.frames_per_s(CONFIG)
@@ -68,12 +69,12 @@ def test_the_stored_print_takes_a_few_bits_per_value_and_keeps_agreeing():
     assert np.abs(stored - centred)[inside].max() <= fingerprint.STEP_DB / 2 + 1e-4
     clip = print_of(track[20 * SR : 30 * SR])
     at_20s = whole(10.0, track_offset_s=20.0)
-    assert fingerprint.agreement(clip, p, at_20s, **CHECK) > 0.99
+    assert fingerprint.check(clip, p, at_20s, **CHECK).agreement > 0.99
     # 5 bits in 3 dB steps reach ±48 dB: this melody's sparse notes (-80 dB floor between them)
     # agree at 0.99 (format 2's 4 bits clipped them at ±24 dB: 0.89)
-    assert fingerprint.agreement(clip, stored, at_20s, **CHECK) > 0.97
+    assert fingerprint.check(clip, stored, at_20s, **CHECK).agreement > 0.97
     other = print_of(melody(10.0, seed=6))
-    assert fingerprint.agreement(other, stored, at_20s, **CHECK) < 0.3
+    assert fingerprint.check(other, stored, at_20s, **CHECK).agreement < 0.3
 
 
 def test_a_print_of_another_format_is_refused_with_the_way_out():
@@ -114,7 +115,7 @@ def test_a_format_2_print_of_the_previous_version_is_still_read_and_agrees():
     assert np.abs(old).max() <= 24.0 < np.abs(centred).max()
     assert np.abs(new - centred).mean() < np.abs(old - centred).mean()
     clip = print_of(track[10 * SR : 20 * SR])
-    assert fingerprint.agreement(clip, old, whole(10.0, track_offset_s=10.0), **CHECK) > 0.85
+    assert fingerprint.check(clip, old, whole(10.0, track_offset_s=10.0), **CHECK).agreement > 0.85
 
 
 def test_a_format_1_print_converts_to_what_make_print_gives():
@@ -130,13 +131,35 @@ def test_a_format_1_print_converts_to_what_make_print_gives():
 
 
 def test_an_excerpt_agrees_with_its_track_even_offset_by_most_of_a_second():
+    """The embedding line only knows the offset to within a catalog hop; the chunks find the
+    excerpt at its lag and the check puts the line back where the excerpt was cut."""
     track = melody(30.0, seed=1)
     clip = track[10 * SR : 20 * SR]
-    line_off_by = 0.7  # the embedding line only knows the offset to within a catalog hop
-    score = fingerprint.agreement(
-        print_of(clip), print_of(track), whole(10.0, track_offset_s=10.0 + line_off_by), **CHECK
-    )
-    assert score > 0.9
+    line = whole(10.0, track_offset_s=10.7)
+    checked = fingerprint.check(print_of(clip), print_of(track), line, **CHECK)
+    assert checked.agreement > 0.9
+    assert checked.alignment.track_offset_s == pytest.approx(10.0, abs=1 / 32)
+    assert checked.alignment.speed == pytest.approx(1.0, abs=0.002)
+
+
+@pytest.mark.parametrize("factor", [0.95, 1.05])
+def test_a_copy_played_faster_or_slower_is_refitted_to_its_speed(factor):
+    """Checked on a line at speed 1.0 (where the windows' vote settles near-ties), a copy
+    stretched 5 % is found drifting chunk after chunk: the refitted line has its speed."""
+    track = melody(40.0, seed=5)
+    clip = tempo(track[10 * SR : 22 * SR], SR, factor=factor)[0]
+    line = whole(clip.size / SR, track_offset_s=10.0)
+    checked = fingerprint.check(print_of(clip), print_of(track), line, **CHECK)
+    assert checked.agreement > 0.6
+    assert checked.alignment.speed == pytest.approx(factor, abs=0.005)
+    assert checked.alignment.track_offset_s == pytest.approx(10.0, abs=0.1)
+
+
+def test_other_music_leaves_the_line_where_it_was():
+    track, other = melody(30.0, seed=3), melody(30.0, seed=4)
+    line = whole(10.0, track_offset_s=5.0)
+    checked = fingerprint.check(print_of(other[5 * SR : 15 * SR]), print_of(track), line, **CHECK)
+    assert checked.alignment == line
 
 
 def test_gain_eq_and_noise_leave_a_copy_agreeing():
@@ -148,17 +171,17 @@ def test_gain_eq_and_noise_leave_a_copy_agreeing():
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(clip.size).astype(np.float32)
     changed += noise * np.sqrt(np.mean(changed**2) / 10 ** (20 / 10))  # SNR 20 dB
-    score = fingerprint.agreement(
+    score = fingerprint.check(
         print_of(changed), print_of(track), whole(10.0, track_offset_s=5.0), **CHECK
-    )
+    ).agreement
     assert score > 0.6
 
 
 def test_other_notes_on_the_same_instrument_do_not_agree():
     track, other = melody(30.0, seed=3), melody(30.0, seed=4)
-    score = fingerprint.agreement(
+    score = fingerprint.check(
         print_of(other[5 * SR : 15 * SR]), print_of(track), whole(10.0, track_offset_s=5.0), **CHECK
-    )
+    ).agreement
     assert score < 0.3
 
 
@@ -175,7 +198,7 @@ def test_other_music_underneath_costs_a_copy_less_with_the_quiet_cells_floored(m
         for slope in slopes:
             monkeypatch.setattr(fingerprint, "FLOOR_SLOPE", slope)
             scores[slope] = [
-                fingerprint.agreement(print_of(q), print_of(track), at_5s, **CHECK)
+                fingerprint.check(print_of(q), print_of(track), at_5s, **CHECK).agreement
                 for q in (mixed, other[5 * SR : 15 * SR])
             ]
         (copy, alien), (copy_unfloored, alien_unfloored) = scores.values()
@@ -192,15 +215,15 @@ def test_a_shared_fade_in_is_not_agreement():
     fade = (10 ** np.linspace(-2.0, 0.0, 10 * SR)).astype(np.float32)  # -40 dB → 0 dB
     a = noise(10.0, seed=1) * fade
     b = (tone(400.0, 10.0) + tone(900.0, 10.0) + tone(1700.0, 10.0)) * fade
-    assert fingerprint.agreement(print_of(a), print_of(b), whole(10.0), **CHECK) < 0.2
+    assert fingerprint.check(print_of(a), print_of(b), whole(10.0), **CHECK).agreement < 0.2
 
 
 def test_no_overlap_gives_zero():
     p = print_of(melody(5.0, seed=7))
     beyond = whole(5.0, track_offset_s=60.0)
-    assert fingerprint.agreement(p, p, beyond, **CHECK) == 0.0
+    assert fingerprint.check(p, p, beyond, **CHECK).agreement == 0.0
     empty = np.zeros((p.shape[0], 0), dtype=np.float32)
-    assert fingerprint.agreement(empty, p, whole(5.0), **CHECK) == 0.0
+    assert fingerprint.check(empty, p, whole(5.0), **CHECK).agreement == 0.0
 
 
 def test_sound_alike_at_every_lag_is_discounted_and_a_copy_keeps_its_peak():
@@ -217,7 +240,8 @@ def test_sound_alike_at_every_lag_is_discounted_and_a_copy_keeps_its_peak():
     alike = (slow + rng.normal(0, 3, (bands, frames))).astype(np.float32)
 
     def agreement(query, background):
-        return fingerprint.agreement(query, track, whole(20.0), **CHECK, background=background)
+        checked = fingerprint.check(query, track, whole(20.0), **CHECK, background=background)
+        return checked.agreement
 
     assert agreement(alike, 0.5) < 0.65 * agreement(alike, 0.0)
     assert agreement(copy, 0.5) > 0.8 * agreement(copy, 0.0)
