@@ -241,8 +241,9 @@ def check(
         correlations = _lag_correlations(_centred(query[:, frames]), track, columns, lags)[inside]
         best = int(np.argmax(correlations))
         scores.append(float(correlations[best] - background * np.median(correlations)))
-        centres_s.append((start + n / 2) / frames_per_s)
-        best_lags.append(lags[inside][best] / frames_per_s)
+        if 0 < best < correlations.size - 1:  # at an end of the lags searched: a bound, not a lag
+            centres_s.append((start + n / 2) / frames_per_s)
+            best_lags.append(lags[inside][best] / frames_per_s)
     if not scores:
         return Check(0.0, alignment)
     refitted = _refitted(alignment, np.array(centres_s), np.array(best_lags))
@@ -250,9 +251,10 @@ def check(
 
 
 def _refitted(alignment: Alignment, centres_s: np.ndarray, lags_s: np.ndarray) -> Alignment:
-    """The alignment moved onto the line through the chunks' best lags (`lags_s` seconds at
-    query times `centres_s`): a robust line (Theil–Sen: the median of the pairwise slopes), so
-    a chunk caught on a neighbouring beat does not bend it.
+    """The alignment moved onto the line through the chunks' best lags (`lags_s` seconds at query
+    times `centres_s`; a chunk whose best lag is the first or last it could try, at ±max_lag_s
+    or where the track begins or ends, is left out): a robust line (Theil–Sen: the median of the
+    pairwise slopes), so a chunk caught on a neighbouring beat does not bend it.
 
     The windows' vote finds the speed only to a few per cent (a copy 5 % fast can win at 1.0);
     the chunks, each free to slide, show the drift at 1/32 s. Kept as it was where they cannot

@@ -167,6 +167,21 @@ def test_changed_copies_report_their_speed(shared_catalog, shared_audio, tmp_pat
     assert [best.speed for best in found] == [pytest.approx(expected, abs=0.005)] * 2
 
 
+def test_a_stretch_that_runs_off_the_end_of_a_version_keeps_its_speed(shared_catalog):
+    """The Warzone menu theme (45 s) and its enhanced version (648 s) play at one speed; this clip
+    of the enhanced version (from 112.07 s, a `make bench` query) meets the theme's last 7.5 s,
+    where the chunks past the theme's end could only try lags that stay inside it (refitted with
+    them: speed 1.073)."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    x = load(engine.catalog.get(names["warzone2100__menu_enhanced.opus"]).path).samples
+    start = 1_793_114  # samples: 112.07 s
+    found = {m.track_id: m for m in engine.match_candidates(x[start : start + 10 * 16_000])}
+    theme = found[names["warzone2100__menu.wav"]]
+    assert theme.speed == pytest.approx(1.0, abs=0.005)
+    assert theme.track_offset_s + theme.duration_s == pytest.approx(45.0, abs=1.6)
+
+
 def excerpts_found_where_cut(
     shared_catalog, shared_audio, tmp_path, tracks, change, *, seed, within_s=2.0
 ):
