@@ -52,10 +52,6 @@ class EmbeddingConfig:
     # the network's layers in bfloat16 where the CPU computes it natively (AVX-512 BF16, AMX):
     # half the time, vectors within cosine 0.9999 of float32; elsewhere float32 (embeddings.py)
     bfloat16: bool = True
-    # a signal shorter than this runs the network on one thread: a 10 s query's layers are too
-    # small to share (match 55 → 51 ms, search 31 → 28 ms p50 on 2 cores), and the other core
-    # stays free; a 5 min upload takes 0.62 s on 2 threads, 0.84 s on one
-    one_thread_below_s: float = 60.0
 
 
 @dataclass(frozen=True)

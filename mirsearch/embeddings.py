@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,21 +53,6 @@ def native_bfloat16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-@contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to `n` for the block (process-wide: callers hold the lock),
-    then set back."""
-    before = torch.get_num_threads()
-    if n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class Embedder:
     """Loads a checkpoint once; `analyse` turns mono float32 samples into embeddings and genres."""
 
@@ -82,7 +65,6 @@ class Embedder:
     ):
         if threads:  # before any tensor work: a forked worker must never reach for more threads
             torch.set_num_threads(threads)
-        self.threads = torch.get_num_threads()  # the most `analyse` uses (`_threads_for`)
         checkpoint = load_checkpoint(checkpoint_path)
         if abs(checkpoint.window_s - config.window_s) > 1e-6:
             raise ModelError(
@@ -114,10 +96,6 @@ class Embedder:
     def sample_rate(self) -> int:
         return self.feature_config.sample_rate
 
-    def _threads_for(self, n_samples: int) -> int:
-        """One thread for a short signal (EmbeddingConfig.one_thread_below_s), else all of ours."""
-        return 1 if n_samples < self.config.one_thread_below_s * self.sample_rate else self.threads
-
     def analyse(
         self,
         samples: np.ndarray,
@@ -140,7 +118,7 @@ class Embedder:
         if x.size < window_n:
             x = np.pad(x, (0, window_n - x.size))
         window_s = self.config.window_s
-        with self._lock, _threads(self._threads_for(x.size)), torch.inference_mode():
+        with self._lock, torch.inference_mode():
             mel_db = self.model.front_end(torch.from_numpy(x), frequency_scale=frequency_scale)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
                 if self.is_student and not matching_only:

@@ -71,29 +71,6 @@ def test_bfloat16_where_native_keeps_the_float32_answers(embedder, pieces):
     np.testing.assert_array_equal(fast.fingerprint, slow.fingerprint)  # the print stays float32
 
 
-def test_a_short_signal_runs_the_network_on_one_thread_a_long_one_on_all(monkeypatch):
-    """A query's layers are too small to share between threads; a whole track's are not. The
-    process's setting is back as it was after each call."""
-    torch = pytest.importorskip("torch")
-    if torch.get_num_threads() < 2:
-        pytest.skip("one torch thread here: nothing to choose between")
-    config = EmbeddingConfig(one_thread_below_s=20.0)
-    embedder = Embedder(config=config)
-    used = []
-    feature_map = embedder.model.matcher.feature_map
-
-    def counting(mel_db):
-        used.append(torch.get_num_threads())
-        return feature_map(mel_db)
-
-    monkeypatch.setattr(embedder.model.matcher, "feature_map", counting)
-    before = torch.get_num_threads()
-    for seconds in (10.0, 19.0, 21.0):
-        embedder.analyse(np.zeros(int(seconds * SR), np.float32) + 0.01, matching_only=True)
-        assert torch.get_num_threads() == before
-    assert used == [1, 1, before]
-
-
 def test_a_short_clip_is_padded_to_one_window(embedder):
     a = embedder.analyse(np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1)
     assert a.vectors.shape == (1, embedder.dim)
