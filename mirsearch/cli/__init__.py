@@ -1,5 +1,6 @@
 """The `mirsearch` command (this package is the only place that parses arguments or prints):
-the catalog and query commands here, the model-building ones in cli/training.py."""
+the catalog commands here, the query ones in cli/queries.py, the model-building ones in
+cli/training.py."""
 
 from __future__ import annotations
 
@@ -8,106 +9,16 @@ import gc
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from pathlib import Path
 
 import click
 
 from mirsearch.cli.common import PATHS, _emit, _engine, _settings
+from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.errors import MirsearchError
-from mirsearch.workers import default_workers, ordered_map
 
 log = logging.getLogger(__name__)
-
-
-def _per_query(
-    queries: Sequence,
-    run: Callable,
-    show: Callable,
-    *,
-    as_json: bool,
-    key: str,
-    workers: int | None = 1,
-) -> None:
-    """`run(engine, query)` for each query on `workers` processes (None: one per core), each with
-    its own Engine; one line (or block) per query, in order; a failure doesn't stop the rest."""
-    from mirsearch.api import Engine
-
-    settings = _settings()
-    workers = default_workers(len(queries)) if workers is None else min(workers, len(queries))
-    if workers > 1:  # the catalog migrated once, here, not raced by the workers
-        _migrate(settings)
-    load = partial(Engine, settings, threads=1 if workers > 1 else None)
-    outcomes = ordered_map(load, partial(_attempt, run), queries, workers=workers)
-    ok = failed = 0
-    for query, outcome in zip(queries, outcomes, strict=True):
-        if isinstance(outcome, MirsearchError):
-            failed += 1
-            if as_json:
-                _emit({key: str(query), "error": str(outcome)})
-            else:
-                click.echo(f"{query}: error: {outcome}", err=True)
-            continue
-        ok += 1
-        if as_json:
-            _emit({key: str(query), **outcome})
-        else:
-            show(query, outcome)
-    if ok == 0 and failed:
-        sys.exit(1)
-
-
-def _attempt(run: Callable, engine, query):
-    """`run(engine, query)`, or the MirsearchError it raised, handed back as a value."""
-    try:
-        return run(engine, query)
-    except MirsearchError as exc:
-        return exc
-
-
-def _migrate(settings) -> None:
-    from mirsearch.catalog import Catalog
-
-    catalog = Catalog(settings.db_url)
-    catalog.migrate()
-    catalog.close()
-
-
-def _clips(paths: Iterable[Path]) -> list[Path]:
-    """The clips named: files as given, folders expanded into the audio files under them."""
-    from mirsearch.indexer import discover
-
-    clips: list[Path] = []
-    for path in paths:
-        if not path.is_dir():
-            clips.append(path)
-        elif found := discover([path]):
-            clips.extend(found)
-        else:
-            raise click.ClickException(f"{path}: no audio files in this folder")
-    return clips
-
-
-def _workers_option(f):
-    return click.option(
-        "--workers",
-        type=click.IntRange(1, 64),
-        default=None,
-        help="Processes answering in parallel [default: one per core, at most one per clip].",
-    )(f)
-
-
-def _show_results(query, payload: dict) -> None:
-    click.echo(f"{query}")
-    results = payload.get("results") or payload.get("similar") or []
-    for rank, r in enumerate(results, 1):
-        name = r["title"] or Path(r["path"]).name
-        genre = f"  [{r['genre']}]" if r.get("genre") else ""
-        click.echo(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['offset_s']:.1f}s{genre}")
-    if not results:
-        click.echo("  (no results)")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -122,7 +33,7 @@ def main(verbose: int) -> None:
     gc.freeze()
 
 
-for command in (train, train_default, evaluate):
+for command in (search_cmd, similar, match, classify, train, train_default, evaluate):
     main.add_command(command)
 
 
@@ -209,73 +120,6 @@ def index(
         sys.exit(1)
 
 
-def _genre_option(f):
-    return click.option(
-        "--genre", "genres", multiple=True, help="Only tracks of this genre (repeatable)."
-    )(f)
-
-
-def _k_option(f):
-    return click.option("--k", type=int, default=10, show_default=True, help="How many results.")(f)
-
-
-@main.command("search")
-@click.argument("clips", nargs=-1, required=True, type=PATHS)
-@_k_option
-@_genre_option
-@_workers_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
-def search_cmd(clips, k: int, genres: tuple[str, ...], workers: int | None, as_json: bool) -> None:
-    """Find the catalog songs that sound most like each clip (or each audio file in a folder)."""
-    run = partial(_search, k=k, genres=genres)
-    _per_query(_clips(clips), run, _show_results, as_json=as_json, key="query", workers=workers)
-
-
-def _search(engine, clip: Path, *, k: int, genres: tuple[str, ...]) -> dict:
-    return {"results": [r.to_dict() for r in engine.search(clip, k=k, genres=genres)]}
-
-
-@main.command()
-@click.argument("track_id", type=int)
-@_k_option
-@_genre_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-def similar(track_id: int, k: int, genres: tuple[str, ...], as_json: bool) -> None:
-    """More like this: catalog songs that sound like a catalog track."""
-    run = partial(_similar, k=k, genres=genres)
-    _per_query([track_id], run, _show_results, as_json=as_json, key="track_id")
-
-
-def _similar(engine, track_id: int, *, k: int, genres: tuple[str, ...]) -> dict:
-    return {"results": [r.to_dict() for r in engine.similar(track_id, k=k, genres=genres)]}
-
-
-@main.command()
-@click.argument("clips", nargs=-1, required=True, type=PATHS)
-@_workers_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
-def match(clips, workers: int | None, as_json: bool) -> None:
-    """Which catalog tracks each upload contains (near-duplicates: re-encodes, crops, edits);
-    a folder stands for the audio files under it."""
-
-    def show(clip, payload):
-        click.echo(f"{clip}")
-        for m in payload["matches"]:
-            click.echo(
-                f"  DUPLICATE of {m['title'] or Path(m['path']).name} (track {m['track_id']}): "
-                f"score {m['score']:.2f}, upload {m['query_offset_s']:.1f}s = track "
-                f"{m['track_offset_s']:.1f}s for {m['duration_s']:.1f}s, speed {m['speed']:.3f}"
-            )
-        if not payload["matches"]:
-            click.echo("  no catalog track found in it")
-
-    _per_query(_clips(clips), _match, show, as_json=as_json, key="query", workers=workers)
-
-
-def _match(engine, clip: Path) -> dict:
-    return {"matches": [m.to_dict() for m in engine.match(clip)]}
-
-
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def dupes(as_json: bool) -> None:
@@ -294,45 +138,6 @@ def dupes(as_json: bool) -> None:
         )
         click.echo(f"group {n}: {names}")
     click.echo(f"{len(groups)} near-duplicate groups")
-
-
-@main.command()
-@click.argument("files", nargs=-1, required=True, type=PATHS)
-@click.option("--timeline", is_flag=True, help="Also the genre of every window.")
-@click.option(
-    "--similar",
-    "similar_k",
-    type=click.IntRange(0, 100),
-    default=5,
-    show_default=True,
-    help="How many similar catalog tracks to list (0: none).",
-)
-@_workers_option
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per file per line.")
-def classify(files, timeline: bool, similar_k: int, workers: int | None, as_json: bool) -> None:
-    """Genre probabilities and tags of each file (or each audio file in a folder), and the most
-    similar catalog tracks."""
-
-    def show(path, payload):
-        top = sorted(payload["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        click.echo(
-            f"{path}: {payload['genre']}  (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")"
-        )
-        if payload["tags"]:
-            click.echo(
-                "  tags: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in payload["tags"])
-            )
-        for w in payload.get("timeline", []):
-            click.echo(f"  {w['offset_s']:7.1f}s {w['genre']} {w['probability']:.2f}")
-        for r in payload["similar"]:
-            click.echo(f"  similar: {r['score']:.3f} {r['title'] or Path(r['path']).name}")
-
-    run = partial(_classify, similar_k=similar_k, timeline=timeline)
-    _per_query(_clips(files), run, show, as_json=as_json, key="query", workers=workers)
-
-
-def _classify(engine, path: Path, *, similar_k: int, timeline: bool) -> dict:
-    return engine.classify(path, similar_k=similar_k, timeline=timeline).to_dict()
 
 
 @main.command()
