@@ -265,8 +265,9 @@ def _refitted(alignment: Alignment, centres_s: np.ndarray, lags_s: np.ndarray) -
         return alignment
     i, j = np.triu_indices(centres_s.size, k=1)  # every pair of chunks, i before j
     slope = float(np.median((lags_s[j] - lags_s[i]) / (centres_s[j] - centres_s[i])))
-    at_start = float(np.median(lags_s - slope * (centres_s - alignment.query_start_s)))
-    residuals = lags_s - at_start - slope * (centres_s - alignment.query_start_s)
+    detrended = lags_s - slope * (centres_s - alignment.query_start_s)  # each chunk's lag at start
+    at_start = float(np.median(detrended))
+    residuals = detrended - at_start
     if abs(slope) > RESPEED_MAX_CHANGE or np.median(np.abs(residuals)) > RESPEED_MAX_RESIDUAL_S:
         return alignment
     return dataclasses.replace(
