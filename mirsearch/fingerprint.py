@@ -221,33 +221,42 @@ def check(
     hop = max(1, round(chunk_hop_s * frames_per_s))
     max_lag = round(max_lag_s * frames_per_s)
     lags = np.arange(-max_lag, max_lag + 1)
-    query = _floored(query)
     first = max(0, round(alignment.query_start_s * frames_per_s))
     stop = min(query.shape[1], round(alignment.query_end_s * frames_per_s))
     starts = np.arange(first, max(first + 1, stop - n + 1), hop)
     starts = starts[starts + n <= query.shape[1]]
     if starts.size > max_chunks:
         starts = starts[np.round(np.linspace(0, starts.size - 1, max_chunks)).astype(int)]
-    scores, centres_s, best_lags = [], [], []
-    for start in starts:
-        frames = np.arange(start, start + n)
-        seconds = alignment.track_offset_s + alignment.speed * (
-            frames / frames_per_s - alignment.query_start_s
-        )
-        columns = np.round(seconds * frames_per_s).astype(np.int64)  # the line's track frames
-        inside = (columns[0] + lags >= 0) & (columns[-1] + lags < track.shape[1])
-        if not inside.any():
-            continue
-        correlations = _lag_correlations(_centred(query[:, frames]), track, columns, lags)[inside]
-        best = int(np.argmax(correlations))
-        scores.append(float(correlations[best] - background * np.median(correlations)))
-        if 0 < best < correlations.size - 1:  # at an end of the lags searched: a bound, not a lag
-            centres_s.append((start + n / 2) / frames_per_s)
-            best_lags.append(lags[inside][best] / frames_per_s)
-    if not scores:
+    frames = starts[:, None] + np.arange(n)  # (chunks, n) query frames
+    seconds = alignment.track_offset_s + alignment.speed * (
+        frames / frames_per_s - alignment.query_start_s
+    )
+    columns = np.round(seconds * frames_per_s).astype(np.int64)  # the line's track frames
+    inside = (columns[:, :1] + lags >= 0) & (columns[:, -1:] + lags < track.shape[1])
+    kept = inside.any(axis=1)
+    if not kept.any():
         return Check(0.0, alignment)
-    refitted = _refitted(alignment, np.array(centres_s), np.array(best_lags))
+    frames, columns, inside = frames[kept], columns[kept], inside[kept]
+    chunks = _centred(np.moveaxis(_floored(query)[:, frames], 1, 0))
+    correlations = _lag_correlations(chunks, track, columns, lags)
+    # the lags inside the track are a run [low, high] of each chunk's row
+    low, high = inside.argmax(axis=1), lags.size - 1 - inside[:, ::-1].argmax(axis=1)
+    best = np.where(inside, correlations, -np.inf).argmax(axis=1)
+    rows = np.arange(best.size)
+    scores = correlations[rows, best] - background * _row_medians(correlations, inside)
+    # a best lag at an end of the lags searched is a bound, not a lag
+    free = (low < best) & (best < high)
+    centres_s = (frames[free, 0] + n / 2) / frames_per_s
+    refitted = _refitted(alignment, centres_s, lags[best[free]] / frames_per_s)
     return Check(float(np.median(scores)), refitted)
+
+
+def _row_medians(x: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """(rows, columns) → each row's median over its `kept` columns (at least one a row)."""
+    counts = kept.sum(axis=1)
+    ordered = np.sort(np.where(kept, x, np.inf), axis=1)
+    rows = np.arange(x.shape[0])
+    return (ordered[rows, (counts - 1) // 2] + ordered[rows, counts // 2]) / 2
 
 
 def _refitted(alignment: Alignment, centres_s: np.ndarray, lags_s: np.ndarray) -> Alignment:
@@ -280,40 +289,53 @@ def _refitted(alignment: Alignment, centres_s: np.ndarray, lags_s: np.ndarray) -
 def _lag_correlations(
     q: np.ndarray, track: np.ndarray, columns: np.ndarray, lags: np.ndarray
 ) -> np.ndarray:
-    """(lags,) correlation of the centred query chunk q (bands, n) with the track's floored frames
-    `columns + lag`, each centred the same way (per band over frames, per frame over bands).
+    """(chunks, lags) correlations of each centred query chunk q[c] (bands, n) with the track's
+    floored frames `columns[c] + lag`, each centred the same way (per band over frames, per frame
+    over bands).
 
     The shifted track chunks are never built: q being centred, its product with a chunk equals
     its product with the centred chunk, and a chunk's centred energy follows from its sums
     (total, per band, per frame, of squares), all sliding sums over the track's frames weighted
     by how often the line visits each frame (a sped-up line skips some, a slowed one repeats).
-    Frames off the track read as zeros; the caller drops the lags that reach them.
+    Every chunk's sliding sums over every lag are taken at once, as products of Fourier
+    transforms. Frames off the track read as zeros; the caller drops the lags that reach them.
     """
-    bands, n = q.shape
-    visits = np.bincount(columns - columns[0]).astype(np.float64)  # (width,) per frame at lag 0
-    first = columns[0] + lags[0]
-    span = np.zeros((bands, visits.size + lags.size - 1))
-    lo, hi = max(first, 0), min(first + span.shape[1], track.shape[1])
-    if hi > lo:
-        span[:, lo - first : hi - first] = _floored(track[:, lo:hi])
-    weights = np.zeros((bands, visits.size, 2))  # per band: the visits, and q where it lands
-    weights[:, :, 0] = visits
-    np.add.at(weights[:, :, 1], (slice(None), columns - columns[0]), q)
-    windows = np.lib.stride_tricks.sliding_window_view(span, visits.size, axis=1)
-    per_band, products = np.moveaxis(windows @ weights, 2, 0)  # each (bands, lags)
-    per_frame = span.sum(axis=0)
+    chunks, bands, n = q.shape
+    steps = columns - columns[:, :1]  # (chunks, n) each frame's track column from the chunk's first
+    width = int(steps.max()) + 1
+    size = width + lags.size - 1  # the track frames a chunk's lags reach
+    fft_size = 1 << (size - 1).bit_length()
+    rows = np.arange(chunks)[:, None]
+    visits = np.bincount((rows * width + steps).ravel(), minlength=chunks * width)
+    visits = visits.reshape(chunks, width).astype(np.float64)
+    landing = (rows[:, :, None] * bands + np.arange(bands)[:, None]) * width + steps[:, None, :]
+    landed = np.bincount(landing.ravel(), q.ravel(), minlength=chunks * bands * width)
+    landed = landed.reshape(chunks, bands, width)  # q summed where it lands on the track
+    reach = columns[:, :1] + lags[0] + np.arange(size)  # (chunks, size) track frames
+    on_track = (reach >= 0) & (reach < track.shape[1])
+    span = _floored(track[:, np.clip(reach, 0, track.shape[1] - 1)]).astype(np.float64)
+    span = np.moveaxis(span * on_track, 1, 0)  # (chunks, bands, size), zeros off the track
+    spectrum = np.fft.rfft(span, fft_size)
+    visited = np.conj(np.fft.rfft(visits, fft_size))[:, None, :]
 
-    def slid(x: np.ndarray) -> np.ndarray:  # a frame series' sums under each lag's visits
-        return np.correlate(x, visits, mode="valid")
+    def slid(x: np.ndarray) -> np.ndarray:  # sums of x (…, size) under each lag's visits
+        return np.fft.irfft(np.fft.rfft(x, fft_size) * visited[..., 0, :], fft_size)[
+            ..., : lags.size
+        ]
 
+    products = np.fft.irfft(
+        (spectrum * np.conj(np.fft.rfft(landed, fft_size))).sum(axis=1), fft_size
+    )[:, : lags.size]
+    per_band = np.fft.irfft(spectrum * visited, fft_size)[..., : lags.size]
+    per_frame = span.sum(axis=1)
     energy = (
-        slid(np.square(span).sum(axis=0))
-        - np.square(per_band).sum(axis=0) / n
+        slid(np.square(span).sum(axis=1))
+        - np.square(per_band).sum(axis=1) / n
         - slid(np.square(per_frame)) / bands
         + np.square(slid(per_frame)) / (bands * n)
     )
-    norms = np.sqrt(float(np.square(q).sum()) * np.maximum(energy, 0.0)) + 1e-9
-    return products.sum(axis=0) / norms
+    norms = np.sqrt(np.square(q).sum(axis=(1, 2))[:, None] * np.maximum(energy, 0.0)) + 1e-9
+    return products / norms
 
 
 def _floored(x: np.ndarray) -> np.ndarray:
@@ -324,7 +346,7 @@ def _floored(x: np.ndarray) -> np.ndarray:
 
 
 def _centred(chunk: np.ndarray) -> np.ndarray:
-    """(bands, frames) float64 less each band's mean over frames and each frame's mean over
+    """(…, bands, frames) float64 less each band's mean over frames and each frame's mean over
     bands."""
-    chunk = chunk - chunk.mean(axis=1, keepdims=True, dtype=np.float64)
-    return chunk - chunk.mean(axis=0, keepdims=True)
+    chunk = chunk - chunk.mean(axis=-1, keepdims=True, dtype=np.float64)
+    return chunk - chunk.mean(axis=-2, keepdims=True)
