@@ -74,11 +74,11 @@ def _record_shard(home: Path, audio_dir: Path, shard: int, shards: int) -> None:
         if row["path"] not in mine:
             continue
         hypotheses = []
-        for semitones in config.pitch_hypotheses_st:
-            scale = 2 ** (semitones / 12)
-            analysis = engine.embedder.analyse(
-                y, hop_s=engine.settings.embedding.query_hop_s, frequency_scale=scale
-            )
+        scales = [2 ** (st / 12) for st in config.pitch_hypotheses_st]
+        matchings = engine.embedder.matching(
+            y, hop_s=engine.settings.embedding.query_hop_s, frequency_scales=scales
+        )
+        for scale, analysis in zip(scales, matchings, strict=True):
             lines = duplicates._lines(
                 index, analysis.vectors, analysis.offsets_s, config=config, exclude=frozenset()
             )

@@ -168,11 +168,11 @@ def run(audio_dir: Path, *, quick: bool) -> dict:
             )
         ):
             lists = defaultdict(list)
-            for semitones in config.pitch_hypotheses_st:
-                scale = 2 ** (semitones / 12)
-                analysis = engine.embedder.analyse(
-                    y, hop_s=engine.settings.embedding.query_hop_s, frequency_scale=scale
-                )
+            scales = [2 ** (st / 12) for st in config.pitch_hypotheses_st]
+            hypotheses = engine.embedder.matching(
+                y, hop_s=engine.settings.embedding.query_hop_s, frequency_scales=scales
+            )
+            for scale, analysis in zip(scales, hypotheses, strict=True):
                 query_base = base_print(engine, y, frequency_scale=scale)
                 for index_name, index in indexes.items():
                     lines = duplicates._lines(

@@ -259,24 +259,15 @@ class Engine:
         index = self._require_index()
         config = self.settings.duplicates
         prints = remembered(self.catalog.prints)
-        per_hypothesis = []
-        for semitones in config.pitch_hypotheses_st:
-            analysis = self.embedder.analyse(
-                samples,
-                hop_s=self.settings.embedding.query_hop_s,
-                frequency_scale=2 ** (semitones / 12),
-                matching_only=True,
-            )
-            per_hypothesis.append(
-                candidates(
-                    index,
-                    analysis.vectors,
-                    analysis.offsets_s,
-                    analysis.fingerprint,
-                    prints,
-                    config=config,
-                )
-            )
+        hypotheses = self.embedder.matching(
+            samples,
+            hop_s=self.settings.embedding.query_hop_s,
+            frequency_scales=[2 ** (st / 12) for st in config.pitch_hypotheses_st],
+        )
+        per_hypothesis = [
+            candidates(index, h.vectors, h.offsets_s, h.fingerprint, prints, config=config)
+            for h in hypotheses
+        ]
         return best_per_track(*per_hypothesis)
 
     def match(self, path: Path) -> list[MatchResult]:

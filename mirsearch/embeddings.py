@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.errors import ModelError
+from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
 from mirsearch.nn import Student
 from mirsearch.vocabulary import GENRES, genre_scores
@@ -44,6 +46,15 @@ class Analysis:
     mel_db: torch.Tensor  # (n_mels, n_frames) the log-mel all of it comes from (features.log_mel)
 
 
+@dataclass(frozen=True)
+class Matching:
+    """What a near-duplicate check reads of one signal (`Embedder.matching`)."""
+
+    vectors: np.ndarray  # (n, D) float32, L2-normalised matching window embeddings
+    offsets_s: np.ndarray  # (n,) float32, where each window starts
+    fingerprint: np.ndarray  # (bands, frames) float32 verification print in dB (fingerprint.py)
+
+
 def native_bfloat16() -> bool:
     """Whether this CPU computes bfloat16 natively (AVX-512 BF16 or AMX tiles). There the
     network's convolutions take half the time (an 83 s track: 78 → 39 ms on one core) and its
@@ -54,7 +65,8 @@ def native_bfloat16() -> bool:
 
 
 class Embedder:
-    """Loads a checkpoint once; `analyse` turns mono float32 samples into embeddings and genres."""
+    """Loads a checkpoint once; `analyse` turns mono float32 samples into embeddings and genres,
+    `matching` into what a near-duplicate check reads (at one or several pitch hypotheses)."""
 
     def __init__(
         self,
@@ -96,32 +108,18 @@ class Embedder:
     def sample_rate(self) -> int:
         return self.feature_config.sample_rate
 
-    def analyse(
-        self,
-        samples: np.ndarray,
-        *,
-        hop_s: float | None = None,
-        frequency_scale: float = 1.0,
-        matching_only: bool = False,
-    ) -> Analysis:
+    def analyse(self, samples: np.ndarray, *, hop_s: float | None = None) -> Analysis:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
-        A signal shorter than one window is zero-padded to one window. `frequency_scale` ≠ 1
-        embeds the signal as if pitch-shifted by its inverse (see features.log_mel). With
-        `matching_only`, or at a frequency scale ≠ 1, a student computes only the matching
-        vectors and the print (what near-duplicate checks read): no tags, genres or track vector.
+        A signal shorter than one window is zero-padded to one window.
         """
-        matching_only = matching_only or frequency_scale != 1.0
         hop_s = self.config.hop_s if hop_s is None else hop_s
-        window_n = int(self.config.window_s * self.sample_rate)
-        x = np.asarray(samples, dtype=np.float32)
-        if x.size < window_n:
-            x = np.pad(x, (0, window_n - x.size))
+        x = self._padded(samples)
         window_s = self.config.window_s
         with self._lock, torch.inference_mode():
-            mel_db = self.model.front_end(torch.from_numpy(x), frequency_scale=frequency_scale)
+            mel_db = self.model.front_end(torch.from_numpy(x))
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
-                if self.is_student and not matching_only:
+                if self.is_student:
                     vectors, offsets, z, rhythm = self.model.both_windows(
                         mel_db, window_s=window_s, hop_s=hop_s
                     )
@@ -133,15 +131,10 @@ class Embedder:
                     rhythm = torch.zeros(0)
             # float32 from here on; normalised again, as bfloat16 leaves norms up to 0.3 % off
             vectors = F.normalize(vectors.float(), dim=-1)
-            n_genres = len(self.labels)
             if not self.is_student:
                 track = F.normalize(vectors.mean(dim=0), dim=0)
                 window_p = torch.softmax(self.model.head(vectors), dim=-1).numpy()
                 probabilities, tags = window_p.mean(axis=0), np.zeros(0, np.float32)
-            elif matching_only:  # e.g. a pitch hypothesis of a near-duplicate check
-                track = torch.zeros(self.dim)
-                window_p, probabilities = np.zeros((len(vectors), n_genres)), np.zeros(n_genres)
-                tags = np.zeros(len(self.tag_labels), np.float32)
             else:
                 track = F.normalize(F.normalize(z, dim=-1).mean(dim=0), dim=0)
                 window_tags = torch.sigmoid(self.model.tag_head(z)).numpy()
@@ -168,3 +161,31 @@ class Embedder:
             fingerprint=make_print(mel_db.numpy(), self.feature_config),
             mel_db=mel_db,
         )
+
+    def matching(
+        self, samples: np.ndarray, *, hop_s: float, frequency_scales: Sequence[float]
+    ) -> list[Matching]:
+        """What a near-duplicate check reads of `samples` at each frequency scale (its pitch
+        hypotheses, see features.log_mel): the matching vectors and the print, no tags, genres
+        or track vector; the STFT taken once and the network run once on all of them."""
+        x = self._padded(samples)
+        with self._lock, torch.inference_mode():
+            mel_dbs = log_mels(torch.from_numpy(x), self.feature_config, frequency_scales)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
+                windows = self.model.embed_windows_of(
+                    mel_dbs, window_s=self.config.window_s, hop_s=hop_s
+                )
+            return [
+                Matching(
+                    vectors=F.normalize(vectors.float(), dim=-1).numpy(),  # as in analyse
+                    offsets_s=offsets.numpy().astype(np.float32),
+                    fingerprint=make_print(mel_db.numpy(), self.feature_config),
+                )
+                for (vectors, offsets), mel_db in zip(windows, mel_dbs, strict=True)
+            ]
+
+    def _padded(self, samples: np.ndarray) -> np.ndarray:
+        """float32 samples, zero-padded to one window if shorter."""
+        window_n = int(self.config.window_s * self.sample_rate)
+        x = np.asarray(samples, dtype=np.float32)
+        return np.pad(x, (0, window_n - x.size)) if x.size < window_n else x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cache
 
@@ -74,10 +75,17 @@ def mel_power(
     waveform: torch.Tensor, config: FeatureConfig, *, frequency_scale: float = 1.0
 ) -> torch.Tensor:
     """Mel power spectrogram: (..., n_samples) float → (..., n_mels, n_frames), centred frames."""
+    return mel_powers(waveform, config, (frequency_scale,))[0]
+
+
+def mel_powers(
+    waveform: torch.Tensor, config: FeatureConfig, frequency_scales: Sequence[float]
+) -> torch.Tensor:
+    """`mel_power` at each of `frequency_scales` (a leading axis), the STFT taken once."""
     with torch.no_grad():
         stft = _spectrogram(config)(waveform.float())
         power = stft.real.square() + stft.imag.square()
-        return _mel_scale(config, float(frequency_scale))(power)
+        return torch.stack([_mel_scale(config, float(s))(power) for s in frequency_scales])
 
 
 def log_mel(
@@ -87,11 +95,20 @@ def log_mel(
 
     The floor is absolute (-config.top_db dB), not relative to the loudest frame, so a window gives
     the same values alone, inside a whole track or in a batch. Training, indexing and querying all
-    call this function. `frequency_scale` reads every band at that multiple of its frequencies
-    (`moved_filterbank`): the spectrogram of the signal pitch-shifted by 1 / frequency_scale (up
-    to the band edges), which is how a near-duplicate query undoes a suspected pitch change.
+    call this function (or `log_mels`, the same at several scales). `frequency_scale` reads every
+    band at that multiple of its frequencies (`moved_filterbank`): the spectrogram of the signal
+    pitch-shifted by 1 / frequency_scale (up to the band edges), which is how a near-duplicate
+    query undoes a suspected pitch change.
     """
-    mel = mel_power(waveform, config, frequency_scale=frequency_scale)
+    return log_mels(waveform, config, (frequency_scale,))[0]
+
+
+def log_mels(
+    waveform: torch.Tensor, config: FeatureConfig, frequency_scales: Sequence[float]
+) -> torch.Tensor:
+    """`log_mel` at each of `frequency_scales` (a leading axis), the STFT taken once: a
+    near-duplicate query's pitch hypotheses."""
+    mel = mel_powers(waveform, config, frequency_scales)
     return _to_db()(mel).clamp_(min=-config.top_db)
 
 

@@ -82,7 +82,12 @@ class GenreNet(nn.Module):
 
         The feature map is computed once; window k pools the columns from round(k·hop) on.
         """
-        return self.windows_of_map(self.feature_map(mel_db.unsqueeze(0))[0], window_s, hop_s)
+        return self.embed_windows_of(mel_db.unsqueeze(0), window_s=window_s, hop_s=hop_s)[0]
+
+    def embed_windows_of(self, mel_dbs: torch.Tensor, *, window_s: float, hop_s: float):
+        """`embed_windows` of each of several (B, n_mels, n_frames) log-mels of one length, the
+        trunk run once on the batch."""
+        return [self.windows_of_map(h, window_s, hop_s) for h in self.feature_map(mel_dbs)]
 
     def windows_of_map(self, h: torch.Tensor, window_s: float, hop_s: float):
         """(C, T') feature map → (n, D) window embeddings and their starts (s)."""
@@ -276,6 +281,10 @@ class Student(nn.Module):
     def embed_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
         """Matching vectors: see GenreNet.embed_windows."""
         return self.matcher.embed_windows(mel_db, window_s=window_s, hop_s=hop_s)
+
+    def embed_windows_of(self, mel_dbs: torch.Tensor, *, window_s: float, hop_s: float):
+        """Matching vectors of several log-mels: see GenreNet.embed_windows_of."""
+        return self.matcher.embed_windows_of(mel_dbs, window_s=window_s, hop_s=hop_s)
 
     # -- tagging branch ---------------------------------------------------------------------
     def stem(self, mel_db: torch.Tensor) -> torch.Tensor:

@@ -41,14 +41,23 @@ def test_the_rhythm_profile_finds_the_beat(embedder, bpm, lag):
     assert int(profile[3:].argmax()) + 4 == lag  # 16 stem columns a second; lags from 1
 
 
-def test_matching_only_gives_the_same_vectors_and_print_without_the_tags(embedder, pieces):
+def test_matching_gives_the_analysis_vectors_and_print(embedder, pieces):
     full = embedder.analyse(pieces[0], hop_s=0.5)
-    lean = embedder.analyse(pieces[0], hop_s=0.5, matching_only=True)
+    (lean,) = embedder.matching(pieces[0], hop_s=0.5, frequency_scales=[1.0])
     np.testing.assert_array_equal(lean.vectors, full.vectors)
     np.testing.assert_array_equal(lean.offsets_s, full.offsets_s)
     np.testing.assert_array_equal(lean.fingerprint, full.fingerprint)
-    if embedder.is_student:
-        assert not lean.tag_probabilities.any() and not lean.track_vector.any()
+
+
+def test_matching_at_several_scales_equals_each_scale_alone(embedder, pieces):
+    scales = [2 ** (-1 / 12), 1.0, 2 ** (1 / 12)]
+    together = embedder.matching(pieces[0], hop_s=0.5, frequency_scales=scales)
+    for scale, joint in zip(scales, together, strict=True):
+        (alone,) = embedder.matching(pieces[0], hop_s=0.5, frequency_scales=[scale])
+        assert (joint.vectors * alone.vectors).sum(axis=1).min() > 0.9999
+        np.testing.assert_array_equal(joint.fingerprint, alone.fingerprint)
+    shifted = (together[0].vectors * together[1].vectors).sum(axis=1).mean()
+    assert shifted < 0.999  # each scale did read the signal differently
 
 
 def test_same_samples_give_bit_identical_vectors(embedder, pieces):
