@@ -136,6 +136,9 @@ def score(layout: tuple[int, int, float], config: DuplicateConfig) -> list[dict]
                     "false_score": max(
                         (m.score for m in found if m.track_id not in q["accepted"]), default=0.0
                     ),
+                    "true_match": next(
+                        (m.to_dict() for m in found if m.track_id == q["truth"]), None
+                    ),
                 }
             )
     return records
