@@ -82,9 +82,8 @@ def _record_shard(home: Path, audio_dir: Path, shard: int, shards: int) -> None:
             lines = duplicates._lines(
                 index, analysis.vectors, analysis.offsets_s, config=config, exclude=frozenset()
             )
-            lines.sort(key=lambda m: (-duplicates._window_logit(m, config), m.track_id))
             query_print = print_formats.base_print(engine, y, frequency_scale=scale)
-            hypotheses.append((lines[: config.verify_candidates], query_print.astype(np.float16)))
+            hypotheses.append((lines, query_print.astype(np.float16)))
         truth = track_of.get(row["path"])
         queries.append(
             {
@@ -109,20 +108,13 @@ def score(layout: tuple[int, int, float], config: DuplicateConfig) -> list[dict]
     records = []
     for part in sorted(OUT.glob("queries-*.pkl")):
         for q in pickle.loads(part.read_bytes()):
-            per_hypothesis = [
-                [
-                    duplicates._verified(
-                        m,
-                        fmt.query(query_print.astype(np.float32)),
-                        stored.get(m.track_id),
-                        fmt.frames_per_s,
-                        config,
-                    )
-                    for m in lines
-                ]
-                for lines, query_print in q["hypotheses"]
-            ]
-            found = duplicates.best_per_track(*per_hypothesis)
+            per_reading = [lines for lines, _ in q["hypotheses"]]
+            query_prints = [fmt.query(p.astype(np.float32)) for _, p in q["hypotheses"]]
+            duration_s = q["hypotheses"][0][1].shape[1] / print_formats.BASE_FPS
+            chosen = duplicates.strongest(per_reading, duration_s, config)
+            found = duplicates.verified_best(
+                per_reading, query_prints, chosen, stored, fmt.frames_per_s, config
+            )
             records.append(
                 {
                     "track": q["track"],

@@ -167,42 +167,35 @@ def run(audio_dir: Path, *, quick: bool) -> dict:
                 clips={"5s": (5.0, 1), "10s": (10.0, 1)},
             )
         ):
-            lists = defaultdict(list)
             scales = [2 ** (st / 12) for st in config.pitch_hypotheses_st]
             hypotheses = engine.embedder.matching(
                 y, hop_s=engine.settings.embedding.query_hop_s, frequency_scales=scales
             )
-            for scale, analysis in zip(scales, hypotheses, strict=True):
-                query_base = base_print(engine, y, frequency_scale=scale)
-                for index_name, index in indexes.items():
-                    lines = duplicates._lines(
-                        index,
-                        analysis.vectors,
-                        analysis.offsets_s,
-                        config=config,
-                        exclude=frozenset(),
+            query_bases = [base_print(engine, y, frequency_scale=scale) for scale in scales]
+            found_by = {}
+            for index_name, index in indexes.items():
+                per_reading = [
+                    duplicates._lines(
+                        index, h.vectors, h.offsets_s, config=config, exclude=frozenset()
                     )
-                    lines = sorted(
-                        lines, key=lambda m: (-duplicates._window_logit(m, config), m.track_id)
+                    for h in hypotheses
+                ]
+                chosen = duplicates.strongest(per_reading, y.size / 16_000, config)
+                for vi, fname in variants:
+                    if vi != index_name:
+                        continue
+                    fmt = fmt_of[fname]
+                    found_by[(vi, fname)] = duplicates.verified_best(
+                        per_reading,
+                        [fmt.query(base) for base in query_bases],
+                        chosen,
+                        stored[fname],
+                        fmt.frames_per_s,
+                        config,
                     )
-                    lines = lines[: config.verify_candidates]
-                    for vi, fname in variants:
-                        if vi != index_name:
-                            continue
-                        fmt = fmt_of[fname]
-                        q = fmt.query(query_base)
-                        lists[(vi, fname)].append(
-                            [
-                                duplicates._verified(
-                                    m, q, stored[fname].get(m.track_id), fmt.frames_per_s, config
-                                )
-                                for m in lines
-                            ]
-                        )
             truth = track_of.get(row["path"])
             accepted = twins.get(row["pair_group"] or row["path"], set())
-            for key, per_hypothesis in lists.items():
-                found = duplicates.best_per_track(*per_hypothesis)
+            for key, found in found_by.items():
                 records[f"{key[0]} | {key[1]}"].append(
                     {
                         "track": row["path"],

@@ -24,7 +24,7 @@ import numpy as np
 
 from mirsearch import fingerprint
 from mirsearch.config import DuplicateConfig, FeatureConfig, IndexConfig
-from mirsearch.duplicates import best_per_track, candidates
+from mirsearch.duplicates import Reading, candidates
 from mirsearch.index import WINDOW_BITS, IndexMeta, VectorIndex
 from mirsearch.neighbours import IdIndex, normalise
 from mirsearch.search import rank
@@ -147,9 +147,8 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
         return {t: pool[t % len(pool)] for t in track_ids}
 
     def match_one(i: int) -> list:
-        return best_per_track(
-            *(candidates(index, h, offsets_s, query_prints[i], prints) for h in hypotheses[i])
-        )
+        readings = [Reading(h, offsets_s, query_prints[i]) for h in hypotheses[i]]
+        return candidates(index, readings, prints)
 
     exact_hits, exact_windows = rank_all(), nearest_windows(index, probe)
     result = {"tracks": n_tracks, "windows": index.ntotal_windows, "dim": dim}

@@ -15,14 +15,7 @@ import numpy as np
 from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.duplicates import (
-    Match,
-    best_per_track,
-    calibrated_threshold,
-    candidates,
-    ranked,
-    remembered,
-)
+from mirsearch.duplicates import Match, Reading, calibrated_threshold, candidates, ranked
 from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
 from mirsearch.groups import find_groups
 from mirsearch.index import IndexMeta, VectorIndex, reading
@@ -253,22 +246,19 @@ class Engine:
         """The catalog tracks the signal's windows align with best, verified and scored (not
         thresholded).
 
-        The signal is embedded once per pitch hypothesis, and its print at that hypothesis checks
-        the alignments found with it; each track keeps its best alignment.
+        The signal is read at each pitch hypothesis (its windows' vectors and its print, one
+        batched pass of the network), and each track keeps its best alignment over them
+        (duplicates.candidates).
         """
         index = self._require_index()
         config = self.settings.duplicates
-        prints = remembered(self.catalog.prints)
         hypotheses = self.embedder.matching(
             samples,
             hop_s=self.settings.embedding.query_hop_s,
             frequency_scales=[2 ** (st / 12) for st in config.pitch_hypotheses_st],
         )
-        per_hypothesis = [
-            candidates(index, h.vectors, h.offsets_s, h.fingerprint, prints, config=config)
-            for h in hypotheses
-        ]
-        return best_per_track(*per_hypothesis)
+        readings = [Reading(h.vectors, h.offsets_s, h.fingerprint) for h in hypotheses]
+        return candidates(index, readings, self.catalog.prints, config=config)
 
     def match(self, path: Path) -> list[MatchResult]:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""

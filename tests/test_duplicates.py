@@ -13,10 +13,13 @@ from mirsearch import fingerprint
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.duplicates import (
     CALIBRATION,
+    Match,
+    Reading,
     _best_cells,
     calibrated_threshold,
+    candidates,
     find_matches,
-    remembered,
+    strongest,
 )
 from mirsearch.index import IndexMeta, VectorIndex
 
@@ -169,19 +172,40 @@ def test_two_excerpts_back_to_back_give_both(catalog):
     assert later.query_offset_s == pytest.approx(ta[-1] + QUERY_HOP_S, abs=1.0)
 
 
-def test_remembered_prints_ask_for_each_track_once(catalog):
-    _, _, prints = catalog
+def test_each_reading_line_of_a_checked_track_is_verified_and_the_best_kept(catalog):
+    """A pitch hypothesis whose windows line up but whose print does not agree (here: another
+    track's) must not hide the reading whose print does."""
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    wrong_print = prints[3][:, : query_print.shape[1]]
     asked = []
 
     def counting(ids):
-        asked.extend(ids)
+        asked.append(sorted(ids))
         return lookup(prints)(ids)
 
-    shared = remembered(counting)
-    assert set(shared([1, 2, 999])) == {1, 2}
-    assert set(shared([2, 3, 999])) == {2, 3}
-    assert np.array_equal(shared([1])[1], prints[1])
-    assert sorted(asked) == [1, 2, 3, 999]
+    def found(*query_prints):
+        readings = [Reading(vectors, times, p) for p in query_prints]
+        return {m.track_id: m for m in candidates(index, readings, counting, config=CONFIG)}
+
+    assert found(wrong_print)[7].score < THRESHOLD
+    best = found(wrong_print, query_print)[7]
+    assert best.score >= THRESHOLD and best.agreement == found(query_print)[7].agreement
+    assert all(len(ids) == len(set(ids)) <= CONFIG.verify_tracks for ids in asked)  # one lookup
+
+
+def line(track_id: int, similarity: float) -> Match:
+    return Match(track_id, 0.0, 0.0, 0.0, 5.0, 1.0, windows=5, similarity=similarity)
+
+
+def test_the_tracks_of_most_window_evidence_are_checked_more_for_longer_queries():
+    n = CONFIG.verify_tracks
+    first = [line(t, 0.5 + 0.01 * t) for t in range(1, 40)]  # track 39 the strongest here
+    second = [line(100, 0.99), line(1, 0.95)]  # strongest in another pitch hypothesis only
+    chosen = strongest([first, second], 10.0, CONFIG)
+    assert chosen == {100, 1, *range(39, 39 - (n - 2), -1)}
+    assert len(strongest([first, second], 61.0, CONFIG)) == 2 * n
+    assert strongest([[], []], 10.0, CONFIG) == set()
 
 
 def test_the_shipped_calibration_belongs_to_the_shipped_model():
