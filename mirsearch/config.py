@@ -122,7 +122,7 @@ class DuplicateConfig:
     # a query is also embedded as if shifted back by each of these (semitones): a pitch or speed
     # change moves the spectrum, which the network sees; the best alignment over them counts
     pitch_hypotheses_st: tuple[float, ...] = (-1.0, 0.0, 1.0)
-    verify_tracks: int = 5  # tracks of most window evidence checked on the prints, a minute
+    verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...
     verify_max_lag_s: float = 1.0  # ... each free to shift this far from the line (its offset
