@@ -172,6 +172,22 @@ def test_two_excerpts_back_to_back_give_both(catalog):
     assert later.query_offset_s == pytest.approx(ta[-1] + QUERY_HOP_S, abs=1.0)
 
 
+def test_a_long_upload_of_many_excerpts_lists_them_all(catalog):
+    """More catalog tracks than one minute's checks allow (CONFIG.verify_tracks), back to back
+    in a two-minute upload: each minute brings its own checks."""
+    index, tracks, prints = catalog
+    n = CONFIG.verify_tracks + 4
+    parts = [excerpt(tracks[t], prints[t], 10.0 + 2 * t, 10.0) for t in range(1, n + 1)]
+    vectors = np.concatenate([v for v, _, _ in parts])
+    times = np.concatenate([10.0 * i + t for i, (_, t, _) in enumerate(parts)])
+    query_print = np.concatenate([p for _, _, p in parts], axis=1)
+    assert 60 < query_print.shape[1] / PRINT_FPS <= 120
+    matches = find_matches(
+        index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
+    )
+    assert {m.track_id for m in matches} == set(range(1, n + 1))
+
+
 def test_each_reading_line_of_a_checked_track_is_verified_and_the_best_kept(catalog):
     """A pitch hypothesis whose windows line up but whose print does not agree (here: another
     track's) must not hide the reading whose print does."""
