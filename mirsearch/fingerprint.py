@@ -237,7 +237,7 @@ def check(
     if not kept.any():
         return Check(0.0, alignment)
     frames, columns, inside = frames[kept], columns[kept], inside[kept]
-    chunks = _centred(np.moveaxis(_floored(query)[:, frames], 1, 0))
+    chunks = _centred(np.moveaxis(_floored(query[:, frames]), 1, 0))  # only the frames read
     correlations = _lag_correlations(chunks, track, columns, lags)
     # the lags inside the track are a run [low, high] of each chunk's row
     low, high = inside.argmax(axis=1), lags.size - 1 - inside[:, ::-1].argmax(axis=1)
@@ -315,18 +315,16 @@ def _lag_correlations(
     on_track = (reach >= 0) & (reach < track.shape[1])
     span = _floored(track[:, np.clip(reach, 0, track.shape[1] - 1)]).astype(np.float64)
     span = np.moveaxis(span * on_track, 1, 0)  # (chunks, bands, size), zeros off the track
-    spectrum = np.fft.rfft(span, fft_size)
-    visited = np.conj(np.fft.rfft(visits, fft_size))[:, None, :]
+    spectrum = np.fft.rfft(span, fft_size)  # (chunks, bands, frequencies)
+    visited = np.conj(np.fft.rfft(visits, fft_size))  # (chunks, frequencies)
 
-    def slid(x: np.ndarray) -> np.ndarray:  # sums of x (…, size) under each lag's visits
-        return np.fft.irfft(np.fft.rfft(x, fft_size) * visited[..., 0, :], fft_size)[
-            ..., : lags.size
-        ]
+    def slid(x: np.ndarray) -> np.ndarray:  # sums of x (chunks, size) under each lag's visits
+        return np.fft.irfft(np.fft.rfft(x, fft_size) * visited, fft_size)[:, : lags.size]
 
     products = np.fft.irfft(
         (spectrum * np.conj(np.fft.rfft(landed, fft_size))).sum(axis=1), fft_size
     )[:, : lags.size]
-    per_band = np.fft.irfft(spectrum * visited, fft_size)[..., : lags.size]
+    per_band = np.fft.irfft(spectrum * visited[:, None, :], fft_size)[..., : lags.size]
     per_frame = span.sum(axis=1)
     energy = (
         slid(np.square(span).sum(axis=1))
