@@ -180,7 +180,8 @@ def run(audio_dir: Path, *, quick: bool) -> dict:
                     )
                     for h in hypotheses
                 ]
-                chosen = duplicates.strongest(per_reading, y.size / 16_000, config)
+                duration_s = y.size / engine.embedder.sample_rate
+                chosen = duplicates.strongest(per_reading, duration_s, config)
                 for vi, fname in variants:
                     if vi != index_name:
                         continue

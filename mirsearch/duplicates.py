@@ -173,10 +173,9 @@ def verified_best(
     config: DuplicateConfig,
 ) -> list[Match]:
     """Each chosen track's lines verified with their reading's print (`query_prints`, one a
-    reading); its best-scoring one kept
-    (the prints' agreement, then the windows' similarity, settle ties of clear copies, whose
-    scores all round to 1.0: the hypothesis the query really plays at is the one kept), highest
-    score first."""
+    reading) and its best-scoring one kept, highest score first. The prints' agreement, then the
+    windows' similarity, settle ties of clear copies, whose scores all round to 1.0: the
+    hypothesis the query really plays at is the one kept."""
     best: dict[int, Match] = {}
     for lines, query_print in zip(per_reading, query_prints, strict=True):
         for m in lines:
