@@ -23,6 +23,7 @@ TEMPO_PRIOR_BPM = 120.0  # centre of the log-normal prior that settles octave am
 TEMPO_PRIOR_OCTAVES = 1.0  # its width, in octaves
 CHROMA_N_FFT = 8192  # long frames: 2 Hz bins at 16 kHz, enough to tell semitones apart low down
 CHROMA_RANGE_HZ = (55.0, 2000.0)
+STFT_FRAMES = 8192  # frames transformed at once (~2 min): a long signal's STFT is taken in pieces
 EXCERPT_S = 90.0  # tempo, key, timbre and bands come from the central 90 s of longer tracks
 
 
@@ -81,11 +82,42 @@ def mel_power(
 def mel_powers(
     waveform: torch.Tensor, config: FeatureConfig, frequency_scales: Sequence[float]
 ) -> torch.Tensor:
-    """`mel_power` at each of `frequency_scales` (a leading axis), the STFT taken once."""
+    """`mel_power` at each of `frequency_scales` (a leading axis), the STFT taken once.
+
+    A long signal is transformed STFT_FRAMES frames at a time: every frame is computed from the
+    same samples as in one transform of the whole (the same values, to float rounding), and the
+    complex spectrum, ~3 times the samples' bytes, exists one piece at a time (an hour's log-mel:
+    1.1 → 0.3 GB at the peak).
+    """
     with torch.no_grad():
-        stft = _spectrogram(config)(waveform.float())
-        power = stft.real.square() + stft.imag.square()
-        return torch.stack([_mel_scale(config, float(s))(power) for s in frequency_scales])
+        waveform = waveform.float()
+        n_frames = waveform.shape[-1] // config.hop_length + 1
+        pieces = [
+            _mel_piece(
+                waveform, config, frequency_scales, first, min(n_frames, first + STFT_FRAMES)
+            )
+            for first in range(0, n_frames, STFT_FRAMES)
+        ]
+        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
+
+
+def _mel_piece(
+    waveform: torch.Tensor,
+    config: FeatureConfig,
+    frequency_scales: Sequence[float],
+    first: int,
+    end: int,
+) -> torch.Tensor:
+    """Frames [first, end) of `mel_powers`: the STFT of just the samples they read, plus whole
+    frames of context on either side, dropped afterwards, so that the piece's own edge padding
+    never reaches a kept frame (at the signal's true edges the padding is the whole's)."""
+    hop, n_samples = config.hop_length, waveform.shape[-1]
+    context = -(-(config.n_fft // 2) // hop)  # frames whose centres are half a frame away
+    start = max(0, first - context)
+    stop = min(n_samples, (end - 1 + context) * hop)
+    stft = _spectrogram(config)(waveform[..., start * hop : stop])[..., first - start : end - start]
+    power = stft.real.square() + stft.imag.square()
+    return torch.stack([_mel_scale(config, float(s))(power) for s in frequency_scales])
 
 
 def log_mel(

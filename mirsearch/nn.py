@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +17,39 @@ log = logging.getLogger(__name__)
 
 LEVEL_S = 1.5  # the level removed from the log-mel is averaged over ±LEVEL_S seconds
 RHYTHM_LAGS = 32  # stem columns (16 a second): the rhythm profile spans lags up to 2 s
+PIECE_COLUMNS = 2048  # a long signal's trunk runs on pieces of this many map columns (~8.5 min)
+PIECE_MARGIN = 8  # map columns of context either side of a piece (the trunk reaches < 2)
+
+
+def in_pieces(
+    trunk: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
+    x: torch.Tensor,
+    strides: tuple[int, ...],
+) -> tuple[torch.Tensor, ...]:
+    """`trunk(x)`, computed on pieces of `x`'s last (time) axis when it is long.
+
+    `trunk` is fully convolutional in time and returns maps whose i-th has one column per
+    `strides[i]` frames, (n_frames + s - 1) // s of them (what strided "same" convolutions
+    give). A piece of PIECE_COLUMNS columns is computed with PIECE_MARGIN columns of context
+    either side, beyond the trunk's reach, and only its own columns are kept: the maps of one
+    pass (to float rounding), while the activations exist one piece at a time (an hour-long
+    upload's three pitch hypotheses: 1.8 → 0.5 GB at the peak, and faster).
+    """
+    coarsest = max(strides)
+    step, margin, n = PIECE_COLUMNS * coarsest, PIECE_MARGIN * coarsest, x.shape[-1]
+    if n <= step + margin:
+        return trunk(x)
+    pieces = []
+    for start in range(0, n, step):
+        low, end = max(0, start - margin), min(n, start + step)
+        maps = trunk(x[..., low : min(n, end + margin)])
+        pieces.append(
+            [
+                m[..., (start - low) // s : (start - low) // s + -(-(end - start) // s)]
+                for m, s in zip(maps, strides, strict=True)
+            ]
+        )
+    return tuple(torch.cat(columns, dim=-1) for columns in zip(*pieces, strict=True))
 
 
 def _conv(c_in: int, c_out: int, *, stride: int = 1, kernel: int = 3) -> nn.Sequential:
@@ -63,7 +97,8 @@ class GenreNet(nn.Module):
     # -- trunk (subclasses) -----------------------------------------------------------------
     def feature_map(self, mel_db: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, n_frames) → (B, C, n_frames // TIME_STRIDE) frequency-pooled features."""
-        return self.layers(self.normalise_level(mel_db).unsqueeze(1)).mean(dim=2)
+        x = self.normalise_level(mel_db).unsqueeze(1)
+        return in_pieces(lambda piece: (self.layers(piece).mean(dim=2),), x, (self.TIME_STRIDE,))[0]
 
     # -- pooling, projection, head ----------------------------------------------------------
     def pool(self, h: torch.Tensor) -> torch.Tensor:
@@ -223,7 +258,8 @@ class Student(nn.Module):
     """
 
     TIME_STRIDE = GenreNet.TIME_STRIDE
-    STEM_LAYERS = 3  # the matcher's layers the tagging branch starts from (time stride 4)
+    STEM_LAYERS = 3  # the matcher's layers the tagging branch starts from
+    STEM_STRIDE = 4  # mel frames per stem column
 
     def __init__(
         self,
@@ -302,19 +338,29 @@ class Student(nn.Module):
 
     def tag_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
         """One track's (n_mels, n_frames) log-mel → (n, D) tagging embeddings, window starts."""
-        return self._tag_windows_of(self.stem(mel_db.unsqueeze(0)), window_s, hop_s)
+        return self._tag_windows_of(
+            self.tag_map(self.stem(mel_db.unsqueeze(0)))[0], window_s, hop_s
+        )
 
     def both_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
         """Matching vectors, their starts, tagging embeddings and the rhythm profile, the stem
-        computed once."""
-        stem = self.stem(mel_db.unsqueeze(0))
-        h = self.matcher.layers[self.STEM_LAYERS :](stem).mean(dim=2)[0]
-        vectors, offsets_s = self.matcher.windows_of_map(h, window_s, hop_s)
-        z, _ = self._tag_windows_of(stem, window_s, hop_s)
-        return vectors, offsets_s, z, rhythm_profile(stem[0])
+        computed once (a long signal's in pieces: `in_pieces`)."""
+        x = self.matcher.normalise_level(mel_db.unsqueeze(0)).unsqueeze(1)
+        strides = (self.TIME_STRIDE, self.TIME_STRIDE, self.STEM_STRIDE)
+        h, tags, beat = in_pieces(self._both_maps, x, strides)
+        vectors, offsets_s = self.matcher.windows_of_map(h[0], window_s, hop_s)
+        z, _ = self._tag_windows_of(tags[0], window_s, hop_s)
+        return vectors, offsets_s, z, rhythm_profile(beat[0])
 
-    def _tag_windows_of(self, stem: torch.Tensor, window_s: float, hop_s: float):
-        h = self.tag_map(stem)[0]
+    def _both_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A level-normalised (B, 1, n_mels, n_frames) log-mel → the matching map, the tagging
+        map (both (B, C, n_frames // TIME_STRIDE)) and the stem averaged over frequency."""
+        stem = self.matcher.layers[: self.STEM_LAYERS](x)
+        h = self.matcher.layers[self.STEM_LAYERS :](stem).mean(dim=2)
+        return h, self.tag_map(stem), stem.mean(dim=2)
+
+    def _tag_windows_of(self, h: torch.Tensor, window_s: float, hop_s: float):
+        """(folded, T') tagging map → (n, D) tagging embeddings and their starts (s)."""
         windows, offsets_s = window_columns_of(
             h,
             self.matcher.window_columns(window_s),
@@ -325,15 +371,15 @@ class Student(nn.Module):
 
 
 def rhythm_profile(stem: torch.Tensor) -> torch.Tensor:
-    """(C, F, T) stem features → (C · RHYTHM_LAGS,) how each channel repeats in time.
+    """(C, T) stem features averaged over frequency → (C · RHYTHM_LAGS,) how each channel
+    repeats in time.
 
-    Each stem channel, averaged over frequency, is autocorrelated over the whole signal at lags
+    Each stem channel is autocorrelated over the whole signal at lags
     of 1 to RHYTHM_LAGS columns and divided by its lag-0 energy: a tempo-and-pattern profile
     (where a groove's kicks, snares and hi-hats recur) that the window embeddings, pooled over
     3 s, keep little of. Genres defined by their grooves need it (README, model card).
     """
-    x = stem.mean(dim=1)
-    x = x - x.mean(dim=-1, keepdim=True)
+    x = stem - stem.mean(dim=-1, keepdim=True)
     # zero-padded by RHYTHM_LAGS: no lag wraps round, a short signal's lags past its end are 0
     size = x.shape[-1] + RHYTHM_LAGS
     power = torch.fft.rfft(x, size).abs().square()

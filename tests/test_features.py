@@ -25,6 +25,21 @@ def test_log_mel_shape_and_one_window_equals_its_place_in_a_batch():
     assert torch.equal(alone, batch[0])
 
 
+@pytest.mark.parametrize("n_samples", [3 * SR, 3 * SR + 249, 3 * SR + 250, 7 * 250 * 20])
+def test_a_long_signal_transformed_in_pieces_gives_the_log_mel_of_one_transform(
+    n_samples, monkeypatch
+):
+    """Pieces of 7 frames, a single frame last for some lengths: each frame must still read the
+    samples (and, at the signal's edges, the padding) it reads in one transform."""
+    config = FeatureConfig()
+    x = torch.from_numpy(noise(n_samples / SR, seed=5) + tone(440.0, n_samples / SR))[:n_samples]
+    whole = features.log_mels(x, config, (0.95, 1.0))
+    monkeypatch.setattr(features, "STFT_FRAMES", 7)
+    pieces = features.log_mels(x, config, (0.95, 1.0))
+    assert pieces.shape == whole.shape == (2, config.n_mels, n_samples // config.hop_length + 1)
+    assert torch.allclose(pieces, whole, atol=1e-4)
+
+
 def test_log_mel_floor_is_absolute():
     out = features.log_mel(torch.zeros(SR), FeatureConfig(top_db=80.0))
     assert float(out.max()) == -80.0

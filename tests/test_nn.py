@@ -7,6 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
+from mirsearch import nn
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
@@ -52,15 +53,39 @@ def test_student_matches_with_its_matcher_and_tags_with_its_own_branch(tmp_path)
     assert torch.equal(again, z)
 
 
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_a_long_signal_in_pieces_gives_the_maps_of_one_pass(arch, monkeypatch):
+    """A 40 s log-mel in pieces of 8 columns (a short one last) against one pass: the margins
+    must cover everything the trunk reaches across a cut."""
+    args = (
+        {"n_tags": 5, "matcher_args": {"n_classes": 3}} if arch == "student" else {"n_classes": 3}
+    )
+    model = build(arch, **args, feature_config=FEATURES).eval()
+    mel = model.front_end(torch.randn(40 * 16_000 + 1234) * 0.1)
+
+    def maps():
+        with torch.inference_mode():
+            if arch == "student":
+                return model.both_windows(mel, window_s=3.0, hop_s=0.5)
+            return (model.feature_map(mel.unsqueeze(0)),)
+
+    whole = maps()
+    monkeypatch.setattr(nn, "PIECE_COLUMNS", 8)
+    pieces = maps()
+    for a, b in zip(whole, pieces, strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
+
+
 def test_the_rhythm_profile_peaks_at_the_period_of_a_pattern():
-    stem = torch.zeros(3, 4, 400)
-    stem[:, :, ::10] = 1.0  # a hit every 10 columns
-    stem[1, :, 5::10] = 0.5  # an off-beat in one channel
+    stem = torch.zeros(3, 400)
+    stem[:, ::10] = 1.0  # a hit every 10 columns
+    stem[1, 5::10] = 0.5  # an off-beat in one channel
     profile = rhythm_profile(stem).reshape(3, RHYTHM_LAGS)
     lags = torch.arange(1, RHYTHM_LAGS + 1)
     assert lags[profile[0].argmax()] == 10 and lags[profile[2].argmax()] == 10
     assert profile[0, 19] > 0.9 and profile[0, 4] < 0 < profile[1, 4]
-    short = rhythm_profile(torch.rand(2, 4, 20))  # lags past the end are zero, not wrapped
+    short = rhythm_profile(torch.rand(2, 20))  # lags past the end are zero, not wrapped
     assert short.shape == (2 * RHYTHM_LAGS,) and short.reshape(2, -1)[:, 19:].abs().max() < 1e-5
 
 
