@@ -268,6 +268,23 @@ def _wav_missing_bytes(path: Path) -> int:
     return max(0, at + 8 + declared - path.stat().st_size)
 
 
+def _gathered(blocks: Iterator[np.ndarray], info: AudioInfo, config: AudioConfig) -> np.ndarray:
+    """The decoded blocks in one float32 array, each copied in as it comes into room for the
+    declared duration (grown by half when that was short; room never written to is never
+    resident), rather than kept in a list and concatenated at the end: twice the samples'
+    memory at the peak (an hour: 0.46 GB)."""
+    out = np.empty(int((info.duration_s + 1.0) * config.sample_rate), dtype=np.float32)
+    n = 0
+    for block in blocks:
+        if n + block.size > out.size:
+            grown = np.empty(max(n + block.size, out.size * 3 // 2), dtype=np.float32)
+            grown[:n] = out[:n]
+            out = grown
+        out[n : n + block.size] = block
+        n += block.size
+    return out[:n]
+
+
 def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
     """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio."""
     path = Path(path)
@@ -277,8 +294,7 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
         missing = _wav_missing_bytes(path) if info.format == "wav" else 0
         if missing:
             raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
-        blocks = list(_decode(container, info, config))
-    samples = np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+        samples = _gathered(_decode(container, info, config), info, config)
     decoded_s = samples.size / config.sample_rate
     if samples.size == 0:
         raise EmptyAudioError(f"{path}: the file decodes to no audio at all")

@@ -158,6 +158,25 @@ def test_a_long_file_streams_in_bounded_memory(write_audio):
     assert peak < full_rate_stereo_bytes / 20
 
 
+def test_a_decoded_file_is_held_once_not_twice(write_audio):
+    """Blocks are copied into one array as they come, not gathered and concatenated (the
+    decoder's own buffers, a block of AudioConfig.block_s and its pieces, come on top)."""
+    path = write_audio("two-minutes.flac", tone(440.0, 120.0, sr=44_100), 44_100)
+    tracemalloc.start()
+    samples = audio.load(path).samples
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert samples.size == pytest.approx(120 * SR, abs=SR * 0.1)
+    assert peak < samples.nbytes + 4_000_000
+
+
+def test_blocks_past_the_declared_duration_are_all_kept():
+    info = audio.AudioInfo("x.ogg", "ogg", "vorbis", SR, 1, duration_s=1.0)
+    blocks = [np.full(SR // 2 + i, i, dtype=np.float32) for i in range(9)]
+    gathered = audio._gathered(iter(blocks), info, AudioConfig())
+    np.testing.assert_array_equal(gathered, np.concatenate(blocks))
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(AudioError, match="no such file"):
         audio.load(tmp_path / "nope.wav")
