@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,26 @@ def test_voting_only_near_cells_finds_each_speeds_best_cell_exactly(hop_s):
         want_supports, want_cells = dense_best_cells(offsets, time_of, s, hop_s, slack)
         np.testing.assert_allclose(supports, want_supports, rtol=1e-6)  # float64 vs float32 sums
         np.testing.assert_array_equal(cells, want_cells)
+
+
+def test_the_line_vote_of_a_long_upload_grows_with_its_pairs_not_their_square():
+    """Half an hour of query windows against a long track, a line among scattered pairs: the
+    votes' memory in proportion to the pairs, where a dense (cells, query times) grid grows
+    with the square of the upload's length."""
+    rng = np.random.default_rng(3)
+    n_times, per_time, hop_s = 3600, 5, 0.5
+    t = np.repeat(np.arange(n_times) * 0.5, per_time)
+    time_of = np.repeat(np.arange(n_times), per_time)
+    u = rng.integers(0, 1500, t.size) * hop_s
+    u[::per_time] = t[::per_time] + 100.0  # the line, at speed 1
+    s = rng.uniform(0.5, 1.0, t.size).astype(np.float32)
+    offsets = u[None, :] - np.asarray(CONFIG.speeds)[:, None] * t[None, :]
+    tracemalloc.start()
+    supports, cells = _best_cells(offsets, time_of, s, hop_s, CONFIG.tolerance_s + hop_s / 2)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert abs(cells[CONFIG.speeds.index(1.0)] - 100.0) <= hop_s
+    assert peak < 30 * offsets.nbytes  # 37 MB; the dense grid took 0.82 GB
 
 
 def test_excerpt_is_found_with_its_offsets(catalog):
