@@ -24,6 +24,7 @@ sys.path.insert(0, str(HERE))
 import background  # noqa: E402
 import eval_retrieval  # noqa: E402
 import latency  # noqa: E402
+import long_files  # noqa: E402
 import olaf  # noqa: E402
 import profile_index  # noqa: E402
 import scale  # noqa: E402
@@ -193,6 +194,7 @@ def table(results: dict) -> str:
             )
         )
     rows += background_rows(results)
+    rows += long_file_rows(results)
     genre = results.get("genre")
     if genre and "cv" in genre:
         cv = genre["cv"]
@@ -250,6 +252,40 @@ def background_rows(results: dict) -> list[tuple[str, str]]:
             f"Two catalog tracks in one upload, the second at {levels}: both listed / a wrong "
             "track listed",
             " · ".join(f"{v['both_listed']:.0%} / {v['wrong']:.0%}" for v in two),
+        ),
+    ]
+
+
+def long_file_rows(results: dict) -> list[tuple[str, str]]:
+    """Index and match 10, 30 and 60 minutes of audio, a process each (bench/long_files.py)."""
+    long = results.get("long_files")
+    if not long:
+        return []
+    lengths = [f"{m}min" for m in long["lengths_min"]]
+    floor = long["floor_match_10s_clip"]["peak_rss_mb"]
+    where = f"{' / '.join(f'{m}' for m in long['lengths_min'])} min of catalog tracks"
+    return [
+        (
+            f"`mirsearch index` of one file of {where} (one worker): wall, peak RSS "
+            "(bench/long_files.py)",
+            " · ".join(
+                f"{long[k]['index']['wall_s']:.1f} s, {long[k]['index']['peak_rss_mb']} MB"
+                for k in lengths
+            ),
+        ),
+        (
+            f"`mirsearch match` of an upload of {where}: wall, peak RSS, catalog tracks in it "
+            f"listed (a 10 s clip: {floor} MB, the floor of torch, model and index)",
+            " · ".join(
+                f"{long[k]['match']['wall_s']:.1f} s, {long[k]['match']['peak_rss_mb']} MB, "
+                f"{long[k]['match']['listed_of_them']} of {long[k]['match']['tracks_in_it']}"
+                + (
+                    f" (+{long[k]['match']['listed_not_in_it']} not in it)"
+                    if long[k]["match"]["listed_not_in_it"]
+                    else ""
+                )
+                for k in lengths
+            ),
         ),
     ]
 
@@ -442,6 +478,7 @@ def main() -> None:
         "retrieval": eval_retrieval.run(audio_dir),
         "profile": profile_index.profile(audio_dir),
         "background": background.run(audio_dir),
+        "long_files": long_files.run(audio_dir),
         **_evaluations(),
     }
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
