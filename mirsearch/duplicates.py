@@ -251,56 +251,87 @@ def _lines(
         return []
     k = min(config.neighbours, index.ntotal_windows)
     scores, tracks, windows = index.search_windows(np.ascontiguousarray(query_vectors), k)
-    hop_s = index.meta.hop_s
     t = np.repeat(np.asarray(query_offsets_s, dtype=np.float64), k)
-    s, tid, u = scores.reshape(-1), tracks.reshape(-1), windows.reshape(-1) * hop_s
+    s, tid, u = scores.reshape(-1), tracks.reshape(-1), windows.reshape(-1) * index.meta.hop_s
     keep = (tid >= 0) & (s >= config.min_similarity)
-    matches = []
-    for track_id in np.unique(tid[keep]):
-        if int(track_id) in exclude:
-            continue
-        mine = keep & (tid == track_id)
-        match = _best_line(int(track_id), t[mine], u[mine], s[mine], hop_s, config)
-        if match is not None:
-            matches.append(match)
-    return matches
+    if exclude:
+        keep &= ~np.isin(tid, list(exclude))
+    return _best_lines(tid[keep], t[keep], u[keep], s[keep], index.meta.hop_s, config)
 
 
 def _evidence(m: Match) -> tuple[float, float, float]:
     return (m.score, m.agreement, m.similarity)
 
 
-def _best_line(
-    track_id: int,
+def _best_lines(
+    tid: np.ndarray,
     t: np.ndarray,
     u: np.ndarray,
     s: np.ndarray,
     hop_s: float,
     config: DuplicateConfig,
-) -> Match | None:
-    """Vote (t, u, similarity) into speed × offset cells; score the cell with most support.
+) -> list[Match]:
+    """Each track's (query time t, track time u, similarity s) pairs voted into speed × offset
+    cells, all tracks at once; the cell with most support makes the track's line.
 
     A cell's support is the sum, over query times, of the best similarity among that time's
-    pairs lying on the cell's line (`_best_cells`).
+    pairs lying on the cell's line (`_best_cells`). Tracks with fewer than config.min_windows
+    query times pointing to them never make a line.
     """
-    order = np.argsort(t, kind="stable")
-    t, u, s = t[order], u[order], s[order]
-    first = np.r_[True, t[1:] != t[:-1]]  # the first pair of each query time
-    if np.count_nonzero(first) < config.min_windows:
-        return None
-    time_of = np.cumsum(first) - 1  # each pair's query time, numbered from 0
+    if tid.size == 0:
+        return []
+    order = np.lexsort((t, tid))  # by track, then query time; stable
+    tid, t, u, s = tid[order], t[order], u[order], s[order]
+    new_track = np.r_[True, tid[1:] != tid[:-1]]
+    new_time = new_track | np.r_[True, t[1:] != t[:-1]]  # the first pair of a (track, time)
+    starts = np.flatnonzero(new_track)
+    times_per_track = np.add.reduceat(new_time.astype(np.int64), starts)
+    enough = np.repeat(times_per_track >= config.min_windows, np.diff(np.r_[starts, tid.size]))
+    if not enough.any():
+        return []
+    tid, t, u, s = tid[enough], t[enough], u[enough], s[enough]
+    new_track, new_time = new_track[enough], new_time[enough]
+    starts = np.flatnonzero(new_track)
+    ends = np.r_[starts[1:], tid.size]
+    speeds = np.asarray(config.speeds)
     slack = config.tolerance_s + hop_s / 2  # on the line: track time within this of it
-    by_speed = u[None, :] - np.asarray(config.speeds)[:, None] * t[None, :]  # (speeds, pairs)
-    supports, cells = _best_cells(by_speed, time_of, s, hop_s, slack)
-    best = (-1.0, 0)  # (prior-weighted support, index of the speed)
-    for k, (speed, support) in enumerate(zip(config.speeds, supports, strict=True)):
-        # A short query barely constrains speed (neighbouring catalog windows overlap and look
-        # alike): a slight preference for normal speed settles near-ties.
-        weighted = float(support) * (1 - SPEED_PRIOR * abs(speed - 1.0))
-        if weighted > best[0]:
-            best = (weighted, k)
-    _, k = best
-    speed, cell, pair_offsets = config.speeds[k], float(cells[k]), by_speed[k]
+    by_speed = u[None, :] - speeds[:, None] * t[None, :]  # (speeds, pairs)
+    supports, cells = _best_cells(
+        by_speed, np.cumsum(new_track) - 1, np.cumsum(new_time) - 1, s, hop_s, slack
+    )
+    # A short query barely constrains speed (neighbouring catalog windows overlap and look
+    # alike): a slight preference for normal speed settles near-ties (the first speed of the
+    # best weighted support wins).
+    chosen = np.argmax(supports * (1 - SPEED_PRIOR * np.abs(speeds - 1.0)), axis=1)
+    matches = []
+    for g, (first, end) in enumerate(zip(starts, ends, strict=True)):
+        k = int(chosen[g])
+        match = _line_match(
+            int(tid[first]),
+            t[first:end],
+            s[first:end],
+            by_speed[k, first:end],
+            config.speeds[k],
+            float(cells[g, k]),
+            slack,
+            config,
+        )
+        if match is not None:
+            matches.append(match)
+    return matches
+
+
+def _line_match(
+    track_id: int,
+    t: np.ndarray,
+    s: np.ndarray,
+    pair_offsets: np.ndarray,
+    speed: float,
+    cell: float,
+    slack: float,
+    config: DuplicateConfig,
+) -> Match | None:
+    """One track's line through the cell `cell` at `speed`, from its pairs on it."""
     on_line = np.abs(pair_offsets - cell) <= slack
     times, sims, offsets = _per_query_window(t[on_line], s[on_line], pair_offsets[on_line])
     if times.size < config.min_windows:
@@ -322,49 +353,58 @@ def _best_line(
 
 
 def _best_cells(
-    offsets: np.ndarray, time_of: np.ndarray, s: np.ndarray, hop_s: float, slack: float
+    offsets: np.ndarray,
+    group_of: np.ndarray,
+    time_of: np.ndarray,
+    s: np.ndarray,
+    hop_s: float,
+    slack: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(speeds, pairs) offsets → for each speed, its best cell's support and offset.
+    """(speeds, pairs) offsets of pairs in groups (tracks, numbered from 0 in order) → for each
+    group and speed, its best cell's support and offset, each (groups, speeds).
 
-    A speed's cells are the offsets, a hop apart, that some pair rounds to; a cell's support is
-    the sum over query times of the best similarity of that time's pairs within `slack` of it
-    (the first of equal cells wins). A pair lies near its own cell and at most the next few, so
-    it votes only there. The votes are kept as (cell, query time) slots and the best of each
-    slot found by sorting: memory in proportion to the votes, where a dense (cells, query
-    times) grid grew with the square of the upload's length (an hour against its own track:
-    1.3 GB).
+    A line's cells are the offsets, a hop apart, that some pair of its group rounds to at its
+    speed; a cell's support is the sum over query times (`time_of`: numbered from 0 across the
+    groups, in order) of the best similarity of that time's pairs within `slack` of it (the
+    first of equal cells wins). A pair lies near its own cell and at most the next few, so it
+    votes only there. The votes are kept as (cell, query time) slots and the best of each slot
+    found by sorting: memory in proportion to the votes, where a dense (cells, query times)
+    grid grew with the square of the upload's length (an hour against its own track: 1.3 GB).
     """
     n_speeds = offsets.shape[0]
-    rounded = np.round(offsets / hop_s)
+    rounded = np.round(offsets / hop_s).astype(np.int64)
     reach = int(np.ceil(slack / hop_s + 0.5))  # cells a pair can lie near, on either side
     low = int(rounded.min()) - reach
-    span = int(rounded.max()) + reach - low + 1  # keys of one speed never meet the next speed's
-    first_key = span * np.arange(n_speeds)
-    keys = rounded.astype(np.int64) - low + first_key[:, None]
-    cell_keys = np.unique(keys)
-    row_of = np.full(n_speeds * span, -1)  # a key's row among the cells, -1: no such cell
-    row_of[cell_keys] = np.arange(cell_keys.size)
-    n_times = int(time_of[-1]) + 1
+    span = int(rounded.max()) + reach - low + 1  # keys of one line never meet the next line's
+    line_of = group_of[None, :] * n_speeds + np.arange(n_speeds)[:, None]  # (speeds, pairs)
+    keys = rounded - low + line_of * span  # a cell: its line and its offset, in one number
+    cell_keys, own_row = np.unique(keys, return_inverse=True)
+    n_slots = int(time_of[-1]) + 1
     times = np.broadcast_to(time_of, offsets.shape)
     sims = np.broadcast_to(s, offsets.shape)
     slots, values = [], []
     for step in range(-reach, reach + 1):
-        cell = row_of[keys + step]
-        near = cell >= 0
+        neighbour = np.minimum(np.searchsorted(cell_keys, cell_keys + step), cell_keys.size - 1)
+        row = neighbour[own_row]
+        near = cell_keys[row] == keys + step
         near[near] = np.abs(offsets[near] - (rounded[near] + step) * hop_s) <= slack
-        slots.append(cell[near] * n_times + times[near])
+        slots.append(row[near] * n_slots + times[near])
         values.append(sims[near])
     slot, value = np.concatenate(slots), np.concatenate(values)
     order = np.argsort(slot, kind="stable")
     slot, value = slot[order], value[order]
     starts = np.flatnonzero(np.r_[True, slot[1:] != slot[:-1]])
     best_of_slot = np.maximum.reduceat(value, starts)
-    support = np.bincount(slot[starts] // n_times, weights=best_of_slot, minlength=cell_keys.size)
-    bounds = np.searchsorted(cell_keys, first_key)  # each speed's first row
-    rows = np.split(support, bounds[1:])
-    best = [b + int(np.argmax(r)) for b, r in zip(bounds, rows, strict=True)]
-    cells = (cell_keys[best] - first_key + low) * hop_s
-    return support[best], cells
+    support = np.bincount(slot[starts] // n_slots, weights=best_of_slot, minlength=cell_keys.size)
+    # Every line has cells, in order of key: each line's first cell of its greatest support.
+    line = cell_keys // span
+    bounds = np.flatnonzero(np.r_[True, line[1:] != line[:-1]])
+    greatest = np.maximum.reduceat(support, bounds)
+    is_best = support == np.repeat(greatest, np.diff(np.r_[bounds, support.size]))
+    best = np.flatnonzero(is_best)
+    best = best[np.r_[True, line[best][1:] != line[best][:-1]]]
+    cells = (cell_keys[best] - line[best] * span + low) * hop_s
+    return greatest.reshape(-1, n_speeds), cells.reshape(-1, n_speeds)
 
 
 def _per_query_window(

@@ -71,30 +71,44 @@ def dense_best_cells(offsets, time_of, s, hop_s, slack):
     return np.array(supports), np.array(best)
 
 
+def random_pairs(rng: np.random.Generator, trial: int, hop_s: float):
+    """One track's (query time, track time, similarity) pairs: noise, a line in some."""
+    n_times, per_time = int(rng.integers(1, 60)), int(rng.integers(1, 25))
+    t = np.repeat(np.sort(rng.choice(400, n_times, replace=False)) * 0.5, per_time)
+    keep = rng.random(t.size) < 0.7
+    keep[0] = True
+    t = t[keep]
+    u = rng.integers(0, 200, t.size) * hop_s
+    if trial % 3 == 0:  # a real line among the noise, at a speed off 1
+        u[::2] = np.round((1.03 * t[::2] + 40.0) / hop_s) * hop_s
+    if trial % 5 == 0:  # whole-number supports: ties between cells
+        s = np.ones(t.size, dtype=np.float32)
+    else:
+        s = rng.uniform(0.5, 1.0, t.size).astype(np.float32)
+    return t, u, s
+
+
 @pytest.mark.parametrize("hop_s", [1.5, 0.5, 3.0])
 def test_voting_only_near_cells_finds_each_speeds_best_cell_exactly(hop_s):
+    """Tracks voted together (three at a time, as `_best_lines` does) against each alone, the
+    plain way."""
     rng = np.random.default_rng(7)
     speeds = np.asarray(CONFIG.speeds)
-    for trial in range(300):
-        n_times, per_time = int(rng.integers(1, 60)), int(rng.integers(1, 25))
-        t = np.repeat(np.sort(rng.choice(400, n_times, replace=False)) * 0.5, per_time)
-        keep = rng.random(t.size) < 0.7
-        keep[0] = True
-        t = t[keep]
-        time_of = np.cumsum(np.r_[True, t[1:] != t[:-1]]) - 1
-        u = rng.integers(0, 200, t.size) * hop_s
-        if trial % 3 == 0:  # a real line among the noise, at a speed off 1
-            u[::2] = np.round((1.03 * t[::2] + 40.0) / hop_s) * hop_s
-        if trial % 5 == 0:  # whole-number supports: ties between cells
-            s = np.ones(t.size, dtype=np.float32)
-        else:
-            s = rng.uniform(0.5, 1.0, t.size).astype(np.float32)
+    slack = CONFIG.tolerance_s + hop_s / 2
+    for batch in range(100):
+        tracks = [random_pairs(rng, 3 * batch + g, hop_s) for g in range(3)]
+        t, u, s = (np.concatenate(parts) for parts in zip(*tracks, strict=True))
+        group_of = np.repeat(np.arange(3), [len(track[0]) for track in tracks])
+        time_of = np.cumsum(np.r_[True, (t[1:] != t[:-1]) | (group_of[1:] != group_of[:-1])]) - 1
         offsets = u[None, :] - speeds[:, None] * t[None, :]
-        slack = CONFIG.tolerance_s + hop_s / 2
-        supports, cells = _best_cells(offsets, time_of, s, hop_s, slack)
-        want_supports, want_cells = dense_best_cells(offsets, time_of, s, hop_s, slack)
-        np.testing.assert_allclose(supports, want_supports, rtol=1e-6)  # float64 vs float32 sums
-        np.testing.assert_array_equal(cells, want_cells)
+        supports, cells = _best_cells(offsets, group_of, time_of, s, hop_s, slack)
+        assert supports.shape == cells.shape == (3, speeds.size)
+        for g, (t_g, u_g, s_g) in enumerate(tracks):
+            alone = u_g[None, :] - speeds[:, None] * t_g[None, :]
+            time_g = np.cumsum(np.r_[True, t_g[1:] != t_g[:-1]]) - 1
+            want_supports, want_cells = dense_best_cells(alone, time_g, s_g, hop_s, slack)
+            np.testing.assert_allclose(supports[g], want_supports, rtol=1e-6)  # float64 sums
+            np.testing.assert_array_equal(cells[g], want_cells)
 
 
 def test_the_line_vote_of_a_long_upload_grows_with_its_pairs_not_their_square():
@@ -110,10 +124,13 @@ def test_the_line_vote_of_a_long_upload_grows_with_its_pairs_not_their_square():
     s = rng.uniform(0.5, 1.0, t.size).astype(np.float32)
     offsets = u[None, :] - np.asarray(CONFIG.speeds)[:, None] * t[None, :]
     tracemalloc.start()
-    supports, cells = _best_cells(offsets, time_of, s, hop_s, CONFIG.tolerance_s + hop_s / 2)
+    group_of = np.zeros(t.size, dtype=np.int64)
+    supports, cells = _best_cells(
+        offsets, group_of, time_of, s, hop_s, CONFIG.tolerance_s + hop_s / 2
+    )
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert abs(cells[CONFIG.speeds.index(1.0)] - 100.0) <= hop_s
+    assert abs(cells[0, CONFIG.speeds.index(1.0)] - 100.0) <= hop_s
     assert peak < 30 * offsets.nbytes  # 37 MB; the dense grid took 0.82 GB
 
 
