@@ -6,8 +6,9 @@ seeded order, cut at the length, written as a 16 kHz WAV file. `mirsearch match 
 against that catalog reports which of the tracks in it were listed (a version of a track, the
 manifest's pair_group, counts as that track) and how many listed tracks are not in it;
 `mirsearch index --workers 1` indexes it alone into a fresh home. Peak memory is the process's
-maximum resident set (wait4), so the ~0.6 GB of loading torch, the model and the index is in
-every figure, and a 10 s clip's `match` is measured beside them as that floor.
+maximum resident set (getrusage, started from a small process of its own), so the ~0.6 GB of
+loading torch, the model and the index is in every figure, and a 10 s clip's `match` is
+measured beside them as that floor.
 Writes bench/long_files.json.
 """
 
@@ -18,6 +19,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,18 +34,32 @@ LENGTHS_MIN = (10, 30, 60)
 RATE = 16_000
 
 
+# Runs a command and prints its peak RSS in kB (getrusage of its children): the command is
+# started from this small process, as a child forked from the benchmark's own (gigabytes after
+# the benchmarks before it) would carry that process's peak into its own figure.
+PEAK_OF = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); "
+    "sys.exit(code)"
+)
+
+
 def measured(command: list[str], env: dict[str, str], out: Path) -> dict:
     """Run `command` with its standard output in `out`: wall seconds and peak RSS (MB)."""
     started = time.perf_counter()
     with open(out, "w") as stdout:
-        process = subprocess.Popen(command, env=env, stdout=stdout, stderr=subprocess.DEVNULL)
-        _, status, usage = os.wait4(process.pid, 0)
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode:
-        raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
+        done = subprocess.run(
+            [sys.executable, "-c", PEAK_OF, *command],
+            env=env,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    if done.returncode:
+        raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}: {done.stderr}")
     return {
         "wall_s": round(time.perf_counter() - started, 2),
-        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "peak_rss_mb": round(int(done.stderr.split()[-1]) / 1024),
     }
 
 
