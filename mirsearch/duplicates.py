@@ -379,6 +379,7 @@ def _best_cells(
     line_of = group_of[None, :] * n_speeds + np.arange(n_speeds)[:, None]  # (speeds, pairs)
     keys = rounded - low + line_of * span  # a cell: its line and its offset, in one number
     cell_keys, own_row = np.unique(keys, return_inverse=True)
+    own_row = own_row.reshape(keys.shape)  # flat in some NumPy releases
     n_slots = int(time_of[-1]) + 1
     times = np.broadcast_to(time_of, offsets.shape)
     sims = np.broadcast_to(s, offsets.shape)
