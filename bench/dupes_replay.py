@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirsearch import duplicates, fingerprint
+from mirsearch import duplicates, fingerprint, lines
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import DuplicateConfig, Settings
@@ -79,11 +79,11 @@ def _record_shard(home: Path, audio_dir: Path, shard: int, shards: int) -> None:
             y, hop_s=engine.settings.embedding.query_hop_s, frequency_scales=scales
         )
         for scale, analysis in zip(scales, matchings, strict=True):
-            lines = duplicates._lines(
+            voted = lines.vote(
                 index, analysis.vectors, analysis.offsets_s, config=config, exclude=frozenset()
             )
             query_print = print_formats.base_print(engine, y, frequency_scale=scale)
-            hypotheses.append((lines, query_print.astype(np.float16)))
+            hypotheses.append((voted, query_print.astype(np.float16)))
         truth = track_of.get(row["path"])
         queries.append(
             {
@@ -108,7 +108,7 @@ def score(layout: tuple[int, int, float], config: DuplicateConfig) -> list[dict]
     records = []
     for part in sorted(OUT.glob("queries-*.pkl")):
         for q in pickle.loads(part.read_bytes()):
-            per_reading = [lines for lines, _ in q["hypotheses"]]
+            per_reading = [voted for voted, _ in q["hypotheses"]]
             query_prints = [fmt.query(p.astype(np.float32)) for _, p in q["hypotheses"]]
             duration_s = q["hypotheses"][0][1].shape[1] / print_formats.BASE_FPS
             chosen = duplicates.strongest(per_reading, duration_s, config)

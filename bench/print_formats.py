@@ -26,7 +26,7 @@ import faiss
 import numpy as np
 import torch
 
-from mirsearch import duplicates, fingerprint
+from mirsearch import duplicates, fingerprint, lines
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import Settings
@@ -175,9 +175,7 @@ def run(audio_dir: Path, *, quick: bool) -> dict:
             found_by = {}
             for index_name, index in indexes.items():
                 per_reading = [
-                    duplicates._lines(
-                        index, h.vectors, h.offsets_s, config=config, exclude=frozenset()
-                    )
+                    lines.vote(index, h.vectors, h.offsets_s, config=config, exclude=frozenset())
                     for h in hypotheses
                 ]
                 duration_s = y.size / engine.embedder.sample_rate

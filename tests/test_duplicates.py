@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import walk, windows_at
 
-from mirsearch import fingerprint
+from mirsearch import fingerprint, lines
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.duplicates import (
     CALIBRATION,
-    Match,
     Reading,
-    _best_cells,
     calibrated_threshold,
     candidates,
     find_matches,
@@ -56,82 +53,6 @@ def excerpt(windows, track_print, start_s: float, seconds: float, *, speed: floa
     frames = np.round((start_s + speed * np.arange(0, seconds, 1 / PRINT_FPS)) * PRINT_FPS)
     query_print = track_print[:, frames.astype(int)]
     return windows_at(windows, start_s + speed * query_times, hop_s=HOP_S), query_times, query_print
-
-
-def dense_best_cells(offsets, time_of, s, hop_s, slack):
-    """`_best_cells` the plain way: for each speed, every pair against every cell."""
-    starts = np.flatnonzero(np.r_[True, time_of[1:] != time_of[:-1]])
-    supports, best = [], []
-    for offset in offsets:
-        cells = np.unique(np.round(offset / hop_s)) * hop_s
-        near = np.abs(offset[None, :] - cells[:, None]) <= slack  # (cells, pairs)
-        support = np.maximum.reduceat(np.where(near, s, 0.0), starts, axis=1).sum(axis=1)
-        supports.append(support.max())
-        best.append(cells[np.argmax(support)])
-    return np.array(supports), np.array(best)
-
-
-def random_pairs(rng: np.random.Generator, trial: int, hop_s: float):
-    """One track's (query time, track time, similarity) pairs: noise, a line in some."""
-    n_times, per_time = int(rng.integers(1, 60)), int(rng.integers(1, 25))
-    t = np.repeat(np.sort(rng.choice(400, n_times, replace=False)) * 0.5, per_time)
-    keep = rng.random(t.size) < 0.7
-    keep[0] = True
-    t = t[keep]
-    u = rng.integers(0, 200, t.size) * hop_s
-    if trial % 3 == 0:  # a real line among the noise, at a speed off 1
-        u[::2] = np.round((1.03 * t[::2] + 40.0) / hop_s) * hop_s
-    if trial % 5 == 0:  # whole-number supports: ties between cells
-        s = np.ones(t.size, dtype=np.float32)
-    else:
-        s = rng.uniform(0.5, 1.0, t.size).astype(np.float32)
-    return t, u, s
-
-
-@pytest.mark.parametrize("hop_s", [1.5, 0.5, 3.0])
-def test_voting_only_near_cells_finds_each_speeds_best_cell_exactly(hop_s):
-    """Tracks voted together (three at a time, as `_best_lines` does) against each alone, the
-    plain way."""
-    rng = np.random.default_rng(7)
-    speeds = np.asarray(CONFIG.speeds)
-    slack = CONFIG.tolerance_s + hop_s / 2
-    for batch in range(100):
-        tracks = [random_pairs(rng, 3 * batch + g, hop_s) for g in range(3)]
-        t, u, s = (np.concatenate(parts) for parts in zip(*tracks, strict=True))
-        group_of = np.repeat(np.arange(3), [len(track[0]) for track in tracks])
-        time_of = np.cumsum(np.r_[True, (t[1:] != t[:-1]) | (group_of[1:] != group_of[:-1])]) - 1
-        offsets = u[None, :] - speeds[:, None] * t[None, :]
-        supports, cells = _best_cells(offsets, group_of, time_of, s, hop_s, slack)
-        assert supports.shape == cells.shape == (3, speeds.size)
-        for g, (t_g, u_g, s_g) in enumerate(tracks):
-            alone = u_g[None, :] - speeds[:, None] * t_g[None, :]
-            time_g = np.cumsum(np.r_[True, t_g[1:] != t_g[:-1]]) - 1
-            want_supports, want_cells = dense_best_cells(alone, time_g, s_g, hop_s, slack)
-            np.testing.assert_allclose(supports[g], want_supports, rtol=1e-6)  # float64 sums
-            np.testing.assert_array_equal(cells[g], want_cells)
-
-
-def test_the_line_vote_of_a_long_upload_grows_with_its_pairs_not_their_square():
-    """Half an hour of query windows against a long track, a line among scattered pairs: the
-    votes' memory in proportion to the pairs, where a dense (cells, query times) grid grows
-    with the square of the upload's length."""
-    rng = np.random.default_rng(3)
-    n_times, per_time, hop_s = 3600, 5, 0.5
-    t = np.repeat(np.arange(n_times) * 0.5, per_time)
-    time_of = np.repeat(np.arange(n_times), per_time)
-    u = rng.integers(0, 1500, t.size) * hop_s
-    u[::per_time] = t[::per_time] + 100.0  # the line, at speed 1
-    s = rng.uniform(0.5, 1.0, t.size).astype(np.float32)
-    offsets = u[None, :] - np.asarray(CONFIG.speeds)[:, None] * t[None, :]
-    tracemalloc.start()
-    group_of = np.zeros(t.size, dtype=np.int64)
-    supports, cells = _best_cells(
-        offsets, group_of, time_of, s, hop_s, CONFIG.tolerance_s + hop_s / 2
-    )
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert abs(cells[0, CONFIG.speeds.index(1.0)] - 100.0) <= hop_s
-    assert peak < 30 * offsets.nbytes  # 37 MB; the dense grid took 0.82 GB
 
 
 def test_excerpt_is_found_with_its_offsets(catalog):
@@ -248,8 +169,8 @@ def test_each_reading_line_of_a_checked_track_is_verified_and_the_best_kept(cata
     assert all(len(ids) == len(set(ids)) <= CONFIG.verify_tracks for ids in asked)  # one lookup
 
 
-def line(track_id: int, similarity: float) -> Match:
-    return Match(track_id, 0.0, 0.0, 0.0, 5.0, 1.0, windows=5, similarity=similarity)
+def line(track_id: int, similarity: float) -> lines.Line:
+    return lines.Line(track_id, 0.0, 0.0, 5.0, 1.0, windows=5, similarity=similarity)
 
 
 def test_the_tracks_of_most_window_evidence_are_checked_more_for_longer_queries():
