@@ -40,7 +40,9 @@ def vote(
     config: DuplicateConfig,
     exclude: frozenset[int],
 ) -> list[Line]:
-    """The best line with every track the query's windows point to."""
+    """The best line with every track the query's windows, (n, D) starting at
+    `query_offsets_s` (n,), point to with config.min_windows of them or more; tracks in
+    `exclude` get none."""
     if len(query_vectors) == 0 or index.n_tracks == 0:
         return []
     k = min(config.neighbours, index.ntotal_windows)
