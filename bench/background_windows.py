@@ -62,10 +62,10 @@ def _read(embedder: Embedder, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return reading.vectors, reading.offsets_s
 
 
-def measure(embedder: Embedder, audio_dir: Path) -> dict[str, float]:
+def measure(
+    embedder: Embedder, indexed: list[dict], unindexed: list[dict], samples: dict[str, np.ndarray]
+) -> dict[str, float]:
     """The hit rate of each case, of the noise control, and the wrong-track similarity."""
-    indexed, unindexed = _split(audio_dir, quick=False)
-    samples = {r["path"]: load(audio_dir / r["path"]).samples for r in indexed + unindexed}
     catalog_audio = [samples[r["path"]] for r in indexed]
     catalog = CatalogWindows(embedder, catalog_audio, EmbeddingConfig().hop_s)
     config, sr = DuplicateConfig(), embedder.sample_rate
@@ -110,8 +110,10 @@ def main() -> None:
         "checkpoints", type=Path, nargs="*", help="checkpoints to compare with the shipped one"
     )
     args = parser.parse_args()
+    indexed, unindexed = _split(args.audio_dir, quick=False)
+    samples = {r["path"]: load(args.audio_dir / r["path"]).samples for r in indexed + unindexed}
     results = {
-        str(path or "shipped"): measure(Embedder(path), args.audio_dir)
+        str(path or "shipped"): measure(Embedder(path), indexed, unindexed, samples)
         for path in [None, *args.checkpoints]
     }
     names = list(next(iter(results.values())))
