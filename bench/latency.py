@@ -20,9 +20,8 @@ import serve
 from search import latency_ms
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import discover, load, write
 from mirsearch.config import Settings
-from mirsearch.indexer import discover
 
 CLIP_S = 10.0
 

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from latency import CLIP_S, excerpts
 
-from mirsearch.indexer import discover
+from mirsearch.audio import discover
 
 REPO = Path(__file__).resolve().parent.parent
 BUILT = REPO / "var" / "olaf" / "bin" / "olaf"  # where `make olaf` installs it

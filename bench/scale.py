@@ -33,10 +33,10 @@ from search import latency_ms
 from sqlalchemy import insert, select, update
 
 from mirsearch.api import Engine
+from mirsearch.audio import discover
 from mirsearch.catalog import IndexState, Track, TrackPrint
 from mirsearch.config import IndexConfig, Settings
 from mirsearch.index import VectorIndex, prune_generations, window_ids
-from mirsearch.indexer import discover
 from mirsearch.neighbours import IdIndex, normalise
 
 log = logging.getLogger("bench.scale")

@@ -22,12 +22,11 @@ import torch
 from sqlalchemy import text
 
 from mirsearch.api import Engine
-from mirsearch.audio import load
+from mirsearch.audio import discover, load
 from mirsearch.checkpoints import save_checkpoint
 from mirsearch.config import FeatureConfig, Settings
 from mirsearch.embeddings import Embedder
 from mirsearch.features import describe, log_mel
-from mirsearch.indexer import discover
 from mirsearch.nn import Student, build
 
 

@@ -179,13 +179,14 @@ class Engine:
     def search(
         self, path: Path, *, k: int | None = None, genres: Sequence[str] = ()
     ) -> list[Result]:
-        """The catalog tracks that sound most like the clip at `path`, best first."""
-        return self._rank(self.analyse_file(path), k=k, genres=genres)
-
-    def _rank(self, analysis: Analysis, *, k: int | None, genres: Sequence[str]) -> list[Result]:
+        """The catalog tracks that sound most like the clip at `path`, best first. The parameters
+        and the file are checked before the model is loaded: a mistake is told at once."""
         k = self._check_k(k)
-        index = self._require_index()
         allowed = self.allowed_tracks(genres)
+        return self._rank(self.analyse_file(path), k=k, allowed=allowed)
+
+    def _rank(self, analysis: Analysis, *, k: int, allowed: set[int] | None) -> list[Result]:
+        index = self._require_index()
         hits = rank(
             index,
             analysis.vectors,
@@ -227,7 +228,7 @@ class Engine:
         index = self.index() if similar_k > 0 else None  # genres alone never need the index
         similar = []
         if index is not None and index.n_tracks:
-            similar = self._rank(analysis, k=min(similar_k, index.n_tracks), genres=())
+            similar = self._rank(analysis, k=min(similar_k, index.n_tracks), allowed=None)
         windows = []
         if timeline:
             for offset, row in zip(analysis.offsets_s, analysis.window_probabilities, strict=True):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,6 +96,28 @@ def looks_like_audio(path: Path) -> bool:
     if any(head[offset : offset + len(magic)] == magic for offset, magic in MAGIC):
         return True
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Every audio file under `paths`: by extension, or by content for files with other names."""
+    found: set[Path] = set()
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise AudioError(f"{root}: no such file or folder")
+        candidates = [root] if root.is_file() else _walk(root)
+        for path in candidates:
+            if path.suffix.lower() in AUDIO_EXTENSIONS or looks_like_audio(path):
+                found.add(path.resolve())
+    return sorted(found)
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(folder) / name
 
 
 def _open(path: Path) -> av.container.InputContainer:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_print
 from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
 from mirsearch.embeddings import Embedder
-from mirsearch.errors import IndexMismatchError, MirsearchError
+from mirsearch.errors import IndexMismatchError
 from mirsearch.index import IndexMeta, VectorIndex, prune_generations
 from mirsearch.workers import default_workers
 
@@ -49,28 +48,6 @@ class IndexSummary:
             "seconds": round(self.seconds, 3),
             "audio_hours": round(self.audio_hours, 4),
         }
-
-
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """Every audio file under `paths`: by extension, or by content for files with other names."""
-    found: set[Path] = set()
-    for root in paths:
-        root = Path(root)
-        if not root.exists():
-            raise MirsearchError(f"{root}: no such file or folder")
-        candidates = [root] if root.is_file() else _walk(root)
-        for path in candidates:
-            if path.suffix.lower() in audio.AUDIO_EXTENSIONS or audio.looks_like_audio(path):
-                found.add(path.resolve())
-    return sorted(found)
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(folder) / name
 
 
 class Indexer:
@@ -102,7 +79,7 @@ class Indexer:
         """
         started = time.perf_counter()
         roots = [Path(p).resolve() for p in paths]
-        files = discover(roots)
+        files = audio.discover(roots)
         model_hash, meta = self._expected_meta()
         index = self._open_index(meta)
         # generations a reader held off pruning last time (see index.reading) go now

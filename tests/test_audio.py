@@ -108,6 +108,19 @@ def test_looks_like_audio_by_content_not_by_name(write_audio, tmp_path):
     assert not audio.looks_like_audio(text)
 
 
+def test_discover_finds_audio_by_name_or_content_and_skips_hidden_files(write_audio, tmp_path):
+    real = write_audio("song.ogg", tone(330.0, 1.0))
+    (tmp_path / "sub" / ".cache").mkdir(parents=True)
+    (tmp_path / "sub" / "mystery.bin").write_bytes(real.read_bytes())
+    (tmp_path / "sub" / ".cache" / "copy.ogg").write_bytes(real.read_bytes())
+    (tmp_path / ".hidden.ogg").write_bytes(real.read_bytes())
+    (tmp_path / "readme.bin").write_text("hello")
+    found = audio.discover([tmp_path, real])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["song.ogg", "sub/mystery.bin"]
+    with pytest.raises(AudioError, match="no such file or folder"):
+        audio.discover([tmp_path / "nowhere"])
+
+
 @pytest.mark.parametrize("suffix", [".flac", ".mp3", ".wav"])
 def test_truncated_file_is_refused(write_audio, suffix):
     path = write_audio(f"long{suffix}", tone(440.0, 20.0))

@@ -512,6 +512,45 @@ print(json.dumps({"status": status, "torch": "torch" in sys.modules,
 """
 
 
+QUERY_COMMAND = """import json, sys
+from mirsearch.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    status = exit.code
+print(json.dumps({"status": status, "torch": "torch" in sys.modules}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["match", "--json", "NOWHERE"], ["no such file"]),
+        (["match", "--json", "NOT_AUDIO"], ["not an audio file"]),
+        (["search", "--json", "--k", "0", "CLIP"], ["k must be between 1 and"]),
+        (["search", "--json", "--genre", "polka", "CLIP"], ["unknown genre 'polka'"]),
+        (["classify", "--json", "NOT_AUDIO"], ["not an audio file"]),
+    ],
+)
+def test_a_query_that_cannot_be_answered_is_refused_before_the_network_loads(
+    home, clip, tmp_path, args, expect
+):
+    """A bad file or parameter is told in a second, not after importing torch (~3 s). (A batch
+    imports torch before forking its workers, once for all of them: see cli/queries.py.)"""
+    places = {"NOWHERE": str(tmp_path / "nowhere.mp3"), "CLIP": str(clip)}
+    places["NOT_AUDIO"] = str(home[1] / "liner-notes.mp3")
+    done = python(
+        QUERY_COMMAND,
+        *(places.get(a, a) for a in args),
+        env=os.environ | {"MIRSEARCH_HOME": str(home[0])},
+    )
+    *lines, report = done.stdout.splitlines()
+    assert json.loads(report) == {"status": 1, "torch": False}, done.stderr
+    errors = [json.loads(line)["error"] for line in lines]
+    assert len(errors) == len(expect)
+    assert all(e in error for e, error in zip(expect, errors, strict=True))
+
+
 @pytest.mark.parametrize(("policy", "expect"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_catalog_commands_load_no_network_and_openmp_threads_sleep_unless_told(
     home, policy, expect

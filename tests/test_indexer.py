@@ -12,10 +12,11 @@ import pytest
 from conftest import tone
 
 from mirsearch.api import Engine
+from mirsearch.audio import discover
 from mirsearch.catalog import Track
 from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces, write_demo_catalog
 from mirsearch.index import VectorIndex
-from mirsearch.indexer import Indexer, discover
+from mirsearch.indexer import Indexer
 
 
 @pytest.fixture
@@ -227,9 +228,3 @@ def test_match_decides_with_the_threshold_of_this_code_not_the_one_the_index_rec
     engine = Engine(settings)
     assert engine.index().meta.match_threshold < 1.0
     assert engine.match(clip) == []
-
-
-def test_discover_recognises_audio_by_content(tmp_path, demo_dir):
-    shutil.copy(next(demo_dir.glob("*.ogg")), tmp_path / "mystery.bin")
-    (tmp_path / "readme.bin").write_text("hello")
-    assert [p.name for p in discover([tmp_path])] == ["mystery.bin"]

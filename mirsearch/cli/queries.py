@@ -32,6 +32,7 @@ def _per_query(
     workers = default_workers(len(queries)) if workers is None else min(workers, len(queries))
     if workers > 1:  # the catalog migrated once, here, not raced by the workers
         _migrate(settings)
+        import mirsearch.embeddings  # noqa: F401 torch imported once, here; the forks share it
     load = partial(Engine, settings, threads=1 if workers > 1 else None)
     outcomes = ordered_map(load, partial(_attempt, run), queries, workers=workers)
     ok = failed = 0
@@ -70,7 +71,7 @@ def _migrate(settings) -> None:
 
 def _clips(paths: Iterable[Path]) -> list[Path]:
     """The clips named: files as given, folders expanded into the audio files under them."""
-    from mirsearch.indexer import discover
+    from mirsearch.audio import discover
 
     clips: list[Path] = []
     for path in paths:
