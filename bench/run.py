@@ -131,15 +131,25 @@ def table(results: dict) -> str:
             )
         rows += scale_rows(results)
         server = lat["server"]
+        workers = server.get("server_processes", 2) - 1  # gunicorn's master and its workers
+        memory = f"peak RSS {server['server_peak_rss_mb']} MB"
+        if "server_worker_peak_rss_mb" in server:
+            memory = (
+                f"peak RSS {server['server_worker_peak_rss_mb']} MB a worker "
+                f"({server['server_peak_rss_mb']} MB all processes, shared pages in each)"
+            )
         rows.append(
             (
-                f"`mirsearch serve` under {server['clients']} concurrent clients "
-                f"({server['requests']} requests): search / match / track p50 / p95",
-                " · ".join(
+                f"`mirsearch serve` ({workers} worker process{'es' if workers > 1 else ''}) "
+                f"under {server['clients']} concurrent clients on the same machine "
+                f"({server['requests']} requests): requests a second; search / match / track "
+                "p50 / p95",
+                f"{server['requests_per_s']:.1f}/s; "
+                + " · ".join(
                     f"{server[e]['p50_ms']:.0f} / {server[e]['p95_ms']:.0f} ms"
                     for e in ("search", "match", "track")
                 )
-                + f"; {server['server_errors']} 5xx, peak RSS {server['server_peak_rss_mb']} MB",
+                + f"; {server['server_errors']} 5xx, {memory}",
             )
         )
     for key, label in (("flat", "exact"), ("sq8", "exact, 8-bit"), ("hnsw", "HNSW")):

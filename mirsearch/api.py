@@ -111,6 +111,12 @@ class Engine:
                 )
             return self._embedder
 
+    def load(self) -> None:
+        """The model, and the index once the catalog has one, loaded now rather than by the first
+        request that needs them (each worker of `mirsearch serve` does this before it answers)."""
+        _ = self.embedder
+        self.index()
+
     def index(self) -> VectorIndex | None:
         """The vector index at the catalog's current generation (reloaded when it moves on).
 

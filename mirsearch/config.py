@@ -157,7 +157,9 @@ class ServerConfig:
     host: str = "127.0.0.1"  # loopback unless asked otherwise
     port: int = 8000
     max_upload_bytes: int = 50 * 1024 * 1024  # larger uploads get 413
-    threads: int = 8  # waitress worker threads
+    workers: int = 0  # `mirsearch serve` processes, each with the model and index (0: one per core)
+    threads: int = 8  # requests each worker process answers at once
+    timeout_s: int = 300  # a worker silent this long (a request holding it) is restarted
 
 
 def default_home() -> Path:

@@ -7,6 +7,7 @@ import dataclasses
 import os
 import shutil
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,20 @@ def test_classify_without_similar_tracks_never_reads_the_index(settings, demo, m
     assert classified.similar == [] and classified.genre in engine.embedder.labels
     with pytest.raises(IndexMismatchError):
         engine.classify(demo[0], similar_k=1)
+
+
+def test_load_reads_the_model_and_the_index_before_the_first_query(settings, demo, monkeypatch):
+    """What a server's worker does before it answers: the first search then reads nothing."""
+    Engine(settings).index_paths([demo[0].parent])
+    engine = Engine(settings)
+    engine.load()
+
+    def not_again(*args, **kwargs):
+        raise AssertionError("loaded by the query, not by Engine.load")
+
+    monkeypatch.setattr("mirsearch.embeddings.Embedder.__init__", not_again)
+    monkeypatch.setattr("mirsearch.api.VectorIndex.load", not_again)
+    assert Path(engine.search(demo[0], k=1)[0].path) == demo[0].resolve()
 
 
 def test_search_and_similar_rank_with_the_configured_search_settings(settings, demo):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -499,6 +500,23 @@ def test_the_console_script_flushes_its_output_and_keeps_the_exit_status(
     )
     assert done.returncode == status, done.stderr
     assert expect in done.stdout + done.stderr
+
+
+def test_serve_with_a_model_it_cannot_read_stops_with_the_reason_not_a_traceback(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = python(
+        CONSOLE_SCRIPT,
+        "serve",
+        "--port",
+        str(port),
+        env=os.environ
+        | {"MIRSEARCH_HOME": str(tmp_path / "home"), "MIRSEARCH_MODEL": str(tmp_path / "no.pt")},
+    )
+    assert done.returncode != 0
+    assert f"Error: {tmp_path / 'no.pt'}: no model checkpoint there" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
 
 
 CATALOG_COMMAND = """import json, os, sys

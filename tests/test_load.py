@@ -4,6 +4,7 @@ every answer names the right track."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -45,4 +46,6 @@ def test_fifty_concurrent_clients_get_right_answers_no_errors_and_no_5xx(tmp_pat
     assert report["wrong_answers"] == 0, report["wrong_answer_examples"]
     for endpoint in ("search", "match", "track"):
         assert 0 < report[endpoint]["p50_ms"] <= report[endpoint]["p95_ms"], report
-    assert report["server_peak_rss_mb"] > 100  # the model and the index are in it
+    # gunicorn's master and a worker per core, each worker with the model and the index in it
+    assert report["server_processes"] == 1 + (os.cpu_count() or 1), report
+    assert report["server_worker_peak_rss_mb"] > 100, report

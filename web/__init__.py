@@ -9,11 +9,12 @@ from mirsearch.config import Settings
 from web import api, errors, pages
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+def create_app(test_config: dict | None = None, *, threads: int | None = None) -> Flask:
     """An app whose Engine (model, catalog, vector index) is loaded once and shared by threads.
 
     `test_config` may hold SETTINGS (a mirsearch Settings) and any Flask setting, e.g.
-    MAX_CONTENT_LENGTH (default: ServerConfig.max_upload_bytes).
+    MAX_CONTENT_LENGTH (default: ServerConfig.max_upload_bytes); `threads` caps the network's
+    threads (Engine).
     """
     app = Flask(__name__)
     config = dict(test_config or {})
@@ -22,7 +23,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.server.max_upload_bytes, JSON_SORT_KEYS=False
     )
     app.config.update(config)
-    app.extensions["mirsearch"] = Engine(settings)
+    app.extensions["mirsearch"] = Engine(settings, threads=threads)
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)

@@ -232,14 +232,22 @@ def demo(directory: Path, n_tracks: int) -> None:
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8000).")
-def serve(host: str | None, port: int | None) -> None:
-    """Serve the web site and JSON API with waitress."""
-    from waitress import serve as waitress_serve
-
-    from web import create_app
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Server processes, each loading the model and the index [default: one per core].",
+)
+def serve(host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the web site and JSON API with gunicorn, a worker process per core."""
+    from web.server import serve as gunicorn_serve
 
     settings = _settings()
     host = host or settings.server.host
     port = port or settings.server.port
-    click.echo(f"serving on http://{host}:{port}", err=True)
-    waitress_serve(create_app(), host=host, port=port, threads=settings.server.threads)
+    workers = workers or settings.server.workers or os.cpu_count() or 1
+    click.echo(f"serving on http://{host}:{port} ({workers} worker processes)", err=True)
+    try:
+        gunicorn_serve(settings, host=host, port=port, workers=workers)
+    except MirsearchError as exc:
+        raise click.ClickException(str(exc)) from exc

@@ -1,0 +1,62 @@
+"""`mirsearch serve`: the site on gunicorn, a worker process per core.
+
+Each worker builds its own app and Engine and loads the model and the index before it takes a
+request, so the first upload is answered as fast as the rest. The workers share nothing but the
+catalog database and the index files, which `mirsearch index` may change under them: each moves
+on to a new index generation by itself (Engine.index). A worker runs `threads` requests at once
+(they share one interpreter); the network gets the worker's share of the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+from gunicorn.errors import HaltServer
+
+from mirsearch.config import Settings
+from mirsearch.errors import MirsearchError
+from web import create_app
+
+
+class Server(BaseApplication):
+    """gunicorn with its settings from here, not from the command line or a config file."""
+
+    def __init__(self, settings: Settings, *, host: str, port: int, workers: int):
+        self.settings = settings
+        self.options = {
+            "bind": f"{host}:{port}",
+            "workers": workers,
+            "worker_class": "gthread",
+            "threads": settings.server.threads,
+            "timeout": settings.server.timeout_s,
+            "graceful_timeout": 10,
+            "control_socket_disable": True,  # no socket in $HOME for two servers to fight over
+        }
+        self.network_threads = max(1, (os.cpu_count() or 1) // workers)
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self):
+        """In each worker: the app, its model and index loaded. A model or an index this code
+        cannot read is said in one line and stops the server, not restarted worker after worker."""
+        try:
+            app = create_app({"SETTINGS": self.settings}, threads=self.network_threads)
+            app.extensions["mirsearch"].load()
+        except MirsearchError as exc:
+            print(f"Error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        return app
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    """Serve until stopped (SIGINT or SIGTERM); MirsearchError when no worker could start."""
+    try:
+        Server(settings, host=host, port=port, workers=workers).run()
+    except HaltServer as exc:  # the workers' own errors are above it on stderr
+        raise MirsearchError(f"the server stopped: {exc.reason}") from None
