@@ -3,6 +3,7 @@ file, exit codes, and the environment variables it reads."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from conftest import clicks, noise, tone
 
 from mirsearch.audio import load, write
-from mirsearch.checkpoints import load_checkpoint
+from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
@@ -478,6 +479,7 @@ def python(script: str, *args: str, env: dict[str, str]) -> subprocess.Completed
 
 
 CONSOLE_SCRIPT = "import sys; from mirsearch.cli import run; sys.argv[0] = 'mirsearch'; run()"
+SERVE_DRIVER = Path(__file__).resolve().parents[1] / "bench" / "serve.py"  # starts `serve`
 
 
 @pytest.mark.parametrize(
@@ -517,6 +519,37 @@ def test_serve_with_a_model_it_cannot_read_stops_with_the_reason_not_a_traceback
     assert done.returncode != 0
     assert f"Error: {tmp_path / 'no.pt'}: no model checkpoint there" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_serve_with_an_index_of_another_model_serves_the_catalog_and_says_why_not_searches(
+    home, clip, tmp_path, monkeypatch
+):
+    shipped = load_checkpoint()
+    other = save_checkpoint(
+        tmp_path / "other.pt",
+        model=shipped.model,
+        arch=shipped.arch,
+        arch_args=shipped.arch_args,
+        labels=shipped.labels,
+        window_s=shipped.window_s,
+        metadata={**shipped.metadata, "note": "the same weights in another file"},
+    )
+    monkeypatch.setenv("MIRSEARCH_MODEL", str(other))
+    spec = importlib.util.spec_from_file_location("bench_serve", SERVE_DRIVER)
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    port = driver.free_port()
+    server = driver.start_server(home[0], port)
+    try:
+        status, listing = driver.request(port, "GET", "/api/tracks")
+        searched = driver.request(port, "POST", "/api/search", ("clip.wav", clip.read_bytes()))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    assert status == 200 and listing["tracks"], listing
+    assert searched[0] == 503 and searched[1]["error"]["code"] == "index_mismatch", searched
+    assert "built by another model" in searched[1]["error"]["message"], searched
+    assert "built by another model" in server.stderr.read()  # said when the workers started
 
 
 CATALOG_COMMAND = """import json, os, sys

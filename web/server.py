@@ -17,7 +17,7 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.errors import HaltServer
 
 from mirsearch.config import Settings
-from mirsearch.errors import MirsearchError
+from mirsearch.errors import IndexMismatchError, MirsearchError
 from web import create_app
 
 
@@ -43,11 +43,15 @@ class Server(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        """In each worker: the app, its model and index loaded. A model or an index this code
-        cannot read is said in one line and stops the server, not restarted worker after worker."""
+        """In each worker: the app, its model and index loaded. A model this code cannot read is
+        said in one line and stops the server, not restarted worker after worker; an index made
+        by another model is said too, and the site goes on (the catalog pages need no index,
+        and searches answer with the same message, as `mirsearch search` does)."""
         try:
             app = create_app({"SETTINGS": self.settings}, threads=self.network_threads)
             app.extensions["mirsearch"].load()
+        except IndexMismatchError as exc:
+            print(f"Warning: {exc}", file=sys.stderr, flush=True)
         except MirsearchError as exc:
             print(f"Error: {exc}", file=sys.stderr, flush=True)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
