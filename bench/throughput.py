@@ -27,7 +27,7 @@ from mirsearch.checkpoints import save_checkpoint
 from mirsearch.config import FeatureConfig, Settings
 from mirsearch.embeddings import Embedder
 from mirsearch.features import describe, log_mel
-from mirsearch.nn import Student, build
+from mirsearch.nn import Student, build, for_inference
 
 
 def _rate(audio_s: float, wall_s: float) -> float:
@@ -70,9 +70,11 @@ def _load_network(name: str) -> None:
     elif name == "matching_branch":
         _network = shipped.model.matcher
     else:
-        _network = build(
-            "vgg", n_classes=len(shipped.labels), feature_config=asdict(shipped.feature_config)
-        ).eval()
+        _network = for_inference(
+            build(
+                "vgg", n_classes=len(shipped.labels), feature_config=asdict(shipped.feature_config)
+            )
+        )
 
 
 def _decode_embed(path: Path) -> float:
@@ -135,11 +137,13 @@ def against_matching_branch(folder: Path, *, workers: int | None) -> dict:
         shipped = Embedder()
         matcher = save_checkpoint(
             Path(scratch) / "matching_branch.pt",
-            model=shipped.model.matcher,
+            model=shipped.checkpoint.model.matcher,
             arch="cnn",
             arch_args=shipped.checkpoint.arch_args["matcher_args"]
             | {"feature_config": asdict(shipped.feature_config)},
-            labels=[f"class {i}" for i in range(shipped.model.matcher.head[-1].out_features)],
+            labels=[
+                f"class {i}" for i in range(shipped.checkpoint.model.matcher.head[-1].out_features)
+            ],
             window_s=shipped.checkpoint.window_s,
             metadata={"matcher_sha256": shipped.matching_hash},
         )

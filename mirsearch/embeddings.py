@@ -25,7 +25,7 @@ from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
-from mirsearch.nn import Student
+from mirsearch.nn import Student, for_inference
 from mirsearch.vocabulary import GENRES, genre_scores
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Embedder:
             )
         self.config = config
         self.checkpoint = checkpoint  # what it was loaded from (heads.py saves a copy with a head)
-        self.model = checkpoint.model
+        self.model = for_inference(checkpoint.model)
         self.model_hash = checkpoint.sha256
         # The near-duplicate threshold belongs to the matching vectors: a student keeps the
         # calibration of the checkpoint its matching branch was copied from.
