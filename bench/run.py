@@ -131,13 +131,7 @@ def table(results: dict) -> str:
             )
         rows += scale_rows(results)
         server = lat["server"]
-        workers = server.get("server_processes", 2) - 1  # gunicorn's master and its workers
-        memory = f"peak RSS {server['server_peak_rss_mb']} MB"
-        if "server_worker_peak_rss_mb" in server:
-            memory = (
-                f"peak RSS {server['server_worker_peak_rss_mb']} MB a worker "
-                f"({server['server_peak_rss_mb']} MB all processes, shared pages in each)"
-            )
+        workers = server["server_processes"] - 1  # gunicorn's master and its workers
         rows.append(
             (
                 f"`mirsearch serve` ({workers} worker process{'es' if workers > 1 else ''}) "
@@ -149,7 +143,9 @@ def table(results: dict) -> str:
                     f"{server[e]['p50_ms']:.0f} / {server[e]['p95_ms']:.0f} ms"
                     for e in ("search", "match", "track")
                 )
-                + f"; {server['server_errors']} 5xx, {memory}",
+                + f"; {server['server_errors']} 5xx, peak RSS "
+                f"{server['server_worker_peak_rss_mb']} MB a worker "
+                f"({server['server_peak_rss_mb']} MB all processes, shared pages in each)",
             )
         )
     for key, label in (("flat", "exact"), ("sq8", "exact, 8-bit"), ("hnsw", "HNSW")):

@@ -25,9 +25,9 @@ from mirsearch.api import Engine
 from mirsearch.audio import discover, load
 from mirsearch.checkpoints import save_checkpoint
 from mirsearch.config import FeatureConfig, Settings
-from mirsearch.embeddings import Embedder
+from mirsearch.embeddings import Embedder, for_inference
 from mirsearch.features import describe, log_mel
-from mirsearch.nn import Student, build, for_inference
+from mirsearch.nn import Student, build
 
 
 def _rate(audio_s: float, wall_s: float) -> float:

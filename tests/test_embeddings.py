@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import SR, clicks
 
+from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig
 from mirsearch.demo import demo_pieces, render
-from mirsearch.embeddings import Embedder
+from mirsearch.embeddings import Embedder, for_inference
 from mirsearch.nn import RHYTHM_LAGS
 
 
@@ -91,3 +93,22 @@ def test_a_perturbed_window_stays_nearer_its_source_than_other_music(embedder, p
     noisy = 0.5 * x + 0.02 * rng.standard_normal(x.size).astype(np.float32)
     a, b, c = (embedder.analyse(s, hop_s=1.5).vectors[0] for s in (x, noisy, other))
     assert float(a @ b) > float(a @ c) + 0.05
+
+
+def test_for_inference_folds_the_norms_and_answers_as_the_network_it_copies():
+    """The shipped student, its batch norms trained: the copy the Embedder runs gives the same
+    vectors, tagging embeddings and rhythm, and the checkpoint's network keeps its norms (it is
+    what a genre head is saved with)."""
+    shipped = load_checkpoint().model
+    keys = set(shipped.state_dict())
+    fast = for_inference(shipped)
+    mel = shipped.front_end(torch.randn(30 * 16_000) * 0.1)
+    with torch.inference_mode():
+        expected = shipped.both_windows(mel, window_s=3.0, hop_s=1.5)
+        got = fast.both_windows(mel, window_s=3.0, hop_s=1.5)
+    for a, b in zip(expected, got, strict=True):
+        assert a.shape == b.shape
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in shipped.modules()) > 5
+    assert set(shipped.state_dict()) == keys
