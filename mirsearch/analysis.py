@@ -1,29 +1,40 @@
 """What indexing learns about each file, computed where the work runs: in this process, a local
 process pool (workers.py), or Ray tasks on a cluster (`--engine ray`); the indexer commits the
-results."""
+results.
+
+Importing this module does not import torch (the Analyser does, when it loads the model): an
+indexing run starts decoding its first files (`DecodeAhead`) before torch loads.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import hashlib
 import logging
-from collections.abc import Iterator
+import os
+import pickle
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from mirsearch import audio, features
-from mirsearch.config import Settings
-from mirsearch.embeddings import Embedder
+from mirsearch import audio
+from mirsearch.config import AudioConfig, Settings
 from mirsearch.errors import MirsearchError
 from mirsearch.vocabulary import top_tags
-from mirsearch.workers import ordered_map
+from mirsearch.workers import START_METHOD, ordered_map
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
+# DecodeAhead writes at most this much decoded audio (~70 min at 16 kHz): a few seconds of
+# decoding are ~100 MB, a cold start of torch from disk (10 s and more) could be many times that
+MAX_AHEAD_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -71,12 +82,24 @@ def keep_freed_memory() -> None:
 
 
 class Analyser:
-    """Decode → descriptors → embeddings for one file at a time; holds the model."""
+    """Decode → descriptors → embeddings for one file at a time; holds the model. Files in
+    `ahead` (path → a file `DecodeAhead` wrote) are read decoded, once."""
 
-    def __init__(self, settings: Settings, *, threads: int | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        threads: int | None = None,
+        ahead: Mapping[str, Path] | None = None,
+    ):
+        from mirsearch.embeddings import Embedder
+        from mirsearch.features import describe
+
         keep_freed_memory()
         self.settings = settings
         self.embedder = Embedder(settings.model_path, config=settings.embedding, threads=threads)
+        self.describe = describe
+        self.ahead = dict(ahead or {})
 
     def __call__(self, path: Path) -> FileAnalysis:
         path = Path(path)
@@ -84,9 +107,9 @@ class Analyser:
         base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
         sha = file_sha256(path)
         try:
-            decoded = audio.load(path, config=self.settings.audio)
+            decoded = self._decoded(path)
             analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)
-            descriptors = features.describe(
+            descriptors = self.describe(
                 decoded.samples, decoded.sample_rate, mel_db=analysis.mel_db
             )
         except MirsearchError as exc:
@@ -110,6 +133,15 @@ class Analyser:
             **base,
         )
 
+    def _decoded(self, path: Path) -> audio.Decoded:
+        ready = self.ahead.pop(str(path), None)
+        if ready is None:
+            return audio.load(path, config=self.settings.audio)
+        with open(ready, "rb") as f:
+            decoded = pickle.load(f)
+        ready.unlink()
+        return decoded
+
 
 def analyse_all(
     paths: list[Path],
@@ -118,16 +150,78 @@ def analyse_all(
     workers: int = 1,
     engine: str = "local",
     address: str | None = None,
+    ahead: Mapping[str, Path] | None = None,
 ) -> Iterator[FileAnalysis]:
-    """Analyse `paths`, yielding results in order, with the model loaded once per worker."""
+    """Analyse `paths`, yielding results in order, with the model loaded once per worker; the
+    local engine reads the files in `ahead` (`DecodeAhead.stop`) decoded."""
     keep_freed_memory()  # here too: forked workers inherit it, and this process checks duplicates
     if engine == "ray":
         yield from _on_ray(paths, settings, workers=workers, address=address)
     elif engine != "local":
         raise MirsearchError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     else:
-        load = partial(Analyser, settings, threads=1 if workers > 1 else None)
+        load = partial(Analyser, settings, threads=1 if workers > 1 else None, ahead=ahead)
         yield from ordered_map(load, Analyser.__call__, paths, workers=workers)
+
+
+class DecodeAhead:
+    """The first files of a run decoded by a process of their own while this one imports torch
+    and loads the model: on 2 cores that took ~4 s of one core, the other idle (`import torch`
+    alone 2.7-3.9 s on the machine of the README's figures), and `mirsearch index` of
+    ../shared/audio went from 27.0 to 25.0 s (three runs of each, interleaved).
+
+    The process is forked before torch is imported (it imports none), decodes `paths` in order
+    and writes each whole decoded file to a private temporary folder under a name it takes only
+    once complete, up to MAX_AHEAD_BYTES. `stop` ends it at once, wherever it is, and hands over
+    what is complete; a file it could not decode is left to the worker, whose error is the one
+    recorded. The folder goes when the context ends, or, if this process is killed first, when
+    the decoding process sees it gone.
+    """
+
+    def __init__(self, paths: Sequence[Path], config: AudioConfig):
+        self.paths = list(paths)
+        self.folder = Path(tempfile.mkdtemp(prefix="mirsearch-decoded-"))
+        self.process = None
+        if self.paths:
+            self.process = get_context(START_METHOD).Process(
+                target=_decode_ahead,
+                args=(self.paths, config, self.folder, os.getpid()),
+                daemon=True,
+            )
+            self.process.start()
+
+    def stop(self) -> dict[str, Path]:
+        """Stop decoding; the files decoded whole: path → where its decoded audio waits."""
+        if self.process is not None:
+            self.process.terminate()
+            self.process.join()
+        return {str(self.paths[int(f.stem)]): f for f in self.folder.glob("*.decoded")}
+
+    def __enter__(self) -> DecodeAhead:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: int) -> None:
+    written = 0
+    for n, path in enumerate(paths):
+        if os.getppid() != parent:  # the run was killed: nothing will read these
+            shutil.rmtree(folder, ignore_errors=True)
+            return
+        if written >= MAX_AHEAD_BYTES:
+            return
+        part = folder / f"{n}.part"
+        try:
+            decoded = audio.load(path, config=config)
+            with open(part, "wb") as f:
+                pickle.dump(decoded, f, protocol=pickle.HIGHEST_PROTOCOL)
+            part.rename(folder / f"{n}.decoded")
+        except Exception:  # the worker decodes this file itself and records what goes wrong
+            continue
+        written += decoded.samples.nbytes
 
 
 # -- Ray: one actor per worker, each holding the model ------------------------------------------

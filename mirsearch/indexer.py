@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -16,11 +18,10 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from mirsearch import audio
-from mirsearch.analysis import FileAnalysis, analyse_all, file_sha256
+from mirsearch.analysis import DecodeAhead, FileAnalysis, analyse_all, file_sha256
 from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_prints
 from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
-from mirsearch.embeddings import Embedder
 from mirsearch.errors import IndexMismatchError
 from mirsearch.index import IndexMeta, VectorIndex, prune_generations
 from mirsearch.workers import default_workers
@@ -80,22 +81,35 @@ class Indexer:
         started = time.perf_counter()
         roots = [Path(p).resolve() for p in paths]
         files = audio.discover(roots)
-        model_hash, meta = self._expected_meta()
-        index = self._open_index(meta)
-        # generations a reader held off pruning last time (see index.reading) go now
-        prune_generations(self.settings.index_dir, keep=self.catalog.index_state().generation)
-        todo, unchanged = self._plan(files, model_hash)
-        if on_total:
-            on_total(len(files))
-        if progress and unchanged:
-            progress(unchanged)
-        counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
-        removed = self._prune(index, roots, files) if prune else 0
-        if workers is None:
-            workers = default_workers(len(todo))
-        results = analyse_all(todo, self.settings, workers=workers, engine=engine, address=address)
-        for first in results:
-            self._commit(index, first, results, model_hash, counts, progress)
+        todo, unchanged = self._plan(files)
+        # the first files are decoded while torch loads, on another core (where torch is loaded
+        # already, as in a server or a notebook, there is nothing to overlap)
+        overlap = engine == "local" and (os.cpu_count() or 1) > 1 and "torch" not in sys.modules
+        with DecodeAhead(todo if overlap else [], self.settings.audio) as ahead:
+            model_hash, meta = self._expected_meta()  # imports torch
+            index, embed_again = self._open_index(meta)
+            if embed_again:
+                todo, unchanged = self._plan(files)
+            # generations a reader held off pruning last time (see index.reading) go now
+            prune_generations(self.settings.index_dir, keep=self.catalog.index_state().generation)
+            if on_total:
+                on_total(len(files))
+            if progress and unchanged:
+                progress(unchanged)
+            counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
+            removed = self._prune(index, roots, files) if prune else 0
+            if workers is None:
+                workers = default_workers(len(todo))
+            results = analyse_all(
+                todo,
+                self.settings,
+                workers=workers,
+                engine=engine,
+                address=address,
+                ahead=ahead.stop(),
+            )
+            for first in results:
+                self._commit(index, first, results, model_hash, counts, progress)
         return IndexSummary(
             indexed=counts["indexed"],
             unchanged=unchanged,
@@ -109,6 +123,8 @@ class Indexer:
     # -- planning -------------------------------------------------------------------------------
 
     def _expected_meta(self) -> tuple[str, IndexMeta]:
+        from mirsearch.embeddings import Embedder
+
         embedder = Embedder(self.settings.model_path, config=self.settings.embedding)
         meta = IndexMeta.for_model(
             dim=embedder.dim,
@@ -121,8 +137,9 @@ class Indexer:
         )
         return embedder.model_hash, meta
 
-    def _open_index(self, meta: IndexMeta) -> VectorIndex:
-        """The index at the catalog's generation; a fresh one after a model change.
+    def _open_index(self, meta: IndexMeta) -> tuple[VectorIndex, bool]:
+        """The index at the catalog's generation, or a fresh one after a model change; and
+        whether the catalog's tracks were marked to be embedded again (a fresh index).
 
         A threshold calibrated since the index was saved is taken into it at once, and an index
         of another kind than the config calls for is converted (a new generation, nothing
@@ -146,7 +163,7 @@ class Indexer:
                 if index.convert_if_due() or recalibrated:  # e.g. float32 windows → 8-bit
                     with self._generation(index, meta.model_hash):
                         pass  # no catalog row changes: the index is saved as the next generation
-                return index
+                return index, False
         index = VectorIndex.create(meta, self.settings.index)
         with self._generation(index, meta.model_hash) as session:
             stale = session.execute(
@@ -154,9 +171,9 @@ class Indexer:
             ).rowcount
         if stale:
             log.info("model changed: %d tracks will be embedded again", stale)
-        return index
+        return index, stale > 0
 
-    def _plan(self, files: list[Path], model_hash: str) -> tuple[list[Path], int]:
+    def _plan(self, files: list[Path]) -> tuple[list[Path], int]:
         """Split files into those to analyse and the number unchanged since the last run."""
         with self.catalog.session() as session:
             rows = {row.path: row for row in session.scalars(select(Track))}

@@ -6,14 +6,18 @@ import importlib.util
 import os
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mirsearch.analysis import Analyser, analyse_all
+from mirsearch import analysis, audio
+from mirsearch.analysis import Analyser, DecodeAhead, analyse_all
 from mirsearch.api import Engine
 from mirsearch.demo import write_demo_catalog
 from mirsearch.errors import MirsearchError
+from mirsearch.workers import START_METHOD
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +64,128 @@ def test_a_forked_pool_after_threaded_tensor_work_in_the_parent_finishes(demo_fi
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(len(demo_files))]
+
+
+def test_files_decoded_ahead_are_read_as_decoded_once_and_bad_ones_left_to_the_worker(
+    settings, demo_files, tmp_path
+):
+    bad = tmp_path / "liner-notes.mp3"
+    bad.write_text("not audio at all\n" * 50)
+    paths = [demo_files[0], bad, demo_files[1]]
+    with DecodeAhead(paths, settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        ready = ahead.stop()
+        assert ready.keys() == {str(demo_files[0]), str(demo_files[1])}
+        analyser = Analyser(settings, ahead=ready)
+        decoded_ahead = analyser(demo_files[0])
+        assert not ready[str(demo_files[0])].exists()  # read once, then gone
+        np.testing.assert_array_equal(
+            decoded_ahead.vectors, Analyser(settings)(demo_files[0]).vectors
+        )
+        assert "liner-notes.mp3" in analyser(bad).error
+    assert not ahead.folder.exists()
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the stalled decoder is patched in by fork")
+def test_stopping_the_decoding_ahead_hands_over_only_whole_files_at_once(
+    settings, demo_files, monkeypatch
+):
+    """The decoder is stopped wherever it is (here: stuck in the second file for a minute), and
+    what it had not finished is not handed over."""
+    load = audio.load
+
+    def stuck_on_the_second(path, **kwargs):
+        if path == demo_files[1]:
+            time.sleep(60)
+        return load(path, **kwargs)
+
+    monkeypatch.setattr(analysis.audio, "load", stuck_on_the_second)
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        deadline = time.monotonic() + 30
+        while not (ahead.folder / "0.decoded").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        ready = ahead.stop()
+        assert time.monotonic() - started < 5
+    assert list(ready) == [str(demo_files[0])]
+
+
+def test_decoding_ahead_stops_at_its_byte_budget(settings, demo_files, monkeypatch):
+    monkeypatch.setattr(analysis, "MAX_AHEAD_BYTES", 1)  # the first file spends it
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        assert ahead.process.exitcode == 0
+        assert list(ahead.stop()) == [str(demo_files[0])]
+
+
+# A run killed while decoding ahead: its decoder finds its parent gone and removes the folder.
+KILLED_WHILE_DECODING = """
+import os, signal, sys, time
+from pathlib import Path
+from mirsearch import analysis
+from mirsearch.config import AudioConfig
+
+load = analysis.audio.load
+def slow(path, **kwargs):
+    time.sleep(1)
+    return load(path, **kwargs)
+analysis.audio.load = slow
+ahead = analysis.DecodeAhead([Path(p) for p in sys.argv[1:]], AudioConfig())
+print(ahead.folder, flush=True)
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the slow decoder is patched in by fork")
+def test_a_run_killed_while_decoding_ahead_leaves_no_decoded_audio_behind(demo_files):
+    done = subprocess.run(
+        [sys.executable, "-c", KILLED_WHILE_DECODING, *map(str, demo_files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == -9
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("mirsearch-decoded-")
+    deadline = time.monotonic() + 15
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not folder.exists()
+
+
+# What lets an indexing run decode while torch loads: the decoder is forked before torch is
+# imported, which importing the indexer must not do.
+TORCH_FREE_UNTIL_DECODING = """
+import sys
+from pathlib import Path
+
+from mirsearch import analysis
+from mirsearch.api import Engine
+from mirsearch.config import Settings
+
+init = analysis.DecodeAhead.__init__
+def noted(self, paths, config):
+    print("decoding", len(paths), "ahead; torch loaded:", "torch" in sys.modules, flush=True)
+    init(self, paths, config)
+analysis.DecodeAhead.__init__ = noted
+summary = Engine(Settings.from_env({}, home=Path(sys.argv[1]))).index_paths(sys.argv[2:], workers=2)
+print("indexed", summary.indexed)
+"""
+
+
+def test_an_index_run_starts_decoding_before_torch_loads(demo_files, tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE_UNTIL_DECODING, str(tmp_path), *map(str, demo_files)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    n = len(demo_files)
+    expected = f"decoding {n if (os.cpu_count() or 1) > 1 else 0} ahead; torch loaded: False"
+    assert done.stdout.splitlines() == [expected, f"indexed {n}"]
 
 
 def test_an_unknown_engine_is_refused(settings, demo_files):

@@ -148,7 +148,7 @@ def test_default_workers_are_one_per_core_but_no_more_than_files(settings, folde
 
     asked = []
 
-    def analyse_all(paths, settings, *, workers, engine, address):
+    def analyse_all(paths, settings, *, workers, engine, address, ahead):
         asked.append((len(paths), workers))
         return iter(())
 
