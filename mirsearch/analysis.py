@@ -180,9 +180,14 @@ class DecodeAhead:
 
     def __init__(self, paths: Sequence[Path], config: AudioConfig):
         self.paths = list(paths)
-        self.folder = Path(tempfile.mkdtemp(prefix="mirsearch-decoded-"))
+        self.folder: Path | None = None
         self.process = None
         if self.paths:
+            try:
+                self.folder = Path(tempfile.mkdtemp(prefix="mirsearch-decoded-"))
+            except OSError as exc:  # the workers decode everything, as they would anyway
+                log.info("not decoding ahead: no temporary folder (%s)", exc)
+                return
             self.process = get_context(START_METHOD).Process(
                 target=_decode_ahead,
                 args=(self.paths, config, self.folder, os.getpid()),
@@ -195,6 +200,8 @@ class DecodeAhead:
         if self.process is not None:
             self.process.terminate()
             self.process.join()
+        if self.folder is None:
+            return {}
         return {str(self.paths[int(f.stem)]): f for f in self.folder.glob("*.decoded")}
 
     def __enter__(self) -> DecodeAhead:
@@ -202,7 +209,8 @@ class DecodeAhead:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: int) -> None:
@@ -213,14 +221,18 @@ def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: 
             return
         if written >= MAX_AHEAD_BYTES:
             return
-        part = folder / f"{n}.part"
         try:
             decoded = audio.load(path, config=config)
-            with open(part, "wb") as f:
-                pickle.dump(decoded, f, protocol=pickle.HIGHEST_PROTOCOL)
-            part.rename(folder / f"{n}.decoded")
         except Exception:  # the worker decodes this file itself and records what goes wrong
             continue
+        part = folder / f"{n}.part"
+        try:
+            with open(part, "wb") as f:
+                pickle.dump(decoded, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except OSError:  # the temporary folder is full: the workers decode the rest
+            part.unlink(missing_ok=True)
+            return
+        part.rename(folder / f"{n}.decoded")
         written += decoded.samples.nbytes
 
 

@@ -110,6 +110,31 @@ def test_stopping_the_decoding_ahead_hands_over_only_whole_files_at_once(
     assert list(ready) == [str(demo_files[0])]
 
 
+def test_without_a_temporary_folder_nothing_is_decoded_ahead_and_nothing_fails(
+    settings, demo_files, monkeypatch
+):
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied", "/tmp")
+
+    monkeypatch.setattr(analysis.tempfile, "mkdtemp", refused)
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        assert ahead.process is None and ahead.stop() == {}
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the full disk is patched in by fork")
+def test_decoding_ahead_into_a_full_folder_stops_and_leaves_no_partial_file(
+    settings, demo_files, monkeypatch
+):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(analysis.pickle, "dump", full)
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        assert ahead.process.exitcode == 0
+        assert ahead.stop() == {} and list(ahead.folder.iterdir()) == []
+
+
 def test_decoding_ahead_stops_at_its_byte_budget(settings, demo_files, monkeypatch):
     monkeypatch.setattr(analysis, "MAX_AHEAD_BYTES", 1)  # the first file spends it
     with DecodeAhead(demo_files, settings.audio) as ahead:
