@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import shutil
+import signal
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -214,6 +215,7 @@ class DecodeAhead:
 
 
 def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this
     written = 0
     for n, path in enumerate(paths):
         if os.getppid() != parent:  # the run was killed: nothing will read these

@@ -179,6 +179,42 @@ def test_a_run_killed_while_decoding_ahead_leaves_no_decoded_audio_behind(demo_f
     assert not folder.exists()
 
 
+# Ctrl-C in a terminal reaches every process of the run: the decoder leaves it to the run.
+INTERRUPTED_WHILE_DECODING = """
+import os, signal, sys, time
+from pathlib import Path
+from mirsearch import analysis
+from mirsearch.config import AudioConfig
+
+load = analysis.audio.load
+def slow(path, **kwargs):
+    time.sleep(3)
+    return load(path, **kwargs)
+analysis.audio.load = slow
+with analysis.DecodeAhead([Path(p) for p in sys.argv[1:]], AudioConfig()) as ahead:
+    time.sleep(1)
+    try:
+        os.killpg(0, signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        time.sleep(1)  # a run can take a while to get there (an import in C does not stop)
+        print("interrupted; decoder still running:", ahead.process.is_alive(), flush=True)
+"""
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the slow decoder is patched in by fork")
+def test_ctrl_c_while_decoding_ahead_is_the_runs_to_report(demo_files):
+    done = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_WHILE_DECODING, *map(str, demo_files)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert done.stdout.strip() == "interrupted; decoder still running: True"  # for the run to stop
+    assert "Traceback" not in done.stderr
+
+
 # What lets an indexing run decode while torch loads: the decoder is forked before torch is
 # imported, which importing the indexer must not do.
 TORCH_FREE_UNTIL_DECODING = """
