@@ -25,6 +25,17 @@ def demo_files(tmp_path_factory):
     return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=3)
 
 
+def run_script(script: str, *args, timeout: float = 60, **options) -> subprocess.CompletedProcess:
+    """`python -c script args…`, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **options,
+    )
+
+
 def test_a_bad_file_is_a_result_with_its_error_not_an_exception(settings, tmp_path):
     bad = tmp_path / "liner-notes.mp3"
     bad.write_text("not audio at all\n" * 50)
@@ -56,12 +67,7 @@ print(sum(r.error is None for r in results))
 
 
 def test_a_forked_pool_after_threaded_tensor_work_in_the_parent_finishes(demo_files):
-    done = subprocess.run(
-        [sys.executable, "-c", AFTER_THREADED_WORK, *map(str, demo_files)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    done = run_script(AFTER_THREADED_WORK, *demo_files, timeout=180)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(len(demo_files))]
 
@@ -143,8 +149,9 @@ def test_decoding_ahead_stops_at_its_byte_budget(settings, demo_files, monkeypat
         assert list(ahead.stop()) == [str(demo_files[0])]
 
 
-# A run killed while decoding ahead: its decoder finds its parent gone and removes the folder.
-KILLED_WHILE_DECODING = """
+# The start of a script whose decoding ahead takes SECONDS a file (the patch reaches the decoding
+# process by fork).
+SLOW_DECODER = """
 import os, signal, sys, time
 from pathlib import Path
 from mirsearch import analysis
@@ -152,24 +159,27 @@ from mirsearch.config import AudioConfig
 
 load = analysis.audio.load
 def slow(path, **kwargs):
-    time.sleep(1)
+    time.sleep(SECONDS)
     return load(path, **kwargs)
 analysis.audio.load = slow
-ahead = analysis.DecodeAhead([Path(p) for p in sys.argv[1:]], AudioConfig())
+paths = [Path(p) for p in sys.argv[1:]]
+"""
+
+# A run killed while decoding ahead: its decoder finds its parent gone and removes the folder.
+KILLED_WHILE_DECODING = (
+    SLOW_DECODER.replace("SECONDS", "1")
+    + """
+ahead = analysis.DecodeAhead(paths, AudioConfig())
 print(ahead.folder, flush=True)
 time.sleep(0.5)
 os.kill(os.getpid(), signal.SIGKILL)
 """
+)
 
 
 @pytest.mark.skipif(START_METHOD != "fork", reason="the slow decoder is patched in by fork")
 def test_a_run_killed_while_decoding_ahead_leaves_no_decoded_audio_behind(demo_files):
-    done = subprocess.run(
-        [sys.executable, "-c", KILLED_WHILE_DECODING, *map(str, demo_files)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_script(KILLED_WHILE_DECODING, *demo_files)
     assert done.returncode == -9
     folder = Path(done.stdout.strip())
     assert folder.name.startswith("mirsearch-decoded-")
@@ -180,18 +190,10 @@ def test_a_run_killed_while_decoding_ahead_leaves_no_decoded_audio_behind(demo_f
 
 
 # Ctrl-C in a terminal reaches every process of the run: the decoder leaves it to the run.
-INTERRUPTED_WHILE_DECODING = """
-import os, signal, sys, time
-from pathlib import Path
-from mirsearch import analysis
-from mirsearch.config import AudioConfig
-
-load = analysis.audio.load
-def slow(path, **kwargs):
-    time.sleep(3)
-    return load(path, **kwargs)
-analysis.audio.load = slow
-with analysis.DecodeAhead([Path(p) for p in sys.argv[1:]], AudioConfig()) as ahead:
+INTERRUPTED_WHILE_DECODING = (
+    SLOW_DECODER.replace("SECONDS", "3")
+    + """
+with analysis.DecodeAhead(paths, AudioConfig()) as ahead:
     time.sleep(1)
     try:
         os.killpg(0, signal.SIGINT)
@@ -200,17 +202,12 @@ with analysis.DecodeAhead([Path(p) for p in sys.argv[1:]], AudioConfig()) as ahe
         time.sleep(1)  # a run can take a while to get there (an import in C does not stop)
         print("interrupted; decoder still running:", ahead.process.is_alive(), flush=True)
 """
+)
 
 
 @pytest.mark.skipif(START_METHOD != "fork", reason="the slow decoder is patched in by fork")
 def test_ctrl_c_while_decoding_ahead_is_the_runs_to_report(demo_files):
-    done = subprocess.run(
-        [sys.executable, "-c", INTERRUPTED_WHILE_DECODING, *map(str, demo_files)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        start_new_session=True,
-    )
+    done = run_script(INTERRUPTED_WHILE_DECODING, *demo_files, start_new_session=True)
     assert done.stdout.strip() == "interrupted; decoder still running: True"  # for the run to stop
     assert "Traceback" not in done.stderr
 
@@ -236,10 +233,10 @@ print("indexed", summary.indexed)
 
 
 def test_an_index_run_starts_decoding_before_torch_loads(demo_files, tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", TORCH_FREE_UNTIL_DECODING, str(tmp_path), *map(str, demo_files)],
-        capture_output=True,
-        text=True,
+    done = run_script(
+        TORCH_FREE_UNTIL_DECODING,
+        tmp_path,
+        *demo_files,
         timeout=180,
         env=os.environ | {"OMP_NUM_THREADS": "1"},
     )
