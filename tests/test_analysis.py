@@ -193,6 +193,7 @@ def test_a_run_killed_while_decoding_ahead_leaves_no_decoded_audio_behind(demo_f
 INTERRUPTED_WHILE_DECODING = (
     SLOW_DECODER.replace("SECONDS", "3")
     + """
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, wherever this runs
 with analysis.DecodeAhead(paths, AudioConfig()) as ahead:
     time.sleep(1)
     try:
