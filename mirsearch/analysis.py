@@ -36,6 +36,7 @@ ENGINES = ("local", "ray")
 # DecodeAhead writes at most this much decoded audio (~70 min at 16 kHz): a few seconds of
 # decoding are ~100 MB, a cold start of torch from disk (10 s and more) could be many times that
 MAX_AHEAD_BYTES = 256 << 20
+FOLDER_PREFIX = "mirsearch-decoded-"  # then the run's process id: DecodeAhead's folders
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,9 @@ class DecodeAhead:
     and writes each whole decoded file to a private temporary folder under a name it takes only
     once complete, up to MAX_AHEAD_BYTES. `stop` ends it at once, wherever it is, and hands over
     what is complete; a file it could not decode is left to the worker, whose error is the one
-    recorded. The folder goes when the context ends, or, if this process is killed first, when
-    the decoding process sees it gone.
+    recorded. The folder goes when the context ends; if this process is killed first, its
+    decoding process removes it on seeing it gone, or, when that had stopped already, the next
+    run does (the folder's name holds the process id).
     """
 
     def __init__(self, paths: Sequence[Path], config: AudioConfig):
@@ -184,8 +186,9 @@ class DecodeAhead:
         self.folder: Path | None = None
         self.process = None
         if self.paths:
+            _remove_orphans(Path(tempfile.gettempdir()))
             try:
-                self.folder = Path(tempfile.mkdtemp(prefix="mirsearch-decoded-"))
+                self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
             except OSError as exc:  # the workers decode everything, as they would anyway
                 log.info("not decoding ahead: no temporary folder (%s)", exc)
                 return
@@ -212,6 +215,25 @@ class DecodeAhead:
         self.stop()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _remove_orphans(temp: Path) -> None:
+    """Folders of runs killed after their decoder stopped (a crash, `kill -9`): the process named
+    in the folder's name is gone."""
+    for folder in temp.glob(f"{FOLDER_PREFIX}*-*"):
+        pid = folder.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
 
 
 def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: int) -> None:

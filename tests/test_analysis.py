@@ -213,6 +213,23 @@ def test_ctrl_c_while_decoding_ahead_is_the_runs_to_report(demo_files):
     assert "Traceback" not in done.stderr
 
 
+def test_a_folder_left_by_a_killed_run_is_removed_by_the_next(
+    settings, demo_files, tmp_path, monkeypatch
+):
+    """Killed after its decoder stopped, a run leaves its folder; the next run removes it, and
+    leaves alone the folder of a run still going."""
+    gone = run_script("import os; print(os.getpid())").stdout.strip()
+    left = tmp_path / f"{analysis.FOLDER_PREFIX}{gone}-abcd"
+    left.mkdir()
+    (left / "0.decoded").write_bytes(b"decoded audio")
+    running = tmp_path / f"{analysis.FOLDER_PREFIX}{os.getppid()}-efgh"
+    running.mkdir()
+    monkeypatch.setattr(analysis.tempfile, "tempdir", str(tmp_path))
+    with DecodeAhead(demo_files[:1], settings.audio) as ahead:
+        assert ahead.folder.parent == tmp_path
+        assert not left.exists() and running.exists()
+
+
 # What lets an indexing run decode while torch loads: the decoder is forked before torch is
 # imported, which importing the indexer must not do.
 TORCH_FREE_UNTIL_DECODING = """
