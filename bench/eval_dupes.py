@@ -32,6 +32,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import Settings
 from mirsearch.duplicates import CALIBRATION
+from mirsearch.model_card import read_card
 from mirsearch.transforms import TRANSFORMS
 
 OUT = Path(__file__).resolve().parent / "dupes.json"
@@ -165,7 +166,7 @@ def _query_shard(
     indexed, negatives = _split(audio_dir, quick=quick)
     engine = Engine(Settings.from_env(home=home))
     track_of, twins = catalog_ids(engine, indexed)
-    seen = set(engine.embedder.metadata.get("contrastive_files", []))
+    seen = set(engine.embedder.card.metadata.get("contrastive_files", []))
     mine = {row["path"] for row in (indexed + negatives)[shard::shards]}
     records = []
     for row, clip_name, name, y in queries(
@@ -327,11 +328,9 @@ def main() -> None:
     )
     threshold = result["threshold"]
     if args.calibrate:
-        from mirsearch.embeddings import Embedder
-
         threshold = threshold_from(result["records"])
         negatives = sum(not r["positive"] for r in result["records"])
-        store_threshold(threshold, Embedder().matching_hash, negatives)
+        store_threshold(threshold, read_card().matching_hash, negatives)
         print(f"stored threshold {threshold}", file=sys.stderr)
     report = (
         summarise(result, threshold)

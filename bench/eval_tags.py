@@ -121,7 +121,7 @@ def run(audio_dir: Path) -> dict:
             t[f"{who}_top_tags"] = sorted(tags, key=lambda name: -tags[name])[:5]
     return {
         "date": time.strftime("%Y-%m-%d"),
-        "model_sha256": embedder.model_hash,
+        "model_sha256": embedder.card.sha256,
         "unseen_packages": sorted({t["package"] for t in unseen}),
         "student_vs_teacher": {
             "macro_roc_auc": round(auc, 4),

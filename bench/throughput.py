@@ -139,13 +139,13 @@ def against_matching_branch(folder: Path, *, workers: int | None) -> dict:
             Path(scratch) / "matching_branch.pt",
             model=shipped.checkpoint.model.matcher,
             arch="cnn",
-            arch_args=shipped.checkpoint.arch_args["matcher_args"]
+            arch_args=shipped.checkpoint.card.arch_args["matcher_args"]
             | {"feature_config": asdict(shipped.feature_config)},
             labels=[
                 f"class {i}" for i in range(shipped.checkpoint.model.matcher.head[-1].out_features)
             ],
-            window_s=shipped.checkpoint.window_s,
-            metadata={"matcher_sha256": shipped.matching_hash},
+            window_s=shipped.checkpoint.card.window_s,
+            metadata={"matcher_sha256": shipped.card.matching_hash},
         )
         env = {"student": {}, "matching_branch": {"MIRSEARCH_MODEL": str(matcher)}}
         for round_ in range(2):

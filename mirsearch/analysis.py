@@ -2,8 +2,9 @@
 process pool (workers.py), or Ray tasks on a cluster (`--engine ray`); the indexer commits the
 results.
 
-Importing this module does not import torch (the Analyser does, when it loads the model): an
-indexing run starts decoding its first files (`DecodeAhead`) before torch loads.
+Importing this module does not import torch (`analyse_all` does, when there is something to
+analyse): an indexing run starts decoding its first files (`DecodeAhead`) before torch loads, and
+one with nothing to do never loads it.
 """
 
 from __future__ import annotations
@@ -156,14 +157,22 @@ def analyse_all(
 ) -> Iterator[FileAnalysis]:
     """Analyse `paths`, yielding results in order, with the model loaded once per worker; the
     local engine reads the files in `ahead` (`DecodeAhead.stop`) decoded."""
+    if engine not in ENGINES:
+        raise MirsearchError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if not paths:  # nothing to analyse: no model to load
+        return
     keep_freed_memory()  # here too: forked workers inherit it, and this process checks duplicates
     if engine == "ray":
         yield from _on_ray(paths, settings, workers=workers, address=address)
-    elif engine != "local":
-        raise MirsearchError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    else:
-        load = partial(Analyser, settings, threads=1 if workers > 1 else None, ahead=ahead)
-        yield from ordered_map(load, Analyser.__call__, paths, workers=workers)
+        return
+    if workers > 1:
+        from mirsearch.checkpoints import load_checkpoint
+
+        # torch imported once, here, for the forked workers to share (each importing its own
+        # took ~3 CPU-s more), and a model that cannot load told here, not as a broken pool
+        load_checkpoint(settings.model_path)
+    load = partial(Analyser, settings, threads=1 if workers > 1 else None, ahead=ahead)
+    yield from ordered_map(load, Analyser.__call__, paths, workers=workers)
 
 
 class DecodeAhead:

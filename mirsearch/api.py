@@ -16,14 +16,15 @@ from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
 from mirsearch.duplicates import Match, Reading, calibrated_threshold, candidates, ranked
-from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
+from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
 from mirsearch.groups import find_groups
 from mirsearch.index import IndexMeta, VectorIndex, reading
+from mirsearch.model_card import ModelCard, read_card
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
 from mirsearch.vocabulary import top_tags
 
-if TYPE_CHECKING:  # imported where used: catalog and index commands never load torch
+if TYPE_CHECKING:  # imported where used: catalog, `similar` and `dupes` never load torch
     from mirsearch.embeddings import Analysis, Embedder
     from mirsearch.indexer import IndexSummary
 
@@ -106,10 +107,21 @@ class Engine:
             if self._embedder is None:
                 from mirsearch.embeddings import Embedder
 
-                self._embedder = Embedder(
+                embedder = Embedder(
                     self.settings.model_path, config=self.settings.embedding, threads=self.threads
                 )
+                if embedder.card.sha256 != self.card.sha256:  # the index was checked against it
+                    raise ModelError(
+                        f"{self.settings.model_path or 'the shipped model'} changed since this "
+                        "process read it: start again"
+                    )
+                self._embedder = embedder
             return self._embedder
+
+    @cached_property
+    def card(self) -> ModelCard:
+        """What the model is, read without torch: all `similar` and `dupes` need of it."""
+        return read_card(self.settings.model_path)
 
     def load(self) -> None:
         """The model, and the index once the catalog has one, loaded now rather than by the first
@@ -143,11 +155,11 @@ class Engine:
             return self._index
 
     def _expected_meta(self) -> IndexMeta:
-        embedder = self.embedder
+        self.card.check_window(self.settings.embedding.window_s)
         return IndexMeta.for_model(
-            dim=embedder.dim,
-            model_hash=embedder.model_hash,
-            feature_config=embedder.feature_config,
+            dim=self.card.dim,
+            model_hash=self.card.sha256,
+            feature_config=self.card.feature_config,
             hop_s=self.settings.embedding.hop_s,
         )
 
@@ -156,7 +168,7 @@ class Engine:
         """The near-duplicate threshold calibrated for this code's scoring and this model (the
         one an index records can be older: `mirsearch index` takes the new one into it); read
         once, not on every request."""
-        return calibrated_threshold(self.embedder.matching_hash, config=self.settings.duplicates)
+        return calibrated_threshold(self.card.matching_hash, config=self.settings.duplicates)
 
     def _require_index(self) -> VectorIndex:
         index = self.index()

@@ -284,13 +284,14 @@ def music_files(folder: Path, *, limit: int = MAX_MUSIC_FILES, seed: int = 0) ->
 
 def student_from(matcher: Checkpoint, *, n_tags: int) -> Student:
     """A fresh Student whose matching branch is `matcher`'s trained CNN, weights and all."""
-    if matcher.arch != "cnn":
-        raise ModelError(f"the matching branch must be a 'cnn' checkpoint, not {matcher.arch!r}")
-    matcher_args = {k: v for k, v in matcher.arch_args.items() if k != "feature_config"}
+    card = matcher.card
+    if card.arch != "cnn":
+        raise ModelError(f"the matching branch must be a 'cnn' checkpoint, not {card.arch!r}")
+    matcher_args = {k: v for k, v in card.arch_args.items() if k != "feature_config"}
     student = Student(
         n_tags=n_tags,
         matcher_args=matcher_args,
-        feature_config=asdict(matcher.feature_config),
+        feature_config=asdict(card.feature_config),
     )
     student.matcher.load_state_dict(matcher.model.state_dict())
     return student
@@ -315,7 +316,7 @@ def distill(
                 teach(
                     path,
                     cache_dir,
-                    feature_config=matcher.feature_config,
+                    feature_config=matcher.card.feature_config,
                     hop_s=hop_s,
                     max_patches=max_patches,
                 )
@@ -332,10 +333,10 @@ def distill(
         arch="student",
         arch_args=student.arch_args,
         labels=labels,
-        window_s=matcher.window_s,
+        window_s=matcher.card.window_s,
         metadata={
             "recipe": "mirsearch train-default (distillation from musicnn MSD + MTT)",
-            "matcher_sha256": matcher.sha256,
+            "matcher_sha256": matcher.card.sha256,
             "distill_config": asdict(config),
             "training_files": [Path(t.path).name for t in taught],
             "history": history,

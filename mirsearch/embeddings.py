@@ -25,7 +25,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig, FeatureConfig
-from mirsearch.errors import ModelError
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
 from mirsearch.nn import Student
@@ -100,27 +99,19 @@ class Embedder:
         if threads:  # before any tensor work: a forked worker must never reach for more threads
             torch.set_num_threads(threads)
         checkpoint = load_checkpoint(checkpoint_path)
-        if abs(checkpoint.window_s - config.window_s) > 1e-6:
-            raise ModelError(
-                f"the model was trained on {checkpoint.window_s} s windows but "
-                f"EmbeddingConfig.window_s is {config.window_s} s"
-            )
+        checkpoint.card.check_window(config.window_s)
         self.config = config
         self.checkpoint = checkpoint  # what it was loaded from (heads.py saves a copy with a head)
+        self.card = checkpoint.card
         self.model = for_inference(checkpoint.model)
-        self.model_hash = checkpoint.sha256
-        # The near-duplicate threshold belongs to the matching vectors: a student keeps the
-        # calibration of the checkpoint its matching branch was copied from.
-        self.matching_hash = checkpoint.metadata.get("matcher_sha256", checkpoint.sha256)
-        self.metadata = checkpoint.metadata
-        self.feature_config: FeatureConfig = checkpoint.feature_config
+        self.feature_config: FeatureConfig = self.card.feature_config
         self.dim = self.model.embedding_dim
         self.is_student = isinstance(self.model, Student)
-        self.tag_labels: list[str] = checkpoint.labels if self.is_student else []
+        self.tag_labels: list[str] = self.card.labels if self.is_student else []
         if not self.is_student:
-            self.labels = checkpoint.labels
+            self.labels = self.card.labels
         elif self.model.genre_head is not None:
-            self.labels = list(checkpoint.metadata["genre_labels"])
+            self.labels = list(self.card.metadata["genre_labels"])
         else:
             self.labels = list(GENRES)
         self._lock = threading.Lock()  # BatchNorm/GRU modules are not re-entrant across threads

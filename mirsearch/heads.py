@@ -94,9 +94,9 @@ def train_head(
     x = embed_clips(embedder, signals)
     y = np.array([labels.index(c.label) for c in clips])
     head = fit_head(x, y, len(labels), config)
-    checkpoint = embedder.checkpoint
-    student: Student = checkpoint.model
-    args = checkpoint.arch_args | {"n_genres": len(labels), "genre_rhythm": True}
+    card = embedder.checkpoint.card
+    student: Student = embedder.checkpoint.model
+    args = card.arch_args | {"n_genres": len(labels), "genre_rhythm": True}
     with_head = Student(**args)
     state = student.state_dict()
     state |= {f"genre_head.{k}": v for k, v in head.state_dict().items()}
@@ -106,9 +106,9 @@ def train_head(
         model=with_head,
         arch="student",
         arch_args=args,
-        labels=checkpoint.labels,
-        window_s=checkpoint.window_s,
-        metadata=checkpoint.metadata
-        | {"genre_labels": labels, "genre_head": {"base_sha256": checkpoint.sha256}},
+        labels=card.labels,
+        window_s=card.window_s,
+        metadata=card.metadata
+        | {"genre_labels": labels, "genre_head": {"base_sha256": card.sha256}},
     )
     return Path(out), float((predict(head, x) == y).mean())

@@ -24,6 +24,7 @@ from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
 from mirsearch.errors import IndexMismatchError
 from mirsearch.index import IndexMeta, VectorIndex, prune_generations
+from mirsearch.model_card import read_card
 from mirsearch.workers import default_workers
 
 log = logging.getLogger(__name__)
@@ -81,15 +82,13 @@ class Indexer:
         started = time.perf_counter()
         roots = [Path(p).resolve() for p in paths]
         files = audio.discover(roots)
+        model_hash, meta = self._expected_meta()
+        index = self._open_index(meta)
         todo, unchanged = self._plan(files)
         # the first files are decoded while torch loads, on another core (where torch is loaded
         # already, as in a server or a notebook, there is nothing to overlap)
         overlap = engine == "local" and (os.cpu_count() or 1) > 1 and "torch" not in sys.modules
         with DecodeAhead(todo if overlap else [], self.settings.audio) as ahead:
-            model_hash, meta = self._expected_meta()  # imports torch
-            index, embed_again = self._open_index(meta)
-            if embed_again:
-                todo, unchanged = self._plan(files)
             # generations a reader held off pruning last time (see index.reading) go now
             prune_generations(self.settings.index_dir, keep=self.catalog.index_state().generation)
             if on_total:
@@ -123,23 +122,22 @@ class Indexer:
     # -- planning -------------------------------------------------------------------------------
 
     def _expected_meta(self) -> tuple[str, IndexMeta]:
-        from mirsearch.embeddings import Embedder
-
-        embedder = Embedder(self.settings.model_path, config=self.settings.embedding)
+        card = read_card(self.settings.model_path)  # without torch: a run with nothing to do
+        card.check_window(self.settings.embedding.window_s)  # needs no network
         meta = IndexMeta.for_model(
-            dim=embedder.dim,
-            model_hash=embedder.model_hash,
-            feature_config=embedder.feature_config,
+            dim=card.dim,
+            model_hash=card.sha256,
+            feature_config=card.feature_config,
             hop_s=self.settings.embedding.hop_s,
             match_threshold=calibrated_threshold(
-                embedder.matching_hash, config=self.settings.duplicates
+                card.matching_hash, config=self.settings.duplicates
             ),
         )
-        return embedder.model_hash, meta
+        return card.sha256, meta
 
-    def _open_index(self, meta: IndexMeta) -> tuple[VectorIndex, bool]:
-        """The index at the catalog's generation, or a fresh one after a model change; and
-        whether the catalog's tracks were marked to be embedded again (a fresh index).
+    def _open_index(self, meta: IndexMeta) -> VectorIndex:
+        """The index at the catalog's generation, or a fresh one after a model change (the
+        catalog's tracks marked to be embedded again).
 
         A threshold calibrated since the index was saved is taken into it at once, and an index
         of another kind than the config calls for is converted (a new generation, nothing
@@ -163,7 +161,11 @@ class Indexer:
                 if index.convert_if_due() or recalibrated:  # e.g. float32 windows → 8-bit
                     with self._generation(index, meta.model_hash):
                         pass  # no catalog row changes: the index is saved as the next generation
-                return index, False
+                return index
+        if state.generation:  # tracks to embed again: a model that cannot load changes nothing
+            from mirsearch.checkpoints import load_checkpoint
+
+            load_checkpoint(self.settings.model_path)
         index = VectorIndex.create(meta, self.settings.index)
         with self._generation(index, meta.model_hash) as session:
             stale = session.execute(
@@ -171,7 +173,7 @@ class Indexer:
             ).rowcount
         if stale:
             log.info("model changed: %d tracks will be embedded again", stale)
-        return index, stale > 0
+        return index
 
     def _plan(self, files: list[Path]) -> tuple[list[Path], int]:
         """Split files into those to analyse and the number unchanged since the last run."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -166,3 +168,38 @@ def test_the_public_functions_use_the_home_of_the_environment(tmp_path, demo, mo
     finally:
         mirsearch.default_engine().catalog.close()
         mirsearch.default_engine.cache_clear()
+
+
+# What answers without the network: a process that runs only these never imports torch.
+WITHOUT_THE_NETWORK = """
+import sys
+from pathlib import Path
+
+from mirsearch.api import Engine
+from mirsearch.config import Settings
+
+engine = Engine(Settings.from_env({}, home=Path(sys.argv[1])))
+again = engine.index_paths([sys.argv[2]])
+track_id = engine.catalog.list_tracks(per_page=1)[0][0].id
+print(again.indexed, again.unchanged, len(engine.similar(track_id, k=2)), len(engine.dupes()))
+print("torch loaded:", "torch" in sys.modules)
+"""
+
+
+def test_an_index_run_with_nothing_to_do_similar_and_dupes_never_load_torch(
+    settings, demo, tmp_path
+):
+    music = tmp_path / "music"
+    music.mkdir()
+    for path in demo:
+        shutil.copy(path, music)
+    shutil.copy(demo[0], music / "the-same-again.ogg")
+    Engine(settings).index_paths([music])
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_NETWORK, settings.home, music],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["0 4 2 1", "torch loaded: False"]

@@ -22,6 +22,7 @@ from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
+from mirsearch.model_card import read_card
 
 COMMANDS = {
     "index",
@@ -384,7 +385,7 @@ def test_train_writes_a_checkpoint_that_the_model_variable_selects(home, clip, t
     assert re.fullmatch(
         rf"validation accuracy [\d.]+ \(loss [\d.]+\); checkpoint: {out}\n", trained.output
     )
-    assert load_checkpoint(out).labels == ["noise", "tones"]
+    assert read_card(out).labels == ["noise", "tones"]
     assert any((tmp_path / "runs").iterdir())  # TensorBoard logs
     fresh = (tmp_path / "fresh-home", None, None)
     classified = lines(run(fresh, "classify", clip, "--json", MIRSEARCH_MODEL=str(out)))
@@ -432,12 +433,12 @@ def test_train_default_trains_the_matcher_then_distils_on_the_chosen_music(tmp_p
     assert result.exit_code == 0, result.output
     assert re.match(r"matching branch: validation accuracy [\d.]+\n", result.output)
     assert "tagging branch: best epoch 2 (val loss 0.2500)" in result.output
-    matcher = load_checkpoint(out.with_name("matcher.pt"))
+    matcher = read_card(out.with_name("matcher.pt"))
     assert matcher.labels == ["clicks", "tones"]
     assert matcher.metadata["contrastive_files"] == ["heard.ogg"]
     assert matcher.metadata["recipe"] == "mirsearch train-default"
     assert distilled["files"] == ["heard.ogg"] and distilled["out"] == out
-    assert distilled["matcher"].sha256 == matcher.sha256
+    assert distilled["matcher"].card.sha256 == matcher.sha256
 
 
 def test_evaluate_cross_validates_on_two_folds(tmp_path, monkeypatch):
@@ -528,11 +529,11 @@ def test_serve_with_an_index_of_another_model_serves_the_catalog_and_says_why_no
     other = save_checkpoint(
         tmp_path / "other.pt",
         model=shipped.model,
-        arch=shipped.arch,
-        arch_args=shipped.arch_args,
-        labels=shipped.labels,
-        window_s=shipped.window_s,
-        metadata={**shipped.metadata, "note": "the same weights in another file"},
+        arch=shipped.card.arch,
+        arch_args=shipped.card.arch_args,
+        labels=shipped.card.labels,
+        window_s=shipped.card.window_s,
+        metadata={**shipped.card.metadata, "note": "the same weights in another file"},
     )
     monkeypatch.setenv("MIRSEARCH_MODEL", str(other))
     spec = importlib.util.spec_from_file_location("bench_serve", SERVE_DRIVER)

@@ -20,6 +20,7 @@ from mirsearch.duplicates import (
     strongest,
 )
 from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.model_card import read_card
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
 CONFIG = DuplicateConfig()
@@ -188,10 +189,8 @@ def test_the_shipped_calibration_belongs_to_the_shipped_model():
     (the shipped checkpoint's, or the one a student's matching branch was copied from): a
     retrained matcher must be recalibrated (`make calibrate-dupes`), not fall back to the
     default threshold with a warning."""
-    from mirsearch.embeddings import Embedder
-
     calibration = json.loads(CALIBRATION.read_text())
-    shipped = Embedder(None).matching_hash  # what the indexer looks the threshold up by
+    shipped = read_card().matching_hash  # what the indexer looks the threshold up by
     assert calibration["model_sha256"] == shipped, (
         "the shipped model was changed without recalibrating the duplicate threshold: "
         "run `make calibrate-dupes`"

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 from conftest import clicks, noise, tone
 
-from mirsearch.checkpoints import default_checkpoint_path, load_checkpoint, save_checkpoint
+from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.heads import fit_head, predict, train_head
+from mirsearch.model_card import default_checkpoint_path, read_card
 from mirsearch.nn import Student
 
 
@@ -32,7 +33,7 @@ def test_fit_head_reads_raw_inputs_of_any_scale():
 
 
 def test_a_head_on_the_shipped_embedding_names_a_users_genres(tmp_path):
-    if load_checkpoint().arch != "student":
+    if read_card().arch != "student":
         pytest.skip("the shipped checkpoint is not a student network")
     rng = np.random.default_rng(1)
     makers = {
@@ -55,17 +56,17 @@ def test_a_head_on_the_shipped_embedding_names_a_users_genres(tmp_path):
     assert embedder.labels[int(mine.probabilities.argmax())] == "drone"
     np.testing.assert_array_equal(mine.vectors, theirs.vectors)  # matching is untouched
     np.testing.assert_array_equal(mine.tag_probabilities, theirs.tag_probabilities)
-    assert embedder.matching_hash == shipped.matching_hash
+    assert embedder.card.matching_hash == shipped.card.matching_hash
     saved = load_checkpoint(path)
-    assert default_checkpoint_path().is_file() and saved.arch_args["genre_rhythm"]
+    assert default_checkpoint_path().is_file() and saved.card.arch_args["genre_rhythm"]
     assert saved.model.genre_head.in_features == embedder.dim + mine.rhythm.size
 
 
 def test_a_head_saved_before_the_rhythm_profile_still_classifies(tmp_path):
     shipped = load_checkpoint()
-    if shipped.arch != "student":
+    if shipped.card.arch != "student":
         pytest.skip("the shipped checkpoint is not a student network")
-    args = shipped.arch_args | {"n_genres": 2}
+    args = shipped.card.arch_args | {"n_genres": 2}
     old = Student(**args)
     old.load_state_dict(shipped.model.state_dict(), strict=False)
     path = save_checkpoint(
@@ -73,9 +74,9 @@ def test_a_head_saved_before_the_rhythm_profile_still_classifies(tmp_path):
         model=old,
         arch="student",
         arch_args=args,
-        labels=shipped.labels,
-        window_s=shipped.window_s,
-        metadata=shipped.metadata | {"genre_labels": ["a", "b"]},
+        labels=shipped.card.labels,
+        window_s=shipped.card.window_s,
+        metadata=shipped.card.metadata | {"genre_labels": ["a", "b"]},
     )
     analysis = Embedder(path).analyse(noise(5.0))
     assert analysis.probabilities.shape == (2,) and analysis.probabilities.sum() == pytest.approx(1)

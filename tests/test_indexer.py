@@ -3,8 +3,10 @@ incremental re-runs, prune, crash safety."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +16,12 @@ from conftest import tone
 from mirsearch.api import Engine
 from mirsearch.audio import discover
 from mirsearch.catalog import Track
+from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces, write_demo_catalog
+from mirsearch.errors import ModelError
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
+from mirsearch.nn import build
 
 
 @pytest.fixture
@@ -206,6 +211,27 @@ def test_a_model_change_embeds_every_track_again(settings, folder, monkeypatch):
         session.get(IndexState, 1).model_hash = "an older model"
     summary = Engine(settings).index_paths([folder])
     assert summary.indexed == 5 and summary.unchanged == 4
+
+
+def test_a_model_that_cannot_load_leaves_the_catalog_as_it_was(settings, folder, tmp_path):
+    engine = Engine(settings)
+    first = engine.index_paths([folder])
+    before = engine.catalog.index_state()
+    features = asdict(load_checkpoint().card.feature_config)
+    broken = save_checkpoint(  # its card reads, its weights fit no network
+        tmp_path / "broken.pt",
+        model=build("cnn", n_classes=3, feature_config=features),
+        arch="cnn",
+        arch_args={"n_classes": 5, "feature_config": features},
+        labels=list("abcde"),
+        window_s=3.0,
+    )
+    with pytest.raises(ModelError, match="weights do not fit"):
+        Engine(dataclasses.replace(settings, model_path=broken)).index_paths([folder])
+    after = Engine(settings)
+    assert after.catalog.index_state().generation == before.generation
+    assert after.catalog.index_state().model_hash == before.model_hash
+    assert after.index_paths([folder]).unchanged == first.indexed + first.failed
 
 
 def test_a_new_calibration_reaches_the_index_without_embedding_again(settings, folder, monkeypatch):

@@ -104,8 +104,8 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     x = torch.randn(2, 3 * 16_000) * 0.1
     with torch.inference_mode():
         assert torch.equal(model(x), loaded.model(x))
-    assert loaded.labels == ["a", "b", "c"] and loaded.metadata == {"note": "test"}
-    assert len(loaded.sha256) == 64
+    assert loaded.card.labels == ["a", "b", "c"] and loaded.card.metadata == {"note": "test"}
+    assert len(loaded.card.sha256) == 64
 
 
 def test_weights_that_do_not_fit_the_architecture_raise_model_error(tmp_path):
@@ -149,5 +149,5 @@ def test_unknown_architecture_feature_config_and_junk_raise_model_error(tmp_path
 
 def test_the_shipped_checkpoint_loads_without_pickled_objects():
     checkpoint = load_checkpoint()
-    assert checkpoint.arch in ARCHITECTURES and len(checkpoint.labels) >= 2
-    assert checkpoint.window_s == 3.0
+    assert checkpoint.card.arch in ARCHITECTURES and len(checkpoint.card.labels) >= 2
+    assert checkpoint.card.window_s == 3.0

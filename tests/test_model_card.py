@@ -1,0 +1,117 @@
+"""Reading what a checkpoint says about itself without torch: the same facts the loaded network
+gives, and the same refusals."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+import zipfile
+from dataclasses import asdict
+
+import pytest
+
+from mirsearch.checkpoints import load_checkpoint, save_checkpoint
+from mirsearch.config import FeatureConfig
+from mirsearch.errors import ModelError
+from mirsearch.model_card import read_card
+from mirsearch.nn import ARCHITECTURES, build
+
+FEATURES = asdict(FeatureConfig())
+SMALL = {
+    "cnn": {"n_classes": 3, "embedding_dim": 24},
+    "crnn": {"n_classes": 3, "embedding_dim": 40},
+    "vgg": {"n_classes": 3, "embedding_dim": 56},
+    "student": {
+        "n_tags": 5,
+        "n_teacher": 7,
+        "embedding_dim": 96,  # the tagging branch's: not the matching vectors' size
+        "matcher_args": {"n_classes": 3, "embedding_dim": 64},
+    },
+}
+
+
+def test_every_architecture_has_a_small_example_here():
+    assert set(SMALL) == set(ARCHITECTURES)
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_the_card_tells_what_the_loaded_network_does(arch, tmp_path):
+    args = SMALL[arch] | {"feature_config": FEATURES}
+    path = save_checkpoint(
+        tmp_path / f"{arch}.pt",
+        model=build(arch, **args),
+        arch=arch,
+        arch_args=args,
+        labels=["a", "b", "c"],
+        window_s=3.0,
+        metadata={"matcher_sha256": "f" * 64} if arch == "student" else {},
+    )
+    card, loaded = read_card(path), load_checkpoint(path)
+    assert card == loaded.card
+    assert card.dim == loaded.model.embedding_dim
+    if arch == "student":
+        assert card.dim == 64 and card.matching_hash == "f" * 64
+    else:
+        assert card.dim == args["embedding_dim"] and card.matching_hash == card.sha256
+    assert card.labels == ["a", "b", "c"] and card.feature_config == FeatureConfig()
+
+
+def test_the_shipped_card_is_read_without_torch():
+    script = (
+        "import sys\n"
+        "from mirsearch.model_card import read_card\n"
+        "card = read_card()\n"
+        "print(card.arch, card.dim, 'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    shipped = load_checkpoint()
+    assert done.stdout.split() == [shipped.card.arch, str(shipped.model.embedding_dim), "False"]
+
+
+def test_a_file_that_names_other_code_is_refused_and_nothing_runs(tmp_path):
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "evil.pt"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data.pkl", pickle.dumps({"format": Payload()}, protocol=2))
+    with pytest.raises(ModelError, match=r"io\.open is not allowed in a checkpoint"):
+        read_card(path)
+    assert not marker.exists()
+
+
+def test_what_is_not_a_checkpoint_of_this_format_is_refused(tmp_path):
+    args = SMALL["cnn"] | {"feature_config": FEATURES}
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model=build("cnn", **args),
+        arch="cnn",
+        arch_args=args,
+        labels=["a", "b", "c"],
+        window_s=3.0,
+    )
+    import torch
+
+    payload = torch.load(path, weights_only=True)
+    torch.save(payload | {"format": 2}, tmp_path / "newer.pt")
+    with pytest.raises(ModelError, match="checkpoint format 2, this code reads 1"):
+        read_card(tmp_path / "newer.pt")
+    torch.save({"weights": payload["state_dict"]}, tmp_path / "bare.pt")
+    with pytest.raises(ModelError, match="missing arch, arch_args"):
+        read_card(tmp_path / "bare.pt")
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as archive:
+        archive.writestr("notes.txt", "no model here")
+    with pytest.raises(ModelError, match="not a readable mirsearch checkpoint"):
+        read_card(tmp_path / "empty.zip")
+
+
+def test_settings_with_other_windows_are_refused(tmp_path):
+    card = read_card()
+    card.check_window(card.window_s)
+    with pytest.raises(ModelError, match=f"trained on {card.window_s} s windows but"):
+        card.check_window(card.window_s + 1.0)
