@@ -181,28 +181,30 @@ def _check_declared_length(info: AudioInfo, config: AudioConfig) -> None:
         )
 
 
-def iter_blocks(path: Path, *, config: AudioConfig = AudioConfig()) -> Iterator[np.ndarray]:
-    """Mono float32 blocks at `config.sample_rate`, decoded and resampled as the file streams."""
-    path = Path(path)
-    with _open(path) as container:
-        info = _info(path, container)
-        _check_declared_length(info, config)
-        yield from _decode(container, info, config)
+def _read(path: Path, config: AudioConfig) -> Iterator[np.ndarray]:
+    """The file's first audio stream read, decoded and converted inside FFmpeg (`amovie` into
+    `_converted`): mono float32 a second at a time, no Python per packet or frame.
 
-
-def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndarray]:
-    """Demux and decode packet by packet; a few unreadable packets are skipped, not fatal.
-
-    Decoded frames (a Vorbis frame is ~10 ms) are gathered in an FFmpeg FIFO and resampled a
-    second at a time: one resampler call per second instead of one per frame, which took more
-    time than decoding itself (same samples out).
+    A third less CPU than reading packet by packet in Python into the same conversion (../shared/
+    audio: 20.0 → 14.4 CPU-s, the same samples); but FFmpeg stops at the first packet it cannot
+    decode or a change of format midway (FFmpegError), where `_read_packets` goes on.
     """
+    graph = av.filter.Graph()
+    sink = _converted(graph, graph.add("amovie", filename=str(path), streams="a:0"), config)
+    while True:
+        try:
+            yield sink.pull().to_ndarray().reshape(-1)
+        except av.error.EOFError:
+            return
+
+
+def _read_packets(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndarray]:
+    """`_read` packet by packet in Python, for a file FFmpeg stops on: a few unreadable packets
+    are skipped, not fatal, and a change of format midway (concatenated files) starts the
+    conversion afresh."""
     stream = container.streams.audio[0]
-    converter = _Converter(config.sample_rate)
-    max_samples = int(config.max_duration_s * config.sample_rate)
-    block_samples = int(config.block_s * config.sample_rate)
-    pending: list[np.ndarray] = []
-    pending_n = total = bad_packets = 0
+    graph = sink = shape = None
+    bad_packets = queued = 0
     try:
         for packet in container.demux(stream):
             try:
@@ -213,81 +215,70 @@ def _decode(container, info: AudioInfo, config: AudioConfig) -> Iterator[np.ndar
                     raise AudioError(f"{info.path}: the audio is corrupt ({_reason(exc)})") from exc
                 continue
             for frame in frames:
-                for chunk in converter.push(frame):
-                    pending.append(chunk)
-                    pending_n += chunk.size
-                    total += chunk.size
-            if total > max_samples:
-                raise TooLongError(
-                    f"{info.path}: longer than the limit of {config.max_duration_s / 60:.0f} min "
-                    "(AudioConfig.max_duration_s)"
-                )
-            if pending_n >= block_samples:
-                yield np.concatenate(pending)
-                pending, pending_n = [], 0
-        pending.extend(converter.flush())
+                if graph is not None and _shape(frame) != shape:  # the stream changed format
+                    yield from _drained(graph, sink, flush=True)
+                    graph = None
+                if graph is None:
+                    graph, shape = av.filter.Graph(), _shape(frame)
+                    source = graph.add(
+                        "abuffer",
+                        sample_rate=str(frame.sample_rate),
+                        sample_fmt=frame.format.name,
+                        channel_layout=frame.layout.name,
+                        time_base=f"1/{frame.sample_rate}",
+                    )
+                    sink = _converted(graph, source, config)
+                frame.pts = None  # skipped packets leave gaps in the timestamps
+                graph.push(frame)
+                queued += frame.samples
+                if queued >= frame.sample_rate:  # pulled a second at a time: a pull that
+                    queued = 0  # finds nothing raises, which costs more than decoding
+                    yield from _drained(graph, sink)
+        if graph is not None:
+            yield from _drained(graph, sink, flush=True)
     except av.error.FFmpegError as exc:
         raise AudioError(
             f"{info.path}: the audio is corrupt or truncated ({_reason(exc)})"
         ) from exc
     if bad_packets:
         log.info("%s: skipped %d unreadable packets", info.path, bad_packets)
-    if pending:
-        yield np.concatenate(pending)
 
 
-class _Converter:
-    """Decoded frames → mono float32 at `rate`, resampled about a second of input at a time.
+def _shape(frame: av.AudioFrame) -> tuple[int, str, str]:
+    return frame.sample_rate, frame.format.name, frame.layout.name
 
-    Two steps: the channels mixed to mono at the file's rate, then the rate changed. One
-    libswresample call doing both gave the same samples (to 4e-7) in twice its own time (6 min
-    of 48 kHz stereo Opus: 0.32 → 0.17 s), ~5 % of decoding ../shared/audio (18.4 → 17.5 CPU-s,
-    the best of three runs of each file, interleaved).
+
+def _drained(graph, sink, *, flush: bool = False) -> Iterator[np.ndarray]:
+    """What the conversion holds (all of it with `flush`: the end of the input pushed first)."""
+    if flush:
+        graph.push(None)
+    while True:
+        try:
+            yield sink.pull().to_ndarray().reshape(-1)
+        except (av.error.BlockingIOError, av.error.EOFError):
+            return
+
+
+def _converted(graph: av.filter.Graph, source, config: AudioConfig):
+    """The one conversion, from `source` into the sink it returns (configured): the channels
+    mixed to mono at the file's rate, then the rate changed (libswresample's default 32-tap
+    filter), float32 frames of one second out.
+
+    Two steps: one doing both gave the same samples (to 4e-7) in twice its own time (6 min of
+    48 kHz stereo Opus: 0.32 → 0.17 s). 16 taps saved 0.5 of 9 CPU-s decoding ../shared/audio and
+    kept `make eval-dupes` recall (99.35 %), but took 2 dB off 7 kHz and let 8.6 kHz fold back at
+    -15 dB: "sounds alike" precision@5 fell from 0.460 to 0.447 (bench/eval_retrieval.py).
     """
-
-    def __init__(self, rate: int):
-        self.rate = rate
-        self.fifo: av.AudioFifo | None = None
-        self.steps: list[av.AudioResampler] = []
-
-    def push(self, frame: av.AudioFrame) -> list[np.ndarray]:
-        frame.pts = None  # the FIFO checks timestamps are contiguous; skipped packets aren't
-        out = []
-        if self.fifo is not None:
-            try:
-                self.fifo.write(frame)
-            except ValueError:  # the FIFO takes only frames like its first: the stream changed
-                out = self.flush()  # format, so finish the old and start afresh
-        if self.fifo is None:
-            self.fifo = av.AudioFifo()
-            # libswresample's default filter (32 taps). 16 taps saved 0.5 of 9 CPU-s decoding
-            # ../shared/audio and kept `make eval-dupes` recall (99.35 %), but took 2 dB off
-            # 7 kHz and let 8.6 kHz fold back at -15 dB: "sounds alike" precision@5 fell from
-            # 0.460 to 0.447 (bench/eval_retrieval.py), so it was not taken.
-            self.steps = [
-                av.AudioResampler(format="fltp", layout="mono", rate=frame.sample_rate),
-                av.AudioResampler(format="flt", layout="mono", rate=self.rate),
-            ]
-            self.fifo.write(frame)
-        if self.fifo.samples >= frame.sample_rate:
-            out += self._resample(self.fifo.read())
-        return out
-
-    def flush(self) -> list[np.ndarray]:
-        if self.fifo is None:
-            return []
-        out = self._resample(self.fifo.read()) if self.fifo.samples else []
-        out += self._resample(None)
-        self.fifo, self.steps = None, []
-        return out
-
-    def _resample(self, frame: av.AudioFrame | None) -> list[np.ndarray]:
-        mixer, resampler = self.steps
-        mixed = mixer.resample(frame)
-        if frame is None:
-            mixed.append(None)  # the flush goes on through the second step
-        outs = [out for f in mixed for out in resampler.resample(f)]
-        return [out.to_ndarray().reshape(-1) for out in outs]
+    mixed = graph.add("aformat", sample_fmts="fltp", channel_layouts="mono")
+    rate = str(config.sample_rate)
+    resampled = graph.add("aformat", sample_fmts="flt", channel_layouts="mono", sample_rates=rate)
+    sink = graph.add("abuffersink")
+    source.link_to(mixed)
+    mixed.link_to(resampled)
+    resampled.link_to(sink)
+    graph.configure()
+    graph.set_audio_frame_size(config.sample_rate)
+    return sink
 
 
 def _wav_missing_bytes(path: Path) -> int:
@@ -309,10 +300,16 @@ def _gathered(blocks: Iterator[np.ndarray], info: AudioInfo, config: AudioConfig
     """The decoded blocks in one float32 array, each copied in as it comes into room for the
     declared duration (grown by half when that was short; room never written to is never
     resident), rather than kept in a list and concatenated at the end: twice the samples'
-    memory at the peak (an hour: 0.46 GB)."""
+    memory at the peak (an hour: 0.46 GB). A file that decodes longer than
+    AudioConfig.max_duration_s, whatever it declared, is refused as soon as it does."""
     out = np.empty(int((info.duration_s + 1.0) * config.sample_rate), dtype=np.float32)
-    n = 0
+    n, limit = 0, config.max_duration_s * config.sample_rate
     for block in blocks:
+        if n + block.size > limit:
+            raise TooLongError(
+                f"{info.path}: longer than the limit of {config.max_duration_s / 60:.0f} min "
+                "(AudioConfig.max_duration_s)"
+            )
         if n + block.size > out.size:
             grown = np.empty(max(n + block.size, out.size * 3 // 2), dtype=np.float32)
             grown[:n] = out[:n]
@@ -331,7 +328,11 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
         missing = _wav_missing_bytes(path) if info.format == "wav" else 0
         if missing:
             raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
-        samples = _gathered(_decode(container, info, config), info, config)
+    try:
+        samples = _gathered(_read(path, config), info, config)
+    except av.error.FFmpegError:
+        with _open(path) as container:
+            samples = _gathered(_read_packets(container, info, config), info, config)
     decoded_s = samples.size / config.sample_rate
     if samples.size == 0:
         raise EmptyAudioError(f"{path}: the file decodes to no audio at all")

@@ -14,7 +14,6 @@ class AudioConfig:
     sample_rate: int = 16_000  # every file is decoded and resampled to this rate, mono
     max_duration_s: float = 3 * 3600.0  # longer files are refused before they are decoded whole
     silence_dbfs: float = -60.0  # a file whose RMS stays below this is "silent"
-    block_s: float = 10.0  # decoded audio is handed over in blocks of about this length
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import av
 import numpy as np
 import pytest
 from conftest import SR, tone
@@ -50,7 +51,7 @@ def test_a_stream_that_changes_sample_rate_midway_decodes_whole(tmp_path):
 def test_resampling_keeps_the_bands_read_and_stops_what_would_fold_back(tmp_path):
     """44.1 kHz tones through the decoder's resampler to 16 kHz: 7 kHz (the top mel bands) passes,
     9.5 and 12 kHz, which would fold back to 6.5 and 4 kHz, are stopped. A 16-tap filter (-2 dB
-    at 7 kHz, 9.5 kHz at -33 dB) cost "sounds alike" precision (audio._Converter)."""
+    at 7 kHz, 9.5 kHz at -33 dB) cost "sounds alike" precision (audio._converted)."""
     sr, t = 44_100, np.arange(3 * 44_100) / 44_100
     x = sum(0.2 * np.sin(2 * np.pi * hz * t) for hz in (1_000, 7_000, 9_500, 12_000))
     y = audio.load(audio.write(tmp_path / "tones.flac", x.astype(np.float32), sr)).samples
@@ -159,21 +160,34 @@ def test_over_long_file_is_refused_before_decoding(write_audio):
     assert peak < 30 * SR * 4 / 2, "the whole file was decoded before the limit was checked"
 
 
-def test_a_long_file_streams_in_bounded_memory(write_audio):
-    rate, seconds = 44_100, 600.0
-    path = write_audio("hour.flac", tone(440.0, seconds, sr=rate), rate)
-    tracemalloc.start()
-    n = sum(block.size for block in audio.iter_blocks(path))
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    assert n == pytest.approx(seconds * SR, abs=SR * 0.1)
-    full_rate_stereo_bytes = seconds * rate * 2 * 4
-    assert peak < full_rate_stereo_bytes / 20
+def test_reading_in_ffmpeg_and_packet_by_packet_give_the_same_samples(write_audio):
+    """`load` reads a file inside FFmpeg and goes packet by packet only where FFmpeg stops: both
+    end in the one conversion, so a file reads the same either way."""
+    sr, t = 44_100, np.arange(5 * 44_100) / 44_100
+    x = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 3_000 * t)
+    path = write_audio("tones.flac", x.astype(np.float32), sr)
+    config = AudioConfig()
+    whole = np.concatenate(list(audio._read(path, config)))
+    with audio._open(path) as container:
+        info = audio._info(path, container)
+        by_packets = np.concatenate(list(audio._read_packets(container, info, config)))
+    np.testing.assert_array_equal(whole, by_packets)
+    assert whole.size == pytest.approx(5 * SR, abs=SR * 0.01)
+
+
+def test_a_real_file_with_an_unreadable_packet_decodes_whole(shared_audio):
+    """FFmpeg stops at a packet it cannot decode (here one of a Vorbis file); `load` reads the
+    file again packet by packet and skips it."""
+    path = shared_audio / "supertux__christmas_theme.ogg"
+    with pytest.raises(av.error.FFmpegError):
+        list(audio._read(path, AudioConfig()))
+    decoded = audio.load(path)
+    assert decoded.info.duration_s == pytest.approx(audio.probe(path).duration_s, abs=0.1)
 
 
 def test_a_decoded_file_is_held_once_not_twice(write_audio):
     """Blocks are copied into one array as they come, not gathered and concatenated (the
-    decoder's own buffers, a block of AudioConfig.block_s and its pieces, come on top)."""
+    decoder's own buffers and a second of audio at a time come on top)."""
     path = write_audio("two-minutes.flac", tone(440.0, 120.0, sr=44_100), 44_100)
     tracemalloc.start()
     samples = audio.load(path).samples
