@@ -91,6 +91,9 @@ def read_card(path: Path | None = None) -> ModelCard:
         feature_config = FeatureConfig(**payload["feature_config"])
     except TypeError as exc:
         raise ModelError(f"{path}: feature config does not match this code ({exc})") from exc
+    weights = payload["state_dict"]
+    if not isinstance(weights, dict):
+        raise ModelError(f"{path}: not a mirsearch checkpoint (its weights are not named tensors)")
     return ModelCard(
         arch=payload["arch"],
         arch_args=dict(payload["arch_args"]),
@@ -99,7 +102,7 @@ def read_card(path: Path | None = None) -> ModelCard:
         window_s=float(payload["window_s"]),
         sha256=hashlib.sha256(data).hexdigest(),
         metadata=dict(payload.get("metadata", {})),
-        shapes={name: w.shape for name, w in payload["state_dict"].items()},
+        shapes={name: w.shape for name, w in weights.items() if isinstance(w, _Weights)},
     )
 
 

@@ -101,6 +101,9 @@ def test_what_is_not_a_checkpoint_of_this_format_is_refused(tmp_path):
     torch.save(payload | {"format": 2}, tmp_path / "newer.pt")
     with pytest.raises(ModelError, match="checkpoint format 2, this code reads 1"):
         read_card(tmp_path / "newer.pt")
+    torch.save(payload | {"state_dict": [1, 2]}, tmp_path / "listed.pt")
+    with pytest.raises(ModelError, match="its weights are not named tensors"):
+        read_card(tmp_path / "listed.pt")
     torch.save({"weights": payload["state_dict"]}, tmp_path / "bare.pt")
     with pytest.raises(ModelError, match="missing arch, arch_args"):
         read_card(tmp_path / "bare.pt")
