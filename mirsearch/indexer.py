@@ -82,7 +82,7 @@ class Indexer:
         started = time.perf_counter()
         roots = [Path(p).resolve() for p in paths]
         files = audio.discover(roots)
-        model_hash, meta = self._expected_meta()
+        meta = self._expected_meta()
         index = self._open_index(meta)
         todo, unchanged = self._plan(files)
         # the first files are decoded while torch loads, on another core (where torch is loaded
@@ -108,7 +108,7 @@ class Indexer:
                 ahead=ahead.stop(),
             )
             for first in results:
-                self._commit(index, first, results, model_hash, counts, progress)
+                self._commit(index, first, results, meta.model_hash, counts, progress)
         return IndexSummary(
             indexed=counts["indexed"],
             unchanged=unchanged,
@@ -121,10 +121,10 @@ class Indexer:
 
     # -- planning -------------------------------------------------------------------------------
 
-    def _expected_meta(self) -> tuple[str, IndexMeta]:
+    def _expected_meta(self) -> IndexMeta:
         card = read_card(self.settings.model_path)  # without torch: a run with nothing to do
         card.check_window(self.settings.embedding.window_s)  # needs no network
-        meta = IndexMeta.for_model(
+        return IndexMeta.for_model(
             dim=card.dim,
             model_hash=card.sha256,
             feature_config=card.feature_config,
@@ -133,7 +133,6 @@ class Indexer:
                 card.matching_hash, config=self.settings.duplicates
             ),
         )
-        return card.sha256, meta
 
     def _open_index(self, meta: IndexMeta) -> VectorIndex:
         """The index at the catalog's generation, or a fresh one after a model change (the
