@@ -142,7 +142,7 @@ class Engine:
                 return None
             if self._index is not None and state.generation == self._generation:
                 return self._index
-            expect = self._expected_meta()
+            expect = IndexMeta.for_card(self.card, self.settings.embedding)
             with reading(self.settings.index_dir):
                 state = self.catalog.index_state()
                 self._index = VectorIndex.load(
@@ -153,15 +153,6 @@ class Engine:
                 )
                 self._generation = state.generation
             return self._index
-
-    def _expected_meta(self) -> IndexMeta:
-        self.card.check_window(self.settings.embedding.window_s)
-        return IndexMeta.for_model(
-            dim=self.card.dim,
-            model_hash=self.card.sha256,
-            feature_config=self.card.feature_config,
-            hop_s=self.settings.embedding.hop_s,
-        )
 
     @cached_property
     def match_threshold(self) -> float:

@@ -28,8 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from mirsearch.config import IndexConfig
+from mirsearch.config import EmbeddingConfig, IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
+from mirsearch.model_card import ModelCard
 from mirsearch.neighbours import EXACT_KINDS, IVF_MIN_TRAIN, IdIndex, normalise
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,21 @@ class IndexMeta:
             model_hash=model_hash,
             feature_config=_plain(feature_config),
             hop_s=float(hop_s),
+            match_threshold=match_threshold,
+        )
+
+    @classmethod
+    def for_card(
+        cls, card: ModelCard, embedding: EmbeddingConfig, *, match_threshold: float | None = None
+    ) -> IndexMeta:
+        """The meta an index of `card`'s model must have, with these embedding settings (a model
+        trained on other windows is refused)."""
+        card.check_window(embedding.window_s)
+        return cls.for_model(
+            dim=card.dim,
+            model_hash=card.sha256,
+            feature_config=card.feature_config,
+            hop_s=embedding.hop_s,
             match_threshold=match_threshold,
         )
 

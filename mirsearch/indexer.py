@@ -123,16 +123,8 @@ class Indexer:
 
     def _expected_meta(self) -> IndexMeta:
         card = read_card(self.settings.model_path)  # without torch: a run with nothing to do
-        card.check_window(self.settings.embedding.window_s)  # needs no network
-        return IndexMeta.for_model(
-            dim=card.dim,
-            model_hash=card.sha256,
-            feature_config=card.feature_config,
-            hop_s=self.settings.embedding.hop_s,
-            match_threshold=calibrated_threshold(
-                card.matching_hash, config=self.settings.duplicates
-            ),
-        )
+        threshold = calibrated_threshold(card.matching_hash, config=self.settings.duplicates)
+        return IndexMeta.for_card(card, self.settings.embedding, match_threshold=threshold)
 
     def _open_index(self, meta: IndexMeta) -> VectorIndex:
         """The index at the catalog's generation, or a fresh one after a model change (the
