@@ -101,13 +101,24 @@ class Padding:
         with self.engine.catalog.session() as session, session.begin():
             for first in range(self.next_id, last, CHUNK):
                 self._add_chunk(session, list(range(first, min(first + CHUNK, last))))
-            generation = session.get(IndexState, 1).generation + 1
-            index = VectorIndex(self.meta, self.config, self.windows, self.tracks)
-            index.save(self.engine.settings.index_dir, generation)
-            session.execute(update(IndexState).values(generation=generation))
+            generation = self._commit(session, self.windows)
         prune_generations(self.engine.settings.index_dir, keep=generation)
         self.next_id = last
         return time.perf_counter() - started
+
+    def serve(self, windows: IdIndex) -> None:
+        """Make `windows` (these windows in another kind of index) the catalog's window index."""
+        with self.engine.catalog.session() as session, session.begin():
+            generation = self._commit(session, windows)
+        prune_generations(self.engine.settings.index_dir, keep=generation)
+
+    def _commit(self, session, windows: IdIndex) -> int:
+        """Save the index as the next generation, in the transaction that makes it current."""
+        generation = session.get(IndexState, 1).generation + 1
+        index = VectorIndex(self.meta, self.config, windows, self.tracks)
+        index.save(self.engine.settings.index_dir, generation)
+        session.execute(update(IndexState).values(generation=generation))
+        return generation
 
     def _add_chunk(self, session, ids: list[int]) -> None:
         """Rows, prints and vectors of the synthetic tracks `ids`, each like a random real one."""
