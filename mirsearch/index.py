@@ -136,7 +136,7 @@ class VectorIndex:
     @classmethod
     def create(cls, meta: IndexMeta, config: IndexConfig | None = None) -> VectorIndex:
         config = config or IndexConfig()
-        windows = IdIndex.create(meta.dim, _target_kind(config, 0), config)
+        windows = IdIndex.create(meta.dim, window_kind(config, 0), config)
         return cls(meta, config, windows, IdIndex.create(meta.dim, _tracks_kind(config, 0), config))
 
     @property
@@ -314,7 +314,7 @@ class VectorIndex:
         search, or an older version saved float32 windows that are now "sq8"); True if it did."""
         changed = False
         for name, n, target_of in (
-            ("_windows", self.ntotal_windows, _target_kind),
+            ("_windows", self.ntotal_windows, window_kind),
             ("_tracks", self.n_tracks, _tracks_kind),
         ):
             current: IdIndex = getattr(self, name)
@@ -366,10 +366,10 @@ def _lock_file(directory: Path):
         yield f
 
 
-def _target_kind(config: IndexConfig, n: int) -> str:
-    """The kind an index of `n` window vectors should be."""
+def window_kind(config: IndexConfig, n: int) -> str:
+    """The kind an index of `n` window vectors should be under `config`."""
     if config.kind == "auto":
-        return "sq8" if n <= config.exact_max_vectors else "hnsw"
+        return "sq8" if n <= config.exact_max_vectors or n < IVF_MIN_TRAIN else "ivfpq"
     if config.kind == "ivfpq":
         return "ivfpq" if n >= IVF_MIN_TRAIN else "flat"
     return config.kind
@@ -377,7 +377,7 @@ def _target_kind(config: IndexConfig, n: int) -> str:
 
 def _tracks_kind(config: IndexConfig, n: int) -> str:
     """The kind of the track vectors' index (one vector a track: kept in float32 while exact)."""
-    target = _target_kind(config, n)
+    target = window_kind(config, n)
     return "flat" if target == "sq8" else target
 
 

@@ -30,6 +30,7 @@ IVF_MIN_TRAIN = 10_000  # an "ivfpq" index stays flat until it holds this many v
 IVF_TRAIN_PER_LIST = 64  # IVF training vectors per cell (FAISS wants 39 to 256)
 PQ_TRAIN_MIN = 16_384  # at least this many, so each PQ sub-quantiser's 256 centroids train well
 MAX_EF_SEARCH = 4096  # the widest HNSW search a selective filter may ask for
+REBUILD_CHUNK = 1 << 20  # vectors copied at a time into a rebuilt index
 COMPACT_FRACTION = 0.25  # rebuild an approximate index once this share of it is tombstones
 ALL_IDS = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)  # every id but the -1 tombstones
 
@@ -79,10 +80,7 @@ class IdIndex:
     def build(cls, kind: str, ids: np.ndarray, vectors: np.ndarray, config: IndexConfig) -> IdIndex:
         """An index of `kind` holding `vectors` (n, D) under `ids` (n,)."""
         vectors = normalise(vectors)
-        sample = None
-        if kind == "ivfpq":
-            size = min(len(vectors), max(IVF_TRAIN_PER_LIST * config.ivf_nlist, PQ_TRAIN_MIN))
-            sample = vectors[np.random.default_rng(0).choice(len(vectors), size, replace=False)]
+        sample = vectors[_training_rows(len(vectors), config)] if kind == "ivfpq" else None
         index = cls.create(vectors.shape[1], kind, config, train=sample)
         index.add(ids, vectors)
         return index
@@ -175,9 +173,17 @@ class IdIndex:
         return cls(index, config)
 
     def rebuilt(self, kind: str) -> IdIndex:
-        """A copy of this index's live vectors as an index of `kind`."""
+        """A copy of this index's live vectors as an index of `kind`, copied a chunk at a time
+        (12 M vectors whole would be 6 GB of float32)."""
         ids = self.live_ids()
-        return IdIndex.build(kind, ids, self.reconstruct(ids), self.config)
+        sample = None
+        if kind == "ivfpq":
+            sample = self.reconstruct(ids[np.sort(_training_rows(len(ids), self.config))])
+        index = IdIndex.create(self.dim, kind, self.config, train=sample)
+        for start in range(0, len(ids), REBUILD_CHUNK):
+            chunk = ids[start : start + REBUILD_CHUNK]
+            index.add(chunk, self.reconstruct(chunk))
+        return index
 
     def _search_faiss(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
         selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
@@ -219,10 +225,11 @@ class IdIndex:
 
     def _compact(self) -> None:
         ids = self.live_ids()
-        vectors = self.reconstruct(ids)
         fresh = faiss.clone_index(self.faiss_index)  # keeps the IVF-PQ training
         fresh.reset()
-        fresh.add_with_ids(vectors, ids)
+        for start in range(0, len(ids), REBUILD_CHUNK):
+            chunk = ids[start : start + REBUILD_CHUNK]
+            fresh.add_with_ids(self.reconstruct(chunk), chunk)
         log.info("compacted the %s index: %d tombstones dropped", self.kind, self.n_removed)
         self.faiss_index, self.n_removed = fresh, 0
 
@@ -261,6 +268,12 @@ def _unit_range_sq8(dim: int) -> faiss.IndexScalarQuantizer:
     )
     index.train(np.stack([-np.ones(dim), np.ones(dim)]).astype(np.float32))
     return index
+
+
+def _training_rows(n: int, config: IndexConfig) -> np.ndarray:
+    """Which of n vectors an IVF-PQ index trains on: a seeded sample of enough per cell."""
+    size = min(n, max(IVF_TRAIN_PER_LIST * config.ivf_nlist, PQ_TRAIN_MIN))
+    return np.random.default_rng(0).choice(n, size, replace=False)
 
 
 def _pq_m(dim: int, wanted: int) -> int:

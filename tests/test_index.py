@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from mirsearch import neighbours
 from mirsearch.config import FeatureConfig, IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
 from mirsearch.index import (
@@ -148,7 +149,18 @@ def test_add_remove_re_add(kind):
         index.add(11, np.ones((4, DIM + 1)))
 
 
-def test_hnsw_removal_uses_tombstones_then_compacts():
+def test_rebuilding_copies_every_vector_a_chunk_at_a_time(monkeypatch):
+    monkeypatch.setattr(neighbours, "REBUILD_CHUNK", 97)  # 1,200 vectors: 13 chunks
+    rng = np.random.default_rng(4)
+    ids = rng.permutation(10_000)[:1200].astype(np.int64)
+    sq8 = IdIndex.build("sq8", ids, rng.standard_normal((1200, DIM)), IndexConfig())
+    flat = sq8.rebuilt("flat")
+    assert flat.kind == "flat" and sorted(flat.live_ids()) == sorted(ids)
+    np.testing.assert_allclose(flat.reconstruct(ids), normalise(sq8.reconstruct(ids)), atol=1e-6)
+
+
+def test_hnsw_removal_uses_tombstones_then_compacts(monkeypatch):
+    monkeypatch.setattr(neighbours, "REBUILD_CHUNK", 97)  # compacted a chunk at a time
     index, _ = build_index(IndexConfig(kind="hnsw"), n_tracks=20)
     probe = index.track_windows(5)
     index.remove([5])
@@ -162,11 +174,14 @@ def test_hnsw_removal_uses_tombstones_then_compacts():
     assert tracks[:, 0].tolist() == [5, 5, 5] and windows[:, 0].tolist() == [0, 1, 2]
 
 
-def test_auto_switches_to_hnsw_above_the_exact_limit():
-    index, axis = build_index(IndexConfig(kind="auto", exact_max_vectors=1000), n_tracks=30)
-    assert index.meta.kind == "hnsw" and index.ntotal_windows == 1200
-    _, tracks, _ = index.search_windows(index.track_windows(17)[:2], 1)
-    assert tracks[:, 0].tolist() == [17, 17]
+def test_auto_switches_to_ivfpq_above_the_exact_limit():
+    config = IndexConfig(kind="auto", exact_max_vectors=1000, **SMALL_IVF)
+    index, axis = build_index(config, n_tracks=249)
+    assert index.meta.kind == "sq8" and index.ntotal_windows == 9960  # too few to train IVF on
+    index.add(250, index.track_windows(17)[::-1])
+    assert index.meta.kind == "ivfpq" and index.ntotal_windows == 10_000
+    _, tracks, windows = index.search_windows(index.track_windows(17)[:1], 2)
+    assert sorted(tracks[0].tolist()) == [17, 250] and sorted(windows[0].tolist()) == [0, 39]
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw"])
