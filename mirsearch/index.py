@@ -311,7 +311,8 @@ class VectorIndex:
 
     def convert_if_due(self) -> bool:
         """Convert an exact index that is not the kind the config now calls for (it outgrew exact
-        search, or an older version saved float32 windows that are now "sq8"); True if it did."""
+        search, or an older version saved float32 windows that are now "sq8"), and retrain an
+        IVF index that has outgrown its cells; True if it did either."""
         changed = False
         for name, n, target_of in (
             ("_windows", self.ntotal_windows, window_kind),
@@ -322,6 +323,10 @@ class VectorIndex:
             if current.kind in EXACT_KINDS and target != current.kind:
                 log.info("%s index of %d vectors: converting it to %s", name[1:], n, target)
                 setattr(self, name, current.rebuilt(target))
+                changed = True
+            elif current.outgrown:
+                log.info("%s index of %d vectors: retraining its IVF cells", name[1:], n)
+                setattr(self, name, current.rebuilt(current.kind))
                 changed = True
         return changed
 

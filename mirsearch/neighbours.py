@@ -52,8 +52,17 @@ class IdIndex:
         self.n_removed = int(np.count_nonzero(self._id_view() < 0))
 
     @classmethod
-    def create(cls, dim: int, kind: str, config: IndexConfig, *, train: np.ndarray | None = None):
-        """An empty index; "ivfpq" needs `train`, a sample of vectors like those it will hold."""
+    def create(
+        cls,
+        dim: int,
+        kind: str,
+        config: IndexConfig,
+        *,
+        train: np.ndarray | None = None,
+        n: int | None = None,
+    ):
+        """An empty index; "ivfpq" needs `train`, a sample of vectors like those it will hold,
+        and is given cells for `n` vectors (default: as many as the sample)."""
         if kind not in KINDS:
             raise InvalidParameterError(f"unknown index kind {kind!r}; use one of {KINDS}")
         ip = faiss.METRIC_INNER_PRODUCT
@@ -66,7 +75,7 @@ class IdIndex:
         else:
             if train is None or len(train) < 256:
                 raise InvalidParameterError("an IVF-PQ index needs at least 256 training vectors")
-            nlist = max(1, min(config.ivf_nlist, len(train) // 39))
+            nlist = min(ivf_lists(config, n or len(train)), len(train) // 39)
             pq = faiss.IndexIVFPQ(
                 faiss.IndexFlatIP(dim), dim, nlist, _pq_m(dim, config.pq_m), 8, ip
             )
@@ -81,13 +90,28 @@ class IdIndex:
         """An index of `kind` holding `vectors` (n, D) under `ids` (n,)."""
         vectors = normalise(vectors)
         sample = vectors[_training_rows(len(vectors), config)] if kind == "ivfpq" else None
-        index = cls.create(vectors.shape[1], kind, config, train=sample)
+        index = cls.create(vectors.shape[1], kind, config, train=sample, n=len(vectors))
         index.add(ids, vectors)
         return index
 
     @property
     def dim(self) -> int:
         return self.faiss_index.d
+
+    @property
+    def nlist(self) -> int:
+        """IVF cells (0: not an IVF index)."""
+        if self.kind != "ivfpq":
+            return 0
+        return faiss.extract_index_ivf(
+            faiss.downcast_index(self.faiss_index.index).base_index
+        ).nlist
+
+    @property
+    def outgrown(self) -> bool:
+        """An IVF index holding so many more vectors than it was trained for that it should have
+        twice the cells (cells grow as √n: it has quadrupled); it is then rebuilt."""
+        return self.kind == "ivfpq" and ivf_lists(self.config, self.ntotal) >= 2 * self.nlist
 
     @property
     def ntotal(self) -> int:
@@ -179,7 +203,7 @@ class IdIndex:
         sample = None
         if kind == "ivfpq":
             sample = self.reconstruct(ids[np.sort(_training_rows(len(ids), self.config))])
-        index = IdIndex.create(self.dim, kind, self.config, train=sample)
+        index = IdIndex.create(self.dim, kind, self.config, train=sample, n=len(ids))
         for start in range(0, len(ids), REBUILD_CHUNK):
             chunk = ids[start : start + REBUILD_CHUNK]
             index.add(chunk, self.reconstruct(chunk))
@@ -200,9 +224,7 @@ class IdIndex:
             if selector is not None:
                 params.sel = selector
         else:  # IndexRefine ignores a top-level selector: hand the IVF one translated to positions
-            ivf = faiss.SearchParametersIVF(
-                nprobe=int(min(config.ivf_nlist, config.ivf_nprobe * widen))
-            )
+            ivf = faiss.SearchParametersIVF(nprobe=int(min(self.nlist, config.ivf_nprobe * widen)))
             if selector is not None:
                 translated = faiss.IDSelectorTranslated(self.faiss_index.id_map, selector)
                 ivf.sel = translated
@@ -270,9 +292,15 @@ def _unit_range_sq8(dim: int) -> faiss.IndexScalarQuantizer:
     return index
 
 
+def ivf_lists(config: IndexConfig, n: int) -> int:
+    """IVF cells for an index of n vectors: 4 √n (FAISS's guide: 4 to 16 √n), at most
+    `config.ivf_nlist`, and no more than n / 39 (FAISS wants 39 training vectors a cell)."""
+    return max(1, min(config.ivf_nlist, int(4 * np.sqrt(n)), n // 39))
+
+
 def _training_rows(n: int, config: IndexConfig) -> np.ndarray:
-    """Which of n vectors an IVF-PQ index trains on: a seeded sample of enough per cell."""
-    size = min(n, max(IVF_TRAIN_PER_LIST * config.ivf_nlist, PQ_TRAIN_MIN))
+    """Which of n vectors an IVF-PQ index of n trains on: a seeded sample of enough per cell."""
+    size = min(n, max(IVF_TRAIN_PER_LIST * ivf_lists(config, n), PQ_TRAIN_MIN))
     return np.random.default_rng(0).choice(n, size, replace=False)
 
 

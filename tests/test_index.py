@@ -149,6 +149,19 @@ def test_add_remove_re_add(kind):
         index.add(11, np.ones((4, DIM + 1)))
 
 
+def test_an_ivf_index_is_retrained_with_more_cells_as_it_grows():
+    index, _ = build_index(IndexConfig(kind="ivfpq", pq_m=8), n_tracks=250)
+    assert index.meta.kind == "ivfpq" and index._windows.nlist == 256  # 10,000 / 39
+    rng = np.random.default_rng(7)
+    for track_id in range(251, 500):
+        index.add(track_id, rng.standard_normal((40, DIM)))
+    assert index._windows.nlist == 256  # 19,960 windows: 511 cells wanted, not yet twice
+    index.add(500, index.track_windows(17)[::-1])
+    assert index._windows.nlist == 512 and index.ntotal_windows == 20_000
+    _, tracks, windows = index.search_windows(index.track_windows(17)[:1], 2)
+    assert sorted(tracks[0].tolist()) == [17, 500] and sorted(windows[0].tolist()) == [0, 39]
+
+
 def test_rebuilding_copies_every_vector_a_chunk_at_a_time(monkeypatch):
     monkeypatch.setattr(neighbours, "REBUILD_CHUNK", 97)  # 1,200 vectors: 13 chunks
     rng = np.random.default_rng(4)
