@@ -92,7 +92,9 @@ class IndexConfig:
     kind: str = "auto"
     hnsw_m: int = 32  # HNSW graph degree
     hnsw_ef_search: int = 128  # HNSW search breadth
-    ivf_nlist: int = 65_536  # most IVF cells (4 √n for n vectors, retrained as n quadruples)
+    # most IVF cells: 4 √n for n vectors, retrained as n quadruples, up to this (reached at ~1 M
+    # windows; a shard of hundreds of millions wants tens of thousands: hours to train on 2 cores)
+    ivf_nlist: int = 4096
     ivf_nprobe: int = 32  # cells visited per query
     pq_m: int = 32  # PQ sub-quantisers (bytes per vector)
     ivf_refine_k_factor: int = 8  # IVF-PQ fetches k times this and re-ranks with 8-bit vectors
