@@ -8,6 +8,7 @@ says of itself is read first, without the weights: model_card.py).
 
 from __future__ import annotations
 
+import io
 import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +17,12 @@ import torch
 from torch import nn
 
 from mirsearch.errors import ModelError
-from mirsearch.model_card import CHECKPOINT_FORMAT, ModelCard, default_checkpoint_path, read_card
+from mirsearch.model_card import (
+    CHECKPOINT_FORMAT,
+    ModelCard,
+    default_checkpoint_path,
+    read_checkpoint,
+)
 from mirsearch.nn import GenreNet, Student, build
 
 
@@ -61,9 +67,9 @@ def save_checkpoint(
 def load_checkpoint(path: Path | None = None) -> Checkpoint:
     """Rebuild the network a checkpoint describes; ModelError when it does not fit this code."""
     path = Path(path) if path is not None else default_checkpoint_path()
-    card = read_card(path)
+    data, card = read_checkpoint(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise ModelError(f"{path}: not a readable mirsearch checkpoint ({exc})") from exc
     model = build(card.arch, **card.arch_args)

@@ -70,10 +70,20 @@ class ModelCard:
 def read_card(path: Path | None = None) -> ModelCard:
     """The card of the checkpoint at `path` (None: the shipped one); ModelError when the file is
     not a checkpoint this code reads."""
+    return read_checkpoint(path)[1]
+
+
+def read_checkpoint(path: Path | None = None) -> tuple[bytes, ModelCard]:
+    """The checkpoint file's bytes and their card, read once (the weights are then loaded from
+    the very bytes the card describes, whatever happens to the file meanwhile)."""
     path = Path(path) if path is not None else default_checkpoint_path()
     if not path.is_file():
         raise ModelError(f"{path}: no model checkpoint there (train one with `mirsearch train`)")
     data = path.read_bytes()
+    return data, _card(data, path)
+
+
+def _card(data: bytes, path: Path) -> ModelCard:
     try:
         payload = _unpickled(data)
     except Exception as exc:
