@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mirsearch.config import IndexConfig
+from mirsearch.index import window_kind
+
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
@@ -28,6 +31,7 @@ import long_files  # noqa: E402
 import olaf  # noqa: E402
 import profile_index  # noqa: E402
 import scale  # noqa: E402
+import scale_recall  # noqa: E402
 import search as search_bench  # noqa: E402
 import throughput  # noqa: E402
 
@@ -130,6 +134,7 @@ def table(results: dict) -> str:
                 )
             )
         rows += scale_rows(results)
+        rows += scale_recall_rows(results)
         server = lat["server"]
         workers = server["server_processes"] - 1  # gunicorn's master and its workers
         rows.append(
@@ -312,7 +317,7 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
         rows.append(
             (
                 f"`match` per clip, model and index loaded once, {where}, "
-                f"{point['windows']:,} windows ({at_scale['window_index_kind']}): "
+                f"{point['windows']:,} windows ({point['window_index_kind']}): "
                 f"{' · '.join(lengths)} clips ({point['clips_per_length']} each) p50 / p95; "
                 "source track first; window index + catalog database (bench/scale.py, one run)",
                 f"{timings}; {found}; "
@@ -320,6 +325,39 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
             )
         )
     return rows
+
+
+def scale_recall_rows(results: dict) -> list[tuple[str, str]]:
+    """Near-duplicate recall on altered clips by window index kind, padded catalog (one run)."""
+    by_kind = results.get("scale_recall")
+    if not by_kind:
+        return []
+    ref = by_kind["catalog"]
+    labels = {"sq8": "sq8 (exact)", "hnsw": "HNSW", "ivfpq": "IVF-PQ"}
+    kinds = [k for k in labels if k in by_kind]
+    where = (
+        f"{by_kind['queries']} altered 5 and 10 s clips ({', '.join(by_kind['transforms'])}) of "
+        f"the {ref['tracks']} tracks of the eval-dupes catalog"
+    )
+    return [
+        (
+            f"`match` recall, {where}: as indexed ({ref['windows']:,} windows) · padded to "
+            f"{by_kind['tracks']:,} tracks ({by_kind['windows']:,} windows) served as "
+            + " · ".join(labels[k] for k in kinds)
+            + " (bench/scale_recall.py, one run)",
+            " · ".join(f"{by_kind[k]['recall']:.1%}" for k in ["catalog", *kinds]),
+        ),
+        (
+            "`match` per 10 s clip, p50 / p95, and window index bytes, the same padded catalog: "
+            + " · ".join(labels[k] for k in kinds),
+            " · ".join(
+                f"{by_kind[k]['ms']['10s']['p50']:.0f} / {by_kind[k]['ms']['10s']['p95']:.0f} ms, "
+                f"{_mb(by_kind[k]['window_index_bytes'])}"
+                + (f" (built in {by_kind[k]['build_s']:.0f} s)" if by_kind[k]["build_s"] else "")
+                for k in kinds
+            ),
+        ),
+    ]
 
 
 def _mb(n_bytes: int) -> str:
@@ -416,15 +454,24 @@ def sizing_table(results: dict) -> str:
         f"**{core_hours / 100:,.0f} hours on 100 cores** ({core_hours:,.0f} core-hours)."
     ]
     size = t["index"].get("footprint")
+    kinds = [("flat", "flat (exact)"), ("hnsw", "HNSW"), ("ivfpq", "IVF-PQ")]
+    per_vector = {kind: trk[kind]["bytes_per_track"] for kind, _ in kinds if kind in trk}
+    exact_max = IndexConfig().exact_max_vectors
     if size:
-        window_bytes = size["window_vectors_bytes"] / (t["index"]["tracks"] * windows)
+        per_vector["sq8"] = size["window_vectors_bytes"] / (t["index"]["tracks"] * windows)
+        kinds.insert(1, ("sq8", f"sq8 (exact, 8-bit; the default up to {exact_max:,} windows)"))
+    default = window_kind(IndexConfig(), int(SIZING_TRACKS * windows))
+    if size and default in per_vector:
+        rows_tb = hours * size["rows_mb_per_hour"] / 1e6
+        prints_tb = hours * size["prints_mb_per_hour"] / 1e6
+        vectors_tb = SIZING_TRACKS * windows * per_vector[default] / 1e12
         lines[0] += (
             f" Stored as measured on ../shared/audio ({size['total_mb_per_hour']:.2f} MB per hour "
-            f"of audio): **{hours * size['total_mb_per_hour'] / 1e6:.1f} TB in all** — "
-            f"{hours * size['rows_mb_per_hour'] / 1e6:.2f} TB of catalog rows, "
-            f"{hours * size['prints_mb_per_hour'] / 1e6:.2f} TB of verification prints, "
-            f"{hours * size['vectors_mb_per_hour'] / 1e6:.2f} TB of {size['window_index_kind']} "
-            f"window vectors ({window_bytes:.0f} B each with its id)."
+            f"of audio, {size['window_index_kind']} windows), with the window index the default "
+            f"settings give 10 million tracks ({default}): **{rows_tb + prints_tb + vectors_tb:.1f}"
+            f" TB in all** — {rows_tb:.2f} TB of catalog rows, {prints_tb:.2f} TB of verification "
+            f"prints, {vectors_tb:.2f} TB of window vectors ({per_vector[default]:.0f} B each "
+            "with its id)."
         )
     lines += [
         "",
@@ -432,14 +479,11 @@ def sizing_table(results: dict) -> str:
         f"shards of {SHARD_RAM_BYTES // 2**30} GiB RAM |",
         "|---|---|---|---|---|",
     ]
-    kinds = [("flat", "flat (exact)"), ("hnsw", "HNSW"), ("ivfpq", "IVF-PQ")]
-    per_vector = {kind: trk[kind]["bytes_per_track"] for kind, _ in kinds if kind in trk}
-    if size:
-        per_vector["sq8"] = window_bytes
-        kinds.insert(1, ("sq8", "sq8 (exact, 8-bit; the default)"))
     for kind, label in kinds:
         if kind not in per_vector:
             continue
+        if kind == default and kind != "sq8":
+            label += f" (the default above {exact_max:,} windows)"
         track_bytes = SIZING_TRACKS * per_vector[kind]
         window_bytes_all = SIZING_TRACKS * windows * per_vector[kind]
         shards = int(np.ceil((track_bytes + window_bytes_all) / SHARD_RAM_BYTES))
@@ -479,6 +523,7 @@ def main() -> None:
         "throughput": throughput.run(audio_dir),
         "latency": latency.run(audio_dir),
         "scale": scale.run(audio_dir),
+        "scale_recall": scale_recall.run(audio_dir),
         "olaf": olaf.run(audio_dir),
         "search": search_bench.run(),
         "retrieval": eval_retrieval.run(audio_dir),
