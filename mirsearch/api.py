@@ -150,6 +150,7 @@ class Engine:
                     state.generation,
                     expect=expect,
                     config=self.settings.index,
+                    mapped=self.settings.index.mapped,
                 )
                 self._generation = state.generation
             return self._index

@@ -99,6 +99,10 @@ class IndexConfig:
     pq_m: int = 32  # PQ sub-quantisers (bytes per vector)
     ivf_refine_k_factor: int = 8  # IVF-PQ fetches k times this and re-ranks with 8-bit vectors
     exact_filter_max_vectors: int = 200_000  # filters allowing fewer are searched exactly
+    # Query processes map the index files rather than read them (the vectors, most of the bytes,
+    # shared by every process through the page cache; bench/scale.py). Off where another machine
+    # may prune a generation under a reader: the files on a network file system.
+    mapped: bool = True
 
 
 @dataclass(frozen=True)
@@ -203,12 +207,22 @@ class Settings:
             values["database_url"] = env["MIRSEARCH_DATABASE_URL"]
         if env.get("MIRSEARCH_MODEL"):
             values["model_path"] = Path(env["MIRSEARCH_MODEL"])
+        index: dict = {}
         if env.get("MIRSEARCH_INDEX_KIND"):
-            kind = env["MIRSEARCH_INDEX_KIND"]
+            kind = index["kind"] = env["MIRSEARCH_INDEX_KIND"]
             if kind not in INDEX_KINDS:
                 raise ValueError(
                     f"MIRSEARCH_INDEX_KIND is {kind!r}; use one of {', '.join(INDEX_KINDS)}"
                 )
-            values["index"] = IndexConfig(kind=kind)
+        if env.get("MIRSEARCH_INDEX_MAPPED"):
+            mapped = env["MIRSEARCH_INDEX_MAPPED"]
+            if mapped not in ("0", "1"):
+                raise ValueError(
+                    f"MIRSEARCH_INDEX_MAPPED is {mapped!r}; use 1 (map the index files) or 0 "
+                    "(read them whole)"
+                )
+            index["mapped"] = mapped == "1"
+        if index:
+            values["index"] = IndexConfig(**index)
         values.update(overrides)
         return cls(**values)

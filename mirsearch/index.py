@@ -270,8 +270,10 @@ class VectorIndex:
         *,
         expect: IndexMeta,
         config: IndexConfig | None = None,
+        mapped: bool = False,
     ) -> VectorIndex:
-        """Generation `generation` of `directory`; IndexMismatchError unless it matches `expect`."""
+        """Generation `generation` of `directory`; IndexMismatchError unless it matches `expect`.
+        `mapped`: read-only, its vectors mapped from the files (IdIndex.read), for a reader."""
         config = config or IndexConfig()
         directory = Path(directory)
         paths = [
@@ -293,7 +295,7 @@ class VectorIndex:
                 raise IndexMismatchError(
                     f"{where} does not match: {'; '.join(problems)}. {REBUILD}"
                 )
-            windows, tracks = IdIndex.read(paths[1], config), IdIndex.read(paths[2], config)
+            windows, tracks = (IdIndex.read(path, config, mapped=mapped) for path in paths[1:])
         except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: FAISS can't read it
             raise IndexMismatchError(f"{where} cannot be read ({exc}). {REBUILD}") from exc
         index = cls(meta, config, windows, tracks)

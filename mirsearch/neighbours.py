@@ -8,7 +8,8 @@ place; HNSW and IVF-PQ cannot, so removal sets the id to -1 (a tombstone every s
 with a selector) and the index is compacted once a quarter of it is tombstones. A filter is
 applied inside FAISS with an ID selector; an approximate index searches small allowed sets
 exactly, and redoes exactly the rows where the selector starved its search, so a filtered search
-returns k hits whenever the allowed set holds k.
+returns k hits whenever the allowed set holds k. An index read `mapped` leaves its vectors in
+the file (read-only), so processes serving one catalog share them through the page cache.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 class IdIndex:
     """One FAISS IndexIDMap2 of unit vectors under int64 ids, searched by inner product."""
 
-    def __init__(self, index: faiss.IndexIDMap2, config: IndexConfig):
+    def __init__(self, index: faiss.IndexIDMap2, config: IndexConfig, *, mapped: bool = False):
         self.faiss_index = index
         self.config = config
+        self.mapped = mapped
         self.kind = _kind_of(index)
         self.n_removed = int(np.count_nonzero(self._id_view() < 0))
 
@@ -123,6 +125,7 @@ class IdIndex:
         return ids[ids >= 0].copy()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        self._check_writable()
         vectors = normalise(vectors)
         if vectors.shape[1] != self.dim:
             raise InvalidParameterError(
@@ -132,6 +135,7 @@ class IdIndex:
 
     def remove(self, ids: np.ndarray) -> None:
         """Remove `ids` (a contiguous block is removed with an IDSelectorRange)."""
+        self._check_writable()
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         if ids.size == 0:
             return
@@ -187,14 +191,21 @@ class IdIndex:
         faiss.write_index(self.faiss_index, str(path))
 
     @classmethod
-    def read(cls, path: Path, config: IndexConfig) -> IdIndex:
-        """The index in the file at `path`; IndexMismatchError unless it is one of ours."""
-        index = faiss.read_index(str(path))
+    def read(cls, path: Path, config: IndexConfig, *, mapped: bool = False) -> IdIndex:
+        """The index in the file at `path`; IndexMismatchError unless it is one of ours.
+
+        `mapped`: the stored vectors (8-bit codes, or float32 for "flat"; an IVF-PQ index's
+        re-ranking codes, most of its bytes) are mapped from the file rather than read into this
+        process (FAISS's IO_FLAG_MMAP_IFC), so every process reading one file shares one copy and
+        a reader starts without copying them; such an index is read-only. The files a catalog
+        saves are never rewritten (index.py), and a mapped file that is pruned stays readable.
+        """
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mapped else 0)
         if not isinstance(index, faiss.IndexIDMap2):
             raise IndexMismatchError(f"{path} holds a {type(index).__name__}, not an IndexIDMap2")
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise IndexMismatchError(f"{path} does not use the inner-product metric")
-        return cls(index, config)
+        return cls(index, config, mapped=mapped)
 
     def rebuilt(self, kind: str) -> IdIndex:
         """A copy of this index's live vectors as an index of `kind`, copied a chunk at a time
@@ -254,6 +265,12 @@ class IdIndex:
             fresh.add_with_ids(self.reconstruct(chunk), chunk)
         log.info("compacted the %s index: %d tombstones dropped", self.kind, self.n_removed)
         self.faiss_index, self.n_removed = fresh, 0
+
+    def _check_writable(self) -> None:
+        if self.mapped:  # FAISS would abort the process, not raise
+            raise ValueError(
+                "this index is mapped read-only from its file: read it unmapped to change it"
+            )
 
     def _id_view(self) -> np.ndarray:
         """The id map itself (writable; -1 marks a tombstone); valid until the next add."""

@@ -126,6 +126,27 @@ def test_load_reads_the_model_and_the_index_before_the_first_query(settings, dem
     assert Path(engine.search(demo[0], k=1)[0].path) == demo[0].resolve()
 
 
+def test_query_engines_map_the_index_files_unless_told_not_to(settings, demo):
+    """By default an Engine leaves the index's vectors in its files, shared by every process that
+    serves the catalog; IndexConfig.mapped = False (MIRSEARCH_INDEX_MAPPED=0) reads them whole."""
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("needs Linux's /proc/self/maps to see what a process maps")
+    Engine(settings).index_paths([demo[0].parent])
+    whole = dataclasses.replace(settings, index=dataclasses.replace(settings.index, mapped=False))
+    engine = Engine(whole)
+    generation = engine.catalog.index_state().generation
+    windows = str((settings.index_dir / f"windows-{generation}.faiss").resolve())
+    engine.load()
+    assert windows not in Path("/proc/self/maps").read_text()
+    mapped = Engine(settings)
+    mapped.load()
+    assert windows in Path("/proc/self/maps").read_text()
+    clip = demo[0]
+    assert [r.track_id for r in mapped.search(clip, k=2)] == [
+        r.track_id for r in engine.search(clip, k=2)
+    ]
+
+
 def test_search_and_similar_rank_with_the_configured_search_settings(settings, demo):
     """The blend of "sounds alike" vectors and windows is the user's setting, not a default:
     all style and no style order the other tracks by different evidence."""

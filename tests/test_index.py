@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -195,6 +196,36 @@ def test_auto_switches_to_ivfpq_above_the_exact_limit():
     assert index.meta.kind == "ivfpq" and index.ntotal_windows == 10_000
     _, tracks, windows = index.search_windows(index.track_windows(17)[:1], 2)
     assert sorted(tracks[0].tolist()) == [17, 250] and sorted(windows[0].tolist()) == [0, 39]
+
+
+@pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
+def test_a_mapped_index_is_shared_from_its_file_and_read_only(tmp_path, vectors, kind):
+    """Read mapped (as every process answering queries reads the catalog's index), an index
+    answers exactly as one read into memory, its vectors stay in the file (mapped, not copied),
+    it goes on answering once a prune has deleted the file, and it refuses to change rather than
+    let FAISS abort the process."""
+    if not Path("/proc/self/maps").is_file():
+        pytest.skip("needs Linux's /proc/self/maps to see what a process maps")
+    data, queries = vectors
+    config = IndexConfig(ivf_nlist=128, ivf_nprobe=16, pq_m=8)
+    path = tmp_path / f"{kind}.faiss"
+    IdIndex.build(kind, np.arange(len(data)), data, config).write(path)
+    in_memory = IdIndex.read(path, config)
+    assert str(path) not in Path("/proc/self/maps").read_text()
+    mapped = IdIndex.read(path, config, mapped=True)
+    assert str(path) in Path("/proc/self/maps").read_text()
+    expected = in_memory.search(queries, 10)
+    for a, b in zip(expected, mapped.search(queries, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+    path.unlink()
+    for a, b in zip(expected, mapped.search(queries, 10), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(mapped.reconstruct([5, 9]), in_memory.reconstruct([5, 9]))
+    with pytest.raises(ValueError, match="read-only"):
+        mapped.add(np.array([len(data)]), data[:1])
+    with pytest.raises(ValueError, match="read-only"):
+        mapped.remove([3])
+    assert mapped.ntotal == len(data)
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw"])
