@@ -15,6 +15,10 @@ other music is, never copies of them. The padded windows are kept in an exact 8-
 served at each size as the kind the default settings give a catalog of that size (`auto`: exact
 "sq8" up to IndexConfig.exact_max_vectors, then IVF-PQ trained on a sample of them), its build
 timed with the padding; bench/scale_recall.py compares the kinds' recall on altered clips.
+
+At each size a fresh process opens the index as a query process does (mapped: its vectors left in
+the file) and read whole into memory, and reports the seconds that took and the memory it holds
+privately after a search: what every further worker or server process adds.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import resource
 import sqlite3
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +43,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import discover
 from mirsearch.catalog import IndexState, Track, TrackPrint
 from mirsearch.config import IndexConfig, Settings
-from mirsearch.index import VectorIndex, prune_generations, window_ids, window_kind
+from mirsearch.index import IndexMeta, VectorIndex, prune_generations, window_ids, window_kind
 from mirsearch.neighbours import IdIndex, normalise
 
 log = logging.getLogger("bench.scale")
@@ -95,14 +101,15 @@ class Padding:
         self.cosine = neighbour_cosine(index)
         self.next_id = max(r["id"] for r in self.rows) + 1
 
-    def grow_to(self, n_tracks: int) -> float:
-        """Pad the catalog to n_tracks tracks in one transaction and generation; seconds taken."""
+    def grow_to(self, n_tracks: int, *, kind: str | None = None) -> float:
+        """Pad the catalog to n_tracks tracks in one transaction and generation, its windows served
+        as `kind` (default: the kind the default settings give that many); seconds taken."""
         started = time.perf_counter()
         last = self.next_id + n_tracks - self.tracks.ntotal
         with self.engine.catalog.session() as session, session.begin():
             for first in range(self.next_id, last, CHUNK):
                 self._add_chunk(session, list(range(first, min(first + CHUNK, last))))
-            kind = window_kind(self.config, self.windows.ntotal)
+            kind = kind or window_kind(self.config, self.windows.ntotal)
             served = self.windows if kind == STORE else self.windows.rebuilt(kind)
             generation = self._commit(session, served)
         prune_generations(self.engine.settings.index_dir, keep=generation)
@@ -164,6 +171,41 @@ def footprint(engine: Engine) -> dict:
     }
 
 
+def load_cost(engine: Engine) -> dict:
+    """For the current index, mapped (as `Engine` opens it) and read into memory, in a fresh
+    process each: seconds to load it, and the private memory held once a search has run."""
+    index = engine.index()
+    generation = engine.catalog.index_state().generation
+    queries = index.track_windows(int(index.track_ids()[0]))[:8]
+    cost = {}
+    for mode, mapped in (("mapped", True), ("in_memory", False)):
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as fresh:
+            probe = fresh.submit(
+                _load_probe, engine.settings.index_dir, generation, index.meta, queries, mapped
+            )
+            cost[mode] = probe.result()
+    return cost
+
+
+def _load_probe(
+    directory: Path, generation: int, expect: IndexMeta, queries: np.ndarray, mapped: bool
+) -> dict:
+    before = _private_mb()
+    started = time.perf_counter()
+    index = VectorIndex.load(directory, generation, expect=expect, mapped=mapped)
+    load_s = time.perf_counter() - started
+    index.search_windows(queries, 10)
+    return {"load_s": round(load_s, 2), "private_mb": round(_private_mb() - before, 1)}
+
+
+def _private_mb() -> float:
+    """This process's private dirty memory (anonymous pages: no other process can share them)."""
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
+        if line.startswith("Private_Dirty:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no Private_Dirty line in /proc/self/smaps_rollup")
+
+
 def match_cost(engine: Engine, queries: dict[str, list[Path]], sources: dict) -> dict:
     """p50 / p95 of `Engine.match` per clip length, and how often the source track comes first."""
     out = {}
@@ -220,7 +262,11 @@ def _point(engine: Engine, queries: dict, sources: dict, *, build_s: float | Non
     }
     if build_s is not None:
         point["build_s"] = round(build_s, 1)
-    return point | {"match": match_cost(engine, queries, sources), **footprint(engine)}
+    return point | {
+        "match": match_cost(engine, queries, sources),
+        "index_load": load_cost(engine),
+        **footprint(engine),
+    }
 
 
 if __name__ == "__main__":
