@@ -113,13 +113,8 @@ def quantised(index: VectorIndex, qtype: str) -> VectorIndex:
         index.meta.dim, getattr(faiss.ScalarQuantizer, qtype), faiss.METRIC_INNER_PRODUCT
     )
     inner.train(np.stack([-np.ones(index.meta.dim), np.ones(index.meta.dim)]).astype(np.float32))
-    windows = IdIndex.__new__(IdIndex)
-    windows.faiss_index, windows.config, windows.kind, windows.n_removed = (
-        faiss.IndexIDMap2(inner),
-        index.config,
-        "flat",
-        0,
-    )
+    windows = IdIndex(faiss.IndexIDMap(faiss.IndexFlatIP(index.meta.dim)), index.config)
+    windows.faiss_index = faiss.IndexIDMap(inner)  # a kind IdIndex does not make: searched as flat
     windows.faiss_index.add_with_ids(vectors, ids)
     copy = VectorIndex(index._meta, index.config, windows, index._tracks)
     copy._meta = index._meta

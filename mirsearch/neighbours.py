@@ -1,6 +1,6 @@
 """Nearest-neighbour search over id-mapped unit vectors with FAISS: the building block of index.py.
 
-An `IdIndex` is a FAISS `IndexIDMap2` over an inner-product index of L2-normalised float32
+An `IdIndex` is a FAISS `IndexIDMap` over an inner-product index of L2-normalised float32
 vectors. Kinds: "flat" (exact), "sq8" (exact search over 8-bit scalar-quantised vectors, a
 quarter of flat's bytes), "hnsw", and "ivfpq" (IVF-PQ whose candidates are re-ranked with 8-bit
 scalar-quantised copies, which also serve `reconstruct`). Flat and sq8 indexes remove vectors in
@@ -44,14 +44,21 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
 
 
 class IdIndex:
-    """One FAISS IndexIDMap2 of unit vectors under int64 ids, searched by inner product."""
+    """One FAISS IndexIDMap of unit vectors under int64 ids, searched by inner product.
 
-    def __init__(self, index: faiss.IndexIDMap2, config: IndexConfig, *, mapped: bool = False):
+    Not an IndexIDMap2: its hash map from id to position (~30 bytes a vector, rebuilt on every
+    load: most of what a mapped index costs a process to open) is replaced by a sorted copy of
+    the ids, made at the first `reconstruct` after a change (12 bytes a vector, none while the
+    ids are in order). Indexes saved as IndexIDMap2 by earlier versions still read.
+    """
+
+    def __init__(self, index: faiss.IndexIDMap, config: IndexConfig, *, mapped: bool = False):
         self.faiss_index = index
         self.config = config
         self.mapped = mapped
         self.kind = _kind_of(index)
         self.n_removed = int(np.count_nonzero(self._id_view() < 0))
+        self._lookup: tuple[np.ndarray | None, np.ndarray] | None = None  # see _positions
 
     @classmethod
     def create(
@@ -85,7 +92,7 @@ class IdIndex:
                 pq, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
             )
             inner.train(normalise(train))
-        return cls(faiss.IndexIDMap2(inner), config)
+        return cls(faiss.IndexIDMap(inner), config)
 
     @classmethod
     def build(cls, kind: str, ids: np.ndarray, vectors: np.ndarray, config: IndexConfig) -> IdIndex:
@@ -131,6 +138,7 @@ class IdIndex:
             raise InvalidParameterError(
                 f"vectors have {vectors.shape[1]} dimensions, the index {self.dim}"
             )
+        self._lookup = None
         self.faiss_index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     def remove(self, ids: np.ndarray) -> None:
@@ -139,6 +147,7 @@ class IdIndex:
         ids = np.unique(np.asarray(ids, dtype=np.int64))
         if ids.size == 0:
             return
+        self._lookup = None
         if self.kind in EXACT_KINDS:
             contiguous = ids[-1] - ids[0] + 1 == ids.size
             selector = (
@@ -160,7 +169,7 @@ class IdIndex:
         ids = np.ascontiguousarray(ids, dtype=np.int64)
         if ids.size == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self.faiss_index.reconstruct_batch(ids)
+        return self.faiss_index.index.reconstruct_batch(self._positions(ids))
 
     def search(
         self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
@@ -192,7 +201,8 @@ class IdIndex:
 
     @classmethod
     def read(cls, path: Path, config: IndexConfig, *, mapped: bool = False) -> IdIndex:
-        """The index in the file at `path`; IndexMismatchError unless it is one of ours.
+        """The index in the file at `path`; IndexMismatchError unless it is one of ours (an
+        IndexIDMap, or the IndexIDMap2 earlier versions saved).
 
         `mapped`: the stored vectors (8-bit codes, or float32 for "flat"; an IVF-PQ index's
         re-ranking codes, most of its bytes) are mapped from the file rather than read into this
@@ -201,8 +211,8 @@ class IdIndex:
         saves are never rewritten (index.py), and a mapped file that is pruned stays readable.
         """
         index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mapped else 0)
-        if not isinstance(index, faiss.IndexIDMap2):
-            raise IndexMismatchError(f"{path} holds a {type(index).__name__}, not an IndexIDMap2")
+        if not isinstance(index, faiss.IndexIDMap):
+            raise IndexMismatchError(f"{path} holds a {type(index).__name__}, not an IndexIDMap")
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:
             raise IndexMismatchError(f"{path} does not use the inner-product metric")
         return cls(index, config, mapped=mapped)
@@ -264,7 +274,28 @@ class IdIndex:
             chunk = ids[start : start + REBUILD_CHUNK]
             fresh.add_with_ids(self.reconstruct(chunk), chunk)
         log.info("compacted the %s index: %d tombstones dropped", self.kind, self.n_removed)
-        self.faiss_index, self.n_removed = fresh, 0
+        self.faiss_index, self.n_removed, self._lookup = fresh, 0, None
+
+    def _positions(self, ids: np.ndarray) -> np.ndarray:
+        """Where each of `ids` is stored in the wrapped index; KeyError for an id not in it.
+
+        Looked up in the id map sorted (`_lookup`: the order that sorts it, None when it is
+        sorted already, and the sorted ids), made once per change and set in one assignment,
+        so threads searching one index never see half of it.
+        """
+        if self._lookup is None:
+            view = self._id_view()
+            if view.size < 2 or np.all(view[1:] > view[:-1]):  # ascending, no tombstones
+                self._lookup = (None, view)
+            else:
+                order = np.argsort(view, kind="stable")
+                self._lookup = (order.astype(np.min_scalar_type(view.size)), view[order])
+        order, ordered = self._lookup
+        at = np.minimum(np.searchsorted(ordered, ids), ordered.size - 1)
+        missing = ordered[at] != ids if ordered.size else np.ones(ids.size, bool)
+        if missing.any():
+            raise KeyError(f"ids not in the index: {ids[missing][:5].tolist()}")
+        return at if order is None else order[at].astype(np.int64)
 
     def _check_writable(self) -> None:
         if self.mapped:  # FAISS would abort the process, not raise
@@ -282,7 +313,7 @@ class IdIndex:
         )
 
 
-def _kind_of(index: faiss.IndexIDMap2) -> str:
+def _kind_of(index: faiss.IndexIDMap) -> str:
     inner = faiss.downcast_index(index.index)
     if isinstance(inner, faiss.IndexHNSW):
         return "hnsw"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 
@@ -196,6 +197,35 @@ def test_auto_switches_to_ivfpq_above_the_exact_limit():
     assert index.meta.kind == "ivfpq" and index.ntotal_windows == 10_000
     _, tracks, windows = index.search_windows(index.track_windows(17)[:1], 2)
     assert sorted(tracks[0].tolist()) == [17, 250] and sorted(windows[0].tolist()) == [0, 39]
+
+
+def test_ids_are_found_without_a_hash_map_and_older_files_still_read(tmp_path):
+    """A new index is an IndexIDMap (FAISS's IndexIDMap2 keeps a hash map of every id, rebuilt
+    on each load): `reconstruct` finds ids in the id map sorted, in order as built, after ids
+    added out of order and after a removal, and refuses an id it does not hold; an IndexIDMap2
+    file saved by an earlier version reads and answers the same."""
+    rng = np.random.default_rng(3)
+    data = normalise(rng.standard_normal((300, DIM)))
+    ids = np.arange(300) * 5 + 7  # ids unrelated to positions
+    in_order = IdIndex.build("sq8", ids, data, IndexConfig())
+    assert type(in_order.faiss_index) is faiss.IndexIDMap
+    np.testing.assert_allclose(in_order.reconstruct(ids[[299, 0, 7]]), data[[299, 0, 7]], atol=0.01)
+    for kind in ("flat", "hnsw"):  # removal in place, and by tombstone
+        index = IdIndex.build(kind, ids[100:], data[100:], IndexConfig())
+        index.add(ids[:100], data[:100])
+        np.testing.assert_allclose(
+            index.reconstruct(ids[[150, 3, 299]]), data[[150, 3, 299]], atol=1e-6
+        )
+        index.remove(ids[[3]])
+        with pytest.raises(KeyError, match="not in the index"):
+            index.reconstruct(ids[[4, 3]])
+        np.testing.assert_allclose(index.reconstruct(ids[[4, 150]]), data[[4, 150]], atol=1e-6)
+    older = faiss.IndexIDMap2(faiss.IndexFlatIP(DIM))
+    older.add_with_ids(data, ids)
+    faiss.write_index(older, str(tmp_path / "older.faiss"))
+    read = IdIndex.read(tmp_path / "older.faiss", IndexConfig())
+    np.testing.assert_allclose(read.reconstruct(ids[[0, 299]]), data[[0, 299]], atol=1e-6)
+    assert read.search(data[:5], 1)[1][:, 0].tolist() == ids[:5].tolist()
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
