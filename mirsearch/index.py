@@ -312,9 +312,14 @@ class VectorIndex:
         return np.concatenate([window_ids(t, self._n_windows[t]) for t in track_ids])
 
     def convert_if_due(self) -> bool:
-        """Convert an exact index that is not the kind the config now calls for (it outgrew exact
-        search, or an older version saved float32 windows that are now "sq8"), and retrain an
-        IVF index that has outgrown its cells; True if it did either."""
+        """Convert an index that is not the kind the config now calls for, and retrain an IVF
+        index that has outgrown its cells; True if it did either.
+
+        Under "auto" only an exact index is converted (it outgrew exact search, or an older
+        version saved float32 windows that are now "sq8"): one that shrinks below the limit
+        again keeps its approximate index rather than flip between kinds. A kind the user
+        names (MIRSEARCH_INDEX_KIND) is always honoured.
+        """
         changed = False
         for name, n, target_of in (
             ("_windows", self.ntotal_windows, window_kind),
@@ -322,7 +327,8 @@ class VectorIndex:
         ):
             current: IdIndex = getattr(self, name)
             target = target_of(self.config, n)
-            if current.kind in EXACT_KINDS and target != current.kind:
+            named = self.config.kind != "auto"
+            if target != current.kind and (named or current.kind in EXACT_KINDS):
                 log.info("%s index of %d vectors: converting it to %s", name[1:], n, target)
                 setattr(self, name, current.rebuilt(target))
                 changed = True

@@ -86,6 +86,22 @@ def test_auto_keeps_windows_in_8_bits_and_converts_an_older_float_index():
     assert tracks[:, 0].tolist() == [7, 7]
 
 
+def test_a_kind_the_user_names_is_honoured_and_auto_never_flips_back():
+    """An IVF-PQ catalog opened with MIRSEARCH_INDEX_KIND=hnsw becomes HNSW (it used to stay
+    IVF-PQ without a word); under "auto" an approximate index left below the exact limit by
+    removals is kept, not rebuilt back and forth."""
+    config = IndexConfig(kind="ivfpq", **SMALL_IVF)
+    index, _ = build_index(config, n_tracks=260)
+    assert index.meta.kind == "ivfpq"
+    index.config = IndexConfig(kind="hnsw")
+    assert index.convert_if_due() and index.meta.kind == index._tracks.kind == "hnsw"
+    assert not index.convert_if_due()
+    _, tracks, _ = index.search_windows(index.track_windows(7)[:2], 1)
+    assert tracks[:, 0].tolist() == [7, 7]
+    index.config = IndexConfig(kind="auto", exact_max_vectors=20_000)
+    assert not index.convert_if_due() and index.meta.kind == "hnsw"
+
+
 def build_index(config: IndexConfig, *, n_tracks: int = 120, n_windows: int = 40, seed: int = 1):
     """Tracks 1..n_tracks; odd tracks live near one direction, even tracks near the opposite."""
     rng = np.random.default_rng(seed)
