@@ -209,8 +209,15 @@ class IdIndex:
         process (FAISS's IO_FLAG_MMAP_IFC), so every process reading one file shares one copy and
         a reader starts without copying them; such an index is read-only. The files a catalog
         saves are never rewritten (index.py), and a mapped file that is pruned stays readable.
+        Where the file cannot be mapped (a file system without mmap), it is read whole.
         """
-        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mapped else 0)
+        try:
+            index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if mapped else 0)
+        except RuntimeError as exc:
+            if not mapped:
+                raise
+            log.warning("%s cannot be mapped (%s): reading it whole", path, str(exc)[-200:])
+            index, mapped = faiss.read_index(str(path)), False
         if not isinstance(index, faiss.IndexIDMap):
             raise IndexMismatchError(f"{path} holds a {type(index).__name__}, not an IndexIDMap")
         if index.metric_type != faiss.METRIC_INNER_PRODUCT:

@@ -274,6 +274,30 @@ def test_a_mapped_index_is_shared_from_its_file_and_read_only(tmp_path, vectors,
     assert mapped.ntotal == len(data)
 
 
+def test_an_index_that_cannot_be_mapped_is_read_whole(tmp_path, monkeypatch, caplog):
+    """A file system without mmap: the reader says so and reads the file whole; a file FAISS
+    cannot read at all is still refused."""
+    path = tmp_path / "flat.faiss"
+    data = normalise(np.random.default_rng(5).standard_normal((50, DIM)))
+    IdIndex.build("flat", np.arange(50), data, IndexConfig()).write(path)
+    read_index = faiss.read_index
+
+    def no_mmap(name, flags=0):
+        if flags & faiss.IO_FLAG_MMAP_IFC:
+            raise RuntimeError("Error: mmap failed: No such device")
+        return read_index(name, flags)
+
+    monkeypatch.setattr(faiss, "read_index", no_mmap)
+    with caplog.at_level("WARNING"):
+        index = IdIndex.read(path, IndexConfig(), mapped=True)
+    assert not index.mapped and "reading it whole" in caplog.text
+    assert index.search(data[:3], 1)[1][:, 0].tolist() == [0, 1, 2]
+    index.add(np.array([50]), data[:1])  # read whole: it may change
+    path.write_bytes(b"not an index")
+    with pytest.raises(RuntimeError):
+        IdIndex.read(path, IndexConfig(), mapped=True)
+
+
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw"])
 def test_save_load_round_trip(tmp_path, kind):
     config = IndexConfig(kind=kind)
