@@ -18,7 +18,7 @@ from mirsearch.config import Settings
 from mirsearch.duplicates import Match, Reading, calibrated_threshold, candidates, ranked
 from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
 from mirsearch.groups import find_groups
-from mirsearch.index import IndexMeta, VectorIndex, reading
+from mirsearch.index import IndexMeta, VectorIndex, reading, saved_record
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
@@ -128,6 +128,16 @@ class Engine:
         request that needs them (each worker of `mirsearch serve` does this before it answers)."""
         _ = self.embedder
         self.index()
+
+    def stats(self) -> dict:
+        """The catalog's summary (Catalog.stats) and its vector index's: the window index's kind
+        and how many window vectors it holds, read off the current generation's meta file."""
+        with reading(self.settings.index_dir):
+            data = self.catalog.stats()
+            if data["index_generation"]:
+                saved = saved_record(self.settings.index_dir, data["index_generation"])
+                data |= {"index_kind": saved["kind"], "index_windows": saved["ntotal_windows"]}
+        return data
 
     def index(self) -> VectorIndex | None:
         """The vector index at the catalog's current generation (reloaded when it moves on).

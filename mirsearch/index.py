@@ -288,7 +288,7 @@ class VectorIndex:
             )
         where = f"the vector index in {directory} (generation {generation})"
         try:
-            record = json.loads(paths[0].read_text())
+            record = saved_record(directory, generation)
             meta = IndexMeta(**{key: record[key] for key in META_FIELDS if key in record})
             problems = meta.differences(expect)
             if problems:
@@ -337,6 +337,12 @@ class VectorIndex:
                 setattr(self, name, current.rebuilt(current.kind))
                 changed = True
         return changed
+
+
+def saved_record(directory: Path, generation: int) -> dict[str, Any]:
+    """What generation `generation` of `directory` says of itself (its meta file: kind, vector
+    counts, when it was saved), read without loading the index."""
+    return json.loads((Path(directory) / f"meta-{generation}.json").read_text())
 
 
 @contextmanager

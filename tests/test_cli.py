@@ -127,6 +127,7 @@ def test_listings(home):
     assert genres and {"genre", "count"} == set(genres[0])
     stats = lines(run(home, "stats", "--json"))[0]
     assert (stats["indexed"], stats["failed"], stats["tracks"]) == (4, 1, 5)
+    assert stats["index_kind"] == "sq8" and stats["index_windows"] > 4
 
 
 def test_tracks_filters_by_text_status_and_page(home):

@@ -185,8 +185,9 @@ def genres(as_json: bool) -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def stats(as_json: bool) -> None:
-    """Summarise the catalog: tracks by status, hours of audio, genres, index generation."""
-    data = _engine().catalog.stats()
+    """Summarise the catalog: tracks by status, hours of audio, genres, index generation, kind
+    and window vectors."""
+    data = _engine().stats()
     if as_json:
         _emit(data)
         return
