@@ -153,10 +153,12 @@ def analyse_all(
     workers: int = 1,
     engine: str = "local",
     address: str | None = None,
-    ahead: Mapping[str, Path] | None = None,
+    ahead: DecodeAhead | None = None,
 ) -> Iterator[FileAnalysis]:
     """Analyse `paths`, yielding results in order, with the model loaded once per worker; the
-    local engine reads the files in `ahead` (`DecodeAhead.stop`) decoded."""
+    local engine stops `ahead` once torch is loaded and reads the files it decoded meanwhile.
+    (A generator: nothing here runs, torch is not imported and `ahead` goes on decoding, until
+    the first result is asked for.)"""
     if engine not in ENGINES:
         raise MirsearchError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     if not paths:  # nothing to analyse: no model to load
@@ -171,7 +173,11 @@ def analyse_all(
         # torch imported once, here, for the forked workers to share (each importing its own
         # took ~3 CPU-s more), and a model that cannot load told here, not as a broken pool
         load_checkpoint(settings.model_path)
-    load = partial(Analyser, settings, threads=1 if workers > 1 else None, ahead=ahead)
+    decoded = {}
+    if ahead is not None:
+        decoded = ahead.stop()
+        log.info("%d files decoded while torch loaded", len(decoded))
+    load = partial(Analyser, settings, threads=1 if workers > 1 else None, ahead=decoded)
     yield from ordered_map(load, Analyser.__call__, paths, workers=workers)
 
 

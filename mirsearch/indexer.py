@@ -105,7 +105,7 @@ class Indexer:
                 workers=workers,
                 engine=engine,
                 address=address,
-                ahead=ahead.stop(),
+                ahead=ahead,
             )
             for first in results:
                 self._commit(index, first, results, meta.model_hash, counts, progress)

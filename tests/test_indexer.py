@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
+import subprocess
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -163,6 +166,37 @@ def test_default_workers_are_one_per_core_but_no_more_than_files(settings, folde
     Indexer(settings).run([sorted(folder.iterdir())[0]])
     n_files = len(discover([folder]))
     assert asked == [(n_files, min(64, n_files)), (1, 1)]
+
+
+DECODING_AHEAD = """
+import logging
+import sys
+from pathlib import Path
+
+from mirsearch.api import Engine
+from mirsearch.config import Settings
+
+logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+engine = Engine(Settings.from_env({}, home=Path(sys.argv[1])))
+print(engine.index_paths([sys.argv[2]], workers=2).indexed)
+"""
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="decoding ahead needs a second core")
+def test_the_first_files_are_decoded_while_torch_loads(folder, tmp_path):
+    """A run in a process without torch (the CLI's) decodes its first files on another core
+    while torch loads, and the workers read them decoded. (It used to stop the decoding before
+    torch was imported, when the generator analysing the files was made: 0 files.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", DECODING_AHEAD, tmp_path / "home", folder],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    decoded = re.search(r"(\d+) files decoded while torch loaded", done.stderr)
+    assert decoded and int(decoded.group(1)) >= 1, done.stderr[-2000:]
+    assert int(done.stdout.split()[-1]) >= 1
 
 
 def test_workers_give_the_same_vectors_as_one_process(settings, folder, tmp_path):
