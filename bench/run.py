@@ -237,8 +237,12 @@ def table(results: dict) -> str:
                 f"({versus['windows']} windows, {versus['tracks']} tracks)",
             )
         )
+    reruns = "".join(  # parts rerun on their own since (merged into results.json by hand)
+        f" `bench/{name}.py` rerun on its own on {when}."
+        for name, when in results.get("reruns", {}).items()
+    )
     head = (
-        f"Measured by `make bench` on {results['date']}, {results['machine']}.\n\n"
+        f"Measured by `make bench` on {results['date']}, {results['machine']}.{reruns}\n\n"
         "| measure | result |\n|---|---|\n"
     )
     return head + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n"
