@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import tracemalloc
 
 import av
@@ -173,6 +174,43 @@ def test_reading_in_ffmpeg_and_packet_by_packet_give_the_same_samples(write_audi
         by_packets = np.concatenate(list(audio._read_packets(container, info, config)))
     np.testing.assert_array_equal(whole, by_packets)
     assert whole.size == pytest.approx(5 * SR, abs=SR * 0.01)
+
+
+def test_a_wav_file_opened_on_a_short_probe_reads_as_on_a_full_one(write_audio):
+    """WAV files are opened reading WAV_PROBE_BYTES of them, not FFmpeg's 5 MB: the header says
+    all, and the samples and the duration are those a full probe gives."""
+    path = write_audio("tone.wav", tone(440.0, 8.0, sr=44_100), 44_100)
+    decoded = audio.load(path)
+    graph = av.filter.Graph()
+    movie = graph.add("amovie", filename=str(path), streams="a:0")
+    sink = audio._converted(graph, movie, AudioConfig())
+    fully_probed = []
+    while True:
+        try:
+            fully_probed.append(sink.pull().to_ndarray().reshape(-1))
+        except av.error.EOFError:
+            break
+    np.testing.assert_array_equal(decoded.samples, np.concatenate(fully_probed))
+    with av.open(str(path)) as container:
+        assert decoded.info.duration_s == pytest.approx(container.duration / av.time_base)
+
+
+def test_mp3_behind_a_pcm_wav_header_is_still_found_on_the_short_probe(tmp_path):
+    """A WAV header that says 16-bit PCM over MP3 frames (a mislabelled file) still decodes as
+    MP3: read as PCM it would be 2.5 s of noise."""
+    mp3 = audio.write(tmp_path / "tone.mp3", tone(440.0, 10.0), SR, bit_rate=64_000).read_bytes()
+    if mp3[:3] == b"ID3":  # the frames alone, as a mislabelling program would copy them
+        mp3 = mp3[10 + int.from_bytes(bytes(b & 0x7F for b in mp3[6:10]), "big") :]
+    fmt = struct.pack("<HHIIHH", 1, 1, SR, 2 * SR, 2, 16)  # PCM, mono, 16-bit
+    chunks = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    chunks += b"data" + struct.pack("<I", len(mp3)) + mp3
+    path = tmp_path / "mislabelled.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(chunks)) + chunks)
+    decoded = audio.load(path)
+    assert decoded.info.codec.startswith("mp3")
+    assert decoded.info.duration_s == pytest.approx(10.0, abs=0.2)
+    spectrum = np.abs(np.fft.rfft(decoded.samples[SR : 9 * SR]))
+    assert np.argmax(spectrum) / 8.0 == pytest.approx(440.0, abs=2.0)
 
 
 def test_a_real_file_with_an_unreadable_packet_decodes_whole(shared_audio):
