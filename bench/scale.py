@@ -43,7 +43,8 @@ from mirsearch.api import Engine
 from mirsearch.audio import discover
 from mirsearch.catalog import IndexState, Track, TrackPrint
 from mirsearch.config import IndexConfig, Settings
-from mirsearch.index import IndexMeta, VectorIndex, prune_generations, window_ids, window_kind
+from mirsearch.generations import prune_generations
+from mirsearch.index import IndexMeta, VectorIndex, window_ids, window_kind
 from mirsearch.neighbours import IdIndex, normalise
 
 log = logging.getLogger("bench.scale")

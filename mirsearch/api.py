@@ -17,8 +17,9 @@ from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
 from mirsearch.duplicates import Match, Reading, calibrated_threshold, candidates, ranked
 from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
+from mirsearch.generations import reading, saved_record
 from mirsearch.groups import find_groups
-from mirsearch.index import IndexMeta, VectorIndex, reading, saved_record
+from mirsearch.index import IndexMeta, VectorIndex
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks

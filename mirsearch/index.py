@@ -1,26 +1,15 @@
-"""The vector index of the catalog: window and track embeddings, saved and loaded by generation.
+"""The vector index of the catalog: window and track embeddings, saved and loaded by generation
+(the files of a generation, and how readers and pruning share them: generations.py).
 
-Window ids are `(track_id << 20) | window_no` and a window starts at `window_no * hop_s`. Each
-generation is three files written atomically (`windows-<g>.faiss`, `tracks-<g>.faiss`, then
-`meta-<g>.json`); the catalog database records which generation is current, so a crash between
-writing the files and committing the database leaves it on the previous, complete generation.
-
-Readers (a server reloading while `mirsearch index` runs) read the current generation from the
-database and load it inside `reading(directory)`, a shared lock; pruning old generations takes
-that lock exclusively and gives way when it is held, so the generation a reader picked, complete
-when the database named it, is never deleted under it.
+Window ids are `(track_id << 20) | window_no` and a window starts at `window_no * hop_s`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
 import logging
-import os
-import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,6 +19,7 @@ import numpy as np
 
 from mirsearch.config import EmbeddingConfig, IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
+from mirsearch.generations import path_of, saved_record, write_atomically, write_record
 from mirsearch.model_card import ModelCard
 from mirsearch.neighbours import EXACT_KINDS, IVF_MIN_TRAIN, IdIndex, normalise
 
@@ -38,8 +28,6 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 3  # bump when the files change meaning; older indexes are then rebuilt
 WINDOW_BITS = 20  # a track holds at most 2**20 windows (12 days at a 1 s hop)
 REBUILD = "Run `mirsearch index` to rebuild it."
-GENERATION_FILE = re.compile(r"^(windows|tracks|meta)-(\d+)\.(faiss|json)$")
-READERS_LOCK = "readers.lock"  # shared while a reader picks and loads a generation (never pruned)
 
 
 @dataclass(frozen=True)
@@ -247,8 +235,8 @@ class VectorIndex:
         """Write generation `generation` atomically; the caller then prunes older ones."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        _write_atomically(directory / f"windows-{generation}.faiss", self._windows.write)
-        _write_atomically(directory / f"tracks-{generation}.faiss", self._tracks.write)
+        write_atomically(path_of(directory, "windows", generation), self._windows.write)
+        write_atomically(path_of(directory, "tracks", generation), self._tracks.write)
         record = {
             **dataclasses.asdict(self.meta),
             "generation": generation,
@@ -256,11 +244,7 @@ class VectorIndex:
             "ntotal_windows": self.ntotal_windows,
             "saved_at": datetime.now(UTC).isoformat(),
         }
-        _write_atomically(
-            directory / f"meta-{generation}.json",
-            lambda path: path.write_text(json.dumps(record, indent=1)),
-        )
-        _fsync_directory(directory)
+        write_record(directory, generation, record)
 
     @classmethod
     def load(
@@ -276,10 +260,7 @@ class VectorIndex:
         `mapped`: read-only, its vectors mapped from the files (IdIndex.read), for a reader."""
         config = config or IndexConfig()
         directory = Path(directory)
-        paths = [
-            directory / f"{name}-{generation}.{ext}"
-            for name, ext in (("meta", "json"), ("windows", "faiss"), ("tracks", "faiss"))
-        ]
+        paths = [path_of(directory, name, generation) for name in ("meta", "windows", "tracks")]
         missing = [p.name for p in paths if not p.is_file()]
         if missing:
             raise IndexMismatchError(
@@ -320,14 +301,13 @@ class VectorIndex:
         again keeps its approximate index rather than flip between kinds. A kind the user
         names (MIRSEARCH_INDEX_KIND) is always honoured.
         """
-        changed = False
+        changed, named = False, self.config.kind != "auto"
         for name, n, target_of in (
             ("_windows", self.ntotal_windows, window_kind),
             ("_tracks", self.n_tracks, _tracks_kind),
         ):
             current: IdIndex = getattr(self, name)
             target = target_of(self.config, n)
-            named = self.config.kind != "auto"
             if target != current.kind and (named or current.kind in EXACT_KINDS):
                 log.info("%s index of %d vectors: converting it to %s", name[1:], n, target)
                 setattr(self, name, current.rebuilt(target))
@@ -337,52 +317,6 @@ class VectorIndex:
                 setattr(self, name, current.rebuilt(current.kind))
                 changed = True
         return changed
-
-
-def saved_record(directory: Path, generation: int) -> dict[str, Any]:
-    """What generation `generation` of `directory` says of itself (its meta file: kind, vector
-    counts, when it was saved), read without loading the index."""
-    return json.loads((Path(directory) / f"meta-{generation}.json").read_text())
-
-
-@contextmanager
-def reading(directory: Path) -> Iterator[None]:
-    """Hold off pruning in `directory` while the caller reads the current generation's number
-    from the catalog and loads that generation (a shared lock; readers do not block each other).
-    """
-    with _lock_file(directory) as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
-        yield
-
-
-def prune_generations(directory: Path, *, keep: int) -> int:
-    """Delete the files of generations older than `keep`, and temp files; returns how many.
-
-    Deletes nothing while a reader holds `reading(directory)`: it may be loading one of them
-    (the next prune, after the next commit or at the start of the next run, deletes them).
-    """
-    with _lock_file(directory) as f:
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("a reader is loading the index in %s: pruning left for later", directory)
-            return 0
-        removed = 0
-        for path in Path(directory).glob("*"):
-            match = GENERATION_FILE.match(path.name)
-            if path.name.endswith(".tmp") or (match and int(match.group(2)) < keep):
-                path.unlink(missing_ok=True)
-                removed += 1
-        return removed
-
-
-@contextmanager
-def _lock_file(directory: Path):
-    """The open lock file of `directory` (created with the folder); its lock ends on close."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / READERS_LOCK, "a+b") as f:
-        yield f
 
 
 def window_kind(config: IndexConfig, n: int) -> str:
@@ -405,20 +339,3 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = dataclasses.asdict(value)
     return json.loads(json.dumps(value, sort_keys=True))
-
-
-def _write_atomically(path: Path, write) -> None:
-    """Write via a temp file in the same folder, fsync it, then rename it over `path`."""
-    temp = path.with_name(path.name + ".tmp")
-    write(temp)
-    with open(temp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(temp, path)
-
-
-def _fsync_directory(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

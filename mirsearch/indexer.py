@@ -23,7 +23,8 @@ from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_print
 from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
 from mirsearch.errors import IndexMismatchError
-from mirsearch.index import IndexMeta, VectorIndex, prune_generations
+from mirsearch.generations import prune_generations
+from mirsearch.index import IndexMeta, VectorIndex
 from mirsearch.model_card import read_card
 from mirsearch.workers import default_workers
 
@@ -89,7 +90,7 @@ class Indexer:
         # already, as in a server or a notebook, there is nothing to overlap)
         overlap = engine == "local" and (os.cpu_count() or 1) > 1 and "torch" not in sys.modules
         with DecodeAhead(todo if overlap else [], self.settings.audio) as ahead:
-            # generations a reader held off pruning last time (see index.reading) go now
+            # generations a reader held off pruning last time (see generations.reading) go now
             prune_generations(self.settings.index_dir, keep=self.catalog.index_state().generation)
             if on_total:
                 on_total(len(files))

@@ -17,7 +17,8 @@ from mirsearch.api import Engine
 from mirsearch.audio import load, write
 from mirsearch.demo import write_demo_catalog
 from mirsearch.errors import IndexMismatchError, NotFoundError
-from mirsearch.index import GENERATION_FILE, VectorIndex
+from mirsearch.generations import GENERATION_FILE
+from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
 
 

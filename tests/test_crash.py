@@ -22,7 +22,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import write
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.index import GENERATION_FILE, READERS_LOCK
+from mirsearch.generations import GENERATION_FILE, READERS_LOCK
 
 pytestmark = pytest.mark.slow
 

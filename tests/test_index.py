@@ -12,15 +12,8 @@ import pytest
 from mirsearch import neighbours
 from mirsearch.config import FeatureConfig, IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
-from mirsearch.index import (
-    READERS_LOCK,
-    IndexMeta,
-    VectorIndex,
-    prune_generations,
-    reading,
-    split_window_ids,
-    window_ids,
-)
+from mirsearch.generations import READERS_LOCK, prune_generations, reading
+from mirsearch.index import IndexMeta, VectorIndex, split_window_ids, window_ids
 from mirsearch.neighbours import IdIndex, normalise
 
 DIM = 32

@@ -1,0 +1,101 @@
+"""The files of an index folder: numbered generations, each written atomically, loaded under a
+shared lock and pruned only when no reader holds it.
+
+A generation is three files (`windows-<g>.faiss`, `tracks-<g>.faiss`, then `meta-<g>.json`),
+each written to a temporary file, fsynced and renamed into place; the catalog database records
+which generation is current, so a crash between writing the files and committing the database
+leaves it on the previous, complete generation. Readers (a server reloading while `mirsearch
+index` runs) read the current generation from the database and load it inside `reading`, a
+shared lock; pruning takes that lock exclusively and gives way when it is held, so the
+generation a reader picked, complete when the database named it, is never deleted under it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+FILES = (("windows", "faiss"), ("tracks", "faiss"), ("meta", "json"))  # in the order written
+GENERATION_FILE = re.compile(r"^(windows|tracks|meta)-(\d+)\.(faiss|json)$")
+READERS_LOCK = "readers.lock"  # shared while a reader picks and loads a generation (never pruned)
+
+
+def path_of(directory: Path, name: str, generation: int) -> Path:
+    """Where generation `generation` keeps its `name` file ("windows", "tracks" or "meta")."""
+    extension = dict(FILES)[name]
+    return Path(directory) / f"{name}-{generation}.{extension}"
+
+
+def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """`write(temp)` to a temporary file in the same folder, fsync it, rename it over `path`."""
+    temp = path.with_name(path.name + ".tmp")
+    write(temp)
+    with open(temp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(temp, path)
+
+
+def write_record(directory: Path, generation: int, record: dict[str, Any]) -> None:
+    """Write generation `generation`'s meta file, its last, then fsync the folder."""
+    path = path_of(directory, "meta", generation)
+    write_atomically(path, lambda temp: temp.write_text(json.dumps(record, indent=1)))
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def saved_record(directory: Path, generation: int) -> dict[str, Any]:
+    """What generation `generation` of `directory` says of itself (its meta file: kind, vector
+    counts, when it was saved), read without loading the index."""
+    return json.loads(path_of(directory, "meta", generation).read_text())
+
+
+@contextmanager
+def reading(directory: Path) -> Iterator[None]:
+    """Hold off pruning in `directory` while the caller reads the current generation's number
+    from the catalog and loads that generation (a shared lock; readers do not block each other).
+    """
+    with _lock_file(directory) as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        yield
+
+
+def prune_generations(directory: Path, *, keep: int) -> int:
+    """Delete the files of generations older than `keep`, and temp files; returns how many.
+
+    Deletes nothing while a reader holds `reading(directory)`: it may be loading one of them
+    (the next prune, after the next commit or at the start of the next run, deletes them).
+    """
+    with _lock_file(directory) as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("a reader is loading the index in %s: pruning left for later", directory)
+            return 0
+        removed = 0
+        for path in Path(directory).glob("*"):
+            match = GENERATION_FILE.match(path.name)
+            if path.name.endswith(".tmp") or (match and int(match.group(2)) < keep):
+                path.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+@contextmanager
+def _lock_file(directory: Path):
+    """The open lock file of `directory` (created with the folder); its lock ends on close."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / READERS_LOCK, "a+b") as f:
+        yield f
