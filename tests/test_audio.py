@@ -168,7 +168,7 @@ def test_reading_in_ffmpeg_and_packet_by_packet_give_the_same_samples(write_audi
     x = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 3_000 * t)
     path = write_audio("tones.flac", x.astype(np.float32), sr)
     config = AudioConfig()
-    whole = np.concatenate(list(audio._read(path, config)))
+    whole = np.concatenate(list(audio._read(path, config, wav=False)))
     with audio._open(path) as container:
         info = audio._info(path, container)
         by_packets = np.concatenate(list(audio._read_packets(container, info, config)))
@@ -218,7 +218,7 @@ def test_a_real_file_with_an_unreadable_packet_decodes_whole(shared_audio):
     file again packet by packet and skips it."""
     path = shared_audio / "supertux__christmas_theme.ogg"
     with pytest.raises(av.error.FFmpegError):
-        list(audio._read(path, AudioConfig()))
+        list(audio._read(path, AudioConfig(), wav=False))
     decoded = audio.load(path)
     assert decoded.info.duration_s == pytest.approx(audio.probe(path).duration_s, abs=0.1)
 
