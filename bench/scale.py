@@ -43,7 +43,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import discover
 from mirsearch.catalog import IndexState, Track, TrackPrint
 from mirsearch.config import IndexConfig, Settings
-from mirsearch.generations import prune_generations
+from mirsearch.generations import path_of, prune_generations
 from mirsearch.index import IndexMeta, VectorIndex, window_ids, window_kind
 from mirsearch.neighbours import IdIndex, normalise
 
@@ -166,8 +166,8 @@ def footprint(engine: Engine) -> dict:
     with sqlite3.connect(catalog_db) as connection:
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return {
-        "window_index_bytes": (index_dir / f"windows-{generation}.faiss").stat().st_size,
-        "track_index_bytes": (index_dir / f"tracks-{generation}.faiss").stat().st_size,
+        "window_index_bytes": path_of(index_dir, "windows", generation).stat().st_size,
+        "track_index_bytes": path_of(index_dir, "tracks", generation).stat().st_size,
         "catalog_db_bytes": catalog_db.stat().st_size,
     }
 

@@ -17,7 +17,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import load, write
 from mirsearch.demo import write_demo_catalog
 from mirsearch.errors import IndexMismatchError, NotFoundError
-from mirsearch.generations import GENERATION_FILE
+from mirsearch.generations import GENERATION_FILE, path_of
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
 
@@ -136,7 +136,7 @@ def test_query_engines_map_the_index_files_unless_told_not_to(settings, demo):
     whole = dataclasses.replace(settings, index=dataclasses.replace(settings.index, mapped=False))
     engine = Engine(whole)
     generation = engine.catalog.index_state().generation
-    windows = str((settings.index_dir / f"windows-{generation}.faiss").resolve())
+    windows = str(path_of(settings.index_dir, "windows", generation).resolve())
     engine.load()
     assert windows not in Path("/proc/self/maps").read_text()
     mapped = Engine(settings)

@@ -14,6 +14,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import load, write
 from mirsearch.config import Settings
 from mirsearch.demo import demo_pieces, render, write_demo_catalog
+from mirsearch.generations import path_of
 from web import create_app
 
 
@@ -270,7 +271,7 @@ def test_an_index_built_by_another_model_gets_503_and_says_to_reindex(site, copi
     catalog = Catalog(copied_home.db_url)
     generation = catalog.index_state().generation
     catalog.close()
-    meta = copied_home.index_dir / f"meta-{generation}.json"
+    meta = path_of(copied_home.index_dir, "meta", generation)
     meta.write_text(meta.read_text().replace('"model_hash": "', '"model_hash": "another-'))
     client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
     response = upload(client, "/api/search", clip_bytes(site[2][0], tmp=tmp_path))
