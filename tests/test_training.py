@@ -98,14 +98,15 @@ def test_baseline_beats_chance_on_separable_classes():
 
 @pytest.mark.parametrize(("optimizer", "lr"), [("adamw", 1e-2), ("sgd", 0.1)])
 def test_both_optimizers_bring_the_loss_down_on_a_learnable_problem(optimizer, lr):
-    """16 steps on tones, noise and clicks: the whole-clip genre loss (measured without
-    augmentation, so the same before and after) falls well below chance's ln 3."""
+    """24 steps on tones, noise and clicks: the whole-clip genre loss (measured without
+    augmentation, so the same before and after) falls well below chance's ln 3. (After 16, SGD
+    had one clip of nine still wrong on some CPUs: the same seed, other kernels.)"""
     x, y = synthetic_classes(3, seed=6)
     config = TrainConfig(
         optimizer=optimizer,
         lr=lr,
         epochs=1,
-        steps_per_epoch=16,
+        steps_per_epoch=24,
         batch_size=8,
         mixup_alpha=0.0,
         contrastive_weight=0.0,
