@@ -4,7 +4,10 @@ Half the tracks of ../shared/audio are indexed (each `pair_group` kept on one si
 is never a "negative" of its indexed twin), the other half stay outside as negatives. Clips of 5,
 10 and 20 s at seeded random offsets and whole tracks (capped at `--max-whole-s`) go through every
 transform in mirsearch.transforms and are matched against the index. A positive is found when its
-source track is matched; any match of a negative query is a false positive.
+source track is matched; any match of a negative query is a false positive. Wrong tracks are
+scored with the query read at every pitch hypothesis (`match` reads the shifted ones only when the
+query as it plays leaves it in doubt): the threshold's sample of other music lined up with a
+query, and a false-positive count that holds whichever readings a query needs.
 
 `--calibrate` stores the threshold this run calls for (the highest negative or wrong-track score
 raised by a margin) in mirsearch/assets/duplicates.json for the model; every run reports figures
@@ -179,6 +182,13 @@ def _query_shard(
         query_s = time.perf_counter() - t0
         truth = track_of.get(row["path"])
         accepted = twins.get(row["pair_group"] or row["path"], set())
+        # wrong tracks as every pitch hypothesis lines them up, read by `match` or not: the
+        # threshold's sample of other music (a settled query's shifted readings go unread)
+        wrong = [
+            m
+            for m in engine.match_candidates(y, every_hypothesis=True)
+            if m.track_id not in accepted
+        ]
         records.append(
             {
                 "track": row["path"],
@@ -187,13 +197,9 @@ def _query_shard(
                 "positive": truth is not None,
                 "seen": row["path"] in seen,
                 "true_score": max((m.score for m in found if m.track_id == truth), default=0.0),
-                "false_score": max(
-                    (m.score for m in found if m.track_id not in accepted), default=0.0
-                ),
+                "false_score": max((m.score for m in wrong), default=0.0),
                 "true_match": next((m.to_dict() for m in found if m.track_id == truth), None),
-                "false_match": next(
-                    (m.to_dict() for m in found if m.track_id not in accepted), None
-                ),
+                "false_match": next((m.to_dict() for m in wrong), None),
                 "query_s": query_s,
             }
         )

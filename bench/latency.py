@@ -4,7 +4,8 @@ of 5, 10 and 20 s clips with the model and index loaded once.
 
 ../shared/audio is indexed into a temporary home; seeded 10 s clips of its tracks are written as
 WAV files, and each query is timed from the file on disk to the ranked results (decode, embed,
-search; `match` embeds under every pitch hypothesis), with the model and index loaded once.
+search; `match` reads the shifted pitch hypotheses only when the clip as it plays leaves it in
+doubt), with the model and index loaded once.
 """
 
 from __future__ import annotations

@@ -15,7 +15,14 @@ import numpy as np
 from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.duplicates import Match, Reading, calibrated_threshold, candidates, ranked
+from mirsearch.duplicates import (
+    Match,
+    Reading,
+    calibrated_threshold,
+    candidates,
+    ranked,
+    read_as_needed,
+)
 from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
 from mirsearch.generations import reading, saved_record
 from mirsearch.groups import find_groups
@@ -264,23 +271,35 @@ class Engine:
         tags = top_tags(analysis.tag_probabilities, self.embedder.tag_labels)
         return Classification(genre, probabilities, tags, similar, windows)
 
-    def match_candidates(self, samples: np.ndarray) -> list[Match]:
+    def match_candidates(
+        self, samples: np.ndarray, *, every_hypothesis: bool = False
+    ) -> list[Match]:
         """The catalog tracks the signal's windows align with best, verified and scored (not
         thresholded).
 
-        The signal is read at each pitch hypothesis (its windows' vectors and its print, one
-        batched pass of the network), and each track keeps its best alignment over them
-        (duplicates.candidates).
+        The signal is read as it plays first, and at the other pitch hypotheses only when that
+        reading confirms no track beyond doubt (duplicates.read_as_needed), or always with
+        `every_hypothesis` (what the threshold's calibration samples other music with). Each
+        reading is its windows' vectors and its print, several hypotheses read in one batched
+        pass of the network, and each track keeps its best alignment over them.
         """
         index = self._require_index()
         config = self.settings.duplicates
-        hypotheses = self.embedder.matching(
-            samples,
-            hop_s=self.settings.embedding.query_hop_s,
-            frequency_scales=[2 ** (st / 12) for st in config.pitch_hypotheses_st],
+
+        def read(semitones: Sequence[float]) -> list[Reading]:
+            hypotheses = self.embedder.matching(
+                samples,
+                hop_s=self.settings.embedding.query_hop_s,
+                frequency_scales=[2 ** (st / 12) for st in semitones],
+            )
+            return [Reading(h.vectors, h.offsets_s, h.fingerprint) for h in hypotheses]
+
+        if every_hypothesis:
+            readings = read(sorted(config.pitch_hypotheses_st))
+            return candidates(index, readings, self.catalog.prints, config=config)
+        return read_as_needed(
+            index, read, self.catalog.prints, threshold=self.match_threshold, config=config
         )
-        readings = [Reading(h.vectors, h.offsets_s, h.fingerprint) for h in hypotheses]
-        return candidates(index, readings, self.catalog.prints, config=config)
 
     def match(self, path: Path) -> list[MatchResult]:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""

@@ -131,6 +131,12 @@ class DuplicateConfig:
     # a query is also embedded as if shifted back by each of these (semitones): a pitch or speed
     # change moves the spectrum, which the network sees; the best alignment over them counts
     pitch_hypotheses_st: tuple[float, ...] = (-1.0, 0.0, 1.0)
+    # ... read only when the query as it plays (no shift) leaves a doubt (duplicates.
+    # read_as_needed): no track confirmed by a score at the threshold with the prints agreeing
+    # by settle_agreement, or another track half lined up, scoring from settle_doubt to the
+    # threshold (on the `make eval-dupes` clips a settled reading's other tracks score ≤ 0.053)
+    settle_agreement: float = 0.5
+    settle_doubt: float = 0.1
     verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...
