@@ -150,7 +150,7 @@ def read_as_needed(
     config.settle_agreement or more) and leaves no other track in doubt (none scoring from
     config.settle_doubt up to `threshold`: another version of the recording, lined up but at
     another pitch) is the answer: most uploads play the track as it is, and the shifted readings
-    cost two thirds of the work (a 10 s clip of ../shared/audio on one core: 48 → 19 ms).
+    cost over half the work (clean 10 s clips of ../shared/audio on one core: 54 → 24 ms).
     Otherwise the query is read at the other hypotheses too and the candidates are those of all
     the readings, the first one's votes and checks reused: the same as `candidates` of every
     reading.
