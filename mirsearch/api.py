@@ -27,6 +27,7 @@ from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, T
 from mirsearch.generations import reading, saved_record
 from mirsearch.groups import find_groups
 from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
@@ -95,7 +96,8 @@ class Classification:
 class Engine:
     """Model, catalog and vector index, loaded once and shared safely between threads.
 
-    `threads` caps the network's threads (a worker of a pool runs one; see workers.py).
+    `threads` caps the network's and numpy's threads (a worker of a pool runs one; see
+    workers.py).
     """
 
     def __init__(self, settings: Settings | None = None, *, threads: int | None = None):
@@ -104,6 +106,7 @@ class Engine:
         self.catalog = Catalog(self.settings.db_url)
         self._lock = threading.RLock()
         self._embedder: Embedder | None = None
+        self._reader: Matcher | Embedder | None = None
         self._index: VectorIndex | None = None
         self._generation = 0
 
@@ -126,6 +129,26 @@ class Engine:
                 self._embedder = embedder
             return self._embedder
 
+    @property
+    def reader(self) -> Matcher | Embedder:
+        """What reads an upload for `match`: the model's matching branch run in numpy
+        (matcher.Matcher: no torch to import) where it is a CNN, as the shipped one is; the
+        network itself otherwise (a CRNN trained by `mirsearch train`)."""
+        with self._lock:
+            if self._reader is None:
+                if not Matcher.runs(self.card):
+                    return self.embedder
+                reader = Matcher(
+                    self.settings.model_path, config=self.settings.embedding, threads=self.threads
+                )
+                if reader.card.sha256 != self.card.sha256:  # the index was checked against it
+                    raise ModelError(
+                        f"{self.settings.model_path or 'the shipped model'} changed since this "
+                        "process read it: start again"
+                    )
+                self._reader = reader
+            return self._reader
+
     @cached_property
     def card(self) -> ModelCard:
         """What the model is, read without torch: all `similar` and `dupes` need of it."""
@@ -134,7 +157,7 @@ class Engine:
     def load(self) -> None:
         """The model, and the index once the catalog has one, loaded now rather than by the first
         request that needs them (each worker of `mirsearch serve` does this before it answers)."""
-        _ = self.embedder
+        _ = self.embedder, self.reader
         self.index()
 
     def stats(self) -> dict:
@@ -278,16 +301,16 @@ class Engine:
         thresholded).
 
         The signal is read as it plays first, and at the other pitch hypotheses only when that
-        reading confirms no track beyond doubt (duplicates.read_as_needed), or always with
-        `every_hypothesis` (what the threshold's calibration samples other music with). Each
-        reading is its windows' vectors and its print, several hypotheses read in one batched
-        pass of the network, and each track keeps its best alignment over them.
+        reading leaves a doubt (duplicates.read_as_needed), or always with `every_hypothesis`
+        (what the threshold's calibration samples other music with). Each reading is its
+        windows' vectors and its print, several hypotheses read in one batched pass of the
+        matching branch (`reader`), and each track keeps its best alignment over them.
         """
         index = self._require_index()
         config = self.settings.duplicates
 
         def read(semitones: Sequence[float]) -> list[Reading]:
-            hypotheses = self.embedder.matching(
+            hypotheses = self.reader.matching(
                 samples,
                 hop_s=self.settings.embedding.query_hop_s,
                 frequency_scales=[2 ** (st / 12) for st in semitones],

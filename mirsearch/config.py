@@ -34,12 +34,33 @@ class FeatureConfig:
         return self.sample_rate / self.hop_length
 
     def band_corners_hz(self) -> np.ndarray:
-        """(n_mels + 2,) float64 corner frequencies of the mel triangles (HTK mel scale, as
-        torchaudio): band i rises from corner i, peaks at corner i + 1, falls to corner i + 2."""
-        if self.mel_scale != "htk":
-            raise ValueError("band corners are computed for the HTK mel scale only")
-        mel_min, mel_max = (2595.0 * np.log10(1.0 + f / 700.0) for f in (self.f_min, self.f_max))
-        return 700.0 * (10.0 ** (np.linspace(mel_min, mel_max, self.n_mels + 2) / 2595.0) - 1.0)
+        """(n_mels + 2,) float64 corner frequencies of the mel triangles, equally spaced on the
+        HTK or the Slaney mel scale (as torchaudio): band i rises from corner i, peaks at corner
+        i + 1, falls to corner i + 2."""
+        if self.mel_scale not in ("htk", "slaney"):
+            raise ValueError(f"mel_scale {self.mel_scale!r}: 'htk' or 'slaney'")
+        to_mel, to_hz = _MEL_SCALES[self.mel_scale]
+        return to_hz(np.linspace(to_mel(self.f_min), to_mel(self.f_max), self.n_mels + 2))
+
+
+def _slaney_mel(hz):
+    """Linear below 1 kHz (3 mels per 200 Hz), logarithmic above (librosa's and Slaney's)."""
+    hz = np.asarray(hz, dtype=np.float64)
+    return np.where(hz < 1000.0, 3 * hz / 200, 15 + np.log(np.maximum(hz, 1e-9) / 1000) / _LOGSTEP)
+
+
+def _slaney_hz(mel):
+    return np.where(mel < 15, 200 * mel / 3, 1000 * np.exp(_LOGSTEP * (mel - 15)))
+
+
+_LOGSTEP = np.log(6.4) / 27.0  # the Slaney scale's log step: 6.4 times the frequency in 27 mels
+_MEL_SCALES = {
+    "htk": (
+        lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0),
+        lambda m: 700.0 * (10 ** (m / 2595.0) - 1),
+    ),
+    "slaney": (_slaney_mel, _slaney_hz),
+}
 
 
 @dataclass(frozen=True)

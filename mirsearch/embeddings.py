@@ -27,6 +27,7 @@ from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
+from mirsearch.matcher import Matching
 from mirsearch.nn import Student
 from mirsearch.vocabulary import GENRES, genre_scores
 
@@ -46,15 +47,6 @@ class Analysis:
     rhythm: np.ndarray  # (R,) float32 rhythm profile (nn.rhythm_profile; empty: not a student)
     fingerprint: np.ndarray  # (bands, frames) float32 verification print in dB (fingerprint.py)
     mel_db: torch.Tensor  # (n_mels, n_frames) the log-mel all of it comes from (features.log_mel)
-
-
-@dataclass(frozen=True)
-class Matching:
-    """What a near-duplicate check reads of one signal (`Embedder.matching`)."""
-
-    vectors: np.ndarray  # (n, D) float32, L2-normalised matching window embeddings
-    offsets_s: np.ndarray  # (n,) float32, where each window starts
-    fingerprint: np.ndarray  # (bands, frames) float32 verification print in dB (fingerprint.py)
 
 
 def native_bfloat16() -> bool:
@@ -180,7 +172,8 @@ class Embedder:
     ) -> list[Matching]:
         """What a near-duplicate check reads of `samples` at each frequency scale (its pitch
         hypotheses, see features.log_mel): the matching vectors and the print, no tags, genres
-        or track vector; the STFT taken once and the network run once on all of them."""
+        or track vector; the STFT taken once and the network run once on all of them. `match`
+        reads with matcher.Matcher instead (numpy, no torch) where the matching branch is a CNN."""
         x = self._padded(samples)
         with self._lock, torch.inference_mode():
             mel_dbs = log_mels(torch.from_numpy(x), self.feature_config, frequency_scales)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torchaudio
 
+from mirsearch import spectrogram
 from mirsearch.config import FeatureConfig
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -23,101 +24,15 @@ TEMPO_PRIOR_BPM = 120.0  # centre of the log-normal prior that settles octave am
 TEMPO_PRIOR_OCTAVES = 1.0  # its width, in octaves
 CHROMA_N_FFT = 8192  # long frames: 2 Hz bins at 16 kHz, enough to tell semitones apart low down
 CHROMA_RANGE_HZ = (55.0, 2000.0)
-STFT_FRAMES = 8192  # frames transformed at once (~2 min): a long signal's STFT is taken in pieces
 EXCERPT_S = 90.0  # tempo, key, timbre and bands come from the central 90 s of longer tracks
-
-
-@cache
-def _spectrogram(config: FeatureConfig) -> torchaudio.transforms.Spectrogram:
-    """The complex STFT; `mel_power` squares it itself (twice as fast as abs() then pow(2))."""
-    return torchaudio.transforms.Spectrogram(
-        n_fft=config.n_fft, hop_length=config.hop_length, power=None, pad_mode=config.pad_mode
-    )
-
-
-@cache
-def _mel_scale(config: FeatureConfig, frequency_scale: float) -> torchaudio.transforms.MelScale:
-    transform = torchaudio.transforms.MelScale(
-        n_mels=config.n_mels,
-        sample_rate=config.sample_rate,
-        f_min=config.f_min,
-        f_max=config.f_max,
-        n_stft=config.n_fft // 2 + 1,
-        norm=config.norm,
-        mel_scale=config.mel_scale,
-    )
-    if frequency_scale != 1.0:
-        transform.fb.copy_(moved_filterbank(config, frequency_scale))
-    return transform
-
-
-def moved_filterbank(config: FeatureConfig, scale: float) -> torch.Tensor:
-    """(n_freqs, n_mels) the mel triangles moved to `scale` times their frequencies.
-
-    Every corner frequency is multiplied by `scale` (so a band keeps its width in semitones), and
-    the weights are divided by it, so a signal pitch-shifted by `scale` gives the energies the
-    unchanged filterbank reads from the original. At scale 1 this is torchaudio's filterbank.
-    """
-    corners = scale * torch.from_numpy(config.band_corners_hz())
-    freqs = torch.linspace(0, config.sample_rate // 2, config.n_fft // 2 + 1, dtype=torch.float64)
-    widths = corners[1:] - corners[:-1]
-    distance = corners[None, :] - freqs[:, None]  # (n_freqs, n_mels + 2)
-    rising = -distance[:, :-2] / widths[:-1]
-    falling = distance[:, 2:] / widths[1:]
-    return (torch.clamp(torch.minimum(rising, falling), min=0.0) / scale).float()
-
-
-@cache
-def _to_db() -> torchaudio.transforms.AmplitudeToDB:
-    return torchaudio.transforms.AmplitudeToDB(stype="power", top_db=None)
 
 
 def mel_power(
     waveform: torch.Tensor, config: FeatureConfig, *, frequency_scale: float = 1.0
 ) -> torch.Tensor:
-    """Mel power spectrogram: (..., n_samples) float → (..., n_mels, n_frames), centred frames."""
-    return mel_powers(waveform, config, (frequency_scale,))[0]
-
-
-def mel_powers(
-    waveform: torch.Tensor, config: FeatureConfig, frequency_scales: Sequence[float]
-) -> torch.Tensor:
-    """`mel_power` at each of `frequency_scales` (a leading axis), the STFT taken once.
-
-    A long signal is transformed STFT_FRAMES frames at a time: every frame is computed from the
-    same samples as in one transform of the whole (the same values, to float rounding), and the
-    complex spectrum, ~3 times the samples' bytes, exists one piece at a time (an hour's log-mel:
-    1.1 → 0.3 GB at the peak).
-    """
-    with torch.no_grad():
-        waveform = waveform.float()
-        n_frames = waveform.shape[-1] // config.hop_length + 1
-        pieces = [
-            _mel_piece(
-                waveform, config, frequency_scales, first, min(n_frames, first + STFT_FRAMES)
-            )
-            for first in range(0, n_frames, STFT_FRAMES)
-        ]
-        return pieces[0] if len(pieces) == 1 else torch.cat(pieces, dim=-1)
-
-
-def _mel_piece(
-    waveform: torch.Tensor,
-    config: FeatureConfig,
-    frequency_scales: Sequence[float],
-    first: int,
-    end: int,
-) -> torch.Tensor:
-    """Frames [first, end) of `mel_powers`: the STFT of just the samples they read, plus whole
-    frames of context on either side, dropped afterwards, so that the piece's own edge padding
-    never reaches a kept frame (at the signal's true edges the padding is the whole's)."""
-    hop, n_samples = config.hop_length, waveform.shape[-1]
-    context = -(-(config.n_fft // 2) // hop)  # frames whose centres are half a frame away
-    start = max(0, first - context)
-    stop = min(n_samples, (end - 1 + context) * hop)
-    stft = _spectrogram(config)(waveform[..., start * hop : stop])[..., first - start : end - start]
-    power = stft.real.square() + stft.imag.square()
-    return torch.stack([_mel_scale(config, float(s))(power) for s in frequency_scales])
+    """Mel power spectrogram: (..., n_samples) float → (..., n_mels, n_frames), centred frames
+    (spectrogram.mel_powers on a tensor)."""
+    return torch.from_numpy(spectrogram.mel_powers(_array(waveform), config, (frequency_scale,))[0])
 
 
 def log_mel(
@@ -125,12 +40,10 @@ def log_mel(
 ) -> torch.Tensor:
     """Log-mel power spectrogram in dB: (..., n_samples) float → (..., n_mels, n_frames).
 
-    The floor is absolute (-config.top_db dB), not relative to the loudest frame, so a window gives
-    the same values alone, inside a whole track or in a batch. Training, indexing and querying all
-    call this function (or `log_mels`, the same at several scales). `frequency_scale` reads every
-    band at that multiple of its frequencies (`moved_filterbank`): the spectrogram of the signal
-    pitch-shifted by 1 / frequency_scale (up to the band edges), which is how a near-duplicate
-    query undoes a suspected pitch change.
+    Training and indexing call this function (or `log_mels`, the same at several scales), and
+    a query is read by spectrogram.log_mels, which this hands the samples to: one mel path.
+    `frequency_scale` reads every band at that multiple of its frequencies
+    (spectrogram.filterbank): a near-duplicate query undoing a suspected pitch change.
     """
     return log_mels(waveform, config, (frequency_scale,))[0]
 
@@ -138,10 +51,12 @@ def log_mel(
 def log_mels(
     waveform: torch.Tensor, config: FeatureConfig, frequency_scales: Sequence[float]
 ) -> torch.Tensor:
-    """`log_mel` at each of `frequency_scales` (a leading axis), the STFT taken once: a
-    near-duplicate query's pitch hypotheses."""
-    mel = mel_powers(waveform, config, frequency_scales)
-    return _to_db()(mel).clamp_(min=-config.top_db)
+    """`log_mel` at each of `frequency_scales` (a leading axis), the STFT taken once."""
+    return torch.from_numpy(spectrogram.log_mels(_array(waveform), config, frequency_scales))
+
+
+def _array(waveform: torch.Tensor) -> np.ndarray:
+    return waveform.detach().to(torch.float32).numpy()
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """What a checkpoint says about itself (architecture, labels, features, hashes, vector size),
-read without torch or the weights.
+read without torch or the weights; and, for the query path that runs without torch
+(matcher.py), its weights as numpy arrays.
 
 The commands that only check an index against the model answer without loading the network:
 `similar` took 4.3 s and takes 1.2, `dupes` 6.5 → 3.1 s, an `index` run with nothing to do
@@ -16,6 +17,8 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
@@ -116,13 +119,30 @@ def _card(data: bytes, path: Path) -> ModelCard:
     )
 
 
-def _unpickled(data: bytes):
-    """The object torch.save wrote into the zip archive `data`, each tensor a _Weights."""
+def read_weights(data: bytes, prefix: str = "") -> dict[str, np.ndarray]:
+    """The weights of the checkpoint file's bytes `data` whose names start with `prefix` (which
+    is dropped), as numpy arrays, read without torch; ModelError if they cannot be."""
+    try:
+        payload = _unpickled(data, with_weights=True)
+        return {
+            name[len(prefix) :]: weights
+            for name, weights in payload["state_dict"].items()
+            if name.startswith(prefix)
+        }
+    except Exception as exc:
+        raise ModelError(f"the checkpoint's weights cannot be read without torch ({exc})") from exc
+
+
+def _unpickled(data: bytes, *, with_weights: bool = False):
+    """The object torch.save wrote into the zip archive `data`, each tensor a _Weights (its shape)
+    or, `with_weights`, a numpy array of its values."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         names = [n for n in archive.namelist() if n.endswith("/data.pkl")]
         if len(names) != 1:
             raise ValueError("no torch archive in the file")
-        return _Unpickler(archive.open(names[0])).load()
+        storages = names[0].removesuffix("data.pkl") + "data/"
+        read = (lambda key: archive.read(storages + str(key))) if with_weights else None
+        return _Unpickler(archive.open(names[0]), read).load()
 
 
 @dataclass(frozen=True)
@@ -130,17 +150,43 @@ class _Weights:
     shape: tuple[int, ...]
 
 
-def _tensor(storage, storage_offset, size, *rest) -> _Weights:  # torch._utils._rebuild_tensor_v2
-    return _Weights(tuple(int(n) for n in size))
+def _tensor(storage, storage_offset, size, stride, *rest):  # torch._utils._rebuild_tensor_v2
+    """A tensor's shape, or its values when its storage was read (a numpy array)."""
+    if storage is None:
+        return _Weights(tuple(int(n) for n in size))
+    strides = tuple(int(n) * storage.itemsize for n in stride)
+    view = np.lib.stride_tricks.as_strided(storage[storage_offset:], tuple(size), strides)
+    return view.copy()
 
 
+@dataclass(frozen=True)
 class _Storage:
-    """Stands for a torch storage type named in the archive (its bytes are never read)."""
+    """Stands for a torch storage type named in the archive: the numpy type of its values."""
+
+    dtype: np.dtype | None
+
+
+STORAGE_DTYPES = {
+    "FloatStorage": np.float32,
+    "DoubleStorage": np.float64,
+    "HalfStorage": np.float16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+}
 
 
 class _Unpickler(pickle.Unpickler):
     """Plain containers and tensors only, as torch.load(weights_only=True) allows; any other
-    class named in the file is refused, so nothing in it runs."""
+    class named in the file is refused, so nothing in it runs. `read(key)`, when given, returns
+    a storage's bytes (values are read); otherwise tensors are only their shapes."""
+
+    def __init__(self, file, read=None):
+        super().__init__(file)
+        self.read = read
 
     def find_class(self, module: str, name: str):
         if (module, name) == ("collections", "OrderedDict"):
@@ -148,8 +194,14 @@ class _Unpickler(pickle.Unpickler):
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
             return _tensor
         if module == "torch" and name.endswith("Storage"):
-            return _Storage
+            return _Storage(STORAGE_DTYPES.get(name))
         raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a checkpoint")
 
     def persistent_load(self, pid):
-        return None  # a tensor's storage: the card needs only its shape
+        """A tensor's storage: ('storage', type, key, location, size)."""
+        if self.read is None:
+            return None
+        storage_type, key = pid[1], pid[2]
+        if storage_type.dtype is None:
+            raise ValueError("a tensor of a type numpy does not hold")
+        return np.frombuffer(self.read(key), dtype=storage_type.dtype)

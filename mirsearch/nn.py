@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -12,45 +11,15 @@ from torch import nn
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.features import log_mel
+from mirsearch.matcher import CNN_LAYERS, LEVEL_S, TIME_STRIDE, in_pieces
 
 log = logging.getLogger(__name__)
 
-LEVEL_S = 1.5  # the level removed from the log-mel is averaged over ±LEVEL_S seconds
 RHYTHM_LAGS = 32  # stem columns (16 a second): the rhythm profile spans lags up to 2 s
-PIECE_COLUMNS = 512  # a long signal's trunk runs on pieces of this many map columns (~2 min)
-PIECE_MARGIN = 8  # map columns of context either side of a piece (the trunk reaches < 2)
 
 
-def in_pieces(
-    trunk: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
-    x: torch.Tensor,
-    strides: tuple[int, ...],
-) -> tuple[torch.Tensor, ...]:
-    """`trunk(x)`, computed on pieces of `x`'s last (time) axis when it is long.
-
-    `trunk` is fully convolutional in time and returns maps whose i-th has one column per
-    `strides[i]` frames, (n_frames + s - 1) // s of them (what strided "same" convolutions
-    give). A piece of PIECE_COLUMNS columns is computed with PIECE_MARGIN columns of context
-    either side, beyond the trunk's reach, and only its own columns are kept: the maps of one
-    pass (to float rounding), while the activations exist one piece at a time (an hour-long
-    upload's three pitch hypotheses: 1.77 → 0.51 GB at the peak and 7.4 → 4.7 s, the pieces
-    fitting the caches better).
-    """
-    coarsest = max(strides)
-    step, margin, n = PIECE_COLUMNS * coarsest, PIECE_MARGIN * coarsest, x.shape[-1]
-    if n <= step + margin:
-        return trunk(x)
-    pieces = []
-    for start in range(0, n, step):
-        low, end = max(0, start - margin), min(n, start + step)
-        maps = trunk(x[..., low : min(n, end + margin)])
-        pieces.append(
-            [
-                m[..., (start - low) // s : (start - low) // s + -(-(end - start) // s)]
-                for m, s in zip(maps, strides, strict=True)
-            ]
-        )
-    return tuple(torch.cat(columns, dim=-1) for columns in zip(*pieces, strict=True))
+def _concatenated(pieces: list[torch.Tensor]) -> torch.Tensor:
+    return torch.cat(pieces, dim=-1)
 
 
 def _conv(c_in: int, c_out: int, *, stride: int = 1, kernel: int = 3) -> nn.Sequential:
@@ -69,7 +38,7 @@ class GenreNet(nn.Module):
     is the network truncated before the head: an L2-normalised vector per window.
     """
 
-    TIME_STRIDE = 16  # mel frames per feature-map column
+    TIME_STRIDE = TIME_STRIDE  # mel frames per feature-map column
 
     def __init__(self, *, n_classes: int, embedding_dim: int, dropout: float, feature_config: dict):
         super().__init__()
@@ -99,7 +68,12 @@ class GenreNet(nn.Module):
     def feature_map(self, mel_db: torch.Tensor) -> torch.Tensor:
         """(B, n_mels, n_frames) → (B, C, n_frames // TIME_STRIDE) frequency-pooled features."""
         x = self.normalise_level(mel_db).unsqueeze(1)
-        return in_pieces(lambda piece: (self.layers(piece).mean(dim=2),), x, (self.TIME_STRIDE,))[0]
+        return in_pieces(
+            lambda piece: (self.layers(piece).mean(dim=2),),
+            x,
+            (self.TIME_STRIDE,),
+            concatenate=_concatenated,
+        )[0]
 
     # -- pooling, projection, head ----------------------------------------------------------
     def pool(self, h: torch.Tensor) -> torch.Tensor:
@@ -167,13 +141,14 @@ class CNN(GenreNet):
             feature_config=feature_config,
         )
         c1, c2, c3, c4 = channels
+        widths = (c1, c2, c2, c3, c3, c4)  # one per CNN_LAYERS entry (matcher.py runs them too)
         self.layers = nn.Sequential(
-            _conv(1, c1, stride=2, kernel=5),
-            _conv(c1, c2, stride=2),
-            _conv(c2, c2),
-            _conv(c2, c3, stride=2),
-            _conv(c3, c3),
-            _conv(c3, c4, stride=2),
+            *(
+                _conv(c_in, c_out, stride=stride, kernel=kernel)
+                for c_in, c_out, (kernel, stride) in zip(
+                    (1, *widths[:-1]), widths, CNN_LAYERS, strict=True
+                )
+            )
         )
         self.project = nn.Sequential(
             nn.Linear(2 * c4, embedding_dim), nn.BatchNorm1d(embedding_dim)
@@ -348,7 +323,7 @@ class Student(nn.Module):
         computed once (a long signal's in pieces: `in_pieces`)."""
         x = self.matcher.normalise_level(mel_db.unsqueeze(0)).unsqueeze(1)
         strides = (self.TIME_STRIDE, self.TIME_STRIDE, self.STEM_STRIDE)
-        h, tags, beat = in_pieces(self._both_maps, x, strides)
+        h, tags, beat = in_pieces(self._both_maps, x, strides, concatenate=_concatenated)
         vectors, offsets_s = self.matcher.windows_of_map(h[0], window_s, hop_s)
         z, _ = self._tag_windows_of(tags[0], window_s, hop_s)
         return vectors, offsets_s, z, rhythm_profile(beat[0])

@@ -606,6 +606,22 @@ def test_a_query_that_cannot_be_answered_is_refused_before_the_network_loads(
     assert all(e in error for e, error in zip(expect, errors, strict=True))
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_match_answers_without_importing_torch(home, clip, workers):
+    """`match` reads uploads with the numpy matcher (matcher.py), so it answers in about a
+    second rather than after importing torch (~2 s); on two workers, they fork without it."""
+    done = python(
+        QUERY_COMMAND,
+        *["match", "--json", "--workers", workers, str(clip), str(clip)],
+        env=os.environ | {"MIRSEARCH_HOME": str(home[0])},
+    )
+    *answers, report = done.stdout.splitlines()
+    assert json.loads(report) == {"status": 0, "torch": False}, done.stderr
+    assert len(answers) == 2
+    for answer in map(json.loads, answers):
+        assert Path(answer["matches"][0]["path"]).name == "demo-02.ogg", answer
+
+
 @pytest.mark.parametrize(("policy", "expect"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_catalog_commands_load_no_network_and_openmp_threads_sleep_unless_told(
     home, policy, expect

@@ -10,8 +10,9 @@ import torch
 import torchaudio
 from conftest import SR, chords, clicks, noise, tone
 
-from mirsearch import audio, features
+from mirsearch import audio, features, spectrogram
 from mirsearch.config import FeatureConfig
+from mirsearch.teacher import TEACHER_FEATURES
 
 ENHARMONIC = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#"}
 
@@ -34,7 +35,7 @@ def test_a_long_signal_transformed_in_pieces_gives_the_log_mel_of_one_transform(
     config = FeatureConfig()
     x = torch.from_numpy(noise(n_samples / SR, seed=5) + tone(440.0, n_samples / SR))[:n_samples]
     whole = features.log_mels(x, config, (0.95, 1.0))
-    monkeypatch.setattr(features, "STFT_FRAMES", 7)
+    monkeypatch.setattr(spectrogram, "STFT_FRAMES", 7)
     pieces = features.log_mels(x, config, (0.95, 1.0))
     assert pieces.shape == whole.shape == (2, config.n_mels, n_samples // config.hop_length + 1)
     assert torch.allclose(pieces, whole, atol=1e-4)
@@ -45,14 +46,27 @@ def test_log_mel_floor_is_absolute():
     assert float(out.max()) == -80.0
 
 
-def test_moved_filterbank_at_scale_one_is_torchaudios():
-    config = FeatureConfig()
-    plain = features._mel_scale(config, 1.0).fb
-    assert torch.allclose(features.moved_filterbank(config, 1.0), plain, atol=1e-5)
+CONFIGS = {"ours": FeatureConfig(), "musicnn's (Slaney)": TEACHER_FEATURES}
 
 
-def test_mel_power_is_torchaudios_mel_spectrogram():
-    config = FeatureConfig()
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_filterbank_at_scale_one_is_torchaudios(config):
+    plain = torchaudio.functional.melscale_fbanks(
+        config.n_fft // 2 + 1,
+        config.f_min,
+        config.f_max,
+        config.n_mels,
+        config.sample_rate,
+        norm=config.norm,
+        mel_scale=config.mel_scale,
+    )
+    assert np.allclose(
+        spectrogram.filterbank(config), plain.numpy(), atol=1e-5 * float(plain.max())
+    )
+
+
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_mel_power_is_torchaudios_mel_spectrogram(config):
     reference = torchaudio.transforms.MelSpectrogram(
         sample_rate=config.sample_rate,
         n_fft=config.n_fft,

@@ -9,12 +9,13 @@ import sys
 import zipfile
 from dataclasses import asdict
 
+import numpy as np
 import pytest
 
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
-from mirsearch.model_card import read_card
+from mirsearch.model_card import read_card, read_weights
 from mirsearch.nn import ARCHITECTURES, build
 
 FEATURES = asdict(FeatureConfig())
@@ -55,6 +56,24 @@ def test_the_card_tells_what_the_loaded_network_does(arch, tmp_path):
     else:
         assert card.dim == args["embedding_dim"] and card.matching_hash == card.sha256
     assert card.labels == ["a", "b", "c"] and card.feature_config == FeatureConfig()
+
+
+@pytest.mark.parametrize("arch", sorted(SMALL))
+def test_the_weights_read_without_torch_are_the_networks(arch, tmp_path):
+    args = SMALL[arch] | {"feature_config": FEATURES}
+    model = build(arch, **args)
+    path = save_checkpoint(
+        tmp_path / f"{arch}.pt", model=model, arch=arch, arch_args=args, labels=[], window_s=3.0
+    )
+    weights = read_weights(path.read_bytes())
+    expected = {name: value.numpy() for name, value in model.state_dict().items()}
+    assert weights.keys() == expected.keys()
+    for name, value in expected.items():
+        assert weights[name].dtype == value.dtype and np.array_equal(weights[name], value), name
+    prefix = "matcher.layers.0." if arch == "student" else "layers.0."
+    assert set(read_weights(path.read_bytes(), prefix)) == {
+        name.removeprefix(prefix) for name in expected if name.startswith(prefix)
+    }
 
 
 def test_the_shipped_card_is_read_without_torch():

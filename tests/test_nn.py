@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from mirsearch import nn
+from mirsearch import matcher
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
@@ -70,7 +70,7 @@ def test_a_long_signal_in_pieces_gives_the_maps_of_one_pass(arch, monkeypatch):
             return (model.feature_map(mel.unsqueeze(0)),)
 
     whole = maps()
-    monkeypatch.setattr(nn, "PIECE_COLUMNS", 8)
+    monkeypatch.setattr(matcher, "PIECE_COLUMNS", 8)
     pieces = maps()
     for a, b in zip(whole, pieces, strict=True):
         assert a.shape == b.shape

@@ -23,15 +23,19 @@ def _per_query(
     as_json: bool,
     key: str,
     workers: int | None = 1,
+    torch: bool = True,
 ) -> None:
     """`run(engine, query)` for each query on `workers` processes (None: one per core), each with
-    its own Engine; one line (or block) per query, in order; a failure doesn't stop the rest."""
+    its own Engine; one line (or block) per query, in order; a failure doesn't stop the rest.
+    `torch`: whether `run` needs torch, then imported once before the workers fork (`match`
+    reads uploads without it, matcher.py, unless the model's matching branch is not a CNN)."""
     from mirsearch.api import Engine
 
     settings = _settings()
     workers = default_workers(len(queries)) if workers is None else min(workers, len(queries))
     if workers > 1:  # the catalog migrated once, here, not raced by the workers
         _migrate(settings)
+    if workers > 1 and torch:
         import mirsearch.embeddings  # noqa: F401 torch imported once, here; the forks share it
     load = partial(Engine, settings, threads=1 if workers > 1 else None)
     outcomes = ordered_map(load, partial(_attempt, run), queries, workers=workers)
@@ -164,7 +168,9 @@ def match(clips, workers: int | None, as_json: bool) -> None:
         if not payload["matches"]:
             click.echo("  no catalog track found in it")
 
-    _per_query(_clips(clips), _match, show, as_json=as_json, key="query", workers=workers)
+    _per_query(
+        _clips(clips), _match, show, as_json=as_json, key="query", workers=workers, torch=False
+    )
 
 
 def _match(engine, clip: Path) -> dict:

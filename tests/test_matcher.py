@@ -1,0 +1,104 @@
+"""The numpy matcher against the network it stands for: the same window vectors, starts and
+print as Embedder.matching, for the shipped student and a plain CNN, alone and in pieces."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, replace
+
+import numpy as np
+import pytest
+import torch
+from conftest import SR, noise
+
+from mirsearch import matcher
+from mirsearch.api import Engine
+from mirsearch.checkpoints import save_checkpoint
+from mirsearch.config import EmbeddingConfig, FeatureConfig
+from mirsearch.demo import demo_pieces, render
+from mirsearch.embeddings import Embedder
+from mirsearch.errors import ModelError
+from mirsearch.matcher import Matcher
+from mirsearch.nn import build
+
+SCALES = (2 ** (-1 / 12), 1.0, 2 ** (1 / 12))  # the pitch hypotheses `match` reads
+
+
+@pytest.fixture(scope="module")
+def music() -> np.ndarray:
+    return render(demo_pieces(1, seed=5)[0], sample_rate=SR)[: 25 * SR]
+
+
+def assert_same_reading(ours, theirs):
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs, strict=True):
+        assert a.vectors.shape == b.vectors.shape and a.vectors.dtype == np.float32
+        assert (a.vectors * b.vectors).sum(axis=1).min() > 0.99999
+        np.testing.assert_allclose(a.offsets_s, b.offsets_s, atol=1e-6)
+        np.testing.assert_array_equal(a.fingerprint, b.fingerprint)  # one mel path
+
+
+def plain_cnn(path, *, arch: str = "cnn"):
+    """A `mirsearch train`-like checkpoint of `arch` with random weights and batch-norm
+    statistics, so that folding the norms into the layers is tested on values that matter."""
+    torch.manual_seed(3)
+    args = {"n_classes": 3, "feature_config": asdict(FeatureConfig())}
+    model = build(arch, **args).eval()
+    for name, value in model.state_dict().items():
+        if name.endswith("running_mean"):
+            value.normal_(0.0, 0.3)
+        elif name.endswith("running_var"):
+            value.uniform_(0.5, 2.0)
+    return save_checkpoint(
+        path,
+        model=model,
+        arch=arch,
+        arch_args=args,
+        labels=["a", "b", "c"],
+        window_s=3.0,
+    )
+
+
+def test_the_shipped_matching_branch_reads_as_the_network(music):
+    ours = Matcher().matching(music, hop_s=0.5, frequency_scales=SCALES)
+    theirs = Embedder().matching(music, hop_s=0.5, frequency_scales=SCALES)
+    assert_same_reading(ours, theirs)
+    assert len(ours[1].vectors) == (25 - 3) * 2 + 1  # a window every 0.5 s
+
+
+def test_a_plain_cnn_checkpoint_reads_as_its_network(music, tmp_path):
+    path = plain_cnn(tmp_path / "cnn.pt")
+    ours = Matcher(path).matching(music, hop_s=1.5, frequency_scales=(1.0,))
+    theirs = Embedder(path).matching(music, hop_s=1.5, frequency_scales=(1.0,))
+    assert_same_reading(ours, theirs)
+
+
+@pytest.mark.parametrize(("seconds", "n_windows"), [(0.7, 1), (3.0, 1), (3.3, 2)])
+def test_a_clip_of_about_a_window_reads_as_the_network(seconds, n_windows):
+    """Shorter than a window: zero-padded to one."""
+    clip = noise(seconds, seed=2)
+    ours = Matcher().matching(clip, hop_s=0.5, frequency_scales=(1.0,))
+    theirs = Embedder().matching(clip, hop_s=0.5, frequency_scales=(1.0,))
+    assert_same_reading(ours, theirs)
+    assert len(ours[0].vectors) == n_windows
+
+
+def test_a_long_upload_read_in_pieces_gives_the_vectors_of_one_pass(music, monkeypatch):
+    """Pieces of 8 map columns (2 s), the last one short: the margins must cover everything the
+    trunk reaches across a cut."""
+    reader = Matcher()
+    whole = reader.matching(music, hop_s=0.5, frequency_scales=SCALES[:2])
+    monkeypatch.setattr(matcher, "PIECE_COLUMNS", 8)
+    assert_same_reading(reader.matching(music, hop_s=0.5, frequency_scales=SCALES[:2]), whole)
+
+
+def test_a_network_numpy_does_not_run_is_read_by_the_network(tmp_path, settings):
+    path = plain_cnn(tmp_path / "crnn.pt", arch="crnn")
+    with pytest.raises(ModelError, match="'crnn' network's matching branch runs with torch"):
+        Matcher(path)
+    assert isinstance(Engine(replace(settings, model_path=path)).reader, Embedder)
+    assert isinstance(Engine(settings).reader, Matcher)
+
+
+def test_windows_other_than_the_networks_are_refused():
+    with pytest.raises(ModelError, match="trained on 3.0 s windows"):
+        Matcher(config=EmbeddingConfig(window_s=2.0))
