@@ -109,7 +109,8 @@ def run(
     workers: int | None = None,
 ) -> dict:
     """Index the catalog half once, then match every query, in `workers` processes (default:
-    one per core) that each take every workers-th track's queries from the same seeded stream."""
+    one per core) that each take every workers-th track's queries from the same seeded stream
+    and, several of them, run one thread each (as `mirsearch match --workers N` does)."""
     indexed, negatives = _split(audio_dir, quick=quick)
     workers = workers or os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as home:
@@ -167,7 +168,7 @@ def _query_shard(
     the index in `home` (every shard draws the whole seeded stream, so the queries are the same
     whatever the number of shards)."""
     indexed, negatives = _split(audio_dir, quick=quick)
-    engine = Engine(Settings.from_env(home=home))
+    engine = Engine(Settings.from_env(home=home), threads=1 if shards > 1 else None)
     track_of, twins = catalog_ids(engine, indexed)
     seen = set(engine.embedder.card.metadata.get("contrastive_files", []))
     mine = {row["path"] for row in (indexed + negatives)[shard::shards]}

@@ -6,9 +6,9 @@ seeded order, cut at the length, written as a 16 kHz WAV file. `mirsearch match 
 against that catalog reports which of the tracks in it were listed (a version of a track, the
 manifest's pair_group, counts as that track) and how many listed tracks are not in it;
 `mirsearch index --workers 1` indexes it alone into a fresh home. Peak memory is the process's
-maximum resident set (getrusage, started from a small process of its own), so the ~0.6 GB of
-loading torch, the model and the index is in every figure, and a 10 s clip's `match` is
-measured beside them as that floor.
+maximum resident set (getrusage, started from a small process of its own), so what loading
+the libraries, the model and the index takes (~0.6 GB with torch, for `index`; `match` reads
+without it) is in every figure, and a 10 s clip's `match` is measured beside them as its floor.
 Writes bench/long_files.json.
 """
 

@@ -290,7 +290,7 @@ def long_file_rows(results: dict) -> list[tuple[str, str]]:
         ),
         (
             f"`mirsearch match` of an upload of {where}: wall, peak RSS, catalog tracks in it "
-            f"listed (a 10 s clip: {floor} MB, the floor of torch, model and index)",
+            f"listed (a 10 s clip: {floor} MB, the floor of the process, model and index)",
             " · ".join(
                 f"{long[k]['match']['wall_s']:.1f} s, {long[k]['match']['peak_rss_mb']} MB, "
                 f"{long[k]['match']['listed_of_them']} of {long[k]['match']['tracks_in_it']}"

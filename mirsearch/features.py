@@ -1,4 +1,5 @@
-"""The one log-mel path, and per-track descriptors: MFCC, bands, centroid, tempo, key, loudness."""
+"""The log-mel of tensors (spectrogram.py's, the one mel path), and per-track descriptors: MFCC,
+bands, centroid, tempo, key, loudness."""
 
 from __future__ import annotations
 
