@@ -42,7 +42,7 @@ Read = Callable[[Sequence[float]], Sequence["Reading"]]
 
 @dataclass(frozen=True)
 class Reading:
-    """A query as one pitch hypothesis reads it (embeddings.Embedder.matching)."""
+    """A query as one pitch hypothesis reads it (matcher.Matcher.matching)."""
 
     vectors: np.ndarray  # (n, D) its windows' matching vectors
     offsets_s: np.ndarray  # (n,) where they start

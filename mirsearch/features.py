@@ -33,7 +33,8 @@ def mel_power(
 ) -> torch.Tensor:
     """Mel power spectrogram: (..., n_samples) float → (..., n_mels, n_frames), centred frames
     (spectrogram.mel_powers on a tensor)."""
-    return torch.from_numpy(spectrogram.mel_powers(_array(waveform), config, (frequency_scale,))[0])
+    mel = spectrogram.mel_powers(_array(waveform), config, (frequency_scale,), rfft=_rfft)
+    return torch.from_numpy(mel[0])
 
 
 def log_mel(
@@ -53,11 +54,18 @@ def log_mels(
     waveform: torch.Tensor, config: FeatureConfig, frequency_scales: Sequence[float]
 ) -> torch.Tensor:
     """`log_mel` at each of `frequency_scales` (a leading axis), the STFT taken once."""
-    return torch.from_numpy(spectrogram.log_mels(_array(waveform), config, frequency_scales))
+    mel_db = spectrogram.log_mels(_array(waveform), config, frequency_scales, rfft=_rfft)
+    return torch.from_numpy(mel_db)
 
 
 def _array(waveform: torch.Tensor) -> np.ndarray:
     return waveform.detach().to(torch.float32).numpy()
+
+
+def _rfft(frames: np.ndarray) -> np.ndarray:
+    """torch's FFT of the frames: the same spectrum as NumPy's to float rounding, ~2.5 times
+    faster on a track's thousands of short frames (MKL batches them), which indexing needs."""
+    return torch.fft.rfft(torch.from_numpy(frames)).numpy()
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,15 @@ def test_a_long_signal_transformed_in_pieces_gives_the_log_mel_of_one_transform(
     assert torch.allclose(pieces, whole, atol=1e-4)
 
 
+def test_numpys_fft_and_torchs_give_the_same_log_mel():
+    """A query process reads with NumPy's FFT, indexing with torch's (features.log_mel)."""
+    config = FeatureConfig()
+    x = noise(40.0, seed=9) + tone(440.0, 40.0)
+    ours = spectrogram.log_mels(x, config, (0.95, 1.0))
+    theirs = features.log_mels(torch.from_numpy(x), config, (0.95, 1.0)).numpy()
+    assert np.abs(ours - theirs).max() < 0.03  # dB
+
+
 def test_log_mel_floor_is_absolute():
     out = features.log_mel(torch.zeros(SR), FeatureConfig(top_db=80.0))
     assert float(out.max()) == -80.0

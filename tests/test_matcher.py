@@ -34,7 +34,9 @@ def assert_same_reading(ours, theirs):
         assert a.vectors.shape == b.vectors.shape and a.vectors.dtype == np.float32
         assert (a.vectors * b.vectors).sum(axis=1).min() > 0.99999
         np.testing.assert_allclose(a.offsets_s, b.offsets_s, atol=1e-6)
-        np.testing.assert_array_equal(a.fingerprint, b.fingerprint)  # one mel path
+        # one mel path, NumPy's FFT against torch's: dB within a hundredth of the 3 dB steps
+        # the catalog stores prints in
+        np.testing.assert_allclose(a.fingerprint, b.fingerprint, atol=0.03)
 
 
 def plain_cnn(path, *, arch: str = "cnn"):
