@@ -118,15 +118,13 @@ class Engine:
             if self._embedder is None:
                 from mirsearch.embeddings import Embedder
 
-                embedder = Embedder(
-                    self.settings.model_path, config=self.settings.embedding, threads=self.threads
-                )
-                if embedder.card.sha256 != self.card.sha256:  # the index was checked against it
-                    raise ModelError(
-                        f"{self.settings.model_path or 'the shipped model'} changed since this "
-                        "process read it: start again"
+                self._embedder = self._unchanged(
+                    Embedder(
+                        self.settings.model_path,
+                        config=self.settings.embedding,
+                        threads=self.threads,
                     )
-                self._embedder = embedder
+                )
             return self._embedder
 
     @property
@@ -138,16 +136,23 @@ class Engine:
             if self._reader is None:
                 if not Matcher.runs(self.card):
                     return self.embedder
-                reader = Matcher(
-                    self.settings.model_path, config=self.settings.embedding, threads=self.threads
-                )
-                if reader.card.sha256 != self.card.sha256:  # the index was checked against it
-                    raise ModelError(
-                        f"{self.settings.model_path or 'the shipped model'} changed since this "
-                        "process read it: start again"
+                self._reader = self._unchanged(
+                    Matcher(
+                        self.settings.model_path,
+                        config=self.settings.embedding,
+                        threads=self.threads,
                     )
-                self._reader = reader
+                )
             return self._reader
+
+    def _unchanged(self, loaded: Matcher | Embedder) -> Matcher | Embedder:
+        """`loaded`, if it read the model file whose card the index was checked against."""
+        if loaded.card.sha256 != self.card.sha256:
+            raise ModelError(
+                f"{self.settings.model_path or 'the shipped model'} changed since this process "
+                "read it: start again"
+            )
+        return loaded
 
     @cached_property
     def card(self) -> ModelCard:
