@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -90,6 +91,10 @@ class Embedder:
     ):
         if threads:  # before any tensor work: a forked worker must never reach for more threads
             torch.set_num_threads(threads)
+            # numpy's BLAS too (the log-mel's filterbank, the descriptors): two indexing workers
+            # each left with OpenBLAS's thread a core, spinning between calls, took 10-25 % more
+            # CPU over ../shared/audio
+            threadpool_limits(threads, user_api="blas")
         checkpoint = load_checkpoint(checkpoint_path)
         checkpoint.card.check_window(config.window_s)
         self.config = config

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SR, clicks
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig
@@ -112,3 +113,16 @@ def test_for_inference_folds_the_norms_and_answers_as_the_network_it_copies():
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in shipped.modules()) > 5
     assert set(shipped.state_dict()) == keys
+
+
+def test_a_worker_s_embedder_caps_numpy_s_blas_as_well_as_torch():
+    """A pool's worker runs one thread of each pool: OpenBLAS's own threads, one a core, spin
+    between calls on cores the other workers need."""
+    threads = torch.get_num_threads()
+    with threadpool_limits(limits=2):  # as on a 2-core machine; as they were afterwards
+        try:
+            Embedder(threads=1)
+            assert torch.get_num_threads() == 1
+            assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
+        finally:
+            torch.set_num_threads(threads)

@@ -215,6 +215,32 @@ def test_workers_give_the_same_vectors_as_one_process(settings, folder, tmp_path
             )
 
 
+def test_the_main_process_commits_on_one_thread_while_workers_fill_the_cores(
+    settings, demo_dir, monkeypatch
+):
+    """The duplicate check's search and prints run in the main process beside the workers: on
+    one thread of numpy's BLAS and of OpenMP (FAISS), not one a core; back as they were after."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from mirsearch.indexer import Indexer
+
+    def pools() -> dict[str, int]:
+        return {i["user_api"]: i["num_threads"] for i in threadpool_info()}
+
+    seen, commit = [], Indexer._commit
+
+    def spy(self, *args, **kwargs):
+        seen.append(pools())
+        return commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(Indexer, "_commit", spy)
+    with threadpool_limits(limits=2):  # as on a 2-core machine; as they were afterwards
+        before = pools()
+        Engine(settings).index_paths([demo_dir], workers=2)
+        assert seen and all(set(threads.values()) == {1} for threads in seen)
+        assert pools() == before
+
+
 def test_a_crash_while_committing_leaves_catalog_and_index_agreeing(settings, folder, monkeypatch):
     engine = Engine(settings)
     engine.index_paths([folder / "demo-01.flac"])
