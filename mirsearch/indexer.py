@@ -111,7 +111,8 @@ class Indexer:
             )
             # the workers fill the cores: this process's own work (the duplicate check's search
             # and print checks, the index adds) takes one thread, not one a core to compete with
-            # them (with both: indexing ../shared/audio 10-25 % less CPU, the same wall or less)
+            # them (with the workers' BLAS capped too, see Embedder: indexing ../shared/audio
+            # took 18 % less time and 19 % less CPU, four interleaved pairs of runs)
             filled = engine == "local" and workers > 1
             with threadpool_limits(1) if filled else nullcontext():
                 for first in results:
