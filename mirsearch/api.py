@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
@@ -96,11 +97,13 @@ class Classification:
 class Engine:
     """Model, catalog and vector index, loaded once and shared safely between threads.
 
-    `threads` caps the network's and numpy's threads (a worker of a pool runs one; see
-    workers.py).
+    `threads` caps the network's, numpy's and FAISS's threads (a worker of a pool runs one;
+    see workers.py).
     """
 
     def __init__(self, settings: Settings | None = None, *, threads: int | None = None):
+        if threads:  # FAISS's OpenMP here; the network's and numpy's where they load
+            threadpool_limits(threads, user_api="openmp")
         self.settings = settings or Settings.from_env()
         self.threads = threads
         self.catalog = Catalog(self.settings.db_url)
