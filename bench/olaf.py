@@ -9,6 +9,12 @@ untimed run of each (`_warm_up`), so that neither starts from a cold page cache.
 machine) and on one, and how often each names the clip's source file first, so that the two
 speeds compare answers of known quality.
 
+All of it is measured in ROUNDS rounds, each into fresh homes, the two programs taking turns to
+go first; the figures are the rounds' medians, and each ratio the median of the rounds' ratios.
+On the shared machines here one program's speed moves by ±15 % from one minute to the next (Olaf
+indexing at 426-501x real time in three runs of one afternoon): a single pair of runs can put
+either ahead.
+
 Olaf is built from source by `make olaf` (var/olaf/bin/olaf), or named by the OLAF variable. Its
 command line decodes with `ffmpeg` and asks `ffprobe` for each file's duration, both found on
 PATH: the system's where present, else imageio-ffmpeg's ffmpeg (`pip install -e '.[olaf]'`) and,
@@ -30,6 +36,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 from latency import CLIP_S, excerpts
 
@@ -38,6 +45,7 @@ from mirsearch.audio import discover
 REPO = Path(__file__).resolve().parent.parent
 BUILT = REPO / "var" / "olaf" / "bin" / "olaf"  # where `make olaf` installs it
 NOT_BUILT = "Olaf not built: make olaf"
+ROUNDS = 3  # interleaved rounds of both programs; the figures are their medians
 
 # Olaf runs `ffprobe -i FILE -show_entries format=duration -v quiet -of csv=p=0` and reads a
 # number of seconds; ffmpeg prints the same figure ("Duration: 00:03:15.51,") when only probing.
@@ -157,25 +165,24 @@ def mirsearch_top_paths(json_lines: str) -> list[str | None]:
     return found
 
 
-def _query(olaf: Olaf, env: dict[str, str], clips: list[str], sources: list[Path], *, cores: int):
-    """Both commands over all `clips` on `cores` cores: ms per query, and how often each names
-    the clip's source first."""
-    ours_s, matched = _timed(
-        [*_mirsearch(), "match", "--json", "--workers", str(cores), *clips], env
-    )
-    olaf_s, answered = olaf.run("query", "--threads", str(cores), *clips)
-    ours_ms, olaf_ms = 1000 * ours_s / len(clips), 1000 * olaf_s / len(clips)
+def _query(
+    olaf: Olaf, env: dict[str, str], clips: list[str], *, cores: int, olaf_first: bool
+) -> dict:
+    """Both commands over all `clips` on `cores` cores: wall seconds and the path each names
+    first for each clip."""
+    runs = {
+        "mirsearch": lambda: _timed(
+            [*_mirsearch(), "match", "--json", "--workers", str(cores), *clips], env
+        ),
+        "olaf": lambda: olaf.run("query", "--threads", str(cores), *clips),
+    }
+    out = {}
+    for name in sorted(runs, reverse=olaf_first):
+        out[name] = runs[name]()
+    (ours_s, matched), (olaf_s, answered) = out["mirsearch"], out["olaf"]
     return {
-        "cores": cores,
-        "mirsearch": {
-            "ms_per_query": round(ours_ms, 1),
-            "source_first": _hit_rate(mirsearch_top_paths(matched), sources),
-        },
-        "olaf": {
-            "ms_per_query": round(olaf_ms, 1),
-            "source_first": _hit_rate(olaf_top_paths(answered, len(clips)), sources),
-        },
-        "mirsearch_over_olaf": round(ours_ms / olaf_ms, 2),
+        "mirsearch": (ours_s, mirsearch_top_paths(matched)),
+        "olaf": (olaf_s, olaf_top_paths(answered, len(clips))),
     }
 
 
@@ -197,9 +204,88 @@ def _warm_up(files: list[Path], audio_dir: Path, home: Path, olaf: Olaf) -> None
     olaf.run("store", "--threads", str(os.cpu_count() or 1), *map(str, files))
 
 
-def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0) -> dict:
+@dataclass(frozen=True)
+class Round:
+    """One round's measurements: wall seconds of each program's indexing and of each batch of
+    queries (by cores), what each named first for each clip, and the stores' sizes."""
+
+    index_s: dict[str, float]
+    audio_s: float
+    query: dict[int, dict[str, tuple[float, list[str | None]]]]
+    footprint: dict[str, int]
+
+
+def _round(
+    number: int, olaf: Olaf, files: list[Path], audio_dir: Path, home: Path, clips: list[str]
+) -> Round:
+    """Both programs index `audio_dir` into fresh homes and answer `clips` on every core and on
+    one; Olaf goes first in the odd rounds."""
+    workers = os.cpu_count() or 1
+    olaf_first = number % 2 == 1
+    env = os.environ | {"MIRSEARCH_HOME": str(home)}
+    olaf.configure(sorted({f.suffix.lower() for f in files}))
+    runs = {
+        "mirsearch": lambda: _timed([*_mirsearch(), "index", "--json", str(audio_dir)], env),
+        "olaf": lambda: olaf.run("store", "--threads", str(workers), *map(str, files)),
+    }
+    index = {name: runs[name]() for name in sorted(runs, reverse=olaf_first)}
+    query = {
+        cores: _query(olaf, env, clips, cores=cores, olaf_first=olaf_first)
+        for cores in sorted({workers, 1}, reverse=True)
+    }
+    return Round(
+        index_s={name: seconds for name, (seconds, _) in index.items()},
+        audio_s=json.loads(index["mirsearch"][1].splitlines()[-1])["audio_hours"] * 3600,
+        query=query,
+        footprint={"mirsearch_home_bytes": _bytes_under(home), "olaf_db_bytes": olaf.db_bytes()},
+    )
+
+
+def _index_figures(rounds: list[Round], workers: int) -> dict:
+    audio_s = rounds[0].audio_s
+    speed = {name: [r.audio_s / r.index_s[name] for r in rounds] for name in ("mirsearch", "olaf")}
+    ratios = [ours / theirs for ours, theirs in zip(speed["mirsearch"], speed["olaf"], strict=True)]
+    return {
+        "mirsearch": {
+            "workers": workers,
+            "wall_s": round(median([r.index_s["mirsearch"] for r in rounds]), 2),
+            "x_realtime": round(median(speed["mirsearch"]), 1),
+        },
+        "olaf": {
+            "threads": workers,
+            "wall_s": round(median([r.index_s["olaf"] for r in rounds]), 2),
+            "x_realtime": round(median(speed["olaf"]), 1),
+        },
+        "mirsearch_over_olaf": round(median(ratios), 3),
+        "rounds_mirsearch_over_olaf": [round(x, 3) for x in ratios],
+        "audio_s": round(audio_s, 1),
+    }
+
+
+def _query_figures(rounds: list[Round], cores: int, n_clips: int, sources: list[Path]) -> dict:
+    """Median ms per query of each program on `cores` cores, the median of the rounds' ratios,
+    and each program's lowest rate of naming the clip's source first over the rounds."""
+    per_round = [r.query[cores] for r in rounds]
+    ms = {name: [1000 * q[name][0] / n_clips for q in per_round] for name in ("mirsearch", "olaf")}
+    ratios = [ours / theirs for ours, theirs in zip(ms["mirsearch"], ms["olaf"], strict=True)]
+    return {
+        "cores": cores,
+        **{
+            name: {
+                "ms_per_query": round(median(ms[name]), 1),
+                "source_first": min(_hit_rate(q[name][1], sources) for q in per_round),
+            }
+            for name in ("mirsearch", "olaf")
+        },
+        "mirsearch_over_olaf": round(median(ratios), 2),
+        "rounds_mirsearch_over_olaf": [round(x, 2) for x in ratios],
+    }
+
+
+def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0, rounds: int = ROUNDS) -> dict:
     """Both systems on `audio_dir` and `n_queries` seeded 10 s clips of it (those of
-    bench/latency.py); {"built": False, "note": ...} when Olaf or its decoder is missing."""
+    bench/latency.py), `rounds` times; {"built": False, "note": ...} when Olaf or its decoder is
+    missing."""
     try:
         binary = olaf_binary()
     except Unavailable as exc:
@@ -212,50 +298,35 @@ def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0) -> dict:
             path, origin = decoders(scratch / "bin")
         except Unavailable as exc:
             return {"built": False, "note": str(exc)}
-        olaf = Olaf(binary, scratch / "olaf-home", path)
-        olaf.configure(sorted({f.suffix.lower() for f in files}))
-        home = scratch / "mirsearch-home"
-        env = os.environ | {"MIRSEARCH_HOME": str(home)}
         _warm_up(files, audio_dir, scratch / "warm-up", Olaf(binary, scratch / "warm-olaf", path))
-
-        ours_s, summary = _timed([*_mirsearch(), "index", "--json", str(audio_dir)], env)
-        audio_s = json.loads(summary.splitlines()[-1])["audio_hours"] * 3600
-        olaf_s, _ = olaf.run("store", "--threads", str(workers), *map(str, files))
-
         pairs = excerpts(files, scratch, n=n_queries, seed=seed, clip_s=CLIP_S)
         clips, sources = [str(c) for c, _ in pairs], [s for _, s in pairs]
-        query = {
-            cores: _query(olaf, env, clips, sources, cores=cores)
-            for cores in sorted({workers, 1}, reverse=True)
-        }
-        footprint = {"mirsearch_home_bytes": _bytes_under(home), "olaf_db_bytes": olaf.db_bytes()}
-
-    ours_x, olaf_x = audio_s / ours_s, audio_s / olaf_s
+        measured = [
+            _round(
+                number,
+                Olaf(binary, scratch / f"olaf-home-{number}", path),
+                files,
+                audio_dir,
+                scratch / f"mirsearch-home-{number}",
+                clips,
+            )
+            for number in range(rounds)
+        ]
+    index = _index_figures(measured, workers)
     return {
         "built": True,
         "decoders": origin,
         "files": len(files),
-        "audio_hours": round(audio_s / 3600, 3),
-        "index": {
-            "mirsearch": {
-                "workers": workers,
-                "wall_s": round(ours_s, 2),
-                "x_realtime": round(ours_x, 1),
-            },
-            "olaf": {
-                "threads": workers,
-                "wall_s": round(olaf_s, 2),
-                "x_realtime": round(olaf_x, 1),
-            },
-            "mirsearch_over_olaf": round(ours_x / olaf_x, 3),
-        },
+        "audio_hours": round(index.pop("audio_s") / 3600, 3),
+        "rounds": rounds,
+        "index": index,
         "query": {
             "clips": n_queries,
             "clip_s": CLIP_S,
-            "every_core": query[workers],
-            "one_core": query[1],
+            "every_core": _query_figures(measured, workers, n_queries, sources),
+            "one_core": _query_figures(measured, 1, n_queries, sources),
         },
-        "footprint": footprint,
+        "footprint": measured[-1].footprint,
     }
 
 
@@ -263,5 +334,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio_dir", type=Path)
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
-    print(json.dumps(run(args.audio_dir, n_queries=args.queries), indent=2))
+    print(json.dumps(run(args.audio_dir, n_queries=args.queries, rounds=args.rounds), indent=2))

@@ -382,26 +382,33 @@ def olaf_rows(results: dict) -> list[tuple[str, str]]:
         return [("Olaf side by side (bench/olaf.py)", side["note"])]
     index, query = side["index"], side["query"]
     decode = results["throughput"]["decode"]["decode_x_realtime"]
+    rounds = f"median of {side['rounds']} interleaved rounds"
     return [
         (
             f"Olaf side by side, indexing ../shared/audio ({side['files']} files), process start "
             f"to exit: `mirsearch index` ({index['mirsearch']['workers']} workers) / `olaf store` "
-            f"({index['olaf']['threads']} threads); decoding alone (PyAV, above)",
+            f"({index['olaf']['threads']} threads), {rounds}; decoding alone (PyAV, above)",
             f"{index['mirsearch']['x_realtime']}× / {index['olaf']['x_realtime']}× real time "
-            f"(mirsearch at {index['mirsearch_over_olaf']:.2f} of Olaf's speed); {decode}×",
+            f"(mirsearch at {index['mirsearch_over_olaf']:.2f} of Olaf's speed; the rounds: "
+            f"{_listed(index['rounds_mirsearch_over_olaf'], '.2f')}); {decode}×",
         ),
     ] + [
         (
             f"Olaf side by side, {query['clips']} seeded {query['clip_s']:g} s clips in one "
             f"batch each on {batch['cores']} core(s), per query with the process start shared: "
             f"`mirsearch match --workers {batch['cores']}` / `olaf query --threads "
-            f"{batch['cores']}`, and how often each names the clip's source first",
+            f"{batch['cores']}`, {rounds}, and how often each names the clip's source first",
             f"{batch['mirsearch']['ms_per_query']:.0f} ms, {batch['mirsearch']['source_first']:.0%}"
             f" / {batch['olaf']['ms_per_query']:.0f} ms, {batch['olaf']['source_first']:.0%} "
-            f"(mirsearch {batch['mirsearch_over_olaf']:.1f}× Olaf's time)",
+            f"(mirsearch {batch['mirsearch_over_olaf']:.1f}× Olaf's time; the rounds: "
+            f"{_listed(batch['rounds_mirsearch_over_olaf'], '.1f')}×)",
         )
         for batch in {b["cores"]: b for b in (query["every_core"], query["one_core"])}.values()
     ]
+
+
+def _listed(values: list[float], spec: str) -> str:
+    return ", ".join(format(v, spec) for v in values)
 
 
 def dupes_table(dupes: dict) -> str:
