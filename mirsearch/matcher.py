@@ -58,6 +58,16 @@ def in_pieces(trunk: Callable, x, strides: tuple[int, ...], *, concatenate: Call
     return tuple(concatenate(columns) for columns in zip(*pieces, strict=True))
 
 
+def window_columns(window_s: float, frames_per_s: float) -> int:
+    """Feature-map columns a window of `window_s` seconds pools (at least one)."""
+    return max(1, round(window_s * frames_per_s / TIME_STRIDE))
+
+
+def window_step(hop_s: float, seconds_per_column: float) -> int:
+    """Columns between the starts of windows `hop_s` seconds apart (at least one)."""
+    return max(1, round(hop_s / seconds_per_column))
+
+
 @dataclass(frozen=True)
 class Matching:
     """What a near-duplicate check reads of one signal at one pitch hypothesis."""
@@ -131,9 +141,7 @@ class Matcher:
         self.project = _folded(
             weights["project.0.weight"], weights["project.0.bias"], _group(weights, "project.1.")
         )
-        self.window_columns = max(
-            1, round(config.window_s * self.feature_config.frames_per_s / TIME_STRIDE)
-        )
+        self.window_columns = window_columns(config.window_s, self.feature_config.frames_per_s)
 
     @classmethod
     def runs(cls, card: ModelCard) -> bool:
@@ -187,7 +195,7 @@ class Matcher:
     def _windows(self, h: np.ndarray, hop_s: float) -> tuple[np.ndarray, np.ndarray]:
         """(C, T') feature map → (n, D) L2-normalised window vectors and their starts (s)."""
         seconds_per_column = TIME_STRIDE / self.feature_config.frames_per_s
-        width, step = self.window_columns, max(1, round(hop_s / seconds_per_column))
+        width, step = self.window_columns, window_step(hop_s, seconds_per_column)
         windows = np.lib.stride_tricks.sliding_window_view(h, width, axis=-1)[:, ::step]
         pooled = np.concatenate([windows.mean(axis=-1), windows.max(axis=-1)], axis=0).T
         weight, bias = self.project

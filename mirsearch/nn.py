@@ -11,7 +11,14 @@ from torch import nn
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.features import log_mel
-from mirsearch.matcher import CNN_LAYERS, LEVEL_S, TIME_STRIDE, in_pieces
+from mirsearch.matcher import (
+    CNN_LAYERS,
+    LEVEL_S,
+    TIME_STRIDE,
+    in_pieces,
+    window_columns,
+    window_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +92,7 @@ class GenreNet(nn.Module):
         return F.normalize(z, dim=-1) if normalise else z
 
     def window_columns(self, window_s: float) -> int:
-        return max(1, round(window_s * self.feature_config.frames_per_s / self.TIME_STRIDE))
+        return window_columns(window_s, self.feature_config.frames_per_s)
 
     def embed_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
         """One track's (n_mels, n_frames) log-mel → (n, D) window embeddings and their starts (s).
@@ -116,7 +123,7 @@ class GenreNet(nn.Module):
 
 def window_columns_of(h: torch.Tensor, width: int, hop_s: float, seconds_per_column: float):
     """(C, T') feature map → (n, C, width) windows `hop_s` apart, and their starts in seconds."""
-    step = max(1, round(hop_s / seconds_per_column))
+    step = window_step(hop_s, seconds_per_column)
     starts = torch.arange(0, max(1, h.shape[-1] - width + 1), step)
     windows = h.unfold(-1, width, step).permute(1, 0, 2)
     return windows, starts[: windows.shape[0]].float() * seconds_per_column
