@@ -102,8 +102,8 @@ class Engine:
     """
 
     def __init__(self, settings: Settings | None = None, *, threads: int | None = None):
-        if threads:  # FAISS's OpenMP here; the network's and numpy's where they load
-            threadpool_limits(threads, user_api="openmp")
+        if threads:  # numpy's BLAS and FAISS's OpenMP here; torch's in the Embedder
+            threadpool_limits(threads)
         self.settings = settings or Settings.from_env()
         self.threads = threads
         self.catalog = Catalog(self.settings.db_url)
@@ -140,11 +140,7 @@ class Engine:
                 if not Matcher.runs(self.card):
                     return self.embedder
                 self._reader = self._unchanged(
-                    Matcher(
-                        self.settings.model_path,
-                        config=self.settings.embedding,
-                        threads=self.threads,
-                    )
+                    Matcher(self.settings.model_path, config=self.settings.embedding)
                 )
             return self._reader
 

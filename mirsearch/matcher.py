@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from mirsearch.config import EmbeddingConfig
 from mirsearch.errors import ModelError
@@ -120,10 +119,7 @@ class Matcher:
         checkpoint_path: Path | None = None,
         *,
         config: EmbeddingConfig = EmbeddingConfig(),
-        threads: int | None = None,
     ):
-        if threads:  # numpy's BLAS, as Embedder caps torch's threads (a pool's worker runs one)
-            threadpool_limits(threads, user_api="blas")
         data, card = read_checkpoint(checkpoint_path)
         if not self.runs(card):
             raise ModelError(f"a {card.arch!r} network's matching branch runs with torch only")

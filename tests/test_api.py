@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from mirsearch.api import Engine
 from mirsearch.audio import load, write
@@ -149,16 +149,19 @@ def test_query_engines_map_the_index_files_unless_told_not_to(settings, demo):
     ]
 
 
-def test_a_pool_worker_s_engine_searches_faiss_on_one_thread(settings):
-    """Two `match` workers on two cores: each one's FAISS searches take one OpenMP thread, not
-    one a core to wake on the other's."""
+def test_a_pool_worker_s_engine_runs_numpy_and_faiss_on_one_thread(settings):
+    """Two `match` workers on two cores: each one's FAISS searches take one OpenMP thread and its
+    matrix products one BLAS thread, not one a core to wake on the other's."""
     import faiss
+
+    def blas() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
 
     with threadpool_limits(limits=2):  # as on a 2-core machine; as they were afterwards
         Engine(settings)
-        assert faiss.omp_get_max_threads() == 2
+        assert faiss.omp_get_max_threads() == 2 and blas() == {2}
         Engine(settings, threads=1)
-        assert faiss.omp_get_max_threads() == 1
+        assert faiss.omp_get_max_threads() == 1 and blas() == {1}
 
 
 def test_search_and_similar_rank_with_the_configured_search_settings(settings, demo):
