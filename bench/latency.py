@@ -40,11 +40,15 @@ def clips(
 def excerpts(
     files: list[Path], folder: Path, *, n: int, seed: int, clip_s: float = CLIP_S
 ) -> list[tuple[Path, Path]]:
-    """`clips()` with the file each clip was cut from: (clip, source) pairs."""
+    """`clips()` with the file each clip was cut from: (clip, source) pairs; each source decoded
+    once, however many clips are cut from it."""
     rng = np.random.default_rng(seed)
+    decoded: dict[Path, np.ndarray] = {}
     out = []
     for i, source in enumerate(rng.choice(files, n)):
-        x = load(source).samples
+        if source not in decoded:
+            decoded[source] = load(source).samples
+        x = decoded[source]
         length = int(clip_s * 16_000)
         start = int(rng.integers(0, max(1, x.size - length)))
         name = f"clip-{clip_s:g}s-{i:02d}.wav"

@@ -7,7 +7,8 @@ untimed run of each (`_warm_up`), so that neither starts from a cold page cache.
 `mirsearch match --workers N` and `olaf query --threads N` over all the clips in one process each
 (the start amortised over the batch), on every core (N = cores, both commands' way of using a
 machine) and on one, and how often each names the clip's source file first, so that the two
-speeds compare answers of known quality.
+speeds compare answers of known quality; then a long batch (LONG_BATCH other clips, every core),
+where the start is shared by ten times as many queries, as when a platform checks a day's uploads.
 
 All of it is measured in ROUNDS rounds, each into fresh homes, the two programs taking turns to
 go first; the figures are the rounds' medians, and each ratio the median of the rounds' ratios.
@@ -46,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUILT = REPO / "var" / "olaf" / "bin" / "olaf"  # where `make olaf` installs it
 NOT_BUILT = "Olaf not built: make olaf"
 ROUNDS = 3  # interleaved rounds of both programs; the figures are their medians
+LONG_BATCH = 300  # seeded 10 s clips in the long batch of queries
 
 # Olaf runs `ffprobe -i FILE -show_entries format=duration -v quiet -of csv=p=0` and reads a
 # number of seconds; ffmpeg prints the same figure ("Duration: 00:03:15.51,") when only probing.
@@ -207,19 +209,28 @@ def _warm_up(files: list[Path], audio_dir: Path, home: Path, olaf: Olaf) -> None
 @dataclass(frozen=True)
 class Round:
     """One round's measurements: wall seconds of each program's indexing and of each batch of
-    queries (by cores), what each named first for each clip, and the stores' sizes."""
+    queries (by name: `Batch`), what each named first for each clip, and the stores' sizes."""
 
     index_s: dict[str, float]
     audio_s: float
-    query: dict[int, dict[str, tuple[float, list[str | None]]]]
+    query: dict[str, dict[str, tuple[float, list[str | None]]]]
     footprint: dict[str, int]
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A batch of query clips, answered by one process of each program on `cores` cores."""
+
+    cores: int
+    clips: list[str]
+    sources: list[Path]  # the file each clip was cut from
+
+
 def _round(
-    number: int, olaf: Olaf, files: list[Path], audio_dir: Path, home: Path, clips: list[str]
+    number: int, olaf: Olaf, files: list[Path], audio_dir: Path, home: Path, batches: dict
 ) -> Round:
-    """Both programs index `audio_dir` into fresh homes and answer `clips` on every core and on
-    one; Olaf goes first in the odd rounds."""
+    """Both programs index `audio_dir` into fresh homes and answer each of `batches` (name →
+    Batch); Olaf goes first in the odd rounds."""
     workers = os.cpu_count() or 1
     olaf_first = number % 2 == 1
     env = os.environ | {"MIRSEARCH_HOME": str(home)}
@@ -230,8 +241,8 @@ def _round(
     }
     index = {name: runs[name]() for name in sorted(runs, reverse=olaf_first)}
     query = {
-        cores: _query(olaf, env, clips, cores=cores, olaf_first=olaf_first)
-        for cores in sorted({workers, 1}, reverse=True)
+        name: _query(olaf, env, batch.clips, cores=batch.cores, olaf_first=olaf_first)
+        for name, batch in batches.items()
     }
     return Round(
         index_s={name: seconds for name, (seconds, _) in index.items()},
@@ -262,14 +273,16 @@ def _index_figures(rounds: list[Round], workers: int) -> dict:
     }
 
 
-def _query_figures(rounds: list[Round], cores: int, n_clips: int, sources: list[Path]) -> dict:
-    """Median ms per query of each program on `cores` cores, the median of the rounds' ratios,
-    and each program's lowest rate of naming the clip's source first over the rounds."""
-    per_round = [r.query[cores] for r in rounds]
+def _query_figures(rounds: list[Round], name: str, batch: Batch) -> dict:
+    """Median ms per query of each program over the batch `name`, the median of the rounds'
+    ratios, and each program's lowest rate of naming the clip's source first over the rounds."""
+    per_round = [r.query[name] for r in rounds]
+    n_clips, sources = len(batch.clips), batch.sources
     ms = {name: [1000 * q[name][0] / n_clips for q in per_round] for name in ("mirsearch", "olaf")}
     ratios = [ours / theirs for ours, theirs in zip(ms["mirsearch"], ms["olaf"], strict=True)]
     return {
-        "cores": cores,
+        "cores": batch.cores,
+        "clips": n_clips,
         **{
             name: {
                 "ms_per_query": round(median(ms[name]), 1),
@@ -282,10 +295,17 @@ def _query_figures(rounds: list[Round], cores: int, n_clips: int, sources: list[
     }
 
 
-def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0, rounds: int = ROUNDS) -> dict:
-    """Both systems on `audio_dir` and `n_queries` seeded 10 s clips of it (those of
-    bench/latency.py), `rounds` times; {"built": False, "note": ...} when Olaf or its decoder is
-    missing."""
+def run(
+    audio_dir: Path,
+    *,
+    n_queries: int = 30,
+    long_batch: int = LONG_BATCH,
+    seed: int = 0,
+    rounds: int = ROUNDS,
+) -> dict:
+    """Both systems on `audio_dir`, `n_queries` seeded 10 s clips of it (those of
+    bench/latency.py) and a long batch of `long_batch` others, `rounds` times; {"built": False,
+    "note": ...} when Olaf or its decoder is missing."""
     try:
         binary = olaf_binary()
     except Unavailable as exc:
@@ -299,8 +319,14 @@ def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0, rounds: int = RO
         except Unavailable as exc:
             return {"built": False, "note": str(exc)}
         _warm_up(files, audio_dir, scratch / "warm-up", Olaf(binary, scratch / "warm-olaf", path))
-        pairs = excerpts(files, scratch, n=n_queries, seed=seed, clip_s=CLIP_S)
-        clips, sources = [str(c) for c, _ in pairs], [s for _, s in pairs]
+        (scratch / "long").mkdir()
+        short = _batch(workers, excerpts(files, scratch, n=n_queries, seed=seed, clip_s=CLIP_S))
+        long = excerpts(files, scratch / "long", n=long_batch, seed=seed + 1, clip_s=CLIP_S)
+        batches = {
+            "every_core": short,
+            "one_core": Batch(1, short.clips, short.sources),
+            "long_batch": _batch(workers, long),
+        }
         measured = [
             _round(
                 number,
@@ -308,11 +334,12 @@ def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0, rounds: int = RO
                 files,
                 audio_dir,
                 scratch / f"mirsearch-home-{number}",
-                clips,
+                batches,
             )
             for number in range(rounds)
         ]
     index = _index_figures(measured, workers)
+    query = {name: _query_figures(measured, name, batch) for name, batch in batches.items()}
     return {
         "built": True,
         "decoders": origin,
@@ -320,20 +347,23 @@ def run(audio_dir: Path, *, n_queries: int = 30, seed: int = 0, rounds: int = RO
         "audio_hours": round(index.pop("audio_s") / 3600, 3),
         "rounds": rounds,
         "index": index,
-        "query": {
-            "clips": n_queries,
-            "clip_s": CLIP_S,
-            "every_core": _query_figures(measured, workers, n_queries, sources),
-            "one_core": _query_figures(measured, 1, n_queries, sources),
-        },
+        "query": {"clip_s": CLIP_S, **query},
         "footprint": measured[-1].footprint,
     }
+
+
+def _batch(cores: int, pairs: list[tuple[Path, Path]]) -> Batch:
+    return Batch(cores, [str(clip) for clip, _ in pairs], [source for _, source in pairs])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio_dir", type=Path)
     parser.add_argument("--queries", type=int, default=30)
+    parser.add_argument("--long-batch", type=int, default=LONG_BATCH)
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     args = parser.parse_args()
-    print(json.dumps(run(args.audio_dir, n_queries=args.queries, rounds=args.rounds), indent=2))
+    figures = run(
+        args.audio_dir, n_queries=args.queries, long_batch=args.long_batch, rounds=args.rounds
+    )
+    print(json.dumps(figures, indent=2))

@@ -394,7 +394,7 @@ def olaf_rows(results: dict) -> list[tuple[str, str]]:
         ),
     ] + [
         (
-            f"Olaf side by side, {query['clips']} seeded {query['clip_s']:g} s clips in one "
+            f"Olaf side by side, {batch['clips']} seeded {query['clip_s']:g} s clips in one "
             f"batch each on {batch['cores']} core(s), per query with the process start shared: "
             f"`mirsearch match --workers {batch['cores']}` / `olaf query --threads "
             f"{batch['cores']}`, {rounds}, and how often each names the clip's source first",
@@ -403,7 +403,7 @@ def olaf_rows(results: dict) -> list[tuple[str, str]]:
             f"(mirsearch {batch['mirsearch_over_olaf']:.1f}× Olaf's time; the rounds: "
             f"{_listed(batch['rounds_mirsearch_over_olaf'], '.1f')}×)",
         )
-        for batch in {b["cores"]: b for b in (query["every_core"], query["one_core"])}.values()
+        for batch in (query["every_core"], query["one_core"], query["long_batch"])
     ]
 
 
