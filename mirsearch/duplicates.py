@@ -254,16 +254,23 @@ def verified_best(
     hypothesis the query really plays at is the one kept. `checked` (one a reading, track id →
     its line verified) holds the checks made before and receives the new ones."""
     checked = checked if checked is not None else [{} for _ in per_reading]
+    # (reading, track) → the first line of that track in that reading not checked before, with
+    # the reading's print: all checked in one pass
+    new: dict[tuple[int, int], tuple[lines.Line, np.ndarray]] = {}
+    for r, (reading, query_print, known) in enumerate(
+        zip(per_reading, query_prints, checked, strict=True)
+    ):
+        for line in reading:
+            if line.track_id in chosen and line.track_id not in known:
+                new.setdefault((r, line.track_id), (line, query_print))
+    verified = _verified(list(new.values()), track_prints, frames_per_s, config)
+    for (r, track_id), match in zip(new, verified, strict=True):
+        checked[r][track_id] = match
     best: dict[int, Match] = {}
-    for reading, query_print, known in zip(per_reading, query_prints, checked, strict=True):
+    for reading, known in zip(per_reading, checked, strict=True):
         for line in reading:
             if line.track_id not in chosen:
                 continue
-            if line.track_id not in known:
-                track_print = track_prints.get(line.track_id)
-                known[line.track_id] = _verified(
-                    line, query_print, track_print, frames_per_s, config
-                )
             found = known[line.track_id]
             if line.track_id not in best or _evidence(found) > _evidence(best[line.track_id]):
                 best[line.track_id] = found
@@ -271,26 +278,31 @@ def verified_best(
 
 
 def _verified(
-    line: lines.Line,
-    query_print: np.ndarray,
-    track_print: np.ndarray | None,
+    lines_to_check: Sequence[tuple[lines.Line, np.ndarray]],
+    track_prints: Mapping[int, np.ndarray],
     frames_per_s: float,
     config: DuplicateConfig,
-) -> Match:
-    """`line` scored with its prints' agreement (0 without a track print), its speed and track
-    offset refitted to the prints (`fingerprint.check`)."""
-    alignment = fingerprint.Alignment(
-        query_start_s=line.query_offset_s,
-        query_end_s=line.query_offset_s + line.duration_s,
-        track_offset_s=line.track_offset_s,
-        speed=line.speed,
-    )
-    checked = fingerprint.Check(0.0, alignment)
-    if track_print is not None:
-        checked = fingerprint.check(
-            query_print,
-            track_print,
-            alignment,
+) -> list[Match]:
+    """Each (line, the query print of its reading) scored with its prints' agreement (0 without
+    a track print), its speed and track offset refitted to the prints (`fingerprint.checks`,
+    all of them in one pass)."""
+    alignments = [
+        fingerprint.Alignment(
+            query_start_s=line.query_offset_s,
+            query_end_s=line.query_offset_s + line.duration_s,
+            track_offset_s=line.track_offset_s,
+            speed=line.speed,
+        )
+        for line, _ in lines_to_check
+    ]
+    printed = [
+        (query_print, track_prints[line.track_id], alignment)
+        for (line, query_print), alignment in zip(lines_to_check, alignments, strict=True)
+        if line.track_id in track_prints
+    ]
+    found = iter(
+        fingerprint.checks(
+            printed,
             frames_per_s=frames_per_s,
             chunk_s=config.verify_chunk_s,
             chunk_hop_s=config.verify_chunk_hop_s,
@@ -298,6 +310,19 @@ def _verified(
             max_chunks=config.verify_max_chunks,
             background=config.verify_background,
         )
+    )
+    return [
+        _scored(
+            line,
+            next(found) if line.track_id in track_prints else fingerprint.Check(0.0, alignment),
+            config,
+        )
+        for (line, _), alignment in zip(lines_to_check, alignments, strict=True)
+    ]
+
+
+def _scored(line: lines.Line, checked: fingerprint.Check, config: DuplicateConfig) -> Match:
+    """`line`'s match: its windows' evidence and its prints' agreement in one score."""
     agreement_weight = config.weight_agreement + config.weight_agreement_log_windows * float(
         np.log(line.windows)
     )

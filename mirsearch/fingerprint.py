@@ -35,6 +35,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -193,10 +194,13 @@ class Check:
     alignment: Alignment  # the alignment refitted to the chunks' best lags (`_refitted`)
 
 
-def check(
-    query: np.ndarray,
-    track: np.ndarray,
-    alignment: Alignment,
+def check(query: np.ndarray, track: np.ndarray, alignment: Alignment, **options) -> Check:
+    """The prints' agreement along one alignment: `checks` of one."""
+    return checks([(query, track, alignment)], **options)[0]
+
+
+def checks(
+    items: Sequence[tuple[np.ndarray, np.ndarray, Alignment]],
     *,
     frames_per_s: float,
     chunk_s: float,
@@ -204,10 +208,11 @@ def check(
     max_lag_s: float,
     max_chunks: int,
     background: float = 0.0,
-) -> Check:
-    """The prints' agreement along `alignment`: the median over the aligned stretch's chunks of
-    the best correlation within ±max_lag_s, less `background` times the chunk's median
-    correlation over those lags; and the alignment those best lags draw.
+) -> list[Check]:
+    """For each (query, track, alignment) of `items`, the prints' agreement along the alignment:
+    the median over the aligned stretch's chunks of the best correlation within ±max_lag_s, less
+    `background` times the chunk's median correlation over those lags; and the alignment those
+    best lags draw.
 
     `query` and `track` are prints (bands, frames), the track's usually decoded. Both are
     softly floored (`_floored`), then centred per band and per frame within the chunk: a gain
@@ -215,40 +220,56 @@ def check(
     or crescendo, which any two pieces can share). Chunks start every `chunk_hop_s`, so they
     overlap and a short stretch still gets several; a long stretch is checked on `max_chunks`
     of them spread evenly over it. The agreement is 0.0, and the alignment unchanged, when no
-    chunk of the stretch lies inside both prints.
+    chunk of the stretch lies inside both prints. The chunks of all the items are correlated in
+    one pass (a query's ~5 checks are small: one at a time, they cost mostly NumPy's calls).
     """
     n = max(2, round(chunk_s * frames_per_s))
     hop = max(1, round(chunk_hop_s * frames_per_s))
     max_lag = round(max_lag_s * frames_per_s)
     lags = np.arange(-max_lag, max_lag + 1)
-    first = max(0, round(alignment.query_start_s * frames_per_s))
-    stop = min(query.shape[1], round(alignment.query_end_s * frames_per_s))
-    starts = np.arange(first, max(first + 1, stop - n + 1), hop)
-    starts = starts[starts + n <= query.shape[1]]
-    if starts.size > max_chunks:
-        starts = starts[np.round(np.linspace(0, starts.size - 1, max_chunks)).astype(int)]
-    frames = starts[:, None] + np.arange(n)  # (chunks, n) query frames
-    seconds = alignment.track_offset_s + alignment.speed * (
-        frames / frames_per_s - alignment.query_start_s
-    )
-    columns = np.round(seconds * frames_per_s).astype(np.int64)  # the line's track frames
-    inside = (columns[:, :1] + lags >= 0) & (columns[:, -1:] + lags < track.shape[1])
-    kept = inside.any(axis=1)
-    if not kept.any():
-        return Check(0.0, alignment)
-    frames, columns, inside = frames[kept], columns[kept], inside[kept]
-    chunks = _centred(np.moveaxis(_floored(query[:, frames]), 1, 0))  # only the frames read
-    correlations = _lag_correlations(chunks, track, columns, lags)
+    done: list[Check] = []
+    pending, kept_frames, kept_columns, kept_inside, chunks, tracks = [], [], [], [], [], []
+    for query, track, alignment in items:
+        first = max(0, round(alignment.query_start_s * frames_per_s))
+        stop = min(query.shape[1], round(alignment.query_end_s * frames_per_s))
+        starts = np.arange(first, max(first + 1, stop - n + 1), hop)
+        starts = starts[starts + n <= query.shape[1]]
+        if starts.size > max_chunks:
+            starts = starts[np.round(np.linspace(0, starts.size - 1, max_chunks)).astype(int)]
+        frames = starts[:, None] + np.arange(n)  # (chunks, n) query frames
+        seconds = alignment.track_offset_s + alignment.speed * (
+            frames / frames_per_s - alignment.query_start_s
+        )
+        columns = np.round(seconds * frames_per_s).astype(np.int64)  # the line's track frames
+        inside = (columns[:, :1] + lags >= 0) & (columns[:, -1:] + lags < track.shape[1])
+        kept = inside.any(axis=1)
+        done.append(Check(0.0, alignment))  # replaced below when some chunk is kept
+        if not kept.any():
+            continue
+        pending.append(len(done) - 1)
+        kept_frames.append(frames[kept])
+        kept_columns.append(columns[kept])
+        kept_inside.append(inside[kept])
+        chunks.append(_centred(np.moveaxis(_floored(query[:, frames[kept]]), 1, 0)))
+        tracks.append(track)
+    if not chunks:
+        return done
+    inside = np.concatenate(kept_inside)
+    correlations = _lag_correlations(np.concatenate(chunks), tracks, kept_columns, lags)
     # the lags inside the track are a run [low, high] of each chunk's row
     low, high = inside.argmax(axis=1), lags.size - 1 - inside[:, ::-1].argmax(axis=1)
     best = np.where(inside, correlations, -np.inf).argmax(axis=1)
     rows = np.arange(best.size)
     scores = correlations[rows, best] - background * _row_medians(correlations, inside)
-    # a best lag at an end of the lags searched is a bound, not a lag
-    free = (low < best) & (best < high)
-    centres_s = (frames[free, 0] + n / 2) / frames_per_s
-    refitted = _refitted(alignment, centres_s, lags[best[free]] / frames_per_s)
-    return Check(float(np.median(scores)), refitted)
+    free = (low < best) & (best < high)  # a best lag at an end of the lags is a bound, not a lag
+    bounds = np.cumsum([0] + [f.shape[0] for f in kept_frames])
+    for k, (i, frames) in enumerate(zip(pending, kept_frames, strict=True)):
+        own = slice(bounds[k], bounds[k + 1])
+        mine = free[own]
+        centres_s = (frames[mine, 0] + n / 2) / frames_per_s
+        refitted = _refitted(done[i].alignment, centres_s, lags[best[own][mine]] / frames_per_s)
+        done[i] = Check(float(np.median(scores[own])), refitted)
+    return done
 
 
 def _row_medians(x: np.ndarray, kept: np.ndarray) -> np.ndarray:
@@ -287,11 +308,12 @@ def _refitted(alignment: Alignment, centres_s: np.ndarray, lags_s: np.ndarray) -
 
 
 def _lag_correlations(
-    q: np.ndarray, track: np.ndarray, columns: np.ndarray, lags: np.ndarray
+    q: np.ndarray, tracks: Sequence[np.ndarray], columns: Sequence[np.ndarray], lags: np.ndarray
 ) -> np.ndarray:
-    """(chunks, lags) correlations of each centred query chunk q[c] (bands, n) with the track's
-    floored frames `columns[c] + lag`, each centred the same way (per band over frames, per frame
-    over bands).
+    """(chunks, lags) correlations of each centred query chunk q[c] (bands, n) with its track's
+    floored frames `column + lag`, each centred the same way (per band over frames, per frame
+    over bands). The chunks are those of `columns`, in order: columns[i] (chunks_i, n) are the
+    frames of tracks[i] its chunks land on.
 
     The shifted track chunks are never built: q being centred, its product with a chunk equals
     its product with the centred chunk, and a chunk's centred energy follows from its sums
@@ -301,39 +323,60 @@ def _lag_correlations(
     transforms. Frames off the track read as zeros; the caller drops the lags that reach them.
     """
     chunks, bands, n = q.shape
-    steps = columns - columns[:, :1]  # (chunks, n) each frame's track column from the chunk's first
+    steps = np.concatenate([c - c[:, :1] for c in columns])  # (chunks, n) from each chunk's first
     width = int(steps.max()) + 1
     size = width + lags.size - 1  # the track frames a chunk's lags reach
-    fft_size = 1 << (size - 1).bit_length()
+    fft_size = _fft_size(size)
     rows = np.arange(chunks)[:, None]
     visits = np.bincount((rows * width + steps).ravel(), minlength=chunks * width)
     visits = visits.reshape(chunks, width).astype(np.float64)
     landing = (rows[:, :, None] * bands + np.arange(bands)[:, None]) * width + steps[:, None, :]
     landed = np.bincount(landing.ravel(), q.ravel(), minlength=chunks * bands * width)
     landed = landed.reshape(chunks, bands, width)  # q summed where it lands on the track
-    reach = columns[:, :1] + lags[0] + np.arange(size)  # (chunks, size) track frames
-    on_track = (reach >= 0) & (reach < track.shape[1])
-    span = _floored(track[:, np.clip(reach, 0, track.shape[1] - 1)]).astype(np.float64)
-    span = np.moveaxis(span * on_track, 1, 0)  # (chunks, bands, size), zeros off the track
+    reach = lags[0] + np.arange(size)  # from a chunk's first track frame
+    span = np.concatenate(  # (chunks, bands, size)
+        [_reached(t, c[:, :1] + reach) for t, c in zip(tracks, columns, strict=True)]
+    )
     spectrum = np.fft.rfft(span, fft_size)  # (chunks, bands, frequencies)
     visited = np.conj(np.fft.rfft(visits, fft_size))  # (chunks, frequencies)
-
-    def slid(x: np.ndarray) -> np.ndarray:  # sums of x (chunks, size) under each lag's visits
-        return np.fft.irfft(np.fft.rfft(x, fft_size) * visited, fft_size)[:, : lags.size]
 
     products = np.fft.irfft(
         (spectrum * np.conj(np.fft.rfft(landed, fft_size))).sum(axis=1), fft_size
     )[:, : lags.size]
     per_band = np.fft.irfft(spectrum * visited[:, None, :], fft_size)[..., : lags.size]
     per_frame = span.sum(axis=1)
+    # sums of squares, of squared frame sums and of frame sums (chunks, size) under each lag's
+    # visits
+    squares, frame_squares, frame_sums = np.fft.irfft(
+        np.fft.rfft(
+            np.stack([np.square(span).sum(axis=1), np.square(per_frame), per_frame]), fft_size
+        )
+        * visited,
+        fft_size,
+    )[..., : lags.size]
     energy = (
-        slid(np.square(span).sum(axis=1))
+        squares
         - np.square(per_band).sum(axis=1) / n
-        - slid(np.square(per_frame)) / bands
-        + np.square(slid(per_frame)) / (bands * n)
+        - frame_squares / bands
+        + np.square(frame_sums) / (bands * n)
     )
     norms = np.sqrt(np.square(q).sum(axis=(1, 2))[:, None] * np.maximum(energy, 0.0)) + 1e-9
     return products / norms
+
+
+def _fft_size(size: int) -> int:
+    """The shortest transform of at least `size` points of the form 2^k, 3·2^k or 5·2^k, all
+    fast in pocketfft: a 3 s chunk's lags reach ~160 frames, whose 160-point transforms take
+    about half the time of 256-point ones."""
+    return min(m << (-(-size // m) - 1).bit_length() for m in (1, 3, 5))
+
+
+def _reached(track: np.ndarray, reach: np.ndarray) -> np.ndarray:
+    """(chunks, size) track frames → the floored frames (chunks, bands, size) in float64, zeros
+    off the track."""
+    on_track = (reach >= 0) & (reach < track.shape[1])
+    span = _floored(track[:, np.clip(reach, 0, track.shape[1] - 1)]).astype(np.float64)
+    return np.moveaxis(span * on_track, 1, 0)
 
 
 def _floored(x: np.ndarray) -> np.ndarray:

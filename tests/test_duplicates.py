@@ -203,12 +203,12 @@ def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(ca
     read = Reader(vectors, times, by_st)
     checks = []
 
-    def counted(query, track, alignment, **options):
-        checks.append((id(query), alignment))
-        return check(query, track, alignment, **options)
+    def counted(items, **options):
+        checks.extend((id(query), alignment) for query, _, alignment in items)
+        return check(items, **options)
 
-    check = fingerprint.check
-    monkeypatch.setattr(fingerprint, "check", counted)
+    check = fingerprint.checks
+    monkeypatch.setattr(fingerprint, "checks", counted)
     found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)
     assert read.asked == [[0.0], [-1.0, 1.0]]
     assert len(checks) == len(set(checks)) > 0  # no line of a reading checked twice

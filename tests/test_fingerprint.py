@@ -162,6 +162,32 @@ def test_other_music_leaves_the_line_where_it_was():
     assert checked.alignment == line
 
 
+def test_lines_checked_together_read_as_each_checked_alone():
+    """One pass over the chunks of several lines (two tracks, a copy at 5 % fast, other music, a
+    line past the track's end) gives each line what checking it alone gives."""
+    track, other = melody(40.0, seed=5), melody(30.0, seed=4)
+    fast = tempo(track[10 * SR : 22 * SR], SR, factor=1.05)[0]
+    items = [
+        (print_of(track[5 * SR : 15 * SR]), print_of(track), whole(10.0, track_offset_s=5.4)),
+        (print_of(fast), print_of(track), whole(fast.size / SR, track_offset_s=10.0)),
+        (print_of(other[: 10 * SR]), print_of(track), whole(10.0, track_offset_s=20.0)),
+        (print_of(track[: 8 * SR]), print_of(other), whole(8.0, track_offset_s=3.0)),
+        (print_of(track[: 8 * SR]), print_of(other), whole(8.0, track_offset_s=45.0)),
+    ]
+    together = fingerprint.checks(items, **CHECK)
+    alone = [fingerprint.check(*item, **CHECK) for item in items]
+    assert len(together) == len(items)
+    for a, b in zip(together, alone, strict=True):
+        assert a.agreement == pytest.approx(b.agreement, abs=1e-9)
+        assert a.alignment.track_offset_s == pytest.approx(b.alignment.track_offset_s, abs=1e-9)
+        assert a.alignment.speed == pytest.approx(b.alignment.speed, abs=1e-9)
+    assert together[0].agreement > 0.9 and together[1].alignment.speed == pytest.approx(
+        1.05, abs=0.005
+    )
+    assert together[4] == fingerprint.Check(0.0, items[4][2])  # no chunk inside the track
+    assert fingerprint.checks([], **CHECK) == []
+
+
 def test_gain_eq_and_noise_leave_a_copy_agreeing():
     track = melody(30.0, seed=2)
     clip = track[5 * SR : 15 * SR]
@@ -248,22 +274,27 @@ def test_sound_alike_at_every_lag_is_discounted_and_a_copy_keeps_its_peak():
 
 
 def test_lag_correlations_equal_centring_every_shifted_chunk():
-    """Chunks on lines of different speeds, taken together: each row equals the chunk built,
-    floored and centred at every lag, then correlated."""
+    """Chunks on lines of different speeds on two tracks, taken together: each row equals the
+    chunk built from its own track, floored and centred at every lag, then correlated."""
     rng = np.random.default_rng(7)
-    track = rng.normal(size=(22, 300)).astype(np.float32) * 10
-    query = rng.normal(size=(3, 22, 96)).astype(np.float32) * 10
+    tracks = [rng.normal(size=(22, frames)).astype(np.float32) * 10 for frames in (300, 200)]
+    query = rng.normal(size=(5, 22, 96)).astype(np.float32) * 10
     lags = np.arange(-32, 33)
-    speeds = np.array([[0.94], [1.0], [1.06]])
+    speeds = np.array([[0.94], [1.0], [1.06], [1.0], [0.97]])
     columns = np.round(10 + speeds * np.arange(96)).astype(np.int64)  # lags < -10 leave the track
-    fast = fingerprint._lag_correlations(fingerprint._centred(query), track, columns, lags)
-    floored = fingerprint._floored(track)
-    assert (floored > track - track.mean(axis=0)).mean() > 0.2  # the floor is exercised
-    for chunk in range(3):
+    columns[4] += 90  # the second track's last lags reach past its end
+    owner = [0, 0, 0, 1, 1]
+    fast = fingerprint._lag_correlations(
+        fingerprint._centred(query), tracks, [columns[:3], columns[3:]], lags
+    )
+    floored = [fingerprint._floored(t) for t in tracks]
+    assert (floored[0] > tracks[0] - tracks[0].mean(axis=0)).mean() > 0.2  # the floor is exercised
+    for chunk in range(5):
         q = fingerprint._centred(query[chunk])
+        track = floored[owner[chunk]]
         for i, lag in enumerate(lags):
-            if columns[chunk, 0] + lag < 0:
+            if columns[chunk, 0] + lag < 0 or columns[chunk, -1] + lag >= track.shape[1]:
                 continue
-            t = fingerprint._centred(floored[:, columns[chunk] + lag])  # the chunk built, centred
+            t = fingerprint._centred(track[:, columns[chunk] + lag])  # the chunk built, centred
             expected = (q * t).sum() / np.sqrt((q * q).sum() * (t * t).sum())
             assert fast[chunk, i] == pytest.approx(expected, abs=1e-7)
