@@ -20,8 +20,9 @@ import numpy as np
 from eval_dupes import _split, catalog_ids
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.config import Settings
+from mirsearch.encoding import write
 
 OUT = Path(__file__).resolve().parent / "background.json"
 CLIP_S = 10.0

@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.config import Settings
+from mirsearch.encoding import write
 from mirsearch.transforms import TRANSFORMS
 
 OUT = Path(__file__).resolve().parent / "retrieval.json"

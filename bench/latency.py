@@ -21,8 +21,9 @@ import serve
 from search import latency_ms
 
 from mirsearch.api import Engine
-from mirsearch.audio import discover, load, write
+from mirsearch.audio import discover, load
 from mirsearch.config import Settings
+from mirsearch.encoding import write
 
 CLIP_S = 10.0
 

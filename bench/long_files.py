@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from olaf import _mirsearch
 
-from mirsearch.audio import load, write
+from mirsearch.audio import load
+from mirsearch.encoding import write
 
 OUT = Path(__file__).resolve().parent / "long_files.json"
 LENGTHS_MIN = (10, 30, 60)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirsearch.audio import write
+from mirsearch.encoding import write
 
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 MAJOR = [0, 2, 4, 5, 7, 9, 11]

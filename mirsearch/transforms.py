@@ -14,8 +14,9 @@ import numpy as np
 import torch
 import torchaudio.functional as AF
 
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.config import AudioConfig
+from mirsearch.encoding import write
 
 Transform = Callable[..., tuple[np.ndarray, int]]
 

@@ -12,8 +12,8 @@ import numpy as np
 import postgres
 import pytest
 
-from mirsearch.audio import write
 from mirsearch.config import Settings
+from mirsearch.encoding import write
 
 # Hypothesis draws the same inputs on every run (and keeps no example database that would steer
 # it), so a failure seen once reproduces; tests with their own settings say so too.

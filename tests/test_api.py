@@ -15,8 +15,9 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.demo import write_demo_catalog
+from mirsearch.encoding import write
 from mirsearch.errors import IndexMismatchError, NotFoundError
 from mirsearch.generations import GENERATION_FILE, path_of
 from mirsearch.index import VectorIndex

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.config import Settings
+from mirsearch.encoding import write
 from mirsearch.transforms import TRANSFORMS
 from web import create_app
 

@@ -17,11 +17,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from conftest import clicks, noise, tone
 
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
+from mirsearch.encoding import write
 from mirsearch.model_card import read_card
 
 COMMANDS = {

@@ -19,9 +19,9 @@ from conftest import CLI, SR, clicks, noise, tone
 
 from mirsearch.analysis import file_sha256
 from mirsearch.api import Engine
-from mirsearch.audio import write
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
+from mirsearch.encoding import write
 from mirsearch.generations import GENERATION_FILE, READERS_LOCK
 
 pytestmark = pytest.mark.slow

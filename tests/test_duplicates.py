@@ -264,8 +264,9 @@ def test_a_clip_of_the_original_lists_it_before_its_sped_up_copies(shared_audio,
     apart, beyond the speeds the windows vote over), and `dupes` groups the three with the
     speed between them."""
     from mirsearch.api import Engine
-    from mirsearch.audio import load, write
+    from mirsearch.audio import load
     from mirsearch.config import Settings
+    from mirsearch.encoding import write
     from mirsearch.transforms import speed
 
     x = load(shared_audio / "wesnoth__battle-epic.ogg").samples

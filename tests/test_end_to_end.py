@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
+from mirsearch.encoding import write
 from mirsearch.transforms import TRANSFORMS
 from mirsearch.vocabulary import GENRES
 

@@ -14,9 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
+from mirsearch.encoding import write
 from web import create_app
 
 ENDPOINTS = ("/api/search", "/api/match", "/api/classify")

@@ -48,7 +48,7 @@ def folder(tmp_path, demo_dir):
     (root / "notes.txt").write_text("ignored: neither an audio name nor audio content")
     truncated = (root / "demo-01.flac").read_bytes()
     (root / "truncated.flac").write_bytes(truncated[: len(truncated) // 3])
-    from mirsearch.audio import write
+    from mirsearch.encoding import write
 
     write(root / "silent.wav", np.zeros(16_000 * 5, dtype=np.float32), 16_000)
     write(root / "short.wav", tone(440.0, 0.5), 16_000)
@@ -113,7 +113,8 @@ def test_second_run_changes_nothing_and_changed_files_are_redone(settings, folde
     assert (again.indexed, again.failed, again.unchanged) == (0, 0, 9)
     os.utime(folder / "demo-02.ogg")  # touched, same content: still unchanged
     (folder / "demo-04.wav").unlink()
-    from mirsearch.audio import load, write
+    from mirsearch.audio import load
+    from mirsearch.encoding import write
 
     write(folder / "demo-04.wav", load(folder / "demo-01.flac").samples[::-1].copy(), 16_000)
     before = rows(engine)["demo-04.wav"].sha256

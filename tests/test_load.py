@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
+from mirsearch.encoding import write
 
 pytestmark = pytest.mark.slow
 

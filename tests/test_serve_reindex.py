@@ -14,10 +14,11 @@ import pytest
 from conftest import CLI
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.demo import demo_pieces, render, write_demo_catalog
+from mirsearch.encoding import write
 
 pytestmark = pytest.mark.slow
 

@@ -11,9 +11,10 @@ import sqlalchemy as sa
 from conftest import tone
 
 from mirsearch.api import Engine
-from mirsearch.audio import load, write
+from mirsearch.audio import load
 from mirsearch.config import Settings
 from mirsearch.demo import demo_pieces, render, write_demo_catalog
+from mirsearch.encoding import write
 from mirsearch.generations import path_of
 from web import create_app
 
