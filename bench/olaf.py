@@ -145,11 +145,12 @@ def olaf_top_paths(csv_text: str, n_queries: int) -> list[str | None]:
 
     Olaf prints a header line per query, then `query_index, total, query_path, query_offset,
     match_count, query_start, query_stop, path, ...` rows; a query without a match has one row
-    with an empty path.
+    with an empty path. Its threads print unsynchronised: in a long batch a header can land in
+    the middle of another query's row, which is skipped.
     """
     best: dict[int, tuple[int, str]] = {}
     for row in csv.reader(csv_text.splitlines(), skipinitialspace=True):
-        if len(row) < 8 or not row[0].strip().isdigit():
+        if len(row) < 8 or not (row[0].strip().isdigit() and row[4].strip().isdigit()):
             continue
         index, count, path = int(row[0]), int(row[4]), row[7].strip()
         if path and (index not in best or count > best[index][0]):
