@@ -2,7 +2,7 @@
 
 The query's windows give every catalog track they point to a line of speed and offset
 (`lines.vote`). The lines of most window evidence are verified at 1/32 s on the tracks' prints
-(`fingerprint.check`): a copy's spectrogram moves with the query's, other music with the same
+(`verification.check`): a copy's spectrogram moves with the query's, other music with the same
 sound does not, and the prints put a copy's line where it lies (its speed to a few thousandths,
 its offset to a few hundredths of a second, where the windows' vote knows them to a few per
 cent). The windows' evidence and the prints' agreement give a score in [0, 1], compared with a
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirsearch import fingerprint, lines
+from mirsearch import fingerprint, lines, verification
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.index import VectorIndex
 
@@ -61,7 +61,7 @@ class Match:
     speed: float  # track seconds per query second (1.05: the upload plays the track 5% fast)
     windows: int  # query windows that agree
     similarity: float  # their mean cosine similarity
-    agreement: float = 0.0  # the prints' correlation along the line (fingerprint.check)
+    agreement: float = 0.0  # the prints' correlation along the line (verification.check)
 
     def to_dict(self) -> dict:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
@@ -283,45 +283,37 @@ def _verified(
     frames_per_s: float,
     config: DuplicateConfig,
 ) -> list[Match]:
-    """Each (line, the query print of its reading) scored with its prints' agreement (0 without
-    a track print), its speed and track offset refitted to the prints (`fingerprint.checks`,
-    all of them in one pass)."""
-    alignments = [
-        fingerprint.Alignment(
-            query_start_s=line.query_offset_s,
-            query_end_s=line.query_offset_s + line.duration_s,
-            track_offset_s=line.track_offset_s,
-            speed=line.speed,
-        )
-        for line, _ in lines_to_check
-    ]
-    printed = [
-        (query_print, track_prints[line.track_id], alignment)
-        for (line, query_print), alignment in zip(lines_to_check, alignments, strict=True)
-        if line.track_id in track_prints
-    ]
-    found = iter(
-        fingerprint.checks(
-            printed,
-            frames_per_s=frames_per_s,
-            chunk_s=config.verify_chunk_s,
-            chunk_hop_s=config.verify_chunk_hop_s,
-            max_lag_s=config.verify_max_lag_s,
-            max_chunks=config.verify_max_chunks,
-            background=config.verify_background,
-        )
+    """Each (line, the query print of its reading) scored with its prints' agreement, its speed
+    and track offset refitted to the prints (`verification.checks`, all of them in one pass). A
+    track without a print is checked against an empty one: agreement 0, the line unchanged."""
+    found = verification.checks(
+        [
+            (
+                query_print,
+                track_prints.get(line.track_id, np.zeros((query_print.shape[0], 0), np.float32)),
+                verification.Alignment(
+                    query_start_s=line.query_offset_s,
+                    query_end_s=line.query_offset_s + line.duration_s,
+                    track_offset_s=line.track_offset_s,
+                    speed=line.speed,
+                ),
+            )
+            for line, query_print in lines_to_check
+        ],
+        frames_per_s=frames_per_s,
+        chunk_s=config.verify_chunk_s,
+        chunk_hop_s=config.verify_chunk_hop_s,
+        max_lag_s=config.verify_max_lag_s,
+        max_chunks=config.verify_max_chunks,
+        background=config.verify_background,
     )
     return [
-        _scored(
-            line,
-            next(found) if line.track_id in track_prints else fingerprint.Check(0.0, alignment),
-            config,
-        )
-        for (line, _), alignment in zip(lines_to_check, alignments, strict=True)
+        _scored(line, checked, config)
+        for (line, _), checked in zip(lines_to_check, found, strict=True)
     ]
 
 
-def _scored(line: lines.Line, checked: fingerprint.Check, config: DuplicateConfig) -> Match:
+def _scored(line: lines.Line, checked: verification.Check, config: DuplicateConfig) -> Match:
     """`line`'s match: its windows' evidence and its prints' agreement in one score."""
     agreement_weight = config.weight_agreement + config.weight_agreement_log_windows * float(
         np.log(line.windows)

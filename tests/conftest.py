@@ -11,9 +11,12 @@ import hypothesis
 import numpy as np
 import postgres
 import pytest
+import torch
 
-from mirsearch.config import Settings
+from mirsearch import fingerprint, verification
+from mirsearch.config import FeatureConfig, Settings
 from mirsearch.encoding import write
+from mirsearch.features import log_mel
 
 # Hypothesis draws the same inputs on every run (and keeps no example database that would steer
 # it), so a failure seen once reproduces; tests with their own settings say so too.
@@ -137,6 +140,41 @@ def noise(seconds: float, *, sr: int = SR, seed: int = 0, amplitude: float = 0.2
     return (amplitude * np.random.default_rng(seed).standard_normal(int(seconds * sr))).astype(
         np.float32
     )
+
+
+def melody(seconds: float, *, seed: int) -> np.ndarray:
+    """Harmonic notes of random pitch (A minor pentatonic) and length: music-like, seeded."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * SR), dtype=np.float32)
+    start = 0
+    while start < out.size:
+        length = int(rng.uniform(0.12, 0.5) * SR)
+        hz = 220.0 * 2 ** (rng.choice([0, 3, 5, 7, 10, 12, 15]) / 12)
+        t = np.arange(min(length, out.size - start)) / SR
+        note = sum(np.sin(2 * np.pi * k * hz * t) / k for k in (1, 2, 3, 4))
+        out[start : start + t.size] += 0.2 * note * np.exp(-4 * t)
+        start += length
+    return out
+
+
+def print_of(x: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:
+    """The verification print of 16 kHz samples `x`."""
+    return fingerprint.make_print(log_mel(torch.from_numpy(x), config).numpy(), config)
+
+
+def whole(seconds: float, *, track_offset_s: float = 0.0) -> verification.Alignment:
+    """A query of `seconds` aligned at speed 1.0 with the track from `track_offset_s`."""
+    return verification.Alignment(0.0, seconds, track_offset_s, 1.0)
+
+
+# the check's options (DuplicateConfig's verify_* of the day these tests were written)
+PRINT_CHECK = {
+    "frames_per_s": fingerprint.frames_per_s(FeatureConfig()),
+    "chunk_s": 3.0,
+    "chunk_hop_s": 1.0,
+    "max_lag_s": 1.0,
+    "max_chunks": 10,
+}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import walk, windows_at
 
-from mirsearch import fingerprint, lines
+from mirsearch import fingerprint, lines, verification
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.duplicates import (
     CALIBRATION,
@@ -92,6 +92,33 @@ def test_windows_that_align_but_prints_that_do_not_are_no_duplicate(catalog):
         index, vectors, times, other_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
     )
     assert found == []
+
+
+def test_a_track_without_a_print_is_scored_on_its_windows_alone(catalog):
+    """A catalog track whose print is missing agrees at 0: its windows' evidence alone stays
+    under the threshold, and the line the windows drew is kept as it was."""
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    without_7 = {t: p for t, p in prints.items() if t != 7}
+    found = candidates(
+        index, [Reading(vectors, times, query_print)], lookup(without_7), config=CONFIG
+    )
+    seven = next(m for m in found if m.track_id == 7)
+    assert seven.agreement == 0.0
+    assert seven.score < THRESHOLD
+    assert seven.track_offset_s == pytest.approx(30.0, abs=HOP_S)
+    assert (
+        find_matches(
+            index,
+            vectors,
+            times,
+            query_print,
+            lookup(without_7),
+            config=CONFIG,
+            threshold=THRESHOLD,
+        )
+        == []
+    )
 
 
 def test_sped_up_excerpt_is_found_with_its_speed(catalog):
@@ -207,8 +234,8 @@ def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(ca
         checks.extend((id(query), alignment) for query, _, alignment in items)
         return check(items, **options)
 
-    check = fingerprint.checks
-    monkeypatch.setattr(fingerprint, "checks", counted)
+    check = verification.checks
+    monkeypatch.setattr(verification, "checks", counted)
     found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)
     assert read.asked == [[0.0], [-1.0, 1.0]]
     assert len(checks) == len(set(checks)) > 0  # no line of a reading checked twice

@@ -154,7 +154,7 @@ def test_changed_copies_are_matched_at_plausible_offsets(
 def test_changed_copies_report_their_speed(shared_catalog, shared_audio, tmp_path, change):
     """A copy played 5 % fast or slow is matched at that speed ("+5%": 1.05 track seconds per
     upload second), not at the 1.0 the windows' vote settles near-ties on, and placed where it
-    was cut to a tenth of a second (the prints' refit, fingerprint.check)."""
+    was cut to a tenth of a second (the prints' refit, verification.check)."""
     expected = 1.0 + float(change.split("_")[1].rstrip("%")) / 100
     found = excerpts_found_where_cut(
         shared_catalog,

@@ -1,0 +1,191 @@
+"""The alignment check on synthetic music: a copy agrees and draws its line, other notes on the
+same sound do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import PRINT_CHECK, SR, melody, noise, print_of, tone, whole
+
+from mirsearch import fingerprint, verification
+from mirsearch.config import FeatureConfig
+from mirsearch.transforms import tempo
+
+FPS = fingerprint.frames_per_s(FeatureConfig())
+
+
+def test_an_excerpt_agrees_with_its_track_even_offset_by_most_of_a_second():
+    """The embedding line only knows the offset to within a catalog hop; the chunks find the
+    excerpt at its lag and the check puts the line back where the excerpt was cut."""
+    track = melody(30.0, seed=1)
+    clip = track[10 * SR : 20 * SR]
+    line = whole(10.0, track_offset_s=10.7)
+    checked = verification.check(print_of(clip), print_of(track), line, **PRINT_CHECK)
+    assert checked.agreement > 0.9
+    assert checked.alignment.track_offset_s == pytest.approx(10.0, abs=1 / 32)
+    assert checked.alignment.speed == pytest.approx(1.0, abs=0.002)
+
+
+@pytest.mark.parametrize("factor", [0.95, 1.05])
+def test_a_copy_played_faster_or_slower_is_refitted_to_its_speed(factor):
+    """Checked on a line at speed 1.0 (where the windows' vote settles near-ties), a copy
+    stretched 5 % is found drifting chunk after chunk: the refitted line has its speed."""
+    track = melody(40.0, seed=5)
+    clip = tempo(track[10 * SR : 22 * SR], SR, factor=factor)[0]
+    line = whole(clip.size / SR, track_offset_s=10.0)
+    checked = verification.check(print_of(clip), print_of(track), line, **PRINT_CHECK)
+    assert checked.agreement > 0.6
+    assert checked.alignment.speed == pytest.approx(factor, abs=0.005)
+    assert checked.alignment.track_offset_s == pytest.approx(10.0, abs=0.1)
+
+
+def test_other_music_leaves_the_line_where_it_was():
+    track, other = melody(30.0, seed=3), melody(30.0, seed=4)
+    line = whole(10.0, track_offset_s=5.0)
+    checked = verification.check(
+        print_of(other[5 * SR : 15 * SR]), print_of(track), line, **PRINT_CHECK
+    )
+    assert checked.alignment == line
+
+
+def test_lines_checked_together_read_as_each_checked_alone():
+    """One pass over the chunks of several lines (two tracks, a copy at 5 % fast, other music, a
+    line past the track's end) gives each line what checking it alone gives."""
+    track, other = melody(40.0, seed=5), melody(30.0, seed=4)
+    fast = tempo(track[10 * SR : 22 * SR], SR, factor=1.05)[0]
+    items = [
+        (print_of(track[5 * SR : 15 * SR]), print_of(track), whole(10.0, track_offset_s=5.4)),
+        (print_of(fast), print_of(track), whole(fast.size / SR, track_offset_s=10.0)),
+        (print_of(other[: 10 * SR]), print_of(track), whole(10.0, track_offset_s=20.0)),
+        (print_of(track[: 8 * SR]), print_of(other), whole(8.0, track_offset_s=3.0)),
+        (print_of(track[: 8 * SR]), print_of(other), whole(8.0, track_offset_s=45.0)),
+    ]
+    together = verification.checks(items, **PRINT_CHECK)
+    alone = [verification.check(*item, **PRINT_CHECK) for item in items]
+    assert len(together) == len(items)
+    for a, b in zip(together, alone, strict=True):
+        assert a.agreement == pytest.approx(b.agreement, abs=1e-9)
+        assert a.alignment.track_offset_s == pytest.approx(b.alignment.track_offset_s, abs=1e-9)
+        assert a.alignment.speed == pytest.approx(b.alignment.speed, abs=1e-9)
+    assert together[0].agreement > 0.9 and together[1].alignment.speed == pytest.approx(
+        1.05, abs=0.005
+    )
+    assert together[4] == verification.Check(0.0, items[4][2])  # no chunk inside the track
+    assert verification.checks([], **PRINT_CHECK) == []
+
+
+def test_gain_eq_and_noise_leave_a_copy_agreeing():
+    track = melody(30.0, seed=2)
+    clip = track[5 * SR : 15 * SR]
+    spectrum = np.fft.rfft(clip * 2.0)  # +6 dB
+    tilt = np.linspace(1.0, 0.3, spectrum.size)  # a treble cut
+    changed = np.fft.irfft(spectrum * tilt, n=clip.size).astype(np.float32)
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(clip.size).astype(np.float32)
+    changed += noise * np.sqrt(np.mean(changed**2) / 10 ** (20 / 10))  # SNR 20 dB
+    score = verification.check(
+        print_of(changed), print_of(track), whole(10.0, track_offset_s=5.0), **PRINT_CHECK
+    ).agreement
+    assert score > 0.6
+
+
+def test_other_notes_on_the_same_instrument_do_not_agree():
+    track, other = melody(30.0, seed=3), melody(30.0, seed=4)
+    score = verification.check(
+        print_of(other[5 * SR : 15 * SR]),
+        print_of(track),
+        whole(10.0, track_offset_s=5.0),
+        **PRINT_CHECK,
+    ).agreement
+    assert score < 0.3
+
+
+def test_other_music_underneath_costs_a_copy_less_with_the_quiet_cells_floored(monkeypatch):
+    """Another melody mixed 12 dB under a copy fills its quiet cells; floored, they pull the
+    copy's agreement down less, and other music gains nothing from the floor."""
+    gains, others, slopes = [], [], (verification.FLOOR_SLOPE, 1.0)  # 1.0: no floor
+    for seed in range(4):
+        track, other = melody(30.0, seed=10 + seed), melody(30.0, seed=20 + seed)
+        clip, under = track[5 * SR : 15 * SR], other[: 10 * SR]
+        mixed = clip + under * np.sqrt(np.mean(clip**2) / np.mean(under**2)) * 10 ** (-12 / 20)
+        at_5s = whole(10.0, track_offset_s=5.0)
+        scores = {}
+        for slope in slopes:
+            monkeypatch.setattr(verification, "FLOOR_SLOPE", slope)
+            scores[slope] = [
+                verification.check(print_of(q), print_of(track), at_5s, **PRINT_CHECK).agreement
+                for q in (mixed, other[5 * SR : 15 * SR])
+            ]
+        (copy, alien), (copy_unfloored, alien_unfloored) = scores.values()
+        gains.append(copy - copy_unfloored)
+        others.append(alien - alien_unfloored)
+    assert np.mean(gains) > 0.015
+    assert min(gains) > 0.0
+    assert max(others) < 0.01
+
+
+def test_a_shared_fade_in_is_not_agreement():
+    """Two different sounds fading in together: the loudness contour alone must not match
+    (centred per band only, these two correlate at about 0.75)."""
+    fade = (10 ** np.linspace(-2.0, 0.0, 10 * SR)).astype(np.float32)  # -40 dB → 0 dB
+    a = noise(10.0, seed=1) * fade
+    b = (tone(400.0, 10.0) + tone(900.0, 10.0) + tone(1700.0, 10.0)) * fade
+    assert verification.check(print_of(a), print_of(b), whole(10.0), **PRINT_CHECK).agreement < 0.2
+
+
+def test_no_overlap_gives_zero():
+    p = print_of(melody(5.0, seed=7))
+    beyond = whole(5.0, track_offset_s=60.0)
+    assert verification.check(p, p, beyond, **PRINT_CHECK).agreement == 0.0
+    empty = np.zeros((p.shape[0], 0), dtype=np.float32)
+    assert verification.check(empty, p, whole(5.0), **PRINT_CHECK).agreement == 0.0
+
+
+def test_sound_alike_at_every_lag_is_discounted_and_a_copy_keeps_its_peak():
+    """Two prints sharing a slow contour (pads, drones) but not their detail correlate at every
+    lag; a copy correlates best at its own lag. The background share pulls the first down far
+    more than the second."""
+    rng = np.random.default_rng(0)
+    bands, frames = 22, int(20 * FPS)
+    phases = rng.uniform(0, 2 * np.pi, (bands, 1))
+    slow = 6 * np.sin(2 * np.pi * np.arange(frames)[None, :] / (10 * FPS) + phases)
+    detail = rng.normal(0, 3, (bands, frames))
+    track = (slow + detail).astype(np.float32)
+    copy = (track + rng.normal(0, 3, (bands, frames))).astype(np.float32)
+    alike = (slow + rng.normal(0, 3, (bands, frames))).astype(np.float32)
+
+    def agreement(query, background):
+        checked = verification.check(
+            query, track, whole(20.0), **PRINT_CHECK, background=background
+        )
+        return checked.agreement
+
+    assert agreement(alike, 0.5) < 0.65 * agreement(alike, 0.0)
+    assert agreement(copy, 0.5) > 0.8 * agreement(copy, 0.0)
+
+
+def test_lag_correlations_equal_centring_every_shifted_chunk():
+    """Chunks on lines of different speeds on two tracks, taken together: each row equals the
+    chunk built from its own track, floored and centred at every lag, then correlated."""
+    rng = np.random.default_rng(7)
+    tracks = [rng.normal(size=(22, frames)).astype(np.float32) * 10 for frames in (300, 200)]
+    query = rng.normal(size=(5, 22, 96)).astype(np.float32) * 10
+    lags = np.arange(-32, 33)
+    speeds = np.array([[0.94], [1.0], [1.06], [1.0], [0.97]])
+    columns = np.round(10 + speeds * np.arange(96)).astype(np.int64)  # lags < -10 leave the track
+    columns[4] += 90  # the second track's last lags reach past its end
+    owner = [0, 0, 0, 1, 1]
+    fast = verification._lag_correlations(
+        verification._centred(query), tracks, [columns[:3], columns[3:]], lags
+    )
+    floored = [verification._floored(t) for t in tracks]
+    assert (floored[0] > tracks[0] - tracks[0].mean(axis=0)).mean() > 0.2  # the floor is exercised
+    for chunk in range(5):
+        q = verification._centred(query[chunk])
+        track = floored[owner[chunk]]
+        for i, lag in enumerate(lags):
+            if columns[chunk, 0] + lag < 0 or columns[chunk, -1] + lag >= track.shape[1]:
+                continue
+            t = verification._centred(track[:, columns[chunk] + lag])  # the chunk built, centred
+            expected = (q * t).sum() / np.sqrt((q * q).sum() * (t * t).sum())
+            assert fast[chunk, i] == pytest.approx(expected, abs=1e-7)
