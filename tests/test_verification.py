@@ -50,7 +50,8 @@ def test_other_music_leaves_the_line_where_it_was():
 
 def test_lines_checked_together_read_as_each_checked_alone():
     """One pass over the chunks of several lines (two tracks, a copy at 5 % fast, other music, a
-    line past the track's end) gives each line what checking it alone gives."""
+    line past the track's end, a stretch of one chunk) gives each line what checking it alone
+    gives."""
     track, other = melody(40.0, seed=5), melody(30.0, seed=4)
     fast = tempo(track[10 * SR : 22 * SR], SR, factor=1.05)[0]
     items = [
@@ -59,6 +60,11 @@ def test_lines_checked_together_read_as_each_checked_alone():
         (print_of(other[: 10 * SR]), print_of(track), whole(10.0, track_offset_s=20.0)),
         (print_of(track[: 8 * SR]), print_of(other), whole(8.0, track_offset_s=3.0)),
         (print_of(track[: 8 * SR]), print_of(other), whole(8.0, track_offset_s=45.0)),
+        (
+            print_of(track[20 * SR : 23 * SR + SR // 2]),
+            print_of(track),
+            whole(3.5, track_offset_s=20.0),
+        ),
     ]
     together = verification.checks(items, **PRINT_CHECK)
     alone = [verification.check(*item, **PRINT_CHECK) for item in items]
@@ -71,6 +77,7 @@ def test_lines_checked_together_read_as_each_checked_alone():
         1.05, abs=0.005
     )
     assert together[4] == verification.Check(0.0, items[4][2])  # no chunk inside the track
+    assert together[5].agreement > 0.9  # a stretch of one chunk
     assert verification.checks([], **PRINT_CHECK) == []
 
 
