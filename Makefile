@@ -64,7 +64,7 @@ calibrate-dupes: $(INSTALLED)
 	$(BIN)/python bench/eval_dupes.py $(SHARED)/audio --calibrate
 
 bench: $(INSTALLED)
-	$(BIN)/python bench/run.py --shared $(SHARED)
+	$(BIN)/python bench/run.py --shared $(SHARED) $(BENCH_ARGS)
 
 # Olaf (JorenSix/Olaf), the landmark fingerprinter `make bench` runs beside mirsearch when it is
 # built: compiled from a checkout in OLAF_SRC with Zig from PyPI (the `olaf` extra, which also

@@ -2,7 +2,10 @@
 
 Runs the throughput, search and retrieval benchmarks now, and folds in the latest figures of the
 longer evaluations (`make eval-dupes` → bench/dupes.json, `make eval` → bench/genre_eval.json and
-bench/heldout/genre_eval.json).
+bench/heldout/genre_eval.json). Each benchmark says on stderr when it starts and ends, and its
+figures are kept in bench/results.partial.json as it ends: one that fails does not stop the
+others, and `--resume` (`make bench BENCH_ARGS=--resume`) runs only what an interrupted or failed
+run left to do (the run takes ~47 min on 2 cores).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import platform
 import re
 import sys
 import time
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +41,8 @@ import search as search_bench  # noqa: E402
 import throughput  # noqa: E402
 
 README = HERE.parent / "README.md"
+# the benchmarks of a run so far, each written as it ends (`--resume` goes on from them)
+PARTIAL = HERE / "results.partial.json"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
@@ -517,6 +524,22 @@ def update_readme(start: str, end: str, text: str) -> None:
         README.write_text(pattern.sub(lambda _: f"{start}\n{text}{end}", readme))
 
 
+def _sections(audio_dir: Path) -> dict[str, Callable[[], dict]]:
+    """The benchmarks of a run, in order, by their key in results.json."""
+    return {
+        "throughput": lambda: throughput.run(audio_dir),
+        "latency": lambda: latency.run(audio_dir),
+        "scale": lambda: scale.run(audio_dir),
+        "scale_recall": lambda: scale_recall.run(audio_dir),
+        "olaf": lambda: olaf.run(audio_dir),
+        "search": search_bench.run,
+        "retrieval": lambda: eval_retrieval.run(audio_dir),
+        "profile": lambda: profile_index.profile(audio_dir),
+        "background": lambda: background.run(audio_dir),
+        "long_files": lambda: long_files.run(audio_dir),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--shared", type=Path, default=Path("../shared"))
@@ -525,6 +548,12 @@ def main() -> None:
         action="store_true",
         help="rewrite the README tables from the JSON already in bench/",
     )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"keep the benchmarks an interrupted or failed run finished ({PARTIAL.name}) "
+        "and run the others",
+    )
     args = parser.parse_args()
     if args.tables_only:
         refresh_tables(_load("results.json"))
@@ -532,23 +561,34 @@ def main() -> None:
     audio_dir = args.shared / "audio"
     if not (audio_dir / "manifest.tsv").is_file():
         sys.exit(f"{audio_dir}/manifest.tsv not found: the benchmarks run on ../shared/audio")
-    results = {
+    results = (_load(PARTIAL.name) if args.resume else None) or {
         "date": time.strftime("%Y-%m-%d"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python "
         f"{platform.python_version()}, no GPU",
-        "throughput": throughput.run(audio_dir),
-        "latency": latency.run(audio_dir),
-        "scale": scale.run(audio_dir),
-        "scale_recall": scale_recall.run(audio_dir),
-        "olaf": olaf.run(audio_dir),
-        "search": search_bench.run(),
-        "retrieval": eval_retrieval.run(audio_dir),
-        "profile": profile_index.profile(audio_dir),
-        "background": background.run(audio_dir),
-        "long_files": long_files.run(audio_dir),
-        **_evaluations(),
     }
+    failed = []
+    for name, run in _sections(audio_dir).items():
+        if name in results:
+            print(f"bench: {name}: kept from the run before", file=sys.stderr, flush=True)
+            continue
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            results[name] = run()
+        except Exception:  # one broken benchmark must not cost the others' figures
+            traceback.print_exc()
+            failed.append(name)
+            continue
+        took = time.perf_counter() - started
+        print(f"bench: {name} done in {took:.0f} s", file=sys.stderr, flush=True)
+        PARTIAL.write_text(json.dumps(results, indent=2) + "\n")
+    if failed:
+        sys.exit(
+            f"bench: {', '.join(failed)} failed (above); the others are kept in {PARTIAL}: "
+            "mend it and run `make bench BENCH_ARGS=--resume`"
+        )
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    PARTIAL.unlink(missing_ok=True)
     refresh_tables(results)
     print(table(results))
 

@@ -1,0 +1,73 @@
+"""bench/run.py, the `make bench` driver: a benchmark that fails costs no other's figures, and a
+resumed run does only what is left."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN = Path(__file__).resolve().parents[1] / "bench" / "run.py"
+
+
+@pytest.fixture
+def bench(tmp_path, monkeypatch):
+    """bench/run.py with its files in tmp_path, the README left alone, a manifest to find."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    spec = importlib.util.spec_from_file_location("bench_run", RUN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "HERE", tmp_path)
+    monkeypatch.setattr(module, "PARTIAL", tmp_path / "results.partial.json")
+    monkeypatch.setattr(module, "refresh_tables", lambda results: None)
+    monkeypatch.setattr(module, "table", lambda results: "")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "manifest.tsv").write_text("")
+    return module
+
+
+def test_a_failed_benchmark_keeps_the_others_and_a_resumed_run_does_only_the_rest(
+    bench, tmp_path, monkeypatch
+):
+    calls = []
+
+    def section(name, *, fails=False):
+        def run():
+            calls.append(name)
+            if fails:
+                raise RuntimeError(f"{name} broke")
+            return {"figure": name}
+
+        return run
+
+    broken = {"a": section("a"), "b": section("b", fails=True), "c": section("c")}
+    monkeypatch.setattr(bench, "_sections", lambda audio_dir: broken)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--shared", str(tmp_path)])
+    with pytest.raises(SystemExit, match="b failed .*BENCH_ARGS=--resume"):
+        bench.main()
+    assert calls == ["a", "b", "c"]  # c ran although b failed
+    kept = json.loads((tmp_path / "results.partial.json").read_text())
+    assert kept["a"] == {"figure": "a"} and kept["c"] == {"figure": "c"} and "b" not in kept
+    assert not (tmp_path / "results.json").exists()  # no table from a run with a hole in it
+
+    calls.clear()
+    mended = {"a": section("a"), "b": section("b"), "c": section("c")}
+    monkeypatch.setattr(bench, "_sections", lambda audio_dir: mended)
+    monkeypatch.setattr(sys, "argv", ["run.py", "--shared", str(tmp_path), "--resume"])
+    bench.main()
+    assert calls == ["b"]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert [results[k]["figure"] for k in "abc"] == ["a", "b", "c"]
+    assert results["date"] == kept["date"]
+    assert not (tmp_path / "results.partial.json").exists()
+
+
+def test_without_resume_a_run_starts_afresh(bench, tmp_path, monkeypatch):
+    (tmp_path / "results.partial.json").write_text(json.dumps({"a": {"figure": "old"}}))
+    monkeypatch.setattr(bench, "_sections", lambda audio_dir: {"a": lambda: {"figure": "new"}})
+    monkeypatch.setattr(sys, "argv", ["run.py", "--shared", str(tmp_path)])
+    bench.main()
+    assert json.loads((tmp_path / "results.json").read_text())["a"] == {"figure": "new"}
