@@ -587,6 +587,7 @@ def main() -> None:
             f"bench: {', '.join(failed)} failed (above); the others are kept in {PARTIAL}: "
             "mend it and run `make bench BENCH_ARGS=--resume`"
         )
+    results |= _evaluations()
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     PARTIAL.unlink(missing_ok=True)
     refresh_tables(results)
