@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mirsearch.api import Classification, Engine, MatchResult, Result
+    from mirsearch.api import Engine
     from mirsearch.indexer import IndexSummary
+    from mirsearch.results import Classification, MatchResult, Result
 
 __all__ = ["classify", "default_engine", "index_paths", "match", "search", "similar"]
 

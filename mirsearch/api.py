@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +29,7 @@ from mirsearch.groups import find_groups
 from mirsearch.index import IndexMeta, VectorIndex
 from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
+from mirsearch.results import Classification, MatchResult, Result, group_report
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
 from mirsearch.vocabulary import top_tags
@@ -39,59 +39,6 @@ if TYPE_CHECKING:  # imported where used: catalog, `similar` and `dupes` never l
     from mirsearch.indexer import IndexSummary
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Result:
-    """One search hit as the CLI and the HTTP API print it."""
-
-    track_id: int
-    path: str
-    title: str | None
-    artist: str | None
-    genre: str | None
-    score: float
-    offset_s: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    """A catalog track found inside an upload, with where and how fast it plays."""
-
-    track_id: int
-    path: str
-    title: str | None
-    score: float
-    query_offset_s: float
-    track_offset_s: float
-    duration_s: float
-    speed: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Classification:
-    genre: str
-    probabilities: dict[str, float]
-    tags: list[dict] = field(default_factory=list)  # best first: {"tag", "score", "kind"}
-    similar: list[Result] = field(default_factory=list)
-    timeline: list[dict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        out = {
-            "genre": self.genre,
-            "probabilities": self.probabilities,
-            "tags": self.tags,
-            "similar": [r.to_dict() for r in self.similar],
-        }
-        if self.timeline:
-            out["timeline"] = self.timeline
-        return out
 
 
 class Engine:
@@ -334,20 +281,7 @@ class Engine:
         threshold = self.match_threshold
         matches = ranked([m for m in self.match_candidates(samples) if m.score >= threshold])
         rows = self.catalog.get_many([m.track_id for m in matches])
-        return [
-            MatchResult(
-                track_id=m.track_id,
-                path=rows[m.track_id].path,
-                title=rows[m.track_id].title,
-                score=round(m.score, 4),
-                query_offset_s=round(m.query_offset_s, 2),
-                track_offset_s=round(m.track_offset_s, 2),
-                duration_s=round(m.duration_s, 2),
-                speed=round(m.speed, 3),
-            )
-            for m in matches
-            if m.track_id in rows
-        ]
+        return [MatchResult.of(m, rows[m.track_id]) for m in matches if m.track_id in rows]
 
     def dupes(self) -> list[dict]:
         """Every near-duplicate group in the catalog, with its evidence."""
@@ -361,17 +295,7 @@ class Engine:
             threshold=self.match_threshold,
         )
         rows = self.catalog.get_many([t for g in groups for t in g.track_ids])
-        return [
-            {
-                "tracks": [
-                    _track_brief(rows[t]) | {"speed": g.speeds.get(t, 1.0)}
-                    for t in g.track_ids
-                    if t in rows
-                ],
-                "evidence": g.evidence,
-            }
-            for g in groups
-        ]
+        return [group_report(g, rows) for g in groups]
 
     # -- catalog --------------------------------------------------------------------------------
 
@@ -414,20 +338,4 @@ class Engine:
 
     def _results(self, hits: list[Hit]) -> list[Result]:
         rows = self.catalog.get_many([h.track_id for h in hits])
-        return [
-            Result(
-                track_id=h.track_id,
-                path=rows[h.track_id].path,
-                title=rows[h.track_id].title,
-                artist=rows[h.track_id].artist,
-                genre=rows[h.track_id].genre,
-                score=round(float(h.score), 4),
-                offset_s=round(float(h.offset_s), 2),
-            )
-            for h in hits
-            if h.track_id in rows
-        ]
-
-
-def _track_brief(row: Track) -> dict:
-    return {"track_id": row.id, "path": row.path, "title": row.title}
+        return [Result.of(h, rows[h.track_id]) for h in hits if h.track_id in rows]

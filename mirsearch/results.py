@@ -1,0 +1,107 @@
+"""What the queries answer, as the CLI and the HTTP API print it: search hits, the catalog tracks
+found inside an upload, a file's genres and tags, and the catalog's near-duplicate groups."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from mirsearch.catalog import Track
+from mirsearch.duplicates import Match
+from mirsearch.groups import Group
+from mirsearch.search import Hit
+
+
+@dataclass(frozen=True)
+class Result:
+    """One search hit as the CLI and the HTTP API print it."""
+
+    track_id: int
+    path: str
+    title: str | None
+    artist: str | None
+    genre: str | None
+    score: float
+    offset_s: float
+
+    @classmethod
+    def of(cls, hit: Hit, row: Track) -> Result:
+        return cls(
+            track_id=hit.track_id,
+            path=row.path,
+            title=row.title,
+            artist=row.artist,
+            genre=row.genre,
+            score=round(float(hit.score), 4),
+            offset_s=round(float(hit.offset_s), 2),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    """A catalog track found inside an upload, with where and how fast it plays."""
+
+    track_id: int
+    path: str
+    title: str | None
+    score: float
+    query_offset_s: float
+    track_offset_s: float
+    duration_s: float
+    speed: float
+
+    @classmethod
+    def of(cls, match: Match, row: Track) -> MatchResult:
+        return cls(
+            track_id=match.track_id,
+            path=row.path,
+            title=row.title,
+            score=round(match.score, 4),
+            query_offset_s=round(match.query_offset_s, 2),
+            track_offset_s=round(match.track_offset_s, 2),
+            duration_s=round(match.duration_s, 2),
+            speed=round(match.speed, 3),
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Classification:
+    genre: str
+    probabilities: dict[str, float]
+    tags: list[dict] = field(default_factory=list)  # best first: {"tag", "score", "kind"}
+    similar: list[Result] = field(default_factory=list)
+    timeline: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {
+            "genre": self.genre,
+            "probabilities": self.probabilities,
+            "tags": self.tags,
+            "similar": [r.to_dict() for r in self.similar],
+        }
+        if self.timeline:
+            out["timeline"] = self.timeline
+        return out
+
+
+def group_report(group: Group, rows: dict[int, Track]) -> dict:
+    """A near-duplicate group as `dupes` prints it: its tracks (those still in the catalog, each
+    with its speed relative to the first) and the pairwise evidence."""
+    return {
+        "tracks": [
+            {
+                "track_id": t,
+                "path": rows[t].path,
+                "title": rows[t].title,
+                "speed": group.speeds.get(t, 1.0),
+            }
+            for t in group.track_ids
+            if t in rows
+        ],
+        "evidence": group.evidence,
+    }
