@@ -104,8 +104,8 @@ INDEX_KINDS = ("auto", "flat", "sq8", "hnsw", "ivfpq")
 class IndexConfig:
     # More window vectors than this (~2,000 three-minute tracks): an approximate index. With
     # the catalog padded to 1.2 M windows, IVF-PQ kept exact search's near-duplicate recall on
-    # every altered clip and answered a 10 s `match` in 81 ms against 1.04 s (HNSW: the same
-    # recall and time, in 4.5x the bytes, built 4x slower): bench/scale_recall.py
+    # every altered clip and answered a 10 s `match` in 30 ms against 298 ms (HNSW: the same
+    # recall, 36 ms, in 4.5x the bytes): bench/scale_recall.py in the latest `make bench`
     exact_max_vectors: int = 250_000
     # "auto" (window vectors "sq8" up to exact_max_vectors, then "ivfpq"), "flat" (exact
     # float32), "sq8" (exact search over 8-bit vectors: a quarter of the bytes, same

@@ -1,7 +1,7 @@
 """Verification prints: a compact log-mel of each track, made, stored and read back.
 
 The window embeddings find a candidate (track, offsets, speed) to within a catalog hop; a print
-checks it at 1/32 s (alignment.py). The log-mel bands centred between 150 Hz and 3.8 kHz are kept
+checks it at 1/32 s (verification.py). The log-mel bands centred between 150 Hz and 3.8 kHz are kept
 (the bass carries a copy through loud broadband noise; above 3.8 kHz is what low-pass and 8 kHz
 copies lose), adjacent bands averaged in pairs and pooled to 32 frames a second. A query's print
 stays at full precision; a catalog track's is stored compactly (`encode`): each frame minus its

@@ -223,6 +223,24 @@ def test_every_api_route_is_in_the_openapi_document(site):
     json.dumps(spec)  # serialisable as served
 
 
+def test_each_upload_documents_the_form_fields_its_route_reads(site):
+    _, client, _ = site
+    paths = client.get("/api/openapi.json").get_json()["paths"]
+    fields = {
+        route: set(
+            paths[route]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"][
+                "properties"
+            ]
+        )
+        for route in ("/api/search", "/api/match", "/api/classify")
+    }
+    assert fields == {
+        "/api/search": {"file", "k", "genre"},
+        "/api/match": {"file"},
+        "/api/classify": {"file", "similar"},
+    }
+
+
 def test_schemathesis_finds_no_server_errors(site):
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings

@@ -15,31 +15,26 @@ ERRORS = {
     str(status): {"$ref": "#/components/responses/Error"}
     for status in (400, 404, 405, 413, 415, 422, 503)
 }
-UPLOAD = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "Audio in any format FFmpeg reads, 3 s or longer",
-                    },
-                    "k": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "genre": {"type": "array", "items": {"type": "string"}},
-                },
-            }
-        }
-    },
-}
-K = {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1000}}
+
+
+def _upload(**fields: dict) -> dict:
+    """A multipart request body: the audio file and the form `fields` the route reads."""
+    file = {
+        "type": "string",
+        "format": "binary",
+        "description": "Audio in any format FFmpeg reads, 3 s or longer",
+    }
+    schema = {"type": "object", "required": ["file"], "properties": {"file": file, **fields}}
+    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+
+
+K_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 1000}
+K = {"name": "k", "in": "query", "schema": K_SCHEMA}
+GENRE_SCHEMA = {"type": "array", "items": {"type": "string"}}
 GENRE = {
     "name": "genre",
     "in": "query",
-    "schema": {"type": "array", "items": {"type": "string"}},
+    "schema": GENRE_SCHEMA,
     "style": "form",
     "explode": True,
 }
@@ -63,7 +58,7 @@ SPEC = {
         "/api/search": {
             "post": {
                 "summary": "Catalog tracks that sound most like the uploaded clip",
-                "requestBody": UPLOAD,
+                "requestBody": _upload(k=K_SCHEMA, genre=GENRE_SCHEMA),
                 "responses": {
                     "200": _json(
                         {
@@ -82,7 +77,7 @@ SPEC = {
         "/api/match": {
             "post": {
                 "summary": "Catalog tracks the upload contains (near-duplicates)",
-                "requestBody": UPLOAD,
+                "requestBody": _upload(),
                 "responses": {
                     "200": _json(
                         {
@@ -101,7 +96,7 @@ SPEC = {
         "/api/classify": {
             "post": {
                 "summary": "Genre probabilities and tags of the upload, and similar catalog tracks",
-                "requestBody": UPLOAD,
+                "requestBody": _upload(similar={"type": "integer", "minimum": 0, "maximum": 100}),
                 "responses": {
                     "200": _json(
                         {
