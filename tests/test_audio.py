@@ -139,6 +139,52 @@ def test_silence_is_refused(write_audio):
         audio.load(path)
 
 
+def float_wav(path, samples: np.ndarray, sr: int):
+    """`samples` as a 32-bit float WAV, written here: whatever they hold, NaN included."""
+    data = np.asarray(samples, dtype="<f4").tobytes()
+    fmt = struct.pack("<HHIIHH", 3, 1, sr, sr * 4, 4, 32)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data"
+    path.write_bytes(
+        b"RIFF"
+        + struct.pack("<I", len(body) + 4 + len(data))
+        + body
+        + struct.pack("<I", len(data))
+        + data
+    )
+    return path
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_samples_that_are_not_numbers_are_refused_as_corrupt(tmp_path, bad):
+    x = tone(440.0, 5.0, sr=44_100)
+    x[::100] = bad
+    with pytest.raises(AudioError, match="not numbers") as refused:
+        audio.load(float_wav(tmp_path / "bad.wav", x, 44_100))
+    assert not isinstance(refused.value, SilentAudioError)
+
+
+@pytest.mark.parametrize(
+    ("name", "samples", "sr"),
+    [
+        ("an offset", np.full(5 * 44_100, 0.5), 44_100),
+        ("drift", 0.5 + 0.4 * np.sin(2 * np.pi * 0.3 * np.arange(10 * 44_100) / 44_100), 44_100),
+        ("noise at 1 Hz", np.random.default_rng(0).standard_normal(100), 1),
+    ],
+)
+def test_an_offset_or_sub_audible_drift_alone_is_silent(tmp_path, name, samples, sr):
+    """Loud by their RMS (-6 to 0 dBFS), no sound to the ear: an upload of noise sampled at 1 Hz
+    had been matched to a catalog track at 0.78."""
+    with pytest.raises(SilentAudioError, match="silent"):
+        audio.load(float_wav(tmp_path / "x.wav", samples, sr))
+
+
+@pytest.mark.parametrize(("hz", "dbfs"), [(440.0, -50.0), (50.0, -40.0)])
+def test_quiet_sound_above_the_drift_is_not_silent(tmp_path, hz, dbfs):
+    x = 10 ** (dbfs / 20) * np.sqrt(2) * np.sin(2 * np.pi * hz * np.arange(5 * SR) / SR)
+    decoded = audio.load(float_wav(tmp_path / "quiet.wav", 0.25 + x, SR))
+    assert decoded.info.duration_s == pytest.approx(5.0)
+
+
 def test_over_long_file_is_refused_before_decoding(write_audio):
     path = write_audio("long.flac", tone(440.0, 30.0))
     config = AudioConfig(max_duration_s=10.0)
