@@ -131,7 +131,7 @@ def _walk(root: Path) -> Iterator[Path]:
 
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
-        raise AudioError(f"{path}: no such file")
+        raise AudioError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")
     options = {"probesize": str(WAV_PROBE_BYTES)} if _is_wav(path) else {}

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from mirsearch.cli.common import PATHS, _emit, _settings
+from mirsearch.config import SearchConfig
 from mirsearch.errors import MirsearchError
 from mirsearch.workers import default_workers, ordered_map
 
@@ -44,17 +45,23 @@ def _per_query(
         if isinstance(outcome, MirsearchError):
             failed += 1
             if as_json:
-                _emit({key: str(query), "error": str(outcome)})
+                _emit({key: _named(query), "error": str(outcome)})
             else:
-                click.echo(f"{query}: error: {outcome}", err=True)
+                message = str(outcome).removeprefix(f"{query}: ")  # said once, first
+                click.echo(f"{query}: error: {message}", err=True)
             continue
         ok += 1
         if as_json:
-            _emit({key: str(query), **outcome})
+            _emit({key: _named(query), **outcome})
         else:
             show(query, outcome)
     if ok == 0 and failed:
         sys.exit(1)
+
+
+def _named(query: Path | int) -> str | int:
+    """A query as its JSON line names it: a path as text, a track id as the number it is."""
+    return query if isinstance(query, int) else str(query)
 
 
 def _attempt(run: Callable, engine, query):
@@ -115,7 +122,13 @@ def _genre_option(f):
 
 
 def _k_option(f):
-    return click.option("--k", type=int, default=10, show_default=True, help="How many results.")(f)
+    return click.option(
+        "--k",
+        type=click.IntRange(1, SearchConfig.max_k),
+        default=SearchConfig.k,
+        show_default=True,
+        help="How many results.",
+    )(f)
 
 
 @click.command("search")
