@@ -251,9 +251,13 @@ class Catalog:
         if status is not None:
             query = query.where(Track.status == status)
         if q:
-            pattern = f"%{q.lower()}%"
+            columns = (
+                Track.title,
+                Track.artist,
+                Track.path,
+            )  # `q` as typed: % and _ are no wildcards
             query = query.where(
-                or_(*(func.lower(c).like(pattern) for c in (Track.title, Track.artist, Track.path)))
+                or_(*(func.lower(c).contains(q.lower(), autoescape=True) for c in columns))
             )
         if genre:
             query = query.where(_genre_matches([genre]))

@@ -212,6 +212,8 @@ def test_list_tracks_filters_and_pages(catalog):
         "/music/two.flac",
         "/music/moon_file.flac",
     }
+    assert [r.path for r in catalog.list_tracks(q="n_f")[0]] == ["/music/moon_file.flac"]
+    assert catalog.list_tracks(q="o_e")[1] == catalog.list_tracks(q="%")[1] == 0  # no wildcards
     rows, total = catalog.list_tracks(genre="JAZZ")
     assert total == 2 and {r.path for r in rows} == {"/music/one.flac", "/music/three.flac"}
     rows, total = catalog.list_tracks(status="failed")
