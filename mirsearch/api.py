@@ -26,7 +26,7 @@ from mirsearch.duplicates import (
 from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
 from mirsearch.generations import reading, saved_record
 from mirsearch.groups import find_groups
-from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.index import REBUILD, IndexMeta, VectorIndex
 from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.results import Classification, MatchResult, Result, group_report
@@ -113,12 +113,20 @@ class Engine:
 
     def stats(self) -> dict:
         """The catalog's summary (Catalog.stats) and its vector index's: the window index's kind
-        and how many window vectors it holds, read off the current generation's meta file."""
+        and how many window vectors it holds, read off the current generation's meta file, or
+        `index_problem` when that file cannot be read."""
         with reading(self.settings.index_dir):
             data = self.catalog.stats()
-            if data["index_generation"]:
-                saved = saved_record(self.settings.index_dir, data["index_generation"])
-                data |= {"index_kind": saved["kind"], "index_windows": saved["ntotal_windows"]}
+            generation = data["index_generation"]
+            if generation:
+                try:
+                    saved = saved_record(self.settings.index_dir, generation)
+                    data |= {"index_kind": saved["kind"], "index_windows": saved["ntotal_windows"]}
+                except (OSError, ValueError, KeyError) as exc:
+                    data["index_problem"] = (
+                        f"generation {generation}'s meta file in {self.settings.index_dir} "
+                        f"cannot be read ({exc}). {REBUILD}"
+                    )
         return data
 
     def index(self) -> VectorIndex | None:

@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from mirsearch import fingerprint
-from mirsearch.errors import InvalidParameterError, MirsearchError
+from mirsearch.errors import CatalogError, InvalidParameterError, MirsearchError
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,13 @@ class Catalog:
         session does it)."""
         with self._lock:
             if not self._migrated:
-                if self.revision() != SCHEMA_REVISION:
+                try:
+                    revision = self.revision()
+                except sa.exc.DatabaseError as exc:  # the first contact with the database
+                    raise CatalogError(
+                        f"the catalog database {self.engine.url} cannot be used: {exc.orig}"
+                    ) from exc
+                if revision != SCHEMA_REVISION:
                     self.upgrade()
                 self._migrated = True
 

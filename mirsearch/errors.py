@@ -49,6 +49,12 @@ class ModelError(MirsearchError):
     code = "model_mismatch"
 
 
+class CatalogError(MirsearchError):
+    """The catalog database cannot be used: not a database, unreachable, refused."""
+
+    code = "catalog_unavailable"
+
+
 class IndexMismatchError(MirsearchError):
     """The vector index on disk does not match the model, the feature config or the database."""
 

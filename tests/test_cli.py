@@ -7,6 +7,7 @@ import importlib.util
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -637,3 +638,24 @@ def test_catalog_commands_load_no_network_and_openmp_threads_sleep_unless_told(
     report = json.loads(done.stdout.splitlines()[-1])
     assert report == {"status": 0, "torch": False, "omp_wait_policy": expect}
     assert '"path"' in done.stdout  # it did list the catalog
+
+
+def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
+    """A catalog database that is not one fails each command in one line (exit 1), not a
+    traceback; `stats` of a catalog whose index generation lost its meta file still summarises
+    the catalog and names the problem."""
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "catalog.db").write_text("garbage")
+    for args in (["stats"], ["tracks"], ["dupes"], ["search", clip, "--json"]):
+        result = run((damaged,), *args)
+        assert result.exit_code == 1, args
+        assert "catalog database" in result.output and "cannot be used" in result.output
+        assert "Traceback" not in result.output
+    copied = tmp_path / "copied"
+    shutil.copytree(home[0], copied)
+    stats = lines(run((copied,), "stats", "--json"))[0]
+    (copied / "index" / f"meta-{stats['index_generation']}.json").unlink()
+    told = lines(run((copied,), "stats", "--json"))[0]
+    assert told["indexed"] == stats["indexed"] and "index_kind" not in told
+    assert "meta file" in told["index_problem"] and "mirsearch index" in told["index_problem"]

@@ -300,6 +300,15 @@ def test_an_index_built_by_another_model_gets_503_and_says_to_reindex(site, copi
     assert client.get("/api/tracks").status_code == 200  # the catalog itself still answers
 
 
+def test_a_catalog_database_that_is_not_one_gets_503_and_says_so(copied_home):
+    (copied_home.home / "catalog.db").write_text("garbage")
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    for response in (client.get("/api/tracks"), client.get("/api/health")):
+        assert_error(response, 503)
+        error = response.get_json()["error"]
+        assert error["code"] == "catalog_unavailable" and "not a database" in error["message"]
+
+
 def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     from mirsearch.catalog import Catalog, Track
 

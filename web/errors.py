@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from mirsearch.errors import (
     AudioError,
+    CatalogError,
     IndexMismatchError,
     InvalidParameterError,
     MirsearchError,
@@ -27,7 +28,7 @@ def status_of(exc: MirsearchError) -> int:
         return 415
     if isinstance(exc, AudioError | InvalidParameterError):
         return 422
-    if isinstance(exc, ModelError | IndexMismatchError):
+    if isinstance(exc, ModelError | IndexMismatchError | CatalogError):
         return 503
     return 400
 

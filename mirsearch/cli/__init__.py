@@ -21,7 +21,18 @@ from mirsearch.errors import MirsearchError
 log = logging.getLogger(__name__)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The commands, each of whose MirsearchErrors (a bad file, catalog or parameter) is told as
+    its one-line message with exit status 1, wherever it comes from: never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MirsearchError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def main(verbose: int) -> None:
     """mirsearch: content-based music search, genre classification and near-duplicate detection."""
@@ -102,8 +113,6 @@ def index(
             progress=bar.update,
             on_total=lambda n: setattr(bar, "total", n) or bar.refresh(),
         )
-    except MirsearchError as exc:
-        raise click.ClickException(str(exc)) from exc
     finally:
         bar.close()
     data = summary.to_dict()
@@ -124,10 +133,7 @@ def index(
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def dupes(as_json: bool) -> None:
     """Report every near-duplicate group in the catalog, with its evidence."""
-    try:
-        groups = _engine().dupes()
-    except MirsearchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    groups = _engine().dupes()
     if as_json:
         _emit({"groups": groups})
         return
@@ -248,7 +254,4 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     port = port or settings.server.port
     workers = workers or settings.server.workers or os.cpu_count() or 1
     click.echo(f"serving on http://{host}:{port} ({workers} worker processes)", err=True)
-    try:
-        gunicorn_serve(settings, host=host, port=port, workers=workers)
-    except MirsearchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    gunicorn_serve(settings, host=host, port=port, workers=workers)

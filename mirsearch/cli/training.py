@@ -9,7 +9,6 @@ import click
 
 from mirsearch.cli.common import PATHS, _emit, _settings
 from mirsearch.config import TrainConfig
-from mirsearch.errors import MirsearchError
 
 log = logging.getLogger(__name__)
 
@@ -134,22 +133,19 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
     from mirsearch.heads import train_head
     from mirsearch.training import train as run_training
 
-    try:
-        clips = read_dataset(data)
-        if head:
-            signals = decode_all([c.path for c in clips], sample_rate=_settings().audio.sample_rate)
-            path, accuracy = train_head(clips, signals, out=out, base=_settings().model_path)
-            click.echo(f"training accuracy {accuracy:.3f}; checkpoint: {path}")
-            return
-        result = run_training(
-            clips,
-            _train_config(options),
-            out=out,
-            unlabelled_paths=_unlabelled(unlabelled),
-            log_dir=log_dir,
-        )
-    except MirsearchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    clips = read_dataset(data)
+    if head:
+        signals = decode_all([c.path for c in clips], sample_rate=_settings().audio.sample_rate)
+        path, accuracy = train_head(clips, signals, out=out, base=_settings().model_path)
+        click.echo(f"training accuracy {accuracy:.3f}; checkpoint: {path}")
+        return
+    result = run_training(
+        clips,
+        _train_config(options),
+        out=out,
+        unlabelled_paths=_unlabelled(unlabelled),
+        log_dir=log_dir,
+    )
     click.echo(
         f"validation accuracy {result.val_accuracy:.3f} (loss {result.best_val_loss:.3f}); "
         f"checkpoint: {out}"
@@ -190,20 +186,17 @@ def train_default(
     from mirsearch.training import train_default_model
 
     out = out or default_checkpoint_path()
-    try:
-        if matcher is None:
-            packaged = out == default_checkpoint_path()
-            matcher = Path("var/models/matcher.pt") if packaged else out.with_name("matcher.pt")
-            result = train_default_model(shared, matcher)
-            click.echo(f"matching branch: validation accuracy {result.val_accuracy:.3f}")
-        history = distill(
-            default_training_files(shared, music),
-            load_checkpoint(matcher),
-            out=out,
-            cache_dir=cache,
-        )
-    except MirsearchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    if matcher is None:
+        packaged = out == default_checkpoint_path()
+        matcher = Path("var/models/matcher.pt") if packaged else out.with_name("matcher.pt")
+        result = train_default_model(shared, matcher)
+        click.echo(f"matching branch: validation accuracy {result.val_accuracy:.3f}")
+    history = distill(
+        default_training_files(shared, music),
+        load_checkpoint(matcher),
+        out=out,
+        cache_dir=cache,
+    )
     best = min(history, key=lambda row: row["val_loss"])
     click.echo(f"tagging branch: best epoch {best['epoch']} (val loss {best['val_loss']:.4f})")
     click.echo(f"checkpoint: {out}")
@@ -261,18 +254,15 @@ def evaluate(
         if not value:
             raise click.BadParameter("use COLUMN=VALUE", param_hint="--heldout")
         split = (column, value)
-    try:
-        report = run_evaluation(
-            read_dataset(data),
-            folds=folds,
-            config=_train_config(options),
-            unlabelled_paths=_unlabelled(unlabelled),
-            heldout=split,
-            out_dir=out_dir,
-            methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
-        )
-    except MirsearchError as exc:
-        raise click.ClickException(str(exc)) from exc
+    report = run_evaluation(
+        read_dataset(data),
+        folds=folds,
+        config=_train_config(options),
+        unlabelled_paths=_unlabelled(unlabelled),
+        heldout=split,
+        out_dir=out_dir,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+    )
     if as_json:
         _emit(report)
         return
