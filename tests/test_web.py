@@ -174,6 +174,9 @@ def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tm
     assert_error(wrong, 400)
     assert_error(upload(client, "/api/search", data, k=str(10**9)), 422)
     assert_error(upload(client, "/api/search", data, k="ten"), 400)
+    for loose in ("1_0", " 3", "٣"):  # Python's int() takes each
+        assert_error(client.get(f"/api/tracks?per_page={loose}"), 400)
+    assert client.get("/api/tracks?per_page=-1").status_code == 422
     assert_error(upload(client, "/api/search", data, genre="polka"), 422)
     assert_error(client.get("/api/tracks/99999"), 404)
     assert_error(client.get("/api/tracks/99999/audio"), 404)
@@ -194,6 +197,7 @@ def test_an_oversized_upload_gets_413(site, tmp_path):
     )
     response = upload(small.test_client(), "/api/search", clip_bytes(paths[0], tmp=tmp_path))
     assert_error(response, 413)
+    assert "over the limit of 10,000 bytes" in response.get_json()["error"]["message"]
 
 
 def test_pages_render_and_escape_tag_values(site):

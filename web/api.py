@@ -59,10 +59,9 @@ def int_arg(name: str, default: int) -> int:
     raw = request.values.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"'{name}' must be a whole number, got {raw[:40]!r}") from None
+    if not raw.isascii() or not raw.lstrip("-").isdigit():  # int() would take "1_0", " 3"
+        raise BadRequest(f"'{name}' must be a whole number, got {raw[:40]!r}")
+    return int(raw)
 
 
 def genres_arg() -> list[str]:

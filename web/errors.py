@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mirsearch.errors import (
     AudioError,
@@ -48,6 +48,12 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
         return respond(exc.code or 400, code, exc.description or exc.name)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(exc: RequestEntityTooLarge):
+        limit = app.config.get("MAX_CONTENT_LENGTH")
+        told = f" of {limit:,} bytes ({limit / 2**20:.1f} MB)" if limit else ""
+        return respond(413, "request_entity_too_large", f"the upload is over the limit{told}")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
