@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +60,7 @@ class Engine:
         self._reader: Matcher | Embedder | None = None
         self._index: VectorIndex | None = None
         self._generation = 0
+        self._groups: tuple[weakref.ref[VectorIndex], list[dict]] | None = None
 
     # -- shared resources -------------------------------------------------------------------------
 
@@ -292,10 +294,14 @@ class Engine:
         return [MatchResult.of(m, rows[m.track_id]) for m in matches if m.track_id in rows]
 
     def dupes(self) -> list[dict]:
-        """Every near-duplicate group in the catalog, with its evidence."""
+        """Every near-duplicate group in the catalog, with its evidence: worked out once per index
+        generation (every track's windows searched; the site's duplicates page asks again)."""
         index = self.index()
         if index is None:
             return []
+        known = self._groups
+        if known is not None and known[0]() is index:
+            return known[1]
         groups = find_groups(
             index,
             self.catalog.prints,
@@ -303,7 +309,9 @@ class Engine:
             threshold=self.match_threshold,
         )
         rows = self.catalog.get_many([t for g in groups for t in g.track_ids])
-        return [group_report(g, rows) for g in groups]
+        report = [group_report(g, rows) for g in groups]
+        self._groups = (weakref.ref(index), report)
+        return report
 
     # -- catalog --------------------------------------------------------------------------------
 

@@ -129,6 +129,31 @@ def test_load_reads_the_model_and_the_index_before_the_first_query(settings, dem
     assert Path(engine.search(demo[0], k=1)[0].path) == demo[0].resolve()
 
 
+def test_the_duplicate_groups_are_worked_out_once_per_index_generation(
+    settings, demo, tmp_path, monkeypatch
+):
+    """The site's duplicates page asks on every visit; the answer moves with the index only."""
+    import mirsearch.api
+
+    folder = tmp_path / "music"
+    folder.mkdir()
+    shutil.copy(demo[0], folder / "a.ogg")
+    shutil.copy(demo[0], folder / "a-copy.ogg")
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    calls = []
+    found = mirsearch.api.find_groups
+    monkeypatch.setattr(
+        mirsearch.api, "find_groups", lambda *a, **k: calls.append(1) or found(*a, **k)
+    )
+    first = engine.dupes()
+    assert [len(g["tracks"]) for g in first] == [2] and engine.dupes() == first and len(calls) == 1
+    shutil.copy(demo[1], folder / "b.ogg")
+    shutil.copy(demo[1], folder / "b-copy.ogg")
+    engine.index_paths([folder])
+    assert [len(g["tracks"]) for g in engine.dupes()] == [2, 2] and len(calls) == 2
+
+
 def test_query_engines_map_the_index_files_unless_told_not_to(settings, demo):
     """By default an Engine leaves the index's vectors in its files, shared by every process that
     serves the catalog; IndexConfig.mapped = False (MIRSEARCH_INDEX_MAPPED=0) reads them whole."""
