@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import tone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -164,7 +165,7 @@ def test_a_real_ten_hour_silent_wav_is_refused_with_bounded_memory(tmp_path):
     with open(path, "wb") as f:
         f.write(wav_header(sample_rate=16_000, channels=1, data_bytes=data_bytes))
         f.truncate(44 + data_bytes)
-    warm_up = write(tmp_path / "short.wav", np.zeros(16_000, dtype=np.float32) + 0.1, 16_000)
+    warm_up = write(tmp_path / "short.wav", tone(440.0, 1.0), 16_000)
     script = f"""
 import resource, sys
 from mirsearch.audio import load
