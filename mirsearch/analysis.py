@@ -106,9 +106,14 @@ class Analyser:
 
     def __call__(self, path: Path) -> FileAnalysis:
         path = Path(path)
-        stat = path.stat()
+        try:
+            stat = path.stat()
+            sha = file_sha256(path)
+        except OSError as exc:  # unreadable, or gone since the walk: recorded, tried next run
+            reason = exc.strerror or str(exc)
+            error = f"{path}: the file cannot be read ({reason})"
+            return FileAnalysis(path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error)
         base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
-        sha = file_sha256(path)
         try:
             decoded = self._decoded(path)
             analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)

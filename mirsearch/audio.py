@@ -116,9 +116,22 @@ def discover(paths: Iterable[Path]) -> list[Path]:
             raise AudioError(f"{root}: no such file or folder")
         candidates = [root] if root.is_file() else _walk(root)
         for path in candidates:
+            if not _storable(path) or not path.is_file():  # a dangling link, a FIFO: no audio
+                continue
             if path.suffix.lower() in AUDIO_EXTENSIONS or looks_like_audio(path):
                 found.add(path.resolve())
     return sorted(found)
+
+
+def _storable(path: Path) -> bool:
+    """Whether `path` is text the catalog can store: a name that is not UTF-8 (bytes Python
+    keeps as surrogates) is left out, with a warning saying to rename it."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        log.warning("%r left out: its name is not UTF-8; rename it to index it", str(path))
+        return False
+    return True
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -132,6 +145,8 @@ def _walk(root: Path) -> Iterator[Path]:
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise AudioError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
+    if not _storable(path):
+        raise AudioError(f"{path!r}: the file's name is not UTF-8, which FFmpeg needs: rename it")
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")
     options = {"probesize": str(WAV_PROBE_BYTES)} if _is_wav(path) else {}

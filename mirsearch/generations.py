@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 FILES = (("windows", "faiss"), ("tracks", "faiss"), ("meta", "json"))  # in the order written
 GENERATION_FILE = re.compile(r"^(windows|tracks|meta)-(\d+)\.(faiss|json)$")
 READERS_LOCK = "readers.lock"  # shared while a reader picks and loads a generation (never pruned)
+WRITER_LOCK = "writer.lock"  # held by the one indexing run that writes the folder
 
 
 def path_of(directory: Path, name: str, generation: int) -> Path:
@@ -68,6 +69,22 @@ def reading(directory: Path) -> Iterator[None]:
     """
     with _lock_file(directory) as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+        yield
+
+
+@contextmanager
+def writing(directory: Path) -> Iterator[None]:
+    """The folder's one writer: an exclusive lock an indexing run holds from its start to its end.
+    Another run waits here, then plans from what the first committed; two at once had each saved
+    the index it loaded plus its own tracks, the last one losing the other's vectors."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / WRITER_LOCK, "a+b") as f:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another indexing run is writing %s: waiting for it to end", directory)
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         yield
 
 

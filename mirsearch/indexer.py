@@ -24,7 +24,7 @@ from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_print
 from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
 from mirsearch.errors import IndexMismatchError
-from mirsearch.generations import prune_generations
+from mirsearch.generations import prune_generations, writing
 from mirsearch.index import IndexMeta, VectorIndex
 from mirsearch.model_card import read_card
 from mirsearch.workers import default_workers
@@ -62,6 +62,7 @@ class Indexer:
         self.catalog = catalog or Catalog(settings.db_url)
         self.batch_tracks = 32  # commit (index files + one DB transaction) at least this often
         self.batch_seconds = 20.0  # ... or after this long
+        self._at = 0  # the catalog's index generation this run loaded or last wrote
 
     def run(
         self,
@@ -79,11 +80,34 @@ class Indexer:
         The files are analysed by `workers` processes of `engine` ("local", or "ray" at
         `address`; None: one per core, never more than there are files to analyse); results are
         committed here in batches, so the catalog and the vector index are written by one
-        process whatever the engine.
+        process whatever the engine, and by one run at a time (generations.writing).
         """
+        with writing(self.settings.index_dir):
+            return self._run(
+                paths,
+                workers=workers,
+                engine=engine,
+                address=address,
+                prune=prune,
+                progress=progress,
+                on_total=on_total,
+            )
+
+    def _run(
+        self,
+        paths: Iterable[Path],
+        *,
+        workers: int | None,
+        engine: str,
+        address: str | None,
+        prune: bool,
+        progress: Callable[[int], None] | None,
+        on_total: Callable[[int], None] | None,
+    ) -> IndexSummary:
         started = time.perf_counter()
-        roots = [Path(p).resolve() for p in paths]
-        files = audio.discover(roots)
+        paths = [Path(p) for p in paths]
+        files = audio.discover(paths)  # each path checked first: a missing one, a link loop...
+        roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
         index = self._open_index(meta)
         todo, unchanged = self._plan(files)
@@ -143,6 +167,7 @@ class Indexer:
         embedded again): the threshold belongs to the scoring code.
         """
         state = self.catalog.index_state()
+        self._at = state.generation
         if state.generation and state.model_hash == meta.model_hash:
             try:
                 index = VectorIndex.load(
@@ -184,9 +209,13 @@ class Indexer:
             if row is None or row.status not in ("indexed", "failed"):
                 todo.append(path)
                 continue
-            stat = path.stat()
-            same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
-            if same_stat or row.sha256 == file_sha256(path):
+            try:
+                stat = path.stat()
+                same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
+                same = same_stat or row.sha256 == file_sha256(path)
+            except OSError:  # unreadable now: the analysis records why
+                same = False
+            if same:
                 unchanged += 1
             else:
                 todo.append(path)
@@ -289,17 +318,26 @@ class Indexer:
         """One transaction that ends by saving the index as the next generation and recording it.
 
         The index files are written before the commit: a crash in between leaves the catalog on
-        the previous generation, whose files are still on disk, so the two never disagree.
+        the previous generation, whose files are still on disk, so the two never disagree. A
+        generation this run did not write (another indexing run's, on another machine sharing
+        the catalog) stops it before it writes over that one: its rows are rolled back.
         """
         with self.catalog.session() as session, session.begin():
             yield session
-            state = session.get(IndexState, 1)
+            state = session.get(IndexState, 1, with_for_update=True)
             if state is None:
                 state = IndexState(id=1, generation=0, model_hash=model_hash)
                 session.add(state)
+            if state.generation != self._at:
+                raise IndexMismatchError(
+                    f"another indexing run committed generation {state.generation} of this "
+                    f"catalog while this one held generation {self._at}: this batch was not "
+                    "committed; run `mirsearch index` again"
+                )
             generation = state.generation + 1
             index.save(self.settings.index_dir, generation)
             state.generation, state.model_hash = generation, model_hash
+        self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)
 
 

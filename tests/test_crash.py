@@ -22,7 +22,7 @@ from mirsearch.api import Engine
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
 from mirsearch.encoding import write
-from mirsearch.generations import GENERATION_FILE, READERS_LOCK
+from mirsearch.generations import GENERATION_FILE, READERS_LOCK, WRITER_LOCK
 
 pytestmark = pytest.mark.slow
 
@@ -273,7 +273,7 @@ def test_killed_and_interrupted_index_runs_leave_catalog_and_index_agreeing(tmp_
     leftovers = {
         p.name
         for p in settings.index_dir.iterdir()
-        if p.name != READERS_LOCK
+        if p.name not in (READERS_LOCK, WRITER_LOCK)
         and (not (m := GENERATION_FILE.match(p.name)) or int(m.group(2)) != generation)
     }
     assert not leftovers, f"files of other generations than {generation}: {leftovers}"

@@ -21,7 +21,7 @@ from mirsearch.audio import discover
 from mirsearch.catalog import Track
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces, write_demo_catalog
-from mirsearch.errors import ModelError
+from mirsearch.errors import IndexMismatchError, ModelError
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
 from mirsearch.nn import build
@@ -315,3 +315,72 @@ def test_match_decides_with_the_threshold_of_this_code_not_the_one_the_index_rec
     engine = Engine(settings)
     assert engine.index().meta.match_threshold < 1.0
     assert engine.match(clip) == []
+
+
+def test_files_that_cannot_be_read_or_named_never_stop_the_run(settings, folder, monkeypatch):
+    """One unreadable file (permissions: faked, as tests may run as root) is recorded as failed
+    and tried again next run; a dangling link is no audio; a name that is not UTF-8 cannot be
+    stored and is left out with a warning. Each had stopped the whole run with a traceback."""
+    import mirsearch.analysis
+
+    (folder / "gone.ogg").symlink_to(folder / "nowhere.ogg")
+    (folder / os.fsdecode(b"bad\xffname.ogg")).write_bytes((folder / "demo-02.ogg").read_bytes())
+    hashed = mirsearch.analysis.file_sha256
+
+    def locked(path):
+        if Path(path).name == "demo-01.flac":
+            raise PermissionError(13, "Permission denied", str(path))
+        return hashed(path)
+
+    monkeypatch.setattr(mirsearch.analysis, "file_sha256", locked)
+    summary = Indexer(settings).run([folder], workers=1)
+    by_name = rows(Engine(settings))
+    assert summary.indexed == 4 and summary.failed == 5  # the four bad files + the locked one
+    assert "cannot be read (Permission denied)" in by_name["demo-01.flac"].error
+    assert "gone.ogg" not in by_name and not any("name" in n for n in by_name)
+    monkeypatch.undo()
+    again = Indexer(settings).run([folder], workers=1)
+    assert again.indexed == 1 and rows(Engine(settings))["demo-01.flac"].status == "indexed"
+
+
+def test_an_indexing_run_waits_for_the_one_writing_the_catalog(settings, demo_dir, tmp_path):
+    """Two `mirsearch index` at once on one home, each its own folder: both tracks of each are
+    in the index the catalog names (two runs had each saved the index it loaded, the last one
+    losing the other's vectors)."""
+    folders = []
+    for name, tracks in (("one", ["demo-01.flac", "demo-02.ogg"]), ("two", ["demo-03.mp3"])):
+        (tmp_path / name).mkdir()
+        for track in tracks:
+            shutil.copy(demo_dir / track, tmp_path / name / track)
+        folders.append(tmp_path / name)
+    env = os.environ | {"MIRSEARCH_HOME": str(settings.home)}
+    if settings.database_url:
+        env["MIRSEARCH_DATABASE_URL"] = settings.database_url
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", "from mirsearch.cli import run; run()", "index", str(f)],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in folders
+    ]
+    told = [run.communicate(timeout=300)[1] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], told
+    engine = Engine(settings)
+    indexed = {t.id for t in rows(engine).values() if t.status == "indexed"}
+    assert len(indexed) == 3 and all(engine.index().contains(t) for t in indexed)
+    assert engine.index().n_tracks == 3
+
+
+def test_a_generation_another_run_wrote_stops_a_run_before_it_writes_over_it(settings, folder):
+    """Runs on machines that share the catalog (not the lock file): the second to commit sees
+    a generation it did not load and rolls its batch back."""
+    first = Indexer(settings)
+    index = first._open_index(first._expected_meta())
+    Indexer(settings).run([folder / "demo-01.flac"], workers=1)
+    stopped = pytest.raises(IndexMismatchError, match="another indexing run committed generation")
+    with stopped, first._generation(index, index.meta.model_hash):
+        pass
+    engine = Engine(settings)
+    assert engine.index().n_tracks == 1 and engine.catalog.index_state().generation == 2
