@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import weakref
 from collections.abc import Iterable, Sequence
@@ -315,8 +316,11 @@ class Engine:
 
     # -- catalog --------------------------------------------------------------------------------
 
-    def index_paths(self, paths: Iterable[Path], **options) -> IndexSummary:
+    def index_paths(self, paths: Iterable[Path] | Path | str, **options) -> IndexSummary:
         from mirsearch.indexer import Indexer
+
+        if isinstance(paths, str | os.PathLike):  # one folder, not the letters of its name
+            paths = [paths]
 
         summary = Indexer(self.settings, catalog=self.catalog).run(paths, **options)
         with self._lock:
@@ -343,6 +347,8 @@ class Engine:
         """Ids of the tracks of `genres` (None: no filter); InvalidParameterError if unknown."""
         if not genres:
             return None
+        if isinstance(genres, str):  # one genre, not its letters
+            genres = [genres]
         known = {g.lower() for g, _ in self.catalog.genres()}
         unknown = [g for g in genres if g.lower() not in known]
         if unknown:

@@ -152,7 +152,10 @@ class Catalog:
 
     def __init__(self, url: str):
         self.url = url
-        self.engine = _create_engine(url)
+        try:
+            self.engine = _create_engine(url)
+        except (sa.exc.ArgumentError, ImportError, OSError) as exc:  # a typo, no driver, no room
+            raise CatalogError(f"the catalog database {_shown(url)} cannot be used: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._migrated = False
         self._lock = threading.Lock()
@@ -195,7 +198,7 @@ class Catalog:
                     revision = self.revision()
                 except sa.exc.DatabaseError as exc:  # the first contact with the database
                     raise CatalogError(
-                        f"the catalog database {self.engine.url} cannot be used: {exc.orig}"
+                        f"the catalog database {_shown(self.url)} cannot be used: {exc.orig}"
                     ) from exc
                 if revision != SCHEMA_REVISION:
                     self.upgrade()
@@ -340,6 +343,14 @@ def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
         func.lower(func.trim(Track.genre)).in_(names),
         func.lower(func.trim(Track.tag_genre)).in_(names),
     )
+
+
+def _shown(url: str) -> str:
+    """`url` as a message may show it: its password hidden."""
+    try:
+        return str(sa.make_url(url))
+    except sa.exc.ArgumentError:
+        return "URL (not one SQLAlchemy reads)"
 
 
 def _create_engine(url: str) -> sa.Engine:

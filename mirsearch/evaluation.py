@@ -106,6 +106,12 @@ def evaluate(
         raise MirsearchError("cross-validation needs 2 folds or more (0: the held-out split alone)")
     if folds == 0 and heldout is None:
         raise MirsearchError("with no cross-validation folds, give a held-out split")
+    n_groups = len({c.group for c in clips})
+    if folds > n_groups:
+        raise MirsearchError(
+            f"{folds} folds need {folds} groups of clips (recordings) or more; these come from "
+            f"{n_groups}: use --folds {n_groups} or fewer"
+        )
     unknown = set(methods) - set(METHODS)
     if unknown or not methods:
         raise MirsearchError(f"unknown methods {sorted(unknown)}; use some of {', '.join(METHODS)}")

@@ -274,6 +274,8 @@ def train(
 ) -> TrainResult:
     """Train on labelled clips (plus unlabelled music for the invariance term); save if `out`."""
     labels = sorted({c.label for c in clips})
+    if len(labels) < 2:
+        raise MirsearchError(f"a genre network needs at least two classes; the data has {labels}")
     if val_clips is None:
         clips, val_clips = grouped_split(clips, fraction=config.val_fraction, seed=config.seed)
     index = {label: i for i, label in enumerate(labels)}

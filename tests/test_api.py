@@ -267,3 +267,11 @@ def test_an_index_run_with_nothing_to_do_similar_and_dupes_never_load_torch(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["0 4 2 1", "torch loaded: False"]
+
+
+def test_one_folder_or_one_genre_given_as_a_string_is_that_one(settings, demo):
+    """Not the letters of its name: index_paths("music") had looked for m, u, s, i and c."""
+    engine = Engine(settings)
+    assert engine.index_paths(str(demo[0].parent)).indexed == len(demo)
+    genre = engine.catalog.genres()[0][0]
+    assert engine.allowed_tracks(genre) == engine.allowed_tracks([genre]) != set()

@@ -329,7 +329,15 @@ def test_db_downgrade_and_upgrade(tmp_path):
     up = run(home, "db", "upgrade")
     assert up.exit_code == 0 and up.output == "database is at the newest schema\n"
     assert {"tracks", "track_prints", "index_state"} <= tables()
-    down = run(home, "db", "downgrade")
+    assert run(home, "db", "downgrade").exit_code == 2  # which revision: no default to empty it
+    kept = CliRunner().invoke(
+        main, ["db", "downgrade", "base"], input="n\n", env={"MIRSEARCH_HOME": str(home[0])}
+    )
+    assert kept.exit_code == 1 and "Aborted" in kept.output and "tracks" in tables()
+    bad = run(home, "db", "downgrade", "nonsense", "--yes")
+    assert bad.exit_code == 1 and "Can't locate revision" in bad.output
+    assert "Traceback" not in bad.output
+    down = run(home, "db", "downgrade", "base", "--yes")
     assert down.exit_code == 0 and down.output == "database downgraded to base\n"
     assert tables() == set()
     assert run(home, "db", "upgrade").exit_code == 0
@@ -659,3 +667,14 @@ def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
     told = lines(run((copied,), "stats", "--json"))[0]
     assert told["indexed"] == stats["indexed"] and "index_kind" not in told
     assert "meta file" in told["index_problem"] and "mirsearch index" in told["index_problem"]
+
+
+def test_a_database_url_or_a_home_that_cannot_be_used_is_told_in_a_line(tmp_path):
+    for url in ("garbage", "nosuchdialect://x/y"):
+        result = run((tmp_path / "home",), "stats", MIRSEARCH_DATABASE_URL=url)
+        assert result.exit_code == 1 and "cannot be used" in result.output, result.output
+        assert "Traceback" not in result.output
+    (tmp_path / "a-file").write_text("not a folder")
+    result = run((tmp_path / "a-file",), "stats")
+    assert result.exit_code == 1 and "a-file" in result.output
+    assert "Traceback" not in result.output

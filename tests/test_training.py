@@ -154,3 +154,18 @@ def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
         evaluate(clips, folds=0, config=TINY_CONFIG)
     with pytest.raises(MirsearchError, match="2 folds or more"):
         evaluate(clips, folds=1, config=TINY_CONFIG)
+
+
+def test_data_a_network_or_its_folds_cannot_learn_from_is_refused_before_decoding(tmp_path):
+    """One genre (nothing to tell apart: it had trained to 'accuracy 1.000'), more folds than
+    groups of clips (scikit-learn's ValueError had come out as a traceback)."""
+    from mirsearch.datasets import LabelledClip
+    from mirsearch.training import train
+
+    nowhere = tmp_path / "never-decoded.wav"
+    one_genre = [LabelledClip(nowhere, "rock", f"g{i}") for i in range(4)]
+    with pytest.raises(MirsearchError, match="at least two classes"):
+        train(one_genre, TrainConfig(epochs=1))
+    four_groups = [LabelledClip(nowhere, label, f"g{i}") for i, label in enumerate("abab")]
+    with pytest.raises(MirsearchError, match="use --folds 4 or fewer"):
+        evaluate(four_groups, folds=5)

@@ -22,14 +22,20 @@ log = logging.getLogger(__name__)
 
 
 class _Commands(click.Group):
-    """The commands, each of whose MirsearchErrors (a bad file, catalog or parameter) is told as
-    its one-line message with exit status 1, wherever it comes from: never a traceback."""
+    """The commands, each of whose MirsearchErrors (a bad file, catalog or parameter) and errors
+    of the system (permissions, a path that is a file) is told as its one-line message with exit
+    status 1, wherever it comes from: never a traceback."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MirsearchError as exc:
             raise click.ClickException(str(exc)) from exc
+        except BrokenPipeError:  # `mirsearch … | head`: see `run`
+            raise
+        except OSError as exc:  # a home that is a file, a folder without write permission...
+            told = f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else exc
+            raise click.ClickException(str(told)) from exc
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -216,12 +222,24 @@ def upgrade() -> None:
 
 
 @db.command()
-@click.argument("revision", default="base")
-def downgrade(revision: str) -> None:
-    """Revert migrations down to REVISION (default: an empty database)."""
+@click.argument("revision")
+@click.option("--yes", is_flag=True, help="Do it without asking (what a downgrade drops is lost).")
+def downgrade(revision: str, yes: bool) -> None:
+    """Revert migrations down to REVISION ("base": an empty database). The tables and columns
+    a migration added go with their data (prints, tags): a later upgrade does not bring it back,
+    re-indexing does (with a new model or a fresh catalog)."""
+    from alembic.util import CommandError
+
     from mirsearch.catalog import Catalog
 
-    Catalog(_settings().db_url).downgrade(revision)
+    if not yes:
+        click.confirm(
+            f"Downgrade the catalog to {revision}, dropping what later ones added?", abort=True
+        )
+    try:
+        Catalog(_settings().db_url).downgrade(revision)
+    except CommandError as exc:
+        raise click.ClickException(f"{exc} (the revisions are in migrations/versions)") from exc
     click.echo(f"database downgraded to {revision}")
 
 
