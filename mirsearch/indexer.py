@@ -107,6 +107,8 @@ class Indexer:
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
         files = audio.discover(paths)  # each path checked first: a missing one, a link loop...
+        if not files:
+            log.warning("no audio files in %s", ", ".join(map(str, paths)))
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
         index = self._open_index(meta)
@@ -200,13 +202,21 @@ class Indexer:
         return index
 
     def _plan(self, files: list[Path]) -> tuple[list[Path], int]:
-        """Split files into those to analyse and the number unchanged since the last run."""
+        """Split files into those to analyse and the number unchanged since the last run. An
+        indexed track without its print or tags (a schema downgrade drops them; an upgrade
+        brings back only the empty table or column) is analysed again."""
         with self.catalog.session() as session:
             rows = {row.path: row for row in session.scalars(select(Track))}
+            printed = set(session.scalars(select(TrackPrint.track_id)))
         todo, unchanged = [], 0
         for path in files:
             row = rows.get(str(path))
-            if row is None or row.status not in ("indexed", "failed"):
+            incomplete = (
+                row is not None
+                and row.status == "indexed"
+                and (row.id not in printed or row.tags is None)
+            )
+            if row is None or row.status not in ("indexed", "failed") or incomplete:
                 todo.append(path)
                 continue
             try:

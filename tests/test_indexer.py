@@ -384,3 +384,26 @@ def test_a_generation_another_run_wrote_stops_a_run_before_it_writes_over_it(set
         pass
     engine = Engine(settings)
     assert engine.index().n_tracks == 1 and engine.catalog.index_state().generation == 2
+
+
+def test_a_track_that_lost_its_print_or_tags_is_analysed_again(settings, folder):
+    """What a schema downgrade drops (prints, tags) an upgrade brings back empty: the next run
+    analyses those tracks again rather than calling them unchanged."""
+    from sqlalchemy import delete, update
+
+    from mirsearch.catalog import TrackPrint
+
+    engine = Engine(settings)
+    first = engine.index_paths([folder])
+    by_name = rows(engine)
+    with engine.catalog.session() as session, session.begin():
+        session.execute(delete(TrackPrint).where(TrackPrint.track_id == by_name["demo-01.flac"].id))
+        session.execute(
+            update(Track).where(Track.id == by_name["demo-02.ogg"].id).values(tags=None)
+        )
+    again = engine.index_paths([folder])
+    assert again.indexed == 2 and again.unchanged == first.indexed + first.failed - 2
+    by_name = rows(engine)
+    assert by_name["demo-01.flac"].id in engine.catalog.prints([by_name["demo-01.flac"].id])
+    assert by_name["demo-02.ogg"].tags
+    assert engine.index_paths([folder]).indexed == 0
