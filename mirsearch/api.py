@@ -154,6 +154,7 @@ class Engine:
                     expect=expect,
                     config=self.settings.index,
                     mapped=self.settings.index.mapped,
+                    catalog_id=state.catalog_id,
                 )
                 self._generation = state.generation
             return self._index

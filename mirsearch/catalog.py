@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from mirsearch.errors import CatalogError, InvalidParameterError, MirsearchError
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
-SCHEMA_REVISION = "0004"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
+SCHEMA_REVISION = "0005"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 STATUSES = ("pending", "indexed", "failed")
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 
@@ -136,6 +137,8 @@ class IndexState(Base):
     generation: Mapped[int] = mapped_column(default=0)
     model_hash: Mapped[str | None]
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+    # drawn with the row; each index generation's meta file records it (index.VectorIndex.load)
+    catalog_id: Mapped[str | None] = mapped_column(sa.String(32), default=lambda: uuid.uuid4().hex)
 
 
 @dataclass(frozen=True)
@@ -145,6 +148,7 @@ class IndexStatus:
     generation: int = 0
     model_hash: str | None = None
     updated_at: datetime | None = None
+    catalog_id: str | None = None
 
 
 class Catalog:
@@ -236,7 +240,7 @@ class Catalog:
             row = session.get(IndexState, 1)
             if row is None:
                 return IndexStatus()
-            return IndexStatus(row.generation, row.model_hash, row.updated_at)
+            return IndexStatus(row.generation, row.model_hash, row.updated_at, row.catalog_id)
 
     def list_tracks(
         self,

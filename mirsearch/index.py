@@ -231,8 +231,9 @@ class VectorIndex:
         self._windows = self._windows.rebuilt(kind)
         self._tracks = self._tracks.rebuilt(kind if self.n_tracks >= IVF_MIN_TRAIN else "flat")
 
-    def save(self, directory: Path, generation: int) -> None:
-        """Write generation `generation` atomically; the caller then prunes older ones."""
+    def save(self, directory: Path, generation: int, *, catalog_id: str | None = None) -> None:
+        """Write generation `generation` atomically, for the catalog `catalog_id` (see `load`);
+        the caller then prunes older ones."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(path_of(directory, "windows", generation), self._windows.write)
@@ -243,6 +244,7 @@ class VectorIndex:
             "n_tracks": self.n_tracks,
             "ntotal_windows": self.ntotal_windows,
             "saved_at": datetime.now(UTC).isoformat(),
+            "catalog_id": catalog_id,
         }
         write_record(directory, generation, record)
 
@@ -255,9 +257,12 @@ class VectorIndex:
         expect: IndexMeta,
         config: IndexConfig | None = None,
         mapped: bool = False,
+        catalog_id: str | None = None,
     ) -> VectorIndex:
-        """Generation `generation` of `directory`; IndexMismatchError unless it matches `expect`.
-        `mapped`: read-only, its vectors mapped from the files (IdIndex.read), for a reader."""
+        """Generation `generation` of `directory`; IndexMismatchError unless it matches `expect`
+        and was written for the catalog `catalog_id` (a generation saved before catalogs had
+        ids says none, and loads). `mapped`: read-only, its vectors mapped from the files
+        (IdIndex.read), for a reader."""
         config = config or IndexConfig()
         directory = Path(directory)
         paths = [path_of(directory, name, generation) for name in ("meta", "windows", "tracks")]
@@ -271,6 +276,13 @@ class VectorIndex:
         try:
             record = saved_record(directory, generation)
             meta = IndexMeta(**{key: record[key] for key in META_FIELDS if key in record})
+            if None not in (catalog_id, record.get("catalog_id")) and (
+                record["catalog_id"] != catalog_id
+            ):
+                raise IndexMismatchError(
+                    f"{where} was written for another catalog database: give each catalog "
+                    f"database its own MIRSEARCH_HOME. {REBUILD}"
+                )
             problems = meta.differences(expect)
             if problems:
                 raise IndexMismatchError(

@@ -177,6 +177,7 @@ class Indexer:
                     state.generation,
                     expect=meta,
                     config=self.settings.index,
+                    catalog_id=state.catalog_id,
                 )
             except IndexMismatchError as exc:
                 log.warning("%s; embedding every track again", exc)
@@ -338,6 +339,7 @@ class Indexer:
             if state is None:
                 state = IndexState(id=1, generation=0, model_hash=model_hash)
                 session.add(state)
+                session.flush()  # its catalog_id drawn
             if state.generation != self._at:
                 raise IndexMismatchError(
                     f"another indexing run committed generation {state.generation} of this "
@@ -345,7 +347,7 @@ class Indexer:
                     "committed; run `mirsearch index` again"
                 )
             generation = state.generation + 1
-            index.save(self.settings.index_dir, generation)
+            index.save(self.settings.index_dir, generation, catalog_id=state.catalog_id)
             state.generation, state.model_hash = generation, model_hash
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -84,6 +85,25 @@ def test_the_first_session_migrates_a_catalog_behind_and_leaves_one_at_the_schem
     assert behind.index_state().generation == 0  # its first session upgrades
     assert behind.revision() == catalog_module.SCHEMA_REVISION
     behind.close()
+
+
+def test_an_upgraded_catalog_draws_its_id_and_a_new_one_has_its_own(catalog, tmp_path):
+    from mirsearch.catalog import IndexState
+
+    catalog.upgrade("0004")
+    with catalog.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO index_state (id, generation, updated_at) VALUES (1, 3, :now)"),
+            {"now": datetime.now(UTC)},
+        )
+    catalog.upgrade()
+    upgraded = catalog.index_state()
+    assert upgraded.generation == 3 and len(upgraded.catalog_id) == 32
+    other = Catalog(f"sqlite:///{tmp_path / 'other.db'}")
+    with other.session() as session, session.begin():
+        session.add(IndexState(id=1, generation=1))
+    assert other.index_state().catalog_id not in (None, upgraded.catalog_id)
+    other.close()
 
 
 def test_schema_revision_is_the_newest_migration():

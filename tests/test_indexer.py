@@ -407,3 +407,17 @@ def test_a_track_that_lost_its_print_or_tags_is_analysed_again(settings, folder)
     assert by_name["demo-01.flac"].id in engine.catalog.prints([by_name["demo-01.flac"].id])
     assert by_name["demo-02.ogg"].tags
     assert engine.index_paths([folder]).indexed == 0
+
+
+def test_an_index_folder_another_catalog_wrote_is_refused_then_rebuilt(settings, folder, tmp_path):
+    """A MIRSEARCH_DATABASE_URL pointed at another database, the home kept: that catalog writes
+    its generations into this one's index folder. This catalog's queries are refused (they had
+    read the other's vectors under its own track ids) and its next run embeds again."""
+    Engine(settings).index_paths([folder / "demo-01.flac"])
+    other = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path / 'other.db'}")
+    Engine(other).index_paths([folder / "demo-02.ogg"])
+    with pytest.raises(IndexMismatchError, match="written for another catalog database"):
+        Engine(settings).search(folder / "demo-01.flac", k=1)
+    assert Engine(settings).index_paths([folder / "demo-01.flac"]).indexed == 1
+    hit = Engine(settings).search(folder / "demo-01.flac", k=1)[0]
+    assert Path(hit.path).name == "demo-01.flac"
