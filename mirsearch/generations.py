@@ -20,7 +20,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +67,26 @@ def reading(directory: Path) -> Iterator[None]:
     """Hold off pruning in `directory` while the caller reads the current generation's number
     from the catalog and loads that generation (a shared lock; readers do not block each other).
     """
-    with _lock_file(directory) as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_SH)
+    lock = _reader_lock(Path(directory))
+    if lock is None:  # a read-only folder without one: nothing can prune it either
         yield
+        return
+    with lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_SH)
+        yield
+
+
+def _reader_lock(directory: Path) -> BinaryIO | None:
+    """The lock file opened for `reading`: as `_lock_file` opens it where the folder can be
+    written, else read-only (a catalog served from a read-only volume); None if neither can."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        return open(directory / READERS_LOCK, "a+b")
+    except PermissionError:
+        try:
+            return open(directory / READERS_LOCK, "rb")
+        except FileNotFoundError:
+            return None
 
 
 @contextmanager

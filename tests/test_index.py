@@ -332,6 +332,32 @@ def test_pruning_gives_way_to_a_reader_loading_a_generation(tmp_path):
     assert not (tmp_path / "meta-1.json").exists()
 
 
+def test_a_reader_of_a_read_only_folder_still_holds_off_pruning(tmp_path, monkeypatch):
+    """A catalog served from a read-only volume (faked: tests may run as root): its readers
+    take the shared lock on the lock file opened to read, or go without where there is none,
+    as nothing can prune that folder either. The lock file had to be opened to write."""
+    import builtins
+
+    import mirsearch.generations as generations
+
+    def read_only(path, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wa+"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, mode, *args, **kwargs)
+
+    index, _ = build_index(IndexConfig(), n_tracks=3)
+    index.save(tmp_path / "served", 1)
+    index.save(tmp_path / "served", 2)
+    assert prune_generations(tmp_path / "served", keep=1) == 0  # makes the lock file
+    index.save(tmp_path / "bare", 1)
+    monkeypatch.setattr(generations, "open", read_only, raising=False)
+    with reading(tmp_path / "served"), reading(tmp_path / "bare"):
+        monkeypatch.undo()
+        assert prune_generations(tmp_path / "served", keep=2) == 0  # given way to the reader
+        assert VectorIndex.load(tmp_path / "bare", 1, expect=META).n_tracks == 3
+    assert not (tmp_path / "bare" / READERS_LOCK).exists()
+
+
 def test_load_refuses_a_mismatched_or_missing_index(tmp_path):
     index, _ = build_index(IndexConfig(), n_tracks=3)
     index.save(tmp_path, 4)
