@@ -50,9 +50,9 @@ def reached(name):
         os.kill(os.getpid(), signal.SIGKILL)
 
 save = VectorIndex.save
-def save_between_stops(self, directory, generation):
+def save_between_stops(self, directory, generation, **options):
     reached("saving")  # a batch's rows are flushed, its generation's files not yet written
-    save(self, directory, generation)
+    save(self, directory, generation, **options)
     reached("vectors-saved")  # the generation's files are written, the catalog not yet committed
 VectorIndex.save = save_between_stops
 # a transaction's COMMIT is being sent to the database

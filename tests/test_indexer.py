@@ -247,7 +247,7 @@ def test_a_crash_while_committing_leaves_catalog_and_index_agreeing(settings, fo
     engine.index_paths([folder / "demo-01.flac"])
     generation = engine.catalog.index_state().generation
 
-    def crash(self, directory, generation):
+    def crash(self, directory, generation, **options):
         raise OSError("disk full (simulated)")
 
     monkeypatch.setattr(VectorIndex, "save", crash)
