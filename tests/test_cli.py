@@ -678,3 +678,18 @@ def test_a_database_url_or_a_home_that_cannot_be_used_is_told_in_a_line(tmp_path
     result = run((tmp_path / "a-file",), "stats")
     assert result.exit_code == 1 and "a-file" in result.output
     assert "Traceback" not in result.output
+
+
+def test_plain_output_shows_a_tag_s_control_characters_escaped(home, tmp_path):
+    """A title with a newline and a terminal escape (clear screen) stays on its line and acts
+    on nothing; --json keeps it as it is."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    title = "two\nlines\x1b[2J"
+    samples = load(home[1] / "demo-02.ogg").samples[: 20 * 16_000]
+    write(folder / "hostile.flac", samples, 16_000, tags={"title": title})
+    own = (tmp_path / "home",)
+    assert run(own, "index", folder).exit_code == 0
+    plain = run(own, "tracks").output.splitlines()
+    assert len(plain) == 2 and plain[0].endswith("two\\nlines\\x1b[2J") and "\x1b" not in plain[0]
+    assert lines(run(own, "tracks", "--json"))[0]["title"] == title

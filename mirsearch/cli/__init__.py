@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import PATHS, _emit, _engine, _settings
+from mirsearch.cli.common import PATHS, _emit, _engine, _say, _settings
 from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.errors import MirsearchError
@@ -148,7 +148,7 @@ def dupes(as_json: bool) -> None:
             f"{t['track_id']}:{t['title'] or Path(t['path']).name} (speed {t['speed']:g})"
             for t in group["tracks"]
         )
-        click.echo(f"group {n}: {names}")
+        _say(f"group {n}: {names}")
     click.echo(f"{len(groups)} near-duplicate groups")
 
 
@@ -175,7 +175,7 @@ def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
             _emit(row.to_dict())
         else:
             extra = f"  error: {row.error}" if row.error else ""
-            click.echo(
+            _say(
                 f"{row.id:6d}  {row.status:8s} {row.duration_s or 0:7.1f}s  "
                 f"{(row.genre or '-'):12s} {row.title or Path(row.path).name}{extra}"
             )
@@ -191,7 +191,7 @@ def genres(as_json: bool) -> None:
         if as_json:
             _emit({"genre": genre, "count": count})
         else:
-            click.echo(f"{count:6d}  {genre}")
+            _say(f"{count:6d}  {genre}")
 
 
 @main.command()
@@ -204,7 +204,7 @@ def stats(as_json: bool) -> None:
         _emit(data)
         return
     for key, value in data.items():
-        click.echo(f"{key}: {value}")
+        _say(f"{key}: {value}")
 
 
 @main.group()

@@ -25,5 +25,11 @@ def _engine():
     return Engine(_settings())
 
 
+def _say(line: str) -> None:
+    """A line of plain output, its control characters (a tag's newline, a terminal's escape
+    sequence) shown escaped: one line, and nothing a terminal would act on."""
+    click.echo("".join(c if c.isprintable() else repr(c)[1:-1] for c in line))
+
+
 def _emit(obj: dict) -> None:
     click.echo(json.dumps(obj, ensure_ascii=False))

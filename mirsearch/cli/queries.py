@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import PATHS, _emit, _settings
+from mirsearch.cli.common import PATHS, _emit, _say, _settings
 from mirsearch.config import SearchConfig
 from mirsearch.errors import MirsearchError
 from mirsearch.workers import default_workers, ordered_map
@@ -105,12 +105,12 @@ def _workers_option(f):
 
 
 def _show_results(query, payload: dict) -> None:
-    click.echo(f"{query}")
+    _say(f"{query}")
     results = payload.get("results") or payload.get("similar") or []
     for rank, r in enumerate(results, 1):
         name = r["title"] or Path(r["path"]).name
         genre = f"  [{r['genre']}]" if r.get("genre") else ""
-        click.echo(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['offset_s']:.1f}s{genre}")
+        _say(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['offset_s']:.1f}s{genre}")
     if not results:
         click.echo("  (no results)")
 
@@ -171,9 +171,9 @@ def match(clips, workers: int | None, as_json: bool) -> None:
     a folder stands for the audio files under it."""
 
     def show(clip, payload):
-        click.echo(f"{clip}")
+        _say(f"{clip}")
         for m in payload["matches"]:
-            click.echo(
+            _say(
                 f"  DUPLICATE of {m['title'] or Path(m['path']).name} (track {m['track_id']}): "
                 f"score {m['score']:.2f}, upload {m['query_offset_s']:.1f}s = track "
                 f"{m['track_offset_s']:.1f}s for {m['duration_s']:.1f}s, speed {m['speed']:.3f}"
@@ -209,17 +209,13 @@ def classify(files, timeline: bool, similar_k: int, workers: int | None, as_json
 
     def show(path, payload):
         top = sorted(payload["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        click.echo(
-            f"{path}: {payload['genre']}  (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")"
-        )
+        _say(f"{path}: {payload['genre']}  (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
         if payload["tags"]:
-            click.echo(
-                "  tags: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in payload["tags"])
-            )
+            _say("  tags: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in payload["tags"]))
         for w in payload.get("timeline", []):
-            click.echo(f"  {w['offset_s']:7.1f}s {w['genre']} {w['probability']:.2f}")
+            _say(f"  {w['offset_s']:7.1f}s {w['genre']} {w['probability']:.2f}")
         for r in payload["similar"]:
-            click.echo(f"  similar: {r['score']:.3f} {r['title'] or Path(r['path']).name}")
+            _say(f"  similar: {r['score']:.3f} {r['title'] or Path(r['path']).name}")
 
     run = partial(_classify, similar_k=similar_k, timeline=timeline)
     _per_query(_clips(files), run, show, as_json=as_json, key="query", workers=workers)
