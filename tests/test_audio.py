@@ -140,9 +140,11 @@ def test_silence_is_refused(write_audio):
 
 
 def float_wav(path, samples: np.ndarray, sr: int):
-    """`samples` as a 32-bit float WAV, written here: whatever they hold, NaN included."""
+    """`samples` ((n,) or (n, channels)) as a 32-bit float WAV, written here: whatever they
+    hold, NaN included."""
+    channels = 1 if np.ndim(samples) == 1 else np.shape(samples)[1]
     data = np.asarray(samples, dtype="<f4").tobytes()
-    fmt = struct.pack("<HHIIHH", 3, 1, sr, sr * 4, 4, 32)
+    fmt = struct.pack("<HHIIHH", 3, channels, sr, sr * 4 * channels, 4 * channels, 32)
     body = b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data"
     path.write_bytes(
         b"RIFF"
@@ -176,6 +178,17 @@ def test_an_offset_or_sub_audible_drift_alone_is_silent(tmp_path, name, samples,
     had been matched to a catalog track at 0.78."""
     with pytest.raises(SilentAudioError, match="silent"):
         audio.load(float_wav(tmp_path / "x.wav", samples, sr))
+
+
+def test_stereo_whose_channels_cancel_in_the_mix_is_read_from_its_first(tmp_path):
+    """L = -R (a wiring fault, or a way to slip a copy past a checker that mixes to mono) mixes
+    to nothing: it had been refused as silent. Stereo silence stays silence."""
+    x = tone(440.0, 5.0, sr=44_100)
+    decoded = audio.load(float_wav(tmp_path / "inverted.wav", np.stack([x, -x], axis=1), 44_100))
+    assert np.sqrt(np.mean(decoded.samples**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.05)
+    assert dominant_hz(decoded.samples, SR) == pytest.approx(440.0, abs=2.0)
+    with pytest.raises(SilentAudioError):
+        audio.load(float_wav(tmp_path / "silent.wav", np.zeros((5 * SR, 2)), SR))
 
 
 @pytest.mark.parametrize(("hz", "dbfs"), [(440.0, -50.0), (50.0, -40.0)])
