@@ -21,9 +21,10 @@ import serve
 from search import latency_ms
 
 from mirsearch.api import Engine
-from mirsearch.audio import discover, load
+from mirsearch.audio import load
 from mirsearch.config import Settings
 from mirsearch.encoding import write
+from mirsearch.files import discover
 
 CLIP_S = 10.0
 

@@ -41,7 +41,7 @@ from statistics import median
 
 from latency import CLIP_S, excerpts
 
-from mirsearch.audio import discover
+from mirsearch.files import discover
 
 REPO = Path(__file__).resolve().parent.parent
 BUILT = REPO / "var" / "olaf" / "bin" / "olaf"  # where `make olaf` installs it

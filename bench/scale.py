@@ -40,9 +40,9 @@ from search import latency_ms
 from sqlalchemy import insert, select, update
 
 from mirsearch.api import Engine
-from mirsearch.audio import discover
 from mirsearch.catalog import IndexState, Track, TrackPrint
 from mirsearch.config import IndexConfig, Settings
+from mirsearch.files import discover
 from mirsearch.generations import path_of, prune_generations
 from mirsearch.index import IndexMeta, VectorIndex, window_ids, window_kind
 from mirsearch.neighbours import IdIndex, normalise

@@ -1,10 +1,10 @@
-"""Decode any audio FFmpeg reads (via PyAV) to mono float32 at one rate; tags; input validation."""
+"""Decode any audio FFmpeg reads (via PyAV) to mono float32 at one rate; tags; input validation
+(finding the files is files.py)."""
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,31 +19,10 @@ from mirsearch.errors import (
     SilentAudioError,
     TooLongError,
 )
+from mirsearch.files import storable
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers try
-    [
-        ".wav",
-        ".wave",
-        ".flac",
-        ".mp3",
-        ".ogg",
-        ".oga",
-        ".opus",
-        ".m4a",
-        ".mp4",
-        ".aac",
-        ".wma",
-        ".aif",
-        ".aiff",
-        ".ape",
-        ".wv",
-        ".mka",
-        ".webm",
-        ".au",
-    ]
-)
 TAG_KEYS = ("title", "artist", "album", "genre")
 MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
 TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation
@@ -56,19 +35,6 @@ LEVEL_BLOCK_S = 0.02
 # on them: in a 10 s clip at 16 kHz, 4.5 of the 16 ms its decoding took, paid by both opens.
 # 4 KB still finds MP3 frames behind a PCM header (tests/test_audio.py).
 WAV_PROBE_BYTES = 4096
-MAGIC = (  # (offset, bytes) of the containers we sniff for
-    (0, b"RIFF"),
-    (0, b"fLaC"),
-    (0, b"OggS"),
-    (0, b"ID3"),
-    (4, b"ftyp"),
-    (0, b"FORM"),
-    (0, b"\x1a\x45\xdf\xa3"),
-    (0, b"MAC "),
-    (0, b"wvpk"),
-    (0, b"\x30\x26\xb2\x75"),
-    (0, b".snd"),
-)
 
 
 @dataclass(frozen=True)
@@ -91,61 +57,10 @@ class Decoded:
     info: AudioInfo
 
 
-def looks_like_audio(path: Path) -> bool:
-    """True when the first bytes look like a media container or an MPEG audio frame.
-
-    The walker uses it for files without an audio extension; files with one are always tried,
-    so a text file named .mp3 is recorded as failed rather than silently skipped.
-    """
-    try:
-        with open(path, "rb") as f:
-            head = f.read(16)
-    except OSError:
-        return False
-    if any(head[offset : offset + len(magic)] == magic for offset, magic in MAGIC):
-        return True
-    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
-
-
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """Every audio file under `paths`: by extension, or by content for files with other names."""
-    found: set[Path] = set()
-    for root in paths:
-        root = Path(root)
-        if not root.exists():
-            raise AudioError(f"{root}: no such file or folder")
-        candidates = [root] if root.is_file() else _walk(root)
-        for path in candidates:
-            if not _storable(path) or not path.is_file():  # a dangling link, a FIFO: no audio
-                continue
-            if path.suffix.lower() in AUDIO_EXTENSIONS or looks_like_audio(path):
-                found.add(path.resolve())
-    return sorted(found)
-
-
-def _storable(path: Path) -> bool:
-    """Whether `path` is text the catalog can store: a name that is not UTF-8 (bytes Python
-    keeps as surrogates) is left out, with a warning saying to rename it."""
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:
-        log.warning("%r left out: its name is not UTF-8; rename it to index it", str(path))
-        return False
-    return True
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith("."):
-                yield Path(folder) / name
-
-
 def _open(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise AudioError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
-    if not _storable(path):
+    if not storable(path):
         raise AudioError(f"{path!r}: the file's name is not UTF-8, which FFmpeg needs: rename it")
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from mirsearch.audio import AUDIO_EXTENSIONS, load
+from mirsearch.audio import load
 from mirsearch.config import AudioConfig
 from mirsearch.errors import MirsearchError
+from mirsearch.files import AUDIO_EXTENSIONS
 
 
 @dataclass(frozen=True)

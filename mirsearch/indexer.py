@@ -18,12 +18,12 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from mirsearch import audio
 from mirsearch.analysis import DecodeAhead, FileAnalysis, analyse_all, file_sha256
 from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_prints
 from mirsearch.config import Settings
 from mirsearch.duplicates import calibrated_threshold, find_matches
 from mirsearch.errors import IndexMismatchError
+from mirsearch.files import discover
 from mirsearch.generations import prune_generations, writing
 from mirsearch.index import IndexMeta, VectorIndex
 from mirsearch.model_card import read_card
@@ -106,7 +106,7 @@ class Indexer:
     ) -> IndexSummary:
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
-        files = audio.discover(paths)  # each path checked first: a missing one, a link loop...
+        files = discover(paths)  # each path checked first: a missing one, a link loop...
         if not files:
             log.warning("no audio files in %s", ", ".join(map(str, paths)))
         roots = [p.resolve() for p in paths]

@@ -17,11 +17,11 @@ import pytest
 from conftest import tone
 
 from mirsearch.api import Engine
-from mirsearch.audio import discover
 from mirsearch.catalog import Track
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces, write_demo_catalog
 from mirsearch.errors import IndexMismatchError, ModelError
+from mirsearch.files import discover
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
 from mirsearch.nn import build

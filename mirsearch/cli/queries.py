@@ -82,7 +82,7 @@ def _migrate(settings) -> None:
 
 def _clips(paths: Iterable[Path]) -> list[Path]:
     """The clips named: files as given, folders expanded into the audio files under them."""
-    from mirsearch.audio import discover
+    from mirsearch.files import discover
 
     clips: list[Path] = []
     for path in paths:

@@ -102,8 +102,8 @@ def _unlabelled(folder: Path | None) -> list[Path]:
     """Audio files of `folder`; for ../shared/audio, the packages the shipped recipe uses."""
     if folder is None:
         return []
-    from mirsearch.audio import discover
     from mirsearch.datasets import contrastive_files
+    from mirsearch.files import discover
 
     return contrastive_files(folder) or discover([folder])
 

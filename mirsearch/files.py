@@ -1,0 +1,102 @@
+"""Finding the audio files under folders: by extension, or by content for other names; files
+the catalog can name."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mirsearch.errors import AudioError
+
+log = logging.getLogger(__name__)
+
+AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers try
+    [
+        ".wav",
+        ".wave",
+        ".flac",
+        ".mp3",
+        ".ogg",
+        ".oga",
+        ".opus",
+        ".m4a",
+        ".mp4",
+        ".aac",
+        ".wma",
+        ".aif",
+        ".aiff",
+        ".ape",
+        ".wv",
+        ".mka",
+        ".webm",
+        ".au",
+    ]
+)
+MAGIC = (  # (offset, bytes) of the containers we sniff for
+    (0, b"RIFF"),
+    (0, b"fLaC"),
+    (0, b"OggS"),
+    (0, b"ID3"),
+    (4, b"ftyp"),
+    (0, b"FORM"),
+    (0, b"\x1a\x45\xdf\xa3"),
+    (0, b"MAC "),
+    (0, b"wvpk"),
+    (0, b"\x30\x26\xb2\x75"),
+    (0, b".snd"),
+)
+
+
+def looks_like_audio(path: Path) -> bool:
+    """True when the first bytes look like a media container or an MPEG audio frame.
+
+    The walker uses it for files without an audio extension; files with one are always tried,
+    so a text file named .mp3 is recorded as failed rather than silently skipped.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return False
+    if any(head[offset : offset + len(magic)] == magic for offset, magic in MAGIC):
+        return True
+    return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Every audio file under `paths`: by extension, or by content for files with other names."""
+    found: set[Path] = set()
+    for root in paths:
+        root = Path(root)
+        if not root.exists():
+            raise AudioError(f"{root}: no such file or folder")
+        candidates = [root] if root.is_file() else _walk(root)
+        for path in candidates:
+            if not path.is_file():  # a dangling link, a FIFO: no audio
+                continue
+            if not storable(path):
+                log.warning("%r left out: its name is not UTF-8; rename it to index it", str(path))
+                continue
+            if path.suffix.lower() in AUDIO_EXTENSIONS or looks_like_audio(path):
+                found.add(path.resolve())
+    return sorted(found)
+
+
+def storable(path: Path) -> bool:
+    """Whether `path` is text the catalog can store and FFmpeg can open: not a name that is not
+    UTF-8 (bytes Python keeps as surrogates)."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(folder) / name

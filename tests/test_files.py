@@ -1,0 +1,41 @@
+"""Finding audio files: by name or by content, hidden ones skipped, names the catalog can store."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from conftest import tone
+
+from mirsearch.errors import AudioError
+from mirsearch.files import discover, looks_like_audio
+
+
+def test_looks_like_audio_by_content_not_by_name(write_audio, tmp_path):
+    real = write_audio("x.ogg", tone(330.0, 1.0))
+    disguised = tmp_path / "notes.txt"
+    disguised.write_bytes(real.read_bytes())
+    text = tmp_path / "fake.mp3"
+    text.write_text("not audio at all")
+    assert looks_like_audio(disguised)
+    assert not looks_like_audio(text)
+
+
+def test_discover_finds_audio_by_name_or_content_and_skips_hidden_files(write_audio, tmp_path):
+    real = write_audio("song.ogg", tone(330.0, 1.0))
+    (tmp_path / "sub" / ".cache").mkdir(parents=True)
+    (tmp_path / "sub" / "mystery.bin").write_bytes(real.read_bytes())
+    (tmp_path / "sub" / ".cache" / "copy.ogg").write_bytes(real.read_bytes())
+    (tmp_path / ".hidden.ogg").write_bytes(real.read_bytes())
+    (tmp_path / "readme.bin").write_text("hello")
+    found = discover([tmp_path, real])
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["song.ogg", "sub/mystery.bin"]
+    with pytest.raises(AudioError, match="no such file or folder"):
+        discover([tmp_path / "nowhere"])
+
+
+def test_discover_leaves_out_dangling_links_and_names_that_are_not_utf8(write_audio, tmp_path):
+    real = write_audio("song.ogg", tone(330.0, 1.0))
+    (tmp_path / "gone.ogg").symlink_to(tmp_path / "nowhere.ogg")
+    (tmp_path / os.fsdecode(b"bad\xffname.ogg")).write_bytes(real.read_bytes())
+    assert discover([tmp_path]) == [real.resolve()]
