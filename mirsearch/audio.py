@@ -301,9 +301,10 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
         raise AudioError(f"{path}: the file is corrupt: it decodes to samples that are not numbers")
     if level_dbfs < config.silence_dbfs and info.channels > 1:
         first = _decoded(path, info, config, first_channel=True)
-        if _level_dbfs(first, config) >= config.silence_dbfs:
+        first_dbfs = _level_dbfs(first, config)
+        if first_dbfs >= config.silence_dbfs:
             log.info("%s: its channels cancel in the mono mix: read from its first", path)
-            samples, level_dbfs = first, _level_dbfs(first, config)
+            samples, level_dbfs = first, first_dbfs
     if level_dbfs < config.silence_dbfs:
         raise SilentAudioError(
             f"{path}: the audio is silent (level below {config.silence_dbfs:.0f} dBFS, "
