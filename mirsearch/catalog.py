@@ -264,12 +264,8 @@ class Catalog:
         if status is not None:
             query = query.where(Track.status == status)
         if q:
-            columns = (
-                Track.title,
-                Track.artist,
-                Track.path,
-            )  # `q` as typed: % and _ are no wildcards
-            query = query.where(
+            columns = (Track.title, Track.artist, Track.path)
+            query = query.where(  # `q` as typed: % and _ are no wildcards
                 or_(*(func.lower(c).contains(q.lower(), autoescape=True) for c in columns))
             )
         if genre:

@@ -80,8 +80,7 @@ def _reader_lock(directory: Path) -> BinaryIO | None:
     """The lock file opened for `reading`: as `_lock_file` opens it where the folder can be
     written, else read-only (a catalog served from a read-only volume); None if neither can."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        return open(directory / READERS_LOCK, "a+b")
+        return _lock_file(directory, READERS_LOCK)
     except PermissionError:
         try:
             return open(directory / READERS_LOCK, "rb")
@@ -94,9 +93,7 @@ def writing(directory: Path) -> Iterator[None]:
     """The folder's one writer: an exclusive lock an indexing run holds from its start to its end.
     Another run waits here, then plans from what the first committed; two at once had each saved
     the index it loaded plus its own tracks, the last one losing the other's vectors."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / WRITER_LOCK, "a+b") as f:
+    with _lock_file(Path(directory), WRITER_LOCK) as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -111,7 +108,7 @@ def prune_generations(directory: Path, *, keep: int) -> int:
     Deletes nothing while a reader holds `reading(directory)`: it may be loading one of them
     (the next prune, after the next commit or at the start of the next run, deletes them).
     """
-    with _lock_file(directory) as f:
+    with _lock_file(Path(directory), READERS_LOCK) as f:
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -126,10 +123,8 @@ def prune_generations(directory: Path, *, keep: int) -> int:
         return removed
 
 
-@contextmanager
-def _lock_file(directory: Path):
-    """The open lock file of `directory` (created with the folder); its lock ends on close."""
-    directory = Path(directory)
+def _lock_file(directory: Path, name: str) -> BinaryIO:
+    """Lock file `name` of `directory`, opened (created with the folder if need be); a lock
+    taken on it ends when it is closed."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / READERS_LOCK, "a+b") as f:
-        yield f
+    return open(directory / name, "a+b")

@@ -276,9 +276,8 @@ class VectorIndex:
         try:
             record = saved_record(directory, generation)
             meta = IndexMeta(**{key: record[key] for key in META_FIELDS if key in record})
-            if None not in (catalog_id, record.get("catalog_id")) and (
-                record["catalog_id"] != catalog_id
-            ):
+            written_for = record.get("catalog_id")
+            if catalog_id and written_for and written_for != catalog_id:
                 raise IndexMismatchError(
                     f"{where} was written for another catalog database: give each catalog "
                     f"database its own MIRSEARCH_HOME. {REBUILD}"
