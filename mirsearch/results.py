@@ -54,6 +54,12 @@ class MatchResult:
 
     @classmethod
     def of(cls, match: Match, row: Track) -> MatchResult:
+        """`match` told of the track `row`: the aligned stretch ends where the track does (a
+        line's last window may reach past it by up to a catalog hop)."""
+        duration_s = match.duration_s
+        if row.duration_s:
+            left_s = max(0.0, row.duration_s - match.track_offset_s) / match.speed
+            duration_s = min(duration_s, left_s)
         return cls(
             track_id=match.track_id,
             path=row.path,
@@ -61,7 +67,7 @@ class MatchResult:
             score=round(match.score, 4),
             query_offset_s=round(match.query_offset_s, 2),
             track_offset_s=round(match.track_offset_s, 2),
-            duration_s=round(match.duration_s, 2),
+            duration_s=round(duration_s, 2),
             speed=round(match.speed, 3),
         )
 
