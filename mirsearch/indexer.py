@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 class IndexSummary:
     indexed: int = 0  # files analysed and committed in this run
     unchanged: int = 0  # files whose content hash (and model) had not changed
+    moved: int = 0  # indexed tracks found at a new path (moved or renamed), not embedded again
     failed: int = 0  # files recorded as failed, with their message
     removed: int = 0  # rows pruned because their file is gone
     duplicates: int = 0  # newly indexed tracks flagged as near-duplicates of catalog tracks
@@ -46,6 +48,7 @@ class IndexSummary:
         return {
             "indexed": self.indexed,
             "unchanged": self.unchanged,
+            "moved": self.moved,
             "failed": self.failed,
             "removed": self.removed,
             "duplicates": self.duplicates,
@@ -112,7 +115,8 @@ class Indexer:
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
         index = self._open_index(meta)
-        todo, unchanged = self._plan(files)
+        todo, unchanged, moved = self._plan(files)
+        self._move(moved)
         # the first files are decoded while torch loads, on another core (where torch is loaded
         # already, as in a server or a notebook, there is nothing to overlap)
         overlap = engine == "local" and (os.cpu_count() or 1) > 1 and "torch" not in sys.modules
@@ -121,8 +125,8 @@ class Indexer:
             prune_generations(self.settings.index_dir, keep=self.catalog.index_state().generation)
             if on_total:
                 on_total(len(files))
-            if progress and unchanged:
-                progress(unchanged)
+            if progress and unchanged + len(moved):
+                progress(unchanged + len(moved))
             counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
             removed = self._prune(index, roots, files) if prune else 0
             if workers is None:
@@ -146,6 +150,7 @@ class Indexer:
         return IndexSummary(
             indexed=counts["indexed"],
             unchanged=unchanged,
+            moved=len(moved),
             failed=counts["failed"],
             removed=removed,
             duplicates=counts["duplicates"],
@@ -202,35 +207,49 @@ class Indexer:
             log.info("model changed: %d tracks will be embedded again", stale)
         return index
 
-    def _plan(self, files: list[Path]) -> tuple[list[Path], int]:
-        """Split files into those to analyse and the number unchanged since the last run. An
-        indexed track without its print or tags (a schema downgrade drops them; an upgrade
-        brings back only the empty table or column) is analysed again."""
+    def _plan(self, files: list[Path]) -> tuple[list[Path], int, dict[Path, int]]:
+        """Split files into those to analyse, the number unchanged since the last run and those
+        that are indexed tracks moved or renamed (by track id; see `_moved`). An indexed track
+        without its print or tags (a schema downgrade drops them; an upgrade brings back only
+        the empty table or column) is analysed again."""
         with self.catalog.session() as session:
             rows = {row.path: row for row in session.scalars(select(Track))}
             printed = set(session.scalars(select(TrackPrint.track_id)))
-        todo, unchanged = [], 0
+        complete = {
+            path: row
+            for path, row in rows.items()
+            if row.status == "indexed" and row.id in printed and row.tags is not None
+        }
+        todo, new, unchanged = [], [], 0
         for path in files:
             row = rows.get(str(path))
-            incomplete = (
-                row is not None
-                and row.status == "indexed"
-                and (row.id not in printed or row.tags is None)
-            )
-            if row is None or row.status not in ("indexed", "failed") or incomplete:
-                todo.append(path)
+            if row is None:
+                new.append(path)
                 continue
-            try:
-                stat = path.stat()
-                same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
-                same = same_stat or row.sha256 == file_sha256(path)
-            except OSError:  # unreadable now: the analysis records why
-                same = False
-            if same:
-                unchanged += 1
-            else:
-                todo.append(path)
-        return todo, unchanged
+            if row.status == "failed" or str(path) in complete:
+                try:
+                    stat = path.stat()
+                    same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
+                    if same_stat or row.sha256 == file_sha256(path):
+                        unchanged += 1
+                        continue
+                except OSError:  # unreadable now: the analysis records why
+                    pass
+            todo.append(path)
+        moved = _moved(new, complete.values())
+        return todo + [p for p in new if p not in moved], unchanged, moved
+
+    def _move(self, moved: dict[Path, int]) -> None:
+        """Point the tracks of `moved` at their files' new paths: nothing else changes (the
+        vector index holds them by track id), so nothing is embedded again."""
+        if not moved:
+            return
+        with self.catalog.session() as session, session.begin():
+            for path, track_id in moved.items():
+                row = session.get(Track, track_id)
+                log.info("%s moved to %s", row.path, path)
+                row.path, row.mtime = str(path), path.stat().st_mtime
+                row.updated_at = datetime.now(UTC)
 
     def _prune(self, index: VectorIndex, roots: list[Path], files: list[Path]) -> int:
         present = {str(p) for p in files}
@@ -374,6 +393,28 @@ def _fill_analysis_fields(row: Track, result: FileAnalysis, model_hash: str) -> 
     row.status, row.error = "indexed", None
     row.n_windows, row.model_hash = len(result.vectors), model_hash
     row.indexed_at = datetime.now(UTC)
+
+
+def _moved(new: list[Path], rows: Iterable[Track]) -> dict[Path, int]:
+    """The new paths among `new` that hold an indexed track whose file is gone from its own path
+    (moved or renamed): the same size, then the same content hash. Each track moves once."""
+    gone_by_size = defaultdict(list)
+    for row in rows:
+        if row.size_bytes is not None and not os.path.lexists(row.path):
+            gone_by_size[row.size_bytes].append(row)
+    moved: dict[Path, int] = {}
+    for path in new:
+        try:
+            candidates = gone_by_size.get(path.stat().st_size)
+            digest = file_sha256(path) if candidates else None
+        except OSError:  # unreadable: the analysis records why
+            continue
+        for row in candidates or ():
+            if row.sha256 == digest:
+                moved[path] = row.id
+                candidates.remove(row)
+                break
+    return moved
 
 
 def _under_any(path: Path, roots: list[Path]) -> bool:

@@ -103,7 +103,7 @@ def test_index_summary_contract_and_plain_summary(home):
     again = run(home, "index", home[1])
     assert again.exit_code == 0
     assert re.fullmatch(
-        r"indexed 0, unchanged 5, failed 0, removed 0, duplicates 0 in [\d.]+ s "
+        r"indexed 0, unchanged 5, moved 0, failed 0, removed 0, duplicates 0 in [\d.]+ s "
         r"\(0\.00 h of audio\)\n",
         again.output,
     ), again.output
@@ -119,7 +119,7 @@ def test_index_exits_non_zero_when_every_file_failed(tmp_path):
     assert result.exit_code == 1
     assert lines(result)[0]["failed"] == 2 and lines(result)[0]["indexed"] == 0
     plain = run(home, "index", bad)  # the failures are recorded: a re-run finds them unchanged
-    assert plain.exit_code == 0 and "indexed 0, unchanged 2, failed 0" in plain.output
+    assert plain.exit_code == 0 and "indexed 0, unchanged 2, moved 0, failed 0" in plain.output
 
 
 def test_listings(home):

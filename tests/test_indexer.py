@@ -152,6 +152,35 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert not engine.index().contains(gone)
 
 
+def test_a_moved_or_renamed_file_keeps_its_track_and_is_not_embedded_again(settings, folder):
+    """A catalog reorganised on disk: each moved file's row follows it (same id, vectors, genre),
+    nothing is analysed or flagged as a duplicate of its old self, and `--prune` has nothing to
+    remove. A copy whose original is still there is a new track; one old file's content found
+    twice moves once."""
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    before = rows(engine)
+    (folder / "album").mkdir()
+    (folder / "demo-01.flac").rename(folder / "album" / "first.flac")
+    (folder / "demo-02.ogg").rename(folder / "album" / "second.ogg")
+    shutil.copy(folder / "album" / "second.ogg", folder / "second-again.ogg")
+    shutil.copy(folder / "demo-03.mp3", folder / "third-copy.mp3")
+    summary = engine.index_paths([folder], prune=True)
+    after = rows(engine)
+    assert (summary.moved, summary.removed, summary.unchanged) == (2, 0, 7)
+    assert summary.indexed == 2 and summary.duplicates == 2  # the two copies
+    for old, new in (("demo-01.flac", "first.flac"), ("demo-02.ogg", "second.ogg")):
+        assert old not in after
+        assert after[new].id == before[old].id and after[new].genre == before[old].genre
+        assert after[new].path == str((folder / "album" / new).resolve())
+        assert after[new].duplicate_of is None
+        assert engine.index().contains(after[new].id)
+    assert after["second-again.ogg"].duplicate_of == before["demo-02.ogg"].id
+    assert after["third-copy.mp3"].duplicate_of == before["demo-03.mp3"].id
+    again = engine.index_paths([folder])
+    assert (again.indexed, again.moved, again.unchanged) == (0, 0, 11)
+
+
 def test_default_workers_are_one_per_core_but_no_more_than_files(settings, folder, monkeypatch):
     import mirsearch.indexer
 

@@ -126,12 +126,12 @@ def index(
         _emit(data)
     else:
         click.echo(
-            "indexed {indexed}, unchanged {unchanged}, failed {failed}, removed {removed}, "
-            "duplicates {duplicates} in {seconds:.1f} s ({audio_hours:.2f} h of audio)".format(
+            "indexed {indexed}, unchanged {unchanged}, moved {moved}, failed {failed}, "
+            "removed {removed}, duplicates {duplicates} in {seconds:.1f} s ({audio_hours:.2f} h of audio)".format(
                 **data
             )
         )
-    if data["failed"] and not (data["indexed"] or data["unchanged"]):
+    if data["failed"] and not (data["indexed"] or data["unchanged"] or data["moved"]):
         sys.exit(1)
 
 
