@@ -22,6 +22,7 @@ import numpy as np
 
 from mirsearch import audio
 from mirsearch.config import Settings
+from mirsearch.containers import AudioInfo
 from mirsearch.errors import MirsearchError
 from mirsearch.prefetch import DecodeAhead
 from mirsearch.vocabulary import top_tags
@@ -41,7 +42,7 @@ class FileAnalysis:
     size_bytes: int
     mtime: float
     error: str | None = None
-    info: audio.AudioInfo | None = None
+    info: AudioInfo | None = None
     descriptors: dict | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     tags: list[dict] = field(default_factory=list)  # best tags first: {"tag", "score", "kind"}
