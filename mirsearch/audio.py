@@ -1,5 +1,7 @@
-"""Decode any audio FFmpeg reads (via PyAV) to mono float32 at one rate, checking it is usable
-audio (what its container declares is containers.py, finding the files files.py)."""
+"""Decode any audio FFmpeg reads (via PyAV) to mono float32 at one rate, checked usable.
+
+What its container declares is containers.py; finding the files, files.py.
+"""
 
 from __future__ import annotations
 

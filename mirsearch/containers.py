@@ -1,5 +1,8 @@
-"""What an audio file's container declares (format, codec, rate, channels, duration, tags), read
-without decoding; files that are not audio, or are too long, refused on opening."""
+"""What an audio file's container declares (AudioInfo: format, codec, rate, duration, tags).
+
+It is read without decoding, and a file that is not audio, or longer than
+AudioConfig.max_duration_s, is refused there.
+"""
 
 from __future__ import annotations
 
