@@ -34,8 +34,8 @@ import numpy as np
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import Settings
-from mirsearch.duplicates import CALIBRATION
 from mirsearch.model_card import read_card
+from mirsearch.scoring import CALIBRATION
 from mirsearch.transforms import TRANSFORMS
 
 OUT = Path(__file__).resolve().parent / "dupes.json"

@@ -3,8 +3,8 @@ process pool (workers.py), or Ray tasks on a cluster (`--engine ray`); the index
 results.
 
 Importing this module does not import torch (`analyse_all` does, when there is something to
-analyse): an indexing run starts decoding its first files (`DecodeAhead`) before torch loads, and
-one with nothing to do never loads it.
+analyse): an indexing run starts decoding its first files (`prefetch.DecodeAhead`) before torch
+loads, and one with nothing to do never loads it.
 """
 
 from __future__ import annotations
@@ -12,32 +12,25 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
-import os
 import pickle
-import shutil
-import signal
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from mirsearch import audio
-from mirsearch.config import AudioConfig, Settings
+from mirsearch.config import Settings
+from mirsearch.containers import AudioInfo
 from mirsearch.errors import MirsearchError
+from mirsearch.prefetch import DecodeAhead
 from mirsearch.vocabulary import top_tags
-from mirsearch.workers import START_METHOD, ordered_map
+from mirsearch.workers import ordered_map
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
-# DecodeAhead writes at most this much decoded audio (~70 min at 16 kHz): a few seconds of
-# decoding are ~100 MB, a cold start of torch from disk (10 s and more) could be many times that
-MAX_AHEAD_BYTES = 256 << 20
-FOLDER_PREFIX = "mirsearch-decoded-"  # then the run's process id: DecodeAhead's folders
 
 
 @dataclass(frozen=True)
@@ -49,7 +42,7 @@ class FileAnalysis:
     size_bytes: int
     mtime: float
     error: str | None = None
-    info: audio.AudioInfo | None = None
+    info: AudioInfo | None = None
     descriptors: dict | None = None
     probabilities: dict[str, float] = field(default_factory=dict)
     tags: list[dict] = field(default_factory=list)  # best tags first: {"tag", "score", "kind"}
@@ -184,100 +177,6 @@ def analyse_all(
         log.info("%d files decoded while torch loaded", len(decoded))
     load = partial(Analyser, settings, threads=1 if workers > 1 else None, ahead=decoded)
     yield from ordered_map(load, Analyser.__call__, paths, workers=workers)
-
-
-class DecodeAhead:
-    """The first files of a run decoded by a process of their own while this one imports torch
-    and loads the model: on 2 cores that took ~4 s of one core, the other idle (`import torch`
-    alone 2.7-3.9 s on the machine of the README's figures), and `mirsearch index` of
-    ../shared/audio went from 27.0 to 25.0 s (three runs of each, interleaved).
-
-    The process is forked before torch is imported (it imports none), decodes `paths` in order
-    and writes each whole decoded file to a private temporary folder under a name it takes only
-    once complete, up to MAX_AHEAD_BYTES. `stop` ends it at once, wherever it is, and hands over
-    what is complete; a file it could not decode is left to the worker, whose error is the one
-    recorded. The folder goes when the context ends; if this process is killed first, its
-    decoding process removes it on seeing it gone, or, when that had stopped already, the next
-    run does (the folder's name holds the process id).
-    """
-
-    def __init__(self, paths: Sequence[Path], config: AudioConfig):
-        self.paths = list(paths)
-        self.folder: Path | None = None
-        self.process = None
-        if self.paths:
-            _remove_orphans(Path(tempfile.gettempdir()))
-            try:
-                self.folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-"))
-            except OSError as exc:  # the workers decode everything, as they would anyway
-                log.info("not decoding ahead: no temporary folder (%s)", exc)
-                return
-            self.process = get_context(START_METHOD).Process(
-                target=_decode_ahead,
-                args=(self.paths, config, self.folder, os.getpid()),
-                daemon=True,
-            )
-            self.process.start()
-
-    def stop(self) -> dict[str, Path]:
-        """Stop decoding; the files decoded whole: path → where its decoded audio waits."""
-        if self.process is not None:
-            self.process.terminate()
-            self.process.join()
-        if self.folder is None:
-            return {}
-        return {str(self.paths[int(f.stem)]): f for f in self.folder.glob("*.decoded")}
-
-    def __enter__(self) -> DecodeAhead:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-        if self.folder is not None:
-            shutil.rmtree(self.folder, ignore_errors=True)
-
-
-def _remove_orphans(temp: Path) -> None:
-    """Folders of runs killed after their decoder stopped (a crash, `kill -9`): the process named
-    in the folder's name is gone."""
-    for folder in temp.glob(f"{FOLDER_PREFIX}*-*"):
-        pid = folder.name[len(FOLDER_PREFIX) :].split("-", 1)[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, and someone else's
-        pass
-    return True
-
-
-def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this
-    written = 0
-    for n, path in enumerate(paths):
-        if os.getppid() != parent:  # the run was killed: nothing will read these
-            shutil.rmtree(folder, ignore_errors=True)
-            return
-        if written >= MAX_AHEAD_BYTES:
-            return
-        try:
-            decoded = audio.load(path, config=config)
-        except Exception:  # the worker decodes this file itself and records what goes wrong
-            continue
-        part = folder / f"{n}.part"
-        try:
-            with open(part, "wb") as f:
-                pickle.dump(decoded, f, protocol=pickle.HIGHEST_PROTOCOL)
-        except OSError:  # the temporary folder is full: the workers decode the rest
-            part.unlink(missing_ok=True)
-            return
-        part.rename(folder / f"{n}.decoded")
-        written += decoded.samples.nbytes
 
 
 # -- Ray: one actor per worker, each holding the model ------------------------------------------

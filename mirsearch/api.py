@@ -17,14 +17,7 @@ from threadpoolctl import threadpool_limits
 from mirsearch import audio
 from mirsearch.catalog import Catalog, Track
 from mirsearch.config import Settings
-from mirsearch.duplicates import (
-    Match,
-    Reading,
-    calibrated_threshold,
-    candidates,
-    ranked,
-    read_as_needed,
-)
+from mirsearch.duplicates import Reading, candidates, read_as_needed
 from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
 from mirsearch.generations import reading, saved_record
 from mirsearch.groups import find_groups
@@ -32,6 +25,7 @@ from mirsearch.index import REBUILD, IndexMeta, VectorIndex
 from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.results import Classification, MatchResult, Result, group_report
+from mirsearch.scoring import Match, calibrated_threshold, ranked
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
 from mirsearch.vocabulary import top_tags

@@ -1,53 +1,37 @@
-"""Decode any audio FFmpeg reads (via PyAV) to mono float32 at one rate; tags; input validation
-(finding the files is files.py)."""
+"""Decode any audio FFmpeg reads (via PyAV) to mono float32 at one rate, checked usable.
+
+What its container declares is containers.py; finding the files, files.py.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 
 from mirsearch.config import AudioConfig
-from mirsearch.errors import (
-    AudioError,
-    EmptyAudioError,
-    NotAudioError,
-    SilentAudioError,
-    TooLongError,
+from mirsearch.containers import (
+    WAV_PROBE_BYTES,
+    AudioInfo,
+    open_container,
+    probe,
+    reason,
+    wav_missing_bytes,
 )
-from mirsearch.files import storable
+from mirsearch.errors import AudioError, EmptyAudioError, SilentAudioError, TooLongError
 
 log = logging.getLogger(__name__)
 
-TAG_KEYS = ("title", "artist", "album", "genre")
 MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
 TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation
 # The silence check measures what is left once each block of this length loses its straight-line
 # trend: a DC offset and drift below ~10 Hz (-30 dB and more; 50 Hz passes) are no sound, and an
 # upload of nothing else had been matched to a catalog track.
 LEVEL_BLOCK_S = 0.02
-# How much of a WAV file FFmpeg reads when it opens one. By default (5 MB) its check that 16-bit
-# PCM is not another codec behind a PCM header reads every packet up to 32 and tries its probes
-# on them: in a 10 s clip at 16 kHz, 4.5 of the 16 ms its decoding took, paid by both opens.
-# 4 KB still finds MP3 frames behind a PCM header (tests/test_audio.py).
-WAV_PROBE_BYTES = 4096
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """What the container says about a file, before decoding."""
-
-    path: str
-    format: str  # FFmpeg's container name, e.g. "ogg", "mp3", "mov,mp4,m4a,3gp,3g2,mj2"
-    codec: str  # e.g. "vorbis", "mp3float", "aac"
-    sample_rate: int  # of the file, not of the decoded signal
-    channels: int
-    duration_s: float  # as declared by the container; exact after `load`
-    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -55,76 +39,6 @@ class Decoded:
     samples: np.ndarray  # float32, mono, shape (n,)
     sample_rate: int
     info: AudioInfo
-
-
-def _open(path: Path) -> av.container.InputContainer:
-    if not path.is_file():
-        raise AudioError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
-    if not storable(path):
-        raise AudioError(f"{path!r}: the file's name is not UTF-8, which FFmpeg needs: rename it")
-    if path.stat().st_size == 0:
-        raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")
-    options = {"probesize": str(WAV_PROBE_BYTES)} if _is_wav(path) else {}
-    try:
-        container = av.open(str(path), metadata_errors="ignore", options=options)
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise NotAudioError(f"{path}: not an audio file FFmpeg can read ({_reason(exc)})") from exc
-    if not container.streams.audio:
-        container.close()
-        raise NotAudioError(f"{path}: the file holds no audio stream")
-    return container
-
-
-def _is_wav(path: Path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(12)
-    return head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE"
-
-
-def _reason(exc: Exception) -> str:
-    return getattr(exc, "strerror", None) or str(exc)
-
-
-def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
-    stream = container.streams.audio[0]
-    if container.duration is not None:
-        duration_s = container.duration / av.time_base
-    elif stream.duration is not None and stream.time_base is not None:
-        duration_s = float(stream.duration * stream.time_base)
-    else:
-        duration_s = 0.0
-    tags = {}
-    for source in (stream.metadata, container.metadata):
-        for key, value in source.items():
-            key = key.lower()
-            if key in TAG_KEYS and value and key not in tags:
-                tags[key] = str(value).strip()
-    return AudioInfo(
-        path=str(path),
-        format=container.format.name,
-        codec=stream.codec_context.name,
-        sample_rate=stream.codec_context.sample_rate or 0,
-        channels=stream.codec_context.channels or 0,
-        duration_s=max(0.0, duration_s),
-        tags=tags,
-    )
-
-
-def probe(path: Path, *, config: AudioConfig = AudioConfig()) -> AudioInfo:
-    """The container's description of `path`; refuses non-audio and over-long files undecoded."""
-    path = Path(path)
-    with _open(path) as container:
-        info = _info(path, container)
-    _check_declared_length(info, config)
-    return info
-
-
-def _check_declared_length(info: AudioInfo, config: AudioConfig) -> None:
-    if info.duration_s > config.max_duration_s:
-        raise TooLongError(
-            f"{info.path}: {info.duration_s / 60:.1f} min long; the limit is "
-            f"{config.max_duration_s / 60:.0f} min (AudioConfig.max_duration_s)"
-        )
 
 
 def _read(
@@ -136,11 +50,11 @@ def _read(
     A third less CPU than reading packet by packet in Python into the same conversion (../shared/
     audio: 20.0 → 14.4 CPU-s, the same samples); but FFmpeg stops at the first packet it cannot
     decode or a change of format midway (FFmpegError), where `_read_packets` goes on. A `wav`
-    file (its container as `_open` read it) is opened on WAV_PROBE_BYTES, as `_open` opened it.
+    file (as `open_container` found it) is opened on WAV_PROBE_BYTES here too.
     """
     graph = av.filter.Graph()
-    probe = {"format_opts": f"probesize={WAV_PROBE_BYTES}"} if wav else {}
-    movie = graph.add("amovie", filename=str(path), streams="a:0", **probe)
+    probing = {"format_opts": f"probesize={WAV_PROBE_BYTES}"} if wav else {}
+    movie = graph.add("amovie", filename=str(path), streams="a:0", **probing)
     sink = _converted(graph, movie, config, first_channel=first_channel)
     while True:
         try:
@@ -165,7 +79,7 @@ def _read_packets(
             except av.error.FFmpegError as exc:
                 bad_packets += 1
                 if bad_packets > MAX_BAD_PACKETS:
-                    raise AudioError(f"{info.path}: the audio is corrupt ({_reason(exc)})") from exc
+                    raise AudioError(f"{info.path}: the audio is corrupt ({reason(exc)})") from exc
                 continue
             for frame in frames:
                 if graph is not None and _shape(frame) != shape:  # the stream changed format
@@ -190,9 +104,7 @@ def _read_packets(
         if graph is not None:
             yield from _drained(graph, sink, flush=True)
     except av.error.FFmpegError as exc:
-        raise AudioError(
-            f"{info.path}: the audio is corrupt or truncated ({_reason(exc)})"
-        ) from exc
+        raise AudioError(f"{info.path}: the audio is corrupt or truncated ({reason(exc)})") from exc
     if bad_packets:
         log.info("%s: skipped %d unreadable packets", info.path, bad_packets)
 
@@ -240,21 +152,6 @@ def _converted(graph: av.filter.Graph, source, config: AudioConfig, *, first_cha
     return sink
 
 
-def _wav_missing_bytes(path: Path) -> int:
-    """For a RIFF/WAVE file, how many bytes of the declared data chunk are not in the file."""
-    with open(path, "rb") as f:
-        head = f.read(4096)
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return 0
-    at = head.find(b"data", 12)
-    if at < 0:
-        return 0
-    declared = int.from_bytes(head[at + 4 : at + 8], "little")
-    if declared in (0, 0xFFFFFFFF):  # streamed WAVs leave the size open
-        return 0
-    return max(0, at + 8 + declared - path.stat().st_size)
-
-
 def _gathered(blocks: Iterator[np.ndarray], info: AudioInfo, config: AudioConfig) -> np.ndarray:
     """The decoded blocks in one float32 array, each copied in as it comes into room for the
     declared duration (grown by half when that was short; room never written to is never
@@ -281,12 +178,10 @@ def _gathered(blocks: Iterator[np.ndarray], info: AudioInfo, config: AudioConfig
 def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
     """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio."""
     path = Path(path)
-    with _open(path) as container:
-        info = _info(path, container)
-        _check_declared_length(info, config)
-        missing = _wav_missing_bytes(path) if info.format == "wav" else 0
-        if missing:
-            raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
+    info = probe(path, config=config)
+    missing = wav_missing_bytes(path) if info.format == "wav" else 0
+    if missing:
+        raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
     samples = _decoded(path, info, config)
     decoded_s = samples.size / config.sample_rate
     if samples.size == 0:
@@ -325,7 +220,7 @@ def _decoded(
         reading = _read(path, config, wav=info.format == "wav", first_channel=first_channel)
         return _gathered(reading, info, config)
     except av.error.FFmpegError:
-        with _open(path) as container:
+        with open_container(path) as container:
             reading = _read_packets(container, info, config, first_channel=first_channel)
             return _gathered(reading, info, config)
 

@@ -1,38 +1,26 @@
-"""Near-duplicate detection: window lines checked on the prints, scored and ranked.
+"""Near-duplicate detection: window lines checked on the prints, the best kept, read as needed.
 
 The query's windows give every catalog track they point to a line of speed and offset
 (`lines.vote`). The lines of most window evidence are verified at 1/32 s on the tracks' prints
 (`verification.check`): a copy's spectrogram moves with the query's, other music with the same
 sound does not, and the prints put a copy's line where it lies (its speed to a few thousandths,
 its offset to a few hundredths of a second, where the windows' vote knows them to a few per
-cent). The windows' evidence and the prints' agreement give a score in [0, 1], compared with a
-threshold calibrated on music that is not in the catalog (`mirsearch/assets/duplicates.json`; it
-belongs to this scoring code, so queries read it from there, and the index records it for the
-check on ingest). An upload is read as it plays first, and at the shifted pitch hypotheses only
-when that reading leaves it in doubt (`read_as_needed`).
+cent). The windows' evidence and the prints' agreement give a score (`scoring.py`, with the
+threshold calibrated for it). An upload is read as it plays first, and at the shifted pitch
+hypotheses only when that reading leaves it in doubt (`read_as_needed`).
 """
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
 from mirsearch import fingerprint, lines, verification
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.index import VectorIndex
-
-log = logging.getLogger(__name__)
-
-CALIBRATION = Path(__file__).resolve().parent / "assets" / "duplicates.json"
-# Ranking matches of several versions of one recording (their scores all near 1): agreement lost
-# per unit of speed change, so the version the clip plays at speed 1.0 comes first unless another
-# agrees by more than 0.1 better at ±5 % (an exact copy agrees at 0.9 and more).
-RANK_SPEED_PENALTY = 2.0
+from mirsearch.scoring import Match, ranked, scored, window_logit
 
 # Track ids → their prints (bands, frames) uint8; ids without a print are left out.
 Prints = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
@@ -47,39 +35,6 @@ class Reading:
     vectors: np.ndarray  # (n, D) its windows' matching vectors
     offsets_s: np.ndarray  # (n,) where they start
     fingerprint: np.ndarray  # (bands, frames) its print (fingerprint.make_print)
-
-
-@dataclass(frozen=True)
-class Match:
-    """A catalog track found inside a query: where, for how long, how fast, how sure."""
-
-    track_id: int
-    score: float  # in [0, 1]; a duplicate when ≥ the calibrated threshold
-    query_offset_s: float  # where in the query the catalog excerpt begins
-    track_offset_s: float  # where in the track it begins
-    duration_s: float  # how long the aligned stretch is (query time)
-    speed: float  # track seconds per query second (1.05: the upload plays the track 5% fast)
-    windows: int  # query windows that agree
-    similarity: float  # their mean cosine similarity
-    agreement: float = 0.0  # the prints' correlation along the line (verification.check)
-
-    def to_dict(self) -> dict:
-        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
-
-
-def calibrated_threshold(model_hash: str, *, config: DuplicateConfig = DuplicateConfig()) -> float:
-    """The threshold calibrated for this model, or the configured default (with a warning)."""
-    if CALIBRATION.is_file():
-        calibration = json.loads(CALIBRATION.read_text())
-        if calibration.get("model_sha256") == model_hash:
-            return float(calibration["threshold"])
-    log.warning(
-        "no duplicate threshold calibrated for model %s; using %.2f (run "
-        "`make eval-dupes` to calibrate)",
-        model_hash[:12],
-        config.default_threshold,
-    )
-    return config.default_threshold
 
 
 def find_matches(
@@ -98,23 +53,6 @@ def find_matches(
     reading = Reading(query_vectors, query_offsets_s, query_print)
     found = candidates(index, [reading], prints, config=config, exclude=exclude)
     return ranked([m for m in found if m.score >= threshold])
-
-
-def ranked(matches: Sequence[Match]) -> list[Match]:
-    """Matches in the order to show them: the version the query plays at speed 1.0 with the
-    highest print agreement first.
-
-    Several versions of one recording (an original, a sped-up copy, a re-release) all score near
-    1; what separates them is how closely the prints agree and at what speed.
-    """
-    return sorted(
-        matches,
-        key=lambda m: (
-            -(m.agreement - RANK_SPEED_PENALTY * abs(m.speed - 1.0)),
-            -m.score,
-            m.track_id,
-        ),
-    )
 
 
 def candidates(
@@ -218,8 +156,8 @@ def strongest(
     per_reading: Sequence[Sequence[lines.Line]], duration_s: float, config: DuplicateConfig
 ) -> set[int]:
     """The tracks whose best line over the readings has the most window evidence
-    (`_window_logit`, ties to the lower id): config.verify_tracks of them per started minute of
-    query, so a long upload holding many catalog tracks has them all checked.
+    (`scoring.window_logit`, ties to the lower id): config.verify_tracks of them per started
+    minute of query, so a long upload holding many catalog tracks has them all checked.
 
     Most of a query's tracks are other music its windows brush against; each strongest track is
     checked along every reading's line, as the reading with the best windows is not always the
@@ -232,7 +170,7 @@ def strongest(
     for reading in per_reading:
         for line in reading:
             evidence[line.track_id] = max(
-                evidence.get(line.track_id, -np.inf), _window_logit(line, config)
+                evidence.get(line.track_id, -np.inf), window_logit(line, config)
             )
     n = config.verify_tracks * max(1, int(np.ceil(duration_s / 60.0)))
     return set(sorted(evidence, key=lambda t: (-evidence[t], t))[:n])
@@ -308,38 +246,9 @@ def _verified(
         background=config.verify_background,
     )
     return [
-        _scored(line, checked, config)
+        scored(line, checked, config)
         for (line, _), checked in zip(lines_to_check, found, strict=True)
     ]
-
-
-def _scored(line: lines.Line, checked: verification.Check, config: DuplicateConfig) -> Match:
-    """`line`'s match: its windows' evidence and its prints' agreement in one score."""
-    agreement_weight = config.weight_agreement + config.weight_agreement_log_windows * float(
-        np.log(line.windows)
-    )
-    logit = _window_logit(line, config) + agreement_weight * checked.agreement
-    score = 1.0 / (1.0 + np.exp(-logit))
-    return Match(
-        track_id=line.track_id,
-        score=round(float(score), 4),
-        query_offset_s=line.query_offset_s,
-        track_offset_s=checked.alignment.track_offset_s,
-        duration_s=line.duration_s,
-        speed=checked.alignment.speed,
-        windows=line.windows,
-        similarity=line.similarity,
-        agreement=round(checked.agreement, 4),
-    )
-
-
-def _window_logit(line: lines.Line, config: DuplicateConfig) -> float:
-    """The windows' share of the score's logit: their mean similarity and (log) number."""
-    return (
-        config.weight_similarity * line.similarity
-        + config.weight_log_windows * float(np.log(line.windows))
-        + config.bias
-    )
 
 
 def _evidence(m: Match) -> tuple[float, float, float]:

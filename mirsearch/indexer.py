@@ -19,15 +19,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from mirsearch.analysis import DecodeAhead, FileAnalysis, analyse_all, file_sha256
+from mirsearch.analysis import FileAnalysis, analyse_all, file_sha256
 from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_prints
 from mirsearch.config import Settings
-from mirsearch.duplicates import calibrated_threshold, find_matches
+from mirsearch.duplicates import find_matches
 from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
 from mirsearch.generations import prune_generations, writing
 from mirsearch.index import IndexMeta, VectorIndex
 from mirsearch.model_card import read_card
+from mirsearch.prefetch import DecodeAhead
+from mirsearch.scoring import calibrated_threshold
 from mirsearch.workers import default_workers
 
 log = logging.getLogger(__name__)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from mirsearch.catalog import Track
-from mirsearch.duplicates import Match
 from mirsearch.groups import Group
+from mirsearch.scoring import Match
 from mirsearch.search import Hit
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -238,3 +239,14 @@ def windows_at(windows: np.ndarray, times_s: np.ndarray, *, hop_s: float) -> np.
     below = np.clip(np.floor(position).astype(int), 0, len(windows) - 2)
     after = (position - below)[:, None]
     return normalise((1 - after) * windows[below] + after * windows[below + 1])
+
+
+def run_script(script: str, *args, timeout: float = 60, **options) -> subprocess.CompletedProcess:
+    """`python -c script args…`, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-c", script, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **options,
+    )

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import SR, tone
 
-from mirsearch import audio
+from mirsearch import audio, containers
 from mirsearch.encoding import CODECS, write
 from mirsearch.errors import AudioError
 
@@ -32,8 +32,8 @@ def test_tags_and_bit_rate_are_written(tmp_path):
         tmp_path / "rich.mp3", x, SR, bit_rate=128_000, tags={"title": "Été", "genre": "jazz"}
     )
     lean = write(tmp_path / "lean.mp3", x, SR, bit_rate=32_000)
-    assert audio.probe(rich).tags["title"] == "Été"
-    assert audio.probe(rich).tags["genre"] == "jazz"
+    assert containers.probe(rich).tags["title"] == "Été"
+    assert containers.probe(rich).tags["genre"] == "jazz"
     assert lean.stat().st_size < rich.stat().st_size / 2
 
 

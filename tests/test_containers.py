@@ -1,0 +1,67 @@
+"""What a container declares, read before decoding: tags, lengths, and files that are not audio."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import pytest
+from conftest import SR, tone
+
+from mirsearch import audio, containers
+from mirsearch.config import AudioConfig
+from mirsearch.errors import AudioError, EmptyAudioError, NotAudioError, TooLongError
+from mirsearch.files import looks_like_audio
+
+
+def test_tags_are_read_from_the_container(write_audio):
+    path = write_audio(
+        "tagged.flac",
+        tone(220.0, 2.0),
+        title="Song <1>",
+        artist="Band",
+        album="Record",
+        genre="jazz",
+    )
+    tags = containers.probe(path).tags
+    assert tags == {"title": "Song <1>", "artist": "Band", "album": "Record", "genre": "jazz"}
+
+
+def test_zero_length_file_is_empty(tmp_path):
+    path = tmp_path / "empty.mp3"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyAudioError, match="empty"):
+        audio.load(path)
+
+
+@pytest.mark.parametrize("content", [b"hello, this is a text file\n" * 50, bytes(range(256)) * 40])
+def test_text_or_random_bytes_named_mp3_is_not_audio(tmp_path, content):
+    path = tmp_path / "song.mp3"
+    path.write_bytes(content)
+    with pytest.raises(AudioError, match="song.mp3"):
+        audio.load(path)
+    assert not looks_like_audio(tmp_path / "song.mp3") or content[:3] == b"ID3"
+
+
+def test_over_long_file_is_refused_before_decoding(write_audio):
+    path = write_audio("long.flac", tone(440.0, 30.0))
+    config = AudioConfig(max_duration_s=10.0)
+    with pytest.raises(TooLongError, match="limit"):
+        containers.probe(path, config=config)
+    tracemalloc.start()
+    with pytest.raises(TooLongError):
+        audio.load(path, config=config)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 30 * SR * 4 / 2, "the whole file was decoded before the limit was checked"
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(AudioError, match="no such file"):
+        audio.load(tmp_path / "nope.wav")
+
+
+def test_not_audio_error_for_an_image(tmp_path):
+    path = tmp_path / "cover.ogg"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(500))
+    with pytest.raises(NotAudioError):
+        audio.load(path)

@@ -1,0 +1,214 @@
+"""Decoding ahead while torch loads: whole files handed over once, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_script
+
+from mirsearch import audio, prefetch
+from mirsearch.analysis import Analyser
+from mirsearch.demo import write_demo_catalog
+from mirsearch.prefetch import DecodeAhead
+from mirsearch.workers import START_METHOD
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory):
+    return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=3)
+
+
+def test_files_decoded_ahead_are_read_as_decoded_once_and_bad_ones_left_to_the_worker(
+    settings, demo_files, tmp_path
+):
+    bad = tmp_path / "liner-notes.mp3"
+    bad.write_text("not audio at all\n" * 50)
+    paths = [demo_files[0], bad, demo_files[1]]
+    with DecodeAhead(paths, settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        ready = ahead.stop()
+        assert ready.keys() == {str(demo_files[0]), str(demo_files[1])}
+        analyser = Analyser(settings, ahead=ready)
+        decoded_ahead = analyser(demo_files[0])
+        assert not ready[str(demo_files[0])].exists()  # read once, then gone
+        np.testing.assert_array_equal(
+            decoded_ahead.vectors, Analyser(settings)(demo_files[0]).vectors
+        )
+        assert "liner-notes.mp3" in analyser(bad).error
+    assert not ahead.folder.exists()
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the stalled decoder is patched in by fork")
+def test_stopping_the_decoding_ahead_hands_over_only_whole_files_at_once(
+    settings, demo_files, monkeypatch
+):
+    """The decoder is stopped wherever it is (here: stuck in the second file for a minute), and
+    what it had not finished is not handed over."""
+    load = audio.load
+
+    def stuck_on_the_second(path, **kwargs):
+        if path == demo_files[1]:
+            time.sleep(60)
+        return load(path, **kwargs)
+
+    monkeypatch.setattr(prefetch.audio, "load", stuck_on_the_second)
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        deadline = time.monotonic() + 30
+        while not (ahead.folder / "0.decoded").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = time.monotonic()
+        ready = ahead.stop()
+        assert time.monotonic() - started < 5
+    assert list(ready) == [str(demo_files[0])]
+
+
+def test_without_a_temporary_folder_nothing_is_decoded_ahead_and_nothing_fails(
+    settings, demo_files, monkeypatch
+):
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied", "/tmp")
+
+    monkeypatch.setattr(prefetch.tempfile, "mkdtemp", refused)
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        assert ahead.process is None and ahead.stop() == {}
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the full disk is patched in by fork")
+def test_decoding_ahead_into_a_full_folder_stops_and_leaves_no_partial_file(
+    settings, demo_files, monkeypatch
+):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(prefetch.pickle, "dump", full)
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        assert ahead.process.exitcode == 0
+        assert ahead.stop() == {} and list(ahead.folder.iterdir()) == []
+
+
+def test_decoding_ahead_stops_at_its_byte_budget(settings, demo_files, monkeypatch):
+    monkeypatch.setattr(prefetch, "MAX_AHEAD_BYTES", 1)  # the first file spends it
+    with DecodeAhead(demo_files, settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        assert ahead.process.exitcode == 0
+        assert list(ahead.stop()) == [str(demo_files[0])]
+
+
+# The start of a script whose decoding ahead takes SECONDS a file (the patch reaches the decoding
+# process by fork).
+SLOW_DECODER = """
+import os, signal, sys, time
+from pathlib import Path
+from mirsearch import prefetch
+from mirsearch.config import AudioConfig
+
+load = prefetch.audio.load
+def slow(path, **kwargs):
+    time.sleep(SECONDS)
+    return load(path, **kwargs)
+prefetch.audio.load = slow
+paths = [Path(p) for p in sys.argv[1:]]
+"""
+
+# A run killed while decoding ahead: its decoder finds its parent gone and removes the folder.
+KILLED_WHILE_DECODING = (
+    SLOW_DECODER.replace("SECONDS", "1")
+    + """
+ahead = prefetch.DecodeAhead(paths, AudioConfig())
+print(ahead.folder, flush=True)
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+)
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the slow decoder is patched in by fork")
+def test_a_run_killed_while_decoding_ahead_leaves_no_decoded_audio_behind(demo_files):
+    done = run_script(KILLED_WHILE_DECODING, *demo_files)
+    assert done.returncode == -9
+    folder = Path(done.stdout.strip())
+    assert folder.name.startswith("mirsearch-decoded-")
+    deadline = time.monotonic() + 15
+    while folder.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not folder.exists()
+
+
+# Ctrl-C in a terminal reaches every process of the run: the decoder leaves it to the run.
+INTERRUPTED_WHILE_DECODING = (
+    SLOW_DECODER.replace("SECONDS", "3")
+    + """
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, wherever this runs
+with prefetch.DecodeAhead(paths, AudioConfig()) as ahead:
+    time.sleep(1)
+    try:
+        os.killpg(0, signal.SIGINT)
+        time.sleep(5)
+    except KeyboardInterrupt:
+        time.sleep(1)  # a run can take a while to get there (an import in C does not stop)
+        print("interrupted; decoder still running:", ahead.process.is_alive(), flush=True)
+"""
+)
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the slow decoder is patched in by fork")
+def test_ctrl_c_while_decoding_ahead_is_the_runs_to_report(demo_files):
+    done = run_script(INTERRUPTED_WHILE_DECODING, *demo_files, start_new_session=True)
+    assert done.stdout.strip() == "interrupted; decoder still running: True"  # for the run to stop
+    assert "Traceback" not in done.stderr
+
+
+def test_a_folder_left_by_a_killed_run_is_removed_by_the_next(
+    settings, demo_files, tmp_path, monkeypatch
+):
+    """Killed after its decoder stopped, a run leaves its folder; the next run removes it, and
+    leaves alone the folder of a run still going."""
+    gone = run_script("import os; print(os.getpid())").stdout.strip()
+    left = tmp_path / f"{prefetch.FOLDER_PREFIX}{gone}-abcd"
+    left.mkdir()
+    (left / "0.decoded").write_bytes(b"decoded audio")
+    running = tmp_path / f"{prefetch.FOLDER_PREFIX}{os.getppid()}-efgh"
+    running.mkdir()
+    monkeypatch.setattr(prefetch.tempfile, "tempdir", str(tmp_path))
+    with DecodeAhead(demo_files[:1], settings.audio) as ahead:
+        assert ahead.folder.parent == tmp_path
+        assert not left.exists() and running.exists()
+
+
+# What lets an indexing run decode while torch loads: the decoder is forked before torch is
+# imported, which importing the indexer must not do.
+TORCH_FREE_UNTIL_DECODING = """
+import sys
+from pathlib import Path
+
+from mirsearch import prefetch
+from mirsearch.api import Engine
+from mirsearch.config import Settings
+
+init = prefetch.DecodeAhead.__init__
+def noted(self, paths, config):
+    print("decoding", len(paths), "ahead; torch loaded:", "torch" in sys.modules, flush=True)
+    init(self, paths, config)
+prefetch.DecodeAhead.__init__ = noted
+summary = Engine(Settings.from_env({}, home=Path(sys.argv[1]))).index_paths(sys.argv[2:], workers=2)
+print("indexed", summary.indexed)
+"""
+
+
+def test_an_index_run_starts_decoding_before_torch_loads(demo_files, tmp_path):
+    done = run_script(
+        TORCH_FREE_UNTIL_DECODING,
+        tmp_path,
+        *demo_files,
+        timeout=180,
+        env=os.environ | {"OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr
+    n = len(demo_files)
+    expected = f"decoding {n if (os.cpu_count() or 1) > 1 else 0} ahead; torch loaded: False"
+    assert done.stdout.splitlines() == [expected, f"indexed {n}"]
