@@ -93,7 +93,12 @@ class Analyser:
 
         keep_freed_memory()
         self.settings = settings
-        self.embedder = Embedder(settings.model_path, config=settings.embedding, threads=threads)
+        self.embedder = Embedder(
+            settings.model_path,
+            config=settings.embedding,
+            threads=threads,
+            silence_dbfs=settings.audio.silence_dbfs,
+        )
         self.describe = describe
         self.ahead = dict(ahead or {})
 

@@ -70,6 +70,7 @@ class Engine:
                         self.settings.model_path,
                         config=self.settings.embedding,
                         threads=self.threads,
+                        silence_dbfs=self.settings.audio.silence_dbfs,
                     )
                 )
             return self._embedder
@@ -195,10 +196,11 @@ class Engine:
 
     def _rank(self, analysis: Analysis, *, k: int, allowed: set[int] | None) -> list[Result]:
         index = self._require_index()
+        heard = analysis.sounding  # a silent lead-in would lower every track's aligned score
         hits = rank(
             index,
-            analysis.vectors,
-            analysis.offsets_s,
+            analysis.vectors[heard],
+            analysis.offsets_s[heard],
             analysis.track_vector,
             k=k,
             allowed_tracks=allowed,

@@ -32,6 +32,11 @@ TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared dura
 # trend: a DC offset and drift below ~10 Hz (-30 dB and more; 50 Hz passes) are no sound, and an
 # upload of nothing else had been matched to a catalog track.
 LEVEL_BLOCK_S = 0.02
+# A window is sound when this share of its blocks is above the silence level. A clip cut from a
+# catalog track scored 0.936 in search, 0.823 after a 3 s silent lead-in, 0.888 with the lead-in's
+# windows left out at a share of 1/2, 0.918 at 0.9; of the 5,560 windows of ../shared/audio, 65
+# fall out (47 of them at a track's start or end, 18 in near-silent pauses).
+SOUNDING_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -231,19 +236,50 @@ def _level_dbfs(samples: np.ndarray, config: AudioConfig) -> float:
     return 10 * np.log10(power + 1e-24) if np.isfinite(power) else float("nan")
 
 
+def sounding_windows(
+    samples: np.ndarray,
+    starts_s: np.ndarray,
+    window_s: float,
+    *,
+    sample_rate: int,
+    silence_dbfs: float,
+) -> np.ndarray:
+    """Whether each window of `samples` (`window_s` seconds from each of `starts_s`) is mostly
+    sound: SOUNDING_SHARE of its LEVEL_BLOCK_S blocks at or above `silence_dbfs`, each read as the
+    silence check reads a file (`_detrended_power`). A silent lead-in or ending, or a pause,
+    is left out of what a signal's windows are averaged into (embeddings.Embedder.analyse)."""
+    block = max(2, int(LEVEL_BLOCK_S * sample_rate))
+    starts_s = np.asarray(starts_s, dtype=np.float64)
+    if samples.size < block:
+        return np.ones(len(starts_s), dtype=bool)
+    loud = _block_residuals(samples, block) / block >= 10 ** (silence_dbfs / 10)
+    counts = np.concatenate([[0], np.cumsum(loud)])
+    first = np.clip(np.round(starts_s * sample_rate / block).astype(np.int64), 0, loud.size)
+    last = np.clip(
+        np.round((starts_s + window_s) * sample_rate / block).astype(np.int64), 0, loud.size
+    )
+    return counts[last] - counts[first] >= SOUNDING_SHARE * np.maximum(last - first, 1)
+
+
 def _detrended_power(samples: np.ndarray, block: int) -> float:
     """Mean power of `samples` once each `block` of them (the last, shorter one left out) loses
-    its least-squares line; NaN where a sample is not finite.
-
-    Per block, the residual energy is its energy less its sum squared over its length and its
-    moment about the centre squared over the moments' norm: three reductions the blocks share
-    (BLAS; no copy of the samples: an hour, ~0.09 s) and the cancellation within a block only.
-    """
+    its least-squares line; NaN where a sample is not finite."""
     block = min(block, samples.size)
+    residual = _block_residuals(samples, block)
+    return float(residual.sum(dtype=np.float64) / (residual.size * block))
+
+
+def _block_residuals(samples: np.ndarray, block: int) -> np.ndarray:
+    """The energy each `block` of `samples` (the last, shorter one left out) keeps once it loses
+    its least-squares line: (n // block,), NaN where a sample is not finite.
+
+    Per block, it is its energy less its sum squared over its length and its moment about the
+    centre squared over the moments' norm: three reductions the blocks share (BLAS; no copy of
+    the samples: an hour, ~0.09 s) and the cancellation within a block only.
+    """
     blocks = samples[: samples.size // block * block].reshape(-1, block)
     t = np.arange(block, dtype=np.float32) - (block - 1) / 2
     with np.errstate(invalid="ignore"):  # NaN or infinite samples: told by the result
         energy = np.einsum("ij,ij->i", blocks, blocks)
         trend = blocks.sum(axis=1) ** 2 / block + (blocks @ t) ** 2 / float(t @ t or 1.0)
-        residual = np.maximum(energy - trend, 0.0)
-    return float(residual.sum(dtype=np.float64) / blocks.size)
+        return np.maximum(energy - trend, 0.0)

@@ -24,8 +24,9 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from mirsearch.audio import sounding_windows
 from mirsearch.checkpoints import load_checkpoint
-from mirsearch.config import EmbeddingConfig, FeatureConfig
+from mirsearch.config import AudioConfig, EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
 from mirsearch.matcher import Matching
@@ -45,6 +46,7 @@ class Analysis:
     probabilities: np.ndarray  # (n_genres,) whole-signal genre probabilities
     window_probabilities: np.ndarray  # (n, n_genres)
     tag_probabilities: np.ndarray  # (n_tags,) whole-signal tag probabilities (empty: no tags)
+    sounding: np.ndarray  # (n,) bool: the windows averaged into the track vector, tags, genres
     rhythm: np.ndarray  # (R,) float32 rhythm profile (nn.rhythm_profile; empty: not a student)
     fingerprint: np.ndarray  # (bands, frames) float32 verification print in dB (fingerprint.py)
     mel_db: torch.Tensor  # (n_mels, n_frames) the log-mel all of it comes from (features.log_mel)
@@ -88,6 +90,7 @@ class Embedder:
         *,
         config: EmbeddingConfig = EmbeddingConfig(),
         threads: int | None = None,
+        silence_dbfs: float = AudioConfig.silence_dbfs,
     ):
         if threads:  # before any tensor work: a forked worker must never reach for more threads
             torch.set_num_threads(threads)
@@ -97,7 +100,7 @@ class Embedder:
             threadpool_limits(threads, user_api="blas")
         checkpoint = load_checkpoint(checkpoint_path)
         checkpoint.card.check_window(config.window_s)
-        self.config = config
+        self.config, self.silence_dbfs = config, silence_dbfs
         self.checkpoint = checkpoint  # what it was loaded from (heads.py saves a copy with a head)
         self.card = checkpoint.card
         self.model = for_inference(checkpoint.model)
@@ -121,7 +124,10 @@ class Embedder:
     def analyse(self, samples: np.ndarray, *, hop_s: float | None = None) -> Analysis:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
-        A signal shorter than one window is zero-padded to one window.
+        The track vector, tags and genres are averaged over the windows that are mostly sound
+        (audio.sounding_windows; all of them where none is): a silent lead-in had turned an
+        orchestral clip's genre to electronic. A signal shorter than one window is zero-padded
+        to one window.
         """
         hop_s = self.config.hop_s if hop_s is None else hop_s
         x = self._padded(samples)
@@ -141,14 +147,23 @@ class Embedder:
                     rhythm = torch.zeros(0)
             # float32 from here on; normalised again, as bfloat16 leaves norms up to 0.3 % off
             vectors = F.normalize(vectors.float(), dim=-1)
+            sounding = sounding_windows(
+                x,
+                offsets.numpy(),
+                window_s,
+                sample_rate=self.sample_rate,
+                silence_dbfs=self.silence_dbfs,
+            )
+            sounding |= not sounding.any()
+            heard = torch.from_numpy(sounding)
             if not self.is_student:
-                track = F.normalize(vectors.mean(dim=0), dim=0)
+                track = F.normalize(vectors[heard].mean(dim=0), dim=0)
                 window_p = torch.softmax(self.model.head(vectors), dim=-1).numpy()
-                probabilities, tags = window_p.mean(axis=0), np.zeros(0, np.float32)
+                probabilities, tags = window_p[sounding].mean(axis=0), np.zeros(0, np.float32)
             else:
-                track = F.normalize(F.normalize(z, dim=-1).mean(dim=0), dim=0)
+                track = F.normalize(F.normalize(z[heard], dim=-1).mean(dim=0), dim=0)
                 window_tags = torch.sigmoid(self.model.tag_head(z)).numpy()
-                tags = window_tags.mean(axis=0)
+                tags = window_tags[sounding].mean(axis=0)
                 if self.model.genre_head is None:  # genres read off the tags
                     window_p = genre_scores(window_tags, self.tag_labels)
                     probabilities = genre_scores(tags, self.tag_labels)
@@ -167,6 +182,7 @@ class Embedder:
             probabilities=np.asarray(probabilities, dtype=np.float32),
             window_probabilities=np.asarray(window_p, dtype=np.float32),
             tag_probabilities=np.asarray(tags, dtype=np.float32),
+            sounding=sounding,
             rhythm=rhythm.numpy().astype(np.float32),
             fingerprint=make_print(mel_db.numpy(), self.feature_config),
             mel_db=mel_db,

@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
@@ -275,3 +276,21 @@ def test_one_folder_or_one_genre_given_as_a_string_is_that_one(settings, demo):
     assert engine.index_paths(str(demo[0].parent)).indexed == len(demo)
     genre = engine.catalog.genres()[0][0]
     assert engine.allowed_tracks(genre) == engine.allowed_tracks([genre]) != set()
+
+
+def test_a_clip_with_a_silent_lead_in_finds_its_track_as_the_music_alone_does(
+    settings, demo, tmp_path
+):
+    """The lead-in's windows are left out of the ranking (they had matched nothing and lowered
+    the clip's own track to ~0.8) and the hit's offset still counts from the clip's start."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+    music = load(demo[1]).samples[10 * 16_000 : 20 * 16_000]
+    plain = write(tmp_path / "plain.wav", music, 16_000)
+    led = write(
+        tmp_path / "led.wav", np.concatenate([np.zeros(4 * 16_000, np.float32), music]), 16_000
+    )
+    alone, after_silence = engine.search(plain, k=1)[0], engine.search(led, k=1)[0]
+    assert alone.path == after_silence.path == str(demo[1].resolve())
+    assert after_silence.score >= alone.score - 0.03
+    assert after_silence.offset_s == pytest.approx(alone.offset_s - 4.0, abs=0.5)

@@ -219,3 +219,16 @@ def test_blocks_past_the_declared_duration_are_all_kept():
     blocks = [np.full(SR // 2 + i, i, dtype=np.float32) for i in range(9)]
     gathered = audio._gathered(iter(blocks), info, AudioConfig())
     np.testing.assert_array_equal(gathered, np.concatenate(blocks))
+
+
+def test_windows_of_a_silent_lead_in_or_an_offset_are_not_sound():
+    """Only windows whose blocks are sound (SOUNDING_SHARE of them) count as sound: the lead-in,
+    the offset after it and the windows straddling them into the tone do not."""
+    x = np.concatenate([np.zeros(4 * SR), np.full(SR, 0.01), tone(440.0, 6.0)]).astype(np.float32)
+    starts = np.arange(0.0, 9.0, 0.5)
+    sound = audio.sounding_windows(x, starts, 3.0, sample_rate=SR, silence_dbfs=-60.0)
+    np.testing.assert_array_equal(sound, starts >= 5.0)
+    quiet = tone(440.0, 6.0, amplitude=10 ** (-50 / 20) * np.sqrt(2))  # -50 dBFS: quiet, heard
+    assert audio.sounding_windows(quiet, starts[:7], 3.0, sample_rate=SR, silence_dbfs=-60.0).all()
+    too_short = audio.sounding_windows(x[:100], [0.0], 3.0, sample_rate=SR, silence_dbfs=-60.0)
+    assert too_short.tolist() == [True]

@@ -126,3 +126,18 @@ def test_a_worker_s_embedder_caps_numpy_s_blas_as_well_as_torch():
             assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
         finally:
             torch.set_num_threads(threads)
+
+
+def test_a_silent_lead_in_is_left_out_of_the_track_vector_tags_and_genres(embedder, pieces):
+    """Averaged in, a silent lead-in's windows pull the tags and genres towards what silence
+    looks like; left out, the clip reads as the music alone."""
+    x = pieces[0][: 12 * SR]
+    plain = embedder.analyse(x, hop_s=0.5)
+    led = embedder.analyse(np.concatenate([np.zeros(4 * SR, np.float32), x]), hop_s=0.5)
+    assert plain.sounding.all()
+    np.testing.assert_array_equal(led.sounding, led.offsets_s >= 4.0)
+    assert float(led.track_vector @ plain.track_vector) > 0.99
+    np.testing.assert_allclose(led.tag_probabilities, plain.tag_probabilities, atol=0.02)
+    np.testing.assert_allclose(led.probabilities, plain.probabilities, atol=0.02)
+    everything = led.window_probabilities.mean(axis=0)  # what averaging every window gives
+    assert np.abs(everything - plain.probabilities).max() > 0.02

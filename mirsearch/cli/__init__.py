@@ -125,12 +125,11 @@ def index(
     if as_json:
         _emit(data)
     else:
-        click.echo(
-            "indexed {indexed}, unchanged {unchanged}, moved {moved}, failed {failed}, "
-            "removed {removed}, duplicates {duplicates} in {seconds:.1f} s ({audio_hours:.2f} h of audio)".format(
-                **data
-            )
+        summary_line = (
+            "indexed {indexed}, unchanged {unchanged}, moved {moved}, failed {failed}, removed "
+            "{removed}, duplicates {duplicates} in {seconds:.1f} s ({audio_hours:.2f} h of audio)"
         )
+        click.echo(summary_line.format(**data))
     if data["failed"] and not (data["indexed"] or data["unchanged"] or data["moved"]):
         sys.exit(1)
 
