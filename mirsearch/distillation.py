@@ -28,7 +28,7 @@ from mirsearch.config import AudioConfig, FeatureConfig
 from mirsearch.datasets import contrastive_files
 from mirsearch.errors import MirsearchError, ModelError
 from mirsearch.features import log_mel
-from mirsearch.nn import Student
+from mirsearch.student import Student
 from mirsearch.teacher import TEACHER_FEATURES, tag_signal, teacher_labels
 
 log = logging.getLogger(__name__)

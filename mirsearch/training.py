@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from mirsearch.augment import Augmenter
-from mirsearch.checkpoints import save_checkpoint
+from mirsearch.checkpoints import build, save_checkpoint
 from mirsearch.config import FeatureConfig, TrainConfig
 from mirsearch.datasets import (
     LabelledClip,
@@ -32,7 +32,7 @@ from mirsearch.datasets import (
     read_dataset,
 )
 from mirsearch.errors import MirsearchError
-from mirsearch.nn import GenreNet, build
+from mirsearch.nn import GenreNet
 
 log = logging.getLogger(__name__)
 

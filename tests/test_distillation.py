@@ -10,7 +10,7 @@ from mirsearch import distillation
 from mirsearch.config import FeatureConfig
 from mirsearch.distillation import DistillConfig, Distiller, Taught, teach
 from mirsearch.features import log_mel
-from mirsearch.nn import Student
+from mirsearch.student import Student
 
 FEATURES = FeatureConfig()
 
