@@ -14,7 +14,7 @@ RHYTHM_LAGS = 32  # stem columns (16 a second): the rhythm profile spans lags up
 class Student(nn.Module):
     """The shipped network: a matching branch and a tagging branch over one log-mel.
 
-    - `matcher`, a lean CNN trained for invariance (training.py): its window vectors find
+    - `matcher`, a lean CNN trained for invariance (trainer.py): its window vectors find
       near-duplicates and line excerpts up in time.
     - the tagging branch, distilled from the musicnn teachers (distillation.py): it starts from
       the matcher's first three layers (its stem, shared and frozen: computed once for both
