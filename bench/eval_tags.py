@@ -28,8 +28,8 @@ from sklearn.metrics import roc_auc_score
 from mirsearch.audio import load
 from mirsearch.config import AudioConfig
 from mirsearch.datasets import CONTRASTIVE_PACKAGES
-from mirsearch.distillation import PATCH_HOP_S, teach
 from mirsearch.embeddings import Embedder
+from mirsearch.teaching import PATCH_HOP_S, teach
 from mirsearch.vocabulary import GENRES, genre_scores, merged_tags
 
 OUT = Path(__file__).resolve().parent / "tags.json"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mirsearch import analysis, audio, embeddings, features, nn
+from mirsearch import analysis, audio, embeddings, features, nn, student
 from mirsearch.config import Settings
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
@@ -34,7 +34,10 @@ STAGES = {
     "descriptors (tempo, key, MFCC...)": [(features, "describe")],
     "log-mel front end": [(nn.GenreNet, "front_end")],
     # a student runs both branches in one call; a plain network embeds its windows alone
-    "network (window embeddings)": [(nn.Student, "both_windows"), (nn.GenreNet, "embed_windows")],
+    "network (window embeddings)": [
+        (student.Student, "both_windows"),
+        (nn.GenreNet, "embed_windows"),
+    ],
     "verification print": [(embeddings, "make_print")],
     "duplicate check on ingest": [(Indexer, "_flag_duplicate")],
     "vector index save": [(VectorIndex, "save")],

@@ -23,12 +23,12 @@ from sqlalchemy import text
 
 from mirsearch.api import Engine
 from mirsearch.audio import load
-from mirsearch.checkpoints import save_checkpoint
+from mirsearch.checkpoints import build, save_checkpoint
 from mirsearch.config import FeatureConfig, Settings
 from mirsearch.embeddings import Embedder, for_inference
 from mirsearch.features import describe, log_mel
 from mirsearch.files import discover
-from mirsearch.nn import Student, build
+from mirsearch.student import Student
 
 
 def _rate(audio_s: float, wall_s: float) -> float:

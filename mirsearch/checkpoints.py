@@ -1,9 +1,10 @@
 """Self-describing checkpoints: a network's weights with its architecture, labels and features.
 
 A checkpoint holds plain tensors and dicts only, so loading needs no pickled objects; it names its
-architecture (nn.ARCHITECTURES) and arguments, so `load_checkpoint` rebuilds the network it
-describes, and refuses one that does not fit this code with a ModelError saying why (what it
-says of itself is read first, without the weights: model_card.py).
+architecture (a key of ARCHITECTURES, the registry `build` reads) and arguments, so
+`load_checkpoint` rebuilds the network it describes, and refuses one that does not fit this code
+with a ModelError saying why (what it says of itself is read first, without the weights:
+model_card.py).
 """
 
 from __future__ import annotations
@@ -23,7 +24,24 @@ from mirsearch.model_card import (
     default_checkpoint_path,
     read_checkpoint,
 )
-from mirsearch.nn import GenreNet, Student, build
+from mirsearch.nn import CNN, CRNN, VGG, GenreNet
+from mirsearch.student import Student
+
+ARCHITECTURES: dict[str, type[nn.Module]] = {
+    "cnn": CNN,
+    "crnn": CRNN,
+    "vgg": VGG,
+    "student": Student,
+}
+
+
+def build(arch: str, **arch_args) -> nn.Module:
+    if arch not in ARCHITECTURES:
+        raise ModelError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
+    try:
+        return ARCHITECTURES[arch](**arch_args)
+    except TypeError as exc:
+        raise ModelError(f"architecture {arch!r} does not take these arguments: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,7 @@ class EmbeddingConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    arch: str = "cnn"  # a key of nn.ARCHITECTURES
+    arch: str = "cnn"  # a key of checkpoints.ARCHITECTURES
     optimizer: str = "adamw"  # "adamw" or "sgd" (momentum 0.9, Nesterov)
     lr: float = 3e-3  # peak learning rate (cosine decay after a short warm-up)
     weight_decay: float = 1e-3  # decoupled for AdamW, L2 for SGD

@@ -1,6 +1,6 @@
 """Embedder: the shipped network truncated before its heads → window and track vectors, tags.
 
-With the shipped student (nn.Student) a signal gives two kinds of vector: matching vectors per
+With the shipped student (student.Student) a signal gives two kinds of vector: matching vectors per
 window (near-duplicates, excerpts lined up in time) and a "sounds alike" track vector, the
 normalised mean of the tagging branch's window embeddings; plus tag probabilities and genre
 probabilities read off the tags (vocabulary.py), or off a user's genre head when the checkpoint
@@ -30,7 +30,7 @@ from mirsearch.config import AudioConfig, EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
 from mirsearch.matcher import Matching
-from mirsearch.nn import Student
+from mirsearch.student import Student
 from mirsearch.vocabulary import GENRES, genre_scores
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class Analysis:
     window_probabilities: np.ndarray  # (n, n_genres)
     tag_probabilities: np.ndarray  # (n_tags,) whole-signal tag probabilities (empty: no tags)
     sounding: np.ndarray  # (n,) bool: the windows averaged into the track vector, tags, genres
-    rhythm: np.ndarray  # (R,) float32 rhythm profile (nn.rhythm_profile; empty: not a student)
+    rhythm: np.ndarray  # (R,) float32 rhythm profile (student.rhythm_profile; empty: not a student)
     fingerprint: np.ndarray  # (bands, frames) float32 verification print in dB (fingerprint.py)
     mel_db: torch.Tensor  # (n_mels, n_frames) the log-mel all of it comes from (features.log_mel)
 

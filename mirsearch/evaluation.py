@@ -23,7 +23,8 @@ from mirsearch.errors import MirsearchError
 from mirsearch.features import mfcc_stats
 from mirsearch.heads import embed_clips, fit_head
 from mirsearch.heads import predict as head_predict
-from mirsearch.training import Trainer, confusion_figure
+from mirsearch.trainer import Trainer
+from mirsearch.training import confusion_figure
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ The usual way to adapt a tagger to a catalog's own labels: what the frozen shipp
 of each clip is the input of a softmax layer trained with AdamW, weight decay and dropout;
 nothing else of the network moves. That input is the "sounds alike" embedding (the normalised
 mean of the clip's windows, as `classify` computes it) followed by the rhythm profile of the
-network's first layers (nn.rhythm_profile): the embedding pools 3 s windows and keeps little of
+network's first layers (student.rhythm_profile): the embedding pools 3 s windows and keeps little of
 a groove, and on ../shared/genres, whose genres are grooves, the profile lifts grouped CV from
 35 % to 46 % (README, model card). Inputs are standardised while fitting and the
 standardisation folded into the layer, so the saved head reads the raw inputs.
@@ -29,7 +29,7 @@ from mirsearch.checkpoints import save_checkpoint
 from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
-from mirsearch.nn import Student
+from mirsearch.student import Student
 
 log = logging.getLogger(__name__)
 

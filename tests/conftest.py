@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from mirsearch import fingerprint, verification
-from mirsearch.config import FeatureConfig, Settings
+from mirsearch.config import FeatureConfig, Settings, TrainConfig
 from mirsearch.encoding import write
 from mirsearch.features import log_mel
 
@@ -156,6 +156,33 @@ def melody(seconds: float, *, seed: int) -> np.ndarray:
         out[start : start + t.size] += 0.2 * note * np.exp(-4 * t)
         start += length
     return out
+
+
+# the training tests' network: a small CNN (TrainConfig.model_args)
+TINY = {"channels": (8, 16, 16, 32), "embedding_dim": 32}
+# A few seconds of training that learns the synthetic classes below.
+TINY_CONFIG = TrainConfig(
+    epochs=6,
+    steps_per_epoch=8,
+    batch_size=12,
+    lr=5e-3,
+    mixup_alpha=0.0,
+    contrastive_weight=0.2,
+    model_args=TINY,
+    seed=0,
+)
+
+
+def synthetic_classes(n_per_class: int, *, seed: int) -> tuple[list[np.ndarray], np.ndarray]:
+    """Tones, noise and click tracks with random pitch, colour and tempo."""
+    rng = np.random.default_rng(seed)
+    signals, labels = [], []
+    for i in range(n_per_class):
+        signals.append(tone(float(rng.uniform(200, 2000)), 6.0))
+        signals.append(noise(6.0, seed=seed * 1000 + i))
+        signals.append(clicks(float(rng.uniform(80, 160)), 6.0, seed=i))
+        labels += [0, 1, 2]
+    return signals, np.array(labels)
 
 
 def print_of(x: np.ndarray, config: FeatureConfig = FeatureConfig()) -> np.ndarray:

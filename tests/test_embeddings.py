@@ -12,7 +12,7 @@ from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import EmbeddingConfig
 from mirsearch.demo import demo_pieces, render
 from mirsearch.embeddings import Embedder, for_inference
-from mirsearch.nn import RHYTHM_LAGS
+from mirsearch.student import RHYTHM_LAGS
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.heads import fit_head, predict, train_head
 from mirsearch.model_card import default_checkpoint_path, read_card
-from mirsearch.nn import Student
+from mirsearch.student import Student
 
 
 def test_fit_head_separates_separable_embeddings():

@@ -18,13 +18,12 @@ from conftest import tone
 
 from mirsearch.api import Engine
 from mirsearch.catalog import Track
-from mirsearch.checkpoints import load_checkpoint, save_checkpoint
+from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
 from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces, write_demo_catalog
 from mirsearch.errors import IndexMismatchError, ModelError
 from mirsearch.files import discover
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
-from mirsearch.nn import build
 
 
 @pytest.fixture

@@ -12,13 +12,12 @@ from conftest import SR, noise
 
 from mirsearch import matcher
 from mirsearch.api import Engine
-from mirsearch.checkpoints import save_checkpoint
+from mirsearch.checkpoints import build, save_checkpoint
 from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.demo import demo_pieces, render
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import ModelError
 from mirsearch.matcher import Matcher
-from mirsearch.nn import build
 
 SCALES = (2 ** (-1 / 12), 1.0, 2 ** (1 / 12))  # the pitch hypotheses `match` reads
 

@@ -12,11 +12,10 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from mirsearch.checkpoints import load_checkpoint, save_checkpoint
+from mirsearch.checkpoints import ARCHITECTURES, build, load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
 from mirsearch.model_card import read_card, read_weights
-from mirsearch.nn import ARCHITECTURES, build
 
 FEATURES = asdict(FeatureConfig())
 SMALL = {

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from mirsearch import matcher
-from mirsearch.checkpoints import load_checkpoint, save_checkpoint
+from mirsearch.checkpoints import ARCHITECTURES, build, load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import ModelError
-from mirsearch.nn import ARCHITECTURES, RHYTHM_LAGS, build, rhythm_profile
 
 FEATURES = asdict(FeatureConfig())
 
@@ -26,31 +25,6 @@ def test_every_architecture_embeds_windows_and_classifies(arch):
     assert logits.shape == (2, 4)
     assert vectors.shape == (12, 128) and offsets.tolist()[:3] == [0.0, 1.5, 3.0]
     assert torch.allclose(vectors.norm(dim=1), torch.ones(12), atol=1e-5)
-
-
-def test_student_matches_with_its_matcher_and_tags_with_its_own_branch(tmp_path):
-    student = build("student", n_tags=5, matcher_args={"n_classes": 3}, feature_config=FEATURES)
-    student.eval()
-    mel = student.front_end(torch.randn(20 * 16_000) * 0.1)
-    with torch.inference_mode():
-        vectors, offsets = student.embed_windows(mel, window_s=3.0, hop_s=1.5)
-        alone, _ = student.matcher.embed_windows(mel, window_s=3.0, hop_s=1.5)
-        z, tag_offsets = student.tag_windows(mel, window_s=3.0, hop_s=1.5)
-        tags = student.tag_head(z)
-    assert torch.equal(vectors, alone) and torch.equal(offsets, tag_offsets)
-    assert z.shape == (12, 128) and tags.shape == (12, 5) and student.genre_head is None
-    path = save_checkpoint(
-        tmp_path / "s.pt",
-        model=student,
-        arch="student",
-        arch_args=student.arch_args,
-        labels=[f"msd:t{i}" for i in range(5)],
-        window_s=3.0,
-    )
-    loaded = load_checkpoint(path)
-    with torch.inference_mode():
-        again, _ = loaded.model.tag_windows(mel, window_s=3.0, hop_s=1.5)
-    assert torch.equal(again, z)
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -75,18 +49,6 @@ def test_a_long_signal_in_pieces_gives_the_maps_of_one_pass(arch, monkeypatch):
     for a, b in zip(whole, pieces, strict=True):
         assert a.shape == b.shape
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5 * float(a.abs().max()))
-
-
-def test_the_rhythm_profile_peaks_at_the_period_of_a_pattern():
-    stem = torch.zeros(3, 400)
-    stem[:, ::10] = 1.0  # a hit every 10 columns
-    stem[1, 5::10] = 0.5  # an off-beat in one channel
-    profile = rhythm_profile(stem).reshape(3, RHYTHM_LAGS)
-    lags = torch.arange(1, RHYTHM_LAGS + 1)
-    assert lags[profile[0].argmax()] == 10 and lags[profile[2].argmax()] == 10
-    assert profile[0, 19] > 0.9 and profile[0, 4] < 0 < profile[1, 4]
-    short = rhythm_profile(torch.rand(2, 20))  # lags past the end are zero, not wrapped
-    assert short.shape == (2 * RHYTHM_LAGS,) and short.reshape(2, -1)[:, 19:].abs().max() < 1e-5
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):

@@ -181,8 +181,9 @@ def train_default(
     """Retrain the shipped model: the matching branch on ../shared (stage 1, ~45 min), then the
     tagging branch distilled from the musicnn teachers on real music (stage 2)."""
     from mirsearch.checkpoints import load_checkpoint
-    from mirsearch.distillation import default_training_files, distill
+    from mirsearch.distillation import distill
     from mirsearch.model_card import default_checkpoint_path
+    from mirsearch.teaching import default_training_files
     from mirsearch.training import train_default_model
 
     out = out or default_checkpoint_path()
