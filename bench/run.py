@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from mirsearch.config import IndexConfig
-from mirsearch.index import window_kind
+from mirsearch.index_kinds import window_kind
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -44,8 +44,10 @@ from mirsearch.catalog import IndexState, Track, TrackPrint
 from mirsearch.config import IndexConfig, Settings
 from mirsearch.files import discover
 from mirsearch.generations import path_of, prune_generations
-from mirsearch.index import IndexMeta, VectorIndex, window_ids, window_kind
-from mirsearch.neighbours import IdIndex, normalise
+from mirsearch.index import VectorIndex, window_ids
+from mirsearch.index_kinds import normalise, window_kind
+from mirsearch.index_meta import IndexMeta
+from mirsearch.neighbours import IdIndex
 
 log = logging.getLogger("bench.scale")
 

@@ -25,8 +25,10 @@ import numpy as np
 from mirsearch import fingerprint
 from mirsearch.config import DuplicateConfig, FeatureConfig, IndexConfig
 from mirsearch.duplicates import Reading, candidates
-from mirsearch.index import WINDOW_BITS, IndexMeta, VectorIndex
-from mirsearch.neighbours import IdIndex, normalise
+from mirsearch.index import WINDOW_BITS, VectorIndex
+from mirsearch.index_kinds import normalise
+from mirsearch.index_meta import IndexMeta
+from mirsearch.neighbours import IdIndex
 from mirsearch.search import rank
 
 log = logging.getLogger("bench.search")

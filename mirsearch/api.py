@@ -21,7 +21,8 @@ from mirsearch.duplicates import Reading, candidates, read_as_needed
 from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
 from mirsearch.generations import reading, saved_record
 from mirsearch.groups import find_groups
-from mirsearch.index import REBUILD, IndexMeta, VectorIndex
+from mirsearch.index import VectorIndex
+from mirsearch.index_meta import REBUILD, IndexMeta
 from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.results import Classification, MatchResult, Result, group_report

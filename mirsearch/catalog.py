@@ -137,7 +137,7 @@ class IndexState(Base):
     generation: Mapped[int] = mapped_column(default=0)
     model_hash: Mapped[str | None]
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
-    # drawn with the row; each index generation's meta file records it (index.VectorIndex.load)
+    # drawn with the row; each index generation's meta file records it (index_meta.read_meta)
     catalog_id: Mapped[str | None] = mapped_column(sa.String(32), default=lambda: uuid.uuid4().hex)
 
 

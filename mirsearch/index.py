@@ -1,5 +1,6 @@
 """The vector index of the catalog: window and track embeddings, saved and loaded by generation
-(the files of a generation, and how readers and pruning share them: generations.py).
+(the files of a generation, and how readers and pruning share them: generations.py; what its
+meta file says: index_meta.py).
 
 Window ids are `(track_id << 20) | window_no` and a window starts at `window_no * hop_s`.
 """
@@ -7,96 +8,22 @@ Window ids are `(track_id << 20) | window_no` and a window starts at `window_no 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from mirsearch.config import EmbeddingConfig, IndexConfig
+from mirsearch.config import IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
-from mirsearch.generations import path_of, saved_record, write_atomically, write_record
-from mirsearch.model_card import ModelCard
-from mirsearch.neighbours import EXACT_KINDS, IVF_MIN_TRAIN, IdIndex, normalise
+from mirsearch.generations import path_of, write_atomically
+from mirsearch.index_kinds import EXACT_KINDS, IVF_MIN_TRAIN, normalise, tracks_kind, window_kind
+from mirsearch.index_meta import REBUILD, IndexMeta, read_meta, write_meta
+from mirsearch.neighbours import IdIndex
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # bump when the files change meaning; older indexes are then rebuilt
 WINDOW_BITS = 20  # a track holds at most 2**20 windows (12 days at a 1 s hop)
-REBUILD = "Run `mirsearch index` to rebuild it."
-
-
-@dataclass(frozen=True)
-class IndexMeta:
-    """What the vectors in an index mean; an index is only used with the model that made it."""
-
-    dim: int  # embedding dimensions
-    model_hash: str  # the checkpoint's hash
-    feature_config: dict = field(default_factory=dict)  # the mel front end's settings
-    hop_s: float = 1.5  # seconds between the starts of a track's windows
-    metric: str = "ip"  # inner product of unit vectors (cosine)
-    kind: str = "flat"  # the windows index's kind when it was saved
-    format_version: int = FORMAT_VERSION
-    match_threshold: float | None = None  # near-duplicate decision threshold (not checked on load)
-
-    @classmethod
-    def for_model(
-        cls,
-        *,
-        dim: int,
-        model_hash: str,
-        feature_config: Any,
-        hop_s: float,
-        match_threshold: float | None = None,
-    ) -> IndexMeta:
-        """The meta an index built now must have (feature_config: a dict or a dataclass)."""
-        return cls(
-            dim=int(dim),
-            model_hash=model_hash,
-            feature_config=_plain(feature_config),
-            hop_s=float(hop_s),
-            match_threshold=match_threshold,
-        )
-
-    @classmethod
-    def for_card(
-        cls, card: ModelCard, embedding: EmbeddingConfig, *, match_threshold: float | None = None
-    ) -> IndexMeta:
-        """The meta an index of `card`'s model must have, with these embedding settings (a model
-        trained on other windows is refused)."""
-        card.check_window(embedding.window_s)
-        return cls.for_model(
-            dim=card.dim,
-            model_hash=card.sha256,
-            feature_config=card.feature_config,
-            hop_s=embedding.hop_s,
-            match_threshold=match_threshold,
-        )
-
-    def differences(self, other: IndexMeta) -> list[str]:
-        """What makes an index with meta `self` unusable where `other` is expected."""
-        checks = ["format_version", "dim", "metric", "model_hash", "feature_config", "hop_s"]
-        return [
-            _difference(name, getattr(self, name), getattr(other, name))
-            for name in checks
-            if _plain(getattr(self, name)) != _plain(getattr(other, name))
-        ]
-
-
-def _difference(name: str, found, expected) -> str:
-    if name == "model_hash":
-        return (
-            f"it was built by another model ({str(found)[:12]}, this one is {str(expected)[:12]}: "
-            "after an upgrade its vectors, genres and tags are stale and must be re-indexed)"
-        )
-    return f"{name} is {found!r}, expected {expected!r}"
-
-
-META_FIELDS = [f.name for f in dataclasses.fields(IndexMeta)]
 
 
 def window_ids(track_id: int, n_windows: int) -> np.ndarray:
@@ -125,7 +52,7 @@ class VectorIndex:
     def create(cls, meta: IndexMeta, config: IndexConfig | None = None) -> VectorIndex:
         config = config or IndexConfig()
         windows = IdIndex.create(meta.dim, window_kind(config, 0), config)
-        return cls(meta, config, windows, IdIndex.create(meta.dim, _tracks_kind(config, 0), config))
+        return cls(meta, config, windows, IdIndex.create(meta.dim, tracks_kind(config, 0), config))
 
     @property
     def meta(self) -> IndexMeta:
@@ -238,15 +165,14 @@ class VectorIndex:
         directory.mkdir(parents=True, exist_ok=True)
         write_atomically(path_of(directory, "windows", generation), self._windows.write)
         write_atomically(path_of(directory, "tracks", generation), self._tracks.write)
-        record = {
-            **dataclasses.asdict(self.meta),
-            "generation": generation,
-            "n_tracks": self.n_tracks,
-            "ntotal_windows": self.ntotal_windows,
-            "saved_at": datetime.now(UTC).isoformat(),
-            "catalog_id": catalog_id,
-        }
-        write_record(directory, generation, record)
+        write_meta(
+            directory,
+            generation,
+            self.meta,
+            n_tracks=self.n_tracks,
+            ntotal_windows=self.ntotal_windows,
+            catalog_id=catalog_id,
+        )
 
     @classmethod
     def load(
@@ -274,19 +200,9 @@ class VectorIndex:
             )
         where = f"the vector index in {directory} (generation {generation})"
         try:
-            record = saved_record(directory, generation)
-            meta = IndexMeta(**{key: record[key] for key in META_FIELDS if key in record})
-            written_for = record.get("catalog_id")
-            if catalog_id and written_for and written_for != catalog_id:
-                raise IndexMismatchError(
-                    f"{where} was written for another catalog database: give each catalog "
-                    f"database its own MIRSEARCH_HOME. {REBUILD}"
-                )
-            problems = meta.differences(expect)
-            if problems:
-                raise IndexMismatchError(
-                    f"{where} does not match: {'; '.join(problems)}. {REBUILD}"
-                )
+            meta = read_meta(
+                directory, generation, expect=expect, catalog_id=catalog_id, where=where
+            )
             windows, tracks = (IdIndex.read(path, config, mapped=mapped) for path in paths[1:])
         except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: FAISS can't read it
             raise IndexMismatchError(f"{where} cannot be read ({exc}). {REBUILD}") from exc
@@ -315,7 +231,7 @@ class VectorIndex:
         changed, named = False, self.config.kind != "auto"
         for name, n, target_of in (
             ("_windows", self.ntotal_windows, window_kind),
-            ("_tracks", self.n_tracks, _tracks_kind),
+            ("_tracks", self.n_tracks, tracks_kind),
         ):
             current: IdIndex = getattr(self, name)
             target = target_of(self.config, n)
@@ -328,25 +244,3 @@ class VectorIndex:
                 setattr(self, name, current.rebuilt(current.kind))
                 changed = True
         return changed
-
-
-def window_kind(config: IndexConfig, n: int) -> str:
-    """The kind an index of `n` window vectors should be under `config`."""
-    if config.kind == "auto":
-        return "sq8" if n <= config.exact_max_vectors or n < IVF_MIN_TRAIN else "ivfpq"
-    if config.kind == "ivfpq":
-        return "ivfpq" if n >= IVF_MIN_TRAIN else "flat"
-    return config.kind
-
-
-def _tracks_kind(config: IndexConfig, n: int) -> str:
-    """The kind of the track vectors' index (one vector a track: kept in float32 while exact)."""
-    target = window_kind(config, n)
-    return "flat" if target == "sq8" else target
-
-
-def _plain(value: Any) -> Any:
-    """A JSON round trip of `value` (dataclasses as dicts), so saved and fresh values compare."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    return json.loads(json.dumps(value, sort_keys=True))

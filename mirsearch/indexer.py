@@ -26,7 +26,8 @@ from mirsearch.duplicates import find_matches
 from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
 from mirsearch.generations import prune_generations, writing
-from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.index import VectorIndex
+from mirsearch.index_meta import IndexMeta
 from mirsearch.model_card import read_card
 from mirsearch.prefetch import DecodeAhead
 from mirsearch.scoring import calibrated_threshold

@@ -1,15 +1,13 @@
 """Nearest-neighbour search over id-mapped unit vectors with FAISS: the building block of index.py.
 
 An `IdIndex` is a FAISS `IndexIDMap` over an inner-product index of L2-normalised float32
-vectors. Kinds: "flat" (exact), "sq8" (exact search over 8-bit scalar-quantised vectors, a
-quarter of flat's bytes), "hnsw", and "ivfpq" (IVF-PQ whose candidates are re-ranked with 8-bit
-scalar-quantised copies, which also serve `reconstruct`). Flat and sq8 indexes remove vectors in
-place; HNSW and IVF-PQ cannot, so removal sets the id to -1 (a tombstone every search excludes
-with a selector) and the index is compacted once a quarter of it is tombstones. A filter is
-applied inside FAISS with an ID selector; an approximate index searches small allowed sets
-exactly, and redoes exactly the rows where the selector starved its search, so a filtered search
-returns k hits whenever the allowed set holds k. An index read `mapped` leaves its vectors in
-the file (read-only), so processes serving one catalog share them through the page cache.
+vectors, of one of the kinds in index_kinds.py. Flat and sq8 indexes remove vectors in place;
+HNSW and IVF-PQ cannot, so removal sets the id to -1 (a tombstone every search excludes with a
+selector) and the index is compacted once a quarter of it is tombstones. A filter is applied
+inside FAISS with an ID selector; an approximate index searches small allowed sets exactly, and
+redoes exactly the rows where the selector starved its search, so a filtered search returns k
+hits whenever the allowed set holds k. An index read `mapped` leaves its vectors in the file
+(read-only), so processes serving one catalog share them through the page cache.
 """
 
 from __future__ import annotations
@@ -22,25 +20,21 @@ import numpy as np
 
 from mirsearch.config import IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
+from mirsearch.index_kinds import (
+    EXACT_KINDS,
+    empty_index,
+    ivf_lists,
+    kind_of,
+    normalise,
+    training_rows,
+)
 
 log = logging.getLogger(__name__)
 
-KINDS = ("flat", "sq8", "hnsw", "ivfpq")
-EXACT_KINDS = ("flat", "sq8")  # every vector compared with the query; removal in place
-IVF_MIN_TRAIN = 10_000  # an "ivfpq" index stays flat until it holds this many vectors
-IVF_TRAIN_PER_LIST = 64  # IVF training vectors per cell (FAISS wants 39 to 256)
-PQ_TRAIN_MIN = 16_384  # at least this many, so each PQ sub-quantiser's 256 centroids train well
 MAX_EF_SEARCH = 4096  # the widest HNSW search a selective filter may ask for
 REBUILD_CHUNK = 1 << 20  # vectors copied at a time into a rebuilt index
 COMPACT_FRACTION = 0.25  # rebuild an approximate index once this share of it is tombstones
 ALL_IDS = faiss.IDSelectorRange(0, np.iinfo(np.int64).max)  # every id but the -1 tombstones
-
-
-def normalise(vectors: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm, as contiguous float32 (an all-zero row stays zero)."""
-    vectors = np.array(vectors, dtype=np.float32, ndmin=2, copy=True)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return np.ascontiguousarray(vectors / np.maximum(norms, 1e-12))
 
 
 class IdIndex:
@@ -56,7 +50,7 @@ class IdIndex:
         self.faiss_index = index
         self.config = config
         self.mapped = mapped
-        self.kind = _kind_of(index)
+        self.kind = kind_of(index)
         self.n_removed = int(np.count_nonzero(self._id_view() < 0))
         self._lookup: tuple[np.ndarray | None, np.ndarray] | None = None  # see _positions
 
@@ -70,35 +64,14 @@ class IdIndex:
         train: np.ndarray | None = None,
         n: int | None = None,
     ):
-        """An empty index; "ivfpq" needs `train`, a sample of vectors like those it will hold,
-        and is given cells for `n` vectors (default: as many as the sample)."""
-        if kind not in KINDS:
-            raise InvalidParameterError(f"unknown index kind {kind!r}; use one of {KINDS}")
-        ip = faiss.METRIC_INNER_PRODUCT
-        if kind == "flat":
-            inner = faiss.IndexFlatIP(dim)
-        elif kind == "sq8":
-            inner = _unit_range_sq8(dim)
-        elif kind == "hnsw":
-            inner = faiss.IndexHNSWFlat(dim, config.hnsw_m, ip)
-        else:
-            if train is None or len(train) < 256:
-                raise InvalidParameterError("an IVF-PQ index needs at least 256 training vectors")
-            nlist = min(ivf_lists(config, n or len(train)), len(train) // 39)
-            pq = faiss.IndexIVFPQ(
-                faiss.IndexFlatIP(dim), dim, nlist, _pq_m(dim, config.pq_m), 8, ip
-            )
-            inner = faiss.IndexRefine(
-                pq, faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, ip)
-            )
-            inner.train(normalise(train))
-        return cls(faiss.IndexIDMap(inner), config)
+        """An empty index of `kind` (empty_index: "ivfpq" needs a `train` sample)."""
+        return cls(faiss.IndexIDMap(empty_index(dim, kind, config, train=train, n=n)), config)
 
     @classmethod
     def build(cls, kind: str, ids: np.ndarray, vectors: np.ndarray, config: IndexConfig) -> IdIndex:
         """An index of `kind` holding `vectors` (n, D) under `ids` (n,)."""
         vectors = normalise(vectors)
-        sample = vectors[_training_rows(len(vectors), config)] if kind == "ivfpq" else None
+        sample = vectors[training_rows(len(vectors), config)] if kind == "ivfpq" else None
         index = cls.create(vectors.shape[1], kind, config, train=sample, n=len(vectors))
         index.add(ids, vectors)
         return index
@@ -230,7 +203,7 @@ class IdIndex:
         ids = self.live_ids()
         sample = None
         if kind == "ivfpq":
-            sample = self.reconstruct(ids[np.sort(_training_rows(len(ids), self.config))])
+            sample = self.reconstruct(ids[np.sort(training_rows(len(ids), self.config))])
         index = IdIndex.create(self.dim, kind, self.config, train=sample, n=len(ids))
         for start in range(0, len(ids), REBUILD_CHUNK):
             chunk = ids[start : start + REBUILD_CHUNK]
@@ -318,50 +291,6 @@ class IdIndex:
             if id_map.size()
             else np.zeros(0, np.int64)
         )
-
-
-def _kind_of(index: faiss.IndexIDMap) -> str:
-    inner = faiss.downcast_index(index.index)
-    if isinstance(inner, faiss.IndexHNSW):
-        return "hnsw"
-    if isinstance(inner, faiss.IndexRefine):
-        return "ivfpq"
-    if isinstance(inner, faiss.IndexFlat):
-        return "flat"
-    if (
-        isinstance(inner, faiss.IndexScalarQuantizer)
-        and inner.sq.qtype == faiss.ScalarQuantizer.QT_8bit
-    ):
-        return "sq8"
-    raise IndexMismatchError(f"unsupported FAISS index type {type(inner).__name__}")
-
-
-def _unit_range_sq8(dim: int) -> faiss.IndexScalarQuantizer:
-    """An 8-bit scalar quantiser over [-1, 1] in every dimension: the whole range of a unit
-    vector's components, so nothing is clipped and no training sample is needed (the step,
-    2/255, moves a cosine by at most about 0.004)."""
-    index = faiss.IndexScalarQuantizer(
-        dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
-    )
-    index.train(np.stack([-np.ones(dim), np.ones(dim)]).astype(np.float32))
-    return index
-
-
-def ivf_lists(config: IndexConfig, n: int) -> int:
-    """IVF cells for an index of n vectors: 4 √n (FAISS's guide: 4 to 16 √n), at most
-    `config.ivf_nlist`, and no more than n / 39 (FAISS wants 39 training vectors a cell)."""
-    return max(1, min(config.ivf_nlist, int(4 * np.sqrt(n)), n // 39))
-
-
-def _training_rows(n: int, config: IndexConfig) -> np.ndarray:
-    """Which of n vectors an IVF-PQ index of n trains on: a seeded sample of enough per cell."""
-    size = min(n, max(IVF_TRAIN_PER_LIST * ivf_lists(config, n), PQ_TRAIN_MIN))
-    return np.random.default_rng(0).choice(n, size, replace=False)
-
-
-def _pq_m(dim: int, wanted: int) -> int:
-    """The largest number of PQ sub-quantisers not above `wanted` that divides `dim`."""
-    return max(m for m in range(1, min(wanted, dim) + 1) if dim % m == 0)
 
 
 def _padded(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:

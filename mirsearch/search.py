@@ -24,7 +24,7 @@ import numpy as np
 from mirsearch.config import SearchConfig
 from mirsearch.errors import InvalidParameterError
 from mirsearch.index import VectorIndex
-from mirsearch.neighbours import normalise
+from mirsearch.index_kinds import normalise
 
 log = logging.getLogger(__name__)
 

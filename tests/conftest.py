@@ -250,7 +250,7 @@ def db_settings(tmp_path, database_url) -> Settings:
 
 def walk(rng: np.random.Generator, n: int, *, dim: int, step: float = 0.35) -> np.ndarray:
     """n unit vectors, each a random step of about `step` from the last (music changes slowly)."""
-    from mirsearch.neighbours import normalise
+    from mirsearch.index_kinds import normalise
 
     vectors = [normalise(rng.standard_normal(dim))[0]]
     for _ in range(n - 1):
@@ -260,7 +260,7 @@ def walk(rng: np.random.Generator, n: int, *, dim: int, step: float = 0.35) -> n
 
 def windows_at(windows: np.ndarray, times_s: np.ndarray, *, hop_s: float) -> np.ndarray:
     """The track's window vectors (one every hop_s) interpolated at `times_s`."""
-    from mirsearch.neighbours import normalise
+    from mirsearch.index_kinds import normalise
 
     position = np.asarray(times_s) / hop_s
     below = np.clip(np.floor(position).astype(int), 0, len(windows) - 2)
@@ -277,3 +277,17 @@ def run_script(script: str, *args, timeout: float = 60, **options) -> subprocess
         timeout=timeout,
         **options,
     )
+
+
+@pytest.fixture(scope="module")
+def clustered_vectors() -> tuple[np.ndarray, np.ndarray]:
+    """20,000 catalog and 200 query unit vectors (64-d) scattered around 200 shared centres."""
+    from mirsearch.index_kinds import normalise
+
+    def clustered(rng, centres: np.ndarray, n: int, *, spread: float = 0.1) -> np.ndarray:
+        noise = spread * rng.standard_normal((n, centres.shape[1]))
+        return normalise(centres[rng.integers(0, len(centres), n)] + noise)
+
+    rng = np.random.default_rng(0)
+    centres = normalise(rng.standard_normal((200, 64)))
+    return clustered(rng, centres, 20_000), clustered(rng, centres, 200)

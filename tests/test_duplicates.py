@@ -15,7 +15,8 @@ from mirsearch.duplicates import (
     read_as_needed,
     strongest,
 )
-from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.index import VectorIndex
+from mirsearch.index_meta import IndexMeta
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
 CONFIG = DuplicateConfig()

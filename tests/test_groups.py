@@ -10,7 +10,8 @@ from conftest import walk
 from mirsearch import fingerprint
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.groups import _speeds, find_groups
-from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.index import VectorIndex
+from mirsearch.index_meta import IndexMeta
 
 DIM, HOP_S = 32, 1.5
 PRINT_FPS = fingerprint.frames_per_s(FeatureConfig())

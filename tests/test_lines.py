@@ -9,7 +9,8 @@ import pytest
 from conftest import walk, windows_at
 
 from mirsearch.config import DuplicateConfig
-from mirsearch.index import IndexMeta, VectorIndex
+from mirsearch.index import VectorIndex
+from mirsearch.index_meta import IndexMeta
 from mirsearch.lines import _best_cells, vote
 
 CONFIG = DuplicateConfig()

@@ -7,8 +7,9 @@ import pytest
 from conftest import walk, windows_at
 
 from mirsearch.config import IndexConfig, SearchConfig
-from mirsearch.index import IndexMeta, VectorIndex
-from mirsearch.neighbours import normalise
+from mirsearch.index import VectorIndex
+from mirsearch.index_kinds import normalise
+from mirsearch.index_meta import IndexMeta
 from mirsearch.search import Hit, align, rank, similar
 
 DIM, HOP_S, N_TRACKS, N_WINDOWS = 64, 1.5, 50, 100
