@@ -40,7 +40,6 @@ from search import latency_ms
 from sqlalchemy import insert, select, update
 
 from mirsearch.api import Engine
-from mirsearch.catalog import IndexState, Track, TrackPrint
 from mirsearch.config import IndexConfig, Settings
 from mirsearch.files import discover
 from mirsearch.generations import path_of, prune_generations
@@ -48,6 +47,7 @@ from mirsearch.index import VectorIndex, window_ids
 from mirsearch.index_kinds import normalise, window_kind
 from mirsearch.index_meta import IndexMeta
 from mirsearch.neighbours import IdIndex
+from mirsearch.schema import IndexState, Track, TrackPrint
 
 log = logging.getLogger("bench.scale")
 

@@ -15,7 +15,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from mirsearch import audio
-from mirsearch.catalog import Catalog, Track
+from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.duplicates import Reading, candidates, read_as_needed
 from mirsearch.errors import InvalidParameterError, ModelError, NotFoundError, TooShortError
@@ -26,6 +26,7 @@ from mirsearch.index_meta import REBUILD, IndexMeta
 from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.results import Classification, MatchResult, Result, group_report
+from mirsearch.schema import Track
 from mirsearch.scoring import Match, calibrated_threshold, ranked
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
 from mirsearch.analysis import FileAnalysis, analyse_all, file_sha256
-from mirsearch.catalog import Catalog, IndexState, Track, TrackPrint, load_prints
+from mirsearch.catalog import Catalog, load_prints
 from mirsearch.config import Settings
 from mirsearch.duplicates import find_matches
 from mirsearch.errors import IndexMismatchError
@@ -30,6 +30,7 @@ from mirsearch.index import VectorIndex
 from mirsearch.index_meta import IndexMeta
 from mirsearch.model_card import read_card
 from mirsearch.prefetch import DecodeAhead
+from mirsearch.schema import IndexState, Track, TrackPrint
 from mirsearch.scoring import calibrated_threshold
 from mirsearch.workers import default_workers
 

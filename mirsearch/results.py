@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from mirsearch.catalog import Track
 from mirsearch.groups import Group
+from mirsearch.schema import Track
 from mirsearch.scoring import Match
 from mirsearch.search import Hit
 

@@ -19,10 +19,11 @@ from conftest import CLI, SR, clicks, noise, tone
 
 from mirsearch.analysis import file_sha256
 from mirsearch.api import Engine
-from mirsearch.catalog import Catalog, Track
+from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.encoding import write
 from mirsearch.generations import GENERATION_FILE, READERS_LOCK, WRITER_LOCK
+from mirsearch.schema import Track
 
 pytestmark = pytest.mark.slow
 

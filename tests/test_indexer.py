@@ -17,13 +17,13 @@ import pytest
 from conftest import tone
 
 from mirsearch.api import Engine
-from mirsearch.catalog import Track
 from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
 from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces, write_demo_catalog
 from mirsearch.errors import IndexMismatchError, ModelError
 from mirsearch.files import discover
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
+from mirsearch.schema import Track
 
 
 @pytest.fixture
@@ -294,7 +294,7 @@ def test_a_crash_while_committing_leaves_catalog_and_index_agreeing(settings, fo
 def test_a_model_change_embeds_every_track_again(settings, folder, monkeypatch):
     engine = Engine(settings)
     engine.index_paths([folder])
-    from mirsearch.catalog import IndexState
+    from mirsearch.schema import IndexState
 
     with engine.catalog.session() as session, session.begin():
         session.get(IndexState, 1).model_hash = "an older model"
@@ -419,7 +419,7 @@ def test_a_track_that_lost_its_print_or_tags_is_analysed_again(settings, folder)
     analyses those tracks again rather than calling them unchanged."""
     from sqlalchemy import delete, update
 
-    from mirsearch.catalog import TrackPrint
+    from mirsearch.schema import TrackPrint
 
     engine = Engine(settings)
     first = engine.index_paths([folder])

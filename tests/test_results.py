@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mirsearch.catalog import Track
 from mirsearch.groups import Group
 from mirsearch.results import Classification, MatchResult, Result, group_report
+from mirsearch.schema import Track
 from mirsearch.scoring import Match
 from mirsearch.search import Hit
 

@@ -316,7 +316,8 @@ def test_a_catalog_database_that_is_not_one_gets_503_and_says_so(copied_home):
 
 
 def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
-    from mirsearch.catalog import Catalog, Track
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
 
     catalog = Catalog(copied_home.db_url)
     with catalog.session() as session, session.begin():

@@ -1,0 +1,128 @@
+"""The catalog's schema: SQLAlchemy 2.0 models of tracks, their prints and the index state."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from mirsearch import fingerprint
+
+STATUSES = ("pending", "indexed", "failed")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {  # generic types only, so PostgreSQL works as well as SQLite
+        str: sa.Text,
+        int: sa.Integer,
+        float: sa.Float,
+        dict: sa.JSON,
+        list: sa.JSON,
+        datetime: sa.DateTime(timezone=True),
+    }
+
+
+class Track(Base):
+    """One audio file: where it is, what it is, what the model makes of it, its index status."""
+
+    __tablename__ = "tracks"
+    __table_args__ = (sa.CheckConstraint(f"status IN {STATUSES!r}", name="status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(unique=True)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    mtime: Mapped[float | None]
+    format: Mapped[str | None]  # FFmpeg's container name
+    codec: Mapped[str | None]
+    sample_rate: Mapped[int | None]
+    channels: Mapped[int | None]
+    duration_s: Mapped[float | None]
+    title: Mapped[str | None]
+    artist: Mapped[str | None]
+    album: Mapped[str | None]
+    tag_genre: Mapped[str | None]  # from the file's tags
+    genre: Mapped[str | None] = mapped_column(index=True)  # predicted by the model
+    genre_probabilities: Mapped[dict | None]  # {genre: probability}
+    tags: Mapped[list | None]  # the model's best tags: [{"tag", "score", "kind"}], best first
+    tempo_bpm: Mapped[float | None]
+    key: Mapped[str | None]  # "C major", "A minor"
+    loudness_db: Mapped[float | None]
+    descriptors: Mapped[dict | None]  # features.Descriptors.to_dict()
+    status: Mapped[str] = mapped_column(default="pending", index=True)
+    error: Mapped[str | None]  # why the file failed, for a person
+    n_windows: Mapped[int] = mapped_column(default=0)
+    model_hash: Mapped[str | None]
+    duplicate_of: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("tracks.id", ondelete="SET NULL")
+    )
+    duplicate_evidence: Mapped[list | None]
+    indexed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every column, JSON-ready (datetimes as ISO 8601 strings)."""
+        out = {}
+        for column in self.__table__.columns:
+            value = getattr(self, column.key)
+            out[column.key] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+class TrackPrint(Base):
+    """A track's verification print (mirsearch.fingerprint), stored compactly in `format`."""
+
+    __tablename__ = "track_prints"
+
+    track_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    bands: Mapped[int]
+    data: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    # fingerprint.FORMAT when written; migration 0003 converted the 1-byte prints of format 1
+    format: Mapped[int] = mapped_column(default=fingerprint.FORMAT, server_default="1")
+
+    @classmethod
+    def of(cls, track_id: int, print_db: np.ndarray) -> TrackPrint:
+        """The row storing `print_db` (bands, frames), a print from fingerprint.make_print."""
+        return cls(
+            track_id=track_id,
+            bands=print_db.shape[0],
+            data=fingerprint.encode(print_db),
+            format=fingerprint.FORMAT,
+        )
+
+    def array(self) -> np.ndarray:
+        """The stored print (bands, frames) float32; IndexMismatchError for another format."""
+        return fingerprint.decode(self.data, format=self.format)
+
+
+class IndexState(Base):
+    """The single row saying which generation of the vector index files the catalog matches."""
+
+    __tablename__ = "index_state"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, default=1)
+    generation: Mapped[int] = mapped_column(default=0)
+    model_hash: Mapped[str | None]
+    updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
+    # drawn with the row; each index generation's meta file records it (index_meta.read_meta)
+    catalog_id: Mapped[str | None] = mapped_column(sa.String(32), default=lambda: uuid.uuid4().hex)
