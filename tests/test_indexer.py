@@ -339,7 +339,7 @@ def test_match_decides_with_the_threshold_of_this_code_not_the_one_the_index_rec
     Engine(settings).index_paths([folder])
     clip = next(folder.glob("*.ogg"))
     assert [Path(m.path).name for m in Engine(settings).match(clip)] == [clip.name]
-    monkeypatch.setattr("mirsearch.api.calibrated_threshold", lambda *a, **k: 1.01)
+    monkeypatch.setattr("mirsearch.resources.calibrated_threshold", lambda *a, **k: 1.01)
     engine = Engine(settings)
     assert engine.index().meta.match_threshold < 1.0
     assert engine.match(clip) == []
