@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mirsearch import analysis, audio, embeddings, features, nn, student
+from mirsearch import analysis, audio, embeddings, features, indexer, nn, records, student
 from mirsearch.config import Settings
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
@@ -39,11 +39,11 @@ STAGES = {
         (nn.GenreNet, "embed_windows"),
     ],
     "verification print": [(embeddings, "make_print")],
-    "duplicate check on ingest": [(Indexer, "_flag_duplicate")],
+    "duplicate check on ingest": [(records, "_flag_duplicate")],
     "vector index save": [(VectorIndex, "save")],
-    # each result's rows, vectors and print (Indexer._record); not the batch's _commit, which
+    # each result's rows, vectors and print (records.record); not the batch's _commit, which
     # also draws the next results, analysed right there when there is one worker
-    "commit (catalog rows, index add)": [(Indexer, "_record")],
+    "commit (catalog rows, index add)": [(indexer, "record")],
 }
 NESTED_IN_COMMIT = ("duplicate check on ingest",)
 
@@ -69,9 +69,9 @@ def profile(folder: Path) -> dict:
         setattr(owner, name, _timed(originals[owner, name], totals, stage))
     try:
         with tempfile.TemporaryDirectory() as home:
-            indexer = Indexer(Settings.from_env(home=Path(home)))
+            indexing = Indexer(Settings.from_env(home=Path(home)))
             started = time.process_time()
-            summary = indexer.run([folder], workers=1)
+            summary = indexing.run([folder], workers=1)
             cpu_s = time.process_time() - started
     finally:
         for (owner, name), original in originals.items():

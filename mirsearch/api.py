@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import weakref
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +25,6 @@ from mirsearch.vocabulary import top_tags
 
 if TYPE_CHECKING:  # imported where used: `similar` and `dupes` never load torch
     from mirsearch.embeddings import Analysis
-
-log = logging.getLogger(__name__)
 
 
 class Engine(Resources):

@@ -11,7 +11,6 @@ and the mean of its window vectors as the track vector.
 from __future__ import annotations
 
 import copy
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +31,6 @@ from mirsearch.fingerprint import make_print
 from mirsearch.matcher import Matching
 from mirsearch.student import Student
 from mirsearch.vocabulary import GENRES, genre_scores
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ and near-duplicate matching stay those of the shipped model.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +29,6 @@ from mirsearch.datasets import LabelledClip
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
 from mirsearch.student import Student
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -7,30 +7,29 @@ import logging
 import os
 import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
-from mirsearch.analysis import FileAnalysis, analyse_all, file_sha256
-from mirsearch.catalog import Catalog, load_prints
+from mirsearch.analysis import FileAnalysis, analyse_all
+from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
-from mirsearch.duplicates import find_matches
 from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
 from mirsearch.generations import prune_generations, writing
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import IndexMeta
 from mirsearch.model_card import read_card
+from mirsearch.plan import plan
 from mirsearch.prefetch import DecodeAhead
-from mirsearch.schema import IndexState, Track, TrackPrint
+from mirsearch.records import record
+from mirsearch.schema import IndexState, Track
 from mirsearch.scoring import calibrated_threshold
 from mirsearch.workers import default_workers
 
@@ -119,7 +118,7 @@ class Indexer:
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
         index = self._open_index(meta)
-        todo, unchanged, moved = self._plan(files)
+        todo, unchanged, moved = plan(self.catalog, files)
         self._move(moved)
         # the first files are decoded while torch loads, on another core (where torch is loaded
         # already, as in a server or a notebook, there is nothing to overlap)
@@ -211,38 +210,6 @@ class Indexer:
             log.info("model changed: %d tracks will be embedded again", stale)
         return index
 
-    def _plan(self, files: list[Path]) -> tuple[list[Path], int, dict[Path, int]]:
-        """Split files into those to analyse, the number unchanged since the last run and those
-        that are indexed tracks moved or renamed (by track id; see `_moved`). An indexed track
-        without its print or tags (a schema downgrade drops them; an upgrade brings back only
-        the empty table or column) is analysed again."""
-        with self.catalog.session() as session:
-            rows = {row.path: row for row in session.scalars(select(Track))}
-            printed = set(session.scalars(select(TrackPrint.track_id)))
-        complete = {
-            path: row
-            for path, row in rows.items()
-            if row.status == "indexed" and row.id in printed and row.tags is not None
-        }
-        todo, new, unchanged = [], [], 0
-        for path in files:
-            row = rows.get(str(path))
-            if row is None:
-                new.append(path)
-                continue
-            if row.status == "failed" or str(path) in complete:
-                try:
-                    stat = path.stat()
-                    same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
-                    if same_stat or row.sha256 == file_sha256(path):
-                        unchanged += 1
-                        continue
-                except OSError:  # unreadable now: the analysis records why
-                    pass
-            todo.append(path)
-        moved = _moved(new, complete.values())
-        return todo + [p for p in new if p not in moved], unchanged, moved
-
     def _move(self, moved: dict[Path, int]) -> None:
         """Point the tracks of `moved` at their files' new paths: nothing else changes (the
         vector index holds them by track id), so nothing is embedded again."""
@@ -287,65 +254,11 @@ class Indexer:
         started = time.perf_counter()
         with self._generation(index, model_hash) as session:
             for n, result in enumerate(itertools.chain([first], results), 1):
-                self._record(session, index, result, model_hash, counts)
+                record(session, index, result, model_hash, counts, settings=self.settings)
                 if progress:
                     progress(1)
                 if n == self.batch_tracks or time.perf_counter() - started > self.batch_seconds:
                     break
-
-    def _record(
-        self,
-        session: Session,
-        index: VectorIndex,
-        result: FileAnalysis,
-        model_hash: str,
-        counts: dict,
-    ) -> None:
-        row = session.scalar(select(Track).where(Track.path == result.path))
-        if row is None:
-            row = Track(path=result.path)
-            session.add(row)
-        _fill_file_fields(row, result)
-        session.flush()
-        if index.contains(row.id):
-            index.remove([row.id])
-        if result.error is not None:
-            row.status, row.error, row.n_windows = "failed", result.error, 0
-            row.duplicate_of, row.duplicate_evidence = None, None
-            session.execute(delete(TrackPrint).where(TrackPrint.track_id == row.id))
-            counts["failed"] += 1
-            log.warning("failed: %s", result.error)
-            return
-        self._flag_duplicate(session, index, row, result, counts)
-        index.add(row.id, result.vectors, result.track_vector)
-        session.merge(TrackPrint.of(row.id, result.fingerprint))
-        _fill_analysis_fields(row, result, model_hash)
-        counts["indexed"] += 1
-        counts["audio_s"] += result.info.duration_s
-
-    def _flag_duplicate(
-        self, session: Session, index: VectorIndex, row: Track, result: FileAnalysis, counts: dict
-    ) -> None:
-        hop_s = self.settings.embedding.hop_s
-        offsets_s = np.arange(len(result.vectors), dtype=np.float32) * hop_s
-        matches = find_matches(
-            index,
-            result.vectors,
-            offsets_s,
-            result.fingerprint,
-            lambda ids: load_prints(session, ids),
-            config=self.settings.duplicates,
-            threshold=index.meta.match_threshold,
-        )
-        matches = [m for m in matches if m.track_id != row.id]
-        if not matches:
-            row.duplicate_of, row.duplicate_evidence = None, None
-            return
-        best = matches[0]  # find_matches ranks them: the closest version first
-        row.duplicate_of = best.track_id
-        row.duplicate_evidence = [m.to_dict() for m in matches]
-        counts["duplicates"] += 1
-        log.info("%s duplicates track %d", row.path, best.track_id)
 
     @contextmanager
     def _generation(self, index: VectorIndex, model_hash: str) -> Iterator[Session]:
@@ -374,51 +287,6 @@ class Indexer:
             state.generation, state.model_hash = generation, model_hash
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)
-
-
-def _fill_file_fields(row: Track, result: FileAnalysis) -> None:
-    row.sha256, row.size_bytes, row.mtime = result.sha256, result.size_bytes, result.mtime
-    row.updated_at = datetime.now(UTC)
-
-
-def _fill_analysis_fields(row: Track, result: FileAnalysis, model_hash: str) -> None:
-    info, descriptors = result.info, result.descriptors
-    row.format, row.codec = info.format, info.codec
-    row.sample_rate, row.channels, row.duration_s = info.sample_rate, info.channels, info.duration_s
-    row.title = info.tags.get("title")
-    row.artist = info.tags.get("artist")
-    row.album = info.tags.get("album")
-    row.tag_genre = info.tags.get("genre")
-    row.genre = max(result.probabilities, key=result.probabilities.get)
-    row.genre_probabilities = {k: round(v, 4) for k, v in result.probabilities.items()}
-    row.tags = result.tags
-    row.tempo_bpm, row.key = descriptors["tempo_bpm"], descriptors["key"]
-    row.loudness_db, row.descriptors = descriptors["loudness_db"], descriptors
-    row.status, row.error = "indexed", None
-    row.n_windows, row.model_hash = len(result.vectors), model_hash
-    row.indexed_at = datetime.now(UTC)
-
-
-def _moved(new: list[Path], rows: Iterable[Track]) -> dict[Path, int]:
-    """The new paths among `new` that hold an indexed track whose file is gone from its own path
-    (moved or renamed): the same size, then the same content hash. Each track moves once."""
-    gone_by_size = defaultdict(list)
-    for row in rows:
-        if row.size_bytes is not None and not os.path.lexists(row.path):
-            gone_by_size[row.size_bytes].append(row)
-    moved: dict[Path, int] = {}
-    for path in new:
-        try:
-            candidates = gone_by_size.get(path.stat().st_size)
-            digest = file_sha256(path) if candidates else None
-        except OSError:  # unreadable: the analysis records why
-            continue
-        for row in candidates or ():
-            if row.sha256 == digest:
-                moved[path] = row.id
-                candidates.remove(row)
-                break
-    return moved
 
 
 def _under_any(path: Path, roots: list[Path]) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,8 +16,6 @@ from mirsearch.matcher import (
     window_columns,
     window_step,
 )
-
-log = logging.getLogger(__name__)
 
 
 def concatenated(pieces: list[torch.Tensor]) -> torch.Tensor:

@@ -15,7 +15,6 @@ clip cut from a catalog track finds that track first however its style vector co
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -25,8 +24,6 @@ from mirsearch.config import SearchConfig
 from mirsearch.errors import InvalidParameterError
 from mirsearch.index import VectorIndex
 from mirsearch.index_kinds import normalise
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hypothesis
 import numpy as np
@@ -16,8 +18,13 @@ import torch
 
 from mirsearch import fingerprint, verification
 from mirsearch.config import FeatureConfig, Settings, TrainConfig
+from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
 from mirsearch.features import log_mel
+
+if TYPE_CHECKING:
+    from mirsearch.api import Engine
+    from mirsearch.schema import Track
 
 # Hypothesis draws the same inputs on every run (and keeps no example database that would steer
 # it), so a failure seen once reproduces; tests with their own settings say so too.
@@ -246,6 +253,33 @@ def db_settings(tmp_path, database_url) -> Settings:
     """Settings with a fresh home under tmp_path and the catalog on each backend in turn."""
     home = Settings.from_env({}, home=tmp_path / "home")
     return dataclasses.replace(home, database_url=database_url)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    """The four demo tracks (mirsearch/demo.py), written once per test module."""
+    return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=4)[0].parent
+
+
+@pytest.fixture
+def folder(tmp_path, demo_dir):
+    """The demo tracks plus one file of every bad kind."""
+    root = tmp_path / "music"
+    shutil.copytree(demo_dir, root)
+    (root / "empty.mp3").write_bytes(b"")
+    (root / "text.mp3").write_text("these are liner notes, not audio\n" * 20)
+    (root / "notes.txt").write_text("ignored: neither an audio name nor audio content")
+    truncated = (root / "demo-01.flac").read_bytes()
+    (root / "truncated.flac").write_bytes(truncated[: len(truncated) // 3])
+    write(root / "silent.wav", np.zeros(16_000 * 5, dtype=np.float32), 16_000)
+    write(root / "short.wav", tone(440.0, 0.5), 16_000)
+    return root
+
+
+def rows(engine: Engine) -> dict[str, Track]:
+    """The catalog's tracks by file name, whatever their status."""
+    tracks, _ = engine.catalog.list_tracks(status=None, per_page=1000)
+    return {os.path.basename(t.path): t for t in tracks}
 
 
 def walk(rng: np.random.Generator, n: int, *, dim: int, step: float = 0.35) -> np.ndarray:

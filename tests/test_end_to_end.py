@@ -57,11 +57,11 @@ def test_a_second_run_skips_every_file_without_reading_it(
     """Unchanged files (same size and mtime) are not hashed, decoded or embedded again, and no
     index generation is written."""
     engine, manifest, _, _ = shared_catalog
-    from mirsearch import indexer
+    from mirsearch import plan
 
     hashed, analysed = [], []
-    sha256 = indexer.file_sha256
-    monkeypatch.setattr(indexer, "file_sha256", lambda path: hashed.append(path) or sha256(path))
+    sha256 = plan.file_sha256
+    monkeypatch.setattr(plan, "file_sha256", lambda path: hashed.append(path) or sha256(path))
 
     def analyse_all(paths, settings, **options):
         analysed.extend(paths)

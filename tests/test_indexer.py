@@ -1,5 +1,5 @@
-"""Indexing a folder (catalog on SQLite and PostgreSQL): bad files recorded as failed,
-incremental re-runs, prune, crash safety."""
+"""Indexing runs (catalog on SQLite and PostgreSQL): prune, workers, decoding ahead, crash
+safety, model and calibration changes, runs that meet on one catalog."""
 
 from __future__ import annotations
 
@@ -14,130 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone
+from conftest import rows
 
 from mirsearch.api import Engine
 from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
-from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces, write_demo_catalog
 from mirsearch.errors import IndexMismatchError, ModelError
 from mirsearch.files import discover
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
-from mirsearch.schema import Track
 
 
 @pytest.fixture
 def settings(db_settings):
     """Every indexing test runs with the catalog on SQLite and on PostgreSQL."""
     return db_settings
-
-
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=4)[0].parent
-
-
-@pytest.fixture
-def folder(tmp_path, demo_dir):
-    """The demo tracks plus one file of every bad kind."""
-    root = tmp_path / "music"
-    shutil.copytree(demo_dir, root)
-    (root / "empty.mp3").write_bytes(b"")
-    (root / "text.mp3").write_text("these are liner notes, not audio\n" * 20)
-    (root / "notes.txt").write_text("ignored: neither an audio name nor audio content")
-    truncated = (root / "demo-01.flac").read_bytes()
-    (root / "truncated.flac").write_bytes(truncated[: len(truncated) // 3])
-    from mirsearch.encoding import write
-
-    write(root / "silent.wav", np.zeros(16_000 * 5, dtype=np.float32), 16_000)
-    write(root / "short.wav", tone(440.0, 0.5), 16_000)
-    return root
-
-
-def rows(engine: Engine) -> dict[str, Track]:
-    tracks, _ = engine.catalog.list_tracks(status=None, per_page=1000)
-    return {os.path.basename(t.path): t for t in tracks}
-
-
-def test_bad_files_are_recorded_as_failed_and_the_rest_indexed(settings, folder):
-    engine = Engine(settings)
-    summary = engine.index_paths([folder])
-    by_name = rows(engine)
-    assert "notes.txt" not in by_name
-    failed = {name: t.error for name, t in by_name.items() if t.status == "failed"}
-    assert set(failed) == {"empty.mp3", "text.mp3", "truncated.flac", "silent.wav"}
-    assert "empty" in failed["empty.mp3"]
-    assert "not an audio file" in failed["text.mp3"] or "no audio" in failed["text.mp3"]
-    assert "truncated" in failed["truncated.flac"] or "corrupt" in failed["truncated.flac"]
-    assert "silent" in failed["silent.wav"]
-    assert summary.indexed == 5 and summary.failed == 4  # four demo tracks + the short tone
-    indexed = [t for t in by_name.values() if t.status == "indexed"]
-    assert all(t.key and t.genre and t.n_windows >= 1 for t in indexed)
-    assert_demo_tempo_and_key(by_name)
-    assert by_name["demo-01.flac"].title == "Demo 1"
-    assert engine.index().n_tracks == 5
-    prints = engine.catalog.prints(t.id for t in by_name.values())
-    assert set(prints) == {t.id for t in indexed}  # every indexed track has its print, no other
-    for t in indexed:  # one frame every 1/32 s (a track shorter than a window is padded to 3 s)
-        assert prints[t.id].shape[1] == pytest.approx(max(t.duration_s, 3.0) * 32, abs=2)
-
-
-def assert_demo_tempo_and_key(by_name: dict[str, Track]) -> None:
-    """The demo tracks' tempo and key are known by construction (mirsearch/demo.py).
-
-    Measured on the four: tempo right for three and doubled for the 74 BPM one (an octave
-    error beat trackers make); key right for three, the relative minor for C major (same notes).
-    """
-    at_tempo = in_key = 0
-    for i, piece in enumerate(demo_pieces(4)):
-        row = by_name[f"demo-{i + 1:02d}{FORMATS[i]}"]
-        ratio = row.tempo_bpm / piece.tempo_bpm
-        assert any(abs(ratio - octave) <= 0.015 * octave for octave in (1, 2)), (row.path, ratio)
-        at_tempo += abs(ratio - 1) <= 0.015
-        mode = "minor" if piece.minor else "major"
-        relative = (
-            f"{NOTE_NAMES[(piece.tonic + 9) % 12]} minor"
-            if mode == "major"
-            else f"{NOTE_NAMES[(piece.tonic + 3) % 12]} major"
-        )
-        assert row.key in (f"{NOTE_NAMES[piece.tonic]} {mode}", relative), (row.path, row.key)
-        in_key += row.key == f"{NOTE_NAMES[piece.tonic]} {mode}"
-    assert at_tempo >= 3 and in_key >= 3, (at_tempo, in_key)
-
-
-def test_second_run_changes_nothing_and_changed_files_are_redone(settings, folder):
-    engine = Engine(settings)
-    engine.index_paths([folder])
-    again = engine.index_paths([folder])
-    assert (again.indexed, again.failed, again.unchanged) == (0, 0, 9)
-    os.utime(folder / "demo-02.ogg")  # touched, same content: still unchanged
-    (folder / "demo-04.wav").unlink()
-    from mirsearch.audio import load
-    from mirsearch.encoding import write
-
-    write(folder / "demo-04.wav", load(folder / "demo-01.flac").samples[::-1].copy(), 16_000)
-    before = rows(engine)["demo-04.wav"].sha256
-    third = engine.index_paths([folder])
-    assert third.indexed == 1 and third.unchanged == 8
-    assert rows(engine)["demo-04.wav"].sha256 != before
-
-
-def test_a_file_that_breaks_on_re_index_keeps_nothing_of_its_old_audio(settings, folder):
-    """Its vectors, print and duplicate flag described audio that is gone: none of them stay."""
-    engine = Engine(settings)
-    engine.index_paths([folder])
-    shutil.copy(folder / "demo-01.flac", folder / "copy.flac")
-    engine.index_paths([folder])
-    copy = rows(engine)["copy.flac"]
-    assert copy.duplicate_of == rows(engine)["demo-01.flac"].id
-    assert copy.id in engine.catalog.prints([copy.id])
-    (folder / "copy.flac").write_bytes(b"not audio any more" * 100)
-    summary = engine.index_paths([folder])
-    broken = rows(engine)["copy.flac"]
-    assert summary.failed == 1 and broken.status == "failed"
-    assert broken.duplicate_of is None and broken.duplicate_evidence is None
-    assert engine.catalog.prints([broken.id]) == {}
-    assert not engine.index().contains(broken.id)
 
 
 def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
@@ -149,35 +39,6 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert summary.removed == 1
     assert "demo-02.ogg" not in rows(engine)
     assert not engine.index().contains(gone)
-
-
-def test_a_moved_or_renamed_file_keeps_its_track_and_is_not_embedded_again(settings, folder):
-    """A catalog reorganised on disk: each moved file's row follows it (same id, vectors, genre),
-    nothing is analysed or flagged as a duplicate of its old self, and `--prune` has nothing to
-    remove. A copy whose original is still there is a new track; one old file's content found
-    twice moves once."""
-    engine = Engine(settings)
-    engine.index_paths([folder])
-    before = rows(engine)
-    (folder / "album").mkdir()
-    (folder / "demo-01.flac").rename(folder / "album" / "first.flac")
-    (folder / "demo-02.ogg").rename(folder / "album" / "second.ogg")
-    shutil.copy(folder / "album" / "second.ogg", folder / "second-again.ogg")
-    shutil.copy(folder / "demo-03.mp3", folder / "third-copy.mp3")
-    summary = engine.index_paths([folder], prune=True)
-    after = rows(engine)
-    assert (summary.moved, summary.removed, summary.unchanged) == (2, 0, 7)
-    assert summary.indexed == 2 and summary.duplicates == 2  # the two copies
-    for old, new in (("demo-01.flac", "first.flac"), ("demo-02.ogg", "second.ogg")):
-        assert old not in after
-        assert after[new].id == before[old].id and after[new].genre == before[old].genre
-        assert after[new].path == str((folder / "album" / new).resolve())
-        assert after[new].duplicate_of is None
-        assert engine.index().contains(after[new].id)
-    assert after["second-again.ogg"].duplicate_of == before["demo-02.ogg"].id
-    assert after["third-copy.mp3"].duplicate_of == before["demo-03.mp3"].id
-    again = engine.index_paths([folder])
-    assert (again.indexed, again.moved, again.unchanged) == (0, 0, 11)
 
 
 def test_default_workers_are_one_per_core_but_no_more_than_files(settings, folder, monkeypatch):
@@ -412,29 +273,6 @@ def test_a_generation_another_run_wrote_stops_a_run_before_it_writes_over_it(set
         pass
     engine = Engine(settings)
     assert engine.index().n_tracks == 1 and engine.catalog.index_state().generation == 2
-
-
-def test_a_track_that_lost_its_print_or_tags_is_analysed_again(settings, folder):
-    """What a schema downgrade drops (prints, tags) an upgrade brings back empty: the next run
-    analyses those tracks again rather than calling them unchanged."""
-    from sqlalchemy import delete, update
-
-    from mirsearch.schema import TrackPrint
-
-    engine = Engine(settings)
-    first = engine.index_paths([folder])
-    by_name = rows(engine)
-    with engine.catalog.session() as session, session.begin():
-        session.execute(delete(TrackPrint).where(TrackPrint.track_id == by_name["demo-01.flac"].id))
-        session.execute(
-            update(Track).where(Track.id == by_name["demo-02.ogg"].id).values(tags=None)
-        )
-    again = engine.index_paths([folder])
-    assert again.indexed == 2 and again.unchanged == first.indexed + first.failed - 2
-    by_name = rows(engine)
-    assert by_name["demo-01.flac"].id in engine.catalog.prints([by_name["demo-01.flac"].id])
-    assert by_name["demo-02.ogg"].tags
-    assert engine.index_paths([folder]).indexed == 0
 
 
 def test_an_index_folder_another_catalog_wrote_is_refused_then_rebuilt(settings, folder, tmp_path):

@@ -18,8 +18,6 @@ from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.errors import MirsearchError
 
-log = logging.getLogger(__name__)
-
 
 class _Commands(click.Group):
     """The commands, each of whose MirsearchErrors (a bad file, catalog or parameter) and errors

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
 from mirsearch.cli.common import PATHS, _emit, _settings
 from mirsearch.config import TrainConfig
-
-log = logging.getLogger(__name__)
 
 
 def _train_options(f):

@@ -1,0 +1,69 @@
+"""What an indexing run has to do: the files to analyse, those unchanged and the tracks moved."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from pathlib import Path
+
+from sqlalchemy import select
+
+from mirsearch.analysis import file_sha256
+from mirsearch.catalog import Catalog
+from mirsearch.schema import Track, TrackPrint
+
+
+def plan(catalog: Catalog, files: list[Path]) -> tuple[list[Path], int, dict[Path, int]]:
+    """Split files into those to analyse, the number unchanged since the last run and those
+    that are indexed tracks moved or renamed (by track id; see `_moved`). An indexed track
+    without its print or tags (a schema downgrade drops them; an upgrade brings back only
+    the empty table or column) is analysed again."""
+    with catalog.session() as session:
+        rows = {row.path: row for row in session.scalars(select(Track))}
+        printed = set(session.scalars(select(TrackPrint.track_id)))
+    complete = {
+        path: row
+        for path, row in rows.items()
+        if row.status == "indexed" and row.id in printed and row.tags is not None
+    }
+    todo, new, unchanged = [], [], 0
+    for path in files:
+        row = rows.get(str(path))
+        if row is None:
+            new.append(path)
+            continue
+        if row.status == "failed" or str(path) in complete:
+            try:
+                stat = path.stat()
+                same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
+                if same_stat or row.sha256 == file_sha256(path):
+                    unchanged += 1
+                    continue
+            except OSError:  # unreadable now: the analysis records why
+                pass
+        todo.append(path)
+    moved = _moved(new, complete.values())
+    return todo + [p for p in new if p not in moved], unchanged, moved
+
+
+def _moved(new: list[Path], rows: Iterable[Track]) -> dict[Path, int]:
+    """The new paths among `new` that hold an indexed track whose file is gone from its own path
+    (moved or renamed): the same size, then the same content hash. Each track moves once."""
+    gone_by_size = defaultdict(list)
+    for row in rows:
+        if row.size_bytes is not None and not os.path.lexists(row.path):
+            gone_by_size[row.size_bytes].append(row)
+    moved: dict[Path, int] = {}
+    for path in new:
+        try:
+            candidates = gone_by_size.get(path.stat().st_size)
+            digest = file_sha256(path) if candidates else None
+        except OSError:  # unreadable: the analysis records why
+            continue
+        for row in candidates or ():
+            if row.sha256 == digest:
+                moved[path] = row.id
+                candidates.remove(row)
+                break
+    return moved

@@ -1,0 +1,105 @@
+"""One analysed file recorded in the catalog: its track row, print and vectors, duplicate flag."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from mirsearch.analysis import FileAnalysis
+from mirsearch.catalog import load_prints
+from mirsearch.config import Settings
+from mirsearch.duplicates import find_matches
+from mirsearch.index import VectorIndex
+from mirsearch.schema import Track, TrackPrint
+
+log = logging.getLogger(__name__)
+
+
+def record(
+    session: Session,
+    index: VectorIndex,
+    result: FileAnalysis,
+    model_hash: str,
+    counts: dict,
+    *,
+    settings: Settings,
+) -> None:
+    row = session.scalar(select(Track).where(Track.path == result.path))
+    if row is None:
+        row = Track(path=result.path)
+        session.add(row)
+    _fill_file_fields(row, result)
+    session.flush()
+    if index.contains(row.id):
+        index.remove([row.id])
+    if result.error is not None:
+        row.status, row.error, row.n_windows = "failed", result.error, 0
+        row.duplicate_of, row.duplicate_evidence = None, None
+        session.execute(delete(TrackPrint).where(TrackPrint.track_id == row.id))
+        counts["failed"] += 1
+        log.warning("failed: %s", result.error)
+        return
+    _flag_duplicate(session, index, row, result, counts, settings=settings)
+    index.add(row.id, result.vectors, result.track_vector)
+    session.merge(TrackPrint.of(row.id, result.fingerprint))
+    _fill_analysis_fields(row, result, model_hash)
+    counts["indexed"] += 1
+    counts["audio_s"] += result.info.duration_s
+
+
+def _flag_duplicate(
+    session: Session,
+    index: VectorIndex,
+    row: Track,
+    result: FileAnalysis,
+    counts: dict,
+    *,
+    settings: Settings,
+) -> None:
+    hop_s = settings.embedding.hop_s
+    offsets_s = np.arange(len(result.vectors), dtype=np.float32) * hop_s
+    matches = find_matches(
+        index,
+        result.vectors,
+        offsets_s,
+        result.fingerprint,
+        lambda ids: load_prints(session, ids),
+        config=settings.duplicates,
+        threshold=index.meta.match_threshold,
+    )
+    matches = [m for m in matches if m.track_id != row.id]
+    if not matches:
+        row.duplicate_of, row.duplicate_evidence = None, None
+        return
+    best = matches[0]  # find_matches ranks them: the closest version first
+    row.duplicate_of = best.track_id
+    row.duplicate_evidence = [m.to_dict() for m in matches]
+    counts["duplicates"] += 1
+    log.info("%s duplicates track %d", row.path, best.track_id)
+
+
+def _fill_file_fields(row: Track, result: FileAnalysis) -> None:
+    row.sha256, row.size_bytes, row.mtime = result.sha256, result.size_bytes, result.mtime
+    row.updated_at = datetime.now(UTC)
+
+
+def _fill_analysis_fields(row: Track, result: FileAnalysis, model_hash: str) -> None:
+    info, descriptors = result.info, result.descriptors
+    row.format, row.codec = info.format, info.codec
+    row.sample_rate, row.channels, row.duration_s = info.sample_rate, info.channels, info.duration_s
+    row.title = info.tags.get("title")
+    row.artist = info.tags.get("artist")
+    row.album = info.tags.get("album")
+    row.tag_genre = info.tags.get("genre")
+    row.genre = max(result.probabilities, key=result.probabilities.get)
+    row.genre_probabilities = {k: round(v, 4) for k, v in result.probabilities.items()}
+    row.tags = result.tags
+    row.tempo_bpm, row.key = descriptors["tempo_bpm"], descriptors["key"]
+    row.loudness_db, row.descriptors = descriptors["loudness_db"], descriptors
+    row.status, row.error = "indexed", None
+    row.n_windows, row.model_hash = len(result.vectors), model_hash
+    row.indexed_at = datetime.now(UTC)
