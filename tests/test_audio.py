@@ -8,7 +8,7 @@ import tracemalloc
 import av
 import numpy as np
 import pytest
-from conftest import SR, tone
+from conftest import SR, clicks, tone
 
 from mirsearch import audio, containers
 from mirsearch.config import AudioConfig
@@ -222,13 +222,16 @@ def test_blocks_past_the_declared_duration_are_all_kept():
 
 
 def test_windows_of_a_silent_lead_in_or_an_offset_are_not_sound():
-    """Only windows whose blocks are sound (SOUNDING_SHARE of them) count as sound: the lead-in,
-    the offset after it and the windows straddling them into the tone do not."""
+    """A window is sound unless a tenth of it lies in a pause (PAUSE_S or more below the silence
+    level): not the lead-in, the offset after it, or the windows straddling them into the tone;
+    the gaps between the beats of dry clicks are no pause."""
     x = np.concatenate([np.zeros(4 * SR), np.full(SR, 0.01), tone(440.0, 6.0)]).astype(np.float32)
     starts = np.arange(0.0, 9.0, 0.5)
     sound = audio.sounding_windows(x, starts, 3.0, sample_rate=SR, silence_dbfs=-60.0)
     np.testing.assert_array_equal(sound, starts >= 5.0)
     quiet = tone(440.0, 6.0, amplitude=10 ** (-50 / 20) * np.sqrt(2))  # -50 dBFS: quiet, heard
     assert audio.sounding_windows(quiet, starts[:7], 3.0, sample_rate=SR, silence_dbfs=-60.0).all()
+    beats = clicks(80.0, 9.0)  # 0.75 s apart, silent between
+    assert audio.sounding_windows(beats, starts[:13], 3.0, sample_rate=SR, silence_dbfs=-60.0).all()
     too_short = audio.sounding_windows(x[:100], [0.0], 3.0, sample_rate=SR, silence_dbfs=-60.0)
     assert too_short.tolist() == [True]
