@@ -32,6 +32,7 @@ def plan(catalog: Catalog, files: list[Path]) -> tuple[list[Path], int, dict[Pat
         row = rows.get(str(path))
         if row is None:
             new.append(path)
+            todo.append(path)
             continue
         if row.status == "failed" or str(path) in complete:
             try:
@@ -44,7 +45,7 @@ def plan(catalog: Catalog, files: list[Path]) -> tuple[list[Path], int, dict[Pat
                 pass
         todo.append(path)
     moved = _moved(new, complete.values())
-    return todo + [p for p in new if p not in moved], unchanged, moved
+    return [p for p in todo if p not in moved], unchanged, moved
 
 
 def _moved(new: list[Path], rows: Iterable[Track]) -> dict[Path, int]:

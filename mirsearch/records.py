@@ -28,6 +28,10 @@ def record(
     *,
     settings: Settings,
 ) -> None:
+    """`result` into the track row of its path (made if new) within `session`: a failure
+    recorded with its message and nothing of the old audio kept; otherwise the row filled, the
+    track flagged if it duplicates one in the catalog, its vectors into `index` and its print
+    stored. `counts` (indexed, failed, duplicates, audio_s) goes up by what it was."""
     row = session.scalar(select(Track).where(Track.path == result.path))
     if row is None:
         row = Track(path=result.path)
