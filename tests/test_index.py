@@ -323,18 +323,6 @@ def test_load_refuses_a_missing_generation_or_file(tmp_path):
         VectorIndex.load(tmp_path, 4, expect=META)
 
 
-def test_load_refuses_a_generation_written_for_another_catalog(tmp_path):
-    """Two catalog databases sharing one home's index folder had read each other's vectors
-    under their own track ids."""
-    index, _ = build_index(IndexConfig(), n_tracks=3)
-    index.save(tmp_path, 1, catalog_id="catalog-a")
-    assert VectorIndex.load(tmp_path, 1, expect=META, catalog_id="catalog-a").n_tracks == 3
-    with pytest.raises(IndexMismatchError, match="written for another catalog database"):
-        VectorIndex.load(tmp_path, 1, expect=META, catalog_id="catalog-b")
-    index.save(tmp_path, 2)  # as a version before catalog ids wrote it: it names none
-    assert VectorIndex.load(tmp_path, 2, expect=META, catalog_id="catalog-b").n_tracks == 3
-
-
 def test_window_ids_round_trip():
     ids = window_ids(12345, 3)
     assert ids.tolist() == [12345 << 20, (12345 << 20) | 1, (12345 << 20) | 2]
