@@ -95,7 +95,7 @@ class Engine(Resources):
 
     def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
         """Genre probabilities and tags of a file and, once a catalog exists, its most similar
-        tracks."""
+        tracks; with `timeline`, the genre of each window that is sound (a silent one has none)."""
         analysis = self.analyse_file(path, min_duration_s=1.0)
         labels = self.embedder.labels
         probabilities = {
@@ -108,7 +108,10 @@ class Engine(Resources):
             similar = self._rank(analysis, k=min(similar_k, index.n_tracks), allowed=None)
         windows = []
         if timeline:
-            for offset, row in zip(analysis.offsets_s, analysis.window_probabilities, strict=True):
+            heard = analysis.sounding
+            for offset, row in zip(
+                analysis.offsets_s[heard], analysis.window_probabilities[heard], strict=True
+            ):
                 best = int(row.argmax())
                 windows.append(
                     {

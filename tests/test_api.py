@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import tone
 
 from mirsearch.api import Engine
 from mirsearch.audio import load
@@ -125,6 +126,8 @@ WITHOUT_THE_NETWORK = """
 import sys
 from pathlib import Path
 
+from conftest import tone
+
 from mirsearch.api import Engine
 from mirsearch.config import Settings
 
@@ -179,3 +182,14 @@ def test_a_clip_with_a_silent_lead_in_finds_its_track_as_the_music_alone_does(
     assert alone.path == after_silence.path == str(demo[1].resolve())
     assert after_silence.score >= alone.score - 0.03
     assert after_silence.offset_s == pytest.approx(alone.offset_s - 4.0, abs=0.5)
+
+
+def test_a_classify_timeline_gives_a_genre_to_the_windows_with_sound_only(settings, tmp_path):
+    music = tone(220.0, 8.0) + tone(330.0, 8.0)
+    path = write(
+        tmp_path / "led.wav", np.concatenate([np.zeros(4 * 16_000, np.float32), music]), 16_000
+    )
+    timeline = Engine(settings).classify(path, similar_k=0, timeline=True).timeline
+    assert timeline[0]["offset_s"] == 4.0  # the windows before lie in the lead-in, wholly or partly
+    assert [w["offset_s"] for w in timeline] == [4.0 + 0.5 * i for i in range(len(timeline))]
+    assert timeline[-1]["offset_s"] >= 8.5
