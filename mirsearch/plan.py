@@ -50,19 +50,30 @@ def plan(catalog: Catalog, files: list[Path]) -> tuple[list[Path], int, dict[Pat
 
 def _moved(new: list[Path], rows: Iterable[Track]) -> dict[Path, int]:
     """The new paths among `new` that hold an indexed track whose file is gone from its own path
-    (moved or renamed): the same size, then the same content hash. Each track moves once."""
-    gone_by_size = defaultdict(list)
-    for row in rows:
-        if row.size_bytes is not None and not os.path.lexists(row.path):
-            gone_by_size[row.size_bytes].append(row)
-    moved: dict[Path, int] = {}
+    (moved or renamed): the same size, then the same content hash. Each track moves once. Only
+    the tracks of a new file's size are looked for on disk: a run without new files touches
+    none of the catalog's paths."""
+    sizes = {}
     for path in new:
         try:
-            candidates = gone_by_size.get(path.stat().st_size)
-            digest = file_sha256(path) if candidates else None
+            sizes[path] = path.stat().st_size
         except OSError:  # unreadable: the analysis records why
             continue
-        for row in candidates or ():
+    wanted = set(sizes.values())
+    gone_by_size = defaultdict(list)
+    for row in rows:
+        if row.size_bytes in wanted and not os.path.lexists(row.path):
+            gone_by_size[row.size_bytes].append(row)
+    moved: dict[Path, int] = {}
+    for path, size in sizes.items():
+        candidates = gone_by_size.get(size)
+        if not candidates:
+            continue
+        try:
+            digest = file_sha256(path)
+        except OSError:
+            continue
+        for row in candidates:
             if row.sha256 == digest:
                 moved[path] = row.id
                 candidates.remove(row)
