@@ -121,9 +121,9 @@ class Embedder:
     def analyse(self, samples: np.ndarray, *, hop_s: float | None = None) -> Analysis:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
-        The track vector, tags and genres are averaged over the windows that are mostly sound
-        (audio.sounding_windows; all of them where none is): a silent lead-in had turned an
-        orchestral clip's genre to electronic. A signal shorter than one window is zero-padded
+        The track vector, tags and genres are averaged over the windows that are sound, not in a
+        pause (audio.sounding_windows; all of them where none is): a silent lead-in had turned
+        an orchestral clip's genre to electronic. A signal shorter than one window is zero-padded
         to one window.
         """
         hop_s = self.config.hop_s if hop_s is None else hop_s
