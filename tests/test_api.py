@@ -126,8 +126,6 @@ WITHOUT_THE_NETWORK = """
 import sys
 from pathlib import Path
 
-from conftest import tone
-
 from mirsearch.api import Engine
 from mirsearch.config import Settings
 
