@@ -244,9 +244,8 @@ def table(results: dict) -> str:
                 f"({versus['windows']} windows, {versus['tracks']} tracks)",
             )
         )
-    reruns = "".join(  # parts rerun on their own since (merged into results.json by hand)
-        f" `bench/{name}.py` rerun on its own on {when}."
-        for name, when in results.get("reruns", {}).items()
+    reruns = "".join(  # parts rerun since, on their own or by `--resume` with the rest kept
+        f" `bench/{name}.py` rerun on {when}." for name, when in results.get("reruns", {}).items()
     )
     head = (
         f"Measured by `make bench` on {results['date']}, {results['machine']}.{reruns}\n\n"
