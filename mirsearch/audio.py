@@ -259,12 +259,11 @@ def sounding_windows(
         return np.ones(len(starts_s), dtype=bool)
     quiet = _block_residuals(samples, block) / block < 10 ** (silence_dbfs / 10)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
-    paused = np.zeros(quiet.size + 1, dtype=np.int64)
+    paused = np.zeros(quiet.size, dtype=bool)
     for start, end in edges.reshape(-1, 2):  # each run of quiet blocks: [start, end)
         if (end - start) * block >= PAUSE_S * sample_rate:
-            paused[start] += 1
-            paused[end] -= 1
-    in_pause = np.concatenate([[0], np.cumsum(np.cumsum(paused)[:-1])])
+            paused[start:end] = True
+    in_pause = np.concatenate([[0], np.cumsum(paused)])  # paused blocks before each block
     first = np.clip(np.round(starts_s * sample_rate / block).astype(np.int64), 0, quiet.size)
     last = np.clip(
         np.round((starts_s + window_s) * sample_rate / block).astype(np.int64), 0, quiet.size
