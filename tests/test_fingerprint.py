@@ -7,7 +7,7 @@ import pytest
 import torch
 from conftest import PRINT_CHECK, SR, melody, print_of, whole
 
-from mirsearch import fingerprint, verification
+from mirsearch import audio, fingerprint, verification
 from mirsearch.config import FeatureConfig
 from mirsearch.errors import IndexMismatchError
 from mirsearch.features import log_mel
@@ -70,6 +70,27 @@ def test_decoded_prints_are_reused_read_only_within_a_byte_budget():
     assert np.array_equal(
         fingerprint.decode(stored[2]), fingerprint._decode(stored[2], fingerprint.FORMAT)
     )
+
+
+@pytest.mark.parametrize("name", ["wesnoth__battle-epic.ogg", "hedgewars__city.wav"])
+def test_music_is_stored_in_steps_from_frame_to_frame_a_third_smaller_than_bit_planes(
+    shared_audio, name
+):
+    """Format 4 stores the values format 3 stored, in fewer bytes: a band of music changes
+    little from one frame to the next."""
+    samples = audio.load(shared_audio / name).samples[: 60 * SR]
+    p = print_of(samples)
+    planes, steps = fingerprint.encode(p, format=3), fingerprint.encode(p)
+    assert fingerprint.FORMAT == 4
+    assert np.array_equal(fingerprint.decode(planes, format=3), fingerprint.decode(steps))
+    assert len(steps) < 0.75 * len(planes)
+
+
+def test_a_print_of_silence_or_of_no_frames_comes_back_as_it_went():
+    silent = np.full((22, 320), -80.0, dtype=np.float32)
+    empty = np.zeros((22, 0), dtype=np.float32)
+    assert np.array_equal(fingerprint.decode(fingerprint.encode(silent)), np.zeros_like(silent))
+    assert fingerprint.decode(fingerprint.encode(empty)).shape == (22, 0)
 
 
 def test_a_format_2_print_of_the_previous_version_is_still_read_and_agrees():
