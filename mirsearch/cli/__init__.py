@@ -168,8 +168,8 @@ def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
         q=q, genre=genre, status=None if status == "all" else status, page=page, per_page=per_page
     )
     for row in rows:
-        if as_json:
-            _emit(row.to_dict())
+        if as_json:  # `id` as it always was, `track_id` as search results and HTTP say it
+            _emit(row.to_dict() | {"track_id": row.id})
         else:
             extra = f"  error: {row.error}" if row.error else ""
             _say(
