@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
+from mirsearch.config import MAX_PAGE
 from mirsearch.errors import CatalogError, InvalidParameterError, MirsearchError
 from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint
 
@@ -141,9 +142,9 @@ class Catalog:
         `q` matches title, artist or path (case-insensitive substring); `genre` matches the
         predicted or the tagged genre (case-insensitive); `status=None` lists every status.
         """
-        if page < 1 or per_page < 1:
+        if not (1 <= page <= MAX_PAGE and 1 <= per_page <= MAX_PAGE):
             raise InvalidParameterError(
-                f"page and per_page must be positive, got {page} and {per_page}"
+                f"page and per_page must be 1 to {MAX_PAGE:,}, got {page} and {per_page}"
             )
         query = select(Track)
         if status is not None:

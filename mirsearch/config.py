@@ -98,6 +98,7 @@ class TrainConfig:
 
 
 INDEX_KINDS = ("auto", "flat", "sq8", "hnsw", "ivfpq")
+MAX_PAGE = 10**9  # the highest page number and page size a track listing takes (SQL is 64-bit)
 
 
 @dataclass(frozen=True)

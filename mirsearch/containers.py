@@ -53,7 +53,10 @@ def open_container(path: Path) -> av.container.InputContainer:
         raise AudioError(f"{path!r}: the file's name is not UTF-8, which FFmpeg needs: rename it")
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")
-    options = {"probesize": str(WAV_PROBE_BYTES)} if _is_wav(path) else {}
+    try:
+        options = {"probesize": str(WAV_PROBE_BYTES)} if _is_wav(path) else {}
+    except OSError as exc:  # no permission to read it
+        raise AudioError(f"{path}: the file cannot be read ({reason(exc)})") from exc
     try:
         container = av.open(str(path), metadata_errors="ignore", options=options)
     except (av.error.FFmpegError, OSError, ValueError) as exc:

@@ -205,8 +205,9 @@ def test_list_tracks_filters_and_pages(catalog):
     page3, _ = catalog.list_tracks(page=3, per_page=2)
     assert total == 4 and [len(page1), len(page2), len(page3)] == [2, 2, 0]
     assert [r.id for r in page1 + page2] == sorted(r.id for r in page1 + page2)
-    with pytest.raises(MirsearchError):
-        catalog.list_tracks(page=0)
+    for page, per_page in ((0, 2), (10**20, 2), (1, 10**20)):  # 10**20: past SQL's integers
+        with pytest.raises(MirsearchError, match="must be 1 to 1,000,000,000"):
+            catalog.list_tracks(page=page, per_page=per_page)
 
 
 def test_genres_count_each_track_once_per_distinct_genre(catalog):

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from conftest import clicks, noise, tone
 
+from mirsearch import containers
 from mirsearch.audio import load
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.cli import main
@@ -145,6 +146,8 @@ def test_tracks_filters_by_text_status_and_page(home):
     assert {t["id"] for t in first} | {t["id"] for t in second} == {
         t["id"] for t in lines(run(home, "tracks", "--json"))
     }
+    past_sql = run(home, "tracks", "--page", str(10**20))  # past SQLite's 64-bit integers
+    assert past_sql.exit_code == 2 and "1<=x<=1000000000" in past_sql.output
     plain = run(home, "tracks", "--page", "2", "--per-page", "3").output.splitlines()
     assert len(plain) == 2 and plain[-1] == "1 of 4 tracks"
     assert re.match(rf"\s*{second[0]['id']}\s+indexed\s+[\d.]+s\s+.+\s+Demo 4$", plain[0])
@@ -233,11 +236,33 @@ def test_query_commands_on_two_workers_answer_as_on_one_in_order_folders_expande
     assert sources == ["demo-02.ogg", "demo-03.mp3"]
 
 
-def test_a_folder_without_audio_is_refused_by_name(home, tmp_path):
+def test_an_unreadable_file_and_a_folder_without_audio_each_get_a_line_and_the_rest_go_on(
+    home, clip, tmp_path, monkeypatch
+):
     empty = tmp_path / "empty"
     empty.mkdir()
-    result = run(home, "match", empty)
-    assert result.exit_code != 0 and f"{empty}: no audio files in this folder" in result.output
+    locked = tmp_path / "locked.wav"
+    locked.write_bytes(clip.read_bytes())
+    opened = containers._is_wav  # the first read of a file; root reads past chmod 000
+
+    def refused(path):
+        if path == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return opened(path)
+
+    monkeypatch.setattr(containers, "_is_wav", refused)
+    for command in ("match", "search", "classify"):
+        result = run(home, command, clip, locked, empty, "--json", "--workers", "1")
+        answered = lines(result)
+        assert result.exit_code == 0 and len(answered) == 3, command
+        assert [line["query"] for line in answered] == [str(clip), str(locked), str(empty)]
+        assert "error" not in answered[0]
+        assert answered[1]["error"] == f"{locked}: the file cannot be read (Permission denied)"
+        assert answered[2]["error"] == f"{empty}: no audio files in this folder"
+    alone = run(home, "match", empty)
+    assert (
+        alone.exit_code == 1 and alone.output == f"{empty}: error: no audio files in this folder\n"
+    )
 
 
 def test_classify_timeline_gives_every_window_a_genre_of_the_model(home, clip):

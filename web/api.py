@@ -13,6 +13,7 @@ from flask import Blueprint, current_app, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest
 
 from mirsearch.api import Engine
+from mirsearch.config import MAX_PAGE
 from mirsearch.errors import InvalidParameterError, NotFoundError
 from web.openapi import SPEC
 
@@ -96,8 +97,8 @@ def classify():
 @bp.get("/tracks")
 def tracks():
     page, per_page = int_arg("page", 1), int_arg("per_page", 50)
-    if not 1 <= page <= 10**9 or not 1 <= per_page <= 500:
-        raise InvalidParameterError("page must be 1 to 10^9 and per_page between 1 and 500")
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 500:
+        raise InvalidParameterError(f"page must be 1 to {MAX_PAGE:,} and per_page 1 to 500")
     genre = request.args.get("genre") or None
     rows, total = engine().catalog.list_tracks(
         q=request.args.get("q") or None, genre=genre, page=page, per_page=per_page

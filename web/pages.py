@@ -6,6 +6,7 @@ import numpy as np
 from flask import Blueprint, render_template, request
 
 from mirsearch.audio import load
+from mirsearch.config import MAX_PAGE
 from mirsearch.errors import MirsearchError
 from web.api import engine, int_arg
 
@@ -54,7 +55,7 @@ def waveform_points(path: str) -> str:
 
 @bp.get("/catalog")
 def catalog():
-    page = min(max(1, int_arg("page", 1)), 10**9)
+    page = min(max(1, int_arg("page", 1)), MAX_PAGE)
     per_page = min(max(1, int_arg("per_page", 25)), 200)
     q = request.args.get("q") or None
     genre = request.args.get("genre") or None

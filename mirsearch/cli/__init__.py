@@ -16,6 +16,7 @@ import click
 from mirsearch.cli.common import PATHS, _emit, _engine, _say, _settings
 from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
+from mirsearch.config import MAX_PAGE
 from mirsearch.errors import MirsearchError
 
 
@@ -158,7 +159,7 @@ def dupes(as_json: bool) -> None:
     show_default=True,
     type=click.Choice(["indexed", "failed", "pending", "all"]),
 )
-@click.option("--page", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--page", type=click.IntRange(1, MAX_PAGE), default=1, show_default=True)
 @click.option("--per-page", type=click.IntRange(1, 10_000), default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per track per line.")
 def tracks(q, genre, status, page, per_page, as_json: bool) -> None:

@@ -9,7 +9,7 @@ import click
 
 from mirsearch.config import Settings
 
-PATHS = click.Path(exists=False, path_type=Path)
+PATHS = click.Path(exists=False, readable=False, path_type=Path)  # each file's problem its own
 
 
 def _settings() -> Settings:

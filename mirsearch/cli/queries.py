@@ -12,7 +12,7 @@ import click
 
 from mirsearch.cli.common import PATHS, _emit, _say, _settings
 from mirsearch.config import SearchConfig
-from mirsearch.errors import MirsearchError
+from mirsearch.errors import AudioError, MirsearchError
 from mirsearch.workers import default_workers, ordered_map
 
 
@@ -67,6 +67,8 @@ def _named(query: Path | int) -> str | int:
 def _attempt(run: Callable, engine, query):
     """`run(engine, query)`, or the MirsearchError it raised, handed back as a value."""
     try:
+        if isinstance(query, Path) and query.is_dir():  # one `_clips` found no audio in
+            raise AudioError(f"{query}: no audio files in this folder")
         return run(engine, query)
     except MirsearchError as exc:
         return exc
@@ -88,10 +90,8 @@ def _clips(paths: Iterable[Path]) -> list[Path]:
     for path in paths:
         if not path.is_dir():
             clips.append(path)
-        elif found := discover([path]):
-            clips.extend(found)
-        else:
-            raise click.ClickException(f"{path}: no audio files in this folder")
+        else:  # a folder without audio files stays, to be answered by an error line
+            clips.extend(discover([path]) or [path])
     return clips
 
 
