@@ -17,6 +17,12 @@ from mirsearch.index import VectorIndex
 from mirsearch.schema import Track, TrackPrint
 
 log = logging.getLogger(__name__)
+ANALYSED = (  # the columns a track row has from its file's analysis
+    *("format", "codec", "sample_rate", "channels", "duration_s"),
+    *("title", "artist", "album", "tag_genre", "genre", "genre_probabilities", "tags"),
+    *("tempo_bpm", "key", "loudness_db", "descriptors", "model_hash", "indexed_at"),
+    *("duplicate_of", "duplicate_evidence"),
+)
 
 
 def record(
@@ -42,7 +48,8 @@ def record(
         index.remove([row.id])
     if result.error is not None:
         row.status, row.error, row.n_windows = "failed", result.error, 0
-        row.duplicate_of, row.duplicate_evidence = None, None
+        for field in ANALYSED:  # what the file held before it could no longer be read
+            setattr(row, field, None)
         session.execute(delete(TrackPrint).where(TrackPrint.track_id == row.id))
         counts["failed"] += 1
         log.warning("failed: %s", result.error)

@@ -66,7 +66,8 @@ def assert_demo_tempo_and_key(by_name: dict[str, Track]) -> None:
 
 
 def test_a_file_that_breaks_on_re_index_keeps_nothing_of_its_old_audio(settings, folder):
-    """Its vectors, print and duplicate flag described audio that is gone: none of them stay."""
+    """Its vectors, print, duplicate flag, genre, tags and descriptors described audio that is
+    gone: none of them stay."""
     engine = Engine(settings)
     engine.index_paths([folder])
     shutil.copy(folder / "demo-01.flac", folder / "copy.flac")
@@ -74,6 +75,7 @@ def test_a_file_that_breaks_on_re_index_keeps_nothing_of_its_old_audio(settings,
     copy = rows(engine)["copy.flac"]
     assert copy.duplicate_of == rows(engine)["demo-01.flac"].id
     assert copy.id in engine.catalog.prints([copy.id])
+    assert copy.genre and copy.duration_s and copy.tempo_bpm and copy.title == "Demo 1"
     (folder / "copy.flac").write_bytes(b"not audio any more" * 100)
     summary = engine.index_paths([folder])
     broken = rows(engine)["copy.flac"]
@@ -81,3 +83,8 @@ def test_a_file_that_breaks_on_re_index_keeps_nothing_of_its_old_audio(settings,
     assert broken.duplicate_of is None and broken.duplicate_evidence is None
     assert engine.catalog.prints([broken.id]) == {}
     assert not engine.index().contains(broken.id)
+    analysed = ["genre", "genre_probabilities", "tags", "duration_s", "tempo_bpm", "key", "title"]
+    assert all(getattr(broken, field) is None for field in analysed)
+    genre = rows(engine)["demo-01.flac"].genre
+    listed, _ = engine.catalog.list_tracks(genre=genre, status=None)
+    assert broken.id not in {t.id for t in listed}
