@@ -27,11 +27,16 @@ if TYPE_CHECKING:  # imported where used: `similar` and `dupes` never load torch
     from mirsearch.embeddings import Analysis
 
 
+CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer (a query: 3 s)
+
+
 class Engine(Resources):
     """The queries the CLI and the site ask, answered with the shared Resources."""
 
-    def __init__(self, settings: Settings | None = None, *, threads: int | None = None):
-        super().__init__(settings, threads=threads)
+    def __init__(
+        self, settings: Settings | None = None, *, threads: int | None = None, create: bool = True
+    ):
+        super().__init__(settings, threads=threads, create=create)
         self._groups: tuple[weakref.ref[VectorIndex], list[dict]] | None = None
 
     # -- queries -------------------------------------------------------------------------------
@@ -42,7 +47,7 @@ class Engine(Resources):
         minimum = self.settings.search.min_query_s if min_duration_s is None else min_duration_s
         if decoded.info.duration_s < minimum:
             raise TooShortError(
-                f"{path}: the clip is {decoded.info.duration_s:.1f} s long; "
+                f"{path}: the clip is {decoded.info.duration_s:.2f} s long; "
                 f"queries need at least {minimum:.0f} s of audio"
             )
         return decoded.samples
@@ -96,7 +101,7 @@ class Engine(Resources):
     def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
         """Genre probabilities and tags of a file and, once a catalog exists, its most similar
         tracks; with `timeline`, the genre of each window that is sound (a silent one has none)."""
-        analysis = self.analyse_file(path, min_duration_s=1.0)
+        analysis = self.analyse_file(path, min_duration_s=CLASSIFY_MIN_S)
         labels = self.embedder.labels
         probabilities = {
             g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities, strict=True)
@@ -164,6 +169,7 @@ class Engine(Resources):
     def dupes(self) -> list[dict]:
         """Every near-duplicate group in the catalog, with its evidence: worked out once per index
         generation (every track's windows searched; the site's duplicates page asks again)."""
+        self.catalog.require()
         index = self.index()
         if index is None:
             return []

@@ -17,7 +17,7 @@ from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from mirsearch.config import MAX_PAGE
-from mirsearch.errors import CatalogError, InvalidParameterError, MirsearchError
+from mirsearch.errors import CatalogError, InvalidParameterError, MirsearchError, NotFoundError
 from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,14 @@ class IndexStatus:
 
 
 class Catalog:
-    """The catalog database at `url`, migrated to the newest schema on first use."""
+    """The catalog database at `url`, migrated to the newest schema on first use; made there if
+    it does not exist, unless `create` is False (then NotFoundError says where it was looked for:
+    a command that only reads must not leave an empty catalog where a mistyped home points)."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, *, create: bool = True):
+        self.url, self.create = url, create
         try:
-            self.engine = _create_engine(url)
+            self.engine = _create_engine(url, create=create)
         except (sa.exc.ArgumentError, ImportError, OSError) as exc:  # a typo, no driver, no room
             raise CatalogError(f"the catalog database {_shown(url)} cannot be used: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -79,11 +81,29 @@ class Catalog:
         """Release the database connections."""
         self.engine.dispose()
 
+    def exists(self) -> bool:
+        """Whether the database is there (a SQLite file may not be yet; a server's always is)."""
+        database = sa.make_url(self.url).database
+        return (
+            self.engine.dialect.name != "sqlite"
+            or database in (None, "", ":memory:")
+            or (Path(database).exists())
+        )
+
+    def require(self) -> None:
+        """NotFoundError if there is no database and this catalog may not make one."""
+        if not self.create and not self.exists():
+            raise NotFoundError(
+                f"no catalog at {sa.make_url(self.url).database}: run `mirsearch index PATH` "
+                "first (or point MIRSEARCH_HOME at the catalog's folder)"
+            )
+
     def migrate(self) -> None:
         """Upgrade the schema to this code's revision unless it is there already (the first
         session does it)."""
         with self._lock:
             if not self._migrated:
+                self.require()
                 try:
                     revision = self.revision()
                 except sa.exc.DatabaseError as exc:  # the first contact with the database
@@ -146,6 +166,8 @@ class Catalog:
             raise InvalidParameterError(
                 f"page and per_page must be 1 to {MAX_PAGE:,}, got {page} and {per_page}"
             )
+        if "\x00" in (q or "") + (genre or ""):  # ends SQLite's pattern, PostgreSQL refuses it
+            raise InvalidParameterError("q and genre cannot hold a NUL character")
         query = select(Track)
         if status is not None:
             query = query.where(Track.status == status)
@@ -239,11 +261,11 @@ def _shown(url: str) -> str:
         return "URL (not one SQLAlchemy reads)"
 
 
-def _create_engine(url: str) -> sa.Engine:
+def _create_engine(url: str, *, create: bool) -> sa.Engine:
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
+    if create and parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     sa.event.listen(engine, "connect", _sqlite_pragmas)

@@ -33,12 +33,14 @@ class Resources:
     see workers.py).
     """
 
-    def __init__(self, settings: Settings | None = None, *, threads: int | None = None):
+    def __init__(
+        self, settings: Settings | None = None, *, threads: int | None = None, create: bool = True
+    ):
         if threads:  # numpy's BLAS and FAISS's OpenMP here; torch's in the Embedder
             threadpool_limits(threads)
         self.settings = settings or Settings.from_env()
         self.threads = threads
-        self.catalog = Catalog(self.settings.db_url)
+        self.catalog = Catalog(self.settings.db_url, create=create)
         self._lock = threading.RLock()
         self._embedder: Embedder | None = None
         self._reader: Matcher | Embedder | None = None
@@ -99,6 +101,7 @@ class Resources:
         """The catalog's summary (Catalog.stats) and its vector index's: the window index's kind
         and how many window vectors it holds, read off the current generation's meta file, or
         `index_problem` when that file cannot be read."""
+        self.catalog.require()
         with reading(self.settings.index_dir):
             data = self.catalog.stats()
             generation = data["index_generation"]
@@ -120,6 +123,8 @@ class Resources:
         (`reading`): `mirsearch index` may commit newer generations meanwhile, but cannot delete
         this one, complete since the catalog named it, before it is in memory.
         """
+        if not self.catalog.exists():  # nothing indexed yet, where reading may not make one
+            return None
         state = self.catalog.index_state()
         with self._lock:
             if state.generation == 0:
@@ -148,6 +153,7 @@ class Resources:
         return calibrated_threshold(self.card.matching_hash, config=self.settings.duplicates)
 
     def _require_index(self) -> VectorIndex:
+        self.catalog.require()
         index = self.index()
         if index is None or index.n_tracks == 0:
             raise NotFoundError("the catalog is empty: run `mirsearch index PATH` first")

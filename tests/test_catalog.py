@@ -205,6 +205,9 @@ def test_list_tracks_filters_and_pages(catalog):
     page3, _ = catalog.list_tracks(page=3, per_page=2)
     assert total == 4 and [len(page1), len(page2), len(page3)] == [2, 2, 0]
     assert [r.id for r in page1 + page2] == sorted(r.id for r in page1 + page2)
+    for nul in ({"q": "\x00"}, {"genre": "rock\x00"}):  # SQLite listed every track for q=%00
+        with pytest.raises(MirsearchError, match="NUL"):
+            catalog.list_tracks(**nul)
     for page, per_page in ((0, 2), (10**20, 2), (1, 10**20)):  # 10**20: past SQL's integers
         with pytest.raises(MirsearchError, match="must be 1 to 1,000,000,000"):
             catalog.list_tracks(page=page, per_page=per_page)

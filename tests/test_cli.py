@@ -265,6 +265,24 @@ def test_an_unreadable_file_and_a_folder_without_audio_each_get_a_line_and_the_r
     )
 
 
+def test_a_command_that_only_reads_makes_no_catalog_where_there_is_none(clip, tmp_path):
+    """A mistyped MIRSEARCH_HOME is told as such, not answered from a new empty catalog."""
+    typo = tmp_path / "typo"
+    missing = f"no catalog at {typo / 'catalog.db'}: run `mirsearch index PATH` first"
+    for args in (["stats"], ["tracks"], ["genres"], ["dupes"], ["similar", "1"]):
+        result = run((typo,), *args)
+        assert result.exit_code == 1 and missing in result.output, args
+    for command in ("search", "match"):
+        result = run((typo,), command, clip, clip, "--json")
+        assert (
+            result.exit_code == 1
+            and [line["error"][: len(missing)] for line in lines(result)] == [missing] * 2
+        )
+    classified = run((typo,), "classify", clip, "--json")  # genres and tags need no catalog
+    assert classified.exit_code == 0 and lines(classified)[0]["similar"] == []
+    assert not typo.exists()
+
+
 def test_classify_timeline_gives_every_window_a_genre_of_the_model(home, clip):
     result = lines(run(home, "classify", clip, "--timeline", "--similar", "0", "--json"))[0]
     labels = set(result["probabilities"])
@@ -388,7 +406,8 @@ def test_the_database_url_variable_moves_the_catalog(home, tmp_path):
     assert not (tmp_path / "home" / "catalog.db").exists()
     assert (tmp_path / "home" / "index").is_dir()  # the vectors stay in the home
     assert lines(run(own, "stats", "--json", MIRSEARCH_DATABASE_URL=url))[0]["indexed"] == 1
-    assert lines(run(own, "stats", "--json"))[0]["tracks"] == 0
+    without = run(own, "stats", "--json")  # the home's own catalog.db was never made
+    assert without.exit_code == 1 and f"no catalog at {tmp_path / 'home'}" in without.output
 
 
 def put(path: Path, samples) -> Path:
@@ -562,6 +581,19 @@ def test_serve_with_a_model_it_cannot_read_stops_with_the_reason_not_a_traceback
     assert done.returncode != 0
     assert f"Error: {tmp_path / 'no.pt'}: no model checkpoint there" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+def test_serve_with_a_catalog_it_cannot_use_says_so_once_before_it_starts(tmp_path):
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "catalog.db").write_bytes(b"not a database" * 600)
+    done = python(
+        CONSOLE_SCRIPT, "serve", env=os.environ | {"MIRSEARCH_HOME": str(tmp_path / "home")}
+    )
+    assert done.returncode == 1 and done.stdout == "", done.stderr
+    assert done.stderr == (
+        f"Error: the catalog database sqlite:///{tmp_path / 'home' / 'catalog.db'} cannot be "
+        "used: file is not a database\n"
+    )
 
 
 def test_serve_with_an_index_of_another_model_serves_the_catalog_and_says_why_not_searches(

@@ -138,6 +138,16 @@ def test_audio_is_served_by_id_with_range_requests(site):
     part = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": "bytes=100-199"})
     assert part.status_code == 206 and part.data == paths[0].read_bytes()[100:200]
     assert part.headers["Content-Range"].startswith("bytes 100-199/")
+    past = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": "bytes=999999999-"})
+    assert_error(past, 416)
+    assert past.headers["Content-Range"] == f"bytes */{paths[0].stat().st_size}"  # RFC 9110
+
+
+def test_a_method_not_allowed_says_which_are(site):
+    _, client, _ = site
+    for put in (client.put("/api/search"), client.delete("/api/tracks")):
+        assert_error(put, 405)
+    assert set(client.put("/api/search").headers["Allow"].split(", ")) == {"OPTIONS", "POST"}
 
 
 @pytest.mark.parametrize(

@@ -33,10 +33,12 @@ def status_of(exc: MirsearchError) -> int:
     return 400
 
 
-def respond(status: int, code: str, message: str):
+def respond(status: int, code: str, message: str, headers: dict | None = None):
+    """The error as JSON under /api, as a page elsewhere, with `headers` (HTTP's own: the
+    methods a 405 allows, the length a 416 had to keep within)."""
     if request.path.startswith("/api/"):
-        return jsonify({"error": {"code": code, "message": message}}), status
-    return render_template("error.html", status=status, message=message), status
+        return jsonify({"error": {"code": code, "message": message}}), status, headers or {}
+    return render_template("error.html", status=status, message=message), status, headers or {}
 
 
 def init_app(app: Flask) -> None:
@@ -47,7 +49,8 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        return respond(exc.code or 400, code, exc.description or exc.name)
+        kept = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "content-range")}
+        return respond(exc.code or 400, code, exc.description or exc.name, kept)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):

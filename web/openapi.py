@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from mirsearch.api import CLASSIFY_MIN_S
+from mirsearch.config import SearchConfig
+
 
 def _ref(name: str) -> dict:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -17,12 +20,13 @@ ERRORS = {
 }
 
 
-def _upload(**fields: dict) -> dict:
-    """A multipart request body: the audio file and the form `fields` the route reads."""
+def _upload(*, shortest_s: float = SearchConfig.min_query_s, **fields: dict) -> dict:
+    """A multipart request body: the audio file (at least `shortest_s` seconds) and the form
+    `fields` the route reads."""
     file = {
         "type": "string",
         "format": "binary",
-        "description": "Audio in any format FFmpeg reads, 3 s or longer",
+        "description": f"Audio in any format FFmpeg reads, {shortest_s:g} s or longer",
     }
     schema = {"type": "object", "required": ["file"], "properties": {"file": file, **fields}}
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
@@ -96,7 +100,10 @@ SPEC = {
         "/api/classify": {
             "post": {
                 "summary": "Genre probabilities and tags of the upload, and similar catalog tracks",
-                "requestBody": _upload(similar={"type": "integer", "minimum": 0, "maximum": 100}),
+                "requestBody": _upload(
+                    shortest_s=CLASSIFY_MIN_S,
+                    similar={"type": "integer", "minimum": 0, "maximum": 100},
+                ),
                 "responses": {
                     "200": _json(
                         {

@@ -106,7 +106,7 @@ def index(
         raise click.UsageError("--address goes with --engine ray")
     from tqdm import tqdm
 
-    engine = _engine()
+    engine = _engine(create=True)
     bar = tqdm(unit="file", disable=None, file=sys.stderr)
     try:
         summary = engine.index_paths(
@@ -263,9 +263,13 @@ def demo(directory: Path, n_tracks: int) -> None:
 )
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the web site and JSON API with gunicorn, a worker process per core."""
+    from mirsearch.catalog import Catalog
     from web.server import serve as gunicorn_serve
 
     settings = _settings()
+    catalog = Catalog(settings.db_url)  # one that cannot be used is told before any worker starts
+    catalog.migrate()
+    catalog.close()
     host = host or settings.server.host
     port = port or settings.server.port
     workers = workers or settings.server.workers or os.cpu_count() or 1

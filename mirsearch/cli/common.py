@@ -19,10 +19,12 @@ def _settings() -> Settings:
         raise click.UsageError(str(exc)) from exc
 
 
-def _engine():
+def _engine(*, create: bool = False):
+    """The Engine of the settings; its catalog made where there is none only with `create`
+    (by `index`: a command that only reads says there is no catalog instead)."""
     from mirsearch.api import Engine
 
-    return Engine(_settings())
+    return Engine(_settings(), create=create)
 
 
 def _say(line: str) -> None:

@@ -38,7 +38,7 @@ def _per_query(
         _migrate(settings)
     if workers > 1 and torch:
         import mirsearch.embeddings  # noqa: F401 torch imported once, here; the forks share it
-    load = partial(Engine, settings, threads=1 if workers > 1 else None)
+    load = partial(Engine, settings, threads=1 if workers > 1 else None, create=False)
     outcomes = ordered_map(load, partial(_attempt, run), queries, workers=workers)
     ok = failed = 0
     for query, outcome in zip(queries, outcomes, strict=True):
@@ -77,8 +77,9 @@ def _attempt(run: Callable, engine, query):
 def _migrate(settings) -> None:
     from mirsearch.catalog import Catalog
 
-    catalog = Catalog(settings.db_url)
-    catalog.migrate()
+    catalog = Catalog(settings.db_url, create=False)
+    if catalog.exists():  # where there is none, each query says so (classify needs none)
+        catalog.migrate()
     catalog.close()
 
 
