@@ -134,7 +134,7 @@ def align(
     return Alignment(
         aligned=float(per_shift[top]),
         mean_of_max=float(similarity.max(axis=1).mean()),
-        offset_s=float(max(shifts_s[top], 0.0)),
+        offset_s=float(max(0.0, shifts_s[top])),  # 0.0 first: never -0.0 (a one-window query)
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from conftest import walk, windows_at
@@ -106,6 +108,12 @@ def test_similar_excludes_the_track_and_finds_its_relative(catalog):
     assert hits[0].track_id == N_TRACKS + 1
     filtered = similar(index, 3, k=5, allowed_tracks={3, 8, 9})
     assert sorted(h.track_id for h in filtered) == [8, 9]
+
+
+def test_a_one_window_query_lines_up_at_zero_not_minus_zero():
+    track = random_walk(np.random.default_rng(5), 10)
+    offset_s = align(track[:1], np.zeros(1), track, hop_s=HOP_S).offset_s
+    assert offset_s == 0.0 and math.copysign(1.0, offset_s) == 1.0  # JSON said "offset_s": -0.0
 
 
 def test_align_prefers_the_consistent_offset_over_scattered_matches():
