@@ -141,6 +141,9 @@ def test_audio_is_served_by_id_with_range_requests(site):
     past = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": "bytes=999999999-"})
     assert_error(past, 416)
     assert past.headers["Content-Range"] == f"bytes */{paths[0].stat().st_size}"  # RFC 9110
+    for ignored in ("bytes=abc", "items=0-5", "bytes=0-1,5-6"):  # RFC 9110: the whole file
+        whole = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": ignored})
+        assert whole.status_code == 200 and whole.data == paths[0].read_bytes(), ignored
 
 
 def test_a_method_not_allowed_says_which_are(site):
