@@ -47,7 +47,12 @@ class Catalog:
         try:
             self.engine = _create_engine(url, create=create)
         except (sa.exc.ArgumentError, ImportError, OSError) as exc:  # a typo, no driver, no room
-            raise CatalogError(f"the catalog database {_shown(url)} cannot be used: {exc}") from exc
+            told = exc
+            if isinstance(exc, FileExistsError | NotADirectoryError):  # a home that is a file
+                told = f"cannot make the folder {exc.filename}: a file is in its way"
+            raise CatalogError(
+                f"the catalog database {_shown(url)} cannot be used: {told}"
+            ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._migrated = False
         self._lock = threading.Lock()

@@ -95,8 +95,13 @@ def storable(path: Path) -> bool:
 
 
 def _walk(root: Path) -> Iterator[Path]:
-    for folder, dirs, files in os.walk(root):
+    for folder, dirs, files in os.walk(root, onerror=_unreadable):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith("."):
                 yield Path(folder) / name
+
+
+def _unreadable(exc: OSError) -> None:
+    """A folder the walk cannot list (no permission): said, not left out silently."""
+    log.warning("%s left out: %s", exc.filename, exc.strerror or exc)

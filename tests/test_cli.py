@@ -265,6 +265,13 @@ def test_an_unreadable_file_and_a_folder_without_audio_each_get_a_line_and_the_r
     )
 
 
+def test_a_home_that_is_a_file_is_told_as_such(clip, tmp_path):
+    (tmp_path / "home").write_text("a file where the catalog's folder should be")
+    result = run((tmp_path / "home",), "index", clip)
+    assert result.exit_code == 1
+    assert f"cannot make the folder {tmp_path / 'home'}: a file is in its way" in result.output
+
+
 def test_a_command_that_only_reads_makes_no_catalog_where_there_is_none(clip, tmp_path):
     """A mistyped MIRSEARCH_HOME is told as such, not answered from a new empty catalog."""
     typo = tmp_path / "typo"
