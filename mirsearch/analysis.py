@@ -49,6 +49,7 @@ class FileAnalysis:
     vectors: np.ndarray | None = None
     track_vector: np.ndarray | None = None
     fingerprint: np.ndarray | None = None  # the verification print (see fingerprint.py)
+    waveform: bytes | None = None  # features.peak_envelope: the track page's waveform
 
 
 def file_sha256(path: Path) -> str:
@@ -89,7 +90,7 @@ class Analyser:
         ahead: Mapping[str, Path] | None = None,
     ):
         from mirsearch.embeddings import Embedder
-        from mirsearch.features import describe
+        from mirsearch.features import describe, peak_envelope
 
         keep_freed_memory()
         self.settings = settings
@@ -99,7 +100,7 @@ class Analyser:
             threads=threads,
             silence_dbfs=settings.audio.silence_dbfs,
         )
-        self.describe = describe
+        self.describe, self.envelope = describe, peak_envelope
         self.ahead = dict(ahead or {})
 
     def __call__(self, path: Path) -> FileAnalysis:
@@ -136,6 +137,7 @@ class Analyser:
             vectors=analysis.vectors,
             track_vector=analysis.track_vector,
             fingerprint=analysis.fingerprint,
+            waveform=self.envelope(decoded.samples),
             **base,
         )
 

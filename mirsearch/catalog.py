@@ -23,7 +23,7 @@ from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
-SCHEMA_REVISION = "0005"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
+SCHEMA_REVISION = "0006"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 
 

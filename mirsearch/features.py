@@ -26,6 +26,7 @@ TEMPO_PRIOR_OCTAVES = 1.0  # its width, in octaves
 CHROMA_N_FFT = 8192  # long frames: 2 Hz bins at 16 kHz, enough to tell semitones apart low down
 CHROMA_RANGE_HZ = (55.0, 2000.0)
 EXCERPT_S = 90.0  # tempo, key, timbre and bands come from the central 90 s of longer tracks
+ENVELOPE_POINTS = 400  # the peaks of a track's waveform, as its page draws them
 
 
 def mel_power(
@@ -118,6 +119,18 @@ def describe(
         mfcc_mean=[round(float(v), 3) for v in mfcc.mean(axis=1)],
         mfcc_std=[round(float(v), 3) for v in mfcc.std(axis=1)],
     )
+
+
+def peak_envelope(samples: np.ndarray, points: int = ENVELOPE_POINTS) -> bytes:
+    """The peak level of `points` equal stretches of mono `samples`, in bytes 0–255 of the
+    loudest: the waveform a track's page draws, kept in the catalog (400 bytes a track) so that
+    the page need not decode the file."""
+    x = np.asarray(samples, dtype=np.float32)
+    if x.size == 0:
+        return bytes(points)
+    starts = np.linspace(0, x.size, points, endpoint=False).astype(np.int64)
+    peaks = np.maximum(np.maximum.reduceat(x, starts), -np.minimum.reduceat(x, starts))
+    return np.round(255 * peaks / max(float(peaks.max()), 1e-9)).astype(np.uint8).tobytes()
 
 
 def central_excerpt(x: np.ndarray, sample_rate: int, *, length_s: float = EXCERPT_S) -> np.ndarray:

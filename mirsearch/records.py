@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 ANALYSED = (  # the columns a track row has from its file's analysis
     *("format", "codec", "sample_rate", "channels", "duration_s"),
     *("title", "artist", "album", "tag_genre", "genre", "genre_probabilities", "tags"),
-    *("tempo_bpm", "key", "loudness_db", "descriptors", "model_hash", "indexed_at"),
+    *("tempo_bpm", "key", "loudness_db", "descriptors", "waveform", "model_hash", "indexed_at"),
     *("duplicate_of", "duplicate_evidence"),
 )
 
@@ -111,6 +111,7 @@ def _fill_analysis_fields(row: Track, result: FileAnalysis, model_hash: str) -> 
     row.tags = result.tags
     row.tempo_bpm, row.key = descriptors["tempo_bpm"], descriptors["key"]
     row.loudness_db, row.descriptors = descriptors["loudness_db"], descriptors
+    row.waveform = result.waveform
     row.status, row.error = "indexed", None
     row.n_windows, row.model_hash = len(result.vectors), model_hash
     row.indexed_at = datetime.now(UTC)

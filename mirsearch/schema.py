@@ -75,12 +75,16 @@ class Track(Base):
     )
     duplicate_evidence: Mapped[list | None]
     indexed_at: Mapped[datetime | None]
+    waveform: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # features.peak_envelope
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every column, JSON-ready (datetimes as ISO 8601 strings)."""
+        """Every column but the waveform's bytes (the track page draws them), JSON-ready
+        (datetimes as ISO 8601 strings)."""
         out = {}
         for column in self.__table__.columns:
+            if column.key == "waveform":
+                continue
             value = getattr(self, column.key)
             out[column.key] = value.isoformat() if isinstance(value, datetime) else value
         return out

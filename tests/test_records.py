@@ -33,6 +33,7 @@ def test_bad_files_are_recorded_as_failed_and_the_rest_indexed(settings, folder)
     assert summary.indexed == 5 and summary.failed == 4  # four demo tracks + the short tone
     indexed = [t for t in by_name.values() if t.status == "indexed"]
     assert all(t.key and t.genre and t.n_windows >= 1 for t in indexed)
+    assert all(len(t.waveform) == 400 and max(t.waveform) == 255 for t in indexed)
     assert_demo_tempo_and_key(by_name)
     assert by_name["demo-01.flac"].title == "Demo 1"
     assert engine.index().n_tracks == 5

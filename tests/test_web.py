@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import numpy as np
 import pytest
@@ -343,6 +344,33 @@ def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     assert_error(response, 404)
     assert "no longer on disk" in response.get_json()["error"]["message"]
     assert client.get(f"/api/tracks/{track_id}").status_code == 200  # the row is still there
+    page = client.get(f"/tracks/{track_id}").get_data(as_text=True)
+    assert "The file is no longer on disk" in page and "<audio" not in page
+    assert "<polygon points=" in page  # the waveform kept in the catalog
+
+
+def test_a_track_page_draws_the_waveform_the_catalog_keeps_without_decoding(
+    site, copied_home, monkeypatch
+):
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
+    from web import pages
+
+    decoded = []
+    monkeypatch.setattr(pages, "load", lambda path: decoded.append(path) or load(path))
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    catalog = Catalog(copied_home.db_url)
+    with catalog.session() as session:
+        first, second = session.scalars(sa.select(Track).order_by(Track.id).limit(2))
+    assert len(first.waveform) == 400 and max(first.waveform) == 255
+    kept = client.get(f"/tracks/{first.id}").get_data(as_text=True)
+    points = re.search(r'<polygon points="([^"]+)"', kept).group(1).split()
+    assert len(points) == 800 and decoded == []  # 400 peaks, above and below the axis
+    with catalog.session() as session, session.begin():  # as indexed before migration 0006
+        session.get(Track, second.id).waveform = None
+    catalog.close()
+    assert "<polygon points=" in client.get(f"/tracks/{second.id}").get_data(as_text=True)
+    assert decoded == [second.path]
 
 
 def test_uploads_are_decoded_from_a_temp_file_that_is_always_deleted(site, tmp_path, monkeypatch):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from flask import Blueprint, render_template, request
 
@@ -11,7 +13,6 @@ from mirsearch.errors import MirsearchError
 from web.api import engine, int_arg
 
 bp = Blueprint("pages", __name__)
-WAVEFORM_POINTS = 400
 
 
 @bp.get("/")
@@ -32,25 +33,31 @@ def track(track_id: int):
         track=row,
         similar=similar,
         probabilities=probabilities,
-        waveform=waveform_points(row.path),
+        waveform=polyline(row.waveform or _decoded_envelope(row.path)),
+        on_disk=Path(row.path).is_file(),
     )
 
 
-def waveform_points(path: str) -> str:
-    """An SVG polyline of the track's peak envelope (0–100 × 0–40), or '' if it can't be read."""
-    try:
-        samples = load(path).samples
-    except MirsearchError:
+def polyline(envelope: bytes | None) -> str:
+    """An SVG polygon of a peak envelope (features.peak_envelope) in 0–100 × 0–40, or ''."""
+    if not envelope:
         return ""
-    chunks = np.array_split(np.abs(samples), WAVEFORM_POINTS)
-    peaks = np.array([c.max() if c.size else 0.0 for c in chunks])
-    peaks = peaks / (peaks.max() + 1e-9)
-    top = [f"{100 * i / (WAVEFORM_POINTS - 1):.2f},{20 - 19 * p:.2f}" for i, p in enumerate(peaks)]
-    bottom = [
-        f"{100 * i / (WAVEFORM_POINTS - 1):.2f},{20 + 19 * p:.2f}"
-        for i, p in reversed(list(enumerate(peaks)))
-    ]
+    peaks = np.frombuffer(envelope, dtype=np.uint8) / 255.0
+    x = 100 * np.arange(peaks.size) / max(peaks.size - 1, 1)
+    top = [f"{x[i]:.2f},{20 - 19 * p:.2f}" for i, p in enumerate(peaks)]
+    bottom = [f"{x[i]:.2f},{20 + 19 * p:.2f}" for i, p in reversed(list(enumerate(peaks)))]
     return " ".join(top + bottom)
+
+
+def _decoded_envelope(path: str) -> bytes | None:
+    """The envelope of a track indexed before the catalog kept it (migration 0006), from its
+    file (a 10-minute track: 3 s), or None if the file cannot be read."""
+    from mirsearch.features import peak_envelope
+
+    try:
+        return peak_envelope(load(path).samples)
+    except MirsearchError:
+        return None
 
 
 @bp.get("/catalog")
