@@ -227,6 +227,14 @@ def test_pages_render_and_escape_tag_values(site):
     assert missing.status_code == 404 and "no track with id" in missing.get_data(as_text=True)
 
 
+def test_the_catalog_page_past_its_end_shows_the_last_and_keeps_the_genre_chosen(site):
+    _, client, _ = site
+    past = client.get("/catalog?page=99999&per_page=5").get_data(as_text=True)
+    assert "Page 2 of 2" in past and 'rel="next"' not in past  # 7 tracks, 5 a page
+    chosen = client.get("/catalog?genre=JAZZ").get_data(as_text=True)  # genres are any case
+    assert re.search(r'<option value="jazz" selected>', chosen)
+
+
 def test_every_api_route_is_in_the_openapi_document(site):
     app, client, _ = site
     spec = client.get("/api/openapi.json").get_json()

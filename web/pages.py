@@ -68,6 +68,9 @@ def catalog():
     genre = request.args.get("genre") or None
     rows, total = engine().catalog.list_tracks(q=q, genre=genre, page=page, per_page=per_page)
     pages = max(1, -(-total // per_page))
+    if page > pages:  # past the end (an old link, a typed number): the last page
+        page = pages
+        rows, total = engine().catalog.list_tracks(q=q, genre=genre, page=page, per_page=per_page)
     return render_template(
         "catalog.html",
         tracks=rows,
@@ -76,7 +79,7 @@ def catalog():
         pages=pages,
         per_page=per_page,
         q=q or "",
-        genre=genre or "",
+        genre=(genre or "").lower(),  # as the genre list names them
         genres=engine().catalog.genres(),
     )
 
