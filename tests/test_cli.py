@@ -154,6 +154,7 @@ def test_tracks_filters_by_text_status_and_page(home):
     assert re.match(rf"\s*{second[0]['id']}\s+indexed\s+[\d.]+s\s+.+\s+Demo 4$", plain[0])
     failed_plain = run(home, "tracks", "--status", "failed").output
     assert "liner-notes.mp3  error: " in failed_plain
+    assert "error: /" not in failed_plain  # the path is on the line already, not said twice
 
 
 def test_genres_and_stats_in_plain_text(home):

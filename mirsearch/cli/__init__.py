@@ -172,7 +172,7 @@ def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
         if as_json:  # `id` as it always was, `track_id` as search results and HTTP say it
             _emit(row.to_dict() | {"track_id": row.id})
         else:
-            extra = f"  error: {row.error}" if row.error else ""
+            extra = f"  error: {row.error.removeprefix(f'{row.path}: ')}" if row.error else ""
             _say(
                 f"{row.id:6d}  {row.status:8s} {row.duration_s or 0:7.1f}s  "
                 f"{(row.genre or '-'):12s} {row.title or Path(row.path).name}{extra}"
