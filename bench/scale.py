@@ -47,7 +47,7 @@ from mirsearch.index import VectorIndex, window_ids
 from mirsearch.index_kinds import normalise, window_kind
 from mirsearch.index_meta import IndexMeta
 from mirsearch.neighbours import IdIndex
-from mirsearch.schema import IndexState, Track, TrackPrint
+from mirsearch.schema import IndexState, Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger("bench.scale")
 
@@ -79,8 +79,9 @@ def synthetic_windows(rng, pool: np.ndarray, n: int, cosine: float) -> np.ndarra
 
 
 class Padding:
-    """A catalog's real tracks (rows, prints, windows) and the synthetic tracks added to it: the
-    windows (STORE) and track vectors grow in memory; each size is saved as a new generation."""
+    """A catalog's real tracks (rows, prints, waveforms, windows) and the synthetic tracks added
+    to it: the windows (STORE) and track vectors grow in memory; each size is saved as a new
+    generation."""
 
     def __init__(self, engine: Engine, *, seed: int):
         self.engine, self.rng = engine, np.random.default_rng(seed)
@@ -92,6 +93,7 @@ class Padding:
                 for r in session.scalars(select(Track).where(Track.status == "indexed"))
             ]
             self.prints = {p.track_id: p for p in session.scalars(select(TrackPrint))}
+            self.waveforms = {w.track_id: w.peaks for w in session.scalars(select(TrackWaveform))}
         self.windows = IdIndex.create(self.meta.dim, STORE, self.config)
         self.tracks = IdIndex.create(self.meta.dim, "flat", self.config)
         real = []
@@ -151,6 +153,11 @@ class Padding:
             )
         session.execute(insert(Track), rows)
         session.execute(insert(TrackPrint), prints)
+        waveforms = [
+            {"track_id": t, "peaks": self.waveforms[m["id"]]}
+            for t, m in zip(ids, models, strict=True)
+        ]
+        session.execute(insert(TrackWaveform), waveforms)
         counts = [m["n_windows"] for m in models]
         vectors = synthetic_windows(self.rng, self.pool, sum(counts), self.cosine)
         ranges = [window_ids(t, n) for t, n in zip(ids, counts, strict=True)]

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mirsearch.config import MAX_PAGE
 from mirsearch.errors import CatalogError, InvalidParameterError, MirsearchError, NotFoundError
-from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint
+from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,13 @@ class Catalog:
         """These tracks' verification prints, (bands, frames) float32; absent ids are left out."""
         with self.session() as session:
             return load_prints(session, track_ids)
+
+    def waveform(self, track_id: int) -> bytes | None:
+        """The track's waveform peaks (features.peak_envelope), None if it has none."""
+        with self.session() as session:
+            return session.scalar(
+                select(TrackWaveform.peaks).where(TrackWaveform.track_id == track_id)
+            )
 
     def by_path(self, path: str | Path) -> Track | None:
         with self.session() as session:

@@ -14,13 +14,13 @@ from mirsearch.catalog import load_prints
 from mirsearch.config import Settings
 from mirsearch.duplicates import find_matches
 from mirsearch.index import VectorIndex
-from mirsearch.schema import Track, TrackPrint
+from mirsearch.schema import Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger(__name__)
 ANALYSED = (  # the columns a track row has from its file's analysis
     *("format", "codec", "sample_rate", "channels", "duration_s"),
     *("title", "artist", "album", "tag_genre", "genre", "genre_probabilities", "tags"),
-    *("tempo_bpm", "key", "loudness_db", "descriptors", "waveform", "model_hash", "indexed_at"),
+    *("tempo_bpm", "key", "loudness_db", "descriptors", "model_hash", "indexed_at"),
     *("duplicate_of", "duplicate_evidence"),
 )
 
@@ -50,13 +50,15 @@ def record(
         row.status, row.error, row.n_windows = "failed", result.error, 0
         for field in ANALYSED:  # what the file held before it could no longer be read
             setattr(row, field, None)
-        session.execute(delete(TrackPrint).where(TrackPrint.track_id == row.id))
+        for stored in (TrackPrint, TrackWaveform):
+            session.execute(delete(stored).where(stored.track_id == row.id))
         counts["failed"] += 1
         log.warning("failed: %s", result.error)
         return
     _flag_duplicate(session, index, row, result, counts, settings=settings)
     index.add(row.id, result.vectors, result.track_vector)
     session.merge(TrackPrint.of(row.id, result.fingerprint))
+    session.merge(TrackWaveform(track_id=row.id, peaks=result.waveform))
     _fill_analysis_fields(row, result, model_hash)
     counts["indexed"] += 1
     counts["audio_s"] += result.info.duration_s
@@ -111,7 +113,6 @@ def _fill_analysis_fields(row: Track, result: FileAnalysis, model_hash: str) -> 
     row.tags = result.tags
     row.tempo_bpm, row.key = descriptors["tempo_bpm"], descriptors["key"]
     row.loudness_db, row.descriptors = descriptors["loudness_db"], descriptors
-    row.waveform = result.waveform
     row.status, row.error = "indexed", None
     row.n_windows, row.model_hash = len(result.vectors), model_hash
     row.indexed_at = datetime.now(UTC)

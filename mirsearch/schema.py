@@ -75,16 +75,12 @@ class Track(Base):
     )
     duplicate_evidence: Mapped[list | None]
     indexed_at: Mapped[datetime | None]
-    waveform: Mapped[bytes | None] = mapped_column(sa.LargeBinary)  # features.peak_envelope
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
 
     def to_dict(self) -> dict[str, Any]:
-        """Every column but the waveform's bytes (the track page draws them), JSON-ready
-        (datetimes as ISO 8601 strings)."""
+        """Every column, JSON-ready (datetimes as ISO 8601 strings)."""
         out = {}
         for column in self.__table__.columns:
-            if column.key == "waveform":
-                continue
             value = getattr(self, column.key)
             out[column.key] = value.isoformat() if isinstance(value, datetime) else value
         return out
@@ -116,6 +112,18 @@ class TrackPrint(Base):
     def array(self) -> np.ndarray:
         """The stored print (bands, frames) float32; IndexMismatchError for another format."""
         return fingerprint.decode(self.data, format=self.format)
+
+
+class TrackWaveform(Base):
+    """A track's waveform as its page draws it: the peaks of features.peak_envelope (400 bytes),
+    kept beside the row as the print is, so that listings read small rows."""
+
+    __tablename__ = "track_waveforms"
+
+    track_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
+    )
+    peaks: Mapped[bytes] = mapped_column(sa.LargeBinary)
 
 
 class IndexState(Base):

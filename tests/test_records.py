@@ -33,7 +33,9 @@ def test_bad_files_are_recorded_as_failed_and_the_rest_indexed(settings, folder)
     assert summary.indexed == 5 and summary.failed == 4  # four demo tracks + the short tone
     indexed = [t for t in by_name.values() if t.status == "indexed"]
     assert all(t.key and t.genre and t.n_windows >= 1 for t in indexed)
-    assert all(len(t.waveform) == 400 and max(t.waveform) == 255 for t in indexed)
+    for t in indexed:  # the waveform its page draws
+        assert len(peaks := engine.catalog.waveform(t.id)) == 400 and max(peaks) == 255
+    assert all(engine.catalog.waveform(t.id) is None for t in by_name.values() if t.error)
     assert_demo_tempo_and_key(by_name)
     assert by_name["demo-01.flac"].title == "Demo 1"
     assert engine.index().n_tracks == 5
@@ -82,7 +84,7 @@ def test_a_file_that_breaks_on_re_index_keeps_nothing_of_its_old_audio(settings,
     broken = rows(engine)["copy.flac"]
     assert summary.failed == 1 and broken.status == "failed"
     assert broken.duplicate_of is None and broken.duplicate_evidence is None
-    assert engine.catalog.prints([broken.id]) == {}
+    assert engine.catalog.prints([broken.id]) == {} and engine.catalog.waveform(broken.id) is None
     assert not engine.index().contains(broken.id)
     analysed = ["genre", "genre_probabilities", "tags", "duration_s", "tempo_bpm", "key", "title"]
     assert all(getattr(broken, field) is None for field in analysed)

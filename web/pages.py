@@ -33,7 +33,7 @@ def track(track_id: int):
         track=row,
         similar=similar,
         probabilities=probabilities,
-        waveform=polyline(row.waveform or _decoded_envelope(row.path)),
+        waveform=polyline(engine().catalog.waveform(track_id) or _decoded_envelope(row.path)),
         on_disk=Path(row.path).is_file(),
     )
 
