@@ -17,10 +17,10 @@ from mirsearch.config import AudioConfig
 from mirsearch.containers import (
     WAV_PROBE_BYTES,
     AudioInfo,
+    missing_bytes,
     open_container,
     probe,
     reason,
-    wav_missing_bytes,
 )
 from mirsearch.errors import AudioError, EmptyAudioError, SilentAudioError, TooLongError
 
@@ -187,7 +187,7 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
     """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio."""
     path = Path(path)
     info = probe(path, config=config)
-    missing = wav_missing_bytes(path) if info.format == "wav" else 0
+    missing = missing_bytes(path, info.format)
     if missing:
         raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
     samples = _decoded(path, info, config)

@@ -21,6 +21,8 @@ TAG_KEYS = ("title", "artist", "album", "genre")
 # on them: in a 10 s clip at 16 kHz, 4.5 of the 16 ms its decoding took, paid by both opens.
 # 4 KB still finds MP3 frames behind a PCM header (tests/test_audio.py).
 WAV_PROBE_BYTES = 4096
+OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per segment)
+OGG_TAIL_BYTES = 70_000  # the end of an Ogg file read for its last page (at most 65,307 bytes)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,41 @@ def reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
-def wav_missing_bytes(path: Path) -> int:
+def missing_bytes(path: Path, container_format: str) -> int:
+    """How many bytes a WAV or Ogg file says it holds past its end (a copy or download cut
+    short); 0 for other containers, whose cut is found by decoding (`audio.load`)."""
+    if container_format == "wav":
+        return _wav_missing_bytes(path)
+    if container_format == "ogg":
+        return _ogg_missing_bytes(path)
+    return 0
+
+
+def _ogg_missing_bytes(path: Path) -> int:
+    """For an Ogg file (Vorbis, Opus, FLAC), how many bytes of its last page are not in it (at
+    least; a cut within the page's header or lacing says less than the whole).
+
+    Ogg declares no length, but a page is cut short only when the file is. (A stream recorded
+    live may end without its end-of-stream page, at a page boundary: that is not refused.)
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        f.seek(max(0, size - OGG_TAIL_BYTES))
+        tail = f.read()
+    at = tail.rfind(b"OggS")
+    if at < 0 or tail[at + 4 : at + 5] != b"\x00":  # no page in reach, or not a page header
+        return 0
+    header = tail[at : at + OGG_PAGE_HEADER]
+    if len(header) < OGG_PAGE_HEADER:
+        return OGG_PAGE_HEADER - len(header)
+    segments = header[-1]
+    lacing = tail[at + OGG_PAGE_HEADER : at + OGG_PAGE_HEADER + segments]
+    if len(lacing) < segments:
+        return segments - len(lacing)
+    return max(0, at + OGG_PAGE_HEADER + segments + sum(lacing) - len(tail))
+
+
+def _wav_missing_bytes(path: Path) -> int:
     """For a RIFF/WAVE file, how many bytes of the declared data chunk are not in the file."""
     with open(path, "rb") as f:
         head = f.read(4096)

@@ -56,13 +56,29 @@ def test_resampling_keeps_the_bands_read_and_stops_what_would_fold_back(tmp_path
     assert level_db(16_000 - 12_000) < -60.0
 
 
-@pytest.mark.parametrize("suffix", [".flac", ".mp3", ".wav"])
+@pytest.mark.parametrize("suffix", [".flac", ".mp3", ".wav", ".ogg", ".opus"])
 def test_truncated_file_is_refused(write_audio, suffix):
     path = write_audio(f"long{suffix}", tone(440.0, 20.0))
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioError, match="truncated|corrupt"):
         audio.load(path)
+
+
+def test_an_ogg_file_cut_within_its_last_page_is_refused_one_ending_between_pages_is_not(
+    write_audio, shared_audio, tmp_path
+):
+    """Ogg declares no length (FFmpeg read half a Vorbis file as a shorter track); a page cut
+    short tells. A live recording may end between pages, without the end-of-stream page."""
+    vorbis = (shared_audio / "hedgewars__brick.ogg").read_bytes()
+    cut = tmp_path / "cut.ogg"
+    cut.write_bytes(vorbis[:-1])
+    with pytest.raises(AudioError, match="truncated: 1 bytes of audio are missing"):
+        audio.load(cut)
+    opus = write_audio("live.opus", tone(440.0, 20.0)).read_bytes()
+    between = tmp_path / "between.opus"
+    between.write_bytes(opus[: opus.rfind(b"OggS")])  # the end-of-stream page left out
+    assert audio.load(between).samples.size > 19 * SR
 
 
 def test_garbage_after_a_valid_header_is_an_error(write_audio):
