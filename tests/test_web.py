@@ -223,6 +223,8 @@ def test_pages_render_and_escape_tag_values(site):
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert "<polygon points=" in page
+    search_page = client.get("/").get_data(as_text=True)
+    assert 'max="1000"' in search_page  # the API's bound on k, not a page's own
     missing = client.get("/tracks/99999")
     assert missing.status_code == 404 and "no track with id" in missing.get_data(as_text=True)
 
@@ -344,7 +346,7 @@ def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     catalog = Catalog(copied_home.db_url)
     with catalog.session() as session, session.begin():
         track = session.scalars(sa.select(Track).order_by(Track.id)).first()
-        track.path = str(copied_home.home / "moved-away.flac")
+        track.path, track.title = str(copied_home.home / "moved-away.flac"), None
         track_id = track.id
     catalog.close()
     client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
@@ -354,6 +356,7 @@ def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     assert client.get(f"/api/tracks/{track_id}").status_code == 200  # the row is still there
     page = client.get(f"/tracks/{track_id}").get_data(as_text=True)
     assert "The file is no longer on disk" in page and "<audio" not in page
+    assert "<title>moved-away.flac · mirsearch</title>" in page  # not the server's folders
     assert "<polygon points=" in page  # the waveform kept in the catalog
 
 

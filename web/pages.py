@@ -17,7 +17,9 @@ bp = Blueprint("pages", __name__)
 
 @bp.get("/")
 def search():
-    return render_template("search.html", genres=engine().catalog.genres())
+    return render_template(
+        "search.html", genres=engine().catalog.genres(), max_k=engine().settings.search.max_k
+    )
 
 
 @bp.get("/tracks/<int:track_id>")
