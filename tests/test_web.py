@@ -186,6 +186,17 @@ def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tm
         content_type="multipart/form-data",
     )
     assert_error(wrong, 400)
+    assert "a field named 'file', not 'audio'" in wrong.get_json()["error"]["message"]
+    cut = client.post(  # the body's closing boundary never came
+        "/api/search",
+        data=b'--zz\r\nContent-Disposition: form-data; name="file"; filename="c.wav"\r\n\r\n'
+        + data[:1000],
+        content_type="multipart/form-data; boundary=zz",
+    )
+    assert_error(cut, 400)
+    assert "was the upload cut off?" in cut.get_json()["error"]["message"]
+    as_json = client.post("/api/search", json={"file": "c.wav"})
+    assert "multipart/form-data" in as_json.get_json()["error"]["message"]
     assert_error(upload(client, "/api/search", data, k=str(10**9)), 422)
     assert_error(upload(client, "/api/search", data, k="ten"), 400)
     for loose in ("1_0", " 3", "٣", "--5"):  # int() takes the first three, refuses "--5"

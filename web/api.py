@@ -39,7 +39,7 @@ def engine() -> Engine:
 def upload() -> Iterator[tuple[Path, str]]:
     """The multipart field `file` saved to a temporary file, always deleted afterwards."""
     if "file" not in request.files:
-        raise BadRequest("send the audio as multipart/form-data in a field named 'file'")
+        raise BadRequest(_no_file_field())
     storage = request.files["file"]
     name = storage.filename or "upload"
     suffix = Path(name).suffix.lower()
@@ -54,6 +54,15 @@ def upload() -> Iterator[tuple[Path, str]]:
         yield Path(path), name
     finally:
         os.unlink(path)
+
+
+def _no_file_field() -> str:
+    """Why a request has no field `file`, as near as it can be told."""
+    if request.mimetype != "multipart/form-data":
+        return "send the audio as multipart/form-data in a field named 'file'"
+    if request.files:
+        return f"send the audio in a field named 'file', not {', '.join(map(repr, request.files))}"
+    return "no field named 'file' arrived whole: send the audio in one (was the upload cut off?)"
 
 
 def int_arg(name: str, default: int) -> int:
