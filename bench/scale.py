@@ -93,7 +93,7 @@ class Padding:
                 for r in session.scalars(select(Track).where(Track.status == "indexed"))
             ]
             self.prints = {p.track_id: p for p in session.scalars(select(TrackPrint))}
-            self.waveforms = {w.track_id: w.peaks for w in session.scalars(select(TrackWaveform))}
+            self.waveforms = {w.track_id: w for w in session.scalars(select(TrackWaveform))}
         self.windows = IdIndex.create(self.meta.dim, STORE, self.config)
         self.tracks = IdIndex.create(self.meta.dim, "flat", self.config)
         real = []
@@ -154,8 +154,8 @@ class Padding:
         session.execute(insert(Track), rows)
         session.execute(insert(TrackPrint), prints)
         waveforms = [
-            {"track_id": t, "peaks": self.waveforms[m["id"]]}
-            for t, m in zip(ids, models, strict=True)
+            {"track_id": t, "peaks": shape.peaks, "quiet": shape.quiet}
+            for t, shape in zip(ids, (self.waveforms[m["id"]] for m in models), strict=True)
         ]
         session.execute(insert(TrackWaveform), waveforms)
         counts = [m["n_windows"] for m in models]

@@ -50,6 +50,7 @@ class FileAnalysis:
     track_vector: np.ndarray | None = None
     fingerprint: np.ndarray | None = None  # the verification print (see fingerprint.py)
     waveform: bytes | None = None  # features.peak_envelope: the track page's waveform
+    sounding: np.ndarray | None = None  # (n,) bool: the windows of `vectors` with sound
 
 
 def file_sha256(path: Path) -> str:
@@ -138,6 +139,7 @@ class Analyser:
             track_vector=analysis.track_vector,
             fingerprint=analysis.fingerprint,
             waveform=self.envelope(decoded.samples),
+            sounding=analysis.sounding,
             **base,
         )
 

@@ -149,6 +149,13 @@ class Catalog:
                 select(TrackWaveform.peaks).where(TrackWaveform.track_id == track_id)
             )
 
+    def sounding(self, track_id: int, n_windows: int) -> np.ndarray | None:
+        """(n_windows,) bool: which of the track's index windows have sound (None: not known,
+        a track indexed before migration 0006)."""
+        with self.session() as session:
+            stored = session.get(TrackWaveform, track_id)
+            return None if stored is None else stored.sounding(n_windows)
+
     def by_path(self, path: str | Path) -> Track | None:
         with self.session() as session:
             return session.scalar(select(Track).where(Track.path == str(path)))

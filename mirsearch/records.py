@@ -58,7 +58,7 @@ def record(
     _flag_duplicate(session, index, row, result, counts, settings=settings)
     index.add(row.id, result.vectors, result.track_vector)
     session.merge(TrackPrint.of(row.id, result.fingerprint))
-    session.merge(TrackWaveform(track_id=row.id, peaks=result.waveform))
+    session.merge(TrackWaveform.of(row.id, result.waveform, result.sounding))
     _fill_analysis_fields(row, result, model_hash)
     counts["indexed"] += 1
     counts["audio_s"] += result.info.duration_s

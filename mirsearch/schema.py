@@ -115,8 +115,10 @@ class TrackPrint(Base):
 
 
 class TrackWaveform(Base):
-    """A track's waveform as its page draws it: the peaks of features.peak_envelope (400 bytes),
-    kept beside the row as the print is, so that listings read small rows."""
+    """A track's shape in time, kept beside the row as the print is (listings read small rows):
+    the peaks its page draws (features.peak_envelope, 400 bytes) and which of its index windows
+    lie in a pause (audio.sounding_windows; one bit a window), left out when it is the query of
+    `similar` as they are from a clip's search."""
 
     __tablename__ = "track_waveforms"
 
@@ -124,6 +126,16 @@ class TrackWaveform(Base):
         sa.ForeignKey("tracks.id", ondelete="CASCADE"), primary_key=True
     )
     peaks: Mapped[bytes] = mapped_column(sa.LargeBinary)
+    quiet: Mapped[bytes] = mapped_column(sa.LargeBinary)  # np.packbits of the pause windows
+
+    @classmethod
+    def of(cls, track_id: int, peaks: bytes, sounding: np.ndarray) -> TrackWaveform:
+        return cls(track_id=track_id, peaks=peaks, quiet=np.packbits(~sounding).tobytes())
+
+    def sounding(self, n_windows: int) -> np.ndarray:
+        """(n_windows,) bool: the windows with sound."""
+        quiet = np.frombuffer(self.quiet, dtype=np.uint8)
+        return ~np.unpackbits(quiet, count=n_windows).astype(bool)
 
 
 class IndexState(Base):

@@ -91,10 +91,15 @@ def similar(
     k: int,
     allowed_tracks: Iterable[int] | None = None,
     config: SearchConfig | None = None,
+    sounding: np.ndarray | None = None,
 ) -> list[Hit]:
-    """More like this: the k tracks most like catalog track `track_id`, never itself."""
+    """More like this: the k tracks most like catalog track `track_id`, never itself. Its
+    windows in a pause (not `sounding`, (n,) bool) are left out, as they are of a clip: a long
+    silence would otherwise make every track with one alike."""
     windows = index.track_windows(track_id)
     offsets_s = np.arange(len(windows), dtype=np.float32) * index.meta.hop_s
+    if sounding is not None and len(sounding) == len(windows) and sounding.any():
+        windows, offsets_s = windows[sounding], offsets_s[sounding]
     vector = index.track_vector(track_id)
     if allowed_tracks is not None:
         allowed = set(map(int, allowed_tracks)) - {int(track_id)}

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
-from conftest import rows
+from conftest import SR, rows
 
 from mirsearch.api import Engine
+from mirsearch.audio import load
 from mirsearch.demo import FORMATS, NOTE_NAMES, demo_pieces
+from mirsearch.encoding import write
 from mirsearch.schema import Track
 
 
@@ -91,3 +94,18 @@ def test_a_file_that_breaks_on_re_index_keeps_nothing_of_its_old_audio(settings,
     genre = rows(engine)["demo-01.flac"].genre
     listed, _ = engine.catalog.list_tracks(genre=genre, status=None)
     assert broken.id not in {t.id for t in listed}
+
+
+def test_a_track_keeps_which_of_its_windows_lie_in_a_pause_and_similar_leaves_them_out(
+    settings, demo_dir, tmp_path
+):
+    music = load(demo_dir / "demo-01.flac").samples
+    hidden = write(tmp_path / "hidden.flac", np.r_[music, np.zeros(40 * SR, np.float32)], SR)
+    engine = Engine(settings)
+    engine.index_paths([demo_dir, hidden])
+    row = rows(engine)["hidden.flac"]
+    sounding = engine.catalog.sounding(row.id, row.n_windows)
+    heard = int(len(music) / SR / settings.embedding.hop_s)  # windows starting in the music
+    assert sounding[: heard - 2].all() and not sounding[heard + 2 :].any()
+    assert engine.catalog.sounding(rows(engine)["demo-02.ogg"].id, 5).all()
+    assert [r.track_id for r in engine.similar(row.id, k=3)][0] == rows(engine)["demo-01.flac"].id

@@ -110,6 +110,25 @@ def test_similar_excludes_the_track_and_finds_its_relative(catalog):
     assert sorted(h.track_id for h in filtered) == [8, 9]
 
 
+def test_similar_leaves_out_the_windows_of_a_long_pause():
+    """A hidden track's minute of silence made every track with a silence alike."""
+    rng = np.random.default_rng(3)
+    music, unrelated = random_walk(rng, 30), random_walk(rng, 30)
+    pause = normalise(rng.standard_normal((1, DIM)) + 0.01 * rng.standard_normal((60, DIM)))
+    index = VectorIndex.create(META, IndexConfig(kind="flat"))
+    index.add(1, np.vstack([music, pause]), music.mean(axis=0))
+    index.add(2, np.vstack([unrelated, pause]), unrelated.mean(axis=0))
+    index.add(3, noisy(rng, music, 0.3))  # the same music, without the pause
+    for track_id in range(4, 10):
+        index.add(track_id, random_walk(rng, 30))
+    sounding = np.r_[np.ones(30, bool), np.zeros(60, bool)]
+    before = {h.track_id: h.score for h in similar(index, 1, k=8)}
+    after = {h.track_id: h.score for h in similar(index, 1, k=8, sounding=sounding)}
+    assert before[2] > 0.6 and after[2] < 0.2  # the pause no longer counts
+    assert max(after, key=after.get) == 3
+    assert similar(index, 1, k=8, sounding=sounding[:10]) == similar(index, 1, k=8)  # not its own
+
+
 def test_a_one_window_query_lines_up_at_zero_not_minus_zero():
     track = random_walk(np.random.default_rng(5), 10)
     offset_s = align(track[:1], np.zeros(1), track, hop_s=HOP_S).offset_s

@@ -1,7 +1,8 @@
 """Track waveforms: each track's peak envelope (400 bytes, features.peak_envelope), computed when
 it is indexed, so that its page draws the waveform without decoding the file (a 10-minute track
-took 3 s a view). A table of its own, as the prints have: in the track rows the 400 bytes cost
-SQLite 2 kB a track (rows that had shared a page no longer did).
+took 3 s a view), and which of its index windows lie in a pause (one bit a window), which
+`similar` leaves out. A table of its own, as the prints have: in the track rows the 400 bytes
+cost SQLite 2 kB a track (rows that had shared a page no longer did).
 
 Tracks indexed before have none until they are indexed again; their page decodes the file, as
 every page did.
@@ -29,6 +30,7 @@ def upgrade() -> None:
         "track_waveforms",
         sa.Column("track_id", sa.Integer(), nullable=False),
         sa.Column("peaks", sa.LargeBinary(), nullable=False),
+        sa.Column("quiet", sa.LargeBinary(), nullable=False),
         sa.ForeignKeyConstraint(
             ["track_id"],
             ["tracks.id"],
