@@ -88,19 +88,15 @@ class Catalog:
 
     def exists(self) -> bool:
         """Whether the database is there (a SQLite file may not be yet; a server's always is)."""
-        database = sa.make_url(self.url).database
-        return (
-            self.engine.dialect.name != "sqlite"
-            or database in (None, "", ":memory:")
-            or (Path(database).exists())
-        )
+        file = _sqlite_file(self.url)
+        return file is None or file.exists()
 
     def require(self) -> None:
         """NotFoundError if there is no database and this catalog may not make one."""
         if not self.create and not self.exists():
             raise NotFoundError(
-                f"no catalog at {sa.make_url(self.url).database}: run `mirsearch index PATH` "
-                "first (or point MIRSEARCH_HOME at the catalog's folder)"
+                f"no catalog at {_sqlite_file(self.url)}: run `mirsearch index PATH` first (or "
+                "point MIRSEARCH_HOME at the catalog's folder)"
             )
 
     def migrate(self) -> None:
@@ -280,12 +276,20 @@ def _shown(url: str) -> str:
         return "URL (not one SQLAlchemy reads)"
 
 
-def _create_engine(url: str, *, create: bool) -> sa.Engine:
+def _sqlite_file(url: str) -> Path | None:
+    """The SQLite database's file; None for a server's database or one in memory."""
     parsed = sa.make_url(url)
     if parsed.get_backend_name() != "sqlite":
+        return None
+    database = (parsed.database or "").removeprefix("file:")  # as ?uri=true has it
+    return None if database in ("", ":memory:") else Path(database)
+
+
+def _create_engine(url: str, *, create: bool) -> sa.Engine:
+    if sa.make_url(url).get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
-    if create and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    if create and (file := _sqlite_file(url)):
+        file.parent.mkdir(parents=True, exist_ok=True)
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine

@@ -260,3 +260,13 @@ def test_a_second_catalog_reads_what_the_first_wrote(catalog):
             assert session.scalar(select(Track.title).where(Track.id == ids["a"])) == "shared"
     finally:
         other.close()
+
+
+def test_a_sqlite_uri_names_the_file_it_makes(tmp_path, monkeypatch):
+    """SQLite's URI form (`file:PATH?...&uri=true`, for a read-only catalog with mode=ro): its
+    folder is made, not a folder named 'file:' where the command runs."""
+    monkeypatch.chdir(tmp_path)
+    catalog = Catalog(f"sqlite:///file:{tmp_path / 'home' / 'catalog.db'}?uri=true")
+    catalog.migrate()
+    catalog.close()
+    assert (tmp_path / "home" / "catalog.db").is_file() and not (tmp_path / "file:").exists()

@@ -266,6 +266,12 @@ def test_an_unreadable_file_and_a_folder_without_audio_each_get_a_line_and_the_r
     )
 
 
+def test_a_catalog_opened_read_only_through_a_sqlite_uri_answers(home):
+    read_only = f"sqlite:///file:{home[0] / 'catalog.db'}?mode=ro&uri=true"
+    stats = lines(run(home, "stats", "--json", MIRSEARCH_DATABASE_URL=read_only))[0]
+    assert stats["indexed"] == 4
+
+
 def test_a_home_that_is_a_file_is_told_as_such(clip, tmp_path):
     (tmp_path / "home").write_text("a file where the catalog's folder should be")
     result = run((tmp_path / "home",), "index", clip)
@@ -286,6 +292,9 @@ def test_a_command_that_only_reads_makes_no_catalog_where_there_is_none(clip, tm
             result.exit_code == 1
             and [line["error"][: len(missing)] for line in lines(result)] == [missing] * 2
         )
+    read_only = f"sqlite:///file:{typo / 'catalog.db'}?mode=ro&uri=true"  # SQLite's URI form
+    result = run((typo,), "stats", MIRSEARCH_DATABASE_URL=read_only)
+    assert result.exit_code == 1 and missing in result.output
     classified = run((typo,), "classify", clip, "--json")  # genres and tags need no catalog
     assert classified.exit_code == 0 and lines(classified)[0]["similar"] == []
     assert not typo.exists()
