@@ -151,6 +151,11 @@ def test_tracks_filters_by_text_status_and_page(home):
     plain = run(home, "tracks", "--page", "2", "--per-page", "3").output.splitlines()
     assert len(plain) == 2 and plain[-1] == "1 of 4 tracks"
     assert re.match(rf"\s*{second[0]['id']}\s+indexed\s+[\d.]+s\s+.+\s+Demo 4$", plain[0])
+    typo = run(home, "tracks", "--genre", "jaz")  # a listing's filter: no error, but a hint
+    assert (
+        typo.exit_code == 0
+        and "0 of 0 tracks (unknown genre 'jaz'; the catalog has:" in typo.output
+    )
     failed_plain = run(home, "tracks", "--status", "failed").output
     assert "liner-notes.mp3  error: " in failed_plain
     assert "error: /" not in failed_plain  # the path is on the line already, not said twice

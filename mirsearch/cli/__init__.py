@@ -178,7 +178,16 @@ def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
                 f"{(row.genre or '-'):12s} {row.title or Path(row.path).name}{extra}"
             )
     if not as_json:
-        click.echo(f"{len(rows)} of {total} tracks")
+        click.echo(f"{len(rows)} of {total} tracks{'' if total else _genre_hint(engine, genre)}")
+
+
+def _genre_hint(engine, genre: str | None) -> str:
+    """Why a listing by `genre` is empty, when the genre is none of the catalog's (a typo)."""
+    try:
+        engine.allowed_tracks([genre] if genre else [])
+    except MirsearchError as exc:
+        return f" ({exc})"
+    return ""
 
 
 @main.command()
