@@ -19,6 +19,8 @@ from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.config import MAX_PAGE
 from mirsearch.errors import MirsearchError
 
+INTERRUPTED = "what was committed is kept; run the same command again to go on"  # on Ctrl-C
+
 
 class _Commands(click.Group):
     """The commands, each of whose MirsearchErrors (a bad file, catalog or parameter) and errors
@@ -118,6 +120,10 @@ def index(
             progress=bar.update,
             on_total=lambda n: setattr(bar, "total", n) or bar.refresh(),
         )
+    except KeyboardInterrupt:  # click says "Aborted!" after this
+        bar.close()
+        click.echo(f"interrupted: {INTERRUPTED}", err=True)
+        raise
     finally:
         bar.close()
     data = summary.to_dict()
