@@ -85,7 +85,7 @@ class Engine(Resources):
     ) -> list[Result]:
         """More like this: catalog tracks that sound like catalog track `track_id`."""
         k = self._check_k(k)
-        row = self.track(track_id)
+        row, waveform = self.track(track_id), self.catalog.waveform(track_id)
         index = self._require_index()
         if not index.contains(track_id):
             raise NotFoundError(f"track {track_id} has no embeddings (status is not 'indexed')")
@@ -95,7 +95,7 @@ class Engine(Resources):
             k=k,
             allowed_tracks=self.allowed_tracks(genres),
             config=self.settings.search,
-            sounding=self.catalog.sounding(track_id, row.n_windows),
+            sounding=waveform.sounding(row.n_windows) if waveform else None,
         )
         return self._results(hits)
 

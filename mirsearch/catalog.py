@@ -138,19 +138,11 @@ class Catalog:
         with self.session() as session:
             return load_prints(session, track_ids)
 
-    def waveform(self, track_id: int) -> bytes | None:
-        """The track's waveform peaks (features.peak_envelope), None if it has none."""
+    def waveform(self, track_id: int) -> TrackWaveform | None:
+        """The track's waveform: its page's peaks and its windows with sound (None for a track
+        indexed before migration 0006)."""
         with self.session() as session:
-            return session.scalar(
-                select(TrackWaveform.peaks).where(TrackWaveform.track_id == track_id)
-            )
-
-    def sounding(self, track_id: int, n_windows: int) -> np.ndarray | None:
-        """(n_windows,) bool: which of the track's index windows have sound (None: not known,
-        a track indexed before migration 0006)."""
-        with self.session() as session:
-            stored = session.get(TrackWaveform, track_id)
-            return None if stored is None else stored.sounding(n_windows)
+            return session.get(TrackWaveform, track_id)
 
     def by_path(self, path: str | Path) -> Track | None:
         with self.session() as session:

@@ -37,7 +37,7 @@ def test_bad_files_are_recorded_as_failed_and_the_rest_indexed(settings, folder)
     indexed = [t for t in by_name.values() if t.status == "indexed"]
     assert all(t.key and t.genre and t.n_windows >= 1 for t in indexed)
     for t in indexed:  # the waveform its page draws
-        assert len(peaks := engine.catalog.waveform(t.id)) == 400 and max(peaks) == 255
+        assert len(peaks := engine.catalog.waveform(t.id).peaks) == 400 and max(peaks) == 255
     assert all(engine.catalog.waveform(t.id) is None for t in by_name.values() if t.error)
     assert_demo_tempo_and_key(by_name)
     assert by_name["demo-01.flac"].title == "Demo 1"
@@ -104,8 +104,8 @@ def test_a_track_keeps_which_of_its_windows_lie_in_a_pause_and_similar_leaves_th
     engine = Engine(settings)
     engine.index_paths([demo_dir, hidden])
     row = rows(engine)["hidden.flac"]
-    sounding = engine.catalog.sounding(row.id, row.n_windows)
+    sounding = engine.catalog.waveform(row.id).sounding(row.n_windows)
     heard = int(len(music) / SR / settings.embedding.hop_s)  # windows starting in the music
     assert sounding[: heard - 2].all() and not sounding[heard + 2 :].any()
-    assert engine.catalog.sounding(rows(engine)["demo-02.ogg"].id, 5).all()
+    assert engine.catalog.waveform(rows(engine)["demo-02.ogg"].id).sounding(5).all()
     assert [r.track_id for r in engine.similar(row.id, k=3)][0] == rows(engine)["demo-01.flac"].id

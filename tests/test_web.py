@@ -384,7 +384,7 @@ def test_a_track_page_draws_the_waveform_the_catalog_keeps_without_decoding(
     catalog = Catalog(copied_home.db_url)
     with catalog.session() as session:
         first, second = session.scalars(sa.select(Track).order_by(Track.id).limit(2))
-    peaks = catalog.waveform(first.id)
+    peaks = catalog.waveform(first.id).peaks
     assert len(peaks) == 400 and max(peaks) == 255
     kept = client.get(f"/tracks/{first.id}").get_data(as_text=True)
     points = re.search(r'<polygon points="([^"]+)"', kept).group(1).split()

@@ -24,7 +24,7 @@ def search():
 
 @bp.get("/tracks/<int:track_id>")
 def track(track_id: int):
-    row = engine().track(track_id)
+    row, waveform = engine().track(track_id), engine().catalog.waveform(track_id)
     try:
         similar = engine().similar(track_id, k=8) if row.status == "indexed" else []
     except MirsearchError:
@@ -35,7 +35,7 @@ def track(track_id: int):
         track=row,
         similar=similar,
         probabilities=probabilities,
-        waveform=polyline(engine().catalog.waveform(track_id) or _decoded_envelope(row.path)),
+        waveform=polyline(waveform.peaks if waveform else _decoded_envelope(row.path)),
         on_disk=Path(row.path).is_file(),
     )
 
