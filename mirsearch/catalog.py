@@ -45,6 +45,7 @@ class Catalog:
     def __init__(self, url: str, *, create: bool = True):
         self.url, self.create = url, create
         try:
+            self.file = _sqlite_file(url)  # None: a server's database, or one in memory
             self.engine = _create_engine(url, create=create)
         except (sa.exc.ArgumentError, ImportError, OSError) as exc:  # a typo, no driver, no room
             told = exc
@@ -88,14 +89,13 @@ class Catalog:
 
     def exists(self) -> bool:
         """Whether the database is there (a SQLite file may not be yet; a server's always is)."""
-        file = _sqlite_file(self.url)
-        return file is None or file.exists()
+        return self.file is None or self.file.exists()
 
     def require(self) -> None:
         """NotFoundError if there is no database and this catalog may not make one."""
         if not self.create and not self.exists():
             raise NotFoundError(
-                f"no catalog at {_sqlite_file(self.url)}: run `mirsearch index PATH` first (or "
+                f"no catalog at {self.file}: run `mirsearch index PATH` first (or "
                 "point MIRSEARCH_HOME at the catalog's folder)"
             )
 
