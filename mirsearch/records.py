@@ -17,12 +17,12 @@ from mirsearch.index import VectorIndex
 from mirsearch.schema import Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger(__name__)
-ANALYSED = (  # the columns a track row has from its file's analysis
-    *("format", "codec", "sample_rate", "channels", "duration_s"),
-    *("title", "artist", "album", "tag_genre", "genre", "genre_probabilities", "tags"),
-    *("tempo_bpm", "key", "loudness_db", "descriptors", "model_hash", "indexed_at"),
-    *("duplicate_of", "duplicate_evidence"),
+# A failed row keeps its file's identity and its status (no windows); every other column held
+# what the file's analysis found (a column added later is cleared too, unless named here).
+KEPT_ON_FAILURE = frozenset(
+    ("id", "path", "sha256", "size_bytes", "mtime", "updated_at", "status", "error", "n_windows")
 )
+ANALYSED = tuple(c.key for c in Track.__table__.columns if c.key not in KEPT_ON_FAILURE)
 
 
 def record(
