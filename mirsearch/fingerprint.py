@@ -53,7 +53,9 @@ def frames_per_s(config: FeatureConfig) -> float:
 
 
 def bytes_per_s(config: FeatureConfig) -> float:
-    """What a stored print takes per second of audio before deflating (bench measures after)."""
+    """A print's BITS-bit values per second of audio, packed: what format 3's bit planes held
+    before deflating (format 4 stores a byte a value before Huffman coding; bench measures the
+    stored bytes)."""
     return len(_kept_bands(config)) // BAND_GROUP * frames_per_s(config) * BITS / 8
 
 
