@@ -133,6 +133,8 @@ def test_a_genre_chip_narrows_the_list(server, tmp_path):
     clip = write(tmp_path / "clip.wav", load(files[1]).samples[: 10 * 16_000], 16_000)
     genre, count = min(engine.catalog.genres(), key=lambda gc: gc[1])
     page = browser.new_page()
+    asked = []
+    page.on("request", lambda request: asked.append(request.url.rsplit("/", 1)[1]))
     page.goto(base + "/")
     page.fill("#k", "10")
     page.set_input_files("#file", str(clip))
@@ -144,7 +146,39 @@ def test_a_genre_chip_narrows_the_list(server, tmp_path):
     )
     after = page.locator("#results li.hit").count()
     assert after == min(count, 10) and after < before
+    # the clip's near-duplicate check does not depend on the genre: it is not asked again
+    assert [a for a in asked if a in ("search", "match")].count("match") == 1
+    assert asked.count("search") == 2
     screenshot(page, "genre-chip")
+
+
+def test_an_answer_that_comes_late_does_not_replace_a_newer_one(server, tmp_path):
+    base, engine, browser, files = server
+    first = write(tmp_path / "first.wav", load(files[3]).samples[: 10 * 16_000], 16_000)
+    second = write(tmp_path / "second.wav", load(files[4]).samples[: 10 * 16_000], 16_000)
+    page = browser.new_page()
+    held = []  # the searches' requests, answered when the test says
+    page.route("**/api/search", lambda route: held.append(route))
+    page.goto(base + "/")
+
+    def search(clip, n_held):
+        page.set_input_files("#file", str(clip))
+        while len(held) < n_held:
+            page.wait_for_timeout(50)
+
+    search(first, 1)
+    search(second, 2)
+    held[1].continue_()
+    page.wait_for_function(
+        "document.querySelector('#status').textContent.includes('second.wav')", timeout=60_000
+    )
+    shown = page.locator("#results li.hit a").first.get_attribute("href")
+    assert engine.track(int(shown.rsplit("/", 1)[1])).path == str(files[4].resolve())
+    with page.expect_response("**/api/search"):
+        held[0].continue_()
+    page.wait_for_timeout(500)  # time for the page to show it, were it to
+    assert page.locator("#results li.hit a").first.get_attribute("href") == shown
+    assert "second.wav" in page.inner_text("#status")
 
 
 def test_a_reencoded_copy_shows_the_duplicate_banner(server, tmp_path):

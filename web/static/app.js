@@ -11,6 +11,8 @@ const recordButton = document.getElementById("record");
 let clip = null;          // the Blob searched last (a file or a recording)
 let clipName = "clip";
 let genre = null;         // the genre chip in force
+let matched = null;       // the clip the duplicate banner is about: a chip or k asks only search
+let asked = 0;            // searches started: an answer that arrives after a newer one is dropped
 
 function text(tag, value, className) {
   const el = document.createElement(tag);
@@ -76,15 +78,24 @@ function showBanner(matches) {
 async function runSearch() {
   if (!clip) { statusBox.textContent = "Choose, drop or record a clip first."; return; }
   statusBox.textContent = "Searching…";
+  const number = ++asked;
+  const asking = clip;
   const extra = { k: document.getElementById("k").value };
   if (genre) extra.genre = genre;
   try {
-    const [found, dupes] = await Promise.all([post("/api/search", extra), post("/api/match")]);
+    const [found, dupes] = await Promise.all([
+      post("/api/search", extra),
+      asking === matched ? null : post("/api/match"),
+    ]);
+    if (number !== asked) return;
     showResults(found.results);
-    showBanner(dupes.matches);
+    if (dupes) {
+      showBanner(dupes.matches);
+      matched = asking;
+    }
     statusBox.textContent = `${found.results.length} results for ${clipName}` + (genre ? ` in ${genre}` : "");
   } catch (err) {
-    statusBox.textContent = `Error: ${err.message}`;
+    if (number === asked) statusBox.textContent = `Error: ${err.message}`;
   }
 }
 
