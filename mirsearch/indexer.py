@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -223,12 +224,14 @@ class Indexer:
                 row.updated_at = datetime.now(UTC)
 
     def _prune(self, index: VectorIndex, roots: list[Path], files: list[Path]) -> int:
+        """Drop the tracks under `roots` whose file is deleted: not those the walk leaves out
+        (a dot-file indexed by its name, a folder it could not list)."""
         present = {str(p) for p in files}
         with self.catalog.session() as session:
             gone = [
                 row.id
                 for row in session.scalars(select(Track))
-                if row.path not in present and _under_any(Path(row.path), roots)
+                if row.path not in present and _under_any(Path(row.path), roots) and _gone(row.path)
             ]
         if gone:
             with self._generation(index, index.meta.model_hash) as session:
@@ -287,6 +290,17 @@ class Indexer:
             state.generation, state.model_hash = generation, model_hash
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)
+
+
+def _gone(path: str) -> bool:
+    """Whether no file is at `path` any more: nothing there (or no folder above it), or a folder
+    in its place; a file that cannot be read now is not gone."""
+    try:
+        return stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
 
 
 def _under_any(path: Path, roots: list[Path]) -> bool:

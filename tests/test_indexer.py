@@ -41,6 +41,34 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert not engine.index().contains(gone)
 
 
+def test_prune_keeps_files_the_walk_leaves_out(settings, folder, monkeypatch):
+    """A dot-file indexed by its name, and the files of a folder the walk could not list, are
+    still there: only deleted files (or a folder in a file's place) are pruned."""
+    (folder / ".hidden").mkdir()
+    hidden = folder / ".hidden" / "hidden.ogg"
+    shutil.copy(folder / "demo-01.flac", hidden)
+    (folder / "locked").mkdir()
+    locked = folder / "locked" / "locked.ogg"
+    shutil.copy(folder / "demo-03.mp3", locked)
+    engine = Engine(settings)
+    engine.index_paths([folder, hidden])
+    (folder / "demo-02.ogg").unlink()
+    (folder / "demo-02.ogg").mkdir()
+    listed = os.scandir
+
+    def scandir(path):  # what chmod 000 does to anyone but root, who runs the tests here
+        if os.fspath(path) == str(folder / "locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listed(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    summary = engine.index_paths([folder], prune=True)
+    assert summary.removed == 1
+    indexed = {Path(row.path) for row in rows(engine).values()}
+    assert {hidden.resolve(), locked.resolve()} <= indexed
+    assert (folder / "demo-02.ogg").resolve() not in indexed
+
+
 def test_default_workers_are_one_per_core_but_no_more_than_files(settings, folder, monkeypatch):
     import mirsearch.indexer
 
