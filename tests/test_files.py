@@ -54,3 +54,24 @@ def test_discover_says_which_folder_it_could_not_list(write_audio, tmp_path, mon
     monkeypatch.setattr(os, "scandir", scandir)
     assert discover([tmp_path]) == [real.resolve()]
     assert f"{tmp_path / 'locked'} left out: Permission denied" in caplog.text
+
+
+def test_discover_walks_a_tree_deeper_than_the_recursion_limit(write_audio, tmp_path):
+    real = write_audio("song.ogg", tone(330.0, 1.0))
+    deep = tmp_path / "tree"
+    deep.mkdir()
+    folder = deep
+    for _ in range(1_100):  # os.walk of Python 3.11 recursed once a level: RecursionError
+        folder /= "d"
+        folder.mkdir()
+    (folder / "x.ogg").write_bytes(real.read_bytes())
+    (deep / "top.ogg").write_bytes(real.read_bytes())
+    expected = sorted([(folder / "x.ogg").resolve(), (deep / "top.ogg").resolve()])
+    try:
+        found = discover([deep])
+    finally:  # bottom up: shutil.rmtree (pytest's cleanup) recurses a level a call too
+        (folder / "x.ogg").unlink()
+        while folder != deep:
+            folder.rmdir()
+            folder = folder.parent
+    assert found == expected
