@@ -34,13 +34,21 @@ def read_dataset(data: Path) -> list[LabelledClip]:
     if manifest.is_file():
         root = manifest.parent
         with open(manifest, newline="") as f:
-            rows = list(csv.DictReader(f, delimiter="\t"))
-        if not rows or not {"path", "class"} <= set(rows[0]):
-            raise MirsearchError(f"{manifest}: a manifest needs 'path' and 'class' columns")
+            reader = csv.DictReader(f, delimiter="\t")
+            if not {"path", "class"} <= set(reader.fieldnames or ()):
+                raise MirsearchError(f"{manifest}: a manifest needs 'path' and 'class' columns")
+            rows = []
+            for row in reader:
+                empty = next((k for k in ("path", "class") if not (row[k] or "").strip()), None)
+                if empty:
+                    raise MirsearchError(f"{manifest}, line {reader.line_num}: no {empty}")
+                rows.append(row)
+        if not rows:
+            raise MirsearchError(f"{manifest}: no clips listed")
         return [
             LabelledClip(
                 path=root / row["path"],
-                label=row["class"],
+                label=row["class"].strip(),
                 group=row.get("group")
                 or (row.get("groove") or "").split(":")[0]
                 or Path(row["path"]).stem,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 
@@ -113,9 +114,19 @@ def evaluate(
             f"{folds} folds need {folds} groups of clips (recordings) or more; these come from "
             f"{n_groups}: use --folds {n_groups} or fewer"
         )
+    per_class = Counter(c.label for c in clips)
+    fewest, n_fewest = min(per_class.items(), key=lambda item: item[1])
+    if folds > n_fewest:
+        raise MirsearchError(
+            f"{folds} folds need {folds} clips of each class or more; {fewest!r} has {n_fewest}: "
+            + (f"use --folds {n_fewest} or fewer" if n_fewest >= 2 else "give it more clips")
+        )
     unknown = set(methods) - set(METHODS)
     if unknown or not methods:
-        raise MirsearchError(f"unknown methods {sorted(unknown)}; use some of {', '.join(METHODS)}")
+        named = f"unknown methods {sorted(unknown)}" if unknown else "no method given"
+        raise MirsearchError(f"{named}; use some of {', '.join(METHODS)}")
+    if heldout is not None:
+        _check_heldout(clips, *heldout)
     sr = FeatureConfig().sample_rate
     signals = decode_all([c.path for c in clips], sample_rate=sr)
     unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
@@ -173,8 +184,6 @@ def evaluate(
         column, value = heldout
         test_idx = np.array([i for i, c in enumerate(clips) if c.extra.get(column) == value])
         train_idx = np.array([i for i, c in enumerate(clips) if c.extra.get(column) != value])
-        if test_idx.size == 0:
-            raise MirsearchError(f"no clip has {column} = {value!r}")
         predicted = predictions(train_idx, test_idx, config.seed)
         report["heldout"] = {"column": column, "value": value} | {
             m: scores(targets[test_idx], p) for m, p in predicted.items()
@@ -185,6 +194,23 @@ def evaluate(
     if out_dir is not None:
         _write_report(report, np.array(all_true), np.array(all_pred), labels, Path(out_dir))
     return report
+
+
+def _check_heldout(clips: list[LabelledClip], column: str, value: str) -> None:
+    """MirsearchError unless some clips have `column` = `value` and the others, trained on, hold
+    two classes or more: said before anything is decoded or trained."""
+    if not any(column in c.extra for c in clips):
+        raise MirsearchError(f"the manifest has no column {column!r} to hold clips out by")
+    held = [c for c in clips if c.extra.get(column) == value]
+    if not held:
+        raise MirsearchError(f"no clip has {column} = {value!r}")
+    trained = sorted({c.label for c in clips if c.extra.get(column) != value})
+    if len(trained) < 2:
+        raise MirsearchError(
+            f"the clips without {column} = {value!r} hold {len(trained)} class"
+            f"{'' if len(trained) == 1 else 'es'} ({', '.join(trained) or 'none'}): training "
+            "needs two or more"
+        )
 
 
 def _per_class(true: np.ndarray, predicted: np.ndarray, labels: list[str]) -> dict:

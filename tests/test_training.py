@@ -97,3 +97,45 @@ def test_data_a_network_or_its_folds_cannot_learn_from_is_refused_before_decodin
     four_groups = [LabelledClip(nowhere, label, f"g{i}") for i, label in enumerate("abab")]
     with pytest.raises(MirsearchError, match="use --folds 4 or fewer"):
         evaluate(four_groups, folds=5)
+
+
+@pytest.mark.parametrize("row", ["clip1.wav", "clip1.wav\t", "clip1.wav\t  ", "\trock"])
+def test_a_manifest_row_without_a_path_or_class_is_refused_by_its_line(tmp_path, row):
+    """A row without a class had stopped train and evaluate with a TypeError (None among the
+    labels); an empty one became a genre named ''."""
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text(f"path\tclass\nclip0.wav\tjazz\n{row}\n")
+    with pytest.raises(MirsearchError, match=r"manifest.tsv, line 3: no (class|path)"):
+        read_dataset(manifest)
+    manifest.write_text("path\tclass\n")
+    with pytest.raises(MirsearchError, match="no clips listed"):
+        read_dataset(manifest)
+
+
+def test_folds_a_class_cannot_fill_or_an_empty_held_out_split_are_refused_before_decoding(
+    tmp_path,
+):
+    """scikit-learn's ValueErrors had come out as tracebacks (a class with fewer clips than
+    folds; a held-out split that leaves one class to train on), and a held-out value no clip
+    has was said only after the whole cross-validation."""
+    from mirsearch.datasets import LabelledClip
+
+    nowhere = tmp_path / "never-decoded.wav"
+    clips = [
+        LabelledClip(nowhere, label, f"g{i}", {"sf": sf})
+        for i, (label, sf) in enumerate(
+            [("rock", "a"), ("rock", "a"), ("rock", "b"), ("jazz", "b"), ("jazz", "a")]
+        )
+    ]
+    with pytest.raises(MirsearchError, match="'jazz' has 2: use --folds 2 or fewer"):
+        evaluate(clips, folds=3)
+    with pytest.raises(MirsearchError, match="'jazz' has 1: give it more clips"):
+        evaluate(clips[:4], folds=2)
+    with pytest.raises(MirsearchError, match="no clip has sf = 'zzz'"):
+        evaluate(clips, folds=2, heldout=("sf", "zzz"))
+    with pytest.raises(MirsearchError, match="no column 'nocol'"):
+        evaluate(clips, folds=2, heldout=("nocol", "a"))
+    with pytest.raises(MirsearchError, match=r"without sf = 'b' hold 1 class \(rock\)"):
+        evaluate(clips[:4], folds=0, heldout=("sf", "b"))
+    with pytest.raises(MirsearchError, match="no method given"):
+        evaluate(clips, folds=2, methods=())
