@@ -160,11 +160,14 @@ class Trainer:
 
     # -- evaluation ---------------------------------------------------------------------------
     def predict(self, signals: list[np.ndarray]) -> np.ndarray:
-        """(n_signals, n_classes) genre probabilities: mean over windows 1.5 s apart."""
+        """(n_signals, n_classes) genre probabilities: mean over windows 1.5 s apart (a signal
+        shorter than one window zero-padded to one, as training's views are)."""
         self.model.eval()
+        window_n = round(self.config.window_s * self.feature_config.sample_rate)
         out = []
         with torch.inference_mode():
             for x in signals:
+                x = np.pad(x, (0, max(0, window_n - x.size)))
                 mel = self.model.front_end(torch.from_numpy(x))
                 vectors, _ = self.model.embed_windows(mel, window_s=self.config.window_s, hop_s=1.5)
                 out.append(torch.softmax(self.model.head(vectors), -1).mean(0).numpy())
@@ -244,6 +247,10 @@ class Trainer:
                 stale += 1
                 if stale >= c.patience:
                     break
+        if best[2] is None:  # every epoch's validation loss was NaN
+            raise MirsearchError(
+                "training diverged: the validation loss is not a number; use a lower --lr"
+            )
         self.model.load_state_dict(best[2])
         self.model.eval()
         return TrainResult(self.model, self.labels, history, best[0], best[1])

@@ -8,6 +8,7 @@ import torch
 from conftest import TINY, TINY_CONFIG, synthetic_classes
 
 from mirsearch.config import FeatureConfig, TrainConfig
+from mirsearch.errors import MirsearchError
 from mirsearch.trainer import Trainer, nt_xent
 
 
@@ -54,3 +55,21 @@ def test_both_optimizers_bring_the_loss_down_on_a_learnable_problem(optimizer, l
     after, accuracy = trainer.validation(x, y)
     assert before == pytest.approx(np.log(3), abs=0.05)
     assert after < 0.8 * before and accuracy >= 0.9, (before, after, accuracy)
+
+
+def test_a_clip_shorter_than_the_window_is_predicted_padded_as_training_pads_it():
+    """Validation after an epoch had stopped the run on a 2.5 s clip with 3 s windows."""
+    trainer = Trainer(TINY_CONFIG, labels=["tone", "noise"], feature_config=FeatureConfig())
+    short = np.zeros(int(0.5 * FeatureConfig().sample_rate), dtype=np.float32)
+    probabilities = trainer.predict([short])
+    assert probabilities.shape == (1, 2) and probabilities.sum() == pytest.approx(1.0)
+
+
+def test_a_run_whose_loss_is_never_a_number_says_so(monkeypatch):
+    """It had ended in torch's 'Expected state_dict to be dict-like, got NoneType'."""
+    x, y = synthetic_classes(2, seed=6)
+    config = TrainConfig(epochs=2, steps_per_epoch=1, batch_size=4, model_args=TINY)
+    trainer = Trainer(config, labels=["tone", "noise", "clicks"], feature_config=FeatureConfig())
+    monkeypatch.setattr(trainer, "validation", lambda signals, targets: (float("nan"), 0.0))
+    with pytest.raises(MirsearchError, match="diverged.*lower --lr"):
+        trainer.fit(x, y, x, y)
