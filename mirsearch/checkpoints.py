@@ -9,6 +9,7 @@ model_card.py).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import platform
 from dataclasses import asdict, dataclass
@@ -64,7 +65,6 @@ def save_checkpoint(
 ) -> Path:
     """Plain tensors and dicts only, so loading needs no pickled objects (weights_only=True)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "arch": arch,
@@ -77,8 +77,15 @@ def save_checkpoint(
         "versions": {"torch": str(torch.__version__), "python": platform.python_version()},
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except (OSError, RuntimeError) as exc:  # torch's writer raises RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        reason = getattr(exc, "strerror", None) or str(exc).rpartition("strerror: ")[2]
+        raise ModelError(f"{path}: the checkpoint could not be written ({reason})") from exc
     return path
 
 

@@ -25,6 +25,7 @@ from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
+from mirsearch.errors import ModelError
 from mirsearch.model_card import read_card
 
 COMMANDS = {
@@ -773,3 +774,64 @@ def test_plain_output_shows_a_tag_s_control_characters_escaped(home, tmp_path):
     plain = run(own, "tracks").output.splitlines()
     assert len(plain) == 2 and plain[0].endswith("two\\nlines\\x1b[2J") and "\x1b" not in plain[0]
     assert lines(run(own, "tracks", "--json"))[0]["title"] == title
+
+
+def test_train_and_evaluate_refuse_bad_parameters_before_any_work(home, tmp_path, monkeypatch):
+    """Each had come out as a traceback or a loss, most after all the decoding and training: a
+    seed NumPy or scikit-learn cannot take, a learning rate that is not a number, a checkpoint
+    path that is a folder or cannot be written, and the model in use, overwritten (the catalog
+    indexed with it could not be read any more)."""
+    from mirsearch import datasets
+    from mirsearch.model_card import default_checkpoint_path
+
+    def decode_all(paths, *, sample_rate):
+        raise AssertionError("decoded before the parameters were checked")
+
+    monkeypatch.setattr(datasets, "decode_all", decode_all)
+    data = labelled_folder(tmp_path / "data")
+    (tmp_path / "folder.pt").mkdir()
+    (tmp_path / "report").write_text("a file where a folder goes")
+    in_use = tmp_path / "in-use.pt"
+    shutil.copy(default_checkpoint_path(), in_use)
+    refused = {
+        "--seed": ["train", data, "--seed", "-1"],
+        "--seed ": ["evaluate", data, "--seed", str(2**32)],
+        "--lr": ["train", data, "--lr", "nan"],
+        "--weight-decay": ["train", data, "--weight-decay", "inf"],
+        "is a folder": ["train", data, "--head", "--out", tmp_path / "folder.pt"],
+        "cannot write in /proc": ["train", data, "--head", "--out", "/proc/model.pt"],
+        "is the model in use": ["train", data, "--head", "--out", default_checkpoint_path()],
+        "is the model in use ": ["train", data, "--out", in_use],
+        "is a file": ["evaluate", data, "--out-dir", tmp_path / "report"],
+    }
+    for expected, args in refused.items():
+        result = run(home, *args, MIRSEARCH_MODEL=str(in_use) if expected.endswith(" ") else None)
+        assert result.exit_code == 2, (args, result.output)
+        assert expected.strip() in result.output and "Traceback" not in result.output, result.output
+    assert read_card(in_use).sha256 == read_card(default_checkpoint_path()).sha256
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary_file(
+    tmp_path, monkeypatch
+):
+    import torch
+
+    def save(payload, path):
+        Path(path).write_bytes(b"half a checkpoint")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:747] . open file failed with strerror: "
+            "No space left on device"
+        )
+
+    monkeypatch.setattr(torch, "save", save)
+    model = load_checkpoint()
+    with pytest.raises(ModelError, match=r"model.pt: .* \(No space left on device\)$"):
+        save_checkpoint(
+            tmp_path / "model.pt",
+            model=model.model,
+            arch=model.card.arch,
+            arch_args=model.card.arch_args,
+            labels=model.card.labels,
+            window_s=model.card.window_s,
+        )
+    assert list(tmp_path.iterdir()) == []

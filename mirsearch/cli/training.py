@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
+import math
+import tempfile
 from pathlib import Path
 
 import click
 
 from mirsearch.cli.common import PATHS, _emit, _settings
 from mirsearch.config import TrainConfig
+
+
+def _finite(ctx, param, value: float) -> float:
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a finite number")
+    return value
+
+
+def _writable(path: Path, *, option: str, folder: bool = False) -> Path:
+    """`path` (a file, or with `folder` a folder) checked before the work (decoding, training:
+    minutes to hours) that ends by writing there: nothing of the other kind in its way, and
+    under a folder that can be made and written to."""
+    if path.exists() and path.is_dir() != folder:
+        kind = "a file" if folder else "a folder"
+        raise click.BadParameter(f"{path} is {kind}", param_hint=option)
+    existing = path if folder and path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=existing):  # what can be written there, tried
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise click.BadParameter(
+            f"cannot write in {existing} ({reason})", param_hint=option
+        ) from exc
+    return path
 
 
 def _train_options(f):
@@ -30,6 +59,7 @@ def _train_options(f):
         click.option(
             "--lr",
             type=click.FloatRange(min=0, min_open=True),
+            callback=_finite,
             default=d.lr,
             show_default=True,
             help="Peak learning rate.",
@@ -37,6 +67,7 @@ def _train_options(f):
         click.option(
             "--weight-decay",
             type=click.FloatRange(min=0),
+            callback=_finite,
             default=d.weight_decay,
             show_default=True,
             help="Weight decay (L2).",
@@ -65,7 +96,9 @@ def _train_options(f):
             show_default=True,
             help="Window length in seconds.",
         ),
-        click.option("--seed", type=int, default=d.seed, show_default=True),
+        click.option(
+            "--seed", type=click.IntRange(0, 2**32 - 1), default=d.seed, show_default=True
+        ),
         click.option(
             "--unlabelled",
             type=PATHS,
@@ -128,12 +161,21 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
     """Train a genre network on DATA: a folder per genre, or a TSV with path and class columns."""
     from mirsearch.datasets import decode_all, read_dataset
     from mirsearch.heads import train_head
+    from mirsearch.model_card import default_checkpoint_path
     from mirsearch.training import train as run_training
 
+    model = _settings().model_path  # None: the shipped one
+    _writable(out, option="--out")
+    if out.resolve() == (model or default_checkpoint_path()).resolve():
+        raise click.BadParameter(
+            f"{out} is the model in use (MIRSEARCH_MODEL, or the shipped one): a catalog indexed "
+            "with it could no longer be read; write the new one elsewhere",
+            param_hint="--out",
+        )
     clips = read_dataset(data)
     if head:
         signals = decode_all([c.path for c in clips], sample_rate=_settings().audio.sample_rate)
-        path, accuracy = train_head(clips, signals, out=out, base=_settings().model_path)
+        path, accuracy = train_head(clips, signals, out=out, base=model)
         click.echo(f"training accuracy {accuracy:.3f}; checkpoint: {path}")
         return
     result = run_training(
@@ -246,6 +288,7 @@ def evaluate(
     from mirsearch.datasets import read_dataset
     from mirsearch.evaluation import evaluate as run_evaluation
 
+    _writable(out_dir, option="--out-dir", folder=True)
     split = None
     if heldout:
         column, _, value = heldout.partition("=")
