@@ -12,6 +12,7 @@ generation a reader picked, complete when the database named it, is never delete
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import logging
@@ -81,7 +82,9 @@ def _reader_lock(directory: Path) -> BinaryIO | None:
     written, else read-only (a catalog served from a read-only volume); None if neither can."""
     try:
         return _lock_file(directory, READERS_LOCK)
-    except PermissionError:
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
         try:
             return open(directory / READERS_LOCK, "rb")
         except FileNotFoundError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -287,7 +288,14 @@ def test_pruning_gives_way_to_a_reader_loading_a_generation(tmp_path):
     assert not (tmp_path / "meta-1.json").exists()
 
 
-def test_a_reader_of_a_read_only_folder_still_holds_off_pruning(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        PermissionError(errno.EACCES, "Permission denied"),  # a folder the reader cannot write
+        OSError(errno.EROFS, "Read-only file system"),  # a read-only volume (it had failed)
+    ],
+)
+def test_a_reader_of_a_read_only_folder_still_holds_off_pruning(tmp_path, monkeypatch, refusal):
     """A catalog served from a read-only volume (faked: tests may run as root): its readers
     take the shared lock on the lock file opened to read, or go without where there is none,
     as nothing can prune that folder either. The lock file had to be opened to write."""
@@ -297,7 +305,7 @@ def test_a_reader_of_a_read_only_folder_still_holds_off_pruning(tmp_path, monkey
 
     def read_only(path, mode="r", *args, **kwargs):
         if any(c in mode for c in "wa+"):
-            raise PermissionError(13, "Permission denied", str(path))
+            raise type(refusal)(refusal.errno, refusal.strerror, str(path))
         return builtins.open(path, mode, *args, **kwargs)
 
     index, _ = build_index(IndexConfig(), n_tracks=3)
