@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import sqlalchemy as sa
@@ -278,13 +280,27 @@ def _sqlite_file(url: str) -> Path | None:
 
 
 def _create_engine(url: str, *, create: bool) -> sa.Engine:
-    if sa.make_url(url).get_backend_name() != "sqlite":
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
-    if create and (file := _sqlite_file(url)):
+    file = _sqlite_file(url)
+    if create and file:
         file.parent.mkdir(parents=True, exist_ok=True)
+    if file and "uri" not in parsed.query and _on_read_only_volume(file):
+        # SQLite opens a WAL database on read-only media only if its -shm and -wal files are
+        # there (a catalog closed cleanly has none), or as immutable, which on such media it is
+        url = f"sqlite:///file:{quote(str(file))}?mode=ro&immutable=1&uri=true"
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def _on_read_only_volume(file: Path) -> bool:
+    """Whether the SQLite file is there on a file system mounted read-only."""
+    try:
+        return file.is_file() and bool(os.statvfs(file.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

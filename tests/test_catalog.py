@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from sqlalchemy import inspect, select, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from mirsearch import catalog as catalog_module
 from mirsearch import fingerprint
@@ -270,3 +270,33 @@ def test_a_sqlite_uri_names_the_file_it_makes(tmp_path, monkeypatch):
     catalog.migrate()
     catalog.close()
     assert (tmp_path / "home" / "catalog.db").is_file() and not (tmp_path / "file:").exists()
+
+
+def test_a_catalog_on_a_read_only_volume_is_read_as_immutable(tmp_path, monkeypatch):
+    """SQLite opens a WAL database on read-only media only where its -shm and -wal files are:
+    a catalog closed cleanly, served from a read-only volume, was 'unable to open database
+    file'. There it is opened read-only and immutable (the volume faked: tests may run as
+    root, and cannot mount)."""
+    import os
+
+    url = f"sqlite:///{tmp_path / 'home' / 'catalog.db'}"
+    writer = Catalog(url)
+    _add(writer, a={"title": "kept"})
+    writer.close()
+    assert not (tmp_path / "home" / "catalog.db-wal").exists()
+    statvfs = os.statvfs
+
+    def read_only(path):
+        flags = statvfs(path)
+        if os.fspath(path) != str(tmp_path / "home"):
+            return flags
+        return os.statvfs_result((*flags[:8], flags.f_flag | os.ST_RDONLY, flags.f_namemax))
+
+    monkeypatch.setattr(os, "statvfs", read_only)
+    reader = Catalog(url, create=False)
+    try:
+        assert [t.title for t in reader.list_tracks()[0]] == ["kept"]
+        with pytest.raises(OperationalError, match="readonly database"):
+            _add(reader, b={"title": "refused"})
+    finally:
+        reader.close()
