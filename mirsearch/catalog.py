@@ -64,7 +64,7 @@ class Catalog:
         """Apply the Alembic migrations up to `revision`."""
         from alembic import command
 
-        with self.engine.begin() as connection:
+        with self._connection() as connection, connection.begin():
             command.upgrade(_alembic_config(connection), revision)
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
         self._migrated = revision == "head"
@@ -73,9 +73,18 @@ class Catalog:
         """Undo the Alembic migrations down to `revision` ("base" drops every table)."""
         from alembic import command
 
-        with self.engine.begin() as connection:
+        with self._connection() as connection, connection.begin():
             command.downgrade(_alembic_config(connection), revision)
         self._migrated = False
+
+    def _connection(self) -> sa.Connection:
+        """A connection to the database; CatalogError if it cannot be had or is not one."""
+        try:
+            return self.engine.connect()
+        except sa.exc.DatabaseError as exc:
+            raise CatalogError(
+                f"the catalog database {_shown(self.url)} cannot be used: {exc.orig}"
+            ) from exc
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None: no catalog in it yet). Read without

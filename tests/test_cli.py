@@ -409,6 +409,22 @@ def test_db_downgrade_and_upgrade(tmp_path):
     assert tables() == set()
     assert run(home, "db", "upgrade").exit_code == 0
     assert {"tracks", "track_prints", "index_state"} <= tables()
+    empty = run(home, "db", "downgrade", "", "--yes")  # alembic's AssertionError had come out
+    assert empty.exit_code == 2 and "name a revision" in empty.output
+
+
+def test_db_commands_on_a_database_that_cannot_be_used_say_so_in_one_line(tmp_path):
+    """As every other command does; upgrade and downgrade had shown SQLAlchemy's traceback."""
+    home = (tmp_path / "home", None, None)
+    (tmp_path / "home").mkdir()
+    (tmp_path / "home" / "catalog.db").write_text("liner notes, not a database\n" * 10)
+    for args in (["upgrade"], ["downgrade", "base", "--yes"]):
+        result = run(home, "db", *args)
+        assert result.exit_code == 1, result.output
+        assert result.output == (
+            f"Error: the catalog database sqlite:///{tmp_path / 'home' / 'catalog.db'} cannot be "
+            "used: file is not a database\n"
+        )
 
 
 def test_demo_writes_tagged_tracks(tmp_path):

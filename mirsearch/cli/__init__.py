@@ -245,6 +245,8 @@ def downgrade(revision: str, yes: bool) -> None:
 
     from mirsearch.catalog import Catalog
 
+    if not revision.strip():
+        raise click.BadParameter("name a revision (as in migrations/versions) or base")
     if not yes:
         click.confirm(
             f"Downgrade the catalog to {revision}, dropping what later ones added?", abort=True
