@@ -33,9 +33,11 @@ from mirsearch import search as _search_module  # noqa: E402, F401
 
 @cache
 def default_engine() -> Engine:
+    """The Engine these functions share. It makes no catalog to answer a query: where
+    MIRSEARCH_HOME (a typo?) holds none, a query says so; `index_paths` makes it."""
     from mirsearch.api import Engine
 
-    return Engine()
+    return Engine(create=False)
 
 
 def index_paths(paths: list[Path], **options) -> IndexSummary:

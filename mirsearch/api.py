@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # imported where used: `similar` and `dupes` never load torch
     from mirsearch.embeddings import Analysis
 
 
+MAX_SIMILAR = 100  # similar tracks a classification lists at most
 CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer (a query: 3 s)
 
 
@@ -102,6 +103,7 @@ class Engine(Resources):
     def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
         """Genre probabilities and tags of a file and, once a catalog exists, its most similar
         tracks; with `timeline`, the genre of each window that is sound (a silent one has none)."""
+        _whole("similar", similar_k, 0, MAX_SIMILAR)
         analysis = self.analyse_file(path, min_duration_s=CLASSIFY_MIN_S)
         labels = self.embedder.labels
         probabilities = {
@@ -191,6 +193,8 @@ class Engine(Resources):
     # -- catalog --------------------------------------------------------------------------------
 
     def track(self, track_id: int) -> Track:
+        if not _is_whole(track_id):
+            raise InvalidParameterError(f"a track id is a whole number, got {track_id!r}")
         row = self.catalog.get(track_id) if 0 <= track_id < 2**63 else None
         if row is None:
             raise NotFoundError(f"no track with id {track_id}")
@@ -200,11 +204,7 @@ class Engine(Resources):
 
     def _check_k(self, k: int | None) -> int:
         k = self.settings.search.k if k is None else k
-        if not 1 <= k <= self.settings.search.max_k:
-            raise InvalidParameterError(
-                f"k must be between 1 and {self.settings.search.max_k}, got {k}"
-            )
-        return k
+        return _whole("k", k, 1, self.settings.search.max_k)
 
     def allowed_tracks(self, genres: Sequence[str]) -> set[int] | None:
         """Ids of the tracks of `genres` (None: no filter); InvalidParameterError if unknown."""
@@ -224,3 +224,14 @@ class Engine(Resources):
     def _results(self, hits: list[Hit]) -> list[Result]:
         rows = self.catalog.get_many([h.track_id for h in hits])
         return [Result.of(h, rows[h.track_id]) for h in hits if h.track_id in rows]
+
+
+def _is_whole(value) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
+
+
+def _whole(name: str, value, low: int, high: int) -> int:
+    """`value` if it is a whole number from `low` to `high`; else InvalidParameterError."""
+    if not _is_whole(value) or not low <= value <= high:
+        raise InvalidParameterError(f"{name} must be between {low} and {high}, got {value!r}")
+    return int(value)

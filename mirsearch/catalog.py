@@ -102,6 +102,13 @@ class Catalog:
         """Whether the database is there (a SQLite file may not be yet; a server's always is)."""
         return self.file is None or self.file.exists()
 
+    def make(self) -> None:
+        """Let the database be made where there is none (an indexing run asks it of a catalog
+        opened to read): its folder made now, its tables on first use."""
+        self.create = True
+        if self.file is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+
     def require(self) -> None:
         """NotFoundError if there is no database and this catalog may not make one."""
         if not self.create and not self.exists():

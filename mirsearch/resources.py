@@ -165,6 +165,7 @@ class Resources:
         if isinstance(paths, str | os.PathLike):  # one folder, not the letters of its name
             paths = [paths]
 
+        self.catalog.make()
         summary = Indexer(self.settings, catalog=self.catalog).run(paths, **options)
         with self._lock:
             self._index = None

@@ -17,7 +17,7 @@ from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
-from mirsearch.errors import IndexMismatchError, NotFoundError
+from mirsearch.errors import IndexMismatchError, InvalidParameterError, NotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -102,10 +102,24 @@ def test_the_public_functions_use_the_home_of_the_environment(tmp_path, demo, mo
     for name in [n for n in os.environ if n.startswith("MIRSEARCH_") and n != "MIRSEARCH_HOME"]:
         monkeypatch.delenv(name)
     mirsearch.default_engine.cache_clear()
+    clip = write(tmp_path / "clip.wav", load(demo[1]).samples[5 * 16_000 : 15 * 16_000], 16_000)
     try:
+        # a query where there is no catalog says so, and makes none (it had made an empty one)
+        with pytest.raises(NotFoundError, match=f"no catalog at {home / 'catalog.db'}"):
+            mirsearch.search(clip)
+        assert not home.exists()
         summary = mirsearch.index_paths([demo[0].parent])
         assert summary.indexed == 3 and (home / "catalog.db").is_file()
-        clip = write(tmp_path / "clip.wav", load(demo[1]).samples[5 * 16_000 : 15 * 16_000], 16_000)
+        # parameters are checked as the command line and HTTP check them (TypeErrors before)
+        for call in (
+            lambda: mirsearch.search(clip, k=2.5),
+            lambda: mirsearch.search(clip, k=True),
+            lambda: mirsearch.similar("1"),
+            lambda: mirsearch.classify(clip, similar_k=101),
+            lambda: mirsearch.classify(clip, similar_k=-1),
+        ):
+            with pytest.raises(InvalidParameterError):
+                call()
         found = mirsearch.search(clip, k=2)
         assert len(found) == 2 and found[0].path == str(demo[1].resolve())
         matches = mirsearch.match(clip)

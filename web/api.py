@@ -96,8 +96,6 @@ def match():
 @bp.post("/classify")
 def classify():
     similar_k = int_arg("similar", 5)
-    if not 0 <= similar_k <= 100:
-        raise InvalidParameterError(f"similar must be between 0 and 100, got {similar_k}")
     with upload() as (path, name):
         result = engine().classify(path, similar_k=similar_k)
     return jsonify({"query": name, **result.to_dict()})
