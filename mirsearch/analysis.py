@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import os
 import pickle
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from mirsearch import audio
 from mirsearch.config import Settings
 from mirsearch.containers import AudioInfo
 from mirsearch.errors import MirsearchError
-from mirsearch.prefetch import DecodeAhead
+from mirsearch.prefetch import DecodeAhead, identity
 from mirsearch.vocabulary import top_tags
 from mirsearch.workers import ordered_map
 
@@ -115,7 +116,7 @@ class Analyser:
             return FileAnalysis(path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error)
         base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
         try:
-            decoded = self._decoded(path)
+            decoded = self._decoded(path, stat)
             analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)
             descriptors = self.describe(
                 decoded.samples, decoded.sample_rate, mel_db=analysis.mel_db
@@ -143,14 +144,18 @@ class Analyser:
             **base,
         )
 
-    def _decoded(self, path: Path) -> audio.Decoded:
+    def _decoded(self, path: Path, stat: os.stat_result) -> audio.Decoded:
+        """The file decoded: as `ahead` decoded it if the file is the same (`stat`, taken
+        before its hash), else now (a file rewritten meanwhile had been stored with the new
+        content's hash and the old content's audio, then skipped as unchanged for ever)."""
         ready = self.ahead.pop(str(path), None)
-        if ready is None:
-            return audio.load(path, config=self.settings.audio)
-        with open(ready, "rb") as f:
-            decoded = pickle.load(f)
-        ready.unlink()
-        return decoded
+        if ready is not None:
+            with open(ready, "rb") as f:
+                decoded_from, decoded = pickle.load(f)
+            ready.unlink()
+            if decoded_from == identity(stat):
+                return decoded
+        return audio.load(path, config=self.settings.audio)
 
 
 def analyse_all(

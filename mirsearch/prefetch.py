@@ -38,9 +38,10 @@ class DecodeAhead:
     and writes each whole decoded file to a private temporary folder under a name it takes only
     once complete, up to MAX_AHEAD_BYTES. `stop` ends it at once, wherever it is, and hands over
     what is complete; a file it could not decode is left to the worker, whose error is the one
-    recorded. The folder goes when the context ends; if this process is killed first, its
-    decoding process removes it on seeing it gone, or, when that had stopped already, the next
-    run does (the folder's name holds the process id).
+    recorded, and one that changed since its decoding began is decoded again by the worker. The
+    folder goes when the context ends; if this process is killed first, its decoding process
+    removes it on seeing it gone, or, when that had stopped already, the next run does (the
+    folder's name holds the process id).
     """
 
     def __init__(self, paths: Sequence[Path], config: AudioConfig):
@@ -79,6 +80,12 @@ class DecodeAhead:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one state of a file from another: a decoding handed over is used only if the
+    file still has the identity it had when its decoding began (it may be rewritten meanwhile)."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 def _remove_orphans(temp: Path) -> None:
     """Folders of runs killed after their decoder stopped (a crash, `kill -9`): the process named
     in the folder's name is gone."""
@@ -108,13 +115,14 @@ def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: 
         if written >= MAX_AHEAD_BYTES:
             return
         try:
+            before = identity(os.stat(path))
             decoded = audio.load(path, config=config)
         except Exception:  # the worker decodes this file itself and records what goes wrong
             continue
         part = folder / f"{n}.part"
         try:
             with open(part, "wb") as f:
-                pickle.dump(decoded, f, protocol=pickle.HIGHEST_PROTOCOL)
+                pickle.dump((before, decoded), f, protocol=pickle.HIGHEST_PROTOCOL)
         except OSError:  # the temporary folder is full: the workers decode the rest
             part.unlink(missing_ok=True)
             return

@@ -212,3 +212,20 @@ def test_an_index_run_starts_decoding_before_torch_loads(demo_files, tmp_path):
     n = len(demo_files)
     expected = f"decoding {n if (os.cpu_count() or 1) > 1 else 0} ahead; torch loaded: False"
     assert done.stdout.splitlines() == [expected, f"indexed {n}"]
+
+
+def test_a_file_rewritten_after_it_was_decoded_ahead_is_decoded_again(
+    settings, demo_files, tmp_path
+):
+    """It had been stored with the new content's hash and the old content's audio, then
+    skipped as unchanged by every later run."""
+    path = tmp_path / "song.ogg"
+    path.write_bytes(demo_files[1].read_bytes())
+    with DecodeAhead([path], settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        ready = ahead.stop()
+        assert ready.keys() == {str(path)}
+        path.write_bytes(demo_files[2].read_bytes())  # another song, the same name
+        analysed = Analyser(settings, ahead=ready)(path)
+    assert not ready[str(path)].exists()
+    np.testing.assert_array_equal(analysed.vectors, Analyser(settings)(demo_files[2]).vectors)
