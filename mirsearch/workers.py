@@ -3,7 +3,9 @@ work through a list in order: indexing's analysis and the query commands run on 
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -24,6 +26,8 @@ START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 # Items in flight per worker. Results come back in the order of the items, so a long one holds
 # the ones after it: with too few in flight, the other workers run dry behind it.
 AHEAD = 8
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
 
 _loaded: Any = None  # what `load` made, in a worker process
 
@@ -50,9 +54,13 @@ def ordered_map(
         loaded = load()
         yield from (work(loaded, item) for item in items)
         return
-    with ProcessPoolExecutor(
-        workers, mp_context=get_context(START_METHOD), initializer=_load, initargs=(load,)
-    ) as pool:
+    pool = ProcessPoolExecutor(
+        workers,
+        mp_context=get_context(START_METHOD),
+        initializer=_load,
+        initargs=(load, os.getpid()),
+    )
+    try:
         pending: deque[Future] = deque()
         for item in items:
             pending.append(pool.submit(_work, work, item))
@@ -60,11 +68,24 @@ def ordered_map(
                 yield pending.popleft().result()
         for future in pending:
             yield future.result()
+    finally:  # an interrupted map waits for the items in hand, not for all those in flight
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _load(load: Callable[[], Any]) -> None:
+def _load(load: Callable[[], Any], parent: int) -> None:
     global _loaded
+    _end_with(parent)
     _loaded = load()
+
+
+def _end_with(parent: int) -> None:
+    """Have this worker killed when `parent`, the process that forked it, ends, however it ends
+    (kill -9 too): a worker had outlived a killed `index`, blocked on its pipe and holding the
+    run's writer lock (inherited with its open files), and every later run waited for ever."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it ended before that was asked
+        os._exit(1)
 
 
 def _work(work: Callable[[Any, Item], Result], item: Item) -> Result:

@@ -295,3 +295,54 @@ def test_killed_and_interrupted_index_runs_leave_catalog_and_index_agreeing(tmp_
     assert match.returncode == 0, match.stderr
     results = json.loads(match.stdout)["matches"]
     assert results[0]["path"] == str(query) and results[0]["track_id"] == rows[str(query)].id
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Ids of the live processes whose environment names `home` as MIRSEARCH_HOME (Linux)."""
+    wanted = f"MIRSEARCH_HOME={home}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and wanted in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers found through /proc")
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM])
+def test_a_run_killed_while_its_workers_analyse_leaves_no_worker_and_the_next_run_resumes(
+    tmp_path, stop
+):
+    """The pool's workers, forked after the run took the writer lock, had outlived a killed
+    run, blocked on its pipe and holding the lock: every later run waited for ever. SIGTERM
+    (a service stopped, a CI job cancelled) is told as Ctrl-C is."""
+    folder = Folder(tmp_path / "music", random.Random(7))
+    home, log = tmp_path / "home", tmp_path / "index.log"
+    with open(log, "ab") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HOOKED, "analysed", "2", "none", "index", str(folder.root)]
+            + ["--workers", "2"],
+            env=_env(home),
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+    assert process.stdout.readline() == "ready\n", log.read_text()[-2000:]
+    deadline = time.monotonic() + 120
+    while len(_processes_of(home)) < 3 and time.monotonic() < deadline:  # the run, its 2 workers
+        time.sleep(0.05)
+    assert len(_processes_of(home)) >= 3, log.read_text()[-2000:]
+    process.send_signal(stop)
+    code = _finish(process)
+    if stop == signal.SIGTERM:
+        told = [line for line in log.read_text().splitlines() if line.strip()]
+        assert code == 1 and told[-2:] == [f"interrupted: {INTERRUPTED}", "Aborted!"], told[-3:]
+    deadline = time.monotonic() + 20
+    while _processes_of(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _processes_of(home), "workers outlived their run"
+    _run_to_end(home, folder.root, log)
+    rows = _check_agreement(Settings.from_env({}, home=home))
+    assert sorted(rows) == [str(p) for p in folder.files()]

@@ -8,6 +8,7 @@ import contextlib
 import gc
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.config import MAX_PAGE
 from mirsearch.errors import MirsearchError
 
-INTERRUPTED = "what was committed is kept; run the same command again to go on"  # on Ctrl-C
+INTERRUPTED = "what was committed is kept; run the same command again to go on"  # Ctrl-C, TERM
 
 
 class _Commands(click.Group):
@@ -108,6 +109,7 @@ def index(
         raise click.UsageError("--address goes with --engine ray")
     from tqdm import tqdm
 
+    signal.signal(signal.SIGTERM, _interrupt)  # a service stopped, a job cancelled: as Ctrl-C
     engine = _engine(create=True)
     bar = tqdm(unit="file", disable=None, file=sys.stderr)
     try:
@@ -137,6 +139,10 @@ def index(
         click.echo(summary_line.format(**data))
     if data["failed"] and not (data["indexed"] or data["unchanged"] or data["moved"]):
         sys.exit(1)
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 @main.command()
