@@ -33,7 +33,7 @@ def read_dataset(data: Path) -> list[LabelledClip]:
     manifest = data if data.is_file() else data / "manifest.tsv"
     if manifest.is_file():
         root = manifest.parent
-        with open(manifest, newline="") as f:
+        with open(manifest, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
             reader = csv.DictReader(f, delimiter="\t")
             if not {"path", "class"} <= set(reader.fieldnames or ()):
                 raise MirsearchError(f"{manifest}: a manifest needs 'path' and 'class' columns")
@@ -75,10 +75,17 @@ def decode_all(paths: list[Path], *, sample_rate: int) -> list[np.ndarray]:
 
 
 def grouped_split(clips: list[LabelledClip], *, fraction: float, seed: int):
-    """(train, validation) with whole groups on one side, about `fraction` of groups held out."""
+    """(train, validation) with whole groups on one side, about `fraction` of groups held out
+    (one at least, and one at least kept to train on)."""
     groups = sorted({c.group for c in clips})
+    if len(groups) < 2:
+        raise MirsearchError(
+            "a validation split needs clips of 2 groups (recordings) or more, one held out; "
+            f"these are all of one ({groups[0] if groups else 'none'})"
+        )
     rng = np.random.default_rng(seed)
-    held = set(rng.choice(groups, size=max(1, round(fraction * len(groups))), replace=False))
+    size = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+    held = set(rng.choice(groups, size=size, replace=False))
     return [c for c in clips if c.group not in held], [c for c in clips if c.group in held]
 
 
@@ -92,6 +99,6 @@ def contrastive_files(audio_dir: Path) -> list[Path]:
     manifest = Path(audio_dir) / "manifest.tsv"
     if not manifest.is_file():
         return []
-    with open(manifest, newline="") as f:
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return [Path(audio_dir) / r["path"] for r in rows if r["package"] in CONTRASTIVE_PACKAGES]
+    return [Path(audio_dir) / r["path"] for r in rows if r.get("package") in CONTRASTIVE_PACKAGES]

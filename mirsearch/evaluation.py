@@ -109,6 +109,10 @@ def evaluate(
     if folds == 0 and heldout is None:
         raise MirsearchError("with no cross-validation folds, give a held-out split")
     n_groups = len({c.group for c in clips})
+    if folds and n_groups < 2:
+        raise MirsearchError(
+            "cross-validation needs clips of 2 groups (recordings) or more; these are all of one"
+        )
     if folds > n_groups:
         raise MirsearchError(
             f"{folds} folds need {folds} groups of clips (recordings) or more; these come from "
@@ -129,7 +133,7 @@ def evaluate(
         _check_heldout(clips, *heldout)
     sr = FeatureConfig().sample_rate
     signals = decode_all([c.path for c in clips], sample_rate=sr)
-    unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
+    unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr) if "cnn" in methods else []
     targets = np.array([labels.index(c.label) for c in clips])
     groups = np.array([c.group for c in clips])
     fold_results, all_true, all_pred = [], [], []

@@ -819,6 +819,15 @@ def test_train_and_evaluate_refuse_bad_parameters_before_any_work(home, tmp_path
         "is the model in use": ["train", data, "--head", "--out", default_checkpoint_path()],
         "is the model in use ": ["train", data, "--out", in_use],
         "is a file": ["evaluate", data, "--out-dir", tmp_path / "report"],
+        "--lr, --seed: for training a whole network, not with --head": [
+            "train",
+            data,
+            "--head",
+            "--lr",
+            "0.1",
+            "--seed",
+            "3",
+        ],
     }
     for expected, args in refused.items():
         result = run(home, *args, MIRSEARCH_MODEL=str(in_use) if expected.endswith(" ") else None)

@@ -139,3 +139,35 @@ def test_folds_a_class_cannot_fill_or_an_empty_held_out_split_are_refused_before
         evaluate(clips[:4], folds=0, heldout=("sf", "b"))
     with pytest.raises(MirsearchError, match="no method given"):
         evaluate(clips, folds=2, methods=())
+
+
+def test_a_manifest_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """As a spreadsheet saves UTF-8: its columns had not been found."""
+    (tmp_path / "manifest.tsv").write_bytes("\ufeffpath\tclass\nclip0.wav\tjazz\n".encode())
+    assert [c.label for c in read_dataset(tmp_path / "manifest.tsv")] == ["jazz"]
+
+
+def test_unlabelled_music_whose_manifest_names_no_package_is_its_files(tmp_path):
+    """--unlabelled on a folder with a manifest of another kind (../shared/genres) had raised
+    KeyError: 'package'."""
+    from mirsearch.datasets import contrastive_files
+
+    (tmp_path / "manifest.tsv").write_text("path\tclass\nclip0.wav\tjazz\n")
+    assert contrastive_files(tmp_path) == []
+
+
+def test_clips_of_one_group_are_refused_for_a_validation_split_or_folds(tmp_path):
+    """The split had held out the only group and left nothing to train on (ValueError: high <=
+    0); evaluate had advised --folds 1, which it refuses."""
+    from mirsearch.datasets import LabelledClip
+    from mirsearch.training import train
+
+    nowhere = tmp_path / "never-decoded.wav"
+    one_group = [LabelledClip(nowhere, label, "g") for label in "abab"]
+    with pytest.raises(MirsearchError, match="2 groups .* these are all of one \\(g\\)"):
+        train(one_group, TrainConfig(epochs=1))
+    with pytest.raises(MirsearchError, match="cross-validation needs clips of 2 groups"):
+        evaluate(one_group, folds=2)
+    two_groups = [LabelledClip(nowhere, label, f"g{i % 2}") for i, label in enumerate("abab")]
+    train_part, held = grouped_split(two_groups, fraction=0.9, seed=0)
+    assert len({c.group for c in train_part}) == len({c.group for c in held}) == 1

@@ -39,6 +39,22 @@ def _writable(path: Path, *, option: str, folder: bool = False) -> Path:
     return path
 
 
+def _refuse_network_options(ctx: click.Context) -> None:
+    """A usage error for options of a whole network's training given with --head, which fits a
+    head by its own fixed recipe (heads.HeadConfig): they had been ignored without a word."""
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in (*TrainConfig.__dataclass_fields__, "unlabelled", "log_dir")
+        if name in ctx.params
+        and ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)}: for training a whole network, not with --head (a head is fitted "
+            "on the shipped network's embedding by a fixed recipe)"
+        )
+
+
 def _train_options(f):
     d = TrainConfig()
     options = [
@@ -172,6 +188,8 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
             "with it could no longer be read; write the new one elsewhere",
             param_hint="--out",
         )
+    if head:
+        _refuse_network_options(click.get_current_context())
     clips = read_dataset(data)
     if head:
         signals = decode_all([c.path for c in clips], sample_rate=_settings().audio.sample_rate)
