@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mirsearch import audio
+from mirsearch import audio, containers
 from mirsearch.config import Settings
 from mirsearch.containers import AudioInfo
 from mirsearch.errors import MirsearchError
@@ -109,12 +109,16 @@ class Analyser:
         path = Path(path)
         try:
             stat = path.stat()
+            base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
+            open(path, "rb").close()  # one that cannot be read is an OSError, not "not audio"
+            containers.probe(path, config=self.settings.audio)  # before reading it all to hash
             sha = file_sha256(path)
+        except MirsearchError as exc:  # not audio (a 10 GB one had been hashed first), too long
+            return FileAnalysis(sha256="", error=str(exc), **base)
         except OSError as exc:  # unreadable, or gone since the walk: recorded, tried next run
             reason = exc.strerror or str(exc)
             error = f"{path}: the file cannot be read ({reason})"
             return FileAnalysis(path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error)
-        base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
         try:
             decoded = self._decoded(path, stat)
             analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)

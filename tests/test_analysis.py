@@ -20,12 +20,21 @@ def demo_files(tmp_path_factory):
     return write_demo_catalog(tmp_path_factory.mktemp("demo"), n_tracks=3)
 
 
-def test_a_bad_file_is_a_result_with_its_error_not_an_exception(settings, tmp_path):
+def test_a_bad_file_is_a_result_with_its_error_not_an_exception(settings, tmp_path, monkeypatch):
+    """Told by its first bytes, before it is read whole to be hashed (a 10 GB file named .wav
+    had taken a minute)."""
+    import mirsearch.analysis
+
+    def file_sha256(path):
+        raise AssertionError(f"{path} read whole")
+
+    monkeypatch.setattr(mirsearch.analysis, "file_sha256", file_sha256)
     bad = tmp_path / "liner-notes.mp3"
     bad.write_text("not audio at all\n" * 50)
     result = Analyser(settings)(bad)
-    assert result.error and "liner-notes.mp3" in result.error
-    assert result.vectors is None and len(result.sha256) == 64
+    assert result.error and "liner-notes.mp3: not an audio file" in result.error
+    assert result.vectors is None and result.sha256 == ""
+    assert result.size_bytes == bad.stat().st_size  # the next run skips it while it is the same
 
 
 def test_the_process_pool_gives_the_same_vectors_in_the_same_order(settings, demo_files):
