@@ -119,17 +119,28 @@ class VectorIndex:
             del self._n_windows[track_id]
 
     def search_windows(
-        self, queries: np.ndarray, k: int, *, allowed_tracks: Iterable[int] | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed_tracks: Iterable[int] | None = None,
+        excluded_tracks: Iterable[int] = (),
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The k nearest catalog windows of each query window (m, D).
 
         Returns scores (m, k) float32 (cosine, -inf padding), track_ids and window_nos (m, k)
-        int64 (-1 padding). `allowed_tracks` restricts the search to those tracks, inside FAISS.
+        int64 (-1 padding). `allowed_tracks` restricts the search to those tracks and
+        `excluded_tracks` leaves those out, inside FAISS: a track's own windows, searched with
+        it left out, had crowded the others out of its k nearest.
         """
-        allowed = (
-            None if allowed_tracks is None else self._window_ids_of(self._present(allowed_tracks))
-        )
-        scores, ids = self._windows.search(queries, k, allowed=allowed)
+        excluded = sorted(set(map(int, excluded_tracks)))
+        if allowed_tracks is not None:
+            kept = [t for t in allowed_tracks if int(t) not in excluded]
+            allowed, ranges = self._window_ids_of(self._present(kept)), ()
+        else:
+            allowed = None
+            ranges = [(t << WINDOW_BITS, (t + 1) << WINDOW_BITS) for t in excluded]
+        scores, ids = self._windows.search(queries, k, allowed=allowed, excluded=ranges)
         return (scores, *split_window_ids(ids))
 
     def search_tracks(

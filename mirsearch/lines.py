@@ -42,16 +42,16 @@ def vote(
 ) -> list[Line]:
     """The best line with every track the query's windows, (n, D) starting at
     `query_offsets_s` (n,), point to with config.min_windows of them or more; tracks in
-    `exclude` get none."""
+    `exclude` are left out of the search, so the k nearest are of the others."""
     if len(query_vectors) == 0 or index.n_tracks == 0:
         return []
     k = min(config.neighbours, index.ntotal_windows)
-    scores, tracks, windows = index.search_windows(np.ascontiguousarray(query_vectors), k)
+    scores, tracks, windows = index.search_windows(
+        np.ascontiguousarray(query_vectors), k, excluded_tracks=exclude
+    )
     t = np.repeat(np.asarray(query_offsets_s, dtype=np.float64), k)
     s, tid, u = scores.reshape(-1), tracks.reshape(-1), windows.reshape(-1) * index.meta.hop_s
     keep = (tid >= 0) & (s >= config.min_similarity)
-    if exclude:
-        keep &= ~np.isin(tid, list(exclude))
     return _best_lines(tid[keep], t[keep], u[keep], s[keep], index.meta.hop_s, config)
 
 

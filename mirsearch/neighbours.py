@@ -13,6 +13,7 @@ hits whenever the allowed set holds k. An index read `mapped` leaves its vectors
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 import faiss
@@ -145,11 +146,17 @@ class IdIndex:
         return self.faiss_index.index.reconstruct_batch(self._positions(ids))
 
     def search(
-        self, queries: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+        self,
+        queries: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        excluded: Sequence[tuple[int, int]] = (),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Scores (m, k) float32 and ids (m, k) int64 of each query's k best; -inf / -1 pad.
 
-        `allowed` (ids present in the index) restricts the search to those ids.
+        `allowed` (ids present in the index) restricts the search to those ids; `excluded`
+        ([low, high) ranges of ids) leaves those out, inside the search: the k best of the rest.
         """
         queries = normalise(queries)
         m = len(queries)
@@ -160,7 +167,7 @@ class IdIndex:
             exact = self.kind in EXACT_KINDS
             if not exact and allowed.size <= self.config.exact_filter_max_vectors:
                 return self._search_exactly(queries, k, allowed)
-        scores, ids = self._search_faiss(queries, k, allowed)
+        scores, ids = self._search_faiss(queries, k, allowed, excluded)
         if allowed is not None and self.kind not in EXACT_KINDS:
             short = np.count_nonzero(ids >= 0, axis=1) < min(k, allowed.size)
             if short.any():
@@ -210,10 +217,22 @@ class IdIndex:
             index.add(chunk, self.reconstruct(chunk))
         return index
 
-    def _search_faiss(self, queries: np.ndarray, k: int, allowed: np.ndarray | None):
+    def _search_faiss(
+        self,
+        queries: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        excluded: Sequence[tuple[int, int]] = (),
+    ):
         selector = faiss.IDSelectorBatch(allowed) if allowed is not None else None
-        if selector is None and self.n_removed:
+        if selector is None and (self.n_removed or excluded):
             selector = ALL_IDS
+        kept = [selector]  # FAISS holds the selectors it combines by reference: kept alive here
+        for low, high in excluded:
+            kept += [faiss.IDSelectorRange(low, high)]
+            kept += [faiss.IDSelectorNot(kept[-1])]
+            kept += [faiss.IDSelectorAnd(selector, kept[-1])]
+            selector = kept[-1]
         # a selective filter leaves fewer hits per visited vector: widen the search to match
         widen = 1.0 if allowed is None else self.faiss_index.ntotal / max(len(allowed), 1)
         config = self.config

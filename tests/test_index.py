@@ -94,6 +94,20 @@ def test_the_faiss_selector_itself_filters(kind, monkeypatch):
     assert set(tracks[0]) <= allowed and (tracks[0] >= 0).all()
 
 
+@pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
+def test_excluded_tracks_are_left_out_inside_the_search(kind):
+    """The k nearest of the other tracks, as if the excluded ones were not in the index, and
+    with a track removed before (its tombstones) still left out."""
+    config = IndexConfig(kind=kind, **SMALL_IVF)
+    index, axis = build_index(config, n_tracks=300)
+    index.remove([3])
+    excluded = set(range(1, 301, 2)) - {201, 203}  # every odd track near the query but two
+    scores, tracks, _ = index.search_windows(axis[None], 20, excluded_tracks=excluded)
+    near = set(tracks[0][:8])  # the two odd tracks' 80 windows outrank every even one
+    assert near <= {201, 203} and not set(tracks[0]) & (excluded | {3})
+    assert (tracks[0] >= 0).all() and np.isfinite(scores).all()
+
+
 @pytest.mark.parametrize("kind", ["flat", "sq8"])
 def test_add_remove_re_add(kind):
     index, _ = build_index(IndexConfig(kind=kind), n_tracks=10)

@@ -117,3 +117,22 @@ def test_the_line_vote_of_a_long_upload_grows_with_its_pairs_not_their_square():
     tracemalloc.stop()
     assert abs(cells[0, CONFIG.speeds.index(1.0)] - 100.0) <= hop_s
     assert peak < 30 * offsets.nbytes  # 37 MB; the dense grid took 0.82 GB
+
+
+def test_a_tracks_own_windows_left_out_do_not_crowd_out_its_copy():
+    """`dupes` searches each track's windows with the track left out. A repetitive track's own
+    windows had filled its windows' k nearest, then been dropped, leaving its copy no vote
+    (the copy found when the track was indexed, before it was in the index, then never again)."""
+    rng = np.random.default_rng(3)
+    loop = walk(rng, 4, dim=32, step=1.5)
+    song = np.tile(loop, (30, 1))  # a 4-window loop, 30 times: each window has 30 twins
+    copy = song + 0.05 * rng.standard_normal(song.shape).astype(np.float32)
+    index = VectorIndex.create(
+        IndexMeta.for_model(dim=32, model_hash="x", feature_config={}, hop_s=1.5)
+    )
+    for track_id, windows in ((1, song), (2, copy)):
+        windows = windows / np.linalg.norm(windows, axis=1, keepdims=True)
+        index.add(track_id, windows, windows.mean(0) / np.linalg.norm(windows.mean(0)))
+    times = np.arange(40) * 1.5
+    found = vote(index, song[:40], times, config=CONFIG, exclude=frozenset({1}))
+    assert [line.track_id for line in found] == [2] and found[0].windows >= 30
