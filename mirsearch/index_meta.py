@@ -125,8 +125,9 @@ def read_meta(
     written_for = record.get("catalog_id")
     if catalog_id and written_for and written_for != catalog_id:
         raise IndexMismatchError(
-            f"{where} was written for another catalog database: give each catalog "
-            f"database its own MIRSEARCH_HOME. {REBUILD}"
+            f"{where} was written for another catalog database, or for this one before a "
+            "`db downgrade` below 0005 took its id: give each catalog database its own "
+            f"MIRSEARCH_HOME. {REBUILD}"
         )
     problems = meta.differences(expect)
     if problems:
