@@ -747,8 +747,8 @@ def test_catalog_commands_load_no_network_and_openmp_threads_sleep_unless_told(
 
 def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
     """A catalog database that is not one fails each command in one line (exit 1), not a
-    traceback; `stats` of a catalog whose index generation lost its meta file still summarises
-    the catalog and names the problem."""
+    traceback; `stats` of a catalog whose index generation lost its meta file (or its windows
+    file: that had gone unsaid) still summarises the catalog and names the problem."""
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "catalog.db").write_text("garbage")
@@ -764,6 +764,11 @@ def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
     told = lines(run((copied,), "stats", "--json"))[0]
     assert told["indexed"] == stats["indexed"] and "index_kind" not in told
     assert "meta file" in told["index_problem"] and "mirsearch index" in told["index_problem"]
+    shutil.rmtree(copied)
+    shutil.copytree(home[0], copied)  # its windows file gone: a query refuses it, stats says so
+    (copied / "index" / f"windows-{stats['index_generation']}.faiss").unlink()
+    told = lines(run((copied,), "stats", "--json"))[0]
+    assert f"lacks windows-{stats['index_generation']}.faiss" in told["index_problem"]
 
 
 def test_a_database_url_or_a_home_that_cannot_be_used_is_told_in_a_line(tmp_path):
