@@ -237,6 +237,7 @@ class Indexer:
             with self._generation(index, index.meta.model_hash) as session:
                 index.remove(gone)
                 session.execute(delete(Track).where(Track.id.in_(gone)))
+                _forget_duplicates_of(session, set(gone))
         return len(gone)
 
     # -- committing -------------------------------------------------------------------------------
@@ -290,6 +291,16 @@ class Indexer:
             state.generation, state.model_hash = generation, model_hash
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)
+
+
+def _forget_duplicates_of(session: Session, gone: set[int]) -> None:
+    """The evidence that names tracks `gone` taken off the tracks flagged as their duplicates:
+    each stays flagged as a duplicate of the closest track left, or of none."""
+    for row in session.scalars(select(Track).where(Track.duplicate_evidence.is_not(None))):
+        kept = [e for e in row.duplicate_evidence or () if e["track_id"] not in gone]
+        if len(kept) < len(row.duplicate_evidence or ()):
+            row.duplicate_evidence = kept or None
+            row.duplicate_of = kept[0]["track_id"] if kept else None
 
 
 def _gone(path: str) -> bool:

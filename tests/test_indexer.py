@@ -41,6 +41,19 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert not engine.index().contains(gone)
 
 
+def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, folder):
+    """The copy's flag and evidence had gone on naming the deleted track."""
+    shutil.copy(folder / "demo-02.ogg", folder / "zz-copy.ogg")
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    original = rows(engine)["demo-02.ogg"].id
+    assert rows(engine)["zz-copy.ogg"].duplicate_of == original
+    (folder / "demo-02.ogg").unlink()
+    engine.index_paths([folder], prune=True)
+    copy = rows(engine)["zz-copy.ogg"]
+    assert copy.duplicate_of is None and not copy.duplicate_evidence
+
+
 def test_prune_keeps_files_the_walk_leaves_out(settings, folder, monkeypatch):
     """A dot-file indexed by its name, and the files of a folder the walk could not list, are
     still there: only deleted files (or a folder in a file's place) are pruned."""
