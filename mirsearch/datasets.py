@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from mirsearch.audio import load
 from mirsearch.config import AudioConfig
 from mirsearch.errors import MirsearchError
 from mirsearch.files import AUDIO_EXTENSIONS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -69,9 +72,37 @@ def read_dataset(data: Path) -> list[LabelledClip]:
     return clips
 
 
-def decode_all(paths: list[Path], *, sample_rate: int) -> list[np.ndarray]:
+def decode_all(paths: list[Path], *, sample_rate: int) -> tuple[list[int], list[np.ndarray]]:
+    """The files decoded in order, those that cannot be left out with a warning naming each
+    (a corrupt file in a data set, as GTZAN's jazz.00054.wav, had stopped the whole run): the
+    positions of the ones decoded, and their samples."""
     config = AudioConfig(sample_rate=sample_rate)
-    return [load(p, config=config).samples for p in tqdm(paths, desc="decoding", disable=None)]
+    kept, signals, failed = [], [], []
+    for i, path in enumerate(tqdm(paths, desc="decoding", disable=None)):
+        try:
+            signals.append(load(path, config=config).samples)
+        except MirsearchError as exc:
+            failed.append(str(exc))
+            continue
+        kept.append(i)
+    if failed:
+        log.warning(
+            "%d of %d files left out, as they cannot be decoded: %s",
+            len(failed),
+            len(paths),
+            "; ".join(failed),
+        )
+    return kept, signals
+
+
+def decode_clips(
+    clips: list[LabelledClip], *, sample_rate: int
+) -> tuple[list[LabelledClip], list[np.ndarray]]:
+    """`decode_all` of the clips: those decoded, and their samples; MirsearchError if none is."""
+    kept, signals = decode_all([c.path for c in clips], sample_rate=sample_rate)
+    if clips and not kept:
+        raise MirsearchError(f"none of the {len(clips)} clips can be decoded")
+    return [clips[i] for i in kept], signals
 
 
 def grouped_split(clips: list[LabelledClip], *, fraction: float, seed: int):

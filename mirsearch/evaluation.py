@@ -18,7 +18,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mirsearch.config import FeatureConfig, TrainConfig
-from mirsearch.datasets import LabelledClip, decode_all, grouped_split
+from mirsearch.datasets import LabelledClip, decode_all, decode_clips, grouped_split
 from mirsearch.embeddings import Embedder
 from mirsearch.errors import MirsearchError
 from mirsearch.features import mfcc_stats
@@ -101,39 +101,12 @@ def evaluate(
     those with it (e.g. ("soundfont", "TimGM6mb.sf2"), the honest unseen-timbre split).
     `folds` 0 runs the held-out split alone (one network instead of folds + 1).
     """
-    labels = sorted({c.label for c in clips})
-    if len(labels) < 2:
-        raise MirsearchError("evaluation needs at least two classes")
-    if folds == 1:
-        raise MirsearchError("cross-validation needs 2 folds or more (0: the held-out split alone)")
-    if folds == 0 and heldout is None:
-        raise MirsearchError("with no cross-validation folds, give a held-out split")
-    n_groups = len({c.group for c in clips})
-    if folds and n_groups < 2:
-        raise MirsearchError(
-            "cross-validation needs clips of 2 groups (recordings) or more; these are all of one"
-        )
-    if folds > n_groups:
-        raise MirsearchError(
-            f"{folds} folds need {folds} groups of clips (recordings) or more; these come from "
-            f"{n_groups}: use --folds {n_groups} or fewer"
-        )
-    per_class = Counter(c.label for c in clips)
-    fewest, n_fewest = min(per_class.items(), key=lambda item: item[1])
-    if folds > n_fewest:
-        raise MirsearchError(
-            f"{folds} folds need {folds} clips of each class or more; {fewest!r} has {n_fewest}: "
-            + (f"use --folds {n_fewest} or fewer" if n_fewest >= 2 else "give it more clips")
-        )
-    unknown = set(methods) - set(METHODS)
-    if unknown or not methods:
-        named = f"unknown methods {sorted(unknown)}" if unknown else "no method given"
-        raise MirsearchError(f"{named}; use some of {', '.join(METHODS)}")
-    if heldout is not None:
-        _check_heldout(clips, *heldout)
+    _check(clips, folds, heldout, methods)
     sr = FeatureConfig().sample_rate
-    signals = decode_all([c.path for c in clips], sample_rate=sr)
-    unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr) if "cnn" in methods else []
+    clips, signals = decode_clips(clips, sample_rate=sr)
+    _check(clips, folds, heldout, methods)
+    labels = sorted({c.label for c in clips})
+    unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)[1] if "cnn" in methods else []
     targets = np.array([labels.index(c.label) for c in clips])
     groups = np.array([c.group for c in clips])
     fold_results, all_true, all_pred = [], [], []
@@ -198,6 +171,41 @@ def evaluate(
     if out_dir is not None:
         _write_report(report, np.array(all_true), np.array(all_pred), labels, Path(out_dir))
     return report
+
+
+def _check(clips: list[LabelledClip], folds: int, heldout: tuple[str, str] | None, methods) -> None:
+    """MirsearchError for data or parameters the evaluation cannot run on: said before anything
+    is decoded, and again for the clips that could be."""
+    labels = sorted({c.label for c in clips})
+    if len(labels) < 2:
+        raise MirsearchError("evaluation needs at least two classes")
+    if folds == 1:
+        raise MirsearchError("cross-validation needs 2 folds or more (0: the held-out split alone)")
+    if folds == 0 and heldout is None:
+        raise MirsearchError("with no cross-validation folds, give a held-out split")
+    n_groups = len({c.group for c in clips})
+    if folds and n_groups < 2:
+        raise MirsearchError(
+            "cross-validation needs clips of 2 groups (recordings) or more; these are all of one"
+        )
+    if folds > n_groups:
+        raise MirsearchError(
+            f"{folds} folds need {folds} groups of clips (recordings) or more; these come from "
+            f"{n_groups}: use --folds {n_groups} or fewer"
+        )
+    per_class = Counter(c.label for c in clips)
+    fewest, n_fewest = min(per_class.items(), key=lambda item: item[1])
+    if folds > n_fewest:
+        raise MirsearchError(
+            f"{folds} folds need {folds} clips of each class or more; {fewest!r} has {n_fewest}: "
+            + (f"use --folds {n_fewest} or fewer" if n_fewest >= 2 else "give it more clips")
+        )
+    unknown = set(methods) - set(METHODS)
+    if unknown or not methods:
+        named = f"unknown methods {sorted(unknown)}" if unknown else "no method given"
+        raise MirsearchError(f"{named}; use some of {', '.join(METHODS)}")
+    if heldout is not None:
+        _check_heldout(clips, *heldout)
 
 
 def _check_heldout(clips: list[LabelledClip], column: str, value: str) -> None:

@@ -18,6 +18,7 @@ from mirsearch.datasets import (
     LabelledClip,
     contrastive_files,
     decode_all,
+    decode_clips,
     grouped_split,
     read_dataset,
 )
@@ -44,9 +45,9 @@ def train(
         clips, val_clips = grouped_split(clips, fraction=config.val_fraction, seed=config.seed)
     index = {label: i for i, label in enumerate(labels)}
     sr = feature_config.sample_rate
-    train_x = decode_all([c.path for c in clips], sample_rate=sr)
-    val_x = decode_all([c.path for c in val_clips], sample_rate=sr)
-    unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
+    clips, train_x = decode_clips(clips, sample_rate=sr)
+    val_clips, val_x = decode_clips(val_clips, sample_rate=sr)
+    _, unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
     trainer = Trainer(config, labels=labels, feature_config=feature_config)
     writer = _writer(log_dir)
     result = trainer.fit(

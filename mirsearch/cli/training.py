@@ -175,7 +175,7 @@ def _unlabelled(folder: Path | None) -> list[Path]:
 )
 def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **options) -> None:
     """Train a genre network on DATA: a folder per genre, or a TSV with path and class columns."""
-    from mirsearch.datasets import decode_all, read_dataset
+    from mirsearch.datasets import decode_clips, read_dataset
     from mirsearch.heads import train_head
     from mirsearch.model_card import default_checkpoint_path
     from mirsearch.training import train as run_training
@@ -192,7 +192,7 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
         _refuse_network_options(click.get_current_context())
     clips = read_dataset(data)
     if head:
-        signals = decode_all([c.path for c in clips], sample_rate=_settings().audio.sample_rate)
+        clips, signals = decode_clips(clips, sample_rate=_settings().audio.sample_rate)
         path, accuracy = train_head(clips, signals, out=out, base=model)
         click.echo(f"training accuracy {accuracy:.3f}; checkpoint: {path}")
         return
