@@ -12,7 +12,12 @@ import numpy as np
 from mirsearch import audio
 from mirsearch.config import Settings
 from mirsearch.duplicates import Reading, candidates, read_as_needed
-from mirsearch.errors import InvalidParameterError, NotFoundError, TooShortError
+from mirsearch.errors import (
+    IndexMismatchError,
+    InvalidParameterError,
+    NotFoundError,
+    TooShortError,
+)
 from mirsearch.groups import find_groups
 from mirsearch.index import VectorIndex
 from mirsearch.resources import Resources
@@ -110,7 +115,12 @@ class Engine(Resources):
             g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities, strict=True)
         }
         genre = max(probabilities, key=probabilities.get)
-        index = self.index() if similar_k > 0 else None  # genres alone never need the index
+        try:
+            index = self.index() if similar_k > 0 else None  # genres alone never need the index
+        except IndexMismatchError as exc:
+            raise IndexMismatchError(
+                f"{exc} (the genre and tags alone need no index: ask for 0 similar tracks)"
+            ) from exc
         similar = []
         if index is not None and index.n_tracks:
             similar = self._rank(analysis, k=min(similar_k, index.n_tracks), allowed=None)

@@ -493,6 +493,12 @@ def test_train_writes_a_checkpoint_that_the_model_variable_selects(home, clip, t
     # the catalog was indexed with the shipped model: its index is refused, with a clear message
     refused = lines(run(home, "search", clip, "--json", MIRSEARCH_MODEL=str(out)))[0]
     assert "does not match" in refused["error"] and "mirsearch index" in refused["error"]
+    refused = lines(run(home, "classify", clip, "--json", MIRSEARCH_MODEL=str(out)))[0]
+    assert "need no index: ask for 0 similar tracks" in refused["error"]
+    genres = lines(
+        run(home, "classify", clip, "--similar", "0", "--json", MIRSEARCH_MODEL=str(out))
+    )
+    assert set(genres[0]["probabilities"]) == {"noise", "tones"}
 
 
 def test_train_default_trains_the_matcher_then_distils_on_the_chosen_music(tmp_path, monkeypatch):
