@@ -29,6 +29,9 @@ def _taught(seed: int) -> Taught:
 
 
 def test_the_student_learns_the_teachers_tags_and_keeps_its_matcher():
+    torch.manual_seed(
+        0
+    )  # the student's initial weights: unseeded, 1 run in 5 had learnt too little
     student = Student(
         n_tags=4,
         n_teacher=8,
@@ -39,7 +42,7 @@ def test_the_student_learns_the_teachers_tags_and_keeps_its_matcher():
         feature_config=asdict(FEATURES),
     )
     matcher_before = {k: v.clone() for k, v in student.matcher.state_dict().items()}
-    config = DistillConfig(epochs=1, steps_per_epoch=30, batch_size=16, lr=1e-2, threads=1)
+    config = DistillConfig(epochs=1, steps_per_epoch=60, batch_size=16, lr=1e-2, threads=1)
     distiller = Distiller(student, [_taught(s) for s in range(6)], config)
     before = distiller.validate()["val_tags"]
     for _ in range(config.steps_per_epoch):
