@@ -29,9 +29,8 @@ def _taught(seed: int) -> Taught:
 
 
 def test_the_student_learns_the_teachers_tags_and_keeps_its_matcher():
-    torch.manual_seed(
-        0
-    )  # the student's initial weights: unseeded, 1 run in 5 had learnt too little
+    # the student's initial weights seeded: unseeded, 1 run in 5 had learnt too little in 30 steps
+    torch.manual_seed(0)
     student = Student(
         n_tags=4,
         n_teacher=8,
