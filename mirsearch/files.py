@@ -71,7 +71,11 @@ def discover(paths: Iterable[Path]) -> list[Path]:
     for root in paths:
         root = Path(root)
         if not root.exists():
-            raise AudioError(f"{root}: no such file or folder")
+            dangling = os.path.lexists(root)  # a link to nothing, or to itself
+            what = "a link that leads to no file" if dangling else "no such file or folder"
+            raise AudioError(f"{root}: {what}")
+        if not (root.is_file() or root.is_dir()):
+            raise AudioError(f"{root}: neither a file nor a folder (a pipe, a device...)")
         candidates = [root] if root.is_file() else _walk(root)
         for path in candidates:
             if not path.is_file():  # a dangling link, a FIFO: no audio

@@ -32,6 +32,12 @@ def test_discover_finds_audio_by_name_or_content_and_skips_hidden_files(write_au
     assert [p.relative_to(tmp_path).as_posix() for p in found] == ["song.ogg", "sub/mystery.bin"]
     with pytest.raises(AudioError, match="no such file or folder"):
         discover([tmp_path / "nowhere"])
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(AudioError, match="loop: a link that leads to no file"):
+        discover([tmp_path / "loop"])
+    os.mkfifo(tmp_path / "pipe.wav")  # had been walked as a folder: "Not a directory"
+    with pytest.raises(AudioError, match="pipe.wav: neither a file nor a folder"):
+        discover([tmp_path / "pipe.wav"])
 
 
 def test_discover_leaves_out_dangling_links_and_names_that_are_not_utf8(write_audio, tmp_path):
