@@ -6,17 +6,22 @@ catalog clip is the bed: half of ../shared/audio is indexed (the split of bench/
 and seeded 10 s clips of indexed tracks are mixed at 0, −6 and −12 dB (RMS) under a 10 s clip of
 an unindexed track (background music in an upload), or under a clip of another indexed track
 (an upload holding two catalog tracks: are both listed?). Each mix is written as a WAV file and
-matched end to end (`Engine.match`, the stored threshold). Writes bench/background.json.
+matched end to end (`Engine.match`, the stored threshold), and where Olaf is built (`make olaf`)
+the landmark fingerprinter indexes the same half and answers the same mixes, side by side.
+Writes bench/background.json.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import olaf
 from eval_dupes import _split, catalog_ids
 
 from mirsearch.api import Engine
@@ -26,7 +31,11 @@ from mirsearch.encoding import write
 
 OUT = Path(__file__).resolve().parent / "background.json"
 CLIP_S = 10.0
-LEVELS_DB = (0.0, -6.0, -12.0)  # the catalog clip's level against the sound on top
+LEVELS_DB = (0.0, -6.0, -12.0)
+KEYS = {  # the rates of each case
+    "under_other_music": ("bed_found", "wrong"),
+    "two_catalog_tracks": ("bed_found", "wrong", "both_listed"),
+}  # the catalog clip's level against the sound on top
 
 
 def _clip(samples: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -42,43 +51,81 @@ def _under(bed: np.ndarray, top: np.ndarray, db: float) -> np.ndarray:
 
 
 def run(audio_dir: Path, *, trials: int = 30, seed: int = 0) -> dict:
+    """`match` on the mixes, and Olaf on the same ones where it is built (bench/olaf.py)."""
     indexed, negatives = _split(audio_dir, quick=False)
     rng = np.random.default_rng(seed)
     with tempfile.TemporaryDirectory() as home:
-        engine = Engine(Settings.from_env({}, home=Path(home)))
+        home = Path(home)
+        engine = Engine(Settings.from_env({}, home=home / "mirsearch"))
         engine.index_paths([audio_dir / r["path"] for r in indexed])
         track_of, twins = catalog_ids(engine, indexed)
         version_of = {t: group for group in twins.values() for t in group}
         samples = {r["path"]: load(audio_dir / r["path"]).samples for r in indexed + negatives}
         n = int(CLIP_S * engine.settings.audio.sample_rate)
-        out = {"trials": trials, "clip_s": CLIP_S, "levels_db": list(LEVELS_DB)}
+        mixes = []  # (case, level, upload, the bed's versions, the top's versions or none)
         for case, tops in (("under_other_music", negatives), ("two_catalog_tracks", indexed)):
-            per_level = {}
             for db in LEVELS_DB:
-                found = both = wrong = 0
                 for k in range(trials):
                     bed_row = indexed[int(rng.integers(len(indexed)))]
                     top_row = tops[int(rng.integers(len(tops)))]
                     while top_row["path"] == bed_row["path"]:
                         top_row = tops[int(rng.integers(len(tops)))]
                     bed, top = track_of[bed_row["path"]], track_of.get(top_row["path"])
-                    upload = Path(home) / f"{case}-{db}-{k}.wav"
+                    upload = home / f"{case}-{db}-{k}.wav"
                     mix = _under(
                         _clip(samples[bed_row["path"]], n, rng),
                         _clip(samples[top_row["path"]], n, rng),
                         db,
                     )
                     write(upload, mix, engine.settings.audio.sample_rate)
-                    listed = {m.track_id for m in engine.match(upload)}
-                    expected = version_of[bed] | (version_of[top] if top else set())
-                    found += bool(listed & version_of[bed])
-                    both += bool(top and listed & version_of[bed] and listed & version_of[top])
-                    wrong += bool(listed - expected)
-                per_level[f"{db:g}"] = {"bed_found": found / trials, "wrong": wrong / trials}
-                if case == "two_catalog_tracks":
-                    per_level[f"{db:g}"]["both_listed"] = both / trials
-            out[case] = per_level
+                    mixes.append((case, db, upload, version_of[bed], version_of.get(top, set())))
+        listed = [{m.track_id for m in engine.match(upload)} for _, _, upload, _, _ in mixes]
+        out = {"trials": trials, "clip_s": CLIP_S, "levels_db": list(LEVELS_DB)}
+        out |= _rates(mixes, listed, trials)
+        path_of = {str((audio_dir / p).resolve()): t for p, t in track_of.items()}
+        out["olaf"] = _olaf(audio_dir, indexed, mixes, path_of, trials, home / "olaf")
     return out
+
+
+def _rates(mixes: list[tuple], listed: list[set[int]], trials: int) -> dict:
+    """For each case and level: how often the bed is listed, a track neither the bed nor the
+    top (a version of either counts as itself) is listed, and (two catalog tracks) both are."""
+    counts: dict = {}
+    for (case, db, _, bed, top), found in zip(mixes, listed, strict=True):
+        count = counts.setdefault(case, {}).setdefault(f"{db:g}", Counter())
+        count["bed_found"] += bool(found & bed)
+        count["wrong"] += bool(found - bed - top)
+        if case == "two_catalog_tracks":
+            count["both_listed"] += bool(found & bed and found & top)
+    return {
+        case: {
+            level: dict.fromkeys(KEYS[case], 0.0)
+            | {key: value / trials for key, value in count.items()}
+            for level, count in levels.items()
+        }
+        for case, levels in counts.items()
+    }
+
+
+def _olaf(
+    audio_dir: Path, indexed: list[dict], mixes: list[tuple], path_of: dict, trials: int, home
+) -> dict:
+    """Olaf's store of the same indexed half and its query of every mix (one batch, every
+    core), scored as `match` is: each path it lists for a query is a track it names."""
+    try:
+        binary = olaf.olaf_binary()
+        path, _ = olaf.decoders(home / "bin")
+    except olaf.Unavailable as exc:
+        return {"built": False, "note": str(exc)}
+    files = [audio_dir / r["path"] for r in indexed]
+    runner = olaf.Olaf(binary, home, path)
+    runner.configure(sorted({f.suffix.lower() for f in files}))
+    cores = str(os.cpu_count() or 1)
+    runner.run("store", "--threads", cores, *map(str, files))
+    _, answered = runner.run("query", "--threads", cores, *(str(m[2]) for m in mixes))
+    named = olaf.olaf_listed_paths(answered, len(mixes))
+    listed = [{path_of.get(str(Path(p).resolve()), -1) for p in paths} for paths in named]
+    return {"built": True, **_rates(mixes, listed, trials)}
 
 
 def main() -> None:

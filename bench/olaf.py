@@ -47,6 +47,7 @@ REPO = Path(__file__).resolve().parent.parent
 BUILT = REPO / "var" / "olaf" / "bin" / "olaf"  # where `make olaf` installs it
 NOT_BUILT = "Olaf not built: make olaf"
 ROUNDS = 3  # interleaved rounds of both programs; the figures are their medians
+ROW_FIELDS = 11  # query_index, total_queries, ..., reference_stop: a row cut by a header has more
 LONG_BATCH = 300  # seeded 10 s clips in the long batch of queries
 
 # Olaf runs `ffprobe -i FILE -show_entries format=duration -v quiet -of csv=p=0` and reads a
@@ -144,18 +145,31 @@ def olaf_top_paths(csv_text: str, n_queries: int) -> list[str | None]:
     """The reference path Olaf ranks first for each query (by match count), None for none.
 
     Olaf prints a header line per query, then `query_index, total, query_path, query_offset,
-    match_count, query_start, query_stop, path, ...` rows; a query without a match has one row
-    with an empty path. Its threads print unsynchronised: in a long batch a header can land in
-    the middle of another query's row, which is skipped.
+    match_count, query_start, query_stop, path, match_identifier, reference_start,
+    reference_stop` rows; a query without a match has one row with an empty path. Its threads
+    print unsynchronised: in a long batch a header can land in the middle of another query's
+    row, which is skipped (it has more fields).
     """
     best: dict[int, tuple[int, str]] = {}
     for row in csv.reader(csv_text.splitlines(), skipinitialspace=True):
-        if len(row) < 8 or not (row[0].strip().isdigit() and row[4].strip().isdigit()):
+        if len(row) != ROW_FIELDS or not (row[0].strip().isdigit() and row[4].strip().isdigit()):
             continue
         index, count, path = int(row[0]), int(row[4]), row[7].strip()
         if path and (index not in best or count > best[index][0]):
             best[index] = (count, path)
     return [best[i][1] if i in best else None for i in range(1, n_queries + 1)]
+
+
+def olaf_listed_paths(csv_text: str, n_queries: int) -> list[set[str]]:
+    """Every reference path Olaf lists for each query (its rows, see `olaf_top_paths`)."""
+    listed: list[set[str]] = [set() for _ in range(n_queries)]
+    for row in csv.reader(csv_text.splitlines(), skipinitialspace=True):
+        if len(row) != ROW_FIELDS or not (row[0].strip().isdigit() and row[4].strip().isdigit()):
+            continue
+        index, path = int(row[0]), row[7].strip()
+        if path and 1 <= index <= n_queries:
+            listed[index - 1].add(path)
+    return listed
 
 
 def mirsearch_top_paths(json_lines: str) -> list[str | None]:

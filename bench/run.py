@@ -255,26 +255,37 @@ def table(results: dict) -> str:
 
 
 def background_rows(results: dict) -> list[tuple[str, str]]:
-    """Catalog music under other sound (bench/background.py), per level."""
+    """Catalog music under other sound (bench/background.py), per level, Olaf's beside where it
+    ran on the same mixes."""
     bed = results.get("background")
     if not bed:
         return []
     levels = " · ".join(f"{db} dB" for db in bed["under_other_music"])
-    under = bed["under_other_music"].values()
-    two = bed["two_catalog_tracks"].values()
-    return [
+    side = bed.get("olaf") or {}
+    olaf = "; Olaf on the same mixes: " if side.get("built") else ""
+
+    def rates(source: dict, case: str, key: str) -> str:
+        return " · ".join(f"{v[key]:.0%} / {v['wrong']:.0%}" for v in source[case].values())
+
+    rows = []
+    for case, title, key in (
         (
+            "under_other_music",
             f"Catalog music under another recording ({bed['trials']} seeded {bed['clip_s']:g} s "
             f"mixes per level, {levels}): `match` lists it / lists a wrong track "
             "(bench/background.py)",
-            " · ".join(f"{v['bed_found']:.0%} / {v['wrong']:.0%}" for v in under),
+            "bed_found",
         ),
         (
+            "two_catalog_tracks",
             f"Two catalog tracks in one upload, the second at {levels}: both listed / a wrong "
             "track listed",
-            " · ".join(f"{v['both_listed']:.0%} / {v['wrong']:.0%}" for v in two),
+            "both_listed",
         ),
-    ]
+    ):
+        figures = rates(bed, case, key)
+        rows.append((title, figures + (olaf + rates(side, case, key) if olaf else "")))
+    return rows
 
 
 def long_file_rows(results: dict) -> list[tuple[str, str]]:

@@ -71,3 +71,31 @@ def test_without_resume_a_run_starts_afresh(bench, tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["run.py", "--shared", str(tmp_path)])
     bench.main()
     assert json.loads((tmp_path / "results.json").read_text())["a"] == {"figure": "new"}
+
+
+def test_olafs_answers_are_read_per_query_whatever_order_its_threads_print_them(monkeypatch):
+    """bench/olaf.py reads which reference files Olaf names for each query (every one, for
+    bench/background.py; the one with the most matching landmarks, for the speed rounds)."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import olaf
+
+    header = (
+        "query_index, total_queries, query_path, query_offset, match_count, query_start, "
+        "query_stop, path, match_identifier, reference_start, reference_stop"
+    )
+    printed = "\n".join(
+        [
+            header,
+            "2, 3, /q/b.wav, 0, 12, 1.0, 9.0, /music/y.ogg, 4, 1.2, 9.1",
+            "1, 3, /q/a.wav, 0, 30, 0.5, 9.5, /music/x.ogg, 7, 0.4, 9.6",
+            "2, 3, /q/b.wav, 0, 40, 0.0, 9.9, /music/z.ogg, 1, 0.1, 9.8",
+            "1, 3, /q/a.wav, 0, 9, 2.0, 5.0, /mus" + header,  # a row cut by another's header
+            "3, 3, /q/c.wav, 0, 0, 0, 0, , 0, 0, 0",  # no match
+        ]
+    )
+    assert olaf.olaf_listed_paths(printed, 3) == [
+        {"/music/x.ogg"},
+        {"/music/y.ogg", "/music/z.ogg"},
+        set(),
+    ]
+    assert olaf.olaf_top_paths(printed, 3) == ["/music/x.ogg", "/music/z.ogg", None]
