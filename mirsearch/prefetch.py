@@ -107,6 +107,7 @@ def _alive(pid: int) -> bool:
 
 def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # how `stop` ends it, not the run's handler
     written = 0
     for n, path in enumerate(paths):
         if os.getppid() != parent:  # the run was killed: nothing will read these

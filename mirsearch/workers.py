@@ -74,6 +74,7 @@ def ordered_map(
 
 def _load(load: Callable[[], Any], parent: int) -> None:
     global _loaded
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the handler a forking command set
     _end_with(parent)
     _loaded = load()
 

@@ -44,10 +44,16 @@ def test_files_decoded_ahead_are_read_as_decoded_once_and_bad_ones_left_to_the_w
 
 @pytest.mark.skipif(START_METHOD != "fork", reason="the stalled decoder is patched in by fork")
 def test_stopping_the_decoding_ahead_hands_over_only_whole_files_at_once(
-    settings, demo_files, monkeypatch
+    settings, demo_files, monkeypatch, capfd
 ):
     """The decoder is stopped wherever it is (here: stuck in the second file for a minute), and
-    what it had not finished is not handed over."""
+    what it had not finished is not handed over. It ends quietly, whatever handler of SIGTERM
+    the run set (`index` raises KeyboardInterrupt: the decoder had printed its traceback)."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
     load = audio.load
 
     def stuck_on_the_second(path, **kwargs):
@@ -56,14 +62,19 @@ def test_stopping_the_decoding_ahead_hands_over_only_whole_files_at_once(
         return load(path, **kwargs)
 
     monkeypatch.setattr(prefetch.audio, "load", stuck_on_the_second)
-    with DecodeAhead(demo_files, settings.audio) as ahead:
-        deadline = time.monotonic() + 30
-        while not (ahead.folder / "0.decoded").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        started = time.monotonic()
-        ready = ahead.stop()
-        assert time.monotonic() - started < 5
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        with DecodeAhead(demo_files, settings.audio) as ahead:
+            deadline = time.monotonic() + 30
+            while not (ahead.folder / "0.decoded").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            started = time.monotonic()
+            ready = ahead.stop()
+            assert time.monotonic() - started < 5
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert list(ready) == [str(demo_files[0])]
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_without_a_temporary_folder_nothing_is_decoded_ahead_and_nothing_fails(
