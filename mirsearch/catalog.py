@@ -60,6 +60,11 @@ class Catalog:
         self._migrated = False
         self._lock = threading.Lock()
 
+    @property
+    def shown_url(self) -> str:
+        """The database's URL as a message may show it (its password hidden)."""
+        return _shown(self.url)
+
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to `revision`."""
         from alembic import command

@@ -23,7 +23,7 @@ from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
-from mirsearch.generations import prune_generations, writing
+from mirsearch.generations import FILES, path_of, prune_generations, writing
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import IndexMeta
 from mirsearch.model_card import read_card
@@ -79,10 +79,13 @@ class Indexer:
         engine: str = "local",
         address: str | None = None,
         prune: bool = False,
+        rebuild: bool = False,
         progress: Callable[[int], None] | None = None,
         on_total: Callable[[int], None] | None = None,
     ) -> IndexSummary:
         """Index `paths`; returns counts. Safe to interrupt at any point and run again.
+        `rebuild`: a new vector index, every track of the catalog to be analysed again (an
+        index folder lost; prints, waveforms and pause masks of this version for old tracks).
 
         The files are analysed by `workers` processes of `engine` ("local", or "ray" at
         `address`; None: one per core, never more than there are files to analyse); results are
@@ -96,6 +99,7 @@ class Indexer:
                 engine=engine,
                 address=address,
                 prune=prune,
+                rebuild=rebuild,
                 progress=progress,
                 on_total=on_total,
             )
@@ -108,6 +112,7 @@ class Indexer:
         engine: str,
         address: str | None,
         prune: bool,
+        rebuild: bool,
         progress: Callable[[int], None] | None,
         on_total: Callable[[int], None] | None,
     ) -> IndexSummary:
@@ -118,7 +123,7 @@ class Indexer:
             log.warning("no audio files in %s", ", ".join(map(str, paths)))
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
-        index = self._open_index(meta)
+        index = self._open_index(meta, rebuild=rebuild)
         todo, unchanged, moved = plan(self.catalog, files)
         self._move(moved)
         # the first files are decoded while torch loads, on another core (where torch is loaded
@@ -169,7 +174,7 @@ class Indexer:
         threshold = calibrated_threshold(card.matching_hash, config=self.settings.duplicates)
         return IndexMeta.for_card(card, self.settings.embedding, match_threshold=threshold)
 
-    def _open_index(self, meta: IndexMeta) -> VectorIndex:
+    def _open_index(self, meta: IndexMeta, *, rebuild: bool = False) -> VectorIndex:
         """The index at the catalog's generation, or a fresh one after a model change (the
         catalog's tracks marked to be embedded again).
 
@@ -179,7 +184,9 @@ class Indexer:
         """
         state = self.catalog.index_state()
         self._at = state.generation
-        if state.generation and state.model_hash == meta.model_hash:
+        if state.generation and not rebuild:
+            self._require_files_of(state.generation)
+        if state.generation and state.model_hash == meta.model_hash and not rebuild:
             try:
                 index = VectorIndex.load(
                     self.settings.index_dir,
@@ -208,8 +215,24 @@ class Indexer:
                 update(Track).where(Track.status == "indexed").values(status="pending")
             ).rowcount
         if stale:
-            log.info("model changed: %d tracks will be embedded again", stale)
+            log.info("a new index: %d tracks will be analysed again", stale)
         return index
+
+    def _require_files_of(self, generation: int) -> None:
+        """IndexMismatchError when none of the catalog's current generation's files is in the
+        index folder: a home that is not this catalog's (a second MIRSEARCH_HOME on one
+        PostgreSQL catalog had rebuilt the index into itself, the real home's left behind and
+        every track elsewhere unsearchable), or an index lost. A generation with some of its
+        files is one a crash or a hand damaged: it is rebuilt, as before."""
+        folder = self.settings.index_dir
+        if any(path_of(folder, name, generation).exists() for name, _ in FILES):
+            return
+        raise IndexMismatchError(
+            f"the catalog {self.catalog.shown_url} is at index generation {generation}, none of "
+            f"whose files is in {folder}: point MIRSEARCH_HOME at the home that indexes this "
+            "catalog; if its index is lost, `mirsearch index --rebuild` (on all the catalog's "
+            "folders) analyses every track again"
+        )
 
     def _move(self, moved: dict[Path, int]) -> None:
         """Point the tracks of `moved` at their files' new paths: nothing else changes (the

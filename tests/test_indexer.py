@@ -316,6 +316,29 @@ def test_a_generation_another_run_wrote_stops_a_run_before_it_writes_over_it(set
     assert engine.index().n_tracks == 1 and engine.catalog.index_state().generation == 2
 
 
+def test_a_home_without_the_catalogs_index_is_refused_and_rebuild_analyses_every_track(
+    settings, folder, tmp_path
+):
+    """A second MIRSEARCH_HOME on one catalog database (a PostgreSQL catalog shared by
+    machines, one misconfigured) had rebuilt the index into itself: the catalog's own home
+    left behind, every track not in that run unsearchable. It is refused; where the index is
+    really lost, --rebuild analyses every track again."""
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    indexed = {t.id for t in rows(engine).values() if t.status == "indexed"}
+    second = dataclasses.replace(
+        settings, home=tmp_path / "second-home", database_url=settings.db_url
+    )
+    with pytest.raises(IndexMismatchError, match="none of whose files is in .*second-home"):
+        Engine(second).index_paths([folder / "demo-01.flac"])
+    assert {t.id for t in rows(engine).values() if t.status == "indexed"} == indexed
+    assert Path(engine.search(folder / "demo-02.ogg", k=1)[0].path).name == "demo-02.ogg"
+    summary = Engine(second).index_paths([folder], rebuild=True)
+    assert summary.indexed == len(indexed)  # the bad files, failed, stay unchanged
+    hit = Engine(second).search(folder / "demo-02.ogg", k=1)[0]
+    assert Path(hit.path).name == "demo-02.ogg"
+
+
 def test_an_index_folder_another_catalog_wrote_is_refused_then_rebuilt(settings, folder, tmp_path):
     """A MIRSEARCH_DATABASE_URL pointed at another database, the home kept: that catalog writes
     its generations into this one's index folder. This catalog's queries are refused (they had

@@ -95,6 +95,12 @@ def run() -> None:
     help="Ray cluster to join (e.g. auto, ray://head:10001); default: a local Ray.",
 )
 @click.option("--prune", is_flag=True, help="Remove catalog rows whose files are gone.")
+@click.option(
+    "--rebuild",
+    is_flag=True,
+    help="A new vector index: every track of the catalog analysed again (an index folder lost; "
+    "what this version stores of a track, for those indexed by an older one).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
 def index(
     paths: tuple[Path, ...],
@@ -102,6 +108,7 @@ def index(
     run_on: str,
     address: str | None,
     prune: bool,
+    rebuild: bool,
     as_json: bool,
 ) -> None:
     """Index folders of audio into the catalog and the vector index (incremental)."""
@@ -119,6 +126,7 @@ def index(
             engine=run_on,
             address=address,
             prune=prune,
+            rebuild=rebuild,
             progress=bar.update,
             on_total=lambda n: setattr(bar, "total", n) or bar.refresh(),
         )
