@@ -154,9 +154,12 @@ class Analyser:
         content's hash and the old content's audio, then skipped as unchanged for ever)."""
         ready = self.ahead.pop(str(path), None)
         if ready is not None:
-            with open(ready, "rb") as f:
-                decoded_from, decoded = pickle.load(f)
-            ready.unlink()
+            try:
+                with open(ready, "rb") as f:
+                    decoded_from, decoded = pickle.load(f)
+                ready.unlink()
+            except FileNotFoundError:  # a run that stops takes the folder along, workers busy
+                decoded_from = None
             if decoded_from == identity(stat):
                 return decoded
         return audio.load(path, config=self.settings.audio)

@@ -88,7 +88,7 @@ class Catalog:
             return self.engine.connect()
         except sa.exc.DatabaseError as exc:
             raise CatalogError(
-                f"the catalog database {_shown(self.url)} cannot be used: {exc.orig}"
+                f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}"
             ) from exc
 
     def revision(self) -> str | None:
@@ -132,7 +132,7 @@ class Catalog:
                     revision = self.revision()
                 except sa.exc.DatabaseError as exc:  # the first contact with the database
                     raise CatalogError(
-                        f"the catalog database {_shown(self.url)} cannot be used: {exc.orig}"
+                        f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}"
                     ) from exc
                 if revision != SCHEMA_REVISION:
                     self.upgrade()
@@ -140,10 +140,17 @@ class Catalog:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose objects stay readable after it closes; use `session.begin()` to write."""
+        """A session whose objects stay readable after it closes; use `session.begin()` to write.
+        The database lost in it (a server stopped, a network gone) is a CatalogError: a command
+        says so in a line, the server answers 503 (a traceback and a 500 before)."""
         self.migrate()
-        with self._sessions() as session:
-            yield session
+        try:
+            with self._sessions() as session:
+                yield session
+        except sa.exc.OperationalError as exc:
+            raise CatalogError(
+                f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}"
+            ) from exc
 
     def get(self, track_id: int) -> Track | None:
         with self.session() as session:
@@ -281,6 +288,11 @@ def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
         func.lower(func.trim(Track.genre)).in_(names),
         func.lower(func.trim(Track.tag_genre)).in_(names),
     )
+
+
+def _reason(exc: sa.exc.DBAPIError) -> str:
+    """What the database driver said, on one line (psycopg adds a hint on a line of its own)."""
+    return "; ".join(line.strip() for line in str(exc.orig).splitlines() if line.strip())
 
 
 def _shown(url: str) -> str:

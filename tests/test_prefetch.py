@@ -240,3 +240,11 @@ def test_a_file_rewritten_after_it_was_decoded_ahead_is_decoded_again(
         analysed = Analyser(settings, ahead=ready)(path)
     assert not ready[str(path)].exists()
     np.testing.assert_array_equal(analysed.vectors, Analyser(settings)(demo_files[2]).vectors)
+
+
+def test_a_decoding_whose_folder_went_with_a_stopped_run_is_decoded_again(settings, demo_files):
+    """A run that stops (its database gone, say) removes the folder while its workers are busy:
+    each had logged a FileNotFoundError traceback."""
+    gone = {str(demo_files[0]): Path("/nonexistent/mirsearch-decoded-0/0.decoded")}
+    analysed = Analyser(settings, ahead=gone)(demo_files[0])
+    assert analysed.error is None and len(analysed.vectors)

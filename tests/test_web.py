@@ -350,6 +350,21 @@ def test_a_catalog_database_that_is_not_one_gets_503_and_says_so(copied_home):
         assert error["code"] == "catalog_unavailable" and "not a database" in error["message"]
 
 
+def test_a_catalog_database_lost_while_serving_gets_503_and_says_so(copied_home):
+    """A database server stopped under a running site (here: the table a listing reads gone
+    from under a client that had used it) had been a 500 'internal_error'."""
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    assert client.get("/api/tracks").status_code == 200
+    engine = sa.create_engine(copied_home.db_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE tracks RENAME TO tracks_elsewhere"))
+    engine.dispose()
+    response = client.get("/api/tracks")
+    assert_error(response, 503)
+    error = response.get_json()["error"]
+    assert error["code"] == "catalog_unavailable" and "no such table: tracks" in error["message"]
+
+
 def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     from mirsearch.catalog import Catalog
     from mirsearch.schema import Track
