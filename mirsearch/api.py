@@ -22,7 +22,7 @@ from mirsearch.groups import find_groups
 from mirsearch.index import VectorIndex
 from mirsearch.resources import Resources
 from mirsearch.results import Classification, MatchResult, Result, group_report
-from mirsearch.schema import Track
+from mirsearch.schema import MAX_TRACK_ID, Track
 from mirsearch.scoring import Match, ranked
 from mirsearch.search import Hit, rank
 from mirsearch.search import similar as similar_tracks
@@ -205,7 +205,7 @@ class Engine(Resources):
     def track(self, track_id: int) -> Track:
         if not _is_whole(track_id):
             raise InvalidParameterError(f"a track id is a whole number, got {track_id!r}")
-        row = self.catalog.get(track_id) if 0 <= track_id < 2**63 else None
+        row = self.catalog.get(track_id) if 0 <= track_id <= MAX_TRACK_ID else None
         if row is None:
             raise NotFoundError(f"no track with id {track_id}")
         return row

@@ -13,6 +13,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from mirsearch import fingerprint
 
 STATUSES = ("pending", "indexed", "failed")
+MAX_TRACK_ID = 2**31 - 1  # tracks.id is an INTEGER: 32 bits on PostgreSQL
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -45,7 +46,7 @@ class Track(Base):
     __tablename__ = "tracks"
     __table_args__ = (sa.CheckConstraint(f"status IN {STATUSES!r}", name="status"),)
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    id: Mapped[int] = mapped_column(primary_key=True)  # up to MAX_TRACK_ID
     path: Mapped[str] = mapped_column(unique=True)
     sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
     size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)

@@ -205,3 +205,13 @@ def test_a_classify_timeline_gives_a_genre_to_the_windows_with_sound_only(settin
     assert timeline[0]["offset_s"] == 4.0  # the windows before lie in the lead-in, wholly or partly
     assert [w["offset_s"] for w in timeline] == [4.0 + 0.5 * i for i in range(len(timeline))]
     assert timeline[-1]["offset_s"] >= 8.5
+
+
+def test_a_track_id_past_the_catalogs_integers_is_not_found(db_settings):
+    """tracks.id is 32 bits on PostgreSQL: 2**31 had been its 'integer out of range', a
+    traceback on the command line and a 500 on the site."""
+    engine = Engine(db_settings)
+    engine.catalog.migrate()
+    for track_id in (2**31, 2**63):
+        with pytest.raises(NotFoundError, match=f"no track with id {track_id}"):
+            engine.track(track_id)
