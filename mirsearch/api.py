@@ -223,7 +223,7 @@ class Engine(Resources):
         if isinstance(genres, str):  # one genre, not its letters
             genres = [genres]
         known = {g.lower() for g, _ in self.catalog.genres()}
-        unknown = [g for g in genres if g.lower() not in known]
+        unknown = [g for g in genres if g.strip().lower() not in known]  # as the catalog reads it
         if unknown:
             raise InvalidParameterError(
                 f"unknown genre {', '.join(map(repr, unknown))}; "

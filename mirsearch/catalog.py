@@ -290,6 +290,10 @@ def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
     )
 
 
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
 def _reason(exc: sa.exc.DBAPIError) -> str:
     """What the database driver said, on one line (psycopg adds a hint on a line of its own)."""
     return "; ".join(line.strip() for line in str(exc.orig).splitlines() if line.strip())
@@ -337,6 +341,9 @@ def _on_read_only_volume(file: Path) -> bool:
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # SQLite's own lower() folds ASCII only: "Électro" stayed so, and no genre filter or title
+    # search found it, where PostgreSQL's does (Python's folds every script)
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -176,6 +176,8 @@ def test_one_folder_or_one_genre_given_as_a_string_is_that_one(settings, demo):
     assert engine.index_paths(str(demo[0].parent)).indexed == len(demo)
     genre = engine.catalog.genres()[0][0]
     assert engine.allowed_tracks(genre) == engine.allowed_tracks([genre]) != set()
+    # read as the catalog reads it, as `tracks --genre` did: it had been an "unknown genre"
+    assert engine.allowed_tracks(f" {genre.upper()} ") == engine.allowed_tracks(genre)
 
 
 def test_a_clip_with_a_silent_lead_in_finds_its_track_as_the_music_alone_does(

@@ -12,12 +12,12 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from sqlalchemy import inspect, select, text
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 
 from mirsearch import catalog as catalog_module
 from mirsearch import fingerprint
 from mirsearch.catalog import Catalog
-from mirsearch.errors import MirsearchError
+from mirsearch.errors import CatalogError, MirsearchError
 from mirsearch.schema import IndexState, Track
 
 
@@ -229,6 +229,16 @@ def test_genres_count_each_track_once_per_distinct_genre(catalog):
     assert catalog.track_ids_for_genres([]) == set()
 
 
+def test_genres_and_titles_fold_every_script_on_both_backends(catalog):
+    """SQLite's lower() had folded ASCII only: a tagged genre "Électro" matched no spelling
+    there, nor "ärtist" its "Ärtist", where PostgreSQL found them."""
+    ids = _add(catalog, a={"genre": "rock", "tag_genre": "Électro", "artist": "Ärtist"})
+    assert ("électro", 1) in catalog.genres()
+    assert catalog.track_ids_for_genres(["ÉLECTRO"]) == {ids["a"]}
+    assert [r.id for r in catalog.list_tracks(genre="électro")[0]] == [ids["a"]]
+    assert [r.id for r in catalog.list_tracks(q="ärtist")[0]] == [ids["a"]]
+
+
 def test_stats_and_index_state(catalog):
     _add(
         catalog,
@@ -296,7 +306,7 @@ def test_a_catalog_on_a_read_only_volume_is_read_as_immutable(tmp_path, monkeypa
     reader = Catalog(url, create=False)
     try:
         assert [t.title for t in reader.list_tracks()[0]] == ["kept"]
-        with pytest.raises(OperationalError, match="readonly database"):
+        with pytest.raises(CatalogError, match="attempt to write a readonly database"):
             _add(reader, b={"title": "refused"})
     finally:
         reader.close()
