@@ -134,6 +134,10 @@ class Catalog:
                     raise CatalogError(
                         f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}"
                     ) from exc
+                if revision is None and not self.create:  # a server's database, empty
+                    raise NotFoundError(
+                        f"no catalog in {self.shown_url}: run `mirsearch index PATH` first"
+                    )
                 if revision != SCHEMA_REVISION:
                     self.upgrade()
                 self._migrated = True

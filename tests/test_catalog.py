@@ -17,7 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from mirsearch import catalog as catalog_module
 from mirsearch import fingerprint
 from mirsearch.catalog import Catalog
-from mirsearch.errors import CatalogError, MirsearchError
+from mirsearch.errors import CatalogError, MirsearchError, NotFoundError
 from mirsearch.schema import IndexState, Track
 
 
@@ -308,5 +308,17 @@ def test_a_catalog_on_a_read_only_volume_is_read_as_immutable(tmp_path, monkeypa
         assert [t.title for t in reader.list_tracks()[0]] == ["kept"]
         with pytest.raises(CatalogError, match="attempt to write a readonly database"):
             _add(reader, b={"title": "refused"})
+    finally:
+        reader.close()
+
+
+def test_a_catalog_opened_to_read_makes_none_in_an_empty_database(database_url):
+    """A read-only command pointed at an empty PostgreSQL database (the server's admin one, a
+    typo) had made the whole schema in it and answered 'no tracks'."""
+    reader = Catalog(database_url, create=False)
+    try:
+        with pytest.raises(NotFoundError, match="no catalog"):
+            reader.list_tracks()
+        assert reader.exists() is False or reader.revision() is None
     finally:
         reader.close()

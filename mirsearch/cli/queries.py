@@ -3,6 +3,7 @@ answered on a pool of workers each holding its own Engine (workers.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
@@ -12,7 +13,7 @@ import click
 
 from mirsearch.cli.common import PATHS, _emit, _say, _settings
 from mirsearch.config import SearchConfig
-from mirsearch.errors import AudioError, MirsearchError
+from mirsearch.errors import AudioError, MirsearchError, NotFoundError
 from mirsearch.workers import default_workers, ordered_map
 
 
@@ -78,7 +79,7 @@ def _migrate(settings) -> None:
     from mirsearch.catalog import Catalog
 
     catalog = Catalog(settings.db_url, create=False)
-    if catalog.exists():  # where there is none, each query says so (classify needs none)
+    with contextlib.suppress(NotFoundError):  # none: each query says so (classify needs none)
         catalog.migrate()
     catalog.close()
 
