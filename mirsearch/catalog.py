@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 SCHEMA_REVISION = "0006"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
+MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Catalog:
         from alembic import command
 
         with self._connection() as connection, connection.begin():
+            _one_migration_at_a_time(connection)
             command.upgrade(_alembic_config(connection), revision)
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
         self._migrated = revision == "head"
@@ -79,6 +81,7 @@ class Catalog:
         from alembic import command
 
         with self._connection() as connection, connection.begin():
+            _one_migration_at_a_time(connection)
             command.downgrade(_alembic_config(connection), revision)
         self._migrated = False
 
@@ -353,6 +356,15 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _one_migration_at_a_time(connection: sa.Connection) -> None:
+    """On PostgreSQL, wait for any other process's migration of this database to commit, then
+    migrate from what it left (alembic reads the revision after this): processes that first
+    met a new catalog together (two machines' index runs, servers starting) had raced to make
+    its tables, all but one failing. SQLite's write lock already orders them."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 
 
 def _alembic_config(connection: sa.Connection):

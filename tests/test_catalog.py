@@ -322,3 +322,32 @@ def test_a_catalog_opened_to_read_makes_none_in_an_empty_database(database_url):
         assert reader.exists() is False or reader.revision() is None
     finally:
         reader.close()
+
+
+def test_processes_meeting_a_new_catalog_together_migrate_it_once(database_url):
+    """Machines' index runs or servers starting against a new PostgreSQL catalog had raced to
+    make its tables: all but one failed (DuplicateTable, UniqueViolation)."""
+    import threading
+
+    if database_url.startswith("sqlite"):
+        pytest.skip("a SQLite catalog is made by one process: index holds the home's lock")
+
+    catalogs = [Catalog(database_url) for _ in range(4)]
+    start, failures = threading.Barrier(len(catalogs)), []
+
+    def first_use(catalog: Catalog) -> None:
+        start.wait()
+        try:
+            catalog.migrate()
+        except Exception as exc:  # noqa: BLE001 what each met is the finding
+            failures.append(exc)
+
+    threads = [threading.Thread(target=first_use, args=(c,)) for c in catalogs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for catalog in catalogs:
+        catalog.close()
+    assert failures == []
+    assert Catalog(database_url).revision() == catalog_module.SCHEMA_REVISION
