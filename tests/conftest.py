@@ -325,3 +325,19 @@ def clustered_vectors() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     centres = normalise(rng.standard_normal((200, 64)))
     return clustered(rng, centres, 20_000), clustered(rng, centres, 200)
+
+
+@pytest.fixture
+def unlistable(monkeypatch):
+    """Call it with a folder to make that folder unlistable, as chmod 000 does to anyone but
+    root (who runs the tests here)."""
+    locked: set[str] = set()
+    listed = os.scandir
+
+    def scandir(path):
+        if os.fspath(path) in locked:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return listed(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    return lambda folder: locked.add(str(folder))

@@ -449,6 +449,20 @@ def test_the_database_url_variable_moves_the_catalog(home, tmp_path):
     assert without.exit_code == 1 and f"no catalog at {tmp_path / 'home'}" in without.output
 
 
+def saved_as(path: Path, checkpoint, *, metadata: dict | None = None) -> Path:
+    """`checkpoint`'s network written to `path` by save_checkpoint."""
+    card = checkpoint.card
+    return save_checkpoint(
+        path,
+        model=checkpoint.model,
+        arch=card.arch,
+        arch_args=card.arch_args,
+        labels=card.labels,
+        window_s=card.window_s,
+        metadata=metadata,
+    )
+
+
 def put(path: Path, samples) -> Path:
     """`samples` written to `path` at 16 kHz, its folder created."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -645,13 +659,9 @@ def test_serve_with_an_index_of_another_model_serves_the_catalog_and_says_why_no
     home, clip, tmp_path, monkeypatch
 ):
     shipped = load_checkpoint()
-    other = save_checkpoint(
+    other = saved_as(
         tmp_path / "other.pt",
-        model=shipped.model,
-        arch=shipped.card.arch,
-        arch_args=shipped.card.arch_args,
-        labels=shipped.card.labels,
-        window_s=shipped.card.window_s,
+        shipped,
         metadata={**shipped.card.metadata, "note": "the same weights in another file"},
     )
     monkeypatch.setenv("MIRSEARCH_MODEL", str(other))
@@ -860,14 +870,6 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary
         )
 
     monkeypatch.setattr(torch, "save", save)
-    model = load_checkpoint()
     with pytest.raises(ModelError, match=r"model.pt: .* \(No space left on device\)$"):
-        save_checkpoint(
-            tmp_path / "model.pt",
-            model=model.model,
-            arch=model.card.arch,
-            arch_args=model.card.arch_args,
-            labels=model.card.labels,
-            window_s=model.card.window_s,
-        )
+        saved_as(tmp_path / "model.pt", load_checkpoint())
     assert list(tmp_path.iterdir()) == []

@@ -47,17 +47,10 @@ def test_discover_leaves_out_dangling_links_and_names_that_are_not_utf8(write_au
     assert discover([tmp_path]) == [real.resolve()]
 
 
-def test_discover_says_which_folder_it_could_not_list(write_audio, tmp_path, monkeypatch, caplog):
+def test_discover_says_which_folder_it_could_not_list(write_audio, tmp_path, unlistable, caplog):
     real = write_audio("song.ogg", tone(330.0, 1.0))
     (tmp_path / "locked").mkdir()
-    listed = os.scandir
-
-    def scandir(path):  # what chmod 000 does to anyone but root, who runs the tests here
-        if os.fspath(path) == str(tmp_path / "locked"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return listed(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    unlistable(tmp_path / "locked")
     assert discover([tmp_path]) == [real.resolve()]
     assert f"{tmp_path / 'locked'} left out: Permission denied" in caplog.text
 

@@ -54,7 +54,7 @@ def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, fo
     assert copy.duplicate_of is None and not copy.duplicate_evidence
 
 
-def test_prune_keeps_files_the_walk_leaves_out(settings, folder, monkeypatch):
+def test_prune_keeps_files_the_walk_leaves_out(settings, folder, unlistable):
     """A dot-file indexed by its name, and the files of a folder the walk could not list, are
     still there: only deleted files (or a folder in a file's place) are pruned."""
     (folder / ".hidden").mkdir()
@@ -67,14 +67,7 @@ def test_prune_keeps_files_the_walk_leaves_out(settings, folder, monkeypatch):
     engine.index_paths([folder, hidden])
     (folder / "demo-02.ogg").unlink()
     (folder / "demo-02.ogg").mkdir()
-    listed = os.scandir
-
-    def scandir(path):  # what chmod 000 does to anyone but root, who runs the tests here
-        if os.fspath(path) == str(folder / "locked"):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return listed(path)
-
-    monkeypatch.setattr(os, "scandir", scandir)
+    unlistable(folder / "locked")
     summary = engine.index_paths([folder], prune=True)
     assert summary.removed == 1
     indexed = {Path(row.path) for row in rows(engine).values()}
