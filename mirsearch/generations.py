@@ -129,5 +129,8 @@ def prune_generations(directory: Path, *, keep: int) -> int:
 def _lock_file(directory: Path, name: str) -> BinaryIO:
     """Lock file `name` of `directory`, opened (created with the folder if need be); a lock
     taken on it ends when it is closed."""
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as exc:  # told as "File exists" before
+        raise type(exc)(exc.errno, "a file is in the way of this folder", exc.filename) from exc
     return open(directory / name, "a+b")

@@ -285,6 +285,17 @@ def test_a_home_that_is_a_file_is_told_as_such(clip, tmp_path):
     assert f"cannot make the folder {tmp_path / 'home'}: a file is in its way" in result.output
 
 
+def test_an_index_folder_that_is_a_file_is_told_as_such(home, tmp_path):
+    """It had been 'File exists'."""
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    shutil.copy(home[0] / "catalog.db", copied / "catalog.db")
+    (copied / "index").write_text("a file where the vector index's folder should be")
+    result = run((copied,), "stats")
+    assert result.exit_code == 1
+    assert f"{copied / 'index'}: a file is in the way of this folder" in result.output
+
+
 def test_a_command_that_only_reads_makes_no_catalog_where_there_is_none(clip, tmp_path):
     """A mistyped MIRSEARCH_HOME is told as such, not answered from a new empty catalog."""
     typo = tmp_path / "typo"
