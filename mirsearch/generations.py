@@ -37,6 +37,12 @@ def path_of(directory: Path, name: str, generation: int) -> Path:
     return Path(directory) / f"{name}-{generation}.{extension}"
 
 
+def missing_files(directory: Path, generation: int) -> list[str]:
+    """The names of generation `generation`'s files that are not in `directory`."""
+    paths = (path_of(directory, name, generation) for name, _ in FILES)
+    return [path.name for path in paths if not path.is_file()]
+
+
 def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     """`write(temp)` to a temporary file in the same folder, fsync it, rename it over `path`."""
     temp = path.with_name(path.name + ".tmp")

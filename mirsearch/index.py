@@ -16,7 +16,7 @@ import numpy as np
 
 from mirsearch.config import IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
-from mirsearch.generations import path_of, write_atomically
+from mirsearch.generations import missing_files, path_of, write_atomically
 from mirsearch.index_kinds import EXACT_KINDS, IVF_MIN_TRAIN, normalise, tracks_kind, window_kind
 from mirsearch.index_meta import REBUILD, IndexMeta, read_meta, write_meta
 from mirsearch.neighbours import IdIndex
@@ -202,8 +202,7 @@ class VectorIndex:
         (IdIndex.read), for a reader."""
         config = config or IndexConfig()
         directory = Path(directory)
-        paths = [path_of(directory, name, generation) for name in ("meta", "windows", "tracks")]
-        missing = [p.name for p in paths if not p.is_file()]
+        missing = missing_files(directory, generation)
         if missing:
             raise IndexMismatchError(
                 f"the vector index generation {generation} is incomplete in {directory} "
@@ -214,7 +213,10 @@ class VectorIndex:
             meta = read_meta(
                 directory, generation, expect=expect, catalog_id=catalog_id, where=where
             )
-            windows, tracks = (IdIndex.read(path, config, mapped=mapped) for path in paths[1:])
+            windows, tracks = (
+                IdIndex.read(path_of(directory, name, generation), config, mapped=mapped)
+                for name in ("windows", "tracks")
+            )
         except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: FAISS can't read it
             raise IndexMismatchError(f"{where} cannot be read ({exc}). {REBUILD}") from exc
         index = cls(meta, config, windows, tracks)

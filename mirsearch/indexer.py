@@ -23,7 +23,7 @@ from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
-from mirsearch.generations import FILES, path_of, prune_generations, writing
+from mirsearch.generations import FILES, missing_files, prune_generations, writing
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import IndexMeta
 from mirsearch.model_card import read_card
@@ -225,7 +225,7 @@ class Indexer:
         every track elsewhere unsearchable), or an index lost. A generation with some of its
         files is one a crash or a hand damaged: it is rebuilt, as before."""
         folder = self.settings.index_dir
-        if any(path_of(folder, name, generation).exists() for name, _ in FILES):
+        if len(missing_files(folder, generation)) < len(FILES):
             return
         raise IndexMismatchError(
             f"the catalog {self.catalog.shown_url} is at index generation {generation}, none of "

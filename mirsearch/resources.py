@@ -14,7 +14,7 @@ from threadpoolctl import threadpool_limits
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.errors import ModelError, NotFoundError
-from mirsearch.generations import FILES, path_of, reading, saved_record
+from mirsearch.generations import missing_files, reading, saved_record
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import REBUILD, IndexMeta
 from mirsearch.matcher import Matcher
@@ -114,11 +114,7 @@ class Resources:
                         f"generation {generation}'s meta file in {self.settings.index_dir} "
                         f"cannot be read ({exc}). {REBUILD}"
                     )
-                missing = [
-                    path.name
-                    for path in (path_of(self.settings.index_dir, n, generation) for n, _ in FILES)
-                    if not path.is_file()
-                ]
+                missing = missing_files(self.settings.index_dir, generation)
                 if missing and "index_problem" not in data:  # what a query would refuse
                     data["index_problem"] = (
                         f"generation {generation} in {self.settings.index_dir} lacks "
