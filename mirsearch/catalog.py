@@ -90,9 +90,11 @@ class Catalog:
         try:
             return self.engine.connect()
         except sa.exc.DatabaseError as exc:
-            raise CatalogError(
-                f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}"
-            ) from exc
+            raise self._unusable(exc) from exc
+
+    def _unusable(self, exc: sa.exc.DBAPIError) -> CatalogError:
+        """The driver's error `exc`, as a command tells it and a server answers it (503)."""
+        return CatalogError(f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}")
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None: no catalog in it yet). Read without
@@ -134,9 +136,7 @@ class Catalog:
                 try:
                     revision = self.revision()
                 except sa.exc.DatabaseError as exc:  # the first contact with the database
-                    raise CatalogError(
-                        f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}"
-                    ) from exc
+                    raise self._unusable(exc) from exc
                 if revision is None and not self.create:  # a server's database, empty
                     raise NotFoundError(
                         f"no catalog in {self.shown_url}: run `mirsearch index PATH` first"
@@ -155,9 +155,7 @@ class Catalog:
             with self._sessions() as session:
                 yield session
         except sa.exc.OperationalError as exc:
-            raise CatalogError(
-                f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}"
-            ) from exc
+            raise self._unusable(exc) from exc
 
     def get(self, track_id: int) -> Track | None:
         with self.session() as session:
