@@ -31,11 +31,11 @@ from mirsearch.encoding import write
 
 OUT = Path(__file__).resolve().parent / "background.json"
 CLIP_S = 10.0
-LEVELS_DB = (0.0, -6.0, -12.0)
+LEVELS_DB = (0.0, -6.0, -12.0)  # the catalog clip's level against the sound on top
 KEYS = {  # the rates of each case
     "under_other_music": ("bed_found", "wrong"),
     "two_catalog_tracks": ("bed_found", "wrong", "both_listed"),
-}  # the catalog clip's level against the sound on top
+}
 
 
 def _clip(samples: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -151,11 +152,8 @@ def olaf_top_paths(csv_text: str, n_queries: int) -> list[str | None]:
     row, which is skipped (it has more fields).
     """
     best: dict[int, tuple[int, str]] = {}
-    for row in csv.reader(csv_text.splitlines(), skipinitialspace=True):
-        if len(row) != ROW_FIELDS or not (row[0].strip().isdigit() and row[4].strip().isdigit()):
-            continue
-        index, count, path = int(row[0]), int(row[4]), row[7].strip()
-        if path and (index not in best or count > best[index][0]):
+    for index, count, path in _matches(csv_text):
+        if index not in best or count > best[index][0]:
             best[index] = (count, path)
     return [best[i][1] if i in best else None for i in range(1, n_queries + 1)]
 
@@ -163,13 +161,19 @@ def olaf_top_paths(csv_text: str, n_queries: int) -> list[str | None]:
 def olaf_listed_paths(csv_text: str, n_queries: int) -> list[set[str]]:
     """Every reference path Olaf lists for each query (its rows, see `olaf_top_paths`)."""
     listed: list[set[str]] = [set() for _ in range(n_queries)]
+    for index, _, path in _matches(csv_text):
+        if 1 <= index <= n_queries:
+            listed[index - 1].add(path)
+    return listed
+
+
+def _matches(csv_text: str) -> Iterator[tuple[int, int, str]]:
+    """(query index, match count, reference path) of each whole row of Olaf's that names one."""
     for row in csv.reader(csv_text.splitlines(), skipinitialspace=True):
         if len(row) != ROW_FIELDS or not (row[0].strip().isdigit() and row[4].strip().isdigit()):
             continue
-        index, path = int(row[0]), row[7].strip()
-        if path and 1 <= index <= n_queries:
-            listed[index - 1].add(path)
-    return listed
+        if path := row[7].strip():
+            yield int(row[0]), int(row[4]), path
 
 
 def mirsearch_top_paths(json_lines: str) -> list[str | None]:
