@@ -168,7 +168,12 @@ class Engine(Resources):
             readings = read(sorted(config.pitch_hypotheses_st))
             return candidates(index, readings, self.catalog.prints, config=config)
         return read_as_needed(
-            index, read, self.catalog.prints, threshold=self.match_threshold, config=config
+            index,
+            read,
+            self.catalog.prints,
+            threshold=self.match_threshold,
+            versions=self.catalog.versions,
+            config=config,
         )
 
     def match(self, path: Path) -> list[MatchResult]:

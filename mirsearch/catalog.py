@@ -25,7 +25,7 @@ from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWavef
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
-SCHEMA_REVISION = "0006"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
+SCHEMA_REVISION = "0007"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")
 
@@ -167,6 +167,19 @@ class Catalog:
             return {}
         with self.session() as session:
             return {row.id: row for row in session.scalars(select(Track).where(Track.id.in_(ids)))}
+
+    def versions(self, track_ids: Iterable[int]) -> set[int]:
+        """The indexed tracks that indexing found to be near-duplicates of these (other
+        versions of their recordings): those whose duplicate_of names one of them, and those
+        they name; the ids asked about are left out."""
+        ids = sorted({int(t) for t in track_ids})
+        if not ids:
+            return set()
+        named = select(Track.duplicate_of).where(Track.id.in_(ids))
+        linked = or_(Track.duplicate_of.in_(ids), Track.id.in_(named))
+        with self.session() as session:
+            found = session.scalars(select(Track.id).where(Track.status == "indexed", linked))
+            return set(found) - set(ids)
 
     def prints(self, track_ids: Iterable[int]) -> dict[int, np.ndarray]:
         """These tracks' verification prints, (bands, frames) float32; absent ids are left out."""

@@ -26,6 +26,8 @@ from mirsearch.scoring import Match, ranked, scored, window_logit
 Prints = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
 # Pitch hypotheses (semitones) → the query's readings at them, in that order.
 Read = Callable[[Sequence[float]], Sequence["Reading"]]
+# Track ids → the catalog's other versions of them (Catalog.versions).
+Versions = Callable[[Sequence[int]], set[int]]
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ def read_as_needed(
     prints: Prints,
     *,
     threshold: float,
+    versions: Versions = lambda track_ids: set(),
     config: DuplicateConfig = DuplicateConfig(),
 ) -> list[Match]:
     """`candidates` over the pitch hypotheses (config.pitch_hypotheses_st), reading the query
@@ -89,9 +92,12 @@ def read_as_needed(
     config.settle_doubt up to `threshold`: another version of the recording, lined up but at
     another pitch) is the answer: most uploads play the track as it is, and the shifted readings
     cost over half the work (clean 10 s clips of ../shared/audio on one core: 54 → 24 ms).
-    Otherwise the query is read at the other hypotheses too and the candidates are those of all
-    the readings, the first one's votes and checks reused: the same as `candidates` of every
-    reading.
+    Unless the catalog holds `versions` of the confirmed tracks that reading did not confirm:
+    a copy 5 % faster plays 0.85 semitones higher, and the unshifted reading may not find it at
+    all (its windows crowded out by the original's in a repetitive piece, or its print out of
+    line). Otherwise the query is read at the other hypotheses too and the candidates are those
+    of all the readings, the first one's votes and checks reused: the same as `candidates` of
+    every reading.
     """
     order = sorted(config.pitch_hypotheses_st)
     first = min(order, key=abs)
@@ -115,8 +121,11 @@ def read_as_needed(
 
     found = verified([first])
     confirmed = any(m.score >= threshold and m.agreement >= config.settle_agreement for m in found)
-    if confirmed and not any(config.settle_doubt <= m.score < threshold for m in found):
-        return found
+    doubt = any(config.settle_doubt <= m.score < threshold for m in found)
+    if confirmed and not doubt:
+        listed = {m.track_id for m in found if m.score >= threshold}
+        if not versions(sorted(listed)) - listed:
+            return found
     rest = [st for st in order if st != first]
     return verified(rest) if rest else found
 

@@ -72,7 +72,7 @@ class Track(Base):
     n_windows: Mapped[int] = mapped_column(default=0)
     model_hash: Mapped[str | None]
     duplicate_of: Mapped[int | None] = mapped_column(
-        sa.ForeignKey("tracks.id", ondelete="SET NULL")
+        sa.ForeignKey("tracks.id", ondelete="SET NULL"), index=True
     )
     duplicate_evidence: Mapped[list | None]
     indexed_at: Mapped[datetime | None]

@@ -213,6 +213,24 @@ def test_list_tracks_filters_and_pages(catalog):
             catalog.list_tracks(page=page, per_page=per_page)
 
 
+def test_versions_are_the_tracks_flagged_near_duplicates_either_way(catalog):
+    ids = _add(catalog, original={}, other={})
+    copies = _add(
+        catalog,
+        fast={"duplicate_of": ids["original"]},
+        slow={"duplicate_of": ids["original"]},
+        failed={"duplicate_of": ids["original"], "status": "failed"},
+    )
+    later = _add(catalog, copy_of_fast={"duplicate_of": copies["fast"]})
+    assert catalog.versions([ids["original"]]) == {copies["fast"], copies["slow"]}
+    assert catalog.versions([copies["fast"]]) == {ids["original"], later["copy_of_fast"]}
+    assert catalog.versions([ids["original"], copies["fast"]]) == {
+        copies["slow"],
+        later["copy_of_fast"],
+    }
+    assert catalog.versions([ids["other"]]) == catalog.versions([]) == set()
+
+
 def test_genres_count_each_track_once_per_distinct_genre(catalog):
     ids = _add(
         catalog,

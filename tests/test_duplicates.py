@@ -214,6 +214,29 @@ def test_a_query_confirmed_as_it_plays_is_not_read_at_the_other_pitches(catalog)
     assert found[0].track_id == 7 and found[0].agreement >= CONFIG.settle_agreement
 
 
+def test_a_query_confirmed_as_it_plays_is_read_at_the_other_pitches_for_a_version_unconfirmed(
+    catalog,
+):
+    """The catalog says track 7 has another version, track 3 (indexing found 3 a near-duplicate
+    of 7, say 5 % faster, so 0.85 semitones higher): a reading that confirms 7 but not 3 is not
+    the answer; one whose confirmed tracks include every version is."""
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    for versions, readings in (({7: {3}}, [[0.0], [-1.0, 1.0]]), ({7: {7}}, [[0.0]])):
+        read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+        asked = []
+
+        def versions_of(ids, versions=versions, asked=asked):
+            asked.append(list(ids))
+            return set().union(*(versions.get(t, set()) for t in ids))
+
+        read_as_needed(
+            index, read, lookup(prints), threshold=THRESHOLD, versions=versions_of, config=CONFIG
+        )
+        assert asked == [[7]]
+        assert read.asked == readings
+
+
 def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(catalog, monkeypatch):
     """As it plays, the excerpt's print is another track's (as a pitch-shifted upload's print
     agrees with nothing unshifted); the hypothesis a semitone up holds the right one. The result

@@ -83,3 +83,27 @@ def test_a_clip_of_the_original_lists_it_before_its_sped_up_copies(shared_audio,
     speeds = {Path(t["path"]).name: t["speed"] for t in group["tracks"]}
     assert speeds["fast.flac"] / speeds["original.flac"] == pytest.approx(1.05, abs=0.011)
     assert speeds["slow.flac"] / speeds["original.flac"] == pytest.approx(0.95, abs=0.011)
+
+
+@pytest.mark.slow
+def test_a_clip_lists_a_faster_version_the_unshifted_reading_misses(shared_audio, tmp_path):
+    """Real music: a track and its copy 5 % faster, both indexed (indexing flags the copy as a
+    near-duplicate of it). A clip of the original at 1:40 is confirmed as it plays, where the
+    copy, 0.85 semitones higher, scores 0.07; the copy is listed too, after the original."""
+    from mirsearch.api import Engine
+    from mirsearch.audio import load
+    from mirsearch.config import Settings
+    from mirsearch.encoding import write
+    from mirsearch.transforms import speed
+
+    x = load(shared_audio / "supertux__chipdisko.m4a").samples
+    folder = tmp_path / "music"
+    folder.mkdir()
+    write(folder / "original.flac", x, 16_000)
+    write(folder / "fast.flac", speed(x, 16_000, factor=1.05)[0], 16_000)
+    engine = Engine(Settings.from_env({}, home=tmp_path / "home"))
+    engine.index_paths([folder], workers=1)
+    write(tmp_path / "clip.wav", x[100 * 16_000 : 110 * 16_000], 16_000)
+    matches = engine.match(tmp_path / "clip.wav")
+    assert [Path(m.path).name for m in matches] == ["original.flac", "fast.flac"]
+    assert matches[1].speed / matches[0].speed == pytest.approx(1 / 1.05, abs=0.011)
