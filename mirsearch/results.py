@@ -19,7 +19,8 @@ class Result:
     path: str
     title: str | None
     artist: str | None
-    genre: str | None
+    genre: str | None  # the model's
+    tag_genre: str | None  # the file's own tag: a genre filter keeps a track by either
     score: float
     offset_s: float
 
@@ -31,6 +32,7 @@ class Result:
             title=row.title,
             artist=row.artist,
             genre=row.genre,
+            tag_genre=row.tag_genre,
             score=round(float(hit.score), 4),
             offset_s=round(float(hit.offset_s), 2),
         )

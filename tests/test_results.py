@@ -26,7 +26,7 @@ def _match(**changes) -> Match:
 
 
 def test_result_rounds_and_names_the_track() -> None:
-    row = Track(path="a/b.ogg", title="B", artist="C", genre="rock")
+    row = Track(path="a/b.ogg", title="B", artist="C", genre="rock", tag_genre="Indie")
     result = Result.of(Hit(3, 0.876543, 12.3456), row)
     assert result.to_dict() == {
         "track_id": 3,
@@ -34,6 +34,7 @@ def test_result_rounds_and_names_the_track() -> None:
         "title": "B",
         "artist": "C",
         "genre": "rock",
+        "tag_genre": "Indie",
         "score": 0.8765,
         "offset_s": 12.35,
     }

@@ -71,6 +71,7 @@ def test_search_finds_the_source_with_the_contract_fields(site, tmp_path):
         "title",
         "artist",
         "genre",
+        "tag_genre",
         "score",
         "offset_s",
     }

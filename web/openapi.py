@@ -292,13 +292,23 @@ SPEC = {
         "schemas": {
             "Result": {
                 "type": "object",
-                "required": ["track_id", "path", "title", "artist", "genre", "score", "offset_s"],
+                "required": [
+                    "track_id",
+                    "path",
+                    "title",
+                    "artist",
+                    "genre",
+                    "tag_genre",
+                    "score",
+                    "offset_s",
+                ],
                 "properties": {
                     "track_id": {"type": "integer"},
                     "path": {"type": "string"},
                     "title": NULLABLE_STRING,
                     "artist": NULLABLE_STRING,
                     "genre": NULLABLE_STRING,
+                    "tag_genre": NULLABLE_STRING,
                     "score": {"type": "number"},
                     "offset_s": {"type": "number"},
                 },
