@@ -18,7 +18,7 @@ from mirsearch.config import IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
 from mirsearch.generations import missing_files, path_of, write_atomically
 from mirsearch.index_kinds import EXACT_KINDS, IVF_MIN_TRAIN, normalise, tracks_kind, window_kind
-from mirsearch.index_meta import REBUILD, IndexMeta, read_meta, write_meta
+from mirsearch.index_meta import REBUILD, IndexMeta, read_meta, repair, write_meta
 from mirsearch.neighbours import IdIndex
 
 log = logging.getLogger(__name__)
@@ -206,7 +206,7 @@ class VectorIndex:
         if missing:
             raise IndexMismatchError(
                 f"the vector index generation {generation} is incomplete in {directory} "
-                f"(missing {', '.join(missing)}). {REBUILD}"
+                f"(missing {', '.join(missing)}). {repair(directory, generation)}"
             )
         where = f"the vector index in {directory} (generation {generation})"
         try:

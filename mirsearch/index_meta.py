@@ -16,11 +16,26 @@ from typing import Any
 
 from mirsearch.config import EmbeddingConfig
 from mirsearch.errors import IndexMismatchError
-from mirsearch.generations import saved_record, write_record
+from mirsearch.generations import FILES, missing_files, saved_record, write_record
 from mirsearch.model_card import ModelCard
 
 FORMAT_VERSION = 3  # bump when the files change meaning; older indexes are then rebuilt
 REBUILD = "Run `mirsearch index` to rebuild it."
+# What to do when none of a generation's files is in the index folder, where `index` refuses to
+# make a new index (Indexer._require_files_of): the folder is another home's, or the index lost.
+LOST = (
+    "point MIRSEARCH_HOME at the home that indexes this catalog; if its index is lost, "
+    "`mirsearch index --rebuild` (on all the catalog's folders) analyses every track again"
+)
+
+
+def repair(directory: Path, generation: int) -> str:
+    """What to do about generation `generation` of `directory` when files of it are missing:
+    index again (a generation a crash or a hand left with some of its files is rebuilt), or,
+    with none of them there, LOST's advice."""
+    if len(missing_files(directory, generation)) < len(FILES):
+        return REBUILD
+    return f"{LOST[0].upper()}{LOST[1:]}."
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
 from mirsearch.generations import FILES, missing_files, prune_generations, writing
 from mirsearch.index import VectorIndex
-from mirsearch.index_meta import IndexMeta
+from mirsearch.index_meta import LOST, IndexMeta
 from mirsearch.model_card import read_card
 from mirsearch.plan import plan
 from mirsearch.prefetch import DecodeAhead
@@ -229,9 +229,7 @@ class Indexer:
             return
         raise IndexMismatchError(
             f"the catalog {self.catalog.shown_url} is at index generation {generation}, none of "
-            f"whose files is in {folder}: point MIRSEARCH_HOME at the home that indexes this "
-            "catalog; if its index is lost, `mirsearch index --rebuild` (on all the catalog's "
-            "folders) analyses every track again"
+            f"whose files is in {folder}: {LOST}"
         )
 
     def _move(self, moved: dict[Path, int]) -> None:

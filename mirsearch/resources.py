@@ -16,7 +16,7 @@ from mirsearch.config import Settings
 from mirsearch.errors import ModelError, NotFoundError
 from mirsearch.generations import missing_files, reading, saved_record
 from mirsearch.index import VectorIndex
-from mirsearch.index_meta import REBUILD, IndexMeta
+from mirsearch.index_meta import IndexMeta, repair
 from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.scoring import calibrated_threshold
@@ -112,13 +112,13 @@ class Resources:
                 except (OSError, ValueError, KeyError) as exc:
                     data["index_problem"] = (
                         f"generation {generation}'s meta file in {self.settings.index_dir} "
-                        f"cannot be read ({exc}). {REBUILD}"
+                        f"cannot be read ({exc}). {repair(self.settings.index_dir, generation)}"
                     )
                 missing = missing_files(self.settings.index_dir, generation)
                 if missing and "index_problem" not in data:  # what a query would refuse
                     data["index_problem"] = (
                         f"generation {generation} in {self.settings.index_dir} lacks "
-                        f"{', '.join(missing)}. {REBUILD}"
+                        f"{', '.join(missing)}. {repair(self.settings.index_dir, generation)}"
                     )
         return data
 

@@ -796,6 +796,13 @@ def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
     (copied / "index" / f"windows-{stats['index_generation']}.faiss").unlink()
     told = lines(run((copied,), "stats", "--json"))[0]
     assert f"lacks windows-{stats['index_generation']}.faiss" in told["index_problem"]
+    assert "Run `mirsearch index` to rebuild it" in told["index_problem"]
+    shutil.rmtree(copied / "index")  # none of its files: `index` refuses it, so none says index
+    told = lines(run((copied,), "stats", "--json"))[0]["index_problem"]
+    (answer,) = lines(run((copied,), "search", clip, "--json"))
+    for problem in (told, answer["error"]):
+        assert "MIRSEARCH_HOME" in problem and "index --rebuild" in problem, problem
+        assert "to rebuild it" not in problem
 
 
 def test_a_database_url_or_a_home_that_cannot_be_used_is_told_in_a_line(tmp_path):
