@@ -118,8 +118,10 @@ class Indexer:
     ) -> IndexSummary:
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
-        files = discover(paths)  # each path checked first: a missing one, a link loop...
-        if not files:
+        deleted = self._deleted_folders(paths) if prune else []
+        # each path checked first: a missing one, a link loop...
+        files = discover([p for p in paths if p not in deleted])
+        if not files and not deleted:
             log.warning("no audio files in %s", ", ".join(map(str, paths)))
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
@@ -243,6 +245,17 @@ class Indexer:
                 log.info("%s moved to %s", row.path, path)
                 row.path, row.mtime = str(path), path.stat().st_mtime
                 row.updated_at = datetime.now(UTC)
+
+    def _deleted_folders(self, paths: list[Path]) -> list[Path]:
+        """The paths named that are not there at all (not even a link to nothing) while the
+        catalog holds tracks under them: a folder deleted whole, whose tracks a prune removes.
+        Any other missing path is an error, as without a prune (a typo prunes nothing)."""
+        absent = [p for p in paths if not os.path.lexists(p)]
+        if not absent:
+            return []
+        with self.catalog.session() as session:
+            held = [Path(path) for path in session.scalars(select(Track.path))]
+        return [p for p in absent if any(_under_any(track, [p.resolve()]) for track in held)]
 
     def _prune(self, index: VectorIndex, roots: list[Path], files: list[Path]) -> int:
         """Drop the tracks under `roots` whose file is deleted: not those the walk leaves out

@@ -18,7 +18,7 @@ from conftest import rows
 
 from mirsearch.api import Engine
 from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
-from mirsearch.errors import IndexMismatchError, ModelError
+from mirsearch.errors import AudioError, IndexMismatchError, ModelError
 from mirsearch.files import discover
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
@@ -39,6 +39,26 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert summary.removed == 1
     assert "demo-02.ogg" not in rows(engine)
     assert not engine.index().contains(gone)
+
+
+def test_prune_of_a_folder_deleted_whole_removes_its_tracks(settings, folder, tmp_path):
+    """A folder that is gone could not be named to prune it ("no such file or folder"), so its
+    tracks stayed in the catalog for good; a missing path the catalog holds nothing under is
+    still refused, a prune or not."""
+    engine = Engine(settings)
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(folder / "demo-01.flac", other / "kept.flac")
+    engine.index_paths([folder, other])
+    held = len(rows(engine)) - 1
+    shutil.rmtree(folder)
+    summary = engine.index_paths([folder, other], prune=True)
+    assert summary.removed == held > 0
+    assert set(rows(engine)) == {"kept.flac"}
+    with pytest.raises(AudioError, match="no such file or folder"):
+        engine.index_paths([tmp_path / "typo"], prune=True)
+    with pytest.raises(AudioError, match="no such file or folder"):
+        engine.index_paths([folder])
 
 
 def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, folder):

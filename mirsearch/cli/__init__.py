@@ -87,14 +87,18 @@ def run() -> None:
     type=click.Choice(["local", "ray"]),
     default="local",
     show_default=True,
-    help="Where the workers run: local processes, or Ray tasks (pip install 'mirsearch[ray]').",
+    help="Where the workers run: local processes, or Ray actors (pip install -e '.[ray]').",
 )
 @click.option(
     "--address",
     default=None,
     help="Ray cluster to join (e.g. auto, ray://head:10001); default: a local Ray.",
 )
-@click.option("--prune", is_flag=True, help="Remove catalog rows whose files are gone.")
+@click.option(
+    "--prune",
+    is_flag=True,
+    help="Remove the catalog's tracks under PATHS whose files are gone (a PATH deleted whole too).",
+)
 @click.option(
     "--rebuild",
     is_flag=True,
