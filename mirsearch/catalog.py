@@ -70,8 +70,7 @@ class Catalog:
         """Apply the Alembic migrations up to `revision`."""
         from alembic import command
 
-        with self._connection() as connection, connection.begin():
-            _one_migration_at_a_time(connection)
+        with self._migrating() as connection:
             command.upgrade(_alembic_config(connection), revision)
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
         self._migrated = revision == "head"
@@ -80,10 +79,34 @@ class Catalog:
         """Undo the Alembic migrations down to `revision` ("base" drops every table)."""
         from alembic import command
 
-        with self._connection() as connection, connection.begin():
-            _one_migration_at_a_time(connection)
+        with self._migrating() as connection:
             command.downgrade(_alembic_config(connection), revision)
         self._migrated = False
+
+    @contextmanager
+    def _migrating(self) -> Iterator[sa.Connection]:
+        """A connection in one transaction for a migration: committed whole, or not at all.
+
+        PostgreSQL's DDL is transactional, and an advisory lock orders processes that meet a
+        new catalog together. SQLite's is too, but its Python driver opens a transaction only
+        before a row is written: each CREATE TABLE before the first write to alembic_version
+        was committed on its own, and a crash there left tables without their revision, every
+        later command failing ("table index_state already exists"). There the transaction is
+        opened by hand, BEGIN IMMEDIATE: it also makes a second process wait for the first's
+        migration, then go on from the revision it left.
+        """
+        with self._connection() as connection, connection.begin():
+            if connection.dialect.name != "sqlite":
+                _one_migration_at_a_time(connection)
+                yield connection
+                return
+            driver = connection.connection.driver_connection
+            driver.isolation_level = None  # none of the driver's own transactions: ours only
+            try:
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+                yield connection
+            finally:
+                driver.isolation_level = ""  # the driver's default, for the pool's next user
 
     def _connection(self) -> sa.Connection:
         """A connection to the database; CatalogError if it cannot be had or is not one."""
@@ -373,7 +396,7 @@ def _one_migration_at_a_time(connection: sa.Connection) -> None:
     """On PostgreSQL, wait for any other process's migration of this database to commit, then
     migrate from what it left (alembic reads the revision after this): processes that first
     met a new catalog together (two machines' index runs, servers starting) had raced to make
-    its tables, all but one failing. SQLite's write lock already orders them."""
+    its tables, all but one failing."""
     if connection.dialect.name == "postgresql":
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
 

@@ -125,6 +125,35 @@ def test_a_catalog_at_the_schema_is_used_without_importing_alembic(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+# A process that dies (kill -9) right after its migration ran the statement argv[2] begins with.
+DIE_MIGRATING = """
+import os, sys
+import sqlalchemy as sa
+from mirsearch.catalog import Catalog
+catalog = Catalog(sys.argv[1])
+@sa.event.listens_for(catalog.engine, "after_cursor_execute")
+def die(connection, cursor, statement, *rest):
+    if statement.lstrip().upper().startswith(sys.argv[2]):
+        os.kill(os.getpid(), 9)
+catalog.migrate()
+"""
+
+
+@pytest.mark.parametrize("statement", ["CREATE TABLE TRACKS", "CREATE INDEX IX_TRACKS_STATUS"])
+def test_a_migration_killed_midway_on_sqlite_leaves_none_of_it(tmp_path, statement):
+    """SQLite's driver had committed each CREATE TABLE before the first write to
+    alembic_version on its own: a catalog killed there kept tables without their revision, and
+    every later command failed ("table index_state already exists")."""
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    died = subprocess.run([sys.executable, "-c", DIE_MIGRATING, url, statement])
+    assert died.returncode == -9
+    catalog = Catalog(url)
+    assert catalog.revision() is None and _tables(catalog) <= {"alembic_version"}
+    assert catalog.index_state().generation == 0  # migrated from the start
+    assert catalog.revision() == catalog_module.SCHEMA_REVISION
+    catalog.close()
+
+
 def test_upgrade_converts_format_1_prints_and_downgrade_writes_them_back(catalog):
     """A catalog of the previous version (1-byte prints) keeps every print through 0003."""
     catalog.upgrade("0002")
