@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mirsearch import audio
 from mirsearch.config import AudioConfig
-from mirsearch.workers import START_METHOD
+from mirsearch.workers import START_METHOD, end_with
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 # decoding are ~100 MB, a cold start of torch from disk (10 s and more) could be many times that
 MAX_AHEAD_BYTES = 256 << 20
 FOLDER_PREFIX = "mirsearch-decoded-"  # then the run's process id: DecodeAhead's folders
+ORPHANED = signal.SIGUSR1  # what the decoding process is sent when its run ends (Linux)
 
 
 class DecodeAhead:
@@ -40,7 +41,9 @@ class DecodeAhead:
     what is complete; a file it could not decode is left to the worker, whose error is the one
     recorded, and one that changed since its decoding began is decoded again by the worker. The
     folder goes when the context ends; if this process is killed first, its decoding process
-    removes it on seeing it gone, or, when that had stopped already, the next run does (the
+    removes it and ends at once (it had decoded on to the end of the file in hand, up to
+    minutes, holding the run's writer lock, inherited with its open files, so that a run
+    started again waited for it), or, when that had stopped already, the next run does (the
     folder's name holds the process id).
     """
 
@@ -86,6 +89,12 @@ def identity(stat: os.stat_result) -> tuple[int, int, int, int]:
     return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
+def _abandon(folder: Path) -> None:
+    """End the decoding of a run that was killed: nothing will read its folder."""
+    shutil.rmtree(folder, ignore_errors=True)
+    os._exit(0)
+
+
 def _remove_orphans(temp: Path) -> None:
     """Folders of runs killed after their decoder stopped (a crash, `kill -9`): the process named
     in the folder's name is gone."""
@@ -108,11 +117,12 @@ def _alive(pid: int) -> bool:
 def _decode_ahead(paths: list[Path], config: AudioConfig, folder: Path, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the run's to handle: it stops this
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # how `stop` ends it, not the run's handler
+    signal.signal(ORPHANED, lambda *_: _abandon(folder))  # the run was killed
+    end_with(parent, ORPHANED)
     written = 0
     for n, path in enumerate(paths):
-        if os.getppid() != parent:  # the run was killed: nothing will read these
-            shutil.rmtree(folder, ignore_errors=True)
-            return
+        if os.getppid() != parent:  # where no signal says so
+            _abandon(folder)
         if written >= MAX_AHEAD_BYTES:
             return
         try:

@@ -75,16 +75,17 @@ def ordered_map(
 def _load(load: Callable[[], Any], parent: int) -> None:
     global _loaded
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the handler a forking command set
-    _end_with(parent)
+    end_with(parent)
     _loaded = load()
 
 
-def _end_with(parent: int) -> None:
-    """Have this worker killed when `parent`, the process that forked it, ends, however it ends
-    (kill -9 too): a worker had outlived a killed `index`, blocked on its pipe and holding the
-    run's writer lock (inherited with its open files), and every later run waited for ever."""
+def end_with(parent: int, signal_number: int = signal.SIGKILL) -> None:
+    """Have this process sent `signal_number` (killed, by default) when `parent`, the process
+    that forked it, ends, however it ends (kill -9 too): a worker had outlived a killed `index`,
+    blocked on its pipe and holding the run's writer lock (inherited with its open files), and
+    every later run waited for ever. Linux only; elsewhere a child checks its parent itself."""
     if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal_number)
     if os.getppid() != parent:  # it ended before that was asked
         os._exit(1)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -148,6 +149,32 @@ def test_a_run_killed_while_decoding_ahead_leaves_no_decoded_audio_behind(demo_f
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not folder.exists()
+
+
+# A run killed while its decoder is inside a long file.
+KILLED_IN_A_LONG_DECODING = (
+    SLOW_DECODER.replace("SECONDS", "60")
+    + """
+ahead = prefetch.DecodeAhead(paths, AudioConfig())
+print(ahead.folder, ahead.process.pid, flush=True)
+time.sleep(0.5)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="told by the kernel (prctl)")
+@pytest.mark.skipif(START_METHOD != "fork", reason="the slow decoder is patched in by fork")
+def test_a_run_killed_while_a_long_file_decodes_ahead_has_its_decoder_end_at_once(demo_files):
+    """The decoder had gone on to the end of the file in hand (a long one: minutes), holding
+    the run's writer lock, so that the run started again waited for it, and its folder."""
+    done = run_script(KILLED_IN_A_LONG_DECODING, *demo_files[:1], timeout=20)
+    assert done.returncode == -9
+    folder, pid = done.stdout.split()
+    deadline = time.monotonic() + 5
+    while prefetch._alive(int(pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not prefetch._alive(int(pid)) and not Path(folder).exists()
 
 
 # Ctrl-C in a terminal reaches every process of the run: the decoder leaves it to the run.
