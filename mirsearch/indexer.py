@@ -126,7 +126,7 @@ class Indexer:
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
         index = self._open_index(meta, rebuild=rebuild)
-        todo, unchanged, moved = plan(self.catalog, files)
+        todo, unchanged, moved = plan(self.catalog, files, again=rebuild)
         self._move(moved)
         # the first files are decoded while torch loads, on another core (where torch is loaded
         # already, as in a server or a notebook, there is nothing to overlap)
@@ -182,13 +182,16 @@ class Indexer:
 
         A threshold calibrated since the index was saved is taken into it at once, and an index
         of another kind than the config calls for is converted (a new generation, nothing
-        embedded again): the threshold belongs to the scoring code.
+        embedded again): the threshold belongs to the scoring code. A `rebuild` analyses its
+        tracks again into the index as it is where that loads, so that readers find the tracks
+        it has not reached yet (a new index had taken every track out of the catalog's search
+        until the rebuild ended), and makes a new one where it does not (an index folder lost).
         """
         state = self.catalog.index_state()
         self._at = state.generation
         if state.generation and not rebuild:
             self._require_files_of(state.generation)
-        if state.generation and state.model_hash == meta.model_hash and not rebuild:
+        if state.generation and state.model_hash == meta.model_hash:
             try:
                 index = VectorIndex.load(
                     self.settings.index_dir,

@@ -14,11 +14,13 @@ from mirsearch.catalog import Catalog
 from mirsearch.schema import Track, TrackPrint
 
 
-def plan(catalog: Catalog, files: list[Path]) -> tuple[list[Path], int, dict[Path, int]]:
+def plan(
+    catalog: Catalog, files: list[Path], *, again: bool = False
+) -> tuple[list[Path], int, dict[Path, int]]:
     """Split files into those to analyse, the number unchanged since the last run and those
     that are indexed tracks moved or renamed (by track id; see `_moved`). An indexed track
     without its print or tags (a schema downgrade drops them; an upgrade brings back only
-    the empty table or column) is analysed again."""
+    the empty table or column) is analysed again; with `again` (a rebuild), every file is."""
     with catalog.session() as session:
         rows = {row.path: row for row in session.scalars(select(Track))}
         printed = set(session.scalars(select(TrackPrint.track_id)))
@@ -34,7 +36,7 @@ def plan(catalog: Catalog, files: list[Path]) -> tuple[list[Path], int, dict[Pat
             new.append(path)
             todo.append(path)
             continue
-        if row.status == "failed" or str(path) in complete:
+        if not again and (row.status == "failed" or str(path) in complete):
             try:
                 stat = path.stat()
                 same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime

@@ -352,6 +352,36 @@ def test_a_home_without_the_catalogs_index_is_refused_and_rebuild_analyses_every
     assert Path(hit.path).name == "demo-02.ogg"
 
 
+def test_a_rebuild_keeps_every_track_found_until_it_reaches_it(settings, folder):
+    """A rebuild had started from an empty index, every track pending: `match`, `search` and
+    `similar` called the catalog empty until it ended, and one killed midway left the tracks
+    it had not reached unsearchable. Now each track is analysed again into the index as it is."""
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    before = {name: t for name, t in rows(engine).items() if t.status == "indexed"}
+    rebuild = Indexer(settings)
+    rebuild.batch_tracks = 2
+    seen = []
+
+    def interrupted(n: int) -> None:
+        seen.append(n)
+        if len(seen) > 3:  # two committed, the third's batch lost
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        rebuild.run([folder], workers=1, rebuild=True, progress=interrupted)
+    reader = Engine(settings)
+    after = rows(reader)
+    assert {name for name, t in after.items() if t.status == "indexed"} == set(before)
+    again = {name for name in before if after[name].indexed_at != before[name].indexed_at}
+    assert len(again) == 2
+    assert all(reader.index().contains(t.id) for t in before.values())
+    longest = max(before, key=lambda name: before[name].duration_s)
+    assert Path(reader.search(folder / longest, k=1)[0].path).name == longest
+    summary = Indexer(settings).run([folder], workers=1, rebuild=True)
+    assert summary.indexed == len(before) and summary.unchanged == 0
+
+
 def test_an_index_folder_another_catalog_wrote_is_refused_then_rebuilt(settings, folder, tmp_path):
     """A MIRSEARCH_DATABASE_URL pointed at another database, the home kept: that catalog writes
     its generations into this one's index folder. This catalog's queries are refused (they had

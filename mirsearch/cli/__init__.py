@@ -102,8 +102,9 @@ def run() -> None:
 @click.option(
     "--rebuild",
     is_flag=True,
-    help="A new vector index: every track of the catalog analysed again (an index folder lost; "
-    "what this version stores of a track, for those indexed by an older one).",
+    help="Every track under PATHS analysed again (what this version stores of a track, for "
+    "those indexed by an older one), into the index as it is, searchable meanwhile; or into a "
+    "new index where the index folder is lost.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON line.")
 def index(
