@@ -140,9 +140,9 @@ def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
     tags = {}
     for source in (stream.metadata, container.metadata):
         for key, value in source.items():
-            key = key.lower()
-            if key in TAG_KEYS and value and key not in tags:
-                tags[key] = str(value).strip()
+            key, value = key.lower(), str(value).strip()
+            if key in TAG_KEYS and value and key not in tags:  # a blank tag is no tag
+                tags[key] = value
     return AudioInfo(
         path=str(path),
         format=container.format.name,

@@ -58,10 +58,7 @@ class MatchResult:
     def of(cls, match: Match, row: Track) -> MatchResult:
         """`match` told of the track `row`: the aligned stretch ends where the track does (a
         line's last window may reach past it by up to a catalog hop)."""
-        duration_s = match.duration_s
-        if row.duration_s:
-            left_s = max(0.0, row.duration_s - match.track_offset_s) / match.speed
-            duration_s = min(duration_s, left_s)
+        duration_s = _ending_in(match.duration_s, match.track_offset_s, row, match.speed)
         return cls(
             track_id=match.track_id,
             path=row.path,
@@ -97,6 +94,26 @@ class Classification:
         return out
 
 
+def _ending_in(duration_s: float, offset_s: float, row: Track | None, speed: float = 1.0) -> float:
+    """A stretch of `duration_s` seconds of a query, aligned at `offset_s` seconds of the track
+    `row` playing `speed` track seconds a query second, cut where the track ends (a line's last
+    window may reach past it by up to a catalog hop)."""
+    if row is None or not row.duration_s:
+        return duration_s
+    return min(duration_s, max(0.0, row.duration_s - offset_s) / speed)
+
+
+def _evidence_within(evidence: dict, rows: dict[int, Track]) -> dict:
+    """A pair's evidence, its stretch ending where either track does."""
+    duration_s = _ending_in(
+        evidence["duration_s"], evidence["query_offset_s"], rows.get(evidence["query_track_id"])
+    )
+    duration_s = _ending_in(
+        duration_s, evidence["track_offset_s"], rows.get(evidence["track_id"]), evidence["speed"]
+    )
+    return evidence | {"duration_s": round(duration_s, 2)}
+
+
 def group_report(group: Group, rows: dict[int, Track]) -> dict:
     """A near-duplicate group as `dupes` prints it: its tracks (those still in the catalog, each
     with its speed relative to the first) and the pairwise evidence."""
@@ -111,5 +128,5 @@ def group_report(group: Group, rows: dict[int, Track]) -> dict:
             for t in group.track_ids
             if t in rows
         ],
-        "evidence": group.evidence,
+        "evidence": [_evidence_within(e, rows) for e in group.evidence],
     }

@@ -26,6 +26,13 @@ def test_tags_are_read_from_the_container(write_audio):
     assert tags == {"title": "Song <1>", "artist": "Band", "album": "Record", "genre": "jazz"}
 
 
+def test_a_blank_tag_is_no_tag(write_audio):
+    """A title of spaces had been stored as "", which API clients falling back to the path on
+    a missing title showed as nothing."""
+    path = write_audio("blank.flac", tone(220.0, 2.0), title="   ", artist=" Band ")
+    assert containers.probe(path).tags == {"artist": "Band"}
+
+
 def test_zero_length_file_is_empty(tmp_path):
     path = tmp_path / "empty.mp3"
     path.write_bytes(b"")

@@ -71,10 +71,28 @@ def test_classification_shows_a_timeline_only_when_asked() -> None:
     ]
 
 
+def _evidence(query: int, track: int, **changes) -> dict:
+    return {"query_track_id": query, **_match(track_id=track, **changes).to_dict()}
+
+
 def test_group_report_leaves_out_tracks_gone_from_the_catalog() -> None:
-    group = Group(track_ids=[1, 2, 3], speeds={1: 1.0, 2: 1.05}, evidence=[{"pair": [1, 2]}])
+    evidence = [_evidence(1, 2, query_offset_s=0.0, track_offset_s=0.0, speed=1.05)]
+    group = Group(track_ids=[1, 2, 3], speeds={1: 1.0, 2: 1.05}, evidence=evidence)
     rows = {1: Track(path="one.ogg", title="One"), 2: Track(path="two.ogg", title=None)}
     report = group_report(group, rows)
     assert [t["track_id"] for t in report["tracks"]] == [1, 2]
     assert report["tracks"][1] == {"track_id": 2, "path": "two.ogg", "title": None, "speed": 1.05}
-    assert report["evidence"] == [{"pair": [1, 2]}]
+    assert report["evidence"] == evidence
+
+
+def test_group_report_evidence_ends_where_either_track_does() -> None:
+    """Two 30 s files, one a copy of the other: their evidence had said 31.5 s (the last
+    window reaching past the end); a copy playing 2 % faster ends sooner in the query's time."""
+    rows = {t: Track(path=f"{t}.ogg", title=None, duration_s=30.0) for t in (1, 2, 3)}
+    evidence = [
+        _evidence(1, 2, query_offset_s=0.0, track_offset_s=0.0, duration_s=31.5, speed=1.0),
+        _evidence(1, 3, query_offset_s=0.0, track_offset_s=0.0, duration_s=31.5, speed=1.02),
+    ]
+    group = Group(track_ids=[1, 2, 3], speeds={1: 1.0, 2: 1.0, 3: 1.02}, evidence=evidence)
+    durations = [e["duration_s"] for e in group_report(group, rows)["evidence"]]
+    assert durations == [30.0, round(30.0 / 1.02, 2)]
