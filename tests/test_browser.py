@@ -6,6 +6,7 @@ import shutil
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from mirsearch.api import Engine
@@ -33,6 +34,8 @@ CHROMIUM_PATHS = (
     "/Applications/Chromium.app/Contents/MacOS/Chromium",
     "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
 )
+# a 30-s excerpt of the last track, named as some catalog files are: long, with no place to break
+UNTITLED = "frozen_bubble__introzik_the_first_thirty_seconds_without_any_title_tag"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TRACKS = [
     "wesnoth__knolls.mp3",
@@ -59,6 +62,8 @@ def server(shared_audio, tmp_path_factory):
         )
 
     available = [shared_audio / name for name in TRACKS if (shared_audio / name).exists()]
+    untitled = tmp_path_factory.mktemp("browser-music") / f"{UNTITLED}.wav"  # a name with no breaks
+    available.append(write(untitled, load(available[-1]).samples[: 30 * 16_000], 16_000))
     settings = Settings.from_env({}, home=tmp_path_factory.mktemp("browser-home"))
     engine = Engine(settings)
     engine.index_paths(available)
@@ -210,3 +215,102 @@ def test_the_catalog_pages_and_filters(server):
     page.wait_for_load_state()
     assert page.locator("table.tracks tbody tr").count() == count
     screenshot(page, "catalog-phone")
+
+
+def test_a_search_shows_the_clips_genres_and_duplicates_and_survives_back(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+
+    found = [r.to_dict() for r in engine.search(clip, k=1)]
+    for hit in found:  # as a hit the genre filter kept by its file's tag, not the model's genre
+        hit["tag_genre"] = "Rock & Roll"
+    answer = {"query": "clip.wav", "results": found}
+
+    page.route("**/api/search", lambda route: route.fulfill(json=answer))
+    page.goto(base + "/")
+    chips = page.locator(".chip")
+    assert page.get_attribute("#chips", "role") == "group"
+    assert page.inner_text("#chips-label") == "Filter by genre:"
+    assert chips.count() == page.locator(".chip[aria-pressed=false]").count() > 0
+    page.fill("#k", "1")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#classification:not([hidden]) #clip-genres li", timeout=60_000)
+    assert page.inner_text("#status") == "1 result for clip.wav"
+    hit = page.locator("#results li.hit")
+    title = hit.locator("a").inner_text()
+    assert hit.locator("audio").get_attribute("aria-label") == (
+        f"Play {title} from {float(hit.locator('audio').get_attribute('data-offset')):.1f} s"
+    )
+    assert hit.locator("span.muted").first.inner_text() == (
+        f"{found[0]['genre']} · tagged Rock & Roll"
+    )
+    banner = page.locator("#banner")
+    assert banner.is_visible() and "at the same speed as the track" in banner.inner_text()
+    assert banner.locator("a").first.inner_text() == title
+    assert banner.locator("a").first.get_attribute("href") == hit.locator("a").get_attribute("href")
+    assert page.locator("#clip-genres li").count() == 5
+    assert page.locator("#clip-tags .chip").count() == 6
+    chips.first.click()
+    page.wait_for_function("document.querySelector('#status').textContent.includes(' in ')")
+    assert chips.first.get_attribute("aria-pressed") == "true"
+    hit.locator("a").click()
+    page.wait_for_selector("h1")
+    assert page.get_attribute("main audio", "aria-label") == f"Play {page.inner_text('h1')}"
+    page.go_back()
+    page.wait_for_selector("#results li.hit", timeout=10_000)
+    assert page.inner_text("#status").startswith("1 result for clip.wav in ")
+    assert "your last search" in page.inner_text("#status")
+    assert banner.is_visible() and page.locator("#clip-genres li").count() == 5
+    assert chips.first.get_attribute("aria-pressed") == "true"
+    screenshot(page, "search-back")
+
+
+def test_a_failed_upload_clears_the_last_answer_and_names_the_file(server, tmp_path):
+    base, _, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    silent = write(tmp_path / "silent.wav", np.zeros(5 * 16_000, dtype=np.float32), 16_000)
+    page = browser.new_page()
+    error = {"error": {"code": "model_unavailable", "message": "the model is away"}}
+    page.route("**/api/classify", lambda route: route.fulfill(status=503, json=error))
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#banner:not([hidden])", timeout=60_000)
+    assert page.locator("#results li.hit").count() > 0  # the genres failing alone hide nothing
+    assert "could not be told: the model is away" in page.inner_text("#classification")
+    held = []
+    for url in ("**/api/search", "**/api/match"):  # answered when the test says
+        page.route(url, lambda route: held.append(route))
+    page.set_input_files("#file", str(silent))
+    while len(held) < 2:
+        page.wait_for_timeout(50)
+    assert page.locator("#results li").count() == 0 and page.is_hidden("#banner")
+    assert page.inner_text("#status") == "Searching for silent.wav…"
+    for route in held:
+        route.continue_()
+    page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    assert page.get_attribute("#error", "role") == "alert"
+    assert page.inner_text("#error").startswith("silent.wav: the audio is silent")
+    assert page.locator("#results li").count() == 0
+    assert page.is_hidden("#banner") and page.is_hidden("#classification")
+    screenshot(page, "failed-upload")
+
+
+def test_no_page_scrolls_sideways_on_a_narrow_phone(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[-1]).samples[: 10 * 16_000], 16_000)
+    page = browser.new_page(viewport={"width": 375, "height": 812})
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector(f"#results li.hit a:text('{UNTITLED}.wav')", timeout=60_000)
+    width = "document.documentElement.scrollWidth"
+    assert page.evaluate(width) <= 375
+    page.goto(base + "/catalog")
+    assert page.evaluate(width) <= 375
+    page.goto(base + f"/tracks/{engine.catalog.by_path(files[0].resolve()).id}")
+    assert page.evaluate(width) <= 375
+    lines = page.eval_on_selector_all(
+        ".tags .chip", "chips => chips.map(c => c.getClientRects().length)"
+    )
+    assert lines and set(lines) == {1}  # no chip broken across two lines
+    screenshot(page, "track-phone")

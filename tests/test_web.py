@@ -454,3 +454,110 @@ def test_an_empty_catalog_answers_with_clear_messages(tmp_path):
     assert client.get("/api/duplicates").get_json() == {"groups": []}
     assert client.get("/api/health").get_json()["tracks"] == 0
     assert client.get("/api/tracks").get_json()["total"] == 0
+
+
+def test_unknown_urls_and_methods_say_what_to_ask_instead(site):
+    _, client, _ = site
+    for url in ("/api/tracks/-1", "/api/tracks/abc", "/api/tracks/abc/audio"):
+        response = client.get(url)
+        assert_error(response, 404)
+        assert response.get_json()["error"]["message"] == (
+            f"track ids are positive whole numbers, not {url.split('/')[3]!r}"
+        )
+    assert "positive whole numbers" in client.get("/tracks/abc").get_data(as_text=True)
+    unknown = client.get("/api/nosuch")
+    assert_error(unknown, 404)
+    assert "/api/openapi.json" in unknown.get_json()["error"]["message"]
+    assert client.get("/api/tracks/99999").get_json()["error"]["message"] == (
+        "no track with id 99999"
+    )
+    wrong = client.get("/api/search")
+    assert_error(wrong, 405)
+    assert wrong.get_json()["error"]["message"] == (
+        "/api/search takes POST with the audio in a multipart field 'file', not GET"
+    )
+    assert client.delete("/api/tracks").get_json()["error"]["message"] == (
+        "/api/tracks takes GET, not DELETE"
+    )
+
+
+def test_the_catalog_page_is_labelled_keeps_per_page_and_says_an_unknown_genre(site):
+    _, client, _ = site
+    page = client.get("/catalog?genre=nosuch&per_page=3").get_data(as_text=True)
+    assert 'role="alert">No track in the catalog has the genre “nosuch”' in page
+    assert '<option value="nosuch" selected>nosuch (not in the catalog)</option>' in page
+    assert re.search(r'<option value="" >All genres', page)  # not the one selected
+    assert '<input type="hidden" name="per_page" value="3">' in page
+    assert re.search(r'<label>Search <input name="q"', page)
+    assert re.search(r'<label>Genre <select name="genre">', page)
+    one = client.get("/catalog?q=script").get_data(as_text=True)
+    assert "1 track</small>" in one and 'role="alert"' not in one
+    assert "7 tracks</small>" in client.get("/catalog").get_data(as_text=True)
+    assert '<link rel="icon" href="data:,">' in page  # no request for /favicon.ico
+
+
+def test_a_track_page_lists_its_other_versions_both_ways_by_title(site, copied_home):
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
+
+    catalog = Catalog(copied_home.db_url)
+    with catalog.session() as session, session.begin():
+        session.execute(sa.update(Track).values(duplicate_of=None))  # only the link made here
+        original, copy, other = session.scalars(sa.select(Track).order_by(Track.id).limit(3))
+        copy.duplicate_of = original.id
+        ids, titles = (original.id, copy.id, other.id), (original.title, copy.title)
+    catalog.close()
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    for shown, listed in ((ids[0], 1), (ids[1], 0)):
+        page = client.get(f"/tracks/{shown}").get_data(as_text=True)
+        assert (
+            f'<dt>Other versions</dt><dd><ul class="versions"><li>'
+            f'<a href="/tracks/{ids[listed]}">{titles[listed]}</a></li></ul></dd>'
+        ) in page
+    assert "Other versions" not in client.get(f"/tracks/{ids[2]}").get_data(as_text=True)
+
+
+def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, monkeypatch):
+    app, client, _ = site
+    track = {"path": "/music/brick.ogg", "title": "Brick <b>"}
+    group = {  # as `dupes` reports it: brick_faster.flac plays 2 % faster
+        "tracks": [
+            {"track_id": 3, **track, "speed": 1.0},
+            {"track_id": 8, "path": "/music/brick_faster.flac", "title": None, "speed": 1.02},
+            {"track_id": 9, "path": "/music/brick copy.mp3", "title": None, "speed": 1.0},
+        ],
+        "evidence": [
+            {
+                "query_track_id": 3,
+                "track_id": 8,
+                "query_offset_s": 0.0,
+                "track_offset_s": 0.0,
+                "duration_s": 30.0,
+                "speed": 0.98,
+                "score": 1.0,
+            },
+            {
+                "query_track_id": 9,
+                "track_id": 3,
+                "query_offset_s": 1.0,
+                "track_offset_s": 2.0,
+                "duration_s": 20.0,
+                "speed": 1.0,
+                "score": 0.9,
+            },
+        ],
+    }
+    monkeypatch.setattr(app.extensions["mirsearch"], "dupes", lambda: [group])
+    page = re.sub(r"\s+", " ", client.get("/duplicates").get_data(as_text=True))
+    brick, faster, copy = (
+        '<a href="/tracks/3">Brick &lt;b&gt;</a>',
+        '<a href="/tracks/8">brick_faster.flac</a>',
+        '<a href="/tracks/9">brick copy.mp3</a>',
+    )
+    assert f'<li>{faster} <span class="muted">plays 2 % faster than {brick}</span></li>' in page
+    assert f"plays at the same speed as {brick}</span>" in page
+    assert (
+        f"<li>{brick} at 0.0 s = {faster} at 0.0 s for 30.0 s; "
+        f"{faster} plays 2 % faster than {brick} (match score 1.00)</li>"
+    ) in page
+    assert f"{brick} plays at the same speed as {copy} (match score 0.90)" in page

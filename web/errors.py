@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Flask, jsonify, render_template, request
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
 from mirsearch.errors import (
     AudioError,
@@ -50,7 +51,10 @@ def init_app(app: Flask) -> None:
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
         kept = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "content-range")}
-        return respond(exc.code or 400, code, exc.description or exc.name, kept)
+        message = exc.description or exc.name
+        if exc.description == type(exc).description:  # Werkzeug's own words: say what to do
+            message = _routing_advice(exc, kept.get("Allow", "")) or message
+        return respond(exc.code or 400, code, message, kept)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
@@ -62,6 +66,24 @@ def init_app(app: Flask) -> None:
     def unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
         return respond(500, "internal_error", "something went wrong on our side; it was logged")
+
+
+def _routing_advice(exc: HTTPException, allow: str) -> str | None:
+    """What to ask instead, for a URL no route takes or a method its route does not."""
+    if isinstance(exc, MethodNotAllowed):
+        methods = [m for m in allow.split(", ") if m not in ("HEAD", "OPTIONS")]
+        upload = ""
+        if methods == ["POST"]:  # the API's POST routes all take an upload
+            upload = " with the audio in a multipart field 'file'"
+        return f"{request.path} takes {' or '.join(methods)}{upload}, not {request.method}"
+    if not isinstance(exc, NotFound):
+        return None
+    track = re.fullmatch(r"/(?:api/)?tracks/([^/]+)(?:/audio|/similar)?", request.path)
+    if track and not track.group(1).isdigit():
+        return f"track ids are positive whole numbers, not {track.group(1)[:40]!r}"
+    if request.path.startswith("/api/"):
+        return f"no API route {request.path[:100]}: /api/openapi.json lists them"
+    return None
 
 
 def _without_temp_path(message: str) -> str:

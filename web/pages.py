@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from flask import Blueprint, render_template, request
+from markupsafe import Markup
 
 from mirsearch.audio import load
 from mirsearch.config import MAX_PAGE
@@ -30,9 +31,11 @@ def track(track_id: int):
     except MirsearchError:
         similar = []
     probabilities = sorted((row.genre_probabilities or {}).items(), key=lambda kv: -kv[1])
+    versions = engine().catalog.get_many(engine().catalog.versions([track_id]))
     return render_template(
         "track.html",
         track=row,
+        versions=[versions[v] for v in sorted(versions)],
         similar=similar,
         probabilities=probabilities,
         waveform=polyline(waveform.peaks if waveform else _decoded_envelope(row.path)),
@@ -68,6 +71,7 @@ def catalog():
     per_page = min(max(1, int_arg("per_page", 25)), 200)
     q = request.args.get("q") or None
     genre = request.args.get("genre") or None
+    genres = engine().catalog.genres()
     rows, total = engine().catalog.list_tracks(q=q, genre=genre, page=page, per_page=per_page)
     pages = max(1, -(-total // per_page))
     if page > pages:  # past the end (an old link, a typed number): the last page
@@ -81,11 +85,32 @@ def catalog():
         pages=pages,
         per_page=per_page,
         q=q or "",
-        genre=(genre or "").lower(),  # as the genre list names them
-        genres=engine().catalog.genres(),
+        genre=(genre or "").strip().lower(),  # as the genre list names them
+        genres=genres,
+        unknown_genre=genre is not None and genre.strip().lower() not in dict(genres),
     )
 
 
 @bp.get("/duplicates")
 def duplicates():
-    return render_template("duplicates.html", groups=engine().dupes())
+    groups = [{**g, "by_id": {t["track_id"]: t for t in g["tracks"]}} for g in engine().dupes()]
+    return render_template("duplicates.html", groups=groups)
+
+
+@bp.app_template_filter()
+def name(track) -> str:
+    """A track (a catalog row or a result's dict) as pages name it: its title, else its file."""
+    title = track["title"] if isinstance(track, dict) else track.title
+    path = track["path"] if isinstance(track, dict) else track.path
+    return title or path.rsplit("/", 1)[-1]
+
+
+@bp.app_template_filter()
+def pace(speed: float, other: str) -> Markup:
+    """'plays 2 % faster than <other>' for a version playing `speed` times as fast as `other`
+    (the CLI's `dupes` prints the speed itself: 1.02), or 'plays at the same speed as'."""
+    percent = round(100 * (speed - 1), 1)
+    if not percent:
+        return Markup("plays at the same speed as {}").format(other)
+    faster = "faster" if percent > 0 else "slower"
+    return Markup("plays {:g} % {} than {}").format(abs(percent), faster, other)

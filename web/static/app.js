@@ -1,17 +1,22 @@
-// Search page: upload, drop or record a clip; show matches with players, genre chips, duplicate banner.
+// Search page: upload, drop or record a clip; show matches with players, genre chips, the clip's
+// genres and the duplicate banner; the last answer is kept for the session and shown again on Back.
 "use strict";
 
 const form = document.getElementById("search-form");
 const fileInput = document.getElementById("file");
 const drop = document.getElementById("drop");
 const statusBox = document.getElementById("status");
+const errorBox = document.getElementById("error");
 const banner = document.getElementById("banner");
+const panel = document.getElementById("classification");
 const results = document.getElementById("results");
 const recordButton = document.getElementById("record");
+const STORED = "mirsearch.last-search";  // sessionStorage: the answer shown last, for Back
 let clip = null;          // the Blob searched last (a file or a recording)
 let clipName = "clip";
 let genre = null;         // the genre chip in force
-let matched = null;       // the clip the duplicate banner is about: a chip or k asks only search
+let matched = null;       // the clip the banner and genres are about: a chip or k asks only search
+let shown = null;         // the answer on screen: {name, genre, found, dupes, classified}
 let asked = 0;            // searches started: an answer that arrives after a newer one is dropped
 
 function text(tag, value, className) {
@@ -19,6 +24,30 @@ function text(tag, value, className) {
   el.textContent = value;
   if (className) el.className = className;
   return el;
+}
+
+function trackName(hit) {
+  return hit.title || hit.path.split("/").pop();
+}
+
+function trackLink(hit) {
+  const a = text("a", trackName(hit));
+  a.href = `/tracks/${hit.track_id}`;
+  return a;
+}
+
+// "plays 2 % faster than <other>" for `speed` times as fast (the duplicates page says the same)
+function pace(speed, other) {
+  const percent = Math.round(1000 * (speed - 1)) / 10;
+  if (!percent) return `plays at the same speed as ${other}`;
+  return `plays ${Math.abs(percent)} % ${percent > 0 ? "faster" : "slower"} than ${other}`;
+}
+
+// The model's genre, and the file's tag beside it when they differ (a genre filter keeps either)
+function genreLabel(hit) {
+  const tagged = (hit.tag_genre || "").trim();
+  if (!tagged || tagged.toLowerCase() === (hit.genre || "").toLowerCase()) return hit.genre || "";
+  return hit.genre ? `${hit.genre} · tagged ${tagged}` : `tagged ${tagged}`;
 }
 
 function errorMessage(body, response) {
@@ -35,15 +64,19 @@ async function post(url, extra) {
   return body;
 }
 
+function showError(message) {
+  errorBox.textContent = message;
+  errorBox.hidden = !message;
+}
+
 function showResults(list) {
   results.replaceChildren();
+  results.classList.remove("stale");
+  if (!list) return;
   for (const hit of list) {
     const li = document.createElement("li");
     li.className = "hit";
-    const title = document.createElement("a");
-    title.href = `/tracks/${hit.track_id}`;
-    title.textContent = hit.title || hit.path.split("/").pop();
-    li.append(title, text("span", hit.genre || "", "muted"));
+    li.append(trackLink(hit), text("span", genreLabel(hit), "muted"));
     const bar = document.createElement("span");
     bar.className = "bar";
     const fill = document.createElement("span");
@@ -55,6 +88,7 @@ function showResults(list) {
     audio.preload = "metadata";
     audio.src = `/api/tracks/${hit.track_id}/audio#t=${hit.offset_s}`;
     audio.dataset.offset = hit.offset_s;
+    audio.setAttribute("aria-label", `Play ${trackName(hit)} from ${hit.offset_s.toFixed(1)} s`);
     audio.addEventListener("loadedmetadata", () => { audio.currentTime = hit.offset_s; }, { once: true });
     li.append(audio);
     results.append(li);
@@ -67,36 +101,110 @@ function showBanner(matches) {
   banner.replaceChildren(text("strong", "Near-duplicate: this upload contains catalog audio."));
   const ul = document.createElement("ul");
   for (const m of matches) {
-    ul.append(text("li", `${m.title || m.path.split("/").pop()} (track ${m.track_id}): upload ` +
-      `${m.query_offset_s.toFixed(1)} s = track ${m.track_offset_s.toFixed(1)} s for ` +
-      `${m.duration_s.toFixed(1)} s, speed ${m.speed.toFixed(3)}, score ${m.score.toFixed(2)}`));
+    const li = document.createElement("li");
+    li.append(trackLink(m), `: ${m.duration_s.toFixed(1)} s from ${m.query_offset_s.toFixed(1)} s ` +
+      `of the upload = from ${m.track_offset_s.toFixed(1)} s of the track; the upload ` +
+      `${pace(m.speed, "the track")} (score ${m.score.toFixed(2)})`);
+    ul.append(li);
   }
   banner.append(ul);
   banner.hidden = false;
 }
 
+// The clip's genres and tags (POST /api/classify), or why they could not be told
+function showClassification(classified) {
+  panel.hidden = !classified;
+  if (!classified) return;
+  const genres = document.getElementById("clip-genres");
+  const tags = document.getElementById("clip-tags");
+  if (classified.failed) {
+    genres.replaceChildren();
+    tags.replaceChildren(text("span", `Its genre could not be told: ${classified.failed}`, "muted"));
+    return;
+  }
+  const best = Object.entries(classified.probabilities).sort((a, b) => b[1] - a[1]).slice(0, 5);
+  genres.replaceChildren(...best.map(([name, p]) => {
+    const li = document.createElement("li");
+    const bar = text("span", "", "bar");
+    const fill = document.createElement("span");
+    fill.style.width = `${100 * p}%`;
+    bar.append(fill);
+    li.append(text("span", name, "label"), bar, text("span", p.toFixed(2), "value"));
+    return li;
+  }));
+  tags.replaceChildren(...classified.tags.slice(0, 6).map((t) => {
+    const chip = text("span", `${t.tag} `, "chip");
+    chip.append(text("small", t.score.toFixed(2)));
+    return chip;
+  }));
+}
+
+function summary(answer) {
+  const n = answer.found.length;
+  return `${n} result${n === 1 ? "" : "s"} for ${answer.name}` + (answer.genre ? ` in ${answer.genre}` : "");
+}
+
+// An answer on screen, or (null) none
+function show(answer) {
+  shown = answer;
+  showResults(answer && answer.found);
+  showBanner(answer ? answer.dupes : []);
+  showClassification(answer && answer.classified);
+  statusBox.textContent = answer ? summary(answer) : "";
+}
+
+function markChips() {
+  for (const chip of document.querySelectorAll(".chip[data-genre]")) {
+    chip.classList.toggle("active", chip.dataset.genre === genre);
+    chip.setAttribute("aria-pressed", String(chip.dataset.genre === genre));
+  }
+}
+
 async function runSearch() {
   if (!clip) { statusBox.textContent = "Choose, drop or record a clip first."; return; }
-  statusBox.textContent = "Searching…";
   const number = ++asked;
   const asking = clip;
+  const name = clipName;
+  const fresh = asking !== matched || !shown;  // a new clip: its duplicates and genres are asked too
   const extra = { k: document.getElementById("k").value };
   if (genre) extra.genre = genre;
+  showError("");
+  if (fresh) {
+    show(null);  // the last clip's answer must not pass for this one's
+    sessionStorage.removeItem(STORED);
+  } else {
+    results.classList.add("stale");
+  }
+  statusBox.textContent = `Searching for ${name}…`;
   try {
-    const [found, dupes] = await Promise.all([
+    const [found, dupes, classified] = await Promise.all([
       post("/api/search", extra),
-      asking === matched ? null : post("/api/match"),
+      fresh ? post("/api/match").then((body) => body.matches) : shown.dupes,
+      fresh ? post("/api/classify", { similar: 0 }).catch((err) => ({ failed: err.message }))
+        : shown.classified,
     ]);
     if (number !== asked) return;
-    showResults(found.results);
-    if (dupes) {
-      showBanner(dupes.matches);
-      matched = asking;
-    }
-    statusBox.textContent = `${found.results.length} results for ${clipName}` + (genre ? ` in ${genre}` : "");
+    matched = asking;
+    const answer = { name, genre, found: found.results, dupes, classified };
+    show(answer);
+    sessionStorage.setItem(STORED, JSON.stringify(answer));
   } catch (err) {
-    if (number === asked) statusBox.textContent = `Error: ${err.message}`;
+    if (number !== asked) return;
+    matched = null;
+    show(null);
+    showError(`${name}: ${err.message.replace(/^the upload:\s*/, "")}`);
   }
+}
+
+// The answer shown last in this tab (left for a track page, then Back, or reloaded)
+function restore() {
+  const stored = sessionStorage.getItem(STORED);
+  if (!stored) return;
+  const answer = JSON.parse(stored);
+  genre = answer.genre;
+  markChips();
+  show(answer);
+  statusBox.textContent += " (your last search: choose a clip to search again)";
 }
 
 form.addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
@@ -117,12 +225,10 @@ drop.addEventListener("drop", (event) => {
   }
 });
 
-for (const chip of document.querySelectorAll(".chip")) {
+for (const chip of document.querySelectorAll(".chip[data-genre]")) {
   chip.addEventListener("click", () => {
     genre = genre === chip.dataset.genre ? null : chip.dataset.genre;
-    for (const other of document.querySelectorAll(".chip")) {
-      other.classList.toggle("active", other.dataset.genre === genre);
-    }
+    markChips();
     if (clip) runSearch();
   });
 }
@@ -131,7 +237,7 @@ let recorder = null;
 recordButton.addEventListener("click", async () => {
   if (recorder && recorder.state === "recording") { recorder.stop(); return; }
   if (!navigator.mediaDevices || !window.MediaRecorder) {
-    statusBox.textContent = "This browser cannot record audio.";
+    showError("This browser cannot record audio.");
     return;
   }
   try {
@@ -150,6 +256,8 @@ recordButton.addEventListener("click", async () => {
     recordButton.textContent = "■ Stop and search";
     statusBox.textContent = "Recording… (10 s or more works best)";
   } catch (err) {
-    statusBox.textContent = `Cannot record: ${err.message}`;
+    showError(`Cannot record: ${err.message}`);
   }
 });
+
+restore();
