@@ -285,7 +285,10 @@ def test_schemathesis_finds_no_server_errors(site):
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
     from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import response_schema_conformance
+    from schemathesis.specs.openapi.checks import (
+        response_schema_conformance,
+        status_code_conformance,
+    )
 
     app, _, _ = site
     schema = schemathesis.openapi.from_wsgi("/api/openapi.json", app)
@@ -306,7 +309,8 @@ def test_schemathesis_finds_no_server_errors(site):
             if response.status_code >= 500:
                 failures.append(f"{case.method} {case.formatted_path}: {response.status_code}")
             case.validate_response(
-                response, checks=[not_a_server_error, response_schema_conformance]
+                response,
+                checks=[not_a_server_error, response_schema_conformance, status_code_conformance],
             )
 
         check()

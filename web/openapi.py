@@ -202,6 +202,7 @@ SPEC = {
                         "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
                     },
                     "206": {"description": "Part of the file (Range request)"},
+                    "416": {"$ref": "#/components/responses/Error"},
                     **ERRORS,
                 },
             }
@@ -228,7 +229,8 @@ SPEC = {
                                 }
                             },
                         }
-                    )
+                    ),
+                    **ERRORS,
                 },
             }
         },
@@ -280,7 +282,8 @@ SPEC = {
                                 "model_hash": NULLABLE_STRING,
                             },
                         }
-                    )
+                    ),
+                    **ERRORS,
                 },
             }
         },
