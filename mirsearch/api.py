@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +9,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mirsearch import audio
-from mirsearch.config import Settings
 from mirsearch.duplicates import Reading, candidates, read_as_needed
 from mirsearch.errors import (
     IndexMismatchError,
@@ -19,7 +17,6 @@ from mirsearch.errors import (
     TooShortError,
 )
 from mirsearch.groups import find_groups
-from mirsearch.index import VectorIndex
 from mirsearch.resources import Resources
 from mirsearch.results import Classification, MatchResult, Result, group_report
 from mirsearch.schema import MAX_TRACK_ID, Track
@@ -38,12 +35,6 @@ CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer
 
 class Engine(Resources):
     """The queries the CLI and the site ask, answered with the shared Resources."""
-
-    def __init__(
-        self, settings: Settings | None = None, *, threads: int | None = None, create: bool = True
-    ):
-        super().__init__(settings, threads=threads, create=create)
-        self._groups: tuple[weakref.ref[VectorIndex], list[dict]] | None = None
 
     # -- queries -------------------------------------------------------------------------------
 
@@ -185,25 +176,13 @@ class Engine(Resources):
         return [MatchResult.of(m, rows[m.track_id]) for m in matches if m.track_id in rows]
 
     def dupes(self) -> list[dict]:
-        """Every near-duplicate group in the catalog, with its evidence: worked out once per index
-        generation (every track's windows searched; the site's duplicates page asks again)."""
-        self.catalog.require()
-        index = self.index()
-        if index is None:
-            return []
-        known = self._groups
-        if known is not None and known[0]() is index:
-            return known[1]
-        groups = find_groups(
-            index,
-            self.catalog.prints,
-            config=self.settings.duplicates,
-            threshold=self.match_threshold,
-        )
-        rows = self.catalog.get_many([t for g in groups for t in g.track_ids])
-        report = [group_report(g, rows) for g in groups]
-        self._groups = (weakref.ref(index), report)
-        return report
+        """Every near-duplicate group in the catalog, with its evidence: read from the flags
+        indexing stored (groups.find_groups), nothing searched again."""
+        flagged = self.catalog.flagged()
+        named = {t for t, _ in flagged} | {m["track_id"] for _, matches in flagged for m in matches}
+        rows = self.catalog.get_many(named)
+        live = {t for t, row in rows.items() if row.status == "indexed"}
+        return [group_report(g, rows) for g in find_groups(flagged, live)]
 
     # -- catalog --------------------------------------------------------------------------------
 

@@ -28,6 +28,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
 SCHEMA_REVISION = "0007"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")
+IDS_PER_QUERY = 10_000  # ids asked for in one query: SQLite takes at most 32,766 values
 
 
 @dataclass(frozen=True)
@@ -185,11 +186,28 @@ class Catalog:
             return session.get(Track, track_id)
 
     def get_many(self, track_ids: Iterable[int]) -> dict[int, Track]:
+        """These tracks by id; absent ids are left out. Asked IDS_PER_QUERY at a time (SQLite
+        takes at most 32,766 values in one query)."""
         ids = sorted({int(t) for t in track_ids})
         if not ids:
             return {}
+        found = {}
         with self.session() as session:
-            return {row.id: row for row in session.scalars(select(Track).where(Track.id.in_(ids)))}
+            for start in range(0, len(ids), IDS_PER_QUERY):
+                chunk = ids[start : start + IDS_PER_QUERY]
+                found |= {
+                    row.id: row for row in session.scalars(select(Track).where(Track.id.in_(chunk)))
+                }
+        return found
+
+    def flagged(self) -> list[tuple[int, list[dict]]]:
+        """The indexed tracks indexing found to duplicate others: each id with the matches its
+        check on ingest stored (records.py), by way of the index on duplicate_of."""
+        query = select(Track.id, Track.duplicate_evidence).where(
+            Track.duplicate_of.is_not(None), Track.status == "indexed"
+        )
+        with self.session() as session:
+            return [(track_id, evidence or []) for track_id, evidence in session.execute(query)]
 
     def versions(self, track_ids: Iterable[int]) -> set[int]:
         """The indexed tracks that indexing found to be near-duplicates of these (other

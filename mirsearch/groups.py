@@ -1,8 +1,11 @@
 """Near-duplicate groups of the whole catalog: versions of one recording, with the evidence that
 joins them and the speed each plays at relative to the group's first track.
 
-Built on `duplicates.find_matches`: each track's windows are matched against the rest of the
-catalog once, and matched pairs are joined into groups (union-find).
+Read from what indexing stored: each track's near-duplicate check on ingest (records.py) keeps
+the evidence of every catalog track it matched, and matched pairs are joined into groups
+(union-find). Nothing is searched again: a catalog of 54 tracks had taken 4-5 s (every track's
+windows matched against the rest) on each server process's first view, and a catalog of
+millions would have taken days; `dupes` and `index` now agree by construction.
 """
 
 from __future__ import annotations
@@ -10,13 +13,8 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
-
-import numpy as np
-
-from mirsearch.config import DuplicateConfig
-from mirsearch.duplicates import Prints, find_matches
-from mirsearch.index import VectorIndex
 
 
 @dataclass(frozen=True)
@@ -29,19 +27,11 @@ class Group:
     speeds: dict[int, float] = dataclasses.field(default_factory=dict)  # 1.05: plays 5 % fast
 
 
-def find_groups(
-    index: VectorIndex,
-    prints: Prints,
-    *,
-    config: DuplicateConfig = DuplicateConfig(),
-    threshold: float | None = None,
-) -> list[Group]:
-    """Every near-duplicate group in the catalog.
-
-    Each track's windows are searched once through the index (time grows with catalog size
-    times the ANN search cost, never all pairs of tracks); matched pairs are joined by union-find.
-    """
-    empty = np.zeros((0, 0), dtype=np.uint8)
+def find_groups(flagged: Iterable[tuple[int, list[dict]]], live: set[int]) -> list[Group]:
+    """Every near-duplicate group of the tracks `flagged` (a track id and the matches its check
+    on ingest stored, scoring.Match.to_dict each), their evidence naming tracks in `live` only
+    (a track deleted or failed since is no longer a version of anything). A pair matched both
+    ways (a track indexed again after its copy) keeps its best evidence."""
     parent: dict[int, int] = {}
 
     def root(x: int) -> int:
@@ -51,33 +41,22 @@ def find_groups(
         return x
 
     evidence: dict[tuple[int, int], dict] = {}
-    hop_s = index.meta.hop_s
-    for track_id in (int(t) for t in index.track_ids()):
-        vectors = index.track_windows(track_id)
-        offsets = np.arange(len(vectors), dtype=np.float64) * hop_s
-        for m in find_matches(
-            index,
-            vectors,
-            offsets,
-            prints([track_id]).get(track_id, empty),
-            prints,
-            config=config,
-            threshold=threshold,
-            exclude=frozenset({track_id}),
-        ):
-            pair = (min(track_id, m.track_id), max(track_id, m.track_id))
-            if pair not in evidence or evidence[pair]["score"] < m.score:
-                evidence[pair] = {"query_track_id": track_id, **m.to_dict()}
+    for track_id, matches in flagged:
+        for m in matches:
+            if track_id not in live or m["track_id"] not in live or m["track_id"] == track_id:
+                continue
+            pair = (min(track_id, m["track_id"]), max(track_id, m["track_id"]))
+            if pair not in evidence or evidence[pair]["score"] < m["score"]:
+                evidence[pair] = {"query_track_id": track_id, **m}
             parent[root(pair[0])] = root(pair[1])
     members: dict[int, list[int]] = {}
     for track_id in parent:
         members.setdefault(root(track_id), []).append(track_id)
     groups = []
     for tracks in members.values():
-        if len(tracks) > 1:
-            chosen = set(tracks)
-            group_evidence = [e for p, e in sorted(evidence.items()) if p[0] in chosen]
-            groups.append(Group(sorted(tracks), group_evidence, _speeds(group_evidence)))
+        chosen = set(tracks)
+        group_evidence = [e for p, e in sorted(evidence.items()) if p[0] in chosen]
+        groups.append(Group(sorted(tracks), group_evidence, _speeds(group_evidence)))
     return sorted(groups, key=lambda g: g.track_ids)
 
 
