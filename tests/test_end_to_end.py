@@ -331,15 +331,8 @@ def test_cli_json_lines_keep_the_contract(shared_catalog, shared_audio, tmp_path
     assert out.exit_code == 0, out.output
     good, bad = (json.loads(line) for line in out.output.splitlines())
     assert set(good) == {"query", "results"} and len(good["results"]) == 3
-    assert set(good["results"][0]) == {
-        "track_id",
-        "path",
-        "title",
-        "artist",
-        "genre",
-        "score",
-        "offset_s",
-    }
+    contract = {"track_id", "path", "title", "artist", "genre", "score", "offset_s"}
+    assert set(good["results"][0]) == contract | {"tag_genre"}  # fields added, none renamed
     assert bad["query"].endswith("bad.mp3") and "error" in bad
     out = runner.invoke(main, ["match", str(tmp_path / "q.wav"), "--json"])
     line = json.loads(out.output)
