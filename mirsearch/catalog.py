@@ -166,7 +166,10 @@ class Catalog:
                         f"no catalog in {self.shown_url}: run `mirsearch index PATH` first"
                     )
                 if revision != SCHEMA_REVISION:
-                    self.upgrade()
+                    try:
+                        self.upgrade()
+                    except sa.exc.DatabaseError as exc:  # a full disk, a lost connection
+                        raise self._unusable(exc) from exc
                 self._migrated = True
 
     @contextmanager

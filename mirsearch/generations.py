@@ -44,12 +44,20 @@ def missing_files(directory: Path, generation: int) -> list[str]:
 
 
 def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
-    """`write(temp)` to a temporary file in the same folder, fsync it, rename it over `path`."""
+    """`write(temp)` to a temporary file in the same folder, fsync it, rename it over `path`.
+    A write that fails (a full disk) leaves no temporary file and raises an OSError that says
+    which file and why in a line (FAISS reports it as a RuntimeError of its source lines)."""
     temp = path.with_name(path.name + ".tmp")
-    write(temp)
-    with open(temp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(temp, path)
+    try:
+        write(temp)
+        with open(temp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except (OSError, RuntimeError) as exc:
+        temp.unlink(missing_ok=True)
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        said = re.search(r"\(([^()]+)\)\s*$", reason)  # FAISS ends with the system's words
+        raise OSError(f"cannot write {path}: {said.group(1) if said else reason}") from exc
 
 
 def write_record(directory: Path, generation: int, record: dict[str, Any]) -> None:

@@ -324,7 +324,13 @@ class Indexer:
                     "committed; run `mirsearch index` again"
                 )
             generation = state.generation + 1
-            index.save(self.settings.index_dir, generation, catalog_id=state.catalog_id)
+            try:
+                index.save(self.settings.index_dir, generation, catalog_id=state.catalog_id)
+            except OSError as exc:  # a full disk: the catalog stays at the last generation
+                raise OSError(
+                    f"{exc}; this batch was not committed, the catalog and index are as the "
+                    "last one left them: make room and run `mirsearch index` again"
+                ) from exc
             state.generation, state.model_hash = generation, model_hash
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)

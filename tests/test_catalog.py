@@ -125,6 +125,19 @@ def test_a_catalog_at_the_schema_is_used_without_importing_alembic(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+def test_a_migration_that_fails_is_told_in_a_line(tmp_path, monkeypatch):
+    """A full disk during the first migration had ended `index` in a traceback."""
+    import sqlalchemy as sa
+
+    def full(self, revision="head"):
+        raise sa.exc.OperationalError("CREATE TABLE", {}, Exception("database or disk is full"))
+
+    monkeypatch.setattr(Catalog, "upgrade", full)
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    with pytest.raises(CatalogError, match="cannot be used: database or disk is full"):
+        catalog.index_state()
+
+
 # A process that dies (kill -9) right after its migration ran the statement argv[2] begins with.
 DIE_MIGRATING = """
 import os, sys

@@ -13,7 +13,7 @@ import pytest
 from mirsearch import neighbours
 from mirsearch.config import FeatureConfig, IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
-from mirsearch.generations import READERS_LOCK, prune_generations, reading
+from mirsearch.generations import READERS_LOCK, prune_generations, reading, write_atomically
 from mirsearch.index import VectorIndex, split_window_ids, window_ids
 from mirsearch.index_kinds import normalise
 from mirsearch.index_meta import IndexMeta
@@ -350,3 +350,30 @@ def test_window_ids_round_trip():
     assert ids.tolist() == [12345 << 20, (12345 << 20) | 1, (12345 << 20) | 2]
     tracks, windows = split_window_ids(np.append(ids, -1))
     assert tracks.tolist() == [12345] * 3 + [-1] and windows.tolist() == [0, 1, 2, -1]
+
+
+def test_a_write_that_fails_says_which_file_and_why_and_leaves_no_temporary_file(tmp_path):
+    """A full disk had reached the user as FAISS's RuntimeError, with its source file and line,
+    in a traceback, and left the temporary file behind in the full folder."""
+
+    def faiss_on_a_full_disk(temp: Path) -> None:
+        temp.write_bytes(b"half a file")
+        raise RuntimeError(
+            "Error in void faiss::write_index(const Index*, IOWriter*, int) at "
+            "index_write.cpp:867: "
+            f"Error: 'ret == (size)' failed: write error in {temp}: 160 != 781 (No space left on "
+            "device)"
+        )
+
+    target = tmp_path / "windows-2.faiss"
+    with pytest.raises(
+        OSError, match=r"^cannot write .*windows-2\.faiss: No space left on device$"
+    ):
+        write_atomically(target, faiss_on_a_full_disk)
+    assert list(tmp_path.iterdir()) == []
+
+    def full(temp: Path) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(temp))
+
+    with pytest.raises(OSError, match="cannot write .*: No space left on device$"):
+        write_atomically(target, full)

@@ -61,6 +61,25 @@ def test_prune_of_a_folder_deleted_whole_removes_its_tracks(settings, folder, tm
         engine.index_paths([folder])
 
 
+def test_an_index_save_that_fails_commits_nothing_and_says_to_run_again(
+    settings, folder, monkeypatch
+):
+    engine = Engine(settings)
+    engine.index_paths([folder / "demo-01.flac"])
+    before = engine.catalog.stats()
+
+    def full(self, directory, generation, **kwargs):
+        raise OSError(f"cannot write {directory}/windows-{generation}.faiss: No space left")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(VectorIndex, "save", full)
+        with pytest.raises(OSError, match="this batch was not committed.*run `mirsearch index`"):
+            Engine(settings).index_paths([folder])
+    assert Engine(settings).catalog.stats() == before
+    again = Engine(settings).index_paths([folder])  # the bad files of `folder` fail
+    assert again.unchanged == 1 and again.indexed + again.failed == len(discover([folder])) - 1
+
+
 def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, folder):
     """The copy's flag and evidence had gone on naming the deleted track."""
     shutil.copy(folder / "demo-02.ogg", folder / "zz-copy.ogg")

@@ -565,3 +565,22 @@ def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, mon
         f"{faster} plays 2 % faster than {brick} (match score 1.00)</li>"
     ) in page
     assert f"{brick} plays at the same speed as {copy} (match score 0.90)" in page
+
+
+def test_a_full_temporary_folder_is_a_503_that_says_so(site, monkeypatch, tmp_path):
+    """It had been a 500 'something went wrong on our side', like a bug."""
+    import errno
+
+    import web.api
+
+    _, client, paths = site
+    data = clip_bytes(paths[0], tmp=tmp_path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(web.api.tempfile, "mkstemp", full)
+    response = upload(client, "/api/search", data)
+    assert response.status_code == 503
+    error = response.get_json()["error"]
+    assert error["code"] == "storage_full" and "No space left on device" in error["message"]

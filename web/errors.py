@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import re
 
@@ -61,6 +62,14 @@ def init_app(app: Flask) -> None:
         limit = app.config.get("MAX_CONTENT_LENGTH")
         told = f" of {limit:,} bytes ({limit / 2**20:.1f} MB)" if limit else ""
         return respond(413, "request_entity_too_large", f"the upload is over the limit{told}")
+
+    @app.errorhandler(OSError)
+    def storage_full(exc: OSError):
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            return unexpected(exc)
+        log.error("no room to work on %s %s: %s", request.method, request.path, exc)
+        message = f"the server has no room left to receive or read the upload ({exc.strerror})"
+        return respond(503, "storage_full", message + ": its temporary folder needs space")
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
