@@ -73,8 +73,12 @@ def write_record(directory: Path, generation: int, record: dict[str, Any]) -> No
 
 def saved_record(directory: Path, generation: int) -> dict[str, Any]:
     """What generation `generation` of `directory` says of itself (its meta file: kind, vector
-    counts, when it was saved), read without loading the index."""
-    return json.loads(path_of(directory, "meta", generation).read_text())
+    counts, when it was saved), read without loading the index; ValueError if it is not a
+    JSON object (a file damaged into `[]` or `null`)."""
+    record = json.loads(path_of(directory, "meta", generation).read_text())
+    if not isinstance(record, dict):
+        raise ValueError(f"its meta file holds a JSON {type(record).__name__}, not an object")
+    return record
 
 
 @contextmanager

@@ -791,6 +791,9 @@ def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
     told = lines(run((copied,), "stats", "--json"))[0]
     assert told["indexed"] == stats["indexed"] and "index_kind" not in told
     assert "meta file" in told["index_problem"] and "mirsearch index" in told["index_problem"]
+    (copied / "index" / f"meta-{stats['index_generation']}.json").write_text("[]")
+    told = lines(run((copied,), "stats", "--json"))[0]  # valid JSON, not a record: a traceback
+    assert "not an object" in told["index_problem"] and told["indexed"] == stats["indexed"]
     shutil.rmtree(copied)
     shutil.copytree(home[0], copied)  # its windows file gone: a query refuses it, stats says so
     (copied / "index" / f"windows-{stats['index_generation']}.faiss").unlink()
