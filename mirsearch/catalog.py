@@ -73,6 +73,7 @@ class Catalog:
 
         with self._migrating() as connection:
             command.upgrade(_alembic_config(connection), revision)
+        self.checkpoint()
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
         self._migrated = revision == "head"
 
@@ -131,6 +132,21 @@ class Catalog:
     def close(self) -> None:
         """Release the database connections."""
         self.engine.dispose()
+
+    def checkpoint(self) -> None:
+        """Fold a SQLite catalog's write-ahead log into its file, at the end of what writes it.
+        A command leaves without closing its connections (cli.run), when SQLite would have done
+        it: an indexed catalog had lived in catalog.db-wal, catalog.db an empty shell to a
+        backup of that file alone, and to readers on a read-only volume (opened immutable, the
+        log unread) no catalog at all. Best effort: a catalog that cannot be used says so in
+        what the command does next, not here."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        try:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sa.exc.DBAPIError as exc:
+            log.debug("catalog %s not checkpointed: %s", self.shown_url, exc)
 
     def exists(self) -> bool:
         """Whether the database is there (a SQLite file may not be yet; a server's always is)."""

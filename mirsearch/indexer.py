@@ -92,7 +92,7 @@ class Indexer:
         committed here in batches, so the catalog and the vector index are written by one
         process whatever the engine, and by one run at a time (generations.writing).
         """
-        with writing(self.settings.index_dir):
+        with writing(self.settings.index_dir), _checkpointed(self.catalog):
             return self._run(
                 paths,
                 workers=workers,
@@ -334,6 +334,15 @@ class Indexer:
             state.generation, state.model_hash = generation, model_hash
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)
+
+
+@contextmanager
+def _checkpointed(catalog: Catalog) -> Iterator[None]:
+    """The catalog's file holding all that was committed when the run ends, however it ends."""
+    try:
+        yield
+    finally:
+        catalog.checkpoint()
 
 
 def _forget_duplicates_of(session: Session, gone: set[int]) -> None:

@@ -17,6 +17,7 @@ import pytest
 from conftest import rows
 
 from mirsearch.api import Engine
+from mirsearch.catalog import Catalog
 from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
 from mirsearch.errors import AudioError, IndexMismatchError, ModelError
 from mirsearch.files import discover
@@ -78,6 +79,20 @@ def test_an_index_save_that_fails_commits_nothing_and_says_to_run_again(
     assert Engine(settings).catalog.stats() == before
     again = Engine(settings).index_paths([folder])  # the bad files of `folder` fail
     assert again.unchanged == 1 and again.indexed + again.failed == len(discover([folder])) - 1
+
+
+def test_an_indexed_sqlite_catalog_is_whole_in_its_file(db_settings, folder, tmp_path):
+    """The rows had lived in catalog.db-wal (a command leaves without closing its connections):
+    a backup of catalog.db alone, or a reader on a read-only volume, found no catalog."""
+    if not db_settings.db_url.startswith("sqlite"):
+        pytest.skip("a SQLite catalog's file")
+    engine = Engine(db_settings)
+    engine.index_paths([folder])
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    shutil.copy(engine.catalog.file, backup / "catalog.db")
+    copied = Catalog(f"sqlite:///{backup / 'catalog.db'}", create=False)
+    assert copied.stats()["indexed"] == engine.catalog.stats()["indexed"] > 0
 
 
 def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, folder):
