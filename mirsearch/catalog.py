@@ -197,7 +197,9 @@ class Catalog:
         try:
             with self._sessions() as session:
                 yield session
-        except sa.exc.OperationalError as exc:
+        except sa.exc.DatabaseError as exc:
+            if not _unusable_database(exc):  # a constraint broken: a bug, told as it is
+                raise
             raise self._unusable(exc) from exc
 
     def get(self, track_id: int) -> Track | None:
@@ -427,6 +429,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _unusable_database(exc: sa.exc.DatabaseError) -> bool:
+    """Whether `exc` says the database cannot be used (lost, locked, full, or damaged inside:
+    SQLite's "database disk image is malformed" is a bare DatabaseError), not that a statement
+    broke a constraint."""
+    return isinstance(exc, sa.exc.OperationalError) or type(exc) is sa.exc.DatabaseError
 
 
 def _one_migration_at_a_time(connection: sa.Connection) -> None:

@@ -125,6 +125,25 @@ def test_a_catalog_at_the_schema_is_used_without_importing_alembic(tmp_path):
     assert out.stdout.strip() == "False"
 
 
+def test_a_catalog_damaged_inside_a_table_is_told_in_a_line(sqlite_catalog):
+    """SQLite's "database disk image is malformed" is a bare DatabaseError: every command had
+    died in a traceback, where a damaged header was told in a line."""
+    _add(sqlite_catalog, a={"title": "A"}, b={"title": "B"})
+    sqlite_catalog.checkpoint()
+    with sqlite_catalog.engine.connect() as connection:
+        page = connection.exec_driver_sql("PRAGMA page_size").scalar()
+        root = connection.exec_driver_sql(
+            "SELECT rootpage FROM sqlite_master WHERE name = 'tracks'"
+        ).scalar()
+    sqlite_catalog.close()
+    with open(sqlite_catalog.file, "r+b") as f:
+        f.seek((root - 1) * page)
+        f.write(b"\xff" * 12)
+    damaged = Catalog(sqlite_catalog.url, create=False)
+    with pytest.raises(CatalogError, match="cannot be used: database disk image is malformed"):
+        damaged.stats()
+
+
 def test_a_migration_that_fails_is_told_in_a_line(tmp_path, monkeypatch):
     """A full disk during the first migration had ended `index` in a traceback."""
     import sqlalchemy as sa
