@@ -220,7 +220,8 @@ class VectorIndex:
         except (ValueError, TypeError, RuntimeError) as exc:  # RuntimeError: FAISS can't read it
             raise IndexMismatchError(f"{where} cannot be read ({exc}). {REBUILD}") from exc
         index = cls(meta, config, windows, tracks)
-        if windows.dim != meta.dim or index.n_tracks != tracks.ntotal:
+        same_tracks = np.array_equal(np.sort(tracks.live_ids()), index.track_ids())
+        if windows.dim != meta.dim or not same_tracks:  # a damaged id too, not only a count
             raise IndexMismatchError(f"{where}: its windows and tracks files disagree. {REBUILD}")
         return index
 

@@ -377,3 +377,19 @@ def test_a_write_that_fails_says_which_file_and_why_and_leaves_no_temporary_file
 
     with pytest.raises(OSError, match="cannot write .*: No space left on device$"):
         write_atomically(target, full)
+
+
+def test_a_tracks_file_holding_another_track_id_is_refused_on_load(tmp_path):
+    """A damaged id (or another generation's tracks file) with the count unchanged had loaded:
+    `search` and `similar` then died on a KeyError, and a rebuild wrote a generation that no
+    reader could load."""
+    config = IndexConfig(kind="flat")
+    index, _ = build_index(config, n_tracks=3)
+    index.save(tmp_path, 1)
+    other = VectorIndex.create(META, config)
+    for track_id in (1, 2, 77):
+        other.add(track_id, index.track_windows(1))
+    other.save(tmp_path / "other", 1)
+    (tmp_path / "other" / "tracks-1.faiss").replace(tmp_path / "tracks-1.faiss")
+    with pytest.raises(IndexMismatchError, match="windows and tracks files disagree"):
+        VectorIndex.load(tmp_path, 1, expect=META, config=config)
