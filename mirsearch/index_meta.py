@@ -20,7 +20,7 @@ from mirsearch.generations import FILES, missing_files, saved_record, write_reco
 from mirsearch.model_card import ModelCard
 
 FORMAT_VERSION = 3  # bump when the files change meaning; older indexes are then rebuilt
-REBUILD = "Run `mirsearch index` to rebuild it."
+REBUILD = "Run `mirsearch index` on all the catalog's folders to rebuild it."
 # What to do when none of a generation's files is in the index folder, where `index` refuses to
 # make a new index (Indexer._require_files_of): the folder is another home's, or the index lost.
 LOST = (

@@ -158,6 +158,7 @@ class Indexer:
             with threadpool_limits(1) if filled else nullcontext():
                 for first in results:
                     self._commit(index, first, results, meta.model_hash, counts, progress)
+        self._tell_pending()
         return IndexSummary(
             indexed=counts["indexed"],
             unchanged=unchanged,
@@ -222,6 +223,19 @@ class Indexer:
         if stale:
             log.info("a new index: %d tracks will be analysed again", stale)
         return index
+
+    def _tell_pending(self) -> None:
+        """Warn of tracks left out of the index: a new index (a model changed, an index lost or
+        damaged) marks every track to be analysed again, and a run on some of the catalog's
+        folders had left the others unsearchable without a word."""
+        pending = self.catalog.stats()["pending"]
+        if pending:
+            log.warning(
+                "%d tracks of the catalog wait to be analysed again, outside the paths named "
+                "(the index was made anew): run `mirsearch index` on their folders too, or "
+                "`--prune` those that are gone",
+                pending,
+            )
 
     def _require_files_of(self, generation: int) -> None:
         """IndexMismatchError when none of the catalog's current generation's files is in the

@@ -799,7 +799,7 @@ def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
     (copied / "index" / f"windows-{stats['index_generation']}.faiss").unlink()
     told = lines(run((copied,), "stats", "--json"))[0]
     assert f"lacks windows-{stats['index_generation']}.faiss" in told["index_problem"]
-    assert "Run `mirsearch index` to rebuild it" in told["index_problem"]
+    assert "Run `mirsearch index` on all the catalog's folders" in told["index_problem"]
     shutil.rmtree(copied / "index")  # none of its files: `index` refuses it, so none says index
     told = lines(run((copied,), "stats", "--json"))[0]["index_problem"]
     (answer,) = lines(run((copied,), "search", clip, "--json"))

@@ -95,6 +95,24 @@ def test_an_indexed_sqlite_catalog_is_whole_in_its_file(db_settings, folder, tmp
     assert copied.stats()["indexed"] == engine.catalog.stats()["indexed"] > 0
 
 
+def test_a_run_on_some_folders_of_a_new_index_names_the_tracks_left_out(
+    settings, folder, demo_dir, tmp_path, caplog
+):
+    """A damaged index is made anew, every track marked to be analysed again: a run on one of
+    the catalog's two folders had left the other's tracks unsearchable without a word."""
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("demo-01.flac", "demo-02.ogg"):
+        shutil.copy(demo_dir / name, other / f"other-{name}")
+    engine = Engine(settings)
+    engine.index_paths([folder / "demo-03.mp3", other])
+    generation = engine.catalog.index_state().generation
+    (settings.index_dir / f"windows-{generation}.faiss").write_bytes(b"damaged")
+    with caplog.at_level("WARNING", logger="mirsearch.indexer"):
+        Engine(settings).index_paths([folder / "demo-03.mp3"])
+    assert "2 tracks of the catalog wait to be analysed again" in caplog.text
+
+
 def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, folder):
     """The copy's flag and evidence had gone on naming the deleted track."""
     shutil.copy(folder / "demo-02.ogg", folder / "zz-copy.ogg")
