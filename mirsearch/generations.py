@@ -56,8 +56,11 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     except (OSError, RuntimeError) as exc:
         temp.unlink(missing_ok=True)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        said = re.search(r"\(([^()]+)\)\s*$", reason)  # FAISS ends with the system's words
-        raise OSError(f"cannot write {path}: {said.group(1) if said else reason}") from exc
+        # FAISS says "Error in <function> at <source line>: Error: '<test>' failed: <what>",
+        # <what> ending with the system's words in brackets when a write fell short
+        what = reason.rsplit("failed: ", 1)[-1]
+        system = re.search(r"\(([^()]+)\)\s*$", what)
+        raise OSError(f"cannot write {path}: {system.group(1) if system else what}") from exc
 
 
 def write_record(directory: Path, generation: int, record: dict[str, Any]) -> None:

@@ -372,6 +372,15 @@ def test_a_write_that_fails_says_which_file_and_why_and_leaves_no_temporary_file
         write_atomically(target, faiss_on_a_full_disk)
     assert list(tmp_path.iterdir()) == []
 
+    def no_inode(temp: Path) -> None:
+        raise RuntimeError(
+            "Error in faiss::FileIOWriter::FileIOWriter(const char*) at io.cpp:103: Error: 'f' "
+            f"failed: could not open {temp} for writing: No space left on device"
+        )
+
+    with pytest.raises(OSError, match=r"windows-2\.faiss: could not open .*\.tmp for writing: No"):
+        write_atomically(target, no_inode)
+
     def full(temp: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(temp))
 
