@@ -19,6 +19,7 @@ from conftest import rows
 from mirsearch.api import Engine
 from mirsearch.catalog import Catalog
 from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
+from mirsearch.config import Settings
 from mirsearch.errors import AudioError, IndexMismatchError, ModelError
 from mirsearch.files import discover
 from mirsearch.index import VectorIndex
@@ -81,12 +82,10 @@ def test_an_index_save_that_fails_commits_nothing_and_says_to_run_again(
     assert again.unchanged == 1 and again.indexed + again.failed == len(discover([folder])) - 1
 
 
-def test_an_indexed_sqlite_catalog_is_whole_in_its_file(db_settings, folder, tmp_path):
+def test_an_indexed_sqlite_catalog_is_whole_in_its_file(folder, tmp_path):
     """The rows had lived in catalog.db-wal (a command leaves without closing its connections):
     a backup of catalog.db alone, or a reader on a read-only volume, found no catalog."""
-    if not db_settings.db_url.startswith("sqlite"):
-        pytest.skip("a SQLite catalog's file")
-    engine = Engine(db_settings)
+    engine = Engine(Settings.from_env({}, home=tmp_path / "home"))
     engine.index_paths([folder])
     backup = tmp_path / "backup"
     backup.mkdir()
