@@ -43,6 +43,12 @@ def missing_files(directory: Path, generation: int) -> list[str]:
     return [path.name for path in paths if not path.is_file()]
 
 
+def none_of(directory: Path, generation: int) -> bool:
+    """Whether `directory` holds none of generation `generation`'s files: another home's index
+    folder, or an index lost (one with some of them is one a crash or a hand damaged)."""
+    return len(missing_files(directory, generation)) == len(FILES)
+
+
 def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     """`write(temp)` to a temporary file in the same folder, fsync it, rename it over `path`.
     A write that fails (a full disk) leaves no temporary file and raises an OSError that says

@@ -16,7 +16,7 @@ from typing import Any
 
 from mirsearch.config import EmbeddingConfig
 from mirsearch.errors import IndexMismatchError
-from mirsearch.generations import FILES, missing_files, saved_record, write_record
+from mirsearch.generations import none_of, saved_record, write_record
 from mirsearch.model_card import ModelCard
 
 FORMAT_VERSION = 3  # bump when the files change meaning; older indexes are then rebuilt
@@ -33,9 +33,7 @@ def repair(directory: Path, generation: int) -> str:
     """What to do about generation `generation` of `directory` when files of it are missing:
     index again (a generation a crash or a hand left with some of its files is rebuilt), or,
     with none of them there, LOST's advice."""
-    if len(missing_files(directory, generation)) < len(FILES):
-        return REBUILD
-    return f"{LOST[0].upper()}{LOST[1:]}."
+    return f"{LOST[0].upper()}{LOST[1:]}." if none_of(directory, generation) else REBUILD
 
 
 @dataclass(frozen=True)

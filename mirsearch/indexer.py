@@ -23,7 +23,7 @@ from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
-from mirsearch.generations import FILES, missing_files, prune_generations, writing
+from mirsearch.generations import none_of, prune_generations, writing
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import LOST, IndexMeta
 from mirsearch.model_card import read_card
@@ -84,8 +84,9 @@ class Indexer:
         on_total: Callable[[int], None] | None = None,
     ) -> IndexSummary:
         """Index `paths`; returns counts. Safe to interrupt at any point and run again.
-        `rebuild`: a new vector index, every track of the catalog to be analysed again (an
-        index folder lost; prints, waveforms and pause masks of this version for old tracks).
+        `rebuild`: every file under `paths` analysed again (prints, waveforms and pause masks
+        of this version for old tracks), into the index as it is, or a new one where the index
+        folder is lost (`_open_index`).
 
         The files are analysed by `workers` processes of `engine` ("local", or "ray" at
         `address`; None: one per core, never more than there are files to analyse); results are
@@ -228,7 +229,7 @@ class Indexer:
         """Warn of tracks left out of the index: a new index (a model changed, an index lost or
         damaged) marks every track to be analysed again, and a run on some of the catalog's
         folders had left the others unsearchable without a word."""
-        pending = self.catalog.stats()["pending"]
+        _, pending = self.catalog.list_tracks(status="pending", per_page=1)
         if pending:
             log.warning(
                 "%d tracks of the catalog wait to be analysed again, outside the paths named "
@@ -244,7 +245,7 @@ class Indexer:
         every track elsewhere unsearchable), or an index lost. A generation with some of its
         files is one a crash or a hand damaged: it is rebuilt, as before."""
         folder = self.settings.index_dir
-        if len(missing_files(folder, generation)) < len(FILES):
+        if not none_of(folder, generation):
             return
         raise IndexMismatchError(
             f"the catalog {self.catalog.shown_url} is at index generation {generation}, none of "
