@@ -1,9 +1,8 @@
-"""The catalog database: its connection, Alembic migrations, and the queries on its tracks."""
+"""The catalog: the queries on its tracks, over the database that database.py makes and migrates."""
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -11,7 +10,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import numpy as np
 import sqlalchemy as sa
@@ -19,15 +17,22 @@ from sqlalchemy import func, or_, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from mirsearch.config import MAX_PAGE
-from mirsearch.errors import CatalogError, InvalidParameterError, MirsearchError, NotFoundError
+from mirsearch.database import (
+    SCHEMA_REVISION,
+    alembic_config,
+    cannot_be_used,
+    checkpoint,
+    create_engine,
+    migrating,
+    reason,
+    shown,
+    sqlite_file,
+)
+from mirsearch.errors import CatalogError, InvalidParameterError, NotFoundError
 from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
-SCHEMA_REVISION = "0007"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
-SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
-MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")
 IDS_PER_QUERY = 10_000  # ids asked for in one query: SQLite takes at most 32,766 values
 
 
@@ -49,15 +54,13 @@ class Catalog:
     def __init__(self, url: str, *, create: bool = True):
         self.url, self.create = url, create
         try:
-            self.file = _sqlite_file(url)  # None: a server's database, or one in memory
-            self.engine = _create_engine(url, create=create)
+            self.file = sqlite_file(url)  # None: a server's database, or one in memory
+            self.engine = create_engine(url, create=create)
         except (sa.exc.ArgumentError, ImportError, OSError) as exc:  # a typo, no driver, no room
             told = exc
             if isinstance(exc, FileExistsError | NotADirectoryError):  # a home that is a file
                 told = f"cannot make the folder {exc.filename}: a file is in its way"
-            raise CatalogError(
-                f"the catalog database {_shown(url)} cannot be used: {told}"
-            ) from exc
+            raise CatalogError(f"the catalog database {shown(url)} cannot be used: {told}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._migrated = False
         self._lock = threading.Lock()
@@ -65,14 +68,14 @@ class Catalog:
     @property
     def shown_url(self) -> str:
         """The database's URL as a message may show it (its password hidden)."""
-        return _shown(self.url)
+        return shown(self.url)
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply the Alembic migrations up to `revision`."""
         from alembic import command
 
-        with self._migrating() as connection:
-            command.upgrade(_alembic_config(connection), revision)
+        with self._connection() as connection, migrating(connection):
+            command.upgrade(alembic_config(connection), revision)
         self.checkpoint()
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
         self._migrated = revision == "head"
@@ -81,34 +84,9 @@ class Catalog:
         """Undo the Alembic migrations down to `revision` ("base" drops every table)."""
         from alembic import command
 
-        with self._migrating() as connection:
-            command.downgrade(_alembic_config(connection), revision)
+        with self._connection() as connection, migrating(connection):
+            command.downgrade(alembic_config(connection), revision)
         self._migrated = False
-
-    @contextmanager
-    def _migrating(self) -> Iterator[sa.Connection]:
-        """A connection in one transaction for a migration: committed whole, or not at all.
-
-        PostgreSQL's DDL is transactional, and an advisory lock orders processes that meet a
-        new catalog together. SQLite's is too, but its Python driver opens a transaction only
-        before a row is written: each CREATE TABLE before the first write to alembic_version
-        was committed on its own, and a crash there left tables without their revision, every
-        later command failing ("table index_state already exists"). There the transaction is
-        opened by hand, BEGIN IMMEDIATE: it also makes a second process wait for the first's
-        migration, then go on from the revision it left.
-        """
-        with self._connection() as connection, connection.begin():
-            if connection.dialect.name != "sqlite":
-                _one_migration_at_a_time(connection)
-                yield connection
-                return
-            driver = connection.connection.driver_connection
-            driver.isolation_level = None  # none of the driver's own transactions: ours only
-            try:
-                connection.exec_driver_sql("BEGIN IMMEDIATE")
-                yield connection
-            finally:
-                driver.isolation_level = ""  # the driver's default, for the pool's next user
 
     def _connection(self) -> sa.Connection:
         """A connection to the database; CatalogError if it cannot be had or is not one."""
@@ -119,7 +97,7 @@ class Catalog:
 
     def _unusable(self, exc: sa.exc.DBAPIError) -> CatalogError:
         """The driver's error `exc`, as a command tells it and a server answers it (503)."""
-        return CatalogError(f"the catalog database {self.shown_url} cannot be used: {_reason(exc)}")
+        return CatalogError(f"the catalog database {self.shown_url} cannot be used: {reason(exc)}")
 
     def revision(self) -> str | None:
         """The schema revision the database is at (None: no catalog in it yet). Read without
@@ -134,19 +112,8 @@ class Catalog:
         self.engine.dispose()
 
     def checkpoint(self) -> None:
-        """Fold a SQLite catalog's write-ahead log into its file, at the end of what writes it.
-        A command leaves without closing its connections (cli.run), when SQLite would have done
-        it: an indexed catalog had lived in catalog.db-wal, catalog.db an empty shell to a
-        backup of that file alone, and to readers on a read-only volume (opened immutable, the
-        log unread) no catalog at all. Best effort: a catalog that cannot be used says so in
-        what the command does next, not here."""
-        if self.engine.dialect.name != "sqlite":
-            return
-        try:
-            with self.engine.connect() as connection:
-                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sa.exc.DBAPIError as exc:
-            log.debug("catalog %s not checkpointed: %s", self.shown_url, exc)
+        """Fold a SQLite catalog's write-ahead log into its file (database.checkpoint)."""
+        checkpoint(self.engine)
 
     def exists(self) -> bool:
         """Whether the database is there (a SQLite file may not be yet; a server's always is)."""
@@ -198,7 +165,7 @@ class Catalog:
             with self._sessions() as session:
                 yield session
         except sa.exc.DatabaseError as exc:
-            if not _unusable_database(exc):  # a constraint broken: a bug, told as it is
+            if not cannot_be_used(exc):  # a constraint broken: a bug, told as it is
                 raise
             raise self._unusable(exc) from exc
 
@@ -368,95 +335,3 @@ def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
         func.lower(func.trim(Track.genre)).in_(names),
         func.lower(func.trim(Track.tag_genre)).in_(names),
     )
-
-
-def _lower(value):
-    return value.lower() if isinstance(value, str) else value
-
-
-def _reason(exc: sa.exc.DBAPIError) -> str:
-    """What the database driver said, on one line (psycopg adds a hint on a line of its own)."""
-    return "; ".join(line.strip() for line in str(exc.orig).splitlines() if line.strip())
-
-
-def _shown(url: str) -> str:
-    """`url` as a message may show it: its password hidden."""
-    try:
-        return str(sa.make_url(url))
-    except sa.exc.ArgumentError:
-        return "URL (not one SQLAlchemy reads)"
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The SQLite database's file; None for a server's database or one in memory."""
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return None
-    database = (parsed.database or "").removeprefix("file:")  # as ?uri=true has it
-    return None if database in ("", ":memory:") else Path(database)
-
-
-def _create_engine(url: str, *, create: bool) -> sa.Engine:
-    parsed = sa.make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
-    file = _sqlite_file(url)
-    if create and file:
-        file.parent.mkdir(parents=True, exist_ok=True)
-    if file and "uri" not in parsed.query and _on_read_only_volume(file):
-        # SQLite opens a WAL database on read-only media only if its -shm and -wal files are
-        # there (a catalog closed cleanly has none), or as immutable, which on such media it is
-        url = f"sqlite:///file:{quote(str(file))}?mode=ro&immutable=1&uri=true"
-    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
-    sa.event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _on_read_only_volume(file: Path) -> bool:
-    """Whether the SQLite file is there on a file system mounted read-only."""
-    try:
-        return file.is_file() and bool(os.statvfs(file.parent).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    # SQLite's own lower() folds ASCII only: "Électro" stayed so, and no genre filter or title
-    # search found it, where PostgreSQL's does (Python's folds every script)
-    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
-
-
-def _unusable_database(exc: sa.exc.DatabaseError) -> bool:
-    """Whether `exc` says the database cannot be used (lost, locked, full, or damaged inside:
-    SQLite's "database disk image is malformed" is a bare DatabaseError), not that a statement
-    broke a constraint."""
-    return isinstance(exc, sa.exc.OperationalError) or type(exc) is sa.exc.DatabaseError
-
-
-def _one_migration_at_a_time(connection: sa.Connection) -> None:
-    """On PostgreSQL, wait for any other process's migration of this database to commit, then
-    migrate from what it left (alembic reads the revision after this): processes that first
-    met a new catalog together (two machines' index runs, servers starting) had raced to make
-    its tables, all but one failing."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-
-
-def _alembic_config(connection: sa.Connection):
-    """An Alembic Config built in code (no alembic.ini) that migrates over `connection`."""
-    from alembic.config import Config
-
-    if not (MIGRATIONS_DIR / "env.py").is_file():
-        raise MirsearchError(
-            f"the database migrations are missing: expected them in {MIGRATIONS_DIR}; "
-            "install mirsearch from its source checkout (pip install -e .)"
-        )
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.attributes["connection"] = connection
-    return config

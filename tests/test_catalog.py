@@ -14,8 +14,7 @@ import pytest
 from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from mirsearch import catalog as catalog_module
-from mirsearch import fingerprint
+from mirsearch import database, fingerprint
 from mirsearch.catalog import Catalog
 from mirsearch.errors import CatalogError, MirsearchError, NotFoundError
 from mirsearch.schema import IndexState, Track
@@ -82,7 +81,7 @@ def test_the_first_session_migrates_a_catalog_behind_and_leaves_one_at_the_schem
     behind = Catalog(catalog.url)
     assert behind.revision() == "0003"
     assert behind.index_state().generation == 0  # its first session upgrades
-    assert behind.revision() == catalog_module.SCHEMA_REVISION
+    assert behind.revision() == database.SCHEMA_REVISION
     behind.close()
 
 
@@ -110,8 +109,8 @@ def test_schema_revision_is_the_newest_migration():
     from alembic.script import ScriptDirectory
 
     config = Config()
-    config.set_main_option("script_location", str(catalog_module.MIGRATIONS_DIR))
-    assert ScriptDirectory.from_config(config).get_current_head() == catalog_module.SCHEMA_REVISION
+    config.set_main_option("script_location", str(database.MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == database.SCHEMA_REVISION
 
 
 def test_a_catalog_at_the_schema_is_used_without_importing_alembic(tmp_path):
@@ -182,7 +181,7 @@ def test_a_migration_killed_midway_on_sqlite_leaves_none_of_it(tmp_path, stateme
     catalog = Catalog(url)
     assert catalog.revision() is None and _tables(catalog) <= {"alembic_version"}
     assert catalog.index_state().generation == 0  # migrated from the start
-    assert catalog.revision() == catalog_module.SCHEMA_REVISION
+    assert catalog.revision() == database.SCHEMA_REVISION
     catalog.close()
 
 
@@ -221,7 +220,7 @@ def test_upgrade_converts_format_1_prints_and_downgrade_writes_them_back(catalog
 
 
 def test_missing_migrations_raise_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(catalog_module, "MIGRATIONS_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(database, "MIGRATIONS_DIR", tmp_path / "nowhere")
     db = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     with pytest.raises(MirsearchError, match="migrations are missing"):
         db.stats()
@@ -427,4 +426,4 @@ def test_processes_meeting_a_new_catalog_together_migrate_it_once(database_url):
     for catalog in catalogs:
         catalog.close()
     assert failures == []
-    assert Catalog(database_url).revision() == catalog_module.SCHEMA_REVISION
+    assert Catalog(database_url).revision() == database.SCHEMA_REVISION

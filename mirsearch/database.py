@@ -1,0 +1,157 @@
+"""The catalog's database under its queries: the engine made for a URL (SQLite's pragmas, its
+file, a read-only volume), migrations committed whole and one at a time, the write-ahead log
+folded in, and what a driver's error says."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import sqlalchemy as sa
+
+from mirsearch.errors import MirsearchError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
+SCHEMA_REVISION = "0007"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
+SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
+MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")
+
+
+def _lower(value):
+    return value.lower() if isinstance(value, str) else value
+
+
+def reason(exc: sa.exc.DBAPIError) -> str:
+    """What the database driver said, on one line (psycopg adds a hint on a line of its own)."""
+    return "; ".join(line.strip() for line in str(exc.orig).splitlines() if line.strip())
+
+
+def shown(url: str) -> str:
+    """`url` as a message may show it: its password hidden."""
+    try:
+        return str(sa.make_url(url))
+    except sa.exc.ArgumentError:
+        return "URL (not one SQLAlchemy reads)"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The SQLite database's file; None for a server's database or one in memory."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = (parsed.database or "").removeprefix("file:")  # as ?uri=true has it
+    return None if database in ("", ":memory:") else Path(database)
+
+
+def create_engine(url: str, *, create: bool) -> sa.Engine:
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True)
+    file = sqlite_file(url)
+    if create and file:
+        file.parent.mkdir(parents=True, exist_ok=True)
+    if file and "uri" not in parsed.query and _on_read_only_volume(file):
+        # SQLite opens a WAL database on read-only media only if its -shm and -wal files are
+        # there (a catalog closed cleanly has none), or as immutable, which on such media it is
+        url = f"sqlite:///file:{quote(str(file))}?mode=ro&immutable=1&uri=true"
+    engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
+    sa.event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _on_read_only_volume(file: Path) -> bool:
+    """Whether the SQLite file is there on a file system mounted read-only."""
+    try:
+        return file.is_file() and bool(os.statvfs(file.parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    # SQLite's own lower() folds ASCII only: "Électro" stayed so, and no genre filter or title
+    # search found it, where PostgreSQL's does (Python's folds every script)
+    dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+@contextmanager
+def migrating(connection: sa.Connection) -> Iterator[sa.Connection]:
+    """`connection` in one transaction for a migration: committed whole, or not at all.
+
+    PostgreSQL's DDL is transactional, and an advisory lock orders processes that meet a
+    new catalog together. SQLite's is too, but its Python driver opens a transaction only
+    before a row is written: each CREATE TABLE before the first write to alembic_version
+    was committed on its own, and a crash there left tables without their revision, every
+    later command failing ("table index_state already exists"). There the transaction is
+    opened by hand, BEGIN IMMEDIATE: it also makes a second process wait for the first's
+    migration, then go on from the revision it left.
+    """
+    with connection.begin():
+        if connection.dialect.name != "sqlite":
+            _one_migration_at_a_time(connection)
+            yield connection
+            return
+        driver = connection.connection.driver_connection
+        driver.isolation_level = None  # none of the driver's own transactions: ours only
+        try:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            yield connection
+        finally:
+            driver.isolation_level = ""  # the driver's default, for the pool's next user
+
+
+def checkpoint(engine: sa.Engine) -> None:
+    """Fold a SQLite database's write-ahead log into its file, at the end of what writes it.
+    A command leaves without closing its connections (cli.run), when SQLite would have done
+    it: an indexed catalog had lived in catalog.db-wal, catalog.db an empty shell to a backup
+    of that file alone, and to readers on a read-only volume (opened immutable, the log
+    unread) no catalog at all. Best effort: a database that cannot be used says so in what the
+    command does next, not here."""
+    if engine.dialect.name != "sqlite":
+        return
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    except sa.exc.DBAPIError as exc:
+        log.debug("catalog %s not checkpointed: %s", shown(str(engine.url)), exc)
+
+
+def cannot_be_used(exc: sa.exc.DatabaseError) -> bool:
+    """Whether `exc` says the database cannot be used (lost, locked, full, or damaged inside:
+    SQLite's "database disk image is malformed" is a bare DatabaseError), not that a statement
+    broke a constraint."""
+    return isinstance(exc, sa.exc.OperationalError) or type(exc) is sa.exc.DatabaseError
+
+
+def _one_migration_at_a_time(connection: sa.Connection) -> None:
+    """On PostgreSQL, wait for any other process's migration of this database to commit, then
+    migrate from what it left (alembic reads the revision after this): processes that first
+    met a new catalog together (two machines' index runs, servers starting) had raced to make
+    its tables, all but one failing."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
+
+def alembic_config(connection: sa.Connection):
+    """An Alembic Config built in code (no alembic.ini) that migrates over `connection`."""
+    from alembic.config import Config
+
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise MirsearchError(
+            f"the database migrations are missing: expected them in {MIGRATIONS_DIR}; "
+            "install mirsearch from its source checkout (pip install -e .)"
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
