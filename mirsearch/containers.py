@@ -13,7 +13,7 @@ import av
 
 from mirsearch.config import AudioConfig
 from mirsearch.errors import AudioError, EmptyAudioError, NotAudioError, TooLongError
-from mirsearch.files import storable
+from mirsearch.files import shown, storable
 
 TAG_KEYS = ("title", "artist", "album", "genre")
 # How much of a WAV file FFmpeg reads when it opens one. By default (5 MB) its check that 16-bit
@@ -52,7 +52,9 @@ def open_container(path: Path) -> av.container.InputContainer:
     if not path.is_file():
         raise AudioError(f"{path}: {'not a regular file' if path.exists() else 'no such file'}")
     if not storable(path):
-        raise AudioError(f"{path!r}: the file's name is not UTF-8, which FFmpeg needs: rename it")
+        raise AudioError(
+            f"{shown(path)}: the file's name is not UTF-8, which FFmpeg needs: rename it"
+        )
     if path.stat().st_size == 0:
         raise EmptyAudioError(f"{path}: the file is empty (0 bytes)")
     try:
@@ -66,6 +68,9 @@ def open_container(path: Path) -> av.container.InputContainer:
     if not container.streams.audio:
         container.close()
         raise NotAudioError(f"{path}: the file holds no audio stream")
+    if container.streams.audio[0].codec_context is None:  # a codec FFmpeg has no decoder for
+        container.close()
+        raise NotAudioError(f"{path}: FFmpeg has no decoder for the audio in this file")
     return container
 
 

@@ -32,6 +32,12 @@ AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers
         ".mka",
         ".webm",
         ".au",
+        ".ac3",
+        ".eac3",
+        ".w64",
+        ".caf",
+        ".mp2",
+        ".amr",
     ]
 )
 MAGIC = (  # (offset, bytes) of the containers we sniff for
@@ -46,6 +52,9 @@ MAGIC = (  # (offset, bytes) of the containers we sniff for
     (0, b"wvpk"),
     (0, b"\x30\x26\xb2\x75"),
     (0, b".snd"),
+    (0, b"riff"),  # Sony Wave64
+    (0, b"caff"),  # Apple Core Audio
+    (0, b"#!AMR"),
 )
 
 
@@ -81,11 +90,18 @@ def discover(paths: Iterable[Path]) -> list[Path]:
             if not path.is_file():  # a dangling link, a FIFO: no audio
                 continue
             if not storable(path):
-                log.warning("%r left out: its name is not UTF-8; rename it to index it", str(path))
+                log.warning(
+                    "%s left out: its name is not UTF-8; rename it to index it", shown(path)
+                )
                 continue
             if path.suffix.lower() in AUDIO_EXTENSIONS or looks_like_audio(path):
                 found.add(path.resolve())
     return sorted(found)
+
+
+def shown(path: Path) -> str:
+    """`path` as a message can show it: a byte of a name that is not UTF-8 written as `\\xff`."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def storable(path: Path) -> bool:

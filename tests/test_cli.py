@@ -272,6 +272,61 @@ def test_an_unreadable_file_and_a_folder_without_audio_each_get_a_line_and_the_r
     )
 
 
+def undecodable(path: Path, clip: Path) -> Path:
+    """`clip`, a PCM WAV, with its format tag made one FFmpeg has no decoder for (0x9999)."""
+    data = bytearray(clip.read_bytes())
+    at = data.index(b"fmt ") + 8
+    data[at : at + 2] = (0x9999).to_bytes(2, "little")
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_each_clip_s_line_names_it_as_given_in_utf_8_and_a_codec_without_decoder_is_its_error(
+    home, clip, tmp_path, monkeypatch
+):
+    """`./clip.wav` is named so on its line (a Path had made it `clip.wav`: a script that looks
+    its lines up by what it passed found none); a name that is not UTF-8 is written as JSON's
+    escapes (its raw byte had made the line, and a client's whole decoded output, invalid); an
+    audio codec FFmpeg cannot decode is that file's error line (an AttributeError had ended the
+    batch); and a catalog that cannot be used is each clip's line with a pool of workers too
+    (they had printed nothing)."""
+    monkeypatch.chdir(clip.parent)
+    odd = os.fsdecode(b"bad\xff.wav")
+    Path(odd).write_bytes(clip.read_bytes())
+    strange = undecodable(tmp_path / "tag-9999.wav", clip)
+    given = ["./clip.wav", odd, str(strange), f"{clip.parent}//clip.wav"]
+    for workers in ("1", "2"):
+        result = run(home, "match", *given, "--json", "--workers", workers)
+        assert result.exit_code == 0, result.output
+        answered = [json.loads(line) for line in result.stdout_bytes.decode("utf-8").splitlines()]
+        assert [line["query"] for line in answered] == given
+        assert answered[0]["matches"] and answered[3]["matches"] == answered[0]["matches"]
+        assert answered[1]["error"] == (
+            "bad\\xff.wav: the file's name is not UTF-8, which FFmpeg needs: rename it"
+        )
+        assert (
+            answered[2]["error"] == f"{strange}: FFmpeg has no decoder for the audio in this file"
+        )
+    plain = run(home, "match", "./clip.wav", odd, "--workers", "1")
+    assert "./clip.wav\n  DUPLICATE of" in plain.output
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    (damaged / "catalog.db").write_text("garbage")
+    result = run((damaged,), "match", "./clip.wav", str(clip), "--json", "--workers", "2")
+    answered = lines(result)
+    assert result.exit_code == 1 and [line["query"] for line in answered] == [
+        "./clip.wav",
+        str(clip),
+    ]
+    assert all("cannot be used" in line["error"] for line in answered)
+    music = tmp_path / "music"
+    music.mkdir()
+    shutil.copy(strange, music)
+    shutil.copy(clip, music)
+    summary = lines(run((tmp_path / "own",), "index", music, "--json"))[-1]
+    assert (summary["indexed"], summary["failed"]) == (1, 1)
+
+
 def test_a_catalog_opened_read_only_through_a_sqlite_uri_answers(home):
     read_only = f"sqlite:///file:{home[0] / 'catalog.db'}?mode=ro&uri=true"
     stats = lines(run(home, "stats", "--json", MIRSEARCH_DATABASE_URL=read_only))[0]

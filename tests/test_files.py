@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 
+import av
+import numpy as np
 import pytest
 from conftest import tone
 
+from mirsearch.audio import load
 from mirsearch.errors import AudioError
 from mirsearch.files import discover, looks_like_audio
 
@@ -38,6 +41,29 @@ def test_discover_finds_audio_by_name_or_content_and_skips_hidden_files(write_au
     os.mkfifo(tmp_path / "pipe.wav")  # had been walked as a folder: "Not a directory"
     with pytest.raises(AudioError, match="pipe.wav: neither a file nor a folder"):
         discover([tmp_path / "pipe.wav"])
+
+
+@pytest.mark.parametrize(("container", "codec"), [("ac3", "ac3"), ("w64", "pcm_s16le")])
+def test_discover_finds_what_ffmpeg_reads_and_queries_take(container, codec, tmp_path):
+    """AC-3 and Wave64 files were matched when named as queries but left out of `index`, with
+    no word: neither their extension nor their first bytes were known (a Wave64 file is found
+    by its first bytes too, under any name)."""
+    named = tmp_path / f"tone.{container}"
+    with av.open(str(named), "w", format=container) as out:
+        stream = out.add_stream(codec, rate=48_000, layout="mono")
+        samples = tone(440.0, 1.0, sr=48_000)[None]
+        if stream.format.name == "s16":
+            samples = (samples * 32_767).astype(np.int16)
+        frame = av.AudioFrame.from_ndarray(samples, format=stream.format.name, layout="mono")
+        frame.sample_rate = 48_000
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    expected = [named.resolve()]
+    if container == "w64":
+        (tmp_path / "renamed.bin").write_bytes(named.read_bytes())
+        expected.insert(0, (tmp_path / "renamed.bin").resolve())
+    assert discover([tmp_path]) == expected
+    assert load(named).info.duration_s == pytest.approx(1.0, abs=0.05)
 
 
 def test_discover_leaves_out_dangling_links_and_names_that_are_not_utf8(write_audio, tmp_path):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
 
 from mirsearch.config import Settings
 
+SURROGATES = re.compile("[\ud800-\udfff]")
 PATHS = click.Path(exists=False, readable=False, path_type=Path)  # each file's problem its own
 
 
@@ -34,4 +36,9 @@ def _say(line: str) -> None:
 
 
 def _emit(obj: dict) -> None:
-    click.echo(json.dumps(obj, ensure_ascii=False))
+    """One JSON object on a line of UTF-8, whatever it holds: the bytes of a file name that is
+    not UTF-8, which Python keeps as lone surrogates, are written as JSON's escapes of them (a
+    raw byte made the line, and a client's whole decoded output, invalid); JSON reads them back
+    as the same text, which `os.fsencode` turns into the name's bytes."""
+    line = json.dumps(obj, ensure_ascii=False)
+    click.echo(SURROGATES.sub(lambda m: f"\\u{ord(m.group()):04x}", line))

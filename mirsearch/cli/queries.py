@@ -11,10 +11,14 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import PATHS, _emit, _say, _settings
+from mirsearch.cli.common import _emit, _say, _settings
 from mirsearch.config import SearchConfig
 from mirsearch.errors import AudioError, MirsearchError, NotFoundError
 from mirsearch.workers import default_workers, ordered_map
+
+# The clips as given: a line names its clip by the text its caller passed (`./a.mp3`, not the
+# `a.mp3` a Path makes of it); each clip's problem is its own line
+CLIPS = click.Path(exists=False, readable=False)
 
 
 def _per_query(
@@ -31,45 +35,59 @@ def _per_query(
     its own Engine; one line (or block) per query, in order; a failure doesn't stop the rest.
     `torch`: whether `run` needs torch, then imported once before the workers fork (`match`
     reads uploads without it, matcher.py, unless the model's matching branch is not a CNN)."""
-    from mirsearch.api import Engine
-
-    settings = _settings()
     workers = default_workers(len(queries)) if workers is None else min(workers, len(queries))
-    if workers > 1:  # the catalog migrated once, here, not raced by the workers
-        _migrate(settings)
-    if workers > 1 and torch:
-        import mirsearch.embeddings  # noqa: F401 torch imported once, here; the forks share it
-    load = partial(Engine, settings, threads=1 if workers > 1 else None, create=False)
-    outcomes = ordered_map(load, partial(_attempt, run), queries, workers=workers)
+    outcomes = _outcomes(run, queries, workers=workers, torch=torch)
     ok = failed = 0
     for query, outcome in zip(queries, outcomes, strict=True):
         if isinstance(outcome, MirsearchError):
             failed += 1
             if as_json:
-                _emit({key: _named(query), "error": str(outcome)})
+                _emit({key: query, "error": str(outcome)})
             else:
-                message = str(outcome).removeprefix(f"{query}: ")  # said once, first
-                click.echo(f"{query}: error: {message}", err=True)
+                click.echo(f"{query}: error: {_unnamed(str(outcome), query)}", err=True)
             continue
         ok += 1
         if as_json:
-            _emit({key: _named(query), **outcome})
+            _emit({key: query, **outcome})
         else:
             show(query, outcome)
     if ok == 0 and failed:
         sys.exit(1)
 
 
-def _named(query: Path | int) -> str | int:
-    """A query as its JSON line names it: a path as text, a track id as the number it is."""
-    return query if isinstance(query, int) else str(query)
+def _outcomes(run: Callable, queries: Sequence, *, workers: int, torch: bool) -> Iterable:
+    """Each query's answer, or the MirsearchError it met, in order."""
+    from mirsearch.api import Engine
+
+    settings = _settings()
+    if workers > 1:
+        try:
+            _migrate(settings)  # the catalog migrated once, here, not raced by the workers
+        except MirsearchError as exc:  # what every query would meet: each one's line says it
+            return [exc] * len(queries)
+        if torch:
+            import mirsearch.embeddings  # noqa: F401 torch imported once, here; the forks share it
+    load = partial(Engine, settings, threads=1 if workers > 1 else None, create=False)
+    return ordered_map(load, partial(_attempt, run), queries, workers=workers)
 
 
-def _attempt(run: Callable, engine, query):
-    """`run(engine, query)`, or the MirsearchError it raised, handed back as a value."""
+def _unnamed(message: str, query: str | int) -> str:
+    """An error's message without the clip's name it begins with, as given or as a Path makes
+    it (`./a.mp3: ...` says it once, first)."""
+    names = [str(query), str(Path(query))] if isinstance(query, str) else [str(query)]
+    for name in names:
+        message = message.removeprefix(f"{name}: ")
+    return message
+
+
+def _attempt(run: Callable, engine, query: str | int):
+    """`run(engine, query)` (a path given as text run on its Path), or the MirsearchError it
+    raised, handed back as a value."""
     try:
-        if isinstance(query, Path) and query.is_dir():  # one `_clips` found no audio in
-            raise AudioError(f"{query}: no audio files in this folder")
+        if isinstance(query, str):
+            query = Path(query)
+            if query.is_dir():  # one `_clips` found no audio in
+                raise AudioError(f"{query}: no audio files in this folder")
         return run(engine, query)
     except MirsearchError as exc:
         return exc
@@ -84,16 +102,18 @@ def _migrate(settings) -> None:
     catalog.close()
 
 
-def _clips(paths: Iterable[Path]) -> list[Path]:
-    """The clips named: files as given, folders expanded into the audio files under them."""
+def _clips(given: Iterable[str]) -> list[str]:
+    """The clips named, as their lines name them: files as given (`./a.mp3` stays so, for the
+    script that looks its lines up by what it passed), folders expanded into the audio files
+    under them."""
     from mirsearch.files import discover
 
-    clips: list[Path] = []
-    for path in paths:
-        if not path.is_dir():
-            clips.append(path)
+    clips: list[str] = []
+    for name in given:
+        if not Path(name).is_dir():
+            clips.append(name)
         else:  # a folder without audio files stays, to be answered by an error line
-            clips.extend(discover([path]) or [path])
+            clips.extend([str(path) for path in discover([Path(name)])] or [name])
     return clips
 
 
@@ -134,7 +154,7 @@ def _k_option(f):
 
 
 @click.command("search")
-@click.argument("clips", nargs=-1, required=True, type=PATHS)
+@click.argument("clips", nargs=-1, required=True, type=CLIPS)
 @_k_option
 @_genre_option
 @_workers_option
@@ -165,7 +185,7 @@ def _similar(engine, track_id: int, *, k: int, genres: tuple[str, ...]) -> dict:
 
 
 @click.command()
-@click.argument("clips", nargs=-1, required=True, type=PATHS)
+@click.argument("clips", nargs=-1, required=True, type=CLIPS)
 @_workers_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per clip per line.")
 def match(clips, workers: int | None, as_json: bool) -> None:
@@ -193,7 +213,7 @@ def _match(engine, clip: Path) -> dict:
 
 
 @click.command()
-@click.argument("files", nargs=-1, required=True, type=PATHS)
+@click.argument("files", nargs=-1, required=True, type=CLIPS)
 @click.option("--timeline", is_flag=True, help="Also the genre of every window.")
 @click.option(
     "--similar",
