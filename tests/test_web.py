@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -389,6 +390,45 @@ def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     assert "The file is no longer on disk" in page and "<audio" not in page
     assert "<title>moved-away.flac · mirsearch</title>" in page  # not the server's folders
     assert "<polygon points=" in page  # the waveform kept in the catalog
+
+
+def test_audio_of_a_file_named_with_a_newline_is_served(site, copied_home):
+    """Its name went into Content-Disposition, where a header cannot hold a newline: a 500."""
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
+
+    catalog = Catalog(copied_home.db_url)
+    with catalog.session() as session, session.begin():
+        track = session.scalars(sa.select(Track).order_by(Track.id)).first()
+        renamed = copied_home.home / "two\nlines.flac"
+        renamed.write_bytes(Path(track.path).read_bytes())
+        track.path, track_id = str(renamed), track.id
+    catalog.close()
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    response = client.get(f"/api/tracks/{track_id}/audio")
+    assert response.status_code == 200 and response.data == renamed.read_bytes()
+    assert "two_lines.flac" in response.headers["Content-Disposition"]
+
+
+def test_a_clip_sent_as_text_an_undecodable_codec_and_bare_api_are_told_in_json(site, tmp_path):
+    """A clip sent as a text field (curl's `file=<clip`) passed Werkzeug's form-field limit and
+    was told "the upload is over the limit of 50 MB"; a codec FFmpeg has no decoder for was a
+    500; `/api` without its slash got the site's HTML page."""
+    _, client, paths = site
+    data = clip_bytes(paths[0], seconds=20.0, tmp=tmp_path)
+    as_text = client.post(
+        "/api/match", data={"file": data.decode("latin-1")}, content_type="multipart/form-data"
+    )
+    assert_error(as_text, 413)
+    assert "curl -F file=@clip.mp3" in as_text.get_json()["error"]["message"]
+    strange = bytearray(data)
+    at = strange.index(b"fmt ") + 8
+    strange[at : at + 2] = (0x9999).to_bytes(2, "little")
+    for url in ("/api/search", "/api/match", "/api/classify"):
+        response = upload(client, url, bytes(strange))
+        assert_error(response, 415)
+        assert "no decoder" in response.get_json()["error"]["message"]
+    assert_error(client.get("/api"), 404)
 
 
 def test_a_track_page_draws_the_waveform_the_catalog_keeps_without_decoding(

@@ -145,7 +145,9 @@ def audio(track_id: int):
         asked is None or asked.units != "bytes" or len(asked.ranges) > 1
     ):  # unreadable, not bytes or several ranges: the whole file (RFC 9110), not a 416
         del request.environ["HTTP_RANGE"]
-    return send_file(path, mimetype=mimetype, conditional=True, max_age=3600)
+    # its name in Content-Disposition, where a header cannot hold a newline (a 500 had been)
+    name = "".join(c if c.isprintable() else "_" for c in path.name)
+    return send_file(path, mimetype=mimetype, download_name=name, conditional=True, max_age=3600)
 
 
 @bp.get("/genres")

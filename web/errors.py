@@ -38,7 +38,7 @@ def status_of(exc: MirsearchError) -> int:
 def respond(status: int, code: str, message: str, headers: dict | None = None):
     """The error as JSON under /api, as a page elsewhere, with `headers` (HTTP's own: the
     methods a 405 allows, the length a 416 had to keep within)."""
-    if request.path.startswith("/api/"):
+    if _in_api():
         return jsonify({"error": {"code": code, "message": message}}), status, headers or {}
     return render_template("error.html", status=status, message=message), status, headers or {}
 
@@ -60,6 +60,13 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
         limit = app.config.get("MAX_CONTENT_LENGTH")
+        if limit and request.content_length is not None and request.content_length <= limit:
+            field = request.max_form_memory_size  # a field that is not a file: a clip sent as text
+            message = (
+                f"a form field other than a file upload is over {field:,} bytes: send the audio "
+                "as a file in the field 'file' (curl -F file=@clip.mp3, not file=<clip.mp3)"
+            )
+            return respond(413, "request_entity_too_large", message)
         told = f" of {limit:,} bytes ({limit / 2**20:.1f} MB)" if limit else ""
         return respond(413, "request_entity_too_large", f"the upload is over the limit{told}")
 
@@ -90,9 +97,13 @@ def _routing_advice(exc: HTTPException, allow: str) -> str | None:
     track = re.fullmatch(r"/(?:api/)?tracks/([^/]+)(?:/audio|/similar)?", request.path)
     if track and not track.group(1).isdigit():
         return f"track ids are positive whole numbers, not {track.group(1)[:40]!r}"
-    if request.path.startswith("/api/"):
+    if _in_api():
         return f"no API route {request.path[:100]}: /api/openapi.json lists them"
     return None
+
+
+def _in_api() -> bool:
+    return request.path == "/api" or request.path.startswith("/api/")
 
 
 def _without_temp_path(message: str) -> str:
