@@ -161,6 +161,14 @@ def catalog_ids(engine: Engine, indexed: list[dict]) -> tuple[dict[str, int], di
     return track_of, twins
 
 
+def heard(metadata: dict) -> set[str]:
+    """Names of the files the model trained on: all of them in a distilled model's card
+    (`training_files`, the matching branch's contrastive files among them), those of the matching
+    branch in a card of its training alone (`contrastive_files`; the shipped card has none, and
+    every query had counted as unseen)."""
+    return set(metadata.get("training_files") or metadata.get("contrastive_files") or [])
+
+
 def _query_shard(
     home: Path, audio_dir: Path, seed: int, quick: bool, max_whole_s: float, shard: int, shards: int
 ) -> list[dict]:
@@ -170,7 +178,7 @@ def _query_shard(
     indexed, negatives = _split(audio_dir, quick=quick)
     engine = Engine(Settings.from_env(home=home), threads=1 if shards > 1 else None)
     track_of, twins = catalog_ids(engine, indexed)
-    seen = set(engine.embedder.card.metadata.get("contrastive_files", []))
+    seen = heard(engine.embedder.card.metadata)
     mine = {row["path"] for row in (indexed + negatives)[shard::shards]}
     records = []
     for row, clip_name, name, y in queries(

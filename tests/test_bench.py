@@ -99,3 +99,17 @@ def test_olafs_answers_are_read_per_query_whatever_order_its_threads_print_them(
         set(),
     ]
     assert olaf.olaf_top_paths(printed, 3) == ["/music/x.ogg", "/music/z.ogg", None]
+
+
+def test_eval_dupes_counts_as_heard_the_files_the_shipped_model_trained_on(monkeypatch):
+    """Its "unseen by the model" table had read a key the shipped card lacks: every query counted
+    as unseen, and the README quoted the whole table as music the model never heard."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import eval_dupes
+
+    from mirsearch.model_card import read_card
+
+    heard = eval_dupes.heard(read_card(None).metadata)
+    assert "wesnoth__battle-epic.ogg" in heard and "hedgewars__rock.ogg" not in heard
+    assert len(heard) > 400  # the fetched training music besides
+    assert eval_dupes.heard({"contrastive_files": ["a.ogg"]}) == {"a.ogg"}
