@@ -162,6 +162,9 @@ def duplicates():
 
 @bp.get("/health")
 def health():
+    """200 only when queries can be answered: an index that cannot be loaded (another model's,
+    files missing) is its 503, as a query's would be (it had said "ok" meanwhile)."""
+    engine().index()
     state = engine().catalog.index_state()
     stats = engine().catalog.stats()
     return jsonify(

@@ -269,7 +269,7 @@ SPEC = {
         },
         "/api/health": {
             "get": {
-                "summary": "Liveness and what is loaded",
+                "summary": "Ready for queries (503: the index cannot be loaded)",
                 "responses": {
                     "200": _json(
                         {
