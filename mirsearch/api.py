@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -206,8 +207,8 @@ class Engine(Resources):
             return None
         if isinstance(genres, str):  # one genre, not its letters
             genres = [genres]
-        known = {g.lower() for g, _ in self.catalog.genres()}
-        unknown = [g for g in genres if g.strip().lower() not in known]  # as the catalog reads it
+        known = {_composed(g.lower()) for g, _ in self.catalog.genres()}
+        unknown = [g for g in genres if _composed(g.strip().lower()) not in known]
         if unknown:
             raise InvalidParameterError(
                 f"unknown genre {', '.join(map(repr, unknown))}; "
@@ -218,6 +219,11 @@ class Engine(Resources):
     def _results(self, hits: list[Hit]) -> list[Result]:
         rows = self.catalog.get_many([h.track_id for h in hits])
         return [Result.of(h, rows[h.track_id]) for h in hits if h.track_id in rows]
+
+
+def _composed(name: str) -> str:
+    """A genre's name as the catalog reads it, é written the one way (Catalog._forms)."""
+    return unicodedata.normalize("NFC", name)
 
 
 def _is_whole(value) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -258,7 +259,13 @@ class Catalog:
         if q:
             columns = (Track.title, Track.artist, Track.path)
             query = query.where(  # `q` as typed: % and _ are no wildcards
-                or_(*(func.lower(c).contains(q.lower(), autoescape=True) for c in columns))
+                or_(
+                    *(
+                        func.lower(c).contains(form.lower(), autoescape=True)
+                        for c in columns
+                        for form in _forms(q)
+                    )
+                )
             )
         if genre:
             query = query.where(_genre_matches([genre]))
@@ -329,8 +336,15 @@ def load_prints(session: Session, track_ids: Iterable[int]) -> dict[int, np.ndar
     return {row.track_id: row.array() for row in session.scalars(query)}
 
 
+def _forms(text: str) -> set[str]:
+    """`text` composed and decomposed (é as one character, or as e and its accent): a file's
+    path stays as its system wrote it, decomposed where copied from a Mac, as do the tags of a
+    catalog indexed before they were composed (containers.TAG_KEYS)."""
+    return {unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)}
+
+
 def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
-    names = [g.strip().lower() for g in genres]
+    names = [form.strip().lower() for g in genres for form in _forms(g)]
     return or_(
         func.lower(func.trim(Track.genre)).in_(names),
         func.lower(func.trim(Track.tag_genre)).in_(names),

@@ -6,6 +6,7 @@ AudioConfig.max_duration_s, is refused there.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mirsearch.config import AudioConfig
 from mirsearch.errors import AudioError, EmptyAudioError, NotAudioError, TooLongError
 from mirsearch.files import shown, storable
 
-TAG_KEYS = ("title", "artist", "album", "genre")
+TAG_KEYS = ("title", "artist", "album", "genre")  # kept composed (NFC): é one character
 # How much of a WAV file FFmpeg reads when it opens one. By default (5 MB) its check that 16-bit
 # PCM is not another codec behind a PCM header reads every packet up to 32 and tries its probes
 # on them: in a 10 s clip at 16 kHz, 4.5 of the 16 ms its decoding took, paid by both opens.
@@ -145,7 +146,7 @@ def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
     tags = {}
     for source in (stream.metadata, container.metadata):
         for key, value in source.items():
-            key, value = key.lower(), str(value).strip()
+            key, value = key.lower(), unicodedata.normalize("NFC", str(value).strip())
             if key in TAG_KEYS and value and key not in tags:  # a blank tag is no tag
                 tags[key] = value
     return AudioInfo(

@@ -184,6 +184,17 @@ def test_one_folder_or_one_genre_given_as_a_string_is_that_one(settings, demo):
     assert engine.allowed_tracks(f" {genre.upper()} ") == engine.allowed_tracks(genre)
 
 
+def test_a_genre_typed_decomposed_is_the_catalog_s_composed_one(settings):
+    """It had been refused as unknown, with the identical-looking name in the list of genres."""
+    from mirsearch.schema import Track
+
+    engine = Engine(settings)
+    with engine.catalog.session() as session, session.begin():
+        track = Track(path="/music/a.flac", status="indexed", tag_genre="électro")
+        session.add(track)
+    assert engine.allowed_tracks(["e\u0301lectro"]) == {track.id}
+
+
 def test_a_clip_with_a_silent_lead_in_finds_its_track_as_the_music_alone_does(
     settings, demo, tmp_path
 ):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import unicodedata
 from datetime import UTC, datetime
 
 import numpy as np
@@ -315,6 +316,20 @@ def test_genres_and_titles_fold_every_script_on_both_backends(catalog):
     assert catalog.track_ids_for_genres(["ÉLECTRO"]) == {ids["a"]}
     assert [r.id for r in catalog.list_tracks(genre="électro")[0]] == [ids["a"]]
     assert [r.id for r in catalog.list_tracks(q="ärtist")[0]] == [ids["a"]]
+
+
+def test_a_decomposed_name_or_genre_is_found_by_the_composed_one_and_back(catalog):
+    """A file named on a Mac writes é as e and an accent: `--q "Beyoncé"` typed the usual way
+    had found it by no spelling, nor its decomposed genre tag the composed `--genre`."""
+    decomposed = unicodedata.normalize("NFD", "Beyoncé")
+    with catalog.session() as session, session.begin():
+        track = Track(path=f"/music/{decomposed}.flac", status="indexed", tag_genre="E\u0301lectro")
+        session.add(track)
+    assert decomposed != "Beyoncé"
+    for q in ("Beyoncé", decomposed):
+        assert [r.id for r in catalog.list_tracks(q=q)[0]] == [track.id]
+    assert [r.id for r in catalog.list_tracks(genre="électro")[0]] == [track.id]
+    assert catalog.track_ids_for_genres(["Électro"]) == {track.id}
 
 
 def test_stats_and_index_state(catalog):
