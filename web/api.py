@@ -14,7 +14,7 @@ from werkzeug.exceptions import BadRequest
 
 from mirsearch.api import Engine
 from mirsearch.config import MAX_PAGE
-from mirsearch.errors import InvalidParameterError, NotFoundError
+from mirsearch.errors import IndexMismatchError, InvalidParameterError, NotFoundError
 from web.openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -162,19 +162,22 @@ def duplicates():
 
 @bp.get("/health")
 def health():
-    """200 only when queries can be answered: an index that cannot be loaded (another model's,
-    files missing) is its 503, as a query's would be (it had said "ok" meanwhile)."""
-    engine().index()
+    """The server answers; "status" says whether queries can be: "degraded", with the `problem`,
+    when the index cannot be loaded (another model's, files missing), while the catalog's pages
+    still answer (it had said "ok" while every query failed)."""
     state = engine().catalog.index_state()
     stats = engine().catalog.stats()
-    return jsonify(
-        {
-            "status": "ok",
-            "tracks": stats.get("indexed", 0),
-            "index_generation": state.generation,
-            "model_hash": state.model_hash,
-        }
-    )
+    body = {
+        "status": "ok",
+        "tracks": stats.get("indexed", 0),
+        "index_generation": state.generation,
+        "model_hash": state.model_hash,
+    }
+    try:
+        engine().index()
+    except IndexMismatchError as exc:
+        body |= {"status": "degraded", "problem": str(exc)}
+    return jsonify(body)
 
 
 @bp.get("/openapi.json")

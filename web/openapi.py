@@ -269,14 +269,15 @@ SPEC = {
         },
         "/api/health": {
             "get": {
-                "summary": "Ready for queries (503: the index cannot be loaded)",
+                "summary": "Liveness; 'degraded' and the problem when queries cannot be answered",
                 "responses": {
                     "200": _json(
                         {
                             "type": "object",
                             "required": ["status"],
                             "properties": {
-                                "status": {"type": "string"},
+                                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                                "problem": {"type": "string"},
                                 "tracks": {"type": "integer"},
                                 "index_generation": {"type": "integer"},
                                 "model_hash": NULLABLE_STRING,
