@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -279,23 +280,30 @@ class Catalog:
     def genres(self) -> list[tuple[str, int]]:
         """Genres of indexed tracks (predicted and tagged, lower-cased) with track counts.
 
-        A track counts once per distinct genre, so one whose tag agrees with the model counts once.
-        Sorted by count, most common first, then by name.
+        A track counts once per distinct genre, so one whose tag agrees with the model counts once,
+        and one whose tag holds several genres ("Rock; Pop") counts in each. Sorted by count, most
+        common first, then by name.
         """
+        indexed = Track.status == "indexed"
         pairs = union(
             *(
                 select(Track.id.label("track_id"), func.lower(func.trim(c)).label("name")).where(
-                    Track.status == "indexed", c.is_not(None), func.trim(c) != ""
+                    indexed, c.is_not(None), func.trim(c) != "", *where
                 )
-                for c in (Track.genre, Track.tag_genre)
+                for c, where in (
+                    (Track.genre, ()),
+                    (Track.tag_genre, (~Track.tag_genre.contains(";"),)),
+                )
             )
         ).subquery()
         count = func.count().label("n")
-        query = (
-            select(pairs.c.name, count).group_by(pairs.c.name).order_by(count.desc(), pairs.c.name)
-        )
+        query = select(pairs.c.name, count).group_by(pairs.c.name)
+        several = select(Track.genre, Track.tag_genre).where(indexed, Track.tag_genre.contains(";"))
         with self.session() as session:
-            return [(name, int(n)) for name, n in session.execute(query)]
+            counts = Counter({name: int(n) for name, n in session.execute(query)})
+            for genre, tagged in session.execute(several):  # few: split here, not in SQL
+                counts.update(_tagged_genres(tagged) - {(genre or "").strip().lower()})
+        return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
 
     def track_ids_for_genres(self, genres: Iterable[str]) -> set[int]:
         """Ids of indexed tracks whose predicted or tagged genre is any of `genres`."""
@@ -343,9 +351,18 @@ def _forms(text: str) -> set[str]:
     return {unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)}
 
 
+def _tagged_genres(tag: str) -> set[str]:
+    """The genres of a tag that holds several (containers.GENRES_APART), lower-cased."""
+    return {name.strip().lower() for name in tag.split(";")} - {""}
+
+
 def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
-    names = [form.strip().lower() for g in genres for form in _forms(g)]
+    """The predicted genre, or any of the tag's genres ("Rock; Pop" is rock and pop), is one of
+    `genres`, as typed (% and _ are no wildcards)."""
+    names = {form.strip().lower() for g in genres for form in _forms(g)}
+    spaced = func.lower(func.trim(Track.tag_genre))
+    tagged = ";" + func.replace(func.replace(spaced, "; ", ";"), " ;", ";") + ";"
     return or_(
         func.lower(func.trim(Track.genre)).in_(names),
-        func.lower(func.trim(Track.tag_genre)).in_(names),
+        *(tagged.contains(f";{name};", autoescape=True) for name in names),
     )

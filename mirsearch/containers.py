@@ -17,6 +17,7 @@ from mirsearch.errors import AudioError, EmptyAudioError, NotAudioError, TooLong
 from mirsearch.files import shown, storable
 
 TAG_KEYS = ("title", "artist", "album", "genre")  # kept composed (NFC): é one character
+GENRES_APART = "; "  # between the values of a genre tag that holds several (Catalog reads each)
 # How much of a WAV file FFmpeg reads when it opens one. By default (5 MB) its check that 16-bit
 # PCM is not another codec behind a PCM header reads every packet up to 32 and tries its probes
 # on them: in a 10 s clip at 16 kHz, 4.5 of the 16 ms its decoding took, paid by both opens.
@@ -147,6 +148,8 @@ def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
     for source in (stream.metadata, container.metadata):
         for key, value in source.items():
             key, value = key.lower(), unicodedata.normalize("NFC", str(value).strip())
+            if key == "genre":  # several values (GENRE=Rock, GENRE=Pop) reach us as "Rock;Pop"
+                value = GENRES_APART.join(v.strip() for v in value.split(";") if v.strip())
             if key in TAG_KEYS and value and key not in tags:  # a blank tag is no tag
                 tags[key] = value
     return AudioInfo(

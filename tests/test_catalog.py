@@ -308,6 +308,33 @@ def test_genres_count_each_track_once_per_distinct_genre(catalog):
     assert catalog.track_ids_for_genres([]) == set()
 
 
+def test_a_tag_of_several_genres_counts_and_filters_as_each(catalog):
+    """FFmpeg gives a file's two GENRE tags as "Rock;Pop": it had been one genre, "rock;pop",
+    that neither filter found."""
+    ids = _add(
+        catalog,
+        a={"genre": "rock", "tag_genre": "Rock; Pop"},  # the model's among them: counts once
+        b={"genre": "jazz", "tag_genre": "Punk;Ska"},  # as a catalog indexed before kept it
+        c={"genre": "pop", "tag_genre": "Synth-pop"},
+        d={"tag_genre": "100%; x_y"},  # % and _ are no wildcards
+    )
+    assert catalog.genres() == [
+        ("pop", 2),
+        ("100%", 1),
+        ("jazz", 1),
+        ("punk", 1),
+        ("rock", 1),
+        ("ska", 1),
+        ("synth-pop", 1),
+        ("x_y", 1),
+    ]
+    assert catalog.track_ids_for_genres(["pop"]) == {ids["a"], ids["c"]}
+    assert catalog.track_ids_for_genres([" SKA "]) == {ids["b"]}
+    assert catalog.track_ids_for_genres(["x_y"]) == {ids["d"]}
+    assert catalog.track_ids_for_genres(["x"]) == catalog.track_ids_for_genres(["xay"]) == set()
+    assert [r.id for r in catalog.list_tracks(genre="punk")[0]] == [ids["b"]]
+
+
 def test_genres_and_titles_fold_every_script_on_both_backends(catalog):
     """SQLite's lower() had folded ASCII only: a tagged genre "Électro" matched no spelling
     there, nor "ärtist" its "Ärtist", where PostgreSQL found them."""

@@ -40,6 +40,11 @@ def test_tags_are_kept_composed(write_audio):
     assert containers.probe(path).tags == {"title": "Beyoncé", "genre": "Électro"}
 
 
+def test_a_genre_tag_of_several_values_is_kept_apart_by_a_semicolon(write_audio):
+    path = write_audio("several.flac", tone(220.0, 2.0), genre="Rock;Pop ; ;")
+    assert containers.probe(path).tags == {"genre": "Rock; Pop"}
+
+
 def test_zero_length_file_is_empty(tmp_path):
     path = tmp_path / "empty.mp3"
     path.write_bytes(b"")
