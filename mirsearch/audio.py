@@ -18,6 +18,7 @@ from mirsearch.containers import (
     WAV_PROBE_BYTES,
     AudioInfo,
     missing_bytes,
+    ogg_streams_in_turn,
     open_container,
     probe,
     reason,
@@ -190,6 +191,11 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
     missing = missing_bytes(path, info.format)
     if missing:
         raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
+    if info.format == "ogg" and (streams := ogg_streams_in_turn(path)) > 1:
+        raise AudioError(
+            f"{path}: a chained Ogg file ({streams} streams one after another), of which FFmpeg "
+            "reads only the first: split it into a file per stream"
+        )
     samples = _decoded(path, info, config)
     decoded_s = samples.size / config.sample_rate
     if samples.size == 0:

@@ -6,6 +6,7 @@ AudioConfig.max_duration_s, is refused there.
 
 from __future__ import annotations
 
+import mmap
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ GENRES_APART = "; "  # between the values of a genre tag that holds several (Cat
 # 4 KB still finds MP3 frames behind a PCM header (tests/test_audio.py).
 WAV_PROBE_BYTES = 4096
 OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per segment)
+# what the first packet of a Vorbis, Opus, FLAC, Speex or Theora stream in Ogg begins with
+OGG_FIRST_PACKETS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ", b"\x80theora")
 OGG_TAIL_BYTES = 70_000  # the end of an Ogg file read for its last page (at most 65,307 bytes)
 
 
@@ -89,6 +92,29 @@ def missing_bytes(path: Path, container_format: str) -> int:
     if container_format == "ogg":
         return _ogg_missing_bytes(path)
     return 0
+
+
+def ogg_streams_in_turn(path: Path) -> int:
+    """How many Ogg streams `path` holds one after another: more than one in a chained file (an
+    internet-radio dump, `cat a.ogg b.ogg`), of which FFmpeg reads the first only.
+
+    A stream begins on a page flagged "beginning of stream" whose packet is a codec's first
+    header; streams side by side (audio and video) begin together, so they count once. A page
+    is found by its capture pattern, which the audio data can hold by chance: a beginning is
+    taken only where a codec's header follows it.
+    """
+    streams, after_data = 0, True
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        at = data.find(b"OggS")
+        while at >= 0 and at + 27 <= len(data):
+            packet = at + 27 + data[at + 26]  # after the page header and its lacing values
+            if data[at + 5] & 0x02 and data[packet : packet + 8].startswith(OGG_FIRST_PACKETS):
+                streams += after_data
+                after_data = False
+            elif data[at + 4] == 0:
+                after_data = True
+            at = data.find(b"OggS", at + 27)
+    return streams
 
 
 def _ogg_missing_bytes(path: Path) -> int:

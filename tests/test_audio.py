@@ -81,6 +81,18 @@ def test_an_ogg_file_cut_within_its_last_page_is_refused_one_ending_between_page
     assert audio.load(between).samples.size > 19 * SR
 
 
+def test_a_chained_ogg_file_is_refused_not_read_as_its_first_stream(write_audio, tmp_path):
+    """Two streams back to back (`cat a.ogg b.ogg`, an internet-radio dump): FFmpeg reads the
+    first only, and the file had been indexed at half its length with no word."""
+    first = write_audio("first.ogg", tone(440.0, 10.0)).read_bytes()
+    second = write_audio("second.ogg", tone(660.0, 10.0)).read_bytes()
+    chained = tmp_path / "chained.ogg"
+    chained.write_bytes(first + second)
+    with pytest.raises(AudioError, match=r"a chained Ogg file \(2 streams one after another\)"):
+        audio.load(chained)
+    assert audio.load(tmp_path / "first.ogg").samples.size > 9 * SR
+
+
 def test_garbage_after_a_valid_header_is_an_error(write_audio):
     path = write_audio("broken.flac", tone(440.0, 10.0))
     data = bytearray(path.read_bytes())
