@@ -423,6 +423,9 @@ def test_a_clip_sent_as_text_an_undecodable_codec_and_bare_api_are_told_in_json(
     )
     assert_error(as_text, 413)
     assert "curl -F file=@clip.mp3" in as_text.get_json()["error"]["message"]
+    named = client.post("/api/match", data={"file": "clip.mp3"}, content_type="multipart/form-data")
+    assert_error(named, 400)  # it had asked whether the upload was cut off
+    assert "arrived as text" in named.get_json()["error"]["message"]
     strange = bytearray(data)
     at = strange.index(b"fmt ") + 8
     strange[at : at + 2] = (0x9999).to_bytes(2, "little")

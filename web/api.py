@@ -60,6 +60,8 @@ def _no_file_field() -> str:
     """Why a request has no field `file`, as near as it can be told."""
     if request.mimetype != "multipart/form-data":
         return "send the audio as multipart/form-data in a field named 'file'"
+    if "file" in request.form:  # curl's -F file=clip.mp3 (or file=<clip.mp3) sends text
+        return "the field 'file' arrived as text: send the audio as a file (curl -F file=@clip.mp3)"
     if request.files:
         return f"send the audio in a field named 'file', not {', '.join(map(repr, request.files))}"
     return "no field named 'file' arrived whole: send the audio in one (was the upload cut off?)"
