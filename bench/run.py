@@ -448,7 +448,8 @@ def dupes_table(dupes: dict) -> str:
         f"- All positives: recall {a['recall_all']:.1%}; false positives "
         f"{a['false_positive_rate']:.2%} of negative queries; wrong-track matches "
         f"{a['wrong_track_rate']:.2%}.",
-        f"- Tracks the model never heard in training: recall {u['recall_all']:.1%}, false "
+        f"- Tracks the model never heard in training ({u['positive_queries']} positive and "
+        f"{u['negative_queries']} negative queries): recall {u['recall_all']:.1%}, false "
         f"positives {u['false_positive_rate']:.2%}.",
         f"- Threshold set on half the negative tracks, measured on the other half (two folds): "
         f"false positives {cv['false_positive_rate']:.2%}, recall {cv['recall_all']:.1%}.",
