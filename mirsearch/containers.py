@@ -111,8 +111,8 @@ def ogg_streams_in_turn(path: Path) -> int:
             if data[at + 5] & 0x02 and data[packet : packet + 8].startswith(OGG_FIRST_PACKETS):
                 streams += after_data
                 after_data = False
-            elif data[at + 4] == 0:
-                after_data = True
+            elif data[at + 4] == 0 and not data[at + 5] & 0x02:  # data, not a beginning of a
+                after_data = True  # codec not listed (Skeleton) among the streams side by side
             at = data.find(b"OggS", at + 27)
     return streams
 

@@ -45,6 +45,21 @@ def test_a_genre_tag_of_several_values_is_kept_apart_by_a_semicolon(write_audio)
     assert containers.probe(path).tags == {"genre": "Rock; Pop"}
 
 
+def test_streams_side_by_side_are_one_beginning_whatever_codecs_begin_between(write_audio):
+    """Ogg streams multiplexed begin together (Theora, Skeleton, Vorbis): a beginning of a codec
+    it does not know, between two it does, had made such a file "chained"."""
+    opus = write_audio("one.ogg", tone(440.0, 3.0)).read_bytes()
+    first_page_end = opus.index(b"OggS", 4)
+    first = opus[:first_page_end]
+    other = first[:14] + b"\x99\x99\x99\x99" + first[18:]  # the same beginning, another serial
+    skeleton = b"OggS\x00\x02" + bytes(20) + b"\x01\x08" + b"fishead\x00"
+    path = write_audio("x.ogg", tone(440.0, 1.0))
+    path.write_bytes(first + skeleton + other + opus[first_page_end:])
+    assert containers.ogg_streams_in_turn(path) == 1
+    path.write_bytes(opus + opus)
+    assert containers.ogg_streams_in_turn(path) == 2
+
+
 def test_zero_length_file_is_empty(tmp_path):
     path = tmp_path / "empty.mp3"
     path.write_bytes(b"")
