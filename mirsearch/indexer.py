@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
@@ -347,6 +347,8 @@ class Indexer:
                     "last one left them: make room and run `mirsearch index` again"
                 ) from exc
             state.generation, state.model_hash = generation, model_hash
+            highest = session.scalar(select(func.max(Track.id))) or 0
+            state.last_track_id = max(state.last_track_id or 0, highest)  # records._new_track_id
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)
 

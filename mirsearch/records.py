@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mirsearch.analysis import FileAnalysis
@@ -14,7 +14,7 @@ from mirsearch.catalog import load_prints
 from mirsearch.config import Settings
 from mirsearch.duplicates import find_matches
 from mirsearch.index import VectorIndex
-from mirsearch.schema import Track, TrackPrint, TrackWaveform
+from mirsearch.schema import IndexState, Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger(__name__)
 # A failed row keeps its file's identity and its status (no windows); every other column held
@@ -40,7 +40,7 @@ def record(
     stored. `counts` (indexed, failed, duplicates, audio_s) goes up by what it was."""
     row = session.scalar(select(Track).where(Track.path == result.path))
     if row is None:
-        row = Track(path=result.path)
+        row = Track(id=_new_track_id(session), path=result.path)
         session.add(row)
     _fill_file_fields(row, result)
     session.flush()
@@ -62,6 +62,18 @@ def record(
     _fill_analysis_fields(row, result, model_hash)
     counts["indexed"] += 1
     counts["audio_s"] += result.info.duration_s
+
+
+def _new_track_id(session: Session) -> int | None:
+    """A new track's id: on SQLite one past the highest ever committed (IndexState.last_track_id)
+    and any this transaction gave, as SQLite itself would give the highest now plus one (the id
+    of a track pruned last had gone to the next new track, and a client's reference to the old
+    one named another song); elsewhere None, the database's sequence, which never goes back."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
+    state = session.get(IndexState, 1)
+    highest = session.scalar(select(func.max(Track.id))) or 0
+    return max(highest, state.last_track_id if state else 0) + 1
 
 
 def _flag_duplicate(

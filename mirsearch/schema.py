@@ -151,3 +151,5 @@ class IndexState(Base):
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
     # drawn with the row; each index generation's meta file records it (index_meta.read_meta)
     catalog_id: Mapped[str | None] = mapped_column(sa.String(32), default=lambda: uuid.uuid4().hex)
+    # the highest track id ever committed: on SQLite a new track's id is past it (records.py)
+    last_track_id: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -105,6 +105,28 @@ def test_an_upgraded_catalog_draws_its_id_and_a_new_one_has_its_own(catalog, tmp
     other.close()
 
 
+def test_an_upgraded_catalog_marks_the_highest_track_id_it_holds(catalog):
+    catalog.upgrade("0007")
+    with catalog.engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO index_state (id, generation, updated_at) VALUES (1, 2, :now)"),
+            {"now": datetime.now(UTC)},
+        )
+        for n in (1, 7):
+            connection.execute(
+                text(
+                    "INSERT INTO tracks (id, path, status, n_windows, updated_at) "
+                    "VALUES (:n, :path, 'indexed', 0, :now)"
+                ),
+                {"n": n, "path": f"/music/{n}.flac", "now": datetime.now(UTC)},
+            )
+    catalog.upgrade()
+    with catalog.session() as session:
+        assert session.get(IndexState, 1).last_track_id == 7
+    catalog.downgrade("0007")
+    assert catalog.revision() == "0007"
+
+
 def test_schema_revision_is_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory

@@ -43,6 +43,19 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert not engine.index().contains(gone)
 
 
+def test_a_track_pruned_last_keeps_its_id_from_the_next_new_track(settings, folder):
+    """SQLite gives a new row the highest id plus one: the id of the track pruned last had gone
+    to the next new track, and a reference a client kept to the old one named another song."""
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    last = max(rows(engine).values(), key=lambda row: row.id)
+    Path(last.path).unlink()
+    assert engine.index_paths([folder], prune=True).removed == 1
+    shutil.copy(folder / "demo-02.ogg", folder / "new-file.ogg")
+    assert engine.index_paths([folder]).indexed == 1
+    assert rows(engine)["new-file.ogg"].id == last.id + 1
+
+
 def test_prune_of_a_folder_deleted_whole_removes_its_tracks(settings, folder, tmp_path):
     """A folder that is gone could not be named to prune it ("no such file or folder"), so its
     tracks stayed in the catalog for good; a missing path the catalog holds nothing under is
