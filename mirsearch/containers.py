@@ -106,14 +106,14 @@ def ogg_streams_in_turn(path: Path) -> int:
     streams, after_data = 0, True
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         at = data.find(b"OggS")
-        while at >= 0 and at + 27 <= len(data):
-            packet = at + 27 + data[at + 26]  # after the page header and its lacing values
+        while at >= 0 and at + OGG_PAGE_HEADER <= len(data):
+            packet = at + OGG_PAGE_HEADER + data[at + 26]  # after the header and lacing values
             if data[at + 5] & 0x02 and data[packet : packet + 8].startswith(OGG_FIRST_PACKETS):
                 streams += after_data
                 after_data = False
             elif data[at + 4] == 0 and not data[at + 5] & 0x02:  # data, not a beginning of a
                 after_data = True  # codec not listed (Skeleton) among the streams side by side
-            at = data.find(b"OggS", at + 27)
+            at = data.find(b"OggS", at + OGG_PAGE_HEADER)
     return streams
 
 
