@@ -19,7 +19,7 @@ from mirsearch.errors import (
 )
 from mirsearch.groups import find_groups
 from mirsearch.resources import Resources
-from mirsearch.results import Classification, MatchResult, Result, group_report
+from mirsearch.results import Classification, Examination, MatchResult, Result, group_report
 from mirsearch.schema import MAX_TRACK_ID, Track
 from mirsearch.scoring import Match, ranked
 from mirsearch.search import Hit, rank
@@ -102,6 +102,28 @@ class Engine(Resources):
         tracks; with `timeline`, the genre of each window that is sound (a silent one has none)."""
         _whole("similar", similar_k, 0, MAX_SIMILAR)
         analysis = self.analyse_file(path, min_duration_s=CLASSIFY_MIN_S)
+        return self._classification(analysis, similar_k=similar_k, timeline=timeline)
+
+    def examine(
+        self, path: Path, *, k: int | None = None, genres: Sequence[str] = ()
+    ) -> Examination:
+        """What the site shows of an upload, from one decoding and one analysis: the tracks
+        that sound like it (`search`), the catalog tracks it contains (`match`) and its genres
+        and tags (`classify`, without similar tracks: those are the search's). The parameters
+        are checked before the file is read."""
+        k = self._check_k(k)
+        allowed = self.allowed_tracks(genres)
+        samples = self.load_query(path)
+        analysis = self.embedder.analyse(samples, hop_s=self.settings.embedding.query_hop_s)
+        return Examination(
+            results=self._rank(analysis, k=k, allowed=allowed),
+            matches=self._matches(samples),
+            classification=self._classification(analysis, similar_k=0, timeline=False),
+        )
+
+    def _classification(
+        self, analysis: Analysis, *, similar_k: int, timeline: bool
+    ) -> Classification:
         labels = self.embedder.labels
         probabilities = {
             g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities, strict=True)
@@ -170,7 +192,9 @@ class Engine(Resources):
 
     def match(self, path: Path) -> list[MatchResult]:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""
-        samples = self.load_query(path)
+        return self._matches(self.load_query(path))
+
+    def _matches(self, samples: np.ndarray) -> list[MatchResult]:
         threshold = self.match_threshold
         matches = ranked([m for m in self.match_candidates(samples) if m.score >= threshold])
         rows = self.catalog.get_many([m.track_id for m in matches])

@@ -94,6 +94,25 @@ class Classification:
         return out
 
 
+@dataclass(frozen=True)
+class Examination:
+    """An upload searched, matched and classified at once (Engine.examine): the fields of the
+    three answers side by side, under their names there."""
+
+    results: list[Result]
+    matches: list[MatchResult]
+    classification: Classification
+
+    def to_dict(self) -> dict:
+        classified = self.classification.to_dict()
+        del classified["similar"]  # the search's results are the similar tracks
+        return {
+            "results": [r.to_dict() for r in self.results],
+            "matches": [m.to_dict() for m in self.matches],
+            **classified,
+        }
+
+
 def _ending_in(duration_s: float, offset_s: float, row: Track | None, speed: float = 1.0) -> float:
     """A stretch of `duration_s` seconds of a query, aligned at `offset_s` seconds of the track
     `row` playing `speed` track seconds a query second, cut where the track ends (a line's last

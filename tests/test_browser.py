@@ -151,9 +151,11 @@ def test_a_genre_chip_narrows_the_list(server, tmp_path):
     )
     after = page.locator("#results li.hit").count()
     assert after == min(count, 10) and after < before
-    # the clip's near-duplicate check does not depend on the genre: it is not asked again
-    assert [a for a in asked if a in ("search", "match")].count("match") == 1
-    assert asked.count("search") == 2
+    # the clip is sent once for its results, duplicates and genres; a chip asks the search alone
+    assert [a for a in asked if a in ("examine", "search", "match", "classify")] == [
+        "examine",
+        "search",
+    ]
     screenshot(page, "genre-chip")
 
 
@@ -163,7 +165,7 @@ def test_an_answer_that_comes_late_does_not_replace_a_newer_one(server, tmp_path
     second = write(tmp_path / "second.wav", load(files[4]).samples[: 10 * 16_000], 16_000)
     page = browser.new_page()
     held = []  # the searches' requests, answered when the test says
-    page.route("**/api/search", lambda route: held.append(route))
+    page.route("**/api/examine", lambda route: held.append(route))
     page.goto(base + "/")
 
     def search(clip, n_held):
@@ -179,7 +181,7 @@ def test_an_answer_that_comes_late_does_not_replace_a_newer_one(server, tmp_path
     )
     shown = page.locator("#results li.hit a").first.get_attribute("href")
     assert engine.track(int(shown.rsplit("/", 1)[1])).path == str(files[4].resolve())
-    with page.expect_response("**/api/search"):
+    with page.expect_response("**/api/examine"):
         held[0].continue_()
     page.wait_for_timeout(500)  # time for the page to show it, were it to
     assert page.locator("#results li.hit a").first.get_attribute("href") == shown
@@ -225,9 +227,11 @@ def test_a_search_shows_the_clips_genres_and_duplicates_and_survives_back(server
     found = [r.to_dict() for r in engine.search(clip, k=1)]
     for hit in found:  # as a hit the genre filter kept by its file's tag, not the model's genre
         hit["tag_genre"] = "Rock & Roll"
-    answer = {"query": "clip.wav", "results": found}
 
-    page.route("**/api/search", lambda route: route.fulfill(json=answer))
+    examined = engine.examine(clip, k=1).to_dict() | {"query": "clip.wav", "results": found}
+
+    page.route("**/api/examine", lambda route: route.fulfill(json=examined))
+    page.route("**/api/search", lambda route: route.fulfill(json={"results": found}))
     page.goto(base + "/")
     chips = page.locator(".chip")
     assert page.get_attribute("#chips", "role") == "group"
@@ -271,23 +275,18 @@ def test_a_failed_upload_clears_the_last_answer_and_names_the_file(server, tmp_p
     clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
     silent = write(tmp_path / "silent.wav", np.zeros(5 * 16_000, dtype=np.float32), 16_000)
     page = browser.new_page()
-    error = {"error": {"code": "model_unavailable", "message": "the model is away"}}
-    page.route("**/api/classify", lambda route: route.fulfill(status=503, json=error))
     page.goto(base + "/")
     page.set_input_files("#file", str(clip))
     page.wait_for_selector("#banner:not([hidden])", timeout=60_000)
-    assert page.locator("#results li.hit").count() > 0  # the genres failing alone hide nothing
-    assert "could not be told: the model is away" in page.inner_text("#classification")
-    held = []
-    for url in ("**/api/search", "**/api/match"):  # answered when the test says
-        page.route(url, lambda route: held.append(route))
+    assert page.locator("#results li.hit").count() > 0 and page.is_visible("#classification")
+    held = []  # the upload's request, answered when the test says
+    page.route("**/api/examine", lambda route: held.append(route))
     page.set_input_files("#file", str(silent))
-    while len(held) < 2:
+    while not held:
         page.wait_for_timeout(50)
     assert page.locator("#results li").count() == 0 and page.is_hidden("#banner")
     assert page.inner_text("#status") == "Searching for silent.wav…"
-    for route in held:
-        route.continue_()
+    held[0].continue_()
     page.wait_for_selector("#error:not([hidden])", timeout=60_000)
     assert page.get_attribute("#error", "role") == "alert"
     assert page.inner_text("#error").startswith("silent.wav: the audio is silent")

@@ -21,7 +21,7 @@ from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
 from web import create_app
 
-ENDPOINTS = ("/api/search", "/api/match", "/api/classify")
+ENDPOINTS = ("/api/search", "/api/match", "/api/classify", "/api/examine")
 SUFFIXES = ("wav", "mp3", "flac", "ogg", "opus", "m4a", "aac", "webm", "txt", "")
 # Seeded: every run draws the same inputs (derandomize) and no example database steers it, so a
 # failure seen once is seen again.

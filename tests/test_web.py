@@ -264,6 +264,37 @@ def test_every_api_route_is_in_the_openapi_document(site):
     json.dumps(spec)  # serialisable as served
 
 
+def test_examine_answers_search_match_and_classify_from_one_reading(site, tmp_path, monkeypatch):
+    """The site's one question for a new clip gives what the three endpoints give, from one
+    upload decoded once and analysed once (they decoded it three times and analysed it twice)."""
+    from mirsearch import api
+    from mirsearch.embeddings import Embedder
+
+    _, client, paths = site
+    data = clip_bytes(paths[3], start_s=5.0, seconds=15.0, suffix=".mp3", tmp=tmp_path)
+    searched = upload(client, "/api/search", data, k="3", genre="jazz").get_json()
+    matched = upload(client, "/api/match", data).get_json()
+    classified = upload(client, "/api/classify", data, similar="0").get_json()
+    decoded, analysed = [], []
+    load, analyse = api.audio.load, Embedder.analyse
+    monkeypatch.setattr(api.audio, "load", lambda *a, **kw: decoded.append(a) or load(*a, **kw))
+    monkeypatch.setattr(
+        Embedder, "analyse", lambda *a, **kw: analysed.append(a) or analyse(*a, **kw)
+    )
+    response = upload(client, "/api/examine", data, k="3", genre="jazz")
+    body = response.get_json()
+    assert response.status_code == 200 and (len(decoded), len(analysed)) == (1, 1)
+    assert set(body) == {"query", "results", "matches", "genre", "probabilities", "tags"}
+    assert body["results"] == searched["results"]
+    assert body["matches"] == matched["matches"] and body["matches"][0]["path"] == str(paths[3])
+    assert {k: body[k] for k in ("genre", "probabilities", "tags")} == {
+        k: classified[k] for k in ("genre", "probabilities", "tags")
+    }
+    assert_error(upload(client, "/api/examine", data, k="0"), 422)
+    assert_error(upload(client, "/api/examine", data, genre="polka"), 422)
+    assert len(decoded) == 1  # a bad parameter is told before the file is read
+
+
 def test_each_upload_documents_the_form_fields_its_route_reads(site):
     _, client, _ = site
     paths = client.get("/api/openapi.json").get_json()["paths"]
@@ -273,10 +304,11 @@ def test_each_upload_documents_the_form_fields_its_route_reads(site):
                 "properties"
             ]
         )
-        for route in ("/api/search", "/api/match", "/api/classify")
+        for route in ("/api/search", "/api/match", "/api/classify", "/api/examine")
     }
     assert fields == {
         "/api/search": {"file", "k", "genre"},
+        "/api/examine": {"file", "k", "genre"},
         "/api/match": {"file"},
         "/api/classify": {"file", "similar"},
     }

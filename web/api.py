@@ -103,6 +103,15 @@ def classify():
     return jsonify({"query": name, **result.to_dict()})
 
 
+@bp.post("/examine")
+def examine():
+    """search, match and classify of one upload, read once: what the site asks of a new clip."""
+    k = int_arg("k", engine().settings.search.k)
+    with upload() as (path, name):
+        examined = engine().examine(path, k=k, genres=genres_arg())
+    return jsonify({"query": name, **examined.to_dict()})
+
+
 @bp.get("/tracks")
 def tracks():
     page, per_page = int_arg("page", 1), int_arg("per_page", 50)

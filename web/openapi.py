@@ -48,6 +48,22 @@ TRACK_ID = {
     "required": True,
     "schema": {"type": "integer", "minimum": 0},
 }
+GENRES_AND_TAGS = {  # the properties of what `classify` tells of a clip
+    "genre": {"type": "string"},
+    "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
+    "tags": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["tag", "score", "kind"],
+            "properties": {
+                "tag": {"type": "string"},
+                "score": {"type": "number"},
+                "kind": {"type": "string"},
+            },
+        },
+    },
+}
 NULLABLE_STRING = {"type": ["string", "null"]}
 
 SPEC = {
@@ -111,24 +127,37 @@ SPEC = {
                             "required": ["query", "genre", "probabilities", "tags", "similar"],
                             "properties": {
                                 "query": {"type": "string"},
-                                "genre": {"type": "string"},
-                                "probabilities": {
-                                    "type": "object",
-                                    "additionalProperties": {"type": "number"},
-                                },
-                                "tags": {
-                                    "type": "array",
-                                    "items": {
-                                        "type": "object",
-                                        "required": ["tag", "score", "kind"],
-                                        "properties": {
-                                            "tag": {"type": "string"},
-                                            "score": {"type": "number"},
-                                            "kind": {"type": "string"},
-                                        },
-                                    },
-                                },
+                                **GENRES_AND_TAGS,
                                 "similar": {"type": "array", "items": _ref("Result")},
+                            },
+                        }
+                    ),
+                    **ERRORS,
+                },
+            }
+        },
+        "/api/examine": {
+            "post": {
+                "summary": "search, match and classify of one upload, decoded and analysed once "
+                "(the site's question for a new clip): their fields side by side",
+                "requestBody": _upload(k=K_SCHEMA, genre=GENRE_SCHEMA),
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": [
+                                "query",
+                                "results",
+                                "matches",
+                                "genre",
+                                "probabilities",
+                                "tags",
+                            ],
+                            "properties": {
+                                "query": {"type": "string"},
+                                "results": {"type": "array", "items": _ref("Result")},
+                                "matches": {"type": "array", "items": _ref("Match")},
+                                **GENRES_AND_TAGS,
                             },
                         }
                     ),

@@ -111,17 +111,12 @@ function showBanner(matches) {
   banner.hidden = false;
 }
 
-// The clip's genres and tags (POST /api/classify), or why they could not be told
+// The clip's genres and tags
 function showClassification(classified) {
   panel.hidden = !classified;
   if (!classified) return;
   const genres = document.getElementById("clip-genres");
   const tags = document.getElementById("clip-tags");
-  if (classified.failed) {
-    genres.replaceChildren();
-    tags.replaceChildren(text("span", `Its genre could not be told: ${classified.failed}`, "muted"));
-    return;
-  }
   const best = Object.entries(classified.probabilities).sort((a, b) => b[1] - a[1]).slice(0, 5);
   genres.replaceChildren(...best.map(([name, p]) => {
     const li = document.createElement("li");
@@ -177,15 +172,16 @@ async function runSearch() {
   }
   statusBox.textContent = `Searching for ${name}…`;
   try {
-    const [found, dupes, classified] = await Promise.all([
-      post("/api/search", extra),
-      fresh ? post("/api/match").then((body) => body.matches) : shown.dupes,
-      fresh ? post("/api/classify", { similar: 0 }).catch((err) => ({ failed: err.message }))
-        : shown.classified,
-    ]);
+    // a new clip is sent once and read once for all three (POST /api/examine); a chip or k
+    // asks the search alone of the clip on screen
+    const body = await post(fresh ? "/api/examine" : "/api/search", extra);
     if (number !== asked) return;
     matched = asking;
-    const answer = { name, genre, found: found.results, dupes, classified };
+    const dupes = fresh ? body.matches : shown.dupes;
+    const classified = fresh
+      ? { genre: body.genre, probabilities: body.probabilities, tags: body.tags }
+      : shown.classified;
+    const answer = { name, genre, found: body.results, dupes, classified };
     show(answer);
     sessionStorage.setItem(STORED, JSON.stringify(answer));
   } catch (err) {
