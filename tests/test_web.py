@@ -405,6 +405,43 @@ def test_a_catalog_database_lost_while_serving_gets_503_and_says_so(copied_home)
     assert error["code"] == "catalog_unavailable" and "no such table: tracks" in error["message"]
 
 
+def test_audio_serves_only_an_indexed_track_as_it_was_indexed(tmp_path, monkeypatch):
+    """A link in a catalog folder to a file that is not music is recorded as a failed track: its
+    path (here a secret) is never served, nor is a track's file swapped for a link after it was
+    indexed; the track page decodes neither."""
+    from web import pages
+
+    music, secret = tmp_path / "music", tmp_path / "secret.txt"
+    music.mkdir()
+    secret.write_text("TOPSECRET=1\n" * 100)
+    (music / "notes.mp3").symlink_to(secret)
+    song = music / "song.flac"
+    write(song, render(demo_pieces(1, seed=5)[0], sample_rate=16_000), 16_000)
+    settings = Settings.from_env({}, home=tmp_path / "home")
+    Engine(settings).index_paths([music])
+    client = create_app({"SETTINGS": settings, "TESTING": True}).test_client()
+    rows = {
+        Path(t["path"]).name: t for t in client.get("/api/tracks?per_page=500").get_json()["tracks"]
+    }
+    failed = Engine(settings).catalog.by_path(secret)
+    assert failed is not None and failed.status == "failed"
+    response = client.get(f"/api/tracks/{failed.id}/audio")
+    assert_error(response, 404)
+    assert "TOPSECRET" not in response.get_data(as_text=True)
+    assert "it is failed" in response.get_json()["error"]["message"]
+    song_id = rows["song.flac"]["track_id"]
+    assert client.get(f"/api/tracks/{song_id}/audio").status_code == 200
+    song.unlink()
+    song.symlink_to(secret)
+    response = client.get(f"/api/tracks/{song_id}/audio")
+    assert_error(response, 404)
+    assert "changed since it was indexed" in response.get_json()["error"]["message"]
+    decoded = []
+    monkeypatch.setattr(pages, "load", lambda path: decoded.append(path))
+    page = client.get(f"/tracks/{failed.id}").get_data(as_text=True)
+    assert "<audio" not in page and "it is failed" in page and decoded == []
+
+
 def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     from mirsearch.catalog import Catalog
     from mirsearch.schema import Track
@@ -421,7 +458,7 @@ def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     assert "no longer on disk" in response.get_json()["error"]["message"]
     assert client.get(f"/api/tracks/{track_id}").status_code == 200  # the row is still there
     page = client.get(f"/tracks/{track_id}").get_data(as_text=True)
-    assert "The file is no longer on disk" in page and "<audio" not in page
+    assert "file is no longer on disk" in page and "<audio" not in page
     assert "<title>moved-away.flac · mirsearch</title>" in page  # not the server's folders
     assert "<polygon points=" in page  # the waveform kept in the catalog
 

@@ -146,10 +146,7 @@ def similar(track_id: int):
 @bp.get("/tracks/<int:track_id>/audio")
 def audio(track_id: int):
     """The catalog file, chosen by id only; Range requests let the player seek."""
-    row = engine().track(track_id)
-    path = Path(row.path)
-    if not path.is_file():
-        raise NotFoundError(f"track {track_id}'s file is no longer on disk")
+    path = playable(engine().track(track_id))
     mimetype = MIMETYPES.get(path.suffix.lower(), "application/octet-stream")
     asked = request.range
     if "HTTP_RANGE" in request.environ and (
@@ -159,6 +156,27 @@ def audio(track_id: int):
     # its name in Content-Disposition, where a header cannot hold a newline (a 500 had been)
     name = "".join(c if c.isprintable() else "_" for c in path.name)
     return send_file(path, mimetype=mimetype, download_name=name, conditional=True, max_age=3600)
+
+
+def playable(row) -> Path:
+    """The file of indexed track `row` as it was indexed, to send to a client; NotFoundError
+    saying why not. A failed row's path names whatever the walk met there (a link to
+    /etc/passwd is recorded as a failed file), and a file changed since it was indexed, a link
+    put in its place among them, is not the track: neither is served."""
+    if row.status != "indexed":
+        raise NotFoundError(f"track {row.id} has no audio to play: it is {row.status}")
+    path = Path(row.path)
+    if not path.is_file():
+        raise NotFoundError(
+            f"track {row.id}'s file is no longer on disk: run `mirsearch index --prune` on its "
+            "folder to drop the track, or put the file back"
+        )
+    if path.resolve() != path or path.stat().st_size != row.size_bytes:  # indexed resolved
+        raise NotFoundError(
+            f"track {row.id}'s file changed since it was indexed: run `mirsearch index` on its "
+            "folder to take the new one in"
+        )
+    return path
 
 
 @bp.get("/genres")

@@ -10,8 +10,8 @@ from markupsafe import Markup
 
 from mirsearch.audio import load
 from mirsearch.config import MAX_PAGE
-from mirsearch.errors import MirsearchError
-from web.api import engine, int_arg
+from mirsearch.errors import MirsearchError, NotFoundError
+from web.api import engine, int_arg, playable
 
 bp = Blueprint("pages", __name__)
 
@@ -32,14 +32,20 @@ def track(track_id: int):
         similar = []
     probabilities = sorted((row.genre_probabilities or {}).items(), key=lambda kv: -kv[1])
     versions = engine().catalog.get_many(engine().catalog.versions([track_id]))
+    try:
+        path, unplayable = playable(row), None
+    except NotFoundError as exc:
+        path, unplayable = None, str(exc)
+    # a track indexed before the catalog kept its peaks: decoded, from the file indexed only
+    decoded = _decoded_envelope(path) if waveform is None and path else None
     return render_template(
         "track.html",
         track=row,
         versions=[versions[v] for v in sorted(versions)],
         similar=similar,
         probabilities=probabilities,
-        waveform=polyline(waveform.peaks if waveform else _decoded_envelope(row.path)),
-        on_disk=Path(row.path).is_file(),
+        waveform=polyline(waveform.peaks if waveform else decoded),
+        unplayable=unplayable,
     )
 
 
@@ -54,7 +60,7 @@ def polyline(envelope: bytes | None) -> str:
     return " ".join(top + bottom)
 
 
-def _decoded_envelope(path: str) -> bytes | None:
+def _decoded_envelope(path: Path) -> bytes | None:
     """The envelope of a track indexed before the catalog kept it (migration 0006), from its
     file (a 10-minute track: 3 s), or None if the file cannot be read."""
     from mirsearch.features import peak_envelope
