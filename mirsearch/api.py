@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,6 +16,7 @@ from mirsearch.errors import (
     IndexMismatchError,
     InvalidParameterError,
     NotFoundError,
+    TooLongError,
     TooShortError,
 )
 from mirsearch.groups import find_groups
@@ -40,8 +42,19 @@ class Engine(Resources):
     # -- queries -------------------------------------------------------------------------------
 
     def load_query(self, path: Path, *, min_duration_s: float | None = None) -> np.ndarray:
-        """Decode an uploaded clip; refuse one shorter than a query needs."""
-        decoded = audio.load(Path(path), config=self.settings.audio)
+        """Decode an uploaded clip; refuse one shorter than a query needs, or longer than a query
+        may be (SearchConfig.max_query_s) before decoding it whole."""
+        limit_s = min(self.settings.search.max_query_s, self.settings.audio.max_duration_s)
+        try:
+            decoded = audio.load(
+                Path(path), config=replace(self.settings.audio, max_duration_s=limit_s)
+            )
+        except TooLongError as exc:
+            raise TooLongError(
+                f"{path}: longer than a query may be, {limit_s / 60:g} min "
+                "(SearchConfig.max_query_s): cut the clip, or index the recording to see what "
+                "it duplicates (`mirsearch dupes`)"
+            ) from exc
         minimum = self.settings.search.min_query_s if min_duration_s is None else min_duration_s
         if decoded.info.duration_s < minimum:
             raise TooShortError(

@@ -141,6 +141,9 @@ class SearchConfig:
     style_weight: float = 0.9
     max_query_windows: int = 240  # longer queries are subsampled evenly to this many windows
     min_query_s: float = 3.0  # shorter clips are refused
+    # longer clips are refused, before they are decoded whole where they declare their length: a
+    # 150 KB FLAC of one square wave declares 3 hours, 2 GB and 16 s of a server's worker to read
+    max_query_s: float = 30 * 60.0
 
 
 @dataclass(frozen=True)

@@ -154,6 +154,22 @@ def test_a_header_claiming_ten_hours_over_one_second_of_data_is_refused(site):
     assert "limit" in message or "truncated" in message
 
 
+def test_a_query_longer_than_a_query_may_be_is_refused_before_it_is_decoded(site):
+    """An hour is within what indexing reads (AudioConfig.max_duration_s, 3 h) but not a query:
+    a small upload declaring it is refused from its header (a FLAC of a square wave declares
+    hours in 150 KB), not decoded whole first, on every query endpoint."""
+    client, _, real = site
+    flac = bytearray(real["flac"])  # STREAMINFO's 36-bit sample count, past rate, channels, bits
+    (fields,) = struct.unpack_from(">Q", flac, 18)
+    struct.pack_into(">Q", flac, 18, (fields & ~(2**36 - 1)) | 3600 * 16_000)
+    data = bytes(flac)
+    for url in ENDPOINTS:
+        response = post(client, url, data, name="an-hour.wav")
+        assert response.status_code == 422, response.get_data(as_text=True)
+        error = response.get_json()["error"]
+        assert error["code"] == "too_long" and "SearchConfig.max_query_s" in error["message"]
+
+
 def test_a_real_ten_hour_silent_wav_is_refused_with_bounded_memory(tmp_path):
     """A sparse 1.15 GB file of zeros: refused from its header, memory well under its size.
 
