@@ -36,6 +36,7 @@ from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWavef
 log = logging.getLogger(__name__)
 
 IDS_PER_QUERY = 10_000  # ids asked for in one query: SQLite takes at most 32,766 values
+MAX_TEXT = 1_000  # characters of a listing's text search or genre: SQLite refuses longer patterns
 
 
 @dataclass(frozen=True)
@@ -254,6 +255,8 @@ class Catalog:
             )
         if "\x00" in (q or "") + (genre or ""):  # ends SQLite's pattern, PostgreSQL refuses it
             raise InvalidParameterError("q and genre cannot hold a NUL character")
+        if len(q or "") > MAX_TEXT or len(genre or "") > MAX_TEXT:  # SQLite: "pattern too complex"
+            raise InvalidParameterError(f"q and genre are at most {MAX_TEXT:,} characters")
         query = select(Track)
         if status is not None:
             query = query.where(Track.status == status)

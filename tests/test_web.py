@@ -201,6 +201,11 @@ def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tm
     assert "multipart/form-data" in as_json.get_json()["error"]["message"]
     assert_error(upload(client, "/api/search", data, k=str(10**9)), 422)
     assert_error(upload(client, "/api/search", data, k="ten"), 400)
+    assert_error(upload(client, "/api/search", data, k="9" * 5000), 400)  # int() refuses it
+    assert_error(client.get("/api/tracks?page=" + "9" * 5000), 400)
+    long_text = client.get("/api/tracks?q=" + "x" * 200_000)  # SQLite: "pattern too complex"
+    assert_error(long_text, 422)
+    assert "at most 1,000 characters" in long_text.get_json()["error"]["message"]
     for loose in ("1_0", " 3", "٣", "--5"):  # int() takes the first three, refuses "--5"
         assert_error(client.get(f"/api/tracks?per_page={loose}"), 400)
     assert client.get("/api/tracks?per_page=-1").status_code == 422
@@ -527,7 +532,7 @@ def test_a_track_page_draws_the_waveform_the_catalog_keeps_without_decoding(
         session.execute(sa.delete(TrackWaveform).where(TrackWaveform.track_id == second.id))
     catalog.close()
     assert "<polygon points=" in client.get(f"/tracks/{second.id}").get_data(as_text=True)
-    assert decoded == [second.path]
+    assert decoded == [Path(second.path)]
 
 
 def test_uploads_are_decoded_from_a_temp_file_that_is_always_deleted(site, tmp_path, monkeypatch):

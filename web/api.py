@@ -19,6 +19,8 @@ from web.openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+MAX_DIGITS = 18  # a whole-number parameter's; every limit it is checked against is far below
+
 MIMETYPES = {
     ".mp3": "audio/mpeg",
     ".ogg": "audio/ogg",
@@ -73,6 +75,8 @@ def int_arg(name: str, default: int) -> int:
         return default
     if not raw.isascii() or not raw.removeprefix("-").isdigit():  # int() takes "1_0", " 3"
         raise BadRequest(f"'{name}' must be a whole number, got {raw[:40]!r}")
+    if len(raw) > MAX_DIGITS:  # int() refuses over 4,300 digits: a 500 had been
+        raise BadRequest(f"'{name}' must be a whole number of at most {MAX_DIGITS} digits")
     return int(raw)
 
 
