@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,23 @@ def chromium(playwright) -> Path | None:
     return next((Path(p) for p in CHROMIUM_PATHS if Path(p).is_file()), None)
 
 
+def expect(locator):
+    """Playwright's assertions, imported where used: the module imports without Playwright
+    (the fixture skips its tests)."""
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect(locator)
+
+
+def until(check, timeout_s: float = 30.0) -> None:
+    """Wait for `check()` to hold, asked from here: the site's Content-Security-Policy forbids
+    the evaluation of text that page.wait_for_function needs."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
 def screenshot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -125,9 +143,7 @@ def test_upload_finds_the_source_and_plays_from_the_offset(server, tmp_path):
     audio = first.locator("audio")
     offset = float(audio.get_attribute("data-offset"))
     assert offset == pytest.approx(40.0, abs=2.0)
-    page.wait_for_function(
-        "document.querySelector('#results audio').readyState >= 1", timeout=30_000
-    )
+    until(lambda: page.evaluate("document.querySelector('#results audio').readyState") >= 1)
     current = page.evaluate("document.querySelector('#results audio').currentTime")
     assert current == pytest.approx(offset, abs=0.5)
     screenshot(page, "results")
@@ -146,9 +162,7 @@ def test_a_genre_chip_narrows_the_list(server, tmp_path):
     page.wait_for_selector("#results li.hit", timeout=60_000)
     before = page.locator("#results li.hit").count()
     page.click(f".chip[data-genre='{genre}']")
-    page.wait_for_function(
-        f"document.querySelector('#status').textContent.includes('in {genre}')", timeout=60_000
-    )
+    expect(page.locator("#status")).to_contain_text(f"in {genre}", timeout=60_000)
     after = page.locator("#results li.hit").count()
     assert after == min(count, 10) and after < before
     # the clip is sent once for its results, duplicates and genres; a chip asks the search alone
@@ -176,9 +190,7 @@ def test_an_answer_that_comes_late_does_not_replace_a_newer_one(server, tmp_path
     search(first, 1)
     search(second, 2)
     held[1].continue_()
-    page.wait_for_function(
-        "document.querySelector('#status').textContent.includes('second.wav')", timeout=60_000
-    )
+    expect(page.locator("#status")).to_contain_text("second.wav", timeout=60_000)
     shown = page.locator("#results li.hit a").first.get_attribute("href")
     assert engine.track(int(shown.rsplit("/", 1)[1])).path == str(files[4].resolve())
     with page.expect_response("**/api/examine"):
@@ -256,7 +268,7 @@ def test_a_search_shows_the_clips_genres_and_duplicates_and_survives_back(server
     assert page.locator("#clip-genres li").count() == 5
     assert page.locator("#clip-tags .chip").count() == 6
     chips.first.click()
-    page.wait_for_function("document.querySelector('#status').textContent.includes(' in ')")
+    expect(page.locator("#status")).to_contain_text(" in ")
     assert chips.first.get_attribute("aria-pressed") == "true"
     hit.locator("a").click()
     page.wait_for_selector("h1")

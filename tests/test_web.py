@@ -410,6 +410,17 @@ def test_a_catalog_database_lost_while_serving_gets_503_and_says_so(copied_home)
     assert error["code"] == "catalog_unavailable" and "no such table: tracks" in error["message"]
 
 
+def test_every_answer_forbids_sniffing_framing_and_foreign_scripts(site):
+    from web import SECURITY_HEADERS
+
+    _, client, _ = site
+    for url in ("/", "/catalog", "/api/tracks", "/api/tracks/1/audio", "/no-such-page"):
+        headers = client.get(url).headers
+        assert headers["X-Content-Type-Options"] == "nosniff", url
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], url
+        assert all(headers[name] == value for name, value in SECURITY_HEADERS.items()), url
+
+
 def test_audio_serves_only_an_indexed_track_as_it_was_indexed(tmp_path, monkeypatch):
     """A link in a catalog folder to a file that is not music is recorded as a failed track: its
     path (here a secret) is never served, nor is a track's file swapped for a link after it was

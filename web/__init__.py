@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, Response
 
 from mirsearch.api import Engine
 from mirsearch.config import Settings
 from web import api, errors, pages
+
+# Every answer's: a file served as audio is never run as a page (a catalog file may hold
+# anything), pages load their own scripts, styles and media only, and no other site frames them.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; media-src 'self' blob:; "
+        "style-src 'self' 'unsafe-inline'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+}
 
 
 def create_app(test_config: dict | None = None, *, threads: int | None = None) -> Flask:
@@ -27,4 +40,11 @@ def create_app(test_config: dict | None = None, *, threads: int | None = None) -
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)
+    app.after_request(_secured)
     return app
+
+
+def _secured(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
