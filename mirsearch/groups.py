@@ -52,11 +52,13 @@ def find_groups(flagged: Iterable[tuple[int, list[dict]]], live: set[int]) -> li
     members: dict[int, list[int]] = {}
     for track_id in parent:
         members.setdefault(root(track_id), []).append(track_id)
-    groups = []
-    for tracks in members.values():
-        chosen = set(tracks)
-        group_evidence = [e for p, e in sorted(evidence.items()) if p[0] in chosen]
-        groups.append(Group(sorted(tracks), group_evidence, _speeds(group_evidence)))
+    joining: dict[int, list[dict]] = {}  # each group's evidence, by its root, in pair order
+    for pair, e in sorted(evidence.items()):
+        joining.setdefault(root(pair[0]), []).append(e)
+    groups = [
+        Group(sorted(tracks), joining[top], _speeds(joining[top]))
+        for top, tracks in members.items()
+    ]
     return sorted(groups, key=lambda g: g.track_ids)
 
 
