@@ -39,7 +39,7 @@ class AudioInfo:
     codec: str  # e.g. "vorbis", "mp3float", "aac"
     sample_rate: int  # of the file, not of the decoded signal
     channels: int
-    duration_s: float  # as declared by the container; exact after `audio.load`
+    duration_s: float  # the audio stream's, declared (`_duration_s`); exact after `audio.load`
     tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -164,12 +164,6 @@ def _is_wav(path: Path) -> bool:
 
 def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
     stream = container.streams.audio[0]
-    if container.duration is not None:
-        duration_s = container.duration / av.time_base
-    elif stream.duration is not None and stream.time_base is not None:
-        duration_s = float(stream.duration * stream.time_base)
-    else:
-        duration_s = 0.0
     tags = {}
     for source in (stream.metadata, container.metadata):
         for key, value in source.items():
@@ -184,9 +178,24 @@ def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
         codec=stream.codec_context.name,
         sample_rate=stream.codec_context.sample_rate or 0,
         channels=stream.codec_context.channels or 0,
-        duration_s=max(0.0, duration_s),
+        duration_s=max(0.0, _duration_s(container, stream)),
         tags=tags,
     )
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.AudioStream) -> float:
+    """How long `stream` declares it lasts: its own duration where the container gives one, else
+    the DURATION tag Matroska muxers write per stream, else the container's. A video's container
+    lasts as long as its longest stream, often the picture: a video running on past its music
+    had been refused as truncated."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    try:
+        hours, minutes, seconds = stream.metadata["DURATION"].split(":")  # 00:03:15.021000000
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (KeyError, ValueError):
+        pass
+    return container.duration / av.time_base if container.duration is not None else 0.0
 
 
 def _check_declared_length(info: AudioInfo, config: AudioConfig) -> None:

@@ -7,14 +7,17 @@ import os
 import shutil
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import av
 import hypothesis
 import numpy as np
 import postgres
 import pytest
 import torch
+from av.stream import Disposition
 
 from mirsearch import fingerprint, verification
 from mirsearch.config import FeatureConfig, Settings, TrainConfig
@@ -163,6 +166,46 @@ def melody(seconds: float, *, seed: int) -> np.ndarray:
         out[start : start + t.size] += 0.2 * note * np.exp(-4 * t)
         start += length
     return out
+
+
+# a video container's (PyAV's name) picture and sound codecs; others take MPEG-4 and AAC
+VIDEO_CODECS = {"flv": ("flv", "aac"), "mpeg": ("mpeg1video", "mp2")}
+
+
+def write_video(
+    path: Path,
+    tracks: list[np.ndarray],
+    *,
+    video_s: float,
+    audio_start_s: float = 0.0,
+    default: int | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """A small video: `video_s` of 64x48 picture, then each of `tracks` (mono, at SR) as a sound
+    stream, all beginning `audio_start_s` into it; with `default`, that track alone (from 0) is
+    marked default. The container follows the extension; `options` go to its muxer."""
+    with av.open(str(path), "w", options=options or {}) as out:
+        picture_codec, sound_codec = VIDEO_CODECS.get(out.format.name, ("mpeg4", "aac"))
+        picture = out.add_stream(picture_codec, rate=25)
+        picture.width, picture.height, picture.pix_fmt = 64, 48, "yuv420p"
+        rate = 48_000 if sound_codec == "mp2" else SR
+        sounds = [out.add_stream(sound_codec, rate=rate, layout="mono") for _ in tracks]
+        for i, sound in enumerate(sounds):
+            sound.disposition = Disposition.default if i == default else Disposition(0)
+        for i in range(round(video_s * 25)):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(picture.encode(frame))
+        out.mux(picture.encode(None))
+        for sound, samples in zip(sounds, tracks, strict=True):
+            frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+            frame.sample_rate, frame.time_base = SR, Fraction(1, SR)
+            frame.pts = round(audio_start_s * SR)
+            resampler = av.AudioResampler(format=sound.format.name, layout="mono", rate=rate)
+            for resampled in [*resampler.resample(frame), *resampler.resample(None)]:
+                out.mux(sound.encode(resampled))
+            out.mux(sound.encode(None))
+    return Path(path)
 
 
 # the training tests' network: a small CNN (TrainConfig.model_args)

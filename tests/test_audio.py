@@ -8,7 +8,7 @@ import tracemalloc
 import av
 import numpy as np
 import pytest
-from conftest import SR, clicks, tone
+from conftest import SR, clicks, tone, write_video
 
 from mirsearch import audio, containers
 from mirsearch.config import AudioConfig
@@ -62,6 +62,37 @@ def test_truncated_file_is_refused(write_audio, suffix):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioError, match="truncated|corrupt"):
+        audio.load(path)
+
+
+@pytest.mark.parametrize(
+    ("name", "audio_start_s"), [("longer.mp4", 0.0), ("longer.mkv", 0.0), ("late.mp4", 2.0)]
+)
+def test_a_video_running_on_past_its_sound_is_read_not_refused_as_truncated(
+    tmp_path, name, audio_start_s
+):
+    """4 s of picture over 2 s of sound, or sound from 2 s in: the container lasts as long as
+    its longest stream, and such a video had been refused as "truncated: decoded 2.0 s of the
+    4.0 s it declares". The sound's own length is checked (MP4's, Matroska's DURATION tag)."""
+    path = write_video(
+        tmp_path / name, [tone(440.0, 2.0)], video_s=4.0, audio_start_s=audio_start_s
+    )
+    decoded = audio.load(path)
+    assert containers.probe(path).duration_s == pytest.approx(2.0, abs=0.1)
+    assert decoded.samples.size / SR == pytest.approx(2.0, abs=0.15)  # AAC priming: 64 ms
+    assert dominant_hz(decoded.samples, SR) == pytest.approx(440.0, abs=2.0)
+
+
+def test_a_video_cut_short_is_refused_as_truncated(tmp_path):
+    path = write_video(
+        tmp_path / "cut.mp4",
+        [tone(440.0, 10.0)],
+        video_s=10.0,
+        options={"movflags": "faststart"},  # the index first: a cut leaves it whole
+    )
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="truncated: decoded"):
         audio.load(path)
 
 
