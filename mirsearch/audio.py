@@ -51,19 +51,19 @@ class Decoded:
 
 
 def _read(
-    path: Path, config: AudioConfig, *, wav: bool, first_channel: bool = False
+    path: Path, info: AudioInfo, config: AudioConfig, *, first_channel: bool = False
 ) -> Iterator[np.ndarray]:
-    """The file's first audio stream read, decoded and converted inside FFmpeg (`amovie` into
-    `_converted`): mono float32 a second at a time, no Python per packet or frame.
+    """The file's audio stream `info.stream` read, decoded and converted inside FFmpeg (`amovie`
+    into `_converted`): mono float32 a second at a time, no Python per packet or frame.
 
     A third less CPU than reading packet by packet in Python into the same conversion (../shared/
     audio: 20.0 → 14.4 CPU-s, the same samples); but FFmpeg stops at the first packet it cannot
-    decode or a change of format midway (FFmpegError), where `_read_packets` goes on. A `wav`
+    decode or a change of format midway (FFmpegError), where `_read_packets` goes on. A WAV
     file (as `open_container` found it) is opened on WAV_PROBE_BYTES here too.
     """
     graph = av.filter.Graph()
-    probing = {"format_opts": f"probesize={WAV_PROBE_BYTES}"} if wav else {}
-    movie = graph.add("amovie", filename=str(path), streams="a:0", **probing)
+    probing = {"format_opts": f"probesize={WAV_PROBE_BYTES}"} if info.format == "wav" else {}
+    movie = graph.add("amovie", filename=str(path), streams=f"a:{info.stream}", **probing)
     sink = _converted(graph, movie, config, first_channel=first_channel)
     while True:
         try:
@@ -78,7 +78,7 @@ def _read_packets(
     """`_read` packet by packet in Python, for a file FFmpeg stops on: a few unreadable packets
     are skipped, not fatal, and a change of format midway (concatenated files) starts the
     conversion afresh."""
-    stream = container.streams.audio[0]
+    stream = container.streams.audio[info.stream]
     graph = sink = shape = None
     bad_packets = queued = 0
     try:
@@ -185,7 +185,8 @@ def _gathered(blocks: Iterator[np.ndarray], info: AudioInfo, config: AudioConfig
 
 
 def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
-    """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio."""
+    """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio:
+    the audio stream FFmpeg would choose or, where that is silent, the first other that is not."""
     path = Path(path)
     info = probe(path, config=config)
     missing = missing_bytes(path, info.format)
@@ -196,6 +197,32 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
             f"{path}: a chained Ogg file ({streams} streams one after another), of which FFmpeg "
             "reads only the first: split it into a file per stream"
         )
+    samples, level_dbfs = _checked(path, info, config)
+    if level_dbfs < config.silence_dbfs and info.streams > 1:
+        info, samples, level_dbfs = _sounding_other(path, info, config, samples, level_dbfs)
+    if info.streams > 1:
+        log.info(
+            "%s: holds %d audio streams: stream %d (a:%d) is the one read",
+            path,
+            info.streams,
+            info.stream + 1,
+            info.stream,
+        )
+    if level_dbfs < config.silence_dbfs:
+        raise SilentAudioError(
+            f"{path}: the audio is silent (level below {config.silence_dbfs:.0f} dBFS, "
+            "an offset or sub-audible drift aside)"
+        )
+    exact = AudioInfo(**{**info.__dict__, "duration_s": samples.size / config.sample_rate})
+    return Decoded(
+        samples=samples.astype(np.float32, copy=False), sample_rate=config.sample_rate, info=exact
+    )
+
+
+def _checked(path: Path, info: AudioInfo, config: AudioConfig) -> tuple[np.ndarray, float]:
+    """The samples of `info`'s stream (`_decoded`) and their level in dBFS, refused when they
+    are none, cut short of what it declares, or not numbers; where the mono mix is silent but
+    the first channel is not (channels that cancel), the first channel's."""
     samples = _decoded(path, info, config)
     decoded_s = samples.size / config.sample_rate
     if samples.size == 0:
@@ -213,16 +240,34 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
         first_dbfs = _level_dbfs(first, config)
         if first_dbfs >= config.silence_dbfs:
             log.info("%s: its channels cancel in the mono mix: read from its first", path)
-            samples, level_dbfs = first, first_dbfs
-    if level_dbfs < config.silence_dbfs:
-        raise SilentAudioError(
-            f"{path}: the audio is silent (level below {config.silence_dbfs:.0f} dBFS, "
-            "an offset or sub-audible drift aside)"
-        )
-    exact = AudioInfo(**{**info.__dict__, "duration_s": decoded_s})
-    return Decoded(
-        samples=samples.astype(np.float32, copy=False), sample_rate=config.sample_rate, info=exact
-    )
+            return first, first_dbfs
+    return samples, level_dbfs
+
+
+def _sounding_other(
+    path: Path, info: AudioInfo, config: AudioConfig, samples: np.ndarray, level_dbfs: float
+) -> tuple[AudioInfo, np.ndarray, float]:
+    """The first of the file's other audio streams that is not silent, with its samples and
+    level; else `info`'s own, given. A silent track first had made a video whose next track
+    holds music "silent", a way round a copyright check."""
+    for position in range(info.streams):
+        if position == info.stream:
+            continue
+        try:
+            other = probe(path, config=config, stream=position)
+            other_samples, other_dbfs = _checked(path, other, config)
+        except AudioError as exc:
+            log.info("%s: audio stream %d left unread: %s", path, position + 1, exc)
+            continue
+        if other_dbfs >= config.silence_dbfs:
+            log.info(
+                "%s: audio stream %d, FFmpeg's choice, is silent: stream %d read instead",
+                path,
+                info.stream + 1,
+                position + 1,
+            )
+            return other, other_samples, other_dbfs
+    return info, samples, level_dbfs
 
 
 def _decoded(
@@ -231,7 +276,7 @@ def _decoded(
     """The samples of `path` (see `_read`, `_read_packets` where FFmpeg stops), its channels
     mixed to mono or, with `first_channel`, its first channel alone."""
     try:
-        reading = _read(path, config, wav=info.format == "wav", first_channel=first_channel)
+        reading = _read(path, info, config, first_channel=first_channel)
         return _gathered(reading, info, config)
     except av.error.FFmpegError:
         with open_container(path) as container:

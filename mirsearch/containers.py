@@ -1,4 +1,5 @@
-"""What an audio file's container declares (AudioInfo: format, codec, rate, duration, tags).
+"""What an audio file's container declares (AudioInfo: format, codec, rate, duration, tags) of
+the audio stream read: the one FFmpeg would choose, or another named.
 
 It is read without decoding, and a file that is not audio, or longer than
 AudioConfig.max_duration_s, is refused there.
@@ -41,13 +42,19 @@ class AudioInfo:
     channels: int
     duration_s: float  # the audio stream's, declared (`_duration_s`); exact after `audio.load`
     tags: dict[str, str] = field(default_factory=dict)
+    stream: int = 0  # which of the file's audio streams this is: FFmpeg's specifier "a:{stream}"
+    streams: int = 1  # how many audio streams the file holds
 
 
-def probe(path: Path, *, config: AudioConfig = AudioConfig()) -> AudioInfo:
-    """The container's description of `path`; refuses non-audio and over-long files undecoded."""
+def probe(
+    path: Path, *, config: AudioConfig = AudioConfig(), stream: int | None = None
+) -> AudioInfo:
+    """The container's description of `path`'s audio stream number `stream` (of its audio
+    streams, from 0), by default the one FFmpeg would choose (`chosen_stream`); refuses
+    non-audio and over-long files undecoded."""
     path = Path(path)
     with open_container(path) as container:
-        info = _info(path, container)
+        info = _info(path, container, chosen_stream(container) if stream is None else stream)
     _check_declared_length(info, config)
     return info
 
@@ -73,10 +80,15 @@ def open_container(path: Path) -> av.container.InputContainer:
     if not container.streams.audio:
         container.close()
         raise NotAudioError(f"{path}: the file holds no audio stream")
-    if container.streams.audio[0].codec_context is None:  # a codec FFmpeg has no decoder for
-        container.close()
-        raise NotAudioError(f"{path}: FFmpeg has no decoder for the audio in this file")
     return container
+
+
+def chosen_stream(container: av.container.InputContainer) -> int:
+    """Which of the container's audio streams FFmpeg would choose (av_find_best_stream, as its
+    players do: the one marked default first), counted among its audio streams. The first had
+    been read, whatever was marked: a commentary track put first hid the music after it."""
+    best = container.streams.best("audio")
+    return container.streams.audio.index(best) if best is not None else 0
 
 
 def reason(exc: Exception) -> str:
@@ -162,8 +174,10 @@ def _is_wav(path: Path) -> bool:
     return head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE"
 
 
-def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
-    stream = container.streams.audio[0]
+def _info(path: Path, container: av.container.InputContainer, position: int) -> AudioInfo:
+    stream = container.streams.audio[position]
+    if stream.codec_context is None:  # a codec FFmpeg has no decoder for
+        raise NotAudioError(f"{path}: FFmpeg has no decoder for the audio in this file")
     tags = {}
     for source in (stream.metadata, container.metadata):
         for key, value in source.items():
@@ -180,6 +194,8 @@ def _info(path: Path, container: av.container.InputContainer) -> AudioInfo:
         channels=stream.codec_context.channels or 0,
         duration_s=max(0.0, _duration_s(container, stream)),
         tags=tags,
+        stream=position,
+        streams=len(container.streams.audio),
     )
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 import tracemalloc
 
 import av
 import numpy as np
 import pytest
-from conftest import SR, clicks, tone, write_video
+from conftest import SR, clicks, noise, tone, write_video
 
 from mirsearch import audio, containers
 from mirsearch.config import AudioConfig
@@ -206,12 +207,41 @@ def test_reading_in_ffmpeg_and_packet_by_packet_give_the_same_samples(write_audi
     x = 0.2 * np.sin(2 * np.pi * 440 * t) + 0.1 * np.sin(2 * np.pi * 3_000 * t)
     path = write_audio("tones.flac", x.astype(np.float32), sr)
     config = AudioConfig()
-    whole = np.concatenate(list(audio._read(path, config, wav=False)))
     info = containers.probe(path)
+    whole = np.concatenate(list(audio._read(path, info, config)))
     with containers.open_container(path) as container:
         by_packets = np.concatenate(list(audio._read_packets(container, info, config)))
     np.testing.assert_array_equal(whole, by_packets)
     assert whole.size == pytest.approx(5 * SR, abs=SR * 0.01)
+
+
+def test_the_stream_marked_default_is_read_the_same_way_by_either_path(tmp_path):
+    """Noise first, a tone second marked default (as a player would pick it): the first audio
+    stream had been read, by FFmpeg (`streams="a:0"`) and packet by packet alike."""
+    path = write_video(tmp_path / "two.mkv", [noise(3.0), tone(440.0, 3.0)], video_s=3.0, default=1)
+    info = containers.probe(path)
+    assert (info.stream, info.streams) == (1, 2)
+    whole = np.concatenate(list(audio._read(path, info, AudioConfig())))
+    with containers.open_container(path) as container:
+        by_packets = np.concatenate(list(audio._read_packets(container, info, AudioConfig())))
+    np.testing.assert_array_equal(whole, by_packets)
+    assert dominant_hz(audio.load(path).samples, SR) == pytest.approx(440.0, abs=2.0)
+
+
+def test_a_silent_stream_first_does_not_hide_the_music_of_the_next(tmp_path, caplog):
+    """A video whose first (default) audio stream is silence and whose second holds music had
+    been refused as silent: a way round a copyright check. The first stream that sounds is
+    read, and the log says which of how many."""
+    silence = np.zeros(3 * SR, dtype=np.float32)
+    path = write_video(tmp_path / "two.mp4", [silence, tone(440.0, 3.0)], video_s=3.0)
+    with caplog.at_level(logging.INFO, logger="mirsearch.audio"):
+        decoded = audio.load(path)
+    assert (decoded.info.stream, decoded.info.streams) == (1, 2)
+    assert dominant_hz(decoded.samples, SR) == pytest.approx(440.0, abs=2.0)
+    assert "holds 2 audio streams: stream 2 (a:1) is the one read" in caplog.text
+    both_silent = write_video(tmp_path / "none.mp4", [silence, silence], video_s=3.0)
+    with pytest.raises(SilentAudioError):
+        audio.load(both_silent)
 
 
 def test_a_wav_file_opened_on_a_short_probe_reads_as_on_a_full_one(write_audio):
@@ -256,7 +286,7 @@ def test_a_real_file_with_an_unreadable_packet_decodes_whole(shared_audio):
     file again packet by packet and skips it."""
     path = shared_audio / "supertux__christmas_theme.ogg"
     with pytest.raises(av.error.FFmpegError):
-        list(audio._read(path, AudioConfig(), wav=False))
+        list(audio._read(path, containers.probe(path), AudioConfig()))
     decoded = audio.load(path)
     assert decoded.info.duration_s == pytest.approx(containers.probe(path).duration_s, abs=0.1)
 

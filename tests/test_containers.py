@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 
 import pytest
-from conftest import SR, tone
+from conftest import SR, noise, tone, write_video
 
 from mirsearch import audio, containers
 from mirsearch.config import AudioConfig
@@ -99,3 +99,15 @@ def test_not_audio_error_for_an_image(tmp_path):
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(500))
     with pytest.raises(NotAudioError):
         audio.load(path)
+
+
+def test_the_audio_stream_ffmpeg_would_choose_is_described(tmp_path):
+    """The one marked default, as players choose, not the first; another is described when
+    named (its stream number among the file's audio streams)."""
+    path = write_video(tmp_path / "two.mkv", [noise(2.0), tone(440.0, 3.0)], video_s=3.0, default=1)
+    chosen = containers.probe(path)
+    assert (chosen.stream, chosen.streams) == (1, 2)
+    assert chosen.duration_s == pytest.approx(3.0, abs=0.1)
+    other = containers.probe(path, stream=0)
+    assert (other.stream, other.streams) == (0, 2)
+    assert other.duration_s == pytest.approx(2.0, abs=0.1)
