@@ -12,7 +12,8 @@ from mirsearch.errors import AudioError
 
 log = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers try
+AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers try: audio
+    # files, and video containers, whose sound is read (copyright checks of uploads are videos)
     [
         ".wav",
         ".wave",
@@ -38,6 +39,21 @@ AUDIO_EXTENSIONS = frozenset(  # what the catalog walker and the dataset readers
         ".caf",
         ".mp2",
         ".amr",
+        ".mov",
+        ".mkv",
+        ".m4v",
+        ".avi",
+        ".ts",
+        ".m2ts",
+        ".mts",
+        ".flv",
+        ".3gp",
+        ".3g2",
+        ".mpg",
+        ".mpeg",
+        ".vob",
+        ".wmv",
+        ".asf",
     ]
 )
 MAGIC = (  # (offset, bytes) of the containers we sniff for
@@ -55,21 +71,30 @@ MAGIC = (  # (offset, bytes) of the containers we sniff for
     (0, b"riff"),  # Sony Wave64
     (0, b"caff"),  # Apple Core Audio
     (0, b"#!AMR"),
+    (0, b"FLV"),  # Flash Video
+    (0, b"\x00\x00\x01\xba"),  # an MPEG program stream's pack header (.mpg, .vob)
 )
+# An MPEG transport stream (.ts) is packets of this many bytes, each beginning with TS_SYNC: one
+# byte, so it is taken where three packets in a row begin with it, not where one does.
+TS_PACKET = 188
+TS_SYNC = 0x47
 
 
 def looks_like_audio(path: Path) -> bool:
-    """True when the first bytes look like a media container or an MPEG audio frame.
+    """True when the first bytes look like a media container (MAGIC, an MPEG transport
+    stream's packets) or an MPEG audio frame.
 
     The walker uses it for files without an audio extension; files with one are always tried,
     so a text file named .mp3 is recorded as failed rather than silently skipped.
     """
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(2 * TS_PACKET + 1)
     except OSError:
         return False
     if any(head[offset : offset + len(magic)] == magic for offset, magic in MAGIC):
+        return True
+    if head[: 2 * TS_PACKET + 1 : TS_PACKET] == bytes([TS_SYNC] * 3):
         return True
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
 

@@ -7,11 +7,11 @@ import os
 import av
 import numpy as np
 import pytest
-from conftest import tone
+from conftest import tone, write_video
 
 from mirsearch.audio import load
 from mirsearch.errors import AudioError
-from mirsearch.files import discover, looks_like_audio
+from mirsearch.files import AUDIO_EXTENSIONS, discover, looks_like_audio
 
 
 def test_looks_like_audio_by_content_not_by_name(write_audio, tmp_path):
@@ -64,6 +64,20 @@ def test_discover_finds_what_ffmpeg_reads_and_queries_take(container, codec, tmp
         expected.insert(0, (tmp_path / "renamed.bin").resolve())
     assert discover([tmp_path]) == expected
     assert load(named).info.duration_s == pytest.approx(1.0, abs=0.05)
+
+
+def test_discover_finds_video_containers_by_name_and_by_content(tmp_path):
+    """MPEG-TS, FLV and MPEG-PS videos had been left out of `index` with no word (neither their
+    extension nor their first bytes were known), and MOV, MKV, AVI... found by content alone."""
+    found = []
+    for suffix in (".ts", ".flv", ".mpg"):
+        video = write_video(tmp_path / f"clip{suffix}", [tone(440.0, 1.0)], video_s=1.0)
+        unnamed = tmp_path / suffix[1:]  # no extension: found by its first bytes
+        unnamed.write_bytes(video.read_bytes())
+        found += [video.resolve(), unnamed.resolve()]
+    (tmp_path / "notes").write_text("Good morning\n" * 100)  # a G first is no transport stream
+    assert discover([tmp_path]) == sorted(found)
+    assert {".mov", ".mkv", ".m4v", ".avi", ".m2ts", ".3gp", ".wmv", ".vob"} <= AUDIO_EXTENSIONS
 
 
 def test_discover_leaves_out_dangling_links_and_names_that_are_not_utf8(write_audio, tmp_path):
