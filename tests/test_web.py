@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from conftest import tone
+from conftest import tone, write_video
 
 from mirsearch.api import Engine
 from mirsearch.audio import load
@@ -243,6 +243,7 @@ def test_pages_render_and_escape_tag_values(site):
     assert "<polygon points=" in page
     search_page = client.get("/").get_data(as_text=True)
     assert 'max="1000"' in search_page  # the API's bound on k, not a page's own
+    assert 'accept="audio/*,video/*"' in search_page  # videos had been hidden in the picker
     missing = client.get("/tracks/99999")
     assert missing.status_code == 404 and "no track with id" in missing.get_data(as_text=True)
 
@@ -495,6 +496,29 @@ def test_audio_of_a_file_named_with_a_newline_is_served(site, copied_home):
     response = client.get(f"/api/tracks/{track_id}/audio")
     assert response.status_code == 200 and response.data == renamed.read_bytes()
     assert "two_lines.flac" in response.headers["Content-Disposition"]
+
+
+def test_a_video_track_is_served_as_video(site, copied_home, tmp_path):
+    """An indexed video had been served as application/octet-stream: MIMETYPES knew audio."""
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
+
+    video = write_video(tmp_path / "clip.mp4", [tone(440.0, 1.0)], video_s=1.0)
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    catalog = Catalog(copied_home.db_url)
+    for suffix, mimetype in [
+        (".mp4", "video/mp4"),
+        (".mkv", "video/x-matroska"),
+        (".ts", "video/mp2t"),
+    ]:
+        named = video.with_suffix(suffix)
+        named.write_bytes(video.read_bytes())
+        with catalog.session() as session, session.begin():
+            track = session.scalars(sa.select(Track).order_by(Track.id)).first()
+            track.path, track_id = str(named), track.id
+        response = client.get(f"/api/tracks/{track_id}/audio")
+        assert response.status_code == 200 and response.mimetype == mimetype
+    catalog.close()
 
 
 def test_a_clip_sent_as_text_an_undecodable_codec_and_bare_api_are_told_in_json(site, tmp_path):

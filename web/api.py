@@ -30,6 +30,22 @@ MIMETYPES = {
     ".m4a": "audio/mp4",
     ".aac": "audio/aac",
     ".webm": "audio/webm",
+    ".mp4": "video/mp4",
+    ".m4v": "video/mp4",
+    ".mov": "video/quicktime",
+    ".mkv": "video/x-matroska",
+    ".avi": "video/x-msvideo",
+    ".3gp": "video/3gpp",
+    ".3g2": "video/3gpp2",
+    ".wmv": "video/x-ms-wmv",
+    ".asf": "video/x-ms-asf",
+    ".ts": "video/mp2t",
+    ".m2ts": "video/mp2t",
+    ".mts": "video/mp2t",
+    ".flv": "video/x-flv",
+    ".mpg": "video/mpeg",
+    ".mpeg": "video/mpeg",
+    ".vob": "video/mpeg",
 }
 
 
