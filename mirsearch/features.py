@@ -187,10 +187,11 @@ def estimate_tempo(
     if mel_db is None:
         mel_db = log_mel(torch.from_numpy(x), config)
     flux = np.maximum(np.diff(mel_db.numpy(), axis=1), 0.0).mean(axis=0)
-    flux = np.convolve(flux, [0.1, 0.2, 0.4, 0.2, 0.1], mode="same")  # a beat between frames
-    envelope, fps = flux - flux.mean(), config.frames_per_s  # should not split its peak
-    if envelope.size < 4 * fps:
+    fps = config.frames_per_s
+    if flux.size < 4 * fps:  # under 4 s: no tempo told (one frame, 7 ms, has no flux at all)
         return 0.0
+    flux = np.convolve(flux, [0.1, 0.2, 0.4, 0.2, 0.1], mode="same")  # a beat between frames
+    envelope = flux - flux.mean()  # should not split its peak
     n = 1 << int(np.ceil(np.log2(2 * envelope.size)))
     spectrum = np.fft.rfft(envelope, n)
     acf = np.fft.irfft(np.abs(spectrum) ** 2, n)[: envelope.size]

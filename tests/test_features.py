@@ -117,6 +117,13 @@ def test_click_track_tempo(bpm):
     assert features.estimate_tempo(clicks(bpm, 30.0), SR) == pytest.approx(bpm, abs=2.0)
 
 
+def test_a_file_of_a_few_milliseconds_is_described_without_a_tempo():
+    """A 7 ms file is one mel frame, no onset flux at all: indexing had failed it with numpy's
+    "a cannot be empty" and a traceback in the log."""
+    described = features.describe(noise(0.007), SR)
+    assert described.tempo_bpm == 0.0 and described.loudness_db > -20.0
+
+
 def test_c_major_progression_is_c_major():
     progression = chords([[60, 64, 67], [65, 69, 72], [67, 71, 74], [60, 64, 67]] * 3)
     assert features.estimate_key(progression, SR)[0] == "C major"
