@@ -191,7 +191,8 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
     info = probe(path, config=config)
     missing = missing_bytes(path, info.format)
     if missing:
-        raise AudioError(f"{path}: the file is truncated: {missing} bytes of audio are missing")
+        cut = "its last page" if info.format == "ogg" else "its audio"  # not the bytes cut off
+        raise AudioError(f"{path}: the file is truncated: {cut} lacks {missing:,} bytes")
     if info.format == "ogg" and (streams := ogg_streams_in_turn(path)) > 1:
         raise AudioError(
             f"{path}: a chained Ogg file ({streams} streams one after another), of which FFmpeg "
