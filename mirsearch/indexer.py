@@ -127,8 +127,9 @@ class Indexer:
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
         index = self._open_index(meta, rebuild=rebuild)
-        todo, unchanged, moved = plan(self.catalog, files, again=rebuild)
+        todo, unchanged, moved, touched = plan(self.catalog, files, again=rebuild)
         self._move(moved)
+        self._retime(touched)
         # the first files are decoded while torch loads, on another core (where torch is loaded
         # already, as in a server or a notebook, there is nothing to overlap)
         overlap = engine == "local" and (os.cpu_count() or 1) > 1 and "torch" not in sys.modules
@@ -263,6 +264,15 @@ class Indexer:
                 log.info("%s moved to %s", row.path, path)
                 row.path, row.mtime = str(path), path.stat().st_mtime
                 row.updated_at = datetime.now(UTC)
+
+    def _retime(self, touched: dict[int, float]) -> None:
+        """Record the modification times of unchanged tracks' files touched since they were
+        indexed (`plan`): each had been hashed whole again on every run."""
+        if not touched:
+            return
+        with self.catalog.session() as session, session.begin():
+            for track_id, mtime in touched.items():
+                session.get(Track, track_id).mtime = mtime
 
     def _deleted_folders(self, paths: list[Path]) -> list[Path]:
         """The paths named that are not there at all (not even a link to nothing) while the

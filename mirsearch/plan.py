@@ -27,11 +27,14 @@ PLANNED = (
 
 def plan(
     catalog: Catalog, files: list[Path], *, again: bool = False
-) -> tuple[list[Path], int, dict[Path, int]]:
+) -> tuple[list[Path], int, dict[Path, int], dict[int, float]]:
     """Split files into those to analyse, the number unchanged since the last run and those
-    that are indexed tracks moved or renamed (by track id; see `_moved`). An indexed track
-    without its print or tags (a schema downgrade drops them; an upgrade brings back only
-    the empty table or column) is analysed again; with `again` (a rebuild), every file is."""
+    that are indexed tracks moved or renamed (by track id; see `_moved`), and give the new
+    modification time of each unchanged file found so by its content hash (by track id: a
+    touched file, a copy that did not keep times), to be recorded so that the next run need not
+    hash it again. An indexed track without its print or tags (a schema downgrade drops them;
+    an upgrade brings back only the empty table or column) is analysed again; with `again` (a
+    rebuild), every file is."""
     with catalog.session() as session:  # the columns compared, not whole rows: 12 kB a track
         rows = {row.path: row for row in session.execute(select(*PLANNED))}
         printed = set(session.scalars(select(TrackPrint.track_id)))
@@ -40,7 +43,7 @@ def plan(
         for path, row in rows.items()
         if row.status == "indexed" and row.id in printed and row.tags is not None
     }
-    todo, new, unchanged = [], [], 0
+    todo, new, unchanged, touched = [], [], 0, {}
     for path in files:
         row = rows.get(str(path))
         if row is None:
@@ -53,12 +56,14 @@ def plan(
                 same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime
                 if same_stat or row.sha256 == file_sha256(path):
                     unchanged += 1
+                    if not same_stat:
+                        touched[row.id] = stat.st_mtime
                     continue
             except OSError:  # unreadable now: the analysis records why
                 pass
         todo.append(path)
     moved = _moved(new, complete.values())
-    return [p for p in todo if p not in moved], unchanged, moved
+    return [p for p in todo if p not in moved], unchanged, moved, touched
 
 
 def _moved(new: list[Path], rows: Iterable[Row]) -> dict[Path, int]:

@@ -19,12 +19,21 @@ def settings(db_settings):
     return db_settings
 
 
-def test_second_run_changes_nothing_and_changed_files_are_redone(settings, folder):
+def test_second_run_changes_nothing_and_changed_files_are_redone(settings, folder, monkeypatch):
+    """A touched file is hashed once to tell it unchanged, and its new time kept: it had been
+    hashed whole again on every run."""
+    from mirsearch import plan
+
+    sha = plan.file_sha256
     engine = Engine(settings)
     engine.index_paths([folder])
     again = engine.index_paths([folder])
     assert (again.indexed, again.failed, again.unchanged) == (0, 0, 9)
     os.utime(folder / "demo-02.ogg")  # touched, same content: still unchanged
+    hashed = []
+    monkeypatch.setattr(plan, "file_sha256", lambda path: hashed.append(path.name) or sha(path))
+    assert engine.index_paths([folder]).unchanged == 9 and hashed == ["demo-02.ogg"]
+    assert engine.index_paths([folder]).unchanged == 9 and hashed == ["demo-02.ogg"]  # not again
     (folder / "demo-04.wav").unlink()
     from mirsearch.audio import load
     from mirsearch.encoding import write
