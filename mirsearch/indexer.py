@@ -44,6 +44,7 @@ class IndexSummary:
     moved: int = 0  # indexed tracks found at a new path (moved or renamed), not embedded again
     failed: int = 0  # files recorded as failed, with their message
     removed: int = 0  # rows pruned because their file is gone
+    missing: int = 0  # tracks under the paths named whose file is gone, kept without --prune
     duplicates: int = 0  # newly indexed tracks flagged as near-duplicates of catalog tracks
     seconds: float = 0.0  # wall time of the run
     audio_hours: float = 0.0  # hours of audio analysed in this run
@@ -55,6 +56,7 @@ class IndexSummary:
             "moved": self.moved,
             "failed": self.failed,
             "removed": self.removed,
+            "missing": self.missing,
             "duplicates": self.duplicates,
             "seconds": round(self.seconds, 3),
             "audio_hours": round(self.audio_hours, 4),
@@ -141,7 +143,17 @@ class Indexer:
             if progress and unchanged + len(moved):
                 progress(unchanged + len(moved))
             counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
-            removed = self._prune(index, roots, files) if prune else 0
+            gone = self._gone_under(roots, files)
+            if gone and prune:
+                self._prune(index, [track_id for track_id, _ in gone])
+            elif gone:  # kept, found by queries at a path that is no more: said, not silent
+                log.warning(
+                    "%d tracks under the paths named have no file any more (%s%s): run with "
+                    "--prune to drop them, or put the files back",
+                    len(gone),
+                    gone[0][1],
+                    ", ..." if len(gone) > 1 else "",
+                )
             if workers is None:
                 workers = default_workers(len(todo))
             results = analyse_all(
@@ -166,7 +178,8 @@ class Indexer:
             unchanged=unchanged,
             moved=len(moved),
             failed=counts["failed"],
-            removed=removed,
+            removed=len(gone) if prune else 0,
+            missing=0 if prune else len(gone),
             duplicates=counts["duplicates"],
             seconds=time.perf_counter() - started,
             audio_hours=counts["audio_s"] / 3600.0,
@@ -285,22 +298,25 @@ class Indexer:
             held = [Path(path) for path in session.scalars(select(Track.path))]
         return [p for p in absent if any(_under_any(track, [p.resolve()]) for track in held)]
 
-    def _prune(self, index: VectorIndex, roots: list[Path], files: list[Path]) -> int:
-        """Drop the tracks under `roots` whose file is deleted: not those the walk leaves out
-        (a dot-file indexed by its name, a folder it could not list)."""
+    def _gone_under(self, roots: list[Path], files: list[Path]) -> list[tuple[int, str]]:
+        """The tracks (id, path) under `roots` whose file is deleted: not those the walk leaves
+        out (a dot-file indexed by its name, a folder it could not list)."""
         present = {str(p) for p in files}
         with self.catalog.session() as session:
-            gone = [
-                row.id
-                for row in session.scalars(select(Track))
-                if row.path not in present and _under_any(Path(row.path), roots) and _gone(row.path)
-            ]
-        if gone:
-            with self._generation(index, index.meta.model_hash) as session:
-                index.remove(gone)
-                session.execute(delete(Track).where(Track.id.in_(gone)))
-                _forget_duplicates_of(session, set(gone))
-        return len(gone)
+            held = session.execute(select(Track.id, Track.path)).all()
+        return [
+            (track_id, path)
+            for track_id, path in held
+            if path not in present and _under_any(Path(path), roots) and _gone(path)
+        ]
+
+    def _prune(self, index: VectorIndex, gone: list[int]) -> None:
+        """Drop the tracks `gone` from the catalog and the index, and from the evidence of the
+        tracks flagged as their duplicates."""
+        with self._generation(index, index.meta.model_hash) as session:
+            index.remove(gone)
+            session.execute(delete(Track).where(Track.id.in_(gone)))
+            _forget_duplicates_of(session, set(gone))
 
     # -- committing -------------------------------------------------------------------------------
 

@@ -33,12 +33,17 @@ def settings(db_settings):
 
 
 def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
+    """A run without --prune counts the tracks whose file is gone (a run had said nothing of
+    them while `match` still named their paths); a prune drops them."""
     engine = Engine(settings)
     engine.index_paths([folder])
     gone = rows(engine)["demo-02.ogg"].id
     (folder / "demo-02.ogg").unlink()
+    kept = engine.index_paths([folder])  # counted and said, not dropped: queries still name it
+    assert (kept.missing, kept.removed) == (1, 0) and kept.to_dict()["missing"] == 1
+    assert engine.index().contains(gone)
     summary = engine.index_paths([folder], prune=True)
-    assert summary.removed == 1
+    assert (summary.removed, summary.missing) == (1, 0)
     assert "demo-02.ogg" not in rows(engine)
     assert not engine.index().contains(gone)
 
