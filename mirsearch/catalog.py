@@ -208,10 +208,14 @@ class Catalog:
         if not ids:
             return set()
         named = select(Track.duplicate_of).where(Track.id.in_(ids))
-        linked = or_(Track.duplicate_of.in_(ids), Track.id.in_(named))
+        # two lookups by index (duplicate_of's, the ids'), not one query whose OR had SQLite
+        # scan every indexed track (by the status index: 2.2 ms at 2,583 tracks, ~1 s at 1 M)
+        naming = select(Track.id).where(Track.duplicate_of.in_(ids))
+        named_ids = select(Track.id).where(Track.id.in_(named))
+        linked = union(naming, named_ids).subquery()
+        query = select(Track.id).where(Track.id.in_(select(linked)), Track.status == "indexed")
         with self.session() as session:
-            found = session.scalars(select(Track.id).where(Track.status == "indexed", linked))
-            return set(found) - set(ids)
+            return set(session.scalars(query)) - set(ids)
 
     def prints(self, track_ids: Iterable[int]) -> dict[int, np.ndarray]:
         """These tracks' verification prints, (bands, frames) float32; absent ids are left out."""
