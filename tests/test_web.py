@@ -411,6 +411,20 @@ def test_a_catalog_database_lost_while_serving_gets_503_and_says_so(copied_home)
     assert error["code"] == "catalog_unavailable" and "no such table: tracks" in error["message"]
 
 
+def test_the_search_page_folds_away_the_genres_past_the_most_common(site, monkeypatch):
+    """File tags of a large catalog name hundreds of genres: 706 chips had filled the page."""
+    from web import pages
+
+    app, client, _ = site
+    many = [(f"genre {i:03d}", 1000 - i) for i in range(300)]
+    monkeypatch.setattr(app.extensions["mirsearch"].catalog, "genres", lambda: many)
+    page = client.get("/").get_data(as_text=True)
+    shown, folded = page.split('<details class="more-genres">')
+    assert shown.count('class="chip"') == pages.CHIPS and "genre 000" in shown
+    assert f"{300 - pages.CHIPS} more genres" in folded
+    assert folded.count('class="chip"') == 300 - pages.CHIPS and "genre 299" in folded
+
+
 def test_every_answer_forbids_sniffing_framing_and_foreign_scripts(site):
     from web import SECURITY_HEADERS
 

@@ -14,12 +14,18 @@ from mirsearch.errors import MirsearchError, NotFoundError
 from web.api import engine, int_arg, playable
 
 bp = Blueprint("pages", __name__)
+# The genres shown as chips, the most common first; the rest fold away under "N more genres"
+# (file tags of a large catalog name hundreds: 706 chips had filled the search page)
+CHIPS = 24
 
 
 @bp.get("/")
 def search():
     return render_template(
-        "search.html", genres=engine().catalog.genres(), max_k=engine().settings.search.max_k
+        "search.html",
+        genres=engine().catalog.genres(),
+        chips=CHIPS,
+        max_k=engine().settings.search.max_k,
     )
 
 
