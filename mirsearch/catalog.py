@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, or_, select, union
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from mirsearch.config import MAX_PAGE
 from mirsearch.database import (
@@ -193,12 +193,16 @@ class Catalog:
 
     def flagged(self) -> list[tuple[int, list[dict]]]:
         """The indexed tracks indexing found to duplicate others: each id with the matches its
-        check on ingest stored (records.py), by way of the index on duplicate_of."""
+        check on ingest stored (records.py), by way of the index on duplicate_of, those that no
+        longer hold (`still_holds`) left out, and the tracks left with none."""
         query = select(Track.id, Track.duplicate_evidence).where(
             Track.duplicate_of.is_not(None), Track.status == "indexed"
         )
         with self.session() as session:
-            return [(track_id, evidence or []) for track_id, evidence in session.execute(query)]
+            stored = [(track_id, evidence or []) for track_id, evidence in session.execute(query)]
+            contents = indexed_contents(session, (m["track_id"] for _, e in stored for m in e))
+        holding = [(t, [m for m in evidence if still_holds(m, contents)]) for t, evidence in stored]
+        return [(track_id, evidence) for track_id, evidence in holding if evidence]
 
     def versions(self, track_ids: Iterable[int]) -> set[int]:
         """The indexed tracks that indexing found to be near-duplicates of these (other
@@ -327,9 +331,8 @@ class Catalog:
         with self.session() as session:
             by_status = select(Track.status, func.count()).group_by(Track.status)
             counts = {status: n for status, n in session.execute(by_status)}
-            seconds, duplicates = session.execute(
-                select(indexed_s, func.count(Track.duplicate_of))
-            ).one()
+            seconds = session.scalar(select(indexed_s))
+            duplicates = session.scalar(_count_flagged())
         state = self.index_state()
         return {
             "tracks": sum(counts.values()),
@@ -349,6 +352,42 @@ def load_prints(session: Session, track_ids: Iterable[int]) -> dict[int, np.ndar
         return {}
     query = select(TrackPrint).where(TrackPrint.track_id.in_(ids))
     return {row.track_id: row.array() for row in session.scalars(query)}
+
+
+def indexed_contents(session: Session, track_ids: Iterable[int]) -> dict[int, str | None]:
+    """The content hash (sha256) of each of these tracks that is indexed; the others left out.
+    Asked IDS_PER_QUERY at a time, within `session` (which sees its own uncommitted rows)."""
+    ids = sorted({int(t) for t in track_ids})
+    contents = {}
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        query = select(Track.id, Track.sha256).where(
+            Track.id.in_(ids[start : start + IDS_PER_QUERY]), Track.status == "indexed"
+        )
+        contents |= {track_id: sha256 for track_id, sha256 in session.execute(query)}
+    return contents
+
+
+def still_holds(match: dict, contents: dict[int, str | None]) -> bool:
+    """Whether a match a duplicate check stored (records.py) still names a version: its track is
+    indexed (in `contents`, indexed_contents) and holds the content it was matched with. A match
+    stored before it recorded that content (no "track_sha256") holds while its track is indexed."""
+    if match["track_id"] not in contents:
+        return False
+    matched = match.get("track_sha256")
+    return matched is None or matched == contents[match["track_id"]]
+
+
+def _count_flagged() -> sa.Select:
+    """The query counting the indexed tracks flagged as duplicates of an indexed track: those
+    `flagged` gives, counted in SQL (`stats` answers every health check) as indexing keeps each
+    flag on a match that still holds, or takes it off (records.forget_matches)."""
+    target = aliased(Track)
+    return (
+        select(func.count())
+        .select_from(Track)
+        .join(target, Track.duplicate_of == target.id)
+        .where(Track.status == "indexed", target.status == "indexed")
+    )
 
 
 def _forms(text: str) -> set[str]:

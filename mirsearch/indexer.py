@@ -29,7 +29,7 @@ from mirsearch.index_meta import LOST, IndexMeta
 from mirsearch.model_card import read_card
 from mirsearch.plan import plan
 from mirsearch.prefetch import DecodeAhead
-from mirsearch.records import record
+from mirsearch.records import forget_matches, record
 from mirsearch.schema import IndexState, Track
 from mirsearch.scoring import calibrated_threshold
 from mirsearch.workers import default_workers
@@ -392,10 +392,8 @@ def _forget_duplicates_of(session: Session, gone: set[int]) -> None:
     """The evidence that names tracks `gone` taken off the tracks flagged as their duplicates:
     each stays flagged as a duplicate of the closest track left, or of none."""
     for row in session.scalars(select(Track).where(Track.duplicate_evidence.is_not(None))):
-        kept = [e for e in row.duplicate_evidence or () if e["track_id"] not in gone]
-        if len(kept) < len(row.duplicate_evidence or ()):
-            row.duplicate_evidence = kept or None
-            row.duplicate_of = kept[0]["track_id"] if kept else None
+        if any(m["track_id"] in gone for m in row.duplicate_evidence or ()):
+            forget_matches(session, row, gone)
 
 
 def _gone(path: str) -> bool:

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import rows
+from conftest import SR, rows
 
 from mirsearch.api import Engine
+from mirsearch.audio import load
 from mirsearch.catalog import Catalog
 from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
 from mirsearch.config import Settings
+from mirsearch.encoding import write
 from mirsearch.errors import AudioError, IndexMismatchError, ModelError
 from mirsearch.files import discover
 from mirsearch.index import VectorIndex
@@ -141,6 +143,91 @@ def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, fo
     engine.index_paths([folder], prune=True)
     copy = rows(engine)["zz-copy.ogg"]
     assert copy.duplicate_of is None and not copy.duplicate_evidence
+
+
+@pytest.fixture(scope="module")
+def pieces(shared_audio, tmp_path_factory) -> dict[str, Path]:
+    """40 s of two real pieces as FLAC ("lego", "fox"), and the Legolodio excerpt as an MP3
+    ("lego-mp3"): a copy a little less like it than a copy of its bytes is."""
+    folder = tmp_path_factory.mktemp("pieces")
+    lego = load(shared_audio / "xmoto__legolodio.ogg").samples[20 * SR : 60 * SR]
+    fox = load(shared_audio / "xmoto__foxrun.ogg").samples[20 * SR : 60 * SR]
+    return {
+        "lego": write(folder / "lego.flac", lego, SR),
+        "fox": write(folder / "fox.flac", fox, SR),
+        "lego-mp3": write(folder / "lego.mp3", lego, SR, bit_rate=96_000),
+    }
+
+
+def duplicate_groups(engine: Engine) -> list[list[str]]:
+    """The `dupes` groups as file names, having checked that `stats` counts the flags they are
+    read from and that `versions` (which `match` asks) links no track outside its group."""
+    assert engine.catalog.stats()["duplicates"] == len(engine.catalog.flagged())
+    names = {row.id: name for name, row in rows(engine).items() if row.status == "indexed"}
+    groups = sorted(sorted(names[t["track_id"]] for t in g["tracks"]) for g in engine.dupes())
+    group_of = {name: set(group) for group in groups for name in group}
+    for track_id, name in names.items():
+        linked = {names[v] for v in engine.catalog.versions([track_id])}
+        assert linked <= group_of.get(name, set()) - {name}, (name, linked, groups)
+    return groups
+
+
+def test_copies_of_a_track_whose_file_got_other_music_stay_a_group_without_it(
+    settings, pieces, tmp_path
+):
+    """A flag names a track with the content it was matched against: "a.flac" given other
+    music had stayed in one group with its two copies, their flags naming it still. Now the
+    copies are a group of their own, the new music is grouped with a copy of it analysed after
+    it in the same run, and a rebuild (the same content analysed again) keeps both groups."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    shutil.copy(pieces["lego"], folder / "a.flac")
+    shutil.copy(pieces["lego-mp3"], folder / "b.mp3")
+    shutil.copy(pieces["lego-mp3"], folder / "c.mp3")  # closer to b.mp3 than to a.flac
+    engine = Engine(settings)
+    engine.index_paths([folder], workers=1)
+    assert duplicate_groups(engine) == [["a.flac", "b.mp3", "c.mp3"]]
+    shutil.copy(pieces["fox"], folder / "a.flac")
+    shutil.copy(pieces["fox"], folder / "d.flac")  # analysed after a.flac's new music
+    engine.index_paths([folder], workers=1)
+    assert duplicate_groups(engine) == [["a.flac", "d.flac"], ["b.mp3", "c.mp3"]]
+    assert engine.catalog.stats()["duplicates"] == 2  # c.mp3 and d.flac
+    engine.index_paths([folder], workers=1, rebuild=True)
+    assert duplicate_groups(engine) == [["a.flac", "d.flac"], ["b.mp3", "c.mp3"]]
+
+
+def test_two_files_that_swap_names_are_no_duplicates(settings, pieces, tmp_path):
+    """The file analysed first had been checked while the index held the other's old vectors
+    (its own new music) and stayed flagged as a duplicate of it."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    shutil.copy(pieces["lego"], folder / "a.flac")
+    shutil.copy(pieces["fox"], folder / "b.flac")
+    engine = Engine(settings)
+    engine.index_paths([folder], workers=1)
+    (folder / "a.flac").rename(folder / "t.flac")
+    (folder / "b.flac").rename(folder / "a.flac")
+    (folder / "t.flac").rename(folder / "b.flac")
+    assert engine.index_paths([folder], workers=1).indexed == 2
+    assert duplicate_groups(engine) == []
+    assert engine.catalog.stats()["duplicates"] == 0
+
+
+def test_stats_count_no_flag_on_a_track_that_failed_since(settings, pieces, tmp_path):
+    """`stats` had counted the copy's flag on its original whose file no longer reads, which
+    `dupes` leaves out."""
+    folder = tmp_path / "music"
+    folder.mkdir()
+    shutil.copy(pieces["lego"], folder / "a.flac")
+    shutil.copy(pieces["lego"], folder / "b.flac")
+    engine = Engine(settings)
+    engine.index_paths([folder], workers=1)
+    assert duplicate_groups(engine) == [["a.flac", "b.flac"]]
+    assert engine.catalog.stats()["duplicates"] == 1
+    (folder / "a.flac").write_text("these are liner notes, not audio\n" * 20)
+    assert engine.index_paths([folder], workers=1).failed == 1
+    assert duplicate_groups(engine) == []
+    assert engine.catalog.stats()["duplicates"] == 0
 
 
 def test_prune_keeps_files_the_walk_leaves_out(settings, folder, unlistable):
