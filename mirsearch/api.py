@@ -189,7 +189,10 @@ class Engine(Resources):
                 hop_s=self.settings.embedding.query_hop_s,
                 frequency_scales=[2 ** (st / 12) for st in semitones],
             )
-            return [Reading(h.vectors, h.offsets_s, h.fingerprint) for h in hypotheses]
+            heard = self._sounding(samples, hypotheses[0].offsets_s)
+            return [
+                Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint) for h in hypotheses
+            ]
 
         if every_hypothesis:
             readings = read(sorted(config.pitch_hypotheses_st))
@@ -202,6 +205,19 @@ class Engine(Resources):
             versions=self.catalog.versions,
             config=config,
         )
+
+    def _sounding(self, samples: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
+        """Which windows starting at `offsets_s` are sound, not a pause (all, where none is): a
+        pause's windows had lined up with the pauses of catalog tracks, and 15 s of a catalog
+        track before or after 20 s of digital silence went unmatched."""
+        heard = audio.sounding_windows(
+            samples,
+            offsets_s,
+            self.settings.embedding.window_s,
+            sample_rate=self.settings.audio.sample_rate,
+            silence_dbfs=self.settings.audio.silence_dbfs,
+        )
+        return heard | (not heard.any())
 
     def match(self, path: Path) -> list[MatchResult]:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""

@@ -281,6 +281,32 @@ def test_a_clip_flags_no_other_track_of_its_soundtrack(shared_catalog, shared_au
             assert same_piece, f"{row['path']} flagged as a copy of {other} (score {m.score})"
 
 
+def test_a_catalog_excerpt_between_long_silences_is_found_where_it_plays(
+    shared_catalog, shared_audio, tmp_path
+):
+    """15 s of a track after 20 s or 40 s of digital silence, or before 60 s of it (a video's
+    silent start, an upload padded): the pause's windows had lined up with catalog tracks'
+    pauses and the excerpt went unmatched."""
+    engine, _, _, _ = shared_catalog
+    castle = ids_by_name(engine)["hedgewars__castle.mp3"]
+    excerpt = load(shared_audio / "hedgewars__castle.mp3").samples[30 * 16_000 : 45 * 16_000]
+    for before_s, after_s in ((20, 0), (40, 0), (0, 60)):
+        signal = np.concatenate(
+            [
+                np.zeros(before_s * 16_000, np.float32),
+                excerpt,
+                np.zeros(after_s * 16_000, np.float32),
+            ]
+        )
+        upload = write(tmp_path / f"padded-{before_s}-{after_s}.wav", signal, 16_000)
+        found = {m.track_id: m for m in engine.match(upload)}
+        assert castle in found, (before_s, after_s, found)
+        match = found[castle]
+        assert match.query_offset_s == pytest.approx(before_s, abs=1.5)
+        assert match.track_offset_s == pytest.approx(30.0, abs=1.5)
+        assert match.duration_s == pytest.approx(15.0, abs=2.0)
+
+
 def test_dupes_finds_planted_copies_in_a_small_catalog(shared_audio, tmp_path):
     """A catalog of real tracks plus an MP3 excerpt and a 2 % fast excerpt of one of them."""
     folder = tmp_path / "catalog"
