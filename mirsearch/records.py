@@ -92,11 +92,13 @@ def _flag_duplicate(
     *,
     settings: Settings,
 ) -> None:
-    hop_s = settings.embedding.hop_s
-    offsets_s = np.arange(len(result.vectors), dtype=np.float32) * hop_s
+    offsets_s = np.arange(len(result.vectors), dtype=np.float32) * settings.embedding.hop_s
+    vectors, heard = result.vectors, result.sounding
+    if heard is not None and heard.any():  # a pause's windows line up with other tracks' pauses
+        vectors, offsets_s = vectors[heard], offsets_s[heard]
     matches = find_matches(
         index,
-        result.vectors,
+        vectors,
         offsets_s,
         result.fingerprint,
         lambda ids: load_prints(session, ids),

@@ -307,6 +307,22 @@ def test_a_catalog_excerpt_between_long_silences_is_found_where_it_plays(
         assert match.duration_s == pytest.approx(15.0, abs=2.0)
 
 
+def test_an_excerpt_padded_with_silence_is_flagged_on_ingest(shared_audio, tmp_path):
+    """The check on ingest leaves a new track's pauses out too: 15 s of a catalog track before
+    60 s of digital silence had not been flagged as its duplicate."""
+    music = tmp_path / "music"
+    music.mkdir()
+    castle = load(shared_audio / "hedgewars__castle.mp3").samples
+    write(music / "castle.flac", castle[: 60 * 16_000], 16_000)
+    engine = Engine(Settings.from_env({}, home=tmp_path / "home"))
+    engine.index_paths([music])
+    padded = np.concatenate([castle[30 * 16_000 : 45 * 16_000], np.zeros(60 * 16_000, np.float32)])
+    write(music / "padded.wav", padded, 16_000)
+    assert engine.index_paths([music]).duplicates == 1
+    names = ids_by_name(engine)
+    assert engine.catalog.get(names["padded.wav"]).duplicate_of == names["castle.flac"]
+
+
 def test_dupes_finds_planted_copies_in_a_small_catalog(shared_audio, tmp_path):
     """A catalog of real tracks plus an MP3 excerpt and a 2 % fast excerpt of one of them."""
     folder = tmp_path / "catalog"
