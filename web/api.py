@@ -215,10 +215,9 @@ def health():
     when the index cannot be loaded (another model's, files missing), while the catalog's pages
     still answer (it had said "ok" while every query failed)."""
     state = engine().catalog.index_state()
-    stats = engine().catalog.stats()
     body = {
         "status": "ok",
-        "tracks": stats.get("indexed", 0),
+        "tracks": engine().catalog.counts().get("indexed", 0),
         "index_generation": state.generation,
         "model_hash": state.model_hash,
     }
