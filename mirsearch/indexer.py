@@ -63,6 +63,13 @@ class IndexSummary:
         }
 
 
+# Each batch writes the whole index as a new generation: 2 GB at 12 M windows (100,000 tracks),
+# rewritten every 32 tracks had made the writes grow with the square of the catalog. Once writing
+# one takes SLOW_SAVE_S or more, the next batch lasts until that is at most SAVE_SHARE of it.
+SLOW_SAVE_S = 1.0
+SAVE_SHARE = 0.1
+
+
 class Indexer:
     """Brings the catalog and the vector index up to date with folders of audio files."""
 
@@ -72,6 +79,7 @@ class Indexer:
         self.batch_tracks = 32  # commit (index files + one DB transaction) at least this often
         self.batch_seconds = 20.0  # ... or after this long
         self._at = 0  # the catalog's index generation this run loaded or last wrote
+        self._saving_s = 0.0  # how long writing the last generation's files took
 
     def run(
         self,
@@ -331,15 +339,19 @@ class Indexer:
     ) -> None:
         """Record `first` and the results after it, one at a time as they arrive, in one
         transaction that ends by writing a new index generation: after `batch_tracks` results or
-        `batch_seconds`. Each is checked for duplicates on arrival, while the workers go on, and
-        against the tracks recorded before it in this batch too."""
+        `batch_seconds`, and not before ten times the last generation's writing where that took
+        seconds (SLOW_SAVE_S). Each is checked for duplicates on arrival, while the workers go
+        on, and against the tracks recorded before it in this batch too."""
         started = time.perf_counter()
+        # a batch lasts long enough for writing its generation to be a small share of the run
+        least_s = self._saving_s / SAVE_SHARE if self._saving_s >= SLOW_SAVE_S else 0.0
         with self._generation(index, model_hash) as session:
             for n, result in enumerate(itertools.chain([first], results), 1):
                 record(session, index, result, model_hash, counts, settings=self.settings)
                 if progress:
                     progress(1)
-                if n == self.batch_tracks or time.perf_counter() - started > self.batch_seconds:
+                elapsed = time.perf_counter() - started
+                if (n >= self.batch_tracks or elapsed > self.batch_seconds) and elapsed >= least_s:
                     break
 
     @contextmanager
@@ -365,8 +377,10 @@ class Indexer:
                     "committed; run `mirsearch index` again"
                 )
             generation = state.generation + 1
+            saving = time.perf_counter()
             try:
                 index.save(self.settings.index_dir, generation, catalog_id=state.catalog_id)
+                self._saving_s = time.perf_counter() - saving
             except OSError as exc:  # a full disk: the catalog stays at the last generation
                 raise OSError(
                     f"{exc}; this batch was not committed, the catalog and index are as the "
