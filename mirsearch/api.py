@@ -260,14 +260,17 @@ class Engine(Resources):
             return None
         if isinstance(genres, str):  # one genre, not its letters
             genres = [genres]
-        known = {_composed(g.lower()) for g, _ in self.catalog.genres()}
-        unknown = [g for g in genres if _composed(g.strip().lower()) not in known]
+        # each genre's tracks: none, an unknown genre; the catalog's genre counts, every row
+        # read, only to name the known ones then (they had been counted for every query)
+        found = {g: self.catalog.track_ids_for_genres([g]) for g in dict.fromkeys(genres)}
+        unknown = [g for g, tracks in found.items() if not tracks]
         if unknown:
+            known = {_composed(g.lower()) for g, _ in self.catalog.genres()}
             raise InvalidParameterError(
                 f"unknown genre {', '.join(map(repr, unknown))}; "
                 f"the catalog has: {', '.join(sorted(known)) or 'none'}"
             )
-        return self.catalog.track_ids_for_genres(genres)
+        return set().union(*found.values())
 
     def _results(self, hits: list[Hit]) -> list[Result]:
         rows = self.catalog.get_many([h.track_id for h in hits])
