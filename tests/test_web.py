@@ -545,7 +545,7 @@ def test_a_video_track_is_served_as_video(site, copied_home, tmp_path):
         named.write_bytes(video.read_bytes())
         with catalog.session() as session, session.begin():
             track = session.scalars(sa.select(Track).order_by(Track.id)).first()
-            track.path, track_id = str(named), track.id
+            track.path, track.size_bytes, track_id = str(named), named.stat().st_size, track.id
         response = client.get(f"/api/tracks/{track_id}/audio")
         assert response.status_code == 200 and response.mimetype == mimetype
     catalog.close()
