@@ -172,6 +172,16 @@ def duplicate_groups(engine: Engine) -> list[list[str]]:
     return groups
 
 
+def indexed(settings, folder: Path, files: dict[str, Path]) -> Engine:
+    """An Engine over `folder` holding copies of `files` (name → piece), indexed."""
+    folder.mkdir()
+    for name, piece in files.items():
+        shutil.copy(piece, folder / name)
+    engine = Engine(settings)
+    engine.index_paths([folder], workers=1)
+    return engine
+
+
 def test_copies_of_a_track_whose_file_got_other_music_stay_a_group_without_it(
     settings, pieces, tmp_path
 ):
@@ -179,13 +189,9 @@ def test_copies_of_a_track_whose_file_got_other_music_stay_a_group_without_it(
     music had stayed in one group with its two copies, their flags naming it still. Now the
     copies are a group of their own, the new music is grouped with a copy of it analysed after
     it in the same run, and a rebuild (the same content analysed again) keeps both groups."""
-    folder = tmp_path / "music"
-    folder.mkdir()
-    shutil.copy(pieces["lego"], folder / "a.flac")
-    shutil.copy(pieces["lego-mp3"], folder / "b.mp3")
-    shutil.copy(pieces["lego-mp3"], folder / "c.mp3")  # closer to b.mp3 than to a.flac
-    engine = Engine(settings)
-    engine.index_paths([folder], workers=1)
+    folder = tmp_path / "music"  # c.mp3 is closer to b.mp3 than to a.flac
+    files = {"a.flac": pieces["lego"], "b.mp3": pieces["lego-mp3"], "c.mp3": pieces["lego-mp3"]}
+    engine = indexed(settings, folder, files)
     assert duplicate_groups(engine) == [["a.flac", "b.mp3", "c.mp3"]]
     shutil.copy(pieces["fox"], folder / "a.flac")
     shutil.copy(pieces["fox"], folder / "d.flac")  # analysed after a.flac's new music
@@ -200,11 +206,7 @@ def test_two_files_that_swap_names_are_no_duplicates(settings, pieces, tmp_path)
     """The file analysed first had been checked while the index held the other's old vectors
     (its own new music) and stayed flagged as a duplicate of it."""
     folder = tmp_path / "music"
-    folder.mkdir()
-    shutil.copy(pieces["lego"], folder / "a.flac")
-    shutil.copy(pieces["fox"], folder / "b.flac")
-    engine = Engine(settings)
-    engine.index_paths([folder], workers=1)
+    engine = indexed(settings, folder, {"a.flac": pieces["lego"], "b.flac": pieces["fox"]})
     (folder / "a.flac").rename(folder / "t.flac")
     (folder / "b.flac").rename(folder / "a.flac")
     (folder / "t.flac").rename(folder / "b.flac")
@@ -217,11 +219,7 @@ def test_stats_count_no_flag_on_a_track_that_failed_since(settings, pieces, tmp_
     """`stats` had counted the copy's flag on its original whose file no longer reads, which
     `dupes` leaves out."""
     folder = tmp_path / "music"
-    folder.mkdir()
-    shutil.copy(pieces["lego"], folder / "a.flac")
-    shutil.copy(pieces["lego"], folder / "b.flac")
-    engine = Engine(settings)
-    engine.index_paths([folder], workers=1)
+    engine = indexed(settings, folder, {"a.flac": pieces["lego"], "b.flac": pieces["lego"]})
     assert duplicate_groups(engine) == [["a.flac", "b.flac"]]
     assert engine.catalog.stats()["duplicates"] == 1
     (folder / "a.flac").write_text("these are liner notes, not audio\n" * 20)
