@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import replace
@@ -13,6 +14,7 @@ import numpy as np
 from mirsearch import audio
 from mirsearch.duplicates import Reading, candidates, read_as_needed
 from mirsearch.errors import (
+    AudioError,
     IndexMismatchError,
     InvalidParameterError,
     NotFoundError,
@@ -32,7 +34,10 @@ if TYPE_CHECKING:  # imported where used: `similar` and `dupes` never load torch
     from mirsearch.embeddings import Analysis
 
 
+log = logging.getLogger(__name__)
+
 MAX_SIMILAR = 100  # similar tracks a classification lists at most
+MAX_STREAMS = 4  # audio streams of one upload `match` reads (a video's dubs and commentary)
 CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer (a query: 3 s)
 
 
@@ -44,10 +49,19 @@ class Engine(Resources):
     def load_query(self, path: Path, *, min_duration_s: float | None = None) -> np.ndarray:
         """Decode an uploaded clip; refuse one shorter than a query needs, or longer than a query
         may be (SearchConfig.max_query_s) before decoding it whole."""
+        return self._decoded_query(path, min_duration_s=min_duration_s).samples
+
+    def _decoded_query(
+        self, path: Path, *, min_duration_s: float | None = None, stream: int | None = None
+    ) -> audio.Decoded:
+        """`load_query`'s, with what the file declared; `stream`: that audio stream of it (from
+        0), not the one FFmpeg would choose."""
         limit_s = min(self.settings.search.max_query_s, self.settings.audio.max_duration_s)
         try:
             decoded = audio.load(
-                Path(path), config=replace(self.settings.audio, max_duration_s=limit_s)
+                Path(path),
+                config=replace(self.settings.audio, max_duration_s=limit_s),
+                stream=stream,
             )
         except TooLongError as exc:
             raise TooLongError(
@@ -61,7 +75,7 @@ class Engine(Resources):
                 f"{path}: the clip is {decoded.info.duration_s:.2f} s long; "
                 f"queries need at least {minimum:.0f} s of audio"
             )
-        return decoded.samples
+        return decoded
 
     def analyse_file(self, path: Path, *, min_duration_s: float | None = None) -> Analysis:
         """Decode and embed an uploaded clip at the dense query hop."""
@@ -126,11 +140,11 @@ class Engine(Resources):
         are checked before the file is read."""
         k = self._check_k(k)
         allowed = self.allowed_tracks(genres)
-        samples = self.load_query(path)
-        analysis = self.embedder.analyse(samples, hop_s=self.settings.embedding.query_hop_s)
+        decoded = self._decoded_query(path)
+        analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.query_hop_s)
         return Examination(
             results=self._rank(analysis, k=k, allowed=allowed),
-            matches=self._matches(samples),
+            matches=self._matches_of_streams(path, decoded),
             classification=self._classification(analysis, similar_k=0, timeline=False),
         )
 
@@ -221,7 +235,24 @@ class Engine(Resources):
 
     def match(self, path: Path) -> list[MatchResult]:
         """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""
-        return self._matches(self.load_query(path))
+        return self._matches_of_streams(path, self._decoded_query(path))
+
+    def _matches_of_streams(self, path: Path, decoded: audio.Decoded) -> list[MatchResult]:
+        """The matches of the audio stream `decoded` read and, in a file of several (a video's
+        dubs, a commentary), those only its others give, up to MAX_STREAMS: music behind a
+        sounding first stream had gone unchecked, a way round a copyright check."""
+        found = {m.track_id: m for m in self._matches(decoded.samples)}
+        for stream in range(min(decoded.info.streams, MAX_STREAMS)):
+            if stream == decoded.info.stream:
+                continue
+            try:
+                other = self._decoded_query(path, stream=stream)
+            except AudioError as exc:  # silent, too short, undecodable: nothing in it to match
+                log.info("%s: audio stream %d not matched: %s", path, stream + 1, exc)
+                continue
+            for m in self._matches(other.samples):
+                found.setdefault(m.track_id, m)
+        return list(found.values())
 
     def _matches(self, samples: np.ndarray) -> list[MatchResult]:
         threshold = self.match_threshold

@@ -184,11 +184,12 @@ def _gathered(blocks: Iterator[np.ndarray], info: AudioInfo, config: AudioConfig
     return out[:n]
 
 
-def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
+def load(path: Path, *, config: AudioConfig = AudioConfig(), stream: int | None = None) -> Decoded:
     """Decode `path` whole to mono float32 at `config.sample_rate`, checking it is usable audio:
-    the audio stream FFmpeg would choose or, where that is silent, the first other that is not."""
+    its audio stream number `stream` (from 0) or by default the one FFmpeg would choose or,
+    where that is silent, the first other that is not."""
     path = Path(path)
-    info = probe(path, config=config)
+    info = probe(path, config=config, stream=stream)
     missing = missing_bytes(path, info.format)
     if missing:
         cut = "its last page" if info.format == "ogg" else "its audio"  # not the bytes cut off
@@ -199,9 +200,9 @@ def load(path: Path, *, config: AudioConfig = AudioConfig()) -> Decoded:
             "reads only the first: split it into a file per stream"
         )
     samples, level_dbfs = _checked(path, info, config)
-    if level_dbfs < config.silence_dbfs and info.streams > 1:
+    if level_dbfs < config.silence_dbfs and info.streams > 1 and stream is None:
         info, samples, level_dbfs = _sounding_other(path, info, config, samples, level_dbfs)
-    if info.streams > 1:
+    if info.streams > 1 and stream is None:
         log.info(
             "%s: holds %d audio streams: stream %d (a:%d) is the one read",
             path,

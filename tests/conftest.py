@@ -193,7 +193,8 @@ def write_video(
         for i, sound in enumerate(sounds):
             sound.disposition = Disposition.default if i == default else Disposition(0)
         for i in range(round(video_s * 25)):
-            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i, np.uint8), format="rgb24")
+            picture_frame = np.full((48, 64, 3), i % 256, np.uint8)
+            frame = av.VideoFrame.from_ndarray(picture_frame, format="rgb24")
             frame.pts = i
             out.mux(picture.encode(frame))
         out.mux(picture.encode(None))

@@ -12,6 +12,7 @@ import av.filter
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import write_video
 
 from mirsearch.api import Engine
 from mirsearch.audio import load
@@ -305,6 +306,24 @@ def test_a_catalog_excerpt_between_long_silences_is_found_where_it_plays(
         assert match.query_offset_s == pytest.approx(before_s, abs=1.5)
         assert match.track_offset_s == pytest.approx(30.0, abs=1.5)
         assert match.duration_s == pytest.approx(15.0, abs=2.0)
+
+
+def test_catalog_music_on_a_videos_second_sound_track_is_found(
+    shared_catalog, shared_audio, tmp_path
+):
+    """A video whose first (default) sound track is unrelated sound and whose second holds a
+    catalog track: only the first had been read, so putting a commentary first got the music
+    past a copyright check. Every sound track is matched (up to MAX_STREAMS)."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    castle = load(shared_audio / "hedgewars__castle.mp3").samples[30 * 16_000 : 42 * 16_000]
+    commentary = load(shared_audio / "wesnoth__knolls.mp3").samples[: 12 * 16_000]
+    video = write_video(tmp_path / "dubbed.mp4", [commentary, castle], video_s=12.0, default=0)
+    found = [m.track_id for m in engine.match(video)]
+    assert found[:1] == [names["wesnoth__knolls.mp3"]]  # the stream read first, first
+    assert names["hedgewars__castle.mp3"] in found
+    examined = engine.examine(video, k=1)
+    assert [m.track_id for m in examined.matches] == found
 
 
 def test_an_excerpt_padded_with_silence_is_flagged_on_ingest(shared_audio, tmp_path):
