@@ -8,6 +8,8 @@ AudioConfig.max_duration_s, is refused there.
 from __future__ import annotations
 
 import mmap
+import os
+import struct
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ WAV_PROBE_BYTES = 4096
 OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per segment)
 # what the first packet of a Vorbis, Opus, FLAC, Speex or Theora stream in Ogg begins with
 OGG_FIRST_PACKETS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ", b"\x80theora")
+MP4_BOXES_READ = 64  # top-level boxes of an MP4 looked at for its index (moov)
 OGG_TAIL_BYTES = 70_000  # the end of an Ogg file read for its last page (at most 65,307 bytes)
 
 
@@ -76,11 +79,35 @@ def open_container(path: Path) -> av.container.InputContainer:
     try:
         container = av.open(str(path), metadata_errors="ignore", options=options)
     except (av.error.FFmpegError, OSError, ValueError) as exc:
+        if _mp4_without_index(path):
+            raise AudioError(
+                f"{path}: the file is truncated: an MP4 whose index (its moov box) is missing, "
+                "as an upload or download cut short before its end leaves it"
+            ) from exc
         raise NotAudioError(f"{path}: not an audio file FFmpeg can read ({reason(exc)})") from exc
     if not container.streams.audio:
         container.close()
         raise NotAudioError(f"{path}: the file holds no audio stream")
     return container
+
+
+def _mp4_without_index(path: Path) -> bool:
+    """Whether `path` begins as an MP4 (or MOV, M4A) does, its top-level boxes holding no
+    `moov`: the index most writers put last, so a file cut short has the sound without it."""
+    boxes = []
+    with open(path, "rb") as f:
+        size_of_file = os.fstat(f.fileno()).st_size
+        at = 0
+        while at + 8 <= size_of_file and len(boxes) < MP4_BOXES_READ:
+            f.seek(at)
+            size, kind = struct.unpack(">I4s", f.read(8))
+            if size == 1:  # a 64-bit size follows the type
+                (size,) = struct.unpack(">Q", f.read(8))
+            boxes.append(kind)
+            if size < 8:  # 0: the box runs to the end of the file
+                break
+            at += size
+    return bool(boxes) and boxes[0] == b"ftyp" and b"moov" not in boxes
 
 
 def chosen_stream(container: av.container.InputContainer) -> int:

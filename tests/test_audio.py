@@ -14,7 +14,7 @@ from conftest import SR, clicks, noise, tone, write_video
 from mirsearch import audio, containers
 from mirsearch.config import AudioConfig
 from mirsearch.encoding import write
-from mirsearch.errors import AudioError, SilentAudioError
+from mirsearch.errors import AudioError, NotAudioError, SilentAudioError
 
 
 def dominant_hz(samples: np.ndarray, sr: int) -> float:
@@ -95,6 +95,12 @@ def test_a_video_cut_short_is_refused_as_truncated(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(AudioError, match="truncated: decoded"):
         audio.load(path)
+    index_last = write_video(tmp_path / "index-last.mp4", [tone(440.0, 10.0)], video_s=10.0)
+    data = index_last.read_bytes()
+    index_last.write_bytes(data[: len(data) // 2])  # the moov box, written last, cut off
+    with pytest.raises(AudioError, match="truncated: an MP4 whose index") as refused:
+        audio.load(index_last)
+    assert not isinstance(refused.value, NotAudioError)  # had been "not an audio file"
 
 
 def test_an_ogg_file_cut_within_its_last_page_is_refused_one_ending_between_pages_is_not(
