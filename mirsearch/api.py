@@ -263,11 +263,21 @@ class Engine(Resources):
     def dupes(self) -> list[dict]:
         """Every near-duplicate group in the catalog, with its evidence: read from the flags
         indexing stored (groups.find_groups), nothing searched again."""
-        flagged = self.catalog.flagged()
+        return self.dupes_page()[0]
+
+    def dupes_page(self, *, page: int = 1, per_page: int | None = None) -> tuple[list[dict], int]:
+        """The near-duplicate groups on `page` of `per_page` (None: all of them), and how many
+        there are: the rows of the tracks of that page's groups alone are read (621 groups of
+        2,583 tracks had been 456 KB a request)."""
+        flagged = self.catalog.flagged()  # its matches name indexed tracks only
         named = {t for t, _ in flagged} | {m["track_id"] for _, matches in flagged for m in matches}
-        rows = self.catalog.get_many(named)
-        live = {t for t, row in rows.items() if row.status == "indexed"}
-        return [group_report(g, rows) for g in find_groups(flagged, live)]
+        groups = find_groups(flagged, named)
+        if per_page is not None:
+            groups_on_page = groups[(page - 1) * per_page : page * per_page]
+        else:
+            groups_on_page = groups
+        rows = self.catalog.get_many({t for g in groups_on_page for t in g.track_ids})
+        return [group_report(g, rows) for g in groups_on_page], len(groups)
 
     # -- catalog --------------------------------------------------------------------------------
 

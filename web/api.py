@@ -206,7 +206,16 @@ def genres():
 
 @bp.get("/duplicates")
 def duplicates():
-    return jsonify({"groups": engine().dupes()})
+    """Every near-duplicate group, or with `per_page` one page of them (and `total` always)."""
+    page, per_page = int_arg("page", 1), request.values.get("per_page")
+    if per_page is None:
+        groups, total = engine().dupes_page()
+        return jsonify({"groups": groups, "total": total})
+    per_page = int_arg("per_page", 50)
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 500:
+        raise InvalidParameterError(f"page must be 1 to {MAX_PAGE:,} and per_page 1 to 500")
+    groups, total = engine().dupes_page(page=page, per_page=per_page)
+    return jsonify({"groups": groups, "total": total, "page": page, "per_page": per_page})
 
 
 @bp.get("/health")

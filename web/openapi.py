@@ -65,6 +65,12 @@ GENRES_AND_TAGS = {  # the properties of what `classify` tells of a clip
     },
 }
 NULLABLE_STRING = {"type": ["string", "null"]}
+PAGE = {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}
+PER_PAGE = {
+    "name": "per_page",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+}
 
 SPEC = {
     "openapi": "3.1.0",
@@ -171,12 +177,8 @@ SPEC = {
                 "parameters": [
                     {"name": "q", "in": "query", "schema": {"type": "string"}},
                     {"name": "genre", "in": "query", "schema": {"type": "string"}},
-                    {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}},
-                    {
-                        "name": "per_page",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                    },
+                    PAGE,
+                    PER_PAGE,
                 ],
                 "responses": {
                     "200": _json(
@@ -265,13 +267,18 @@ SPEC = {
         },
         "/api/duplicates": {
             "get": {
-                "summary": "Every near-duplicate group in the catalog, with evidence",
+                "summary": "Every near-duplicate group in the catalog, with evidence; with "
+                "per_page, one page of them",
+                "parameters": [PAGE, PER_PAGE],
                 "responses": {
                     "200": _json(
                         {
                             "type": "object",
-                            "required": ["groups"],
+                            "required": ["groups", "total"],
                             "properties": {
+                                "total": {"type": "integer"},
+                                "page": {"type": "integer"},
+                                "per_page": {"type": "integer"},
                                 "groups": {
                                     "type": "array",
                                     "items": {
@@ -288,7 +295,7 @@ SPEC = {
                                             },
                                         },
                                     },
-                                }
+                                },
                             },
                         }
                     ),

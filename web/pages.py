@@ -17,6 +17,7 @@ bp = Blueprint("pages", __name__)
 # The genres shown as chips, the most common first; the rest fold away under "N more genres"
 # (file tags of a large catalog name hundreds: 706 chips had filled the search page)
 CHIPS = 24
+GROUPS_A_PAGE = 50  # near-duplicate groups on a page of /duplicates
 
 
 @bp.get("/")
@@ -105,8 +106,21 @@ def catalog():
 
 @bp.get("/duplicates")
 def duplicates():
-    groups = [{**g, "by_id": {t["track_id"]: t for t in g["tracks"]}} for g in engine().dupes()]
-    return render_template("duplicates.html", groups=groups)
+    page = min(max(1, int_arg("page", 1)), MAX_PAGE)
+    reports, total = engine().dupes_page(page=page, per_page=GROUPS_A_PAGE)
+    pages = max(1, -(-total // GROUPS_A_PAGE))
+    if page > pages:  # past the end: the last page
+        page = pages
+        reports, total = engine().dupes_page(page=page, per_page=GROUPS_A_PAGE)
+    groups = [{**g, "by_id": {t["track_id"]: t for t in g["tracks"]}} for g in reports]
+    return render_template(
+        "duplicates.html",
+        groups=groups,
+        skipped=(page - 1) * GROUPS_A_PAGE,
+        total=total,
+        page=page,
+        pages=pages,
+    )
 
 
 @bp.app_template_filter()
