@@ -255,5 +255,13 @@ class Settings:
             index["mapped"] = mapped == "1"
         if index:
             values["index"] = IndexConfig(**index)
+        if env.get("MIRSEARCH_MAX_UPLOAD_MB"):
+            megabytes = env["MIRSEARCH_MAX_UPLOAD_MB"]
+            if not (megabytes.isascii() and megabytes.isdigit() and 0 < int(megabytes) <= 100_000):
+                raise ValueError(
+                    f"MIRSEARCH_MAX_UPLOAD_MB is {megabytes!r}; use a whole number of megabytes "
+                    "from 1 to 100000"
+                )
+            values["server"] = ServerConfig(max_upload_bytes=int(megabytes) * 1024 * 1024)
         values.update(overrides)
         return cls(**values)

@@ -230,6 +230,9 @@ def test_an_oversized_upload_gets_413(site, tmp_path):
     response = upload(small.test_client(), "/api/search", clip_bytes(paths[0], tmp=tmp_path))
     assert_error(response, 413)
     assert "over the limit of 10,000 bytes" in response.get_json()["error"]["message"]
+    settings = app.extensions["mirsearch"].settings  # a video platform's limit, by variable
+    raised = Settings.from_env({"MIRSEARCH_MAX_UPLOAD_MB": "500"}, home=settings.home)
+    assert create_app({"SETTINGS": raised}).config["MAX_CONTENT_LENGTH"] == 500 * 1024 * 1024
 
 
 def test_pages_render_and_escape_tag_values(site):
