@@ -100,9 +100,10 @@ def _mp4_without_index(path: Path) -> bool:
         at = 0
         while at + 8 <= size_of_file and len(boxes) < MP4_BOXES_READ:
             f.seek(at)
-            size, kind = struct.unpack(">I4s", f.read(8))
-            if size == 1:  # a 64-bit size follows the type
-                (size,) = struct.unpack(">Q", f.read(8))
+            header = f.read(16)
+            size, kind = struct.unpack_from(">I4s", header)
+            if size == 1:  # a 64-bit size follows the type (none where the file ends first)
+                size = struct.unpack_from(">Q", header, 8)[0] if len(header) == 16 else 0
             boxes.append(kind)
             if size < 8:  # 0: the box runs to the end of the file
                 break

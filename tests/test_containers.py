@@ -111,3 +111,12 @@ def test_the_audio_stream_ffmpeg_would_choose_is_described(tmp_path):
     other = containers.probe(path, stream=0)
     assert (other.stream, other.streams) == (0, 2)
     assert other.duration_s == pytest.approx(2.0, abs=0.1)
+
+
+def test_an_mp4_cut_inside_a_box_header_is_told_truncated(tmp_path):
+    """The check for a missing index reads each top-level box's header: one cut inside its
+    64-bit size had raised struct.error out of the refusal itself."""
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00" + b"\x00\x00\x00\x01mdat\x00\x00")
+    with pytest.raises(AudioError, match="truncated: an MP4 whose index"):
+        containers.probe(cut)
