@@ -96,6 +96,15 @@ def int_arg(name: str, default: int) -> int:
     return int(raw)
 
 
+def paging() -> tuple[int, int]:
+    """The `page` and `per_page` a listing asks for (50 a page by default); InvalidParameterError
+    outside 1 to MAX_PAGE and 1 to 500."""
+    page, per_page = int_arg("page", 1), int_arg("per_page", 50)
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 500:
+        raise InvalidParameterError(f"page must be 1 to {MAX_PAGE:,} and per_page 1 to 500")
+    return page, per_page
+
+
 def genres_arg() -> list[str]:
     return [g for g in request.values.getlist("genre") if g]
 
@@ -134,9 +143,7 @@ def examine():
 
 @bp.get("/tracks")
 def tracks():
-    page, per_page = int_arg("page", 1), int_arg("per_page", 50)
-    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 500:
-        raise InvalidParameterError(f"page must be 1 to {MAX_PAGE:,} and per_page 1 to 500")
+    page, per_page = paging()
     genre = request.args.get("genre") or None
     rows, total = engine().catalog.list_tracks(
         q=request.args.get("q") or None, genre=genre, page=page, per_page=per_page
@@ -207,13 +214,10 @@ def genres():
 @bp.get("/duplicates")
 def duplicates():
     """Every near-duplicate group, or with `per_page` one page of them (and `total` always)."""
-    page, per_page = int_arg("page", 1), request.values.get("per_page")
-    if per_page is None:
+    if request.values.get("per_page") is None:
         groups, total = engine().dupes_page()
         return jsonify({"groups": groups, "total": total})
-    per_page = int_arg("per_page", 50)
-    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 500:
-        raise InvalidParameterError(f"page must be 1 to {MAX_PAGE:,} and per_page 1 to 500")
+    page, per_page = paging()
     groups, total = engine().dupes_page(page=page, per_page=per_page)
     return jsonify({"groups": groups, "total": total, "page": page, "per_page": per_page})
 
