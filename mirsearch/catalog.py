@@ -16,10 +16,11 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy import func, or_, select, union
-from sqlalchemy.orm import Session, aliased, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from mirsearch.config import MAX_PAGE
 from mirsearch.database import (
+    IDS_PER_QUERY,
     SCHEMA_REVISION,
     alembic_config,
     cannot_be_used,
@@ -31,11 +32,11 @@ from mirsearch.database import (
     sqlite_file,
 )
 from mirsearch.errors import CatalogError, InvalidParameterError, NotFoundError
+from mirsearch.flags import count_flagged, indexed_contents, still_holds
 from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger(__name__)
 
-IDS_PER_QUERY = 10_000  # ids asked for in one query: SQLite takes at most 32,766 values
 MAX_TEXT = 1_000  # characters of a listing's text search or genre: SQLite refuses longer patterns
 
 
@@ -338,7 +339,7 @@ class Catalog:
         counts = self.counts()
         with self.session() as session:
             seconds = session.scalar(select(indexed_s))
-            duplicates = session.scalar(_count_flagged())
+            duplicates = session.scalar(count_flagged())
         state = self.index_state()
         return {
             "tracks": sum(counts.values()),
@@ -358,42 +359,6 @@ def load_prints(session: Session, track_ids: Iterable[int]) -> dict[int, np.ndar
         return {}
     query = select(TrackPrint).where(TrackPrint.track_id.in_(ids))
     return {row.track_id: row.array() for row in session.scalars(query)}
-
-
-def indexed_contents(session: Session, track_ids: Iterable[int]) -> dict[int, str | None]:
-    """The content hash (sha256) of each of these tracks that is indexed; the others left out.
-    Asked IDS_PER_QUERY at a time, within `session` (which sees its own uncommitted rows)."""
-    ids = sorted({int(t) for t in track_ids})
-    contents = {}
-    for start in range(0, len(ids), IDS_PER_QUERY):
-        query = select(Track.id, Track.sha256).where(
-            Track.id.in_(ids[start : start + IDS_PER_QUERY]), Track.status == "indexed"
-        )
-        contents |= {track_id: sha256 for track_id, sha256 in session.execute(query)}
-    return contents
-
-
-def still_holds(match: dict, contents: dict[int, str | None]) -> bool:
-    """Whether a match a duplicate check stored (records.py) still names a version: its track is
-    indexed (in `contents`, indexed_contents) and holds the content it was matched with. A match
-    stored before it recorded that content (no "track_sha256") holds while its track is indexed."""
-    if match["track_id"] not in contents:
-        return False
-    matched = match.get("track_sha256")
-    return matched is None or matched == contents[match["track_id"]]
-
-
-def _count_flagged() -> sa.Select:
-    """The query counting the indexed tracks flagged as duplicates of an indexed track: those
-    `flagged` gives, counted in SQL (`stats` answers every health check) as indexing keeps each
-    flag on a match that still holds, or takes it off (records.forget_matches)."""
-    target = aliased(Track)
-    return (
-        select(func.count())
-        .select_from(Track)
-        .join(target, Track.duplicate_of == target.id)
-        .where(Track.status == "indexed", target.status == "indexed")
-    )
 
 
 def _forms(text: str) -> set[str]:

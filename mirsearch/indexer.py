@@ -23,13 +23,14 @@ from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.errors import IndexMismatchError
 from mirsearch.files import discover
+from mirsearch.flags import forget_duplicates_of
 from mirsearch.generations import none_of, prune_generations, writing
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import LOST, IndexMeta
 from mirsearch.model_card import read_card
 from mirsearch.plan import plan
 from mirsearch.prefetch import DecodeAhead
-from mirsearch.records import forget_matches, record
+from mirsearch.records import record
 from mirsearch.schema import IndexState, Track
 from mirsearch.scoring import calibrated_threshold
 from mirsearch.workers import default_workers
@@ -324,7 +325,7 @@ class Indexer:
         with self._generation(index, index.meta.model_hash) as session:
             index.remove(gone)
             session.execute(delete(Track).where(Track.id.in_(gone)))
-            _forget_duplicates_of(session, set(gone))
+            forget_duplicates_of(session, set(gone))
 
     # -- committing -------------------------------------------------------------------------------
 
@@ -400,14 +401,6 @@ def _checkpointed(catalog: Catalog) -> Iterator[None]:
         yield
     finally:
         catalog.checkpoint()
-
-
-def _forget_duplicates_of(session: Session, gone: set[int]) -> None:
-    """The evidence that names tracks `gone` taken off the tracks flagged as their duplicates:
-    each stays flagged as a duplicate of the closest track left, or of none."""
-    for row in session.scalars(select(Track).where(Track.duplicate_evidence.is_not(None))):
-        if any(m["track_id"] in gone for m in row.duplicate_evidence or ()):
-            forget_matches(session, row, gone)
 
 
 def _gone(path: str) -> bool:

@@ -10,9 +10,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from mirsearch.analysis import FileAnalysis
-from mirsearch.catalog import indexed_contents, load_prints, still_holds
+from mirsearch.catalog import load_prints
 from mirsearch.config import Settings
 from mirsearch.duplicates import find_matches
+from mirsearch.flags import unflag_copies_of
 from mirsearch.index import VectorIndex
 from mirsearch.schema import IndexState, Track, TrackPrint, TrackWaveform
 
@@ -50,7 +51,7 @@ def record(
     ):
         # now, before a later track of the run is checked against its new vectors: a flag that
         # check makes names the content the track holds
-        _unflag_copies_of(session, row.id)
+        unflag_copies_of(session, row.id)
     if index.contains(row.id):
         index.remove([row.id])
     if result.error is not None:
@@ -111,32 +112,13 @@ def _flag_duplicate(
         return
     best = matches[0]  # find_matches ranks them: the closest version first
     row.duplicate_of = best.track_id
-    # each with the content hash its track had (catalog.still_holds): a track whose file holds
+    # each with the content hash its track had (flags.still_holds): a track whose file holds
     # other music since is no version of this one
     row.duplicate_evidence = [
         m.to_dict() | {"track_sha256": session.get(Track, m.track_id).sha256} for m in matches
     ]
     counts["duplicates"] += 1
     log.info("%s duplicates track %d", row.path, best.track_id)
-
-
-def _unflag_copies_of(session: Session, track_id: int) -> None:
-    """The tracks flagged as duplicates of track `track_id`, whose file now holds other content
-    or none that reads, each flagged on its closest match left, or unflagged. Found by the index
-    on duplicate_of, not by reading every track's evidence: a match naming it further down a
-    list stops holding by its content hash (catalog.still_holds)."""
-    for copy in session.scalars(select(Track).where(Track.duplicate_of == track_id)):
-        forget_matches(session, copy, {track_id})
-
-
-def forget_matches(session: Session, row: Track, gone: set[int]) -> None:
-    """`row`'s duplicate evidence without the matches naming tracks `gone` and those that no
-    longer hold (catalog.still_holds): its flag on the closest match left, or none."""
-    evidence = row.duplicate_evidence or []
-    contents = indexed_contents(session, (m["track_id"] for m in evidence))
-    kept = [m for m in evidence if m["track_id"] not in gone and still_holds(m, contents)]
-    row.duplicate_evidence = kept or None
-    row.duplicate_of = kept[0]["track_id"] if kept else None
 
 
 def _fill_file_fields(row: Track, result: FileAnalysis) -> None:
