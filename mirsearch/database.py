@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -79,10 +81,26 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # search found it, where PostgreSQL's does (Python's folds every script)
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    _write_ahead_log(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+
+
+def _write_ahead_log(cursor) -> None:
+    """Put the database in WAL mode. Turning a new file's journal to WAL takes SQLite's
+    exclusive lock without its busy handler: of processes (or threads) opening a new catalog
+    together, all but one had failed at once with "database is locked". Waits as a locked
+    write does instead, then tells the same error."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager

@@ -491,3 +491,27 @@ def test_processes_meeting_a_new_catalog_together_migrate_it_once(database_url):
         catalog.close()
     assert failures == []
     assert Catalog(database_url).revision() == database.SCHEMA_REVISION
+
+
+def test_a_new_sqlite_catalog_opened_while_another_writes_it_waits_for_the_writer(tmp_path):
+    """Turning a new SQLite file's journal to WAL needs its exclusive lock, which SQLite asks
+    for without waiting: a process opening the catalog while another made its tables had
+    failed at once ("database is locked"; the test above, 8 rounds of 100, and once in CI).
+    It waits as for any writer."""
+    import sqlite3
+    import threading
+
+    file = tmp_path / "catalog.db"
+    writer = sqlite3.connect(file, isolation_level=None, check_same_thread=False)
+    writer.execute("CREATE TABLE earlier (x)")
+    writer.execute("BEGIN IMMEDIATE")  # as another process's migration holds it
+    done = threading.Timer(0.5, writer.rollback)
+    done.start()
+    catalog = Catalog(f"sqlite:///{file}")
+    try:
+        catalog.migrate()
+        assert catalog.revision() == database.SCHEMA_REVISION
+    finally:
+        done.join()
+        catalog.close()
+        writer.close()
