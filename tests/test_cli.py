@@ -705,9 +705,32 @@ def test_serve_with_a_model_it_cannot_read_stops_with_the_reason_not_a_traceback
         env=os.environ
         | {"MIRSEARCH_HOME": str(tmp_path / "home"), "MIRSEARCH_MODEL": str(tmp_path / "no.pt")},
     )
-    assert done.returncode != 0
-    assert f"Error: {tmp_path / 'no.pt'}: no model checkpoint there" in done.stderr, done.stderr
-    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1, done.stderr  # gunicorn's 3 when its workers said it
+    assert done.stderr == (  # once, before any worker starts, not among gunicorn's lines
+        f"Error: {tmp_path / 'no.pt'}: no model checkpoint there (train one with `mirsearch "
+        "train`)\n"
+    )
+
+
+def test_serve_on_a_port_taken_says_so_last_and_never_that_it_serves(tmp_path):
+    """gunicorn tells each try to bind; `serve` had said "serving on" before them all and ended
+    without a line of its own."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = python(
+            CONSOLE_SCRIPT,
+            "serve",
+            "--port",
+            str(port),
+            env=os.environ | {"MIRSEARCH_HOME": str(tmp_path / "home")},
+        )
+    assert done.returncode == 1, done.stderr
+    assert "serving on" not in done.stderr, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        f"Error: cannot serve on 127.0.0.1:{port}: see the reason above"
+    ), done.stderr
 
 
 def test_serve_with_a_catalog_it_cannot_use_says_so_once_before_it_starts(tmp_path):

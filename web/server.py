@@ -14,7 +14,6 @@ import sys
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
-from gunicorn.errors import HaltServer
 
 from mirsearch.config import Settings
 from mirsearch.errors import IndexMismatchError, MirsearchError
@@ -34,9 +33,19 @@ class Server(BaseApplication):
             "timeout": settings.server.timeout_s,
             "graceful_timeout": 10,
             "control_socket_disable": True,  # no socket in $HOME for two servers to fight over
+            "loglevel": "warning",  # gunicorn's own start-up lines: "serving on" says it
+            "when_ready": self.ready,
         }
         self.network_threads = max(1, (os.cpu_count() or 1) // workers)
         super().__init__()
+
+    def ready(self, arbiter: Arbiter) -> None:
+        """Said once the address is bound, before the workers start: not when it could not be."""
+        print(
+            f"serving on http://{arbiter.cfg.bind[0]} ({arbiter.num_workers} worker processes)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -59,8 +68,15 @@ class Server(BaseApplication):
 
 
 def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
-    """Serve until stopped (SIGINT or SIGTERM); MirsearchError when no worker could start."""
+    """Serve until stopped (SIGINT or SIGTERM); MirsearchError when it could not start: the
+    address taken or not this machine's, or no worker able to load the model (gunicorn says
+    why above, then exits, with its own status, 3 for a worker that failed to boot)."""
+    master = os.getpid()
     try:
         Server(settings, host=host, port=port, workers=workers).run()
-    except HaltServer as exc:  # the workers' own errors are above it on stderr
-        raise MirsearchError(f"the server stopped: {exc.reason}") from None
+    except SystemExit as exc:
+        if os.getpid() != master or exc.code in (0, None):  # a worker's own exit, or a stop
+            raise
+        if exc.code in (Arbiter.WORKER_BOOT_ERROR, Arbiter.APP_LOAD_ERROR):
+            raise MirsearchError("the server stopped: no worker could start") from None
+        raise MirsearchError(f"cannot serve on {host}:{port}: see the reason above") from None

@@ -300,14 +300,15 @@ def demo(directory: Path, n_tracks: int) -> None:
 def serve(host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the web site and JSON API with gunicorn, a worker process per core."""
     from mirsearch.catalog import Catalog
+    from mirsearch.model_card import read_card
     from web.server import serve as gunicorn_serve
 
     settings = _settings()
-    catalog = Catalog(settings.db_url)  # one that cannot be used is told before any worker starts
+    read_card(settings.model_path)  # a model, or a catalog, that cannot be used is told before
+    catalog = Catalog(settings.db_url)  # any worker starts, in one line
     catalog.migrate()
     catalog.close()
     host = host or settings.server.host
     port = port or settings.server.port
     workers = workers or settings.server.workers or os.cpu_count() or 1
-    click.echo(f"serving on http://{host}:{port} ({workers} worker processes)", err=True)
     gunicorn_serve(settings, host=host, port=port, workers=workers)
