@@ -99,8 +99,10 @@ def looks_like_audio(path: Path) -> bool:
     return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0  # MPEG frame sync
 
 
-def discover(paths: Iterable[Path]) -> list[Path]:
-    """Every audio file under `paths`: by extension, or by content for files with other names."""
+def discover(paths: Iterable[Path], *, unstorable: bool = False) -> list[Path]:
+    """Every audio file under `paths`: by extension, or by content for files with other names.
+    A name the catalog cannot store (not UTF-8) is left out with a warning, or with
+    `unstorable` kept, for a query to answer with its error line."""
     found: set[Path] = set()
     for root in paths:
         root = Path(root)
@@ -114,7 +116,7 @@ def discover(paths: Iterable[Path]) -> list[Path]:
         for path in candidates:
             if not path.is_file():  # a dangling link, a FIFO: no audio
                 continue
-            if not storable(path):
+            if not (unstorable or storable(path)):
                 log.warning(
                     "%s left out: its name is not UTF-8; rename it to index it", shown(path)
                 )

@@ -281,6 +281,23 @@ def undecodable(path: Path, clip: Path) -> Path:
     return path
 
 
+def test_a_folder_s_file_whose_name_is_not_utf_8_gets_its_error_line_too(home, clip, tmp_path):
+    """A query over a folder had left such a file out with no line (a warning to rename it "to
+    index it"): a script counting one line per file lost it unseen. Named alone it had its line."""
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    (folder / "a.wav").write_bytes(clip.read_bytes())
+    (folder / os.fsdecode(b"bad\xff.wav")).write_bytes(clip.read_bytes())
+    result = run(home, "match", str(folder), "--json", "--workers", "1")
+    answered = [json.loads(line) for line in result.stdout_bytes.decode("utf-8").splitlines()]
+    names = [Path(line["query"]).name for line in answered]
+    assert names == ["a.wav", os.fsdecode(b"bad\xff.wav")], answered
+    assert answered[0]["matches"]
+    assert answered[1]["error"].endswith(
+        "the file's name is not UTF-8, which FFmpeg needs: rename it"
+    )
+
+
 def test_each_clip_s_line_names_it_as_given_in_utf_8_and_a_codec_without_decoder_is_its_error(
     home, clip, tmp_path, monkeypatch
 ):

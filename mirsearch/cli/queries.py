@@ -113,7 +113,7 @@ def _clips(given: Iterable[str]) -> list[str]:
         if not Path(name).is_dir():
             clips.append(name)
         else:  # a folder without audio files stays, to be answered by an error line
-            clips.extend([str(path) for path in discover([Path(name)])] or [name])
+            clips.extend([str(p) for p in discover([Path(name)], unstorable=True)] or [name])
     return clips
 
 
