@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from mirsearch.analysis import FileAnalysis, analyse_all
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
-from mirsearch.errors import IndexMismatchError
+from mirsearch.errors import AudioError, IndexMismatchError
 from mirsearch.files import discover
 from mirsearch.flags import forget_duplicates_of
 from mirsearch.generations import none_of, prune_generations, writing
@@ -130,7 +130,12 @@ class Indexer:
     ) -> IndexSummary:
         started = time.perf_counter()
         paths = [Path(p) for p in paths]
-        deleted = self._deleted_folders(paths) if prune else []
+        deleted = self._deleted_folders(paths)
+        if deleted and not prune:
+            raise AudioError(
+                f"{deleted[0]}: no such file or folder, and the catalog holds tracks under it: "
+                "run with --prune to drop them, or put the folder back"
+            )
         # each path checked first: a missing one, a link loop...
         files = discover([p for p in paths if p not in deleted])
         if not files and not deleted:
@@ -301,7 +306,7 @@ class Indexer:
         catalog holds tracks under them: a folder deleted whole, whose tracks a prune removes.
         Any other missing path is an error, as without a prune (a typo prunes nothing)."""
         absent = [p for p in paths if not os.path.lexists(p)]
-        if not absent:
+        if not absent or not self.catalog.exists():
             return []
         with self.catalog.session() as session:
             held = list(session.scalars(select(Track.path)))

@@ -65,7 +65,8 @@ def test_a_track_pruned_last_keeps_its_id_from_the_next_new_track(settings, fold
 
 def test_prune_of_a_folder_deleted_whole_removes_its_tracks(settings, folder, tmp_path):
     """A folder that is gone could not be named to prune it ("no such file or folder"), so its
-    tracks stayed in the catalog for good; a missing path the catalog holds nothing under is
+    tracks stayed in the catalog for good; without --prune, the refusal says to prune (it had
+    said "no such file or folder" alone); a missing path the catalog holds nothing under is
     still refused, a prune or not."""
     engine = Engine(settings)
     other = tmp_path / "other"
@@ -74,6 +75,13 @@ def test_prune_of_a_folder_deleted_whole_removes_its_tracks(settings, folder, tm
     engine.index_paths([folder, other])
     held = len(rows(engine)) - 1
     shutil.rmtree(folder)
+    with pytest.raises(
+        AudioError,
+        match=f"^{folder}: no such file or folder, and the catalog "
+        "holds tracks under it: run with --prune to drop them",
+    ):
+        engine.index_paths([folder, other])  # it had not said why the tracks were kept
+    assert len(rows(engine)) == held + 1
     summary = engine.index_paths([folder, other], prune=True)
     assert summary.removed == held > 0
     assert set(rows(engine)) == {"kept.flac"}
