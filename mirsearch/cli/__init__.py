@@ -147,7 +147,8 @@ def index(
     else:
         summary_line = (
             "indexed {indexed}, unchanged {unchanged}, moved {moved}, failed {failed}, removed "
-            "{removed}, duplicates {duplicates} in {seconds:.1f} s ({audio_hours:.2f} h of audio)"
+            "{removed}, missing {missing}, duplicates {duplicates} in {seconds:.1f} s "
+            "({audio_hours:.2f} h of audio)"
         )
         click.echo(summary_line.format(**data))
     if data["failed"] and not (data["indexed"] or data["unchanged"] or data["moved"]):
