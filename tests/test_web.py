@@ -107,6 +107,9 @@ def test_classify_gives_probabilities_and_similar_tracks(site, tmp_path):
     scores = [t["score"] for t in body["tags"]]
     assert len(body["tags"]) == 10 and scores == sorted(scores, reverse=True)
     assert {"tag", "score", "kind"} == set(body["tags"][0])
+    vocabulary = site[0].extensions["mirsearch"].embedder.labels
+    assert list(body["probabilities"]) == list(vocabulary)  # in the model's order, as the CLI
+    assert list(body["similar"][0])[:2] == ["track_id", "path"]  # gives them: keys not sorted
 
 
 def test_catalog_endpoints(site):

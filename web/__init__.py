@@ -32,9 +32,8 @@ def create_app(test_config: dict | None = None, *, threads: int | None = None) -
     app = Flask(__name__)
     config = dict(test_config or {})
     settings = config.pop("SETTINGS", None) or Settings.from_env()
-    app.config.from_mapping(
-        MAX_CONTENT_LENGTH=settings.server.max_upload_bytes, JSON_SORT_KEYS=False
-    )
+    app.config.from_mapping(MAX_CONTENT_LENGTH=settings.server.max_upload_bytes)
+    app.json.sort_keys = False  # fields in the order the CLI prints them (Flask sorts them)
     app.config.update(config)
     app.extensions["mirsearch"] = Engine(settings, threads=threads)
     errors.init_app(app)
