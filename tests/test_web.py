@@ -435,7 +435,7 @@ def test_health_and_a_genre_filter_read_no_genre_counts(site, monkeypatch):
 
 def test_duplicate_groups_come_in_pages_on_request(site):
     """A large catalog's groups (621 of 2,583 tracks: 456 KB, the page 826 KB) come a page at a
-    time where asked (the site's page always), each group once; without per_page, all."""
+    time where asked (the site's page always), each group once; without page or per_page, all."""
     _, client, _ = site
     every = client.get("/api/duplicates").get_json()
     assert every["total"] == len(every["groups"]) >= 1
@@ -446,6 +446,8 @@ def test_duplicate_groups_come_in_pages_on_request(site):
     assert [p["groups"] for p in paged[:-1]] == [[g] for g in every["groups"]]
     assert paged[-1]["groups"] == [] and paged[0]["total"] == every["total"]
     assert (paged[0]["page"], paged[0]["per_page"]) == (1, 1)
+    alone = client.get("/api/duplicates?page=2").get_json()  # it had been every group
+    assert (alone["page"], alone["per_page"], alone["groups"]) == (2, 50, every["groups"][50:])
     assert_error(client.get("/api/duplicates?per_page=0"), 422)
     past = client.get("/duplicates?page=99").get_data(as_text=True)  # the last page instead
     assert "<h2>Group 1</h2>" in past and 'class="pager"' not in past

@@ -213,8 +213,9 @@ def genres():
 
 @bp.get("/duplicates")
 def duplicates():
-    """Every near-duplicate group, or with `per_page` one page of them (and `total` always)."""
-    if request.values.get("per_page") is None:
+    """Every near-duplicate group, or with `page` or `per_page` one page of them (50 a page by
+    default), and `total` always."""
+    if request.values.get("page") is None and request.values.get("per_page") is None:
         groups, total = engine().dupes_page()
         return jsonify({"groups": groups, "total": total})
     page, per_page = paging()

@@ -268,7 +268,7 @@ SPEC = {
         "/api/duplicates": {
             "get": {
                 "summary": "Every near-duplicate group in the catalog, with evidence; with "
-                "per_page, one page of them",
+                "page or per_page, one page of them",
                 "parameters": [PAGE, PER_PAGE],
                 "responses": {
                     "200": _json(
