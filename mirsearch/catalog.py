@@ -133,6 +133,11 @@ class Catalog:
     def require(self) -> None:
         """NotFoundError if there is no database and this catalog may not make one."""
         if not self.create and not self.exists():
+            if self.file.parent.exists() and not self.file.parent.is_dir():  # no index run can
+                raise CatalogError(  # make one there: "run `mirsearch index`" would mislead
+                    f"the catalog database {self.shown_url} cannot be used: "
+                    f"{self.file.parent} is a file, not the catalog's folder"
+                )
             raise NotFoundError(
                 f"no catalog at {self.file}: run `mirsearch index PATH` first (or "
                 "point MIRSEARCH_HOME at the catalog's folder)"

@@ -356,6 +356,9 @@ def test_a_home_that_is_a_file_is_told_as_such(clip, tmp_path):
     result = run((tmp_path / "home",), "index", clip)
     assert result.exit_code == 1
     assert f"cannot make the folder {tmp_path / 'home'}: a file is in its way" in result.output
+    stats = run((tmp_path / "home",), "stats")  # it had said to run `mirsearch index` first
+    assert stats.exit_code == 1
+    assert f"{tmp_path / 'home'} is a file, not the catalog's folder" in stats.output
 
 
 def test_an_index_folder_that_is_a_file_is_told_as_such(home, tmp_path):
