@@ -114,7 +114,11 @@ def discover(paths: Iterable[Path], *, unstorable: bool = False) -> list[Path]:
             raise AudioError(f"{root}: neither a file nor a folder (a pipe, a device...)")
         candidates = [root] if root.is_file() else _walk(root)
         for path in candidates:
-            if not path.is_file():  # a dangling link, a FIFO: no audio
+            try:
+                if not path.is_file():  # a dangling link, a FIFO: no audio
+                    continue
+            except OSError as exc:  # in a folder that can be listed, not entered: this file
+                _unreadable(exc)  # is left out, not the run (it had stopped, nothing indexed)
                 continue
             if not (unstorable or storable(path)):
                 log.warning(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import av
 import numpy as np
@@ -93,6 +94,27 @@ def test_discover_says_which_folder_it_could_not_list(write_audio, tmp_path, unl
     unlistable(tmp_path / "locked")
     assert discover([tmp_path]) == [real.resolve()]
     assert f"{tmp_path / 'locked'} left out: Permission denied" in caplog.text
+
+
+def test_discover_leaves_out_a_file_it_cannot_reach_and_walks_on(
+    write_audio, tmp_path, monkeypatch, caplog
+):
+    """A folder that can be listed but not entered (chmod 644) let the walk list its files, then
+    stat() of each raised Permission denied: the whole index run stopped, nothing indexed, and
+    a query over the folder printed no line for any clip."""
+    real = write_audio("song.ogg", tone(330.0, 1.0))
+    (tmp_path / "noexec").mkdir()
+    hidden = write_audio("noexec/y.ogg", tone(440.0, 1.0))
+    is_file = Path.is_file
+
+    def denied(path):  # what stat() says of a file in such a folder (to anyone but root)
+        if path == hidden:
+            raise PermissionError(13, "Permission denied", str(path))
+        return is_file(path)
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    assert discover([tmp_path]) == [real.resolve()]
+    assert f"{hidden} left out: Permission denied" in caplog.text
 
 
 def test_discover_walks_a_tree_deeper_than_the_recursion_limit(write_audio, tmp_path):
