@@ -172,6 +172,17 @@ def test_bad_uploads_get_a_readable_4xx(site, data, name, status):
     assert_error(upload(client, "/api/search", data, name=name), status)
 
 
+def test_an_uploaded_playlist_never_reads_the_server_s_files(site):
+    """An upload named .m3u8 had been read by FFmpeg as an HLS playlist, its entries opened on
+    the server: the music of any file there was answered, catalog track or not, and the error of
+    one that was not audio told the file existed."""
+    _, client, paths = site
+    playlist = f"#EXTM3U\n#EXT-X-TARGETDURATION:200\n#EXTINF:10,\n{paths[0]}\n#EXT-X-ENDLIST\n"
+    for route in ("/api/match", "/api/classify"):
+        answered = upload(client, route, playlist.encode(), name="clip.m3u8")
+        assert_error(answered, 415)
+
+
 def test_truncated_and_too_short_uploads(site, tmp_path):
     _, client, paths = site
     flac = clip_bytes(paths[0], seconds=20.0, suffix=".flac", tmp=tmp_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from werkzeug.exceptions import BadRequest
 from mirsearch.api import Engine
 from mirsearch.config import MAX_PAGE
 from mirsearch.errors import IndexMismatchError, InvalidParameterError, NotFoundError
+from mirsearch.files import AUDIO_EXTENSIONS
 from web.openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -60,8 +60,10 @@ def upload() -> Iterator[tuple[Path, str]]:
         raise BadRequest(_no_file_field())
     storage = request.files["file"]
     name = storage.filename or "upload"
+    # the name's extension is kept for an audio or video one only: FFmpeg reads an .m3u8 or
+    # .m3u as a playlist of files on this machine, whose music it then answered with
     suffix = Path(name).suffix.lower()
-    suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,5}", suffix) else ""
+    suffix = suffix if suffix in AUDIO_EXTENSIONS else ""
     handle, path = tempfile.mkstemp(prefix="mirsearch-upload-", suffix=suffix)
     try:
         with os.fdopen(handle, "wb") as f:
