@@ -37,7 +37,6 @@ if TYPE_CHECKING:  # imported where used: `similar` and `dupes` never load torch
 log = logging.getLogger(__name__)
 
 MAX_SIMILAR = 100  # similar tracks a classification lists at most
-MAX_STREAMS = 4  # audio streams of one upload `match` reads (a video's dubs and commentary)
 CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer (a query: 3 s)
 
 
@@ -239,10 +238,10 @@ class Engine(Resources):
 
     def _matches_of_streams(self, path: Path, decoded: audio.Decoded) -> list[MatchResult]:
         """The matches of the audio stream `decoded` read and, in a file of several (a video's
-        dubs, a commentary), those only its others give, up to MAX_STREAMS: music behind a
+        dubs, a commentary), those only its others give, up to audio.MAX_STREAMS: music behind a
         sounding first stream had gone unchecked, a way round a copyright check."""
         found = {m.track_id: m for m in self._matches(decoded.samples)}
-        for stream in range(min(decoded.info.streams, MAX_STREAMS)):
+        for stream in range(min(decoded.info.streams, audio.MAX_STREAMS)):
             if stream == decoded.info.stream:
                 continue
             try:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
 TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation
+MAX_STREAMS = 4  # audio streams of one file read at most (a video's dubs and commentary)
 # The silence check measures what is left once each block of this length loses its straight-line
 # trend: a DC offset and drift below ~10 Hz (-30 dB and more; 50 Hz passes) are no sound, and an
 # upload of nothing else had been matched to a catalog track.
@@ -251,9 +252,9 @@ def _sounding_other(
 ) -> tuple[AudioInfo, np.ndarray, float]:
     """The first of the file's other audio streams that is not silent, with its samples and
     level; else `info`'s own, given. A silent track first had made a video whose next track
-    holds music "silent", a way round a copyright check."""
-    for position in range(info.streams):
-        if position == info.stream:
+    holds music "silent", a way round a copyright check. The first MAX_STREAMS streams only."""
+    for position in range(min(info.streams, MAX_STREAMS)):  # a file of 600 silent streams
+        if position == info.stream:  # had been read for 44 s, each probed anew
             continue
         try:
             other = probe(path, config=config, stream=position)

@@ -253,6 +253,21 @@ def test_a_silent_stream_first_does_not_hide_the_music_of_the_next(tmp_path, cap
         audio.load(both_silent)
 
 
+def test_a_file_of_many_silent_streams_is_read_a_few_streams_deep(tmp_path, monkeypatch):
+    """Every other stream of a silent first one had been probed and read: 600 silent 4 s streams
+    in 709 KB held a server worker 44 s (20 of 29 min: 24 s), and a file of ~2 MB would have
+    outlasted its timeout. MAX_STREAMS of them are read, music past them unheard."""
+    silence = np.zeros(SR, dtype=np.float32)
+    path = write_video(tmp_path / "many.mkv", [silence] * 8 + [tone(440.0, 1.0)], video_s=1.0)
+    probed = []
+    monkeypatch.setattr(
+        audio, "probe", lambda *a, **k: probed.append(k) or containers.probe(*a, **k)
+    )
+    with pytest.raises(SilentAudioError):
+        audio.load(path)
+    assert len(probed) == audio.MAX_STREAMS  # its own and the next three
+
+
 def test_a_wav_file_opened_on_a_short_probe_reads_as_on_a_full_one(write_audio):
     """WAV files are opened reading WAV_PROBE_BYTES of them, not FFmpeg's 5 MB: the header says
     all, and the samples and the duration are those a full probe gives."""
