@@ -547,6 +547,36 @@ def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
     assert "<polygon points=" in page  # the waveform kept in the catalog
 
 
+@pytest.mark.parametrize("refusing", ["open", "stat"])
+def test_a_track_whose_file_the_server_may_not_read_is_404_and_its_page_says_why(
+    site, monkeypatch, refusing
+):
+    """A file closed to the server (open refused) or in a folder it may not pass through (stat
+    refused) had been a 500. Tests run as root, whom chmod does not stop: the call refuses."""
+    import builtins
+    import errno
+    import os
+
+    _, client, _ = site
+    track = client.get("/api/tracks").get_json()["tracks"][0]
+    module = builtins if refusing == "open" else os
+    called = getattr(module, refusing)
+
+    def refused(path, *args, **kwargs):
+        if str(path) == track["path"]:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return called(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, refusing, refused)
+    response = client.get(f"/api/tracks/{track['track_id']}/audio")
+    assert_error(response, 404)
+    told = "file cannot be read (Permission denied)"
+    assert response.get_json()["error"]["message"] == f"track {track['track_id']}'s {told}"
+    page = client.get(f"/tracks/{track['track_id']}")
+    assert page.status_code == 200
+    assert told in page.get_data(as_text=True) and "<audio" not in page.get_data(as_text=True)
+
+
 def test_audio_of_a_file_named_with_a_newline_is_served(site, copied_home):
     """Its name went into Content-Disposition, where a header cannot hold a newline: a 500."""
     from mirsearch.catalog import Catalog

@@ -191,20 +191,25 @@ def playable(row) -> Path:
     """The file of indexed track `row` as it was indexed, to send to a client; NotFoundError
     saying why not. A failed row's path names whatever the walk met there (a link to
     /etc/passwd is recorded as a failed file), and a file changed since it was indexed, a link
-    put in its place among them, is not the track: neither is served."""
+    put in its place among them, is not the track: neither is served, nor a file the server
+    may not read."""
     if row.status != "indexed":
         raise NotFoundError(f"track {row.id} has no audio to play: it is {row.status}")
     path = Path(row.path)
-    if not path.is_file():
-        raise NotFoundError(
-            f"track {row.id}'s file is no longer on disk: run `mirsearch index --prune` on its "
-            "folder to drop the track, or put the file back"
-        )
-    if path.resolve() != path or path.stat().st_size != row.size_bytes:  # indexed resolved
-        raise NotFoundError(
-            f"track {row.id}'s file changed since it was indexed: run `mirsearch index` on its "
-            "folder to take the new one in"
-        )
+    try:
+        if not path.is_file():
+            raise NotFoundError(
+                f"track {row.id}'s file is no longer on disk: run `mirsearch index --prune` on "
+                "its folder to drop the track, or put the file back"
+            )
+        if path.resolve() != path or path.stat().st_size != row.size_bytes:  # indexed resolved
+            raise NotFoundError(
+                f"track {row.id}'s file changed since it was indexed: run `mirsearch index` on "
+                "its folder to take the new one in"
+            )
+        open(path, "rb").close()  # one the server may not read had been a 500 in send_file
+    except OSError as exc:  # that, or its folder closed to the server (stat refused: a 500)
+        raise NotFoundError(f"track {row.id}'s file cannot be read ({exc.strerror})") from exc
     return path
 
 
