@@ -267,8 +267,7 @@ class Catalog:
             raise InvalidParameterError(
                 f"page and per_page must be 1 to {MAX_PAGE:,}, got {page} and {per_page}"
             )
-        if "\x00" in (q or "") + (genre or ""):  # ends SQLite's pattern, PostgreSQL refuses it
-            raise InvalidParameterError("q and genre cannot hold a NUL character")
+        _check_text("q", q)
         if len(q or "") > MAX_TEXT or len(genre or "") > MAX_TEXT:  # SQLite: "pattern too complex"
             raise InvalidParameterError(f"q and genre are at most {MAX_TEXT:,} characters")
         query = select(Track)
@@ -378,9 +377,20 @@ def _tagged_genres(tag: str) -> set[str]:
     return {name.strip().lower() for name in tag.split(";")} - {""}
 
 
+def _check_text(name: str, text: str | None) -> None:
+    """InvalidParameterError if `text`, the parameter `name` a query matches against, holds a
+    NUL: it ends SQLite's pattern (`genre=%00` had matched every track with a tag genre), and
+    PostgreSQL refuses it."""
+    if "\x00" in (text or ""):
+        raise InvalidParameterError(f"{name} cannot hold a NUL character")
+
+
 def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
     """The predicted genre, or any of the tag's genres ("Rock; Pop" is rock and pop), is one of
-    `genres`, as typed (% and _ are no wildcards)."""
+    `genres`, as typed (% and _ are no wildcards); InvalidParameterError for a genre that
+    _check_text refuses (every genre filter, the listing's and the searches', comes here)."""
+    for genre in genres:
+        _check_text("genre", genre)
     names = {form.strip().lower() for g in genres for form in _forms(g)}
     spaced = func.lower(func.trim(Track.tag_genre))
     tagged = ";" + func.replace(func.replace(spaced, "; ", ";"), " ;", ";") + ";"

@@ -232,6 +232,22 @@ def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tm
     assert_error(client.get("/api/nothing-here"), 404)
 
 
+def test_a_genre_with_a_nul_is_refused_by_every_route_that_filters_by_genre(site, tmp_path):
+    """SQLite ends a pattern at a NUL: genre=%00 had kept every track with a tag genre on
+    search, examine and similar, which /api/tracks refused."""
+    _, client, paths = site
+    data = clip_bytes(paths[0], tmp=tmp_path)
+    track_id = client.get("/api/tracks").get_json()["tracks"][0]["track_id"]
+    for response in (
+        upload(client, "/api/search", data, genre="\x00"),
+        upload(client, "/api/examine", data, genre="\x00"),
+        client.get(f"/api/tracks/{track_id}/similar?genre=%00"),
+        client.get("/api/tracks?genre=%00"),
+    ):
+        assert_error(response, 422)
+        assert response.get_json()["error"]["message"] == "genre cannot hold a NUL character"
+
+
 def test_an_oversized_upload_gets_413(site, tmp_path):
     app, _, paths = site
     small = create_app(
