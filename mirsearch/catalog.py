@@ -37,7 +37,7 @@ from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWavef
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 1_000  # characters of a listing's text search or genre: SQLite refuses longer patterns
+MAX_TEXT = 1_000  # characters of a text search or a genre: SQLite refuses longer patterns
 
 
 @dataclass(frozen=True)
@@ -268,8 +268,6 @@ class Catalog:
                 f"page and per_page must be 1 to {MAX_PAGE:,}, got {page} and {per_page}"
             )
         _check_text("q", q)
-        if len(q or "") > MAX_TEXT or len(genre or "") > MAX_TEXT:  # SQLite: "pattern too complex"
-            raise InvalidParameterError(f"q and genre are at most {MAX_TEXT:,} characters")
         query = select(Track)
         if status is not None:
             query = query.where(Track.status == status)
@@ -379,10 +377,12 @@ def _tagged_genres(tag: str) -> set[str]:
 
 def _check_text(name: str, text: str | None) -> None:
     """InvalidParameterError if `text`, the parameter `name` a query matches against, holds a
-    NUL: it ends SQLite's pattern (`genre=%00` had matched every track with a tag genre), and
-    PostgreSQL refuses it."""
+    NUL, which ends SQLite's pattern (`genre=%00` had matched every track with a tag genre) and
+    PostgreSQL refuses, or is over MAX_TEXT characters (SQLite: "pattern too complex")."""
     if "\x00" in (text or ""):
         raise InvalidParameterError(f"{name} cannot hold a NUL character")
+    if len(text or "") > MAX_TEXT:
+        raise InvalidParameterError(f"{name} is at most {MAX_TEXT:,} characters")
 
 
 def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:

@@ -195,7 +195,7 @@ def test_a_genre_typed_decomposed_is_the_catalog_s_composed_one(settings):
     assert engine.allowed_tracks(["e\u0301lectro"]) == {track.id}
 
 
-def test_a_genre_with_a_nul_is_refused_before_the_clip_is_read(settings):
+def test_a_genre_the_listing_refuses_is_refused_before_the_clip_is_read(settings):
     """As `tracks --genre` refuses it: `search --genre` had kept every track with a tag genre."""
     from mirsearch.schema import Track
 
@@ -204,6 +204,8 @@ def test_a_genre_with_a_nul_is_refused_before_the_clip_is_read(settings):
         session.add(Track(path="/music/a.flac", status="indexed", tag_genre="jazz"))
     with pytest.raises(InvalidParameterError, match="genre cannot hold a NUL character"):
         engine.search(Path("/no/such/clip.wav"), genres=["jazz", "\x00"])
+    with pytest.raises(InvalidParameterError, match="genre is at most 1,000 characters"):
+        engine.search(Path("/no/such/clip.wav"), genres=["g" * 1_001])  # had been taken
 
 
 def test_a_clip_with_a_silent_lead_in_finds_its_track_as_the_music_alone_does(

@@ -330,6 +330,8 @@ def test_genres_count_each_track_once_per_distinct_genre(catalog):
     assert catalog.track_ids_for_genres([]) == set()
     with pytest.raises(MirsearchError, match="genre cannot hold a NUL"):  # SQLite: "%;\x00;%"
         catalog.track_ids_for_genres(["\x00"])  # had been every track with a tag genre
+    with pytest.raises(MirsearchError, match="genre is at most 1,000 characters"):
+        catalog.track_ids_for_genres(["g" * 1_001])  # as the listing: searches had taken it
 
 
 def test_a_tag_of_several_genres_counts_and_filters_as_each(catalog):
