@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from threadpoolctl import threadpool_limits
 
@@ -372,10 +373,16 @@ class Indexer:
         with self.catalog.session() as session, session.begin():
             yield session
             state = session.get(IndexState, 1, with_for_update=True)
-            if state is None:
+            if state is None:  # a row not there yet is locked by no one: two runs may make it
                 state = IndexState(id=1, generation=0, model_hash=model_hash)
                 session.add(state)
-                session.flush()  # its catalog_id drawn
+                try:
+                    session.flush()  # its catalog_id drawn
+                except IntegrityError as exc:  # the other's came first (it had been a traceback)
+                    raise IndexMismatchError(
+                        "another indexing run made this catalog's first generation while this "
+                        "one started: this batch was not committed; run `mirsearch index` again"
+                    ) from exc
             if state.generation != self._at:
                 raise IndexMismatchError(
                     f"another indexing run committed generation {state.generation} of this "

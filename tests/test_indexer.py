@@ -491,6 +491,33 @@ def test_a_generation_another_run_wrote_stops_a_run_before_it_writes_over_it(set
     assert engine.index().n_tracks == 1 and engine.catalog.index_state().generation == 2
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_runs_making_a_new_catalog_s_first_generation_together_stop_one_cleanly(
+    settings, folder, monkeypatch
+):
+    """Two machines' first runs on a new PostgreSQL catalog both found no generation row, which
+    locks nothing, and both made it: the second died with UniqueViolation's traceback. (On
+    SQLite the first run's writes hold the database: the other waits.)"""
+    from sqlalchemy.orm import Session
+
+    from mirsearch.schema import IndexState
+
+    other = Catalog(settings.db_url)
+    found = Session.get
+
+    def get(session, entity, ident, **options):  # the other run's row lands just after the read
+        state = found(session, entity, ident, **options)
+        if entity is IndexState and state is None and options.get("with_for_update"):
+            with other.session() as theirs, theirs.begin():
+                theirs.add(IndexState(id=1, generation=1, model_hash="theirs"))
+        return state
+
+    monkeypatch.setattr(Session, "get", get)
+    with pytest.raises(IndexMismatchError, match="another indexing run made this catalog's first"):
+        Indexer(settings).run([folder / "demo-01.flac"], workers=1)
+    other.close()
+
+
 def test_a_home_without_the_catalogs_index_is_refused_and_rebuild_analyses_every_track(
     settings, folder, tmp_path
 ):
