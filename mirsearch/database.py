@@ -83,7 +83,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     _write_ahead_log(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    # each commit on disk before it returns: an index run deletes the last generation's files
+    # once the next is committed, and under NORMAL a power cut could take the commit back to a
+    # generation whose files are gone (the index files are synced before the commit; one sync
+    # more a batch of tracks)
+    cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
 
 

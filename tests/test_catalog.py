@@ -63,6 +63,7 @@ def test_sqlite_gets_wal_and_foreign_keys(sqlite_catalog, tmp_path):
     with catalog.engine.connect() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        assert connection.execute(text("PRAGMA synchronous")).scalar() == 2  # FULL: see database
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
