@@ -31,6 +31,7 @@ OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per s
 # what the first packet of a Vorbis, Opus, FLAC, Speex or Theora stream in Ogg begins with
 OGG_FIRST_PACKETS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ", b"\x80theora")
 MP4_BOXES_READ = 64  # top-level boxes of an MP4 looked at for its index (moov)
+WAV_CHUNKS_READ = 64  # chunks of a WAV looked at for its data chunk (fmt, LIST, bext, JUNK...)
 OGG_TAIL_BYTES = 70_000  # the end of an Ogg file read for its last page (at most 65,307 bytes)
 
 
@@ -182,18 +183,32 @@ def _ogg_missing_bytes(path: Path) -> int:
 
 
 def _wav_missing_bytes(path: Path) -> int:
-    """For a RIFF/WAVE file, how many bytes of the declared data chunk are not in the file."""
+    """For a RIFF/WAVE file, how many bytes of the declared data chunk are not in the file.
+
+    The data chunk is found as FFmpeg finds it, by walking the chunks from the first: each a
+    4-byte id, a little-endian size, and the payload padded to an even length. The first b"data"
+    anywhere in the first 4 KB had been taken for it: a comment or a Broadcast-WAV description
+    saying "data" made a whole file "truncated: its audio lacks 1,935,323,093 bytes", and a data
+    chunk past 4 KB (behind a large JUNK or bext chunk) was not checked.
+    """
     with open(path, "rb") as f:
-        head = f.read(4096)
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        return 0
-    at = head.find(b"data", 12)
-    if at < 0:
-        return 0
-    declared = int.from_bytes(head[at + 4 : at + 8], "little")
-    if declared in (0, 0xFFFFFFFF):  # streamed WAVs leave the size open
-        return 0
-    return max(0, at + 8 + declared - path.stat().st_size)
+        size_of_file = os.fstat(f.fileno()).st_size
+        head = f.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        at = 12
+        for _ in range(WAV_CHUNKS_READ):
+            f.seek(at)
+            header = f.read(8)
+            if len(header) < 8:  # the file ends before a data chunk
+                return 0
+            kind, size = struct.unpack("<4sI", header)
+            if kind == b"data":
+                if size in (0, 0xFFFFFFFF):  # streamed WAVs leave the size open
+                    return 0
+                return max(0, at + 8 + size - size_of_file)
+            at += 8 + size + size % 2
+    return 0
 
 
 def _is_wav(path: Path) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import tracemalloc
 
 import pytest
@@ -120,3 +121,33 @@ def test_an_mp4_cut_inside_a_box_header_is_told_truncated(tmp_path):
     cut.write_bytes(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00" + b"\x00\x00\x00\x01mdat\x00\x00")
     with pytest.raises(AudioError, match="truncated: an MP4 whose index"):
         containers.probe(cut)
+
+
+def riff_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A RIFF chunk: its id, its size (little-endian), its payload padded to an even length."""
+    return kind + struct.pack("<I", len(payload)) + payload + bytes(len(payload) % 2)
+
+
+CHUNKS_BEFORE_DATA = {
+    "comment": riff_chunk(b"LIST", b"INFO" + riff_chunk(b"ICMT", b"data from take 3\0")),
+    "bext": riff_chunk(b"bext", b"data from take 3".ljust(602, b"\0")),
+    "junk": riff_chunk(b"JUNK", bytes(8_000)),  # the data chunk past the first 4 KB
+}
+
+
+@pytest.mark.parametrize("before_data", CHUNKS_BEFORE_DATA.values(), ids=CHUNKS_BEFORE_DATA.keys())
+def test_a_wav_is_told_truncated_by_its_data_chunk_not_by_the_word_data(tmp_path, before_data):
+    """A comment (LIST/INFO) or a Broadcast-WAV description (bext) saying "data" before the
+    data chunk had been taken for it: a whole file was "truncated: its audio lacks 1,935,323,093
+    bytes". The chunks are walked; a data chunk past 4 KB had not been found, and a file cut
+    there was read shorter with no word."""
+    pcm = (tone(440.0, 3.0) * 32_767).astype("<i2").tobytes()
+    fmt = riff_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, SR, 2 * SR, 2, 16))  # 16-bit mono
+    body = b"WAVE" + fmt + before_data + riff_chunk(b"data", pcm)
+    whole = b"RIFF" + struct.pack("<I", len(body)) + body
+    path = tmp_path / "take.wav"
+    path.write_bytes(whole)
+    assert audio.load(path).info.duration_s == pytest.approx(3.0)
+    path.write_bytes(whole[:-1_000])
+    with pytest.raises(AudioError, match="truncated: its audio lacks 1,000 bytes"):
+        audio.load(path)
