@@ -22,6 +22,7 @@ from mirsearch.containers import (
     open_container,
     probe,
     reason,
+    states_duration,
 )
 from mirsearch.errors import AudioError, EmptyAudioError, SilentAudioError, TooLongError
 
@@ -230,7 +231,11 @@ def _checked(path: Path, info: AudioInfo, config: AudioConfig) -> tuple[np.ndarr
     decoded_s = samples.size / config.sample_rate
     if samples.size == 0:
         raise EmptyAudioError(f"{path}: the file decodes to no audio at all")
-    if info.duration_s > 1.0 and decoded_s < TRUNCATION_TOLERANCE * info.duration_s:
+    if (
+        info.duration_s > 1.0
+        and decoded_s < TRUNCATION_TOLERANCE * info.duration_s
+        and states_duration(path, info.format)
+    ):
         raise AudioError(
             f"{path}: the file is truncated: decoded {decoded_s:.1f} s of the "
             f"{info.duration_s:.1f} s it declares"

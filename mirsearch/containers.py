@@ -31,6 +31,7 @@ OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per s
 # what the first packet of a Vorbis, Opus, FLAC, Speex or Theora stream in Ogg begins with
 OGG_FIRST_PACKETS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ", b"\x80theora")
 MP4_BOXES_READ = 64  # top-level boxes of an MP4 looked at for its index (moov)
+MP3_HEADER_BYTES = 54  # of an MP3's first frame, to the end of a Xing/Info or VBRI frame count
 WAV_CHUNKS_READ = 64  # chunks of a WAV looked at for its data chunk (fmt, LIST, bext, JUNK...)
 OGG_TAIL_BYTES = 70_000  # the end of an Ogg file read for its last page (at most 65,307 bytes)
 
@@ -133,6 +134,47 @@ def missing_bytes(path: Path, container_format: str) -> int:
     if container_format == "ogg":
         return _ogg_missing_bytes(path)
     return 0
+
+
+def states_duration(path: Path, container_format: str) -> bool:
+    """Whether `path` states the duration FFmpeg gives it, so that decoding less means a cut.
+    ADTS AAC states none, nor does an MP3 without a header counting its frames: FFmpeg
+    estimates it from the first frames' bit rate (a 60 s VBR MP3 opening on a tone: 144.5 s),
+    which a cut shrinks too. Such files had been refused as truncated."""
+    if container_format == "aac":
+        return False
+    return container_format != "mp3" or _mp3_frames_counted(path)
+
+
+def _mp3_frames_counted(path: Path) -> bool:
+    """Whether an MP3 file's first frame, after its ID3v2 tags, is a Xing/Info or VBRI header
+    counting its frames, from which FFmpeg takes the duration. As FFmpeg, a Xing/Info count is
+    left out where the file runs on over 1/16 past the size the header gives (`cat a.mp3 b.mp3`
+    keeps a.mp3's header)."""
+    with open(path, "rb") as f:
+        size_of_file = os.fstat(f.fileno()).st_size
+        at = 0
+        while (tag := f.read(10))[:3] == b"ID3" and len(tag) == 10:
+            size = 0
+            for byte in tag[6:10]:  # syncsafe: 7 bits a byte
+                size = size << 7 | byte & 0x7F
+            at += 10 + size + (10 if tag[5] & 0x10 else 0)  # 0x10: a footer follows
+            f.seek(at)
+        f.seek(at)
+        frame = f.read(MP3_HEADER_BYTES)
+    if len(frame) < 4 or frame[0] != 0xFF or frame[1] & 0xE6 != 0xE2:  # not Layer III
+        return False
+    if frame[36:40] == b"VBRI":  # 32 bytes after the frame header, whatever the mode
+        return frame[40:42] == b"\x00\x01" and int.from_bytes(frame[50:54], "big") > 0
+    mpeg1, mono = frame[1] & 0x18 == 0x18, frame[3] >> 6 == 3
+    xing = 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))  # after side info
+    flags = int.from_bytes(frame[xing + 4 : xing + 8], "big")
+    if frame[xing : xing + 4] not in (b"Xing", b"Info") or not flags & 1:  # 1: frames counted
+        return False
+    frames = int.from_bytes(frame[xing + 8 : xing + 12], "big")
+    header_size = int.from_bytes(frame[xing + 12 : xing + 16], "big") if flags & 2 else 0
+    beyond = size_of_file - at - 4 - header_size  # as FFmpeg measures, from the frame's data
+    return frames > 0 and not (header_size and beyond > header_size >> 4)
 
 
 def ogg_streams_in_turn(path: Path) -> int:

@@ -35,6 +35,49 @@ def test_a_stream_that_changes_sample_rate_midway_decodes_whole(tmp_path):
     assert dominant_hz(samples[-2 * SR : -SR // 2], SR) == pytest.approx(660.0, abs=2.0)
 
 
+def quality_encoded(path, samples: np.ndarray, *, container: str, codec: str, **options):
+    """Mono `samples` at SR encoded at a quality (LAME's V2, FFmpeg AAC's q 2), not a bit rate:
+    the bit rate follows the sound, low through a quiet start. `options` are the muxer's (an
+    MP3 has its Xing header counting its frames unless write_xing="0")."""
+    with av.open(str(path), "w", format=container, options=options) as out:
+        stream = out.add_stream(codec, rate=SR, layout="mono")
+        stream.codec_context.qscale = True
+        stream.codec_context.global_quality = 2 * 118  # the quality times FF_QP2LAMBDA
+        frame = av.AudioFrame.from_ndarray(samples[None], format="flt", layout="mono")
+        frame.sample_rate = SR
+        resampler = av.AudioResampler(format=stream.codec_context.format.name, layout="mono")
+        for converted in resampler.resample(frame):
+            out.mux(stream.encode(converted))
+        out.mux(stream.encode(None))
+    return path
+
+
+def test_a_length_ffmpeg_estimates_from_the_bit_rate_is_no_promise_a_cut_breaks(tmp_path):
+    """An MP3 whose first frame counts none of its frames (no Xing/Info or VBRI header), ADTS
+    AAC, and two MP3s joined with `cat` (FFmpeg leaves out the first one's header) state no
+    length: FFmpeg estimates it from the first frames' bit rate. 6 s of sound beginning with 2 s
+    of silence "declared" 9.4 s (AAC 10.6 s) and had been refused as truncated. An MP3 whose
+    header counts its frames is still refused when cut short."""
+    x = np.concatenate([np.zeros(2 * SR, dtype=np.float32), noise(4.0)])
+    first = write(tmp_path / "a.mp3", tone(440.0, 2.0), SR, bit_rate=8_000)
+    second = write(tmp_path / "b.mp3", tone(660.0, 4.0), SR, bit_rate=64_000)
+    joined = tmp_path / "joined.mp3"
+    joined.write_bytes(first.read_bytes() + second.read_bytes())
+    for path in (
+        quality_encoded(
+            tmp_path / "vbr.mp3", x, container="mp3", codec="libmp3lame", write_xing="0"
+        ),
+        quality_encoded(tmp_path / "vbr.aac", x, container="adts", codec="aac"),
+        joined,
+    ):
+        assert containers.probe(path).duration_s > 6.0 / audio.TRUNCATION_TOLERANCE
+        assert audio.load(path).samples.size / SR == pytest.approx(6.0, abs=0.15)
+    counted = quality_encoded(tmp_path / "counted.mp3", x, container="mp3", codec="libmp3lame")
+    counted.write_bytes(counted.read_bytes()[: counted.stat().st_size // 2])
+    with pytest.raises(AudioError, match="truncated: decoded"):
+        audio.load(counted)
+
+
 def test_resampling_keeps_the_bands_read_and_stops_what_would_fold_back(tmp_path):
     """44.1 kHz tones through the decoder's resampler to 16 kHz: 7 kHz (the top mel bands) passes,
     9.5 and 12 kHz, which would fold back to 6.5 and 4 kHz, are stopped. A 16-tap filter (-2 dB
