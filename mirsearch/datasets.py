@@ -36,29 +36,20 @@ def read_dataset(data: Path) -> list[LabelledClip]:
     manifest = data if data.is_file() else data / "manifest.tsv"
     if manifest.is_file():
         root = manifest.parent
-        with open(manifest, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
-            reader = csv.DictReader(f, delimiter="\t")
-            if not {"path", "class"} <= set(reader.fieldnames or ()):
-                raise MirsearchError(f"{manifest}: a manifest needs 'path' and 'class' columns")
-            rows = []
-            for row in reader:
-                empty = next((k for k in ("path", "class") if not (row[k] or "").strip()), None)
-                if empty:
-                    raise MirsearchError(f"{manifest}, line {reader.line_num}: no {empty}")
-                rows.append(row)
-        if not rows:
-            raise MirsearchError(f"{manifest}: no clips listed")
-        return [
-            LabelledClip(
-                path=root / row["path"],
-                label=row["class"].strip(),
-                group=row.get("group")
-                or (row.get("groove") or "").split(":")[0]
-                or Path(row["path"]).stem,
-                extra={k: v for k, v in row.items() if k not in ("path", "class")},
-            )
-            for row in rows
-        ]
+        rows = _manifest_rows(manifest)
+        return _distinct_labels(
+            [
+                LabelledClip(
+                    path=root / row["path"],
+                    label=row["class"].strip(),
+                    group=row.get("group")
+                    or (row.get("groove") or "").split(":")[0]
+                    or Path(row["path"]).stem,
+                    extra={k: v for k, v in row.items() if k not in ("path", "class")},
+                )
+                for row in rows
+            ]
+        )
     if not data.is_dir():
         raise MirsearchError(f"{data}: neither a manifest nor a folder of genre folders")
     clips = [
@@ -69,6 +60,48 @@ def read_dataset(data: Path) -> list[LabelledClip]:
     ]
     if not clips:
         raise MirsearchError(f"{data}: no audio files in genre sub-folders")
+    return _distinct_labels(clips)
+
+
+def _manifest_rows(manifest: Path) -> list[dict]:
+    """The rows of a TSV manifest, each with a path and a class. Tab-separated text, no CSV
+    quoting: a label `"Heavy` had opened a quote that took the next rows into it, and a model
+    was trained with them gone and a genre named over three lines."""
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as f:  # a spreadsheet's BOM too
+            reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+            if not {"path", "class"} <= set(reader.fieldnames or ()):
+                raise MirsearchError(f"{manifest}: a manifest needs 'path' and 'class' columns")
+            rows = []
+            for row in reader:
+                empty = next((k for k in ("path", "class") if not (row[k] or "").strip()), None)
+                if empty:
+                    raise MirsearchError(f"{manifest}, line {reader.line_num}: no {empty}")
+                if "\x00" in row["class"]:  # a genre no filter could ask for
+                    raise MirsearchError(f"{manifest}, line {reader.line_num}: a NUL in the class")
+                rows.append(row)
+    except UnicodeDecodeError as exc:  # a spreadsheet's "Unicode text" (UTF-16), an audio file
+        raise MirsearchError(
+            f"{manifest}: not UTF-8 text (byte {exc.start:,}); save the manifest as UTF-8, "
+            "tab-separated"
+        ) from None
+    if not rows:
+        raise MirsearchError(f"{manifest}: no clips listed")
+    return rows
+
+
+def _distinct_labels(clips: list[LabelledClip]) -> list[LabelledClip]:
+    """`clips`, once no two classes differ in case alone: the catalog lists and filters genres
+    lower-cased, where `Rock` and `rock` would be one genre of a network trained on two."""
+    by_folded: dict[str, set[str]] = {}
+    for clip in clips:
+        by_folded.setdefault(clip.label.lower(), set()).add(clip.label)
+    alike = next((sorted(names) for names in by_folded.values() if len(names) > 1), None)
+    if alike:
+        raise MirsearchError(
+            f"the classes {' and '.join(map(repr, alike))} differ in case alone, which the "
+            "catalog does not tell apart: name them alike, or apart"
+        )
     return clips
 
 

@@ -147,6 +147,38 @@ def test_a_manifest_saved_with_a_byte_order_mark_is_read(tmp_path):
     assert [c.label for c in read_dataset(tmp_path / "manifest.tsv")] == ["jazz"]
 
 
+def test_a_manifest_is_tab_separated_text_read_as_it_is(tmp_path):
+    """A quote in a label had opened CSV quoting: `"Heavy` took the rows after it into one
+    genre named over three lines, and the model trained without them, exit 0."""
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text('path\tclass\na.wav\t"Heavy\nb.wav\trock\n"Live" at Wembley.wav\tjazz\n')
+    clips = read_dataset(manifest)
+    assert [(c.path.name, c.label) for c in clips] == [
+        ("a.wav", '"Heavy'),
+        ("b.wav", "rock"),
+        ('"Live" at Wembley.wav', "jazz"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "told"),
+    [
+        ("path\tclass\na.wav\tjazz\n".encode("utf-16"), r"not UTF-8 text \(byte 0\)"),
+        (b"path\tclass\na.wav\tjazz\nb.wav\tJazz\n", "'Jazz' and 'jazz' differ in case"),
+        (b"path\tclass\na.wav\trock\x00\n", "line 2: a NUL in the class"),
+    ],
+)
+def test_a_manifest_not_utf_8_or_with_labels_the_catalog_cannot_keep_apart_is_refused(
+    tmp_path, text, told
+):
+    """A UTF-16 manifest (a spreadsheet's "Unicode text") had been a 38-line traceback; `Rock`
+    and `rock` trained as two genres the catalog, lower-casing them, lists as one; a NUL made
+    a genre no filter can ask for."""
+    (tmp_path / "manifest.tsv").write_bytes(text)
+    with pytest.raises(MirsearchError, match=told):
+        read_dataset(tmp_path / "manifest.tsv")
+
+
 def test_unlabelled_music_whose_manifest_names_no_package_is_its_files(tmp_path):
     """--unlabelled on a folder with a manifest of another kind (../shared/genres) had raised
     KeyError: 'package'."""
