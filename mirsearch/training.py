@@ -7,6 +7,7 @@ student's matching branch (distillation.py teaches its tagging branch afterwards
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from mirsearch.datasets import (
 from mirsearch.errors import MirsearchError
 from mirsearch.trainer import Trainer, TrainResult
 
+log = logging.getLogger(__name__)
+
 
 def train(
     clips: list[LabelledClip],
@@ -38,15 +41,26 @@ def train(
     metadata: dict | None = None,
 ) -> TrainResult:
     """Train on labelled clips (plus unlabelled music for the invariance term); save if `out`."""
-    labels = sorted({c.label for c in clips})
-    if len(labels) < 2:
-        raise MirsearchError(f"a genre network needs at least two classes; the data has {labels}")
-    if val_clips is None:
-        clips, val_clips = grouped_split(clips, fraction=config.val_fraction, seed=config.seed)
-    index = {label: i for i, label in enumerate(labels)}
+    asked = _classes(clips)
+    if val_clips is None:  # data of one group is refused before the decoding, as one class is
+        grouped_split(clips, fraction=config.val_fraction, seed=config.seed)
     sr = feature_config.sample_rate
-    clips, train_x = decode_clips(clips, sample_rate=sr)
-    val_clips, val_x = decode_clips(val_clips, sample_rate=sr)
+    # decoded before the split: a file that cannot be decoded had emptied the validation split
+    # drawn before it (as the seed fell), and a genre none of whose files decodes had stayed
+    # among the network's outputs, given a share of every answer
+    decoded, signals = decode_clips(clips, sample_rate=sr)
+    labels = _classes(decoded)
+    if lost := sorted(set(asked) - set(labels)):
+        log.warning("no file of %s can be decoded: the network learns without them", lost)
+    if val_clips is None:
+        clips, val_clips = grouped_split(decoded, fraction=config.val_fraction, seed=config.seed)
+        held = {id(c) for c in val_clips}
+        train_x = [x for c, x in zip(decoded, signals, strict=True) if id(c) not in held]
+        val_x = [x for c, x in zip(decoded, signals, strict=True) if id(c) in held]
+    else:
+        clips, train_x = decoded, signals
+        val_clips, val_x = decode_clips(val_clips, sample_rate=sr)
+    index = {label: i for i, label in enumerate(labels)}
     _, unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)
     trainer = Trainer(config, labels=labels, feature_config=feature_config)
     writer = _writer(log_dir)
@@ -83,6 +97,14 @@ def train(
             | (metadata or {}),
         )
     return result
+
+
+def _classes(clips: list[LabelledClip]) -> list[str]:
+    """The clips' labels, sorted; MirsearchError for fewer than two."""
+    labels = sorted({c.label for c in clips})
+    if len(labels) < 2:
+        raise MirsearchError(f"a genre network needs at least two classes; the data has {labels}")
+    return labels
 
 
 def _writer(log_dir: Path | None):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import SR, TINY_CONFIG, synthetic_classes, tone
@@ -82,6 +84,27 @@ def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
         evaluate(clips, folds=0, config=TINY_CONFIG)
     with pytest.raises(MirsearchError, match="2 folds or more"):
         evaluate(clips, folds=1, config=TINY_CONFIG)
+
+
+def test_files_that_cannot_be_decoded_are_left_out_before_the_split(tmp_path, write_audio, caplog):
+    """The validation split was drawn before decoding: a missing file held out alone stopped
+    the run ("none of the 1 clips can be decoded", as the seed fell), and a genre none of whose
+    files decodes stayed among the network's outputs, given a share of every answer."""
+    from mirsearch.datasets import LabelledClip
+    from mirsearch.training import train
+
+    signals, labels = synthetic_classes(4, seed=3)
+    names = ["tone", "noise", "clicks"]
+    clips = [
+        LabelledClip(write_audio(f"clip{i}.wav", x), names[y], f"g{i}")
+        for i, (x, y) in enumerate(zip(signals, labels, strict=True))
+    ]
+    missing = [LabelledClip(tmp_path / f"gone{i}.wav", "blues", f"gone{i}") for i in range(2)]
+    for seed in range(2):
+        config = dataclasses.replace(TINY_CONFIG, epochs=1, steps_per_epoch=2, seed=seed)
+        result = train(clips + missing, config, out=tmp_path / "model.pt")
+        assert result.labels == sorted(set(names)), seed
+    assert "no file of ['blues'] can be decoded" in caplog.text
 
 
 def test_data_a_network_or_its_folds_cannot_learn_from_is_refused_before_decoding(tmp_path):
