@@ -962,6 +962,14 @@ def test_train_and_evaluate_refuse_bad_parameters_before_any_work(home, tmp_path
         "is the model in use": ["train", data, "--head", "--out", default_checkpoint_path()],
         "is the model in use ": ["train", data, "--out", in_use],
         "is a file": ["evaluate", data, "--out-dir", tmp_path / "report"],
+        "Invalid value for --log-dir": [
+            "train",
+            data,
+            "--out",
+            tmp_path / "new.pt",
+            "--log-dir",
+            tmp_path / "report",
+        ],
         "--lr, --seed: for training a whole network, not with --head": [
             "train",
             data,

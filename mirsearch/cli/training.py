@@ -182,6 +182,8 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
 
     model = _settings().model_path  # None: the shipped one
     _writable(out, option="--out")
+    if not head:  # where the logs go, tried first too (a file there had been said after decoding)
+        _writable(log_dir, option="--log-dir", folder=True)
     if out.resolve() == (model or default_checkpoint_path()).resolve():
         raise click.BadParameter(
             f"{out} is the model in use (MIRSEARCH_MODEL, or the shipped one): a catalog indexed "
