@@ -81,9 +81,11 @@ def save_checkpoint(
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(payload, tmp)
         tmp.replace(path)
-    except (OSError, RuntimeError) as exc:  # torch's writer raises RuntimeError
+    except BaseException as exc:  # a full disk, torch's RuntimeError, Ctrl-C while it writes
         with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)  # (interrupted, it had been left behind)
+        if not isinstance(exc, OSError | RuntimeError):
+            raise
         reason = getattr(exc, "strerror", None) or str(exc).rpartition("strerror: ")[2]
         raise ModelError(f"{path}: the checkpoint could not be written ({reason})") from exc
     return path

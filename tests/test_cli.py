@@ -1003,3 +1003,12 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary
     with pytest.raises(ModelError, match=r"model.pt: .* \(No space left on device\)$"):
         saved_as(tmp_path / "model.pt", load_checkpoint())
     assert list(tmp_path.iterdir()) == []
+
+    def interrupted(payload, path):  # Ctrl-C while it writes: the half file had been left
+        Path(path).write_bytes(b"half a checkpoint")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        saved_as(tmp_path / "model.pt", load_checkpoint())
+    assert list(tmp_path.iterdir()) == []
