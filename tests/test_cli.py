@@ -715,16 +715,9 @@ def test_the_console_script_flushes_its_output_and_keeps_the_exit_status(
 
 
 def test_serve_with_a_model_it_cannot_read_stops_with_the_reason_not_a_traceback(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    home, model = str(tmp_path / "home"), str(tmp_path / "no.pt")
     done = python(
-        CONSOLE_SCRIPT,
-        "serve",
-        "--port",
-        str(port),
-        env=os.environ
-        | {"MIRSEARCH_HOME": str(tmp_path / "home"), "MIRSEARCH_MODEL": str(tmp_path / "no.pt")},
+        CONSOLE_SCRIPT, "serve", env=os.environ | {"MIRSEARCH_HOME": home, "MIRSEARCH_MODEL": model}
     )
     assert done.returncode == 1, done.stderr  # gunicorn's 3 when its workers said it
     assert done.stderr == (  # once, before any worker starts, not among gunicorn's lines
