@@ -25,7 +25,7 @@ from mirsearch.config import Settings
 from mirsearch.errors import AudioError, IndexMismatchError
 from mirsearch.files import discover
 from mirsearch.flags import forget_duplicates_of
-from mirsearch.generations import none_of, prune_generations, writing
+from mirsearch.generations import none_of, prune_generations, saved_record, writing
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import LOST, IndexMeta
 from mirsearch.model_card import read_card
@@ -221,7 +221,7 @@ class Indexer:
         state = self.catalog.index_state()
         self._at = state.generation
         if state.generation and not rebuild:
-            self._require_files_of(state.generation)
+            self._require_files_of(state)
         if state.generation and state.model_hash == meta.model_hash:
             try:
                 index = VectorIndex.load(
@@ -267,19 +267,27 @@ class Indexer:
                 pending,
             )
 
-    def _require_files_of(self, generation: int) -> None:
-        """IndexMismatchError when none of the catalog's current generation's files is in the
-        index folder: a home that is not this catalog's (a second MIRSEARCH_HOME on one
-        PostgreSQL catalog had rebuilt the index into itself, the real home's left behind and
-        every track elsewhere unsearchable), or an index lost. A generation with some of its
-        files is one a crash or a hand damaged: it is rebuilt, as before."""
-        folder = self.settings.index_dir
-        if not none_of(folder, generation):
+    def _require_files_of(self, state: IndexState) -> None:
+        """IndexMismatchError when the catalog's current generation's files are not in the index
+        folder, none of them, or those there were written for another catalog: a home that is
+        not this catalog's (a second MIRSEARCH_HOME on one PostgreSQL catalog had rebuilt the
+        index into itself, the real home's left behind and every track elsewhere unsearchable;
+        a home used before by a catalog at the same generation had done so too), or an index
+        lost. A generation with some of its files is one a crash or a hand damaged: it is
+        rebuilt, as before."""
+        folder, generation = self.settings.index_dir, state.generation
+        at = f"the catalog {self.catalog.shown_url} is at index generation {generation}"
+        if none_of(folder, generation):
+            raise IndexMismatchError(f"{at}, none of whose files is in {folder}: {LOST}")
+        try:
+            written_for = saved_record(folder, generation).get("catalog_id")
+        except (OSError, ValueError):  # its meta file lost or damaged: rebuilt
             return
-        raise IndexMismatchError(
-            f"the catalog {self.catalog.shown_url} is at index generation {generation}, none of "
-            f"whose files is in {folder}: {LOST}"
-        )
+        if written_for and state.catalog_id and written_for != state.catalog_id:
+            raise IndexMismatchError(
+                f"{at}, and the files of that generation in {folder} were written for another "
+                f"catalog database: {LOST}"
+            )
 
     def _move(self, moved: dict[Path, int]) -> None:
         """Point the tracks of `moved` at their files' new paths: nothing else changes (the

@@ -597,12 +597,19 @@ def test_a_rebuild_keeps_every_track_found_until_it_reaches_it(settings, folder)
 def test_an_index_folder_another_catalog_wrote_is_refused_then_rebuilt(settings, folder, tmp_path):
     """A MIRSEARCH_DATABASE_URL pointed at another database, the home kept: that catalog writes
     its generations into this one's index folder. This catalog's queries are refused (they had
-    read the other's vectors under its own track ids) and its next run embeds again."""
+    read the other's vectors under its own track ids), and so is its next run, which had
+    embedded every track again: where the home is another catalog's, not this one's, that had
+    marked every track of a shared catalog pending and left its real home behind. --rebuild
+    embeds again."""
     Engine(settings).index_paths([folder / "demo-01.flac"])
     other = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path / 'other.db'}")
     Engine(other).index_paths([folder / "demo-02.ogg"])
     with pytest.raises(IndexMismatchError, match="written for another catalog database"):
         Engine(settings).search(folder / "demo-01.flac", k=1)
-    assert Engine(settings).index_paths([folder / "demo-01.flac"]).indexed == 1
+    told = "the files of that generation in .* were written for another catalog database"
+    with pytest.raises(IndexMismatchError, match=told):
+        Engine(settings).index_paths([folder / "demo-01.flac"])
+    assert "pending" not in {t.status for t in rows(Engine(settings)).values()}
+    assert Engine(settings).index_paths([folder / "demo-01.flac"], rebuild=True).indexed == 1
     hit = Engine(settings).search(folder / "demo-01.flac", k=1)[0]
     assert Path(hit.path).name == "demo-01.flac"
