@@ -14,6 +14,8 @@ import hashlib
 import logging
 import os
 import pickle
+import signal
+import socket
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +34,7 @@ from mirsearch.workers import ordered_map
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
+RAY_CONNECT_S = 5.0  # how long a Ray cluster named by --address has to answer
 
 
 @dataclass(frozen=True)
@@ -217,14 +220,41 @@ def _on_ray(paths: list[Path], settings: Settings, *, workers: int, address: str
     started_here = not ray.is_initialized()
     if started_here:
         options = {"address": address} if address else {"num_cpus": max(1, workers)}
-        ray.init(include_dashboard=False, log_to_driver=False, **options)
+        if address:
+            _reachable(address)
+        stopping = signal.getsignal(signal.SIGTERM)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, **options)
+        except (ValueError, ConnectionError) as exc:  # an address Ray cannot read, or join
+            raise MirsearchError(f"cannot join the Ray cluster at {address}: {exc}") from None
+        finally:  # Ray's own handler had stopped the run with a crash dump, not its message
+            signal.signal(signal.SIGTERM, stopping)
     try:
         actor = ray.remote(num_cpus=1)(_RayAnalyser)
         pool = ActorPool([actor.remote(settings) for _ in range(max(1, workers))])
         yield from pool.map(lambda a, path: a.analyse.remote(str(path)), paths)
+    except ray.exceptions.RayActorError as exc:  # a worker process or its node lost
+        raise MirsearchError(
+            f"a Ray worker was lost ({type(exc).__name__}): what was committed is kept; run the "
+            "command again to go on"
+        ) from None
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _reachable(address: str) -> None:
+    """MirsearchError unless the Ray cluster's `address` (host:port, or ray://host:port)
+    answers within RAY_CONNECT_S: Ray itself retried one that does not for minutes, holding
+    the run's lock. "auto" (the local node's cluster) is left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=RAY_CONNECT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise MirsearchError(f"cannot reach the Ray cluster at {address} ({reason})") from None
 
 
 class _RayAnalyser:

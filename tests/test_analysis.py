@@ -70,6 +70,41 @@ def test_an_unknown_engine_is_refused(settings, demo_files):
         list(analyse_all(demo_files, settings, engine="spark"))
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray is not installed (pip install 'mirsearch[ray]')",
+)
+def test_a_ray_cluster_that_cannot_be_joined_is_one_line_and_the_run_keeps_its_sigterm(
+    settings, demo_files, monkeypatch
+):
+    """An --address no one answers at had Ray retry for minutes, the run's lock held; one Ray
+    cannot read was a traceback; and ray.init put Ray's SIGTERM handler in place of the run's,
+    so a stopped run printed a crash dump, not what it had kept."""
+    import signal
+
+    import ray
+
+    def init(**options):  # as Ray does: its handler in place, then what it met
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        raise ValueError(f"Invalid address format: {options['address']}")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+    def the_run_s(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, the_run_s)
+    try:
+        with pytest.raises(MirsearchError, match="cannot join the Ray cluster at garbage: Invalid"):
+            list(analyse_all(demo_files, settings, engine="ray", address="garbage"))
+        assert signal.getsignal(signal.SIGTERM) is the_run_s
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    with pytest.raises(MirsearchError, match=r"cannot reach the Ray cluster at 127.0.0.1:1 \("):
+        list(analyse_all(demo_files, settings, engine="ray", address="127.0.0.1:1"))
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
