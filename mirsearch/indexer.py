@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 from mirsearch.analysis import FileAnalysis, analyse_all
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
+from mirsearch.database import reason
 from mirsearch.errors import AudioError, IndexMismatchError
 from mirsearch.files import discover
 from mirsearch.flags import forget_duplicates_of
@@ -378,38 +379,42 @@ class Indexer:
         generation this run did not write (another indexing run's, on another machine sharing
         the catalog) stops it before it writes over that one: its rows are rolled back.
         """
-        with self.catalog.session() as session, session.begin():
-            yield session
-            state = session.get(IndexState, 1, with_for_update=True)
-            if state is None:  # a row not there yet is locked by no one: two runs may make it
-                state = IndexState(id=1, generation=0, model_hash=model_hash)
-                session.add(state)
-                try:
+        try:
+            with self.catalog.session() as session, session.begin():
+                yield session
+                state = session.get(IndexState, 1, with_for_update=True)
+                if state is None:  # a row not there yet is locked by no one: two runs may make it
+                    state = IndexState(id=1, generation=0, model_hash=model_hash)
+                    session.add(state)
                     session.flush()  # its catalog_id drawn
-                except IntegrityError as exc:  # the other's came first (it had been a traceback)
+                if state.generation != self._at:
                     raise IndexMismatchError(
-                        "another indexing run made this catalog's first generation while this "
-                        "one started: this batch was not committed; run `mirsearch index` again"
+                        f"another indexing run committed generation {state.generation} of this "
+                        f"catalog while this one held generation {self._at}: this batch was not "
+                        "committed; run `mirsearch index` again"
+                    )
+                generation = state.generation + 1
+                saving = time.perf_counter()
+                try:
+                    index.save(self.settings.index_dir, generation, catalog_id=state.catalog_id)
+                    self._saving_s = time.perf_counter() - saving
+                except OSError as exc:  # a full disk: the catalog stays at the last generation
+                    raise OSError(
+                        f"{exc}; this batch was not committed, the catalog and index are as the "
+                        "last one left them: make room and run `mirsearch index` again"
                     ) from exc
-            if state.generation != self._at:
-                raise IndexMismatchError(
-                    f"another indexing run committed generation {state.generation} of this "
-                    f"catalog while this one held generation {self._at}: this batch was not "
-                    "committed; run `mirsearch index` again"
-                )
-            generation = state.generation + 1
-            saving = time.perf_counter()
-            try:
-                index.save(self.settings.index_dir, generation, catalog_id=state.catalog_id)
-                self._saving_s = time.perf_counter() - saving
-            except OSError as exc:  # a full disk: the catalog stays at the last generation
-                raise OSError(
-                    f"{exc}; this batch was not committed, the catalog and index are as the "
-                    "last one left them: make room and run `mirsearch index` again"
-                ) from exc
-            state.generation, state.model_hash = generation, model_hash
-            highest = session.scalar(select(func.max(Track.id))) or 0
-            state.last_track_id = max(state.last_track_id or 0, highest)  # records._new_track_id
+                state.generation, state.model_hash = generation, model_hash
+                highest = session.scalar(select(func.max(Track.id))) or 0
+                # records._new_track_id
+                state.last_track_id = max(state.last_track_id or 0, highest)
+        except IntegrityError as exc:
+            # another machine's run made the same rows (on PostgreSQL, which lets two runs write
+            # at once: the first generation's, or the tracks of one folder): it had been a
+            # traceback (UniqueViolation)
+            raise IndexMismatchError(
+                "another indexing run wrote the same rows of this catalog meanwhile "
+                f"({reason(exc)}): this batch was not committed; run `mirsearch index` again"
+            ) from exc
         self._at = generation
         prune_generations(self.settings.index_dir, keep=generation)
 

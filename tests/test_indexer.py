@@ -513,7 +513,7 @@ def test_two_runs_making_a_new_catalog_s_first_generation_together_stop_one_clea
         return state
 
     monkeypatch.setattr(Session, "get", get)
-    with pytest.raises(IndexMismatchError, match="another indexing run made this catalog's first"):
+    with pytest.raises(IndexMismatchError, match="another indexing run wrote the same rows"):
         Indexer(settings).run([folder / "demo-01.flac"], workers=1)
     other.close()
 
