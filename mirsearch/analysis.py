@@ -229,6 +229,15 @@ def _on_ray(paths: list[Path], settings: Settings, *, workers: int, address: str
             raise MirsearchError(f"cannot join the Ray cluster at {address}: {exc}") from None
         finally:  # Ray's own handler had stopped the run with a crash dump, not its message
             signal.signal(signal.SIGTERM, stopping)
+        free = int(ray.available_resources().get("CPU", 0))
+        if address and workers > free:  # the actors past the free CPUs wait, and all with them
+            log.warning(
+                "%d workers asked of the Ray cluster at %s, which has %d CPUs free: the run waits "
+                "until it has more (an autoscaler's nodes, other jobs ending)",
+                workers,
+                address,
+                free,
+            )
     try:
         actor = ray.remote(num_cpus=1)(_RayAnalyser)
         pool = ActorPool([actor.remote(settings) for _ in range(max(1, workers))])

@@ -105,6 +105,29 @@ def test_a_ray_cluster_that_cannot_be_joined_is_one_line_and_the_run_keeps_its_s
         list(analyse_all(demo_files, settings, engine="ray", address="127.0.0.1:1"))
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray is not installed (pip install 'mirsearch[ray]')",
+)
+def test_more_workers_than_a_ray_cluster_has_free_cpus_is_said(
+    settings, demo_files, monkeypatch, caplog
+):
+    """The actors past the free CPUs wait to be placed, and the results, in order, with them:
+    a run had hung without a word."""
+    import ray
+
+    def placed(**options):
+        raise RuntimeError("no actor made in this test")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **options: None)
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 1.0})
+    monkeypatch.setattr(ray, "remote", placed)
+    with pytest.raises(RuntimeError, match="no actor made"):
+        list(analyse_all(demo_files, settings, engine="ray", workers=3, address="auto"))
+    assert "3 workers asked of the Ray cluster at auto, which has 1 CPUs free" in caplog.text
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("ray") is None,
