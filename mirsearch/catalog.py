@@ -37,7 +37,8 @@ from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWavef
 
 log = logging.getLogger(__name__)
 
-MAX_TEXT = 1_000  # characters of a text search or a genre: SQLite refuses longer patterns
+MAX_TEXT = 1_000  # characters of a text search or a genre: SQLite refuses longer patterns (tags
+# are kept to as many, containers.TAG_CHARS)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,9 @@ OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per s
 # what the first packet of a Vorbis, Opus, FLAC, Speex or Theora stream in Ogg begins with
 OGG_FIRST_PACKETS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ", b"\x80theora")
 MP4_BOXES_READ = 64  # top-level boxes of an MP4 looked at for its index (moov)
+# characters of a tag kept (as catalog.MAX_TEXT, the longest genre a filter takes): a genre of
+# 5,000 was listed and could not be asked for, and a 2 MB title went out with every result
+TAG_CHARS = 1_000
 MP3_HEADER_BYTES = 54  # of an MP3's first frame, to the end of a Xing/Info or VBRI frame count
 WAV_CHUNKS_READ = 64  # chunks of a WAV looked at for its data chunk (fmt, LIST, bext, JUNK...)
 OGG_TAIL_BYTES = 70_000  # the end of an Ogg file read for its last page (at most 65,307 bytes)
@@ -270,7 +273,7 @@ def _info(path: Path, container: av.container.InputContainer, position: int) -> 
             if key == "genre":  # several values (GENRE=Rock, GENRE=Pop) reach us as "Rock;Pop"
                 value = GENRES_APART.join(v.strip() for v in value.split(";") if v.strip())
             if key in TAG_KEYS and value and key not in tags:  # a blank tag is no tag
-                tags[key] = value
+                tags[key] = value[:TAG_CHARS].rstrip()
     return AudioInfo(
         path=str(path),
         format=container.format.name,

@@ -34,6 +34,14 @@ def test_a_blank_tag_is_no_tag(write_audio):
     assert containers.probe(path).tags == {"artist": "Band"}
 
 
+def test_a_tag_is_kept_to_the_length_a_filter_takes(write_audio):
+    """A 5,000-character genre tag was listed by `genres` and refused by every filter (at most
+    1,000 characters); a 2 MB title went out with every result naming the track."""
+    path = write_audio("long.flac", tone(220.0, 2.0), title="t" * 5_000, genre="g" * 5_000)
+    tags = containers.probe(path).tags
+    assert tags == {"title": "t" * containers.TAG_CHARS, "genre": "g" * containers.TAG_CHARS}
+
+
 def test_tags_are_kept_composed(write_audio):
     """A tag written on a Mac spells é as e and an accent: kept so, the genre filter and the
     genre chips told "électro" from "électro"."""
