@@ -337,22 +337,41 @@ class Catalog:
             return {status: int(n) for status, n in session.execute(by_status)}
 
     def stats(self) -> dict[str, Any]:
-        """Tracks by status, hours of indexed audio, genre counts and the index generation."""
-        indexed_s = func.sum(sa.case((Track.status == "indexed", Track.duration_s), else_=0.0))
-        counts = self.counts()
+        """Tracks by status, hours of indexed audio, genre counts and the index generation: all
+        but the genres read in one statement, so they are of one moment (read one by one, an
+        index run committing in between had paired one generation's track count with the next
+        one's generation and windows)."""
+        by_status = select(
+            Track.status,
+            func.count(),
+            func.sum(Track.duration_s),
+            count_flagged().scalar_subquery(),
+            _of_index_state(IndexState.generation),
+            _of_index_state(IndexState.model_hash),
+        ).group_by(Track.status)
         with self.session() as session:
-            seconds = session.scalar(select(indexed_s))
-            duplicates = session.scalar(count_flagged())
-        state = self.index_state()
+            rows = session.execute(by_status).all()
+        if not rows:  # no track yet: the generation is read alone
+            index = self.index_state()
+            generation, model_hash, duplicates = index.generation, index.model_hash, 0
+        else:
+            generation, model_hash, duplicates = rows[0][4] or 0, rows[0][5], rows[0][3]
+        counts = {status: int(n) for status, n, *_ in rows if status is not None}
+        seconds = sum(s or 0.0 for status, _, s, *_ in rows if status == "indexed")
         return {
             "tracks": sum(counts.values()),
-            **{status: int(counts.get(status, 0)) for status in STATUSES},
-            "audio_hours": round(float(seconds or 0.0) / 3600.0, 4),
+            **{status: counts.get(status, 0) for status in STATUSES},
+            "audio_hours": round(float(seconds) / 3600.0, 4),
             "duplicates": int(duplicates or 0),
             "genres": dict(self.genres()),
-            "index_generation": state.generation,
-            "model_hash": state.model_hash,
+            "index_generation": generation,
+            "model_hash": model_hash,
         }
+
+
+def _of_index_state(column: sa.ColumnElement) -> sa.ScalarSelect:
+    """`column` of the index state, as a value of another query."""
+    return select(column).where(IndexState.id == 1).scalar_subquery()
 
 
 def load_prints(session: Session, track_ids: Iterable[int]) -> dict[int, np.ndarray]:

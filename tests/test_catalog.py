@@ -128,6 +128,33 @@ def test_an_upgraded_catalog_marks_the_highest_track_id_it_holds(catalog):
     assert catalog.revision() == "0007"
 
 
+def test_stats_give_counts_and_the_generation_of_one_moment(catalog, monkeypatch):
+    """Read one by one, an index run committing between them had paired one generation's
+    track count with the next one's generation (7 readings in ~6,900 during indexing)."""
+    from sqlalchemy.orm import Session
+
+    from mirsearch.schema import IndexState
+
+    _add(catalog, a={"duration_s": 60.0})
+    other = Catalog(catalog.url)
+    read = Session.execute
+    committed = []
+
+    def execute(session, *args, **kwargs):  # an index run commits after each statement
+        result = read(session, *args, **kwargs)
+        if session.bind is not other.engine and not committed:
+            committed.append(True)
+            with other.session() as theirs, theirs.begin():
+                theirs.add(Track(path="/music/b.flac", status="indexed", duration_s=60.0))
+                theirs.merge(IndexState(id=1, generation=1, model_hash="m"))
+        return result
+
+    monkeypatch.setattr(Session, "execute", execute)
+    stats = catalog.stats()
+    other.close()
+    assert (stats["indexed"], stats["index_generation"]) in ((1, 0), (2, 1)), stats
+
+
 def test_schema_revision_is_the_newest_migration():
     from alembic.config import Config
     from alembic.script import ScriptDirectory
