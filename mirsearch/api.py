@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # imported where used: `similar` and `dupes` never load torch
 log = logging.getLogger(__name__)
 
 MAX_SIMILAR = 100  # similar tracks a classification lists at most
+GENRES_NAMED = 30  # the catalog's most common genres an unknown one's message names
 CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer (a query: 3 s)
 
 
@@ -295,20 +296,24 @@ class Engine(Resources):
         return _whole("k", k, 1, self.settings.search.max_k)
 
     def allowed_tracks(self, genres: Sequence[str]) -> set[int] | None:
-        """Ids of the tracks of `genres` (None: no filter); InvalidParameterError if unknown."""
-        if not genres:
-            return None
+        """Ids of the tracks of `genres` (None: no filter; a blank one is none, as a form's empty
+        choice, on the CLI too); InvalidParameterError if unknown."""
         if isinstance(genres, str):  # one genre, not its letters
             genres = [genres]
+        genres = [g for g in genres or () if g.strip()]
+        if not genres:
+            return None
         # each genre's tracks: none, an unknown genre; the catalog's genre counts, every row
         # read, only to name the known ones then (they had been counted for every query)
         found = {g: self.catalog.track_ids_for_genres([g]) for g in dict.fromkeys(genres)}
         unknown = [g for g, tracks in found.items() if not tracks]
         if unknown:
-            known = {_composed(g.lower()) for g, _ in self.catalog.genres()}
+            known = list(dict.fromkeys(_composed(g.lower()) for g, _ in self.catalog.genres()))
+            listed = ", ".join(sorted(known[:GENRES_NAMED])) or "none"
+            if len(known) > GENRES_NAMED:  # hundreds of tag genres had made a wall of text
+                listed += f" and {len(known) - GENRES_NAMED:,} more (`mirsearch genres`)"
             raise InvalidParameterError(
-                f"unknown genre {', '.join(map(repr, unknown))}; "
-                f"the catalog has: {', '.join(sorted(known)) or 'none'}"
+                f"unknown genre {', '.join(map(repr, unknown))}; the catalog has: {listed}"
             )
         return set().union(*found.values())
 

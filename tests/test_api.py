@@ -195,6 +195,21 @@ def test_a_genre_typed_decomposed_is_the_catalog_s_composed_one(settings):
     assert engine.allowed_tracks(["e\u0301lectro"]) == {track.id}
 
 
+def test_a_blank_genre_is_no_filter_and_an_unknown_one_names_the_common_few(settings):
+    """`--genre ""` was an unknown genre on the CLI while the site took it as no choice; an
+    unknown genre's message listed every genre of the catalog, a wall of hundreds of tags."""
+    from mirsearch.schema import Track
+
+    engine = Engine(settings)
+    with engine.catalog.session() as session, session.begin():
+        for n in range(40):
+            session.add(Track(path=f"/music/{n}.flac", status="indexed", tag_genre=f"g{n:02d}"))
+    assert engine.allowed_tracks(["", "  "]) is None
+    with pytest.raises(InvalidParameterError) as refused:
+        engine.allowed_tracks(["polka"])
+    assert str(refused.value).endswith(", g29 and 10 more (`mirsearch genres`)")
+
+
 def test_a_genre_the_listing_refuses_is_refused_before_the_clip_is_read(settings):
     """As `tracks --genre` refuses it: `search --genre` had kept every track with a tag genre."""
     from mirsearch.schema import Track

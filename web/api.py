@@ -108,7 +108,7 @@ def paging() -> tuple[int, int]:
 
 
 def genres_arg() -> list[str]:
-    return [g for g in request.values.getlist("genre") if g]
+    return request.values.getlist("genre")
 
 
 @bp.post("/search")
