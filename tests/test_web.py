@@ -210,7 +210,16 @@ def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tm
         content_type="multipart/form-data; boundary=zz",
     )
     assert_error(cut, 400)
-    assert "was the upload cut off?" in cut.get_json()["error"]["message"]
+    assert "was the upload cut off" in cut.get_json()["error"]["message"]
+    latin = client.post(  # a client naming the file in Latin-1: only a cut had been suspected
+        "/api/search",
+        data=b'--zz\r\nContent-Disposition: form-data; name="file"; filename="caf\xe9.wav"\r\n\r\n'
+        + data
+        + b"\r\n--zz--\r\n",
+        content_type="multipart/form-data; boundary=zz",
+    )
+    assert_error(latin, 400)
+    assert "the file's name not in UTF-8?" in latin.get_json()["error"]["message"]
     as_json = client.post("/api/search", json={"file": "c.wav"})
     assert "multipart/form-data" in as_json.get_json()["error"]["message"]
     assert_error(upload(client, "/api/search", data, k=str(10**9)), 422)

@@ -84,7 +84,10 @@ def _no_file_field() -> str:
         return "the field 'file' arrived as text: send the audio as a file (curl -F file=@clip.mp3)"
     if request.files:
         return f"send the audio in a field named 'file', not {', '.join(map(repr, request.files))}"
-    return "no field named 'file' arrived whole: send the audio in one (was the upload cut off?)"
+    return (  # Werkzeug drops a part whose headers are not UTF-8 (a name in Latin-1) unseen
+        "no field named 'file' arrived whole: send the audio in one (was the upload cut off, or "
+        "the file's name not in UTF-8?)"
+    )
 
 
 def int_arg(name: str, default: int) -> int:
