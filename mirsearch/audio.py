@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
 TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation
+MAX_PEAK = 1e4  # samples past this multiple of full scale (80 dB over it) are a damaged file
 MAX_STREAMS = 4  # audio streams of one file read at most (a video's dubs and commentary)
 # The silence check measures what is left once each block of this length loses its straight-line
 # trend: a DC offset and drift below ~10 Hz (-30 dB and more; 50 Hz passes) are no sound, and an
@@ -240,9 +241,14 @@ def _checked(path: Path, info: AudioInfo, config: AudioConfig) -> tuple[np.ndarr
             f"{path}: the file is truncated: decoded {decoded_s:.1f} s of the "
             f"{info.duration_s:.1f} s it declares"
         )
-    level_dbfs = _level_dbfs(samples, config)
-    if not np.isfinite(level_dbfs):
+    peak = max(float(samples.max()), -float(samples.min()))  # no copy of a long file's
+    if not np.isfinite(peak):
         raise AudioError(f"{path}: the file is corrupt: it decodes to samples that are not numbers")
+    if peak > MAX_PEAK:  # float samples ~1e29 had overflowed the level: "not numbers", warnings
+        raise AudioError(
+            f"{path}: the file is corrupt: it decodes to samples {peak:.0e} x full scale"
+        )
+    level_dbfs = _level_dbfs(samples, config)
     if level_dbfs < config.silence_dbfs and info.channels > 1:
         first = _decoded(path, info, config, first_channel=True)
         first_dbfs = _level_dbfs(first, config)
@@ -293,9 +299,9 @@ def _decoded(
 
 
 def _level_dbfs(samples: np.ndarray, config: AudioConfig) -> float:
-    """The level the silence check reads (`_detrended_power`), in dBFS; NaN for non-numbers."""
+    """The level the silence check reads (`_detrended_power`), in dBFS."""
     power = _detrended_power(samples, max(2, int(LEVEL_BLOCK_S * config.sample_rate)))
-    return 10 * np.log10(power + 1e-24) if np.isfinite(power) else float("nan")
+    return 10 * np.log10(power + 1e-24)
 
 
 def sounding_windows(

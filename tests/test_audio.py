@@ -219,6 +219,18 @@ def test_samples_that_are_not_numbers_are_refused_as_corrupt(tmp_path, bad):
     assert not isinstance(refused.value, SilentAudioError)
 
 
+def test_samples_far_past_full_scale_are_refused_as_corrupt_without_a_warning(tmp_path):
+    """Float samples ~1e29 overflowed the level: "not numbers", and NumPy's RuntimeWarning on
+    the command's and the server's output."""
+    import warnings
+
+    x = tone(440.0, 5.0, sr=44_100) * 1e29
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AudioError, match=r"samples \de\+28 x full scale"):
+            audio.load(float_wav(tmp_path / "huge.wav", x, 44_100))
+
+
 @pytest.mark.parametrize(
     ("name", "samples", "sr"),
     [
