@@ -928,6 +928,21 @@ def test_plain_output_shows_a_tag_s_control_characters_escaped(home, tmp_path):
     assert lines(run(own, "tracks", "--json"))[0]["title"] == title
 
 
+def test_train_stopped_by_ctrl_c_says_no_checkpoint_was_written(home, tmp_path, monkeypatch):
+    """Hours of training stopped by Ctrl-C had said click's "Aborted!" alone."""
+    from mirsearch import training
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", stopped)
+    out = tmp_path / "model.pt"
+    result = run(home, "train", labelled_folder(tmp_path / "data"), "--out", out)
+    assert result.exit_code == 1
+    assert f"interrupted: no checkpoint written; {out} is as it was" in result.output
+    assert not out.exists()
+
+
 def test_train_and_evaluate_refuse_bad_parameters_before_any_work(home, tmp_path, monkeypatch):
     """Each had come out as a traceback or a loss, most after all the decoding and training: a
     seed NumPy or scikit-learn cannot take, a learning rate that is not a number, a checkpoint

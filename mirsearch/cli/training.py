@@ -198,13 +198,17 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
         path, accuracy = train_head(clips, signals, out=out, base=model)
         click.echo(f"training accuracy {accuracy:.3f}; checkpoint: {path}")
         return
-    result = run_training(
-        clips,
-        _train_config(options),
-        out=out,
-        unlabelled_paths=_unlabelled(unlabelled),
-        log_dir=log_dir,
-    )
+    try:
+        result = run_training(
+            clips,
+            _train_config(options),
+            out=out,
+            unlabelled_paths=_unlabelled(unlabelled),
+            log_dir=log_dir,
+        )
+    except KeyboardInterrupt:  # click says "Aborted!" after this, and had said only that
+        click.echo(f"interrupted: no checkpoint written; {out} is as it was", err=True)
+        raise
     click.echo(
         f"validation accuracy {result.val_accuracy:.3f} (loss {result.best_val_loss:.3f}); "
         f"checkpoint: {out}"
