@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mirsearch.config import MAX_PAGE
 from mirsearch.database import (
     IDS_PER_QUERY,
+    MIGRATIONS_DIR,
     SCHEMA_REVISION,
     alembic_config,
     cannot_be_used,
@@ -33,7 +34,7 @@ from mirsearch.database import (
 )
 from mirsearch.errors import CatalogError, InvalidParameterError, NotFoundError
 from mirsearch.flags import count_flagged, indexed_contents, still_holds
-from mirsearch.schema import STATUSES, IndexState, Track, TrackPrint, TrackWaveform
+from mirsearch.schema import STATUSES, Base, IndexState, Track, TrackPrint, TrackWaveform
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,28 @@ class Catalog:
         return shown(self.url)
 
     def upgrade(self, revision: str = "head") -> None:
-        """Apply the Alembic migrations up to `revision`."""
+        """Apply the Alembic migrations up to `revision`; at the head, check the tables hold every
+        column this code's models name. CatalogError for a database stamped by a newer version (a
+        revision this one does not know) or one whose history this one cannot follow."""
         from alembic import command
+        from alembic.util import CommandError
 
-        with self._connection() as connection, migrating(connection):
-            command.upgrade(alembic_config(connection), revision)
+        stamped = self.revision()
+        try:
+            with self._connection() as connection, migrating(connection):
+                command.upgrade(alembic_config(connection), revision)
+        except CommandError as exc:
+            if stamped is None or _known(stamped):
+                raise
+            raise CatalogError(
+                f"the catalog database {self.shown_url} is at schema revision {stamped}, which "
+                f"this version of mirsearch does not know (its newest is {SCHEMA_REVISION}): a "
+                "newer version upgraded it. Use that version, or go back with its "
+                f"`mirsearch db downgrade {SCHEMA_REVISION}`"
+            ) from exc
         self.checkpoint()
+        if revision == "head":
+            self._check_columns()
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
         self._migrated = revision == "head"
 
@@ -92,6 +109,23 @@ class Catalog:
         with self._connection() as connection, migrating(connection):
             command.downgrade(alembic_config(connection), revision)
         self._migrated = False
+
+    def _check_columns(self) -> None:
+        """CatalogError naming the first column the models have and the database lacks: a
+        catalog whose migrations were skipped, told before anything writes to it (an index run
+        would otherwise fail halfway, its old index already put aside)."""
+        inspector = sa.inspect(self.engine)
+        for table in Base.metadata.sorted_tables:
+            present = {column["name"] for column in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name not in present:
+                    raise CatalogError(
+                        f"the catalog database {self.shown_url} lacks the column "
+                        f"{table.name}.{column.name} its schema revision should have: a "
+                        "version whose migrations this one cannot follow made it. Index the "
+                        "music again into a new catalog (another MIRSEARCH_HOME, or delete "
+                        "catalog.db and the index folder)"
+                    )
 
     def _connection(self) -> sa.Connection:
         """A connection to the database; CatalogError if it cannot be had or is not one."""
@@ -418,3 +452,14 @@ def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
         func.lower(func.trim(Track.genre)).in_(names),
         *(tagged.contains(f";{name};", autoescape=True) for name in names),
     )
+
+
+def _known(revision: str) -> bool:
+    """Whether `revision` is one of this code's migrations."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+    except CommandError:
+        return False

@@ -270,6 +270,63 @@ def test_upgrade_converts_format_1_prints_and_downgrade_writes_them_back(catalog
     assert np.array_equal(catalog.prints([1])[1], converted)
 
 
+def test_a_catalog_stamped_0004_without_0003_gets_its_prints_converted(catalog):
+    """The versions that shipped 0004 on top of 0002 left catalogs with no track_prints.format
+    and 1-byte prints; the previous version took the stamp at its word and indexing then failed
+    on the missing column after putting the old index aside. 0009 runs 0003's work on them."""
+    catalog.upgrade("0002")
+    one_byte = np.clip(np.random.default_rng(2).normal(60, 12, (44, 320)), 0, 255)
+    one_byte = one_byte.astype(np.uint8)
+    with catalog.engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO tracks (id, path, status, n_windows, updated_at) "
+                "VALUES (1, '/music/old.flac', 'indexed', 6, '2026-11-29')"
+            )
+        )
+        connection.execute(
+            text("INSERT INTO track_prints (track_id, bands, data) VALUES (1, 44, :data)"),
+            {"data": one_byte.tobytes()},
+        )
+        connection.execute(text("ALTER TABLE tracks ADD COLUMN tags JSON"))  # their 0004
+        connection.execute(text("UPDATE alembic_version SET version_num = '0004'"))
+    catalog.upgrade("0008")  # as the previous version left it: at 0008, still without the column
+    opened = Catalog(catalog.url)
+    assert opened.index_state().generation == 0  # the first session migrates
+    with opened.engine.connect() as connection:
+        format_, data = connection.execute(text("SELECT format, data FROM track_prints")).one()
+    expected = fingerprint.from_format_1(one_byte.tobytes(), 44)
+    converted = fingerprint.decode(bytes(data), format=format_)
+    assert format_ == fingerprint.FORMAT and converted.shape == expected.shape
+    centred = expected - expected.mean(axis=0)
+    assert np.corrcoef(converted.ravel(), centred.ravel())[0, 1] > 0.95
+    assert np.array_equal(opened.prints([1])[1], converted)
+    opened.close()
+
+
+def test_a_catalog_missing_a_column_of_its_revision_is_refused_before_any_write(catalog):
+    catalog.upgrade()
+    ids = _add(catalog, a={"title": "A"})
+    with catalog.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE tracks DROP COLUMN tags"))
+        connection.execute(text("UPDATE alembic_version SET version_num = '0008'"))
+    opened = Catalog(catalog.url)
+    with pytest.raises(CatalogError, match=r"lacks the column tracks\.tags.*Index the music again"):
+        opened.get(ids["a"])
+    opened.close()
+
+
+def test_a_catalog_upgraded_by_a_newer_version_is_refused_in_a_line(catalog):
+    catalog.upgrade()
+    with catalog.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0099'"))
+    opened = Catalog(catalog.url)
+    with pytest.raises(CatalogError, match=r"revision 0099, which this version .* does not know"):
+        opened.stats()
+    assert opened.revision() == "0099"  # left as it was
+    opened.close()
+
+
 def test_missing_migrations_raise_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(database, "MIGRATIONS_DIR", tmp_path / "nowhere")
     db = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
