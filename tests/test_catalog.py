@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from mirsearch import database, fingerprint
 from mirsearch.catalog import Catalog
 from mirsearch.errors import CatalogError, MirsearchError, NotFoundError
-from mirsearch.schema import IndexState, Track
+from mirsearch.schema import IndexState, Track, TrackPrint
 
 
 @pytest.fixture
@@ -302,6 +302,21 @@ def test_a_catalog_stamped_0004_without_0003_gets_its_prints_converted(catalog):
     assert np.corrcoef(converted.ravel(), centred.ravel())[0, 1] > 0.95
     assert np.array_equal(opened.prints([1])[1], converted)
     opened.close()
+
+
+def test_a_downgrade_below_0009_writes_format_4_prints_as_format_3(catalog):
+    """Versions at 0004 and the first at 0005 read formats 2 and 3: a rollback to them had
+    left prints they refused, their advice (`db upgrade`) looping."""
+    print_ = np.random.default_rng(3).normal(0, 6, (22, 160)).astype(np.float32)
+    stored = fingerprint.decode(fingerprint.encode(print_))
+    ids = _add(catalog, a={})
+    with catalog.session() as session, session.begin():
+        session.add(TrackPrint.of(ids["a"], print_))
+    catalog.downgrade("0008")
+    with catalog.engine.connect() as connection:
+        format_, data = connection.execute(text("SELECT format, data FROM track_prints")).one()
+    assert format_ == 3
+    assert np.array_equal(fingerprint.decode(bytes(data), format=3), stored)
 
 
 def test_a_catalog_missing_a_column_of_its_revision_is_refused_before_any_write(catalog):

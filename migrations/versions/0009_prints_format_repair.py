@@ -6,7 +6,9 @@ once upgraded) without ever having run 0003: its prints have no format column an
 1-byte format, and indexing it failed on the missing column. Here 0003's upgrade runs on exactly
 those catalogs; every other catalog has the column and is left as it is.
 
-Downgrading does nothing: the column belongs to 0003, whose downgrade removes it.
+Downgrading writes every format-4 print as format 3 (the same 5-bit values as bit planes, so
+nothing is lost): every version since format 3 reads it, and those at 0004 and the first at 0005
+read no format 4. The column itself belongs to 0003, whose downgrade removes it.
 
 Revision ID: 0009
 Revises: 0008
@@ -19,6 +21,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import context, op
+
+from mirsearch import fingerprint
 
 revision: str = "0009"
 down_revision: str | None = "0008"
@@ -33,4 +37,10 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass
+    compact_prints = context.script.get_revision("0003").module
+    compact_prints._convert(compact_prints.PRINTS.c.format == 4, _to_format_3)
+
+
+def _to_format_3(data: bytes, bands: int, format: int) -> dict:
+    print_ = fingerprint.decode(data, format=format)
+    return {"data": fingerprint.encode(print_, format=3), "format": 3, "bands": bands}
