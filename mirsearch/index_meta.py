@@ -139,8 +139,7 @@ def read_meta(
     if catalog_id and written_for and written_for != catalog_id:
         raise IndexMismatchError(
             f"{where} was written for another catalog database, or for this one before a "
-            "`db downgrade` below 0005 took its id: give each catalog database its own "
-            f"MIRSEARCH_HOME. {REBUILD}"
+            f"`db downgrade` below 0005 took its id: {LOST}"
         )
     problems = meta.differences(expect)
     if problems:

@@ -604,7 +604,8 @@ def test_an_index_folder_another_catalog_wrote_is_refused_then_rebuilt(settings,
     Engine(settings).index_paths([folder / "demo-01.flac"])
     other = dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path / 'other.db'}")
     Engine(other).index_paths([folder / "demo-02.ogg"])
-    with pytest.raises(IndexMismatchError, match="written for another catalog database"):
+    refused = "written for another catalog database.*`mirsearch index --rebuild`"
+    with pytest.raises(IndexMismatchError, match=refused):  # the command that works, named
         Engine(settings).search(folder / "demo-01.flac", k=1)
     told = "the files of that generation in .* were written for another catalog database"
     with pytest.raises(IndexMismatchError, match=told):
