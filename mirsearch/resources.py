@@ -13,10 +13,10 @@ from threadpoolctl import threadpool_limits
 
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
-from mirsearch.errors import ModelError, NotFoundError
+from mirsearch.errors import IndexMismatchError, ModelError, NotFoundError
 from mirsearch.generations import missing_files, reading, saved_record
 from mirsearch.index import VectorIndex
-from mirsearch.index_meta import IndexMeta, repair
+from mirsearch.index_meta import IndexMeta, read_meta, repair
 from mirsearch.matcher import Matcher
 from mirsearch.model_card import ModelCard, read_card
 from mirsearch.scoring import calibrated_threshold
@@ -120,7 +120,26 @@ class Resources:
                         f"generation {generation} in {self.settings.index_dir} lacks "
                         f"{', '.join(missing)}. {repair(self.settings.index_dir, generation)}"
                     )
+                if "index_problem" not in data:
+                    data |= self._mismatch(generation)
         return data
+
+    def _mismatch(self, generation: int) -> dict:
+        """{"index_problem": why} when a query would refuse the generation's meta (built by
+        another model, written for another catalog), else {}; the model read without torch."""
+        where = f"the vector index in {self.settings.index_dir} (generation {generation})"
+        try:
+            expect = IndexMeta.for_card(self.card, self.settings.embedding)
+            read_meta(
+                self.settings.index_dir,
+                generation,
+                expect=expect,
+                catalog_id=self.catalog.index_state().catalog_id,
+                where=where,
+            )
+        except (IndexMismatchError, ModelError) as exc:
+            return {"index_problem": str(exc)}
+        return {}
 
     def index(self) -> VectorIndex | None:
         """The vector index at the catalog's current generation (reloaded when it moves on).

@@ -902,6 +902,20 @@ def test_a_damaged_catalog_or_index_is_told_in_a_line(home, clip, tmp_path):
         assert "to rebuild it" not in problem
 
 
+def test_stats_names_the_problem_a_query_would_refuse_an_index_for(home, clip, tmp_path):
+    """An index built by another model (a catalog of an older version) is refused by every
+    query; stats had shown its kind and size and no problem."""
+    copied = tmp_path / "copied"
+    shutil.copytree(home[0], copied)
+    generation = lines(run((copied,), "stats", "--json"))[0]["index_generation"]
+    meta = copied / "index" / f"meta-{generation}.json"
+    meta.write_text(json.dumps(json.loads(meta.read_text()) | {"model_hash": "0" * 64}))
+    told = lines(run((copied,), "stats", "--json"))[0]
+    (answer,) = lines(run((copied,), "search", clip, "--json"))
+    assert "built by another model" in told["index_problem"]
+    assert told["index_problem"] == answer["error"]
+
+
 def test_a_database_url_or_a_home_that_cannot_be_used_is_told_in_a_line(tmp_path):
     for url in ("garbage", "nosuchdialect://x/y"):
         result = run((tmp_path / "home",), "stats", MIRSEARCH_DATABASE_URL=url)
