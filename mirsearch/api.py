@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mirsearch import audio
+from mirsearch.config import DuplicateConfig, EmbeddingConfig
 from mirsearch.duplicates import Reading, candidates, read_as_needed
 from mirsearch.errors import (
     AudioError,
@@ -234,8 +235,15 @@ class Engine(Resources):
         return heard | (not heard.any())
 
     def match(self, path: Path) -> list[MatchResult]:
-        """The catalog tracks that the upload at `path` contains (near-duplicates), best first."""
-        return self._matches_of_streams(path, self._decoded_query(path))
+        """The catalog tracks that the upload at `path` contains (near-duplicates), best first.
+        A clip too short to hold DuplicateConfig.min_windows query windows is refused: it had
+        been answered "no duplicate" whatever it held."""
+        return self._matches_of_streams(
+            path,
+            self._decoded_query(
+                path, min_duration_s=match_min_s(self.settings.embedding, self.settings.duplicates)
+            ),
+        )
 
     def _matches_of_streams(self, path: Path, decoded: audio.Decoded) -> list[MatchResult]:
         """The matches of the audio stream `decoded` read and, in a file of several (a video's
@@ -336,3 +344,9 @@ def _whole(name: str, value, low: int, high: int) -> int:
     if not _is_whole(value) or not low <= value <= high:
         raise InvalidParameterError(f"{name} must be between {low} and {high}, got {value!r}")
     return int(value)
+
+
+def match_min_s(embedding: EmbeddingConfig, duplicates: DuplicateConfig) -> float:
+    """The shortest clip a duplicate check can confirm anything in: min_windows windows at the
+    query hop (4 s by default)."""
+    return embedding.window_s + (duplicates.min_windows - 1) * embedding.query_hop_s

@@ -18,7 +18,12 @@ from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
-from mirsearch.errors import IndexMismatchError, InvalidParameterError, NotFoundError
+from mirsearch.errors import (
+    IndexMismatchError,
+    InvalidParameterError,
+    NotFoundError,
+    TooShortError,
+)
 from mirsearch.index import VectorIndex
 
 
@@ -239,6 +244,20 @@ def test_a_clip_with_a_silent_lead_in_finds_its_track_as_the_music_alone_does(
     assert alone.path == after_silence.path == str(demo[1].resolve())
     assert after_silence.score >= alone.score - 0.03
     assert after_silence.offset_s == pytest.approx(alone.offset_s - 4.0, abs=0.5)
+
+
+def test_match_refuses_a_clip_too_short_to_confirm_a_duplicate_in(settings, demo, tmp_path):
+    """3-4 s clips had been accepted and answered "no duplicate" whatever they held: the check
+    needs min_windows query windows. Search still takes them."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+    music = load(demo[1]).samples
+    short = write(tmp_path / "short.wav", music[10 * 16_000 : 13 * 16_000 + 8_000], 16_000)
+    long_enough = write(tmp_path / "long.wav", music[10 * 16_000 : 14 * 16_000], 16_000)
+    with pytest.raises(TooShortError, match="3.50 s long; .* at least 4 s"):
+        engine.match(short)
+    assert engine.search(short, k=1)[0].path == str(demo[1].resolve())
+    assert [m.path for m in engine.match(long_enough)][:1] == [str(demo[1].resolve())]
 
 
 def test_a_classify_timeline_gives_a_genre_to_the_windows_with_sound_only(settings, tmp_path):

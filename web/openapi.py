@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from mirsearch.api import CLASSIFY_MIN_S
-from mirsearch.config import SearchConfig
+from mirsearch.api import CLASSIFY_MIN_S, match_min_s
+from mirsearch.config import DuplicateConfig, EmbeddingConfig, SearchConfig
 
 
 def _ref(name: str) -> dict:
@@ -103,7 +103,9 @@ SPEC = {
         "/api/match": {
             "post": {
                 "summary": "Catalog tracks the upload contains (near-duplicates)",
-                "requestBody": _upload(),
+                "requestBody": _upload(
+                    shortest_s=match_min_s(EmbeddingConfig(), DuplicateConfig())
+                ),
                 "responses": {
                     "200": _json(
                         {
