@@ -65,8 +65,9 @@ class Engine(Resources):
                 stream=stream,
             )
         except TooLongError as exc:
+            length = f"{exc.duration_s / 60:.1f} min long, " if exc.duration_s else ""
             raise TooLongError(
-                f"{path}: longer than a query may be, {limit_s / 60:g} min "
+                f"{path}: {length}longer than a query may be, {limit_s / 60:g} min "
                 "(SearchConfig.max_query_s): cut the clip, or index the recording to see what "
                 "it duplicates (`mirsearch dupes`)"
             ) from exc

@@ -306,5 +306,6 @@ def _check_declared_length(info: AudioInfo, config: AudioConfig) -> None:
     if info.duration_s > config.max_duration_s:
         raise TooLongError(
             f"{info.path}: {info.duration_s / 60:.1f} min long; the limit is "
-            f"{config.max_duration_s / 60:.0f} min (AudioConfig.max_duration_s)"
+            f"{config.max_duration_s / 60:.0f} min (AudioConfig.max_duration_s)",
+            duration_s=info.duration_s,
         )

@@ -32,9 +32,14 @@ class SilentAudioError(AudioError):
 
 
 class TooLongError(AudioError):
-    """The audio is longer than the configured maximum duration."""
+    """The audio is longer than the configured maximum duration (`duration_s`: how long, where
+    the file declares it)."""
 
     code = "too_long"
+
+    def __init__(self, message: str, *, duration_s: float | None = None):
+        super().__init__(message)
+        self.duration_s = duration_s
 
 
 class TooShortError(AudioError):

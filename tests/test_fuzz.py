@@ -168,6 +168,7 @@ def test_a_query_longer_than_a_query_may_be_is_refused_before_it_is_decoded(site
         assert response.status_code == 422, response.get_data(as_text=True)
         error = response.get_json()["error"]
         assert error["code"] == "too_long" and "SearchConfig.max_query_s" in error["message"]
+        assert "60.0 min long" in error["message"]  # how long it is, as a short clip is told
 
 
 def test_a_real_ten_hour_silent_wav_is_refused_with_bounded_memory(tmp_path):
