@@ -431,6 +431,10 @@ def test_nothing_worked_or_bad_arguments_exit_non_zero(home, clip, tmp_path):
     bad.write_text("nope")
     assert run(home, "search", bad, "--json").exit_code == 1
     assert run(home, "search", clip, "--k", "zero").exit_code == 2
+    fraction = run(home, "search", clip, "--k", "1.5")  # click had said "integer range"
+    assert fraction.exit_code == 2 and "'1.5' is not a valid integer." in fraction.output
+    word = run(home, "train", tmp_path, "--lr", "abc")
+    assert word.exit_code == 2 and "'abc' is not a valid number." in word.output
     zero = run(home, "search", clip, "--k", "0", "--json")
     assert zero.exit_code == 2 and "0 is not in the range 1<=x<=1000" in zero.output
     assert run(home, "similar", 999, "--json").exit_code == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import PATHS, _emit, _engine, _say, _settings
+from mirsearch.cli.common import PATHS, Whole, _emit, _engine, _say, _settings
 from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.config import MAX_PAGE
@@ -77,7 +77,7 @@ def run() -> None:
 @click.argument("paths", nargs=-1, required=True, type=PATHS)
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
+    type=Whole(1, 64),
     default=None,
     help="Processes decoding and embedding in parallel [default: one per core].",
 )
@@ -185,8 +185,8 @@ def dupes(as_json: bool) -> None:
     show_default=True,
     type=click.Choice(["indexed", "failed", "pending", "all"]),
 )
-@click.option("--page", type=click.IntRange(1, MAX_PAGE), default=1, show_default=True)
-@click.option("--per-page", type=click.IntRange(1, 10_000), default=1000, show_default=True)
+@click.option("--page", type=Whole(1, MAX_PAGE), default=1, show_default=True)
+@click.option("--per-page", type=Whole(1, 10_000), default=1000, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per track per line.")
 def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
     """List the catalog."""
@@ -280,7 +280,7 @@ def downgrade(revision: str, yes: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=PATHS)
-@click.option("--tracks", "n_tracks", type=click.IntRange(1, 100), default=8, show_default=True)
+@click.option("--tracks", "n_tracks", type=Whole(1, 100), default=8, show_default=True)
 def demo(directory: Path, n_tracks: int) -> None:
     """Write a small demo catalog of synthetic music (used when ../shared/audio is absent)."""
     from mirsearch.demo import write_demo_catalog
@@ -291,10 +291,10 @@ def demo(directory: Path, n_tracks: int) -> None:
 
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
-@click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port (default 8000).")
+@click.option("--port", type=Whole(1, 65535), default=None, help="Port (default 8000).")
 @click.option(
     "--workers",
-    type=click.IntRange(1, 64),
+    type=Whole(1, 64),
     default=None,
     help="Server processes, each loading the model and the index [default: one per core].",
 )

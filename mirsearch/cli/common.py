@@ -14,6 +14,19 @@ SURROGATES = re.compile("[\ud800-\udfff]")
 PATHS = click.Path(exists=False, readable=False, path_type=Path)  # each file's problem its own
 
 
+class Whole(click.IntRange):
+    """click.IntRange, a value that is no integer told as such ("'1.5' is not a valid
+    integer"; click's own says "integer range", as if the range were the problem)."""
+
+    name = "integer"
+
+
+class Number(click.FloatRange):
+    """click.FloatRange, a value that is no number told as such (click's: "float range")."""
+
+    name = "number"
+
+
 def _settings() -> Settings:
     try:
         return Settings.from_env()

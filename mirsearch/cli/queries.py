@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import _emit, _say, _settings
+from mirsearch.cli.common import Whole, _emit, _say, _settings
 from mirsearch.config import SearchConfig
 from mirsearch.errors import AudioError, MirsearchError, NotFoundError
 from mirsearch.workers import default_workers, ordered_map
@@ -120,7 +120,7 @@ def _clips(given: Iterable[str]) -> list[str]:
 def _workers_option(f):
     return click.option(
         "--workers",
-        type=click.IntRange(1, 64),
+        type=Whole(1, 64),
         default=None,
         help="Processes answering in parallel [default: one per core, at most one per clip].",
     )(f)
@@ -146,7 +146,7 @@ def _genre_option(f):
 def _k_option(f):
     return click.option(
         "--k",
-        type=click.IntRange(1, SearchConfig.max_k),
+        type=Whole(1, SearchConfig.max_k),
         default=SearchConfig.k,
         show_default=True,
         help="How many results.",
@@ -218,7 +218,7 @@ def _match(engine, clip: Path) -> dict:
 @click.option(
     "--similar",
     "similar_k",
-    type=click.IntRange(0, 100),
+    type=Whole(0, 100),
     default=5,
     show_default=True,
     help="How many similar catalog tracks to list (0: none).",

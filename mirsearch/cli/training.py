@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import PATHS, _emit, _settings
+from mirsearch.cli.common import PATHS, Number, Whole, _emit, _settings
 from mirsearch.config import TrainConfig
 
 
@@ -74,7 +74,7 @@ def _train_options(f):
         ),
         click.option(
             "--lr",
-            type=click.FloatRange(min=0, min_open=True),
+            type=Number(min=0, min_open=True),
             callback=_finite,
             default=d.lr,
             show_default=True,
@@ -82,7 +82,7 @@ def _train_options(f):
         ),
         click.option(
             "--weight-decay",
-            type=click.FloatRange(min=0),
+            type=Number(min=0),
             callback=_finite,
             default=d.weight_decay,
             show_default=True,
@@ -90,31 +90,27 @@ def _train_options(f):
         ),
         click.option(
             "--dropout",
-            type=click.FloatRange(0, 1),
+            type=Number(0, 1),
             default=d.dropout,
             show_default=True,
             help="Dropout before the genre head.",
         ),
-        click.option("--epochs", type=click.IntRange(1), default=d.epochs, show_default=True),
+        click.option("--epochs", type=Whole(1), default=d.epochs, show_default=True),
         click.option(
             "--steps-per-epoch",
-            type=click.IntRange(1),
+            type=Whole(1),
             default=d.steps_per_epoch,
             show_default=True,
         ),
-        click.option(
-            "--batch-size", type=click.IntRange(2), default=d.batch_size, show_default=True
-        ),
+        click.option("--batch-size", type=Whole(2), default=d.batch_size, show_default=True),
         click.option(
             "--window-s",
-            type=click.FloatRange(1.0, 10.0),
+            type=Number(1.0, 10.0),
             default=d.window_s,
             show_default=True,
             help="Window length in seconds.",
         ),
-        click.option(
-            "--seed", type=click.IntRange(0, 2**32 - 1), default=d.seed, show_default=True
-        ),
+        click.option("--seed", type=Whole(0, 2**32 - 1), default=d.seed, show_default=True),
         click.option(
             "--unlabelled",
             type=PATHS,
@@ -270,7 +266,7 @@ def train_default(
 @click.argument("data", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--folds",
-    type=click.IntRange(0, 20),
+    type=Whole(0, 20),
     default=5,
     show_default=True,
     help="Cross-validation folds (at least 2); 0 runs the --heldout split alone.",
