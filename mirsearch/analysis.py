@@ -55,6 +55,7 @@ class FileAnalysis:
     fingerprint: np.ndarray | None = None  # the verification print (see fingerprint.py)
     waveform: bytes | None = None  # features.peak_envelope: the track page's waveform
     sounding: np.ndarray | None = None  # (n,) bool: the windows of `vectors` with sound
+    changing: bool = False  # changed while read: `error` says so, nothing is to be recorded
 
 
 def file_sha256(path: Path) -> str:
@@ -109,19 +110,26 @@ class Analyser:
         self.ahead = dict(ahead or {})
 
     def __call__(self, path: Path) -> FileAnalysis:
+        """What `path` holds, or its error; nothing to record (`changing`) where the file
+        changed while it was read (see `_unless_changed`)."""
         path = Path(path)
         try:
             stat = path.stat()
-            base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
+        except OSError as exc:  # gone since the walk: recorded, tried next run
+            return _unreadable(path, exc)
+        return _unless_changed(self._analysed(path, stat), path, stat)
+
+    def _analysed(self, path: Path, stat: os.stat_result) -> FileAnalysis:
+        """`path`, as `stat` found it, hashed, decoded and analysed."""
+        base = {"path": str(path), "size_bytes": stat.st_size, "mtime": stat.st_mtime}
+        try:
             open(path, "rb").close()  # one that cannot be read is an OSError, not "not audio"
             containers.probe(path, config=self.settings.audio)  # before reading it all to hash
             sha = file_sha256(path)
         except MirsearchError as exc:  # not audio (a 10 GB one had been hashed first), too long
             return FileAnalysis(sha256="", error=str(exc), **base)
         except OSError as exc:  # unreadable, or gone since the walk: recorded, tried next run
-            reason = exc.strerror or str(exc)
-            error = f"{path}: the file cannot be read ({reason})"
-            return FileAnalysis(path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error)
+            return _unreadable(path, exc)
         try:
             decoded = self._decoded(path, stat)
             analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.hop_s)
@@ -166,6 +174,43 @@ class Analyser:
             if decoded_from == identity(stat):
                 return decoded
         return audio.load(path, config=self.settings.audio)
+
+
+def _unreadable(path: Path, exc: OSError) -> FileAnalysis:
+    reason = exc.strerror or str(exc)
+    error = f"{path}: the file cannot be read ({reason})"
+    return FileAnalysis(path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error)
+
+
+def _state(stat: os.stat_result) -> tuple[int, ...]:
+    """What tells one state of a file from another (prefetch.identity), and its ctime: a file
+    renamed away and back, the same inode, size and mtime, has a new one."""
+    return (*identity(stat), stat.st_ctime_ns)
+
+
+def _unless_changed(result: FileAnalysis, path: Path, before: os.stat_result) -> FileAnalysis:
+    """`result`, unless `path` is no longer the file `before` described; then nothing of it is
+    to be recorded (`changing`). Its stat, hash and decoding each open the path: one of a file
+    replaced meanwhile (a sync tool, a re-export) had stored one song's vectors under another's
+    hash, or a healthy file as truncated, and every later run called it unchanged. (A write in
+    place within the clock tick of `before` leaves the times as they were: it goes unseen.)"""
+    again = "run `mirsearch index` again once it is still"
+    try:
+        if _state(path.stat()) == _state(before):
+            return result
+        what = f"changed while it was being read (replaced or written to): {again}"
+    except FileNotFoundError:
+        what = "went away while it was being read (removed or renamed)"
+    except OSError:  # its permissions changed (a new ctime), or its disk went
+        what = f"changed while it was being read: {again}"
+    return FileAnalysis(
+        path=str(path),
+        sha256="",
+        size_bytes=0,
+        mtime=0.0,
+        error=f"{path}: not indexed: the file {what}",
+        changing=True,
+    )
 
 
 def analyse_all(

@@ -46,6 +46,7 @@ class IndexSummary:
     unchanged: int = 0  # files whose content hash (and model) had not changed
     moved: int = 0  # indexed tracks found at a new path (moved or renamed), not embedded again
     failed: int = 0  # files recorded as failed, with their message
+    changing: int = 0  # files that changed while they were read: not recorded, tried next run
     removed: int = 0  # rows pruned because their file is gone
     missing: int = 0  # tracks under the paths named whose file is gone, kept without --prune
     duplicates: int = 0  # newly indexed tracks flagged as near-duplicates of catalog tracks
@@ -58,6 +59,7 @@ class IndexSummary:
             "unchanged": self.unchanged,
             "moved": self.moved,
             "failed": self.failed,
+            "changing": self.changing,
             "removed": self.removed,
             "missing": self.missing,
             "duplicates": self.duplicates,
@@ -158,7 +160,7 @@ class Indexer:
                 on_total(len(files))
             if progress and unchanged + len(moved):
                 progress(unchanged + len(moved))
-            counts = {"indexed": 0, "failed": 0, "duplicates": 0, "audio_s": 0.0}
+            counts = {"indexed": 0, "failed": 0, "changing": 0, "duplicates": 0, "audio_s": 0.0}
             gone = self._gone_under(roots, files)
             if gone and prune:
                 self._prune(index, [track_id for track_id, _ in gone])
@@ -194,6 +196,7 @@ class Indexer:
             unchanged=unchanged,
             moved=len(moved),
             failed=counts["failed"],
+            changing=counts["changing"],
             removed=len(gone) if prune else 0,
             missing=0 if prune else len(gone),
             duplicates=counts["duplicates"],

@@ -38,7 +38,13 @@ def record(
     """`result` into the track row of its path (made if new) within `session`: a failure
     recorded with its message and nothing of the old audio kept; otherwise the row filled, the
     track flagged if it duplicates one in the catalog, its vectors into `index` and its print
-    stored. `counts` (indexed, failed, duplicates, audio_s) goes up by what it was."""
+    stored. `counts` (indexed, failed, changing, duplicates, audio_s) goes up by what it was.
+    A file that changed while it was read (`result.changing`) leaves its row as it was, or
+    none: the next run finds it changed, or new, and analyses it again."""
+    if result.changing:
+        counts["changing"] += 1
+        log.warning("%s", result.error)
+        return
     row = session.scalar(select(Track).where(Track.path == result.path))
     if row is None:
         row = Track(id=_new_track_id(session), path=result.path)

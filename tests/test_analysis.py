@@ -37,6 +37,33 @@ def test_a_bad_file_is_a_result_with_its_error_not_an_exception(settings, tmp_pa
     assert result.size_bytes == bad.stat().st_size  # the next run skips it while it is the same
 
 
+@pytest.mark.parametrize("change", ["written to in place", "removed"])
+def test_a_file_that_changes_while_it_is_read_gives_nothing_to_record(
+    settings, demo_files, tmp_path, monkeypatch, change
+):
+    """Its hash and its decoding may hold two contents: no vectors, no hash, and why."""
+    import mirsearch.audio
+
+    song = tmp_path / "song.ogg"
+    song.write_bytes(demo_files[1].read_bytes())
+    load = mirsearch.audio.load
+
+    def changed_while_decoded(path, **kwargs):
+        decoded = load(path, **kwargs)
+        if change == "removed":
+            song.unlink()
+        else:  # the same inode, a new size and mtime
+            with open(song, "ab") as f:
+                f.write(b"\0" * 4096)
+        return decoded
+
+    monkeypatch.setattr(mirsearch.audio, "load", changed_while_decoded)
+    result = Analyser(settings)(song)
+    assert result.changing and result.vectors is None and result.sha256 == ""
+    what = "went away" if change == "removed" else "changed"
+    assert result.error.startswith(f"{song}: not indexed: the file {what} while it was being read")
+
+
 def test_the_process_pool_gives_the_same_vectors_in_the_same_order(settings, demo_files):
     alone = list(analyse_all(demo_files, settings, workers=1))
     pooled = list(analyse_all(demo_files, settings, workers=2))

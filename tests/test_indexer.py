@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import SR, rows
 
+from mirsearch.analysis import file_sha256
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.catalog import Catalog
@@ -446,6 +447,54 @@ def test_files_that_cannot_be_read_or_named_never_stop_the_run(settings, folder,
     monkeypatch.undo()
     again = Indexer(settings).run([folder], workers=1)
     assert again.indexed == 1 and rows(Engine(settings))["demo-01.flac"].status == "indexed"
+
+
+@pytest.mark.parametrize("decoded_as", ["the other song", "truncated"])
+def test_a_file_replaced_while_it_is_read_is_left_for_the_next_run(
+    settings, demo_dir, tmp_path, monkeypatch, caplog, decoded_as
+):
+    """A sync tool or a re-export renaming a new file over one between its hash and its
+    decoding, and back: the other song's vectors had been stored under this one's hash (or a
+    healthy file as "truncated"), and every later run called the file unchanged. Now nothing
+    of it is recorded, it is said, and the next run indexes it."""
+    import mirsearch.audio
+
+    music = tmp_path / "music"
+    music.mkdir()
+    song, other = music / "song.ogg", demo_dir / "demo-04.wav"  # 36 s and 55 s
+    original = (demo_dir / "demo-02.ogg").read_bytes()
+    song.write_bytes(original)
+
+    def renamed_over(content: bytes) -> None:
+        (tmp_path / "part").write_bytes(content)
+        os.replace(tmp_path / "part", song)
+
+    load = mirsearch.audio.load
+
+    def replaced_while_decoded(path, **kwargs):
+        renamed_over(other.read_bytes())
+        try:
+            if decoded_as == "truncated":  # what a file cut short under its decoder gives
+                raise AudioError(f"{path}: the file is truncated: decoded 9.0 of 55.0 s")
+            return load(path, **kwargs)
+        finally:
+            renamed_over(original)  # the file holds what was hashed once more
+
+    monkeypatch.setattr(mirsearch.audio, "load", replaced_while_decoded)
+    with caplog.at_level("WARNING", logger="mirsearch.records"):
+        first = Indexer(settings).run([music], workers=1)
+    monkeypatch.undo()
+    again = Indexer(settings).run([music], workers=1)
+    row = rows(Engine(settings))["song.ogg"]
+    assert (row.status, row.error) == ("indexed", None)
+    assert row.duration_s == pytest.approx(36.0, abs=0.1)  # this song's, not the other's
+    assert row.sha256 == file_sha256(song)
+    assert (again.indexed, again.unchanged) == (1, 0)
+    assert (first.indexed, first.failed, first.changing) == (0, 0, 1)
+    assert first.to_dict()["changing"] == 1
+    assert f"{song}: not indexed: the file changed while it was being read" in caplog.text
+    assert "run `mirsearch index` again" in caplog.text
+    assert Indexer(settings).run([music], workers=1).unchanged == 1
 
 
 def test_an_indexing_run_waits_for_the_one_writing_the_catalog(settings, demo_dir, tmp_path):
