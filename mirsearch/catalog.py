@@ -83,11 +83,11 @@ class Catalog:
         from alembic import command
         from alembic.util import CommandError
 
-        stamped = self.revision()
         try:
             with self._connection() as connection, migrating(connection):
                 command.upgrade(alembic_config(connection), revision)
         except CommandError as exc:
+            stamped = self.revision()
             if stamped is None or _known(stamped):
                 raise
             raise CatalogError(
