@@ -182,12 +182,6 @@ def _unreadable(path: Path, exc: OSError) -> FileAnalysis:
     return FileAnalysis(path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error)
 
 
-def _state(stat: os.stat_result) -> tuple[int, ...]:
-    """What tells one state of a file from another (prefetch.identity), and its ctime: a file
-    renamed away and back, the same inode, size and mtime, has a new one."""
-    return (*identity(stat), stat.st_ctime_ns)
-
-
 def _unless_changed(result: FileAnalysis, path: Path, before: os.stat_result) -> FileAnalysis:
     """`result`, unless `path` is no longer the file `before` described; then nothing of it is
     to be recorded (`changing`). Its stat, hash and decoding each open the path: one of a file
@@ -196,7 +190,7 @@ def _unless_changed(result: FileAnalysis, path: Path, before: os.stat_result) ->
     place within the clock tick of `before` leaves the times as they were: it goes unseen.)"""
     again = "run `mirsearch index` again once it is still"
     try:
-        if _state(path.stat()) == _state(before):
+        if identity(path.stat()) == identity(before):
             return result
         what = f"changed while it was being read (replaced or written to): {again}"
     except FileNotFoundError:

@@ -83,10 +83,11 @@ class DecodeAhead:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+def identity(stat: os.stat_result) -> tuple[int, int, int, int, int]:
     """What tells one state of a file from another: a decoding handed over is used only if the
-    file still has the identity it had when its decoding began (it may be rewritten meanwhile)."""
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+    file still has the identity it had when its decoding began (it may be rewritten meanwhile;
+    the change time also catches one renamed away and back, or copied with its mtime kept)."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
 
 
 def _abandon(folder: Path) -> None:

@@ -146,8 +146,9 @@ def index(
         _emit(data)
     else:
         summary_line = (
-            "indexed {indexed}, unchanged {unchanged}, moved {moved}, failed {failed}, removed "
-            "{removed}, missing {missing}, duplicates {duplicates} in {seconds:.1f} s "
+            "indexed {indexed}, unchanged {unchanged}, moved {moved}, failed {failed}, changing "
+            "{changing}, removed {removed}, missing {missing}, duplicates {duplicates} in "
+            "{seconds:.1f} s "
             "({audio_hours:.2f} h of audio)"
         )
         click.echo(summary_line.format(**data))
