@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,8 +52,9 @@ def none_of(directory: Path, generation: int) -> bool:
 
 def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     """`write(temp)` to a temporary file in the same folder, fsync it, rename it over `path`.
-    A write that fails (a full disk) leaves no temporary file and raises an OSError that says
-    which file and why in a line (FAISS reports it as a RuntimeError of its source lines)."""
+    A write that fails (a full disk) leaves no temporary file, renames nothing and raises an
+    OSError that says which file and why in a line (FAISS reports it as a RuntimeError of its
+    source lines); a full disk's says how much room is left there."""
     temp = path.with_name(path.name + ".tmp")
     try:
         write(temp)
@@ -61,12 +63,29 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
         os.replace(temp, path)
     except (OSError, RuntimeError) as exc:
         temp.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        # FAISS says "Error in <function> at <source line>: Error: '<test>' failed: <what>",
-        # <what> ending with the system's words in brackets when a write fell short
-        what = reason.rsplit("failed: ", 1)[-1]
-        system = re.search(r"\(([^()]+)\)\s*$", what)
-        raise OSError(f"cannot write {path}: {system.group(1) if system else what}") from exc
+        raise OSError(f"cannot write {path}: {_why(exc)}{room_left(exc, path.parent)}") from exc
+
+
+def _why(exc: OSError | RuntimeError) -> str:
+    """What stopped a write, in a line: an OSError's words, or those of FAISS's RuntimeError."""
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    # FAISS says "Error in <function> at <source line>: Error: '<test>' failed: <what>",
+    # <what> ending with the system's words in brackets when a write fell short
+    what = str(exc).rsplit("failed: ", 1)[-1]
+    system = re.search(r"\(([^()]+)\)\s*$", what)
+    return system.group(1) if system else what
+
+
+def room_left(exc: BaseException, directory: Path) -> str:
+    """For a write that failed on a full disk (ENOSPC): "; N bytes free in <directory>" (free
+    to the user now, the temporary file deleted), else ""."""
+    if not isinstance(exc, OSError) or exc.errno != errno.ENOSPC:
+        return ""
+    try:
+        return f"; {shutil.disk_usage(directory).free:,} bytes free in {directory}"
+    except OSError:
+        return ""
 
 
 def write_record(directory: Path, generation: int, record: dict[str, Any]) -> None:

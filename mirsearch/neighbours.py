@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import faiss
 import numpy as np
@@ -177,7 +178,17 @@ class IdIndex:
         return scores, ids
 
     def write(self, path: Path) -> None:
-        faiss.write_index(self.faiss_index, str(path))
+        """Write the index to the file at `path`; OSError if any of it cannot be written.
+
+        Written by Python, FAISS handing it the bytes a chunk at a time (no second copy of
+        the index in memory, as faiss.serialize_index would make): FAISS's own file writer
+        only printed "close error" when the last bytes it buffered did not fit (a full disk)
+        and returned as if the file were whole, which was then committed as the index.
+        """
+        with open(path, "wb", buffering=0) as file:
+            sink = _Sink(file)
+            faiss.write_index(self.faiss_index, faiss.PyCallbackIOWriter(sink.write))
+            sink.finish()
 
     @classmethod
     def read(cls, path: Path, config: IndexConfig, *, mapped: bool = False) -> IdIndex:
@@ -310,6 +321,35 @@ class IdIndex:
             if id_map.size()
             else np.zeros(0, np.int64)
         )
+
+
+class _Sink:
+    """Writes to an unbuffered file that, once one fails, only count the bytes the rest would
+    have written, so that the failure, raised by `finish`, can say how large the whole file is."""
+
+    def __init__(self, file: BinaryIO):
+        self.file = file
+        self.size = 0  # bytes handed to `write`
+        self.error: OSError | None = None  # the first write that failed
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.error is not None:
+            return
+        view = memoryview(data)
+        try:
+            while view:  # a write may take part of it (the last bytes that fit)
+                view = view[self.file.write(view) :]
+        except OSError as exc:
+            self.error = exc
+
+    def finish(self) -> None:
+        """Raise the first write's failure as OSError(errno, its words and the size the file
+        needs, the file's name)."""
+        exc = self.error
+        if exc is not None:
+            needed = f"{exc.strerror or exc} (the file needs {self.size:,} bytes)"
+            raise OSError(exc.errno, needed, self.file.name) from exc
 
 
 def _padded(m: int, k: int) -> tuple[np.ndarray, np.ndarray]:

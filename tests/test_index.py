@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
+from conftest import run_script
 
 from mirsearch import neighbours
 from mirsearch.config import FeatureConfig, IndexConfig
@@ -384,8 +386,51 @@ def test_a_write_that_fails_says_which_file_and_why_and_leaves_no_temporary_file
     def full(temp: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device", str(temp))
 
-    with pytest.raises(OSError, match="cannot write .*: No space left on device$"):
+    room = rf"cannot write .*: No space left on device; [\d,]+ bytes free in {tmp_path}$"
+    with pytest.raises(OSError, match=room):
         write_atomically(target, full)
+
+
+# saves generation 2 of the index folder argv[1] (a copy of its generation 1) allowed files of
+# argv[2] bytes at most (RLIMIT_FSIZE: a disk full at that size, faked the same for FAISS's
+# writes and Python's, as root too); prints what it raised
+SHORT_OF_ROOM = r"""
+import resource, signal, sys
+from pathlib import Path
+from mirsearch.config import FeatureConfig
+from mirsearch.index import VectorIndex
+from mirsearch.index_meta import IndexMeta
+
+directory, limit = Path(sys.argv[1]), int(sys.argv[2])
+meta = IndexMeta.for_model(dim=32, model_hash="model-a", feature_config=FeatureConfig(), hop_s=1.5)
+index = VectorIndex.load(directory, 1, expect=meta)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+try:
+    index.save(directory, 2)
+except OSError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def test_an_index_file_cut_short_by_a_full_disk_is_refused_before_it_is_renamed(tmp_path):
+    """FAISS's file writer only printed "close error" when the last bytes it had buffered did
+    not fit and returned as if the file were whole: the cut file was renamed into place, its
+    generation committed and the last good one pruned, and no search could read the index."""
+    index, _ = build_index(IndexConfig(kind="flat"), n_tracks=3)
+    index.save(tmp_path, 1)
+    size = (tmp_path / "windows-1.faiss").stat().st_size
+    assert size % 4096, "the file's last page must be a partial one, held in FAISS's buffer"
+    done = run_script(SHORT_OF_ROOM, tmp_path, size // 4096 * 4096)
+    assert done.returncode == 1, done.stdout + done.stderr
+    needed = rf"cannot write {tmp_path}/windows-2\.faiss: File too large \(the file needs {size:,}"
+    assert re.fullmatch(needed + r" bytes\)\n", done.stderr), done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == [
+        "meta-1.json",
+        "tracks-1.faiss",
+        "windows-1.faiss",
+    ]
+    assert VectorIndex.load(tmp_path, 1, expect=META).n_tracks == 3
 
 
 def test_a_tracks_file_holding_another_track_id_is_refused_on_load(tmp_path):
