@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -139,14 +140,46 @@ def checkpoint(engine: sa.Engine) -> None:
     it: an indexed catalog had lived in catalog.db-wal, catalog.db an empty shell to a backup
     of that file alone, and to readers on a read-only volume (opened immutable, the log
     unread) no catalog at all. Best effort: a database that cannot be used says so in what the
-    command does next, not here."""
+    command does next, not here; a log left unfolded (a full disk) is warned of, as nothing is
+    lost while the log stays with the file."""
     if engine.dialect.name != "sqlite":
         return
     try:
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     except sa.exc.DBAPIError as exc:
-        log.debug("catalog %s not checkpointed: %s", shown(str(engine.url)), exc)
+        file = sqlite_file(str(engine.url))
+        if not (file and _has_frames(file.with_name(file.name + "-wal"))):
+            log.debug("catalog %s not checkpointed: %s", shown(str(engine.url)), exc)
+            return
+        log.warning(
+            "%s does not hold the whole catalog: its write-ahead log %s-wal could not be folded "
+            "in (%s%s). Nothing is lost while the two files stay together, but a copy of %s "
+            "alone, or a reader on a read-only volume, finds it damaged: make room and run "
+            "`mirsearch index` again to fold it in",
+            file,
+            file.name,
+            reason(exc),
+            free_space(file.parent),
+            file.name,
+        )
+
+
+def _has_frames(wal: Path) -> bool:
+    """Whether the write-ahead log `wal` is there and not empty."""
+    try:
+        return wal.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def free_space(directory: Path) -> str:
+    """ "; N bytes free in <directory>", for a message about a disk that may be full ("" if
+    the folder cannot be asked)."""
+    try:
+        return f"; {shutil.disk_usage(directory).free:,} bytes free in {directory}"
+    except OSError:
+        return ""
 
 
 def cannot_be_used(exc: sa.exc.DatabaseError) -> bool:

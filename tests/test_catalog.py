@@ -5,6 +5,7 @@ Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL data
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import unicodedata
@@ -192,6 +193,38 @@ def test_a_catalog_damaged_inside_a_table_is_told_in_a_line(sqlite_catalog):
     damaged = Catalog(sqlite_catalog.url, create=False)
     with pytest.raises(CatalogError, match="cannot be used: database disk image is malformed"):
         damaged.stats()
+
+
+def test_a_log_left_unfolded_by_a_full_disk_is_warned_of(sqlite_catalog, caplog):
+    """A full disk at the checkpoint that ends `mirsearch index` was logged at debug: the run
+    ended 0 without a word, and catalog.db alone (a backup, a read-only reader) was damaged."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    _add(sqlite_catalog, a={"title": "kept"})
+
+    def full(_connection, _cursor, statement, *_args) -> None:
+        if "wal_checkpoint" in statement:  # SQLite's words when the file cannot grow
+            raise sqlite3.OperationalError("database or disk is full")
+
+    sa.event.listen(sqlite_catalog.engine, "before_cursor_execute", full)
+    sqlite_catalog.checkpoint()
+    sa.event.remove(sqlite_catalog.engine, "before_cursor_execute", full)
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1
+    assert re.match(
+        rf"{sqlite_catalog.file} does not hold the whole catalog: its write-ahead log "
+        r"catalog\.db-wal could not be folded in \(database or disk is full; [\d,]+ bytes free "
+        rf"in {sqlite_catalog.file.parent}\)\. Nothing is lost",
+        warned[0],
+    )
+    assert [t.title for t in sqlite_catalog.list_tracks()[0]] == ["kept"]
+    caplog.clear()
+    sqlite_catalog.checkpoint()  # room again: folded in, not a word
+    assert (
+        not caplog.records and sqlite_catalog.file.with_name("catalog.db-wal").stat().st_size == 0
+    )
 
 
 def test_a_migration_that_fails_is_told_in_a_line(tmp_path, monkeypatch):
