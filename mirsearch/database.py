@@ -9,8 +9,10 @@ import os
 import shutil
 import sqlite3
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,6 +27,10 @@ SCHEMA_REVISION = "0009"  # the newest migration in MIGRATIONS_DIR (a test holds
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 IDS_PER_QUERY = 10_000  # ids asked for in one query: SQLite takes at most 32,766 values
 MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")
+FULL_DISK_BYTES = 1 << 20  # free room under which SQLite's "disk I/O error" is told as a full disk
+DISK_FULL = "database or disk is full"  # what SQLite says of SQLITE_FULL
+DISK_IO_ERROR = "disk I/O error"  # of any SQLITE_IOERR (a full disk where it grows its -shm file)
+_WARNED: weakref.WeakSet[sa.Engine] = weakref.WeakSet()  # engines warned of a log left unfolded
 
 
 def _lower(value):
@@ -66,6 +72,8 @@ def create_engine(url: str, *, create: bool) -> sa.Engine:
         url = f"sqlite:///file:{quote(str(file))}?mode=ro&immutable=1&uri=true"
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
+    if file:
+        sa.event.listen(engine, "handle_error", partial(_full_disk_told, file.parent))
     return engine
 
 
@@ -149,18 +157,19 @@ def checkpoint(engine: sa.Engine) -> None:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     except sa.exc.DBAPIError as exc:
         file = sqlite_file(str(engine.url))
-        if not (file and _has_frames(file.with_name(file.name + "-wal"))):
+        unfolded = file and _has_frames(file.with_name(file.name + "-wal"))
+        if not unfolded or engine in _WARNED:  # once a command (after its migration, at its end)
             log.debug("catalog %s not checkpointed: %s", shown(str(engine.url)), exc)
             return
+        _WARNED.add(engine)
         log.warning(
             "%s does not hold the whole catalog: its write-ahead log %s-wal could not be folded "
-            "in (%s%s). Nothing is lost while the two files stay together, but a copy of %s "
+            "in: %s. Nothing is lost while the two files stay together, but a copy of %s "
             "alone, or a reader on a read-only volume, finds it damaged: make room and run "
             "`mirsearch index` again to fold it in",
             file,
             file.name,
             reason(exc),
-            free_space(file.parent),
             file.name,
         )
 
@@ -173,13 +182,31 @@ def _has_frames(wal: Path) -> bool:
         return False
 
 
-def free_space(directory: Path) -> str:
-    """ "; N bytes free in <directory>", for a message about a disk that may be full ("" if
-    the folder cannot be asked)."""
+def _full_disk_told(directory: Path, context: sa.engine.ExceptionContext):
+    """A handler of the engine's errors: SQLite's "database or disk is full" says where and
+    how much room is left, and its "disk I/O error" says the disk is full when it nearly is
+    (what SQLite says when it cannot grow its -shm file); None leaves other errors as they are.
+    """
+    told = context.sqlalchemy_exception
+    words = str(context.original_exception)
+    if not isinstance(told, sa.exc.DBAPIError) or words not in (DISK_FULL, DISK_IO_ERROR):
+        return None
     try:
-        return f"; {shutil.disk_usage(directory).free:,} bytes free in {directory}"
+        free = shutil.disk_usage(directory).free
     except OSError:
-        return ""
+        return None
+    if words == DISK_FULL:
+        words = f"{DISK_FULL} ({free:,} bytes free in {directory})"
+    elif free < FULL_DISK_BYTES:
+        words = f"{DISK_IO_ERROR} (the disk is full: {free:,} bytes free in {directory})"
+    else:
+        return None
+    return type(told)(
+        told.statement,
+        told.params,
+        sqlite3.OperationalError(words),
+        connection_invalidated=told.connection_invalidated,
+    )
 
 
 def cannot_be_used(exc: sa.exc.DatabaseError) -> bool:

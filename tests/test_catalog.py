@@ -215,7 +215,7 @@ def test_a_log_left_unfolded_by_a_full_disk_is_warned_of(sqlite_catalog, caplog)
     assert len(warned) == 1
     assert re.match(
         rf"{sqlite_catalog.file} does not hold the whole catalog: its write-ahead log "
-        r"catalog\.db-wal could not be folded in \(database or disk is full; [\d,]+ bytes free "
+        r"catalog\.db-wal could not be folded in: database or disk is full \([\d,]+ bytes free "
         rf"in {sqlite_catalog.file.parent}\)\. Nothing is lost",
         warned[0],
     )
@@ -225,6 +225,33 @@ def test_a_log_left_unfolded_by_a_full_disk_is_warned_of(sqlite_catalog, caplog)
     assert (
         not caplog.records and sqlite_catalog.file.with_name("catalog.db-wal").stat().st_size == 0
     )
+
+
+@pytest.mark.parametrize("free", [8192, 10**9])  # a few KB free, and a disk with room
+def test_a_disk_io_error_on_a_nearly_full_disk_is_told_as_a_full_disk(
+    sqlite_catalog, monkeypatch, free
+):
+    """SQLite says "disk I/O error" when it cannot grow its -shm file: an index run on a home
+    with a few KB free had said only that. With room on the disk, it stays an I/O error."""
+    import shutil
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    _add(sqlite_catalog, a={"title": "A"})
+
+    def io_error(_connection, _cursor, statement, *_args) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    usage = shutil.disk_usage(sqlite_catalog.file.parent)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _path: usage._replace(free=free))
+    sa.event.listen(sqlite_catalog.engine, "before_cursor_execute", io_error)
+    told = "disk I/O error$"
+    if free == 8192:
+        where = re.escape(str(sqlite_catalog.file.parent))
+        told = rf"disk I/O error \(the disk is full: 8,192 bytes free in {where}\)$"
+    with pytest.raises(CatalogError, match=rf"catalog\.db cannot be used: {told}"):
+        sqlite_catalog.stats()
 
 
 def test_a_migration_that_fails_is_told_in_a_line(tmp_path, monkeypatch):
