@@ -66,21 +66,31 @@ def create_engine(url: str, *, create: bool) -> sa.Engine:
     file = sqlite_file(url)
     if create and file:
         file.parent.mkdir(parents=True, exist_ok=True)
-    if file and "uri" not in parsed.query and _on_read_only_volume(file):
-        # SQLite opens a WAL database on read-only media only if its -shm and -wal files are
-        # there (a catalog closed cleanly has none), or as immutable, which on such media it is
+    if file and "uri" not in parsed.query and _unchangeable(file):
+        # SQLite opens a WAL database it may not write only if its -shm and -wal files are
+        # there (a catalog closed cleanly has none), or as immutable, which such a file is
         url = f"sqlite:///file:{quote(str(file))}?mode=ro&immutable=1&uri=true"
     engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S})
     sa.event.listen(engine, "connect", _sqlite_pragmas)
     if file:
-        sa.event.listen(engine, "handle_error", partial(_full_disk_told, file.parent))
+        sa.event.listen(engine, "handle_error", partial(_told_plainly, file))
     return engine
 
 
-def _on_read_only_volume(file: Path) -> bool:
-    """Whether the SQLite file is there on a file system mounted read-only."""
+def _unchangeable(file: Path) -> bool:
+    """Whether the SQLite file is there and nothing can change it: on a file system mounted
+    read-only, or, where this process may not write its folder, with no write permission for
+    anyone on it and its folder (a home made read-only with `chmod -R a-w`) and no write-ahead
+    log beside it (one that is there is read through its -shm file, as SQLite opens it)."""
     try:
-        return file.is_file() and bool(os.statvfs(file.parent).f_flag & os.ST_RDONLY)
+        if not file.is_file():
+            return False
+        if os.statvfs(file.parent).f_flag & os.ST_RDONLY:
+            return True
+        if os.access(file.parent, os.W_OK):  # root's, or this user's: may be written
+            return False
+        modes = file.stat().st_mode | file.parent.stat().st_mode
+        return not modes & 0o222 and not file.with_name(file.name + "-wal").exists()
     except OSError:
         return False
 
@@ -182,30 +192,52 @@ def _has_frames(wal: Path) -> bool:
         return False
 
 
-def _full_disk_told(directory: Path, context: sa.engine.ExceptionContext):
-    """A handler of the engine's errors: SQLite's "database or disk is full" says where and
-    how much room is left, and its "disk I/O error" says the disk is full when it nearly is
-    (what SQLite says when it cannot grow its -shm file); None leaves other errors as they are.
-    """
+def _told_plainly(file: Path, context: sa.engine.ExceptionContext):
+    """A handler of a SQLite engine's errors: those a person cannot act on as SQLite words them
+    (a full disk, a folder it may not write) are returned with what to know; None leaves the
+    others as they are."""
     told = context.sqlalchemy_exception
-    words = str(context.original_exception)
-    if not isinstance(told, sa.exc.DBAPIError) or words not in (DISK_FULL, DISK_IO_ERROR):
+    if not isinstance(told, sa.exc.DBAPIError):
         return None
-    try:
-        free = shutil.disk_usage(directory).free
-    except OSError:
-        return None
-    if words == DISK_FULL:
-        words = f"{DISK_FULL} ({free:,} bytes free in {directory})"
-    elif free < FULL_DISK_BYTES:
-        words = f"{DISK_IO_ERROR} (the disk is full: {free:,} bytes free in {directory})"
-    else:
+    words = _full_disk(file.parent, str(context.original_exception)) or _read_only_folder(
+        file, context.original_exception
+    )
+    if words is None:
         return None
     return type(told)(
         told.statement,
         told.params,
         sqlite3.OperationalError(words),
         connection_invalidated=told.connection_invalidated,
+    )
+
+
+def _full_disk(directory: Path, words: str) -> str | None:
+    """SQLite's "database or disk is full" with where and how much room is left, and its "disk
+    I/O error" said to be a full disk when it nearly is (what SQLite says when it cannot grow
+    its -shm file); None for other errors."""
+    if words not in (DISK_FULL, DISK_IO_ERROR):
+        return None
+    try:
+        free = shutil.disk_usage(directory).free
+    except OSError:
+        return None
+    if words == DISK_FULL:
+        return f"{DISK_FULL} ({free:,} bytes free in {directory})"
+    if free < FULL_DISK_BYTES:
+        return f"{DISK_IO_ERROR} (the disk is full: {free:,} bytes free in {directory})"
+    return None
+
+
+def _read_only_folder(file: Path, exc: BaseException) -> str | None:
+    """SQLite's "attempt to write a readonly database" when it could not make its -shm file
+    (reading a WAL database needs one) in a folder this user may not write; None otherwise."""
+    if getattr(exc, "sqlite_errorname", None) != "SQLITE_READONLY_DIRECTORY":
+        return None
+    return (
+        f"{exc}: SQLite must make {file.name}-shm in {file.parent} to read it, and this user "
+        "may not write there; let it write there, or make the folder and the catalog read-only "
+        "to everyone (chmod a-w), which readers then open as they are"
     )
 
 

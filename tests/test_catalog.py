@@ -5,6 +5,7 @@ Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL data
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -593,8 +594,6 @@ def test_a_catalog_on_a_read_only_volume_is_read_as_immutable(tmp_path, monkeypa
     a catalog closed cleanly, served from a read-only volume, was 'unable to open database
     file'. There it is opened read-only and immutable (the volume faked: tests may run as
     root, and cannot mount)."""
-    import os
-
     url = f"sqlite:///{tmp_path / 'home' / 'catalog.db'}"
     writer = Catalog(url)
     _add(writer, a={"title": "kept"})
@@ -616,6 +615,57 @@ def test_a_catalog_on_a_read_only_volume_is_read_as_immutable(tmp_path, monkeypa
             _add(reader, b={"title": "refused"})
     finally:
         reader.close()
+
+
+def test_a_catalog_no_one_may_write_is_read_as_immutable(tmp_path, monkeypatch):
+    """A home made read-only by permissions (chmod -R a-w), its catalog closed cleanly: every
+    command that only reads had failed with "attempt to write a readonly database" (SQLite
+    could not make catalog.db-shm there), where the same home on a read-only volume was read.
+    This process's permission is faked (root may write anywhere); the modes are real."""
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'catalog.db'}"
+    writer = Catalog(url)
+    _add(writer, a={"title": "kept"})
+    writer.close()
+    access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: str(path) != str(home) and access(path, mode)
+    )
+    (home / "catalog.db").chmod(0o444)
+    home.chmod(0o555)
+    reader = Catalog(url, create=False)
+    try:
+        assert [t.title for t in reader.list_tracks()[0]] == ["kept"]
+        with pytest.raises(CatalogError, match="attempt to write a readonly database"):
+            _add(reader, b={"title": "refused"})
+    finally:
+        reader.close()
+        home.chmod(0o755)
+    assert sorted(path.name for path in home.iterdir()) == ["catalog.db"]
+
+
+def test_a_catalog_in_a_folder_this_user_may_not_write_says_why(tmp_path):
+    """A catalog its owner may still write, in a folder this user may not: SQLite cannot make
+    the -shm file it reads through, and had said only "attempt to write a readonly database"."""
+    home = tmp_path / "home"
+    url = f"sqlite:///{home / 'catalog.db'}"
+    writer = Catalog(url)
+    _add(writer, a={"title": "kept"})
+    writer.close()
+    home.chmod(0o555)
+    try:
+        if os.access(home, os.W_OK):
+            pytest.skip("this process may write any folder (root): SQLite is not refused")
+        reader = Catalog(url, create=False)
+        with pytest.raises(
+            CatalogError,
+            match=rf"attempt to write a readonly database: SQLite must make catalog\.db-shm in "
+            rf"{re.escape(str(home))} to read it, and this user may not write there",
+        ):
+            reader.list_tracks()
+        reader.close()
+    finally:
+        home.chmod(0o755)
 
 
 def test_a_catalog_opened_to_read_makes_none_in_an_empty_database(database_url):
