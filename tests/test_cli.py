@@ -105,8 +105,8 @@ def test_index_summary_contract_and_plain_summary(home):
     again = run(home, "index", home[1])
     assert again.exit_code == 0
     assert re.fullmatch(
-        r"indexed 0, unchanged 5, moved 0, failed 0, changing 0, removed 0, missing 0, duplicates 0 in "
-        r"[\d.]+ s "
+        r"indexed 0, unchanged 5, moved 0, failed 0, changing 0, removed 0, missing 0, "
+        r"duplicates 0 in [\d.]+ s "
         r"\(0\.00 h of audio\)\n",
         again.output,
     ), again.output
