@@ -313,7 +313,7 @@ def test_no_page_scrolls_sideways_on_a_narrow_phone(server, tmp_path):
     page = browser.new_page(viewport={"width": 375, "height": 812})
     page.goto(base + "/")
     page.set_input_files("#file", str(clip))
-    page.wait_for_selector(f"#results li.hit a:text('{UNTITLED}.wav')", timeout=60_000)
+    page.wait_for_selector(f"#results li.hit a:has-text('{UNTITLED}.wav')", timeout=60_000)
     width = "document.documentElement.scrollWidth"
     assert page.evaluate(width) <= 375
     page.goto(base + "/catalog")
@@ -325,3 +325,44 @@ def test_no_page_scrolls_sideways_on_a_narrow_phone(server, tmp_path):
     )
     assert lines and set(lines) == {1}  # no chip broken across two lines
     screenshot(page, "track-phone")
+
+
+def test_a_right_to_left_override_in_a_title_reverses_the_title_only(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    examined = engine.examine(clip, k=1).to_dict() | {"query": "clip.wav"}
+    for hit in examined["results"] + examined["matches"]:
+        hit["title"] = "\u202eevil.mp3 gnos"  # U+202E: shown as "song 3pm.live"
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.route("**/api/examine", lambda route: route.fulfill(json=examined))
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#banner:not([hidden])", timeout=60_000)
+    hit = page.locator("#results li.hit")
+    link, label, score = (
+        hit.locator("a").bounding_box(),
+        hit.locator("span.muted").first.bounding_box(),
+        hit.locator("span.muted").last.bounding_box(),
+    )
+    assert link["x"] < label["x"] < score["x"]  # the override had put the genre left of the link
+    # the text after the title reads left to right: the override had shown "s 0.0 ta" and the
+    # banner's "(score 1.00)" as "(00.1 erocs"
+    for element in (hit.locator("span.muted").last, page.locator("#banner li").first):
+        assert reads_left_to_right(element, element.inner_text()[-4:])
+
+
+def reads_left_to_right(element, tail: str) -> bool:
+    """Whether the last characters of `element`'s text are drawn in order, left to right."""
+    xs = element.evaluate(
+        """(el, n) => {
+          const node = [...el.childNodes].filter((c) => c.nodeType === 3).pop();
+          const range = document.createRange();
+          return [...Array(n).keys()].map((i) => {
+            range.setStart(node, node.length - n + i);
+            range.setEnd(node, node.length - n + i + 1);
+            return range.getBoundingClientRect().x;
+          });
+        }""",
+        len(tail),
+    )
+    return xs == sorted(xs)

@@ -764,7 +764,7 @@ def test_unknown_urls_and_methods_say_what_to_ask_instead(site):
 def test_the_catalog_page_is_labelled_keeps_per_page_and_says_an_unknown_genre(site):
     _, client, _ = site
     page = client.get("/catalog?genre=nosuch&per_page=3").get_data(as_text=True)
-    assert 'role="alert">No track in the catalog has the genre “nosuch”' in page
+    assert 'role="alert">No track in the catalog has the genre “<bdi>nosuch</bdi>”' in page
     assert '<option value="nosuch" selected>nosuch (not in the catalog)</option>' in page
     assert re.search(r'<option value="" >All genres', page)  # not the one selected
     assert '<input type="hidden" name="per_page" value="3">' in page
@@ -792,9 +792,42 @@ def test_a_track_page_lists_its_other_versions_both_ways_by_title(site, copied_h
         page = client.get(f"/tracks/{shown}").get_data(as_text=True)
         assert (
             f'<dt>Other versions</dt><dd><ul class="versions"><li>'
-            f'<a href="/tracks/{ids[listed]}">{titles[listed]}</a></li></ul></dd>'
+            f'<a href="/tracks/{ids[listed]}"><bdi>{titles[listed]}</bdi></a></li></ul></dd>'
         ) in page
     assert "Other versions" not in client.get(f"/tracks/{ids[2]}").get_data(as_text=True)
+
+
+def test_a_right_to_left_override_in_a_tag_is_isolated_on_every_page(site, copied_home):
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
+
+    override = "\u202eevil.mp3 gnos"  # U+202E: the rest of its line had been drawn reversed
+    catalog = Catalog(copied_home.db_url)
+    with catalog.session() as session, session.begin():
+        first, other = session.scalars(sa.select(Track).order_by(Track.id).limit(2))
+        for column in ("title", "artist", "album", "tag_genre"):
+            setattr(first, column, override)
+        other.duplicate_of, ids = first.id, (first.id, other.id)
+    catalog.close()
+    app = create_app({"SETTINGS": copied_home, "TESTING": True})
+    groups = [
+        {
+            "tracks": [
+                {"track_id": ids[0], "path": "/a.mp3", "title": override, "speed": 1.0},
+                {"track_id": ids[1], "path": "/b.mp3", "title": None, "speed": 1.02},
+            ],
+            "evidence": [],
+        }
+    ]
+    app.extensions["mirsearch"].dupes_page = lambda **page: (groups, 1)
+    client = app.test_client()
+    for url in ("/", "/catalog", f"/tracks/{ids[0]}", f"/tracks/{ids[1]}", "/duplicates"):
+        page = client.get(url).get_data(as_text=True)
+        assert page.count(override) >= (2 if url == "/" else 1), url
+        # in a <bdi>, or between FIRST STRONG ISOLATE and POP DIRECTIONAL ISOLATE (a <title>,
+        # an <option>), or an attribute never drawn: it reverses itself only
+        outside = re.sub(r'<bdi>[^<]*</bdi>|\u2068[^\u2069]*\u2069|="[^"]*"', "", page)
+        assert "\u202e" not in outside, url
 
 
 def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, monkeypatch):
@@ -830,9 +863,9 @@ def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, mon
     monkeypatch.setattr(app.extensions["mirsearch"], "dupes_page", lambda **page: ([group], 1))
     page = re.sub(r"\s+", " ", client.get("/duplicates").get_data(as_text=True))
     brick, faster, copy = (
-        '<a href="/tracks/3">Brick &lt;b&gt;</a>',
-        '<a href="/tracks/8">brick_faster.flac</a>',
-        '<a href="/tracks/9">brick copy.mp3</a>',
+        '<a href="/tracks/3"><bdi>Brick &lt;b&gt;</bdi></a>',
+        '<a href="/tracks/8"><bdi>brick_faster.flac</bdi></a>',
+        '<a href="/tracks/9"><bdi>brick copy.mp3</bdi></a>',
     )
     assert f'<li>{faster} <span class="muted">plays 2 % faster than {brick}</span></li>' in page
     assert f"plays at the same speed as {brick}</span>" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,9 @@ bp = Blueprint("pages", __name__)
 # (file tags of a large catalog name hundreds: 706 chips had filled the search page)
 CHIPS = 24
 GROUPS_A_PAGE = 50  # near-duplicate groups on a page of /duplicates
+# Bidirectional classes that can turn the text after them around: right-to-left letters, and the
+# embeddings, overrides and isolates a tag may hold unclosed
+RIGHT_TO_LEFT = {"R", "AL", "RLE", "LRE", "RLO", "LRO", "PDF", "RLI", "LRI", "FSI", "PDI"}
 
 
 @bp.get("/")
@@ -129,6 +133,17 @@ def name(track) -> str:
     title = track["title"] if isinstance(track, dict) else track.title
     path = track["path"] if isinstance(track, dict) else track.path
     return title or path.rsplit("/", 1)[-1]
+
+
+@bp.app_template_filter()
+def isolated(text: str) -> str:
+    """Catalog text where no element can hold it (a <title>, an <option>) between FIRST STRONG
+    ISOLATE and POP DIRECTIONAL ISOLATE, as <bdi> does elsewhere: a right-to-left override in a
+    tag then reverses the tag only, not the count or the site's name after it. Text with no
+    right-to-left letter or direction control is left as it is."""
+    if not any(unicodedata.bidirectional(c) in RIGHT_TO_LEFT for c in text):
+        return text
+    return f"\u2068{text}\u2069"
 
 
 @bp.app_template_filter()

@@ -30,8 +30,17 @@ function trackName(hit) {
   return hit.title || hit.path.split("/").pop();
 }
 
+// Catalog text (a title, a tag) in an element of its own whose direction is its own: a
+// right-to-left override in a tag reverses the tag only, not the score or speed after it
+function userText(tag, value, className) {
+  const el = text(tag, value, className);
+  el.dir = "auto";
+  return el;
+}
+
 function trackLink(hit) {
-  const a = text("a", trackName(hit));
+  const a = document.createElement("a");
+  a.append(text("bdi", trackName(hit)));
   a.href = `/tracks/${hit.track_id}`;
   return a;
 }
@@ -64,8 +73,9 @@ async function post(url, extra) {
   return body;
 }
 
-function showError(message) {
-  errorBox.textContent = message;
+// `message` about the clip `name` (its own words isolated), or about no clip
+function showError(message, name) {
+  errorBox.replaceChildren(...(name ? [text("bdi", name), ": "] : []), message);
   errorBox.hidden = !message;
 }
 
@@ -76,7 +86,7 @@ function showResults(list) {
   for (const hit of list) {
     const li = document.createElement("li");
     li.className = "hit";
-    li.append(trackLink(hit), text("span", genreLabel(hit), "muted"));
+    li.append(trackLink(hit), userText("span", genreLabel(hit), "muted"));
     const bar = document.createElement("span");
     bar.className = "bar";
     const fill = document.createElement("span");
@@ -124,19 +134,22 @@ function showClassification(classified) {
     const fill = document.createElement("span");
     fill.style.width = `${100 * p}%`;
     bar.append(fill);
-    li.append(text("span", name, "label"), bar, text("span", p.toFixed(2), "value"));
+    li.append(userText("span", name, "label"), bar, text("span", p.toFixed(2), "value"));
     return li;
   }));
   tags.replaceChildren(...classified.tags.slice(0, 6).map((t) => {
-    const chip = text("span", `${t.tag} `, "chip");
-    chip.append(text("small", t.score.toFixed(2)));
+    const chip = text("span", "", "chip");
+    chip.append(text("bdi", t.tag), " ", text("small", t.score.toFixed(2)));
     return chip;
   }));
 }
 
+// "2 results for clip.wav in rock", the names isolated
 function summary(answer) {
   const n = answer.found.length;
-  return `${n} result${n === 1 ? "" : "s"} for ${answer.name}` + (answer.genre ? ` in ${answer.genre}` : "");
+  const parts = [`${n} result${n === 1 ? "" : "s"} for `, text("bdi", answer.name)];
+  if (answer.genre) parts.push(" in ", text("bdi", answer.genre));
+  return parts;
 }
 
 // An answer on screen, or (null) none
@@ -145,7 +158,7 @@ function show(answer) {
   showResults(answer && answer.found);
   showBanner(answer ? answer.dupes : []);
   showClassification(answer && answer.classified);
-  statusBox.textContent = answer ? summary(answer) : "";
+  statusBox.replaceChildren(...(answer ? summary(answer) : []));
 }
 
 function markChips() {
@@ -170,7 +183,7 @@ async function runSearch() {
   } else {
     results.classList.add("stale");
   }
-  statusBox.textContent = `Searching for ${name}…`;
+  statusBox.replaceChildren("Searching for ", text("bdi", name), "…");
   try {
     // a new clip is sent once and read once for all three (POST /api/examine); a chip or k
     // asks the search alone of the clip on screen
@@ -188,7 +201,7 @@ async function runSearch() {
     if (number !== asked) return;
     matched = null;
     show(null);
-    showError(`${name}: ${err.message.replace(/^the upload:\s*/, "")}`);
+    showError(err.message.replace(/^the upload:\s*/, ""), name);
   }
 }
 
@@ -200,7 +213,7 @@ function restore() {
   genre = answer.genre;
   markChips();
   show(answer);
-  statusBox.textContent += " (your last search: choose a clip to search again)";
+  statusBox.append(" (your last search: choose a clip to search again)");
 }
 
 form.addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
