@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
@@ -366,3 +367,22 @@ def reads_left_to_right(element, tail: str) -> bool:
         len(tail),
     )
     return xs == sorted(xs)
+
+
+def test_a_chip_pressed_after_back_clears_the_restored_answer_of_another_genre(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    (first, _), (second, _) = engine.catalog.genres()[:2]
+    found = [r.to_dict() for r in engine.search(clip, k=2)]
+    answer = {"name": "clip.wav", "genre": first, "found": found, "dupes": [], "classified": None}
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.evaluate("a => sessionStorage.setItem('mirsearch.last-search', a)", json.dumps(answer))
+    page.reload()  # as after Back: the answer restored, its clip gone
+    expect(page.locator("#status")).to_contain_text(f"in {first} (your last search")
+    assert page.locator("#results li.hit").count() == 2
+    page.click(f".chip[data-genre='{second}']")
+    assert page.get_attribute(f".chip[data-genre='{second}']", "aria-pressed") == "true"
+    # the first genre's results had stayed beside the second's chip, with no search sent
+    assert page.locator("#results li.hit").count() == 0
+    assert page.inner_text("#status") == f"Choose, drop or record a clip to search in {second}."

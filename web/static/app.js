@@ -238,7 +238,12 @@ for (const chip of document.querySelectorAll(".chip[data-genre]")) {
   chip.addEventListener("click", () => {
     genre = genre === chip.dataset.genre ? null : chip.dataset.genre;
     markChips();
-    if (clip) runSearch();
+    if (clip) { runSearch(); return; }
+    // no clip to search again (none yet, or the answer on screen was restored after Back):
+    // results of another genre must not stay beside the chip pressed
+    show(null);
+    statusBox.replaceChildren("Choose, drop or record a clip to search",
+      ...(genre ? [" in ", text("bdi", genre)] : []), ".");
   });
 }
 
