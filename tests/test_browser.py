@@ -303,6 +303,7 @@ def test_a_failed_upload_clears_the_last_answer_and_names_the_file(server, tmp_p
     page.wait_for_selector("#error:not([hidden])", timeout=60_000)
     assert page.get_attribute("#error", "role") == "alert"
     assert page.inner_text("#error").startswith("silent.wav: the audio is silent")
+    assert page.is_enabled("#submit")  # on again once the answer, here an error, is in
     assert page.locator("#results li").count() == 0
     assert page.is_hidden("#banner") and page.is_hidden("#classification")
     screenshot(page, "failed-upload")
@@ -386,3 +387,28 @@ def test_a_chip_pressed_after_back_clears_the_restored_answer_of_another_genre(s
     # the first genre's results had stayed beside the second's chip, with no search sent
     assert page.locator("#results li.hit").count() == 0
     assert page.inner_text("#status") == f"Choose, drop or record a clip to search in {second}."
+
+
+def test_search_is_off_while_a_clip_is_searched_so_it_is_sent_once(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[1]).samples[: 10 * 16_000], 16_000)
+    genre = engine.catalog.genres()[0][0]
+    page = browser.new_page()
+    asked, held = [], []  # the uploads sent; the first, answered when the test says
+    page.on("request", lambda request: asked.append(request.url.rsplit("/", 1)[1]))
+    page.route("**/api/examine", lambda route: held.append(route))
+    page.clock.install()  # the page's timers run when the test says
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    while not held:
+        page.wait_for_timeout(50)
+    assert page.is_disabled("#submit") and page.get_attribute("#results", "aria-busy") == "true"
+    page.press("#k", "Enter")  # the form's submit: a second examine had been sent
+    page.click(f".chip[data-genre='{genre}']")  # asked of the answer once it is in
+    page.clock.fast_forward(5_000)
+    expect(page.locator("#status")).to_contain_text("A long file can take a minute")
+    assert [a for a in asked if a in ("examine", "search")] == ["examine"]
+    held[0].continue_()
+    expect(page.locator("#status")).to_contain_text(f"in {genre}", timeout=60_000)
+    assert [a for a in asked if a in ("examine", "search")] == ["examine", "search"]
+    assert page.is_enabled("#submit") and page.get_attribute("#results", "aria-busy") == "false"

@@ -11,6 +11,7 @@ const banner = document.getElementById("banner");
 const panel = document.getElementById("classification");
 const results = document.getElementById("results");
 const recordButton = document.getElementById("record");
+const submitButton = document.getElementById("submit");
 const STORED = "mirsearch.last-search";  // sessionStorage: the answer shown last, for Back
 let clip = null;          // the Blob searched last (a file or a recording)
 let clipName = "clip";
@@ -18,6 +19,9 @@ let genre = null;         // the genre chip in force
 let matched = null;       // the clip the banner and genres are about: a chip or k asks only search
 let shown = null;         // the answer on screen: {name, genre, found, dupes, classified}
 let asked = 0;            // searches started: an answer that arrives after a newer one is dropped
+let pending = null;       // the clip whose answer is awaited: Search is off meanwhile
+let again = false;        // a chip pressed while it is awaited: search once more when it is in
+const SLOW_MS = 4000;     // an answer not in by then: say that a long file takes a while
 
 function text(tag, value, className) {
   const el = document.createElement(tag);
@@ -168,9 +172,18 @@ function markChips() {
   }
 }
 
+// Search off (and the results marked busy) while `awaited`'s answer is on its way
+function busy(awaited) {
+  pending = awaited;
+  submitButton.disabled = Boolean(awaited);
+  results.setAttribute("aria-busy", String(Boolean(awaited)));
+}
+
 async function runSearch() {
   if (!clip) { statusBox.textContent = "Choose, drop or record a clip first."; return; }
+  if (clip === pending) { again = true; return; }  // not sent twice: asked again once it is in
   const number = ++asked;
+  again = false;
   const asking = clip;
   const name = clipName;
   const fresh = asking !== matched || !shown;  // a new clip: its duplicates and genres are asked too
@@ -184,6 +197,10 @@ async function runSearch() {
     results.classList.add("stale");
   }
   statusBox.replaceChildren("Searching for ", text("bdi", name), "…");
+  busy(asking);
+  const slow = setTimeout(() => {
+    if (number === asked) statusBox.append(" A long file can take a minute.");
+  }, SLOW_MS);
   try {
     // a new clip is sent once and read once for all three (POST /api/examine); a chip or k
     // asks the search alone of the clip on screen
@@ -200,8 +217,15 @@ async function runSearch() {
   } catch (err) {
     if (number !== asked) return;
     matched = null;
+    again = false;
     show(null);
     showError(err.message.replace(/^the upload:\s*/, ""), name);
+  } finally {
+    clearTimeout(slow);
+    if (number === asked) {
+      busy(null);
+      if (again) runSearch();
+    }
   }
 }
 
@@ -216,7 +240,10 @@ function restore() {
   statusBox.append(" (your last search: choose a clip to search again)");
 }
 
-form.addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  if (!submitButton.disabled) runSearch();
+});
 fileInput.addEventListener("change", () => {
   if (fileInput.files.length) { clip = fileInput.files[0]; clipName = clip.name; runSearch(); }
 });
