@@ -38,6 +38,8 @@ CHROMIUM_PATHS = (
 )
 # a 30-s excerpt of the last track, named as some catalog files are: long, with no place to break
 UNTITLED = "frozen_bubble__introzik_the_first_thirty_seconds_without_any_title_tag"
+# its genre tag, a real one's length: as a chip, an option and a hit's label it must fit a phone
+LONG_GENRE = "Progressive Psychedelic Space Rock Experimental Krautrock Fusion"
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 TRACKS = [
     "wesnoth__knolls.mp3",
@@ -65,7 +67,8 @@ def server(shared_audio, tmp_path_factory):
 
     available = [shared_audio / name for name in TRACKS if (shared_audio / name).exists()]
     untitled = tmp_path_factory.mktemp("browser-music") / f"{UNTITLED}.wav"  # a name with no breaks
-    available.append(write(untitled, load(available[-1]).samples[: 30 * 16_000], 16_000))
+    excerpt = load(available[-1]).samples[: 30 * 16_000]
+    available.append(write(untitled, excerpt, 16_000, tags={"genre": LONG_GENRE}))
     settings = Settings.from_env({}, home=tmp_path_factory.mktemp("browser-home"))
     engine = Engine(settings)
     engine.index_paths(available)
@@ -317,9 +320,10 @@ def test_no_page_scrolls_sideways_on_a_narrow_phone(server, tmp_path):
     page.set_input_files("#file", str(clip))
     page.wait_for_selector(f"#results li.hit a:has-text('{UNTITLED}.wav')", timeout=60_000)
     width = "document.documentElement.scrollWidth"
-    assert page.evaluate(width) <= 375
+    assert page.evaluate(width) <= 375  # the long genre's chip had made the page 594 px wide
+    screenshot(page, "search-phone")
     page.goto(base + "/catalog")
-    assert page.evaluate(width) <= 375
+    assert page.evaluate(width) <= 375  # its <option> had made the genre menu 619 px wide
     page.goto(base + f"/tracks/{engine.catalog.by_path(files[0].resolve()).id}")
     assert page.evaluate(width) <= 375
     lines = page.eval_on_selector_all(
