@@ -18,7 +18,7 @@ from mirsearch.config import Settings
 from mirsearch.demo import demo_pieces, render, write_demo_catalog
 from mirsearch.encoding import write
 from mirsearch.generations import path_of
-from web import create_app
+from web import SECURITY_HEADERS, create_app
 
 
 @pytest.fixture(scope="module")
@@ -893,3 +893,64 @@ def test_a_full_temporary_folder_is_a_503_that_says_so(site, monkeypatch, tmp_pa
     assert response.status_code == 503
     error = response.get_json()["error"]
     assert error["code"] == "storage_full" and "No space left on device" in error["message"]
+
+
+SERVE_QUICKLY = """
+import sys
+from pathlib import Path
+from mirsearch.config import Settings
+from web import SECURITY_HEADERS, create_app
+from web.server import Server
+
+class Quick(Server):
+    def load(self):  # the model and index loaded on first use: no answer here needs them
+        return create_app({"SETTINGS": self.settings})
+
+settings = Settings.from_env({}, home=Path(sys.argv[1]))
+Quick(settings, host="127.0.0.1", port=int(sys.argv[2]), workers=1).run()
+"""
+
+
+def test_a_request_line_too_long_for_gunicorn_is_told_in_json_with_the_headers(tmp_path):
+    import http.client
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVE_QUICKLY, str(tmp_path), str(port)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "serving on" in server.stderr.readline()
+
+        def get(url: str):
+            for _ in range(100):  # the worker may still be starting
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                    connection.request("GET", url)
+                    response = connection.getresponse()
+                    return response, response.read()
+                except ConnectionError:
+                    time.sleep(0.05)
+            raise AssertionError("the server never answered")
+
+        # 5,500 bytes had been over gunicorn's 4,094 (an HTML 414): the app answers it now
+        response, body = get("/api/tracks?" + "&".join(["genre=rock"] * 500))
+        assert response.status == 200 and json.loads(body)["tracks"] == []
+        response, body = get("/api/tracks?" + "&".join(["genre=rock"] * 800))
+        assert response.status == 414 and response.getheader("Content-Type") == "application/json"
+        assert json.loads(body)["error"] == {
+            "code": "uri_too_long",
+            "message": "the request line is over 8,190 bytes: ask with fewer or shorter parameters",
+        }
+        for name in ("X-Content-Type-Options", "Content-Security-Policy", "X-Frame-Options"):
+            assert response.getheader(name) == SECURITY_HEADERS[name]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

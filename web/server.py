@@ -9,15 +9,58 @@ on to a new index generation by itself (Engine.index). A worker runs `threads` r
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.http.errors import LimitRequestHeaders, LimitRequestLine
+from gunicorn.util import write_nonblock
+from gunicorn.workers.gthread import ThreadWorker
 
 from mirsearch.config import Settings
 from mirsearch.errors import IndexMismatchError, MirsearchError
-from web import create_app
+from web import SECURITY_HEADERS, create_app
+
+# The longest request line (method, URL, version) gunicorn will read, its own largest but for
+# none at all (past its default, 4,094, a long listing URL had got an HTML page of its own)
+REQUEST_LINE_BYTES = 8190
+
+
+class Worker(ThreadWorker):
+    """gunicorn's threaded worker, which answers a request line or headers too long to read as
+    the app answers its errors: JSON with the site's security headers, not an HTML page of
+    gunicorn's own (the path is not known then, so a page's URL gets the JSON too)."""
+
+    def handle_error(self, req, client, addr, exc):
+        if isinstance(exc, LimitRequestLine):
+            status, reason, code = 414, "URI Too Long", "uri_too_long"
+            message = (
+                f"the request line is over {self.cfg.limit_request_line:,} bytes: ask with "
+                "fewer or shorter parameters"
+            )
+        elif isinstance(exc, LimitRequestHeaders):
+            status, reason, code = 431, "Request Header Fields Too Large", "headers_too_large"
+            message = (
+                f"the request's headers are over the limit ({self.cfg.limit_request_fields} "
+                f"headers of at most {self.cfg.limit_request_field_size:,} bytes each): {exc}"
+            )
+        else:
+            return super().handle_error(req, client, addr, exc)
+        self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        head = [
+            f"HTTP/1.1 {status} {reason}",
+            "Connection: close",
+            "Content-Type: application/json",
+            f"Content-Length: {len(body)}",
+            *(f"{name}: {value}" for name, value in SECURITY_HEADERS.items()),
+        ]
+        try:
+            write_nonblock(client, "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body)
+        except OSError:
+            self.log.debug("Failed to send error message.")
 
 
 class Server(BaseApplication):
@@ -28,7 +71,8 @@ class Server(BaseApplication):
         self.options = {
             "bind": f"{host}:{port}",
             "workers": workers,
-            "worker_class": "gthread",
+            "worker_class": Worker,
+            "limit_request_line": REQUEST_LINE_BYTES,
             "threads": settings.server.threads,
             "timeout": settings.server.timeout_s,
             "graceful_timeout": 10,
