@@ -667,6 +667,29 @@ def test_a_clip_sent_as_text_an_undecodable_codec_and_bare_api_are_told_in_json(
     assert_error(client.get("/api"), 404)
 
 
+def test_too_many_form_fields_and_text_fields_only_are_told_as_such(site, tmp_path):
+    """Werkzeug's limit of 1,000 parts had been told as a field over 500,000 bytes, and a form
+    of text fields only as an upload perhaps cut off."""
+    _, client, paths = site
+    data = clip_bytes(paths[0], seconds=5.0, tmp=tmp_path)
+    fields = {f"f{i}": "x" for i in range(1000)}
+    many = upload(client, "/api/search", data, **fields)  # 1,001 parts of a byte or so
+    assert_error(many, 413)
+    assert many.get_json()["error"]["message"].startswith("the form has over 1,000 fields")
+    as_text = client.post(  # the one field over 500,000 bytes is still told as before
+        "/api/search", data={"file": "x" * 600_000}, content_type="multipart/form-data"
+    )
+    assert "curl -F file=@clip.mp3" in as_text.get_json()["error"]["message"]
+    only_text = client.post(
+        "/api/search", data=dict(list(fields.items())[:999]), content_type="multipart/form-data"
+    )
+    assert_error(only_text, 400)
+    assert only_text.get_json()["error"]["message"] == (
+        "send the audio in a field named 'file': the form had text fields only "
+        "('f0', 'f1', 'f2', 'f3', 'f4', …)"
+    )
+
+
 def test_a_track_page_draws_the_waveform_the_catalog_keeps_without_decoding(
     site, copied_home, monkeypatch
 ):

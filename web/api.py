@@ -19,6 +19,7 @@ from web.openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
+FORM_FIELDS = ("k", "genre", "similar")  # the fields of text an upload's route reads
 MAX_DIGITS = 18  # a whole-number parameter's; every limit it is checked against is far below
 
 MIMETYPES = {
@@ -84,6 +85,10 @@ def _no_file_field() -> str:
         return "the field 'file' arrived as text: send the audio as a file (curl -F file=@clip.mp3)"
     if request.files:
         return f"send the audio in a field named 'file', not {', '.join(map(repr, request.files))}"
+    unknown = [name for name in request.form if name not in FORM_FIELDS]
+    if unknown:  # text fields only, none the API reads
+        named = ", ".join(map(repr, unknown[:5])) + (", …" if len(unknown) > 5 else "")
+        return f"send the audio in a field named 'file': the form had text fields only ({named})"
     return (  # Werkzeug drops a part whose headers are not UTF-8 (a name in Latin-1) unseen
         "no field named 'file' arrived whole: send the audio in one (was the upload cut off, or "
         "the file's name not in UTF-8?)"

@@ -8,6 +8,7 @@ import re
 
 from flask import Flask, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+from werkzeug.sansio.multipart import MultipartDecoder
 
 from mirsearch.errors import (
     AudioError,
@@ -60,6 +61,12 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(exc: RequestEntityTooLarge):
         limit = app.config.get("MAX_CONTENT_LENGTH")
+        if _too_many_parts(exc):
+            message = (
+                f"the form has over {request.max_form_parts:,} fields: send the audio in the "
+                "field 'file', with at most a few others (k, genre)"
+            )
+            return respond(413, "request_entity_too_large", message)
         if limit and request.content_length is not None and request.content_length <= limit:
             field = request.max_form_memory_size  # a field that is not a file: a clip sent as text
             message = (
@@ -82,6 +89,15 @@ def init_app(app: Flask) -> None:
     def unexpected(exc: Exception):
         log.exception("unexpected error on %s %s", request.method, request.path)
         return respond(500, "internal_error", "something went wrong on our side; it was logged")
+
+
+def _too_many_parts(exc: RequestEntityTooLarge) -> bool:
+    """Whether Werkzeug refused a form for its number of parts (max_form_parts): it raises the same
+    bare 413 as for a field over max_form_memory_size, from another place only."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code is MultipartDecoder.next_event.__code__
 
 
 def _routing_advice(exc: HTTPException, allow: str) -> str | None:
