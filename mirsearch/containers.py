@@ -22,6 +22,10 @@ from mirsearch.files import shown, storable
 
 TAG_KEYS = ("title", "artist", "album", "genre")  # kept composed (NFC): é one character
 GENRES_APART = "; "  # between the values of a genre tag that holds several (Catalog reads each)
+# Unicode categories drawn as nothing: controls, format characters (zero-width space, direction
+# marks, BOM) and separators. A tag of these only is blank; a genre loses its format characters.
+INVISIBLE = {"Cc", "Cf", "Zs", "Zl", "Zp"}
+JOINERS = "\u200c\u200d"  # format characters that shape the letters or emoji either side of them
 # How much of a WAV file FFmpeg reads when it opens one. By default (5 MB) its check that 16-bit
 # PCM is not another codec behind a PCM header reads every packet up to 32 and tries its probes
 # on them: in a 10 s clip at 16 kHz, 4.5 of the 16 ms its decoding took, paid by both opens.
@@ -271,8 +275,8 @@ def _info(path: Path, container: av.container.InputContainer, position: int) -> 
         for key, value in source.items():
             key, value = key.lower(), unicodedata.normalize("NFC", str(value).strip())
             if key == "genre":  # several values (GENRE=Rock, GENRE=Pop) reach us as "Rock;Pop"
-                value = GENRES_APART.join(v.strip() for v in value.split(";") if v.strip())
-            if key in TAG_KEYS and value and key not in tags:  # a blank tag is no tag
+                value = GENRES_APART.join(filter(None, map(genre_name, value.split(";"))))
+            if key in TAG_KEYS and visible(value) and key not in tags:  # a blank tag is no tag
                 tags[key] = value[:TAG_CHARS].rstrip()
     return AudioInfo(
         path=str(path),
@@ -285,6 +289,24 @@ def _info(path: Path, container: av.container.InputContainer, position: int) -> 
         stream=position,
         streams=len(container.streams.audio),
     )
+
+
+def visible(text: str | None) -> bool:
+    """Whether `text` has a character that is drawn: a title of zero-width spaces is blank."""
+    return any(unicodedata.category(c) not in INVISIBLE for c in text or "")
+
+
+def genre_name(text: str) -> str:
+    """A genre as it is compared: without the format characters no one sees ("jazz" and a
+    "jazz" with a zero-width space had been two genres), its spaces single. A joiner between
+    two letters stays: it shapes them."""
+    kept = (
+        c
+        for i, c in enumerate(text)
+        if unicodedata.category(c) != "Cf"
+        or (c in JOINERS and visible(text[i - 1 : i]) and visible(text[i + 1 : i + 2]))
+    )
+    return " ".join("".join(kept).split())
 
 
 def _duration_s(container: av.container.InputContainer, stream: av.AudioStream) -> float:

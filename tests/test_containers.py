@@ -34,6 +34,23 @@ def test_a_blank_tag_is_no_tag(write_audio):
     assert containers.probe(path).tags == {"artist": "Band"}
 
 
+def test_a_tag_of_invisible_characters_is_no_tag_and_a_genre_drops_them(write_audio):
+    """A title of zero-width spaces had made an entry no one could see or click, and "jazz" with
+    a zero-width space a genre of its own that looked like jazz and that no filter found."""
+    path = write_audio(
+        "invisible.flac",
+        tone(220.0, 2.0),
+        title="\u200b\u200b",
+        artist="\u2066\u2069",
+        album="\u202eevil",  # shown as the tag says: the pages isolate it
+        genre="jazz\u200b; \ufeffRock\u00a0 and  Roll; \u200b; Shoegaze\u200d\u2764",
+    )
+    assert containers.probe(path).tags == {
+        "album": "\u202eevil",
+        "genre": "jazz; Rock and Roll; Shoegaze\u200d\u2764",  # a joiner inside stays
+    }
+
+
 def test_a_tag_is_kept_to_the_length_a_filter_takes(write_audio):
     """A 5,000-character genre tag was listed by `genres` and refused by every filter (at most
     1,000 characters); a 2 MB title went out with every result naming the track."""
