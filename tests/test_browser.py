@@ -416,3 +416,19 @@ def test_search_is_off_while_a_clip_is_searched_so_it_is_sent_once(server, tmp_p
     expect(page.locator("#status")).to_contain_text(f"in {genre}", timeout=60_000)
     assert [a for a in asked if a in ("examine", "search")] == ["examine", "search"]
     assert page.is_enabled("#submit") and page.get_attribute("#results", "aria-busy") == "false"
+
+
+def test_a_title_of_zero_width_spaces_only_is_shown_as_the_file_s_name(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    examined = engine.examine(clip, k=1).to_dict() | {"query": "clip.wav"}
+    for hit in examined["results"] + examined["matches"]:
+        hit["title"] = "\u200b\u200b"
+    page = browser.new_page()
+    page.route("**/api/examine", lambda route: route.fulfill(json=examined))
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#banner:not([hidden])", timeout=60_000)
+    file = examined["results"][0]["path"].rsplit("/", 1)[1]
+    for link in (page.locator("#results li.hit a"), page.locator("#banner a")):
+        assert link.inner_text() == file and link.bounding_box()["width"] > 0  # had been 0 px

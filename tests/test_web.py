@@ -853,6 +853,22 @@ def test_a_right_to_left_override_in_a_tag_is_isolated_on_every_page(site, copie
         assert "\u202e" not in outside, url
 
 
+def test_a_title_of_zero_width_spaces_only_is_shown_as_the_file_s_name(site, copied_home):
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
+
+    catalog = Catalog(copied_home.db_url)
+    with catalog.session() as session, session.begin():
+        track = session.scalars(sa.select(Track).order_by(Track.id)).first()
+        track.title, track_id, file = "\u200b\u200b", track.id, Path(track.path).name
+    catalog.close()
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    link = f'<a href="/tracks/{track_id}"><bdi>{file}</bdi></a>'  # it had been 0 px wide
+    assert link in client.get("/catalog").get_data(as_text=True)
+    page = client.get(f"/tracks/{track_id}").get_data(as_text=True)
+    assert f"<title>{file} · mirsearch</title>" in page and f"<h1><bdi>{file}</bdi></h1>" in page
+
+
 def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, monkeypatch):
     app, client, _ = site
     track = {"path": "/music/brick.ogg", "title": "Brick <b>"}

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from mirsearch.audio import load
 from mirsearch.config import MAX_PAGE
+from mirsearch.containers import visible
 from mirsearch.errors import MirsearchError, NotFoundError
 from web.api import engine, int_arg, playable
 
@@ -129,10 +130,11 @@ def duplicates():
 
 @bp.app_template_filter()
 def name(track) -> str:
-    """A track (a catalog row or a result's dict) as pages name it: its title, else its file."""
+    """A track (a catalog row or a result's dict) as pages name it: its title, else its file (a
+    title of zero-width spaces only had made a link no one could see or click)."""
     title = track["title"] if isinstance(track, dict) else track.title
     path = track["path"] if isinstance(track, dict) else track.path
-    return title or path.rsplit("/", 1)[-1]
+    return title if visible(title) else path.rsplit("/", 1)[-1]
 
 
 @bp.app_template_filter()

@@ -30,8 +30,9 @@ function text(tag, value, className) {
   return el;
 }
 
+// Its title, else its file's name: a title of zero-width spaces only is none (mirsearch.containers)
 function trackName(hit) {
-  return hit.title || hit.path.split("/").pop();
+  return /[^\p{Cc}\p{Cf}\p{Z}]/u.test(hit.title || "") ? hit.title : hit.path.split("/").pop();
 }
 
 // Catalog text (a title, a tag) in an element of its own whose direction is its own: a
