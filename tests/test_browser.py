@@ -253,10 +253,12 @@ def test_a_search_shows_the_clips_genres_and_duplicates_and_survives_back(server
     assert page.get_attribute("#chips", "role") == "group"
     assert page.inner_text("#chips-label") == "Filter by genre:"
     assert chips.count() == page.locator(".chip[aria-pressed=false]").count() > 0
+    assert page.title() == "Search by sound · mirsearch"  # it had been "mirsearch" alone
     page.fill("#k", "1")
     page.set_input_files("#file", str(clip))
     page.wait_for_selector("#classification:not([hidden]) #clip-genres li", timeout=60_000)
     assert page.inner_text("#status") == "1 result for clip.wav"
+    assert page.title() == "1 result for clip.wav · mirsearch"
     hit = page.locator("#results li.hit")
     title = hit.locator("a").inner_text()
     assert hit.locator("audio").get_attribute("aria-label") == (
@@ -432,3 +434,26 @@ def test_a_title_of_zero_width_spaces_only_is_shown_as_the_file_s_name(server, t
     file = examined["results"][0]["path"].rsplit("/", 1)[1]
     for link in (page.locator("#results li.hit a"), page.locator("#banner a")):
         assert link.inner_text() == file and link.bounding_box()["width"] > 0  # had been 0 px
+
+
+def test_a_k_out_of_bounds_is_told_before_sending_and_not_as_the_clip_s_fault(server, tmp_path):
+    base, engine, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    examined = engine.examine(clip, k=1).to_dict() | {"query": "clip.wav"}
+    page = browser.new_page()
+    asked = []
+    page.on("request", lambda request: asked.append(request.url.rsplit("/", 1)[1]))
+    page.route("**/api/examine", lambda route: route.fulfill(json=examined))
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#results li.hit", timeout=60_000)
+    page.fill("#k", "0")
+    other = write(tmp_path / "other.wav", load(files[1]).samples[: 10 * 16_000], 16_000)
+    page.set_input_files("#file", str(other))  # a new file: it had been sent, then blamed
+    expect(page.locator("#error")).to_contain_text("Results: ")
+    assert "other.wav" not in page.inner_text("#error")
+    assert page.locator("#results li.hit").count() == 1  # the last answer stays
+    page.fill("#k", "5000")
+    page.click("#submit")  # the browser's tooltip: the box had gone on saying "got 0"
+    expect(page.locator("#error")).to_contain_text("1000")
+    assert asked.count("examine") == 1

@@ -12,6 +12,7 @@ const panel = document.getElementById("classification");
 const results = document.getElementById("results");
 const recordButton = document.getElementById("record");
 const submitButton = document.getElementById("submit");
+const kInput = document.getElementById("k");
 const STORED = "mirsearch.last-search";  // sessionStorage: the answer shown last, for Back
 let clip = null;          // the Blob searched last (a file or a recording)
 let clipName = "clip";
@@ -21,6 +22,7 @@ let shown = null;         // the answer on screen: {name, genre, found, dupes, c
 let asked = 0;            // searches started: an answer that arrives after a newer one is dropped
 let pending = null;       // the clip whose answer is awaited: Search is off meanwhile
 let again = false;        // a chip pressed while it is awaited: search once more when it is in
+const PAGE_TITLE = document.title;  // the page's own: its title again when no answer is shown
 const SLOW_MS = 4000;     // an answer not in by then: say that a long file takes a while
 
 function text(tag, value, className) {
@@ -74,7 +76,11 @@ async function post(url, extra) {
   for (const [key, value] of Object.entries(extra || {})) data.append(key, value);
   const response = await fetch(url, { method: "POST", body: data });
   const body = await response.json().catch(() => null);
-  if (!response.ok) throw new Error(errorMessage(body, response));
+  if (!response.ok) {
+    const error = new Error(errorMessage(body, response));
+    error.code = body && body.error && body.error.code;
+    throw error;
+  }
   return body;
 }
 
@@ -164,6 +170,7 @@ function show(answer) {
   showBanner(answer ? answer.dupes : []);
   showClassification(answer && answer.classified);
   statusBox.replaceChildren(...(answer ? summary(answer) : []));
+  document.title = answer ? `${statusBox.textContent} · mirsearch` : PAGE_TITLE;
 }
 
 function markChips() {
@@ -183,12 +190,13 @@ function busy(awaited) {
 async function runSearch() {
   if (!clip) { statusBox.textContent = "Choose, drop or record a clip first."; return; }
   if (clip === pending) { again = true; return; }  // not sent twice: asked again once it is in
+  if (!kInput.checkValidity()) return;  // said by its "invalid" event; the answer shown stays
   const number = ++asked;
   again = false;
   const asking = clip;
   const name = clipName;
   const fresh = asking !== matched || !shown;  // a new clip: its duplicates and genres are asked too
-  const extra = { k: document.getElementById("k").value };
+  const extra = { k: kInput.value };
   if (genre) extra.genre = genre;
   showError("");
   if (fresh) {
@@ -220,7 +228,9 @@ async function runSearch() {
     matched = null;
     again = false;
     show(null);
-    showError(err.message.replace(/^the upload:\s*/, ""), name);
+    // a parameter's error (k, a genre) is not the clip's: not said as if it were
+    const about = err.code === "invalid_parameter" ? null : name;
+    showError(err.message.replace(/^the upload:\s*/, ""), about);
   } finally {
     clearTimeout(slow);
     if (number === asked) {
@@ -241,6 +251,9 @@ function restore() {
   statusBox.append(" (your last search: choose a clip to search again)");
 }
 
+// k out of bounds: said (the browser's words) before anything is sent, and in place of the last
+// message, which had stayed beside the browser's own tooltip
+kInput.addEventListener("invalid", () => showError(`Results: ${kInput.validationMessage}`));
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   if (!submitButton.disabled) runSearch();
