@@ -145,3 +145,44 @@ def test_align_prefers_the_consistent_offset_over_scattered_matches():
     assert in_order.mean_of_max == pytest.approx(scrambled.mean_of_max, abs=1e-5)
     assert in_order.aligned == pytest.approx(1.0, abs=1e-5) and in_order.offset_s == 30.0
     assert scrambled.aligned < 0.7
+
+
+def test_an_upload_holding_two_catalog_excerpts_finds_both_first():
+    """Two songs back to back: each track lines up with half the upload, and the mean over all
+    its windows had scored each at half that, below a track that matches no part of it but
+    whose "sounds alike" vector is close to the upload's."""
+    rng = np.random.default_rng(11)
+    index = VectorIndex.create(META, IndexConfig(kind="flat"))
+    tracks = {t: random_walk(rng, N_WINDOWS) for t in range(1, 21)}
+    style = normalise(rng.standard_normal((1, DIM)))[0]  # the upload's "sounds alike" vector
+    for track_id, windows in tracks.items():
+        index.add(track_id, windows)
+    lookalike = normalise(style + 0.9 * normalise(rng.standard_normal((1, DIM)))[0])[0]
+    index.add(21, random_walk(rng, N_WINDOWS), lookalike)  # style cosine ~0.74, no excerpt
+    first, second = noisy(rng, tracks[1][30:50], 0.3), noisy(rng, tracks[2][60:80], 0.3)
+    upload = np.vstack([first, second])  # track 1 from 45 s, then track 2 from 90 s
+    hits = rank(index, upload, np.arange(40) * HOP_S, style, k=3)
+    assert {h.track_id for h in hits[:2]} == {1, 2} and hits[2].track_id == 21
+    assert hits[1].score > hits[2].score + 0.1
+    offsets = {h.track_id: h.offset_s for h in hits[:2]}
+    # the track time where the upload's time 0 lines up: track 2's part starts 30 s into it
+    assert offsets == {1: pytest.approx(45.0, abs=0.5), 2: pytest.approx(60.0, abs=0.5)}
+
+
+def test_align_scores_a_long_query_s_best_run_where_it_lines_up_as_a_copy():
+    rng = np.random.default_rng(12)
+    track, other = random_walk(rng, 60), random_walk(rng, 60)
+    query = np.vstack([other[:20], track[10:30]])  # 30 s of other music, then the track from 15 s
+    offsets_s = np.arange(40) * HOP_S
+    match = align(query, offsets_s, track, hop_s=HOP_S)
+    assert match.aligned < 0.6  # half the windows line up
+    assert match.excerpt == pytest.approx(1.0, abs=1e-5)
+    assert match.excerpt_offset_s == 0.0  # query time 0 lies 15 s before the track starts
+    late = np.vstack([other[40:], track])  # the same track behind 30 s of something else
+    assert align(query, offsets_s, late, hop_s=HOP_S).excerpt_offset_s == pytest.approx(15.0)
+    short = align(query[:15], offsets_s[:15], track, hop_s=HOP_S)  # a 10 s clip: as before
+    assert short.excerpt == short.aligned and short.excerpt_offset_s == short.offset_s
+    # no run of windows could line up as a copy does (their best matches anywhere cannot): the
+    # runs are not scored
+    unrelated = align(query, offsets_s, random_walk(rng, 60), hop_s=HOP_S)
+    assert unrelated.excerpt == unrelated.aligned
