@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 MAX_SIMILAR = 100  # similar tracks a classification lists at most
 GENRES_NAMED = 30  # the catalog's most common genres an unknown one's message names
 CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer (a query: 3 s)
+SOUND_STEP_S = 0.1  # a query's sound is measured in steps of this length (its pauses left out)
 
 
 class Engine(Resources):
@@ -91,7 +92,31 @@ class Engine(Resources):
         and the file are checked before the model is loaded: a mistake is told at once."""
         k = self._check_k(k)
         allowed = self.allowed_tracks(genres)
-        return self._rank(self.analyse_file(path), k=k, allowed=allowed)
+        decoded = self._decoded_query(path)
+        self._require_sound(path, decoded)
+        analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.query_hop_s)
+        return self._rank(analysis, k=k, allowed=allowed)
+
+    def _require_sound(self, path: Path, decoded: audio.Decoded) -> None:
+        """Refuse a query with less than SearchConfig.min_query_s of sound: its length less its
+        pauses (audio.sounding_windows). 2 s of music after 8 s of digital silence had passed the
+        minimum on the file's length and been ranked on those 2 s (its source 16th), where the
+        bare 2 s is refused."""
+        minimum = self.settings.search.min_query_s
+        rate = self.settings.audio.sample_rate
+        heard = audio.sounding_windows(
+            decoded.samples,
+            np.arange(0.0, decoded.samples.size / rate, SOUND_STEP_S),
+            SOUND_STEP_S,
+            sample_rate=rate,
+            silence_dbfs=self.settings.audio.silence_dbfs,
+        )
+        sound_s = decoded.info.duration_s - np.count_nonzero(~heard) * SOUND_STEP_S
+        if sound_s < minimum:
+            raise TooShortError(
+                f"{path}: only {sound_s:.1f} s of the clip is sound; "
+                f"queries need at least {minimum:.0f} s of sound"
+            )
 
     def _rank(self, analysis: Analysis, *, k: int, allowed: set[int] | None) -> list[Result]:
         index = self._require_index()
@@ -143,6 +168,7 @@ class Engine(Resources):
         k = self._check_k(k)
         allowed = self.allowed_tracks(genres)
         decoded = self._decoded_query(path)
+        self._require_sound(path, decoded)
         analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.query_hop_s)
         return Examination(
             results=self._rank(analysis, k=k, allowed=allowed),

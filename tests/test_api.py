@@ -260,6 +260,23 @@ def test_match_refuses_a_clip_too_short_to_confirm_a_duplicate_in(settings, demo
     assert [m.path for m in engine.match(long_enough)][:1] == [str(demo[1].resolve())]
 
 
+def test_a_query_with_less_than_3_s_of_sound_is_refused_whatever_its_length(
+    settings, demo, tmp_path
+):
+    """2 s of music after 8 s of digital silence had passed the 3 s minimum on its length and
+    been ranked on those 2 s, where the bare 2 s is refused; classify still takes it."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+    music = load(demo[1]).samples[10 * 16_000 : 12 * 16_000]
+    led = write(
+        tmp_path / "led.wav", np.concatenate([np.zeros(8 * 16_000, np.float32), music]), 16_000
+    )
+    for query in (engine.search, engine.examine):
+        with pytest.raises(TooShortError, match="only 2.0 s of the clip is sound; .* 3 s of"):
+            query(led)
+    assert engine.classify(led, similar_k=1).genre in engine.embedder.labels
+
+
 def test_a_classify_timeline_gives_a_genre_to_the_windows_with_sound_only(settings, tmp_path):
     music = tone(220.0, 8.0) + tone(330.0, 8.0)
     path = write(
