@@ -140,6 +140,12 @@ class SearchConfig:
     # still win where higher: excerpts first
     style_weight: float = 0.9
     max_query_windows: int = 240  # longer queries are subsampled evenly to this many windows
+    # a part of a longer upload lines up with a track on its own where a run of this many
+    # consecutive query windows (a 10 s clip's) does at excerpt_min or more, as a copy does
+    # (search.align): catalog excerpts' runs 0.95-0.99, also as 64 kbit/s MP3; other music's best
+    # 0.85 on ../shared/audio (pink noise on a noisy passage; whole tracks, versions aside, 0.84)
+    excerpt_windows: int = 15
+    excerpt_min: float = 0.9
     min_query_s: float = 3.0  # shorter clips are refused
     # longer clips are refused, before they are decoded whole where they declare their length: a
     # 150 KB FLAC of one square wave declares 3 hours, 2 GB and 16 s of a server's worker to read

@@ -12,8 +12,13 @@ re-scores every candidate exactly. Two kinds of evidence are blended:
 A track's score is the blend of both, or the aligned similarity alone where that is higher: a
 clip cut from a catalog track finds that track first however its style vector compares. A copy
 of a track within a longer upload (other sound before or after it, a mix) is found the same way:
-its best run of STRETCH_WINDOWS query windows along one offset (10 s of a query up to 2 min,
-longer where a query's windows are thinned), where that lines up as a copy does.
+its best run of SearchConfig.excerpt_windows query windows along one offset (10 s of a query up
+to 2 min, longer where a query's windows are thinned), where that lines up as a copy does. The
+mean along one offset over every window of an upload (0 where it overhangs the track) had scored
+a track filling half of it (two songs back to back, 20 s of noise or talk before the music, a
+mix) at half its aligned similarity, below tracks in none of it; scoring every offset by its
+best run alone let chance runs outrank the "sounds alike" blend (`similar`'s precision@5 of same
+soundtrack fell from 0.460 to 0.421), hence a run counts only where it lines up as a copy.
 """
 
 from __future__ import annotations
@@ -27,20 +32,6 @@ from mirsearch.config import SearchConfig
 from mirsearch.errors import InvalidParameterError
 from mirsearch.index import VectorIndex
 from mirsearch.index_kinds import normalise
-
-# A part of the query lines up with a track on its own where a run of this many consecutive
-# query windows (a 10 s clip's: 3 s windows every 0.5 s; more seconds in a query thinned to
-# SearchConfig.max_query_windows) does at EXCERPT_MIN or more: a copy of the track. The mean
-# along one offset over every window of an upload (0 where it overhangs the track) had scored a
-# track filling half of it (two songs back to back, 20 s of noise or talk before the music, a
-# mix) at half its aligned similarity, below tracks in none of it. A catalog excerpt's run lines
-# up at 0.95-0.99, also re-encoded to 64 kbit/s MP3; other music's best run at 0.85 at most on
-# ../shared/audio (pink noise against a track's noisy passage; whole tracks against each other,
-# version pairs aside, 0.84). Scoring every offset by its best run alone let such chance runs
-# outrank the "sounds alike" blend: `similar`'s precision@5 of same soundtrack fell from 0.460
-# to 0.421.
-STRETCH_WINDOWS = 15
-EXCERPT_MIN = 0.9
 
 
 @dataclass(frozen=True)
@@ -60,7 +51,7 @@ class Alignment:
     mean_of_max: float  # mean over query windows of their best similarity anywhere in the track
     offset_s: float  # track time where the query's time 0 lines up at that offset (≥ 0)
     excerpt: float  # mean similarity along the best offset over its best run of consecutive
-    # query windows (STRETCH_WINDOWS; all of a query with fewer, where it equals `aligned`)
+    # query windows (SearchConfig.excerpt_windows; all of a shorter query: then it is `aligned`)
     excerpt_offset_s: float  # track time where the query's time 0 lines up for that run (≥ 0)
 
 
@@ -94,12 +85,21 @@ def rank(
     weight = config.alignment_weight
     hits = []
     for track_id in candidates:
-        match = align(queries, offsets_s, index.track_windows(track_id), hop_s=index.meta.hop_s)
+        match = align(
+            queries,
+            offsets_s,
+            index.track_windows(track_id),
+            hop_s=index.meta.hop_s,
+            stretch=config.excerpt_windows,
+            excerpt_min=config.excerpt_min,
+        )
         windows = weight * match.aligned + (1.0 - weight) * match.mean_of_max
         style = float(style_vector @ index.track_vector(track_id))
         blend = config.style_weight * style + (1.0 - config.style_weight) * windows
         aligned, offset_s = match.aligned, match.offset_s
-        if match.excerpt >= EXCERPT_MIN > aligned:  # a part of the query is a copy of the track
+        if (
+            match.excerpt >= config.excerpt_min > aligned
+        ):  # a part of the query is a copy of the track
             aligned, offset_s = match.excerpt, match.excerpt_offset_s
         score = max(blend, aligned)  # an excerpt (or a version) lined up in time wins
         hits.append(Hit(int(track_id), float(np.clip(score, -1.0, 1.0)), offset_s))
@@ -137,8 +137,8 @@ def align(
     track: np.ndarray,
     *,
     hop_s: float,
-    stretch: int = STRETCH_WINDOWS,
-    excerpt_min: float = EXCERPT_MIN,
+    stretch: int = SearchConfig.excerpt_windows,
+    excerpt_min: float = SearchConfig.excerpt_min,
 ) -> Alignment:
     """Score a track's windows (n, D) against unit query windows (m, D) at every time offset.
 
