@@ -12,6 +12,7 @@ hypotheses only when that reading leaves it in doubt (`read_as_needed`).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -230,9 +231,11 @@ def _verified(
     frames_per_s: float,
     config: DuplicateConfig,
 ) -> list[Match]:
-    """Each (line, the query print of its reading) scored with its prints' agreement, its speed
-    and track offset refitted to the prints (`verification.checks`, all of them in one pass). A
-    track without a print is checked against an empty one: agreement 0, the line unchanged."""
+    """Each (line, the query print of its reading) scored with its prints' agreement, its speed,
+    track offset and stretch of the query refitted to the prints (`verification.checks`, all of
+    them in one pass: a catalog excerpt inside a longer upload begins where its print does, not
+    where the windows' line, a catalog hop coarse, put it). A track without a print is checked
+    against an empty one: agreement 0, the line unchanged."""
     found = verification.checks(
         [
             (
@@ -255,9 +258,18 @@ def _verified(
         background=config.verify_background,
     )
     return [
-        scored(line, checked, config)
+        scored(_stretched(line, checked.alignment), checked, config)
         for (line, _), checked in zip(lines_to_check, found, strict=True)
     ]
+
+
+def _stretched(line: lines.Line, alignment: verification.Alignment) -> lines.Line:
+    """`line` over the stretch of the query `alignment` puts on the track."""
+    return dataclasses.replace(
+        line,
+        query_offset_s=alignment.query_start_s,
+        duration_s=alignment.query_end_s - alignment.query_start_s,
+    )
 
 
 def _evidence(m: Match) -> tuple[float, float, float]:

@@ -7,16 +7,17 @@ takes the median of the chunks' correlations: a copy correlates, re-encoded, fil
 stretched or not; other music with the same instruments, tempo and key does not, because its
 notes and onsets fall elsewhere. The chunks' best lags also draw the line a copy follows: a copy
 5 % fast checked on a line at speed 1.0 drifts 1.6 frames a second, and the line through the
-lags gives its speed and offset (`_refitted`). Each chunk's best correlation is discounted by a
-share of its median over the lags: slow alike-sounding music (long pads, drones) correlates at
-every lag, a copy only at its own. Both prints are read relative to each frame's mean over the
-bands, and the depth of cells more than 6 dB below it is halved (a soft floor): the quiet cells
-are where another recording mixed underneath, or noise, shows first, and they carry little of
-the music's own detail (replayed on the `make eval-dupes` queries, bench/dupes_replay.py: 10 s
-clips under another recording at −12 dB 94.6 → 96.4 % found, under noise at 10 dB SNR 96.4 →
-100 %, no transform lower). A hard floor did as well there, but left little besides the partials:
-two synthetic demo pieces in one key, one at about twice the other's tempo, agreed at 0.36
-instead of 0.23 and were flagged as duplicates; softened they agree at 0.25.
+lags gives its speed and offset (`_fitted`), along which the prints are checked again. Each
+chunk's best correlation is discounted by a share of its median over the lags: slow
+alike-sounding music (long pads, drones) correlates at every lag, a copy only at its own. Both
+prints are read relative to each frame's mean over the bands, and the depth of cells more than
+6 dB below it is halved (a soft floor): the quiet cells are where another recording mixed
+underneath, or noise, shows first, and they carry little of the music's own detail (replayed on
+the `make eval-dupes` queries, bench/dupes_replay.py: 10 s clips under another recording at
+−12 dB 94.6 → 96.4 % found, under noise at 10 dB SNR 96.4 → 100 %, no transform lower). A hard
+floor did as well there, but left little besides the partials: two synthetic demo pieces in one
+key, one at about twice the other's tempo, agreed at 0.36 instead of 0.23 and were flagged as
+duplicates; softened they agree at 0.25.
 """
 
 from __future__ import annotations
@@ -31,10 +32,16 @@ import numpy as np
 # the check reads a cell more than FLOOR_DB below its frame's mean over bands at FLOOR_SLOPE of
 # its depth beyond that
 FLOOR_DB, FLOOR_SLOPE = -6.0, 0.5
-# a line is refitted to the chunks' best lags (`_refitted`) when they span at least this long,
-# their median distance from the refitted line is at most this (1.5 print frames) and its speed
-# differs by at most this (the windows vote over speeds 0.94 to 1.06)
-RESPEED_MIN_SPAN_S, RESPEED_MAX_RESIDUAL_S, RESPEED_MAX_CHANGE = 2.0, 1.5 / 32, 0.1
+# a line is refitted to the chunks' best lags (`_fitted`) when those on it span at least this
+# long, lie within this of it (1.5 print frames) and are more than half of them, and its speed
+# differs by at most this (the windows vote over speeds 0.94 to 1.06; a ±5 % copy of a ±5 %
+# copy, 10.5 % away, can be voted at 1.0 on a reading shifted by a semitone)
+RESPEED_MIN_SPAN_S, RESPEED_MAX_RESIDUAL_S, RESPEED_MAX_CHANGE = 2.0, 1.5 / 32, 0.12
+# the prints are checked again along the line the chunks draw (`checks`) when its speed differs by
+# more than this or its stretch begins or ends elsewhere; the chunks read on a line a few per cent
+# off are taken to be on the line they draw within this share of the drift over a chunk besides
+# RESPEED_MAX_RESIDUAL_S (checked 10.5 % off, their best lags waver by a tenth of a second)
+RECHECK_MIN_CHANGE, RECHECK_SMEAR = 0.002, 0.25
 
 
 @dataclass(frozen=True)
@@ -52,7 +59,7 @@ class Check:
     """What the prints say about an alignment (`check`)."""
 
     agreement: float  # median of the chunks' best correlations, less their background share
-    alignment: Alignment  # the alignment refitted to the chunks' best lags (`_refitted`)
+    alignment: Alignment  # the alignment refitted to the chunks' best lags (`checks`)
 
 
 def check(query: np.ndarray, track: np.ndarray, alignment: Alignment, **options) -> Check:
@@ -83,12 +90,72 @@ def checks(
     of them spread evenly over it. The agreement is 0.0, and the alignment unchanged, when no
     chunk of the stretch lies inside both prints. The chunks of all the items are correlated in
     one pass (a query's ~5 checks are small: one at a time, they cost mostly NumPy's calls).
+
+    Where the chunks' best lags draw another line than the alignment (another speed, or a
+    stretch that begins before the track does or goes on after it ends), the prints are
+    checked again along that line, and that check is the answer when its own chunks lie on a
+    line (`_fitted`, to which it is refitted once more). Checked on a line a few per cent off,
+    every chunk is smeared across the drift within it and its best lag can sit a beat away, a
+    chunk hanging over the track's start or end finds no lag at all, and the chunks' median
+    agreement comes from a line that is not the copy's: a sample-exact excerpt inside a longer
+    upload had been reported 1.5 s early at speed 0.94, and a copy 10.5 % away at speed 1.000.
     """
+    read = functools.partial(
+        _read,
+        frames_per_s=frames_per_s,
+        chunk_s=chunk_s,
+        chunk_hop_s=chunk_hop_s,
+        max_lag_s=max_lag_s,
+        max_chunks=max_chunks,
+        background=background,
+    )
+    track_s = [track.shape[1] / frames_per_s for _, track, _ in items]
+    done, again = [], {}
+    for i, ((_, _, alignment), found) in enumerate(zip(items, read(items), strict=True)):
+        if found is None:  # no chunk inside both prints
+            done.append(Check(0.0, alignment))
+            continue
+        refitted = _fitted(alignment, found) or alignment
+        done.append(Check(found.agreement, _trimmed(refitted, track_s[i])))
+        line = _fitted(alignment, found, smear_s=RECHECK_SMEAR * chunk_s)
+        if line is not None:
+            line = _trimmed(line, track_s[i])
+            if _moved(line, alignment, frames_per_s):
+                again[i] = line
+    rechecked = read([(items[i][0], items[i][1], line) for i, line in again.items()])
+    for (i, line), found in zip(again.items(), rechecked, strict=True):
+        confirmed = None if found is None else _fitted(line, found)
+        if confirmed is not None:
+            done[i] = Check(found.agreement, _trimmed(confirmed, track_s[i]))
+    return done
+
+
+@dataclass(frozen=True)
+class _Read:
+    """One alignment's chunks read on the prints (`_read`)."""
+
+    agreement: float  # the median of the chunks' best correlations, less their background share
+    centres_s: np.ndarray  # query times of the chunks whose best lag is free (not a bound) ...
+    lags_s: np.ndarray  # ... and those best lags, in seconds
+
+
+def _read(
+    items: Sequence[tuple[np.ndarray, np.ndarray, Alignment]],
+    *,
+    frames_per_s: float,
+    chunk_s: float,
+    chunk_hop_s: float,
+    max_lag_s: float,
+    max_chunks: int,
+    background: float,
+) -> list[_Read | None]:
+    """Each item's chunks correlated at every lag, all items in one pass (`checks`); None for an
+    item none of whose chunks lies inside both prints."""
     n = max(2, round(chunk_s * frames_per_s))
     hop = max(1, round(chunk_hop_s * frames_per_s))
     max_lag = round(max_lag_s * frames_per_s)
     lags = np.arange(-max_lag, max_lag + 1)
-    done = [Check(0.0, alignment) for _, _, alignment in items]  # kept where no chunk lies inside
+    done: list[_Read | None] = [None] * len(items)
     cut = functools.partial(
         _chunks, n=n, hop=hop, lags=lags, max_chunks=max_chunks, frames_per_s=frames_per_s
     )
@@ -116,9 +183,11 @@ def checks(
     for (i, chunks), start, stop in zip(chunked, bounds[:-1], bounds[1:], strict=True):
         own = slice(start, stop)
         mine = free[own]
-        centres_s = (chunks.frames[mine, 0] + n / 2) / frames_per_s
-        refitted = _refitted(done[i].alignment, centres_s, lags[best[own][mine]] / frames_per_s)
-        done[i] = Check(float(np.median(scores[own])), refitted)
+        done[i] = _Read(
+            agreement=float(np.median(scores[own])),
+            centres_s=(chunks.frames[mine, 0] + n / 2) / frames_per_s,
+            lags_s=lags[best[own][mine]] / frames_per_s,
+        )
     return done
 
 
@@ -171,30 +240,74 @@ def _row_medians(x: np.ndarray, kept: np.ndarray) -> np.ndarray:
     return (ordered[rows, (counts - 1) // 2] + ordered[rows, counts // 2]) / 2
 
 
-def _refitted(alignment: Alignment, centres_s: np.ndarray, lags_s: np.ndarray) -> Alignment:
-    """The alignment moved onto the line through the chunks' best lags (`lags_s` seconds at query
-    times `centres_s`; a chunk whose best lag is the first or last it could try, at ±max_lag_s
-    or where the track begins or ends, is left out): a robust line (Theil–Sen: the median of the
-    pairwise slopes), so a chunk caught on a neighbouring beat does not bend it.
+def _fitted(alignment: Alignment, found: _Read, *, smear_s: float = 0.0) -> Alignment | None:
+    """The alignment moved onto the line the chunks' best lags draw, or None where they cannot
+    tell: fewer than three chunks with a free best lag, chunks spanning less than
+    RESPEED_MIN_SPAN_S, or half of them or fewer on the line (other music: its best lags fall
+    anywhere, three of six on one line by chance).
 
-    The windows' vote finds the speed only to a few per cent (a copy 5 % fast can win at 1.0);
-    the chunks, each free to slide, show the drift at 1/32 s. Kept as it was where they cannot
-    tell: fewer than three chunks, chunks spanning less than RESPEED_MIN_SPAN_S, most of them
-    off the line (other music: its best lags fall anywhere), or a line far steeper than a copy's.
+    The line is the one through two chunks, at most RESPEED_MAX_CHANGE steep (a copy's speed
+    is never that far from the vote's), that most chunks lie on (within
+    RESPEED_MAX_RESIDUAL_S, plus `smear_s` per unit of its slope: checked on a line a few per
+    cent off, a chunk's best lag wavers by a share of the drift within it), fitted again to
+    those by least squares: a chunk caught on a neighbouring beat, or hanging over the track's
+    start or end, does not bend it (the median of the pairwise slopes did, with two chunks of
+    eight off it). The windows' vote finds the speed only to a few per cent (a copy 5 % fast
+    can win at 1.0); the chunks, each free to slide, show the drift at 1/32 s.
     """
+    centres_s, lags_s = found.centres_s, found.lags_s
     if centres_s.size < 3 or np.ptp(centres_s) < RESPEED_MIN_SPAN_S:
-        return alignment
+        return None
     i, j = np.triu_indices(centres_s.size, k=1)  # every pair of chunks, i before j
-    slope = float(np.median((lags_s[j] - lags_s[i]) / (centres_s[j] - centres_s[i])))
-    detrended = lags_s - slope * (centres_s - alignment.query_start_s)  # each chunk's lag at start
-    at_start = float(np.median(detrended))
-    residuals = detrended - at_start
-    if abs(slope) > RESPEED_MAX_CHANGE or np.median(np.abs(residuals)) > RESPEED_MAX_RESIDUAL_S:
-        return alignment
+    slopes = (lags_s[j] - lags_s[i]) / (centres_s[j] - centres_s[i])  # centres rise
+    steady = np.abs(slopes) <= RESPEED_MAX_CHANGE
+    if not steady.any():
+        return None
+    i, j, slopes = i[steady], j[steady], slopes[steady]
+    through = lags_s[i] - slopes * centres_s[i]  # (pairs,) each pair's line at query time 0
+    residuals = np.abs(lags_s - (through[:, None] + slopes[:, None] * centres_s))
+    near = residuals <= (RESPEED_MAX_RESIDUAL_S + smear_s * np.abs(slopes))[:, None]
+    on = near[np.lexsort((np.where(near, residuals, 0.0).sum(axis=1), -near.sum(axis=1)))[0]]
+    if on.sum() < 3 or 2 * on.sum() <= centres_s.size or np.ptp(centres_s[on]) < RESPEED_MIN_SPAN_S:
+        return None
+    slope, at_zero = (float(c) for c in np.polyfit(centres_s[on], lags_s[on], 1))
     return dataclasses.replace(
         alignment,
-        track_offset_s=max(0.0, alignment.track_offset_s + at_start),
+        track_offset_s=alignment.track_offset_s + at_zero + slope * alignment.query_start_s,
         speed=alignment.speed + slope,
+    )
+
+
+def _trimmed(alignment: Alignment, track_s: float) -> Alignment:
+    """The alignment's stretch cut to where it lies on the track (`track_s` long): a query that
+    holds the whole track begins and ends where the track does, not where its windows' line,
+    a catalog hop coarse, put them."""
+    start_s, end_s, speed = alignment.query_start_s, alignment.query_end_s, alignment.speed
+    if alignment.track_offset_s < 0.0:
+        start_s = start_s - alignment.track_offset_s / speed
+    track_end_s = alignment.track_offset_s + speed * (end_s - alignment.query_start_s)
+    if track_end_s > track_s:
+        end_s = end_s - (track_end_s - track_s) / speed
+    if end_s <= start_s:  # a line reaching the track at no point: left as it came
+        return dataclasses.replace(alignment, track_offset_s=max(0.0, alignment.track_offset_s))
+    return Alignment(
+        query_start_s=start_s,
+        query_end_s=end_s,
+        track_offset_s=max(
+            0.0, alignment.track_offset_s + speed * (start_s - alignment.query_start_s)
+        ),
+        speed=speed,
+    )
+
+
+def _moved(line: Alignment, alignment: Alignment, frames_per_s: float) -> bool:
+    """Whether `line` would be checked on other chunks than `alignment`: another speed (more
+    than RECHECK_MIN_CHANGE), or a stretch begun or ended more than a frame away."""
+    frame_s = 1.0 / frames_per_s
+    return (
+        abs(line.speed - alignment.speed) > RECHECK_MIN_CHANGE
+        or abs(line.query_start_s - alignment.query_start_s) > frame_s
+        or abs(line.query_end_s - alignment.query_end_s) > frame_s
     )
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import walk, windows_at
+from conftest import SR, print_of, walk, windows_at
 
 from mirsearch import fingerprint, lines, verification
+from mirsearch.audio import load
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.duplicates import (
     Reading,
@@ -14,9 +15,12 @@ from mirsearch.duplicates import (
     find_matches,
     read_as_needed,
     strongest,
+    verified_best,
 )
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import IndexMeta
+from mirsearch.scoring import ranked
+from mirsearch.transforms import speed
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
 CONFIG = DuplicateConfig()
@@ -285,3 +289,48 @@ def test_the_tracks_of_most_window_evidence_are_checked_more_for_longer_queries(
     assert chosen == {100, 1, *range(39, 39 - (n - 2), -1)}
     assert len(strongest([first, second], 61.0, CONFIG)) == 2 * n
     assert strongest([[], []], 10.0, CONFIG) == set()
+
+
+def test_versions_of_a_clip_are_listed_at_their_speeds_and_the_exact_copy_first(shared_audio):
+    """Real music: a track's copies 5 % fast (track 1) and 5 % slow (track 2), a clip of the fast
+    one whose windows lined both up at speed 1.0. The clip's own track is listed first at 1.0
+    where the clip was cut, the other copy at 1.05/0.95 where it plays there (its line had
+    been kept at 1.000, half a second off: too little agreement along it to list it from this
+    reading, listed at score 1.0 from the reading a semitone up)."""
+    x = load(shared_audio / "xmoto__batcave.mp3").samples[: 90 * SR]
+    fast, slow = (speed(x, SR, factor=f)[0] for f in (1.05, 0.95))
+    windows = [
+        lines.Line(1, 0.0, 50.25, 10.0, 1.0, windows=15, similarity=0.95),
+        lines.Line(2, 0.0, 55.75, 10.0, 1.0, windows=15, similarity=0.88),
+    ]
+    found = verified_best(
+        [windows],
+        [print_of(fast[50 * SR : 60 * SR])],
+        {1, 2},
+        {1: print_of(fast), 2: print_of(slow)},
+        PRINT_FPS,
+        CONFIG,
+    )
+    exact, other = ranked([m for m in found if m.score >= THRESHOLD])
+    assert (exact.track_id, other.track_id) == (1, 2)
+    assert exact.speed == pytest.approx(1.0, abs=0.005)
+    assert exact.track_offset_s == pytest.approx(50.0, abs=0.1)
+    assert other.speed == pytest.approx(1.05 / 0.95, rel=0.01)
+    assert other.track_offset_s == pytest.approx(50 * 1.05 / 0.95, abs=0.1)
+
+
+def test_an_excerpt_inside_a_longer_upload_is_listed_where_it_plays(shared_audio):
+    """Real music: a sample-exact 25 s excerpt (from 20 s) of a track, indexed, and an upload of
+    the track's first minute, whose windows lined the excerpt up from 18.5 s at 0.94. It is
+    listed from 20 s of the upload for 25 s at speed 1.0 (it had been 18.5 s, 26.6 s, 0.94: the
+    duplicates page then said the exact copy 'plays 5.3 % faster')."""
+    x = load(shared_audio / "xmoto__batcave.mp3").samples[: 60 * SR]
+    windows = lines.Line(1, 18.5, 0.0, 27.0, 0.94, windows=49, similarity=0.94)
+    (match,) = verified_best(
+        [[windows]], [print_of(x)], {1}, {1: print_of(x[20 * SR : 45 * SR])}, PRINT_FPS, CONFIG
+    )
+    assert match.score >= THRESHOLD
+    assert match.speed == pytest.approx(1.0, abs=0.005)
+    assert match.query_offset_s == pytest.approx(20.0, abs=0.1)
+    assert match.duration_s == pytest.approx(25.0, abs=0.1)
+    assert match.track_offset_s == pytest.approx(0.0, abs=0.1)

@@ -1,5 +1,5 @@
 """The alignment check on synthetic music: a copy agrees and draws its line, other notes on the
-same sound do not."""
+same sound do not; on real music, the line a copy follows is found from the windows' rough one."""
 
 from __future__ import annotations
 
@@ -8,10 +8,17 @@ import pytest
 from conftest import PRINT_CHECK, SR, melody, noise, print_of, tone, whole
 
 from mirsearch import fingerprint, verification
+from mirsearch.audio import load
 from mirsearch.config import FeatureConfig
-from mirsearch.transforms import tempo
+from mirsearch.transforms import speed, tempo
 
 FPS = fingerprint.frames_per_s(FeatureConfig())
+
+
+@pytest.fixture(scope="module")
+def batcave(shared_audio) -> np.ndarray:
+    """The first 90 s of a shared track (16 kHz mono)."""
+    return load(shared_audio / "xmoto__batcave.mp3").samples[: 90 * SR]
 
 
 def test_an_excerpt_agrees_with_its_track_even_offset_by_most_of_a_second():
@@ -196,3 +203,44 @@ def test_lag_correlations_equal_centring_every_shifted_chunk():
             t = verification._centred(track[:, columns[chunk] + lag])  # the chunk built, centred
             expected = (q * t).sum() / np.sqrt((q * q).sum() * (t * t).sum())
             assert fast[chunk, i] == pytest.approx(expected, abs=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("upload_s", "windows_line"),
+    [  # the lines the windows' vote drew for these uploads (a catalog hop coarse, off speed)
+        ((0, 60), verification.Alignment(18.5, 45.5, 0.0, 0.94)),
+        ((10, 50), verification.Alignment(8.5, 35.0, 0.0, 0.96)),
+    ],
+)
+def test_an_excerpt_inside_a_longer_upload_is_placed_where_it_plays(
+    batcave, upload_s, windows_line
+):
+    """A sample-exact 25 s excerpt (from 20 s) inside an upload of the song: the windows' line
+    begins before it at 0.94-0.96, its first chunks hang over the excerpt's start. The check
+    puts it at speed 1.0 from where it plays in the upload (it had kept the windows' line:
+    1.5 s early, 'plays 5.3 % faster')."""
+    excerpt, upload = batcave[20 * SR : 45 * SR], batcave[upload_s[0] * SR : upload_s[1] * SR]
+    checked = verification.check(print_of(upload), print_of(excerpt), windows_line, **PRINT_CHECK)
+    assert checked.agreement > 0.9
+    assert checked.alignment.speed == pytest.approx(1.0, abs=0.005)
+    assert checked.alignment.query_start_s == pytest.approx(20.0 - upload_s[0], abs=0.1)
+    assert checked.alignment.query_end_s == pytest.approx(45.0 - upload_s[0], abs=0.1)
+    assert checked.alignment.track_offset_s == pytest.approx(0.0, abs=0.1)
+
+
+def test_a_copy_of_a_copy_10_percent_away_checked_at_speed_one_gets_its_speed(batcave):
+    """Real music, a clip of its copy 5 % fast checked on a line at 1.0 (where a reading
+    shifted by a semitone lined its windows up) against its copy 5 % slow: the chunks drift a
+    tenth of a second a second, each smeared over its own drift. The line is found at 1.05/0.95
+    with the offset where the clip lies (it had been kept at 1.000, half a second off), and
+    checked on the same clip, the exact copy stays at 1.0."""
+    fast, slow = (speed(batcave, SR, factor=f)[0] for f in (1.05, 0.95))
+    clip = print_of(fast[50 * SR : 60 * SR])
+    windows_line = verification.Alignment(0.0, 10.0, 55.75, 1.0)
+    other = verification.check(clip, print_of(slow), windows_line, **PRINT_CHECK).alignment
+    assert other.speed == pytest.approx(1.05 / 0.95, rel=0.01)
+    assert other.track_offset_s == pytest.approx(50 * 1.05 / 0.95, abs=0.1)
+    exact = verification.Alignment(0.0, 10.0, 50.4, 1.0)
+    same = verification.check(clip, print_of(fast), exact, **PRINT_CHECK).alignment
+    assert same.speed == pytest.approx(1.0, abs=0.005)
+    assert same.track_offset_s == pytest.approx(50.0, abs=0.1)
