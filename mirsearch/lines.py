@@ -131,7 +131,10 @@ def _line(
     # The cell's centre is only a catalog hop from the truth; the windows' own offsets, each a
     # hop-quantised guess, agree on it more closely (their median).
     offset = float(np.median(offsets))
-    start = float(times.min())
+    # The line begins where its first window is, or where the track begins if that is later
+    # (its first window lies within a hop of the line): pinning the track's start to the first
+    # window instead had moved the whole line, up to seconds off at a speed away from 1.
+    start = max(float(times.min()), -offset / speed)
     return Line(
         track_id=track_id,
         query_offset_s=start,

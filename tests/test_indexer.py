@@ -211,6 +211,27 @@ def test_copies_of_a_track_whose_file_got_other_music_stay_a_group_without_it(
     assert duplicate_groups(engine) == [["a.flac", "d.flac"], ["b.mp3", "c.mp3"]]
 
 
+def test_a_track_indexed_after_its_excerpt_is_flagged_as_its_duplicate(
+    settings, shared_audio, tmp_path
+):
+    """Real music: 25 s of a track (from 20 s, off the 1.5 s grid of its windows) indexed first,
+    then the whole track. The ingest check's line had begun 1.9 s off (the track's start pinned
+    to the first window at speed 0.95), too far for the prints to agree: no flag either way."""
+    samples = load(shared_audio / "xmoto__batcave.mp3").samples
+    first, then = tmp_path / "excerpt", tmp_path / "whole"
+    first.mkdir(), then.mkdir()
+    write(first / "excerpt.flac", samples[20 * SR : 45 * SR], SR)
+    write(then / "whole.flac", samples, SR)
+    engine = Engine(settings)
+    engine.index_paths([first])
+    assert engine.index_paths([then]).duplicates == 1
+    (group,) = engine.dupes()
+    assert sorted(Path(t["path"]).name for t in group["tracks"]) == ["excerpt.flac", "whole.flac"]
+    (evidence,) = group["evidence"]
+    assert evidence["query_offset_s"] == pytest.approx(20.0, abs=0.1)
+    assert evidence["speed"] == pytest.approx(1.0, abs=0.005)
+
+
 def test_two_files_that_swap_names_are_no_duplicates(settings, pieces, tmp_path):
     """The file analysed first had been checked while the index held the other's old vectors
     (its own new music) and stayed flagged as a duplicate of it."""

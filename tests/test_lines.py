@@ -136,3 +136,18 @@ def test_a_tracks_own_windows_left_out_do_not_crowd_out_its_copy():
     times = np.arange(40) * 1.5
     found = vote(index, song[:40], times, config=CONFIG, exclude=frozenset({1}))
     assert [line.track_id for line in found] == [2] and found[0].windows >= 30
+
+
+def test_a_line_that_would_begin_before_its_track_begins_where_the_track_does():
+    """A track's first window lay on the line a little before the track's start (its offsets
+    are hop-quantised guesses): the track's start had been pinned to that window instead, the
+    whole line moved, 1.9 s off at speed 0.95, and a catalog track's excerpt indexed before it
+    went unflagged."""
+    from mirsearch.lines import _line
+
+    t = np.arange(18.0, 42.0, 1.5)
+    offsets = np.full(t.shape, -18.0)  # u = 0.95 t - 18: the track begins at t = 18.95
+    line = _line(1, t, np.full(t.shape, 0.9), offsets, 0.95, -18.0, 1.0, CONFIG)
+    assert line.query_offset_s == pytest.approx(18.0 / 0.95)
+    assert line.track_offset_s == pytest.approx(0.0, abs=1e-9)
+    assert line.query_offset_s + line.duration_s == pytest.approx(t[-1] + CONFIG.window_s)
