@@ -93,7 +93,8 @@ def read_as_needed(
     config.settle_doubt up to `threshold`: another version of the recording, lined up but at
     another pitch) is the answer: most uploads play the track as it is, and the shifted readings
     cost over half the work (clean 10 s clips of ../shared/audio on one core: 54 → 24 ms).
-    Unless the catalog holds `versions` of the confirmed tracks that reading did not confirm:
+    Unless it lists a track on an agreement under config.settle_agreement, or the catalog holds
+    `versions` of the confirmed tracks that reading did not confirm:
     a copy 5 % faster plays 0.85 semitones higher, and the unshifted reading may not find it at
     all (its windows crowded out by the original's in a repetitive piece, or its print out of
     line). Otherwise the query is read at the other hypotheses too and the candidates are those
@@ -121,11 +122,16 @@ def read_as_needed(
         )
 
     found = verified([first])
-    confirmed = any(m.score >= threshold and m.agreement >= config.settle_agreement for m in found)
+    settled = {
+        m.track_id for m in found if m.score >= threshold and m.agreement >= config.settle_agreement
+    }
     doubt = any(config.settle_doubt <= m.score < threshold for m in found)
-    if confirmed and not doubt:
+    if settled and not doubt:
         listed = {m.track_id for m in found if m.score >= threshold}
-        if not versions(sorted(listed)) - listed:
+        # a track listed on a weaker agreement may be another passage that sounds alike at
+        # this pitch (a pitch-shifted copy's phrase repeated a semitone up, 140 s away): its own
+        # pitch's reading places it
+        if not (versions(sorted(listed)) | listed) - settled:
             return found
     rest = [st for st in order if st != first]
     return verified(rest) if rest else found

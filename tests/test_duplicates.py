@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import SR, print_of, walk, windows_at
 
-from mirsearch import fingerprint, lines, verification
+from mirsearch import duplicates, fingerprint, lines, verification
 from mirsearch.audio import load
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.duplicates import (
@@ -19,7 +19,7 @@ from mirsearch.duplicates import (
 )
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import IndexMeta
-from mirsearch.scoring import ranked
+from mirsearch.scoring import Match, ranked
 from mirsearch.transforms import speed
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
@@ -238,6 +238,29 @@ def test_a_query_confirmed_as_it_plays_is_read_at_the_other_pitches_for_a_versio
             index, read, lookup(prints), threshold=THRESHOLD, versions=versions_of, config=CONFIG
         )
         assert asked == [[7]]
+        assert read.asked == readings
+
+
+def test_a_track_listed_on_a_weak_agreement_sends_the_query_to_the_other_pitches(
+    catalog, monkeypatch
+):
+    """Beside the track it confirms, the reading as it plays lists another on prints agreeing
+    under config.settle_agreement (a pitch-shifted copy's like-sounding phrase a semitone up,
+    140 s from the passage): the other pitches are read, as their reading places that copy."""
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    weak = Match(3, 0.91, 2.0, 190.0, 5.0, 1.0, windows=5, similarity=0.82, agreement=0.47)
+    for extra, readings in (([weak], [[0.0], [-1.0, 1.0]]), ([], [[0.0]])):
+        read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+        calls = []
+
+        def first_lists(*args, extra=extra, calls=calls, **options):
+            calls.append(1)
+            found = verified_best(*args, **options)
+            return found + extra if len(calls) == 1 else found
+
+        monkeypatch.setattr(duplicates, "verified_best", first_lists)
+        read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)
         assert read.asked == readings
 
 
