@@ -92,10 +92,16 @@ class Engine(Resources):
         and the file are checked before the model is loaded: a mistake is told at once."""
         k = self._check_k(k)
         allowed = self.allowed_tracks(genres)
+        _, analysis = self._heard_query(path)
+        return self._rank(analysis, k=k, allowed=allowed)
+
+    def _heard_query(self, path: Path) -> tuple[audio.Decoded, Analysis]:
+        """A query decoded, refused if it holds too little sound (`_require_sound`), and
+        embedded at the dense query hop: what `search` and `examine` rank."""
         decoded = self._decoded_query(path)
         self._require_sound(path, decoded)
         analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.query_hop_s)
-        return self._rank(analysis, k=k, allowed=allowed)
+        return decoded, analysis
 
     def _require_sound(self, path: Path, decoded: audio.Decoded) -> None:
         """Refuse a query with less than SearchConfig.min_query_s of sound: its length less its
@@ -167,9 +173,7 @@ class Engine(Resources):
         are checked before the file is read."""
         k = self._check_k(k)
         allowed = self.allowed_tracks(genres)
-        decoded = self._decoded_query(path)
-        self._require_sound(path, decoded)
-        analysis = self.embedder.analyse(decoded.samples, hop_s=self.settings.embedding.query_hop_s)
+        decoded, analysis = self._heard_query(path)
         return Examination(
             results=self._rank(analysis, k=k, allowed=allowed),
             matches=self._matches_of_streams(path, decoded),

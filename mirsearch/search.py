@@ -97,9 +97,7 @@ def rank(
         style = float(style_vector @ index.track_vector(track_id))
         blend = config.style_weight * style + (1.0 - config.style_weight) * windows
         aligned, offset_s = match.aligned, match.offset_s
-        if (
-            match.excerpt >= config.excerpt_min > aligned
-        ):  # a part of the query is a copy of the track
+        if match.excerpt >= config.excerpt_min > aligned:  # a part of the query copies the track
             aligned, offset_s = match.excerpt, match.excerpt_offset_s
         score = max(blend, aligned)  # an excerpt (or a version) lined up in time wins
         hits.append(Hit(int(track_id), float(np.clip(score, -1.0, 1.0)), offset_s))
