@@ -21,13 +21,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from mirsearch.config import MAX_PAGE
 from mirsearch.database import (
     IDS_PER_QUERY,
-    MIGRATIONS_DIR,
     SCHEMA_REVISION,
     alembic_config,
     cannot_be_used,
     checkpoint,
     create_engine,
+    known_revision,
     migrating,
+    missing_column,
     reason,
     shown,
     sqlite_file,
@@ -88,7 +89,7 @@ class Catalog:
                 command.upgrade(alembic_config(connection), revision)
         except CommandError as exc:
             stamped = self.revision()
-            if stamped is None or _known(stamped):
+            if stamped is None or known_revision(stamped):
                 raise
             raise CatalogError(
                 f"the catalog database {self.shown_url} is at schema revision {stamped}, which "
@@ -97,8 +98,16 @@ class Catalog:
                 f"`mirsearch db downgrade {SCHEMA_REVISION}`"
             ) from exc
         self.checkpoint()
-        if revision == "head":
-            self._check_columns()
+        # told before anything writes to it: an index run had failed halfway, its old index
+        # already put aside
+        missing = missing_column(self.engine, Base.metadata) if revision == "head" else None
+        if missing:
+            raise CatalogError(
+                f"the catalog database {self.shown_url} lacks the column {missing} its schema "
+                "revision should have: a version whose migrations this one cannot follow made "
+                "it. Index the music again into a new catalog (another MIRSEARCH_HOME, or "
+                "delete catalog.db and the index folder)"
+            )
         log.debug("catalog %s upgraded to %s", self.engine.url, revision)
         self._migrated = revision == "head"
 
@@ -109,23 +118,6 @@ class Catalog:
         with self._connection() as connection, migrating(connection):
             command.downgrade(alembic_config(connection), revision)
         self._migrated = False
-
-    def _check_columns(self) -> None:
-        """CatalogError naming the first column the models have and the database lacks: a
-        catalog whose migrations were skipped, told before anything writes to it (an index run
-        would otherwise fail halfway, its old index already put aside)."""
-        inspector = sa.inspect(self.engine)
-        for table in Base.metadata.sorted_tables:
-            present = {column["name"] for column in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present:
-                    raise CatalogError(
-                        f"the catalog database {self.shown_url} lacks the column "
-                        f"{table.name}.{column.name} its schema revision should have: a "
-                        "version whose migrations this one cannot follow made it. Index the "
-                        "music again into a new catalog (another MIRSEARCH_HOME, or delete "
-                        "catalog.db and the index folder)"
-                    )
 
     def _connection(self) -> sa.Connection:
         """A connection to the database; CatalogError if it cannot be had or is not one."""
@@ -452,14 +444,3 @@ def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
         func.lower(func.trim(Track.genre)).in_(names),
         *(tagged.contains(f";{name};", autoescape=True) for name in names),
     )
-
-
-def _known(revision: str) -> bool:
-    """Whether `revision` is one of this code's migrations."""
-    from alembic.script import ScriptDirectory
-    from alembic.util import CommandError
-
-    try:
-        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
-    except CommandError:
-        return False

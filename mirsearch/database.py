@@ -270,3 +270,26 @@ def alembic_config(connection: sa.Connection):
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["connection"] = connection
     return config
+
+
+def known_revision(revision: str) -> bool:
+    """Whether `revision` is one of the migrations in MIGRATIONS_DIR."""
+    from alembic.script import ScriptDirectory
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory(str(MIGRATIONS_DIR)).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def missing_column(engine: sa.Engine, metadata: sa.MetaData) -> str | None:
+    """The first column ("table.column") of `metadata` the database lacks, or None: a catalog
+    whose migrations were skipped (stamped as having had them)."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present:
+                return f"{table.name}.{column.name}"
+    return None
