@@ -18,7 +18,7 @@ from mirsearch.config import IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
 from mirsearch.generations import missing_files, path_of, write_atomically
 from mirsearch.index_kinds import EXACT_KINDS, IVF_MIN_TRAIN, normalise, tracks_kind, window_kind
-from mirsearch.index_meta import REBUILD, IndexMeta, read_meta, repair, write_meta
+from mirsearch.index_meta import REBUILD, IndexMeta, described, read_meta, repair, write_meta
 from mirsearch.neighbours import IdIndex
 
 log = logging.getLogger(__name__)
@@ -208,11 +208,9 @@ class VectorIndex:
                 f"the vector index generation {generation} is incomplete in {directory} "
                 f"(missing {', '.join(missing)}). {repair(directory, generation)}"
             )
-        where = f"the vector index in {directory} (generation {generation})"
+        where = described(directory, generation)
         try:
-            meta = read_meta(
-                directory, generation, expect=expect, catalog_id=catalog_id, where=where
-            )
+            meta = read_meta(directory, generation, expect=expect, catalog_id=catalog_id)
             windows, tracks = (
                 IdIndex.read(path_of(directory, name, generation), config, mapped=mapped)
                 for name in ("windows", "tracks")

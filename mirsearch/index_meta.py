@@ -127,12 +127,18 @@ def write_meta(
     write_record(directory, generation, record)
 
 
+def described(directory: Path, generation: int) -> str:
+    """How messages name generation `generation` of the vector index in `directory`."""
+    return f"the vector index in {directory} (generation {generation})"
+
+
 def read_meta(
-    directory: Path, generation: int, *, expect: IndexMeta, catalog_id: str | None, where: str
+    directory: Path, generation: int, *, expect: IndexMeta, catalog_id: str | None
 ) -> IndexMeta:
-    """The meta of generation `generation` of `directory` (called `where` in messages);
-    IndexMismatchError unless it matches `expect` and was written for the catalog `catalog_id`
-    (a generation saved before catalogs had ids says none, and passes)."""
+    """The meta of generation `generation` of `directory`; IndexMismatchError unless it matches
+    `expect` and was written for the catalog `catalog_id` (a generation saved before catalogs
+    had ids says none, and passes)."""
+    where = described(directory, generation)
     record = saved_record(directory, generation)
     meta = IndexMeta(**{key: record[key] for key in META_FIELDS if key in record})
     written_for = record.get("catalog_id")

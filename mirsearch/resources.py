@@ -127,7 +127,6 @@ class Resources:
     def _mismatch(self, generation: int) -> dict:
         """{"index_problem": why} when a query would refuse the generation's meta (built by
         another model, written for another catalog), else {}; the model read without torch."""
-        where = f"the vector index in {self.settings.index_dir} (generation {generation})"
         try:
             expect = IndexMeta.for_card(self.card, self.settings.embedding)
             read_meta(
@@ -135,7 +134,6 @@ class Resources:
                 generation,
                 expect=expect,
                 catalog_id=self.catalog.index_state().catalog_id,
-                where=where,
             )
         except (IndexMismatchError, ModelError) as exc:
             return {"index_problem": str(exc)}
