@@ -177,9 +177,14 @@ class Analyser:
 
 
 def _unreadable(path: Path, exc: OSError) -> FileAnalysis:
-    reason = exc.strerror or str(exc)
-    error = f"{path}: the file cannot be read ({reason})"
-    return FileAnalysis(path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error)
+    return _nothing(path, f"{path}: the file cannot be read ({exc.strerror or exc})")
+
+
+def _nothing(path: Path, error: str, *, changing: bool = False) -> FileAnalysis:
+    """A result holding nothing of `path` but `error`."""
+    return FileAnalysis(
+        path=str(path), sha256="", size_bytes=0, mtime=0.0, error=error, changing=changing
+    )
 
 
 def _unless_changed(result: FileAnalysis, path: Path, before: os.stat_result) -> FileAnalysis:
@@ -197,14 +202,7 @@ def _unless_changed(result: FileAnalysis, path: Path, before: os.stat_result) ->
         what = "went away while it was being read (removed or renamed)"
     except OSError:  # its permissions changed (a new ctime), or its disk went
         what = f"changed while it was being read: {again}"
-    return FileAnalysis(
-        path=str(path),
-        sha256="",
-        size_bytes=0,
-        mtime=0.0,
-        error=f"{path}: not indexed: the file {what}",
-        changing=True,
-    )
+    return _nothing(path, f"{path}: not indexed: the file {what}", changing=True)
 
 
 def analyse_all(
