@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from mirsearch.demo import demo_pieces, render, write_demo_catalog
 from mirsearch.encoding import write
 from mirsearch.generations import path_of
 from web import SECURITY_HEADERS, create_app
+from web.api import LONG_UPLOADS
 
 
 @pytest.fixture(scope="module")
@@ -401,7 +404,6 @@ def test_schemathesis_finds_no_server_errors(site):
 @pytest.fixture
 def copied_home(site, tmp_path):
     """Settings over a copy of the site's home (catalog and index), free to be damaged."""
-    import dataclasses
     import shutil
 
     settings = site[0].extensions["mirsearch"].settings
@@ -932,6 +934,51 @@ def test_a_full_temporary_folder_is_a_503_that_says_so(site, monkeypatch, tmp_pa
     assert response.status_code == 503
     error = response.get_json()["error"]
     assert error["code"] == "storage_full" and "No space left on device" in error["message"]
+
+
+def live_webm(path: Path, samples: np.ndarray, sr: int = 48_000) -> Path:
+    """`samples` (mono, at `sr`) in Opus in a WebM that declares no length, as a browser's
+    MediaRecorder writes one (Matroska's live mode: no duration, no cues)."""
+    with av.open(str(path), "w", format="webm", options={"live": "1"}) as out:
+        stream = out.add_stream("libopus", rate=sr, layout="mono")
+        for start in range(0, samples.size, 960):
+            frame = av.AudioFrame.from_ndarray(
+                samples[None, start : start + 960], format="flt", layout="mono"
+            )
+            frame.sample_rate, frame.pts = sr, start
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def test_a_long_upload_waits_for_a_slot_and_a_short_one_never_does(site, tmp_path):
+    """An upload of ServerConfig.long_upload_s of audio or more takes one of the worker's slots
+    for long uploads while it is answered. With the only one taken (another long upload being
+    answered), it is a 503 that says so, with Retry-After, once ServerConfig.long_wait_s has
+    passed, while a shorter one is answered at once; with the slot free it is answered and gives
+    the slot back. A browser's recording, which declares no length, is measured by its packets.
+    A 29 min upload holds a thread ~22 s and ~1.2 GB, and nothing had bounded how many ran."""
+    app, _, paths = site
+    settings = app.extensions["mirsearch"].settings
+    server = dataclasses.replace(settings.server, long_upload_s=8.0, long_wait_s=0.1)
+    gated = create_app({"SETTINGS": dataclasses.replace(settings, server=server), "TESTING": True})
+    client, slots = gated.test_client(), gated.extensions[LONG_UPLOADS]
+    long_clip = clip_bytes(paths[0], seconds=10.0, tmp=tmp_path)
+    short_clip = clip_bytes(paths[0], seconds=6.0, tmp=tmp_path)
+    recording = live_webm(tmp_path / "recording.webm", tone(440.0, 10.0, sr=48_000)).read_bytes()
+    assert slots.acquire(blocking=False)  # another long upload is being answered
+    for data, name in ((long_clip, "clip.wav"), (recording, "recording.webm")):
+        response = upload(client, "/api/match", data, name=name)
+        assert_error(response, 503)
+        assert response.headers["Retry-After"] == "60"
+        assert "busy with other long uploads" in response.get_json()["error"]["message"]
+    assert upload(client, "/api/match", short_clip).status_code == 200
+    slots.release()
+    assert upload(client, "/api/match", long_clip).status_code == 200
+    assert upload(client, "/api/examine", recording, name="recording.webm").status_code == 200
+    assert slots.acquire(blocking=False)  # given back
 
 
 SERVE_QUICKLY = """

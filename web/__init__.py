@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from flask import Flask, Response
 
 from mirsearch.api import Engine
@@ -36,6 +38,7 @@ def create_app(test_config: dict | None = None, *, threads: int | None = None) -
     app.json.sort_keys = False  # fields in the order the CLI prints them (Flask sorts them)
     app.config.update(config)
     app.extensions["mirsearch"] = Engine(settings, threads=threads)
+    app.extensions[api.LONG_UPLOADS] = threading.BoundedSemaphore(settings.server.long_uploads)
     errors.init_app(app)
     app.register_blueprint(api.bp)
     app.register_blueprint(pages.bp)

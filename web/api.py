@@ -9,17 +9,25 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Blueprint, current_app, jsonify, request, send_file
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
 from mirsearch.api import Engine
 from mirsearch.config import MAX_PAGE
-from mirsearch.errors import IndexMismatchError, InvalidParameterError, NotFoundError
+from mirsearch.containers import packets_length_s, probe
+from mirsearch.errors import (
+    AudioError,
+    IndexMismatchError,
+    InvalidParameterError,
+    NotFoundError,
+)
 from mirsearch.files import AUDIO_EXTENSIONS
 from web.openapi import SPEC
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 FORM_FIELDS = ("k", "genre", "similar")  # the fields of text an upload's route reads
+LONG_UPLOADS = "mirsearch.long_uploads"  # app.extensions: the worker's slots for long uploads
+RETRY_AFTER_S = 60  # what a 503 for want of one asks a client to wait
 MAX_DIGITS = 18  # a whole-number parameter's; every limit it is checked against is far below
 
 MIMETYPES = {
@@ -72,9 +80,43 @@ def upload() -> Iterator[tuple[Path, str]]:
         if os.path.getsize(path) == 0:
             raise BadRequest("the uploaded file is empty")
         request.upload_path = path
-        yield Path(path), name
+        with _slot_if_long(Path(path)):
+            yield Path(path), name
     finally:
         os.unlink(path)
+
+
+@contextmanager
+def _slot_if_long(path: Path) -> Iterator[None]:
+    """One of the worker's slots for long uploads (ServerConfig.long_upload_s of audio or more, or
+    no declared length), held while the upload is answered; a 503 with Retry-After when none
+    frees within ServerConfig.long_wait_s. Shorter uploads pass at once, whatever is running."""
+    server = engine().settings.server
+    if _declared_s(path) < server.long_upload_s:
+        yield
+        return
+    slots = current_app.extensions[LONG_UPLOADS]
+    if not slots.acquire(timeout=server.long_wait_s):
+        raise ServiceUnavailable(
+            f"the server is busy with other long uploads ({server.long_upload_s / 60:g} min of "
+            "audio or more): try again in a minute, or send a shorter clip",
+            retry_after=RETRY_AFTER_S,
+        )
+    try:
+        yield
+    finally:
+        slots.release()
+
+
+def _declared_s(path: Path) -> float:
+    """How long the upload's audio says it is, or its packets where it does not say (a browser's
+    recording); 0 for a file the engine refuses before decoding it (not audio, over the query
+    limit), which costs nothing."""
+    try:
+        info = probe(path, config=engine().settings.audio)
+        return info.duration_s or packets_length_s(path, info.stream)
+    except AudioError:
+        return 0.0
 
 
 def _no_file_field() -> str:

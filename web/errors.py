@@ -38,7 +38,7 @@ def status_of(exc: MirsearchError) -> int:
 
 def respond(status: int, code: str, message: str, headers: dict | None = None):
     """The error as JSON under /api, as a page elsewhere, with `headers` (HTTP's own: the
-    methods a 405 allows, the length a 416 had to keep within)."""
+    methods a 405 allows, the length a 416 had to keep within, when a 503 may be retried)."""
     if _in_api():
         return jsonify({"error": {"code": code, "message": message}}), status, headers or {}
     return render_template("error.html", status=status, message=message), status, headers or {}
@@ -52,7 +52,11 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        kept = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "content-range")}
+        kept = {
+            k: v
+            for k, v in exc.get_headers()
+            if k.lower() in ("allow", "content-range", "retry-after")
+        }
         message = exc.description or exc.name
         if exc.description == type(exc).description:  # Werkzeug's own words: say what to do
             message = _routing_advice(exc, kept.get("Allow", "")) or message
