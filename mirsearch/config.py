@@ -156,7 +156,15 @@ class SearchConfig:
 class DuplicateConfig:
     neighbours: int = 20  # nearest catalog windows fetched per query window
     min_similarity: float = 0.5  # window pairs less alike than this cast no vote
-    speeds: tuple[float, ...] = tuple(round(0.94 + 0.01 * i, 2) for i in range(13))  # 0.94–1.06
+    # the windows' vote (lines.py): to ±12 %, as a copy resampled by up to two semitones plays
+    # (to ±6 % alone, a whole version 8-10 % away had been listed at 1.06 or not at all). A line
+    # more than far_speed from 1 is checked beside the track's best within, and only where it
+    # spans far_min_s of the query: over a shorter stretch a line within still holds a copy for
+    # the prints to refit, and a far one had won an excerpt's vote by a window (at 0.88, 1.3 s
+    # off) and lined up two synthetic grooves of the demo catalog (agreement 0.38, score 0.996)
+    speeds: tuple[float, ...] = tuple(round(0.88 + 0.01 * i, 2) for i in range(25))
+    far_speed: float = 0.06
+    far_min_s: float = 60.0
     tolerance_s: float = 0.25  # slack around a line beyond half a catalog hop, in track seconds
     min_windows: int = 3  # fewer agreeing query windows is never a duplicate
     # a query is also embedded as if shifted back by each of these (semitones): a pitch or speed

@@ -206,20 +206,24 @@ def verified_best(
     reading) and its best-scoring one kept, highest score first. The prints' agreement, then the
     windows' similarity, settle ties of clear copies, whose scores all round to 1.0: the
     hypothesis the query really plays at is the one kept. `checked` (one a reading, track id →
-    its line verified) holds the checks made before and receives the new ones."""
+    the best of its lines there verified) holds the checks made before and receives the new
+    ones."""
     checked = checked if checked is not None else [{} for _ in per_reading]
-    # (reading, track) → the first line of that track in that reading not checked before, with
-    # the reading's print: all checked in one pass
-    new: dict[tuple[int, int], tuple[lines.Line, np.ndarray]] = {}
-    for r, (reading, query_print, known) in enumerate(
-        zip(per_reading, query_prints, checked, strict=True)
-    ):
-        for line in reading:
-            if line.track_id in chosen and line.track_id not in known:
-                new.setdefault((r, line.track_id), (line, query_print))
-    verified = _verified(list(new.values()), track_prints, frames_per_s, config)
-    for (r, track_id), match in zip(new, verified, strict=True):
-        checked[r][track_id] = match
+    # the lines of the tracks not checked before in their reading, with its print: all checked in
+    # one pass
+    new = [
+        (r, line, query_print)
+        for r, (reading, query_print, known) in enumerate(
+            zip(per_reading, query_prints, checked, strict=True)
+        )
+        for line in reading
+        if line.track_id in chosen and line.track_id not in known
+    ]
+    verified = _verified([(line, p) for _, line, p in new], track_prints, frames_per_s, config)
+    for (r, line, _), match in zip(new, verified, strict=True):
+        known = checked[r].get(line.track_id)
+        if known is None or _evidence(match) > _evidence(known):
+            checked[r][line.track_id] = match
     best: dict[int, Match] = {}
     for reading, known in zip(per_reading, checked, strict=True):
         for line in reading:

@@ -2,9 +2,9 @@
 
 Each query window fetches its nearest catalog windows. For every track they point to, the pairs
 (query time t, track time u) are voted into a grid of speeds and offsets (u ≈ speed·t + offset,
-speeds 0.94–1.06), so a re-encoded, filtered, noisy, sped-up or pitch-shifted copy still lines up.
-Each track keeps its line of most support: the windows' evidence, which `duplicates` checks on
-the prints and scores.
+speeds 0.88–1.12), so a re-encoded, filtered, noisy, sped-up or pitch-shifted copy still lines up.
+Each track keeps its line of most support near normal speed, and a long one of more support
+further from it: the windows' evidence, which `duplicates` checks on the prints and scores.
 """
 
 from __future__ import annotations
@@ -41,8 +41,9 @@ def vote(
     exclude: frozenset[int],
 ) -> list[Line]:
     """The best line with every track the query's windows, (n, D) starting at
-    `query_offsets_s` (n,), point to with config.min_windows of them or more; tracks in
-    `exclude` are left out of the search, so the k nearest are of the others."""
+    `query_offsets_s` (n,), point to with config.min_windows of them or more (and a long line at
+    a speed further from 1: `_best_lines`); tracks in `exclude` are left out of the search, so
+    the k nearest are of the others."""
     if len(query_vectors) == 0 or index.n_tracks == 0:
         return []
     k = min(config.neighbours, index.ntotal_windows)
@@ -64,7 +65,12 @@ def _best_lines(
     config: DuplicateConfig,
 ) -> list[Line]:
     """Each track's (query time t, track time u, similarity s) pairs voted into speed × offset
-    cells, all tracks at once; the cell with most support makes the track's line.
+    cells, all tracks at once; the cell with most support within config.far_speed of normal
+    speed makes the track's line, and the one of most support at any speed a second line where
+    that is further and spans config.far_min_s or more: over a clip, lines a few per cent apart
+    span the same windows and a far one can win by a window or two of a repeating phrase, while
+    over a long file only the true speed's line holds (a whole version 10 % away). The prints
+    tell the two apart.
 
     A cell's support is the sum, over query times, of the best similarity among that time's
     pairs lying on the cell's line (`_best_cells`). Tracks with fewer than config.min_windows
@@ -94,22 +100,25 @@ def _best_lines(
     # A short query barely constrains speed (neighbouring catalog windows overlap and look
     # alike): a slight preference for normal speed settles near-ties (the first speed of the
     # best weighted support wins).
-    chosen = np.argmax(supports * (1 - SPEED_PRIOR * np.abs(speeds - 1.0)), axis=1)
+    weighted = supports * (1 - SPEED_PRIOR * np.abs(speeds - 1.0))
+    near = np.abs(speeds - 1.0) <= config.far_speed + 1e-9
+    chosen = np.argmax(weighted, axis=1)
+    chosen_near = np.flatnonzero(near)[np.argmax(weighted[:, near], axis=1)]
     lines = []
     for g, (first, end) in enumerate(zip(starts, ends, strict=True)):
-        k = int(chosen[g])
-        line = _line(
-            int(tid[first]),
-            t[first:end],
-            s[first:end],
-            by_speed[k, first:end],
-            config.speeds[k],
-            float(cells[g, k]),
-            slack,
-            config,
-        )
-        if line is not None:
-            lines.append(line)
+        for k in dict.fromkeys([int(chosen_near[g]), int(chosen[g])]):
+            line = _line(
+                int(tid[first]),
+                t[first:end],
+                s[first:end],
+                by_speed[k, first:end],
+                config.speeds[k],
+                float(cells[g, k]),
+                slack,
+                config,
+            )
+            if line is not None and (near[k] or line.duration_s >= config.far_min_s):
+                lines.append(line)
     return lines
 
 

@@ -34,8 +34,8 @@ import numpy as np
 FLOOR_DB, FLOOR_SLOPE = -6.0, 0.5
 # a line is refitted to the chunks' best lags (`_fitted`) when those on it span at least this
 # long, lie within this of it (1.5 print frames) and are more than half of them, and its speed
-# differs by at most this (the windows vote over speeds 0.94 to 1.06; a ±5 % copy of a ±5 %
-# copy, 10.5 % away, can be voted at 1.0 on a reading shifted by a semitone)
+# differs by at most this (a ±5 % copy of a ±5 % copy, 10.5 % away, can be voted at 1.0 on a
+# reading shifted by a semitone)
 RESPEED_MIN_SPAN_S, RESPEED_MAX_RESIDUAL_S, RESPEED_MAX_CHANGE = 2.0, 1.5 / 32, 0.12
 # the prints are checked again along the line the chunks draw (`checks`) when its speed differs by
 # more than this or its stretch begins or ends elsewhere; the chunks read on a line a few per cent

@@ -20,7 +20,7 @@ from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
-from mirsearch.transforms import TRANSFORMS
+from mirsearch.transforms import TRANSFORMS, speed
 from mirsearch.vocabulary import GENRES
 
 pytestmark = pytest.mark.slow
@@ -182,6 +182,32 @@ def test_a_stretch_that_runs_off_the_end_of_a_version_keeps_its_speed(shared_cat
     theme = found[names["warzone2100__menu.wav"]]
     assert theme.speed == pytest.approx(1.0, abs=0.005)
     assert theme.track_offset_s + theme.duration_s == pytest.approx(45.0, abs=1.6)
+
+
+@pytest.mark.parametrize("factor", [1.1, 0.905])
+def test_a_whole_version_up_to_10_percent_away_is_flagged_and_matched_at_its_speed(
+    shared_audio, tmp_path, factor
+):
+    """200 s of a track and a copy resampled to play 10 % fast or 9.5 % slow (its pitch moved
+    with it), indexed together: the copy is flagged on ingest as a version of the track, and an
+    upload of the whole copy lists the track at its speed, lined up from their starts. The
+    windows had voted over speeds 0.94-1.06 alone, whose lines drift off a long file: neither
+    copy was flagged or matched (and 300 s of an 8 % fast copy were listed at 1.06, 3 s off)."""
+    music = tmp_path / "music"
+    music.mkdir()
+    x = load(shared_audio / "hedgewars__castle.mp3").samples[30 * 16_000 : 230 * 16_000]
+    write(music / "track.flac", x, 16_000)
+    write(music / "version.flac", speed(x, 16_000, factor=factor)[0], 16_000)
+    engine = Engine(Settings.from_env({}, home=tmp_path / "home"))
+    assert engine.index_paths([music]).duplicates == 1
+    names = ids_by_name(engine)
+    [group] = engine.dupes()
+    speeds = {Path(t["path"]).name: t["speed"] for t in group["tracks"]}
+    assert speeds["version.flac"] / speeds["track.flac"] == pytest.approx(factor, abs=0.005)
+    found = {m.track_id: m for m in engine.match(music / "version.flac")}
+    track = found[names["track.flac"]]
+    assert track.speed == pytest.approx(factor, abs=0.005)
+    assert track.track_offset_s - track.query_offset_s * track.speed == pytest.approx(0, abs=0.1)
 
 
 def excerpts_found_where_cut(
