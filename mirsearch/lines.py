@@ -92,6 +92,9 @@ def _best_lines(
     starts = np.flatnonzero(new_track)
     ends = np.r_[starts[1:], tid.size]
     speeds = np.asarray(config.speeds)
+    near = np.abs(speeds - 1.0) <= config.far_speed + 1e-9
+    if t.max() - t.min() + config.window_s < config.far_min_s:  # no far line could be kept
+        speeds, near = speeds[near], near[near]
     slack = config.tolerance_s + hop_s / 2  # on the line: track time within this of it
     by_speed = u[None, :] - speeds[:, None] * t[None, :]  # (speeds, pairs)
     supports, cells = _best_cells(
@@ -101,7 +104,6 @@ def _best_lines(
     # alike): a slight preference for normal speed settles near-ties (the first speed of the
     # best weighted support wins).
     weighted = supports * (1 - SPEED_PRIOR * np.abs(speeds - 1.0))
-    near = np.abs(speeds - 1.0) <= config.far_speed + 1e-9
     chosen = np.argmax(weighted, axis=1)
     chosen_near = np.flatnonzero(near)[np.argmax(weighted[:, near], axis=1)]
     lines = []
@@ -112,7 +114,7 @@ def _best_lines(
                 t[first:end],
                 s[first:end],
                 by_speed[k, first:end],
-                config.speeds[k],
+                float(speeds[k]),
                 float(cells[g, k]),
                 slack,
                 config,
