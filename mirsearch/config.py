@@ -216,8 +216,8 @@ class ServerConfig:
     timeout_s: int = 300  # a worker silent this long (a request holding it) is restarted
     # an upload declaring this much audio or more, or no length at all, is answered in one of a
     # worker process's `long_uploads` slots, waiting up to long_wait_s for one (then a 503 with
-    # Retry-After); shorter uploads never wait. A 29 min upload holds a thread ~22 s and ~1.2 GB:
-    # four at once had taken 78-96 s each, with nothing to bound a worker's memory
+    # Retry-After); shorter uploads never wait. A 29 min upload holds a thread 6-22 s and ~1 GB:
+    # six at once had taken 16-19 s each and 3.1 GB, with nothing to bound a worker's memory
     long_upload_s: float = 5 * 60.0
     long_uploads: int = 1
     long_wait_s: float = 60.0

@@ -959,7 +959,7 @@ def test_a_long_upload_waits_for_a_slot_and_a_short_one_never_does(site, tmp_pat
     answered), it is a 503 that says so, with Retry-After, once ServerConfig.long_wait_s has
     passed, while a shorter one is answered at once; with the slot free it is answered and gives
     the slot back. A browser's recording, which declares no length, is measured by its packets.
-    A 29 min upload holds a thread ~22 s and ~1.2 GB, and nothing had bounded how many ran."""
+    Six 29 min uploads at once had held 3.1 GB, nothing bounding how many a worker took."""
     app, _, paths = site
     settings = app.extensions["mirsearch"].settings
     server = dataclasses.replace(settings.server, long_upload_s=8.0, long_wait_s=0.1)
