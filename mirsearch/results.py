@@ -22,7 +22,9 @@ class Result:
     genre: str | None  # the model's
     tag_genre: str | None  # the file's own tag: a genre filter keeps a track by either
     score: float
-    offset_s: float
+    offset_s: float  # the track time where the upload's time 0 lines up (0.0 before its start)
+    query_offset_s: float  # where in the upload the part lined up with the track begins ...
+    track_offset_s: float  # ... and where in the track: where to play it from
 
     @classmethod
     def of(cls, hit: Hit, row: Track) -> Result:
@@ -35,6 +37,8 @@ class Result:
             tag_genre=row.tag_genre,
             score=round(float(hit.score), 4),
             offset_s=round(float(hit.offset_s), 2),
+            query_offset_s=round(float(hit.query_offset_s), 2),
+            track_offset_s=round(float(hit.track_offset_s), 2),
         )
 
     def to_dict(self) -> dict:

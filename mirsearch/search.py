@@ -40,7 +40,11 @@ class Hit:
 
     track_id: int
     score: float  # cosine-like, in [-1, 1]; higher is better
-    offset_s: float  # track time where the query's time 0 lines up
+    offset_s: float  # track time where the query's time 0 lines up (≥ 0)
+    # where in the query the part lined up with the track begins (in an upload holding the track
+    # among other sound, to a window or so: `_lined_up_from`) ...
+    query_offset_s: float
+    track_offset_s: float  # ... and where in the track
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,10 @@ class Alignment:
     excerpt: float  # mean similarity along the best offset over its best run of consecutive
     # query windows (SearchConfig.excerpt_windows; all of a shorter query: then it is `aligned`)
     excerpt_offset_s: float  # track time where the query's time 0 lines up for that run (≥ 0)
+    # (query time, track time) where the query lined up at offset_s meets the track: its first
+    # window, or the track's start where that is later ...
+    starts_s: tuple[float, float]
+    excerpt_starts_s: tuple[float, float]  # ... and where the stretch holding that run begins
 
 
 def rank(
@@ -96,11 +104,15 @@ def rank(
         windows = weight * match.aligned + (1.0 - weight) * match.mean_of_max
         style = float(style_vector @ index.track_vector(track_id))
         blend = config.style_weight * style + (1.0 - config.style_weight) * windows
-        aligned, offset_s = match.aligned, match.offset_s
+        aligned, offset_s, starts_s = match.aligned, match.offset_s, match.starts_s
         if match.excerpt >= config.excerpt_min > aligned:  # a part of the query copies the track
-            aligned, offset_s = match.excerpt, match.excerpt_offset_s
+            aligned, offset_s, starts_s = (
+                match.excerpt,
+                match.excerpt_offset_s,
+                match.excerpt_starts_s,
+            )
         score = max(blend, aligned)  # an excerpt (or a version) lined up in time wins
-        hits.append(Hit(int(track_id), float(np.clip(score, -1.0, 1.0)), offset_s))
+        hits.append(Hit(int(track_id), float(np.clip(score, -1.0, 1.0)), offset_s, *starts_s))
     hits.sort(key=lambda h: (-h.score, h.track_id))
     return hits[:k]
 
@@ -153,7 +165,7 @@ def align(
     the rows' cumulative sums.
     """
     if len(track) == 0:
-        return Alignment(0.0, 0.0, 0.0, 0.0, 0.0)
+        return Alignment(0.0, 0.0, 0.0, 0.0, 0.0, (0.0, 0.0), (0.0, 0.0))
     order = np.argsort(query_offsets_s, kind="stable")
     queries, query_offsets_s = queries[order], np.asarray(query_offsets_s, np.float64)[order]
     similarity = queries @ track.T  # (m, n)
@@ -176,18 +188,41 @@ def align(
             sums[i + 1] = total
     whole = total / m
     top = int(np.argmax(whole))
-    excerpt, top_run = float(whole[top]), top
+    excerpt, top_run, run_start_s = float(whole[top]), top, first_s
     if runs:
-        best_run = (sums[run:] - sums[:-run]).max(axis=0) / run  # at each offset
-        top_run = int(np.argmax(best_run))
-        excerpt = float(best_run[top_run])
+        by_start = sums[run:] - sums[:-run]  # (starts, offsets): each run's total
+        top_run = int(np.argmax(by_start.max(axis=0)))
+        start = int(np.argmax(by_start[:, top_run]))
+        excerpt = float(by_start[start, top_run] / run)
+        run_start_s = query_offsets_s[_lined_up_from(sums[:, top_run], start, run, excerpt_min)]
     return Alignment(
         aligned=float(whole[top]),
         mean_of_max=float(best_of_window.mean()),
         offset_s=float(max(0.0, shifts_s[top])),  # 0.0 first: never -0.0 (a one-window query)
         excerpt=excerpt,
         excerpt_offset_s=float(max(0.0, shifts_s[top_run])),
+        starts_s=_starts(first_s, shifts_s[top]),
+        excerpt_starts_s=_starts(run_start_s, shifts_s[top_run]),
     )
+
+
+def _lined_up_from(sums: np.ndarray, start: int, run: int, excerpt_min: float) -> int:
+    """The first query window of the longest stretch ending with the run at `start` whose mean
+    similarity at that offset is still excerpt_min (`sums`: the windows' cumulative ones, from
+    0): where the part of the query lined up with the track begins, not only its best run."""
+    end = start + run
+    firsts = np.arange(start + 1)
+    means = (sums[end] - sums[firsts]) / (end - firsts)
+    lined_up = np.flatnonzero(means >= excerpt_min)
+    return int(lined_up[0]) if lined_up.size else start
+
+
+def _starts(query_s: float, shift_s: float) -> tuple[float, float]:
+    """(query time, track time) where a part of the query lined up at `shift_s` (the track time
+    of query time 0) and beginning at `query_s` meets the track: later where the track begins
+    later."""
+    query_s = max(float(query_s), -float(shift_s))
+    return query_s, max(0.0, float(shift_s) + query_s)
 
 
 def _best_run(values: np.ndarray, run: int) -> float:

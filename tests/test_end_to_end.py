@@ -389,6 +389,25 @@ def test_dupes_finds_planted_copies_in_a_small_catalog(shared_audio, tmp_path):
     assert all(e["duration_s"] >= 20 for e in groups[0]["evidence"])
 
 
+def test_search_tells_where_a_track_inside_a_longer_upload_plays(
+    shared_catalog, shared_audio, tmp_path
+):
+    """20 s of noise, then 20 s of a catalog track from its 60 s: the track comes first, lined
+    up where it plays in the upload (from 20 s) and in the track (from 60 s), to be played
+    from there. `offset_s` keeps its meaning, the track time of the upload's time 0 (40 s): the
+    site had played the track from it, 20 s before the music the upload holds."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    x = load(shared_audio / "wesnoth__elvish-theme.flac").samples
+    noise = 0.05 * np.random.default_rng(3).standard_normal(20 * 16_000).astype(np.float32)
+    write(tmp_path / "upload.flac", np.concatenate([noise, x[60 * 16_000 : 80 * 16_000]]), 16_000)
+    best = engine.search(tmp_path / "upload.flac", k=3)[0]
+    assert best.track_id == names["wesnoth__elvish-theme.flac"]
+    assert best.offset_s == pytest.approx(40.0, abs=0.5)
+    assert best.query_offset_s == pytest.approx(20.0, abs=3.0)  # a window or two either side
+    assert best.track_offset_s - best.query_offset_s == pytest.approx(40.0, abs=0.5)
+
+
 def test_music_not_in_the_catalog_matches_nothing(shared_catalog, tmp_path):
     engine, _, _, _ = shared_catalog
     for path in write_demo_catalog(tmp_path, n_tracks=2):
@@ -419,7 +438,8 @@ def test_cli_json_lines_keep_the_contract(shared_catalog, shared_audio, tmp_path
     good, bad = (json.loads(line) for line in out.output.splitlines())
     assert set(good) == {"query", "results"} and len(good["results"]) == 3
     contract = {"track_id", "path", "title", "artist", "genre", "score", "offset_s"}
-    assert set(good["results"][0]) == contract | {"tag_genre"}  # fields added, none renamed
+    added = {"tag_genre", "query_offset_s", "track_offset_s"}  # fields added, none renamed
+    assert set(good["results"][0]) == contract | added
     assert bad["query"].endswith("bad.mp3") and "error" in bad
     out = runner.invoke(main, ["match", str(tmp_path / "q.wav"), "--json"])
     line = json.loads(out.output)

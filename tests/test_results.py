@@ -27,7 +27,7 @@ def _match(**changes) -> Match:
 
 def test_result_rounds_and_names_the_track() -> None:
     row = Track(path="a/b.ogg", title="B", artist="C", genre="rock", tag_genre="Indie")
-    result = Result.of(Hit(3, 0.876543, 12.3456), row)
+    result = Result.of(Hit(3, 0.876543, 12.3456, 20.0049, 32.3456), row)
     assert result.to_dict() == {
         "track_id": 3,
         "path": "a/b.ogg",
@@ -37,6 +37,8 @@ def test_result_rounds_and_names_the_track() -> None:
         "tag_genre": "Indie",
         "score": 0.8765,
         "offset_s": 12.35,
+        "query_offset_s": 20.0,
+        "track_offset_s": 32.35,
     }
 
 

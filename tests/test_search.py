@@ -167,6 +167,12 @@ def test_an_upload_holding_two_catalog_excerpts_finds_both_first():
     offsets = {h.track_id: h.offset_s for h in hits[:2]}
     # the track time where the upload's time 0 lines up: track 2's part starts 30 s into it
     assert offsets == {1: pytest.approx(45.0, abs=0.5), 2: pytest.approx(60.0, abs=0.5)}
+    # and where each one's part begins, in the upload and in its track (to play it from), to a
+    # window of the 1.5 s hop or so: a stretch may take in a window or two beside it
+    starts = {h.track_id: (h.query_offset_s, h.track_offset_s) for h in hits[:2]}
+    assert starts[1][0] == 0.0 and starts[2][0] == pytest.approx(30.0, abs=1.5)
+    assert starts[1][1] - starts[1][0] == pytest.approx(45.0, abs=0.5)
+    assert starts[2][1] - starts[2][0] == pytest.approx(60.0, abs=0.5)
 
 
 def test_align_scores_a_long_query_s_best_run_where_it_lines_up_as_a_copy():
@@ -178,10 +184,13 @@ def test_align_scores_a_long_query_s_best_run_where_it_lines_up_as_a_copy():
     assert match.aligned < 0.6  # half the windows line up
     assert match.excerpt == pytest.approx(1.0, abs=1e-5)
     assert match.excerpt_offset_s == 0.0  # query time 0 lies 15 s before the track starts
+    start_s, track_s = match.excerpt_starts_s  # where the part lined up begins: 30 s = 15 s
+    assert start_s == pytest.approx(30.0, abs=1.5) and track_s - start_s == pytest.approx(-15.0)
     late = np.vstack([other[40:], track])  # the same track behind 30 s of something else
     assert align(query, offsets_s, late, hop_s=HOP_S).excerpt_offset_s == pytest.approx(15.0)
     short = align(query[:15], offsets_s[:15], track, hop_s=HOP_S)  # a 10 s clip: as before
     assert short.excerpt == short.aligned and short.excerpt_offset_s == short.offset_s
+    assert short.starts_s == short.excerpt_starts_s == (0.0, short.offset_s)
     # no run of windows could line up as a copy does (their best matches anywhere cannot): the
     # runs are not scored
     unrelated = align(query, offsets_s, random_walk(rng, 60), hop_s=HOP_S)

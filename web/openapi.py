@@ -343,6 +343,8 @@ SPEC = {
                     "tag_genre",
                     "score",
                     "offset_s",
+                    "query_offset_s",
+                    "track_offset_s",
                 ],
                 "properties": {
                     "track_id": {"type": "integer"},
@@ -352,7 +354,20 @@ SPEC = {
                     "genre": NULLABLE_STRING,
                     "tag_genre": NULLABLE_STRING,
                     "score": {"type": "number"},
-                    "offset_s": {"type": "number"},
+                    "offset_s": {
+                        "type": "number",
+                        "description": "The track time where the upload's time 0 lines up (0 "
+                        "where that falls before the track's start)",
+                    },
+                    "query_offset_s": {
+                        "type": "number",
+                        "description": "Where in the upload the part lined up with the track "
+                        "begins (0 for a clip of it; in a longer upload, to a window or so)",
+                    },
+                    "track_offset_s": {
+                        "type": "number",
+                        "description": "Where in the track that part begins: where to play it from",
+                    },
                 },
             },
             "Match": {

@@ -132,7 +132,8 @@ def _show_results(query, payload: dict) -> None:
     for rank, r in enumerate(results, 1):
         name = r["title"] or Path(r["path"]).name
         genre = f"  [{r['genre']}]" if r.get("genre") else ""
-        _say(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['offset_s']:.1f}s{genre}")
+        upload = f" (query {r['query_offset_s']:.1f}s)" if r["query_offset_s"] > 0 else ""
+        _say(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['track_offset_s']:.1f}s{upload}{genre}")
     if not results:
         click.echo("  (no results)")
 

@@ -103,14 +103,18 @@ function showResults(list) {
     const fill = document.createElement("span");
     fill.style.width = `${Math.max(0, hit.score) * 100}%`;
     bar.append(fill);
-    li.append(bar, text("span", `${hit.score.toFixed(3)} · at ${hit.offset_s.toFixed(1)} s`, "muted"));
+    // played from where the part of the clip that lines up with it begins (a track that starts
+    // partway into the clip: its own start, not where the clip's start would fall)
+    const at = hit.track_offset_s;
+    const where = hit.query_offset_s > 0 ? ` (your clip from ${hit.query_offset_s.toFixed(1)} s)` : "";
+    li.append(bar, text("span", `${hit.score.toFixed(3)} · at ${at.toFixed(1)} s${where}`, "muted"));
     const audio = document.createElement("audio");
     audio.controls = true;
     audio.preload = "metadata";
-    audio.src = `/api/tracks/${hit.track_id}/audio#t=${hit.offset_s}`;
-    audio.dataset.offset = hit.offset_s;
-    audio.setAttribute("aria-label", `Play ${trackName(hit)} from ${hit.offset_s.toFixed(1)} s`);
-    audio.addEventListener("loadedmetadata", () => { audio.currentTime = hit.offset_s; }, { once: true });
+    audio.src = `/api/tracks/${hit.track_id}/audio#t=${at}`;
+    audio.dataset.offset = at;
+    audio.setAttribute("aria-label", `Play ${trackName(hit)} from ${at.toFixed(1)} s`);
+    audio.addEventListener("loadedmetadata", () => { audio.currentTime = at; }, { once: true });
     li.append(audio);
     results.append(li);
   }
