@@ -8,9 +8,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,7 +23,7 @@ from conftest import clicks, noise, tone
 from mirsearch import containers
 from mirsearch.audio import load
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
-from mirsearch.cli import main
+from mirsearch.cli import _stopped_as_interrupted, main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
@@ -73,6 +75,32 @@ def clip(home, tmp_path_factory) -> Path:
 def run(home, *args, **env):
     environment = {"MIRSEARCH_HOME": str(home[0]), "MIRSEARCH_DATABASE_URL": None, **env}
     return CliRunner().invoke(main, list(map(str, args)), env=environment)
+
+
+def test_index_takes_sigterm_as_ctrl_c_in_its_own_process_only(home):
+    """While `index` runs, SIGTERM is Ctrl-C in its process, and the handler before is back
+    after (the command run in a longer-lived process, as here, had left its own set). A process
+    forked from it and stopped before setting its own handlers ends there: the interrupt raised
+    in it had unwound its copy of the parent's stack (a pytest session's teardown, in a worker,
+    stopped this suite's PostgreSQL server mid-run)."""
+    before = signal.getsignal(signal.SIGTERM)
+    assert run(home, "index", home[1]).exit_code == 0
+    assert signal.getsignal(signal.SIGTERM) is before
+    with _stopped_as_interrupted():
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler runs before this returns
+        child = os.fork()
+        if child == 0:  # whatever happens here ends here
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            except BaseException:
+                os._exit(1)  # the interrupt reached the copy of this test
+            os._exit(0)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
 def lines(result) -> list[dict]:

@@ -5,11 +5,13 @@ cli/training.py."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import os
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -121,20 +123,19 @@ def index(
         raise click.UsageError("--address goes with --engine ray")
     from tqdm import tqdm
 
-    signal.signal(signal.SIGTERM, _interrupt)  # a service stopped, a job cancelled: as Ctrl-C
-    engine = _engine(create=True)
     bar = tqdm(unit="file", disable=None, file=sys.stderr)
     try:
-        summary = engine.index_paths(
-            paths,
-            workers=workers,
-            engine=run_on,
-            address=address,
-            prune=prune,
-            rebuild=rebuild,
-            progress=bar.update,
-            on_total=lambda n: setattr(bar, "total", n) or bar.refresh(),
-        )
+        with _stopped_as_interrupted():  # a service stopped, a job cancelled: as Ctrl-C
+            summary = _engine(create=True).index_paths(
+                paths,
+                workers=workers,
+                engine=run_on,
+                address=address,
+                prune=prune,
+                rebuild=rebuild,
+                progress=bar.update,
+                on_total=lambda n: setattr(bar, "total", n) or bar.refresh(),
+            )
     except KeyboardInterrupt:  # click says "Aborted!" after this
         bar.close()
         click.echo(f"interrupted: {INTERRUPTED}", err=True)
@@ -156,7 +157,24 @@ def index(
         sys.exit(1)
 
 
-def _interrupt(signum, frame) -> None:
+@contextlib.contextmanager
+def _stopped_as_interrupted() -> Iterator[None]:
+    """SIGTERM taken as Ctrl-C while the block runs, and the handler before restored after: a
+    command run in a longer-lived process (a test's) had left it set."""
+    before = signal.signal(signal.SIGTERM, functools.partial(_interrupt, os.getpid()))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _interrupt(owner: int, signum: int, frame) -> None:
+    """KeyboardInterrupt in the process `owner` that set this handler. A process forked from
+    it (a worker) that is stopped before it sets its own handlers ends at once: raised there,
+    the interrupt had unwound the child's copy of its parent's stack (under pytest it ran the
+    session's teardown, which stopped the suite's PostgreSQL server mid-run)."""
+    if os.getpid() != owner:
+        os._exit(128 + signum)
     raise KeyboardInterrupt
 
 
