@@ -4,8 +4,10 @@ minutes of audio (a DJ mix, a live set, a radio show), each in a process of its 
 ../shared/audio is indexed into a temporary home. Each long file is whole catalog tracks in a
 seeded order, cut at the length, written as a 16 kHz WAV file. `mirsearch match --json` of it
 against that catalog reports which of the tracks in it were listed (a version of a track, the
-manifest's pair_group, counts as that track) and how many listed tracks are not in it;
-`mirsearch index --workers 1` indexes it alone into a fresh home. Peak memory is the process's
+manifest's pair_group, counts as that track) and how many listed tracks are not in it; a file
+longer than a query may be (SearchConfig.max_query_s, 30 min) is refused from its header, and
+what that refusal costs is measured instead. `mirsearch index --workers 1` indexes each alone
+into a fresh home. Peak memory is the process's
 maximum resident set (getrusage, started from a small process of its own), so what loading
 the libraries, the model and the index takes (~0.6 GB with torch, for `index`; `match` reads
 without it) is in every figure, and a 10 s clip's `match` is measured beside them as its floor.
@@ -28,6 +30,7 @@ import numpy as np
 from olaf import _mirsearch
 
 from mirsearch.audio import load
+from mirsearch.config import SearchConfig
 from mirsearch.encoding import write
 
 OUT = Path(__file__).resolve().parent / "long_files.json"
@@ -45,8 +48,9 @@ PEAK_OF = (
 )
 
 
-def measured(command: list[str], env: dict[str, str], out: Path) -> dict:
-    """Run `command` with its standard output in `out`: wall seconds and peak RSS (MB)."""
+def measured(command: list[str], env: dict[str, str], out: Path, *, status: int = 0) -> dict:
+    """Run `command` with its standard output in `out`, expecting exit `status`: wall seconds
+    and peak RSS (MB)."""
     started = time.perf_counter()
     with open(out, "w") as stdout:
         done = subprocess.run(
@@ -56,7 +60,7 @@ def measured(command: list[str], env: dict[str, str], out: Path) -> dict:
             stderr=subprocess.PIPE,
             text=True,
         )
-    if done.returncode:
+    if done.returncode != status:
         raise RuntimeError(f"{' '.join(command)} exited with {done.returncode}: {done.stderr}")
     return {
         "wall_s": round(time.perf_counter() - started, 2),
@@ -94,22 +98,25 @@ def run(audio_dir: Path, *, seed: int = 0) -> dict:
         for minutes in LENGTHS_MIN:
             path, groups = long_file(rows, audio_dir, minutes, scratch, seed)
             answer = scratch / f"match-{minutes}.jsonl"
-            match = measured([*_mirsearch(), "match", "--json", str(path)], catalog, answer)
-            listed = {
-                group_of[Path(m["path"]).name]
-                for m in json.loads(answer.read_text().splitlines()[0])["matches"]
-            }
+            command = [*_mirsearch(), "match", "--json", str(path)]
+            too_long = minutes * 60 > SearchConfig.max_query_s
+            match = measured(command, catalog, answer, status=int(too_long))
+            line = json.loads(answer.read_text().splitlines()[0])
+            if too_long:
+                match |= {"refused": line["error"]}
+            else:
+                listed = {group_of[Path(m["path"]).name] for m in line["matches"]}
+                match |= {
+                    "tracks_in_it": len(groups),
+                    "listed_of_them": len(listed & groups),
+                    "listed_not_in_it": len(listed - groups),
+                }
             alone = os.environ | {"MIRSEARCH_HOME": str(scratch / f"alone-{minutes}")}
             command = [*_mirsearch(), "index", "--workers", "1", str(path)]
             index = measured(command, alone, scratch / f"index-{minutes}.txt")
             out[f"{minutes}min"] = {
                 "index": index | {"x_realtime": round(minutes * 60 / index["wall_s"], 1)},
-                "match": match
-                | {
-                    "tracks_in_it": len(groups),
-                    "listed_of_them": len(listed & groups),
-                    "listed_not_in_it": len(listed - groups),
-                },
+                "match": match,
             }
             path.unlink()
     return out

@@ -308,18 +308,19 @@ def long_file_rows(results: dict) -> list[tuple[str, str]]:
         (
             f"`mirsearch match` of an upload of {where}: wall, peak RSS, catalog tracks in it "
             f"listed (a 10 s clip: {floor} MB, the floor of the process, model and index)",
-            " · ".join(
-                f"{long[k]['match']['wall_s']:.1f} s, {long[k]['match']['peak_rss_mb']} MB, "
-                f"{long[k]['match']['listed_of_them']} of {long[k]['match']['tracks_in_it']}"
-                + (
-                    f" (+{long[k]['match']['listed_not_in_it']} not in it)"
-                    if long[k]["match"]["listed_not_in_it"]
-                    else ""
-                )
-                for k in lengths
-            ),
+            " · ".join(_long_match(long[k]["match"]) for k in lengths),
         ),
     ]
+
+
+def _long_match(match: dict) -> str:
+    """One length's `match` figures: what it listed, or that it was refused (over the query
+    length limit, from the file's header)."""
+    cost = f"{match['wall_s']:.1f} s, {match['peak_rss_mb']} MB, "
+    if "refused" in match:
+        return cost + "refused: longer than a query may be (30 min)"
+    extra = f" (+{match['listed_not_in_it']} not in it)" if match["listed_not_in_it"] else ""
+    return cost + f"{match['listed_of_them']} of {match['tracks_in_it']}{extra}"
 
 
 def scale_rows(results: dict) -> list[tuple[str, str]]:

@@ -113,3 +113,23 @@ def test_eval_dupes_counts_as_heard_the_files_the_shipped_model_trained_on(monke
     assert "wesnoth__battle-epic.ogg" in heard and "hedgewars__rock.ogg" not in heard
     assert len(heard) > 400  # the fetched training music besides
     assert eval_dupes.heard({"contrastive_files": ["a.ogg"]}) == {"a.ogg"}
+
+
+def test_the_long_files_row_says_a_match_over_the_query_limit_was_refused(bench):
+    """An hour's upload is refused from its header (SearchConfig.max_query_s): the benchmark had
+    failed on it, and the README row quoted an hour's match from before the limit."""
+    listed = {"wall_s": 3.3, "peak_rss_mb": 508, "tracks_in_it": 11, "listed_of_them": 11}
+    refused = {"wall_s": 0.46, "peak_rss_mb": 92, "refused": "60.0 min long, longer than ..."}
+    index = {"wall_s": 3.8, "peak_rss_mb": 1049}
+    long = {
+        "floor_match_10s_clip": {"wall_s": 0.6, "peak_rss_mb": 121},
+        "lengths_min": [30, 60],
+        "30min": {"index": index, "match": listed | {"listed_not_in_it": 1}},
+        "60min": {"index": index, "match": refused},
+    }
+    (_, indexing), (_, matching) = bench.long_file_rows({"long_files": long})
+    assert indexing == "3.8 s, 1049 MB · 3.8 s, 1049 MB"
+    assert matching == (
+        "3.3 s, 508 MB, 11 of 11 (+1 not in it) · "
+        "0.5 s, 92 MB, refused: longer than a query may be (30 min)"
+    )
