@@ -214,10 +214,11 @@ class ServerConfig:
     workers: int = 0  # `mirsearch serve` processes, each with the model and index (0: one per core)
     threads: int = 8  # requests each worker process answers at once
     timeout_s: int = 300  # a worker silent this long (a request holding it) is restarted
-    # an upload declaring this much audio or more, or no length at all, is answered in one of a
-    # worker process's `long_uploads` slots, waiting up to long_wait_s for one (then a 503 with
-    # Retry-After); shorter uploads never wait. A 29 min upload holds a thread 6-22 s and ~1 GB:
-    # six at once had taken 16-19 s each and 3.1 GB, with nothing to bound a worker's memory
+    # an upload of this much audio or more (as its file declares, or its packets where it
+    # declares none) is answered in one of a worker process's `long_uploads` slots, waiting up to
+    # long_wait_s for one (then a 503 with Retry-After); shorter uploads never wait. A 29 min
+    # upload holds a thread 6-22 s and ~1 GB: six at once had taken 16-19 s each and 3.1 GB,
+    # with nothing to bound a worker's memory
     long_upload_s: float = 5 * 60.0
     long_uploads: int = 1
     long_wait_s: float = 60.0

@@ -88,9 +88,9 @@ def upload() -> Iterator[tuple[Path, str]]:
 
 @contextmanager
 def _slot_if_long(path: Path) -> Iterator[None]:
-    """One of the worker's slots for long uploads (ServerConfig.long_upload_s of audio or more, or
-    no declared length), held while the upload is answered; a 503 with Retry-After when none
-    frees within ServerConfig.long_wait_s. Shorter uploads pass at once, whatever is running."""
+    """One of the worker's slots for long uploads (ServerConfig.long_upload_s of audio or more,
+    `_declared_s`), held while the upload is answered; a 503 with Retry-After when none frees
+    within ServerConfig.long_wait_s. Shorter uploads pass at once, whatever is running."""
     server = engine().settings.server
     if _declared_s(path) < server.long_upload_s:
         yield
