@@ -38,6 +38,7 @@ import profile_index  # noqa: E402
 import scale  # noqa: E402
 import scale_recall  # noqa: E402
 import search as search_bench  # noqa: E402
+import speed_range  # noqa: E402
 import throughput  # noqa: E402
 
 README = HERE.parent / "README.md"
@@ -212,6 +213,7 @@ def table(results: dict) -> str:
             )
         )
     rows += background_rows(results)
+    rows += speed_range_rows(results)
     rows += long_file_rows(results)
     genre = results.get("genre")
     if genre and "cv" in genre:
@@ -286,6 +288,38 @@ def background_rows(results: dict) -> list[tuple[str, str]]:
         figures = rates(bed, case, key)
         rows.append((title, figures + (olaf + rates(side, case, key) if olaf else "")))
     return rows
+
+
+def speed_range_rows(results: dict) -> list[tuple[str, str]]:
+    """Sped-up and slowed copies (bench/speed_range.py): found per speed, Olaf's beside where it
+    ran on the same uploads, and what the speed readings cost an upload of other music."""
+    fast = results.get("speed_range")
+    if not fast:
+        return []
+    side = fast.get("olaf") or {}
+
+    def rates(found: dict) -> str:
+        return " · ".join(f"{speed} {share:.0%}" for speed, share in found.items())
+
+    found = rates({k: v["found"] for k, v in fast["found"].items()})
+    if side.get("built"):
+        found += "; Olaf on the same uploads: " + rates(side["found"])
+    other = fast["other_music"]
+    return [
+        (
+            f"Copies resampled to another speed (tempo and pitch together; {fast['trials']} "
+            f"seeded {fast['clip_s']:g} s clips a speed): `match` lists the source first, at its "
+            "speed within 0.01, where it was cut (bench/speed_range.py)",
+            found,
+        ),
+        (
+            f"The speed readings' cost ({len(fast['speed_readings'])} readings, "
+            f"{other['uploads']} uploads of other music, taking turns): match p50 with / without; "
+            "any track listed for them with / without",
+            f"{other['ms_p50_with']} / {other['ms_p50_without']} ms ({other['cost_ratio']}× the "
+            f"time); {other['false_alarms_with']:.0%} / {other['false_alarms_without']:.0%}",
+        ),
+    ]
 
 
 def long_file_rows(results: dict) -> list[tuple[str, str]]:
@@ -548,6 +582,7 @@ def _sections(audio_dir: Path) -> dict[str, Callable[[], dict]]:
         "retrieval": lambda: eval_retrieval.run(audio_dir),
         "profile": lambda: profile_index.profile(audio_dir),
         "background": lambda: background.run(audio_dir),
+        "speed_range": lambda: speed_range.run(audio_dir),
         "long_files": lambda: long_files.run(audio_dir),
     }
 

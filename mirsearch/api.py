@@ -13,7 +13,7 @@ import numpy as np
 
 from mirsearch import audio
 from mirsearch.config import DuplicateConfig, EmbeddingConfig
-from mirsearch.duplicates import Reading, candidates, read_as_needed
+from mirsearch.duplicates import Reading, best_of, candidates, read_as_needed, read_at_speeds
 from mirsearch.errors import (
     AudioError,
     IndexMismatchError,
@@ -220,35 +220,46 @@ class Engine(Resources):
         """The catalog tracks the signal's windows align with best, verified and scored (not
         thresholded).
 
-        The signal is read as it plays first, and at the other pitch hypotheses only when that
-        reading leaves a doubt (duplicates.read_as_needed), or always with `every_hypothesis`
-        (what the threshold's calibration samples other music with). Each reading is its
-        windows' vectors and its print, several hypotheses read in one batched pass of the
-        matching branch (`reader`), and each track keeps its best alignment over them.
+        The signal is read as it plays first, at the other pitch hypotheses only when that
+        reading leaves a doubt, and brought back from the speeds of sped-up and slowed copies
+        only when none of those lists a track (duplicates.read_as_needed); or at all of them with
+        `every_hypothesis` (what the threshold's calibration samples other music with). Each
+        reading is its windows' vectors and its print, several hypotheses read in one batched
+        pass of the matching branch (`reader`), and each track keeps its best alignment over
+        them.
         """
         index = self._require_index()
         config = self.settings.duplicates
+        sample_rate = self.settings.audio.sample_rate
 
-        def read(semitones: Sequence[float]) -> list[Reading]:
+        def read(semitones: Sequence[float], signal: np.ndarray = samples) -> list[Reading]:
             hypotheses = self.reader.matching(
-                samples,
+                signal,
                 hop_s=self.settings.embedding.query_hop_s,
                 frequency_scales=[2 ** (st / 12) for st in semitones],
             )
-            heard = self._sounding(samples, hypotheses[0].offsets_s)
+            heard = self._sounding(signal, hypotheses[0].offsets_s)
             return [
                 Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint) for h in hypotheses
             ]
 
+        def read_at(speed: float) -> tuple[Reading, float]:
+            brought_back, played = audio.played_at(samples, 1 / speed, sample_rate=sample_rate)
+            return read([0.0], brought_back)[0], 1 / played
+
         if every_hypothesis:
             readings = read(sorted(config.pitch_hypotheses_st))
-            return candidates(index, readings, self.catalog.prints, config=config)
+            return best_of(
+                candidates(index, readings, self.catalog.prints, config=config),
+                read_at_speeds(index, read_at, self.catalog.prints, config=config),
+            )
         return read_as_needed(
             index,
             read,
             self.catalog.prints,
             threshold=self.match_threshold,
             versions=self.catalog.versions,
+            read_at=read_at,
             config=config,
         )
 

@@ -298,6 +298,22 @@ def _decoded(
             return _gathered(reading, info, config)
 
 
+def played_at(samples: np.ndarray, speed: float, *, sample_rate: int) -> tuple[np.ndarray, float]:
+    """Mono float32 `samples` at `sample_rate` played `speed` times as fast, as a turntable or a
+    tape plays them (tempo and pitch move together: FFmpeg's resampler reads them at
+    `speed` · `sample_rate`), and the speed exactly taken, that rate being a whole number of hertz.
+    """
+    source_rate = max(1, round(sample_rate * speed))
+    frame = av.AudioFrame.from_ndarray(
+        np.ascontiguousarray(samples, dtype=np.float32)[None], format="flt", layout="mono"
+    )
+    frame.sample_rate = source_rate
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+    blocks = [f.to_ndarray()[0] for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    played = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    return played, source_rate / sample_rate
+
+
 def _level_dbfs(samples: np.ndarray, config: AudioConfig) -> float:
     """The level the silence check reads (`_detrended_power`), in dBFS."""
     power = _detrended_power(samples, max(2, int(LEVEL_BLOCK_S * config.sample_rate)))

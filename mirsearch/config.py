@@ -176,6 +176,16 @@ class DuplicateConfig:
     # threshold (on the `make eval-dupes` clips a settled reading's other tracks score ≤ 0.053)
     settle_agreement: float = 0.5
     settle_doubt: float = 0.1
+    # a query none of those readings lists a track in is also brought back from each of these
+    # speeds (resampled, tempo and pitch together) and read as it then plays: a sped-up
+    # ("nightcore") or slowed copy past the ±12 % the pitch hypotheses reach. One reading holds
+    # a copy within ~7 % of its speed, so these four reach 0.68-1.45 (bench/speed_range.py);
+    # () reads none, sparing an upload of other music their cost
+    speed_readings: tuple[float, ...] = (0.73, 0.84, 1.19, 1.36)
+    # ... whose matches score this many logits less: four readings more of other music put a
+    # wrong track at 0.686, under the threshold by a hair (other readings: at most 0.058, on
+    # the `make eval-dupes` clips); this keeps their highest as far below it as the others'
+    speed_reading_logits: float = 3.6
     verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...

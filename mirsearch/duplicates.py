@@ -6,8 +6,9 @@ The query's windows give every catalog track they point to a line of speed and o
 sound does not, and the prints put a copy's line where it lies (its speed to a few thousandths,
 its offset to a few hundredths of a second, where the windows' vote knows them to a few per
 cent). The windows' evidence and the prints' agreement give a score (`scoring.py`, with the
-threshold calibrated for it). An upload is read as it plays first, and at the shifted pitch
-hypotheses only when that reading leaves it in doubt (`read_as_needed`).
+threshold calibrated for it). An upload is read as it plays first, at the shifted pitch
+hypotheses only when that reading leaves it in doubt, and brought back from the speeds of
+sped-up and slowed copies only when no reading lists a track (`read_as_needed`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from mirsearch import fingerprint, lines, verification
 from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.index import VectorIndex
-from mirsearch.scoring import Match, ranked, scored, window_logit
+from mirsearch.scoring import Match, less_sure, ranked, scored, window_logit
 
 # Track ids → their prints (bands, frames) uint8; ids without a print are left out.
 Prints = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
@@ -29,6 +30,9 @@ Prints = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
 Read = Callable[[Sequence[float]], Sequence["Reading"]]
 # Track ids → the catalog's other versions of them (Catalog.versions).
 Versions = Callable[[Sequence[int]], set[int]]
+# A speed → the query as it plays once brought back from it (played 1 / speed times as fast),
+# read as it then plays, and the speed exactly undone.
+ReadAt = Callable[[float], tuple["Reading", float]]
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,67 @@ def candidates(
 
 
 def read_as_needed(
+    index: VectorIndex,
+    read: Read,
+    prints: Prints,
+    *,
+    threshold: float,
+    versions: Versions = lambda track_ids: set(),
+    read_at: ReadAt | None = None,
+    config: DuplicateConfig = DuplicateConfig(),
+) -> list[Match]:
+    """`candidates` over the pitch hypotheses (`read_pitches`) and, where they list no track at
+    `threshold`, over the query brought back from each of config.speed_readings too
+    (`read_at_speeds`, with `read_at`): a copy sped up or slowed past what the pitch hypotheses
+    reach. Each track keeps its best alignment, best first."""
+    found = read_pitches(index, read, prints, threshold=threshold, versions=versions, config=config)
+    if read_at is None or any(m.score >= threshold for m in found):
+        return found
+    return best_of(found, read_at_speeds(index, read_at, prints, config=config))
+
+
+def read_at_speeds(
+    index: VectorIndex, read_at: ReadAt, prints: Prints, *, config: DuplicateConfig
+) -> list[Match]:
+    """`candidates` of the query brought back from each of config.speed_readings, read as it
+    then plays, in the query's own time (offsets and durations divided by the speed undone,
+    speeds multiplied by it); each track's best, best first.
+
+    A sped-up ("nightcore") or slowed copy plays the track's tempo and pitch moved together, as
+    resampling moves them; brought back from a speed within ~7 % of its own, its windows and
+    print line up with the track's near speed 1. (Checking each track in the reading its
+    windows favour alone saved a tenth of the cost and lost copies halfway between two of
+    these speeds.)
+    """
+    found = []
+    for speed in config.speed_readings:
+        reading, undone = read_at(speed)
+        matches = candidates(index, [reading], prints, config=config)
+        found.append([_at_speed(m, undone, config) for m in matches])
+    return best_of(*found)
+
+
+def best_of(*found: Sequence[Match]) -> list[Match]:
+    """Each track's best-scoring match over the lists `found`, highest score first."""
+    best: dict[int, Match] = {}
+    for m in (m for matches in found for m in matches):
+        if m.track_id not in best or _evidence(m) > _evidence(best[m.track_id]):
+            best[m.track_id] = m
+    return sorted(best.values(), key=lambda m: (-m.score, m.track_id))
+
+
+def _at_speed(m: Match, speed: float, config: DuplicateConfig) -> Match:
+    """A match of the query brought back from `speed` (played 1 / `speed` times as fast), in
+    the query's own time, scored config.speed_reading_logits less sure."""
+    return dataclasses.replace(
+        less_sure(m, config.speed_reading_logits, config),
+        query_offset_s=m.query_offset_s / speed,
+        duration_s=m.duration_s / speed,
+        speed=m.speed * speed,
+    )
+
+
+def read_pitches(
     index: VectorIndex,
     read: Read,
     prints: Prints,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,14 +65,10 @@ def calibrated_threshold(model_hash: str, *, config: DuplicateConfig = Duplicate
 
 def scored(line: lines.Line, checked: verification.Check, config: DuplicateConfig) -> Match:
     """`line`'s match: its windows' evidence and its prints' agreement in one score."""
-    agreement_weight = config.weight_agreement + config.weight_agreement_log_windows * float(
-        np.log(line.windows)
-    )
-    logit = window_logit(line, config) + agreement_weight * checked.agreement
-    score = 1.0 / (1.0 + np.exp(-logit))
+    logit = window_logit(line, config) + _agreement_logit(line.windows, checked.agreement, config)
     return Match(
         track_id=line.track_id,
-        score=round(float(score), 4),
+        score=_probability(logit),
         query_offset_s=line.query_offset_s,
         track_offset_s=checked.alignment.track_offset_s,
         duration_s=line.duration_s,
@@ -81,6 +77,23 @@ def scored(line: lines.Line, checked: verification.Check, config: DuplicateConfi
         similarity=line.similarity,
         agreement=round(checked.agreement, 4),
     )
+
+
+def less_sure(m: Match, logits: float, config: DuplicateConfig) -> Match:
+    """`m` scored `logits` lower: evidence found where more chances were taken to find it."""
+    line = lines.Line(m.track_id, 0.0, 0.0, 0.0, 1.0, m.windows, m.similarity)
+    logit = window_logit(line, config) + _agreement_logit(m.windows, m.agreement, config)
+    return replace(m, score=_probability(logit - logits))
+
+
+def _agreement_logit(windows: int, agreement: float, config: DuplicateConfig) -> float:
+    """The prints' share of the score's logit: it counts for more the longer the stretch."""
+    weight = config.weight_agreement + config.weight_agreement_log_windows * float(np.log(windows))
+    return weight * agreement
+
+
+def _probability(logit: float) -> float:
+    return round(float(1.0 / (1.0 + np.exp(-logit))), 4)
 
 
 def window_logit(line: lines.Line, config: DuplicateConfig) -> float:

@@ -100,6 +100,18 @@ def test_resampling_keeps_the_bands_read_and_stops_what_would_fold_back(tmp_path
     assert level_db(16_000 - 12_000) < -60.0
 
 
+@pytest.mark.parametrize("speed", [1.25, 0.8, 1 / 1.36])
+def test_played_at_a_speed_moves_tempo_and_pitch_together(speed):
+    """A turntable's change: 2 s of 440 Hz played 1.25 times as fast last 1.6 s at 550 Hz; the
+    speed told is the one taken (the source rate a whole number of hertz)."""
+    played, taken = audio.played_at(tone(440.0, 2.0), speed, sample_rate=SR)
+    assert taken == pytest.approx(speed, abs=1 / SR)
+    assert SR * taken == pytest.approx(round(SR * taken), abs=1e-6)
+    assert played.dtype == np.float32 and played.size == pytest.approx(2 * SR / taken, abs=2)
+    middle = played[played.size // 2 - 4096 : played.size // 2 + 4096] * np.hanning(8192)
+    assert np.argmax(np.abs(np.fft.rfft(middle))) * SR / 8192 == pytest.approx(440 * taken, abs=3)
+
+
 @pytest.mark.parametrize("suffix", [".flac", ".mp3", ".wav", ".ogg", ".opus"])
 def test_truncated_file_is_refused(write_audio, suffix):
     path = write_audio(f"long{suffix}", tone(440.0, 20.0))

@@ -133,3 +133,25 @@ def test_the_long_files_row_says_a_match_over_the_query_limit_was_refused(bench)
         "3.3 s, 508 MB, 11 of 11 (+1 not in it) · "
         "0.5 s, 92 MB, refused: longer than a query may be (30 min)"
     )
+
+
+def test_the_speed_range_rows_give_each_speeds_share_olafs_beside_and_the_cost(bench):
+    found = {"0.8": {"found": 1.0, "median_speed_error": 0.001}, "1.25": {"found": 0.9375}}
+    other = {
+        "uploads": 24,
+        "ms_p50_with": 131.0,
+        "ms_p50_without": 56.5,
+        "cost_ratio": 2.31,
+        "false_alarms_with": 0.0,
+        "false_alarms_without": 0.0,
+    }
+    fast = {"clip_s": 10.0, "trials": 16, "speed_readings": [0.73, 0.84, 1.19, 1.36]}
+    fast |= {"found": found, "other_music": other}
+    olaf = {"built": True, "found": {"0.8": 0.0, "1.25": 0.0625}}
+    (title, shares), (_, cost) = bench.speed_range_rows({"speed_range": fast | {"olaf": olaf}})
+    assert "16 seeded 10 s clips" in title
+    assert shares == "0.8 100% · 1.25 94%; Olaf on the same uploads: 0.8 0% · 1.25 6%"
+    assert cost == "131.0 / 56.5 ms (2.31× the time); 0% / 0%"
+    [(_, alone), _] = bench.speed_range_rows({"speed_range": fast | {"olaf": {"built": False}}})
+    assert alone == "0.8 100% · 1.25 94%"
+    assert bench.speed_range_rows({}) == []

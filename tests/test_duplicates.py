@@ -300,6 +300,54 @@ def test_a_query_of_no_catalog_track_is_read_at_every_pitch_and_matches_nothing(
     assert [m for m in found if m.score >= THRESHOLD] == []
 
 
+def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_its_own_time(
+    catalog,
+):
+    """10 s of track 7 from 30 s played 1.25 times as fast (a "nightcore" copy): no pitch
+    reading lines it up (their windows vote over speeds to 1.12), so it is brought back from
+    each of config.speed_readings; brought back from 1.19 it plays the track ~5 % fast and is
+    found there. The match is told in the upload's time: from its start, for its 8 s, at 1.25."""
+    index, tracks, prints = catalog
+    played = 1.25
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 8.0, speed=played)
+    read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+    asked = []
+
+    def read_at(speed):
+        asked.append(speed)
+        back = excerpt(tracks[7], prints[7], 30.0, 8.0 * speed, speed=played / speed)
+        return Reading(*back), speed
+
+    found = read_as_needed(
+        index, read, lookup(prints), threshold=THRESHOLD, read_at=read_at, config=CONFIG
+    )
+    assert read.asked == [[0.0], [-1.0, 1.0]] and asked == list(CONFIG.speed_readings)
+    best = found[0]
+    assert best.track_id == 7 and best.score >= THRESHOLD
+    assert best.speed == pytest.approx(played, abs=0.02)
+    assert best.query_offset_s == pytest.approx(0.0, abs=QUERY_HOP_S)
+    assert best.duration_s == pytest.approx(8.0, abs=1.0)
+    assert best.track_offset_s == pytest.approx(30.0, abs=HOP_S)
+    assert (
+        read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)[0].score
+        < THRESHOLD
+    )
+
+
+def test_a_query_a_reading_lists_a_track_in_is_not_brought_back_from_other_speeds(catalog):
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+
+    def read_at(speed):
+        raise AssertionError(f"read at {speed}")
+
+    found = read_as_needed(
+        index, read, lookup(prints), threshold=THRESHOLD, read_at=read_at, config=CONFIG
+    )
+    assert found[0].track_id == 7 and found[0].score >= THRESHOLD
+
+
 def line(track_id: int, similarity: float) -> lines.Line:
     return lines.Line(track_id, 0.0, 0.0, 5.0, 1.0, windows=5, similarity=similarity)
 

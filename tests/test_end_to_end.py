@@ -169,6 +169,25 @@ def test_changed_copies_report_their_speed(shared_catalog, shared_audio, tmp_pat
     assert [best.speed for best in found] == [pytest.approx(expected, abs=0.005)] * 2
 
 
+@pytest.mark.parametrize("factor", [1.3, 1.2, 0.8, 0.72])
+def test_sped_up_and_slowed_copies_are_found_at_their_speed_where_cut(
+    shared_catalog, shared_audio, tmp_path, factor
+):
+    """"Nightcore" and "slowed" copies: excerpts resampled to play 20-30 % fast or 20-28 % slow
+    (tempo and pitch together), past the ±12 % the pitch hypotheses reach, are matched to their
+    source at that speed, placed where they were cut. Before the speed readings none was."""
+    found = excerpts_found_where_cut(
+        shared_catalog,
+        shared_audio,
+        tmp_path,
+        ("hedgewars__castle.mp3", "lincity__02_-_robert_van_herk_-_city_blues.ogg"),
+        lambda clip, rng: speed(clip, 16_000, factor=factor)[0],
+        seed=11,
+        within_s=0.2,
+    )
+    assert [best.speed for best in found] == [pytest.approx(factor, abs=0.01)] * 2
+
+
 def test_a_stretch_that_runs_off_the_end_of_a_version_keeps_its_speed(shared_catalog):
     """The Warzone menu theme (45 s) and its enhanced version (648 s) play at one speed; this clip
     of the enhanced version (from 112.07 s, a `make bench` query) meets the theme's last 7.5 s,

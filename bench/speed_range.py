@@ -1,0 +1,167 @@
+"""Sped-up and slowed copies: how far from the catalog's speed `match` still finds a copy, and
+what reading uploads at other speeds costs the uploads of other music.
+
+Half of ../shared/audio is indexed (the split of bench/eval_dupes.py). TRIALS seeded 10 s clips
+of indexed tracks are resampled to play at each of SPEEDS (tempo and pitch moved together, as
+"nightcore" and "slowed" edits are made), written as WAV files and matched end to end
+(`Engine.match`, the stored threshold): a clip is found when its source (or a version of it) is
+listed first at its speed (within 0.01) where it was cut (within 0.25 s). Where Olaf is built
+(`make olaf`) it stores the same half and answers the same uploads, a clip found when its source
+is the first file it names. Clips of the unindexed half (other music: none of its tracks is in
+the catalog) are matched with the configured speed readings and with none
+(`DuplicateConfig.speed_readings=()`), taking turns, so their cost is a ratio of one run; any
+track listed for them is a false alarm. Writes bench/speed_range.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from statistics import median
+
+import numpy as np
+import olaf
+from eval_dupes import _split, catalog_ids
+
+from mirsearch.api import Engine
+from mirsearch.audio import load
+from mirsearch.config import Settings
+from mirsearch.encoding import write
+from mirsearch.transforms import speed
+
+OUT = Path(__file__).resolve().parent / "speed_range.json"
+CLIP_S = 10.0
+TRIALS = 16  # clips per speed
+OTHER = 24  # clips of other music
+SPEEDS = (0.66, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5)
+
+
+def run(audio_dir: Path, *, seed: int = 0) -> dict:
+    indexed, negatives = _split(audio_dir, quick=False)
+    rng = np.random.default_rng(seed)
+    with tempfile.TemporaryDirectory() as home:
+        home = Path(home)
+        settings = Settings.from_env({}, home=home / "mirsearch")
+        engine = Engine(settings)
+        engine.index_paths([audio_dir / r["path"] for r in indexed])
+        track_of, twins = catalog_ids(engine, indexed)
+        version_of = {t: group for group in twins.values() for t in group}
+        sr = settings.audio.sample_rate
+        uploads = []  # (speed, path, the source's versions, where the clip was cut in it)
+        for k in range(TRIALS):
+            row = indexed[int(rng.integers(len(indexed)))]
+            x = load(audio_dir / row["path"]).samples
+            start = int(rng.integers(0, max(1, x.size - int(1.6 * CLIP_S * sr))))
+            source = x[start : start + int(1.6 * CLIP_S * sr)]  # enough for 10 s at 1.6x
+            for factor in SPEEDS:
+                clip = speed(source, sr, factor=factor)[0][: int(CLIP_S * sr)]
+                path = home / f"clip-{k:02d}-{factor:.2f}.wav"
+                write(path, clip, sr)
+                uploads.append((factor, path, version_of[track_of[row["path"]]], start / sr))
+        by_speed = _found(engine, uploads)
+        others = []
+        for k in range(OTHER):
+            row = negatives[int(rng.integers(len(negatives)))]
+            x = load(audio_dir / row["path"]).samples
+            start = int(rng.integers(0, max(1, x.size - int(CLIP_S * sr))))
+            path = home / f"other-{k:02d}.wav"
+            write(path, x[start : start + int(CLIP_S * sr)], sr)
+            others.append(path)
+        without = Engine(
+            dataclasses.replace(
+                settings, duplicates=dataclasses.replace(settings.duplicates, speed_readings=())
+            )
+        )
+        out = {
+            "clip_s": CLIP_S,
+            "trials": TRIALS,
+            "speed_readings": list(settings.duplicates.speed_readings),
+            "found": by_speed,
+            "other_music": _cost(engine, without, others),
+        }
+        path_of = {str((audio_dir / p).resolve()): t for p, t in track_of.items()}
+        out["olaf"] = _olaf(audio_dir, indexed, uploads, path_of, home / "olaf")
+    return out
+
+
+def _found(engine: Engine, uploads: list[tuple]) -> dict:
+    """For each speed: the share of its clips found, and the median error of the speed told."""
+    hits: dict[str, list[bool]] = {}
+    errors: dict[str, list[float]] = {}
+    for factor, path, versions, cut_s in uploads:
+        matches = engine.match(path)
+        best = matches[0] if matches else None
+        right = best is not None and best.track_id in versions
+        placed = right and abs(best.track_offset_s - best.query_offset_s * best.speed - cut_s)
+        hit = right and abs(best.speed - factor) <= 0.01 and placed <= 0.25
+        hits.setdefault(f"{factor:g}", []).append(bool(hit))
+        if right:
+            errors.setdefault(f"{factor:g}", []).append(abs(best.speed - factor))
+    return {
+        key: {
+            "found": round(float(np.mean(found)), 3),
+            "median_speed_error": round(median(errors[key]), 4) if key in errors else None,
+        }
+        for key, found in hits.items()
+    }
+
+
+def _cost(engine: Engine, without: Engine, others: list[Path]) -> dict:
+    """ms per upload of other music with the speed readings and without (taking turns), and
+    the share of them any track is listed for."""
+    for e in (engine, without):
+        e.match(others[0])  # index and reader loaded before the clock starts
+    seconds: dict[str, list[float]] = {"with": [], "without": []}
+    listed = {"with": 0, "without": 0}
+    for path in others:
+        for name, e in (("with", engine), ("without", without)):
+            started = time.perf_counter()
+            listed[name] += bool(e.match(path))
+            seconds[name].append(time.perf_counter() - started)
+    return {
+        "uploads": len(others),
+        "ms_p50_with": round(1000 * median(seconds["with"]), 1),
+        "ms_p50_without": round(1000 * median(seconds["without"]), 1),
+        "cost_ratio": round(sum(seconds["with"]) / sum(seconds["without"]), 2),
+        "false_alarms_with": listed["with"] / len(others),
+        "false_alarms_without": listed["without"] / len(others),
+    }
+
+
+def _olaf(audio_dir: Path, indexed: list[dict], uploads: list[tuple], path_of: dict, home) -> dict:
+    """Olaf's store of the same indexed half and its query of every upload (one batch, every
+    core): per speed, the share of clips whose source is the first file it names."""
+    try:
+        binary = olaf.olaf_binary()
+        path, _ = olaf.decoders(home / "bin")
+    except olaf.Unavailable as exc:
+        return {"built": False, "note": str(exc)}
+    files = [audio_dir / r["path"] for r in indexed]
+    runner = olaf.Olaf(binary, home, path)
+    runner.configure(sorted({f.suffix.lower() for f in files}))
+    cores = str(os.cpu_count() or 1)
+    runner.run("store", "--threads", cores, *map(str, files))
+    _, answered = runner.run("query", "--threads", cores, *(str(u[1]) for u in uploads))
+    firsts = olaf.olaf_top_paths(answered, len(uploads))
+    hits: dict[str, list[bool]] = {}
+    for (factor, _, versions, _), first in zip(uploads, firsts, strict=True):
+        named = path_of.get(str(Path(first).resolve()), -1) if first else -1
+        hits.setdefault(f"{factor:g}", []).append(named in versions)
+    return {"built": True, "found": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("audio_dir", type=Path, nargs="?", default=Path("../shared/audio"))
+    report = run(parser.parse_args().audio_dir)
+    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
