@@ -179,8 +179,8 @@ class DuplicateConfig:
     # a query none of those readings lists a track in is also brought back from each of these
     # speeds (resampled, tempo and pitch together) and read as it then plays: a sped-up
     # ("nightcore") or slowed copy past the ±12 % the pitch hypotheses reach. One reading holds
-    # a copy within ~7 % of its speed, so these four reach 0.68-1.45 (bench/speed_range.py);
-    # () reads none, sparing an upload of other music their cost
+    # a copy within ~7 % of its speed, so these four reach 0.70-1.45 (10 s clips,
+    # bench/speed_range.py); () reads none, sparing an upload of other music their cost
     speed_readings: tuple[float, ...] = (0.73, 0.84, 1.19, 1.36)
     # ... whose matches score this many logits less: four readings more of other music put a
     # wrong track at 0.686, under the threshold by a hair (other readings: at most 0.058, on
