@@ -309,7 +309,7 @@ def speed_range_rows(results: dict) -> list[tuple[str, str]]:
         (
             f"Copies resampled to another speed (tempo and pitch together; {fast['trials']} "
             f"seeded {fast['clip_s']:g} s clips a speed): `match` lists the source first, at its "
-            "speed within 0.01, where it was cut (bench/speed_range.py)",
+            "speed within 0.01 (bench/speed_range.py)",
             found,
         ),
         (
