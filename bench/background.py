@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -112,17 +111,11 @@ def _olaf(
 ) -> dict:
     """Olaf's store of the same indexed half and its query of every mix (one batch, every
     core), scored as `match` is: each path it lists for a query is a track it names."""
+    files = [audio_dir / r["path"] for r in indexed]
     try:
-        binary = olaf.olaf_binary()
-        path, _ = olaf.decoders(home / "bin")
+        answered = olaf.store_and_query(files, [m[2] for m in mixes], home)
     except olaf.Unavailable as exc:
         return {"built": False, "note": str(exc)}
-    files = [audio_dir / r["path"] for r in indexed]
-    runner = olaf.Olaf(binary, home, path)
-    runner.configure(sorted({f.suffix.lower() for f in files}))
-    cores = str(os.cpu_count() or 1)
-    runner.run("store", "--threads", cores, *map(str, files))
-    _, answered = runner.run("query", "--threads", cores, *(str(m[2]) for m in mixes))
     named = olaf.olaf_listed_paths(answered, len(mixes))
     listed = [{path_of.get(str(Path(p).resolve()), -1) for p in paths} for paths in named]
     return {"built": True, **_rates(mixes, listed, trials)}

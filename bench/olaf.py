@@ -142,6 +142,19 @@ def _mirsearch() -> list[str]:
     return [sys.executable, "-c", "from mirsearch.cli import run; run()"]
 
 
+def store_and_query(files: list[Path], queries: list[Path], home: Path) -> str:
+    """Olaf's store of `files` into a fresh database under `home`, then its query of `queries`
+    in one batch, both on every core: its answers (CSV text, read by `olaf_top_paths` and
+    `olaf_listed_paths`). Unavailable where Olaf or a decoder for it cannot be had."""
+    binary = olaf_binary()
+    path, _ = decoders(home / "bin")
+    runner = Olaf(binary, home, path)
+    runner.configure(sorted({f.suffix.lower() for f in [*files, *queries]}))
+    cores = str(os.cpu_count() or 1)
+    runner.run("store", "--threads", cores, *map(str, files))
+    return runner.run("query", "--threads", cores, *map(str, queries))[1]
+
+
 def olaf_top_paths(csv_text: str, n_queries: int) -> list[str | None]:
     """The reference path Olaf ranks first for each query (by match count), None for none.
 

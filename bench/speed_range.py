@@ -7,10 +7,10 @@ of indexed tracks are resampled to play at each of SPEEDS (tempo and pitch moved
 (`Engine.match`, the stored threshold): a clip is found when its source (or a version of it) is
 listed first at its speed (within 0.01; a looped track may place it at another pass of the
 loop). Where Olaf is built (`make olaf`) it stores the same half and answers the same uploads,
-a clip found when its source is the first file it names. Clips of the unindexed half (other music: none of its tracks is in
-the catalog) are matched with the configured speed readings and with none
-(`DuplicateConfig.speed_readings=()`), taking turns, so their cost is a ratio of one run; any
-track listed for them is a false alarm. Writes bench/speed_range.json.
+a clip found when its source is the first file it names. Clips of the unindexed half (other
+music: none of its tracks is in the catalog) are matched with the configured speed readings and
+with none (`DuplicateConfig.speed_readings=()`), taking turns, so their cost is a ratio of one
+run; any track listed for them is a false alarm. Writes bench/speed_range.json.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -135,17 +134,11 @@ def _cost(engine: Engine, without: Engine, others: list[Path]) -> dict:
 def _olaf(audio_dir: Path, indexed: list[dict], uploads: list[tuple], path_of: dict, home) -> dict:
     """Olaf's store of the same indexed half and its query of every upload (one batch, every
     core): per speed, the share of clips whose source is the first file it names."""
+    files = [audio_dir / r["path"] for r in indexed]
     try:
-        binary = olaf.olaf_binary()
-        path, _ = olaf.decoders(home / "bin")
+        answered = olaf.store_and_query(files, [u[1] for u in uploads], home)
     except olaf.Unavailable as exc:
         return {"built": False, "note": str(exc)}
-    files = [audio_dir / r["path"] for r in indexed]
-    runner = olaf.Olaf(binary, home, path)
-    runner.configure(sorted({f.suffix.lower() for f in files}))
-    cores = str(os.cpu_count() or 1)
-    runner.run("store", "--threads", cores, *map(str, files))
-    _, answered = runner.run("query", "--threads", cores, *(str(u[1]) for u in uploads))
     firsts = olaf.olaf_top_paths(answered, len(uploads))
     hits: dict[str, list[bool]] = {}
     for (factor, _, versions), first in zip(uploads, firsts, strict=True):

@@ -300,10 +300,24 @@ def test_a_query_of_no_catalog_track_is_read_at_every_pitch_and_matches_nothing(
     assert [m for m in found if m.score >= THRESHOLD] == []
 
 
+class BroughtBack:
+    """`read_at` of 8 s of a track from 30 s played `played` times as fast: brought back from a
+    speed, it plays the track played / speed times as fast. Keeps the speeds asked."""
+
+    def __init__(self, windows, track_print, played: float):
+        self.windows, self.track_print, self.played = windows, track_print, played
+        self.asked: list[float] = []
+
+    def __call__(self, speed):
+        self.asked.append(speed)
+        back = excerpt(self.windows, self.track_print, 30.0, 8.0 * speed, speed=self.played / speed)
+        return Reading(*back), speed
+
+
 def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_its_own_time(
     catalog,
 ):
-    """10 s of track 7 from 30 s played 1.25 times as fast (a "nightcore" copy): no pitch
+    """8 s of track 7 from 30 s played 1.25 times as fast (a "nightcore" copy): no pitch
     reading lines it up (their windows vote over speeds to 1.12), so it is brought back from
     each of config.speed_readings; brought back from 1.19 it plays the track ~5 % fast and is
     found there. The match is told in the upload's time: from its start, for its 8 s, at 1.25."""
@@ -311,17 +325,11 @@ def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_it
     played = 1.25
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 8.0, speed=played)
     read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
-    asked = []
-
-    def read_at(speed):
-        asked.append(speed)
-        back = excerpt(tracks[7], prints[7], 30.0, 8.0 * speed, speed=played / speed)
-        return Reading(*back), speed
-
+    read_at = BroughtBack(tracks[7], prints[7], played)
     found = read_as_needed(
         index, read, lookup(prints), threshold=THRESHOLD, read_at=read_at, config=CONFIG
     )
-    assert read.asked == [[0.0], [-1.0, 1.0]] and asked == list(CONFIG.speed_readings)
+    assert read.asked == [[0.0], [-1.0, 1.0]] and read_at.asked == list(CONFIG.speed_readings)
     best = found[0]
     assert best.track_id == 7 and best.score >= THRESHOLD
     assert best.speed == pytest.approx(played, abs=0.02)
@@ -359,17 +367,11 @@ def test_a_track_listed_on_weakly_agreeing_prints_sends_the_query_to_the_other_s
     played = 1.25
     weak = Match(7, 0.89, 0.0, 30.0, 8.0, 1.0, windows=15, similarity=0.78, agreement=0.36)
     monkeypatch.setattr(duplicates, "read_pitches", lambda *args, **options: [weak])
-    asked = []
-
-    def read_at(speed):
-        asked.append(speed)
-        back = excerpt(tracks[7], prints[7], 30.0, 8.0 * speed, speed=played / speed)
-        return Reading(*back), speed
-
+    read_at = BroughtBack(tracks[7], prints[7], played)
     found = read_as_needed(
         index, None, lookup(prints), threshold=THRESHOLD, read_at=read_at, config=CONFIG
     )
-    assert asked == list(CONFIG.speed_readings)
+    assert read_at.asked == list(CONFIG.speed_readings)
     assert found[0].track_id == 7 and found[0].speed == pytest.approx(played, abs=0.02)
     assert found[0].agreement > 0.7
 

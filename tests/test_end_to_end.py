@@ -173,7 +173,7 @@ def test_changed_copies_report_their_speed(shared_catalog, shared_audio, tmp_pat
 def test_sped_up_and_slowed_copies_are_found_at_their_speed_where_cut(
     shared_catalog, shared_audio, tmp_path, factor
 ):
-    """"Nightcore" and "slowed" copies: excerpts resampled to play 20-30 % fast or 20-28 % slow
+    """ "Nightcore" and "slowed" copies: excerpts resampled to play 20-30 % fast or 20-28 % slow
     (tempo and pitch together), past the ±12 % the pitch hypotheses reach, are matched to their
     source at that speed, placed where they were cut. Before the speed readings none was."""
     found = excerpts_found_where_cut(
