@@ -176,11 +176,12 @@ class DuplicateConfig:
     # threshold (on the `make eval-dupes` clips a settled reading's other tracks score ≤ 0.053)
     settle_agreement: float = 0.5
     settle_doubt: float = 0.1
-    # a query none of those readings lists a track in is also brought back from each of these
-    # speeds (resampled, tempo and pitch together) and read as it then plays: a sped-up
-    # ("nightcore") or slowed copy past the ±12 % the pitch hypotheses reach. One reading holds
-    # a copy within ~7 % of its speed, so these four reach 0.70-1.45 (10 s clips,
-    # bench/speed_range.py); () reads none, sparing an upload of other music their cost
+    # a query none of those readings confirms a track in (as settle_agreement says) is also
+    # brought back from each of these speeds (resampled, tempo and pitch together) and read as
+    # it then plays: a sped-up ("nightcore") or slowed copy past the ±12 % the pitch hypotheses
+    # reach. One reading holds a copy within ~7 % of its speed, so these four reach 0.70-1.45
+    # (10 s clips, bench/speed_range.py); () reads none (MIRSEARCH_SPEED_READINGS=0), sparing
+    # an upload of other music their cost
     speed_readings: tuple[float, ...] = (0.73, 0.84, 1.19, 1.36)
     # ... whose matches score this many logits less: four readings more of other music put a
     # wrong track at 0.686, under the threshold by a hair (other readings: at most 0.058, on
@@ -287,6 +288,15 @@ class Settings:
             index["mapped"] = mapped == "1"
         if index:
             values["index"] = IndexConfig(**index)
+        if env.get("MIRSEARCH_SPEED_READINGS"):
+            readings = env["MIRSEARCH_SPEED_READINGS"]
+            if readings not in ("0", "1"):
+                raise ValueError(
+                    f"MIRSEARCH_SPEED_READINGS is {readings!r}; use 1 (bring uploads back from "
+                    "the speeds of sped-up and slowed copies) or 0 (read them as they play)"
+                )
+            if readings == "0":
+                values["duplicates"] = DuplicateConfig(speed_readings=())
         if env.get("MIRSEARCH_MAX_UPLOAD_MB"):
             megabytes = env["MIRSEARCH_MAX_UPLOAD_MB"]
             if not (megabytes.isascii() and megabytes.isdigit() and 0 < int(megabytes) <= 100_000):

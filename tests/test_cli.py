@@ -479,6 +479,8 @@ def test_bad_engine_options_and_settings_are_usage_errors(home, tmp_path):
     assert result.exit_code == 2 and "MIRSEARCH_INDEX_MAPPED is 'yes'" in result.output
     result = run(home, "stats", MIRSEARCH_MAX_UPLOAD_MB="1e3")
     assert result.exit_code == 2 and "MIRSEARCH_MAX_UPLOAD_MB is '1e3'" in result.output
+    result = run(home, "stats", MIRSEARCH_SPEED_READINGS="off")
+    assert result.exit_code == 2 and "MIRSEARCH_SPEED_READINGS is 'off'" in result.output
 
 
 def test_dupes_reports_a_planted_copy(tmp_path):

@@ -188,6 +188,24 @@ def test_sped_up_and_slowed_copies_are_found_at_their_speed_where_cut(
     assert [best.speed for best in found] == [pytest.approx(factor, abs=0.01)] * 2
 
 
+def test_speed_readings_can_be_turned_off_and_a_nightcore_copy_then_escapes(shared_catalog):
+    """MIRSEARCH_SPEED_READINGS=0: uploads are read as they play only (what a platform of
+    mostly other music may choose, at 2.6 times less time an upload): 10 s of a track played
+    1.25 times as fast is found at its speed with the readings, and not without them."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    x = load(engine.catalog.get(names["hedgewars__castle.mp3"]).path).samples
+    nightcore = speed(x[60 * 16_000 : 75 * 16_000], 16_000, factor=1.25)[0][: 10 * 16_000]
+    home = {"MIRSEARCH_HOME": str(engine.settings.home)}
+    for readings, found in (("1", [names["hedgewars__castle.mp3"]]), ("0", [])):
+        settings = Settings.from_env(home | {"MIRSEARCH_SPEED_READINGS": readings})
+        assert bool(settings.duplicates.speed_readings) == (readings == "1")
+        other = Engine(settings, create=False)
+        matches = [m for m in other.match_candidates(nightcore) if m.score >= other.match_threshold]
+        assert [m.track_id for m in matches] == found
+        assert all(m.speed == pytest.approx(1.25, abs=0.01) for m in matches)
+
+
 def test_a_stretch_that_runs_off_the_end_of_a_version_keeps_its_speed(shared_catalog):
     """The Warzone menu theme (45 s) and its enhanced version (648 s) play at one speed; this clip
     of the enhanced version (from 112.07 s, a `make bench` query) meets the theme's last 7.5 s,
