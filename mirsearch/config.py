@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -278,25 +279,21 @@ class Settings:
                 raise ValueError(
                     f"MIRSEARCH_INDEX_KIND is {kind!r}; use one of {', '.join(INDEX_KINDS)}"
                 )
-        if env.get("MIRSEARCH_INDEX_MAPPED"):
-            mapped = env["MIRSEARCH_INDEX_MAPPED"]
-            if mapped not in ("0", "1"):
-                raise ValueError(
-                    f"MIRSEARCH_INDEX_MAPPED is {mapped!r}; use 1 (map the index files) or 0 "
-                    "(read them whole)"
-                )
-            index["mapped"] = mapped == "1"
+        mapped = _switch(
+            env, "MIRSEARCH_INDEX_MAPPED", on="map the index files", off="read them whole"
+        )
+        if mapped is not None:
+            index["mapped"] = mapped
         if index:
             values["index"] = IndexConfig(**index)
-        if env.get("MIRSEARCH_SPEED_READINGS"):
-            readings = env["MIRSEARCH_SPEED_READINGS"]
-            if readings not in ("0", "1"):
-                raise ValueError(
-                    f"MIRSEARCH_SPEED_READINGS is {readings!r}; use 1 (bring uploads back from "
-                    "the speeds of sped-up and slowed copies) or 0 (read them as they play)"
-                )
-            if readings == "0":
-                values["duplicates"] = DuplicateConfig(speed_readings=())
+        speed_readings = _switch(
+            env,
+            "MIRSEARCH_SPEED_READINGS",
+            on="bring uploads back from the speeds of sped-up and slowed copies",
+            off="read them as they play",
+        )
+        if speed_readings is False:
+            values["duplicates"] = DuplicateConfig(speed_readings=())
         if env.get("MIRSEARCH_MAX_UPLOAD_MB"):
             megabytes = env["MIRSEARCH_MAX_UPLOAD_MB"]
             if not (megabytes.isascii() and megabytes.isdigit() and 0 < int(megabytes) <= 100_000):
@@ -307,3 +304,14 @@ class Settings:
             values["server"] = ServerConfig(max_upload_bytes=int(megabytes) * 1024 * 1024)
         values.update(overrides)
         return cls(**values)
+
+
+def _switch(env: Mapping[str, str], name: str, *, on: str, off: str) -> bool | None:
+    """The variable `name` set to 1 (True) or 0 (False), None where unset; any other value is a
+    ValueError saying what 1 (`on`) and 0 (`off`) mean."""
+    value = env.get(name)
+    if not value:
+        return None
+    if value not in ("0", "1"):
+        raise ValueError(f"{name} is {value!r}; use 1 ({on}) or 0 ({off})")
+    return value == "1"
