@@ -5,7 +5,7 @@ longer evaluations (`make eval-dupes` → bench/dupes.json, `make eval` → benc
 bench/heldout/genre_eval.json). Each benchmark says on stderr when it starts and ends, and its
 figures are kept in bench/results.partial.json as it ends: one that fails does not stop the
 others, and `--resume` (`make bench BENCH_ARGS=--resume`) runs only what an interrupted or failed
-run left to do (the run takes ~47 min on 2 cores).
+run left to do (the run takes ~48 min on 2 cores).
 """
 
 from __future__ import annotations
