@@ -291,8 +291,9 @@ def background_rows(results: dict) -> list[tuple[str, str]]:
 
 
 def speed_range_rows(results: dict) -> list[tuple[str, str]]:
-    """Sped-up and slowed copies (bench/speed_range.py): found per speed, Olaf's beside where it
-    ran on the same uploads, and what the speed readings cost an upload of other music."""
+    """Copies at another speed, tempo or key (bench/speed_range.py): found per value, Olaf's
+    beside where it ran on the same uploads, and what the speed readings cost an upload of other
+    music."""
     fast = results.get("speed_range")
     if not fast:
         return []
@@ -301,21 +302,37 @@ def speed_range_rows(results: dict) -> list[tuple[str, str]]:
     def rates(found: dict) -> str:
         return " · ".join(f"{speed} {share:.0%}" for speed, share in found.items())
 
-    found = rates({k: v["found"] for k, v in fast["found"].items()})
-    if side.get("built"):
-        found += "; Olaf on the same uploads: " + rates(side["found"])
+    def found(key: str) -> str:
+        ours = rates({k: v["found"] for k, v in fast[key].items()})
+        return ours + (
+            "; Olaf on the same uploads: " + rates(side[key]) if side.get("built") else ""
+        )
+
+    clips = f"{fast['trials']} seeded {fast['clip_s']:g} s clips a"
     other = fast["other_music"]
-    return [
+    rows = [
         (
-            f"Copies resampled to another speed (tempo and pitch together; {fast['trials']} "
-            f"seeded {fast['clip_s']:g} s clips a speed): `match` lists the source first, at its "
-            "speed within 0.01 (bench/speed_range.py)",
-            found,
+            f"Copies resampled to another speed (tempo and pitch together; {clips} speed): "
+            "`match` lists the source first, at its speed within 0.01 (bench/speed_range.py)",
+            found("found"),
         ),
         (
-            f"The speed readings' cost ({len(fast['speed_readings'])} readings, "
-            f"{other['uploads']} uploads of other music, taking turns): match p50 with / without; "
-            "any track listed for them with / without",
+            f"Copies stretched in time at their own pitch (phase vocoder; {clips} tempo): "
+            "listed first, at their speed within 0.01",
+            found("found_tempo"),
+        ),
+        (
+            f"Copies moved in key at their own tempo (semitones; {clips} key): listed first, "
+            "at speed 1.0 within 0.01",
+            found("found_key"),
+        ),
+    ]
+    return rows + [
+        (
+            f"The far readings' cost ({len(fast.get('key_readings_st', []))} in key, "
+            f"{len(fast['speed_readings'])} at speeds; {other['uploads']} uploads of other music, "
+            "taking turns): match p50 with / without (MIRSEARCH_SPEED_READINGS=0); any track "
+            "listed for them with / without",
             f"{other['ms_p50_with']} / {other['ms_p50_without']} ms ({other['cost_ratio']}× the "
             f"time); {other['false_alarms_with']:.0%} / {other['false_alarms_without']:.0%}",
         ),

@@ -1,22 +1,23 @@
-"""Sped-up and slowed copies: how far from the catalog's speed `match` still finds a copy, and
-what reading uploads at other speeds costs the uploads of other music.
+"""Copies at another speed, tempo or key: how far from the catalog's `match` still finds a copy,
+and what reading uploads further in key and at other speeds costs the uploads of other music.
 
 Half of ../shared/audio is indexed (the split of bench/eval_dupes.py). TRIALS seeded 10 s clips
 of indexed tracks are resampled to play at each of SPEEDS (tempo and pitch moved together, as
-"nightcore" and "slowed" edits are made), written as WAV files and matched end to end
-(`Engine.match`, the stored threshold): a clip is found when its source (or a version of it) is
-listed first at its speed (within 0.01; a looped track may place it at another pass of the
-loop). Where Olaf is built (`make olaf`) it stores the same half and answers the same uploads,
-a clip found when its source is the first file it names. Clips of the unindexed half (other
-music: none of its tracks is in the catalog) are matched with the configured speed readings and
-with none (`DuplicateConfig.speed_readings=()`), taking turns, so their cost is a ratio of one
-run; any track listed for them is a false alarm. Writes bench/speed_range.json.
+"nightcore" and "slowed" edits are made), stretched in time to each of TEMPOS at their own pitch
+(phase vocoder) and moved in key by each of KEYS_ST semitones at their own tempo, written as WAV
+files and matched end to end (`Engine.match`, the stored threshold): a clip is found when its
+source (or a version of it) is listed first at its speed (within 0.01; 1.0 for a key change; a
+looped track may place it at another pass of the loop). Where Olaf is built (`make olaf`) it
+stores the same half and answers the same uploads, a clip found when its source is the first
+file it names. Clips of the unindexed half (other music: none of its tracks is in the catalog)
+are matched with the configured key and speed readings and with none
+(MIRSEARCH_SPEED_READINGS=0), taking turns, so their cost is a ratio of one run; any
+track listed for them is a false alarm. Writes bench/speed_range.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import tempfile
 import time
@@ -31,13 +32,21 @@ from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import Settings
 from mirsearch.encoding import write
-from mirsearch.transforms import speed
+from mirsearch.transforms import pitch, speed, tempo
 
 OUT = Path(__file__).resolve().parent / "speed_range.json"
 CLIP_S = 10.0
 TRIALS = 16  # clips per speed
 OTHER = 24  # clips of other music
 SPEEDS = (0.66, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0, 1.1, 1.15, 1.2, 1.25, 1.3, 1.35, 1.4, 1.45, 1.5)
+TEMPOS = (0.7, 0.75, 0.8, 0.85, 0.9, 1.1, 1.15, 1.2, 1.25, 1.3, 1.4)
+KEYS_ST = (-4, -3, -2, 2, 3, 4)
+# kind → (its values, the change made, the speed a found copy is told at)
+CHANGES = {
+    "speed": (SPEEDS, lambda x, sr, v: speed(x, sr, factor=v)[0], lambda v: v),
+    "tempo": (TEMPOS, lambda x, sr, v: tempo(x, sr, factor=v)[0], lambda v: v),
+    "key": (KEYS_ST, lambda x, sr, v: pitch(x, sr, semitones=v)[0], lambda v: 1.0),
+}
 
 
 def run(audio_dir: Path, *, seed: int = 0) -> dict:
@@ -51,18 +60,21 @@ def run(audio_dir: Path, *, seed: int = 0) -> dict:
         track_of, twins = catalog_ids(engine, indexed)
         version_of = {t: group for group in twins.values() for t in group}
         sr = settings.audio.sample_rate
-        uploads = []  # (speed, path, the source's versions)
+        uploads = []  # (kind, value, the speed told, path, the source's versions)
         for k in range(TRIALS):
             row = indexed[int(rng.integers(len(indexed)))]
             x = load(audio_dir / row["path"]).samples
             start = int(rng.integers(0, max(1, x.size - int(1.6 * CLIP_S * sr))))
             source = x[start : start + int(1.6 * CLIP_S * sr)]  # enough for 10 s at 1.6x
-            for factor in SPEEDS:
-                clip = speed(source, sr, factor=factor)[0][: int(CLIP_S * sr)]
-                path = home / f"clip-{k:02d}-{factor:.2f}.wav"
-                write(path, clip, sr)
-                uploads.append((factor, path, version_of[track_of[row["path"]]]))
-        by_speed = _found(engine, uploads)
+            for kind, (values, change, told) in CHANGES.items():
+                for value in values:
+                    clip = change(source, sr, value)[: int(CLIP_S * sr)]
+                    path = home / f"clip-{k:02d}-{kind}-{value:g}.wav"
+                    write(path, clip, sr)
+                    uploads.append(
+                        (kind, value, told(value), path, version_of[track_of[row["path"]]])
+                    )
+        found = _found(engine, uploads)
         others = []
         for k in range(OTHER):
             row = negatives[int(rng.integers(len(negatives)))]
@@ -71,16 +83,15 @@ def run(audio_dir: Path, *, seed: int = 0) -> dict:
             path = home / f"other-{k:02d}.wav"
             write(path, x[start : start + int(CLIP_S * sr)], sr)
             others.append(path)
-        without = Engine(
-            dataclasses.replace(
-                settings, duplicates=dataclasses.replace(settings.duplicates, speed_readings=())
-            )
-        )
+        without = Engine(Settings.from_env({"MIRSEARCH_SPEED_READINGS": "0"}, home=settings.home))
         out = {
             "clip_s": CLIP_S,
             "trials": TRIALS,
             "speed_readings": list(settings.duplicates.speed_readings),
-            "found": by_speed,
+            "key_readings_st": list(settings.duplicates.key_readings_st),
+            "found": found["speed"],
+            "found_tempo": found["tempo"],
+            "found_key": found["key"],
             "other_music": _cost(engine, without, others),
         }
         path_of = {str((audio_dir / p).resolve()): t for p, t in track_of.items()}
@@ -89,24 +100,27 @@ def run(audio_dir: Path, *, seed: int = 0) -> dict:
 
 
 def _found(engine: Engine, uploads: list[tuple]) -> dict:
-    """For each speed: the share of its clips found, and the median error of the speed told."""
-    hits: dict[str, list[bool]] = {}
-    errors: dict[str, list[float]] = {}
-    for factor, path, versions in uploads:
+    """For each kind of change and value: the share of its clips found, and the median error of
+    the speed told."""
+    hits: dict[tuple, list[bool]] = {}
+    errors: dict[tuple, list[float]] = {}
+    for kind, value, told, path, versions in uploads:
         matches = engine.match(path)
         best = matches[0] if matches else None
         right = best is not None and best.track_id in versions
-        hit = right and abs(best.speed - factor) <= 0.01
-        hits.setdefault(f"{factor:g}", []).append(bool(hit))
+        key = (kind, f"{value:g}")
+        hits.setdefault(key, []).append(bool(right and abs(best.speed - told) <= 0.01))
         if right:
-            errors.setdefault(f"{factor:g}", []).append(abs(best.speed - factor))
-    return {
-        key: {
+            errors.setdefault(key, []).append(abs(best.speed - told))
+    out: dict[str, dict] = {kind: {} for kind in CHANGES}
+    for (kind, value), found in hits.items():
+        out[kind][value] = {
             "found": round(float(np.mean(found)), 3),
-            "median_speed_error": round(median(errors[key]), 4) if key in errors else None,
+            "median_speed_error": round(median(errors[kind, value]), 4)
+            if (kind, value) in errors
+            else None,
         }
-        for key, found in hits.items()
-    }
+    return out
 
 
 def _cost(engine: Engine, without: Engine, others: list[Path]) -> dict:
@@ -133,18 +147,28 @@ def _cost(engine: Engine, without: Engine, others: list[Path]) -> dict:
 
 def _olaf(audio_dir: Path, indexed: list[dict], uploads: list[tuple], path_of: dict, home) -> dict:
     """Olaf's store of the same indexed half and its query of every upload (one batch, every
-    core): per speed, the share of clips whose source is the first file it names."""
+    core): per kind of change and value, the share of clips whose source is the first file it
+    names."""
     files = [audio_dir / r["path"] for r in indexed]
     try:
-        answered = olaf.store_and_query(files, [u[1] for u in uploads], home)
+        answered = olaf.store_and_query(files, [u[3] for u in uploads], home)
     except olaf.Unavailable as exc:
         return {"built": False, "note": str(exc)}
     firsts = olaf.olaf_top_paths(answered, len(uploads))
-    hits: dict[str, list[bool]] = {}
-    for (factor, _, versions), first in zip(uploads, firsts, strict=True):
+    hits: dict[str, dict[str, list[bool]]] = {kind: {} for kind in CHANGES}
+    for (kind, value, _, _, versions), first in zip(uploads, firsts, strict=True):
         named = path_of.get(str(Path(first).resolve()), -1) if first else -1
-        hits.setdefault(f"{factor:g}", []).append(named in versions)
-    return {"built": True, "found": {k: round(float(np.mean(v)), 3) for k, v in hits.items()}}
+        hits[kind].setdefault(f"{value:g}", []).append(named in versions)
+
+    def shares(by_value: dict) -> dict:
+        return {k: round(float(np.mean(v)), 3) for k, v in by_value.items()}
+
+    return {
+        "built": True,
+        "found": shares(hits["speed"]),
+        "found_tempo": shares(hits["tempo"]),
+        "found_key": shares(hits["key"]),
+    }
 
 
 def main() -> None:

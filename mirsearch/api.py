@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import replace
@@ -13,7 +14,7 @@ import numpy as np
 
 from mirsearch import audio
 from mirsearch.config import DuplicateConfig, EmbeddingConfig
-from mirsearch.duplicates import Reading, best_of, candidates, read_as_needed, read_at_speeds
+from mirsearch.duplicates import Reading, best_of, candidates, read_as_needed, read_far
 from mirsearch.errors import (
     AudioError,
     IndexMismatchError,
@@ -221,12 +222,12 @@ class Engine(Resources):
         thresholded).
 
         The signal is read as it plays first, at the other pitch hypotheses only when that
-        reading leaves a doubt, and brought back from the speeds of sped-up and slowed copies
-        only when none of those lists a track (duplicates.read_as_needed); or at all of them with
-        `every_hypothesis` (what the threshold's calibration samples other music with). Each
-        reading is its windows' vectors and its print, several hypotheses read in one batched
-        pass of the matching branch (`reader`), and each track keeps its best alignment over
-        them.
+        reading leaves a doubt, and further in key and brought back from the speeds of sped-up
+        and slowed copies only when none of those lists a track (duplicates.read_as_needed); or
+        at all of them with `every_hypothesis` (what the threshold's calibration samples other
+        music with). Each reading is its windows' vectors and its print, several hypotheses read
+        in one batched pass of the matching branch (`reader`), and each track keeps its best
+        alignment over them.
         """
         index = self._require_index()
         config = self.settings.duplicates
@@ -243,15 +244,16 @@ class Engine(Resources):
                 Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint) for h in hypotheses
             ]
 
-        def read_at(speed: float) -> tuple[Reading, float]:
+        def read_at(speed: float) -> tuple[list[Reading], float]:
             brought_back, played = audio.played_at(samples, 1 / speed, sample_rate=sample_rate)
-            return read([0.0], brought_back)[0], 1 / played
+            # as it then plays, and at the pitch it played at (a copy stretched in time alone)
+            return read([0.0, 12 * math.log2(played)], brought_back), 1 / played
 
         if every_hypothesis:
             readings = read(sorted(config.pitch_hypotheses_st))
             return best_of(
                 candidates(index, readings, self.catalog.prints, config=config),
-                read_at_speeds(index, read_at, self.catalog.prints, config=config),
+                read_far(index, read, read_at, self.catalog.prints, config=config),
             )
         return read_as_needed(
             index,

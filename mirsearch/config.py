@@ -178,16 +178,23 @@ class DuplicateConfig:
     settle_agreement: float = 0.5
     settle_doubt: float = 0.1
     # a query none of those readings confirms a track in (as settle_agreement says) is also
-    # brought back from each of these speeds (resampled, tempo and pitch together) and read as
-    # it then plays: a sped-up ("nightcore") or slowed copy past the ±12 % the pitch hypotheses
-    # reach. One reading holds a copy within ~7 % of its speed, so these four reach 0.70-1.45
-    # (10 s clips, bench/speed_range.py); () reads none (MIRSEARCH_SPEED_READINGS=0), sparing
-    # an upload of other music their cost
+    # read past their reach (duplicates.read_far): at each of these semitones (each reading
+    # reaches about one either side, so these find copies moved 2-4 semitones in key at their
+    # own tempo, a key changed to dodge a check) ...
+    key_readings_st: tuple[float, ...] = (-3.0, 3.0)
+    # ... and brought back from each of these speeds (resampled, tempo and pitch together), read
+    # as it then plays and at the pitch it played at: a sped-up ("nightcore") or slowed copy
+    # past the ±12 % the pitch hypotheses reach, or one stretched in time alone. One reading
+    # holds a copy within ~7 % of its speed, so these four reach 0.70-1.45 (10 s clips,
+    # bench/speed_range.py). () for both reads none (MIRSEARCH_SPEED_READINGS=0), sparing an
+    # upload of other music their cost
     speed_readings: tuple[float, ...] = (0.73, 0.84, 1.19, 1.36)
-    # ... whose matches score this many logits less: four readings more of other music put a
-    # wrong track at 0.686, under the threshold by a hair (other readings: at most 0.058, on
-    # the `make eval-dupes` clips); this keeps their highest as far below it as the others'
-    speed_reading_logits: float = 3.6
+    # ... whose matches score this many logits less: the four speed readings put a wrong track
+    # at 0.686, under the threshold by a hair (other readings: at most 0.058, on the `make
+    # eval-dupes` clips), and the key readings, unpenalised, a whole Warzone 2100 track at 0.918
+    # against another of its soundtrack (48 s lined up, prints agreeing by 0.29): this keeps
+    # them well below it
+    far_reading_logits: float = 3.6
     verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...
@@ -293,7 +300,7 @@ class Settings:
             off="read them as they play",
         )
         if speed_readings is False:
-            values["duplicates"] = DuplicateConfig(speed_readings=())
+            values["duplicates"] = DuplicateConfig(speed_readings=(), key_readings_st=())
         if env.get("MIRSEARCH_MAX_UPLOAD_MB"):
             megabytes = env["MIRSEARCH_MAX_UPLOAD_MB"]
             if not (megabytes.isascii() and megabytes.isdigit() and 0 < int(megabytes) <= 100_000):

@@ -135,8 +135,10 @@ def test_the_long_files_row_says_a_match_over_the_query_limit_was_refused(bench)
     )
 
 
-def test_the_speed_range_rows_give_each_speeds_share_olafs_beside_and_the_cost(bench):
+def test_the_speed_range_rows_give_each_changes_share_olafs_beside_and_the_cost(bench):
     found = {"0.8": {"found": 1.0, "median_speed_error": 0.001}, "1.25": {"found": 0.9375}}
+    tempos = {"1.2": {"found": 0.75, "median_speed_error": 0.002}}
+    keys = {"-3": {"found": 0.5, "median_speed_error": 0.0}}
     other = {
         "uploads": 24,
         "ms_p50_with": 131.0,
@@ -146,12 +148,25 @@ def test_the_speed_range_rows_give_each_speeds_share_olafs_beside_and_the_cost(b
         "false_alarms_without": 0.0,
     }
     fast = {"clip_s": 10.0, "trials": 16, "speed_readings": [0.73, 0.84, 1.19, 1.36]}
-    fast |= {"found": found, "other_music": other}
-    olaf = {"built": True, "found": {"0.8": 0.0, "1.25": 0.0625}}
-    (title, shares), (_, cost) = bench.speed_range_rows({"speed_range": fast | {"olaf": olaf}})
-    assert "16 seeded 10 s clips" in title
+    fast |= {"key_readings_st": [-3.0, 3.0]}
+    fast |= {"found": found, "found_tempo": tempos, "found_key": keys, "other_music": other}
+    olaf = {
+        "built": True,
+        "found": {"0.8": 0.0, "1.25": 0.0625},
+        "found_tempo": {"1.2": 0.125},
+        "found_key": {"-3": 0.0},
+    }
+    rows = bench.speed_range_rows({"speed_range": fast | {"olaf": olaf}})
+    [(title, shares), (tempo_title, tempo), (key_title, key), (cost_title, cost)] = rows
+    assert "(2 in key, 4 at speeds; 24 uploads" in cost_title
+    assert "16 seeded 10 s clips a speed" in title and "a tempo" in tempo_title
+    assert "a key" in key_title
     assert shares == "0.8 100% · 1.25 94%; Olaf on the same uploads: 0.8 0% · 1.25 6%"
+    assert tempo == "1.2 75%; Olaf on the same uploads: 1.2 12%"
+    assert key == "-3 50%; Olaf on the same uploads: -3 0%"
     assert cost == "131.0 / 56.5 ms (2.31× the time); 0% / 0%"
-    [(_, alone), _] = bench.speed_range_rows({"speed_range": fast | {"olaf": {"built": False}}})
-    assert alone == "0.8 100% · 1.25 94%"
+    [(_, alone), (_, tempo_alone), _, _] = bench.speed_range_rows(
+        {"speed_range": fast | {"olaf": {"built": False}}}
+    )
+    assert alone == "0.8 100% · 1.25 94%" and tempo_alone == "1.2 75%"
     assert bench.speed_range_rows({}) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import SR, print_of, walk, windows_at
@@ -19,11 +21,14 @@ from mirsearch.duplicates import (
 )
 from mirsearch.index import VectorIndex
 from mirsearch.index_meta import IndexMeta
-from mirsearch.scoring import Match, ranked
+from mirsearch.scoring import Match, less_sure, ranked
 from mirsearch.transforms import speed
 
 DIM, HOP_S, QUERY_HOP_S = 32, 1.5, 0.5
 CONFIG = DuplicateConfig()
+SHIFTED = [st for st in sorted(CONFIG.pitch_hypotheses_st) if st != 0.0]  # read when in doubt
+KEYS = list(CONFIG.key_readings_st)  # read when no reading confirms a track
+READ_ST = (*CONFIG.pitch_hypotheses_st, *KEYS)
 THRESHOLD = 0.75  # true excerpts score about 1; chance alignments of random walks below 0.01
 PRINT_FPS = fingerprint.frames_per_s(FeatureConfig())
 PRINT_BANDS = 44
@@ -226,8 +231,8 @@ def test_a_query_confirmed_as_it_plays_is_read_at_the_other_pitches_for_a_versio
     the answer; one whose confirmed tracks include every version is."""
     index, tracks, prints = catalog
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
-    for versions, readings in (({7: {3}}, [[0.0], [-1.0, 1.0]]), ({7: {7}}, [[0.0]])):
-        read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+    for versions, readings in (({7: {3}}, [[0.0], SHIFTED]), ({7: {7}}, [[0.0]])):
+        read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
         asked = []
 
         def versions_of(ids, versions=versions, asked=asked):
@@ -250,8 +255,8 @@ def test_a_track_listed_on_a_weak_agreement_sends_the_query_to_the_other_pitches
     index, tracks, prints = catalog
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     weak = Match(3, 0.91, 2.0, 190.0, 5.0, 1.0, windows=5, similarity=0.82, agreement=0.47)
-    for extra, readings in (([weak], [[0.0], [-1.0, 1.0]]), ([], [[0.0]])):
-        read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+    for extra, readings in (([weak], [[0.0], SHIFTED]), ([], [[0.0]])):
+        read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
         calls = []
 
         def first_lists(*args, extra=extra, calls=calls, **options):
@@ -267,11 +272,11 @@ def test_a_track_listed_on_a_weak_agreement_sends_the_query_to_the_other_pitches
 def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(catalog, monkeypatch):
     """As it plays, the excerpt's print is another track's (as a pitch-shifted upload's print
     agrees with nothing unshifted); the hypothesis a semitone up holds the right one. The result
-    is that of all three readings at once, and the first reading's checks are not made again."""
+    is that of every reading at once, and the first reading's checks are not made again."""
     index, tracks, prints = catalog
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     wrong_print = prints[3][:, : query_print.shape[1]]
-    by_st = {-1.0: wrong_print.copy(), 0.0: wrong_print, 1.0: query_print}
+    by_st = {st: wrong_print.copy() for st in CONFIG.pitch_hypotheses_st} | {1.0: query_print}
     read = Reader(vectors, times, by_st)
     checks = []
 
@@ -282,11 +287,33 @@ def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(ca
     check = verification.checks
     monkeypatch.setattr(verification, "checks", counted)
     found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)
-    assert read.asked == [[0.0], [-1.0, 1.0]]
+    assert read.asked == [[0.0], SHIFTED]
     assert len(checks) == len(set(checks)) > 0  # no line of a reading checked twice
-    at_once = candidates(index, read([-1.0, 0.0, 1.0]), lookup(prints), config=CONFIG)
+    at_once = candidates(index, read(sorted(by_st)), lookup(prints), config=CONFIG)
     assert found == at_once
     assert found[0].track_id == 7 and found[0].score >= THRESHOLD
+
+
+def test_a_query_no_pitch_hypothesis_confirms_is_read_further_in_key_and_scored_less_sure(catalog):
+    """Only the reading three semitones up holds the excerpt's print (a copy moved in key past
+    the hypotheses' reach): no pitch hypothesis confirms a track, so the query is read at
+    config.key_readings_st too, and track 7 is found there, scored config.far_reading_logits
+    less sure than the same reading would be among the hypotheses (less sure by 40 logits, it
+    is not listed)."""
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    wrong_print = prints[3][:, : query_print.shape[1]]
+    by_st = {st: wrong_print.copy() for st in READ_ST} | {3.0: query_print}
+    read = Reader(vectors, times, by_st)
+    found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)
+    assert read.asked == [[0.0], SHIFTED, KEYS]
+    in_key = candidates(index, read([3.0]), lookup(prints), config=CONFIG)[0]
+    assert found[0].track_id == in_key.track_id == 7
+    assert found[0].agreement == in_key.agreement > 0.9
+    assert found[0].score == less_sure(in_key, CONFIG.far_reading_logits, CONFIG).score >= THRESHOLD
+    doubtful = dataclasses.replace(CONFIG, far_reading_logits=40.0)
+    found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=doubtful)
+    assert [m for m in found if m.score >= THRESHOLD] == []
 
 
 def test_a_query_of_no_catalog_track_is_read_at_every_pitch_and_matches_nothing(catalog):
@@ -294,9 +321,9 @@ def test_a_query_of_no_catalog_track_is_read_at_every_pitch_and_matches_nothing(
     rng = np.random.default_rng(99)
     vectors, times = walk(rng, 30, dim=DIM), np.arange(30) * QUERY_HOP_S
     noise = rng.integers(0, 120, (PRINT_BANDS, 20 * int(PRINT_FPS)), dtype=np.uint8)
-    read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, noise))
+    read = Reader(vectors, times, dict.fromkeys(READ_ST, noise))
     found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)
-    assert read.asked == [[0.0], [-1.0, 1.0]]
+    assert read.asked == [[0.0], SHIFTED, KEYS]
     assert [m for m in found if m.score >= THRESHOLD] == []
 
 
@@ -311,7 +338,7 @@ class BroughtBack:
     def __call__(self, speed):
         self.asked.append(speed)
         back = excerpt(self.windows, self.track_print, 30.0, 8.0 * speed, speed=self.played / speed)
-        return Reading(*back), speed
+        return [Reading(*back)], speed
 
 
 def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_its_own_time(
@@ -324,12 +351,12 @@ def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_it
     index, tracks, prints = catalog
     played = 1.25
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 8.0, speed=played)
-    read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+    read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
     read_at = BroughtBack(tracks[7], prints[7], played)
     found = read_as_needed(
         index, read, lookup(prints), threshold=THRESHOLD, read_at=read_at, config=CONFIG
     )
-    assert read.asked == [[0.0], [-1.0, 1.0]] and read_at.asked == list(CONFIG.speed_readings)
+    assert read.asked == [[0.0], SHIFTED, KEYS] and read_at.asked == list(CONFIG.speed_readings)
     best = found[0]
     assert best.track_id == 7 and best.score >= THRESHOLD
     assert best.speed == pytest.approx(played, abs=0.02)
@@ -345,7 +372,7 @@ def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_it
 def test_a_query_a_reading_lists_a_track_in_is_not_brought_back_from_other_speeds(catalog):
     index, tracks, prints = catalog
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
-    read = Reader(vectors, times, dict.fromkeys(CONFIG.pitch_hypotheses_st, query_print))
+    read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
 
     def read_at(speed):
         raise AssertionError(f"read at {speed}")
@@ -367,9 +394,11 @@ def test_a_track_listed_on_weakly_agreeing_prints_sends_the_query_to_the_other_s
     played = 1.25
     weak = Match(7, 0.89, 0.0, 30.0, 8.0, 1.0, windows=15, similarity=0.78, agreement=0.36)
     monkeypatch.setattr(duplicates, "read_pitches", lambda *args, **options: [weak])
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 8.0, speed=played)
+    read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
     read_at = BroughtBack(tracks[7], prints[7], played)
     found = read_as_needed(
-        index, None, lookup(prints), threshold=THRESHOLD, read_at=read_at, config=CONFIG
+        index, read, lookup(prints), threshold=THRESHOLD, read_at=read_at, config=CONFIG
     )
     assert read_at.asked == list(CONFIG.speed_readings)
     assert found[0].track_id == 7 and found[0].speed == pytest.approx(played, abs=0.02)
