@@ -292,7 +292,7 @@ def background_rows(results: dict) -> list[tuple[str, str]]:
 
 def speed_range_rows(results: dict) -> list[tuple[str, str]]:
     """Copies at another speed, tempo or key (bench/speed_range.py): found per value, Olaf's
-    beside where it ran on the same uploads, and what the speed readings cost an upload of other
+    beside where it ran on the same uploads, and what the far readings cost an upload of other
     music."""
     fast = results.get("speed_range")
     if not fast:
@@ -310,7 +310,7 @@ def speed_range_rows(results: dict) -> list[tuple[str, str]]:
 
     clips = f"{fast['trials']} seeded {fast['clip_s']:g} s clips a"
     other = fast["other_music"]
-    rows = [
+    return [
         (
             f"Copies resampled to another speed (tempo and pitch together; {clips} speed): "
             "`match` lists the source first, at its speed within 0.01 (bench/speed_range.py)",
@@ -326,10 +326,8 @@ def speed_range_rows(results: dict) -> list[tuple[str, str]]:
             "at speed 1.0 within 0.01",
             found("found_key"),
         ),
-    ]
-    return rows + [
         (
-            f"The far readings' cost ({len(fast.get('key_readings_st', []))} in key, "
+            f"The far readings' cost ({len(fast['key_readings_st'])} in key, "
             f"{len(fast['speed_readings'])} at speeds; {other['uploads']} uploads of other music, "
             "taking turns): match p50 with / without (MIRSEARCH_SPEED_READINGS=0); any track "
             "listed for them with / without",
