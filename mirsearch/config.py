@@ -195,6 +195,11 @@ class DuplicateConfig:
     # against another of its soundtrack (48 s lined up, prints agreeing by 0.29): this keeps
     # them well below it
     far_reading_logits: float = 3.6
+    # ... and whose lines are checked on the prints only where their windows are this alike (mean
+    # cosine) or more: of 314 seeded copies found in a far reading (speed 0.75-1.3, tempo 0.8 and
+    # 1.25, key ±3, 5 and 10 s) the least alike line that found one was 0.74, where three in four
+    # lines of other music are under 0.66 (bench/speed_range.py: the cost to other music)
+    far_min_similarity: float = 0.66
     verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...

@@ -69,15 +69,19 @@ def candidates(
     *,
     config: DuplicateConfig = DuplicateConfig(),
     exclude: frozenset[int] = frozenset(),
+    min_similarity: float = 0.0,
 ) -> list[Match]:
     """The best alignments of the query with catalog tracks, verified and scored, best first.
 
     Each reading of the query (a pitch hypothesis) gives every track its windows point to a
     best line; the tracks of most window evidence (`strongest`) are checked on the prints along
-    each of their lines, and each keeps its best-scoring one.
+    each of their lines whose windows are `min_similarity` alike or more (mean cosine), and each
+    keeps its best-scoring one.
     """
     per_reading = [_voted(index, r, config, exclude) for r in readings]
-    return _checked(index, readings, per_reading, prints, [{} for _ in readings], config)
+    return _checked(
+        index, readings, per_reading, prints, [{} for _ in readings], config, min_similarity
+    )
 
 
 def read_as_needed(
@@ -115,8 +119,10 @@ def read_far(
     config.speed_readings (`read_at_speeds`, where `read_at` is given), scored
     config.far_reading_logits less sure: more chances taken to line a track up. Each track's
     best, best first."""
-    keys = config.key_readings_st
-    in_key = candidates(index, read(keys), prints, config=config) if keys else []
+    keys, floor = config.key_readings_st, config.far_min_similarity
+    in_key = (
+        candidates(index, read(keys), prints, config=config, min_similarity=floor) if keys else []
+    )
     at_speeds = read_at_speeds(index, read_at, prints, config=config) if read_at else []
     return best_of([less_sure(m, config.far_reading_logits, config) for m in in_key], at_speeds)
 
@@ -141,7 +147,9 @@ def read_at_speeds(
     found = []
     for speed in config.speed_readings:
         readings, undone = read_at(speed)
-        matches = candidates(index, readings, prints, config=config)
+        matches = candidates(
+            index, readings, prints, config=config, min_similarity=config.far_min_similarity
+        )
         found.append([_at_speed(m, undone, config) for m in matches])
     return best_of(*found)
 
@@ -240,11 +248,15 @@ def _checked(
     prints: Prints,
     checked: Sequence[dict[int, Match]],
     config: DuplicateConfig,
+    min_similarity: float = 0.0,
 ) -> list[Match]:
-    """The strongest tracks of `per_reading` (the readings' lines) verified: see `candidates`."""
+    """The strongest tracks of `per_reading` (the readings' lines) verified: see `candidates`.
+    The tracks are chosen on all the lines, and those less alike than `min_similarity` left
+    unchecked after: a check less, never another track checked in its place."""
     frames_per_s = fingerprint.frames_per_s(FeatureConfig(**index.meta.feature_config))
     duration_s = readings[0].fingerprint.shape[1] / frames_per_s if readings else 0.0
     chosen = strongest(per_reading, duration_s, config)
+    per_reading = [[ln for ln in r if ln.similarity >= min_similarity] for r in per_reading]
     unchecked = {
         line.track_id
         for reading, known in zip(per_reading, checked, strict=True)

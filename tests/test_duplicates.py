@@ -20,6 +20,7 @@ from mirsearch.duplicates import (
     verified_best,
 )
 from mirsearch.index import VectorIndex
+from mirsearch.index_kinds import normalise
 from mirsearch.index_meta import IndexMeta
 from mirsearch.scoring import Match, less_sure, ranked
 from mirsearch.transforms import speed
@@ -202,6 +203,48 @@ def test_each_reading_line_of_a_checked_track_is_verified_and_the_best_kept(cata
     assert all(len(ids) == len(set(ids)) <= CONFIG.verify_tracks for ids in asked)  # one lookup
 
 
+def test_lines_less_alike_than_the_floor_are_left_unchecked_and_no_track_checked_instead(catalog):
+    """Three tracks' excerpts back to back, their windows made less alike in turn (lines of
+    similarity ~0.96, 0.79, 0.72): with `min_similarity` (a far reading's floor) the lines under
+    it are not checked on the prints, and with room to check two tracks the third is not checked
+    in the place of the one left out."""
+    index, tracks, prints = catalog
+    rng = np.random.default_rng(5)
+    times = np.arange(0, 7.0 + 1e-9, QUERY_HOP_S)
+    parts = []
+    for track_id, sigma in ((3, 0.3), (5, 0.8), (9, 1.1)):
+        v = windows_at(tracks[track_id], 30.0 + times, hop_s=HOP_S)
+        parts.append(
+            normalise(v + sigma * rng.standard_normal(v.shape).astype(np.float32) / DIM**0.5)
+        )
+    vectors = np.concatenate(parts)
+    offsets = np.arange(len(vectors)) * QUERY_HOP_S
+    reading = Reading(vectors, offsets, prints[3][:, : int(offsets[-1] + 3.0) * int(PRINT_FPS)])
+    alike = {
+        ln.track_id: ln.similarity
+        for ln in lines.vote(index, vectors, offsets, config=CONFIG, exclude=frozenset())
+    }
+    assert alike[3] > 0.9 > alike[5] > alike[9] > 0.6
+    two = dataclasses.replace(CONFIG, verify_tracks=2)
+
+    def checked(floor: float, config=CONFIG) -> set[int]:
+        asked: list[int] = []
+
+        def counting(ids):
+            asked.extend(ids)
+            return lookup(prints)(ids)
+
+        found = candidates(index, [reading], counting, config=config, min_similarity=floor)
+        assert {m.track_id for m in found} == set(asked)
+        return set(asked)
+
+    assert checked(0.0) == {3, 5, 9}
+    assert checked(0.9) == {3}
+    assert checked(0.0, two) == {3, 5}
+    assert checked(0.75, two) == {3, 5}
+    assert checked(0.9, two) == {3}
+
+
 class Reader:
     """A query's readings by pitch hypothesis (semitones → print), and the hypotheses asked for."""
 
@@ -299,7 +342,7 @@ def test_a_query_no_pitch_hypothesis_confirms_is_read_further_in_key_and_scored_
     the hypotheses' reach): no pitch hypothesis confirms a track, so the query is read at
     config.key_readings_st too, and track 7 is found there, scored config.far_reading_logits
     less sure than the same reading would be among the hypotheses (less sure by 40 logits, it
-    is not listed)."""
+    is not listed; nor where its windows are less alike than config.far_min_similarity)."""
     index, tracks, prints = catalog
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     wrong_print = prints[3][:, : query_print.shape[1]]
@@ -314,6 +357,9 @@ def test_a_query_no_pitch_hypothesis_confirms_is_read_further_in_key_and_scored_
     doubtful = dataclasses.replace(CONFIG, far_reading_logits=40.0)
     found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=doubtful)
     assert [m for m in found if m.score >= THRESHOLD] == []
+    unchecked = dataclasses.replace(CONFIG, far_min_similarity=in_key.similarity + 0.01)
+    found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=unchecked)
+    assert [m for m in found if m.score >= THRESHOLD] == []  # its line under the floor
 
 
 def test_a_query_of_no_catalog_track_is_read_at_every_pitch_and_matches_nothing(catalog):
