@@ -29,7 +29,8 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check mirsearch web tests bench migrations
+	$(BIN)/ruff check mirsearch web tests bench migrations scripts
+	$(BIN)/ruff format --check mirsearch web tests bench migrations scripts
 	$(BIN)/lint-imports
 
 # The musicnn teachers' weights, converted from the musicnn 0.1.0 wheel (pip download, no TensorFlow).

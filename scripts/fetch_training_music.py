@@ -1,4 +1,5 @@
 """Fetch freely licensed music (mostly game soundtracks) from Debian main for training."""
+
 import argparse
 import collections
 import hashlib
@@ -15,14 +16,38 @@ import av
 log = logging.getLogger("fetch_training_music")
 
 # Held out for evaluation: never downloaded, whatever the command line says.
-RESERVED = frozenset({
-    "supertuxkart-data", "freedroidrpg-data", "megaglest-data", "widelands-data",
-    "openclonk-data", "flare-game", "blobwars-data", "nexuiz-music",
-})
+RESERVED = frozenset(
+    {
+        "supertuxkart-data",
+        "freedroidrpg-data",
+        "megaglest-data",
+        "widelands-data",
+        "openclonk-data",
+        "flare-game",
+        "blobwars-data",
+        "nexuiz-music",
+    }
+)
 # Already in ../shared/audio (evaluated separately); any package of these games is refused too.
-EVAL_STEMS = ("wesnoth", "hedgewars", "supertux", "warzone2100", "lincity-ng", "xmoto",
-              "extremetuxracer", "frozen-bubble", "fb-music", "scorched3d", "freedroid",
-              "megaglest", "widelands", "openclonk", "flare", "blobwars", "nexuiz")
+EVAL_STEMS = (
+    "wesnoth",
+    "hedgewars",
+    "supertux",
+    "warzone2100",
+    "lincity-ng",
+    "xmoto",
+    "extremetuxracer",
+    "frozen-bubble",
+    "fb-music",
+    "scorched3d",
+    "freedroid",
+    "megaglest",
+    "widelands",
+    "openclonk",
+    "flare",
+    "blobwars",
+    "nexuiz",
+)
 
 # Debian package -> regex over the file's path inside the package (archive members appear as
 # "<archive path>/<member>") selecting its music files; sound effects and ambience are left out.
