@@ -200,17 +200,25 @@ class Distiller:
 
 
 def student_from(matcher: Checkpoint, *, n_tags: int) -> Student:
-    """A fresh Student whose matching branch is `matcher`'s trained CNN, weights and all."""
+    """A fresh Student whose matching branch is `matcher`'s trained CNN, weights and all: a
+    'cnn' checkpoint, or a student's own matching branch (its tagging branch left behind), so
+    the shipped model's tags can be taught again without training stage 1."""
     card = matcher.card
-    if card.arch != "cnn":
-        raise ModelError(f"the matching branch must be a 'cnn' checkpoint, not {card.arch!r}")
-    matcher_args = {k: v for k, v in card.arch_args.items() if k != "feature_config"}
+    if card.arch == "student":
+        cnn, matcher_args = matcher.model.matcher, card.arch_args["matcher_args"]
+    elif card.arch == "cnn":
+        cnn = matcher.model
+        matcher_args = {k: v for k, v in card.arch_args.items() if k != "feature_config"}
+    else:
+        raise ModelError(
+            f"the matching branch must come from a 'cnn' or 'student' checkpoint, not {card.arch!r}"
+        )
     student = Student(
         n_tags=n_tags,
         matcher_args=matcher_args,
         feature_config=asdict(card.feature_config),
     )
-    student.matcher.load_state_dict(matcher.model.state_dict())
+    student.matcher.load_state_dict(cnn.state_dict())
     return student
 
 
@@ -253,7 +261,7 @@ def distill(
         window_s=matcher.card.window_s,
         metadata={
             "recipe": "mirsearch train-default (distillation from musicnn MSD + MTT)",
-            "matcher_sha256": matcher.card.sha256,
+            "matcher_sha256": matcher.card.matching_hash,  # its calibrated threshold holds
             "distill_config": asdict(config),
             "training_files": [Path(t.path).name for t in taught],
             "history": history,

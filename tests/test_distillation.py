@@ -1,13 +1,18 @@
 """Distillation: the student learns the teachers' outputs and keeps its matcher."""
 
 from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import noise, tone
 
+from mirsearch import distillation
+from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
 from mirsearch.config import FeatureConfig
-from mirsearch.distillation import DistillConfig, Distiller
+from mirsearch.distillation import DistillConfig, Distiller, distill, student_from
+from mirsearch.errors import ModelError
 from mirsearch.features import log_mel
 from mirsearch.student import Student
 from mirsearch.teaching import Taught
@@ -50,3 +55,56 @@ def test_the_student_learns_the_teachers_tags_and_keeps_its_matcher():
     assert after < before - 0.1, (before, after)
     for key, value in student.matcher.state_dict().items():
         assert torch.equal(value, matcher_before[key]), key
+
+
+def test_a_students_matching_branch_is_reused_with_its_identity(tmp_path, monkeypatch):
+    """`train-default --matcher mirsearch/assets/student.pt`: the tags taught again on the shipped
+    model's matching branch, which stays bit for bit and keeps the identity its duplicate
+    threshold was calibrated under (a new one would fall back to the uncalibrated default)."""
+    torch.manual_seed(0)
+    matcher_args = {"n_classes": 2, "channels": (8, 16, 16, 32), "embedding_dim": 32}
+    old = Student(n_tags=4, matcher_args=matcher_args, feature_config=asdict(FEATURES))
+    identity = "f" * 64
+    path = save_checkpoint(
+        tmp_path / "shipped.pt",
+        model=old,
+        arch="student",
+        arch_args=old.arch_args,
+        labels=list("abcd"),
+        window_s=3.0,
+        metadata={"matcher_sha256": identity},
+    )
+
+    def taught(path, cache_dir, **_):  # the teachers' 100 tags and 400-d penultimate, made up
+        base = _taught(int(path.name))
+        tags = np.zeros((8, 4), np.float32)
+        tags[:, : base.tags.shape[1]] = base.tags
+        return Taught(base.path, base.mel_db, tags, np.zeros((8, 400), np.float32), 3.0)
+
+    monkeypatch.setattr(distillation, "teach", taught)
+    monkeypatch.setattr(distillation, "teacher_labels", lambda: list("abcd"))
+    config = DistillConfig(epochs=1, steps_per_epoch=2, batch_size=4, threads=1)
+    files = [(Path(str(seed)), 3.0, None) for seed in range(4)]
+    distill(
+        files, load_checkpoint(path), out=tmp_path / "new.pt", cache_dir=tmp_path, config=config
+    )
+
+    new = load_checkpoint(tmp_path / "new.pt")
+    assert new.card.arch == "student" and new.card.matching_hash == identity
+    assert new.card.sha256 != load_checkpoint(path).card.sha256  # the tagging branch is new
+    for key, value in old.matcher.state_dict().items():
+        assert torch.equal(new.model.matcher.state_dict()[key], value), key
+
+
+def test_only_a_cnn_or_a_student_gives_a_matching_branch(tmp_path):
+    args = {"n_classes": 2, "embedding_dim": 24, "feature_config": asdict(FEATURES)}
+    path = save_checkpoint(
+        tmp_path / "crnn.pt",
+        model=build("crnn", **args),
+        arch="crnn",
+        arch_args=args,
+        labels=["a", "b"],
+        window_s=3.0,
+    )
+    with pytest.raises(ModelError, match="'cnn' or 'student'"):
+        student_from(load_checkpoint(path), n_tags=4)

@@ -225,7 +225,9 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
     "--matcher",
     type=click.Path(exists=True, path_type=Path),
     default=None,
-    help="Reuse this checkpoint's matching branch instead of training one (stage 1).",
+    help="Reuse this checkpoint's matching branch instead of training one (stage 1): a 'cnn' "
+    "checkpoint, or a student such as the shipped one (its tags taught again, its duplicate "
+    "threshold kept).",
 )
 @click.option(
     "--cache",
