@@ -101,22 +101,16 @@ def evaluate(
     those with it (e.g. ("soundfont", "TimGM6mb.sf2"), the honest unseen-timbre split).
     `folds` 0 runs the held-out split alone (one network instead of folds + 1).
     """
-    _check(clips, folds, heldout, methods)
+    _check(clips, folds, heldout, methods, seed=config.seed)
     sr = FeatureConfig().sample_rate
     clips, signals = decode_clips(clips, sample_rate=sr)
-    _check(clips, folds, heldout, methods)
+    _check(clips, folds, heldout, methods, seed=config.seed)
     labels = sorted({c.label for c in clips})
     unlabelled = decode_all(list(unlabelled_paths), sample_rate=sr)[1] if "cnn" in methods else []
     targets = np.array([labels.index(c.label) for c in clips])
     groups = np.array([c.group for c in clips])
     fold_results, all_true, all_pred = [], [], []
-    splits = (
-        StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=config.seed).split(
-            signals, targets, groups
-        )
-        if folds
-        else ()
-    )
+    splits = _splits(clips, folds, seed=config.seed)
     embedded = embed_clips(Embedder(), signals) if "head" in methods else None
 
     def predictions(train_idx, test_idx, seed: int) -> dict[str, np.ndarray]:
@@ -173,7 +167,26 @@ def evaluate(
     return report
 
 
-def _check(clips: list[LabelledClip], folds: int, heldout: tuple[str, str] | None, methods) -> None:
+def _splits(clips: list[LabelledClip], folds: int, *, seed: int) -> list[tuple]:
+    """(train, test) indices of each cross-validation fold: stratified by label, whole groups
+    (recordings) on one side; none for 0 folds."""
+    if not folds:
+        return []
+    labels = sorted({c.label for c in clips})
+    targets = np.array([labels.index(c.label) for c in clips])
+    groups = np.array([c.group for c in clips])
+    folding = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return list(folding.split(np.zeros(len(clips)), targets, groups))
+
+
+def _check(
+    clips: list[LabelledClip],
+    folds: int,
+    heldout: tuple[str, str] | None,
+    methods,
+    *,
+    seed: int,
+) -> None:
     """MirsearchError for data or parameters the evaluation cannot run on: said before anything
     is decoded, and again for the clips that could be."""
     labels = sorted({c.label for c in clips})
@@ -205,12 +218,38 @@ def _check(clips: list[LabelledClip], folds: int, heldout: tuple[str, str] | Non
         named = f"unknown methods {sorted(unknown)}" if unknown else "no method given"
         raise MirsearchError(f"{named}; use some of {', '.join(METHODS)}")
     if heldout is not None:
-        _check_heldout(clips, *heldout)
+        _check_heldout(clips, *heldout, methods)
+    _check_folds(clips, folds, methods, seed=seed)
 
 
-def _check_heldout(clips: list[LabelledClip], column: str, value: str) -> None:
+def _check_folds(clips: list[LabelledClip], folds: int, methods, *, seed: int) -> None:
+    """MirsearchError unless each fold trains on clips of 2 classes or more, and, for `cnn`,
+    of 2 groups or more: its network holds a group out to stop early (_fit_and_predict). Both
+    had been found after every clip was decoded: by scikit-learn's solver, as a traceback, and by
+    the first fold's network."""
+    n_groups = len({c.group for c in clips})
+    for train, _ in _splits(clips, folds, seed=seed):
+        classes = sorted({clips[i].label for i in train})
+        if len(classes) < 2:
+            raise MirsearchError(
+                f"with {folds} folds, a fold trains on clips of one class ({classes[0]}) and "
+                "every method needs two or more: give each class clips of 2 groups (recordings) "
+                "or more"
+            )
+        trained = len({clips[i].group for i in train})
+        if "cnn" in methods and trained < 2:
+            raise MirsearchError(
+                f"--methods cnn: with {folds} folds, a fold's network has clips of {trained} "
+                "group (recording) to train on, and it needs 2 or more, as it holds one out to "
+                "stop early: "
+                + (f"use --folds {n_groups}" if n_groups >= 3 else "give clips of 3 groups or more")
+            )
+
+
+def _check_heldout(clips: list[LabelledClip], column: str, value: str, methods) -> None:
     """MirsearchError unless some clips have `column` = `value` and the others, trained on, hold
-    two classes or more: said before anything is decoded or trained."""
+    two classes or more (and, for `cnn`, two groups: see _check_folds): said before anything is
+    decoded or trained."""
     if not any(column in c.extra for c in clips):
         raise MirsearchError(f"the manifest has no column {column!r} to hold clips out by")
     held = [c for c in clips if c.extra.get(column) == value]
@@ -222,6 +261,13 @@ def _check_heldout(clips: list[LabelledClip], column: str, value: str) -> None:
             f"the clips without {column} = {value!r} hold {len(trained)} class"
             f"{'' if len(trained) == 1 else 'es'} ({', '.join(trained) or 'none'}): training "
             "needs two or more"
+        )
+    outside = {c.group for c in clips if c.extra.get(column) != value}
+    if "cnn" in methods and len(outside) < 2:
+        raise MirsearchError(
+            f"--methods cnn: the clips without {column} = {value!r} are of {len(outside)} group "
+            "(recording), and the held-out split's network needs 2 or more to train on, as it "
+            "holds one out to stop early"
         )
 
 

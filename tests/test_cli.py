@@ -715,6 +715,50 @@ def test_evaluate_cross_validates_on_two_folds(tmp_path, monkeypatch):
     assert plain[1].startswith(f"baseline  accuracy {mean:.3f} ± {std:.3f}  ")
 
 
+@pytest.mark.parametrize(
+    ("group", "extra", "expect", "others"),
+    [
+        ("{name}", [], "a fold trains on clips of one class", ()),
+        ("g{i3}", ["--methods", "cnn"], "a fold's network has clips of 1 group", ("baseline",)),
+        (
+            "g{i2}",
+            ["--methods", "cnn", "--folds", "0", "--heldout", "group=g0"],
+            "the clips without group = 'g0' are of 1 group",
+            ("baseline",),
+        ),
+    ],
+)
+def test_evaluate_says_a_fold_cannot_train_before_decoding(
+    tmp_path, monkeypatch, group, extra, expect, others
+):
+    """A fold of one class had stopped scikit-learn's solver with a traceback, and a `cnn` fold
+    of one group (its network holds one out to stop early) the first network: both after every
+    clip was decoded. `group`: each clip's group, made of its class and number."""
+    rows = ["path\tclass\tgroup"]
+    for name in ("tones", "clicks"):
+        for i in range(4):
+            put(tmp_path / f"{name}{i}.wav", tone(220.0 * 1.25**i, 4.0))
+            named = group.format(name=name, i3=i % 3, i2=i % 2)
+            rows.append(f"{name}{i}.wav\t{name}\t{named}")
+    manifest = tmp_path / "manifest.tsv"
+    manifest.write_text("\n".join(rows) + "\n")
+
+    def decode_clips(*args, **kwargs):
+        raise AssertionError("decoded before the parameters were checked")
+
+    monkeypatch.setattr("mirsearch.evaluation.decode_clips", decode_clips)
+    args = ["evaluate", str(manifest), "--folds", "2", "--methods", "baseline", *extra]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.output.startswith("Error: ") and expect in result.output, result.output
+    monkeypatch.undo()
+    named = max(i for i, arg in enumerate(args) if arg == "--methods") + 1  # the last one counts
+    for method in others:  # the same folds are fine for a method that trains no network
+        args[named] = method
+        done = CliRunner().invoke(main, [*args, "--out-dir", str(tmp_path / "out")])
+        assert done.exit_code == 0, done.output
+
+
 def python(script: str, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """`script` run by this interpreter in a process of its own, its output captured."""
     return subprocess.run(
