@@ -54,7 +54,8 @@ GENRE_EVAL := $(BIN)/mirsearch evaluate $(SHARED)/genres/manifest.tsv --epochs $
 	--methods $(EVAL_METHODS) --unlabelled $(SHARED)/audio
 eval: $(INSTALLED)
 	$(BIN)/python bench/eval_tags.py $(SHARED)/audio
-	$(BIN)/python bench/eval_retrieval.py $(SHARED)/audio
+	$(BIN)/python scripts/fetch_training_music.py --likeness
+	$(BIN)/python bench/eval_retrieval.py $(SHARED)/audio --likeness var/likeness_music
 	$(GENRE_EVAL) --folds 0 --heldout soundfont=TimGM6mb.sf2 --out-dir bench/heldout
 	$(GENRE_EVAL) --folds $(EVAL_FOLDS) --out-dir bench
 

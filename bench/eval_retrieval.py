@@ -5,7 +5,9 @@ Indexes the folder into a temporary home with the real indexer, then measures:
 - precision@5 of "same source package" for whole tracks (the manifest's `package`, a proxy for
   sounding alike), for our embeddings (`similar`) and for an MFCC-statistics baseline, same run,
   over all tracks and over those of the packages the tagging branch never heard in training
-  (`unseen`; the other four it was taught on every 3 s, datasets.CONTRASTIVE_PACKAGES);
+  (`unseen`; the other four it was taught on every 3 s, datasets.CONTRASTIVE_PACKAGES), and in a
+  catalog of its own over those and the soundtracks `scripts/fetch_training_music.py --likeness`
+  fetches (`soundtrack_likeness`: 122 tracks of 14 soundtracks no network here trained on);
 - for each of the manifest's `pair_group`s (two versions of one piece), whether one partner is
   in the other's top 5 `similar`.
 Prints a JSON object and writes it to bench/retrieval.json.
@@ -19,6 +21,7 @@ import json
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -68,13 +71,15 @@ def clip_accuracy(
     return {label: round(count / total, 4) for label, count in hits.items()} | {"clips": total}
 
 
-def precision_at_5(engine: Engine, manifest: dict[str, dict], ids: dict[str, int]) -> dict:
-    """Whole-track precision@5 of same package: embeddings vs MFCC statistics."""
-    package = {ids[name]: row["package"] for name, row in manifest.items() if name in ids}
-    ours = []
-    for track_id in package:
-        results = engine.similar(track_id, k=5)
-        ours.append(np.mean([package[r.track_id] == package[track_id] for r in results]))
+def precision_at_5(engine: Engine, package: dict[int, str], asked: list[int] | None = None) -> dict:
+    """Whole-track precision@5 of same package (`package`: track id → package, the catalog's
+    tracks), embeddings vs MFCC statistics, over the `asked` tracks (default: every track whose
+    package holds another to find)."""
+    held = Counter(package.values())
+    asked = [t for t in (asked or package) if held[package[t]] > 1]
+    ours = [
+        np.mean([package[r.track_id] == package[t] for r in engine.similar(t, k=5)]) for t in asked
+    ]
     rows = engine.catalog.get_many(list(package))
     order = list(package)
     mfcc = np.array(
@@ -85,21 +90,37 @@ def precision_at_5(engine: Engine, manifest: dict[str, dict], ids: dict[str, int
     similarity = mfcc @ mfcc.T
     np.fill_diagonal(similarity, -np.inf)
     baseline = []
-    for i, track_id in enumerate(order):
-        top = np.argsort(-similarity[i])[:5]
-        baseline.append(np.mean([package[order[j]] == package[track_id] for j in top]))
-    unseen = np.array([package[t] not in CONTRASTIVE_PACKAGES for t in order])
-    ours, baseline = np.array(ours), np.array(baseline)
+    for t in asked:
+        top = np.argsort(-similarity[order.index(t)])[:5]
+        baseline.append(np.mean([package[order[j]] == package[t] for j in top]))
     return {
         "embeddings": round(float(np.mean(ours)), 4),
         "mfcc_baseline": round(float(np.mean(baseline)), 4),
-        "tracks": len(order),
-        "unseen": {
-            "embeddings": round(float(np.mean(ours[unseen])), 4),
-            "mfcc_baseline": round(float(np.mean(baseline[unseen])), 4),
-            "tracks": int(unseen.sum()),
-        },
+        "tracks": len(asked),
     }
+
+
+def soundtrack_likeness(audio_dir: Path, likeness_dir: Path) -> dict:
+    """precision@5 of same soundtrack over music no network here trained on, in a catalog of its
+    own: the ../shared/audio packages the tagging branch never heard and the soundtracks of
+    `scripts/fetch_training_music.py --likeness` (a track alone in its package is among those
+    searched, not asked)."""
+    package = {
+        str((audio_dir / name).resolve()): row["package"]
+        for name, row in read_manifest(audio_dir).items()
+        if row["package"] not in CONTRASTIVE_PACKAGES
+    }
+    package |= {
+        str((likeness_dir / name).resolve()): row["package"]
+        for name, row in read_manifest(likeness_dir).items()
+    }
+    with tempfile.TemporaryDirectory() as home:
+        engine = Engine(Settings.from_env(home=Path(home)))
+        engine.index_paths([Path(p) for p in sorted(package)], workers=2)
+        rows, _ = engine.catalog.list_tracks(per_page=10_000)
+        ids = {r.path: r.id for r in rows if r.path in package and r.status == "indexed"}
+        result = precision_at_5(engine, {ids[p]: package[p] for p in ids})
+    return result | {"soundtracks": len(set(package.values())), "catalog": len(ids)}
 
 
 def pair_groups(engine: Engine, manifest: dict[str, dict], ids: dict[str, int]) -> dict:
@@ -127,6 +148,10 @@ def run(audio_dir: Path, *, clips_per_track: int = 3, seed: int = 0) -> dict:
         index_s = time.perf_counter() - started
         rows, _ = engine.catalog.list_tracks(per_page=10_000)
         ids = {Path(r.path).name: r.id for r in rows if Path(r.path).name in manifest}
+        package = {ids[name]: manifest[name]["package"] for name in ids}
+        p5 = precision_at_5(engine, package)
+        unseen = [t for t, name in package.items() if name not in CONTRASTIVE_PACKAGES]
+        p5["unseen"] = precision_at_5(engine, package, unseen)
         clips = clip_accuracy(
             engine,
             audio_dir,
@@ -140,7 +165,7 @@ def run(audio_dir: Path, *, clips_per_track: int = 3, seed: int = 0) -> dict:
             "date": time.strftime("%Y-%m-%d"),
             "index": summary.to_dict() | {"seconds": round(index_s, 2)},
             "clip_rank1_10s": clips,
-            "precision_at_5_same_package": precision_at_5(engine, manifest, ids),
+            "precision_at_5_same_package": p5,
             "pair_groups_in_top5": pair_groups(engine, manifest, ids),
         }
 
@@ -149,10 +174,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("audio_dir", type=Path)
     parser.add_argument("--clips-per-track", type=int, default=3)
+    parser.add_argument(
+        "--likeness",
+        type=Path,
+        default=Path("var/likeness_music"),
+        help="the soundtracks of `scripts/fetch_training_music.py --likeness`",
+    )
     args = parser.parse_args()
     if not (args.audio_dir / "manifest.tsv").exists():
         sys.exit(f"{args.audio_dir}/manifest.tsv not found: this evaluation needs ../shared/audio")
     result = run(args.audio_dir, clips_per_track=args.clips_per_track)
+    if (args.likeness / "manifest.tsv").is_file():
+        result["soundtrack_likeness"] = soundtrack_likeness(args.audio_dir, args.likeness)
+    else:
+        result["soundtrack_likeness"] = {
+            "note": f"{args.likeness}/manifest.tsv not found: "
+            "python scripts/fetch_training_music.py --likeness"
+        }
     OUT.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -170,3 +170,34 @@ def test_the_speed_range_rows_give_each_changes_share_olafs_beside_and_the_cost(
     )
     assert alone == "0.8 100% · 1.25 94%" and tempo_alone == "1.2 75%"
     assert bench.speed_range_rows({}) == []
+
+
+def test_precision_at_5_asks_only_tracks_whose_soundtrack_holds_another(monkeypatch):
+    """bench/eval_retrieval.py: a track alone in its package (two of the --likeness soundtracks
+    hold one) is searched among but never asked, as no answer of its could be right."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import eval_retrieval
+
+    package = {1: "a", 2: "a", 3: "a", 4: "b", 5: "c"}
+    answers = {1: [2, 4], 2: [5, 4], 3: [1, 2], 4: [1, 2], 5: [1, 2]}  # 1/2, 0/2, 2/2 right
+    mfcc = {1: [1, 0], 2: [1, 0.1], 3: [0.9, 0], 4: [0, 1], 5: [-1, 0]}
+    asked = []
+
+    class Row:
+        def __init__(self, t):
+            self.descriptors = {"mfcc_mean": mfcc[t], "mfcc_std": [0.0]}
+
+    class Engine:
+        class catalog:
+            get_many = staticmethod(lambda ids: {t: Row(t) for t in ids})
+
+        def similar(self, track_id, k):
+            asked.append(track_id)
+            return [type("Hit", (), {"track_id": t}) for t in answers[track_id]]
+
+    p5 = eval_retrieval.precision_at_5(Engine(), package)
+    assert asked == [1, 2, 3] and p5["tracks"] == 3  # 4 and 5 have no partner to find
+    assert p5["embeddings"] == 0.5
+    asked.clear()
+    only = eval_retrieval.precision_at_5(Engine(), package, [3, 5])
+    assert asked == [3] and only["tracks"] == 1 and only["embeddings"] == 1.0
