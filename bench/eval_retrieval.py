@@ -76,7 +76,9 @@ def precision_at_5(engine: Engine, package: dict[int, str], asked: list[int] | N
     tracks), embeddings vs MFCC statistics, over the `asked` tracks (default: every track whose
     package holds another to find)."""
     held = Counter(package.values())
-    asked = [t for t in (asked or package) if held[package[t]] > 1]
+    asked = [t for t in (package if asked is None else asked) if held[package[t]] > 1]
+    if not asked:
+        return {"tracks": 0}
     ours = [
         np.mean([package[r.track_id] == package[t] for r in engine.similar(t, k=5)]) for t in asked
     ]

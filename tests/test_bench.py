@@ -201,3 +201,4 @@ def test_precision_at_5_asks_only_tracks_whose_soundtrack_holds_another(monkeypa
     asked.clear()
     only = eval_retrieval.precision_at_5(Engine(), package, [3, 5])
     assert asked == [3] and only["tracks"] == 1 and only["embeddings"] == 1.0
+    assert eval_retrieval.precision_at_5(Engine(), package, [4, 5]) == {"tracks": 0}
