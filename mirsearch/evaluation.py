@@ -252,17 +252,17 @@ def _check_heldout(clips: list[LabelledClip], column: str, value: str, methods) 
     decoded or trained."""
     if not any(column in c.extra for c in clips):
         raise MirsearchError(f"the manifest has no column {column!r} to hold clips out by")
-    held = [c for c in clips if c.extra.get(column) == value]
-    if not held:
+    rest = [c for c in clips if c.extra.get(column) != value]  # what the split trains on
+    if len(rest) == len(clips):
         raise MirsearchError(f"no clip has {column} = {value!r}")
-    trained = sorted({c.label for c in clips if c.extra.get(column) != value})
+    trained = sorted({c.label for c in rest})
     if len(trained) < 2:
         raise MirsearchError(
             f"the clips without {column} = {value!r} hold {len(trained)} class"
             f"{'' if len(trained) == 1 else 'es'} ({', '.join(trained) or 'none'}): training "
             "needs two or more"
         )
-    outside = {c.group for c in clips if c.extra.get(column) != value}
+    outside = {c.group for c in rest}
     if "cnn" in methods and len(outside) < 2:
         raise MirsearchError(
             f"--methods cnn: the clips without {column} = {value!r} are of {len(outside)} group "
