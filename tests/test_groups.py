@@ -27,10 +27,12 @@ def stored(track: int, speed: float = 1.0, score: float = 1.0) -> dict:
 
 
 def test_groups_join_the_stored_pairs_and_keep_only_tracks_still_indexed():
-    """5 and 9 copies of 2 (9 also matched 5), 7 a copy of 3, which failed since, 8 a copy of
-    4 found again both ways, more strongly the second time (4 analysed again after it)."""
+    """5 and 9 copies of 2 (9 also matched 5), 7 a copy of 3, which failed since, 6 a copy of 2
+    that failed since, 8 a copy of 4 found again both ways, more strongly the second time (4
+    analysed again after it)."""
     flagged = [
         (5, [stored(2)]),
+        (6, [stored(2)]),
         (9, [stored(2, speed=1.05), stored(5, speed=1.05, score=0.9)]),
         (7, [stored(3)]),
         (8, [stored(4, score=0.8)]),

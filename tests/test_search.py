@@ -195,3 +195,23 @@ def test_align_scores_a_long_query_s_best_run_where_it_lines_up_as_a_copy():
     # runs are not scored
     unrelated = align(query, offsets_s, random_walk(rng, 60), hop_s=HOP_S)
     assert unrelated.excerpt == unrelated.aligned
+
+
+def test_a_long_query_is_thinned_evenly_to_the_windows_searched(catalog, monkeypatch):
+    """A query past `max_query_windows` windows searches that many, spread over all of it (a
+    long upload's cost is bounded), and still finds its track and where it starts."""
+    index, tracks = catalog
+    searched = []
+    search_windows = index.search_windows
+
+    def spy(queries, *args, **kwargs):
+        searched.append(queries)
+        return search_windows(queries, *args, **kwargs)
+
+    monkeypatch.setattr(index, "search_windows", spy)
+    query = noisy(np.random.default_rng(3), tracks[9][10:90], 0.3)
+    config = SearchConfig(max_query_windows=20)
+    hits = rank(index, query, np.arange(80) * HOP_S, query.mean(axis=0), k=3, config=config)
+    assert [len(q) for q in searched] == [20]
+    assert np.allclose(searched[0][[0, -1]], normalise(query)[[0, -1]])  # first and last kept
+    assert hits[0].track_id == 9 and hits[0].offset_s == pytest.approx(10 * HOP_S, abs=HOP_S)

@@ -7,7 +7,7 @@ import os
 import time
 from functools import partial
 
-from mirsearch.workers import default_workers, ordered_map
+from mirsearch.workers import AHEAD, default_workers, ordered_map
 
 
 def _load(tag: str) -> dict:
@@ -51,3 +51,20 @@ def test_default_workers_is_every_core_but_never_more_than_the_items():
     cores = os.cpu_count() or 1
     assert default_workers(1000) == cores
     assert default_workers(1) == 1 and default_workers(0) == 1
+
+
+def test_items_are_drawn_as_the_workers_need_them_not_all_at_once():
+    """A few items in flight per worker: a query of a folder of 100,000 clips neither holds
+    them all in the pool's queue nor, interrupted, leaves them all to be cancelled."""
+    drawn = []
+
+    def items():
+        for i in range(1000):
+            drawn.append(i)
+            yield 0.0
+
+    results = ordered_map(partial(_load, "x"), _work, items(), workers=2)
+    next(results)
+    assert len(drawn) == AHEAD * 2
+    results.close()
+    assert len(drawn) == AHEAD * 2
