@@ -37,17 +37,22 @@ def settings(db_settings):
 
 def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     """A run without --prune counts the tracks whose file is gone (a run had said nothing of
-    them while `match` still named their paths); a prune drops them."""
+    them while `match` still named their paths); a prune drops them, and only under the folders
+    named: not in a sibling folder whose name begins with one's (`music` and `music-old`)."""
     engine = Engine(settings)
-    engine.index_paths([folder])
+    sibling = folder.with_name(folder.name + "-old")
+    sibling.mkdir()
+    shutil.copy(folder / "demo-01.flac", sibling / "old.flac")
+    engine.index_paths([folder, sibling])
     gone = rows(engine)["demo-02.ogg"].id
     (folder / "demo-02.ogg").unlink()
+    (sibling / "old.flac").unlink()
     kept = engine.index_paths([folder])  # counted and said, not dropped: queries still name it
     assert (kept.missing, kept.removed) == (1, 0) and kept.to_dict()["missing"] == 1
     assert engine.index().contains(gone)
     summary = engine.index_paths([folder], prune=True)
     assert (summary.removed, summary.missing) == (1, 0)
-    assert "demo-02.ogg" not in rows(engine)
+    assert "demo-02.ogg" not in rows(engine) and "old.flac" in rows(engine)
     assert not engine.index().contains(gone)
 
 
@@ -152,6 +157,30 @@ def test_prune_takes_a_deleted_track_off_its_copies_duplicate_flags(settings, fo
     engine.index_paths([folder], prune=True)
     copy = rows(engine)["zz-copy.ogg"]
     assert copy.duplicate_of is None and not copy.duplicate_evidence
+
+
+def test_a_copy_whose_version_is_pruned_is_flagged_on_the_next_one_that_still_holds(
+    settings, folder
+):
+    """A track matching four versions keeps them closest first: when the first is pruned, its
+    flag goes to the closest left whose content is still what it was matched with (the second
+    got other music since), and its evidence keeps the two that still hold, in order."""
+    for name in ("zz-a.ogg", "zz-b.ogg", "zz-c.ogg", "zz-d.ogg"):
+        shutil.copy(folder / "demo-02.ogg", folder / name)
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    by_id = {row.id: row for row in rows(engine).values()}
+    evidence = rows(engine)["zz-d.ogg"].duplicate_evidence
+    first, changed, *held = (Path(by_id[m["track_id"]].path) for m in evidence)
+    shutil.copy(folder / "demo-01.flac", changed.with_suffix(".flac"))
+    changed.with_suffix(".flac").replace(changed)  # other music under the same name
+    engine.index_paths([folder])  # analysed again; the copy is still flagged on the first
+    assert rows(engine)["zz-d.ogg"].duplicate_of == rows(engine)[first.name].id
+    first.unlink()
+    engine.index_paths([folder], prune=True)
+    copy, held_ids = rows(engine)["zz-d.ogg"], [rows(engine)[p.name].id for p in held]
+    assert len(held_ids) == 2 and copy.duplicate_of == held_ids[0]
+    assert [m["track_id"] for m in copy.duplicate_evidence] == held_ids
 
 
 @pytest.fixture(scope="module")
