@@ -519,8 +519,8 @@ def test_every_answer_forbids_sniffing_framing_and_foreign_scripts(site):
 
 def test_audio_serves_only_an_indexed_track_as_it_was_indexed(tmp_path, monkeypatch):
     """A link in a catalog folder to a file that is not music is recorded as a failed track: its
-    path (here a secret) is never served, nor is a track's file swapped for a link after it was
-    indexed; the track page decodes neither."""
+    path (here a secret) is never served, nor is a track's file changed in place or swapped for
+    a link after it was indexed; the track page decodes neither."""
     from web import pages
 
     music, secret = tmp_path / "music", tmp_path / "secret.txt"
@@ -543,6 +543,11 @@ def test_audio_serves_only_an_indexed_track_as_it_was_indexed(tmp_path, monkeypa
     assert "it is failed" in response.get_json()["error"]["message"]
     song_id = rows["song.flac"]["track_id"]
     assert client.get(f"/api/tracks/{song_id}/audio").status_code == 200
+    indexed = song.read_bytes()
+    song.write_bytes(indexed[: len(indexed) // 2])  # changed in place, not indexed again
+    response = client.get(f"/api/tracks/{song_id}/audio")
+    assert_error(response, 404)
+    assert "changed since it was indexed" in response.get_json()["error"]["message"]
     song.unlink()
     song.symlink_to(secret)
     response = client.get(f"/api/tracks/{song_id}/audio")
