@@ -9,7 +9,7 @@ CATALOG ?= $(if $(wildcard $(SHARED)/audio/manifest.tsv),$(SHARED)/audio,$(DEMO)
 MIRSEARCH_HOME ?= var
 export MIRSEARCH_HOME
 
-.PHONY: install index test lint teacher model eval eval-dupes calibrate-dupes bench olaf serve clean
+.PHONY: install index test lint mutants teacher model eval eval-dupes calibrate-dupes bench olaf serve clean
 
 install: $(INSTALLED)
 
@@ -32,6 +32,10 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check mirsearch web tests bench migrations scripts
 	$(BIN)/ruff format --check mirsearch web tests bench migrations scripts
 	$(BIN)/lint-imports
+
+# Tests that can fail: each mutant of scripts/mutants.py changes a line, its tests must fail (~3 min).
+mutants: $(INSTALLED)
+	$(BIN)/python scripts/mutants.py
 
 # The musicnn teachers' weights, converted from the musicnn 0.1.0 wheel (pip download, no TensorFlow).
 teacher: $(INSTALLED)

@@ -1,0 +1,210 @@
+"""Tests that can fail: each mutant below changes one line of mirsearch the way a plausible bug
+would, and the tests it names must then fail. `make mutants` runs them on a copy of the checkout
+(its tracked files as they are now, ../shared beside it where there is one) and prints a line a
+mutant; it exits 1 if a mutant survives or no longer applies (its line changed: update it here).
+
+Each of these had once been a survivor, or guards a rule the README states (versions ranked
+right, prune only under the folders named, flags that still hold); a new one belongs here when
+a bug is fixed whose test could have been missed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    file: str  # relative to the repository
+    find: str  # text found exactly once in `file`
+    put: str  # what replaces it
+    tests: tuple[str, ...]  # pytest arguments that must then fail
+
+
+MUTANTS = (
+    Mutant(
+        "mirsearch/duplicates.py",
+        "    return (m.score, m.agreement, m.similarity)",
+        "    return (m.score, m.similarity, m.agreement)",
+        ("tests/test_duplicates.py",),
+    ),
+    Mutant(
+        "mirsearch/duplicates.py",
+        "return set(sorted(evidence, key=lambda t: (-evidence[t], t))[:n])",
+        "return set(sorted(evidence, key=lambda t: (evidence[t], t))[:n])",
+        ("tests/test_duplicates.py",),
+    ),
+    Mutant(
+        "mirsearch/duplicates.py",
+        "n = config.verify_tracks * max(1, int(np.ceil(duration_s / 60.0)))",
+        "n = config.verify_tracks",
+        ("tests/test_duplicates.py",),
+    ),
+    Mutant(
+        "mirsearch/scoring.py",
+        "            -(m.agreement - RANK_SPEED_PENALTY * abs(m.speed - 1.0)),",
+        "            -m.agreement,",
+        ("tests/test_scoring.py",),
+    ),
+    Mutant(
+        "mirsearch/scoring.py",
+        "    return replace(m, score=_probability(logit - logits))",
+        "    return replace(m, score=_probability(logit))",
+        ("tests/test_duplicates.py",),
+    ),
+    Mutant(
+        "mirsearch/groups.py",
+        'if track_id not in live or m["track_id"] not in live or m["track_id"] == track_id:',
+        'if m["track_id"] not in live or m["track_id"] == track_id:',
+        ("tests/test_groups.py",),
+    ),
+    Mutant(
+        "mirsearch/groups.py",
+        "edges.setdefault(q, []).append((strength, t, 1.0 / speed))",
+        "edges.setdefault(q, []).append((strength, t, speed))",
+        ("tests/test_groups.py",),
+    ),
+    Mutant(
+        "mirsearch/search.py",
+        "    if len(queries) <= config.max_query_windows:",
+        "    if True:",
+        ("tests/test_search.py",),
+    ),
+    Mutant(
+        "mirsearch/search.py",
+        "        allowed = set(map(int, allowed_tracks)) - {int(track_id)}",
+        "        allowed = set(map(int, allowed_tracks))",
+        ("tests/test_search.py",),
+    ),
+    Mutant(
+        "mirsearch/search.py",
+        "        score = max(blend, aligned)  # an excerpt (or a version) lined up in time wins",
+        "        score = blend",
+        ("tests/test_search.py",),
+    ),
+    Mutant(
+        "mirsearch/workers.py",
+        "            if len(pending) >= AHEAD * workers:\n"
+        "                yield pending.popleft().result()\n",
+        "",
+        ("tests/test_workers.py",),
+    ),
+    Mutant(
+        "mirsearch/plan.py",
+        "same_stat = row.size_bytes == stat.st_size and row.mtime == stat.st_mtime",
+        "same_stat = row.size_bytes == stat.st_size",
+        ("tests/test_plan.py",),
+    ),
+    Mutant(
+        "mirsearch/plan.py",
+        "if row.size_bytes in wanted and not os.path.lexists(row.path):",
+        "if row.size_bytes in wanted:",
+        ("tests/test_plan.py",),
+    ),
+    Mutant(
+        "mirsearch/indexer.py",
+        '    return any(path == str(root) or path.startswith(os.path.join(root, "")) '
+        "for root in roots)",
+        "    return any(path == str(root) or path.startswith(str(root)) for root in roots)",
+        ("tests/test_indexer.py", "-k", "prune"),
+    ),
+    Mutant(
+        "mirsearch/flags.py",
+        'kept = [m for m in evidence if m["track_id"] not in gone and still_holds(m, contents)]',
+        'kept = [m for m in evidence if m["track_id"] not in gone]',
+        ("tests/test_indexer.py", "-k", "still_holds"),
+    ),
+    Mutant(
+        "mirsearch/flags.py",
+        '    row.duplicate_of = kept[0]["track_id"] if kept else None',
+        '    row.duplicate_of = kept[-1]["track_id"] if kept else None',
+        ("tests/test_indexer.py", "-k", "still_holds"),
+    ),
+    Mutant(
+        "mirsearch/records.py",
+        "    return max(highest, state.last_track_id if state else 0) + 1",
+        "    return highest + 1",
+        ("tests/test_indexer.py", "-k", "pruned_last"),
+    ),
+    Mutant(
+        "mirsearch/api.py",
+        "        for stream in range(min(decoded.info.streams, audio.MAX_STREAMS)):",
+        "        for stream in range(decoded.info.streams):",
+        ("tests/test_api.py", "-k", "many_sound"),
+    ),
+    Mutant(
+        "web/api.py",
+        "        if path.resolve() != path or path.stat().st_size != row.size_bytes:",
+        "        if path.resolve() != path:",
+        ("tests/test_web.py", "-k", "serves_only_an_indexed"),
+    ),
+)
+
+
+def applies(mutant: Mutant, root: Path = REPO) -> bool:
+    """Whether `mutant`'s text is found exactly once in its file under `root`."""
+    return (root / mutant.file).read_text().count(mutant.find) == 1
+
+
+def survives(mutant: Mutant, root: Path) -> bool:
+    """Whether the mutant's tests all pass with it in the tree at `root` (put back after)."""
+    path = root / mutant.file
+    original = path.read_text()
+    path.write_text(original.replace(mutant.find, mutant.put))
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests],
+            cwd=root,
+            env=os.environ
+            | {"PYTHONPATH": str(root)},  # this copy's package, not the installed one
+            capture_output=True,
+        )
+    finally:
+        path.write_text(original)
+    return run.returncode == 0
+
+
+def _copy_of_checkout(scratch: Path) -> Path:
+    """The checkout's tracked files as they are now, in `scratch/mirsearch`, with ../shared
+    beside it where the checkout has one."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
+    ).stdout
+    copy = scratch / "mirsearch"
+    for name in filter(None, listed.decode().split("\0")):
+        if (REPO / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, copy / name)
+    if (REPO.parent / "shared").is_dir():
+        (scratch / "shared").symlink_to(REPO.parent / "shared")
+    return copy
+
+
+def main() -> int:
+    failed = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        root = _copy_of_checkout(Path(scratch))
+        for mutant in MUTANTS:
+            where = f"{mutant.file}: {mutant.put.strip() or 'deleted: ' + mutant.find.strip()}"
+            if not applies(mutant, root):
+                verdict = "STALE (its line changed: update scripts/mutants.py)"
+            elif survives(mutant, root):
+                verdict = "SURVIVED (no test failed)"
+            else:
+                verdict = "killed"
+            failed += verdict != "killed"
+            print(f"{verdict:8}  {where.splitlines()[0]}", flush=True)
+    print(f"{len(MUTANTS) - failed} of {len(MUTANTS)} mutants killed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
