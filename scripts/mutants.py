@@ -146,6 +146,24 @@ MUTANTS = (
         "        if path.resolve() != path:",
         ("tests/test_web.py", "-k", "serves_only_an_indexed"),
     ),
+    Mutant(
+        "mirsearch/index.py",
+        "            kept = [t for t in allowed_tracks if int(t) not in excluded]",
+        "            kept = list(allowed_tracks)",
+        ("tests/test_index.py", "-k", "together"),
+    ),
+    Mutant(
+        "mirsearch/index.py",
+        "if not 0 < len(windows) < 1 << WINDOW_BITS or windows.shape[1] != self._meta.dim:",
+        "if windows.shape[1] != self._meta.dim:",
+        ("tests/test_index.py", "-k", "keeps_the_track_vector"),
+    ),
+    Mutant(
+        "mirsearch/index.py",
+        "vector = normalise(windows.mean(axis=0) if track_vector is None else track_vector)",
+        "vector = normalise(windows.mean(axis=0))",
+        ("tests/test_index.py", "-k", "keeps_the_track_vector"),
+    ),
 )
 
 

@@ -447,3 +447,30 @@ def test_a_tracks_file_holding_another_track_id_is_refused_on_load(tmp_path):
     (tmp_path / "other" / "tracks-1.faiss").replace(tmp_path / "tracks-1.faiss")
     with pytest.raises(IndexMismatchError, match="windows and tracks files disagree"):
         VectorIndex.load(tmp_path, 1, expect=META, config=config)
+
+
+def test_allowed_and_excluded_tracks_together_leave_the_excluded_out():
+    """`similar` with a genre filter asks for the genre's tracks less the seed: a track both
+    allowed and excluded (3, near the query) is not searched, the others all are."""
+    index, axis = build_index(IndexConfig(kind="flat"), n_tracks=10)
+    _, tracks, _ = index.search_windows(
+        axis[None], 120, allowed_tracks=[1, 2, 3], excluded_tracks=[3]
+    )
+    assert set(tracks[0][tracks[0] >= 0]) == {1, 2}
+
+
+def test_a_track_keeps_the_track_vector_it_is_given_and_needs_a_window():
+    """The track vector ("sounds alike", from the tagging branch) is the one given, normalised,
+    not the windows' mean; a track of no windows is refused, not added as nothing."""
+    index = VectorIndex.create(META, IndexConfig(kind="flat"))
+    rng = np.random.default_rng(0)
+    windows, style = rng.standard_normal((5, DIM)), rng.standard_normal(DIM)
+    index.add(7, windows, track_vector=3.0 * style)
+    assert np.allclose(index.track_vector(7), normalise(style)[0], atol=1e-6)
+    index.add(8, windows)
+    assert np.allclose(
+        index.track_vector(8), normalise(normalise(windows).mean(axis=0))[0], atol=1e-6
+    )
+    with pytest.raises(InvalidParameterError, match="expected 1 to .* windows"):
+        index.add(9, np.zeros((0, DIM), np.float32))
+    assert not index.contains(9)
