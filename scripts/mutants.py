@@ -164,6 +164,12 @@ MUTANTS = (
         "vector = normalise(windows.mean(axis=0))",
         ("tests/test_index.py", "-k", "keeps_the_track_vector"),
     ),
+    Mutant(
+        "mirsearch/embeddings.py",
+        "            sounding |= not sounding.any()",
+        "            pass",
+        ("tests/test_embeddings.py", "-k", "no_window_of_sound"),
+    ),
 )
 
 

@@ -141,3 +141,15 @@ def test_a_silent_lead_in_is_left_out_of_the_track_vector_tags_and_genres(embedd
     np.testing.assert_allclose(led.probabilities, plain.probabilities, atol=0.02)
     everything = led.window_probabilities.mean(axis=0)  # what averaging every window gives
     assert np.abs(everything - plain.probabilities).max() > 0.02
+
+
+def test_a_signal_with_no_window_of_sound_is_read_whole_not_as_nothing(embedder):
+    """A signal in which no window is sound (here noise at -75 dBFS, handed to `analyse`
+    directly): its vector, tags and genres come from every window, not from none (the mean of
+    nothing is NaN, which the index would have stored)."""
+    quiet = 10 ** (-75 / 20) * np.random.default_rng(0).standard_normal(10 * SR)
+    a = embedder.analyse(quiet.astype(np.float32), hop_s=1.0)
+    assert a.sounding.all() and len(a.sounding) > 1
+    assert np.isfinite(a.track_vector).all()
+    assert np.linalg.norm(a.track_vector) == pytest.approx(1.0, abs=1e-5)
+    assert np.isfinite(a.tag_probabilities).all() and np.isfinite(a.probabilities).all()
