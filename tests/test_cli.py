@@ -477,8 +477,12 @@ def test_bad_engine_options_and_settings_are_usage_errors(home, tmp_path):
     assert result.exit_code == 2 and "MIRSEARCH_INDEX_KIND is 'lsh'" in result.output
     result = run(home, "stats", MIRSEARCH_INDEX_MAPPED="yes")
     assert result.exit_code == 2 and "MIRSEARCH_INDEX_MAPPED is 'yes'" in result.output
-    result = run(home, "stats", MIRSEARCH_MAX_UPLOAD_MB="1e3")
-    assert result.exit_code == 2 and "MIRSEARCH_MAX_UPLOAD_MB is '1e3'" in result.output
+    for megabytes in ("1e3", "0", "100001"):  # 0 would refuse every upload as too large
+        result = run(home, "stats", MIRSEARCH_MAX_UPLOAD_MB=megabytes)
+        assert (
+            result.exit_code == 2 and f"MIRSEARCH_MAX_UPLOAD_MB is '{megabytes}'" in result.output
+        )
+    assert run(home, "stats", MIRSEARCH_MAX_UPLOAD_MB="100000").exit_code == 0
     result = run(home, "stats", MIRSEARCH_SPEED_READINGS="off")
     assert result.exit_code == 2 and "MIRSEARCH_SPEED_READINGS is 'off'" in result.output
 
