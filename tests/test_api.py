@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone
+from conftest import tone, write_video
 
+from mirsearch import audio
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.demo import write_demo_catalog
@@ -302,10 +303,6 @@ def test_match_reads_a_file_of_many_sound_tracks_a_few_streams_deep(settings, de
     """A video's other sound tracks are matched too, MAX_STREAMS at most: catalog music on its
     third is found, on its sixth unheard, and no stream past the fourth is decoded (600 streams
     in 709 KB had held a server worker 44 s)."""
-    from conftest import write_video
-
-    from mirsearch import audio
-
     engine = Engine(settings)
     engine.index_paths([demo[0].parent])
     music = [load(path).samples[10 * 16_000 : 22 * 16_000] for path in demo[:2]]
