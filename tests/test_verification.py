@@ -3,6 +3,8 @@ same sound do not; on real music, the line a copy follows is found from the wind
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 from conftest import PRINT_CHECK, SR, melody, noise, print_of, tone, whole
@@ -244,3 +246,80 @@ def test_a_copy_of_a_copy_10_percent_away_checked_at_speed_one_gets_its_speed(ba
     same = verification.check(clip, print_of(fast), exact, **PRINT_CHECK).alignment
     assert same.speed == pytest.approx(1.0, abs=0.005)
     assert same.track_offset_s == pytest.approx(50.0, abs=0.1)
+
+
+def test_a_copy_found_off_its_line_is_checked_again_along_it(batcave):
+    """The agreement told of a copy whose line the chunks redrew is read along that line, as
+    if the vote had found it: read on the line at 1.0 where each chunk was smeared over its
+    drift, a copy of a copy 10.5 % away had agreed by half as much."""
+    fast, slow = (speed(batcave, SR, factor=f)[0] for f in (1.05, 0.95))
+    clip, other_version = print_of(fast[50 * SR : 60 * SR]), print_of(slow)
+    found = verification.check(
+        clip, other_version, verification.Alignment(0.0, 10.0, 55.75, 1.0), **PRINT_CHECK
+    )
+    on_its_line = verification.check(clip, other_version, found.alignment, **PRINT_CHECK)
+    assert found.agreement > 0.5
+    assert found.agreement == pytest.approx(on_its_line.agreement, abs=0.02)
+
+
+def test_chunks_pinned_at_the_edge_of_their_lags_draw_no_line(batcave):
+    """30 s of a copy 10.5 % away checked at speed 1.0 drift past the ±1 s each chunk may slide:
+    most chunks' best lags sit at that bound, on a flat line no copy follows. The free ones draw
+    the copy's. Checked against the original, 5 % away, the line is found within 6/10,000 of its
+    speed (the chunks read again along the line they drew, and fitted once more)."""
+    fast, slow = (speed(batcave, SR, factor=f)[0] for f in (1.05, 0.95))
+    clip = print_of(fast[20 * SR : 50 * SR])
+    line = verification.Alignment(0.0, 30.0, 20 * 1.05 / 0.95 + 0.5, 1.0)
+    other = verification.check(clip, print_of(slow), line, **PRINT_CHECK)
+    assert other.agreement > 0.5
+    assert other.alignment.speed == pytest.approx(1.05 / 0.95, abs=0.01)
+    original = verification.check(
+        clip, print_of(batcave), whole(30.0, track_offset_s=21.0), **PRINT_CHECK
+    )
+    assert original.alignment.speed == pytest.approx(1.05, abs=0.0006)
+    assert original.alignment.track_offset_s == pytest.approx(21.0, abs=0.01)
+
+
+def test_no_line_steeper_than_a_copy_can_be_is_drawn():
+    """The chunks' best lags are fitted to a line of at most RESPEED_MAX_CHANGE's slope: lags a
+    second apart over a few seconds are chunks caught on other beats, not a copy's speed."""
+    centres = np.arange(1.0, 9.0)
+    line = whole(10.0, track_offset_s=5.0)
+
+    def fitted(slope: float) -> verification.Alignment | None:
+        lags = slope * (centres - centres[0]) - 0.5
+        read = verification._Read(agreement=0.5, centres_s=centres, lags_s=lags)
+        return verification._fitted(line, read)
+
+    assert fitted(0.1).speed == pytest.approx(1.1)
+    assert fitted(0.2) is None
+
+
+def test_a_long_stretch_is_read_on_max_chunks_spread_over_it_each_inside_the_track():
+    query = np.zeros((22, round(60 * FPS)), np.float32)
+    lags = np.arange(-32, 33)
+    cut = functools.partial(
+        verification._chunks,
+        n=round(3 * FPS),
+        hop=round(FPS),
+        lags=lags,
+        max_chunks=10,
+        frames_per_s=FPS,
+    )
+    spread = cut(query, np.zeros((22, round(60 * FPS)), np.float32), whole(60.0))
+    assert len(spread) == 10
+    assert spread.frames[0, 0] == 0 and spread.frames[-1, -1] == query.shape[1] - 1
+    track = np.zeros((22, round(30 * FPS)), np.float32)  # the line leaves it at both ends
+    chunks = cut(query, track, whole(60.0, track_offset_s=-10.0))
+    reached = chunks.columns[:, None, :] + lags[None, :, None]  # (chunks, lags, n) track frames
+    on_track = ((reached >= 0) & (reached < track.shape[1])).all(axis=2)
+    assert len(chunks) and (chunks.inside == on_track).all() and on_track.any(axis=1).all()
+
+
+def test_row_medians_are_the_medians_of_the_kept_columns():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(50, 9))
+    kept = rng.random((50, 9)) < 0.6
+    kept[:, 0] = True
+    medians = verification._row_medians(x, kept)
+    assert medians == pytest.approx([np.median(row[k]) for row, k in zip(x, kept, strict=True)])
