@@ -52,6 +52,38 @@ def quality_encoded(path, samples: np.ndarray, *, container: str, codec: str, **
     return path
 
 
+def id3_tag(size: int, *, footer: bool) -> bytes:
+    """An ID3v2.4 tag of `size` bytes of padding (as cover art makes a tag of kilobytes), its
+    size written 7 bits a byte, with its footer or not."""
+    syncsafe = bytes((size >> shift) & 0x7F for shift in (21, 14, 7, 0))
+    flags = 0x10 if footer else 0
+    return (
+        b"ID3\x04\x00"
+        + bytes([flags])
+        + syncsafe
+        + bytes(size)
+        + (b"3DI\x04\x00" + bytes([flags]) + syncsafe if footer else b"")
+    )
+
+
+@pytest.mark.parametrize("footer", [False, True])
+def test_an_mp3_behind_a_large_tag_is_told_truncated_when_cut(tmp_path, footer):
+    """The header counting an MP3's frames is found behind an ID3v2 tag of kilobytes (its
+    size read 7 bits a byte, its footer skipped): a copy cut short is refused, not read shorter
+    with no word."""
+    x = np.concatenate([np.zeros(2 * SR, dtype=np.float32), noise(4.0)])
+    path = quality_encoded(
+        tmp_path / "art.mp3", x, container="mp3", codec="libmp3lame", id3v2_version="0"
+    )
+    tagged = id3_tag(3_000, footer=footer) + path.read_bytes()
+    path.write_bytes(tagged)
+    assert containers.states_duration(path, "mp3")
+    assert audio.load(path).samples.size / SR == pytest.approx(6.0, abs=0.15)
+    path.write_bytes(tagged[: len(tagged) // 2])
+    with pytest.raises(AudioError, match="truncated: decoded"):
+        audio.load(path)
+
+
 def test_a_length_ffmpeg_estimates_from_the_bit_rate_is_no_promise_a_cut_breaks(tmp_path):
     """An MP3 whose first frame counts none of its frames (no Xing/Info or VBRI header), ADTS
     AAC, and two MP3s joined with `cat` (FFmpeg leaves out the first one's header) state no

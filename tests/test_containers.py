@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import struct
 import tracemalloc
+from fractions import Fraction
 
+import av
+import numpy as np
 import pytest
 from conftest import SR, noise, tone, write_video
 
@@ -49,6 +52,34 @@ def test_a_tag_of_invisible_characters_is_no_tag_and_a_genre_drops_them(write_au
         "album": "\u202eevil",
         "genre": "jazz; Rock and Roll; Shoegaze\u200d\u2764",  # a joiner inside stays
     }
+
+
+def test_a_joiner_stays_between_two_letters_only():
+    """A zero-width joiner or non-joiner shapes the characters either side of it; at a genre's
+    end, beside a space, or where another invisible character stands, it shapes nothing and is
+    dropped, as every other format character is ("\u200drock" was a genre of its own)."""
+    assert containers.genre_name("\u200drock\u200c") == "rock"
+    assert containers.genre_name("rock \u200d pop") == "rock pop"
+    assert containers.genre_name("a\u200d\u200bb") == "ab"
+    assert containers.genre_name("\u0915\u094d\u200d\u0937") == "\u0915\u094d\u200d\u0937"
+
+
+def test_the_stream_own_tags_come_before_the_file_ones(tmp_path):
+    """A Matroska file titled as a whole whose audio track has a title of its own: the track's
+    is the music's (as an Ogg file's comments, which FFmpeg gives as the stream's); what the
+    track does not say is read from the file."""
+    path = tmp_path / "tagged.mka"
+    with av.open(str(path), "w", format="matroska") as out:
+        out.metadata.update(title="The Record", artist="Label")
+        stream = out.add_stream("flac", rate=SR, layout="mono")
+        stream.metadata["title"] = "The Song"
+        frame = av.AudioFrame.from_ndarray(
+            (tone(440.0, 1.0) * 32_767).astype(np.int16)[None], format="s16", layout="mono"
+        )
+        frame.sample_rate, frame.time_base, frame.pts = SR, Fraction(1, SR), 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    assert containers.probe(path).tags == {"title": "The Song", "artist": "Label"}
 
 
 def test_a_tag_is_kept_to_the_length_a_filter_takes(write_audio):
@@ -157,6 +188,7 @@ CHUNKS_BEFORE_DATA = {
     "comment": riff_chunk(b"LIST", b"INFO" + riff_chunk(b"ICMT", b"data from take 3\0")),
     "bext": riff_chunk(b"bext", b"data from take 3".ljust(602, b"\0")),
     "junk": riff_chunk(b"JUNK", bytes(8_000)),  # the data chunk past the first 4 KB
+    "odd": riff_chunk(b"note", b"odd"),  # 3 bytes and a pad byte
 }
 
 
@@ -176,3 +208,14 @@ def test_a_wav_is_told_truncated_by_its_data_chunk_not_by_the_word_data(tmp_path
     path.write_bytes(whole[:-1_000])
     with pytest.raises(AudioError, match="truncated: its audio lacks 1,000 bytes"):
         audio.load(path)
+
+
+def test_a_wav_streamed_with_its_sizes_left_open_is_read_whole(tmp_path):
+    """A WAV written to a pipe (`ffmpeg ... -f wav -`) cannot go back to write its sizes and
+    leaves them at 0xFFFFFFFF: not a data chunk 4 GB long, cut short."""
+    pcm = (tone(440.0, 3.0) * 32_767).astype("<i2").tobytes()
+    fmt = riff_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, SR, 2 * SR, 2, 16))
+    path = tmp_path / "piped.wav"
+    path.write_bytes(b"RIFF\xff\xff\xff\xffWAVE" + fmt + b"data\xff\xff\xff\xff" + pcm)
+    assert containers.missing_bytes(path, "wav") == 0
+    assert audio.load(path).samples.size == 3 * SR
