@@ -476,6 +476,35 @@ def test_versions_are_the_tracks_flagged_near_duplicates_either_way(catalog):
     assert catalog.versions([ids["other"]]) == catalog.versions([]) == set()
 
 
+def test_flagged_are_the_indexed_copies_whose_matches_still_hold(catalog):
+    """A copy waiting to be analysed again (a new index marks every track pending) keeps its
+    duplicate_of and evidence in its row, but is not in the index: it is not listed, as `stats`
+    does not count it; nor is a copy whose match's track now holds other content."""
+    ids = _add(catalog, original={"sha256": "aa"}, changed={"sha256": "cc"})
+
+    def match(track: str, sha256: str) -> dict:
+        return {"track_id": ids[track], "track_sha256": sha256, "score": 1.0}
+
+    copies = _add(
+        catalog,
+        copy={"duplicate_of": ids["original"], "duplicate_evidence": [match("original", "aa")]},
+        waiting={
+            "duplicate_of": ids["original"],
+            "duplicate_evidence": [match("original", "aa")],
+            "status": "pending",
+        },
+        stale={"duplicate_of": ids["changed"], "duplicate_evidence": [match("changed", "bb")]},
+    )
+    assert catalog.flagged() == [(copies["copy"], [match("original", "aa")])]
+
+
+def test_tracks_asked_for_by_many_ids_are_read_a_query_at_a_time(catalog, monkeypatch):
+    monkeypatch.setattr("mirsearch.catalog.IDS_PER_QUERY", 3)
+    ids = _add(catalog, **{f"t{i}": {} for i in range(8)})
+    asked = [*ids.values(), 10_000]
+    assert sorted(catalog.get_many(asked)) == sorted(ids.values())
+
+
 def test_genres_count_each_track_once_per_distinct_genre(catalog):
     ids = _add(
         catalog,
@@ -505,21 +534,26 @@ def test_a_tag_of_several_genres_counts_and_filters_as_each(catalog):
         b={"genre": "jazz", "tag_genre": "Punk;Ska"},  # as a catalog indexed before kept it
         c={"genre": "pop", "tag_genre": "Synth-pop"},
         d={"tag_genre": "100%; x_y"},  # % and _ are no wildcards
+        e={"tag_genre": "xay; 1000"},  # ... in the genre asked for either
     )
     assert catalog.genres() == [
         ("pop", 2),
         ("100%", 1),
+        ("1000", 1),
         ("jazz", 1),
         ("punk", 1),
         ("rock", 1),
         ("ska", 1),
         ("synth-pop", 1),
         ("x_y", 1),
+        ("xay", 1),
     ]
     assert catalog.track_ids_for_genres(["pop"]) == {ids["a"], ids["c"]}
     assert catalog.track_ids_for_genres([" SKA "]) == {ids["b"]}
     assert catalog.track_ids_for_genres(["x_y"]) == {ids["d"]}
-    assert catalog.track_ids_for_genres(["x"]) == catalog.track_ids_for_genres(["xay"]) == set()
+    assert catalog.track_ids_for_genres(["100%"]) == {ids["d"]}
+    assert catalog.track_ids_for_genres(["x"]) == catalog.track_ids_for_genres(["xby"]) == set()
+    assert catalog.track_ids_for_genres(["xay"]) == {ids["e"]}
     assert [r.id for r in catalog.list_tracks(genre="punk")[0]] == [ids["b"]]
 
 

@@ -44,6 +44,34 @@ def test_discover_finds_audio_by_name_or_content_and_skips_hidden_files(write_au
         discover([tmp_path / "pipe.wav"])
 
 
+def test_cover_art_beside_the_music_is_not_taken_for_audio(tmp_path):
+    """A JPEG begins with 0xFF as an MPEG audio frame does (FF D8 against FF Ex/Fx): every album
+    folder's folder.jpg would have been recorded as a failed track."""
+    jpeg = bytes.fromhex("ffd8ffe000104a46494600010100000100010000") + bytes(200)
+    (tmp_path / "folder.jpg").write_bytes(jpeg)
+    frame = tmp_path / "raw"  # an MP3 frame header, no ID3 tag before it
+    frame.write_bytes(bytes.fromhex("fffb9064") + bytes(200))
+    assert not looks_like_audio(tmp_path / "folder.jpg")
+    assert discover([tmp_path]) == [frame.resolve()]
+
+
+def test_a_link_to_a_folder_is_not_walked_a_link_to_a_file_is_read(write_audio, tmp_path):
+    """Links to folders are not followed (a link to the folder itself, or to one outside the
+    paths named, would have the walk loop or index music no one named); a link to a file is
+    read, under the file's own path."""
+    for folder in ("music", "elsewhere", "single"):
+        (tmp_path / folder).mkdir()
+    music = tmp_path / "music"
+    song = write_audio("music/song.ogg", tone(330.0, 1.0))
+    other = write_audio("elsewhere/other.ogg", tone(440.0, 1.0))
+    single = write_audio("single/one.ogg", tone(550.0, 1.0))
+    (music / "again").symlink_to(music)
+    (music / "more").symlink_to(tmp_path / "elsewhere")
+    (music / "linked.ogg").symlink_to(single)
+    assert discover([music]) == sorted([song.resolve(), single.resolve()])
+    assert discover([music / "more"]) == [other.resolve()]  # a link named is the folder it names
+
+
 @pytest.mark.parametrize(("container", "codec"), [("ac3", "ac3"), ("w64", "pcm_s16le")])
 def test_discover_finds_what_ffmpeg_reads_and_queries_take(container, codec, tmp_path):
     """AC-3 and Wave64 files were matched when named as queries but left out of `index`, with

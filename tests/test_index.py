@@ -82,6 +82,23 @@ def test_filtered_search_returns_k_allowed_hits(kind, exact_filter_max_vectors):
     assert np.isneginf(scores[2:]).all()
 
 
+@pytest.mark.parametrize("kind", ["hnsw", "ivfpq"])
+def test_a_small_allowed_set_is_ranked_by_score_then_by_the_lower_id(kind):
+    """An approximate index searches a few allowed vectors exactly: best first, and vectors of
+    one score (a track indexed twice, copies of one file) in the order of their ids, so that
+    the same query always answers in the same order."""
+    rng = np.random.default_rng(5)
+    data = normalise(rng.standard_normal((600, DIM)))
+    query = data[0]
+    data[[7, 3, 5]] = query  # three copies of the query's vector
+    data[11] = normalise(query + 0.5 * data[12])  # near it, below the copies
+    index = IdIndex.build(kind, np.arange(600), data, IndexConfig(kind=kind, **SMALL_IVF))
+    allowed = np.array([11, 7, 5, 3, 200])
+    scores, ids = index.search(query[None], 4, allowed=allowed)
+    assert ids[0].tolist() == [3, 5, 7, 11]
+    assert scores[0, 0] == scores[0, 2] > scores[0, 3]
+
+
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
 def test_the_faiss_selector_itself_filters(kind, monkeypatch):
     config = IndexConfig(kind=kind, exact_filter_max_vectors=0, **SMALL_IVF)
