@@ -170,6 +170,54 @@ MUTANTS = (
         "            pass",
         ("tests/test_embeddings.py", "-k", "no_window_of_sound"),
     ),
+    Mutant(
+        "mirsearch/verification.py",
+        "        abs(line.speed - alignment.speed) > RECHECK_MIN_CHANGE\n        or",
+        "        False\n        or",
+        ("tests/test_verification.py", "-k", "checked_again_along_it"),
+    ),
+    Mutant(
+        "mirsearch/verification.py",
+        "free = (low < best) & (best < high)",
+        "free = np.ones(best.shape, bool)",
+        ("tests/test_verification.py", "-k", "pinned_at_the_edge"),
+    ),
+    Mutant(
+        "mirsearch/files.py",
+        "return len(head) >= 2 and head[0] == 0xFF and (head[1] & 0xE0) == 0xE0",
+        "return len(head) >= 2 and head[0] == 0xFF",
+        ("tests/test_files.py", "-k", "cover_art"),
+    ),
+    Mutant(
+        "mirsearch/files.py",
+        "for e in reversed(entries) if e.is_dir(follow_symlinks=False))",
+        "for e in reversed(entries) if e.is_dir())",
+        ("tests/test_files.py", "-k", "link_to_a_folder"),
+    ),
+    Mutant(
+        "mirsearch/containers.py",
+        "if size in (0, 0xFFFFFFFF):",
+        "if size == 0:",
+        ("tests/test_containers.py", "-k", "sizes_left_open"),
+    ),
+    Mutant(
+        "mirsearch/containers.py",
+        "size = size << 7 | byte & 0x7F",
+        "size = size << 8 | byte",
+        ("tests/test_audio.py", "-k", "large_tag"),
+    ),
+    Mutant(
+        "mirsearch/catalog.py",
+        '*(tagged.contains(f";{name};", autoescape=True) for name in names),',
+        '*(tagged.contains(f";{name};") for name in names),',
+        ("tests/test_catalog.py", "-k", "several_genres and sqlite"),
+    ),
+    Mutant(
+        "mirsearch/catalog.py",
+        'Track.duplicate_of.is_not(None), Track.status == "indexed"',
+        "Track.duplicate_of.is_not(None)",
+        ("tests/test_catalog.py", "-k", "flagged_are and sqlite"),
+    ),
 )
 
 
