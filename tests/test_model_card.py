@@ -75,6 +75,30 @@ def test_the_weights_read_without_torch_are_the_networks(arch, tmp_path):
     }
 
 
+def test_weights_saved_as_views_of_a_larger_tensor_read_as_the_views(tmp_path):
+    """A checkpoint written by other code may hold tensors that share one storage (a fused
+    weight split into views, one transposed): each is saved as an offset and strides into it,
+    and read as its own values, not the storage's first ones."""
+    import torch
+
+    args = SMALL["cnn"] | {"feature_config": FEATURES}
+    model = build("cnn", **args)
+    path = save_checkpoint(
+        tmp_path / "m.pt", model=model, arch="cnn", arch_args=args, labels=[], window_s=3.0
+    )
+    payload = torch.load(path, weights_only=True)
+    (first, a), (second, b) = [(n, v) for n, v in payload["state_dict"].items() if v.ndim == 2][:2]
+    fused = torch.randn(a.numel() + b.numel() + 7)
+    views = {
+        first: fused[7 : 7 + a.numel()].view(a.shape[1], a.shape[0]).t(),
+        second: fused[7 + a.numel() :].view(b.shape),
+    }
+    torch.save(payload | {"state_dict": payload["state_dict"] | views}, tmp_path / "views.pt")
+    weights = read_weights((tmp_path / "views.pt").read_bytes())
+    for name, view in views.items():
+        assert np.array_equal(weights[name], view.numpy()), name
+
+
 def test_the_shipped_card_is_read_without_torch():
     script = (
         "import sys\n"

@@ -236,6 +236,10 @@ def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tm
     for loose in ("1_0", " 3", "٣", "--5"):  # int() takes the first three, refuses "--5"
         assert_error(client.get(f"/api/tracks?per_page={loose}"), 400)
     assert client.get("/api/tracks?per_page=-1").status_code == 422
+    assert client.get("/api/tracks?per_page=500").status_code == 200
+    too_many = client.get("/api/tracks?per_page=501")
+    assert_error(too_many, 422)
+    assert "per_page 1 to 500" in too_many.get_json()["error"]["message"]
     assert_error(upload(client, "/api/search", data, genre="polka"), 422)
     assert_error(client.get("/api/tracks/99999"), 404)
     assert_error(client.get("/api/tracks/99999/audio"), 404)
@@ -549,7 +553,9 @@ def test_audio_serves_only_an_indexed_track_as_it_was_indexed(tmp_path, monkeypa
     assert_error(response, 404)
     assert "changed since it was indexed" in response.get_json()["error"]["message"]
     song.unlink()
-    song.symlink_to(secret)
+    same_size = tmp_path / "same-size.txt"  # as large as the file indexed: only its path tells
+    same_size.write_bytes(b"TOPSECRET=1\n".ljust(len(indexed), b"#"))
+    song.symlink_to(same_size)
     response = client.get(f"/api/tracks/{song_id}/audio")
     assert_error(response, 404)
     assert "changed since it was indexed" in response.get_json()["error"]["message"]
@@ -799,6 +805,10 @@ def test_the_catalog_page_is_labelled_keeps_per_page_and_says_an_unknown_genre(s
     assert '<option value="nosuch" selected>nosuch (not in the catalog)</option>' in page
     assert re.search(r'<option value="" >All genres', page)  # not the one selected
     assert '<input type="hidden" name="per_page" value="3">' in page
+    most = client.get("/catalog?per_page=100000").get_data(as_text=True)  # 200 at most
+    assert '<input type="hidden" name="per_page" value="200">' in most
+    spelled = client.get("/catalog?genre=%20JAZZ%20").get_data(as_text=True)  # as listed: jazz
+    assert "not in the catalog" not in spelled and '<option value="jazz" selected>' in spelled
     assert re.search(r'<label>Search <input name="q"', page)
     assert re.search(r'<label>Genre <select name="genre">', page)
     one = client.get("/catalog?q=script").get_data(as_text=True)
@@ -885,6 +895,7 @@ def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, mon
             {"track_id": 3, **track, "speed": 1.0},
             {"track_id": 8, "path": "/music/brick_faster.flac", "title": None, "speed": 1.02},
             {"track_id": 9, "path": "/music/brick copy.mp3", "title": None, "speed": 1.0},
+            {"track_id": 10, "path": "/music/brick_slower.flac", "title": None, "speed": 0.97},
         ],
         "evidence": [
             {
@@ -916,6 +927,7 @@ def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, mon
     )
     assert f'<li>{faster} <span class="muted">plays 2 % faster than {brick}</span></li>' in page
     assert f"plays at the same speed as {brick}</span>" in page
+    assert f'brick_slower.flac</bdi></a> <span class="muted">plays 3 % slower than {brick}' in page
     assert (
         f"<li>{brick} at 0.0 s = {faster} at 0.0 s for 30.0 s; "
         f"{faster} plays 2 % faster than {brick} (match score 1.00)</li>"
