@@ -141,6 +141,27 @@ def test_tones_land_in_their_band(hz, band):
     assert energies[band] > 0.95
 
 
+def test_a_dc_offset_is_no_band_energy():
+    """A recording with a DC offset (a cheap interface, an unfiltered edit) holds energy at 0 Hz,
+    which no band hears: the shares are of what lies in the bands, 20 Hz up."""
+    assert features.band_energies(tone(1000.0, 3.0) + 0.3, SR)["mid"] > 0.95
+
+
+def test_the_waveform_draws_negative_peaks_as_high_as_positive_ones():
+    """A stretch whose peak is below zero (an asymmetric wave, a click pointing down) is drawn
+    by its height, as a player draws it."""
+    x = np.concatenate([np.full(SR, 0.2), np.full(SR, -0.8)]).astype(np.float32)
+    peaks = np.frombuffer(features.peak_envelope(x, points=4), np.uint8)
+    assert peaks.tolist() == [64, 64, 255, 255]
+
+
+def test_under_four_seconds_no_tempo_is_told():
+    """An onset envelope under 4 s holds too few beats to read a tempo from (at 50 BPM, fewer
+    than four): 0.0, what the catalog stores as unknown, not a guess."""
+    assert features.estimate_tempo(clicks(120.0, 3.9), SR) == 0.0
+    assert features.estimate_tempo(clicks(120.0, 6.0), SR) == pytest.approx(120.0, abs=2.0)
+
+
 def test_describe_summarises_a_signal():
     x = clicks(120.0, 20.0) + chords([[60, 64, 67]] * 10)
     d = features.describe(x, SR)
