@@ -321,3 +321,19 @@ def test_match_reads_a_file_of_many_sound_tracks_a_few_streams_deep(settings, de
     sixth = write_video(tmp_path / "sixth.mkv", [hum] * 5 + [music[1]], video_s=1.0)
     assert engine.match(sixth) == []
     assert max(s for s in read if s is not None) == audio.MAX_STREAMS - 1
+
+
+def test_music_on_two_sound_tracks_of_a_video_is_told_where_the_one_played_holds_it(
+    settings, demo, tmp_path
+):
+    """The same catalog track on a video's two sound tracks (a dub and the original, cut
+    differently): the match told is the one in the sound track a player plays, the other
+    track's adding none."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+    song = load(demo[0]).samples
+    played, dub = song[10 * 16_000 : 22 * 16_000], song[16 * 16_000 : 28 * 16_000]
+    video = write_video(tmp_path / "dubbed.mkv", [dub, played], video_s=1.0, default=1)
+    (match,) = engine.match(video)
+    assert match.path == str(demo[0].resolve())
+    assert match.track_offset_s == pytest.approx(10.0, abs=0.2)
