@@ -15,9 +15,18 @@ from mirsearch import spectrogram
 from mirsearch.config import FeatureConfig
 
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-# Krumhansl-Kessler key profiles (probe-tone ratings), tonic first.
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Albrecht and Shanahan's key profiles (how long each scale degree sounds in a corpus of
+# common-practice pieces, Music Perception 31, 2013), tonic first, matched against a chroma of
+# magnitudes: the key of 42.9 % of the 450 clips of ../shared/genres named right, as many in
+# minor as in major (bench/descriptors.py), where Krumhansl and Kessler's probe-tone ratings on
+# fourth roots of the power had named 28.2 %, and Temperley's 55 % of those in major but 26 %
+# of those in minor (README, "Tempo and key estimates").
+MAJOR_PROFILE = np.array(
+    [0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081]
+)
+MINOR_PROFILE = np.array(
+    [0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052]
+)
 BANDS_HZ = {"low": (20.0, 250.0), "mid": (250.0, 4000.0), "high": (4000.0, 20_000.0)}
 N_MFCC = 20
 TEMPO_RANGE_BPM = (50.0, 220.0)
@@ -210,7 +219,7 @@ def estimate_tempo(
 
 
 def chroma(x: np.ndarray, sample_rate: int) -> np.ndarray:
-    """(12,) energy per pitch class (C first), normalised to sum 1, from long STFT frames."""
+    """(12,) magnitude per pitch class (C first), normalised to sum 1, from long STFT frames."""
     if x.size < CHROMA_N_FFT:
         x = np.pad(x, (0, CHROMA_N_FFT - x.size))
     frames = torch.from_numpy(x).unfold(0, CHROMA_N_FFT, CHROMA_N_FFT)
@@ -218,7 +227,7 @@ def chroma(x: np.ndarray, sample_rate: int) -> np.ndarray:
     freqs = np.fft.rfftfreq(CHROMA_N_FFT, 1 / sample_rate)
     keep = (freqs >= CHROMA_RANGE_HZ[0]) & (freqs <= CHROMA_RANGE_HZ[1])
     power = (spectrum.real.square() + spectrum.imag.square()).numpy()[:, keep]
-    energy = np.sqrt(np.sqrt(power)).sum(axis=0)  # magnitude compressed, so loud bass won't rule
+    energy = np.sqrt(power).sum(axis=0)  # magnitudes: a partial counts by its level
     pitch_class = np.round(12 * np.log2(freqs[keep] / 440.0) + 9).astype(int) % 12
     out = np.bincount(pitch_class, weights=energy, minlength=12)
     return out / (out.sum() + 1e-20)

@@ -115,6 +115,32 @@ def test_eval_dupes_counts_as_heard_the_files_the_shipped_model_trained_on(monke
     assert eval_dupes.heard({"contrastive_files": ["a.ogg"]}) == {"a.ogg"}
 
 
+def test_descriptors_judge_a_key_by_its_notes_and_a_tempo_by_its_octaves(monkeypatch):
+    """bench/descriptors.py, whose figures the README quotes: the manifest's flats are the
+    sharps `estimate_key` names, a relative key holds the same notes, a tempo half or double
+    counts as an octave only."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import descriptors
+
+    assert descriptors.relative("C major") == "A minor"
+    assert descriptors.relative("F# minor") == "A major"
+    row = {"tempo_bpm": "100", "key": "Bb minor"}
+    assert descriptors.judged(row, 99.0, "A# minor") == {
+        "tempo": True,
+        "tempo_or_octave": True,
+        "key": True,
+        "key_or_relative": True,
+        "tonic": True,
+    }
+    doubled = descriptors.judged(row, 201.0, "C# major")
+    assert not doubled["tempo"] and doubled["tempo_or_octave"]
+    assert not doubled["key"] and doubled["key_or_relative"] and not doubled["tonic"]
+    other_mode = descriptors.judged(row, 150.0, "A# major")
+    assert other_mode["tonic"] and not (other_mode["key"] or other_mode["key_or_relative"])
+    wrong = descriptors.judged(row, 150.0, "E major")
+    assert not (wrong["tempo_or_octave"] or wrong["key_or_relative"] or wrong["tonic"])
+
+
 def test_the_long_files_row_says_a_match_over_the_query_limit_was_refused(bench):
     """An hour's upload is refused from its header (SearchConfig.max_query_s): the benchmark had
     failed on it, and the README row quoted an hour's match from before the limit."""

@@ -202,7 +202,8 @@ def test_louder_copy_is_6_db_louder():
 def test_tempo_and_key_on_the_genre_set(shared_genres):
     """Known tempo and key by construction; floors just under what was measured (README,
     "Tempo and key estimates"): on these 41 clips tempo 37 right (90%, its half or double
-    counted), key 10 (24%); on all 450, 90.2% and 28.2%."""
+    counted), key 12 (29%; 10 with the profiles before); on all 450, 90.2% and 42.9%
+    (bench/descriptors.py)."""
     with open(shared_genres / "manifest.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))[::11]
     tempo_ok = key_ok = 0
@@ -215,4 +216,4 @@ def test_tempo_and_key_on_the_genre_set(shared_genres):
         key_ok += features.estimate_key(x, SR)[0] == f"{ENHARMONIC.get(tonic, tonic)} {mode}"
     assert len(rows) == 41
     assert tempo_ok >= 35, tempo_ok
-    assert key_ok >= 9, key_ok
+    assert key_ok >= 11, key_ok
