@@ -14,6 +14,7 @@ from conftest import run_script
 from mirsearch import audio, prefetch
 from mirsearch.analysis import Analyser
 from mirsearch.demo import write_demo_catalog
+from mirsearch.encoding import write
 from mirsearch.prefetch import DecodeAhead
 from mirsearch.workers import START_METHOD
 
@@ -205,17 +206,28 @@ def test_a_folder_left_by_a_killed_run_is_removed_by_the_next(
     settings, demo_files, tmp_path, monkeypatch
 ):
     """Killed after its decoder stopped, a run leaves its folder; the next run removes it, and
-    leaves alone the folder of a run still going."""
+    leaves alone the folder of a run still going, this user's or another's (whose process this
+    one may not signal: a shared /tmp)."""
     gone = run_script("import os; print(os.getpid())").stdout.strip()
     left = tmp_path / f"{prefetch.FOLDER_PREFIX}{gone}-abcd"
     left.mkdir()
     (left / "0.decoded").write_bytes(b"decoded audio")
     running = tmp_path / f"{prefetch.FOLDER_PREFIX}{os.getppid()}-efgh"
     running.mkdir()
+    others = tmp_path / f"{prefetch.FOLDER_PREFIX}{gone}0-ijkl"  # another user's run
+    others.mkdir()
+    kill = os.kill
+
+    def not_ours(pid: int, signal: int) -> None:
+        if pid == int(f"{gone}0"):
+            raise PermissionError(1, "Operation not permitted")
+        kill(pid, signal)
+
+    monkeypatch.setattr(prefetch.os, "kill", not_ours)
     monkeypatch.setattr(prefetch.tempfile, "tempdir", str(tmp_path))
     with DecodeAhead(demo_files[:1], settings.audio) as ahead:
         assert ahead.folder.parent == tmp_path
-        assert not left.exists() and running.exists()
+        assert not left.exists() and running.exists() and others.exists()
 
 
 # What lets an indexing run decode while torch loads: the decoder is forked before torch is
@@ -267,6 +279,26 @@ def test_a_file_rewritten_after_it_was_decoded_ahead_is_decoded_again(
         analysed = Analyser(settings, ahead=ready)(path)
     assert not ready[str(path)].exists()
     np.testing.assert_array_equal(analysed.vectors, Analyser(settings)(demo_files[2]).vectors)
+
+
+def test_a_file_rewritten_with_its_size_and_time_kept_is_decoded_again(settings, tmp_path):
+    """Another recording of the same size written over a file, its modification time put back
+    (as `cp -p` or a sync tool keeps it): only the change time tells, and the decoding made
+    before is not used."""
+    path, other = tmp_path / "song.wav", tmp_path / "other.wav"
+    for name, hz in ((path, 440.0), (other, 660.0)):
+        t = np.arange(5 * 16_000) / 16_000
+        audio_samples = (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+        write(name, audio_samples, 16_000)
+    assert path.stat().st_size == other.stat().st_size
+    with DecodeAhead([path], settings.audio) as ahead:
+        ahead.process.join(timeout=60)
+        ready = ahead.stop()
+        before = path.stat()
+        path.write_bytes(other.read_bytes())
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        analysed = Analyser(settings, ahead=ready)(path)
+    np.testing.assert_array_equal(analysed.vectors, Analyser(settings)(other).vectors)
 
 
 def test_a_decoding_whose_folder_went_with_a_stopped_run_is_decoded_again(settings, demo_files):
