@@ -230,6 +230,42 @@ MUTANTS = (
         "view = np.lib.stride_tricks.as_strided(storage, tuple(size), strides)",
         ("tests/test_model_card.py", "-k", "views"),
     ),
+    Mutant(
+        "mirsearch/prefetch.py",
+        "    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns",
+        "    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns",
+        ("tests/test_prefetch.py", "-k", "size_and_time_kept"),
+    ),
+    Mutant(
+        "mirsearch/database.py",
+        "        return str(sa.make_url(url))",
+        "        return url",
+        ("tests/test_catalog.py", "-k", "password"),
+    ),
+    Mutant(
+        "mirsearch/api.py",
+        "                found.setdefault(m.track_id, m)",
+        "                found[m.track_id] = m",
+        ("tests/test_api.py", "-k", "two_sound_tracks"),
+    ),
+    Mutant(
+        "mirsearch/lines.py",
+        "SPEED_PRIOR = 0.1",
+        "SPEED_PRIOR = 0.0",
+        ("tests/test_lines.py", "-k", "every_speed"),
+    ),
+    Mutant(
+        "mirsearch/lines.py",
+        "if line is not None and (near[k] or line.duration_s >= config.far_min_s):",
+        "if line is not None:",
+        ("tests/test_lines.py", "-k", "far_min_s"),
+    ),
+    Mutant(
+        "mirsearch/lines.py",
+        "track_offset_s=float(max(0.0, speed * start + offset)),",
+        "track_offset_s=float(speed * start + offset),",
+        ("tests/test_lines.py", "-k", "begin_before"),
+    ),
 )
 
 

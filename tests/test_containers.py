@@ -64,7 +64,7 @@ def test_a_joiner_stays_between_two_letters_only():
     assert containers.genre_name("\u0915\u094d\u200d\u0937") == "\u0915\u094d\u200d\u0937"
 
 
-def test_the_stream_own_tags_come_before_the_file_ones(tmp_path):
+def test_a_stream_s_own_tags_come_before_the_file_s(tmp_path):
     """A Matroska file titled as a whole whose audio track has a title of its own: the track's
     is the music's (as an Ogg file's comments, which FFmpeg gives as the stream's); what the
     track does not say is read from the file."""

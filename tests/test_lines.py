@@ -151,3 +151,34 @@ def test_a_line_that_would_begin_before_its_track_begins_where_the_track_does():
     assert line.query_offset_s == pytest.approx(18.0 / 0.95)
     assert line.track_offset_s == pytest.approx(0.0, abs=1e-9)
     assert line.query_offset_s + line.duration_s == pytest.approx(t[-1] + CONFIG.window_s)
+    # At 0.88 the line's own start in the track works out at -4e-16: never a negative offset
+    # (shown as -0.0 in a report).
+    t = np.arange(2.0, 20.0, 1.5)  # the track begins at t = 4.05
+    offsets = np.full(t.shape, -3.5625)
+    line = _line(1, t, np.full(t.shape, 0.9), offsets, 0.88, -3.5625, 1.0, CONFIG)
+    assert str(line.track_offset_s) == "0.0"
+
+
+def test_a_short_clip_that_fits_every_speed_lines_up_at_normal_speed():
+    """Three windows a second long fit every speed from 0.88 to 1.12 on one cell: the slight
+    preference for normal speed settles the tie (without it the slowest speed won, and a copy
+    at 1.0 was reported as played 6 % slow)."""
+    from mirsearch.lines import _best_lines
+
+    t = np.array([0.0, 0.5, 1.0])
+    (line,) = _best_lines(np.full(3, 7), t, 30.0 + t, np.full(3, 0.9), 1.5, CONFIG)
+    assert line.speed == 1.0 and line.track_offset_s == pytest.approx(30.0, abs=0.75)
+
+
+def test_a_far_line_shorter_than_far_min_s_is_not_kept():
+    """Over a long upload, 50 s of a track's phrase at speed 1.12 outvote its weak line at 1.0
+    (a repeating phrase's windows can): a line that far from normal speed is kept only where
+    it spans config.far_min_s, so the track keeps its line at 1.0 alone."""
+    from mirsearch.lines import _best_lines
+
+    near_t, far_t = np.arange(0.0, 200.01, 0.5), np.arange(0.0, 50.01, 0.5)
+    t = np.r_[near_t, far_t]
+    u = np.r_[30.0 + near_t, 500.0 + 1.12 * far_t]
+    s = np.r_[np.full(near_t.size, 0.2), np.ones(far_t.size)]
+    lines = _best_lines(np.full(t.size, 7), t, u, s, 1.5, CONFIG)
+    assert [(line.speed, line.windows) for line in lines] == [(1.0, near_t.size)]
