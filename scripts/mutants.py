@@ -266,6 +266,30 @@ MUTANTS = (
         "track_offset_s=float(speed * start + offset),",
         ("tests/test_lines.py", "-k", "begin_before"),
     ),
+    Mutant(
+        "mirsearch/spectrogram.py",
+        "weights = np.maximum(np.minimum(rising, falling), 0.0) / scale",
+        "weights = np.maximum(np.minimum(rising, falling), 0.0)",
+        ("tests/test_features.py", "-k", "moved_filterbank"),
+    ),
+    Mutant(
+        "mirsearch/matcher.py",
+        "m[..., (start - low) // s : (start - low) // s + -(-(end - start) // s)]",
+        "m[..., (start - low) // s : (start - low) // s + (end - start) // s]",
+        ("tests/test_matcher.py", "-k", "every_column"),
+    ),
+    Mutant(
+        "mirsearch/resources.py",
+        "        if loaded.card.sha256 != self.card.sha256:",
+        "        if False:",
+        ("tests/test_resources.py", "-k", "replaced"),
+    ),
+    Mutant(
+        "mirsearch/vocabulary.py",
+        "merged[name] = max(merged.get(name, 0.0), p)",
+        "merged[name] = p",
+        ("tests/test_vocabulary.py",),
+    ),
 )
 
 

@@ -355,6 +355,9 @@ def test_each_clip_s_line_names_it_as_given_in_utf_8_and_a_codec_without_decoder
         )
     plain = run(home, "match", "./clip.wav", odd, "--workers", "1")
     assert "./clip.wav\n  DUPLICATE of" in plain.output
+    Path("bad.ogg").write_text("nope")  # its error names it `bad.ogg`, as a Path makes it
+    told = run(home, "match", "./bad.ogg", "--workers", "1").output
+    assert told.startswith("./bad.ogg: error: ") and told.count("bad.ogg") == 1, told
     damaged = tmp_path / "damaged"
     damaged.mkdir()
     (damaged / "catalog.db").write_text("garbage")

@@ -98,6 +98,21 @@ def test_a_long_upload_read_in_pieces_gives_the_vectors_of_one_pass(music, monke
     assert_same_reading(reader.matching(music, hop_s=0.5, frequency_scales=SCALES[:2]), whole)
 
 
+def test_pieces_keep_every_column_of_a_length_no_stride_divides(monkeypatch):
+    """A signal of 1,601 frames in pieces of 8 coarse columns (128 frames): the last piece's
+    65 frames make 5 columns at stride 16 and 17 at stride 4, as in one pass (a map column
+    covers a piece's last frames too)."""
+    monkeypatch.setattr(matcher, "PIECE_COLUMNS", 8)
+    x = np.arange(1601.0)
+    pieces = matcher.in_pieces(lambda v: (v[::16], v[::4]), x, (16, 4), concatenate=np.concatenate)
+    assert [p.tolist() for p in pieces] == [x[::16].tolist(), x[::4].tolist()]
+
+
+def test_a_window_or_hop_under_a_map_column_still_takes_one():
+    assert matcher.window_columns(0.1, 64.0) == 1 and matcher.window_step(0.1, 0.25) == 1
+    assert matcher.window_columns(3.0, 64.0) == 12 and matcher.window_step(0.5, 0.25) == 2
+
+
 def test_a_network_numpy_does_not_run_is_read_by_the_network(tmp_path, settings):
     path = plain_cnn(tmp_path / "crnn.pt", arch="crnn")
     with pytest.raises(ModelError, match="'crnn' network's matching branch runs with torch"):

@@ -12,10 +12,14 @@ import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from mirsearch.api import Engine
+from mirsearch.checkpoints import build, save_checkpoint
+from mirsearch.config import FeatureConfig
 from mirsearch.demo import write_demo_catalog
+from mirsearch.errors import ModelError
 from mirsearch.generations import GENERATION_FILE, path_of
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
+from mirsearch.model_card import default_checkpoint_path
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +134,23 @@ def test_a_pool_worker_s_engine_runs_numpy_and_faiss_on_one_thread(settings):
         assert faiss.omp_get_max_threads() == 2 and blas() == {2}
         Engine(settings, threads=1)
         assert faiss.omp_get_max_threads() == 1 and blas() == {1}
+
+
+def test_a_model_file_replaced_after_its_card_was_read_is_refused(settings, tmp_path):
+    """The index is checked against the model's card, read first; the network is loaded when a
+    query first needs it. A model copied over the old one in between (while `serve` runs) would
+    have read uploads with a network other than the one the index holds: start again, it says."""
+    model = shutil.copy(default_checkpoint_path(), tmp_path / "model.pt")
+    engine = Engine(dataclasses.replace(settings, model_path=model))
+    assert engine.card.arch == "student"
+    feature_config = dataclasses.asdict(FeatureConfig())
+    save_checkpoint(
+        model,
+        model=build("cnn", n_classes=2, feature_config=feature_config),
+        arch="cnn",
+        arch_args={"n_classes": 2, "feature_config": feature_config},
+        labels=["a", "b"],
+        window_s=3.0,
+    )
+    with pytest.raises(ModelError, match="changed since this process read it: start again"):
+        engine.load()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirsearch.groups import Group
-from mirsearch.results import Classification, MatchResult, Result, group_report
+from mirsearch.results import Classification, Examination, MatchResult, Result, group_report
 from mirsearch.schema import Track
 from mirsearch.scoring import Match
 from mirsearch.search import Hit
@@ -71,6 +71,21 @@ def test_classification_shows_a_timeline_only_when_asked() -> None:
     assert Classification("rock", {"rock": 1.0}, timeline=[window]).to_dict()["timeline"] == [
         window
     ]
+
+
+def test_an_examination_lists_the_similar_tracks_once_as_its_results() -> None:
+    """`examine` answers search, match and classify at once: the classification's similar
+    tracks are the search's results, listed under "results" only."""
+    row = Track(path="a.ogg", title="A", artist=None, genre="rock", tag_genre=None)
+    hit = Result.of(Hit(3, 0.9, 0.0, 0.0, 0.0), row)
+    examined = Examination([hit], [], Classification("rock", {"rock": 1.0}, similar=[hit]))
+    assert examined.to_dict() == {
+        "results": [hit.to_dict()],
+        "matches": [],
+        "genre": "rock",
+        "probabilities": {"rock": 1.0},
+        "tags": [],
+    }
 
 
 def _evidence(query: int, track: int, **changes) -> dict:

@@ -27,6 +27,8 @@ def test_genre_is_the_genre_of_the_strongest_tag():
     scores = genre_scores(p, LABELS)
     assert np.isclose(scores.sum(), 1.0)
     assert list(GENRES)[int(scores.argmax())] == "rock"
+    rock, classical = (list(GENRES).index(g) for g in ("rock", "classical"))
+    assert scores[rock] / scores[classical] == np.float32(0.8) / np.float32(0.3)  # the best tag
     strings = genre_scores(probabilities(mtt__strings=0.9, msd__rock=0.4), LABELS)
     assert list(GENRES)[int(strings.argmax())] == "classical"
     windows = np.stack([p, probabilities(msd__jazz=0.9)])
@@ -36,7 +38,14 @@ def test_genre_is_the_genre_of_the_strongest_tag():
 def test_tags_of_both_teachers_merge_under_one_name_and_come_best_first():
     p = probabilities(msd__rock=0.4, mtt__rock=0.7, mtt__piano=0.5, msd__80s=0.6)
     assert merged_tags(p, LABELS)["rock"] == np.float32(0.7)
+    either_way = probabilities(msd__rock=0.7, mtt__rock=0.4)
+    assert merged_tags(either_way, LABELS)["rock"] == np.float32(0.7)
     best = top_tags(p, LABELS, n=3)
     assert [t["tag"] for t in best] == ["rock", "80s", "piano"]
     assert [t["kind"] for t in best] == ["genre", "era", "instrument"]
     assert top_tags(np.zeros(0), [], n=3) == []
+
+
+def test_tags_of_equal_score_come_in_the_order_of_their_names():
+    p = probabilities(msd__jazz=0.5, mtt__piano=0.5, msd__80s=0.5, msd__blues=0.5)
+    assert [t["tag"] for t in top_tags(p, LABELS, n=4)] == ["80s", "blues", "jazz", "piano"]
