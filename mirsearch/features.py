@@ -32,6 +32,7 @@ N_MFCC = 20
 TEMPO_RANGE_BPM = (50.0, 220.0)
 TEMPO_PRIOR_BPM = 120.0  # centre of the log-normal prior that settles octave ambiguity
 TEMPO_PRIOR_OCTAVES = 1.0  # its width, in octaves
+TWO_BEATS_WEIGHT = 0.5  # a lag is judged with the autocorrelation at twice it, at this weight
 CHROMA_N_FFT = 8192  # long frames: 2 Hz bins at 16 kHz, enough to tell semitones apart low down
 CHROMA_RANGE_HZ = (55.0, 2000.0)
 EXCERPT_S = 90.0  # tempo, key, timbre and bands come from the central 90 s of longer tracks
@@ -192,7 +193,12 @@ def estimate_tempo(
     mel_db: torch.Tensor | None = None,
     config: FeatureConfig = FeatureConfig(),
 ) -> float:
-    """Tempo in BPM: autocorrelation of the spectral-flux onset envelope, prior at 120 BPM."""
+    """Tempo in BPM: autocorrelation of the spectral-flux onset envelope, prior at 120 BPM.
+
+    A lag is judged by its own peak and, at TWO_BEATS_WEIGHT, the peak at twice it: a beat's
+    period recurs at two beats, where a period of two thirds or half a beat (off-beats, a
+    shuffle's triplets, eighth notes) need not. On ../shared/genres it took exact tempos 72.9 →
+    77.8 % (README, "Tempo and key estimates")."""
     if mel_db is None:
         mel_db = log_mel(torch.from_numpy(x), config)
     flux = np.maximum(np.diff(mel_db.numpy(), axis=1), 0.0).mean(axis=0)
@@ -210,8 +216,9 @@ def estimate_tempo(
     bpm = 60 * fps / lags
     prior = np.exp(-0.5 * (np.log2(bpm / TEMPO_PRIOR_BPM) / TEMPO_PRIOR_OCTAVES) ** 2)
     # A period between two lags splits its peak: judge each lag by its neighbourhood's best.
-    peak = np.maximum(acf[lags], np.maximum(acf[lags - 1], acf[lags + 1]))
-    best = lags[int(np.argmax(peak * prior))]
+    peak = np.maximum(acf[:-2], np.maximum(acf[1:-1], acf[2:]))  # peak[i]: around lag i + 1
+    support = peak[lags - 1] + TWO_BEATS_WEIGHT * peak[np.minimum(2 * lags, acf.size - 2) - 1]
+    best = lags[int(np.argmax(support * prior))]
     best = max(best - 1, best, best + 1, key=lambda lag: acf[lag])
     a, b, c = acf[best - 1], acf[best], acf[best + 1]
     shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0

@@ -210,19 +210,20 @@ def test_louder_copy_is_6_db_louder():
 
 def test_tempo_and_key_on_the_genre_set(shared_genres):
     """Known tempo and key by construction; floors just under what was measured (README,
-    "Tempo and key estimates"): on these 41 clips tempo 37 right (90%, its half or double
-    counted), key 12 (29%; 10 with the profiles before); on all 450, 90.2% and 42.9%
-    (bench/descriptors.py)."""
+    "Tempo and key estimates"): on these 41 clips tempo 32 right (78%; 28 before the two-beat
+    support), 38 with its half or double counted (37 before), key 12 (29%; 10 with the
+    profiles before); on all 450, 77.8%, 92.7% and 42.9% (bench/descriptors.py)."""
     with open(shared_genres / "manifest.tsv", newline="") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))[::11]
-    tempo_ok = key_ok = 0
+    tempo_ok = octave_ok = key_ok = 0
     for row in rows:
         x = audio.load(shared_genres / row["path"]).samples
         bpm = features.estimate_tempo(x, SR)
         true = float(row["tempo_bpm"])
-        tempo_ok += any(abs(bpm - true * f) <= 0.04 * true * f for f in (0.5, 1.0, 2.0))
+        tempo_ok += abs(bpm - true) <= 0.04 * true
+        octave_ok += any(abs(bpm - true * f) <= 0.04 * true * f for f in (0.5, 1.0, 2.0))
         tonic, mode = row["key"].split()
         key_ok += features.estimate_key(x, SR)[0] == f"{ENHARMONIC.get(tonic, tonic)} {mode}"
     assert len(rows) == 41
-    assert tempo_ok >= 35, tempo_ok
+    assert tempo_ok >= 31 and octave_ok >= 36, (tempo_ok, octave_ok)
     assert key_ok >= 11, key_ok
