@@ -290,6 +290,18 @@ MUTANTS = (
         "merged[name] = p",
         ("tests/test_vocabulary.py",),
     ),
+    Mutant(
+        "mirsearch/trainer.py",
+        "        self.model.load_state_dict(best[2])\n",
+        "",
+        ("tests/test_trainer.py", "-k", "early_stopping"),
+    ),
+    Mutant(
+        "mirsearch/trainer.py",
+        "            val_loss = val_genre + c.contrastive_weight * val_invariance",
+        "            val_loss = val_genre",
+        ("tests/test_trainer.py", "-k", "early_stopping"),
+    ),
 )
 
 
