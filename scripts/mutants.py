@@ -302,6 +302,18 @@ MUTANTS = (
         "            val_loss = val_genre",
         ("tests/test_trainer.py", "-k", "early_stopping"),
     ),
+    Mutant(
+        "mirsearch/augment.py",
+        "speed = self._uniform(c.speed) if heavy and self._chance(c.speed) else 1.0",
+        "speed = self._uniform(c.speed) if self._chance(c.speed) else 1.0",
+        ("tests/test_augment.py",),
+    ),
+    Mutant(
+        "mirsearch/augment.py",
+        "pitch = speed * 2 ** (semitones / 12)",
+        "pitch = 2 ** (semitones / 12)",
+        ("tests/test_augment.py",),
+    ),
 )
 
 
