@@ -102,9 +102,11 @@ def load_checkpoint(path: Path | None = None) -> Checkpoint:
     model = build(card.arch, **card.arch_args)
     try:
         model.load_state_dict(payload["state_dict"], strict=True)
-    except RuntimeError as exc:
+    except RuntimeError as exc:  # torch's first line says only "Error(s) in loading ...:"
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        what = " ".join(lines[1:]) or str(exc)
         raise ModelError(
-            f"{path}: weights do not fit architecture {card.arch!r}: {str(exc).splitlines()[0]}"
+            f"{path}: weights do not fit architecture {card.arch!r}: {what[:300]}"
         ) from exc
     model.eval()
     return Checkpoint(model=model, card=card)

@@ -153,6 +153,11 @@ def test_what_is_not_a_checkpoint_of_this_format_is_refused(tmp_path):
         archive.writestr("notes.txt", "no model here")
     with pytest.raises(ModelError, match="not a readable mirsearch checkpoint"):
         read_card(tmp_path / "empty.zip")
+    weights = dict(payload["state_dict"])
+    del weights[next(iter(weights))]  # a weight lost (a hand-edited or truncated conversion)
+    torch.save(payload | {"state_dict": weights}, tmp_path / "short.pt")
+    with pytest.raises(ModelError, match="weights do not fit architecture 'cnn'.*Missing key"):
+        load_checkpoint(tmp_path / "short.pt")
 
 
 def test_settings_with_other_windows_are_refused(tmp_path):

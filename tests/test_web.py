@@ -935,8 +935,12 @@ def test_the_duplicates_page_names_tracks_and_says_how_fast_each_plays(site, mon
     assert f"{brick} plays at the same speed as {copy} (match score 0.90)" in page
 
 
-def test_a_full_temporary_folder_is_a_503_that_says_so(site, monkeypatch, tmp_path):
-    """It had been a 500 'something went wrong on our side', like a bug."""
+@pytest.mark.parametrize(
+    ("number", "told"), [("ENOSPC", "No space left on device"), ("EDQUOT", "Disk quota exceeded")]
+)
+def test_a_full_temporary_folder_is_a_503_that_says_so(site, monkeypatch, tmp_path, number, told):
+    """It had been a 500 'something went wrong on our side', like a bug; a quota used up is the
+    same to the user."""
     import errno
 
     import web.api
@@ -945,13 +949,13 @@ def test_a_full_temporary_folder_is_a_503_that_says_so(site, monkeypatch, tmp_pa
     data = clip_bytes(paths[0], tmp=tmp_path)
 
     def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise OSError(getattr(errno, number), told)
 
     monkeypatch.setattr(web.api.tempfile, "mkstemp", full)
     response = upload(client, "/api/search", data)
     assert response.status_code == 503
     error = response.get_json()["error"]
-    assert error["code"] == "storage_full" and "No space left on device" in error["message"]
+    assert error["code"] == "storage_full" and told in error["message"]
 
 
 def live_webm(path: Path, samples: np.ndarray, sr: int = 48_000) -> Path:
