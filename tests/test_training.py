@@ -11,7 +11,7 @@ from conftest import SR, TINY_CONFIG, synthetic_classes, tone
 from mirsearch.config import TrainConfig
 from mirsearch.datasets import decode_all, grouped_split, read_dataset
 from mirsearch.errors import MirsearchError
-from mirsearch.evaluation import baseline_predict, evaluate
+from mirsearch.evaluation import _summary, baseline_predict, evaluate, scores
 
 
 def test_read_dataset_from_genre_folders(tmp_path, write_audio):
@@ -85,6 +85,43 @@ def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
         evaluate(clips, folds=0, config=TINY_CONFIG)
     with pytest.raises(MirsearchError, match="2 folds or more"):
         evaluate(clips, folds=1, config=TINY_CONFIG)
+
+
+def test_the_held_out_rows_are_never_trained_on_and_the_folds_use_every_clip_once(
+    tmp_path, write_audio, monkeypatch
+):
+    """What each method is trained and scored on, read from a stand-in baseline: the held-out
+    split trains on the other rows only (training on all had scored a method on clips it had
+    seen, and looked better than it is), and each fold's clips are split between the two."""
+    signals, labels = synthetic_classes(4, seed=3)
+    names = ["tone", "noise", "clicks"]
+    rows = ["path\tclass\tgroup\tsoundfont"]
+    for i, (x, y) in enumerate(zip(signals, labels, strict=True)):
+        write_audio(f"clip{i}.wav", x)
+        rows.append(f"clip{i}.wav\t{names[y]}\tg{i}\t{'held' if i % 4 == 0 else 'train'}")
+    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    seen = []
+
+    def baseline(train_x, train_y, test_x, *, sample_rate):
+        seen.append((len(train_x), len(test_x)))
+        return np.zeros(len(test_x), dtype=np.int64)
+
+    monkeypatch.setattr("mirsearch.evaluation.baseline_predict", baseline)
+    clips = read_dataset(tmp_path / "manifest.tsv")
+    evaluate(clips, folds=2, methods=("baseline",), heldout=("soundfont", "held"))
+    held = sum(c.extra["soundfont"] == "held" for c in clips)
+    assert seen[-1] == (len(clips) - held, held)
+    assert [train + test for train, test in seen[:-1]] == [len(clips)] * 2
+
+
+def test_scores_are_macro_averaged_and_folds_summarised_with_their_spread():
+    """A class never predicted counts as much as one always right (macro), so a model that names
+    one genre for all is not flattered by that genre's share of the clips."""
+    figures = scores(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0]))
+    assert figures["accuracy"] == 0.75 and figures["recall"] == 0.5
+    assert figures["precision"] == pytest.approx(0.375)
+    folds = [{"baseline": {"accuracy": a, "precision": a, "recall": a, "f1": a}} for a in (0.5, 1)]
+    assert _summary(folds, ("baseline",))["baseline"]["accuracy"] == {"mean": 0.75, "std": 0.25}
 
 
 def test_files_that_cannot_be_decoded_are_left_out_before_the_split(tmp_path, write_audio, caplog):
