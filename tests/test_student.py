@@ -22,7 +22,14 @@ def test_student_matches_with_its_matcher_and_tags_with_its_own_branch(tmp_path)
         alone, _ = student.matcher.embed_windows(mel, window_s=3.0, hop_s=1.5)
         z, tag_offsets = student.tag_windows(mel, window_s=3.0, hop_s=1.5)
         tags = student.tag_head(z)
+        _, _, together, _ = student.both_windows(mel, window_s=3.0, hop_s=1.5)
+        folded = student.tag_fold[0].out_channels
+        level = torch.ones(1, folded, 4)
+        peaked = torch.tensor([0.0, 0.0, 0.0, 4.0]).expand(1, folded, 4)
+        apart = student.tag_embedding(level) - student.tag_embedding(peaked)
     assert torch.equal(vectors, alone) and torch.equal(offsets, tag_offsets)
+    assert torch.allclose(together, z, atol=1e-5)  # the stem computed once reads as alone
+    assert apart.abs().max() > 0.1  # a window's loudest column counts, not its mean alone
     assert z.shape == (12, 128) and tags.shape == (12, 5) and student.genre_head is None
     path = save_checkpoint(
         tmp_path / "s.pt",
@@ -46,5 +53,7 @@ def test_the_rhythm_profile_peaks_at_the_period_of_a_pattern():
     lags = torch.arange(1, RHYTHM_LAGS + 1)
     assert lags[profile[0].argmax()] == 10 and lags[profile[2].argmax()] == 10
     assert profile[0, 19] > 0.9 and profile[0, 4] < 0 < profile[1, 4]
+    assert profile.abs().max() <= 1.0  # each lag over the lag-0 energy: the level is no part
+    assert torch.allclose(rhythm_profile(10.0 * stem), rhythm_profile(stem), atol=1e-5)
     short = rhythm_profile(torch.rand(2, 20))  # lags past the end are zero, not wrapped
     assert short.shape == (2 * RHYTHM_LAGS,) and short.reshape(2, -1)[:, 19:].abs().max() < 1e-5
