@@ -193,7 +193,8 @@ def estimate_tempo(
     mel_db: torch.Tensor | None = None,
     config: FeatureConfig = FeatureConfig(),
 ) -> float:
-    """Tempo in BPM: autocorrelation of the spectral-flux onset envelope, prior at 120 BPM.
+    """Tempo in BPM (within TEMPO_RANGE_BPM): autocorrelation of the spectral-flux onset
+    envelope, prior at 120 BPM.
 
     A lag is judged by its own peak and, at TWO_BEATS_WEIGHT, the peak at twice it: a beat's
     period recurs at two beats, where a period of two thirds or half a beat (off-beats, a
@@ -222,7 +223,8 @@ def estimate_tempo(
     best = max(best - 1, best, best + 1, key=lambda lag: acf[lag])
     a, b, c = acf[best - 1], acf[best], acf[best + 1]
     shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
-    return float(60 * fps / (best + np.clip(shift, -0.5, 0.5)))
+    bpm = 60 * fps / (best + np.clip(shift, -0.5, 0.5))
+    return float(np.clip(bpm, *TEMPO_RANGE_BPM))  # the shortest lag's neighbour lies past it
 
 
 def chroma(x: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -126,6 +126,14 @@ def test_click_track_tempo(bpm):
     assert features.estimate_tempo(clicks(bpm, 30.0), SR) == pytest.approx(bpm, abs=2.0)
 
 
+def test_a_tempo_is_told_within_the_range_searched(monkeypatch):
+    """Clicks at 226 BPM under a prior centred at 220: the best lag is the shortest searched,
+    whose neighbour and interpolation had given 226–233 BPM, past the range's 220 (an
+    orchestral track of ../shared/audio was told 232.7 BPM)."""
+    monkeypatch.setattr(features, "TEMPO_PRIOR_BPM", 220.0)
+    assert features.estimate_tempo(clicks(226.0, 20.0), SR) == features.TEMPO_RANGE_BPM[1]
+
+
 def test_a_file_of_a_few_milliseconds_is_described_without_a_tempo():
     """A 7 ms file is one mel frame, no onset flux at all: indexing had failed it with numpy's
     "a cannot be empty" and a traceback in the log."""
