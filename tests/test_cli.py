@@ -722,6 +722,32 @@ def test_evaluate_cross_validates_on_two_folds(tmp_path, monkeypatch):
     assert plain[1].startswith(f"baseline  accuracy {mean:.3f} ± {std:.3f}  ")
 
 
+def test_evaluate_hands_the_options_given_to_the_run(tmp_path, monkeypatch):
+    """What the command line says reaches the evaluation: --weight-decay (read, and once
+    dropped on the way, nothing would tell), methods with a stray comma, and of a folder like
+    ../shared/audio given as --unlabelled only the packages the shipped recipe uses (the others
+    stay music the model never heard, for the evaluations)."""
+    seen = {}
+
+    def evaluation(clips, **options):
+        seen.update(options)
+        return {"folds": []}
+
+    monkeypatch.setattr("mirsearch.evaluation.evaluate", evaluation)
+    data = labelled_folder(tmp_path / "data")
+    music = tmp_path / "audio"
+    music.mkdir()
+    (music / "manifest.tsv").write_text(
+        "path\tpackage\nheard.ogg\twesnoth-1.16-music\nunseen.ogg\tother-game-music\n"
+    )
+    args = ["evaluate", str(data), "--weight-decay", "0.05", "--methods", "baseline,"]
+    args += ["--unlabelled", str(music), "--out-dir", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert seen["config"].weight_decay == 0.05 and seen["methods"] == ("baseline",)
+    assert [path.name for path in seen["unlabelled_paths"]] == ["heard.ogg"]
+
+
 @pytest.mark.parametrize(
     ("group", "extra", "expect", "others"),
     [
@@ -1069,6 +1095,7 @@ def test_train_and_evaluate_refuse_bad_parameters_before_any_work(home, tmp_path
         "is the model in use": ["train", data, "--head", "--out", default_checkpoint_path()],
         "is the model in use ": ["train", data, "--out", in_use],
         "is a file": ["evaluate", data, "--out-dir", tmp_path / "report"],
+        "use COLUMN=VALUE": ["evaluate", data, "--heldout", "soundfont"],
         "Invalid value for --log-dir": [
             "train",
             data,
