@@ -53,16 +53,23 @@ def test_baseline_beats_chance_on_separable_classes():
     assert (predicted == test_y).mean() > 0.8
 
 
-def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
-    """--folds 0: one network trained on the other rows, scored beside the baseline."""
-    signals, labels = synthetic_classes(8, seed=3)
+def held_out_manifest(write_audio, per_class: int):
+    """Tones, noise and clicks, each clip its own group, every fourth with soundfont 'held' (the
+    rest 'train'), written where `write_audio` writes: their manifest read, and the class names
+    in label order."""
+    signals, labels = synthetic_classes(per_class, seed=3)
     names = ["tone", "noise", "clicks"]
     rows = ["path\tclass\tgroup\tsoundfont"]
     for i, (x, y) in enumerate(zip(signals, labels, strict=True)):
-        write_audio(f"clip{i}.wav", x)
+        manifest = write_audio(f"clip{i}.wav", x).with_name("manifest.tsv")
         rows.append(f"clip{i}.wav\t{names[y]}\tg{i}\t{'held' if i % 4 == 0 else 'train'}")
-    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
-    clips = read_dataset(tmp_path / "manifest.tsv")
+    manifest.write_text("\n".join(rows) + "\n")
+    return read_dataset(manifest), names
+
+
+def test_evaluate_the_heldout_split_alone(tmp_path, write_audio):
+    """--folds 0: one network trained on the other rows, scored beside the baseline."""
+    clips, names = held_out_manifest(write_audio, 8)
     report = evaluate(
         clips, folds=0, config=TINY_CONFIG, heldout=("soundfont", "held"), out_dir=tmp_path / "out"
     )
@@ -93,13 +100,7 @@ def test_the_held_out_rows_are_never_trained_on_and_the_folds_use_every_clip_onc
     """What each method is trained and scored on, read from a stand-in baseline: the held-out
     split trains on the other rows only (training on all had scored a method on clips it had
     seen, and looked better than it is), and each fold's clips are split between the two."""
-    signals, labels = synthetic_classes(4, seed=3)
-    names = ["tone", "noise", "clicks"]
-    rows = ["path\tclass\tgroup\tsoundfont"]
-    for i, (x, y) in enumerate(zip(signals, labels, strict=True)):
-        write_audio(f"clip{i}.wav", x)
-        rows.append(f"clip{i}.wav\t{names[y]}\tg{i}\t{'held' if i % 4 == 0 else 'train'}")
-    (tmp_path / "manifest.tsv").write_text("\n".join(rows) + "\n")
+    clips, _ = held_out_manifest(write_audio, 4)
     seen = []
 
     def baseline(train_x, train_y, test_x, *, sample_rate):
@@ -107,7 +108,6 @@ def test_the_held_out_rows_are_never_trained_on_and_the_folds_use_every_clip_onc
         return np.zeros(len(test_x), dtype=np.int64)
 
     monkeypatch.setattr("mirsearch.evaluation.baseline_predict", baseline)
-    clips = read_dataset(tmp_path / "manifest.tsv")
     evaluate(clips, folds=2, methods=("baseline",), heldout=("soundfont", "held"))
     held = sum(c.extra["soundfont"] == "held" for c in clips)
     assert seen[-1] == (len(clips) - held, held)
