@@ -518,6 +518,7 @@ def test_every_answer_forbids_sniffing_framing_and_foreign_scripts(site):
         headers = client.get(url).headers
         assert headers["X-Content-Type-Options"] == "nosniff", url
         assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], url
+        assert headers["Referrer-Policy"] == "same-origin", url  # a page's query stays here
         assert all(headers[name] == value for name, value in SECURITY_HEADERS.items()), url
 
 
