@@ -126,6 +126,15 @@ def tone(hz: float, seconds: float, *, sr: int = SR, amplitude: float = 0.3) -> 
     return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
 
 
+def peak_hz(x: np.ndarray, *, sr: int = SR) -> float:
+    """The frequency of the strongest spectral peak (parabolic interpolation between bins)."""
+    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
+    i = int(np.argmax(spectrum[1:-1])) + 1
+    a, b, c = np.log(spectrum[i - 1 : i + 2] + 1e-12)
+    shift = 0.5 * (a - c) / (a - 2 * b + c)
+    return (i + shift) * sr / x.size
+
+
 def clicks(bpm: float, seconds: float, *, sr: int = SR, seed: int = 0) -> np.ndarray:
     """Short noise bursts on every beat."""
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from conftest import SR, tone
+from conftest import SR, peak_hz, tone
 
 from mirsearch.augment import AugmentConfig, Augmenter
 from mirsearch.config import FeatureConfig
@@ -33,11 +33,6 @@ def heavy(source: np.ndarray, other: np.ndarray | None = None, *, seed: int = 0,
     """A heavy 3 s view of `source` from 1 s, with only the changes named (always applied)."""
     augmenter = Augmenter(FeatureConfig(), replace(NONE, **change), rng=np.random.default_rng(seed))
     return augmenter, augmenter.view(source, 1.0, length_s=3.0, heavy=True, other=other)
-
-
-def peak_hz(x: np.ndarray) -> float:
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
-    return float(np.fft.rfftfreq(x.size, 1 / SR)[np.argmax(spectrum)])
 
 
 def level_db(x: np.ndarray, hz: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SR, noise, tone
+from conftest import SR, noise, peak_hz, tone
 
 from mirsearch.transforms import TRANSFORMS
 
@@ -16,15 +16,6 @@ def apply(name: str, x: np.ndarray, **options) -> np.ndarray:
     y, sr = TRANSFORMS[name](x, SR, rng=np.random.default_rng(RNG_SEED), **options)
     assert sr == SR and y.dtype == np.float32
     return y
-
-
-def peak_hz(x: np.ndarray) -> float:
-    """The frequency of the strongest spectral peak (parabolic interpolation between bins)."""
-    spectrum = np.abs(np.fft.rfft(x * np.hanning(x.size)))
-    i = int(np.argmax(spectrum[1:-1])) + 1
-    a, b, c = np.log(spectrum[i - 1 : i + 2] + 1e-12)
-    shift = 0.5 * (a - c) / (a - 2 * b + c)
-    return (i + shift) * SR / x.size
 
 
 def db(x: np.ndarray) -> float:
