@@ -223,8 +223,8 @@ def estimate_tempo(
     best = max(best - 1, best, best + 1, key=lambda lag: acf[lag])
     a, b, c = acf[best - 1], acf[best], acf[best + 1]
     shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) != 0 else 0.0
-    bpm = 60 * fps / (best + np.clip(shift, -0.5, 0.5))
-    return float(np.clip(bpm, *TEMPO_RANGE_BPM))  # the shortest lag's neighbour lies past it
+    tempo_bpm = 60 * fps / (best + np.clip(shift, -0.5, 0.5))
+    return float(np.clip(tempo_bpm, *TEMPO_RANGE_BPM))  # the shortest lag's neighbour lies past it
 
 
 def chroma(x: np.ndarray, sample_rate: int) -> np.ndarray:
