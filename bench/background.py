@@ -4,10 +4,12 @@ thing in the upload.
 `make eval-dupes`'s `mix_-12db` lays another recording 12 dB *under* a catalog clip. Here the
 catalog clip is the bed: half of ../shared/audio is indexed (the split of bench/eval_dupes.py),
 and seeded 10 s clips of indexed tracks are mixed at 0, −6 and −12 dB (RMS) under a 10 s clip of
-an unindexed track (background music in an upload), or under a clip of another indexed track
-(an upload holding two catalog tracks: are both listed?). Each mix is written as a WAV file and
-matched end to end (`Engine.match`, the stored threshold), and where Olaf is built (`make olaf`)
-the landmark fingerprinter indexes the same half and answers the same mixes, side by side.
+an unindexed track (background music in an upload), under a clip of another indexed track
+(an upload holding two catalog tracks: are both listed?), or under talk (a voice-over: a
+monologue read by espeak-ng in several voices and rates, made at run time where Debian's
+`espeak-ng` is installed; the case says so where it is not). Each mix is written as a WAV file
+and matched end to end (`Engine.match`, the stored threshold), and where Olaf is built (`make
+olaf`) the landmark fingerprinter indexes the same half and answers the same mixes, side by side.
 Writes bench/background.json.
 """
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -34,7 +38,26 @@ LEVELS_DB = (0.0, -6.0, -12.0)  # the catalog clip's level against the sound on 
 KEYS = {  # the rates of each case
     "under_other_music": ("bed_found", "wrong"),
     "two_catalog_tracks": ("bed_found", "wrong", "both_listed"),
+    "under_talk": ("bed_found", "wrong"),
 }
+# The voice-over: what a video's presenter says over its music, read in each of these espeak-ng
+# voices at each of these rates (words a minute).
+MONOLOGUE = (
+    "Hello everyone and welcome back to the channel. Today we are going to look at something I "
+    "have wanted to try for a long time. Thank you so much for all the comments on the last "
+    "video, I read every single one of them. So let's get started. As you can see here, the "
+    "setup is really simple, you only need a few things, and most of them you probably already "
+    "have at home. Now, the trick is to take your time. Don't rush it. If something goes wrong, "
+    "just start again, it happens to all of us. Okay, here is the first step. I'm going to put "
+    "this over here, and then we wait about five minutes. While we wait, let me tell you how I "
+    "got into this hobby in the first place. It was about ten years ago, on a rainy afternoon, "
+    "when my neighbour showed me his workshop. I had never seen anything like it. Anyway, that's "
+    "enough about me. Let's check how it's going. Oh, look at that, it worked perfectly. If you "
+    "enjoyed this video, don't forget to like and subscribe, and I will see you next time."
+)
+VOICES = ("en", "en-us", "en+f3", "en-us+m5", "en+f5", "de", "fr")
+RATES_WPM = (150, 175)
+NO_TALK = "espeak-ng is not installed (apt install espeak-ng): no voice-over to mix"
 
 
 def _clip(samples: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -60,30 +83,55 @@ def run(audio_dir: Path, *, trials: int = 30, seed: int = 0) -> dict:
         track_of, twins = catalog_ids(engine, indexed)
         version_of = {t: group for group in twins.values() for t in group}
         samples = {r["path"]: load(audio_dir / r["path"]).samples for r in indexed + negatives}
-        n = int(CLIP_S * engine.settings.audio.sample_rate)
+        samples_of = {track_of[r["path"]]: samples[r["path"]] for r in indexed}
+        rate = engine.settings.audio.sample_rate
+        n = int(CLIP_S * rate)
+        talk = _talk(home / "talk")
         mixes = []  # (case, level, upload, the bed's versions, the top's versions or none)
-        for case, tops in (("under_other_music", negatives), ("two_catalog_tracks", indexed)):
-            for db in LEVELS_DB:
+        tops_of = {  # each case's sounds on top: (samples, catalog track or None)
+            "under_other_music": [(samples[r["path"]], None) for r in negatives],
+            "two_catalog_tracks": [(samples[r["path"]], track_of[r["path"]]) for r in indexed],
+            "under_talk": [(voice, None) for voice in talk],
+        }
+        for case, tops in tops_of.items():
+            for db in LEVELS_DB if tops else ():
                 for k in range(trials):
-                    bed_row = indexed[int(rng.integers(len(indexed)))]
-                    top_row = tops[int(rng.integers(len(tops)))]
-                    while top_row["path"] == bed_row["path"]:
-                        top_row = tops[int(rng.integers(len(tops)))]
-                    bed, top = track_of[bed_row["path"]], track_of.get(top_row["path"])
+                    bed = track_of[indexed[int(rng.integers(len(indexed)))]["path"]]
+                    top_samples, top = tops[int(rng.integers(len(tops)))]
+                    while top == bed:
+                        top_samples, top = tops[int(rng.integers(len(tops)))]
                     upload = home / f"{case}-{db}-{k}.wav"
-                    mix = _under(
-                        _clip(samples[bed_row["path"]], n, rng),
-                        _clip(samples[top_row["path"]], n, rng),
-                        db,
-                    )
-                    write(upload, mix, engine.settings.audio.sample_rate)
+                    mix = _under(_clip(samples_of[bed], n, rng), _clip(top_samples, n, rng), db)
+                    write(upload, mix, rate)
                     mixes.append((case, db, upload, version_of[bed], version_of.get(top, set())))
         listed = [{m.track_id for m in engine.match(upload)} for _, _, upload, _, _ in mixes]
         out = {"trials": trials, "clip_s": CLIP_S, "levels_db": list(LEVELS_DB)}
         out |= _rates(mixes, listed, trials)
+        if not talk:
+            out["under_talk"] = {"note": NO_TALK}
         path_of = {str((audio_dir / p).resolve()): t for p, t in track_of.items()}
         out["olaf"] = _olaf(audio_dir, indexed, mixes, path_of, trials, home / "olaf")
     return out
+
+
+def _talk(folder: Path) -> list[np.ndarray]:
+    """The monologue read in every voice at every rate, decoded as queries are; none where
+    espeak-ng is not installed."""
+    espeak = shutil.which("espeak-ng")
+    if not espeak:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    voices = []
+    for voice in VOICES:
+        for wpm in RATES_WPM:
+            path = folder / f"{voice}-{wpm}.wav"
+            subprocess.run(
+                [espeak, "-v", voice, "-s", str(wpm), "-w", str(path), MONOLOGUE],
+                check=True,
+                capture_output=True,
+            )
+            voices.append(load(path).samples)
+    return voices
 
 
 def _rates(mixes: list[tuple], listed: list[set[int]], trials: int) -> dict:

@@ -265,8 +265,8 @@ def background_rows(results: dict) -> list[tuple[str, str]]:
     if not bed:
         return []
     levels = " · ".join(f"{db} dB" for db in bed["under_other_music"])
-    side = bed.get("olaf") or {}
-    olaf = "; Olaf on the same mixes: " if side.get("built") else ""
+    side = bed.get("olaf") or {}  # Olaf's figures, where it was built, of the cases it answered
+    olaf = "; Olaf on the same mixes: "
 
     def rates(source: dict, case: str, key: str) -> str:
         return " · ".join(f"{v[key]:.0%} / {v['wrong']:.0%}" for v in source[case].values())
@@ -286,9 +286,18 @@ def background_rows(results: dict) -> list[tuple[str, str]]:
             "track listed",
             "both_listed",
         ),
+        (
+            "under_talk",
+            f"Catalog music under talk (a voice-over read by espeak-ng), {levels}: listed / a "
+            "wrong track listed",
+            "bed_found",
+        ),
     ):
+        if case not in bed or "note" in bed[case]:  # measured since, or not measurable there
+            rows.append((title, bed.get(case, {}).get("note", "not measured in this run")))
+            continue
         figures = rates(bed, case, key)
-        rows.append((title, figures + (olaf + rates(side, case, key) if olaf else "")))
+        rows.append((title, figures + (olaf + rates(side, case, key) if case in side else "")))
     return rows
 
 

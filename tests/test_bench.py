@@ -228,3 +228,28 @@ def test_precision_at_5_asks_only_tracks_whose_soundtrack_holds_another(monkeypa
     only = eval_retrieval.precision_at_5(Engine(), package, [3, 5])
     assert asked == [3] and only["tracks"] == 1 and only["embeddings"] == 1.0
     assert eval_retrieval.precision_at_5(Engine(), package, [4, 5]) == {"tracks": 0}
+
+
+def test_the_background_rows_give_the_talk_case_or_why_it_is_missing(bench):
+    """A run without espeak-ng says so in the voice-over's row; results from before that case
+    say it was not measured; Olaf's figures sit beside each case it answered."""
+    level = {"0": {"bed_found": 0.5, "wrong": 0.0}, "-6": {"bed_found": 0.1, "wrong": 0.0}}
+    two = {k: v | {"both_listed": 0.2} for k, v in level.items()}
+    bed = {"trials": 30, "clip_s": 10.0, "under_other_music": level, "two_catalog_tracks": two}
+    talk = {"0": {"bed_found": 0.2, "wrong": 0.0}, "-6": {"bed_found": 0.0, "wrong": 0.1}}
+    olaf = {"built": True, "under_other_music": level, "two_catalog_tracks": two}
+    rows = bench.background_rows({"background": bed | {"under_talk": talk, "olaf": olaf}})
+    (music_title, music), (_, both), (talk_title, voice) = rows
+    assert "0 dB · -6 dB" in music_title and "espeak-ng" in talk_title
+    assert music == "50% / 0% · 10% / 0%; Olaf on the same mixes: 50% / 0% · 10% / 0%"
+    assert both.startswith("20% / 0% · 20% / 0%; Olaf")
+    assert voice == "20% / 0% · 0% / 10%"  # Olaf had not answered these mixes
+    olaf |= {"under_talk": {"0": {"bed_found": 0.3, "wrong": 0.0}}}
+    rows = bench.background_rows({"background": bed | {"under_talk": talk, "olaf": olaf}})
+    assert rows[2][1] == "20% / 0% · 0% / 10%; Olaf on the same mixes: 30% / 0%"
+    missing = {"note": "espeak-ng is not installed"}
+    assert bench.background_rows({"background": bed | {"under_talk": missing}})[2][1] == (
+        "espeak-ng is not installed"
+    )
+    assert bench.background_rows({"background": bed})[2][1] == "not measured in this run"
+    assert bench.background_rows({}) == []
