@@ -49,9 +49,9 @@ class GenreNet(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(embedding_dim, n_classes))
 
     # -- front end: the one log-mel function, then level removal (gain invariance) ------------
-    def front_end(self, waveform: torch.Tensor, *, frequency_scale: float = 1.0) -> torch.Tensor:
+    def front_end(self, waveform: torch.Tensor) -> torch.Tensor:
         """(B, n_samples) waveform → (B, n_mels, n_frames) log-mel in dB."""
-        return log_mel(waveform, self.feature_config, frequency_scale=frequency_scale)
+        return log_mel(waveform, self.feature_config)
 
     def normalise_level(self, mel_db: torch.Tensor) -> torch.Tensor:
         """Subtract the local level (frame means averaged over ±LEVEL_S), scale to unit-ish range.

@@ -79,8 +79,8 @@ class Student(nn.Module):
         genre_inputs = embedding_dim + (stem_channels * RHYTHM_LAGS if genre_rhythm else 0)
         self.genre_head = nn.Linear(genre_inputs, n_genres) if n_genres else None
 
-    def front_end(self, waveform: torch.Tensor, *, frequency_scale: float = 1.0) -> torch.Tensor:
-        return self.matcher.front_end(waveform, frequency_scale=frequency_scale)
+    def front_end(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.matcher.front_end(waveform)
 
     def embed_windows(self, mel_db: torch.Tensor, *, window_s: float, hop_s: float):
         """Matching vectors: see GenreNet.embed_windows."""

@@ -113,3 +113,22 @@ def test_the_shipped_checkpoint_loads_without_pickled_objects():
     checkpoint = load_checkpoint()
     assert checkpoint.card.arch in ARCHITECTURES and len(checkpoint.card.labels) >= 2
     assert checkpoint.card.window_s == 3.0
+
+
+@pytest.mark.parametrize("arch", sorted(set(ARCHITECTURES) - {"student"}))
+def test_a_windows_logits_are_the_head_on_the_embedding_indexing_stores(arch):
+    """`forward` (a network's genre logits) and the indexing path (a track's window
+    embeddings, unit vectors, then the head) agree on a window of exactly 12
+    feature-map columns: the head sees the normalised embedding either way."""
+    model = build(arch, n_classes=4, feature_config=FEATURES).eval()
+    x = torch.randn(191 * FeatureConfig().hop_length) * 0.1  # 192 mel frames: 12 columns
+    with torch.inference_mode():
+        logits = model(x.unsqueeze(0))[0]
+        mel = model.front_end(x)
+        vectors, _ = model.embed_windows(mel, window_s=3.0, hop_s=3.0)
+        feature_map = model.feature_map(mel.unsqueeze(0))
+        indexed = model.head(vectors[0])
+        unnormalised = model.head(model.embed_map(feature_map, normalise=False)[0])
+    assert feature_map.shape[-1] == model.window_columns(3.0) == 12 and len(vectors) == 1
+    assert torch.allclose(indexed, logits, atol=1e-5)
+    assert not torch.allclose(unnormalised, logits, atol=1e-3)  # its norm is far from 1
