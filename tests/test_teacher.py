@@ -18,6 +18,7 @@ from mirsearch.teacher import (
     load_teacher,
     tag_signal,
     teacher_input,
+    teacher_labels,
 )
 
 FIXTURE = Path(__file__).parent / "fixtures" / "musicnn_reference.npz"
@@ -77,3 +78,26 @@ def test_tag_signal_patches_the_signal_and_knows_music(reference):
     assert {"msd:electronic", "mtt:techno"} <= best
     short, _ = tag_signal(chip[:8000])
     assert short.shape == (1, 100)  # zero-padded to one patch
+
+
+def test_tag_signal_answers_what_musicnn_answers_for_the_same_audio(reference):
+    """From the waveform, as the student's lessons are made: each patch from its first frame,
+    each teacher's sigmoid, in the order of `teacher_labels`. Only the patch's last frame
+    differs (the reference's mel saw the samples after it, ours pads): by under 0.01."""
+    labels = teacher_labels()
+    assert labels[:2] == [f"msd:{t}" for t in reference["msd_labels"][:2]]
+    assert labels[50] == f"mtt:{reference['mtt_labels'][0]}" and len(labels) == 100
+    for row, waveform in enumerate(reference["waveforms"]):
+        tags, _ = tag_signal(waveform)
+        expected = np.concatenate([reference["msd_tags_f32"][row], reference["mtt_tags_f32"][row]])
+        np.testing.assert_allclose(tags[0], expected, atol=0.01)
+
+
+def test_a_short_signal_is_tagged_as_itself_followed_by_silence(reference):
+    """Padded after its end, so its patch starts where it does (at 0 s)."""
+    chip = reference["waveforms"][1][:16_000]
+    tags, _ = tag_signal(chip)
+    silence_after, _ = tag_signal(np.concatenate([chip, np.zeros(40_000, np.float32)]))
+    np.testing.assert_allclose(tags[0], silence_after[0], atol=1e-4)
+    silence_before, _ = tag_signal(np.concatenate([np.zeros(40_000, np.float32), chip]))
+    assert np.abs(tags[0] - silence_before[0]).max() > 0.01  # where it lies counts
