@@ -97,6 +97,11 @@ def test_a_small_allowed_set_is_ranked_by_score_then_by_the_lower_id(kind):
     scores, ids = index.search(query[None], 4, allowed=allowed)
     assert ids[0].tolist() == [3, 5, 7, 11]
     assert scores[0, 0] == scores[0, 2] > scores[0, 3]
+    copies = np.random.default_rng(6).permutation(np.arange(300, 340))  # 40 of one score
+    data[copies] = query
+    index = IdIndex.build(kind, np.arange(600), data, IndexConfig(kind=kind, **SMALL_IVF))
+    _, ids = index.search(query[None], 30, allowed=np.concatenate([copies, [200]]))
+    assert ids[0].tolist() == list(range(300, 330))
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
@@ -491,3 +496,35 @@ def test_a_track_keeps_the_track_vector_it_is_given_and_needs_a_window():
     with pytest.raises(InvalidParameterError, match="expected 1 to .* windows"):
         index.add(9, np.zeros((0, DIM), np.float32))
     assert not index.contains(9)
+
+
+@pytest.mark.parametrize("kind", ["flat", "sq8"])
+def test_removing_two_tracks_keeps_the_track_between(kind):
+    """Their windows' ids are not one block: removing them all as a range would have taken
+    the windows of track 4 too."""
+    index, _ = build_index(IndexConfig(kind=kind), n_tracks=6)
+    index.remove([3, 5])
+    assert index.track_ids().tolist() == [1, 2, 4, 6] and index.ntotal_windows == 160
+    probe = index.track_windows(4)[:3]
+    _, tracks, windows = index.search_windows(probe, 1)
+    assert tracks[:, 0].tolist() == [4, 4, 4] and windows[:, 0].tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
+def test_excluding_a_track_keeps_the_next_tracks_first_window(kind):
+    """A track's windows are the ids [t << WINDOW_BITS, (t + 1) << WINDOW_BITS): the range
+    left out ends before the next track's window 0."""
+    index, _ = build_index(IndexConfig(kind=kind, **SMALL_IVF), n_tracks=300)
+    probe = index.track_windows(4)[:1]
+    _, tracks, windows = index.search_windows(probe, 1, excluded_tracks=[3])
+    assert (tracks[0, 0], windows[0, 0]) == (4, 0)
+
+
+def test_an_id_past_every_stored_one_is_not_in_the_index():
+    """KeyError, as for any id it does not hold (not an IndexError from the lookup)."""
+    data = normalise(np.random.default_rng(0).standard_normal((5, DIM)))
+    index = IdIndex.build("flat", np.array([2, 4, 6, 8, 10]), data, IndexConfig())
+    assert np.allclose(index.reconstruct(np.array([10, 2])), data[[4, 0]], atol=1e-6)
+    for missing in (11, 5, 0):
+        with pytest.raises(KeyError, match=f"not in the index: \\[{missing}\\]"):
+            index.reconstruct(np.array([missing]))
