@@ -121,3 +121,20 @@ def test_a_format_1_print_converts_to_what_make_print_gives():
     expected = fingerprint.make_print(mel_db, CONFIG)
     assert converted.shape == expected.shape
     assert np.abs((converted - 80) - expected).max() < 0.6  # the byte's rounding only
+
+
+@pytest.mark.parametrize("frames", [321, 5, 1])
+def test_bit_plane_prints_of_any_length_read_back_whole(frames):
+    """Formats 2 and 3 (catalogs of earlier versions) packed each bit plane into whole bytes:
+    a print of bands × frames values not a multiple of 8 has a padded last byte in every plane,
+    which the reader must skip to find the next plane."""
+    rng = np.random.default_rng(frames)
+    p = rng.normal(0.0, 12.0, (22, frames)).astype(np.float32)
+    centred = p - p.mean(axis=0)
+    four_bits = np.clip(np.round(centred / 3.0), -8, 7) * 3.0
+    assert (22 * frames) % 8
+    assert np.array_equal(fingerprint.decode(fingerprint.encode(p, format=2), format=2), four_bits)
+    assert np.array_equal(
+        fingerprint.decode(fingerprint.encode(p, format=3), format=3),
+        fingerprint.decode(fingerprint.encode(p)),
+    )
