@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 from pathlib import Path
 
@@ -15,7 +16,13 @@ from conftest import run_script
 from mirsearch import neighbours
 from mirsearch.config import FeatureConfig, IndexConfig
 from mirsearch.errors import IndexMismatchError, InvalidParameterError
-from mirsearch.generations import READERS_LOCK, prune_generations, reading, write_atomically
+from mirsearch.generations import (
+    READERS_LOCK,
+    prune_generations,
+    reading,
+    write_atomically,
+    write_record,
+)
 from mirsearch.index import VectorIndex, split_window_ids, window_ids
 from mirsearch.index_kinds import normalise
 from mirsearch.index_meta import IndexMeta
@@ -528,3 +535,45 @@ def test_an_id_past_every_stored_one_is_not_in_the_index():
     for missing in (11, 5, 0):
         with pytest.raises(KeyError, match=f"not in the index: \\[{missing}\\]"):
             index.reconstruct(np.array([missing]))
+
+
+def test_a_file_is_on_disk_before_its_name_and_the_folder_after_the_generations_last(
+    tmp_path, monkeypatch
+):
+    """Each file is fsynced under its temporary name before the rename puts it in place, and the
+    folder once the meta file, a generation's last, is renamed: a power cut never leaves a
+    generation's name pointing at bytes not yet written."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def synced(fd):
+        events.append(("fsync", Path(os.readlink(f"/proc/self/fd/{fd}")).name))
+        fsync(fd)
+
+    def renamed(source, target):
+        events.append(("rename", Path(source).name, Path(target).name))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(os, "replace", renamed)
+    write_atomically(tmp_path / "windows-3.faiss", lambda temp: temp.write_bytes(b"vectors"))
+    write_record(tmp_path, 3, {"kind": "flat"})
+    assert events == [
+        ("fsync", "windows-3.faiss.tmp"),
+        ("rename", "windows-3.faiss.tmp", "windows-3.faiss"),
+        ("fsync", "meta-3.json.tmp"),
+        ("rename", "meta-3.json.tmp", "meta-3.json"),
+        ("fsync", tmp_path.name),
+    ]
+
+
+def test_pruning_deletes_old_generations_files_and_temporary_files_only(tmp_path):
+    """A file named like a generation's but longer (a user's backup) is not one of them."""
+    names = ["windows-1.faiss", "meta-1.json", "windows-1.faiss.bak", "meta-2.json", "x.tmp"]
+    for name in names + ["tracks-1.faiss~", "notes.txt"]:
+        (tmp_path / name).write_text("")
+    assert prune_generations(tmp_path, keep=2) == 3
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(
+        ["windows-1.faiss.bak", "meta-2.json", "tracks-1.faiss~", "notes.txt", READERS_LOCK]
+    )
