@@ -235,3 +235,14 @@ def test_tempo_and_key_on_the_genre_set(shared_genres):
     assert len(rows) == 41
     assert tempo_ok >= 31 and octave_ok >= 36, (tempo_ok, octave_ok)
     assert key_ok >= 11, key_ok
+
+
+def test_the_baselines_mfcc_statistics_are_the_means_and_the_spreads_over_time():
+    """The MFCC baseline's 40 features: 20 means, then 20 standard deviations over time, which
+    a sound changing every half second has far more of than a held tone."""
+    held = tone(440.0, 4.0)
+    halves = np.repeat(np.arange(8) % 2 == 0, SR // 2)
+    changing = np.where(halves, tone(220.0, 4.0), 0.2 * noise(4.0))
+    steady, varied = features.mfcc_stats(held, SR), features.mfcc_stats(changing, SR)
+    assert steady.shape == varied.shape == (40,) and steady.dtype == np.float32
+    assert np.median(varied[20:]) > 4 * np.median(steady[20:]) > 0
