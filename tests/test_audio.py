@@ -461,3 +461,14 @@ def test_windows_of_a_silent_lead_in_or_an_offset_are_not_sound():
     assert audio.sounding_windows(beats, starts[:13], 3.0, sample_rate=SR, silence_dbfs=-60.0).all()
     too_short = audio.sounding_windows(x[:100], [0.0], 3.0, sample_rate=SR, silence_dbfs=-60.0)
     assert too_short.tolist() == [True]
+
+
+def test_a_second_of_quiet_is_a_pause_and_less_is_a_gap_between_notes():
+    """PAUSE_S: a window over 1.2 s of silence between two passages is no sound, one over 0.8 s
+    of it is."""
+    for gap_s, heard in ((1.2, False), (0.8, True)):
+        x = np.concatenate([tone(440.0, 5.0), np.zeros(int(gap_s * SR)), tone(330.0, 5.0)])
+        sound = audio.sounding_windows(
+            x.astype(np.float32), [0.0, 4.0], 3.0, sample_rate=SR, silence_dbfs=-60.0
+        )
+        assert sound.tolist() == [True, heard], gap_s
