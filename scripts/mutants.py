@@ -314,6 +314,30 @@ MUTANTS = (
         "pitch = 2 ** (semitones / 12)",
         ("tests/test_augment.py",),
     ),
+    Mutant(
+        "mirsearch/neighbours.py",
+        "contiguous = ids[-1] - ids[0] + 1 == ids.size",
+        "contiguous = True",
+        ("tests/test_index.py", "-k", "the_track_between"),
+    ),
+    Mutant(
+        "mirsearch/fingerprint.py",
+        "        size = (n + 7) // 8",
+        "        size = n // 8",
+        ("tests/test_fingerprint.py", "-k", "any_length"),
+    ),
+    Mutant(
+        "mirsearch/generations.py",
+        '        with open(temp, "rb+") as f:\n            os.fsync(f.fileno())\n',
+        "",
+        ("tests/test_index.py", "-k", "on_disk_before"),
+    ),
+    Mutant(
+        "mirsearch/teacher.py",
+        "probabilities.append(torch.sigmoid(logits))",
+        "probabilities.append(torch.softmax(logits, dim=-1))",
+        ("tests/test_teacher.py", "-k", "what_musicnn_answers"),
+    ),
 )
 
 
