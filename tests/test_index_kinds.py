@@ -12,9 +12,12 @@ from mirsearch.errors import IndexMismatchError, InvalidParameterError
 from mirsearch.index_kinds import (
     IVF_MIN_TRAIN,
     KINDS,
+    PQ_TRAIN_MIN,
     empty_index,
     kind_of,
+    normalise,
     tracks_kind,
+    training_rows,
     window_kind,
 )
 from mirsearch.neighbours import IdIndex
@@ -83,3 +86,29 @@ def test_each_kind_is_made_empty_and_recognised():
         empty_index(32, "ivfpq", config, train=train[:255])
     with pytest.raises(IndexMismatchError, match="unsupported FAISS index type IndexLSH"):
         kind_of(faiss.IndexIDMap(faiss.IndexLSH(32, 64)))
+
+
+def test_an_all_zero_vector_stays_zero_and_the_others_become_unit():
+    vectors = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert vectors.dtype == np.float32 and vectors.flags.c_contiguous
+    np.testing.assert_allclose(vectors, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_ivf_pq_fits_its_cells_and_sub_quantisers_to_what_it_has():
+    """No more IVF cells than the training sample fills with 39 vectors each, whatever size it
+    is made for; as many PQ sub-quantisers as asked or the most below that divide the
+    dimensions; a training sample of enough vectors for every PQ centroid."""
+    train = np.random.default_rng(3).standard_normal((390, 100))
+    index = empty_index(100, "ivfpq", IndexConfig(ivf_nlist=4096, pq_m=16), train=train, n=10**7)
+    refine = faiss.downcast_index(index)
+    assert faiss.extract_index_ivf(refine.base_index).nlist == 10  # 390 // 39
+    assert faiss.downcast_index(refine.base_index).pq.M == 10  # of 100 dimensions, not 16
+    config = IndexConfig(ivf_nlist=64)
+    assert len(training_rows(10**6, config)) == PQ_TRAIN_MIN > 64 * 64
+    assert len(set(training_rows(10**6, config))) == PQ_TRAIN_MIN  # rows without repeats
+
+
+def test_an_index_quantised_to_other_than_8_bits_is_none_of_ours():
+    four_bits = faiss.IndexScalarQuantizer(32, faiss.ScalarQuantizer.QT_4bit)
+    with pytest.raises(IndexMismatchError, match="unsupported FAISS index type"):
+        kind_of(faiss.IndexIDMap(four_bits))
