@@ -146,10 +146,10 @@ class VectorIndex:
     def search_tracks(
         self, query: np.ndarray, k: int, *, allowed_tracks: Iterable[int] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """The k nearest track vectors: scores and track ids, (k,) for a query (D,), else (m, k)."""
+        """The k nearest track vectors of a query vector (D,): scores and track ids, (k,) each."""
         allowed = None if allowed_tracks is None else np.array(self._present(allowed_tracks))
         scores, ids = self._tracks.search(query, k, allowed=allowed)
-        return (scores[0], ids[0]) if np.ndim(query) == 1 else (scores, ids)
+        return scores[0], ids[0]
 
     def track_windows(self, track_id: int) -> np.ndarray:
         """A track's window vectors (n, D) float32 in time order; (0, D) if it is not indexed."""

@@ -23,7 +23,7 @@ from mirsearch.generations import (
     write_atomically,
     write_record,
 )
-from mirsearch.index import VectorIndex, split_window_ids, window_ids
+from mirsearch.index import WINDOW_BITS, VectorIndex, split_window_ids, window_ids
 from mirsearch.index_kinds import normalise
 from mirsearch.index_meta import IndexMeta
 from mirsearch.neighbours import IdIndex
@@ -577,3 +577,49 @@ def test_pruning_deletes_old_generations_files_and_temporary_files_only(tmp_path
     assert left == sorted(
         ["windows-1.faiss.bak", "meta-2.json", "tracks-1.faiss~", "notes.txt", READERS_LOCK]
     )
+
+
+def test_a_track_id_or_a_window_count_past_the_id_layout_is_refused():
+    """A window id is the track id shifted by WINDOW_BITS plus the window's number: a track id
+    of 2**43 or more would overflow the sign, 2**20 windows run into the next track's ids."""
+    meta = IndexMeta.for_model(dim=2, model_hash="m", feature_config=FeatureConfig(), hop_s=1.5)
+    index = VectorIndex.create(meta)
+    with pytest.raises(InvalidParameterError, match="out of range"):
+        index.add(1 << (63 - WINDOW_BITS), np.ones((3, 2)))
+    with pytest.raises(InvalidParameterError, match="out of range"):
+        index.add(-1, np.ones((3, 2)))
+    with pytest.raises(InvalidParameterError, match="expected 1 to 1048575 windows"):
+        index.add(1, np.ones((1 << WINDOW_BITS, 2), dtype=np.float32))
+    index.add((1 << (63 - WINDOW_BITS)) - 1, np.ones((3, 2)))
+    assert index.track_ids().tolist() == [(1 << (63 - WINDOW_BITS)) - 1]
+
+
+def test_a_small_catalog_rebuilt_as_ivf_pq_keeps_its_track_vectors_exact():
+    """120 tracks are too few to train IVF-PQ on (it needs 256 vectors): their track vectors
+    stay in an exact index while the 12,000 windows are IVF-PQ."""
+    index, axis = build_index(IndexConfig(**SMALL_IVF), n_tracks=120, n_windows=100)
+    index.rebuild("ivfpq")
+    assert index.meta.kind == "ivfpq"
+    scores, tracks = index.search_tracks(axis, 3)
+    assert all(t % 2 for t in tracks) and np.all(np.diff(scores) <= 0)
+
+
+def test_a_saved_index_whose_files_do_not_fit_its_meta_is_refused(tmp_path):
+    """A windows file of other dimensions than the meta says (two generations' files mixed by
+    hand), or a meta file missing a field, is said to be unreadable, not used."""
+    index, _ = build_index(IndexConfig(), n_tracks=4)
+    index.save(tmp_path, 1)
+    meta = IndexMeta.for_model(dim=16, model_hash="x", feature_config=FeatureConfig(), hop_s=1.5)
+    other = VectorIndex.create(meta)
+    for track_id in (1, 2, 3, 4):
+        other.add(track_id, np.ones((40, 16)))
+    other.save(tmp_path, 2)
+    (tmp_path / "windows-2.faiss").replace(tmp_path / "windows-1.faiss")
+    with pytest.raises(IndexMismatchError, match="windows and tracks files disagree"):
+        VectorIndex.load(tmp_path, 1, expect=META)
+    index.save(tmp_path, 3)
+    record = json.loads((tmp_path / "meta-3.json").read_text())
+    del record["dim"]
+    (tmp_path / "meta-3.json").write_text(json.dumps(record))
+    with pytest.raises(IndexMismatchError, match="cannot be read"):
+        VectorIndex.load(tmp_path, 3, expect=META)
