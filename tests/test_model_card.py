@@ -165,3 +165,35 @@ def test_settings_with_other_windows_are_refused(tmp_path):
     card.check_window(card.window_s)
     with pytest.raises(ModelError, match=f"trained on {card.window_s} s windows but"):
         card.check_window(card.window_s + 1.0)
+
+
+def test_weights_of_every_width_numpy_holds_read_as_saved_and_bfloat16_is_refused(tmp_path):
+    """A checkpoint written by other code may keep weights in float64, float16 or int64: each
+    is read at its own width (strides counted in its bytes, not float32's); bfloat16, which
+    numpy has no type for, is refused in a line rather than read as something else."""
+    import torch
+
+    args = SMALL["cnn"] | {"feature_config": FEATURES}
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model=build("cnn", **args),
+        arch="cnn",
+        arch_args=args,
+        labels=[],
+        window_s=3.0,
+    )
+    payload = torch.load(path, weights_only=True)
+    extra = {
+        "wide": torch.randn(3, 5, dtype=torch.float64).t(),  # strided: 8-byte steps
+        "half": torch.randn(4, 6).to(torch.float16)[:, 1:],
+        "counts": torch.arange(12, dtype=torch.int64).view(3, 4).t(),
+    }
+    torch.save(payload | {"state_dict": payload["state_dict"] | extra}, tmp_path / "w.pt")
+    weights = read_weights((tmp_path / "w.pt").read_bytes())
+    for name, tensor in extra.items():
+        assert weights[name].dtype == tensor.numpy().dtype
+        assert np.array_equal(weights[name], tensor.numpy()), name
+    brain = {"brain": torch.randn(4, 4).to(torch.bfloat16)}
+    torch.save(payload | {"state_dict": payload["state_dict"] | brain}, tmp_path / "b.pt")
+    with pytest.raises(ModelError, match="a type numpy does not hold"):
+        read_weights((tmp_path / "b.pt").read_bytes())
