@@ -41,3 +41,15 @@ def test_an_extension_without_a_codec_is_refused_before_anything_is_written(tmp_
     with pytest.raises(AudioError, match="cannot write '.xyz' files"):
         write(tmp_path / "clip.xyz", tone(440.0, 1.0), SR)
     assert not (tmp_path / "clip.xyz").exists()
+
+
+@pytest.mark.parametrize("suffix", sorted(CODECS))
+def test_a_loud_signal_is_clipped_at_full_scale_and_comes_back_whole(tmp_path, suffix):
+    """Samples past full scale are clipped before encoding (a float codec would keep them, an
+    integer one wrap them), and the resampler's last samples are written: 2.5 s comes back as
+    2.5 s (AAC pads its last frame)."""
+    loud = 1.5 * tone(440.0, 2.5) / 0.3
+    decoded = audio.load(write(tmp_path / f"loud{suffix.upper()}", loud, SR)).samples
+    assert np.abs(decoded).max() < 1.25
+    padding = 2048 if suffix == ".m4a" else 0
+    assert 2.5 * SR <= decoded.size <= 2.5 * SR + padding
