@@ -254,3 +254,20 @@ def test_a_long_query_is_thinned_evenly_to_the_windows_searched(catalog, monkeyp
     assert [len(q) for q in searched] == [20]
     assert np.allclose(searched[0][[0, -1]], normalise(query)[[0, -1]])  # first and last kept
     assert hits[0].track_id == 9 and hits[0].offset_s == pytest.approx(10 * HOP_S, abs=HOP_S)
+
+
+def test_a_track_holding_the_querys_windows_in_another_order_ranks_above_a_weak_copy():
+    """The windows' evidence is half the best offset's mean, half each query window's best match
+    anywhere: a remix holding the clip's passages in reverse order (each window found, few lined
+    up) ranks above a track lined up with the clip but like each window at a cosine of ~0.44,
+    their "sounds alike" vectors being the same."""
+    rng = np.random.default_rng(12)
+    query = normalise(rng.standard_normal((10, DIM)))
+    remix = np.vstack([random_walk(rng, 20), query[::-1], random_walk(rng, 20)])
+    weak = normalise(query + 2.0 * normalise(rng.standard_normal(query.shape)))
+    index = VectorIndex.create(META, IndexConfig(kind="flat"))
+    style = normalise(rng.standard_normal((1, DIM)))[0]
+    index.add(1, remix, track_vector=style)
+    index.add(2, np.vstack([random_walk(rng, 20), weak, random_walk(rng, 20)]), track_vector=style)
+    hits = rank(index, query, np.arange(10) * HOP_S, style, k=2)
+    assert [h.track_id for h in hits] == [1, 2]
