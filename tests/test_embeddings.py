@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
 from conftest import SR, clicks
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from mirsearch.checkpoints import load_checkpoint
-from mirsearch.config import EmbeddingConfig
+from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
+from mirsearch.config import EmbeddingConfig, FeatureConfig
 from mirsearch.demo import demo_pieces, render
 from mirsearch.embeddings import Embedder, for_inference
 from mirsearch.student import RHYTHM_LAGS
@@ -153,3 +155,28 @@ def test_a_signal_with_no_window_of_sound_is_read_whole_not_as_nothing(embedder)
     assert np.isfinite(a.track_vector).all()
     assert np.linalg.norm(a.track_vector) == pytest.approx(1.0, abs=1e-5)
     assert np.isfinite(a.tag_probabilities).all() and np.isfinite(a.probabilities).all()
+
+
+def test_a_network_of_ones_own_also_leaves_a_silent_lead_in_out(tmp_path, pieces):
+    """The same for a genre network trained with `mirsearch train` (MIRSEARCH_MODEL): its
+    track vector and genre probabilities are the sounding windows' average."""
+    features = asdict(FeatureConfig())
+    path = save_checkpoint(
+        tmp_path / "cnn.pt",
+        model=build("cnn", n_classes=4, feature_config=features).eval(),
+        arch="cnn",
+        arch_args={"n_classes": 4, "feature_config": features},
+        labels=["a", "b", "c", "d"],
+        window_s=3.0,
+    )
+    own = Embedder(path)
+    x = pieces[0][: 12 * SR]
+    plain = own.analyse(x, hop_s=0.5)
+    led = own.analyse(np.concatenate([np.zeros(4 * SR, np.float32), x]), hop_s=0.5)
+    np.testing.assert_array_equal(led.sounding, led.offsets_s >= 4.0)
+    heard = led.vectors[led.sounding].mean(axis=0)
+    np.testing.assert_allclose(led.track_vector, heard / np.linalg.norm(heard), atol=1e-5)
+    np.testing.assert_allclose(
+        led.probabilities, led.window_probabilities[led.sounding].mean(axis=0), atol=1e-6
+    )
+    assert float(led.track_vector @ plain.track_vector) > 0.99
