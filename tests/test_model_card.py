@@ -31,6 +31,22 @@ SMALL = {
 }
 
 
+def small_cnn_payload(tmp_path) -> dict:
+    """A small cnn checkpoint as `save_checkpoint` writes it, read back by torch: to alter."""
+    import torch
+
+    args = SMALL["cnn"] | {"feature_config": FEATURES}
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model=build("cnn", **args),
+        arch="cnn",
+        arch_args=args,
+        labels=["a", "b", "c"],
+        window_s=3.0,
+    )
+    return torch.load(path, weights_only=True)
+
+
 def test_every_architecture_has_a_small_example_here():
     assert set(SMALL) == set(ARCHITECTURES)
 
@@ -81,12 +97,7 @@ def test_weights_saved_as_views_of_a_larger_tensor_read_as_the_views(tmp_path):
     and read as its own values, not the storage's first ones."""
     import torch
 
-    args = SMALL["cnn"] | {"feature_config": FEATURES}
-    model = build("cnn", **args)
-    path = save_checkpoint(
-        tmp_path / "m.pt", model=model, arch="cnn", arch_args=args, labels=[], window_s=3.0
-    )
-    payload = torch.load(path, weights_only=True)
+    payload = small_cnn_payload(tmp_path)
     (first, a), (second, b) = [(n, v) for n, v in payload["state_dict"].items() if v.ndim == 2][:2]
     fused = torch.randn(a.numel() + b.numel() + 7)
     views = {
@@ -128,18 +139,9 @@ def test_a_file_that_names_other_code_is_refused_and_nothing_runs(tmp_path):
 
 
 def test_what_is_not_a_checkpoint_of_this_format_is_refused(tmp_path):
-    args = SMALL["cnn"] | {"feature_config": FEATURES}
-    path = save_checkpoint(
-        tmp_path / "m.pt",
-        model=build("cnn", **args),
-        arch="cnn",
-        arch_args=args,
-        labels=["a", "b", "c"],
-        window_s=3.0,
-    )
     import torch
 
-    payload = torch.load(path, weights_only=True)
+    payload = small_cnn_payload(tmp_path)
     torch.save(payload | {"format": 2}, tmp_path / "newer.pt")
     with pytest.raises(ModelError, match="checkpoint format 2, this code reads 1"):
         read_card(tmp_path / "newer.pt")
@@ -173,16 +175,7 @@ def test_weights_of_every_width_numpy_holds_read_as_saved_and_bfloat16_is_refuse
     numpy has no type for, is refused in a line rather than read as something else."""
     import torch
 
-    args = SMALL["cnn"] | {"feature_config": FEATURES}
-    path = save_checkpoint(
-        tmp_path / "m.pt",
-        model=build("cnn", **args),
-        arch="cnn",
-        arch_args=args,
-        labels=[],
-        window_s=3.0,
-    )
-    payload = torch.load(path, weights_only=True)
+    payload = small_cnn_payload(tmp_path)
     extra = {
         "wide": torch.randn(3, 5, dtype=torch.float64).t(),  # strided: 8-byte steps
         "half": torch.randn(4, 6).to(torch.float16)[:, 1:],
