@@ -83,7 +83,6 @@ def run(audio_dir: Path, *, trials: int = 30, seed: int = 0) -> dict:
         track_of, twins = catalog_ids(engine, indexed)
         version_of = {t: group for group in twins.values() for t in group}
         samples = {r["path"]: load(audio_dir / r["path"]).samples for r in indexed + negatives}
-        samples_of = {track_of[r["path"]]: samples[r["path"]] for r in indexed}
         rate = engine.settings.audio.sample_rate
         n = int(CLIP_S * rate)
         talk = _talk(home / "talk")
@@ -96,12 +95,13 @@ def run(audio_dir: Path, *, trials: int = 30, seed: int = 0) -> dict:
         for case, tops in tops_of.items():
             for db in LEVELS_DB if tops else ():
                 for k in range(trials):
-                    bed = track_of[indexed[int(rng.integers(len(indexed)))]["path"]]
+                    bed_path = indexed[int(rng.integers(len(indexed)))]["path"]
+                    bed = track_of[bed_path]
                     top_samples, top = tops[int(rng.integers(len(tops)))]
                     while top == bed:
                         top_samples, top = tops[int(rng.integers(len(tops)))]
                     upload = home / f"{case}-{db}-{k}.wav"
-                    mix = _under(_clip(samples_of[bed], n, rng), _clip(top_samples, n, rng), db)
+                    mix = _under(_clip(samples[bed_path], n, rng), _clip(top_samples, n, rng), db)
                     write(upload, mix, rate)
                     mixes.append((case, db, upload, version_of[bed], version_of.get(top, set())))
         listed = [{m.track_id for m in engine.match(upload)} for _, _, upload, _, _ in mixes]
