@@ -14,7 +14,14 @@ import numpy as np
 
 from mirsearch import audio
 from mirsearch.config import DuplicateConfig, EmbeddingConfig
-from mirsearch.duplicates import Reading, best_of, candidates, read_as_needed, read_far
+from mirsearch.duplicates import (
+    Reading,
+    best_of,
+    candidates,
+    read_as_needed,
+    read_far,
+    read_under_talk,
+)
 from mirsearch.errors import (
     AudioError,
     IndexMismatchError,
@@ -24,6 +31,7 @@ from mirsearch.errors import (
     TooShortError,
 )
 from mirsearch.groups import find_groups
+from mirsearch.repeating import under_other_sound
 from mirsearch.resources import Resources
 from mirsearch.results import Classification, Examination, MatchResult, Result, group_report
 from mirsearch.schema import MAX_TRACK_ID, Track
@@ -249,11 +257,22 @@ class Engine(Resources):
             # as it then plays, and at the pitch it played at (a copy stretched in time alone)
             return read([0.0, 12 * math.log2(played)], brought_back), 1 / played
 
+        def read_repeating() -> Reading:
+            h = under_other_sound(
+                self.reader,
+                samples,
+                hop_s=self.settings.embedding.query_hop_s,
+                config=self.settings.embedding,
+            )
+            heard = self._sounding(samples, h.offsets_s)
+            return Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint, h.weights)
+
         if every_hypothesis:
             readings = read(sorted(config.pitch_hypotheses_st))
             return best_of(
                 candidates(index, readings, self.catalog.prints, config=config),
                 read_far(index, read, read_at, self.catalog.prints, config=config),
+                read_under_talk(index, read_repeating(), self.catalog.prints, config=config),
             )
         return read_as_needed(
             index,
@@ -262,6 +281,7 @@ class Engine(Resources):
             threshold=self.match_threshold,
             versions=self.catalog.versions,
             read_at=read_at,
+            read_repeating=read_repeating,
             config=config,
         )
 

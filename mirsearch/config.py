@@ -200,6 +200,13 @@ class DuplicateConfig:
     # 1.25, key ±3, 5 and 10 s) the least alike line that found one was 0.74, where three in four
     # lines of other music are under 0.66 (bench/speed_range.py: the cost to other music)
     far_min_similarity: float = 0.66
+    # a query no reading confirms a track in is read once more for music under other sound
+    # (duplicates.read_under_talk): its repeating part's windows, each line free to shift this
+    # far on the prints (what repeats smears the windows' line by a second or more) ...
+    under_talk_max_lag_s: float = 4.0
+    # ... whose matches score this many logits less (other music, clean or under talk: at most
+    # 0.05 before it, 40 seeded clips of ../shared/audio's unindexed half)
+    under_talk_logits: float = 2.0
     verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...

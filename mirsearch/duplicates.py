@@ -24,6 +24,7 @@ from mirsearch.config import DuplicateConfig, FeatureConfig
 from mirsearch.index import VectorIndex
 from mirsearch.scoring import Match, less_sure, ranked, scored, window_logit
 
+NO_PRINT = np.zeros((0, 0), np.float32)  # what a track without a print is checked against
 # Track ids → their prints (bands, frames) uint8; ids without a print are left out.
 Prints = Callable[[Sequence[int]], Mapping[int, np.ndarray]]
 # Pitch hypotheses (semitones) → the query's readings at them, in that order.
@@ -33,6 +34,8 @@ Versions = Callable[[Sequence[int]], set[int]]
 # A speed → the query brought back from it (played 1 / speed times as fast), read as it then
 # plays and at the pitch it played at before, and the speed exactly undone.
 ReadAt = Callable[[float], tuple[Sequence["Reading"], float]]
+# () → the query's repeating part, the music under other sound (repeating.under_other_sound).
+ReadRepeating = Callable[[], "Reading"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,15 @@ class Reading:
     vectors: np.ndarray  # (n, D) its windows' matching vectors
     offsets_s: np.ndarray  # (n,) where they start
     fingerprint: np.ndarray  # (bands, frames) its print (fingerprint.make_print)
+    # (bands, frames) how much each print cell counts in the check, 0-1 (repeating.py); None: all
+    weights: np.ndarray | None = None
+
+    @property
+    def query_print(self) -> verification.Query:
+        """The print as the check reads it: weighted where the reading has weights."""
+        if self.weights is None:
+            return self.fingerprint
+        return verification.Weighted(self.fingerprint, self.weights)
 
 
 def find_matches(
@@ -92,19 +104,42 @@ def read_as_needed(
     threshold: float,
     versions: Versions = lambda track_ids: set(),
     read_at: ReadAt | None = None,
+    read_repeating: ReadRepeating | None = None,
     config: DuplicateConfig = DuplicateConfig(),
 ) -> list[Match]:
     """`candidates` over the pitch hypotheses (`read_pitches`) and, where they confirm no track
     (a score at `threshold` on prints agreeing by config.settle_agreement), over the readings
     past their reach too (`read_far`): a copy moved further in key, sped up or slowed. Those may
     also list it, at a wrong speed on prints agreeing weakly (6 of 256 seeded clips 15-20 % fast
-    or slow: at 1.0, agreeing by 0.29-0.43, where brought back they agree by 0.68-0.86). Each
-    track keeps its best alignment, best first."""
+    or slow: at 1.0, agreeing by 0.29-0.43, where brought back they agree by 0.68-0.86). Where
+    none of those confirms a track either, the music under other sound is read too
+    (`read_under_talk`, where `read_repeating` is given). Each track keeps its best alignment,
+    best first."""
+
+    def confirmed(found: Sequence[Match]) -> bool:
+        return any(m.score >= threshold and m.agreement >= config.settle_agreement for m in found)
+
     found = read_pitches(index, read, prints, threshold=threshold, versions=versions, config=config)
-    confirmed = any(m.score >= threshold and m.agreement >= config.settle_agreement for m in found)
-    if confirmed:
+    if confirmed(found):
         return found
-    return best_of(found, read_far(index, read, read_at, prints, config=config))
+    found = best_of(found, read_far(index, read, read_at, prints, config=config))
+    if confirmed(found) or read_repeating is None:
+        return found
+    return best_of(found, read_under_talk(index, read_repeating(), prints, config=config))
+
+
+def read_under_talk(
+    index: VectorIndex, repeating: Reading, prints: Prints, *, config: DuplicateConfig
+) -> list[Match]:
+    """`candidates` of the query's repeating part (repeating.under_other_sound: its windows,
+    and its print weighted by the repeating part's share), each line free to shift
+    config.under_talk_max_lag_s on the prints (the separation smears the windows' line a second
+    or more), scored config.under_talk_logits less sure."""
+    wide = dataclasses.replace(config, verify_max_lag_s=config.under_talk_max_lag_s)
+    return [
+        less_sure(m, config.under_talk_logits, config)
+        for m in candidates(index, [repeating], prints, config=wide)
+    ]
 
 
 def read_far(
@@ -264,7 +299,7 @@ def _checked(
         if line.track_id in chosen and line.track_id not in known
     }
     track_prints = prints(sorted(unchecked)) if unchecked else {}
-    query_prints = [r.fingerprint for r in readings]
+    query_prints = [r.query_print for r in readings]
     return verified_best(
         per_reading, query_prints, chosen, track_prints, frames_per_s, config, checked=checked
     )
@@ -296,7 +331,7 @@ def strongest(
 
 def verified_best(
     per_reading: Sequence[Sequence[lines.Line]],
-    query_prints: Sequence[np.ndarray],
+    query_prints: Sequence[verification.Query],
     chosen: set[int],
     track_prints: Mapping[int, np.ndarray],
     frames_per_s: float,
@@ -338,7 +373,7 @@ def verified_best(
 
 
 def _verified(
-    lines_to_check: Sequence[tuple[lines.Line, np.ndarray]],
+    lines_to_check: Sequence[tuple[lines.Line, verification.Query]],
     track_prints: Mapping[int, np.ndarray],
     frames_per_s: float,
     config: DuplicateConfig,
@@ -352,7 +387,7 @@ def _verified(
         [
             (
                 query_print,
-                track_prints.get(line.track_id, np.zeros((query_print.shape[0], 0), np.float32)),
+                track_prints.get(line.track_id, NO_PRINT),
                 verification.Alignment(
                     query_start_s=line.query_offset_s,
                     query_end_s=line.query_offset_s + line.duration_s,

@@ -28,7 +28,7 @@ from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import AudioConfig, EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
-from mirsearch.matcher import Matching
+from mirsearch.matcher import Matching, padded
 from mirsearch.student import Student
 from mirsearch.vocabulary import GENRES, genre_scores
 
@@ -127,7 +127,7 @@ class Embedder:
         to one window.
         """
         hop_s = self.config.hop_s if hop_s is None else hop_s
-        x = self._padded(samples)
+        x = padded(samples, self.config, self.sample_rate)
         window_s = self.config.window_s
         with self._lock, torch.inference_mode():
             mel_db = self.model.front_end(torch.from_numpy(x))
@@ -192,24 +192,33 @@ class Embedder:
         hypotheses, see features.log_mel): the matching vectors and the print, no tags, genres
         or track vector; the STFT taken once and the network run once on all of them. `match`
         reads with matcher.Matcher instead (numpy, no torch) where the matching branch is a CNN."""
-        x = self._padded(samples)
+        x = padded(samples, self.config, self.sample_rate)
         with self._lock, torch.inference_mode():
-            mel_dbs = log_mels(torch.from_numpy(x), self.feature_config, frequency_scales)
+            mel_dbs = log_mels(torch.from_numpy(x), self.feature_config, frequency_scales).numpy()
+        return [
+            Matching(vectors, offsets_s, make_print(mel_db, self.feature_config))
+            for (vectors, offsets_s), mel_db in zip(
+                self.windows_of(mel_dbs, hop_s=hop_s), mel_dbs, strict=True
+            )
+        ]
+
+    def windows_of(
+        self, mel_dbs: np.ndarray, *, hop_s: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(B, n_mels, T) log-mels of one length → each one's L2-normalised matching window
+        vectors (n, D) `hop_s` apart and their starts (n,) in seconds; the network run once on
+        all."""
+        with self._lock, torch.inference_mode():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
                 windows = self.model.embed_windows_of(
-                    mel_dbs, window_s=self.config.window_s, hop_s=hop_s
+                    torch.from_numpy(np.ascontiguousarray(mel_dbs)),
+                    window_s=self.config.window_s,
+                    hop_s=hop_s,
                 )
             return [
-                Matching(
-                    vectors=F.normalize(vectors.float(), dim=-1).numpy(),  # as in analyse
-                    offsets_s=offsets.numpy().astype(np.float32),
-                    fingerprint=make_print(mel_db.numpy(), self.feature_config),
+                (
+                    F.normalize(vectors.float(), dim=-1).numpy(),  # as in analyse
+                    offsets.numpy().astype(np.float32),
                 )
-                for (vectors, offsets), mel_db in zip(windows, mel_dbs, strict=True)
+                for vectors, offsets in windows
             ]
-
-    def _padded(self, samples: np.ndarray) -> np.ndarray:
-        """float32 samples, zero-padded to one window if shorter."""
-        window_n = int(self.config.window_s * self.sample_rate)
-        x = np.asarray(samples, dtype=np.float32)
-        return np.pad(x, (0, window_n - x.size)) if x.size < window_n else x

@@ -62,6 +62,13 @@ def window_columns(window_s: float, frames_per_s: float) -> int:
     return max(1, round(window_s * frames_per_s / TIME_STRIDE))
 
 
+def padded(samples: np.ndarray, config: EmbeddingConfig, sample_rate: int) -> np.ndarray:
+    """float32 `samples`, zero-padded to one window (config.window_s) if shorter."""
+    window_n = int(config.window_s * sample_rate)
+    x = np.asarray(samples, dtype=np.float32)
+    return np.pad(x, (0, window_n - x.size)) if x.size < window_n else x
+
+
 def window_step(hop_s: float, seconds_per_column: float) -> int:
     """Columns between the starts of windows `hop_s` seconds apart (at least one)."""
     return max(1, round(hop_s / seconds_per_column))
@@ -74,6 +81,8 @@ class Matching:
     vectors: np.ndarray  # (n, D) float32, L2-normalised matching window embeddings
     offsets_s: np.ndarray  # (n,) float32, where each window starts
     fingerprint: np.ndarray  # (bands, frames) float32 verification print in dB (fingerprint.py)
+    # (bands, frames) how much each print cell is the music's own, 0-1 (repeating.py); None: all
+    weights: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -155,20 +164,29 @@ class Matcher:
         each frequency scale (its pitch hypotheses, see spectrogram.log_mels), windows `hop_s`
         apart; the STFT taken once and the trunk run once on all of them. A signal shorter than
         one window is zero-padded to one window."""
-        window_n = int(self.config.window_s * self.sample_rate)
-        x = np.asarray(samples, dtype=np.float32)
-        x = np.pad(x, (0, window_n - x.size)) if x.size < window_n else x
-        mel_dbs = log_mels(x, self.feature_config, frequency_scales)
+        mel_dbs = log_mels(
+            padded(samples, self.config, self.sample_rate), self.feature_config, frequency_scales
+        )
+        return [
+            Matching(vectors, offsets_s, make_print(mel_db, self.feature_config))
+            for (vectors, offsets_s), mel_db in zip(
+                self.windows_of(mel_dbs, hop_s=hop_s), mel_dbs, strict=True
+            )
+        ]
+
+    def windows_of(
+        self, mel_dbs: np.ndarray, *, hop_s: float
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(B, n_mels, T) log-mels of one length → each one's L2-normalised matching window
+        vectors (n, D) `hop_s` apart and their starts (n,) in seconds; the trunk run once on
+        all."""
         maps = in_pieces(
             self._trunk,
             self._level_removed(mel_dbs),
             (TIME_STRIDE,),
             concatenate=lambda parts: np.concatenate(parts, axis=-1),
         )[0]
-        return [
-            Matching(*self._windows(h, hop_s), make_print(mel_db, self.feature_config))
-            for h, mel_db in zip(maps, mel_dbs, strict=True)
-        ]
+        return [self._windows(h, hop_s) for h in maps]
 
     def _level_removed(self, mel_db: np.ndarray) -> np.ndarray:
         """(B, n_mels, T) → the local level (frame means averaged over ±LEVEL_S, fewer frames at

@@ -104,6 +104,11 @@ def log_mels(
     pitch-shifted by 1 / scale (up to the band edges), which is how a near-duplicate query undoes
     a suspected pitch change. `rfft`: whose FFT (see the module's docstring).
     """
-    mel = mel_powers(samples, config, frequency_scales, rfft=rfft)
-    db = 10.0 * np.log10(np.maximum(mel, AMPLITUDE_FLOOR, out=mel), out=mel)
+    return to_db(mel_powers(samples, config, frequency_scales, rfft=rfft), config)
+
+
+def to_db(power: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Mel powers in dB, floored at -config.top_db: float32, in place where `power` is float32."""
+    power = np.asarray(power, dtype=np.float32)
+    db = 10.0 * np.log10(np.maximum(power, AMPLITUDE_FLOOR, out=power), out=power)
     return np.maximum(db, -config.top_db, out=db)

@@ -55,6 +55,18 @@ class Alignment:
 
 
 @dataclass(frozen=True)
+class Weighted:
+    """A query print whose cells count by `weights` (same shape, 0-1) in the check: the cells
+    another sound covers (a voice over the music, repeating.py) count for little or nothing."""
+
+    print: np.ndarray  # (bands, frames)
+    weights: np.ndarray  # (bands, frames)
+
+
+Query = np.ndarray | Weighted  # a query print, each cell counting fully or by its weight
+
+
+@dataclass(frozen=True)
 class Check:
     """What the prints say about an alignment (`check`)."""
 
@@ -62,13 +74,13 @@ class Check:
     alignment: Alignment  # the alignment refitted to the chunks' best lags (`checks`)
 
 
-def check(query: np.ndarray, track: np.ndarray, alignment: Alignment, **options) -> Check:
+def check(query: Query, track: np.ndarray, alignment: Alignment, **options) -> Check:
     """The prints' agreement along one alignment: `checks` of one."""
     return checks([(query, track, alignment)], **options)[0]
 
 
 def checks(
-    items: Sequence[tuple[np.ndarray, np.ndarray, Alignment]],
+    items: Sequence[tuple[Query, np.ndarray, Alignment]],
     *,
     frames_per_s: float,
     chunk_s: float,
@@ -85,7 +97,10 @@ def checks(
     `query` and `track` are prints (bands, frames), the track's usually decoded. Both are
     softly floored (`_floored`), then centred per band and per frame within the chunk: a gain
     or EQ change (a constant per band in dB) cancels, and so does the loudness contour (a fade
-    or crescendo, which any two pieces can share). Chunks start every `chunk_hop_s`, so they
+    or crescendo, which any two pieces can share). A `Weighted` query's chunk is correlated
+    cell by cell at its weights (its centred values scaled by them, and its norm and the
+    track chunk's taken over its weight: the track's energy read as spread evenly over the
+    cells). Chunks start every `chunk_hop_s`, so they
     overlap and a short stretch still gets several; a long stretch is checked on `max_chunks`
     of them spread evenly over it. The agreement is 0.0, and the alignment unchanged, when no
     chunk of the stretch lies inside both prints. The chunks of all the items are correlated in
@@ -140,7 +155,7 @@ class _Read:
 
 
 def _read(
-    items: Sequence[tuple[np.ndarray, np.ndarray, Alignment]],
+    items: Sequence[tuple[Query, np.ndarray, Alignment]],
     *,
     frames_per_s: float,
     chunk_s: float,
@@ -159,18 +174,19 @@ def _read(
     cut = functools.partial(
         _chunks, n=n, hop=hop, lags=lags, max_chunks=max_chunks, frames_per_s=frames_per_s
     )
-    chunked = [(i, cut(*item)) for i, item in enumerate(items)]
+    chunked = [(i, cut(_print(query), track, line)) for i, (query, track, line) in enumerate(items)]
     chunked = [(i, chunks) for i, chunks in chunked if len(chunks)]
     if not chunked:
         return done
-    q = np.concatenate(
-        [
-            _centred(np.moveaxis(_floored(items[i][0][:, chunks.frames]), 1, 0))
-            for i, chunks in chunked
-        ]
-    )
+    read_chunks = [_query_chunks(items[i][0], chunks.frames) for i, chunks in chunked]
+    q = np.concatenate([chunks for chunks, _ in read_chunks])
+    energies = np.concatenate([energies for _, energies in read_chunks])
     correlations = _lag_correlations(
-        q, [items[i][1] for i, _ in chunked], [chunks.columns for _, chunks in chunked], lags
+        q,
+        energies,
+        [items[i][1] for i, _ in chunked],
+        [chunks.columns for _, chunks in chunked],
+        lags,
     )
     inside = np.concatenate([chunks.inside for _, chunks in chunked])
     # the lags inside the track are a run [low, high] of each chunk's row
@@ -201,6 +217,23 @@ class _Chunks:
 
     def __len__(self) -> int:
         return self.frames.shape[0]
+
+
+def _print(query: Query) -> np.ndarray:
+    return query.print if isinstance(query, Weighted) else query
+
+
+def _query_chunks(query: Query, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(chunks, n) query frames → the chunks (chunks, bands, n) floored and centred, scaled by
+    their weights and centred again where `query` is Weighted, and the energy (chunks,) each is
+    normalised by: its own, or at its weights (the sum of its weighted squares times the mean
+    weight, what the track chunk's energy is scaled by)."""
+    chunks = _centred(np.moveaxis(_floored(_print(query)[:, frames]), 1, 0))
+    if not isinstance(query, Weighted):
+        return chunks, np.square(chunks).sum(axis=(1, 2))
+    weights = np.moveaxis(query.weights[:, frames], 1, 0)
+    energies = (weights * np.square(chunks)).sum(axis=(1, 2)) * weights.mean(axis=(1, 2))
+    return _centred(weights * chunks), energies
 
 
 def _chunks(
@@ -312,9 +345,14 @@ def _moved(line: Alignment, alignment: Alignment, frames_per_s: float) -> bool:
 
 
 def _lag_correlations(
-    q: np.ndarray, tracks: Sequence[np.ndarray], columns: Sequence[np.ndarray], lags: np.ndarray
+    q: np.ndarray,
+    energies: np.ndarray,
+    tracks: Sequence[np.ndarray],
+    columns: Sequence[np.ndarray],
+    lags: np.ndarray,
 ) -> np.ndarray:
-    """(chunks, lags) correlations of each centred query chunk q[c] (bands, n) with its track's
+    """(chunks, lags) correlations of each centred query chunk q[c] (bands, n), of energy
+    energies[c] (its sum of squares, unless weighted: `_query_chunks`), with its track's
     floored frames `column + lag`, each centred the same way (per band over frames, per frame
     over bands). The chunks are those of `columns`, in order: columns[i] (chunks_i, n) are the
     frames of tracks[i] its chunks land on.
@@ -364,7 +402,7 @@ def _lag_correlations(
         - frame_squares / bands
         + np.square(frame_sums) / (bands * n)
     )
-    norms = np.sqrt(np.square(q).sum(axis=(1, 2))[:, None] * np.maximum(energy, 0.0)) + 1e-9
+    norms = np.sqrt(energies[:, None] * np.maximum(energy, 0.0)) + 1e-9
     return products / norms
 
 

@@ -177,6 +177,25 @@ def melody(seconds: float, *, seed: int) -> np.ndarray:
     return out
 
 
+def talk(seconds: float, *, seed: int) -> np.ndarray:
+    """Voice-like sound: syllables of 0.1-0.3 s, each a harmonic glide from a random pitch
+    (120-260 Hz) with short pauses between; it never repeats itself as music does. Seeded."""
+    rng = np.random.default_rng(seed)
+    out = np.zeros(int(seconds * SR), dtype=np.float32)
+    start = 0
+    while start < out.size:
+        length = min(int(rng.uniform(0.1, 0.3) * SR), out.size - start)
+        t = np.arange(length) / SR
+        hz = rng.uniform(120.0, 260.0) * (1 + rng.uniform(-0.3, 0.3) * t / max(t[-1], 1e-3))
+        phase = 2 * np.pi * np.cumsum(hz) / SR
+        syllable = sum(np.sin(k * phase) / k for k in range(1, 16))
+        out[start : start + length] = (
+            0.2 * syllable * np.sin(np.pi * t / t[-1] if length > 1 else 0)
+        )
+        start += length + int(rng.uniform(0.02, 0.12) * SR)
+    return out
+
+
 # a video container's (PyAV's name) picture and sound codecs; others take MPEG-4 and AAC
 VIDEO_CODECS = {"flv": ("flv", "aac"), "mpeg": ("mpeg1video", "mp2")}
 

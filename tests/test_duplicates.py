@@ -17,6 +17,7 @@ from mirsearch.duplicates import (
     candidates,
     find_matches,
     read_as_needed,
+    read_under_talk,
     strongest,
     verified_best,
 )
@@ -450,6 +451,79 @@ def test_a_track_listed_on_weakly_agreeing_prints_sends_the_query_to_the_other_s
     assert read_at.asked == list(CONFIG.speed_readings)
     assert found[0].track_id == 7 and found[0].speed == pytest.approx(played, abs=0.02)
     assert found[0].agreement > 0.7
+
+
+def talked_over(catalog, *, smear_s: float = 2.5):
+    """10 s of track 7 from 30 s under talk, as `match` reads it: as it plays, the voice's
+    windows (a walk of no track) and a print whose cells are two in three the voice's (random
+    values); its repeating part, the track's windows on a line `smear_s` late (what repeats is
+    smoothed over seconds), blurred (cosine ~0.8), and the same print weighted 0 where the
+    voice covers it."""
+    index, tracks, prints = catalog
+    rng = np.random.default_rng(5)
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    covered = rng.random(query_print.shape) < 2 / 3
+    talk = rng.integers(0, 120, query_print.shape, dtype=np.uint8)
+    mixed = np.where(covered, talk, query_print)
+    read = Reader(walk(rng, len(times), dim=DIM), times, dict.fromkeys(READ_ST, mixed))
+    smeared = windows_at(tracks[7], 30.0 + smear_s + times, hop_s=HOP_S)
+    smeared = normalise(smeared + 0.8 / DIM**0.5 * rng.standard_normal(smeared.shape))
+    repeating = Reading(smeared, times, mixed, np.where(covered, 0.0, 1.0).astype(np.float32))
+    return read, repeating
+
+
+def test_music_under_talk_is_found_in_its_repeating_part_on_the_cells_the_voice_leaves(catalog):
+    """No reading of the upload as it plays lists track 7: its windows are the voice's. Its
+    repeating part's windows find the track on a line 2.5 s late, and the prints, weighted to
+    the cells the voice leaves and free to shift config.under_talk_max_lag_s, put it back at
+    30 s, scored config.under_talk_logits less sure. Read as it came (every cell counting), or
+    with the usual lag, the same reading does not list it."""
+    index, _, prints = catalog
+    read, repeating = talked_over(catalog)
+    asked = []
+
+    def read_repeating():
+        asked.append(True)
+        return repeating
+
+    found = read_as_needed(
+        index,
+        read,
+        lookup(prints),
+        threshold=THRESHOLD,
+        read_repeating=read_repeating,
+        config=CONFIG,
+    )
+    assert read.asked == [[0.0], SHIFTED, KEYS] and asked == [True]
+    best = found[0]
+    assert best.track_id == 7 and best.score >= THRESHOLD
+    assert best.track_offset_s == pytest.approx(30.0, abs=1 / PRINT_FPS)
+    assert best.agreement > 0.8
+    unweighted = dataclasses.replace(repeating, weights=None)
+    narrow = dataclasses.replace(CONFIG, under_talk_max_lag_s=CONFIG.verify_max_lag_s)
+    doubted = dataclasses.replace(CONFIG, under_talk_logits=40.0)  # the score's own logit
+    for reading, config in ((unweighted, CONFIG), (repeating, narrow), (repeating, doubted)):
+        found = read_under_talk(index, reading, lookup(prints), config=config)
+        assert [m for m in found if m.score >= THRESHOLD] == []
+
+
+def test_a_query_a_reading_confirms_is_not_read_for_music_under_talk(catalog):
+    index, tracks, prints = catalog
+    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
+    read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
+
+    def read_repeating():
+        raise AssertionError("read for music under talk")
+
+    found = read_as_needed(
+        index,
+        read,
+        lookup(prints),
+        threshold=THRESHOLD,
+        read_repeating=read_repeating,
+        config=CONFIG,
+    )
+    assert found[0].track_id == 7 and found[0].score >= THRESHOLD
 
 
 def line(track_id: int, similarity: float) -> lines.Line:

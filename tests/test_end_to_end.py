@@ -12,8 +12,9 @@ import av.filter
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import write_video
+from conftest import talk, write_video
 
+from mirsearch import duplicates
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.cli import main
@@ -481,6 +482,27 @@ def test_search_tells_where_a_track_inside_a_longer_upload_plays(
     assert best.offset_s == pytest.approx(40.0, abs=0.5)
     assert best.query_offset_s == pytest.approx(20.0, abs=3.0)  # a window or two either side
     assert best.track_offset_s - best.query_offset_s == pytest.approx(40.0, abs=0.5)
+
+
+def test_catalog_music_under_a_voice_as_loud_is_found_in_its_repeating_part(
+    shared_catalog, tmp_path, monkeypatch
+):
+    """10 s of a track under a voice-like sound as loud (syllables that never repeat): read as
+    it plays, the upload lists nothing; its repeating part lists the track, where it was cut
+    and no other."""
+    engine, _, _, _ = shared_catalog
+    name = "frozen__frozen-mainzik-1p.ogg"
+    track_id = ids_by_name(engine)[name]
+    clip = load(engine.catalog.get(track_id).path).samples[30 * 16_000 : 40 * 16_000]
+    voice = talk(10.0, seed=4)
+    mix = clip + voice * np.sqrt(np.mean(clip**2) / np.mean(voice**2))
+    upload = write(tmp_path / "talked-over.wav", mix / np.abs(mix).max(), 16_000)
+    (found,) = engine.match(upload)
+    assert found.track_id == track_id
+    assert found.query_offset_s == pytest.approx(0.0, abs=1.0)
+    assert found.track_offset_s == pytest.approx(30.0, abs=1.0)
+    monkeypatch.setattr(duplicates, "read_under_talk", lambda *args, **options: [])
+    assert engine.match(upload) == []
 
 
 def test_music_not_in_the_catalog_matches_nothing(shared_catalog, tmp_path):

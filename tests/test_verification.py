@@ -191,8 +191,9 @@ def test_lag_correlations_equal_centring_every_shifted_chunk():
     columns = np.round(10 + speeds * np.arange(96)).astype(np.int64)  # lags < -10 leave the track
     columns[4] += 90  # the second track's last lags reach past its end
     owner = [0, 0, 0, 1, 1]
+    centred = verification._centred(query)
     fast = verification._lag_correlations(
-        verification._centred(query), tracks, [columns[:3], columns[3:]], lags
+        centred, np.square(centred).sum(axis=(1, 2)), tracks, [columns[:3], columns[3:]], lags
     )
     floored = [verification._floored(t) for t in tracks]
     assert (floored[0] > tracks[0] - tracks[0].mean(axis=0)).mean() > 0.2  # the floor is exercised
@@ -323,3 +324,41 @@ def test_row_medians_are_the_medians_of_the_kept_columns():
     kept[:, 0] = True
     medians = verification._row_medians(x, kept)
     assert medians == pytest.approx([np.median(row[k]) for row, k in zip(x, kept, strict=True)])
+
+
+def test_a_print_weighted_one_everywhere_is_checked_as_the_plain_print():
+    track = melody(30.0, seed=1)
+    query, line = print_of(track[10 * SR : 20 * SR]), whole(10.0, track_offset_s=10.4)
+    plain = verification.check(query, print_of(track), line, **PRINT_CHECK)
+    weighted = verification.check(
+        verification.Weighted(query, np.ones_like(query)), print_of(track), line, **PRINT_CHECK
+    )
+    assert weighted.agreement == pytest.approx(plain.agreement, abs=1e-9)
+    assert weighted.alignment == plain.alignment
+
+
+def test_the_cells_another_sound_covers_weighted_out_a_copy_agrees_and_other_music_does_not():
+    """A copy under another melody as loud (a voice over the music): the cells where the other
+    melody is the louder weighted 0, the copy agrees far better than read whole, and other
+    music read on the same weights stays at chance."""
+
+    def agreement(query, track_print):
+        at_5s = whole(10.0, track_offset_s=5.0)
+        return verification.check(query, track_print, at_5s, **PRINT_CHECK).agreement
+
+    gains = []
+    for seed in range(3):
+        track, over, other = (melody(30.0, seed=30 + 3 * seed + k) for k in range(3))
+        clip, top = track[5 * SR : 15 * SR], over[: 10 * SR]
+        mixed = print_of(clip + top * np.sqrt(np.mean(clip**2) / np.mean(top**2)))
+        weights = (print_of(clip) >= print_of(top)).astype(np.float32)
+        track_print = print_of(track)
+        plain = agreement(mixed, track_print)
+        weighted = agreement(verification.Weighted(mixed, weights), track_print)
+        alien = agreement(
+            verification.Weighted(print_of(other[5 * SR : 15 * SR]), weights), track_print
+        )
+        gains.append(weighted - plain)
+        assert weighted > 0.75
+        assert alien < 0.3
+    assert min(gains) > 0.08 and np.mean(gains) > 0.12
