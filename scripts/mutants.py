@@ -338,6 +338,24 @@ MUTANTS = (
         "probabilities.append(torch.softmax(logits, dim=-1))",
         ("tests/test_teacher.py", "-k", "what_musicnn_answers"),
     ),
+    Mutant(
+        "mirsearch/verification.py",
+        " * weights.mean(axis=(1, 2))",
+        "",
+        ("tests/test_verification.py",),
+    ),
+    Mutant(
+        "mirsearch/duplicates.py",
+        "wide = dataclasses.replace(config, verify_max_lag_s=config.under_talk_max_lag_s)",
+        "wide = config",
+        ("tests/test_duplicates.py",),
+    ),
+    Mutant(
+        "mirsearch/repeating.py",
+        "return np.minimum(np.exp(logs @ mean.T), power)",
+        "return np.exp(logs @ mean.T)",
+        ("tests/test_repeating.py",),
+    ),
 )
 
 

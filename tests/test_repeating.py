@@ -66,11 +66,6 @@ def test_a_long_signal_is_separated_block_by_block_a_short_tail_with_the_block_b
     )
 
 
-def test_a_signal_too_short_to_repeat_has_no_repeating_part():
-    power = mel_powers(talk(0.1, seed=5), FEATURES)[0]
-    assert np.all(repeating_part(power, FPS) == 0.0)
-
-
 @pytest.fixture(scope="module")
 def reader() -> Matcher:
     return Matcher()
