@@ -28,7 +28,7 @@ from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import AudioConfig, EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
-from mirsearch.matcher import Matching, padded
+from mirsearch.matcher import Matching, matchings, padded
 from mirsearch.student import Student
 from mirsearch.vocabulary import GENRES, genre_scores
 
@@ -195,19 +195,12 @@ class Embedder:
         x = padded(samples, self.config, self.sample_rate)
         with self._lock, torch.inference_mode():
             mel_dbs = log_mels(torch.from_numpy(x), self.feature_config, frequency_scales).numpy()
-        return [
-            Matching(vectors, offsets_s, make_print(mel_db, self.feature_config))
-            for (vectors, offsets_s), mel_db in zip(
-                self.windows_of(mel_dbs, hop_s=hop_s), mel_dbs, strict=True
-            )
-        ]
+        return matchings(self, mel_dbs, hop_s=hop_s)
 
     def windows_of(
         self, mel_dbs: np.ndarray, *, hop_s: float
     ) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(B, n_mels, T) log-mels of one length → each one's L2-normalised matching window
-        vectors (n, D) `hop_s` apart and their starts (n,) in seconds; the network run once on
-        all."""
+        """matcher.Matcher.windows_of, by the network (torch)."""
         with self._lock, torch.inference_mode():
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bfloat16):
                 windows = self.model.embed_windows_of(

@@ -85,6 +85,18 @@ class Matching:
     weights: np.ndarray | None = None
 
 
+def matchings(reader, mel_dbs: np.ndarray, *, hop_s: float) -> list[Matching]:
+    """Each of the (B, n_mels, T) log-mels `mel_dbs` as a near-duplicate check reads it: its
+    matching windows `hop_s` apart (`reader`'s `windows_of`: a Matcher's or an
+    embeddings.Embedder's) and its print."""
+    return [
+        Matching(vectors, offsets_s, make_print(mel_db, reader.feature_config))
+        for (vectors, offsets_s), mel_db in zip(
+            reader.windows_of(mel_dbs, hop_s=hop_s), mel_dbs, strict=True
+        )
+    ]
+
+
 @dataclass(frozen=True)
 class _Layer:
     """A convolution with its batch norm folded in, then ReLU, in channels-last order."""
@@ -167,12 +179,7 @@ class Matcher:
         mel_dbs = log_mels(
             padded(samples, self.config, self.sample_rate), self.feature_config, frequency_scales
         )
-        return [
-            Matching(vectors, offsets_s, make_print(mel_db, self.feature_config))
-            for (vectors, offsets_s), mel_db in zip(
-                self.windows_of(mel_dbs, hop_s=hop_s), mel_dbs, strict=True
-            )
-        ]
+        return matchings(self, mel_dbs, hop_s=hop_s)
 
     def windows_of(
         self, mel_dbs: np.ndarray, *, hop_s: float

@@ -100,11 +100,11 @@ def checks(
     or crescendo, which any two pieces can share). A `Weighted` query's chunk is correlated
     cell by cell at its weights (its centred values scaled by them, and its norm and the
     track chunk's taken over its weight: the track's energy read as spread evenly over the
-    cells). Chunks start every `chunk_hop_s`, so they
-    overlap and a short stretch still gets several; a long stretch is checked on `max_chunks`
-    of them spread evenly over it. The agreement is 0.0, and the alignment unchanged, when no
-    chunk of the stretch lies inside both prints. The chunks of all the items are correlated in
-    one pass (a query's ~5 checks are small: one at a time, they cost mostly NumPy's calls).
+    cells). Chunks start every `chunk_hop_s`, so they overlap and a short stretch still gets
+    several; a long stretch is checked on `max_chunks` of them spread evenly over it. The
+    agreement is 0.0, and the alignment unchanged, when no chunk of the stretch lies inside both
+    prints. The chunks of all the items are correlated in one pass (a query's ~5 checks are
+    small: one at a time, they cost mostly NumPy's calls).
 
     Where the chunks' best lags draw another line than the alignment (another speed, or a
     stretch that begins before the track does or goes on after it ends), the prints are

@@ -259,11 +259,24 @@ class Reader:
         return [Reading(self.vectors, self.times, self.prints_by_st[st]) for st in semitones]
 
 
+def never_read():
+    """`read_repeating` of a query that must not be read for music under talk."""
+    raise AssertionError("read for music under talk")
+
+
 def test_a_query_confirmed_as_it_plays_is_not_read_at_the_other_pitches(catalog):
     index, tracks, prints = catalog
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     read = Reader(vectors, times, {0.0: query_print})
-    found = read_as_needed(index, read, lookup(prints), threshold=THRESHOLD, config=CONFIG)
+
+    found = read_as_needed(
+        index,
+        read,
+        lookup(prints),
+        threshold=THRESHOLD,
+        read_repeating=never_read,
+        config=CONFIG,
+    )
     assert read.asked == [[0.0]]
     assert found[0].track_id == 7 and found[0].agreement >= CONFIG.settle_agreement
 
@@ -402,16 +415,13 @@ def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_it
     read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
     read_at = BroughtBack(tracks[7], prints[7], played)
 
-    def read_repeating():  # a track confirmed in a far reading is not read for talk
-        raise AssertionError("read for music under talk")
-
     found = read_as_needed(
         index,
         read,
         lookup(prints),
         threshold=THRESHOLD,
         read_at=read_at,
-        read_repeating=read_repeating,
+        read_repeating=never_read,  # confirmed in a far reading
         config=CONFIG,
     )
     assert read.asked == [[0.0], SHIFTED, KEYS] and read_at.asked == list(CONFIG.speed_readings)
@@ -515,25 +525,6 @@ def test_music_under_talk_is_found_in_its_repeating_part_on_the_cells_the_voice_
     for reading, config in ((unweighted, CONFIG), (repeating, narrow), (repeating, doubted)):
         found = read_under_talk(index, reading, lookup(prints), config=config)
         assert [m for m in found if m.score >= THRESHOLD] == []
-
-
-def test_a_query_a_reading_confirms_is_not_read_for_music_under_talk(catalog):
-    index, tracks, prints = catalog
-    vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
-    read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
-
-    def read_repeating():
-        raise AssertionError("read for music under talk")
-
-    found = read_as_needed(
-        index,
-        read,
-        lookup(prints),
-        threshold=THRESHOLD,
-        read_repeating=read_repeating,
-        config=CONFIG,
-    )
-    assert found[0].track_id == 7 and found[0].score >= THRESHOLD
 
 
 def line(track_id: int, similarity: float) -> lines.Line:
