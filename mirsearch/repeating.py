@@ -13,10 +13,10 @@ every lag, which the check discounts.
 
 The smoothing smears the windows a second or more along the track, so their line is checked at
 config.under_talk_max_lag_s (duplicates.read_under_talk). On ../shared/audio's catalog half,
-10 s clips under a monologue read by espeak-ng as loud as the music: 2 → 8 of 20 listed (with
-the print unweighted, 5), none of 40 clips of other music, clean or talked over (their highest
-score 0.06, from the other readings); bench/background.py, 30 mixes a level: 7 → 33 % at equal
-level, 0 → 10 % at −6 dB (Olaf 30 and 17 %), never a wrong track.
+10 s clips under a monologue read by espeak-ng as loud as the music: 2 → 6 of 20 listed (8 at
+2 logits less sure, 5 of those with the print unweighted), none of 40 clips of other music,
+clean or talked over; bench/background.py, 30 mixes a level: 7 → 33 % at equal level, 0 → 7 %
+at −6 dB (Olaf 30 and 17 %), never a wrong track.
 """
 
 from __future__ import annotations
