@@ -228,7 +228,7 @@ class DuplicateConfig:
     # 3.5 logits below that score:
     # 99.25 % (w_sim 32, w_agree 5, w_agree_win 8 reach 99.3 % but put such windows at 0.5);
     # w_win 0.31 or a background share of 0.5 change recall by less than 0.1 point. With the
-    # prints' soft floor (verification.FLOOR_DB) the same weights reach 99.39 %; the bias puts the
+    # prints' soft floor (correlation.FLOOR_DB) the same weights reach 99.39 %; the bias puts the
     # calibrated threshold near 0.7.
     weight_similarity: float = 28.0
     weight_log_windows: float = 0.0

@@ -10,14 +10,7 @@ notes and onsets fall elsewhere. The chunks' best lags also draw the line a copy
 lags gives its speed and offset (`_fitted`), along which the prints are checked again. Each
 chunk's best correlation is discounted by a share of its median over the lags: slow
 alike-sounding music (long pads, drones) correlates at every lag, a copy only at its own. Both
-prints are read relative to each frame's mean over the bands, and the depth of cells more than
-6 dB below it is halved (a soft floor): the quiet cells are where another recording mixed
-underneath, or noise, shows first, and they carry little of the music's own detail (replayed on
-the `make eval-dupes` queries, bench/dupes_replay.py: 10 s clips under another recording at
-−12 dB 94.6 → 96.4 % found, under noise at 10 dB SNR 96.4 → 100 %, no transform lower). A hard
-floor did as well there, but left little besides the partials: two synthetic demo pieces in one
-key, one at about twice the other's tempo, agreed at 0.36 instead of 0.23 and were flagged as
-duplicates; softened they agree at 0.25.
+prints are read softly floored (correlation.py).
 """
 
 from __future__ import annotations
@@ -29,9 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# the check reads a cell more than FLOOR_DB below its frame's mean over bands at FLOOR_SLOPE of
-# its depth beyond that
-FLOOR_DB, FLOOR_SLOPE = -6.0, 0.5
+from mirsearch import correlation
+
 # a line is refitted to the chunks' best lags (`_fitted`) when those on it span at least this
 # long, lie within this of it (1.5 print frames) and are more than half of them, and its speed
 # differs by at most this (a ±5 % copy of a ±5 % copy, 10.5 % away, can be voted at 1.0 on a
@@ -95,13 +87,13 @@ def checks(
     best lags draw.
 
     `query` and `track` are prints (bands, frames), the track's usually decoded. Both are
-    softly floored (`_floored`), then centred per band and per frame within the chunk: a gain
-    or EQ change (a constant per band in dB) cancels, and so does the loudness contour (a fade
-    or crescendo, which any two pieces can share). A `Weighted` query's chunk is correlated
-    cell by cell at its weights (its centred values scaled by them, and its norm and the
-    track chunk's taken over its weight: the track's energy read as spread evenly over the
-    cells). Chunks start every `chunk_hop_s`, so they overlap and a short stretch still gets
-    several; a long stretch is checked on `max_chunks` of them spread evenly over it. The
+    softly floored (`correlation.floored`), then centred per band and per frame within the
+    chunk: a gain or EQ change (a constant per band in dB) cancels, and so does the loudness
+    contour (a fade or crescendo, which any two pieces can share). A `Weighted` query's chunk
+    is correlated cell by cell at its weights (its centred values scaled by them, and its norm
+    and the track chunk's taken over its weight: the track's energy read as spread evenly over
+    the cells). Chunks start every `chunk_hop_s`, so they overlap and a short stretch still
+    gets several; a long stretch is checked on `max_chunks` of them spread evenly over it. The
     agreement is 0.0, and the alignment unchanged, when no chunk of the stretch lies inside both
     prints. The chunks of all the items are correlated in one pass (a query's ~5 checks are
     small: one at a time, they cost mostly NumPy's calls).
@@ -181,7 +173,7 @@ def _read(
     read_chunks = [_query_chunks(items[i][0], chunks.frames) for i, chunks in chunked]
     q = np.concatenate([chunks for chunks, _ in read_chunks])
     energies = np.concatenate([energies for _, energies in read_chunks])
-    correlations = _lag_correlations(
+    correlations = correlation.lag_correlations(
         q,
         energies,
         [items[i][1] for i, _ in chunked],
@@ -228,12 +220,12 @@ def _query_chunks(query: Query, frames: np.ndarray) -> tuple[np.ndarray, np.ndar
     their weights and centred again where `query` is Weighted, and the energy (chunks,) each is
     normalised by: its own, or at its weights (the sum of its weighted squares times the mean
     weight, what the track chunk's energy is scaled by)."""
-    chunks = _centred(np.moveaxis(_floored(_print(query)[:, frames]), 1, 0))
+    chunks = correlation.centred(np.moveaxis(correlation.floored(_print(query)[:, frames]), 1, 0))
     if not isinstance(query, Weighted):
         return chunks, np.square(chunks).sum(axis=(1, 2))
     weights = np.moveaxis(query.weights[:, frames], 1, 0)
     energies = (weights * np.square(chunks)).sum(axis=(1, 2)) * weights.mean(axis=(1, 2))
-    return _centred(weights * chunks), energies
+    return correlation.centred(weights * chunks), energies
 
 
 def _chunks(
@@ -342,94 +334,3 @@ def _moved(line: Alignment, alignment: Alignment, frames_per_s: float) -> bool:
         or abs(line.query_start_s - alignment.query_start_s) > frame_s
         or abs(line.query_end_s - alignment.query_end_s) > frame_s
     )
-
-
-def _lag_correlations(
-    q: np.ndarray,
-    energies: np.ndarray,
-    tracks: Sequence[np.ndarray],
-    columns: Sequence[np.ndarray],
-    lags: np.ndarray,
-) -> np.ndarray:
-    """(chunks, lags) correlations of each centred query chunk q[c] (bands, n), of energy
-    energies[c] (its sum of squares, unless weighted: `_query_chunks`), with its track's
-    floored frames `column + lag`, each centred the same way (per band over frames, per frame
-    over bands). The chunks are those of `columns`, in order: columns[i] (chunks_i, n) are the
-    frames of tracks[i] its chunks land on.
-
-    The shifted track chunks are never built: q being centred, its product with a chunk equals
-    its product with the centred chunk, and a chunk's centred energy follows from its sums
-    (total, per band, per frame, of squares), all sliding sums over the track's frames weighted
-    by how often the line visits each frame (a sped-up line skips some, a slowed one repeats).
-    Every chunk's sliding sums over every lag are taken at once, as products of Fourier
-    transforms. Frames off the track read as zeros; the caller drops the lags that reach them.
-    """
-    chunks, bands, n = q.shape
-    steps = np.concatenate([c - c[:, :1] for c in columns])  # (chunks, n) from each chunk's first
-    width = int(steps.max()) + 1
-    size = width + lags.size - 1  # the track frames a chunk's lags reach
-    fft_size = _fft_size(size)
-    rows = np.arange(chunks)[:, None]
-    visits = np.bincount((rows * width + steps).ravel(), minlength=chunks * width)
-    visits = visits.reshape(chunks, width).astype(np.float64)
-    landing = (rows[:, :, None] * bands + np.arange(bands)[:, None]) * width + steps[:, None, :]
-    landed = np.bincount(landing.ravel(), q.ravel(), minlength=chunks * bands * width)
-    landed = landed.reshape(chunks, bands, width)  # q summed where it lands on the track
-    reach = lags[0] + np.arange(size)  # from a chunk's first track frame
-    span = np.concatenate(  # (chunks, bands, size)
-        [_reached(t, c[:, :1] + reach) for t, c in zip(tracks, columns, strict=True)]
-    )
-    spectrum = np.fft.rfft(span, fft_size)  # (chunks, bands, frequencies)
-    visited = np.conj(np.fft.rfft(visits, fft_size))  # (chunks, frequencies)
-
-    products = np.fft.irfft(
-        (spectrum * np.conj(np.fft.rfft(landed, fft_size))).sum(axis=1), fft_size
-    )[:, : lags.size]
-    per_band = np.fft.irfft(spectrum * visited[:, None, :], fft_size)[..., : lags.size]
-    per_frame = span.sum(axis=1)
-    # sums of squares, of squared frame sums and of frame sums (chunks, size) under each lag's
-    # visits
-    squares, frame_squares, frame_sums = np.fft.irfft(
-        np.fft.rfft(
-            np.stack([np.square(span).sum(axis=1), np.square(per_frame), per_frame]), fft_size
-        )
-        * visited,
-        fft_size,
-    )[..., : lags.size]
-    energy = (
-        squares
-        - np.square(per_band).sum(axis=1) / n
-        - frame_squares / bands
-        + np.square(frame_sums) / (bands * n)
-    )
-    norms = np.sqrt(energies[:, None] * np.maximum(energy, 0.0)) + 1e-9
-    return products / norms
-
-
-def _fft_size(size: int) -> int:
-    """The shortest transform of at least `size` points of the form 2^k, 3·2^k or 5·2^k, all
-    fast in pocketfft: a 3 s chunk's lags reach ~160 frames, whose 160-point transforms take
-    about half the time of 256-point ones."""
-    return min(m << (-(-size // m) - 1).bit_length() for m in (1, 3, 5))
-
-
-def _reached(track: np.ndarray, reach: np.ndarray) -> np.ndarray:
-    """(chunks, size) track frames → the floored frames (chunks, bands, size) in float64, zeros
-    off the track."""
-    on_track = (reach >= 0) & (reach < track.shape[1])
-    span = _floored(track[:, np.clip(reach, 0, track.shape[1] - 1)]).astype(np.float64)
-    return np.moveaxis(span * on_track, 1, 0)
-
-
-def _floored(x: np.ndarray) -> np.ndarray:
-    """(bands, frames) print → each frame less its mean over the bands, what lies below FLOOR_DB
-    compressed to FLOOR_SLOPE of its depth beyond it."""
-    x = x - x.mean(axis=0, keepdims=True)
-    return np.where(x < FLOOR_DB, FLOOR_DB + FLOOR_SLOPE * (x - FLOOR_DB), x)
-
-
-def _centred(chunk: np.ndarray) -> np.ndarray:
-    """(…, bands, frames) float64 less each band's mean over frames and each frame's mean over
-    bands."""
-    chunk = chunk - chunk.mean(axis=-1, keepdims=True, dtype=np.float64)
-    return chunk - chunk.mean(axis=-2, keepdims=True)

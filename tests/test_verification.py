@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import PRINT_CHECK, SR, melody, noise, print_of, tone, whole
 
-from mirsearch import fingerprint, verification
+from mirsearch import correlation, fingerprint, verification
 from mirsearch.audio import load
 from mirsearch.config import FeatureConfig
 from mirsearch.transforms import speed, tempo
@@ -119,7 +119,7 @@ def test_other_notes_on_the_same_instrument_do_not_agree():
 def test_other_music_underneath_costs_a_copy_less_with_the_quiet_cells_floored(monkeypatch):
     """Another melody mixed 12 dB under a copy fills its quiet cells; floored, they pull the
     copy's agreement down less, and other music gains nothing from the floor."""
-    gains, others, slopes = [], [], (verification.FLOOR_SLOPE, 1.0)  # 1.0: no floor
+    gains, others, slopes = [], [], (correlation.FLOOR_SLOPE, 1.0)  # 1.0: no floor
     for seed in range(4):
         track, other = melody(30.0, seed=10 + seed), melody(30.0, seed=20 + seed)
         clip, under = track[5 * SR : 15 * SR], other[: 10 * SR]
@@ -127,7 +127,7 @@ def test_other_music_underneath_costs_a_copy_less_with_the_quiet_cells_floored(m
         at_5s = whole(10.0, track_offset_s=5.0)
         scores = {}
         for slope in slopes:
-            monkeypatch.setattr(verification, "FLOOR_SLOPE", slope)
+            monkeypatch.setattr(correlation, "FLOOR_SLOPE", slope)
             scores[slope] = [
                 verification.check(print_of(q), print_of(track), at_5s, **PRINT_CHECK).agreement
                 for q in (mixed, other[5 * SR : 15 * SR])
@@ -178,34 +178,6 @@ def test_sound_alike_at_every_lag_is_discounted_and_a_copy_keeps_its_peak():
 
     assert agreement(alike, 0.5) < 0.65 * agreement(alike, 0.0)
     assert agreement(copy, 0.5) > 0.8 * agreement(copy, 0.0)
-
-
-def test_lag_correlations_equal_centring_every_shifted_chunk():
-    """Chunks on lines of different speeds on two tracks, taken together: each row equals the
-    chunk built from its own track, floored and centred at every lag, then correlated."""
-    rng = np.random.default_rng(7)
-    tracks = [rng.normal(size=(22, frames)).astype(np.float32) * 10 for frames in (300, 200)]
-    query = rng.normal(size=(5, 22, 96)).astype(np.float32) * 10
-    lags = np.arange(-32, 33)
-    speeds = np.array([[0.94], [1.0], [1.06], [1.0], [0.97]])
-    columns = np.round(10 + speeds * np.arange(96)).astype(np.int64)  # lags < -10 leave the track
-    columns[4] += 90  # the second track's last lags reach past its end
-    owner = [0, 0, 0, 1, 1]
-    centred = verification._centred(query)
-    fast = verification._lag_correlations(
-        centred, np.square(centred).sum(axis=(1, 2)), tracks, [columns[:3], columns[3:]], lags
-    )
-    floored = [verification._floored(t) for t in tracks]
-    assert (floored[0] > tracks[0] - tracks[0].mean(axis=0)).mean() > 0.2  # the floor is exercised
-    for chunk in range(5):
-        q = verification._centred(query[chunk])
-        track = floored[owner[chunk]]
-        for i, lag in enumerate(lags):
-            if columns[chunk, 0] + lag < 0 or columns[chunk, -1] + lag >= track.shape[1]:
-                continue
-            t = verification._centred(track[:, columns[chunk] + lag])  # the chunk built, centred
-            expected = (q * t).sum() / np.sqrt((q * q).sum() * (t * t).sum())
-            assert fast[chunk, i] == pytest.approx(expected, abs=1e-7)
 
 
 @pytest.mark.parametrize(
