@@ -31,10 +31,10 @@ def lag_correlations(
     lags: np.ndarray,
 ) -> np.ndarray:
     """(chunks, lags) correlations of each centred query chunk q[c] (bands, n), of energy
-    energies[c] (its sum of squares, unless weighted: `_query_chunks`), with its track's
-    floored frames `column + lag`, each centred the same way (per band over frames, per frame
-    over bands). The chunks are those of `columns`, in order: columns[i] (chunks_i, n) are the
-    frames of tracks[i] its chunks land on.
+    energies[c] (its sum of squares, unless weighted: verification's `_query_chunks`), with its
+    track's floored frames `column + lag`, each centred the same way (per band over frames, per
+    frame over bands). The chunks are those of `columns`, in order: columns[i] (chunks_i, n) are
+    the frames of tracks[i] its chunks land on.
 
     The shifted track chunks are never built: q being centred, its product with a chunk equals
     its product with the centred chunk, and a chunk's centred energy follows from its sums
