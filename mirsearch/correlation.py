@@ -29,12 +29,18 @@ def lag_correlations(
     tracks: Sequence[np.ndarray],
     columns: Sequence[np.ndarray],
     lags: np.ndarray,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """(chunks, lags) correlations of each centred query chunk q[c] (bands, n), of energy
-    energies[c] (its sum of squares, unless weighted: verification's `_query_chunks`), with its
-    track's floored frames `column + lag`, each centred the same way (per band over frames, per
-    frame over bands). The chunks are those of `columns`, in order: columns[i] (chunks_i, n) are
-    the frames of tracks[i] its chunks land on.
+    energies[c] (its sum of squares), with its track's floored frames `column + lag`, each
+    centred the same way (per band over frames, per frame over bands). The chunks are those of
+    `columns`, in order: columns[i] (chunks_i, n) are the frames of tracks[i] its chunks land
+    on.
+
+    With `weights` (chunks, bands, n), each cell counts by its weight: q[c] is then the
+    weighted chunk (centred again), energies[c] its weighted sum of squares, and the track
+    chunk's energy is taken under the same weights (`_weighted_energy`), so that a correlation
+    stays within ±1 wherever the track's energy lies.
 
     The shifted track chunks are never built: q being centred, its product with a chunk equals
     its product with the centred chunk, and a chunk's centred energy follows from its sums
@@ -75,14 +81,48 @@ def lag_correlations(
         * visited,
         fft_size,
     )[..., : lags.size]
-    energy = (
-        squares
-        - np.square(per_band).sum(axis=1) / n
-        - frame_squares / bands
-        + np.square(frame_sums) / (bands * n)
-    )
+    if weights is None:
+        energy = (
+            squares
+            - np.square(per_band).sum(axis=1) / n
+            - frame_squares / bands
+            + np.square(frame_sums) / (bands * n)
+        )
+    else:
+        # each band's mean over the chunk's frames once every frame loses its mean over bands
+        means = (per_band - frame_sums[:, None, :] / bands) / n
+        energy = _weighted_energy(span, weights, landing, means, width, fft_size, lags.size)
     norms = np.sqrt(energies[:, None] * np.maximum(energy, 0.0)) + 1e-9
     return products / norms
+
+
+def _weighted_energy(
+    span: np.ndarray,
+    weights: np.ndarray,
+    landing: np.ndarray,
+    means: np.ndarray,
+    width: int,
+    fft_size: int,
+    n_lags: int,
+) -> np.ndarray:
+    """(chunks, lags) energy of each centred track chunk under its query cells' weights:
+    Σ w·(u − m)², where u is the track's floored frames less each frame's mean over the bands
+    and m (`means`, (chunks, bands, lags)) each band's mean of u over the chunk's frames at that
+    lag. Expanded as Σ w·u² − 2 Σ_b m_b Σ w·u + Σ_b m_b² Σ w, its sliding sums taken as
+    products of Fourier transforms against the weights summed where they land (`landing`, as
+    `lag_correlations` lands q)."""
+    chunks, bands, _ = span.shape
+    landed = np.bincount(landing.ravel(), weights.ravel(), minlength=chunks * bands * width)
+    at = np.conj(np.fft.rfft(landed.reshape(chunks, bands, width), fft_size))
+    u = span - span.mean(axis=1, keepdims=True)
+    squares = np.fft.irfft((np.fft.rfft(np.square(u), fft_size) * at).sum(axis=1), fft_size)
+    sums = np.fft.irfft(np.fft.rfft(u, fft_size) * at, fft_size)[..., :n_lags]
+    totals = weights.sum(axis=2)[:, :, None]  # (chunks, bands, 1)
+    return (
+        squares[:, :n_lags]
+        - 2 * (means * sums).sum(axis=1)
+        + (np.square(means) * totals).sum(axis=1)
+    )
 
 
 def _fft_size(size: int) -> int:

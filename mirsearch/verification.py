@@ -91,12 +91,11 @@ def checks(
     chunk: a gain or EQ change (a constant per band in dB) cancels, and so does the loudness
     contour (a fade or crescendo, which any two pieces can share). A `Weighted` query's chunk
     is correlated cell by cell at its weights (its centred values scaled by them, and its norm
-    and the track chunk's taken over its weight: the track's energy read as spread evenly over
-    the cells). Chunks start every `chunk_hop_s`, so they overlap and a short stretch still
-    gets several; a long stretch is checked on `max_chunks` of them spread evenly over it. The
-    agreement is 0.0, and the alignment unchanged, when no chunk of the stretch lies inside both
-    prints. The chunks of all the items are correlated in one pass (a query's ~5 checks are
-    small: one at a time, they cost mostly NumPy's calls).
+    and the track chunk's both taken under them). Chunks start every `chunk_hop_s`, so they
+    overlap and a short stretch still gets several; a long stretch is checked on `max_chunks`
+    of them spread evenly over it. The agreement is 0.0, and the alignment unchanged, when no
+    chunk of the stretch lies inside both prints. The chunks of all the items are correlated
+    in one pass (a query's ~5 checks are small: one at a time, they cost mostly NumPy's calls).
 
     Where the chunks' best lags draw another line than the alignment (another speed, or a
     stretch that begins before the track does or goes on after it ends), the prints are
@@ -171,14 +170,18 @@ def _read(
     if not chunked:
         return done
     read_chunks = [_query_chunks(items[i][0], chunks.frames) for i, chunks in chunked]
-    q = np.concatenate([chunks for chunks, _ in read_chunks])
-    energies = np.concatenate([energies for _, energies in read_chunks])
+    q = np.concatenate([chunks for chunks, _, _ in read_chunks])
+    energies = np.concatenate([energies for _, energies, _ in read_chunks])
+    weights = None  # the weighted energies only where some query is weighted; plain ones at 1
+    if any(w is not None for _, _, w in read_chunks):
+        weights = np.concatenate([np.ones_like(c) if w is None else w for c, _, w in read_chunks])
     correlations = correlation.lag_correlations(
         q,
         energies,
         [items[i][1] for i, _ in chunked],
         [chunks.columns for _, chunks in chunked],
         lags,
+        weights,
     )
     inside = np.concatenate([chunks.inside for _, chunks in chunked])
     # the lags inside the track are a run [low, high] of each chunk's row
@@ -215,17 +218,20 @@ def _print(query: Query) -> np.ndarray:
     return query.print if isinstance(query, Weighted) else query
 
 
-def _query_chunks(query: Query, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(chunks, n) query frames → the chunks (chunks, bands, n) floored and centred, scaled by
-    their weights and centred again where `query` is Weighted, and the energy (chunks,) each is
-    normalised by: its own, or at its weights (the sum of its weighted squares times the mean
-    weight, what the track chunk's energy is scaled by)."""
+def _query_chunks(
+    query: Query, frames: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(chunks, n) query frames → the chunks (chunks, bands, n) floored and centred, their
+    energies (chunks,) and their cells' weights (chunks, bands, n; None for a plain print).
+    Where `query` is Weighted, each chunk is scaled by its weights and centred again, and its
+    energy is its weighted sum of squares (the track chunk's is taken under the same weights:
+    `correlation.lag_correlations`)."""
     chunks = correlation.centred(np.moveaxis(correlation.floored(_print(query)[:, frames]), 1, 0))
     if not isinstance(query, Weighted):
-        return chunks, np.square(chunks).sum(axis=(1, 2))
-    weights = np.moveaxis(query.weights[:, frames], 1, 0)
-    energies = (weights * np.square(chunks)).sum(axis=(1, 2)) * weights.mean(axis=(1, 2))
-    return correlation.centred(weights * chunks), energies
+        return chunks, np.square(chunks).sum(axis=(1, 2)), None
+    weights = np.moveaxis(query.weights[:, frames], 1, 0).astype(np.float64)
+    energies = (weights * np.square(chunks)).sum(axis=(1, 2))
+    return correlation.centred(weights * chunks), energies, weights
 
 
 def _chunks(

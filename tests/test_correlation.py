@@ -35,3 +35,42 @@ def test_lag_correlations_equal_centring_every_shifted_chunk():
             t = correlation.centred(track[:, columns[chunk] + lag])  # the chunk built, centred
             expected = (q * t).sum() / np.sqrt((q * q).sum() * (t * t).sum())
             assert fast[chunk, i] == pytest.approx(expected, abs=1e-7)
+
+
+def test_weighted_lag_correlations_take_the_track_chunk_energy_under_the_weights():
+    """Each row with weights equals Σ w·q·t / √(Σ w·q² · Σ w·t²) of the chunk built at every
+    lag (q and t centred), so it stays within ±1 even where the track's energy sits under the
+    heavy weights: a track loud where the weights are 1 and near-flat elsewhere had read 1.33
+    when its energy was taken as spread evenly over the cells."""
+    rng = np.random.default_rng(11)
+    track = rng.normal(size=(22, 300)) * 10
+    track[:11] *= 0.05  # the low bands near-flat ...
+    query = track[:, 100:196] + rng.normal(size=(22, 96))
+    weights = np.ones((22, 96))
+    weights[11:] = rng.random((11, 96))  # ... the loud ones weighted, a copy's cells
+    weights[:11] = 0.02
+    weights = np.repeat(weights[None], 2, axis=0)
+    lags = np.arange(-20, 21)
+    columns = np.round(90 + np.array([[1.0], [1.03]]) * np.arange(96)).astype(np.int64)
+    centred = correlation.centred(np.stack([query, query]))
+    energies = (weights * np.square(centred)).sum(axis=(1, 2))
+    fast = correlation.lag_correlations(
+        correlation.centred(weights * centred), energies, [track], [columns], lags, weights
+    )
+    spread = correlation.lag_correlations(
+        correlation.centred(weights * centred),
+        energies * weights.mean(axis=(1, 2)),
+        [track],
+        [columns],
+        lags,
+    )
+    assert spread.max() > 1.2  # what reading the track's energy as spread evenly gave
+    assert np.abs(fast).max() <= 1.0 + 1e-9
+    assert fast[0, 30] > 0.9  # the copy, at lag +10: frames 100-195
+    floored = correlation.floored(track)
+    for chunk in range(2):
+        w, q = weights[chunk], centred[chunk]
+        for i, lag in enumerate(lags):
+            t = correlation.centred(floored[:, columns[chunk] + lag])
+            expected = (w * q * t).sum() / np.sqrt((w * q * q).sum() * (w * t * t).sum())
+            assert fast[chunk, i] == pytest.approx(expected, abs=1e-7)
