@@ -340,9 +340,15 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/verification.py",
-        " * weights.mean(axis=(1, 2))",
-        "",
+        "energies = (weights * np.square(chunks)).sum(axis=(1, 2))",
+        "energies = np.square(chunks).sum(axis=(1, 2))",
         ("tests/test_verification.py",),
+    ),
+    Mutant(
+        "mirsearch/correlation.py",
+        "        - 2 * (means * sums).sum(axis=1)\n",
+        "",
+        ("tests/test_correlation.py",),
     ),
     Mutant(
         "mirsearch/duplicates.py",

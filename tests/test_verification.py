@@ -309,6 +309,21 @@ def test_a_print_weighted_one_everywhere_is_checked_as_the_plain_print():
     assert weighted.alignment == plain.alignment
 
 
+def test_a_copy_weighted_on_its_loudest_cells_agrees_by_one_not_more():
+    """An exact copy whose cells far from their band's and frame's means weigh 1 and the rest
+    0.01 agrees by 1: the track chunk's energy is taken under the same weights. Read as spread
+    evenly over the cells, the copy had agreed by 1.36."""
+    track = melody(30.0, seed=1)
+    query = print_of(track[10 * SR : 20 * SR])
+    spread = np.abs(correlation.centred(correlation.floored(query).astype(np.float64)))
+    weights = np.where(spread > np.median(spread), 1.0, 0.01).astype(np.float32)
+    line = whole(10.0, track_offset_s=10.0)
+    checked = verification.check(
+        verification.Weighted(query, weights), print_of(track), line, **PRINT_CHECK
+    )
+    assert checked.agreement == pytest.approx(1.0, abs=1e-6)
+
+
 def test_the_cells_another_sound_covers_weighted_out_a_copy_agrees_and_other_music_does_not():
     """A copy under another melody as loud (a voice over the music): the cells where the other
     melody is the louder weighted 0, the copy agrees far better than read whole, and other
