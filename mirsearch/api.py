@@ -14,14 +14,7 @@ import numpy as np
 
 from mirsearch import audio
 from mirsearch.config import DuplicateConfig, EmbeddingConfig
-from mirsearch.duplicates import (
-    Reading,
-    best_of,
-    candidates,
-    read_as_needed,
-    read_far,
-    read_under_talk,
-)
+from mirsearch.duplicates import Reading, best_of, candidates
 from mirsearch.errors import (
     AudioError,
     IndexMismatchError,
@@ -31,6 +24,7 @@ from mirsearch.errors import (
     TooShortError,
 )
 from mirsearch.groups import find_groups
+from mirsearch.readings import read_as_needed, read_far, read_under_talk
 from mirsearch.repeating import under_other_sound
 from mirsearch.resources import Resources
 from mirsearch.results import Classification, Examination, MatchResult, Result, group_report
@@ -231,7 +225,7 @@ class Engine(Resources):
 
         The signal is read as it plays first, at the other pitch hypotheses only when that
         reading leaves a doubt, and further in key and brought back from the speeds of sped-up
-        and slowed copies only when none of those lists a track (duplicates.read_as_needed); or
+        and slowed copies only when none of those lists a track (readings.read_as_needed); or
         at all of them with `every_hypothesis` (what the threshold's calibration samples other
         music with). Each reading is its windows' vectors and its print, several hypotheses read
         in one batched pass of the matching branch (`reader`), and each track keeps its best

@@ -178,7 +178,7 @@ class DuplicateConfig:
     settle_agreement: float = 0.5
     settle_doubt: float = 0.1
     # a query none of those readings confirms a track in (as settle_agreement says) is also
-    # read past their reach (duplicates.read_far): at each of these semitones (each reading
+    # read past their reach (readings.read_far): at each of these semitones (each reading
     # reaches about one either side, so these find copies moved 2-4 semitones in key at their
     # own tempo, a key changed to dodge a check) ...
     key_readings_st: tuple[float, ...] = (-3.0, 3.0)
@@ -201,7 +201,7 @@ class DuplicateConfig:
     # lines of other music are under 0.66 (bench/speed_range.py: the cost to other music)
     far_min_similarity: float = 0.66
     # a query no reading confirms a track in is read once more for music under other sound
-    # (duplicates.read_under_talk): its repeating part's windows, each line free to shift this
+    # (readings.read_under_talk): its repeating part's windows, each line free to shift this
     # far on the prints (what repeats smears the windows' line by a second or more) ...
     under_talk_max_lag_s: float = 4.0
     # ... whose matches score this many logits less, as the far readings' do: at 2.0, `make

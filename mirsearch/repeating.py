@@ -12,7 +12,7 @@ weights). The repeating part's own print does not do: what repeats agrees with t
 every lag, which the check discounts.
 
 The smoothing smears the windows a second or more along the track, so their line is checked at
-config.under_talk_max_lag_s (duplicates.read_under_talk). On ../shared/audio's catalog half,
+config.under_talk_max_lag_s (readings.read_under_talk). On ../shared/audio's catalog half,
 10 s clips under a monologue read by espeak-ng as loud as the music: 2 → 6 of 20 listed (8 at
 2 logits less sure, 5 of those with the print unweighted), none of 40 clips of other music,
 clean or talked over; bench/background.py, 30 mixes a level: 7 → 33 % at equal level, 0 → 7 %

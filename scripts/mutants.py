@@ -351,7 +351,7 @@ MUTANTS = (
         ("tests/test_correlation.py",),
     ),
     Mutant(
-        "mirsearch/duplicates.py",
+        "mirsearch/readings.py",
         "wide = dataclasses.replace(config, verify_max_lag_s=config.under_talk_max_lag_s)",
         "wide = config",
         ("tests/test_duplicates.py",),

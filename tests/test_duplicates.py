@@ -1,4 +1,5 @@
-"""Near-duplicate matching on synthetic window tracks, and on real music with the shipped model."""
+"""Near-duplicate matching (duplicates.py, and the readings of readings.py) on synthetic window
+tracks, and on real music with the shipped model."""
 
 from __future__ import annotations
 
@@ -16,14 +17,13 @@ from mirsearch.duplicates import (
     best_of,
     candidates,
     find_matches,
-    read_as_needed,
-    read_under_talk,
     strongest,
     verified_best,
 )
 from mirsearch.index import VectorIndex
 from mirsearch.index_kinds import normalise
 from mirsearch.index_meta import IndexMeta
+from mirsearch.readings import read_as_needed, read_under_talk
 from mirsearch.scoring import Match, less_sure, ranked
 from mirsearch.transforms import speed
 
@@ -461,7 +461,7 @@ def test_a_track_listed_on_weakly_agreeing_prints_sends_the_query_to_the_other_s
     index, tracks, prints = catalog
     played = 1.25
     weak = Match(7, 0.89, 0.0, 30.0, 8.0, 1.0, windows=15, similarity=0.78, agreement=0.36)
-    monkeypatch.setattr(duplicates, "read_pitches", lambda *args, **options: [weak])
+    monkeypatch.setattr("mirsearch.readings.read_pitches", lambda *args, **options: [weak])
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 8.0, speed=played)
     read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
     read_at = BroughtBack(tracks[7], prints[7], played)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import talk, write_video
 
-from mirsearch import api, duplicates, repeating
+from mirsearch import api, repeating
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.cli import main
@@ -506,7 +506,7 @@ def test_catalog_music_under_a_voice_as_loud_is_found_in_its_repeating_part(
     every = engine.match_candidates(load(upload).samples, every_hypothesis=True)
     assert [m.track_id for m in every if m.score >= engine.match_threshold] == [track_id]
     with monkeypatch.context() as patched:
-        patched.setattr(duplicates, "read_under_talk", lambda *args, **options: [])
+        patched.setattr("mirsearch.readings.read_under_talk", lambda *args, **options: [])
         assert engine.match(upload) == []
     monkeypatch.setattr(
         api,
