@@ -91,32 +91,38 @@ def lag_correlations(
     else:
         # each band's mean over the chunk's frames once every frame loses its mean over bands
         means = (per_band - frame_sums[:, None, :] / bands) / n
-        energy = _weighted_energy(span, weights, landing, means, width, fft_size, lags.size)
+        energy = _weighted_energy(
+            span, spectrum, per_frame / bands, weights, landing, means, width, fft_size
+        )
     norms = np.sqrt(energies[:, None] * np.maximum(energy, 0.0)) + 1e-9
     return products / norms
 
 
 def _weighted_energy(
     span: np.ndarray,
+    spectrum: np.ndarray,
+    frame_means: np.ndarray,
     weights: np.ndarray,
     landing: np.ndarray,
     means: np.ndarray,
     width: int,
     fft_size: int,
-    n_lags: int,
 ) -> np.ndarray:
     """(chunks, lags) energy of each centred track chunk under its query cells' weights:
-    Σ w·(u − m)², where u is the track's floored frames less each frame's mean over the bands
-    and m (`means`, (chunks, bands, lags)) each band's mean of u over the chunk's frames at that
-    lag. Expanded as Σ w·u² − 2 Σ_b m_b Σ w·u + Σ_b m_b² Σ w, its sliding sums taken as
-    products of Fourier transforms against the weights summed where they land (`landing`, as
-    `lag_correlations` lands q)."""
+    Σ w·(u − m)², where u is the track's floored frames (`span`, whose transform is
+    `spectrum`) less each frame's mean over the bands (`frame_means`, (chunks, size)) and m
+    (`means`, (chunks, bands, lags)) each band's mean of u over the chunk's frames at that lag.
+    Expanded as Σ w·u² − 2 Σ_b m_b Σ w·u + Σ_b m_b² Σ w, its sliding sums taken as products of
+    Fourier transforms against the weights summed where they land (`landing`, as
+    `lag_correlations` lands q); u's transform is the span's less the frame means'."""
     chunks, bands, _ = span.shape
+    n_lags = means.shape[-1]
     landed = np.bincount(landing.ravel(), weights.ravel(), minlength=chunks * bands * width)
     at = np.conj(np.fft.rfft(landed.reshape(chunks, bands, width), fft_size))
-    u = span - span.mean(axis=1, keepdims=True)
+    u = span - frame_means[:, None, :]
+    u_spectrum = spectrum - np.fft.rfft(frame_means, fft_size)[:, None, :]
     squares = np.fft.irfft((np.fft.rfft(np.square(u), fft_size) * at).sum(axis=1), fft_size)
-    sums = np.fft.irfft(np.fft.rfft(u, fft_size) * at, fft_size)[..., :n_lags]
+    sums = np.fft.irfft(u_spectrum * at, fft_size)[..., :n_lags]
     totals = weights.sum(axis=2)[:, :, None]  # (chunks, bands, 1)
     return (
         squares[:, :n_lags]
