@@ -7,14 +7,15 @@ code a real catalog uses: catalog rows and verification prints inserted in one t
 saves the padded vector index as the next generation (as the indexer commits a batch), so
 `Engine.match` reloads it and searches it exactly as it would a catalog of that size.
 
-A synthetic track copies a random real track's catalog row (its length, genre, descriptors) and
-print; its windows are real windows drawn at random from the whole catalog, in no time order (so
-they line up with no query), each moved off its seed to the cosine that real windows have with
-their nearest window of another track (the median over the catalog): near the real ones, as
-other music is, never copies of them. The padded windows are kept in an exact 8-bit index and
-served at each size as the kind the default settings give a catalog of that size (`auto`: exact
-"sq8" up to IndexConfig.exact_max_vectors, then IVF-PQ trained on a sample of them), its build
-timed with the padding; bench/scale_recall.py compares the kinds' recall on altered clips.
+A synthetic track copies a random real track's catalog row (its length, genre, descriptors; filed
+under its genres as indexing files it) and print; its windows are real windows drawn at random from
+the whole catalog, in no time order (so they line up with no query), each moved off its seed to the
+cosine that real windows have with their nearest window of another track (the median over the
+catalog): near the real ones, as other music is, never copies of them. The padded windows are kept
+in an exact 8-bit index and served at each size as the kind the default settings give a catalog of
+that size (`auto`: exact "sq8" up to IndexConfig.exact_max_vectors, then IVF-PQ trained on a sample
+of them), its build timed with the padding; bench/scale_recall.py compares the kinds' recall on
+altered clips.
 
 At each size a fresh process opens the index as a query process does (mapped: its vectors left in
 the file) and read whole into memory, and reports the seconds that took and the memory it holds
@@ -47,7 +48,14 @@ from mirsearch.index import VectorIndex, window_ids
 from mirsearch.index_kinds import normalise, window_kind
 from mirsearch.index_meta import IndexMeta
 from mirsearch.neighbours import IdIndex
-from mirsearch.schema import IndexState, Track, TrackPrint, TrackWaveform
+from mirsearch.schema import (
+    IndexState,
+    Track,
+    TrackGenre,
+    TrackPrint,
+    TrackWaveform,
+    filed_genres,
+)
 
 log = logging.getLogger("bench.scale")
 
@@ -152,6 +160,12 @@ class Padding:
                 }
             )
         session.execute(insert(Track), rows)
+        filed = [
+            {"track_id": t, "genre": name}
+            for t, model in zip(ids, models, strict=True)
+            for name in filed_genres(model["genre"], model["tag_genre"])
+        ]
+        session.execute(insert(TrackGenre), filed)
         session.execute(insert(TrackPrint), prints)
         waveforms = [
             {"track_id": t, "peaks": shape.peaks, "quiet": shape.quiet}

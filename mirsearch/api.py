@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -369,12 +368,12 @@ class Engine(Resources):
         genres = [g for g in genres or () if g.strip()]
         if not genres:
             return None
-        # each genre's tracks: none, an unknown genre; the catalog's genre counts, every row
-        # read, only to name the known ones then (they had been counted for every query)
+        # each genre's tracks: none, an unknown genre; the catalog's genre counts, read only to
+        # name the known ones then (they had been counted for every query)
         found = {g: self.catalog.track_ids_for_genres([g]) for g in dict.fromkeys(genres)}
         unknown = [g for g, tracks in found.items() if not tracks]
         if unknown:
-            known = list(dict.fromkeys(_composed(g.lower()) for g, _ in self.catalog.genres()))
+            known = [name for name, _ in self.catalog.genres()]
             listed = ", ".join(sorted(known[:GENRES_NAMED])) or "none"
             if len(known) > GENRES_NAMED:  # hundreds of tag genres had made a wall of text
                 listed += f" and {len(known) - GENRES_NAMED:,} more (`mirsearch genres`)"
@@ -386,11 +385,6 @@ class Engine(Resources):
     def _results(self, hits: list[Hit]) -> list[Result]:
         rows = self.catalog.get_many([h.track_id for h in hits])
         return [Result.of(h, rows[h.track_id]) for h in hits if h.track_id in rows]
-
-
-def _composed(name: str) -> str:
-    """A genre's name as the catalog reads it, é written the one way (Catalog._forms)."""
-    return unicodedata.normalize("NFC", name)
 
 
 def _is_whole(value) -> bool:

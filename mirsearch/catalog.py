@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import threading
 import unicodedata
-from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,7 +34,16 @@ from mirsearch.database import (
 )
 from mirsearch.errors import CatalogError, InvalidParameterError, NotFoundError
 from mirsearch.flags import count_flagged, indexed_contents, still_holds
-from mirsearch.schema import STATUSES, Base, IndexState, Track, TrackPrint, TrackWaveform
+from mirsearch.schema import (
+    STATUSES,
+    Base,
+    IndexState,
+    Track,
+    TrackGenre,
+    TrackPrint,
+    TrackWaveform,
+    genre_name,
+)
 
 log = logging.getLogger(__name__)
 
@@ -319,32 +327,20 @@ class Catalog:
             return list(rows), int(total or 0)
 
     def genres(self) -> list[tuple[str, int]]:
-        """Genres of indexed tracks (predicted and tagged, lower-cased) with track counts.
-
-        A track counts once per distinct genre, so one whose tag agrees with the model counts once,
-        and one whose tag holds several genres ("Rock; Pop") counts in each. Sorted by count, most
-        common first, then by name.
-        """
-        indexed = Track.status == "indexed"
-        pairs = union(
-            *(
-                select(Track.id.label("track_id"), func.lower(func.trim(c)).label("name")).where(
-                    indexed, c.is_not(None), func.trim(c) != "", *where
-                )
-                for c, where in (
-                    (Track.genre, ()),
-                    (Track.tag_genre, (~Track.tag_genre.contains(";"),)),
-                )
-            )
-        ).subquery()
+        """Genres of indexed tracks (predicted and tagged, as schema.genre_name files them) with
+        track counts: a track counts once per distinct genre, so one whose tag agrees with the
+        model counts once, and one whose tag holds several genres ("Rock; Pop") counts in each.
+        Sorted by count, most common first, then by name. Read from the genres' index."""
         count = func.count().label("n")
-        query = select(pairs.c.name, count).group_by(pairs.c.name)
-        several = select(Track.genre, Track.tag_genre).where(indexed, Track.tag_genre.contains(";"))
+        query = (
+            select(TrackGenre.genre, count)
+            .join(Track, Track.id == TrackGenre.track_id)
+            .where(Track.status == "indexed")
+            .group_by(TrackGenre.genre)
+        )
         with self.session() as session:
-            counts = Counter({name: int(n) for name, n in session.execute(query)})
-            for genre, tagged in session.execute(several):  # few: split here, not in SQL
-                counts.update(_tagged_genres(tagged) - {(genre or "").strip().lower()})
-        return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
+            counts = [(name, int(n)) for name, n in session.execute(query)]
+        return sorted(counts, key=lambda pair: (-pair[1], pair[0]))
 
     def track_ids_for_genres(self, genres: Iterable[str]) -> set[int]:
         """Ids of indexed tracks whose predicted or tagged genre is any of `genres`."""
@@ -416,11 +412,6 @@ def _forms(text: str) -> set[str]:
     return {unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)}
 
 
-def _tagged_genres(tag: str) -> set[str]:
-    """The genres of a tag that holds several (containers.GENRES_APART), lower-cased."""
-    return {name.strip().lower() for name in tag.split(";")} - {""}
-
-
 def _check_text(name: str, text: str | None) -> None:
     """InvalidParameterError if `text`, the parameter `name` a query matches against, holds a
     NUL, which ends SQLite's pattern (`genre=%00` had matched every track with a tag genre) and
@@ -432,15 +423,11 @@ def _check_text(name: str, text: str | None) -> None:
 
 
 def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
-    """The predicted genre, or any of the tag's genres ("Rock; Pop" is rock and pop), is one of
-    `genres`, as typed (% and _ are no wildcards); InvalidParameterError for a genre that
-    _check_text refuses (every genre filter, the listing's and the searches', comes here)."""
+    """The track is filed under one of `genres` (schema.filed_genres: the predicted genre, or any
+    of the tag's), each as typed (% and _ are no wildcards) and named as the catalog files it;
+    InvalidParameterError for a genre that _check_text refuses (every genre filter, the
+    listing's and the searches', comes here)."""
     for genre in genres:
         _check_text("genre", genre)
-    names = {form.strip().lower() for g in genres for form in _forms(g)}
-    spaced = func.lower(func.trim(Track.tag_genre))
-    tagged = ";" + func.replace(func.replace(spaced, "; ", ";"), " ;", ";") + ";"
-    return or_(
-        func.lower(func.trim(Track.genre)).in_(names),
-        *(tagged.contains(f";{name};", autoescape=True) for name in names),
-    )
+    names = sorted({genre_name(g) for g in genres})
+    return Track.id.in_(select(TrackGenre.track_id).where(TrackGenre.genre.in_(names)))

@@ -15,9 +15,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
+from mirsearch import catalog as catalog_module
 from mirsearch import database, fingerprint
 from mirsearch.catalog import Catalog
 from mirsearch.errors import CatalogError, MirsearchError, NotFoundError
@@ -387,7 +388,8 @@ def test_a_catalog_missing_a_column_of_its_revision_is_refused_before_any_write(
     ids = _add(catalog, a={"title": "A"})
     with catalog.engine.begin() as connection:
         connection.execute(text("ALTER TABLE tracks DROP COLUMN tags"))
-        connection.execute(text("UPDATE alembic_version SET version_num = '0008'"))
+        connection.execute(text("DROP TABLE track_genres"))  # 0010 makes it again
+        connection.execute(text("UPDATE alembic_version SET version_num = '0009'"))
     opened = Catalog(catalog.url)
     with pytest.raises(CatalogError, match=r"lacks the column tracks\.tags.*Index the music again"):
         opened.get(ids["a"])
@@ -580,6 +582,82 @@ def test_a_decomposed_name_or_genre_is_found_by_the_composed_one_and_back(catalo
         assert [r.id for r in catalog.list_tracks(q=q)[0]] == [track.id]
     assert [r.id for r in catalog.list_tracks(genre="électro")[0]] == [track.id]
     assert catalog.track_ids_for_genres(["Électro"]) == {track.id}
+
+
+def _filed(db: Catalog) -> dict[int, set[str]]:
+    """track id → the genres the track_genres table files it under."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT track_id, genre FROM track_genres")).all()
+    filed: dict[int, set[str]] = {}
+    for track_id, genre in rows:
+        filed.setdefault(track_id, set()).add(genre)
+    return filed
+
+
+def test_a_track_is_refiled_when_its_genres_change_and_unfiled_when_it_goes(catalog):
+    """Re-analysis sets genre and tag_genre on the row it loads (records.py): the genre kept
+    keeps its row (deleted and added in one flush, it had clashed on the primary key)."""
+    ids = _add(catalog, a={"genre": "rock", "tag_genre": "Rock; Pop"}, b={"genre": "jazz"})
+    assert _filed(catalog) == {ids["a"]: {"rock", "pop"}, ids["b"]: {"jazz"}}
+    with catalog.session() as session, session.begin():
+        row = session.get(Track, ids["a"])
+        row.tag_genre = "Punk"
+        row.genre = "rock"
+    assert _filed(catalog) == {ids["a"]: {"rock", "punk"}, ids["b"]: {"jazz"}}
+    assert catalog.track_ids_for_genres(["pop"]) == set()
+    assert catalog.track_ids_for_genres(["punk"]) == {ids["a"]}
+    with catalog.session() as session, session.begin():
+        session.execute(delete(Track).where(Track.id == ids["b"]))  # as pruning deletes
+    assert _filed(catalog) == {ids["a"]: {"rock", "punk"}}
+    assert catalog.genres() == [("punk", 1), ("rock", 1)]
+
+
+def test_upgrading_files_the_genres_of_the_tracks_a_catalog_holds(catalog):
+    """Migration 0010 fills track_genres from the rows of a catalog made before it."""
+    catalog.upgrade()
+    catalog.downgrade("0009")
+    tracks = [
+        (1, "rock", "Rock; Pop", "indexed"),
+        (2, "jazz", None, "indexed"),
+        (3, None, " E\u0301lectro ", "indexed"),  # decomposed, as a Mac wrote it before 0004
+        (4, "pop", "  ", "failed"),
+    ]
+    with catalog.engine.begin() as connection:
+        for track_id, genre, tag_genre, status in tracks:
+            connection.execute(
+                text(
+                    "INSERT INTO tracks (id, path, genre, tag_genre, status, n_windows, updated_at)"
+                    " VALUES (:id, :path, :genre, :tag, :status, 0, CURRENT_TIMESTAMP)"
+                ),
+                {
+                    "id": track_id,
+                    "path": f"/m/{track_id}",
+                    "genre": genre,
+                    "tag": tag_genre,
+                    "status": status,
+                },
+            )
+    reopened = Catalog(catalog.url)
+    reopened.migrate()
+    assert _filed(reopened) == {1: {"rock", "pop"}, 2: {"jazz"}, 3: {"électro"}, 4: {"pop"}}
+    assert reopened.genres() == [("jazz", 1), ("pop", 1), ("rock", 1), ("électro", 1)]
+    assert reopened.track_ids_for_genres(["Électro", "POP"]) == {1, 3}
+    reopened.close()
+
+
+def test_a_genre_filter_looks_the_genre_up_by_index(tmp_path):
+    """A filter had matched every row's genre and split every tag's: work in proportion to the
+    catalog (~170 ms at 100,000 tracks). SQLite's plan says it searches the genres' index."""
+    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
+    _add(catalog, a={"genre": "rock"})
+    matches = catalog_module._genre_matches(["rock"])
+    query = select(Track.id).where(Track.status == "indexed", matches)
+    with catalog.engine.connect() as connection:
+        compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
+        steps = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+        plan = " ".join(row[-1] for row in steps)
+    assert "USING COVERING INDEX ix_track_genres_genre_track_id (genre=?)" in plan, plan
+    assert "SCAN track_genres" not in plan and "SCAN tracks" not in plan, plan
 
 
 def test_stats_and_index_state(catalog):
