@@ -399,6 +399,20 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
         timings = " · ".join(f"{v['p50_ms']:.0f} / {v['p95_ms']:.0f} ms" for v in lengths.values())
         found = " · ".join(f"{v['source_first']:.0%}" for v in lengths.values())
         mapped, whole = point["index_load"]["mapped"], point["index_load"]["in_memory"]
+        genre = point.get("genre_search")
+        if genre:
+            rows.append(
+                (
+                    f"`search` of a 10 s clip filtered to the most common genre ({genre['genre']}, "
+                    f"{genre['genre_tracks']:,} tracks), {where}: the filter applied to a wider "
+                    "search's hits (default) / inside FAISS, the genre's window ids listed / no "
+                    "filter, p50 / p95 (bench/scale.py, one run)",
+                    " · ".join(
+                        f"{genre[k]['p50_ms']:.0f} / {genre[k]['p95_ms']:.0f} ms"
+                        for k in ("applied_to_hits", "inside_faiss", "unfiltered")
+                    ),
+                )
+            )
         rows.append(
             (
                 f"`match` per clip, model and index loaded once, {where}, "

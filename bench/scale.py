@@ -1,6 +1,8 @@
 """Query cost at scale: `Engine.match` of real 5, 10 and 20 s clips, model and index loaded once,
 at the shared catalog and with it padded by synthetic tracks to 10,000 and 100,000, with the
-footprint (window index and catalog database bytes) at each size.
+footprint (window index and catalog database bytes) at each size, and `Engine.search` of the
+10 s clips filtered to the most common genre (the filter applied to a wider search's hits, as
+by default, and inside FAISS with the genre's window ids listed).
 
 The shared catalog is indexed into a temporary home, then padded in place through the storage
 code a real catalog uses: catalog rows and verification prints inserted in one transaction that
@@ -25,6 +27,7 @@ privately after a search: what every further worker or server process adds.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import resource
@@ -276,6 +279,27 @@ def run(
         }
 
 
+def genre_search_cost(engine: Engine, clips: list[Path]) -> dict:
+    """p50 / p95 of `Engine.search` of `clips` filtered to the catalog's most common genre, the
+    filter applied to a wider search's hits (the default) and inside FAISS, its tracks' window
+    ids listed (IndexConfig.post_filter_max_k = 0, set on the loaded index), and unfiltered."""
+    genre, n_tracks = engine.catalog.genres()[0]
+    index = engine.index()
+    default = index.config
+    out = {"genre": genre, "genre_tracks": n_tracks}
+    for name, config in (
+        ("applied_to_hits", default),
+        ("inside_faiss", dataclasses.replace(default, post_filter_max_k=0)),
+    ):
+        index.config = config
+        out[name] = latency_ms(
+            lambda i: engine.search(clips[i % len(clips)], genres=[genre]), len(clips)
+        )
+    index.config = default
+    out["unfiltered"] = latency_ms(lambda i: engine.search(clips[i % len(clips)]), len(clips))
+    return out
+
+
 def _point(engine: Engine, queries: dict, sources: dict, *, build_s: float | None) -> dict:
     index = engine.index()
     point = {
@@ -288,6 +312,7 @@ def _point(engine: Engine, queries: dict, sources: dict, *, build_s: float | Non
         point["build_s"] = round(build_s, 1)
     return point | {
         "match": match_cost(engine, queries, sources),
+        "genre_search": genre_search_cost(engine, queries["10s"]),
         "index_load": load_cost(engine),
         **footprint(engine),
     }

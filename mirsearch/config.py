@@ -122,6 +122,11 @@ class IndexConfig:
     pq_m: int = 32  # PQ sub-quantisers (bytes per vector)
     ivf_refine_k_factor: int = 8  # IVF-PQ fetches k times this and re-ranks with 8-bit vectors
     exact_filter_max_vectors: int = 200_000  # filters allowing fewer are searched exactly
+    # a filter allowing more windows than exact_filter_max_vectors is applied to the hits of an
+    # unfiltered search for as many more as it leaves out (twice k × windows / allowed), where
+    # those are at most this many: the allowed windows' ids are never listed to FAISS (a genre
+    # of 40,000 tracks, ~4.8 M ids, cost ~1 s a query to select). 0: always listed
+    post_filter_max_k: int = 1_024
     # Query processes map the index files rather than read them (the vectors, most of the bytes,
     # shared by every process through the page cache; bench/scale.py). Off where another machine
     # may prune a generation under a reader: the files on a network file system.

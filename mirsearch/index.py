@@ -135,13 +135,50 @@ class VectorIndex:
         """
         excluded = sorted(set(map(int, excluded_tracks)))
         if allowed_tracks is not None:
-            kept = [t for t in allowed_tracks if int(t) not in excluded]
-            allowed, ranges = self._window_ids_of(self._present(kept)), ()
+            kept = self._present(set(map(int, allowed_tracks)) - set(excluded))
+            n_allowed = sum(self._n_windows[t] for t in kept)
+            wide_k = self._post_filter_k(k, n_allowed)
+            if wide_k:
+                return self._post_filtered(queries, k, wide_k, kept, n_allowed)
+            allowed, ranges = self._window_ids_of(kept), ()
         else:
             allowed = None
             ranges = [(t << WINDOW_BITS, (t + 1) << WINDOW_BITS) for t in excluded]
         scores, ids = self._windows.search(queries, k, allowed=allowed, excluded=ranges)
         return (scores, *split_window_ids(ids))
+
+    def _post_filter_k(self, k: int, n_allowed: int) -> int | None:
+        """How many hits an unfiltered search must fetch for `k` of `n_allowed` windows to be
+        among them (twice as many as their share says), where the filter is applied to its hits
+        (IndexConfig.post_filter_max_k); None where FAISS is handed the allowed ids."""
+        config = self.config
+        if n_allowed <= config.exact_filter_max_vectors or n_allowed == 0:
+            return None
+        wide_k = int(np.ceil(2 * k * self._windows.ntotal / n_allowed))
+        return wide_k if wide_k <= config.post_filter_max_k else None
+
+    def _post_filtered(
+        self, queries: np.ndarray, k: int, wide_k: int, kept: list[int], n_allowed: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """search_windows of the `n_allowed` windows of the tracks `kept` (ids in the index): the
+        first k of each query's `wide_k` nearest that are theirs, in rank order. A query that
+        finds fewer there (its neighbourhood all other tracks) is searched again with the filter
+        in FAISS, so each still gets k hits whenever the tracks hold k windows."""
+        scores, ids = self._windows.search(queries, wide_k)
+        theirs = np.isin(np.where(ids >= 0, ids >> WINDOW_BITS, -1), np.asarray(kept))
+        rank = np.cumsum(theirs, axis=1) - 1
+        rows, cols = np.nonzero(theirs & (rank < k))
+        top_scores = np.full((len(ids), k), -np.inf, dtype=np.float32)
+        top_ids = np.full((len(ids), k), -1, dtype=np.int64)
+        top_scores[rows, rank[rows, cols]] = scores[rows, cols]
+        top_ids[rows, rank[rows, cols]] = ids[rows, cols]
+        short = np.count_nonzero(top_ids >= 0, axis=1) < min(k, n_allowed)
+        if short.any():
+            allowed = self._window_ids_of(kept)
+            top_scores[short], top_ids[short] = self._windows.search(
+                queries[short], k, allowed=allowed
+            )
+        return (top_scores, *split_window_ids(top_ids))
 
     def search_tracks(
         self, query: np.ndarray, k: int, *, allowed_tracks: Iterable[int] | None = None

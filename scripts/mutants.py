@@ -207,6 +207,12 @@ MUTANTS = (
         ("tests/test_audio.py", "-k", "large_tag"),
     ),
     Mutant(
+        "mirsearch/index.py",
+        "theirs = np.isin(np.where(ids >= 0, ids >> WINDOW_BITS, -1), np.asarray(kept))",
+        "theirs = ids >= 0",
+        ("tests/test_index.py", "-k", "broad"),
+    ),
+    Mutant(
         "mirsearch/schema.py",
         'names = [genre or "", *(tag_genre or "").split(";")]',
         'names = [genre or "", tag_genre or ""]',

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import os
@@ -113,7 +114,7 @@ def test_a_small_allowed_set_is_ranked_by_score_then_by_the_lower_id(kind):
 
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
 def test_the_faiss_selector_itself_filters(kind, monkeypatch):
-    config = IndexConfig(kind=kind, exact_filter_max_vectors=0, **SMALL_IVF)
+    config = IndexConfig(kind=kind, exact_filter_max_vectors=0, post_filter_max_k=0, **SMALL_IVF)
     index, axis = build_index(config, n_tracks=300)
 
     def no_exact_search(*args):
@@ -123,6 +124,48 @@ def test_the_faiss_selector_itself_filters(kind, monkeypatch):
     allowed = set(range(1, 301, 10))  # odd: near the query; 30 tracks, 1,200 windows
     _, tracks, _ = index.search_windows(axis[None], 20, allowed_tracks=allowed)
     assert set(tracks[0]) <= allowed and (tracks[0] >= 0).all()
+
+
+@pytest.mark.parametrize("kind", ["flat", "sq8"])
+def test_a_broad_filter_applied_to_the_hits_answers_as_the_filter_inside_faiss(kind):
+    """A filter allowing many windows (a common genre) is applied to a wider unfiltered search's
+    hits: on an exact index, the same hits as FAISS's own filter, for queries whose neighbourhood
+    holds the allowed tracks and for those whose does not (searched again with the filter)."""
+    inside = IndexConfig(kind=kind, exact_filter_max_vectors=0, post_filter_max_k=0)
+    applied = dataclasses.replace(inside, post_filter_max_k=1_024)
+    by_faiss, axis = build_index(inside, n_tracks=300)
+    by_hits, _ = build_index(applied, n_tracks=300)
+    rng = np.random.default_rng(3)
+    queries = np.vstack([axis, -axis, normalise(rng.standard_normal((30, DIM)))])
+    allowed = set(range(1, 301, 3))  # 100 tracks, a third of the windows, both sides
+    for k in (1, 20, 50):
+        expected = by_faiss.search_windows(queries, k, allowed_tracks=allowed)
+        found = by_hits.search_windows(queries, k, allowed_tracks=allowed)
+        for want, got in zip(expected, found, strict=True):
+            np.testing.assert_array_equal(want, got)
+    odd = set(range(1, 301, 2))  # half the windows, all on the far side of -axis
+    expected = by_faiss.search_windows(-axis[None], 100, allowed_tracks=odd)
+    found = by_hits.search_windows(-axis[None], 100, allowed_tracks=odd)
+    assert by_hits._post_filter_k(100, 6_000) == 400  # fetched 400, none of them theirs
+    assert (found[1] >= 0).all() and set(found[1][0]) <= odd
+    np.testing.assert_array_equal(expected[1], found[1])
+
+
+@pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
+def test_a_broad_filter_never_lists_its_windows_to_faiss(kind, monkeypatch):
+    """A genre of 40,000 tracks had its ~4.8 M window ids listed, sorted and hashed for FAISS on
+    every query (~1 s): a filter allowing most of the index needs none of that."""
+    config = IndexConfig(kind=kind, exact_filter_max_vectors=0, **SMALL_IVF)
+    index, axis = build_index(config, n_tracks=300)
+
+    def listed(*args):
+        raise AssertionError("the allowed windows were listed to FAISS")
+
+    monkeypatch.setattr(VectorIndex, "_window_ids_of", listed)
+    allowed = set(range(1, 301)) - {1, 3, 5}
+    scores, tracks, _ = index.search_windows(axis[None], 20, allowed_tracks=allowed)
+    assert set(tracks[0]) <= allowed and (tracks[0] >= 0).all()
+    assert (np.diff(scores[0]) <= 1e-6).all()  # best first
 
 
 @pytest.mark.parametrize("kind", ["flat", "sq8", "hnsw", "ivfpq"])
