@@ -406,11 +406,13 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
                     f"`search` of a 10 s clip filtered to the most common genre ({genre['genre']}, "
                     f"{genre['genre_tracks']:,} tracks), {where}: the filter applied to a wider "
                     "search's hits (default) / inside FAISS, the genre's window ids listed / no "
-                    "filter, p50 / p95 (bench/scale.py, one run)",
+                    "filter, p50 / p95; results the two filtered ways share (bench/scale.py, "
+                    "one run)",
                     " · ".join(
                         f"{genre[k]['p50_ms']:.0f} / {genre[k]['p95_ms']:.0f} ms"
                         for k in ("applied_to_hits", "inside_faiss", "unfiltered")
-                    ),
+                    )
+                    + f"; {genre['same_results']:.0%}",
                 )
             )
         rows.append(

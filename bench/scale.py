@@ -282,11 +282,14 @@ def run(
 def genre_search_cost(engine: Engine, clips: list[Path]) -> dict:
     """p50 / p95 of `Engine.search` of `clips` filtered to the catalog's most common genre, the
     filter applied to a wider search's hits (the default) and inside FAISS, its tracks' window
-    ids listed (IndexConfig.post_filter_max_k = 0, set on the loaded index), and unfiltered."""
+    ids listed (IndexConfig.post_filter_max_k = 0, set on the loaded index), and unfiltered; and
+    the share of the ten results the two filtered searches have in common (the same on an exact
+    index; an approximate one visits other cells)."""
     genre, n_tracks = engine.catalog.genres()[0]
     index = engine.index()
     default = index.config
-    out = {"genre": genre, "genre_tracks": n_tracks}
+    out: dict = {"genre": genre, "genre_tracks": n_tracks}
+    results: dict[str, list[set[int]]] = {}
     for name, config in (
         ("applied_to_hits", default),
         ("inside_faiss", dataclasses.replace(default, post_filter_max_k=0)),
@@ -295,8 +298,14 @@ def genre_search_cost(engine: Engine, clips: list[Path]) -> dict:
         out[name] = latency_ms(
             lambda i: engine.search(clips[i % len(clips)], genres=[genre]), len(clips)
         )
+        results[name] = [{r.track_id for r in engine.search(c, genres=[genre])} for c in clips]
     index.config = default
     out["unfiltered"] = latency_ms(lambda i: engine.search(clips[i % len(clips)]), len(clips))
+    shared = [
+        len(a & b) / max(len(a | b), 1)
+        for a, b in zip(results["applied_to_hits"], results["inside_faiss"], strict=True)
+    ]
+    out["same_results"] = round(float(np.mean(shared)), 3)
     return out
 
 
