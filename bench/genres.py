@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from scale import SKIPPED_COLUMNS, filed_rows
 from search import latency_ms
 from sqlalchemy import func, insert, or_, select
 
@@ -29,7 +30,6 @@ OUT = Path(__file__).resolve().parent / "genres.json"
 SIZES = (10_000, 100_000)  # catalog sizes padded to
 CHUNK = 10_000  # synthetic rows inserted a statement at a time
 CALLS = 7  # timed calls of each question (after a warm-up)
-SKIPPED_COLUMNS = {"id", "path", "sha256", "duplicate_of", "duplicate_evidence"}
 
 
 def scanned_ids(catalog: Catalog, genre: str) -> set[int]:
@@ -70,13 +70,8 @@ def pad(catalog: Catalog, rows: list[dict], n_tracks: int, rng: np.random.Genera
                 | {"id": t, "path": f"synthetic/{t}.wav"}
                 for t, m in zip(chunk, models, strict=True)
             ]
-            filed = [
-                {"track_id": t, "genre": name}
-                for t, m in zip(chunk, models, strict=True)
-                for name in filed_genres(m["genre"], m["tag_genre"])
-            ]
             session.execute(insert(Track), copies)
-            session.execute(insert(TrackGenre), filed)
+            session.execute(insert(TrackGenre), filed_rows(chunk, models))
 
 
 def point(catalog: Catalog) -> dict:

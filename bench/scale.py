@@ -163,12 +163,7 @@ class Padding:
                 }
             )
         session.execute(insert(Track), rows)
-        filed = [
-            {"track_id": t, "genre": name}
-            for t, model in zip(ids, models, strict=True)
-            for name in filed_genres(model["genre"], model["tag_genre"])
-        ]
-        session.execute(insert(TrackGenre), filed)
+        session.execute(insert(TrackGenre), filed_rows(ids, models))
         session.execute(insert(TrackPrint), prints)
         waveforms = [
             {"track_id": t, "peaks": shape.peaks, "quiet": shape.quiet}
@@ -182,6 +177,16 @@ class Padding:
         starts = np.cumsum([0, *counts[:-1]])
         sums = np.add.reduceat(vectors, starts, axis=0)
         self.tracks.add(np.array(ids), sums / np.array(counts, dtype=np.float32)[:, None])
+
+
+def filed_rows(ids: list[int] | range, models: list[dict]) -> list[dict]:
+    """The track_genres rows of synthetic tracks `ids`, each filed under the genres of the real
+    row it copies, as indexing files a track."""
+    return [
+        {"track_id": t, "genre": name}
+        for t, model in zip(ids, models, strict=True)
+        for name in filed_genres(model["genre"], model["tag_genre"])
+    ]
 
 
 def footprint(engine: Engine) -> dict:
