@@ -152,7 +152,7 @@ class VectorIndex:
         among them (twice as many as their share says), where the filter is applied to its hits
         (IndexConfig.post_filter_max_k); None where FAISS is handed the allowed ids."""
         config = self.config
-        if n_allowed <= config.exact_filter_max_vectors or n_allowed == 0:
+        if n_allowed <= config.exact_filter_max_vectors:
             return None
         wide_k = int(np.ceil(2 * k * self._windows.ntotal / n_allowed))
         return wide_k if wide_k <= config.post_filter_max_k else None

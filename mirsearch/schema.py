@@ -91,8 +91,11 @@ class Track(Base):
     duplicate_evidence: Mapped[list | None]
     indexed_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=_now, onupdate=_now)
-    # filed_genres of genre and tag_genre, one row each, kept so by `_refile` whenever either is set
-    filed: Mapped[list[TrackGenre]] = relationship(cascade="all, delete-orphan")
+    # filed_genres of genre and tag_genre, one row each, kept so by `_refile` whenever either is
+    # set (and deleted with the track by the database: ON DELETE CASCADE)
+    filed: Mapped[list[TrackGenre]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
+    )
 
     @validates("genre", "tag_genre")
     def _refile(self, key: str, value: str | None) -> str | None:
@@ -115,9 +118,9 @@ class Track(Base):
 
 
 class TrackGenre(Base):
-    """A genre a track is filed under (schema.filed_genres): what genre filters and counts look
-    up by index, where matching the tracks' own columns read every row (a filter at 100,000
-    tracks: ~170 ms; the genre list: ~360 ms; bench/genres.py)."""
+    """A genre a track is filed under (filed_genres): what genre filters and counts look up by
+    index, where matching the tracks' own columns read every row (at 100,000 tracks a rare
+    genre's tracks 139 → 3 ms, the genre list 258 → 55 ms; bench/genres.py)."""
 
     __tablename__ = "track_genres"
     __table_args__ = (sa.Index("ix_track_genres_genre_track_id", "genre", "track_id"),)
