@@ -399,6 +399,20 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
         timings = " · ".join(f"{v['p50_ms']:.0f} / {v['p95_ms']:.0f} ms" for v in lengths.values())
         found = " · ".join(f"{v['source_first']:.0%}" for v in lengths.values())
         mapped, whole = point["index_load"]["mapped"], point["index_load"]["in_memory"]
+        rows.append(
+            (
+                f"`match` per clip, model and index loaded once, {where}, "
+                f"{point['windows']:,} windows ({point['window_index_kind']}): "
+                f"{' · '.join(lengths)} clips ({point['clips_per_length']} each) p50 / p95; "
+                "source track first; window index + catalog database; a fresh process opening "
+                "the index mapped (as queries do) / read whole: seconds, private memory after a "
+                "search (bench/scale.py, one run)",
+                f"{timings}; {found}; "
+                f"{_mb(point['window_index_bytes'])} + {_mb(point['catalog_db_bytes'])}; "
+                f"{mapped['load_s']:.2f} s, {mapped['private_mb']:,.0f} MB / "
+                f"{whole['load_s']:.2f} s, {whole['private_mb']:,.0f} MB",
+            )
+        )
         genre = point.get("genre_search")
         if genre:
             rows.append(
@@ -415,20 +429,6 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
                     + f"; {genre['same_results']:.0%}",
                 )
             )
-        rows.append(
-            (
-                f"`match` per clip, model and index loaded once, {where}, "
-                f"{point['windows']:,} windows ({point['window_index_kind']}): "
-                f"{' · '.join(lengths)} clips ({point['clips_per_length']} each) p50 / p95; "
-                "source track first; window index + catalog database; a fresh process opening "
-                "the index mapped (as queries do) / read whole: seconds, private memory after a "
-                "search (bench/scale.py, one run)",
-                f"{timings}; {found}; "
-                f"{_mb(point['window_index_bytes'])} + {_mb(point['catalog_db_bytes'])}; "
-                f"{mapped['load_s']:.2f} s, {mapped['private_mb']:,.0f} MB / "
-                f"{whole['load_s']:.2f} s, {whole['private_mb']:,.0f} MB",
-            )
-        )
     return rows
 
 
