@@ -148,8 +148,8 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/index.py",
-        "            kept = [t for t in allowed_tracks if int(t) not in excluded]",
-        "            kept = list(allowed_tracks)",
+        "kept = self._present(set(map(int, allowed_tracks)) - set(excluded))",
+        "kept = self._present(set(map(int, allowed_tracks)))",
         ("tests/test_index.py", "-k", "together"),
     ),
     Mutant(
