@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from scale import SKIPPED_COLUMNS, filed_rows
+from scale import copied_rows, filed_rows, real_rows
 from search import latency_ms
 from sqlalchemy import func, insert, or_, select
 
@@ -65,12 +65,7 @@ def pad(catalog: Catalog, rows: list[dict], n_tracks: int, rng: np.random.Genera
         for start in range(0, len(ids), CHUNK):
             chunk = ids[start : start + CHUNK]
             models = [rows[i] for i in rng.integers(0, len(rows), len(chunk))]
-            copies = [
-                {k: v for k, v in m.items() if k not in SKIPPED_COLUMNS}
-                | {"id": t, "path": f"synthetic/{t}.wav"}
-                for t, m in zip(chunk, models, strict=True)
-            ]
-            session.execute(insert(Track), copies)
+            session.execute(insert(Track), copied_rows(chunk, models))
             session.execute(insert(TrackGenre), filed_rows(chunk, models))
 
 
@@ -106,10 +101,7 @@ def run(audio_dir: Path, *, sizes: tuple[int, ...] = SIZES, seed: int = 0) -> di
         engine.index_paths([audio_dir], workers=2)
         catalog = engine.catalog
         with catalog.session() as session:
-            rows = [
-                {c.key: getattr(r, c.key) for c in Track.__table__.columns}
-                for r in session.scalars(select(Track).where(Track.status == "indexed"))
-            ]
+            rows = real_rows(session)
         rng = np.random.default_rng(seed)
         points = [point(catalog)]
         for n_tracks in sizes:

@@ -99,10 +99,7 @@ class Padding:
         index = engine.index()
         self.meta, self.config = index.meta, IndexConfig()
         with engine.catalog.session() as session:
-            self.rows = [
-                {c.key: getattr(r, c.key) for c in Track.__table__.columns}
-                for r in session.scalars(select(Track).where(Track.status == "indexed"))
-            ]
+            self.rows = real_rows(session)
             self.prints = {p.track_id: p for p in session.scalars(select(TrackPrint))}
             self.waveforms = {w.track_id: w for w in session.scalars(select(TrackWaveform))}
         self.windows = IdIndex.create(self.meta.dim, STORE, self.config)
@@ -149,10 +146,8 @@ class Padding:
     def _add_chunk(self, session, ids: list[int]) -> None:
         """Rows, prints and vectors of the synthetic tracks `ids`, each like a random real one."""
         models = [self.rows[i] for i in self.rng.integers(0, len(self.rows), len(ids))]
-        rows, prints = [], []
+        prints = []
         for track_id, model in zip(ids, models, strict=True):
-            row = {k: v for k, v in model.items() if k not in SKIPPED_COLUMNS}
-            rows.append(row | {"id": track_id, "path": f"synthetic/{track_id}.wav"})
             stored = self.prints[model["id"]]
             prints.append(
                 {
@@ -162,7 +157,7 @@ class Padding:
                     "format": stored.format,
                 }
             )
-        session.execute(insert(Track), rows)
+        session.execute(insert(Track), copied_rows(ids, models))
         session.execute(insert(TrackGenre), filed_rows(ids, models))
         session.execute(insert(TrackPrint), prints)
         waveforms = [
@@ -177,6 +172,22 @@ class Padding:
         starts = np.cumsum([0, *counts[:-1]])
         sums = np.add.reduceat(vectors, starts, axis=0)
         self.tracks.add(np.array(ids), sums / np.array(counts, dtype=np.float32)[:, None])
+
+
+def real_rows(session) -> list[dict]:
+    """Every indexed track's catalog row, its columns by name: what synthetic tracks copy."""
+    indexed = session.scalars(select(Track).where(Track.status == "indexed"))
+    return [{c.key: getattr(r, c.key) for c in Track.__table__.columns} for r in indexed]
+
+
+def copied_rows(ids: list[int] | range, models: list[dict]) -> list[dict]:
+    """The catalog rows of synthetic tracks `ids`, each a copy of the real row it is modelled on
+    under its own id and path (SKIPPED_COLUMNS left out)."""
+    return [
+        {k: v for k, v in model.items() if k not in SKIPPED_COLUMNS}
+        | {"id": t, "path": f"synthetic/{t}.wav"}
+        for t, model in zip(ids, models, strict=True)
+    ]
 
 
 def filed_rows(ids: list[int] | range, models: list[dict]) -> list[dict]:
