@@ -101,8 +101,8 @@ class Track(Base):
     def _refile(self, key: str, value: str | None) -> str | None:
         """Keep `filed` to the genres of the row as `key` becomes `value`; the rows of genres it
         keeps stay (deleted and added again in one flush they would clash on the primary key)."""
-        other = self.tag_genre if key == "genre" else self.genre
-        wanted = filed_genres(value, other) if key == "genre" else filed_genres(other, value)
+        genre, tag_genre = (value, self.tag_genre) if key == "genre" else (self.genre, value)
+        wanted = filed_genres(genre, tag_genre)
         kept = [row for row in self.filed if row.genre in wanted]
         added = wanted - {row.genre for row in kept}
         self.filed = kept + [TrackGenre(genre=name) for name in sorted(added)]
