@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 
 import background  # noqa: E402
 import eval_retrieval  # noqa: E402
-import genres  # noqa: E402
+import filters  # noqa: E402
 import latency  # noqa: E402
 import long_files  # noqa: E402
 import olaf  # noqa: E402
@@ -146,7 +146,7 @@ def table(results: dict) -> str:
             )
         rows += scale_rows(results)
         rows += scale_recall_rows(results)
-        rows += genre_rows(results)
+        rows += filter_rows(results)
         server = lat["server"]
         workers = server["server_processes"] - 1  # gunicorn's master and its workers
         rows.append(
@@ -434,10 +434,11 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def genre_rows(results: dict) -> list[tuple[str, str]]:
-    """Genre questions at padded catalog sizes, by index and by the row scan (bench/genres.py)."""
+def filter_rows(results: dict) -> list[tuple[str, str]]:
+    """Genre and text questions at padded catalog sizes, by index and by the row scan
+    (bench/filters.py)."""
     rows = []
-    for point in (results.get("genre_filters") or {}).get("points", [])[1:]:
+    for point in (results.get("catalog_filters") or {}).get("points", [])[1:]:
         indexed, scanned = point["indexed"], point["scanned"]
         (common, n_common), (rare, n_rare) = point["common_genre"], point["rare_genre"]
         asked = ("tracks_of_common_genre", "tracks_of_rare_genre", "genre_list")
@@ -446,11 +447,25 @@ def genre_rows(results: dict) -> list[tuple[str, str]]:
                 f"Genre filter, catalog padded to {point['tracks']:,} tracks (SQLite): the ids of "
                 f"a common genre ({common}, {n_common:,} tracks) · a rare one ({rare}, "
                 f"{n_rare:,}) · the genre list, p50, looked up in track_genres / by the row "
-                "scan before it (same run; bench/genres.py)",
+                "scan before it (same run; bench/filters.py)",
                 " · ".join(
                     f"{indexed[q]['p50_ms']:.0f} / {scanned[q]['p50_ms']:.0f} ms" for q in asked
                 )
                 + f"; a page of the common genre {indexed['first_page_of_genre']['p50_ms']:.0f} ms",
+            )
+        )
+        (title, n_title), (path, n_path) = point["texts"].values()
+        rows.append(
+            (
+                f"Text search (`--q`), catalog padded to {point['tracks']:,} tracks (SQLite): a "
+                f"page and the count of the tracks holding a title ({title!r}, {n_title:,} "
+                f"tracks) · a file name ({path!r}, {n_path:,}), p50, from the text index / by "
+                "the row scan before it (same run; bench/filters.py); the index's size",
+                " · ".join(
+                    f"{indexed[q]['p50_ms']:.0f} / {scanned[q]['p50_ms']:.0f} ms"
+                    for q in ("text_of_a_title", "text_of_one_path")
+                )
+                + f"; {point['text_index_bytes'] / 1e6:.1f} MB",
             )
         )
     return rows
@@ -645,7 +660,7 @@ def _sections(audio_dir: Path) -> dict[str, Callable[[], dict]]:
         "latency": lambda: latency.run(audio_dir),
         "scale": lambda: scale.run(audio_dir),
         "scale_recall": lambda: scale_recall.run(audio_dir),
-        "genre_filters": lambda: genres.run(audio_dir),
+        "catalog_filters": lambda: filters.run(audio_dir),
         "olaf": lambda: olaf.run(audio_dir),
         "search": search_bench.run,
         "retrieval": lambda: eval_retrieval.run(audio_dir),

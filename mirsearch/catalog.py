@@ -9,12 +9,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy import func, or_, select, union
+from sqlalchemy import and_, func, or_, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from mirsearch.config import MAX_PAGE
@@ -47,6 +48,8 @@ from mirsearch.schema import (
 
 log = logging.getLogger(__name__)
 
+TEXT_INDEX = sa.table("track_text", sa.column("rowid"))  # SQLite's trigrams (migration 0011)
+TRIGRAM = 3  # characters of a trigram: a text search's shortest form the text index serves
 MAX_TEXT = 1_000  # characters of a text search or a genre: SQLite refuses longer patterns (tags
 # are kept to as many, containers.TAG_CHARS)
 
@@ -126,6 +129,7 @@ class Catalog:
         with self._connection() as connection, migrating(connection):
             command.downgrade(alembic_config(connection), revision)
         self._migrated = False
+        self.__dict__.pop("_text_index", None)  # to be read again once migrated
 
     def _connection(self) -> sa.Connection:
         """A connection to the database; CatalogError if it cannot be had or is not one."""
@@ -307,16 +311,7 @@ class Catalog:
         if status is not None:
             query = query.where(Track.status == status)
         if q:
-            columns = (Track.title, Track.artist, Track.path)
-            query = query.where(  # `q` as typed: % and _ are no wildcards
-                or_(
-                    *(
-                        func.lower(c).contains(form.lower(), autoescape=True)
-                        for c in columns
-                        for form in _forms(q)
-                    )
-                )
-            )
+            query = query.where(_text_matches(q, trigrams=self._text_index))
         if genre:
             query = query.where(_genre_matches([genre]))
         with self.session() as session:
@@ -325,6 +320,17 @@ class Catalog:
                 query.order_by(Track.id).offset((page - 1) * per_page).limit(per_page)
             )
             return list(rows), int(total or 0)
+
+    @cached_property
+    def _text_index(self) -> bool:
+        """Whether SQLite's text index (migration 0011) is there to name a text search's
+        candidates: not where that SQLite lacks FTS5's trigram tokenizer, nor on PostgreSQL,
+        whose trigram indexes serve the search's own predicate."""
+        if self.engine.dialect.name != "sqlite":
+            return False
+        self.migrate()
+        with self.engine.connect() as connection:
+            return sa.inspect(connection).has_table(TEXT_INDEX.name)
 
     def genres(self) -> list[tuple[str, int]]:
         """Genres of indexed tracks (predicted and tagged, as schema.genre_name files them) with
@@ -410,6 +416,32 @@ def _forms(text: str) -> set[str]:
     path stays as its system wrote it, decomposed where copied from a Mac, as do the tags of a
     catalog indexed before they were composed (containers.TAG_KEYS)."""
     return {unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)}
+
+
+def _text_matches(q: str, *, trigrams: bool) -> sa.ColumnElement[bool]:
+    """The track's title, artist or path holds `q` as typed (% and _ are no wildcards), composed
+    or decomposed, case aside. With `trigrams` (SQLite's text index) among the candidates the
+    index names, each checked by that predicate; a form of under 3 characters has no trigram,
+    and every row is read."""
+    forms = {form.lower() for form in _forms(q)}
+    columns = (Track.title, Track.artist, Track.path)
+    held = or_(*(func.lower(c).contains(form, autoescape=True) for c in columns for form in forms))
+    if not trigrams or min(len(form) for form in forms) < TRIGRAM:
+        return held
+    return and_(Track.id.in_(_text_candidates(forms)), held)
+
+
+def _text_candidates(forms: set[str]) -> sa.Select:
+    """Ids of the tracks whose lower-cased title, artist and path (the text index) hold, between
+    them, every trigram of one of `forms` (lower-cased): FTS5's query of those trigrams, each a
+    quoted string."""
+
+    def trigrams(form: str) -> str:
+        grams = sorted({form[i : i + TRIGRAM] for i in range(len(form) - TRIGRAM + 1)})
+        return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+
+    match = " OR ".join(f"({trigrams(form)})" for form in sorted(forms))
+    return select(TEXT_INDEX.c.rowid).where(sa.literal_column(TEXT_INDEX.name).op("MATCH")(match))
 
 
 def _check_text(name: str, text: str | None) -> None:

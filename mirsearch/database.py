@@ -23,7 +23,7 @@ from mirsearch.errors import MirsearchError
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
-SCHEMA_REVISION = "0010"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
+SCHEMA_REVISION = "0011"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 IDS_PER_QUERY = 10_000  # ids asked for in one query: SQLite takes at most 32,766 values
 MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")
@@ -99,6 +99,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # SQLite's own lower() folds ASCII only: "Électro" stayed so, and no genre filter or title
     # search found it, where PostgreSQL's does (Python's folds every script)
     dbapi_connection.create_function("lower", 1, _lower, deterministic=True)
+    # the same fold under a name of ours, for the triggers that keep the text index (migration
+    # 0011): a connection without it (the sqlite3 shell) is refused a change to a track's texts
+    # instead of putting that index out of step with them
+    dbapi_connection.create_function("mirsearch_lower", 1, _lower, deterministic=True)
     cursor = dbapi_connection.cursor()
     _write_ahead_log(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -141,6 +141,18 @@ MUTANTS = (
         ("tests/test_api.py", "-k", "many_sound"),
     ),
     Mutant(
+        "mirsearch/catalog.py",
+        "    return and_(Track.id.in_(_text_candidates(forms)), held)",
+        "    return Track.id.in_(_text_candidates(forms))",
+        ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
+    ),
+    Mutant(
+        "migrations/versions/0011_text_index.py",
+        "AFTER UPDATE OF title, artist, path ON tracks",
+        "AFTER UPDATE OF title, artist ON tracks",
+        ("tests/test_catalog.py", "-k", "renamed_and_removed"),
+    ),
+    Mutant(
         "web/api.py",
         "        if path.resolve() != path or path.stat().st_size != row.size_bytes:",
         "        if path.resolve() != path:",

@@ -34,10 +34,19 @@ def _add(db: Catalog, **rows: dict) -> dict[str, int]:
     return {name: track.id for name, track in tracks.items()}
 
 
+def _modelled(name: str | None, kind: str, _parents: dict) -> bool:
+    """Whether a table or index is one the models declare: the text index (migration 0011,
+    SQLite's FTS5 table and its shadow tables, PostgreSQL's trigram indexes) is not."""
+    if kind == "table":
+        return not (name or "").startswith("track_text")
+    return not (kind == "index" and (name or "").endswith("_trigrams"))
+
+
 def test_models_match_the_migrated_schema(catalog):
     catalog.upgrade()
     with catalog.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        opts = {"compare_type": True, "include_name": _modelled}
+        context = MigrationContext.configure(connection, opts=opts)
         assert compare_metadata(context, Base.metadata) == []
 
 

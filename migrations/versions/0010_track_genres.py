@@ -1,7 +1,7 @@
 """The genres each track is filed under, one row each with an index on the genre: a genre filter
 and the genre counts had matched every row's predicted genre and split every tag's, in
 proportion to the catalog (at 100,000 tracks on SQLite a rare genre's tracks in 139 ms, the
-genre list in 258; bench/genres.py), now they look the genre up (3 and 55 ms).
+genre list in 258; bench/filters.py), now they look the genre up (3 and 55 ms).
 
 Filled here from the tracks' genre and tag_genre columns (schema.filed_genres), in batches.
 

@@ -1,12 +1,14 @@
-"""Genre filters at catalog scale: the catalog's questions about genres (the tracks of a genre,
-a page of them, the genre list every page of the site shows) at the shared catalog padded to
-10,000 and 100,000 tracks, answered from the track_genres index (migration 0010) and, in the
-same run, by the row scan it replaced (every row's predicted genre lower-cased and trimmed, every
-tag split), kept here as the reference.
+"""The catalog's filters at catalog scale: its questions about genres (the tracks of a genre, a
+page of them, the genre list every page of the site shows) and a text search (a page of the
+tracks whose title, artist or path holds some text, and their count) at the shared catalog
+padded to 10,000 and 100,000 tracks, answered from their indexes (migrations 0010 and 0011) and,
+in the same run, by the row scans those replaced, kept here as the reference: for a genre every
+row's predicted genre lower-cased and trimmed and every tag split, for a text every row's three
+texts lower-cased and matched.
 
 A synthetic track copies a random real track's catalog row (as bench/scale.py pads a catalog,
-without prints or windows: only rows are asked here) and is filed under its genres as indexing
-files it. Writes bench/genres.json.
+without prints or windows: only rows are asked here) under a path of its own, and is filed
+under its genres as indexing files it. Writes bench/filters.json.
 """
 
 from __future__ import annotations
@@ -19,17 +21,18 @@ from pathlib import Path
 import numpy as np
 from scale import copied_rows, filed_rows, real_rows
 from search import latency_ms
-from sqlalchemy import func, insert, or_, select
+from sqlalchemy import func, insert, or_, select, text
 
 from mirsearch.api import Engine
-from mirsearch.catalog import Catalog
+from mirsearch.catalog import Catalog, _text_matches
 from mirsearch.config import Settings
 from mirsearch.schema import Track, TrackGenre, filed_genres
 
-OUT = Path(__file__).resolve().parent / "genres.json"
+OUT = Path(__file__).resolve().parent / "filters.json"
 SIZES = (10_000, 100_000)  # catalog sizes padded to
 CHUNK = 10_000  # synthetic rows inserted a statement at a time
 CALLS = 7  # timed calls of each question (after a warm-up)
+PER_PAGE = 50  # tracks of a page, as the site lists them
 
 
 def scanned_ids(catalog: Catalog, genre: str) -> set[int]:
@@ -56,6 +59,30 @@ def scanned_genres(catalog: Catalog) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda pair: (-pair[1], pair[0]))
 
 
+def scanned_text(catalog: Catalog, q: str) -> tuple[list[int], int]:
+    """The first page of the indexed tracks whose title, artist or path holds `q`, and their
+    count, as before migration 0011: every indexed row's texts lower-cased and matched (the
+    reference)."""
+    query = select(Track).where(Track.status == "indexed", _text_matches(q, trigrams=False))
+    with catalog.session() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        page = session.scalars(query.order_by(Track.id).limit(PER_PAGE))
+        return [track.id for track in page], int(total)
+
+
+def indexed_text(catalog: Catalog, q: str) -> tuple[list[int], int]:
+    """What scanned_text asks, as the catalog answers it (from its text index)."""
+    tracks, total = catalog.list_tracks(q=q, per_page=PER_PAGE)
+    return [track.id for track in tracks], total
+
+
+def text_index_bytes(catalog: Catalog) -> int:
+    """Bytes of the pages of SQLite's text index (its FTS5 table's shadow tables)."""
+    with catalog.session() as session:
+        pages = "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'track_text%'"
+        return int(session.execute(text(pages)).scalar() or 0)
+
+
 def pad(catalog: Catalog, rows: list[dict], n_tracks: int, rng: np.random.Generator) -> None:
     """Add synthetic copies of `rows` until the catalog holds n_tracks tracks."""
     with catalog.session() as session, session.begin():
@@ -75,21 +102,31 @@ def point(catalog: Catalog) -> dict:
     common, rare = genres[0][0], genres[-1][0]
     assert catalog.track_ids_for_genres([common]) == scanned_ids(catalog, common)
     assert genres == scanned_genres(catalog)
+    with catalog.session() as session:
+        titles = session.scalars(select(Track.title).where(Track.title.is_not(None)))
+        last_path = session.scalar(select(Track.path).order_by(Track.id.desc()).limit(1))
+        texts = {"text_of_a_title": min(titles).lower(), "text_of_one_path": Path(last_path).name}
+    for q in texts.values():
+        assert indexed_text(catalog, q) == scanned_text(catalog, q)
     indexed = {
         "tracks_of_common_genre": lambda _: catalog.track_ids_for_genres([common]),
         "tracks_of_rare_genre": lambda _: catalog.track_ids_for_genres([rare]),
         "first_page_of_genre": lambda _: catalog.list_tracks(genre=common),
         "genre_list": lambda _: catalog.genres(),
+        **{name: lambda _, q=q: indexed_text(catalog, q) for name, q in texts.items()},
     }
     scanned = {
         "tracks_of_common_genre": lambda _: scanned_ids(catalog, common),
         "tracks_of_rare_genre": lambda _: scanned_ids(catalog, rare),
         "genre_list": lambda _: scanned_genres(catalog),
+        **{name: lambda _, q=q: scanned_text(catalog, q) for name, q in texts.items()},
     }
     return {
         "tracks": catalog.counts().get("indexed", 0),
         "common_genre": [common, genres[0][1]],
         "rare_genre": [rare, genres[-1][1]],
+        "texts": {name: [q, indexed_text(catalog, q)[1]] for name, q in texts.items()},
+        "text_index_bytes": text_index_bytes(catalog),
         "indexed": {name: latency_ms(ask, CALLS) for name, ask in indexed.items()},
         "scanned": {name: latency_ms(ask, CALLS) for name, ask in scanned.items()},
     }
