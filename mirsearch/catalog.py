@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import unicodedata
 from collections.abc import Iterable, Iterator
@@ -420,15 +421,19 @@ def _forms(text: str) -> set[str]:
 
 def _text_matches(q: str, *, trigrams: bool) -> sa.ColumnElement[bool]:
     """The track's title, artist or path holds `q` as typed (% and _ are no wildcards), composed
-    or decomposed, case aside. With `trigrams` (SQLite's text index) among the candidates the
-    index names, each checked by that predicate; a form of under 3 characters has no trigram,
-    and every row is read."""
-    forms = {form.lower() for form in _forms(q)}
+    or decomposed, case aside: both sides lower-cased by the database's lower() (Python's on
+    SQLite), as a text typed as it is stored is found whatever the two make of it (PostgreSQL's
+    folds İ to i, Python's to i and a dot; in its C locale ASCII alone). With `trigrams`
+    (SQLite's text index) among the candidates the index names, each checked by that
+    predicate; a form of under 3 characters has no trigram, and every row is read."""
+    forms = _forms(q)
+    patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
     columns = (Track.title, Track.artist, Track.path)
-    held = or_(*(func.lower(c).contains(form, autoescape=True) for c in columns for form in forms))
-    if not trigrams or min(len(form) for form in forms) < TRIGRAM:
+    held = or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
+    lowered = {form.lower() for form in forms}  # as Python's lower, SQLite's, folds them
+    if not trigrams or min(len(form) for form in lowered) < TRIGRAM:
         return held
-    return and_(Track.id.in_(_text_candidates(forms)), held)
+    return and_(Track.id.in_(_text_candidates(lowered)), held)
 
 
 def _text_candidates(forms: set[str]) -> sa.Select:
