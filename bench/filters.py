@@ -24,9 +24,10 @@ from search import latency_ms
 from sqlalchemy import func, insert, or_, select, text
 
 from mirsearch.api import Engine
-from mirsearch.catalog import Catalog, _text_matches
+from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.schema import Track, TrackGenre, filed_genres
+from mirsearch.track_filters import text_matches
 
 OUT = Path(__file__).resolve().parent / "filters.json"
 SIZES = (10_000, 100_000)  # catalog sizes padded to
@@ -63,7 +64,7 @@ def scanned_text(catalog: Catalog, q: str) -> tuple[list[int], int]:
     """The first page of the indexed tracks whose title, artist or path holds `q`, and their
     count, as before migration 0011: every indexed row's texts lower-cased and matched (the
     reference)."""
-    query = select(Track).where(Track.status == "indexed", _text_matches(q, trigrams=False))
+    query = select(Track).where(Track.status == "indexed", text_matches(q, trigrams=False))
     with catalog.session() as session:
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         page = session.scalars(query.order_by(Track.id).limit(PER_PAGE))

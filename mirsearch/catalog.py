@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import unicodedata
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy import and_, func, or_, select, union
+from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session, sessionmaker
 
 from mirsearch.config import MAX_PAGE
@@ -44,15 +42,10 @@ from mirsearch.schema import (
     TrackGenre,
     TrackPrint,
     TrackWaveform,
-    genre_name,
 )
+from mirsearch.track_filters import TEXT_INDEX, check_text, genre_matches, text_matches
 
 log = logging.getLogger(__name__)
-
-TEXT_INDEX = sa.table("track_text", sa.column("rowid"))  # SQLite's trigrams (migration 0011)
-TRIGRAM = 3  # characters of a trigram: a text search's shortest form the text index serves
-MAX_TEXT = 1_000  # characters of a text search or a genre: SQLite refuses longer patterns (tags
-# are kept to as many, containers.TAG_CHARS)
 
 
 @dataclass(frozen=True)
@@ -307,14 +300,14 @@ class Catalog:
             raise InvalidParameterError(
                 f"page and per_page must be 1 to {MAX_PAGE:,}, got {page} and {per_page}"
             )
-        _check_text("q", q)
+        check_text("q", q)
         query = select(Track)
         if status is not None:
             query = query.where(Track.status == status)
         if q:
-            query = query.where(_text_matches(q, trigrams=self._text_index))
+            query = query.where(text_matches(q, trigrams=self._text_index))
         if genre:
-            query = query.where(_genre_matches([genre]))
+            query = query.where(genre_matches([genre]))
         with self.session() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery()))
             rows = session.scalars(
@@ -354,7 +347,7 @@ class Catalog:
         wanted = [g for g in genres if g and g.strip()]
         if not wanted:
             return set()
-        query = select(Track.id).where(Track.status == "indexed", _genre_matches(wanted))
+        query = select(Track.id).where(Track.status == "indexed", genre_matches(wanted))
         with self.session() as session:
             return set(session.scalars(query))
 
@@ -410,61 +403,3 @@ def load_prints(session: Session, track_ids: Iterable[int]) -> dict[int, np.ndar
         return {}
     query = select(TrackPrint).where(TrackPrint.track_id.in_(ids))
     return {row.track_id: row.array() for row in session.scalars(query)}
-
-
-def _forms(text: str) -> set[str]:
-    """`text` composed and decomposed (é as one character, or as e and its accent): a file's
-    path stays as its system wrote it, decomposed where copied from a Mac, as do the tags of a
-    catalog indexed before they were composed (containers.TAG_KEYS)."""
-    return {unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)}
-
-
-def _text_matches(q: str, *, trigrams: bool) -> sa.ColumnElement[bool]:
-    """The track's title, artist or path holds `q` as typed (% and _ are no wildcards), composed
-    or decomposed, case aside: both sides lower-cased by the database's lower() (Python's on
-    SQLite), as a text typed as it is stored is found whatever the two make of it (PostgreSQL's
-    folds İ to i, Python's to i and a dot; in its C locale ASCII alone). With `trigrams`
-    (SQLite's text index) among the candidates the index names, each checked by that
-    predicate; a form of under 3 characters has no trigram, and every row is read."""
-    forms = _forms(q)
-    patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
-    columns = (Track.title, Track.artist, Track.path)
-    held = or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
-    lowered = {form.lower() for form in forms}  # as Python's lower, SQLite's, folds them
-    if not trigrams or min(len(form) for form in lowered) < TRIGRAM:
-        return held
-    return and_(Track.id.in_(_text_candidates(lowered)), held)
-
-
-def _text_candidates(forms: set[str]) -> sa.Select:
-    """Ids of the tracks whose lower-cased title, artist and path (the text index) hold, between
-    them, every trigram of one of `forms` (lower-cased): FTS5's query of those trigrams, each a
-    quoted string."""
-
-    def trigrams(form: str) -> str:
-        grams = sorted({form[i : i + TRIGRAM] for i in range(len(form) - TRIGRAM + 1)})
-        return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
-
-    match = " OR ".join(f"({trigrams(form)})" for form in sorted(forms))
-    return select(TEXT_INDEX.c.rowid).where(sa.literal_column(TEXT_INDEX.name).op("MATCH")(match))
-
-
-def _check_text(name: str, text: str | None) -> None:
-    """InvalidParameterError if `text`, the parameter `name` a query matches against, holds a
-    NUL, which ends SQLite's pattern (`genre=%00` had matched every track with a tag genre) and
-    PostgreSQL refuses, or is over MAX_TEXT characters (SQLite: "pattern too complex")."""
-    if "\x00" in (text or ""):
-        raise InvalidParameterError(f"{name} cannot hold a NUL character")
-    if len(text or "") > MAX_TEXT:
-        raise InvalidParameterError(f"{name} is at most {MAX_TEXT:,} characters")
-
-
-def _genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
-    """The track is filed under one of `genres` (schema.filed_genres: the predicted genre, or any
-    of the tag's), each as typed (% and _ are no wildcards) and named as the catalog files it;
-    InvalidParameterError for a genre that _check_text refuses (every genre filter, the
-    listing's and the searches', comes here)."""
-    for genre in genres:
-        _check_text("genre", genre)
-    names = sorted({genre_name(g) for g in genres})
-    return Track.id.in_(select(TrackGenre.track_id).where(TrackGenre.genre.in_(names)))

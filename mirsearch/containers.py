@@ -35,7 +35,7 @@ OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per s
 # what the first packet of a Vorbis, Opus, FLAC, Speex or Theora stream in Ogg begins with
 OGG_FIRST_PACKETS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ", b"\x80theora")
 MP4_BOXES_READ = 64  # top-level boxes of an MP4 looked at for its index (moov)
-# characters of a tag kept (as catalog.MAX_TEXT, the longest genre a filter takes): a genre of
+# characters of a tag kept (as track_filters.MAX_TEXT, the longest genre a filter takes): a genre of
 # 5,000 was listed and could not be asked for, and a 2 MB title went out with every result
 TAG_CHARS = 1_000
 MP3_HEADER_BYTES = 54  # of an MP3's first frame, to the end of a Xing/Info or VBRI frame count

@@ -141,9 +141,9 @@ MUTANTS = (
         ("tests/test_api.py", "-k", "many_sound"),
     ),
     Mutant(
-        "mirsearch/catalog.py",
-        "    return and_(Track.id.in_(_text_candidates(forms)), held)",
-        "    return Track.id.in_(_text_candidates(forms))",
+        "mirsearch/track_filters.py",
+        "    return and_(Track.id.in_(text_candidates(lowered)), held)",
+        "    return Track.id.in_(text_candidates(lowered))",
         ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
     ),
     Mutant(

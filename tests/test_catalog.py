@@ -19,8 +19,7 @@ import pytest
 from sqlalchemy import delete, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from mirsearch import catalog as catalog_module
-from mirsearch import database, fingerprint
+from mirsearch import database, fingerprint, track_filters
 from mirsearch.catalog import Catalog
 from mirsearch.errors import CatalogError, MirsearchError, NotFoundError
 from mirsearch.schema import IndexState, Track, TrackPrint
@@ -651,7 +650,7 @@ def test_a_genre_filter_looks_the_genre_up_by_index(tmp_path):
     catalog (~170 ms at 100,000 tracks). SQLite's plan says it searches the genres' index."""
     catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
     _add(catalog, a={"genre": "rock"})
-    matches = catalog_module._genre_matches(["rock"])
+    matches = track_filters.genre_matches(["rock"])
     query = select(Track.id).where(Track.status == "indexed", matches)
     with catalog.engine.connect() as connection:
         compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
@@ -683,7 +682,7 @@ def test_a_text_search_finds_what_reading_every_row_finds_on_both_backends(catal
     ids = _add(catalog, **TEXTS)
 
     def scanned(q: str) -> list[int]:
-        matches = catalog_module._text_matches(q, trigrams=False)
+        matches = track_filters.text_matches(q, trigrams=False)
         with catalog.session() as session:
             return list(session.scalars(select(Track.id).where(matches).order_by(Track.id)))
 
@@ -699,7 +698,7 @@ def test_a_text_search_finds_what_reading_every_row_finds_on_both_backends(catal
 def test_a_text_search_is_served_by_an_index_on_both_backends(catalog):
     """It had lower-cased and matched every row (~290 ms at 100,000 tracks on SQLite)."""
     _add(catalog, **TEXTS)
-    matches = catalog_module._text_matches("northern", trigrams=catalog._text_index)
+    matches = track_filters.text_matches("northern", trigrams=catalog._text_index)
     query = select(Track.id).where(Track.status == "indexed", matches)
     with catalog.engine.connect() as connection:
         compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
@@ -720,7 +719,7 @@ def test_a_text_search_is_served_by_an_index_on_both_backends(catalog):
 def _text_candidates(db: Catalog, q: str) -> set[int]:
     """The tracks SQLite's text index names for `q` (lower-cased)."""
     with db.engine.connect() as connection:
-        return set(connection.scalars(catalog_module._text_candidates({q})))
+        return set(connection.scalars(track_filters.text_candidates({q})))
 
 
 def test_the_text_index_follows_a_track_renamed_and_removed(sqlite_catalog):

@@ -1,0 +1,77 @@
+"""What a listing or a search keeps of the catalog's tracks: a text its title, artist or path
+holds (looked up by trigram, migration 0011) and the genres it is filed under (migration 0010),
+as SQL conditions on the tracks table; and the checks of those parameters."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import sqlalchemy as sa
+from sqlalchemy import and_, func, or_, select
+
+from mirsearch.errors import InvalidParameterError
+from mirsearch.schema import Track, TrackGenre, genre_name
+
+TEXT_INDEX = sa.table("track_text", sa.column("rowid"))  # SQLite's trigrams (migration 0011)
+TRIGRAM = 3  # characters of a trigram: a text search's shortest form the text index serves
+MAX_TEXT = 1_000  # characters of a text search or a genre: SQLite refuses longer patterns (tags
+# are kept to as many, containers.TAG_CHARS)
+
+
+def _forms(text: str) -> set[str]:
+    """`text` composed and decomposed (é as one character, or as e and its accent): a file's
+    path stays as its system wrote it, decomposed where copied from a Mac, as do the tags of a
+    catalog indexed before they were composed (containers.TAG_KEYS)."""
+    return {unicodedata.normalize("NFC", text), unicodedata.normalize("NFD", text)}
+
+
+def text_matches(q: str, *, trigrams: bool) -> sa.ColumnElement[bool]:
+    """The track's title, artist or path holds `q` as typed (% and _ are no wildcards), composed
+    or decomposed, case aside: both sides lower-cased by the database's lower() (Python's on
+    SQLite), as a text typed as it is stored is found whatever the two make of it (PostgreSQL's
+    folds İ to i, Python's to i and a dot; in its C locale ASCII alone). With `trigrams`
+    (SQLite's text index) among the candidates the index names, each checked by that
+    predicate; a form of under 3 characters has no trigram, and every row is read."""
+    forms = _forms(q)
+    patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
+    columns = (Track.title, Track.artist, Track.path)
+    held = or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
+    lowered = {form.lower() for form in forms}  # as Python's lower, SQLite's, folds them
+    if not trigrams or min(len(form) for form in lowered) < TRIGRAM:
+        return held
+    return and_(Track.id.in_(text_candidates(lowered)), held)
+
+
+def text_candidates(forms: set[str]) -> sa.Select:
+    """Ids of the tracks whose lower-cased title, artist and path (the text index) hold, between
+    them, every trigram of one of `forms` (lower-cased): FTS5's query of those trigrams, each a
+    quoted string."""
+
+    def trigrams(form: str) -> str:
+        grams = sorted({form[i : i + TRIGRAM] for i in range(len(form) - TRIGRAM + 1)})
+        return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+
+    match = " OR ".join(f"({trigrams(form)})" for form in sorted(forms))
+    return select(TEXT_INDEX.c.rowid).where(sa.literal_column(TEXT_INDEX.name).op("MATCH")(match))
+
+
+def check_text(name: str, text: str | None) -> None:
+    """InvalidParameterError if `text`, the parameter `name` a query matches against, holds a
+    NUL, which ends SQLite's pattern (`genre=%00` had matched every track with a tag genre) and
+    PostgreSQL refuses, or is over MAX_TEXT characters (SQLite: "pattern too complex")."""
+    if "\x00" in (text or ""):
+        raise InvalidParameterError(f"{name} cannot hold a NUL character")
+    if len(text or "") > MAX_TEXT:
+        raise InvalidParameterError(f"{name} is at most {MAX_TEXT:,} characters")
+
+
+def genre_matches(genres: list[str]) -> sa.ColumnElement[bool]:
+    """The track is filed under one of `genres` (schema.filed_genres: the predicted genre, or any
+    of the tag's), each as typed (% and _ are no wildcards) and named as the catalog files it;
+    InvalidParameterError for a genre that check_text refuses (every genre filter, the
+    listing's and the searches', comes here)."""
+    for genre in genres:
+        check_text("genre", genre)
+    names = sorted({genre_name(g) for g in genres})
+    return Track.id.in_(select(TrackGenre.track_id).where(TrackGenre.genre.in_(names)))
