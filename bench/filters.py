@@ -1,7 +1,7 @@
 """The catalog's filters at catalog scale: its questions about genres (the tracks of a genre, a
 page of them, the genre list every page of the site shows) and a text search (a page of the
 tracks whose title, artist or path holds some text, and their count) at the shared catalog
-padded to 10,000 and 100,000 tracks, answered from their indexes (migrations 0010 and 0011) and,
+padded to 10,000 and 100,000 tracks, answered from their indexes (migrations 0010 to 0012) and,
 in the same run, by the row scans those replaced, kept here as the reference: for a genre every
 row's predicted genre lower-cased and trimmed and every tag split, for a text every row's three
 texts lower-cased and matched.

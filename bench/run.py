@@ -438,6 +438,10 @@ def filter_rows(results: dict) -> list[tuple[str, str]]:
     """Genre and text questions at padded catalog sizes, by index and by the row scan
     (bench/filters.py)."""
     rows = []
+
+    def ms(figure: dict) -> str:
+        return f"{figure['p50_ms']:.1f}" if figure["p50_ms"] < 10 else f"{figure['p50_ms']:.0f}"
+
     for point in (results.get("catalog_filters") or {}).get("points", [])[1:]:
         indexed, scanned = point["indexed"], point["scanned"]
         (common, n_common), (rare, n_rare) = point["common_genre"], point["rare_genre"]
@@ -446,12 +450,10 @@ def filter_rows(results: dict) -> list[tuple[str, str]]:
             (
                 f"Genre filter, catalog padded to {point['tracks']:,} tracks (SQLite): the ids of "
                 f"a common genre ({common}, {n_common:,} tracks) · a rare one ({rare}, "
-                f"{n_rare:,}) · the genre list, p50, looked up in track_genres / by the row "
-                "scan before it (same run; bench/filters.py)",
-                " · ".join(
-                    f"{indexed[q]['p50_ms']:.0f} / {scanned[q]['p50_ms']:.0f} ms" for q in asked
-                )
-                + f"; a page of the common genre {indexed['first_page_of_genre']['p50_ms']:.0f} ms",
+                f"{n_rare:,}) · the genre list, p50, looked up in track_genres (the list: "
+                "genre_counts) / by the row scan before them (same run; bench/filters.py)",
+                " · ".join(f"{ms(indexed[q])} / {ms(scanned[q])} ms" for q in asked)
+                + f"; a page of the common genre {ms(indexed['first_page_of_genre'])} ms",
             )
         )
         (title, n_title), (path, n_path) = point["texts"].values()
@@ -462,7 +464,7 @@ def filter_rows(results: dict) -> list[tuple[str, str]]:
                 f"tracks) · a file name ({path!r}, {n_path:,}), p50, from the text index / by "
                 "the row scan before it (same run; bench/filters.py); the index's size",
                 " · ".join(
-                    f"{indexed[q]['p50_ms']:.0f} / {scanned[q]['p50_ms']:.0f} ms"
+                    f"{ms(indexed[q])} / {ms(scanned[q])} ms"
                     for q in ("text_of_a_title", "text_of_one_path")
                 )
                 + f"; {point['text_index_bytes'] / 1e6:.1f} MB",

@@ -37,9 +37,9 @@ from mirsearch.flags import count_flagged, indexed_contents, still_holds
 from mirsearch.schema import (
     STATUSES,
     Base,
+    GenreCount,
     IndexState,
     Track,
-    TrackGenre,
     TrackPrint,
     TrackWaveform,
 )
@@ -330,14 +330,9 @@ class Catalog:
         """Genres of indexed tracks (predicted and tagged, as schema.genre_name files them) with
         track counts: a track counts once per distinct genre, so one whose tag agrees with the
         model counts once, and one whose tag holds several genres ("Rock; Pop") counts in each.
-        Sorted by count, most common first, then by name. Read from the genres' index."""
-        count = func.count().label("n")
-        query = (
-            select(TrackGenre.genre, count)
-            .join(Track, Track.id == TrackGenre.track_id)
-            .where(Track.status == "indexed")
-            .group_by(TrackGenre.genre)
-        )
+        Sorted by count, most common first, then by name. Read from the counts kept per genre
+        (migration 0012)."""
+        query = select(GenreCount.genre, GenreCount.tracks).where(GenreCount.tracks > 0)
         with self.session() as session:
             counts = [(name, int(n)) for name, n in session.execute(query)]
         return sorted(counts, key=lambda pair: (-pair[1], pair[0]))
@@ -353,7 +348,7 @@ class Catalog:
 
     def counts(self) -> dict[str, int]:
         """How many tracks have each status (those with none left out): by the status index,
-        what a health probe asks, not `stats`, which reads every row for its genres."""
+        what a health probe asks, not `stats`, which reads every row for its hours of audio."""
         by_status = select(Track.status, func.count()).group_by(Track.status)
         with self.session() as session:
             return {status: int(n) for status, n in session.execute(by_status)}

@@ -153,6 +153,12 @@ MUTANTS = (
         ("tests/test_catalog.py", "-k", "renamed_and_removed"),
     ),
     Mutant(
+        "migrations/versions/0012_genre_counts.py",
+        "CREATE TRIGGER genre_counts_track_deleted BEFORE DELETE ON tracks\n",
+        "CREATE TRIGGER genre_counts_track_deleted AFTER DELETE ON tracks\n",
+        ("tests/test_catalog.py", "-k", "follow_every_change and sqlite"),
+    ),
+    Mutant(
         "web/api.py",
         "        if path.resolve() != path or path.stat().st_size != row.size_bytes:",
         "        if path.resolve() != path:",

@@ -6,6 +6,7 @@ Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL data
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
 import sqlite3
@@ -16,13 +17,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from sqlalchemy import delete, inspect, select, text
+from sqlalchemy import delete, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from mirsearch import database, fingerprint, track_filters
 from mirsearch.catalog import Catalog
 from mirsearch.errors import CatalogError, MirsearchError, NotFoundError
-from mirsearch.schema import IndexState, Track, TrackPrint
+from mirsearch.schema import IndexState, Track, TrackGenre, TrackPrint
 
 
 @pytest.fixture
@@ -642,6 +643,92 @@ def test_upgrading_files_the_genres_of_the_tracks_a_catalog_holds(catalog):
     assert _filed(reopened) == {1: {"rock", "pop"}, 2: {"jazz"}, 3: {"électro"}, 4: {"pop"}}
     assert reopened.genres() == [("jazz", 1), ("pop", 1), ("rock", 1), ("électro", 1)]
     assert reopened.track_ids_for_genres(["Électro", "POP"]) == {1, 3}
+    reopened.close()
+
+
+def _counted(db: Catalog) -> dict[str, int]:
+    """The counts kept per genre (migration 0012), those at 0 left out."""
+    with db.engine.connect() as connection:
+        rows = connection.execute(text("SELECT genre, tracks FROM genre_counts")).all()
+    return {genre: n for genre, n in rows if n}
+
+
+def _counted_by_reading(db: Catalog) -> dict[str, int]:
+    """What the counts should be: the indexed tracks' filings, counted."""
+    query = (
+        "SELECT track_genres.genre, count(*) FROM track_genres JOIN tracks"
+        " ON tracks.id = track_genres.track_id WHERE status = 'indexed' GROUP BY track_genres.genre"
+    )
+    with db.engine.connect() as connection:
+        return dict(connection.execute(text(query)).all())
+
+
+def _filed_under(session, genre: str) -> list[int]:
+    return list(session.scalars(select(TrackGenre.track_id).where(TrackGenre.genre == genre)))
+
+
+def test_the_genre_counts_follow_every_change_to_tracks_and_their_genres(catalog):
+    """Triggers keep them (migration 0012) through whatever writes tracks: the ORM adding,
+    refiling, indexing and deleting tracks (the cascade of their filings included), a Core
+    update of many statuses at once, a genre renamed where it is filed, tracks and filings
+    inserted by Core as bench/scale.py does."""
+    catalog.migrate()
+    rng = random.Random(7)
+    genres, tags = ["rock", "pop", "jazz", None], [None, "Rock; Pop", "Jazz", " É\u0301lectro "]
+    statuses = ["indexed", "indexed", "failed", "pending"]
+    ids: list[int] = []
+    moved = set()  # the changes that moved a count
+    for step in range(80):
+        changes = ["add", "refile", "status", "both", "delete", "bulk", "rename"]
+        change = rng.choice(changes) if ids else "add"
+        before = _counted(catalog)
+        with catalog.session() as session, session.begin():
+            track = session.get(Track, rng.choice(ids)) if ids else None
+            if change == "add":
+                track = Track(path=f"/m/{step}.flac", status=rng.choice(statuses))
+                track.genre, track.tag_genre = rng.choice(genres), rng.choice(tags)
+                session.add(track)
+                session.flush()
+                ids.append(track.id)
+            if change in ("refile", "both"):
+                track.genre, track.tag_genre = rng.choice(genres), rng.choice(tags)
+            if change in ("status", "both"):
+                track.status = rng.choice(statuses)
+            if change == "delete":
+                session.execute(delete(Track).where(Track.id == track.id))  # as pruning deletes
+                ids.remove(track.id)
+            if change == "bulk":
+                wanted = rng.choice(statuses)
+                session.execute(update(Track).where(Track.id.in_(ids[::2])).values(status=wanted))
+            if change == "rename":  # a genre renamed where it is filed
+                old, new = rng.sample(["rock", "pop", "jazz", "bebop"], 2)
+                filed = update(TrackGenre).where(TrackGenre.genre == old).values(genre=new)
+                session.execute(filed.where(~TrackGenre.track_id.in_(_filed_under(session, new))))
+        assert _counted(catalog) == _counted_by_reading(catalog), (step, change)
+        moved |= {change} if _counted(catalog) != before else set()
+    assert moved == set(changes)
+    with catalog.session() as session, session.begin():
+        rows = [{"id": 1000 + i, "path": f"/core/{i}", "status": "indexed"} for i in range(3)]
+        session.execute(insert(Track), rows)
+        session.execute(insert(TrackGenre), [{"track_id": r["id"], "genre": "jazz"} for r in rows])
+    assert _counted(catalog) == _counted_by_reading(catalog)
+    assert catalog.genres() == sorted(_counted(catalog).items(), key=lambda p: (-p[1], p[0]))
+
+
+def test_upgrading_counts_the_genres_of_the_tracks_a_catalog_holds(catalog):
+    """Migration 0012 counts the indexed tracks' filings of a catalog made before it."""
+    ids = _add(
+        catalog,
+        a={"genre": "rock", "tag_genre": "Rock; Pop"},
+        b={"genre": "rock"},
+        c={"genre": "jazz", "status": "failed"},
+    )
+    catalog.downgrade("0011")
+    reopened = Catalog(catalog.url)
+    assert reopened.genres() == [("rock", 2), ("pop", 1)]
+    with reopened.session() as session, session.begin():
+        session.get(Track, ids["c"]).status = "indexed"
+    assert reopened.genres() == [("rock", 2), ("jazz", 1), ("pop", 1)]
     reopened.close()
 
 

@@ -13,7 +13,8 @@ it and must make them again.
 
 PostgreSQL: the pg_trgm extension's GIN indexes on lower(title), lower(artist) and lower(path),
 which serve the search's LIKE itself; where the extension cannot be made (not installed, or a
-role that may not), no index, as before.
+role that may not), no index, as before. Going back drops the indexes and leaves the extension,
+which other uses of the database may rely on.
 
 Revision ID: 0011
 Revises: 0010
