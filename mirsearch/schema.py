@@ -118,9 +118,9 @@ class Track(Base):
 
 
 class TrackGenre(Base):
-    """A genre a track is filed under (filed_genres): what genre filters and counts look up by
-    index, where matching the tracks' own columns read every row (at 100,000 tracks a rare
-    genre's tracks 139 → 3 ms, the genre list 258 → 55 ms; bench/filters.py)."""
+    """A genre a track is filed under (filed_genres): what genre filters look up by index, where
+    matching the tracks' own columns read every row (at 100,000 tracks a rare genre's tracks
+    139 → 3 ms; bench/filters.py), and what the genre counts (GenreCount) are kept from."""
 
     __tablename__ = "track_genres"
     __table_args__ = (sa.Index("ix_track_genres_genre_track_id", "genre", "track_id"),)
