@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,9 @@ from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.schema import Track, TrackGenre, filed_genres
 from mirsearch.track_filters import text_matches
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import postgres  # noqa: E402  (the tests' throwaway PostgreSQL server)
 
 OUT = Path(__file__).resolve().parent / "filters.json"
 SIZES = (10_000, 100_000)  # catalog sizes padded to
@@ -63,9 +67,12 @@ def scanned_genres(catalog: Catalog) -> list[tuple[str, int]]:
 def scanned_text(catalog: Catalog, q: str) -> tuple[list[int], int]:
     """The first page of the indexed tracks whose title, artist or path holds `q`, and their
     count, as before migration 0011: every indexed row's texts lower-cased and matched (the
-    reference)."""
+    reference; PostgreSQL's trigram indexes, which serve that predicate, set aside)."""
     query = select(Track).where(Track.status == "indexed", text_matches(q, trigrams=False))
     with catalog.session() as session:
+        if session.bind.dialect.name == "postgresql":
+            session.execute(text("SET LOCAL enable_bitmapscan = off"))
+            session.execute(text("SET LOCAL enable_indexscan = off"))
         total = session.scalar(select(func.count()).select_from(query.subquery()))
         page = session.scalars(query.order_by(Track.id).limit(PER_PAGE))
         return [track.id for track in page], int(total)
@@ -78,8 +85,12 @@ def indexed_text(catalog: Catalog, q: str) -> tuple[list[int], int]:
 
 
 def text_index_bytes(catalog: Catalog) -> int:
-    """Bytes of the pages of SQLite's text index (its FTS5 table's shadow tables)."""
+    """Bytes of the text index: SQLite's FTS5 table's shadow tables, PostgreSQL's three trigram
+    indexes."""
     with catalog.session() as session:
+        if session.bind.dialect.name == "postgresql":
+            size = "SELECT sum(pg_relation_size(oid)) FROM pg_class WHERE relname LIKE %s"
+            return int(session.execute(text(size % "'ix_tracks_%_trigrams'")).scalar() or 0)
         pages = "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'track_text%'"
         return int(session.execute(text(pages)).scalar() or 0)
 
@@ -133,9 +144,13 @@ def point(catalog: Catalog) -> dict:
     }
 
 
-def run(audio_dir: Path, *, sizes: tuple[int, ...] = SIZES, seed: int = 0) -> dict:
+def points_on(audio_dir: Path, database_url: str | None, sizes: tuple[int, ...], seed: int):
+    """The questions at the shared catalog and each padded size, on SQLite in a home of its own
+    or on the PostgreSQL database at `database_url` (vacuumed and analysed after padding, as
+    autovacuum does after a bulk insert)."""
+    env = {"MIRSEARCH_DATABASE_URL": database_url} if database_url else {}
     with tempfile.TemporaryDirectory() as home:
-        engine = Engine(Settings.from_env({}, home=Path(home) / "home"))
+        engine = Engine(Settings.from_env(env, home=Path(home) / "home"))
         engine.index_paths([audio_dir], workers=2)
         catalog = engine.catalog
         with catalog.session() as session:
@@ -144,9 +159,25 @@ def run(audio_dir: Path, *, sizes: tuple[int, ...] = SIZES, seed: int = 0) -> di
         points = [point(catalog)]
         for n_tracks in sizes:
             pad(catalog, rows, n_tracks, rng)
+            if database_url:
+                autocommit = catalog.engine.execution_options(isolation_level="AUTOCOMMIT")
+                with autocommit.connect() as connection:
+                    connection.execute(text("VACUUM ANALYZE"))
             points.append(point(catalog))
         catalog.close()
-    return {"points": points}
+    return points
+
+
+def run(audio_dir: Path, *, sizes: tuple[int, ...] = SIZES, seed: int = 0) -> dict:
+    """SQLite's figures, and PostgreSQL's on a throwaway server (tests/postgres.py) where one
+    can be started."""
+    result: dict = {"points": points_on(audio_dir, None, sizes, seed)}
+    try:
+        with postgres.server() as admin, postgres.fresh_database(admin) as url:
+            result["postgresql"] = {"points": points_on(audio_dir, url, sizes, seed)}
+    except postgres.Unavailable as exc:
+        result["postgresql"] = {"unavailable": str(exc)}
+    return result
 
 
 def main() -> None:

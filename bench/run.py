@@ -435,42 +435,57 @@ def scale_rows(results: dict) -> list[tuple[str, str]]:
 
 
 def filter_rows(results: dict) -> list[tuple[str, str]]:
-    """Genre and text questions at padded catalog sizes, by index and by the row scan
-    (bench/filters.py)."""
+    """Genre and text questions at padded catalog sizes, by index and by the row scan, on SQLite
+    and on PostgreSQL (bench/filters.py)."""
+    filters = results.get("catalog_filters") or {}
     rows = []
+    for backend, points in (
+        ("SQLite", filters.get("points", [])),
+        ("PostgreSQL", (filters.get("postgresql") or {}).get("points", [])),
+    ):
+        for point in points[1:]:
+            rows += _filter_rows(point, backend)
+    if "unavailable" in (filters.get("postgresql") or {}):
+        rows.append(
+            (
+                "Genre and text questions on PostgreSQL (bench/filters.py)",
+                f"not measured: {filters['postgresql']['unavailable']}",
+            )
+        )
+    return rows
+
+
+def _filter_rows(point: dict, backend: str) -> list[tuple[str, str]]:
+    """The genre row and the text row of one catalog size."""
 
     def ms(figure: dict) -> str:
         return f"{figure['p50_ms']:.1f}" if figure["p50_ms"] < 10 else f"{figure['p50_ms']:.0f}"
 
-    for point in (results.get("catalog_filters") or {}).get("points", [])[1:]:
-        indexed, scanned = point["indexed"], point["scanned"]
-        (common, n_common), (rare, n_rare) = point["common_genre"], point["rare_genre"]
-        asked = ("tracks_of_common_genre", "tracks_of_rare_genre", "genre_list")
-        rows.append(
-            (
-                f"Genre filter, catalog padded to {point['tracks']:,} tracks (SQLite): the ids of "
-                f"a common genre ({common}, {n_common:,} tracks) · a rare one ({rare}, "
-                f"{n_rare:,}) · the genre list, p50, looked up in track_genres (the list: "
-                "genre_counts) / by the row scan before them (same run; bench/filters.py)",
-                " · ".join(f"{ms(indexed[q])} / {ms(scanned[q])} ms" for q in asked)
-                + f"; a page of the common genre {ms(indexed['first_page_of_genre'])} ms",
+    indexed, scanned = point["indexed"], point["scanned"]
+    (common, n_common), (rare, n_rare) = point["common_genre"], point["rare_genre"]
+    (title, n_title), (path, n_path) = point["texts"].values()
+    asked = ("tracks_of_common_genre", "tracks_of_rare_genre", "genre_list")
+    where = f"catalog padded to {point['tracks']:,} tracks ({backend})"
+    return [
+        (
+            f"Genre filter, {where}: the ids of a common genre ({common}, {n_common:,} tracks) · "
+            f"a rare one ({rare}, {n_rare:,}) · the genre list, p50, looked up in track_genres "
+            "(the list: genre_counts) / by the row scan before them (same run; bench/filters.py)",
+            " · ".join(f"{ms(indexed[q])} / {ms(scanned[q])} ms" for q in asked)
+            + f"; a page of the common genre {ms(indexed['first_page_of_genre'])} ms",
+        ),
+        (
+            f"Text search (`--q`), {where}: a page and the count of the tracks holding a title "
+            f"({title!r}, {n_title:,} tracks) · a file name ({path!r}, {n_path:,}), p50, from "
+            "the text index / by the row scan before it (same run; bench/filters.py); the "
+            "index's size",
+            " · ".join(
+                f"{ms(indexed[q])} / {ms(scanned[q])} ms"
+                for q in ("text_of_a_title", "text_of_one_path")
             )
-        )
-        (title, n_title), (path, n_path) = point["texts"].values()
-        rows.append(
-            (
-                f"Text search (`--q`), catalog padded to {point['tracks']:,} tracks (SQLite): a "
-                f"page and the count of the tracks holding a title ({title!r}, {n_title:,} "
-                f"tracks) · a file name ({path!r}, {n_path:,}), p50, from the text index / by "
-                "the row scan before it (same run; bench/filters.py); the index's size",
-                " · ".join(
-                    f"{ms(indexed[q])} / {ms(scanned[q])} ms"
-                    for q in ("text_of_a_title", "text_of_one_path")
-                )
-                + f"; {point['text_index_bytes'] / 1e6:.1f} MB",
-            )
-        )
-    return rows
+            + f"; {point['text_index_bytes'] / 1e6:.1f} MB",
+        ),
+    ]
 
 
 def scale_recall_rows(results: dict) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ from mirsearch.errors import MirsearchError
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "migrations"
-SCHEMA_REVISION = "0012"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
+SCHEMA_REVISION = "0013"  # the newest migration in MIGRATIONS_DIR (a test holds them together)
 SQLITE_BUSY_TIMEOUT_S = 30.0  # how long a SQLite connection waits for another writer's lock
 IDS_PER_QUERY = 10_000  # ids asked for in one query: SQLite takes at most 32,766 values
 MIGRATION_LOCK = 0x6D69727365617263  # the PostgreSQL advisory lock migrations take ("mirsearc")

@@ -253,3 +253,37 @@ def test_the_background_rows_give_the_talk_case_or_why_it_is_missing(bench):
     )
     assert bench.background_rows({"background": bed})[2][1] == "not measured in this run"
     assert bench.background_rows({}) == []
+
+
+def test_the_filter_rows_give_each_backend_or_why_postgresql_is_missing(bench):
+    """Each padded size gives a genre row and a text row per backend; the shared catalog's own
+    point (the first) none; a run without PostgreSQL says why in a row of its own."""
+    figures = {"p50_ms": 3.25, "p95_ms": 4.0}
+    asked = ("tracks_of_common_genre", "tracks_of_rare_genre", "genre_list")
+    texts = ("text_of_a_title", "text_of_one_path")
+    point = {
+        "tracks": 10_000,
+        "common_genre": ["rock", 4_000],
+        "rare_genre": ["world", 12],
+        "texts": {"text_of_a_title": ["a song", 210], "text_of_one_path": ["9.wav", 1]},
+        "text_index_bytes": 420_000,
+        "indexed": dict.fromkeys((*asked, *texts, "first_page_of_genre"), figures),
+        "scanned": dict.fromkeys((*asked, *texts), figures | {"p50_ms": 140.4}),
+    }
+    both = {"points": [point, point], "postgresql": {"points": [point, point]}}
+    rows = bench.filter_rows({"catalog_filters": both})
+    assert [title.split(":")[0].split("padded ")[1] for title, _ in rows] == [
+        "to 10,000 tracks (SQLite)",
+        "to 10,000 tracks (SQLite)",
+        "to 10,000 tracks (PostgreSQL)",
+        "to 10,000 tracks (PostgreSQL)",
+    ]
+    assert (
+        rows[0][1]
+        == "3.2 / 140 ms · 3.2 / 140 ms · 3.2 / 140 ms; a page of the common genre 3.2 ms"
+    )
+    assert rows[1][1] == "3.2 / 140 ms · 3.2 / 140 ms; 0.4 MB"
+    alone = {"points": [point, point], "postgresql": {"unavailable": "PostgreSQL is not installed"}}
+    rows = bench.filter_rows({"catalog_filters": alone})
+    assert len(rows) == 3 and rows[-1][1] == "not measured: PostgreSQL is not installed"
+    assert bench.filter_rows({}) == []

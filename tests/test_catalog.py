@@ -732,19 +732,29 @@ def test_upgrading_counts_the_genres_of_the_tracks_a_catalog_holds(catalog):
     reopened.close()
 
 
-def test_a_genre_filter_looks_the_genre_up_by_index(tmp_path):
+def test_a_genre_filter_looks_the_genre_up_by_index_on_both_backends(catalog):
     """A filter had matched every row's genre and split every tag's: work in proportion to the
-    catalog (~170 ms at 100,000 tracks). SQLite's plan says it searches the genres' index."""
-    catalog = Catalog(f"sqlite:///{tmp_path / 'catalog.db'}")
-    _add(catalog, a={"genre": "rock"})
+    catalog (~170 ms at 100,000 tracks). SQLite's plan searches the genres' index; PostgreSQL's
+    reads the indexed tracks' ids from an index too (migration 0013: its index on status alone
+    had it read every track's row, 93 ms for a genre of 40,445 tracks, 38 since)."""
+    _add(catalog, a={"genre": "rock"}, b={"genre": "jazz", "status": "failed"})
     matches = track_filters.genre_matches(["rock"])
     query = select(Track.id).where(Track.status == "indexed", matches)
     with catalog.engine.connect() as connection:
         compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
-        steps = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
-        plan = " ".join(row[-1] for row in steps)
-    assert "USING COVERING INDEX ix_track_genres_genre_track_id (genre=?)" in plan, plan
-    assert "SCAN track_genres" not in plan and "SCAN tracks" not in plan, plan
+        if connection.dialect.name == "sqlite":
+            steps = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+            plan = " ".join(row[-1] for row in steps)
+            assert "USING COVERING INDEX ix_track_genres_genre_track_id (genre=?)" in plan, plan
+            assert "SCAN track_genres" not in plan and "SCAN tracks" not in plan, plan
+            return
+        connection.commit()
+        vacuum = connection.execution_options(isolation_level="AUTOCOMMIT")
+        vacuum.execute(text("VACUUM ANALYZE tracks, track_genres"))  # as autovacuum keeps them
+        connection.execute(text("SET enable_seqscan = off"))  # as at a catalog's size
+        plan = " ".join(row[0] for row in connection.execute(text(f"EXPLAIN {compiled}")))
+    assert "Index Only Scan using ix_tracks_status_id on tracks" in plan, plan
+    assert "Index Only Scan using ix_track_genres_genre_track_id" in plan, plan
 
 
 # Texts a search must tell apart as the row scan does: FTS5's own syntax, LIKE's wildcards, a
