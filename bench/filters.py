@@ -1,10 +1,11 @@
 """The catalog's filters at catalog scale: its questions about genres (the tracks of a genre, a
 page of them, the genre list every page of the site shows) and a text search (a page of the
 tracks whose title, artist or path holds some text, and their count) at the shared catalog
-padded to 10,000 and 100,000 tracks, answered from their indexes (migrations 0010 to 0012) and,
+padded to 10,000 and 100,000 tracks, answered from their indexes (migrations 0010 to 0013) and,
 in the same run, by the row scans those replaced, kept here as the reference: for a genre every
 row's predicted genre lower-cased and trimmed and every tag split, for a text every row's three
-texts lower-cased and matched.
+texts lower-cased and matched. On SQLite, and on a throwaway PostgreSQL cluster where one can
+be started (tests/postgres.py).
 
 A synthetic track copies a random real track's catalog row (as bench/scale.py pads a catalog,
 without prints or windows: only rows are asked here) under a path of its own, and is filed
@@ -89,8 +90,9 @@ def text_index_bytes(catalog: Catalog) -> int:
     indexes."""
     with catalog.session() as session:
         if session.bind.dialect.name == "postgresql":
-            size = "SELECT sum(pg_relation_size(oid)) FROM pg_class WHERE relname LIKE %s"
-            return int(session.execute(text(size % "'ix_tracks_%_trigrams'")).scalar() or 0)
+            names = ", ".join(f"'ix_tracks_{c}_trigrams'" for c in ("title", "artist", "path"))
+            size = f"SELECT sum(pg_relation_size(oid)) FROM pg_class WHERE relname IN ({names})"
+            return int(session.execute(text(size)).scalar() or 0)
         pages = "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'track_text%'"
         return int(session.execute(text(pages)).scalar() or 0)
 
