@@ -27,32 +27,43 @@ def _forms(text: str) -> set[str]:
 
 
 def text_matches(q: str, *, trigrams: bool) -> sa.ColumnElement[bool]:
-    """The track's title, artist or path holds `q` as typed (% and _ are no wildcards), composed
-    or decomposed, case aside: both sides lower-cased by the database's lower() (Python's on
-    SQLite), as a text typed as it is stored is found whatever the two make of it (PostgreSQL's
-    folds İ to i, Python's to i and a dot; in its C locale ASCII alone). With `trigrams`
-    (SQLite's text index) among the candidates the index names, each checked by that
-    predicate; a form of under 3 characters has no trigram, and every row is read."""
-    forms = _forms(q)
+    """Each word of `q` (split at white space) is held by the track's title, artist or path, as
+    typed (% and _ are no wildcards), composed or decomposed, case aside: "beyoncé halo" finds
+    Halo by Beyoncé, and "orchestral airship" the Airship Song Orchestral Mix (the whole text
+    as one substring had found neither). Both sides are lower-cased by the database's lower()
+    (Python's on SQLite), as a word typed as it is stored is found whatever the two make of it
+    (PostgreSQL's folds İ to i, Python's to i and a dot; in its C locale ASCII alone). With
+    `trigrams` (SQLite's text index) among the candidates the index names, each checked by
+    that predicate; words of under 3 characters have no trigram, and a text of only those reads
+    every row."""
+    words = [_forms(word) for word in q.split()]
+    held = and_(sa.true(), *(_held(forms) for forms in words))  # a blank text keeps every track
+    lowered = [{form.lower() for form in forms} for forms in words]  # as Python's, SQLite's
+    indexed = [forms for forms in lowered if min(len(form) for form in forms) >= TRIGRAM]
+    if not trigrams or not indexed:
+        return held
+    return and_(Track.id.in_(text_candidates(indexed)), held)
+
+
+def _held(forms: set[str]) -> sa.ColumnElement[bool]:
+    """The track's title, artist or path holds one of `forms` as typed, case aside."""
     patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
     columns = (Track.title, Track.artist, Track.path)
-    held = or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
-    lowered = {form.lower() for form in forms}  # as Python's lower, SQLite's, folds them
-    if not trigrams or min(len(form) for form in lowered) < TRIGRAM:
-        return held
-    return and_(Track.id.in_(text_candidates(lowered)), held)
+    return or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
 
 
-def text_candidates(forms: set[str]) -> sa.Select:
+def text_candidates(words: list[set[str]]) -> sa.Select:
     """Ids of the tracks whose lower-cased title, artist and path (the text index) hold, between
-    them, every trigram of one of `forms` (lower-cased): FTS5's query of those trigrams, each a
-    quoted string."""
+    them, every trigram of one of the forms of each word in `words` (each a set of lower-cased
+    forms): FTS5's query of those trigrams, each a quoted string."""
 
     def trigrams(form: str) -> str:
         grams = sorted({form[i : i + TRIGRAM] for i in range(len(form) - TRIGRAM + 1)})
         return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
-    match = " OR ".join(f"({trigrams(form)})" for form in sorted(forms))
+    match = " AND ".join(
+        "(" + " OR ".join(f"({trigrams(form)})" for form in sorted(forms)) + ")" for forms in words
+    )
     return select(TEXT_INDEX.c.rowid).where(sa.literal_column(TEXT_INDEX.name).op("MATCH")(match))
 
 

@@ -142,8 +142,8 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/track_filters.py",
-        "    return and_(Track.id.in_(text_candidates(lowered)), held)",
-        "    return Track.id.in_(text_candidates(lowered))",
+        "    return and_(Track.id.in_(text_candidates(indexed)), held)",
+        "    return Track.id.in_(text_candidates(indexed))",
         ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
     ),
     Mutant(

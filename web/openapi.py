@@ -177,7 +177,12 @@ SPEC = {
             "get": {
                 "summary": "The catalog, searchable by title/artist/path and genre, in pages",
                 "parameters": [
-                    {"name": "q", "in": "query", "schema": {"type": "string"}},
+                    {
+                        "name": "q",
+                        "in": "query",
+                        "description": "Words each held by the title, artist or path, case aside",
+                        "schema": {"type": "string"},
+                    },
                     {"name": "genre", "in": "query", "schema": {"type": "string"}},
                     PAGE,
                     PER_PAGE,

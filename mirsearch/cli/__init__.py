@@ -196,7 +196,7 @@ def dupes(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--q", default=None, help="Text in title, artist or path.")
+@click.option("--q", default=None, help="Words, each in the title, artist or path (case aside).")
 @click.option("--genre", default=None, help="Only this genre.")
 @click.option(
     "--status",
