@@ -475,10 +475,10 @@ def _filter_rows(point: dict, backend: str) -> list[tuple[str, str]]:
             + f"; a page of the common genre {ms(indexed['first_page_of_genre'])} ms",
         ),
         (
-            f"Text search (`--q`), {where}: a page and the count of the tracks holding a title "
-            f"({title!r}, {n_title:,} tracks) · a file name ({path!r}, {n_path:,}), p50, from "
-            "the text index / by the row scan before it (same run; bench/filters.py); the "
-            "index's size",
+            f"Text search (`--q`), {where}: a page and the count of the tracks holding the words "
+            f"of a title ({title!r}, {n_title:,} tracks) · a file name ({path!r}, {n_path:,}), "
+            "p50, from the text index / by the row scan before it (same run; bench/filters.py); "
+            "the index's size",
             " · ".join(
                 f"{ms(indexed[q])} / {ms(scanned[q])} ms"
                 for q in ("text_of_a_title", "text_of_one_path")
