@@ -732,6 +732,13 @@ def test_upgrading_counts_the_genres_of_the_tracks_a_catalog_holds(catalog):
     reopened.close()
 
 
+def _sqlite_plan(connection, query) -> str:
+    """SQLite's plan of `query`, its steps in a line."""
+    compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
+    steps = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
+    return " ".join(row[-1] for row in steps)
+
+
 def test_a_genre_filter_looks_the_genre_up_by_index_on_both_backends(catalog):
     """A filter had matched every row's genre and split every tag's: work in proportion to the
     catalog (~170 ms at 100,000 tracks). SQLite's plan searches the genres' index; PostgreSQL's
@@ -741,10 +748,8 @@ def test_a_genre_filter_looks_the_genre_up_by_index_on_both_backends(catalog):
     matches = track_filters.genre_matches(["rock"])
     query = select(Track.id).where(Track.status == "indexed", matches)
     with catalog.engine.connect() as connection:
-        compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
         if connection.dialect.name == "sqlite":
-            steps = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
-            plan = " ".join(row[-1] for row in steps)
+            plan = _sqlite_plan(connection, query)
             assert "USING COVERING INDEX ix_track_genres_genre_track_id (genre=?)" in plan, plan
             assert "SCAN track_genres" not in plan and "SCAN tracks" not in plan, plan
             return
@@ -752,6 +757,7 @@ def test_a_genre_filter_looks_the_genre_up_by_index_on_both_backends(catalog):
         vacuum = connection.execution_options(isolation_level="AUTOCOMMIT")
         vacuum.execute(text("VACUUM ANALYZE tracks, track_genres"))  # as autovacuum keeps them
         connection.execute(text("SET enable_seqscan = off"))  # as at a catalog's size
+        compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
         plan = " ".join(row[0] for row in connection.execute(text(f"EXPLAIN {compiled}")))
     assert "Index Only Scan using ix_tracks_status_id on tracks" in plan, plan
     assert "Index Only Scan using ix_track_genres_genre_track_id" in plan, plan
@@ -802,10 +808,8 @@ def test_a_text_search_is_served_by_an_index_on_both_backends(catalog):
     matches = track_filters.text_matches("northern", trigrams=catalog._text_index)
     query = select(Track.id).where(Track.status == "indexed", matches)
     with catalog.engine.connect() as connection:
-        compiled = query.compile(connection, compile_kwargs={"literal_binds": True})
         if connection.dialect.name == "sqlite":
-            steps = connection.execute(text(f"EXPLAIN QUERY PLAN {compiled}"))
-            plan = " ".join(row[-1] for row in steps)
+            plan = _sqlite_plan(connection, query)
             assert "SCAN track_text VIRTUAL TABLE INDEX" in plan, plan
             assert "SEARCH tracks USING INDEX ix_tracks_status (status=? AND rowid=?)" in plan
         else:  # the index chosen as at a catalog's size, over the status index and a scan
