@@ -9,6 +9,8 @@ import unicodedata
 
 import sqlalchemy as sa
 from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from mirsearch.errors import InvalidParameterError
 from mirsearch.schema import Track, TrackGenre, genre_name
@@ -30,26 +32,72 @@ def text_matches(q: str, *, trigrams: bool) -> sa.ColumnElement[bool]:
     """Each word of `q` (split at white space) is held by the track's title, artist or path, as
     typed (% and _ are no wildcards), composed or decomposed, case aside: "beyoncé halo" finds
     Halo by Beyoncé, and "orchestral airship" the Airship Song Orchestral Mix (the whole text
-    as one substring had found neither). Both sides are lower-cased by the database's lower()
-    (Python's on SQLite), as a word typed as it is stored is found whatever the two make of it
-    (PostgreSQL's folds İ to i, Python's to i and a dot; in its C locale ASCII alone). With
-    `trigrams` (SQLite's text index) among the candidates the index names, each checked by
-    that predicate; words of under 3 characters have no trigram, and a text of only those reads
-    every row."""
-    words = [_forms(word) for word in q.split()]
-    held = and_(sa.true(), *(_held(forms) for forms in words))  # a blank text keeps every track
-    lowered = [{form.lower() for form in forms} for forms in words]  # as Python's, SQLite's
-    indexed = [forms for forms in lowered if min(len(form) for form in forms) >= TRIGRAM]
+    as one substring had found neither). A word of 3 characters or more is found anywhere
+    ("yoncé" finds Beyoncé); a shorter one only whole, with no letter or digit beside it
+    ("part 2" finds Part 2, not every track whose folder or number holds a 2). Both sides are
+    lower-cased by the database's lower() (Python's on SQLite), as a word typed as it is stored
+    is found whatever the two make of it (PostgreSQL's folds İ to i, Python's to i and a dot;
+    in its C locale ASCII alone). With `trigrams` (SQLite's text index) among the candidates
+    the index names, each checked by that predicate; a text of only short words, which have
+    no trigram, reads every row."""
+    held, indexed = [], []
+    for word in q.split():
+        forms = _forms(word)
+        lowered = {form.lower() for form in forms}  # as Python's, SQLite's
+        short = min(len(form) for form in lowered) < TRIGRAM
+        held.append(_held(forms, whole=short))
+        if not short:
+            indexed.append(lowered)
+    matches = and_(sa.true(), *held)  # a blank text keeps every track
     if not trigrams or not indexed:
-        return held
-    return and_(Track.id.in_(text_candidates(indexed)), held)
+        return matches
+    return and_(Track.id.in_(text_candidates(indexed)), matches)
 
 
-def _held(forms: set[str]) -> sa.ColumnElement[bool]:
-    """The track's title, artist or path holds one of `forms` as typed, case aside."""
-    patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
+def _held(forms: set[str], *, whole: bool) -> sa.ColumnElement[bool]:
+    """The track's title, artist or path holds one of `forms` as typed, case aside: anywhere,
+    or as a `whole` word."""
     columns = (Track.title, Track.artist, Track.path)
+    if whole:
+        return or_(*(_WholeWord(c, form) for c in columns for form in sorted(forms)))
+    patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
     return or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
+
+
+class _WholeWord(FunctionElement[bool]):
+    """`column` holds `word`, case aside, with no letter or digit beside it where the word's
+    own first or last character is one: a regular expression, in Python's syntax on SQLite
+    (SQLAlchemy gives each connection its REGEXP), in PostgreSQL's there. Not cached: the
+    pattern is made as the statement is compiled."""
+
+    type = sa.Boolean()
+    inherit_cache = False
+
+    def __init__(self, column: sa.ColumnElement[str], word: str):
+        self.word = word
+        super().__init__(column)
+
+
+def _bounded(word: str, *, escaped: str, letter_or_digit: str) -> str:
+    """`escaped` (the word as a pattern) with no `letter_or_digit` before or after it, on the
+    sides where `word` itself begins or ends with a letter or digit."""
+    before = f"(?<!{letter_or_digit})" if word[:1].isalnum() else ""
+    after = f"(?!{letter_or_digit})" if word[-1:].isalnum() else ""
+    return before + escaped + after
+
+
+@compiles(_WholeWord, "sqlite")
+def _whole_word_sqlite(element: _WholeWord, compiler, **kw) -> str:
+    word = element.word.lower()  # SQLite's lower() is Python's (database.py)
+    pattern = _bounded(word, escaped=re.escape(word), letter_or_digit=r"[^\W_]")
+    return compiler.process(func.lower(*element.clauses).regexp_match(pattern), **kw)
+
+
+@compiles(_WholeWord, "postgresql")
+def _whole_word_postgresql(element: _WholeWord, compiler, **kw) -> str:
+    escaped = re.sub(r"(\W|_)", r"\\\1", element.word)  # a \ before a non-alphanumeric: itself
+    pattern = _bounded(element.word, escaped=escaped, letter_or_digit="[[:alnum:]]")
+    return compiler.process(func.lower(*element.clauses).op("~")(func.lower(pattern)), **kw)
 
 
 def text_candidates(words: list[set[str]]) -> sa.Select:

@@ -142,9 +142,21 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/track_filters.py",
-        "    return and_(Track.id.in_(text_candidates(indexed)), held)",
+        "    return and_(Track.id.in_(text_candidates(indexed)), matches)",
         "    return Track.id.in_(text_candidates(indexed))",
         ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
+    ),
+    Mutant(
+        "mirsearch/track_filters.py",
+        "        held.append(_held(forms, whole=short))",
+        "        held.append(_held(forms, whole=False))",
+        ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
+    ),
+    Mutant(
+        "mirsearch/track_filters.py",
+        '    after = f"(?!{letter_or_digit})" if word[-1:].isalnum() else ""',
+        '    after = ""',
+        ("tests/test_catalog.py", "-k", "reading_every_row and postgresql"),
     ),
     Mutant(
         "migrations/versions/0011_text_index.py",

@@ -196,7 +196,12 @@ def dupes(as_json: bool) -> None:
 
 
 @main.command()
-@click.option("--q", default=None, help="Words, each in the title, artist or path (case aside).")
+@click.option(
+    "--q",
+    default=None,
+    help="Words, each in the title, artist or path (case aside); a word of 1 or 2 characters "
+    "only whole.",
+)
 @click.option("--genre", default=None, help="Only this genre.")
 @click.option(
     "--status",
