@@ -159,6 +159,12 @@ MUTANTS = (
         ("tests/test_catalog.py", "-k", "reading_every_row and postgresql"),
     ),
     Mutant(
+        "mirsearch/track_filters.py",
+        "    return compiler.process(func.textregexeq(*lowered), **kw)",
+        '    return compiler.process(lowered[0].op("~")(lowered[1]), **kw)',
+        ("tests/test_catalog.py", "-k", "served_by_an_index and postgresql"),
+    ),
+    Mutant(
         "migrations/versions/0011_text_index.py",
         "AFTER UPDATE OF title, artist, path ON tracks",
         "AFTER UPDATE OF title, artist ON tracks",

@@ -844,6 +844,11 @@ def test_a_text_search_is_served_by_an_index_on_both_backends(catalog):
             plan = " ".join(row[0] for row in steps)
             for column in ("title", "artist", "path"):
                 assert f"Bitmap Index Scan on ix_tracks_{column}_trigrams" in plan, plan
+            # a word under 3 characters, which no trigram holds, is checked on the rows read
+            short = select(Track.id).where(track_filters.text_matches("2", trigrams=False))
+            compiled = short.compile(connection)
+            steps = connection.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params)
+            assert "trigrams" not in " ".join(row[0] for row in steps)
 
 
 def _text_candidates(db: Catalog, q: str) -> set[int]:
