@@ -119,7 +119,13 @@ def point(catalog: Catalog) -> dict:
     with catalog.session() as session:
         titles = session.scalars(select(Track.title).where(Track.title.is_not(None)))
         last_path = session.scalar(select(Track.path).order_by(Track.id.desc()).limit(1))
-        texts = {"text_of_a_title": min(titles).lower(), "text_of_one_path": Path(last_path).name}
+        title = min(titles).lower()
+        short = [word for word in title.split() if len(word) < 3 and word.isalnum()] or ["1"]
+        texts = {
+            "text_of_a_title": title,
+            "text_of_one_path": Path(last_path).name,
+            "text_of_short_words": " ".join(short),  # no trigram: a whole word in every row
+        }
     for q in texts.values():
         assert indexed_text(catalog, q) == scanned_text(catalog, q)
     indexed = {

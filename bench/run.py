@@ -463,7 +463,15 @@ def _filter_rows(point: dict, backend: str) -> list[tuple[str, str]]:
 
     indexed, scanned = point["indexed"], point["scanned"]
     (common, n_common), (rare, n_rare) = point["common_genre"], point["rare_genre"]
-    (title, n_title), (path, n_path) = point["texts"].values()
+    texts = point["texts"]
+    (title, n_title), (path, n_path) = texts["text_of_a_title"], texts["text_of_one_path"]
+    asked_texts = [
+        q for q in ("text_of_a_title", "text_of_one_path", "text_of_short_words") if q in texts
+    ]
+    short = ""
+    if "text_of_short_words" in texts:
+        words, n_words = texts["text_of_short_words"]
+        short = f" · words of under 3 characters ({words!r}, {n_words:,}: every row read)"
     asked = ("tracks_of_common_genre", "tracks_of_rare_genre", "genre_list")
     where = f"catalog padded to {point['tracks']:,} tracks ({backend})"
     return [
@@ -476,13 +484,10 @@ def _filter_rows(point: dict, backend: str) -> list[tuple[str, str]]:
         ),
         (
             f"Text search (`--q`), {where}: a page and the count of the tracks holding the words "
-            f"of a title ({title!r}, {n_title:,} tracks) · a file name ({path!r}, {n_path:,}), "
-            "p50, from the text index / by the row scan before it (same run; bench/filters.py); "
-            "the index's size",
-            " · ".join(
-                f"{ms(indexed[q])} / {ms(scanned[q])} ms"
-                for q in ("text_of_a_title", "text_of_one_path")
-            )
+            f"of a title ({title!r}, {n_title:,} tracks) · a file name ({path!r}, {n_path:,})"
+            f"{short}, p50, from the text index / by the row scan before it (same run; "
+            "bench/filters.py); the index's size",
+            " · ".join(f"{ms(indexed[q])} / {ms(scanned[q])} ms" for q in asked_texts)
             + f"; {point['text_index_bytes'] / 1e6:.1f} MB",
         ),
     ]
