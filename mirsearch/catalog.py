@@ -43,7 +43,13 @@ from mirsearch.schema import (
     TrackPrint,
     TrackWaveform,
 )
-from mirsearch.track_filters import TEXT_INDEX, check_text, genre_matches, text_matches
+from mirsearch.track_filters import (
+    TEXT_INDEX,
+    check_text,
+    genre_matches,
+    text_matches,
+    text_rank,
+)
 
 log = logging.getLogger(__name__)
 
@@ -291,10 +297,12 @@ class Catalog:
         page: int = 1,
         per_page: int = 50,
     ) -> tuple[list[Track], int]:
-        """One page of tracks ordered by id, and the number of tracks matching the filters.
+        """One page of tracks, and the number of tracks matching the filters; ordered by id,
+        or for a text `q` those its words find in the title and artist first (text_rank).
 
-        `q` matches title, artist or path (case-insensitive substring); `genre` matches the
-        predicted or the tagged genre (case-insensitive); `status=None` lists every status.
+        `q`: words each held by the title, artist or path (track_filters.text_matches); `genre`
+        matches the predicted or the tagged genre (case-insensitive); `status=None` lists every
+        status.
         """
         if not (1 <= page <= MAX_PAGE and 1 <= per_page <= MAX_PAGE):
             raise InvalidParameterError(
@@ -304,14 +312,16 @@ class Catalog:
         query = select(Track)
         if status is not None:
             query = query.where(Track.status == status)
+        order = [Track.id]
         if q:
             query = query.where(text_matches(q, trigrams=self._text_index))
+            order.insert(0, text_rank(q))
         if genre:
             query = query.where(genre_matches([genre]))
         with self.session() as session:
             total = session.scalar(select(func.count()).select_from(query.subquery()))
             rows = session.scalars(
-                query.order_by(Track.id).offset((page - 1) * per_page).limit(per_page)
+                query.order_by(*order).offset((page - 1) * per_page).limit(per_page)
             )
             return list(rows), int(total or 0)
 

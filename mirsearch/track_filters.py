@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
-from functools import partial
+from functools import partial, reduce
 
 import sqlalchemy as sa
 from sqlalchemy import and_, func, or_, select
@@ -42,29 +42,47 @@ def text_matches(q: str, *, trigrams: bool) -> sa.ColumnElement[bool]:
     in its C locale ASCII alone). With `trigrams` (SQLite's text index) among the candidates
     the index names, each checked by that predicate; a text of only short words, which have
     no trigram, reads every row."""
-    held, indexed = [], []
-    for word in q.split():
-        forms = _forms(word)
-        lowered = {form.lower() for form in forms}  # as Python's, SQLite's
-        short = min(len(form) for form in lowered) < TRIGRAM
-        held.append(_held(forms, whole=short))
-        if not short:
-            indexed.append(lowered)
-    matches = and_(sa.true(), *held)  # a blank text keeps every track
+    words = _words(q)
+    matches = _held(words, (Track.title, Track.artist, Track.path))
+    indexed = [{form.lower() for form in forms} for forms, short in words if not short]
     if not trigrams or not indexed:
         return matches
     return and_(Track.id.in_(text_candidates(indexed)), matches)
 
 
-def _held(forms: set[str], *, whole: bool) -> sa.ColumnElement[bool]:
-    """The track's title, artist or path holds one of `forms` as typed, case aside: anywhere,
-    or as a `whole` word."""
-    columns = (Track.title, Track.artist, Track.path)
-    if whole:  # the three texts a line each: one check a row, which no trigram index serves
-        lines = [func.coalesce(column, "") for column in columns]
-        return _WholeWord(lines[0] + "\n" + lines[1] + "\n" + lines[2], sorted(forms))
-    patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
-    return or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
+def text_rank(q: str) -> sa.ColumnElement[int]:
+    """0 for a track whose title and artist hold every word of `q` between them (as
+    text_matches finds words), 1 for one found by its path too: a search lists what its tags
+    name before what only a file's name or folder does."""
+    return sa.case((_held(_words(q), (Track.title, Track.artist)), 0), else_=1)
+
+
+def _words(q: str) -> list[tuple[set[str], bool]]:
+    """Each word of `q`: its forms (composed and decomposed), and whether it is short (under 3
+    characters lower-cased, as Python's lower is SQLite's: no trigram)."""
+    words = []
+    for word in q.split():
+        forms = _forms(word)
+        words.append((forms, min(len(form.lower()) for form in forms) < TRIGRAM))
+    return words
+
+
+def _held(words: list[tuple[set[str], bool]], columns: tuple) -> sa.ColumnElement[bool]:
+    """Each of `words` is held by one of `columns`, as typed, case aside: a short one whole, in
+    the columns joined a line each (one check a row, which no trigram index serves), another
+    anywhere; no words, every track."""
+    lines = [func.coalesce(column, "") for column in columns]
+    joined = reduce(lambda text, line: text + "\n" + line, lines)
+    held = []
+    for forms, short in words:
+        if short:
+            held.append(_WholeWord(joined, sorted(forms)))
+            continue
+        patterns = ["%" + re.sub(r"([/%_])", r"/\1", form) + "%" for form in forms]
+        held.append(
+            or_(*(func.lower(c).like(func.lower(p), escape="/") for c in columns for p in patterns))
+        )
+    return and_(sa.true(), *held)
 
 
 class _WholeWord(FunctionElement[bool]):

@@ -827,6 +827,27 @@ def test_a_text_search_finds_what_reading_every_row_finds_on_both_backends(catal
     assert found["_"] == [ids["b"], ids["e"]]  # no letter or digit in it: anywhere
 
 
+def test_a_text_search_lists_what_the_tags_name_before_what_only_a_path_does(catalog):
+    """By id alone, an untagged bootleg whose file name held the words came before the
+    recording whose title and artist are them, and at a catalog's size pages before it."""
+    ids = _add(
+        catalog,
+        bootleg={"path": "/dl/Halo (Beyonce) 2 live bootleg.mp3"},
+        in_folder={"title": "Intro", "path": "/music/Halo 2/01.flac"},
+        halo={"title": "Halo", "artist": "Beyonce", "path": "/music/b/01.flac"},
+        halo_2={"title": "Halo 2", "artist": "Remixer", "path": "/music/halo 2.flac"},
+    )
+
+    def listed(q: str, **page) -> list[int]:
+        return [track.id for track in catalog.list_tracks(q=q, **page)[0]]
+
+    assert listed("halo") == [ids["halo"], ids["halo_2"], ids["bootleg"], ids["in_folder"]]
+    assert listed("beyonce HALO") == [ids["halo"], ids["bootleg"]]
+    assert listed("halo 2") == [ids["halo_2"], ids["bootleg"], ids["in_folder"]]
+    assert listed("halo", page=2, per_page=2) == [ids["bootleg"], ids["in_folder"]]
+    assert listed("") == sorted(ids.values())  # no text: by id
+
+
 def test_a_text_search_is_served_by_an_index_on_both_backends(catalog):
     """It had lower-cased and matched every row (~290 ms at 100,000 tracks on SQLite)."""
     _add(catalog, **TEXTS)

@@ -181,7 +181,8 @@ SPEC = {
                         "name": "q",
                         "in": "query",
                         "description": "Words each held by the title, artist or path, case "
-                        "aside; a word of 1 or 2 characters only whole (beside no letter or digit)",
+                        "aside; a word of 1 or 2 characters only whole (beside no letter or "
+                        "digit). The tracks whose title and artist hold them come first",
                         "schema": {"type": "string"},
                     },
                     {"name": "genre", "in": "query", "schema": {"type": "string"}},
