@@ -87,9 +87,9 @@ def _held(words: list[tuple[set[str], bool]], columns: tuple) -> sa.ColumnElemen
 
 class _WholeWord(FunctionElement[bool]):
     """`text` holds one of `forms`, case aside, with no letter or digit beside it where the
-    form's own first or last character is one: a regular expression, in Python's syntax on
-    SQLite (database.py's `mirsearch_lower_matches`), in PostgreSQL's there. Not cached: the
-    pattern is made as the statement is compiled."""
+    form's own first or last character is one (_word_pattern): a regular expression, in
+    Python's syntax on SQLite (database.py's `mirsearch_lower_matches`), in PostgreSQL's there.
+    Not cached: the pattern is made as the statement is compiled."""
 
     type = sa.Boolean()
     inherit_cache = False
@@ -98,32 +98,33 @@ class _WholeWord(FunctionElement[bool]):
         self.forms = forms
         super().__init__(text)
 
-    def pattern(self, escape: Callable[[str], str], letter_or_digit: str) -> str:
-        """Each form `escape`d, with no `letter_or_digit` before or after it on the sides where
-        it begins or ends with a letter or digit; one of them. The form comes first, its
-        character before looked behind at from its end: a pattern that begins with a lookbehind
-        is tried at every character (Python: 100,000 rows in 257 ms, 80 so)."""
 
-        def bounded(form: str) -> str:
-            escaped = escape(form)
-            before = f"(?<!{letter_or_digit}{escaped})" if form[:1].isalnum() else ""
-            after = f"(?!{letter_or_digit})" if form[-1:].isalnum() else ""
-            return escaped + before + after
+def _word_pattern(forms: list[str], escape: Callable[[str], str], letter_or_digit: str) -> str:
+    """One of `forms`, each `escape`d, with no `letter_or_digit` before or after it on the sides
+    where it begins or ends with a letter or digit. The form comes first, its character before
+    looked behind at from its end: a pattern that begins with a lookbehind is tried at every
+    character (Python: 100,000 rows in 257 ms, 80 so)."""
 
-        return "(?:" + "|".join(bounded(form) for form in self.forms) + ")"
+    def bounded(form: str) -> str:
+        escaped = escape(form)
+        before = f"(?<!{letter_or_digit}{escaped})" if form[:1].isalnum() else ""
+        after = f"(?!{letter_or_digit})" if form[-1:].isalnum() else ""
+        return escaped + before + after
+
+    return "(?:" + "|".join(bounded(form) for form in forms) + ")"
 
 
 @compiles(_WholeWord, "sqlite")
 def _whole_word_sqlite(element: _WholeWord, compiler, **kw) -> str:
-    lowered = _WholeWord(*element.clauses, [form.lower() for form in element.forms])  # as lower()
-    pattern = lowered.pattern(re.escape, letter_or_digit=r"[^\W_]")
+    lowered = [form.lower() for form in element.forms]  # as SQLite's lower(), Python's
+    pattern = _word_pattern(lowered, re.escape, letter_or_digit=r"[^\W_]")
     return compiler.process(func.mirsearch_lower_matches(*element.clauses, pattern), **kw)
 
 
 @compiles(_WholeWord, "postgresql")
 def _whole_word_postgresql(element: _WholeWord, compiler, **kw) -> str:
     escape = partial(re.sub, r"(\W|_)", r"\\\1")  # a \ before a non-alphanumeric: itself
-    pattern = element.pattern(escape, letter_or_digit="[[:alnum:]]")
+    pattern = _word_pattern(element.forms, escape, letter_or_digit="[[:alnum:]]")
     return compiler.process(func.lower(*element.clauses).op("~")(func.lower(pattern)), **kw)
 
 

@@ -154,14 +154,14 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/track_filters.py",
-        '            after = f"(?!{letter_or_digit})" if form[-1:].isalnum() else ""',
-        '            after = ""',
+        '        after = f"(?!{letter_or_digit})" if form[-1:].isalnum() else ""',
+        '        after = ""',
         ("tests/test_catalog.py", "-k", "reading_every_row and postgresql"),
     ),
     Mutant(
         "mirsearch/track_filters.py",
-        '            before = f"(?<!{letter_or_digit}{escaped})" if form[:1].isalnum() else ""',
-        '            before = ""',
+        '        before = f"(?<!{letter_or_digit}{escaped})" if form[:1].isalnum() else ""',
+        '        before = ""',
         ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
     ),
     Mutant(
