@@ -46,6 +46,7 @@ from mirsearch.schema import (
 from mirsearch.track_filters import (
     TEXT_INDEX,
     check_text,
+    check_words,
     genre_matches,
     text_matches,
     text_rank,
@@ -309,6 +310,7 @@ class Catalog:
                 f"page and per_page must be 1 to {MAX_PAGE:,}, got {page} and {per_page}"
             )
         check_text("q", q)
+        check_words(q)
         query = select(Track)
         if status is not None:
             query = query.where(Track.status == status)

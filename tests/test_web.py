@@ -235,6 +235,11 @@ def test_wrong_field_huge_k_bad_k_unknown_genre_unknown_id_wrong_method(site, tm
     long_text = client.get("/api/tracks?q=" + "x" * 200_000)  # SQLite: "pattern too complex"
     assert_error(long_text, 422)
     assert "at most 1,000 characters" in long_text.get_json()["error"]["message"]
+    many = client.get("/api/tracks?q=" + " ".join(f"w{i}" for i in range(13)))  # each read a row
+    assert_error(many, 422)
+    assert "q holds 13 words: a text search takes at most 12" in many.get_json()["error"]["message"]
+    twelve = " ".join(["demo"] * 20 + [f"w{i}" for i in range(11)])  # a word twice counts once
+    assert client.get(f"/api/tracks?q={twelve}").get_json()["total"] == 0
     for loose in ("1_0", " 3", "٣", "--5"):  # int() takes the first three, refuses "--5"
         assert_error(client.get(f"/api/tracks?per_page={loose}"), 400)
     assert client.get("/api/tracks?per_page=-1").status_code == 422
