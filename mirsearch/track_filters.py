@@ -20,7 +20,7 @@ from mirsearch.schema import Track, TrackGenre, genre_name
 TEXT_INDEX = sa.table("track_text", sa.column("rowid"))  # SQLite's trigrams (migration 0011)
 TRIGRAM = 3  # characters of a trigram: a text search's shortest form the text index serves
 MAX_WORDS = 12  # distinct words of a text search: each is checked on every candidate row (91
-# words a 100,000-track catalog's every path held took one request 28 s on SQLite)
+# words a 100,000-track catalog's every path held took one request 24 s on SQLite, 12 take 3 s)
 MAX_TEXT = 1_000  # characters of a text search or a genre: SQLite refuses longer patterns (tags
 # are kept to as many, containers.TAG_CHARS)
 
