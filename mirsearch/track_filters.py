@@ -1,6 +1,7 @@
 """What a listing or a search keeps of the catalog's tracks: a text its title, artist or path
 holds (looked up by trigram, migration 0011) and the genres it is filed under (migration 0010),
-as SQL conditions on the tracks table; and the checks of those parameters."""
+as SQL conditions on the tracks table; the order a text search lists them in; and the checks of
+those parameters."""
 
 from __future__ import annotations
 
