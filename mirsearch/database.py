@@ -4,6 +4,7 @@ folded in, and what a driver's error says."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -38,15 +39,34 @@ def _lower(value):
     return value.lower() if isinstance(value, str) else value
 
 
-def _lower_matches(value, pattern: str):
-    """Whether `value` lower-cased holds a match of the regular expression `pattern` (NULL for
-    NULL): one call a row and column, where `lower(x) REGEXP p` made two."""
-    return None if value is None else _compiled(pattern).search(value.lower()) is not None
+def _holds_all(value, spec: str):
+    """Whether `value` lower-cased holds every item of `spec`, a JSON list of one-key objects:
+    {"any": [texts]}, one of those texts, or {"regex": pattern}, a match of that regular
+    expression (NULL for NULL): a text search's words, checked in one call a row (plain loops:
+    generators and a function a word took 7 µs a row of twelve words, these 0.9)."""
+    if value is None:
+        return None
+    text = value.lower()
+    for texts, pattern in _checks(spec):
+        if pattern is not None:
+            if pattern.search(text) is None:
+                return False
+            continue
+        for one in texts:
+            if one in text:
+                break
+        else:
+            return False
+    return True
 
 
 @lru_cache(maxsize=64)
-def _compiled(pattern: str) -> re.Pattern:
-    return re.compile(pattern)
+def _checks(spec: str) -> list[tuple[tuple[str, ...], re.Pattern | None]]:
+    """`spec`'s items as (texts, None) or ((), compiled pattern)."""
+    items = json.loads(spec)
+    return [
+        ((), re.compile(i["regex"])) if "regex" in i else (tuple(i["any"]), None) for i in items
+    ]
 
 
 def reason(exc: sa.exc.DBAPIError) -> str:
@@ -116,9 +136,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # instead of putting that index out of step with them
     dbapi_connection.create_function("mirsearch_lower", 1, _lower, deterministic=True)
     # a text search's short words, found whole (track_filters.text_matches)
-    dbapi_connection.create_function(
-        "mirsearch_lower_matches", 2, _lower_matches, deterministic=True
-    )
+    dbapi_connection.create_function("mirsearch_holds_all", 2, _holds_all, deterministic=True)
     cursor = dbapi_connection.cursor()
     _write_ahead_log(cursor)
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -148,9 +148,15 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/track_filters.py",
-        "        if short:\n",
-        "        if False:\n",
+        '        if short:\n            every.append({"regex"',
+        '        if False:\n            every.append({"regex"',
         ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
+    ),
+    Mutant(
+        "mirsearch/track_filters.py",
+        "        if short:\n            pattern =",
+        "        if False:\n            pattern =",
+        ("tests/test_catalog.py", "-k", "reading_every_row and postgresql"),
     ),
     Mutant(
         "mirsearch/track_filters.py",
@@ -162,6 +168,12 @@ MUTANTS = (
         "mirsearch/track_filters.py",
         '        before = f"(?<!{letter_or_digit}{escaped})" if form[:1].isalnum() else ""',
         '        before = ""',
+        ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
+    ),
+    Mutant(
+        "mirsearch/database.py",
+        "        else:\n            return False\n    return True\n",
+        "    return True\n",
         ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
     ),
     Mutant(
