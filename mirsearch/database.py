@@ -135,7 +135,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # 0011): a connection without it (the sqlite3 shell) is refused a change to a track's texts
     # instead of putting that index out of step with them
     dbapi_connection.create_function("mirsearch_lower", 1, _lower, deterministic=True)
-    # a text search's short words, found whole (track_filters.text_matches)
+    # a text search's words, checked in one call a row (track_filters._WordsHeld)
     dbapi_connection.create_function("mirsearch_holds_all", 2, _holds_all, deterministic=True)
     cursor = dbapi_connection.cursor()
     _write_ahead_log(cursor)

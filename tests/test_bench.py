@@ -287,3 +287,14 @@ def test_the_filter_rows_give_each_backend_or_why_postgresql_is_missing(bench):
     rows = bench.filter_rows({"catalog_filters": alone})
     assert len(rows) == 3 and rows[-1][1] == "not measured: PostgreSQL is not installed"
     assert bench.filter_rows({}) == []
+    short = {"text_of_short_words": ["1", 0]}  # asked since 2026-12-05, as a third text
+    point |= {
+        "texts": point["texts"] | short,
+        "indexed": point["indexed"] | dict.fromkeys(short, figures),
+        "scanned": point["scanned"] | dict.fromkeys(short, figures),
+    }
+    ((title, figures_of_texts),) = bench.filter_rows(
+        {"catalog_filters": {"points": [point, point]}}
+    )[1:]
+    assert "· words of under 3 characters ('1', 0: every row read), p50" in title
+    assert figures_of_texts == "3.2 / 140 ms · 3.2 / 140 ms · 3.2 / 3.2 ms; 0.4 MB"
