@@ -6,9 +6,10 @@ core) and `olaf store --threads <cores> FILES`, each timed from process start to
 untimed run of each (`_warm_up`), so that neither starts from a cold page cache. Queries:
 `mirsearch match --workers N` and `olaf query --threads N` over all the clips in one process each
 (the start amortised over the batch), on every core (N = cores, both commands' way of using a
-machine) and on one, and how often each names the clip's source file first, so that the two
-speeds compare answers of known quality; then a long batch (LONG_BATCH other clips, every core),
-where the start is shared by ten times as many queries, as when a platform checks a day's uploads.
+machine) and on one, each command and the processes it starts held to N CPUs, and how often
+each names the clip's source file first, so that the two speeds compare answers of known
+quality; then a long batch (LONG_BATCH other clips, every core), where the start is shared by
+ten times as many queries, as when a platform checks a day's uploads.
 
 All of it is measured in ROUNDS rounds, each into fresh homes, the two programs taking turns to
 go first; the figures are the rounds' medians, and each ratio the median of the rounds' ratios.
@@ -37,6 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from statistics import median
 
@@ -115,19 +117,37 @@ class Olaf:
         (self.home / ".olaf").mkdir(parents=True, exist_ok=True)
         (self.home / ".olaf" / "olaf_config.json").write_text(json.dumps(config))
 
-    def run(self, *args: str) -> tuple[float, str]:
-        """Wall seconds and standard output of `olaf ARGS`."""
+    def run(self, *args: str, cores: int | None = None) -> tuple[float, str]:
+        """Wall seconds and standard output of `olaf ARGS` (on the first `cores` CPUs: `_timed`)."""
         env = os.environ | {"HOME": str(self.home), "PATH": self.path}
-        return _timed([str(self.binary), *args], env)
+        return _timed([str(self.binary), *args], env, cores=cores)
 
     def db_bytes(self) -> int:
         return _bytes_under(self.home / ".olaf" / "db")
 
 
-def _timed(command: list[str], env: dict[str, str]) -> tuple[float, str]:
+def _timed(
+    command: list[str], env: dict[str, str], *, cores: int | None = None
+) -> tuple[float, str]:
+    """Wall seconds and standard output of `command`; with `cores`, it and every process it
+    starts (mirsearch's workers, Olaf's ffmpeg) run on that many of the CPUs this one may use
+    and no others: `match --workers 1` runs a thread of NumPy's BLAS per core beside its one
+    worker (1.6 CPUs busy over 60 clips), so "one core" had not been one core for it."""
     started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        command,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        preexec_fn=None if cores is None else partial(_pin, cores),
+    )
     return time.perf_counter() - started, done.stdout
+
+
+def _pin(cores: int) -> None:
+    """This process on the first `cores` of the CPUs it may run on (Linux)."""
+    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:cores])
 
 
 def _bytes_under(folder: Path) -> int:
@@ -206,9 +226,9 @@ def _query(
     first for each clip."""
     runs = {
         "mirsearch": lambda: _timed(
-            [*_mirsearch(), "match", "--json", "--workers", str(cores), *clips], env
+            [*_mirsearch(), "match", "--json", "--workers", str(cores), *clips], env, cores=cores
         ),
-        "olaf": lambda: olaf.run("query", "--threads", str(cores), *clips),
+        "olaf": lambda: olaf.run("query", "--threads", str(cores), *clips, cores=cores),
     }
     out = {}
     for name in sorted(runs, reverse=olaf_first):

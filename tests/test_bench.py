@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -99,6 +100,22 @@ def test_olafs_answers_are_read_per_query_whatever_order_its_threads_print_them(
         set(),
     ]
     assert olaf.olaf_top_paths(printed, 3) == ["/music/x.ogg", "/music/z.ogg", None]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux's")
+def test_a_one_core_batch_and_what_it_starts_run_on_one_cpu(monkeypatch):
+    """bench/olaf.py's one-core queries hold each command, and the processes it starts (a pool's
+    workers, Olaf's ffmpeg), to one CPU; unpinned, they may use every one."""
+    monkeypatch.syspath_prepend(str(RUN.parent))
+    import olaf
+
+    child = "import os, subprocess, sys; print(len(os.sched_getaffinity(0)))"
+    grandchild = [sys.executable, "-c", child]
+    command = [sys.executable, "-c", f"{child}; subprocess.run({grandchild!r})"]
+    _, pinned = olaf._timed(command, dict(os.environ), cores=1)
+    assert pinned.split() == ["1", "1"]
+    _, free = olaf._timed(command, dict(os.environ))
+    assert free.split() == [str(len(os.sched_getaffinity(0)))] * 2
 
 
 def test_eval_dupes_counts_as_heard_the_files_the_shipped_model_trained_on(monkeypatch):
