@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mirsearch import analysis, audio, embeddings, features, indexer, nn, records, student
+from mirsearch import analysis, audio, commits, embeddings, features, nn, records, student
 from mirsearch.config import Settings
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
@@ -41,9 +41,9 @@ STAGES = {
     "verification print": [(embeddings, "make_print")],
     "duplicate check on ingest": [(records, "_flag_duplicate")],
     "vector index save": [(VectorIndex, "save")],
-    # each result's rows, vectors and print (records.record); not the batch's _commit, which
-    # also draws the next results, analysed right there when there is one worker
-    "commit (catalog rows, index add)": [(indexer, "record")],
+    # each result's rows, vectors and print (records.record); not the batch (Commits.batch),
+    # which also draws the next results, analysed right there when there is one worker
+    "commit (catalog rows, index add)": [(commits, "record")],
 }
 NESTED_IN_COMMIT = ("duplicate check on ingest",)
 

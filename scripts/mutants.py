@@ -110,7 +110,7 @@ MUTANTS = (
         ("tests/test_plan.py",),
     ),
     Mutant(
-        "mirsearch/indexer.py",
+        "mirsearch/plan.py",
         '    return any(path == str(root) or path.startswith(os.path.join(root, "")) '
         "for root in roots)",
         "    return any(path == str(root) or path.startswith(str(root)) for root in roots)",

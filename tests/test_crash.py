@@ -38,7 +38,7 @@ BATCH = 4  # tracks per commit in the runs below, so that a run makes several co
 HOOKED = r"""
 import os, signal, sys
 import sqlalchemy
-from mirsearch import indexer
+from mirsearch import commits, indexer
 from mirsearch.index import VectorIndex
 
 point, nth, action = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -61,9 +61,9 @@ VectorIndex.save = save_between_stops
 sqlalchemy.event.listen(sqlalchemy.engine.Engine, "commit", lambda conn: reached("commit"))
 prune = indexer.prune_generations
 def stop_then_prune(directory, *, keep):
-    reached("prune")  # at the start of a run, and after every commit
+    reached("prune")  # at the start of a run (indexer), and after every commit (commits)
     return prune(directory, keep=keep)
-indexer.prune_generations = stop_then_prune
+indexer.prune_generations = commits.prune_generations = stop_then_prune
 analyse_all = indexer.analyse_all
 def analysed(*args, **kwargs):
     for result in analyse_all(*args, **kwargs):

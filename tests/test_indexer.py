@@ -379,18 +379,18 @@ def test_the_main_process_commits_on_one_thread_while_workers_fill_the_cores(
     one thread of numpy's BLAS and of OpenMP (FAISS), not one a core; back as they were after."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from mirsearch.indexer import Indexer
+    from mirsearch.commits import Commits
 
     def pools() -> dict[str, int]:
         return {i["user_api"]: i["num_threads"] for i in threadpool_info()}
 
-    seen, commit = [], Indexer._commit
+    seen, commit = [], Commits.batch
 
     def spy(self, *args, **kwargs):
         seen.append(pools())
         return commit(self, *args, **kwargs)
 
-    monkeypatch.setattr(Indexer, "_commit", spy)
+    monkeypatch.setattr(Commits, "batch", spy)
     with threadpool_limits(limits=2):  # as on a 2-core machine; as they were afterwards
         before = pools()
         Engine(settings).index_paths([demo_dir], workers=2)
@@ -584,7 +584,7 @@ def test_a_generation_another_run_wrote_stops_a_run_before_it_writes_over_it(set
     index = first._open_index(first._expected_meta())
     Indexer(settings).run([folder / "demo-01.flac"], workers=1)
     stopped = pytest.raises(IndexMismatchError, match="another indexing run committed generation")
-    with stopped, first._generation(index, index.meta.model_hash):
+    with stopped, first.commits.generation(index, index.meta.model_hash):
         pass
     engine = Engine(settings)
     assert engine.index().n_tracks == 1 and engine.catalog.index_state().generation == 2
@@ -646,7 +646,7 @@ def test_a_slow_index_write_makes_the_batches_longer(settings, folder, monkeypat
     next batch lasts ten times as long."""
     import time
 
-    from mirsearch import indexer
+    from mirsearch import commits
 
     save = VectorIndex.save
 
@@ -655,7 +655,7 @@ def test_a_slow_index_write_makes_the_batches_longer(settings, folder, monkeypat
         return save(self, *args, **kwargs)
 
     monkeypatch.setattr(VectorIndex, "save", slow)
-    monkeypatch.setattr(indexer, "SLOW_SAVE_S", 0.1)
+    monkeypatch.setattr(commits, "SLOW_SAVE_S", 0.1)
     run = Indexer(settings)
     run.batch_tracks = 1  # a generation a track, but for the slow writes
     summary = run.run([folder], workers=1)
