@@ -422,6 +422,12 @@ MUTANTS = (
         "return np.exp(logs @ mean.T)",
         ("tests/test_repeating.py",),
     ),
+    Mutant(
+        "mirsearch/cli/queries.py",
+        '        threadpool_limits(1, user_api="blas")',
+        "        pass",
+        ("tests/test_cli.py", "-k", "blas"),
+    ),
 )
 
 

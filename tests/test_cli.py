@@ -968,6 +968,35 @@ def test_match_answers_without_importing_torch(home, clip, workers):
         assert Path(answer["matches"][0]["path"]).name == "demo-02.ogg", answer
 
 
+BLAS_COMMAND = """import json, sys
+import numpy
+from threadpoolctl import threadpool_info
+from mirsearch.cli import main
+def blas():
+    return max(p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas")
+before = blas()
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print(json.dumps({"before": before, "after": blas()}))
+"""
+
+
+def test_match_on_one_worker_multiplies_on_one_blas_thread(home, clip):
+    """The numpy matcher's matrices are small: NumPy's BLAS on a thread a core had taken 1.8x
+    the CPU of one thread for no speed (`match --workers 1`, 60 clips and a 3 min upload)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    done = python(
+        BLAS_COMMAND,
+        *["match", "--json", "--workers", "1", str(clip)],
+        env=env | {"MIRSEARCH_HOME": str(home[0]), "OPENBLAS_NUM_THREADS": "2"},
+    )
+    *answers, report = done.stdout.splitlines()
+    assert json.loads(report) == {"before": 2, "after": 1}, done.stderr
+    assert Path(json.loads(answers[0])["matches"][0]["path"]).name == "demo-02.ogg"
+
+
 @pytest.mark.parametrize(("policy", "expect"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
 def test_catalog_commands_load_no_network_and_openmp_threads_sleep_unless_told(
     home, policy, expect

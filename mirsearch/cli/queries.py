@@ -67,6 +67,12 @@ def _outcomes(run: Callable, queries: Sequence, *, workers: int, torch: bool) ->
             return [exc] * len(queries)
         if torch:
             import mirsearch.embeddings  # noqa: F401 torch imported once, here; the forks share it
+    elif not torch:
+        from threadpoolctl import threadpool_limits
+
+        # NumPy's matcher multiplies small matrices: a BLAS thread a core beside it took 1.8x
+        # the CPU for no speed (60 clips, a 3 min upload of other music); FAISS keeps its own
+        threadpool_limits(1, user_api="blas")
     load = partial(Engine, settings, threads=1 if workers > 1 else None, create=False)
     return ordered_map(load, partial(_attempt, run), queries, workers=workers)
 
