@@ -130,9 +130,9 @@ def _timed(
     command: list[str], env: dict[str, str], *, cores: int | None = None
 ) -> tuple[float, str]:
     """Wall seconds and standard output of `command`; with `cores`, it and every process it
-    starts (mirsearch's workers, Olaf's ffmpeg) run on that many of the CPUs this one may use
-    and no others: `match --workers 1` runs a thread of NumPy's BLAS per core beside its one
-    worker (1.6 CPUs busy over 60 clips), so "one core" had not been one core for it."""
+    starts (mirsearch's workers, Olaf's ffmpeg decoders) run on that many of the CPUs this one
+    may use and no others, whatever threads they start: `match --workers 1` had run a thread of
+    NumPy's BLAS a core beside its one worker (1.6 CPUs busy over 60 clips)."""
     started = time.perf_counter()
     done = subprocess.run(
         command,
