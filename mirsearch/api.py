@@ -161,10 +161,12 @@ class Engine(Resources):
 
     def classify(self, path: Path, *, similar_k: int = 5, timeline: bool = False) -> Classification:
         """Genre probabilities and tags of a file and, once a catalog exists, its most similar
-        tracks; with `timeline`, the genre of each window that is sound (a silent one has none)."""
+        tracks, not those holding the file itself (the same bytes: a catalog file classified had
+        been listed first as similar to itself); with `timeline`, the genre of each window that
+        is sound (a silent one has none)."""
         _whole("similar", similar_k, 0, MAX_SIMILAR)
         analysis = self.analyse_file(path, min_duration_s=CLASSIFY_MIN_S)
-        return self._classification(analysis, similar_k=similar_k, timeline=timeline)
+        return self._classification(analysis, similar_k=similar_k, timeline=timeline, file=path)
 
     def examine(
         self, path: Path, *, k: int | None = None, genres: Sequence[str] = ()
@@ -183,8 +185,14 @@ class Engine(Resources):
         )
 
     def _classification(
-        self, analysis: Analysis, *, similar_k: int, timeline: bool
+        self,
+        analysis: Analysis,
+        *,
+        similar_k: int,
+        timeline: bool,
+        file: Path | None = None,
     ) -> Classification:
+        """`file`: the file analysed, whose catalog tracks (the same bytes) are not similar."""
         labels = self.embedder.labels
         probabilities = {
             g: round(float(p), 4) for g, p in zip(labels, analysis.probabilities, strict=True)
@@ -198,7 +206,12 @@ class Engine(Resources):
             ) from exc
         similar = []
         if index is not None and index.n_tracks:
-            similar = self._rank(analysis, k=min(similar_k, index.n_tracks), allowed=None)
+            from mirsearch.analysis import file_sha256  # here: `match` starts without it
+
+            itself = self.catalog.holding(file_sha256(file)) if file else set()
+            k = min(similar_k + len(itself), index.n_tracks)
+            ranked_tracks = self._rank(analysis, k=k, allowed=None)
+            similar = [r for r in ranked_tracks if r.track_id not in itself][:similar_k]
         windows = []
         if timeline:
             heard = analysis.sounding

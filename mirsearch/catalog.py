@@ -278,6 +278,12 @@ class Catalog:
         with self.session() as session:
             return session.get(TrackWaveform, track_id)
 
+    def holding(self, sha256: str) -> set[int]:
+        """The indexed tracks whose file has this content hash (a file, or an exact copy)."""
+        query = select(Track.id).where(Track.sha256 == sha256, Track.status == "indexed")
+        with self.session() as session:
+            return set(session.scalars(query))
+
     def by_path(self, path: str | Path) -> Track | None:
         with self.session() as session:
             return session.scalar(select(Track).where(Track.path == str(path)))

@@ -289,6 +289,21 @@ def test_a_classify_timeline_gives_a_genre_to_the_windows_with_sound_only(settin
     assert timeline[-1]["offset_s"] >= 8.5
 
 
+def test_a_catalog_file_classified_is_not_listed_as_similar_to_itself(settings, demo, tmp_path):
+    """Its own track (and an exact copy's, of the same bytes) had come first at ~1.0; the other
+    tracks are listed, as many as asked for where the catalog holds them."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+    rows = {Path(t.path).name: t.id for t in engine.catalog.list_tracks()[0]}
+    copy = shutil.copy(demo[0], tmp_path / f"copy{demo[0].suffix}")
+    for path in (demo[0], copy):
+        similar = [r.track_id for r in engine.classify(path, similar_k=2).similar]
+        assert sorted(similar) == sorted(set(rows.values()) - {rows[demo[0].name]})
+    other = np.concatenate([load(demo[1]).samples, np.zeros(1600, np.float32)])
+    other_bytes = write(tmp_path / "other.wav", other, 16_000)
+    assert len(engine.classify(other_bytes, similar_k=3).similar) == 3
+
+
 def test_a_track_id_past_the_catalogs_integers_is_not_found(db_settings):
     """tracks.id is 32 bits on PostgreSQL: 2**31 had been its 'integer out of range', a
     traceback on the command line and a 500 on the site."""

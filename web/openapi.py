@@ -123,7 +123,8 @@ SPEC = {
         },
         "/api/classify": {
             "post": {
-                "summary": "Genre probabilities and tags of the upload, and similar catalog tracks",
+                "summary": "Genre probabilities and tags of the upload, and similar catalog tracks "
+                "(not those holding its very bytes)",
                 "requestBody": _upload(
                     shortest_s=CLASSIFY_MIN_S,
                     similar={"type": "integer", "minimum": 0, "maximum": 100},
