@@ -554,7 +554,8 @@ def olaf_rows(results: dict) -> list[tuple[str, str]]:
     ] + [
         (
             f"Olaf side by side, {batch['clips']} seeded {query['clip_s']:g} s clips in one "
-            f"batch each on {batch['cores']} core(s), per query with the process start shared: "
+            f"batch each held to {batch['cores']} core(s), per query with the process start "
+            "shared: "
             f"`mirsearch match --workers {batch['cores']}` / `olaf query --threads "
             f"{batch['cores']}`, {rounds}, and how often each names the clip's source first",
             f"{batch['mirsearch']['ms_per_query']:.0f} ms, {batch['mirsearch']['source_first']:.0%}"
