@@ -428,6 +428,12 @@ MUTANTS = (
         "        pass",
         ("tests/test_cli.py", "-k", "blas"),
     ),
+    Mutant(
+        "mirsearch/api.py",
+        "similar = [r for r in ranked_tracks if r.track_id not in itself][:similar_k]",
+        "similar = ranked_tracks[:similar_k]",
+        ("tests/test_api.py", "-k", "itself"),
+    ),
 )
 
 
