@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,9 +22,11 @@ from mirsearch.errors import (
     TooLongError,
     TooShortError,
 )
+from mirsearch.excerpts import excerpt
 from mirsearch.groups import find_groups
 from mirsearch.readings import read_as_needed, read_far, read_under_talk
 from mirsearch.repeating import under_other_sound
+from mirsearch.residual import span, taken_out
 from mirsearch.resources import Resources
 from mirsearch.results import Classification, Examination, MatchResult, Result, group_report
 from mirsearch.schema import MAX_TRACK_ID, Track
@@ -275,20 +277,58 @@ class Engine(Resources):
 
         if every_hypothesis:
             readings = read(sorted(config.pitch_hypotheses_st))
-            return best_of(
+            found = best_of(
                 candidates(index, readings, self.catalog.prints, config=config),
                 read_far(index, read, read_at, self.catalog.prints, config=config),
                 read_under_talk(index, read_repeating(), self.catalog.prints, config=config),
             )
-        return read_as_needed(
-            index,
-            read,
+        else:
+            found = read_as_needed(
+                index,
+                read,
+                self.catalog.prints,
+                threshold=self.match_threshold,
+                versions=self.catalog.versions,
+                read_at=read_at,
+                read_repeating=read_repeating,
+                config=config,
+            )
+        return best_of(found, self._beside(samples, found, read))
+
+    def _beside(
+        self, samples: np.ndarray, found: list[Match], read: Callable[..., list[Reading]]
+    ) -> list[Match]:
+        """The catalog tracks heard in `samples` once the best track confirmed in them (`found`,
+        best first) is taken out (residual.py): two catalog tracks mixed, the one under the
+        other. Only where its prints agree by less than config.rest_max_agreement (something
+        else sounds with it) and its file can be read; none otherwise."""
+        config = self.settings.duplicates
+        top = next((m for m in found if m.score >= self.match_threshold), None)
+        if top is None or top.agreement >= config.rest_max_agreement:
+            return []
+        row = self.catalog.get(top.track_id)
+        start_s, duration_s = span(top)
+        try:
+            if row is None:  # pruned meanwhile
+                raise AudioError(f"track {top.track_id} is no longer in the catalog")
+            track, track_start_s = excerpt(
+                Path(row.path), start_s, duration_s, config=self.settings.audio
+            )
+        except AudioError as exc:  # moved, deleted or unreadable since it was indexed
+            log.info("track %d not taken out of the upload: %s", top.track_id, exc)
+            return []
+        rest, share = taken_out(
+            samples, track, track_start_s, top, sample_rate=self.settings.audio.sample_rate
+        )
+        if share < config.rest_min_share:
+            return []
+        exclude = frozenset({top.track_id})
+        return candidates(
+            self._require_index(),
+            read([0.0], rest),
             self.catalog.prints,
-            threshold=self.match_threshold,
-            versions=self.catalog.versions,
-            read_at=read_at,
-            read_repeating=read_repeating,
             config=config,
+            exclude=exclude,
         )
 
     def _sounding(self, samples: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:

@@ -215,6 +215,13 @@ class DuplicateConfig:
     # of its soundtrack (37 s lined up at ±4 s, prints agreeing by 0.25), under the threshold
     # by a hair; at this, 0.27, below what the other readings give other music (0.392)
     under_talk_logits: float = 3.6
+    # a track confirmed in the upload whose prints agree with it by less than this (something
+    # else sounds with it) is taken out of the upload (residual.py) and the rest read once more
+    # for another catalog track: two catalog tracks mixed, both listed. A clean copy agrees by
+    # more and is spared the cost ...
+    rest_max_agreement: float = 0.9
+    # ... as is one whose rest holds less than this share of its energy over the match
+    rest_min_share: float = 0.02
     verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
     verify_chunk_hop_s: float = 1.0  # ... starting this far apart (a 5 s stretch: 3 chunks) ...

@@ -1,0 +1,48 @@
+"""A stretch of an audio file decoded by seeking to it, mono float32 at one rate: the part of a
+catalog track an upload holds, read back to take it out of the upload (residual.py) without
+decoding the whole track (a 7 min MP3 whole takes ~0.7 s here, 10 s of it ~20 ms)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from mirsearch.config import AudioConfig
+from mirsearch.containers import chosen_stream, open_container, reason
+from mirsearch.errors import AudioError
+
+
+def excerpt(
+    path: Path, start_s: float, duration_s: float, *, config: AudioConfig = AudioConfig()
+) -> tuple[np.ndarray, float]:
+    """`path`'s audio from `start_s` for `duration_s` (less at its end), mono float32 at
+    config.sample_rate, and where in the file its first sample lies (s): FFmpeg seeks to the
+    packet before `start_s`, so the stretch may begin a little earlier. AudioError when the file
+    cannot be read or holds nothing there."""
+    blocks: list[np.ndarray] = []
+    first_s = None
+    end_s = start_s + duration_s
+    with open_container(Path(path)) as container:
+        stream = container.streams.audio[chosen_stream(container)]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=config.sample_rate)
+        try:
+            if start_s > 0 and stream.time_base:
+                container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+            for frame in container.decode(stream):
+                if frame.time is None:
+                    raise AudioError(f"{path}: its audio frames carry no timestamps")
+                if first_s is None:
+                    first_s = frame.time
+                blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
+                if frame.time > end_s:
+                    break
+            blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
+        except av.error.FFmpegError as exc:
+            raise AudioError(
+                f"{path}: cannot be read from {start_s:.1f} s ({reason(exc)})"
+            ) from exc
+    if first_s is None or not blocks:
+        raise AudioError(f"{path}: no audio from {start_s:.1f} s on")
+    return np.concatenate(blocks).astype(np.float32, copy=False), float(first_s)
