@@ -20,7 +20,8 @@ def excerpt(
     """`path`'s audio from `start_s` for `duration_s` (less at its end), mono float32 at
     config.sample_rate, and where in the file its first sample lies (s): FFmpeg seeks to the
     packet before `start_s`, so the stretch may begin a little earlier. AudioError when the file
-    cannot be read or holds nothing there."""
+    cannot be read or holds nothing there. Where it begins is told to within the codec's delay
+    (an MP3's ~70 ms, Opus's pre-skip), as the container's timestamps have it."""
     blocks: list[np.ndarray] = []
     first_s = None
     end_s = start_s + duration_s
@@ -43,6 +44,7 @@ def excerpt(
             raise AudioError(
                 f"{path}: cannot be read from {start_s:.1f} s ({reason(exc)})"
             ) from exc
-    if first_s is None or not blocks:
+    samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if first_s is None or first_s + samples.size / config.sample_rate <= start_s:
         raise AudioError(f"{path}: no audio from {start_s:.1f} s on")
-    return np.concatenate(blocks).astype(np.float32, copy=False), float(first_s)
+    return samples.astype(np.float32, copy=False), float(first_s)

@@ -22,6 +22,7 @@ from mirsearch.cli import main
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
+from mirsearch.errors import AudioError
 from mirsearch.transforms import TRANSFORMS, speed
 from mirsearch.vocabulary import GENRES
 
@@ -516,6 +517,48 @@ def test_catalog_music_under_a_voice_as_loud_is_found_in_its_repeating_part(
         ),
     )
     assert engine.match(upload) == []
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "under_db"),
+    [
+        (("xmoto__foxrun.ogg", 30), ("wesnoth__silvan_sanctuary.ogg", 30), 0.0),
+        (
+            ("supertux__fortress.ogg", 20),
+            ("lincity__02_-_robert_van_herk_-_city_blues.ogg", 40),
+            -12.0,
+        ),
+    ],
+)
+def test_two_catalog_tracks_mixed_are_both_listed_where_they_were_cut(
+    shared_catalog, tmp_path, monkeypatch, first, second, under_db
+):
+    """10 s of one catalog track with 10 s of another mixed in, as loud or 12 dB under it: both
+    are listed, each at its offset. The second is heard once the first is taken out of the
+    upload (residual.py): without that, one of them alone; and where the first's file cannot
+    be read (moved since), that one, without an error."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    cut = {}
+    for name, at_s in (first, second):
+        samples = load(engine.catalog.get(names[name]).path).samples
+        cut[names[name]] = samples[at_s * 16_000 : (at_s + 10) * 16_000]
+    a, b = cut.values()
+    mix = a + b * np.sqrt(np.mean(a**2) / np.mean(b**2)) * 10 ** (under_db / 20)
+    upload = write(tmp_path / "two.wav", mix / max(1.0, np.abs(mix).max()), 16_000)
+    found = {m.track_id: m for m in engine.match(upload)}
+    assert set(found) == set(cut)
+    for name, at_s in (first, second):
+        assert found[names[name]].track_offset_s == pytest.approx(at_s, abs=1.0)
+    with monkeypatch.context() as patched:
+        patched.setattr(api, "taken_out", lambda samples, *args, **options: (samples, 1.0))
+        assert len(engine.match(upload)) == 1
+
+    def moved(path, *args, **options):
+        raise AudioError(f"{path}: no such file")
+
+    monkeypatch.setattr(api, "excerpt", moved)
+    assert len(engine.match(upload)) == 1
 
 
 def test_music_not_in_the_catalog_matches_nothing(shared_catalog, tmp_path):
