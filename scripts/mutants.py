@@ -434,6 +434,24 @@ MUTANTS = (
         "similar = ranked_tracks[:similar_k]",
         ("tests/test_api.py", "-k", "itself"),
     ),
+    Mutant(
+        "mirsearch/api.py",
+        "return best_of(found, self._beside(samples, found, read))",
+        "return found",
+        ("tests/test_api.py", "-k", "mixed_12_db"),
+    ),
+    Mutant(
+        "mirsearch/residual.py",
+        "gain = np.sum(t * np.conj(s), axis=0)",
+        "gain = np.sum(t * s, axis=0)",
+        ("tests/test_residual.py",),
+    ),
+    Mutant(
+        "mirsearch/residual.py",
+        "shift = _best_shift(stretch, laid, 2 * lag, int(LAG_SPAN_S * sample_rate))",
+        "shift = lag",
+        ("tests/test_residual.py",),
+    ),
 )
 
 

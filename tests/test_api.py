@@ -352,3 +352,24 @@ def test_music_on_two_sound_tracks_of_a_video_is_told_where_the_one_played_holds
     (match,) = engine.match(video)
     assert match.path == str(demo[0].resolve())
     assert match.track_offset_s == pytest.approx(10.0, abs=0.2)
+
+
+def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(settings, demo, tmp_path):
+    """10 s of one demo track with 10 s of another 12 dB under it: the upload lists both, each
+    at its offset, the quieter one found in what is left once the louder is taken out of the
+    upload (residual.py); read as it plays, the louder one alone."""
+    engine = Engine(settings)
+    engine.index_paths([demo[0].parent])
+    loud = load(demo[0]).samples[5 * 16_000 : 15 * 16_000]
+    under = load(demo[1]).samples[8 * 16_000 : 18 * 16_000]
+    mix = loud + under * np.sqrt(np.mean(loud**2) / np.mean(under**2)) * 10 ** (-12 / 20)
+    upload = write(tmp_path / "mixed.wav", mix / max(1.0, np.abs(mix).max()), 16_000)
+    found = {Path(m.path).name: m.track_offset_s for m in engine.match(upload)}
+    assert found == {
+        demo[0].name: pytest.approx(5.0, abs=0.5),
+        demo[1].name: pytest.approx(8.0, abs=0.5),
+    }
+    alone = dataclasses.replace(
+        settings, duplicates=dataclasses.replace(settings.duplicates, rest_max_agreement=0.0)
+    )
+    assert [Path(m.path).name for m in Engine(alone).match(upload)] == [demo[0].name]
