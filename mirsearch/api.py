@@ -307,10 +307,10 @@ class Engine(Resources):
         if top is None or top.agreement >= config.rest_max_agreement:
             return []
         row = self.catalog.get(top.track_id)
+        if row is None:  # pruned meanwhile
+            return []
         start_s, duration_s = span(top)
         try:
-            if row is None:  # pruned meanwhile
-                raise AudioError(f"track {top.track_id} is no longer in the catalog")
             track, track_start_s = excerpt(
                 Path(row.path), start_s, duration_s, config=self.settings.audio
             )
