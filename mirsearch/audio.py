@@ -99,26 +99,19 @@ def _read_packets(
                 continue
             for frame in frames:
                 if graph is not None and _shape(frame) != shape:  # the stream changed format
-                    yield from _drained(graph, sink, flush=True)
+                    yield from drained(graph, sink, flush=True)
                     graph = None
                 if graph is None:
-                    graph, shape = av.filter.Graph(), _shape(frame)
-                    source = graph.add(
-                        "abuffer",
-                        sample_rate=str(frame.sample_rate),
-                        sample_fmt=frame.format.name,
-                        channel_layout=frame.layout.name,
-                        time_base=f"1/{frame.sample_rate}",
-                    )
-                    sink = _converted(graph, source, config, first_channel=first_channel)
+                    shape = _shape(frame)
+                    graph, sink = conversion_for(frame, config, first_channel=first_channel)
                 frame.pts = None  # skipped packets leave gaps in the timestamps
                 graph.push(frame)
                 queued += frame.samples
                 if queued >= frame.sample_rate:  # pulled a second at a time: a pull that
                     queued = 0  # finds nothing raises, which costs more than decoding
-                    yield from _drained(graph, sink)
+                    yield from drained(graph, sink)
         if graph is not None:
-            yield from _drained(graph, sink, flush=True)
+            yield from drained(graph, sink, flush=True)
     except av.error.FFmpegError as exc:
         raise AudioError(f"{info.path}: the audio is corrupt or truncated ({reason(exc)})") from exc
     if bad_packets:
@@ -129,7 +122,23 @@ def _shape(frame: av.AudioFrame) -> tuple[int, str, str]:
     return frame.sample_rate, frame.format.name, frame.layout.name
 
 
-def _drained(graph, sink, *, flush: bool = False) -> Iterator[np.ndarray]:
+def conversion_for(
+    frame: av.AudioFrame, config: AudioConfig, *, first_channel: bool = False
+) -> tuple[av.filter.Graph, av.filter.context.FilterContext]:
+    """The one conversion (`_converted`) for frames shaped as `frame`, pushed into the graph it
+    returns with `graph.push` and pulled from its sink (`drained`)."""
+    graph = av.filter.Graph()
+    source = graph.add(
+        "abuffer",
+        sample_rate=str(frame.sample_rate),
+        sample_fmt=frame.format.name,
+        channel_layout=frame.layout.name,
+        time_base=f"1/{frame.sample_rate}",
+    )
+    return graph, _converted(graph, source, config, first_channel=first_channel)
+
+
+def drained(graph, sink, *, flush: bool = False) -> Iterator[np.ndarray]:
     """What the conversion holds (all of it with `flush`: the end of the input pushed first)."""
     if flush:
         graph.push(None)

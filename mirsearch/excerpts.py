@@ -9,6 +9,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from mirsearch.audio import conversion_for, drained
 from mirsearch.config import AudioConfig
 from mirsearch.containers import chosen_stream, open_container, reason
 from mirsearch.errors import AudioError
@@ -22,29 +23,30 @@ def excerpt(
     packet before `start_s`, so the stretch may begin a little earlier. AudioError when the file
     cannot be read or holds nothing there. Where it begins is told to within the codec's delay
     (an MP3's ~70 ms, Opus's pre-skip), as the container's timestamps have it."""
-    blocks: list[np.ndarray] = []
-    first_s = None
+    first_s = graph = sink = None
     end_s = start_s + duration_s
     with open_container(Path(path)) as container:
         stream = container.streams.audio[chosen_stream(container)]
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=config.sample_rate)
         try:
             if start_s > 0 and stream.time_base:
                 container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
             for frame in container.decode(stream):
-                if frame.time is None:
+                at_s = frame.time
+                if at_s is None:
                     raise AudioError(f"{path}: its audio frames carry no timestamps")
-                if first_s is None:
-                    first_s = frame.time
-                blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(frame)]
-                if frame.time > end_s:
+                if graph is None:
+                    first_s = at_s
+                    graph, sink = conversion_for(frame, config)
+                frame.pts = None  # the conversion counts samples, not the file's timestamps
+                graph.push(frame)
+                if at_s > end_s:
                     break
-            blocks += [f.to_ndarray().reshape(-1) for f in resampler.resample(None)]
-        except av.error.FFmpegError as exc:
+            blocks = list(drained(graph, sink, flush=True)) if graph else []
+        except (av.error.FFmpegError, ValueError) as exc:
             raise AudioError(
                 f"{path}: cannot be read from {start_s:.1f} s ({reason(exc)})"
             ) from exc
     samples = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     if first_s is None or first_s + samples.size / config.sample_rate <= start_s:
         raise AudioError(f"{path}: no audio from {start_s:.1f} s on")
-    return samples.astype(np.float32, copy=False), float(first_s)
+    return samples, float(first_s)

@@ -19,10 +19,10 @@ import numpy as np
 from mirsearch.scoring import Match
 
 N_FFT = 1024  # the STFT the gain is fitted in: 64 ms at 16 kHz ...
-HOP = N_FFT // 4  # ... a quarter of a frame apart (Hann windows overlap-added back to unity)
+HOP = N_FFT // 2  # ... half a frame apart (square-root Hann windows, overlap-added to unity)
 BLOCK_S = 20.0  # a gain fitted on each block of this length (a level or EQ that moves)
 MAX_LAG_S = 0.25  # the track is shifted to the sample within this of the match's line
-LAG_SPAN_S = 4.0  # the shift is found on at most this much of the stretch, its middle
+LAG_SPAN_S = 3.0  # the shift is found on at most this much of the stretch, its middle
 SNAP_SPEED = 0.01  # a match within this of speed 1 is laid at 1: ±0.004 is the line's error
 
 
@@ -94,8 +94,8 @@ def _fitted(target: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def _window() -> np.ndarray:
-    # periodic: its squares overlap-add to a constant
-    return np.hanning(N_FFT + 1)[:N_FFT].astype(np.float32)
+    # its squares, a periodic Hann window, overlap-add to a constant half a frame apart
+    return np.sqrt(np.hanning(N_FFT + 1)[:N_FFT]).astype(np.float32)
 
 
 def _stft(x: np.ndarray) -> np.ndarray:
@@ -113,7 +113,7 @@ def _istft(spectrum: np.ndarray, length: int) -> np.ndarray:
     out = np.zeros((count + parts - 1) * HOP, np.float32)
     norm = np.zeros_like(out)
     pieces, weights = frames.reshape(count, parts, HOP), (window**2).reshape(parts, HOP)
-    for j in range(parts):  # frame k's j-th quarter lands at (k + j) · HOP
+    for j in range(parts):  # frame k's j-th hop of samples lands at (k + j) · HOP
         out[j * HOP : (j + count) * HOP] += pieces[:, j].reshape(-1)
         norm[j * HOP : (j + count) * HOP] += np.tile(weights[j], count)
     return (out / np.maximum(norm, 1e-8))[N_FFT : N_FFT + length]
