@@ -22,11 +22,10 @@ from mirsearch.errors import (
     TooLongError,
     TooShortError,
 )
-from mirsearch.excerpts import excerpt
 from mirsearch.groups import find_groups
 from mirsearch.readings import read_as_needed, read_far, read_under_talk
 from mirsearch.repeating import under_other_sound
-from mirsearch.residual import span, taken_out
+from mirsearch.residual import rest_of
 from mirsearch.resources import Resources
 from mirsearch.results import Classification, Examination, MatchResult, Result, group_report
 from mirsearch.schema import MAX_TRACK_ID, Track
@@ -301,26 +300,20 @@ class Engine(Resources):
         """The catalog tracks heard in `samples` once the best track confirmed in them (`found`,
         best first) is taken out (residual.py): two catalog tracks mixed, the one under the
         other. Only where its prints agree by less than config.rest_max_agreement (something
-        else sounds with it) and its file can be read; none otherwise."""
+        else sounds with it), its file can be read and something is left; none otherwise."""
         config = self.settings.duplicates
         top = next((m for m in found if m.score >= self.match_threshold), None)
         if top is None or top.agreement >= config.rest_max_agreement:
             return []
-        row = self.catalog.get(top.track_id)
-        if row is None:  # pruned meanwhile
-            return []
-        start_s, duration_s = span(top)
-        try:
-            track, track_start_s = excerpt(
-                Path(row.path), start_s, duration_s, config=self.settings.audio
-            )
-        except AudioError as exc:  # moved, deleted or unreadable since it was indexed
-            log.info("track %d not taken out of the upload: %s", top.track_id, exc)
-            return []
-        rest, share = taken_out(
-            samples, track, track_start_s, top, sample_rate=self.settings.audio.sample_rate
+        row = self.catalog.get(top.track_id)  # None: pruned meanwhile
+        rest = row and rest_of(
+            samples,
+            top,
+            Path(row.path),
+            config=self.settings.audio,
+            min_share=config.rest_min_share,
         )
-        if share < config.rest_min_share:
+        if rest is None:
             return []
         exclude = frozenset({top.track_id})
         return candidates(

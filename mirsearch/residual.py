@@ -14,9 +14,18 @@ nothing new in.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from pathlib import Path
+
 import numpy as np
 
+from mirsearch.config import AudioConfig
+from mirsearch.errors import AudioError
+from mirsearch.excerpts import excerpt
 from mirsearch.scoring import Match
+
+log = logging.getLogger(__name__)
 
 N_FFT = 1024  # the STFT the gain is fitted in: 64 ms at 16 kHz ...
 HOP = N_FFT // 2  # ... half a frame apart (square-root Hann windows, overlap-added to unity)
@@ -24,6 +33,45 @@ BLOCK_S = 20.0  # a gain fitted on each block of this length (a level or EQ that
 MAX_LAG_S = 0.25  # the track is shifted to the sample within this of the match's line
 LAG_SPAN_S = 3.0  # the shift is found on at most this much of the stretch, its middle
 SNAP_SPEED = 0.01  # a match within this of speed 1 is laid at 1: ±0.004 is the line's error
+# a match's middle this long is taken out first: a clean copy leaves nothing there, and the rest
+# of it is not decoded (30 clean 10 s clips: ~10 ms instead of ~30 where the prints had called
+# for the removal)
+PROBE_S = 3.0
+
+
+def rest_of(
+    samples: np.ndarray, match: Match, path: Path, *, config: AudioConfig, min_share: float
+) -> np.ndarray | None:
+    """`samples` (the upload) less the catalog track whose file is at `path` along `match`;
+    None where less than `min_share` of the upload's energy over the match is left (first
+    taken on its middle PROBE_S, `narrowed`) or the file cannot be read (moved, deleted or
+    changed since it was indexed: said in the log)."""
+    probe = narrowed(match, PROBE_S)
+    for stretch in (probe, match) if probe != match else (match,):
+        try:
+            track, track_start_s = excerpt(path, *span(stretch), config=config)
+        except AudioError as exc:
+            log.info("track %d not taken out of the upload: %s", match.track_id, exc)
+            return None
+        rest, share = taken_out(
+            samples, track, track_start_s, stretch, sample_rate=config.sample_rate
+        )
+        if share < min_share:
+            return None
+    return rest
+
+
+def narrowed(match: Match, duration_s: float) -> Match:
+    """`match` cut to its middle `duration_s` (itself where it is no longer)."""
+    if match.duration_s <= duration_s:
+        return match
+    query_offset_s = match.query_offset_s + (match.duration_s - duration_s) / 2
+    return dataclasses.replace(
+        match,
+        query_offset_s=query_offset_s,
+        track_offset_s=match.track_offset_s + match.speed * (query_offset_s - match.query_offset_s),
+        duration_s=duration_s,
+    )
 
 
 def span(match: Match) -> tuple[float, float]:

@@ -3,11 +3,15 @@ level or EQ the upload gave the track; a track the upload does not hold takes no
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 from conftest import SR, melody, noise
 
 from mirsearch import residual
+from mirsearch.config import AudioConfig
+from mirsearch.excerpts import excerpt
 from mirsearch.scoring import Match
 
 
@@ -90,3 +94,39 @@ def test_the_span_to_decode_reaches_the_shift_on_both_sides():
 def test_the_short_time_transform_gives_the_signal_back():
     x = noise(3.0, seed=2)
     assert np.allclose(residual._istft(residual._stft(x), x.size), x, atol=1e-5)
+
+
+def test_a_match_narrowed_keeps_its_line():
+    match = along(query_offset_s=2.0, track_offset_s=30.0, duration_s=10.0, speed=1.05)
+    probe = residual.narrowed(match, 3.0)
+    assert (probe.query_offset_s, probe.duration_s) == (5.5, 3.0)
+    assert probe.track_offset_s == pytest.approx(30.0 + 1.05 * 3.5)
+    assert residual.narrowed(match, 12.0) is match
+
+
+def test_the_rest_of_a_clean_copy_is_none_after_its_probe_alone(
+    track, write_audio, monkeypatch, caplog
+):
+    """A clean copy is taken out of the match's middle, nothing is left there, and the rest of
+    the track is never decoded; under other music the whole stretch is, and the rest is that
+    music; a file gone is no rest, said in the log."""
+    path = write_audio("track.flac", track)
+    decoded = []
+    monkeypatch.setattr(
+        residual,
+        "excerpt",
+        lambda *args, **options: decoded.append(args[2]) or excerpt(*args, **options),
+    )
+    match = along(query_offset_s=0.0, track_offset_s=20.0, duration_s=10.0)
+    copy = track[20 * SR : 30 * SR]
+    assert residual.rest_of(copy, match, path, config=AudioConfig(), min_share=0.02) is None
+    assert decoded == [pytest.approx(residual.PROBE_S + 2 * residual.MAX_LAG_S)]
+    other = melody(10.0, seed=15)
+    upload = copy + other * np.sqrt(np.mean(copy**2) / np.mean(other**2)) * 0.25
+    rest = residual.rest_of(upload, match, path, config=AudioConfig(), min_share=0.02)
+    assert len(decoded) == 3
+    assert np.corrcoef(rest[SR:-SR], upload[SR:-SR] - copy[SR:-SR])[0, 1] > 0.97
+    gone = path.with_name("gone.flac")
+    with caplog.at_level(logging.INFO, logger="mirsearch.residual"):
+        assert residual.rest_of(upload, match, gone, config=AudioConfig(), min_share=0.02) is None
+    assert "track 1 not taken out of the upload" in caplog.text and "gone.flac" in caplog.text
