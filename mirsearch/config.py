@@ -218,7 +218,7 @@ class DuplicateConfig:
     # a track confirmed in the upload whose prints agree with it by less than this (something
     # else sounds with it) is taken out of the upload (residual.py) and the rest read once more
     # for another catalog track: two catalog tracks mixed, both listed. A clean copy agrees by
-    # more and is spared the cost ...
+    # more and is spared the cost (MIRSEARCH_SECOND_TRACK=0: 0, none taken out) ...
     rest_max_agreement: float = 0.9
     # ... as is one whose rest holds less than this share of its energy over the match
     rest_min_share: float = 0.02
@@ -326,8 +326,19 @@ class Settings:
             on="bring uploads back from the speeds of sped-up and slowed copies",
             off="read them as they play",
         )
+        second_track = _switch(
+            env,
+            "MIRSEARCH_SECOND_TRACK",
+            on="take a track confirmed in an upload out of it and read the rest for another",
+            off="list the tracks the upload's own readings confirm",
+        )
+        duplicates = {}
         if speed_readings is False:
-            values["duplicates"] = DuplicateConfig(speed_readings=(), key_readings_st=())
+            duplicates |= {"speed_readings": (), "key_readings_st": ()}
+        if second_track is False:
+            duplicates |= {"rest_max_agreement": 0.0}
+        if duplicates:
+            values["duplicates"] = DuplicateConfig(**duplicates)
         if env.get("MIRSEARCH_MAX_UPLOAD_MB"):
             megabytes = env["MIRSEARCH_MAX_UPLOAD_MB"]
             if not (megabytes.isascii() and megabytes.isdigit() and 0 < int(megabytes) <= 100_000):

@@ -17,6 +17,7 @@ from conftest import tone, write_video
 from mirsearch import audio
 from mirsearch.api import Engine
 from mirsearch.audio import load
+from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
 from mirsearch.errors import (
@@ -357,7 +358,7 @@ def test_music_on_two_sound_tracks_of_a_video_is_told_where_the_one_played_holds
 def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(settings, demo, tmp_path):
     """10 s of one demo track with 10 s of another 12 dB under it: the upload lists both, each
     at its offset, the quieter one found in what is left once the louder is taken out of the
-    upload (residual.py); read as it plays, the louder one alone."""
+    upload (residual.py); with MIRSEARCH_SECOND_TRACK=0, the louder one alone."""
     engine = Engine(settings)
     engine.index_paths([demo[0].parent])
     loud = load(demo[0]).samples[5 * 16_000 : 15 * 16_000]
@@ -369,7 +370,10 @@ def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(settings,
         demo[0].name: pytest.approx(5.0, abs=0.5),
         demo[1].name: pytest.approx(8.0, abs=0.5),
     }
-    alone = dataclasses.replace(
-        settings, duplicates=dataclasses.replace(settings.duplicates, rest_max_agreement=0.0)
-    )
+    alone = Settings.from_env({"MIRSEARCH_SECOND_TRACK": "0"}, home=settings.home)
+    assert alone.duplicates.speed_readings == settings.duplicates.speed_readings
     assert [Path(m.path).name for m in Engine(alone).match(upload)] == [demo[0].name]
+    both_off = Settings.from_env({"MIRSEARCH_SECOND_TRACK": "0", "MIRSEARCH_SPEED_READINGS": "0"})
+    assert (
+        both_off.duplicates.rest_max_agreement == 0.0 and both_off.duplicates.speed_readings == ()
+    )
