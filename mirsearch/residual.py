@@ -44,8 +44,8 @@ def rest_of(
 ) -> np.ndarray | None:
     """`samples` (the upload) less the catalog track whose file is at `path` along `match`;
     None where less than `min_share` of the upload's energy over the match is left (first
-    taken on its middle PROBE_S, `narrowed`) or the file cannot be read (moved, deleted or
-    changed since it was indexed: said in the log)."""
+    taken on its middle PROBE_S, `narrowed`) or the file cannot be read (moved or deleted since
+    it was indexed: said in the log; a file changed since takes nothing out)."""
     probe = narrowed(match, PROBE_S)
     for stretch in (probe, match) if probe != match else (match,):
         try:
