@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import talk, write_video
 
-from mirsearch import api, repeating
+from mirsearch import api, repeating, residual
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.cli import main
@@ -551,13 +551,13 @@ def test_two_catalog_tracks_mixed_are_both_listed_where_they_were_cut(
     for name, at_s in (first, second):
         assert found[names[name]].track_offset_s == pytest.approx(at_s, abs=1.0)
     with monkeypatch.context() as patched:
-        patched.setattr(api, "taken_out", lambda samples, *args, **options: (samples, 1.0))
+        patched.setattr(residual, "taken_out", lambda samples, *args, **options: (samples, 1.0))
         assert len(engine.match(upload)) == 1
 
     def moved(path, *args, **options):
         raise AudioError(f"{path}: no such file")
 
-    monkeypatch.setattr(api, "excerpt", moved)
+    monkeypatch.setattr(residual, "excerpt", moved)
     assert len(engine.match(upload)) == 1
 
 
