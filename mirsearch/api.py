@@ -22,10 +22,11 @@ from mirsearch.errors import (
     TooLongError,
     TooShortError,
 )
+from mirsearch.fingerprint import frames_per_s
 from mirsearch.groups import find_groups
 from mirsearch.readings import read_as_needed, read_far, read_under_talk
 from mirsearch.repeating import under_other_sound
-from mirsearch.residual import rest_of
+from mirsearch.residual import busiest, rest_of
 from mirsearch.resources import Resources
 from mirsearch.results import Classification, Examination, MatchResult, Result, group_report
 from mirsearch.schema import MAX_TRACK_ID, Track
@@ -248,6 +249,8 @@ class Engine(Resources):
         config = self.settings.duplicates
         sample_rate = self.settings.audio.sample_rate
 
+        as_played = {}  # the upload's print read as it plays, for `_beside`
+
         def read(semitones: Sequence[float], signal: np.ndarray = samples) -> list[Reading]:
             hypotheses = self.reader.matching(
                 signal,
@@ -255,6 +258,8 @@ class Engine(Resources):
                 frequency_scales=[2 ** (st / 12) for st in semitones],
             )
             heard = self._sounding(signal, hypotheses[0].offsets_s)
+            if signal is samples and 0.0 in semitones:
+                as_played["print"] = hypotheses[list(semitones).index(0.0)].fingerprint
             return [
                 Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint) for h in hypotheses
             ]
@@ -292,26 +297,48 @@ class Engine(Resources):
                 read_repeating=read_repeating,
                 config=config,
             )
-        return best_of(found, self._beside(samples, found, read))
+
+        def upload_print() -> np.ndarray:
+            if "print" not in as_played:  # no reading as it plays yet (no 0 among the pitches)
+                read([0.0])
+            return as_played["print"]
+
+        return best_of(found, self._beside(samples, upload_print, found, read))
 
     def _beside(
-        self, samples: np.ndarray, found: list[Match], read: Callable[..., list[Reading]]
+        self,
+        samples: np.ndarray,
+        upload_print: Callable[[], np.ndarray],
+        found: list[Match],
+        read: Callable[..., list[Reading]],
     ) -> list[Match]:
         """The catalog tracks heard in `samples` once the best track confirmed in them (`found`,
         best first) is taken out (residual.py): two catalog tracks mixed, the one under the
-        other. Only where its prints agree by less than config.rest_max_agreement (something
-        else sounds with it), its file can be read and something is left; none otherwise."""
+        other. Only where something else sounds with it (config.rest_max_agreement,
+        config.rest_min_owned on `upload_print()`, the upload's as it plays), its file can be read
+        and something is left there; none otherwise."""
         config = self.settings.duplicates
         top = next((m for m in found if m.score >= self.match_threshold), None)
-        if top is None or top.agreement >= config.rest_max_agreement:
+        if top is None or not config.second_track:
             return []
-        row = self.catalog.get(top.track_id)  # None: pruned meanwhile
-        rest = row and rest_of(
+        track_print = self.catalog.prints([top.track_id]).get(top.track_id)
+        if track_print is None:  # pruned meanwhile
+            return []
+        owned, owned_at_s = busiest(
+            upload_print(), track_print, top, frames_per_s=frames_per_s(self.settings.features)
+        )
+        if top.agreement >= config.rest_max_agreement and owned < config.rest_min_owned:
+            return []
+        row = self.catalog.get(top.track_id)
+        if row is None:
+            return []
+        rest = rest_of(
             samples,
             top,
             Path(row.path),
             config=self.settings.audio,
             min_share=config.rest_min_share,
+            probe_at_s=owned_at_s,
         )
         if rest is None:
             return []

@@ -215,12 +215,17 @@ class DuplicateConfig:
     # of its soundtrack (37 s lined up at ±4 s, prints agreeing by 0.25), under the threshold
     # by a hair; at this, 0.27, below what the other readings give other music (0.392)
     under_talk_logits: float = 3.6
-    # a track confirmed in the upload whose prints agree with it by less than this (something
-    # else sounds with it) is taken out of the upload (residual.py) and the rest read once more
-    # for another catalog track: two catalog tracks mixed, both listed. A clean copy agrees by
-    # more and is spared the cost (MIRSEARCH_SECOND_TRACK=0: 0, none taken out) ...
+    # a track confirmed in the upload is taken out of it (residual.py) and the rest read once
+    # more for another catalog track: two catalog tracks mixed, both listed
+    # (MIRSEARCH_SECOND_TRACK=0: none taken out) ...
+    second_track: bool = True
+    # ... where its prints agree with the upload by less than this (something else sounds with
+    # it) or another sound owns at least this share of the print's cells over some 3 s of the
+    # match (residual.busiest: another track under part of it). A clean copy is spared the cost
+    # ...
     rest_max_agreement: float = 0.9
-    # ... as is one whose rest holds less than this share of its energy over the match
+    rest_min_owned: float = 0.02
+    # ... as is one whose rest holds less than this share of its energy where it is taken out first
     rest_min_share: float = 0.02
     verify_tracks: int = 8  # tracks of most window evidence checked on the prints, a minute
     verify_chunk_s: float = 3.0  # the prints are compared in chunks of this length ...
@@ -336,7 +341,7 @@ class Settings:
         if speed_readings is False:
             duplicates |= {"speed_readings": (), "key_readings_st": ()}
         if second_track is False:
-            duplicates |= {"rest_max_agreement": 0.0}
+            duplicates |= {"second_track": False}
         if duplicates:
             values["duplicates"] = DuplicateConfig(**duplicates)
         if env.get("MIRSEARCH_MAX_UPLOAD_MB"):

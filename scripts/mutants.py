@@ -436,9 +436,33 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/api.py",
-        "return best_of(found, self._beside(samples, found, read))",
+        "return best_of(found, self._beside(samples, upload_print, found, read))",
         "return found",
         ("tests/test_api.py", "-k", "mixed_12_db"),
+    ),
+    Mutant(
+        "mirsearch/api.py",
+        "if top.agreement >= config.rest_max_agreement and owned < config.rest_min_owned:",
+        "if top.agreement >= config.rest_max_agreement:",
+        ("tests/test_api.py", "-k", "under_the_end"),
+    ),
+    Mutant(
+        "mirsearch/api.py",
+        "probe_at_s=owned_at_s,",
+        "probe_at_s=None,",
+        ("tests/test_api.py", "-k", "under_the_end"),
+    ),
+    Mutant(
+        "mirsearch/residual.py",
+        "_emptied(rest[first:last], stretch, int(EMPTY_BLOCK_S * sample_rate))",
+        "rest[first:last] *= 1",
+        ("tests/test_residual.py",),
+    ),
+    Mutant(
+        "mirsearch/residual.py",
+        "if stretch is probe and share < min_share:",
+        "if share < min_share:",
+        ("tests/test_residual.py",),
     ),
     Mutant(
         "mirsearch/residual.py",

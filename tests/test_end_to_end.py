@@ -561,6 +561,45 @@ def test_two_catalog_tracks_mixed_are_both_listed_where_they_were_cut(
     assert len(engine.match(upload)) == 1
 
 
+@pytest.mark.parametrize(
+    ("first", "second", "under_s"),
+    [
+        (("xmoto__foxrun.ogg", 30), ("wesnoth__silvan_sanctuary.ogg", 30), 14.0),
+        (
+            ("supertux__fortress.ogg", 20),
+            ("lincity__02_-_robert_van_herk_-_city_blues.ogg", 40),
+            0.0,
+        ),
+    ],
+)
+def test_a_catalog_track_under_part_of_another_is_listed_where_it_sounds(
+    shared_catalog, tmp_path, monkeypatch, first, second, under_s
+):
+    """20 s of one catalog track with 6 s of another 12 dB under its end or its start: both are
+    listed, the second where it sounds (the first's prints agree with the upload as a clean
+    copy's may; the cells the second owns there call for the removal, and it is probed there,
+    residual.busiest). Probed in the match's middle, where the first plays alone, the first
+    alone is listed."""
+    engine, _, _, _ = shared_catalog
+    names = ids_by_name(engine)
+    (a_name, a_at), (b_name, b_at) = first, second
+    a = load(engine.catalog.get(names[a_name]).path).samples[a_at * 16_000 : (a_at + 20) * 16_000]
+    b = load(engine.catalog.get(names[b_name]).path).samples[b_at * 16_000 : (b_at + 6) * 16_000]
+    start = int(under_s * 16_000)
+    mix = a.copy()
+    part = mix[start : start + b.size]
+    part += b * np.sqrt(np.mean(part**2) / np.mean(b**2)) * 10 ** (-12 / 20)
+    upload = write(tmp_path / "under.wav", mix / max(1.0, np.abs(mix).max()), 16_000)
+    found = {m.track_id: m for m in engine.match(upload)}
+    assert set(found) == {names[a_name], names[b_name]}
+    assert found[names[b_name]].query_offset_s == pytest.approx(under_s, abs=1.0)
+    assert found[names[b_name]].track_offset_s == pytest.approx(b_at, abs=1.0)
+    monkeypatch.setattr(
+        api, "busiest", lambda *args, **options: (1.0, args[2].query_offset_s + 10.0)
+    )
+    assert [m.track_id for m in engine.match(upload)] == [names[a_name]]
+
+
 def test_music_not_in_the_catalog_matches_nothing(shared_catalog, tmp_path):
     engine, _, _, _ = shared_catalog
     for path in write_demo_catalog(tmp_path, n_tracks=2):

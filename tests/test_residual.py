@@ -7,10 +7,10 @@ import logging
 
 import numpy as np
 import pytest
-from conftest import SR, melody, noise
+from conftest import SR, melody, noise, print_of
 
-from mirsearch import residual
-from mirsearch.config import AudioConfig
+from mirsearch import fingerprint, residual
+from mirsearch.config import AudioConfig, DuplicateConfig, FeatureConfig
 from mirsearch.excerpts import excerpt
 from mirsearch.scoring import Match
 
@@ -102,6 +102,50 @@ def test_a_match_narrowed_keeps_its_line():
     assert (probe.query_offset_s, probe.duration_s) == (5.5, 3.0)
     assert probe.track_offset_s == pytest.approx(30.0 + 1.05 * 3.5)
     assert residual.narrowed(match, 12.0) is match
+    assert residual.narrowed(match, 3.0, around_s=4.0).query_offset_s == 2.5
+    assert residual.narrowed(match, 3.0, around_s=0.0).query_offset_s == 2.0  # kept inside
+    assert residual.narrowed(match, 3.0, around_s=11.9).query_offset_s == 9.0
+
+
+def under_the_end(copy: np.ndarray, other: np.ndarray, level_db: float) -> np.ndarray:
+    """`copy` with `other` mixed under its last len(other) samples, `level_db` below them."""
+    upload = copy.copy()
+    end = upload[-other.size :]
+    end += other * np.sqrt(np.mean(end**2) / np.mean(other**2)) * 10 ** (level_db / 20)
+    return upload
+
+
+def test_the_probe_goes_where_another_sound_owns_the_print(track):
+    """Another melody 12 dB under the last 6 s of a 20 s copy, equalised: the stretch where
+    another sound owns most print cells is there, and it owns more of them than the threshold;
+    a clean copy, equalised as much, owns next to none."""
+    copy = equalised(track[10 * SR : 30 * SR])
+    upload = under_the_end(copy, melody(6.0, seed=16), -12.0)
+    match = along(query_offset_s=0.0, track_offset_s=10.0, duration_s=20.0)
+    stored = fingerprint.decode(fingerprint.encode(print_of(track)))  # as the catalog keeps it
+    fps = fingerprint.frames_per_s(FeatureConfig())
+    owned, at_s = residual.busiest(print_of(upload), stored, match, frames_per_s=fps)
+    assert 14.0 + residual.PROBE_S / 2 - 0.5 <= at_s <= 20.0 - residual.PROBE_S / 2 + 0.1
+    clean, _ = residual.busiest(print_of(copy), stored, match, frames_per_s=fps)
+    assert clean < 0.01 < DuplicateConfig().rest_min_owned < owned
+
+
+def test_a_track_under_part_of_the_upload_is_left_where_it_sounds(track, write_audio):
+    """Probed in the middle, where the copy plays alone, nothing is left; probed where the
+    other melody sounds, the rest is that melody there, and silence (a pause, not the removal's
+    leftovers) where the copy played alone, though the whole match leaves under 2 % of its
+    energy."""
+    path = write_audio("track.flac", track)
+    copy = track[10 * SR : 30 * SR]
+    upload = under_the_end(copy, melody(6.0, seed=17), -12.0)
+    match = along(query_offset_s=0.0, track_offset_s=10.0, duration_s=20.0)
+    config = AudioConfig()
+    assert residual.rest_of(upload, match, path, config=config, min_share=0.02) is None
+    rest = residual.rest_of(upload, match, path, config=config, min_share=0.02, probe_at_s=17.0)
+    wanted = upload - copy
+    assert np.sum(wanted**2) < 0.02 * np.sum(upload**2)
+    assert np.corrcoef(rest[15 * SR :], wanted[15 * SR :])[0, 1] > 0.97
+    assert not rest[: 13 * SR].any()
 
 
 def test_the_rest_of_a_clean_copy_is_none_after_its_probe_alone(
