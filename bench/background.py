@@ -5,7 +5,9 @@ thing in the upload.
 catalog clip is the bed: half of ../shared/audio is indexed (the split of bench/eval_dupes.py),
 and seeded 10 s clips of indexed tracks are mixed at 0, −6 and −12 dB (RMS) under a 10 s clip of
 an unindexed track (background music in an upload), under a clip of another indexed track
-(an upload holding two catalog tracks: are both listed?), or under talk (a voice-over: a
+(an upload holding two catalog tracks: are both listed?), 6 s of it under a 20 s clip of
+another indexed track, at its start, middle or end (a second catalog track under part of an
+upload), or under talk (a voice-over: a
 monologue read by espeak-ng in several voices and rates, made at run time where Debian's
 `espeak-ng` is installed; the case says so where it is not). Each mix is written as a WAV file
 and matched end to end (`Engine.match`, the stored threshold), and where Olaf is built (`make
@@ -34,10 +36,13 @@ from mirsearch.encoding import write
 
 OUT = Path(__file__).resolve().parent / "background.json"
 CLIP_S = 10.0
+PART_S, WHOLE_S = 6.0, 20.0  # "under_part": so much of the bed under a clip this long ...
+PART_AT_S = (0.0, 7.0, 14.0)  # ... from one of these, drawn
 LEVELS_DB = (0.0, -6.0, -12.0)  # the catalog clip's level against the sound on top
 KEYS = {  # the rates of each case
     "under_other_music": ("bed_found", "wrong"),
     "two_catalog_tracks": ("bed_found", "wrong", "both_listed"),
+    "under_part": ("bed_found", "wrong", "both_listed"),
     "under_talk": ("bed_found", "wrong"),
 }
 # The voice-over: what a video's presenter says over its music, read in each of these espeak-ng
@@ -65,10 +70,13 @@ def _clip(samples: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return np.resize(samples[start : start + n], n)
 
 
-def _under(bed: np.ndarray, top: np.ndarray, db: float) -> np.ndarray:
-    """`bed` at `db` (RMS) against `top`, mixed, peak-limited to full scale."""
-    level = np.sqrt(np.mean(np.square(top, dtype=np.float64)) / (np.mean(np.square(bed)) + 1e-12))
-    mix = top + bed * level * 10 ** (db / 20)
+def _under(bed: np.ndarray, top: np.ndarray, db: float, at: int = 0) -> np.ndarray:
+    """`bed` at `db` (RMS) against the part of `top` it lies under, from sample `at`, mixed,
+    peak-limited to full scale."""
+    part = top[at : at + bed.size]
+    level = np.sqrt(np.mean(np.square(part, dtype=np.float64)) / (np.mean(np.square(bed)) + 1e-12))
+    mix = top.astype(np.float64, copy=True)
+    mix[at : at + bed.size] += bed * level * 10 ** (db / 20)
     return (mix / max(1.0, float(np.abs(mix).max()))).astype(np.float32)
 
 
@@ -91,6 +99,7 @@ def run(audio_dir: Path, *, trials: int = 30, seed: int = 0) -> dict:
             "under_other_music": [(samples[r["path"]], None) for r in negatives],
             "two_catalog_tracks": [(samples[r["path"]], track_of[r["path"]]) for r in indexed],
             "under_talk": [(voice, None) for voice in talk],
+            "under_part": [(samples[r["path"]], track_of[r["path"]]) for r in indexed],
         }
         for case, tops in tops_of.items():
             for db in LEVELS_DB if tops else ():
@@ -101,7 +110,14 @@ def run(audio_dir: Path, *, trials: int = 30, seed: int = 0) -> dict:
                     while top == bed:
                         top_samples, top = tops[int(rng.integers(len(tops)))]
                     upload = home / f"{case}-{db}-{k}.wav"
-                    mix = _under(_clip(samples[bed_path], n, rng), _clip(top_samples, n, rng), db)
+                    if case == "under_part":
+                        bed_clip = _clip(samples[bed_path], int(PART_S * rate), rng)
+                        at = int(PART_AT_S[int(rng.integers(len(PART_AT_S)))] * rate)
+                        mix = _under(bed_clip, _clip(top_samples, int(WHOLE_S * rate), rng), db, at)
+                    else:
+                        mix = _under(
+                            _clip(samples[bed_path], n, rng), _clip(top_samples, n, rng), db
+                        )
                     write(upload, mix, rate)
                     mixes.append((case, db, upload, version_of[bed], version_of.get(top, set())))
         listed = [{m.track_id for m in engine.match(upload)} for _, _, upload, _, _ in mixes]
@@ -142,7 +158,7 @@ def _rates(mixes: list[tuple], listed: list[set[int]], trials: int) -> dict:
         count = counts.setdefault(case, {}).setdefault(f"{db:g}", Counter())
         count["bed_found"] += bool(found & bed)
         count["wrong"] += bool(found - bed - top)
-        if case == "two_catalog_tracks":
+        if case in ("two_catalog_tracks", "under_part"):
             count["both_listed"] += bool(found & bed and found & top)
     return {
         case: {

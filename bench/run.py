@@ -294,6 +294,13 @@ def background_rows(results: dict) -> list[tuple[str, str]]:
             "wrong track listed",
             "bed_found",
         ),
+        (
+            "under_part",
+            f"A catalog track under part of another: {background.PART_S:g} s of it under the "
+            f"start, middle or end of {background.WHOLE_S:g} s of the other, at {levels}: both "
+            "listed / a wrong track listed",
+            "both_listed",
+        ),
     ):
         if case not in bed or "note" in bed[case]:  # measured since, or not measurable there
             rows.append((title, bed.get(case, {}).get("note", "not measured in this run")))

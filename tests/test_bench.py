@@ -249,15 +249,18 @@ def test_precision_at_5_asks_only_tracks_whose_soundtrack_holds_another(monkeypa
 
 def test_the_background_rows_give_the_talk_case_or_why_it_is_missing(bench):
     """A run without espeak-ng says so in the voice-over's row; results from before that case
-    say it was not measured; Olaf's figures sit beside each case it answered."""
+    (or the one of a track under part of another) say it was not measured; Olaf's figures sit
+    beside each case it answered."""
     level = {"0": {"bed_found": 0.5, "wrong": 0.0}, "-6": {"bed_found": 0.1, "wrong": 0.0}}
     two = {k: v | {"both_listed": 0.2} for k, v in level.items()}
     bed = {"trials": 30, "clip_s": 10.0, "under_other_music": level, "two_catalog_tracks": two}
     talk = {"0": {"bed_found": 0.2, "wrong": 0.0}, "-6": {"bed_found": 0.0, "wrong": 0.1}}
     olaf = {"built": True, "under_other_music": level, "two_catalog_tracks": two}
     rows = bench.background_rows({"background": bed | {"under_talk": talk, "olaf": olaf}})
-    (music_title, music), (_, both), (talk_title, voice) = rows
+    (music_title, music), (_, both), (talk_title, voice), (part_title, part) = rows
     assert "0 dB · -6 dB" in music_title and "espeak-ng" in talk_title
+    assert "6 s of it under the start, middle or end of 20 s" in part_title
+    assert part == "not measured in this run"  # results from before that case
     assert music == "50% / 0% · 10% / 0%; Olaf on the same mixes: 50% / 0% · 10% / 0%"
     assert both.startswith("20% / 0% · 20% / 0%; Olaf")
     assert voice == "20% / 0% · 0% / 10%"  # Olaf had not answered these mixes
@@ -269,6 +272,10 @@ def test_the_background_rows_give_the_talk_case_or_why_it_is_missing(bench):
         "espeak-ng is not installed"
     )
     assert bench.background_rows({"background": bed})[2][1] == "not measured in this run"
+    under = {k: v | {"both_listed": 0.6} for k, v in level.items()}
+    assert bench.background_rows({"background": bed | {"under_part": under}})[3][1] == (
+        "60% / 0% · 60% / 0%"
+    )
     assert bench.background_rows({}) == []
 
 
