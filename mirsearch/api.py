@@ -314,9 +314,9 @@ class Engine(Resources):
     ) -> list[Match]:
         """The catalog tracks heard in `samples` once the best track confirmed in them (`found`,
         best first) is taken out (residual.py): two catalog tracks mixed, the one under the
-        other. Only where something else sounds with it (config.rest_max_agreement,
-        config.rest_min_owned on `upload_print()`, the upload's as it plays), its file can be read
-        and something is left there; none otherwise."""
+        other. Only where another sound owns some of the upload's print along it
+        (config.rest_min_owned on `upload_print()`, the upload's as it plays), its file can be
+        read and something is left there; none otherwise."""
         config = self.settings.duplicates
         top = next((m for m in found if m.score >= self.match_threshold), None)
         if top is None or not config.second_track:
@@ -327,7 +327,7 @@ class Engine(Resources):
         owned, owned_at_s = busiest(
             upload_print(), track_print, top, frames_per_s=frames_per_s(self.settings.features)
         )
-        if top.agreement >= config.rest_max_agreement and owned < config.rest_min_owned:
+        if owned < config.rest_min_owned:
             return []
         row = self.catalog.get(top.track_id)
         if row is None:

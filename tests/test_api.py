@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import tone, write_video
 
-from mirsearch import audio
+from mirsearch import api, audio
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import Settings
@@ -373,14 +373,23 @@ def test_a_catalog_track_under_the_end_of_another_is_listed_where_it_sounds(
     assert found[demo[1].name].track_offset_s == pytest.approx(8.0, abs=0.5)
 
 
-def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(settings, demo, tmp_path):
+def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(
+    settings, demo, tmp_path, monkeypatch
+):
     """10 s of one demo track with 10 s of another 12 dB under it: the upload lists both, each
     at its offset, the quieter one found in what is left once the louder is taken out of the
-    upload (residual.py); with MIRSEARCH_SECOND_TRACK=0, the louder one alone."""
+    upload (residual.py); with MIRSEARCH_SECOND_TRACK=0, the louder one alone. A clean copy of
+    either is not taken out of itself (nothing else owns its print: the cost spared)."""
     engine = Engine(settings)
     engine.index_paths([demo[0].parent])
+    taken_out = []
+    rest_of = api.rest_of
+    monkeypatch.setattr(api, "rest_of", lambda *a, **k: taken_out.append(a[1]) or rest_of(*a, **k))
     loud = load(demo[0]).samples[5 * 16_000 : 15 * 16_000]
     under = load(demo[1]).samples[8 * 16_000 : 18 * 16_000]
+    for name, clean in (("loud.wav", loud), ("under.wav", under)):
+        assert len(engine.match(write(tmp_path / name, clean, 16_000))) == 1
+    assert taken_out == []
     mix = loud + under * np.sqrt(np.mean(loud**2) / np.mean(under**2)) * 10 ** (-12 / 20)
     upload = write(tmp_path / "mixed.wav", mix / max(1.0, np.abs(mix).max()), 16_000)
     found = {Path(m.path).name: m.track_offset_s for m in engine.match(upload)}
@@ -388,6 +397,7 @@ def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(settings,
         demo[0].name: pytest.approx(5.0, abs=0.5),
         demo[1].name: pytest.approx(8.0, abs=0.5),
     }
+    assert len(taken_out) == 1
     alone = Settings.from_env({"MIRSEARCH_SECOND_TRACK": "0"}, home=settings.home)
     assert alone.duplicates.speed_readings == settings.duplicates.speed_readings
     assert [Path(m.path).name for m in Engine(alone).match(upload)] == [demo[0].name]
