@@ -435,19 +435,19 @@ MUTANTS = (
         ("tests/test_api.py", "-k", "itself"),
     ),
     Mutant(
-        "mirsearch/api.py",
+        "mirsearch/uploads.py",
         "return best_of(found, self._beside(samples, upload_print, found, read))",
         "return found",
         ("tests/test_api.py", "-k", "mixed_12_db"),
     ),
     Mutant(
-        "mirsearch/api.py",
+        "mirsearch/uploads.py",
         "if owned < config.rest_min_owned:",
         "if False:",
         ("tests/test_api.py", "-k", "mixed_12_db"),
     ),
     Mutant(
-        "mirsearch/api.py",
+        "mirsearch/uploads.py",
         "probe_at_s=owned_at_s,",
         "probe_at_s=None,",
         ("tests/test_api.py", "-k", "under_the_end"),

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from conftest import tone, write_video
 
-from mirsearch import api, audio
+from mirsearch import audio, uploads
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.config import Settings
@@ -383,8 +383,8 @@ def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(
     engine = Engine(settings)
     engine.index_paths([demo[0].parent])
     taken_out = []
-    rest_of = api.rest_of
-    monkeypatch.setattr(api, "rest_of", lambda *a, **k: taken_out.append(a[1]) or rest_of(*a, **k))
+    rest_of = uploads.rest_of
+    monkeypatch.setattr(uploads, "rest_of", lambda *a, **k: taken_out.append(a[1]) or rest_of(*a, **k))
     loud = load(demo[0]).samples[5 * 16_000 : 15 * 16_000]
     under = load(demo[1]).samples[8 * 16_000 : 18 * 16_000]
     for name, clean in (("loud.wav", loud), ("under.wav", under)):

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import talk, write_video
 
-from mirsearch import api, repeating, residual
+from mirsearch import repeating, residual, uploads
 from mirsearch.api import Engine
 from mirsearch.audio import load
 from mirsearch.cli import main
@@ -510,7 +510,7 @@ def test_catalog_music_under_a_voice_as_loud_is_found_in_its_repeating_part(
         patched.setattr("mirsearch.readings.read_under_talk", lambda *args, **options: [])
         assert engine.match(upload) == []
     monkeypatch.setattr(
-        api,
+        uploads,
         "under_other_sound",
         lambda *args, **options: dataclasses.replace(
             repeating.under_other_sound(*args, **options), weights=None
@@ -595,7 +595,7 @@ def test_a_catalog_track_under_part_of_another_is_listed_where_it_sounds(
     assert found[names[b_name]].query_offset_s == pytest.approx(under_s, abs=1.0)
     assert found[names[b_name]].track_offset_s == pytest.approx(b_at, abs=1.0)
     monkeypatch.setattr(
-        api, "busiest", lambda *args, **options: (1.0, args[2].query_offset_s + 10.0)
+        uploads, "busiest", lambda *args, **options: (1.0, args[2].query_offset_s + 10.0)
     )
     assert [m.track_id for m in engine.match(upload)] == [names[a_name]]
 
