@@ -384,7 +384,9 @@ def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(
     engine.index_paths([demo[0].parent])
     taken_out = []
     rest_of = uploads.rest_of
-    monkeypatch.setattr(uploads, "rest_of", lambda *a, **k: taken_out.append(a[1]) or rest_of(*a, **k))
+    monkeypatch.setattr(
+        uploads, "rest_of", lambda *args, **kw: taken_out.append(args[1]) or rest_of(*args, **kw)
+    )
     loud = load(demo[0]).samples[5 * 16_000 : 15 * 16_000]
     under = load(demo[1]).samples[8 * 16_000 : 18 * 16_000]
     for name, clean in (("loud.wav", loud), ("under.wav", under)):
