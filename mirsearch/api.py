@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mirsearch import audio
+from mirsearch import audio, levels
 from mirsearch.config import DuplicateConfig, EmbeddingConfig
 from mirsearch.errors import (
     AudioError,
@@ -104,12 +104,12 @@ class Engine(Resources):
 
     def _require_sound(self, path: Path, decoded: audio.Decoded) -> None:
         """Refuse a query with less than SearchConfig.min_query_s of sound: its length less its
-        pauses (audio.sounding_windows). 2 s of music after 8 s of digital silence had passed the
+        pauses (levels.sounding_windows). 2 s of music after 8 s of digital silence had passed the
         minimum on the file's length and been ranked on those 2 s (its source 16th), where the
         bare 2 s is refused."""
         minimum = self.settings.search.min_query_s
         rate = self.settings.audio.sample_rate
-        heard = audio.sounding_windows(
+        heard = levels.sounding_windows(
             decoded.samples,
             np.arange(0.0, decoded.samples.size / rate, SOUND_STEP_S),
             SOUND_STEP_S,

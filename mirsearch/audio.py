@@ -13,18 +13,17 @@ from pathlib import Path
 import av
 import numpy as np
 
+from mirsearch import levels
 from mirsearch.config import AudioConfig
 from mirsearch.containers import (
     WAV_PROBE_BYTES,
     AudioInfo,
-    missing_bytes,
-    ogg_streams_in_turn,
     open_container,
     probe,
     reason,
-    states_duration,
 )
 from mirsearch.errors import AudioError, EmptyAudioError, SilentAudioError, TooLongError
+from mirsearch.headers import missing_bytes, ogg_streams_in_turn, states_duration
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +35,6 @@ MAX_STREAMS = 4  # audio streams of one file read at most (a video's dubs and co
 # it gives are the same, bit for bit, as for the whole signal in one frame, where that had taken
 # 1.3 GB more at the peak for a 29 min upload and 3-4 times as long
 RESAMPLE_BLOCK = 1 << 18
-# The silence check measures what is left once each block of this length loses its straight-line
-# trend: a DC offset and drift below ~10 Hz (-30 dB and more; 50 Hz passes) are no sound, and an
-# upload of nothing else had been matched to a catalog track.
-LEVEL_BLOCK_S = 0.02
-# A window is sound unless 1 - SOUNDING_SHARE of it is in pauses. A clip cut from a catalog track
-# scored 0.936 in search, 0.823 after a 3 s silent lead-in, 0.888 with windows left out when
-# half their blocks were quiet, 0.918 at 0.9. Counting every quiet block, dry sparse music lost
-# windows (clicks 0.75 s apart: all; 36 of 150 clips of ../shared/genres, some or all: a
-# 5-fold genre CV 2 points lower); counting pauses only, its windows stay, and of the 5,560
-# windows of ../shared/audio 35 fall out, 31 of them at a track's start or end.
-SOUNDING_SHARE = 0.9
-PAUSE_S = 1.0  # quiet this long is a pause; the gaps in dry, sparse music are shorter
 
 
 @dataclass(frozen=True)
@@ -261,10 +248,10 @@ def _checked(path: Path, info: AudioInfo, config: AudioConfig) -> tuple[np.ndarr
         raise AudioError(
             f"{path}: the file is corrupt: it decodes to samples {peak:.0e} x full scale"
         )
-    level_dbfs = _level_dbfs(samples, config)
+    level_dbfs = levels.level_dbfs(samples, sample_rate=config.sample_rate)
     if level_dbfs < config.silence_dbfs and info.channels > 1:
         first = _decoded(path, info, config, first_channel=True)
-        first_dbfs = _level_dbfs(first, config)
+        first_dbfs = levels.level_dbfs(first, sample_rate=config.sample_rate)
         if first_dbfs >= config.silence_dbfs:
             log.info("%s: its channels cancel in the mono mix: read from its first", path)
             return first, first_dbfs
@@ -329,65 +316,3 @@ def played_at(samples: np.ndarray, speed: float, *, sample_rate: int) -> tuple[n
     blocks += [f.to_ndarray()[0] for f in resampler.resample(None)]
     played = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     return played, source_rate / sample_rate
-
-
-def _level_dbfs(samples: np.ndarray, config: AudioConfig) -> float:
-    """The level the silence check reads (`_detrended_power`), in dBFS."""
-    power = _detrended_power(samples, max(2, int(LEVEL_BLOCK_S * config.sample_rate)))
-    return 10 * np.log10(power + 1e-24)
-
-
-def sounding_windows(
-    samples: np.ndarray,
-    starts_s: np.ndarray,
-    window_s: float,
-    *,
-    sample_rate: int,
-    silence_dbfs: float,
-) -> np.ndarray:
-    """Whether each window of `samples` (`window_s` seconds from each of `starts_s`) is sound:
-    less than 1 - SOUNDING_SHARE of it in pauses, runs of LEVEL_BLOCK_S blocks below
-    `silence_dbfs` (each read as the silence check reads a file, `_detrended_power`) that last
-    PAUSE_S or longer. A silent lead-in or ending, or a pause, is left out of what a signal's
-    windows are averaged into (embeddings.Embedder.analyse); the short gaps between the notes of
-    dry, sparse music are not pauses."""
-    block = max(2, int(LEVEL_BLOCK_S * sample_rate))
-    starts_s = np.asarray(starts_s, dtype=np.float64)
-    if samples.size < block:
-        return np.ones(len(starts_s), dtype=bool)
-    quiet = _block_residuals(samples, block) / block < 10 ** (silence_dbfs / 10)
-    edges = np.flatnonzero(np.diff(np.concatenate([[0], quiet.astype(np.int8), [0]])))
-    paused = np.zeros(quiet.size, dtype=bool)
-    for start, end in edges.reshape(-1, 2):  # each run of quiet blocks: [start, end)
-        if (end - start) * block >= PAUSE_S * sample_rate:
-            paused[start:end] = True
-    in_pause = np.concatenate([[0], np.cumsum(paused)])  # paused blocks before each block
-    first = np.clip(np.round(starts_s * sample_rate / block).astype(np.int64), 0, quiet.size)
-    last = np.clip(
-        np.round((starts_s + window_s) * sample_rate / block).astype(np.int64), 0, quiet.size
-    )
-    return in_pause[last] - in_pause[first] <= (1 - SOUNDING_SHARE) * (last - first)
-
-
-def _detrended_power(samples: np.ndarray, block: int) -> float:
-    """Mean power of `samples` once each `block` of them (the last, shorter one left out) loses
-    its least-squares line; NaN where a sample is not finite."""
-    block = min(block, samples.size)
-    residual = _block_residuals(samples, block)
-    return float(residual.sum(dtype=np.float64) / (residual.size * block))
-
-
-def _block_residuals(samples: np.ndarray, block: int) -> np.ndarray:
-    """The energy each `block` of `samples` (the last, shorter one left out) keeps once it loses
-    its least-squares line: (n // block,), NaN where a sample is not finite.
-
-    Per block, it is its energy less its sum squared over its length and its moment about the
-    centre squared over the moments' norm: three reductions the blocks share (BLAS; no copy of
-    the samples: an hour, ~0.09 s) and the cancellation within a block only.
-    """
-    blocks = samples[: samples.size // block * block].reshape(-1, block)
-    t = np.arange(block, dtype=np.float32) - (block - 1) / 2
-    with np.errstate(invalid="ignore"):  # NaN or infinite samples: told by the result
-        energy = np.einsum("ij,ij->i", blocks, blocks)
-        trend = blocks.sum(axis=1) ** 2 / block + (blocks @ t) ** 2 / float(t @ t or 1.0)
-        return np.maximum(energy - trend, 0.0)

@@ -23,11 +23,11 @@ from threadpoolctl import threadpool_limits
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from mirsearch.audio import sounding_windows
 from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import AudioConfig, EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
+from mirsearch.levels import sounding_windows
 from mirsearch.matcher import Matching, matchings, padded
 from mirsearch.student import Student
 from mirsearch.vocabulary import GENRES, genre_scores
@@ -122,7 +122,7 @@ class Embedder:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
         The track vector, tags and genres are averaged over the windows that are sound, not in a
-        pause (audio.sounding_windows; all of them where none is): a silent lead-in had turned
+        pause (levels.sounding_windows; all of them where none is): a silent lead-in had turned
         an orchestral clip's genre to electronic. A signal shorter than one window is zero-padded
         to one window.
         """

@@ -174,7 +174,7 @@ class TrackPrint(Base):
 class TrackWaveform(Base):
     """A track's shape in time, kept beside the row as the print is (listings read small rows):
     the peaks its page draws (features.peak_envelope, 400 bytes) and which of its index windows
-    lie in a pause (audio.sounding_windows; one bit a window), left out when it is the query of
+    lie in a pause (levels.sounding_windows; one bit a window), left out when it is the query of
     `similar` as they are from a clip's search."""
 
     __tablename__ = "track_waveforms"

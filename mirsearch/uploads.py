@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from mirsearch import audio
+from mirsearch import audio, levels
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.duplicates import Reading, best_of, candidates
@@ -162,7 +162,7 @@ class UploadCheck:
         """Which windows starting at `offsets_s` are sound, not a pause (all, where none is): a
         pause's windows had lined up with the pauses of catalog tracks, and 15 s of a catalog
         track before or after 20 s of digital silence went unmatched."""
-        heard = audio.sounding_windows(
+        heard = levels.sounding_windows(
             samples,
             offsets_s,
             self.settings.embedding.window_s,

@@ -249,16 +249,16 @@ MUTANTS = (
         ("tests/test_files.py", "-k", "link_to_a_folder"),
     ),
     Mutant(
-        "mirsearch/containers.py",
+        "mirsearch/headers.py",
         "if size in (0, 0xFFFFFFFF):",
         "if size == 0:",
-        ("tests/test_containers.py", "-k", "sizes_left_open"),
+        ("tests/test_headers.py", "-k", "sizes_left_open"),
     ),
     Mutant(
-        "mirsearch/containers.py",
+        "mirsearch/headers.py",
         "size = size << 7 | byte & 0x7F",
         "size = size << 8 | byte",
-        ("tests/test_audio.py", "-k", "large_tag"),
+        ("tests/test_headers.py", "-k", "large_tag"),
     ),
     Mutant(
         "mirsearch/index.py",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 import tracemalloc
 from fractions import Fraction
 
@@ -102,21 +101,6 @@ def test_a_genre_tag_of_several_values_is_kept_apart_by_a_semicolon(write_audio)
     assert containers.probe(path).tags == {"genre": "Rock; Pop"}
 
 
-def test_streams_side_by_side_are_one_beginning_whatever_codecs_begin_between(write_audio):
-    """Ogg streams multiplexed begin together (Theora, Skeleton, Vorbis): a beginning of a codec
-    it does not know, between two it does, had made such a file "chained"."""
-    opus = write_audio("one.ogg", tone(440.0, 3.0)).read_bytes()
-    first_page_end = opus.index(b"OggS", 4)
-    first = opus[:first_page_end]
-    other = first[:14] + b"\x99\x99\x99\x99" + first[18:]  # the same beginning, another serial
-    skeleton = b"OggS\x00\x02" + bytes(20) + b"\x01\x08" + b"fishead\x00"
-    path = write_audio("x.ogg", tone(440.0, 1.0))
-    path.write_bytes(first + skeleton + other + opus[first_page_end:])
-    assert containers.ogg_streams_in_turn(path) == 1
-    path.write_bytes(opus + opus)
-    assert containers.ogg_streams_in_turn(path) == 2
-
-
 def test_zero_length_file_is_empty(tmp_path):
     path = tmp_path / "empty.mp3"
     path.write_bytes(b"")
@@ -168,54 +152,3 @@ def test_the_audio_stream_ffmpeg_would_choose_is_described(tmp_path):
     other = containers.probe(path, stream=0)
     assert (other.stream, other.streams) == (0, 2)
     assert other.duration_s == pytest.approx(2.0, abs=0.1)
-
-
-def test_an_mp4_cut_inside_a_box_header_is_told_truncated(tmp_path):
-    """The check for a missing index reads each top-level box's header: one cut inside its
-    64-bit size had raised struct.error out of the refusal itself."""
-    cut = tmp_path / "cut.mp4"
-    cut.write_bytes(b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00" + b"\x00\x00\x00\x01mdat\x00\x00")
-    with pytest.raises(AudioError, match="truncated: an MP4 whose index"):
-        containers.probe(cut)
-
-
-def riff_chunk(kind: bytes, payload: bytes) -> bytes:
-    """A RIFF chunk: its id, its size (little-endian), its payload padded to an even length."""
-    return kind + struct.pack("<I", len(payload)) + payload + bytes(len(payload) % 2)
-
-
-CHUNKS_BEFORE_DATA = {
-    "comment": riff_chunk(b"LIST", b"INFO" + riff_chunk(b"ICMT", b"data from take 3\0")),
-    "bext": riff_chunk(b"bext", b"data from take 3".ljust(602, b"\0")),
-    "junk": riff_chunk(b"JUNK", bytes(8_000)),  # the data chunk past the first 4 KB
-    "odd": riff_chunk(b"note", b"odd"),  # 3 bytes and a pad byte
-}
-
-
-@pytest.mark.parametrize("before_data", CHUNKS_BEFORE_DATA.values(), ids=CHUNKS_BEFORE_DATA.keys())
-def test_a_wav_is_told_truncated_by_its_data_chunk_not_by_the_word_data(tmp_path, before_data):
-    """A comment (LIST/INFO) or a Broadcast-WAV description (bext) saying "data" before the
-    data chunk had been taken for it: a whole file was "truncated: its audio lacks 1,935,323,093
-    bytes". The chunks are walked; a data chunk past 4 KB had not been found, and a file cut
-    there was read shorter with no word."""
-    pcm = (tone(440.0, 3.0) * 32_767).astype("<i2").tobytes()
-    fmt = riff_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, SR, 2 * SR, 2, 16))  # 16-bit mono
-    body = b"WAVE" + fmt + before_data + riff_chunk(b"data", pcm)
-    whole = b"RIFF" + struct.pack("<I", len(body)) + body
-    path = tmp_path / "take.wav"
-    path.write_bytes(whole)
-    assert audio.load(path).info.duration_s == pytest.approx(3.0)
-    path.write_bytes(whole[:-1_000])
-    with pytest.raises(AudioError, match="truncated: its audio lacks 1,000 bytes"):
-        audio.load(path)
-
-
-def test_a_wav_streamed_with_its_sizes_left_open_is_read_whole(tmp_path):
-    """A WAV written to a pipe (`ffmpeg ... -f wav -`) cannot go back to write its sizes and
-    leaves them at 0xFFFFFFFF: not a data chunk 4 GB long, cut short."""
-    pcm = (tone(440.0, 3.0) * 32_767).astype("<i2").tobytes()
-    fmt = riff_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, SR, 2 * SR, 2, 16))
-    path = tmp_path / "piped.wav"
-    path.write_bytes(b"RIFF\xff\xff\xff\xffWAVE" + fmt + b"data\xff\xff\xff\xff" + pcm)
-    assert containers.missing_bytes(path, "wav") == 0
-    assert audio.load(path).samples.size == 3 * SR
