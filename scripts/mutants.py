@@ -300,7 +300,7 @@ MUTANTS = (
         "mirsearch/database.py",
         "        return str(sa.make_url(url))",
         "        return url",
-        ("tests/test_catalog.py", "-k", "password"),
+        ("tests/test_database.py", "-k", "password"),
     ),
     Mutant(
         "mirsearch/api.py",

@@ -321,6 +321,46 @@ def database_url(request, tmp_path) -> str:
 
 
 @pytest.fixture
+def catalog(database_url):
+    """A catalog on each backend in turn (database_url), migrated on first use."""
+    from mirsearch.catalog import Catalog
+
+    db = Catalog(database_url)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def sqlite_catalog(tmp_path):
+    """A SQLite catalog in tmp_path/var."""
+    from mirsearch.catalog import Catalog
+
+    db = Catalog(f"sqlite:///{tmp_path / 'var' / 'catalog.db'}")
+    yield db
+    db.close()
+
+
+def add_tracks(db, **rows: dict) -> dict[str, int]:
+    """Insert indexed tracks named by keyword (path = /music/<name>.flac unless given) into the
+    Catalog `db`; returns name → id."""
+    from mirsearch.schema import Track
+
+    with db.session() as session, session.begin():
+        tracks = {}
+        for name, fields in rows.items():
+            tracks[name] = Track(**{"path": f"/music/{name}.flac", "status": "indexed", **fields})
+            session.add(tracks[name])
+    return {name: track.id for name, track in tracks.items()}
+
+
+def table_names(db) -> set[str]:
+    """The tables of the Catalog `db`'s database."""
+    from sqlalchemy import inspect
+
+    return set(inspect(db.engine).get_table_names())
+
+
+@pytest.fixture
 def db_settings(tmp_path, database_url) -> Settings:
     """Settings with a fresh home under tmp_path and the catalog on each backend in turn."""
     home = Settings.from_env({}, home=tmp_path / "home")

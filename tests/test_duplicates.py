@@ -38,7 +38,7 @@ PRINT_BANDS = 44
 
 
 @pytest.fixture(scope="module")
-def catalog():
+def walks():
     """(index, windows of each track, print of each track): random walks and random prints."""
     rng = np.random.default_rng(0)
     tracks = {t: walk(rng, 80, dim=DIM) for t in range(1, 21)}
@@ -64,8 +64,8 @@ def excerpt(windows, track_print, start_s: float, seconds: float, *, speed: floa
     return windows_at(windows, start_s + speed * query_times, hop_s=HOP_S), query_times, query_print
 
 
-def test_excerpt_is_found_with_its_offsets(catalog):
-    index, tracks, prints = catalog
+def test_excerpt_is_found_with_its_offsets(walks):
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     matches = find_matches(
         index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
@@ -78,9 +78,9 @@ def test_excerpt_is_found_with_its_offsets(catalog):
 
 
 @pytest.mark.parametrize("start_s", [0.35, 30.4, 30.75, 61.1])
-def test_an_excerpt_off_the_catalog_grid_is_placed_within_half_a_second(catalog, start_s):
+def test_an_excerpt_off_the_catalog_grid_is_placed_within_half_a_second(walks, start_s):
     """Catalog windows are 1.5 s apart; the agreeing windows place the excerpt closer than that."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[5], prints[5], start_s, 8.0)
     match = find_matches(
         index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
@@ -90,9 +90,9 @@ def test_an_excerpt_off_the_catalog_grid_is_placed_within_half_a_second(catalog,
     assert began_s == pytest.approx(start_s, abs=0.5)
 
 
-def test_windows_that_align_but_prints_that_do_not_are_no_duplicate(catalog):
+def test_windows_that_align_but_prints_that_do_not_are_no_duplicate(walks):
     """Music that sounds alike window by window (same vectors) but is other audio (other print)."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, _ = excerpt(tracks[7], prints[7], 30.0, 10.0)
     _, _, other_print = excerpt(tracks[8], prints[8], 30.0, 10.0)
     found = find_matches(
@@ -101,10 +101,10 @@ def test_windows_that_align_but_prints_that_do_not_are_no_duplicate(catalog):
     assert found == []
 
 
-def test_a_track_without_a_print_is_scored_on_its_windows_alone(catalog):
+def test_a_track_without_a_print_is_scored_on_its_windows_alone(walks):
     """A catalog track whose print is missing agrees at 0: its windows' evidence alone stays
     under the threshold, and the line the windows drew is kept as it was."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     without_7 = {t: p for t, p in prints.items() if t != 7}
     found = candidates(
@@ -128,8 +128,8 @@ def test_a_track_without_a_print_is_scored_on_its_windows_alone(catalog):
     )
 
 
-def test_sped_up_excerpt_is_found_with_its_speed(catalog):
-    index, tracks, prints = catalog
+def test_sped_up_excerpt_is_found_with_its_speed(walks):
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[3], prints[3], 10.0, 60.0, speed=1.05)
     match = find_matches(
         index, vectors, times, query_print, lookup(prints), config=CONFIG, threshold=THRESHOLD
@@ -138,8 +138,8 @@ def test_sped_up_excerpt_is_found_with_its_speed(catalog):
     assert match.speed == pytest.approx(1.05, abs=0.025)  # catalog windows are 1.5 s apart
 
 
-def test_random_query_matches_nothing(catalog):
-    index, _, prints = catalog
+def test_random_query_matches_nothing(walks):
+    index, _, prints = walks
     rng = np.random.default_rng(99)
     vectors = walk(rng, 30, dim=DIM)
     query_print = rng.integers(0, 120, (PRINT_BANDS, 20 * int(PRINT_FPS)), dtype=np.uint8)
@@ -152,8 +152,8 @@ def test_random_query_matches_nothing(catalog):
     )
 
 
-def test_two_excerpts_back_to_back_give_both(catalog):
-    index, tracks, prints = catalog
+def test_two_excerpts_back_to_back_give_both(walks):
+    index, tracks, prints = walks
     a, ta, pa = excerpt(tracks[4], prints[4], 20.0, 12.0)
     b, tb, pb = excerpt(tracks[9], prints[9], 50.0, 12.0)
     vectors = np.concatenate([a, b])
@@ -167,10 +167,10 @@ def test_two_excerpts_back_to_back_give_both(catalog):
     assert later.query_offset_s == pytest.approx(ta[-1] + QUERY_HOP_S, abs=1.0)
 
 
-def test_a_long_upload_of_many_excerpts_lists_them_all(catalog):
+def test_a_long_upload_of_many_excerpts_lists_them_all(walks):
     """More catalog tracks than one minute's checks allow (CONFIG.verify_tracks), back to back
     in a two-minute upload: each minute brings its own checks."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     n = CONFIG.verify_tracks + 4
     parts = [excerpt(tracks[t], prints[t], 10.0 + 2 * t, 10.0) for t in range(1, n + 1)]
     vectors = np.concatenate([v for v, _, _ in parts])
@@ -183,10 +183,10 @@ def test_a_long_upload_of_many_excerpts_lists_them_all(catalog):
     assert {m.track_id for m in matches} == set(range(1, n + 1))
 
 
-def test_each_reading_line_of_a_checked_track_is_verified_and_the_best_kept(catalog):
+def test_each_reading_line_of_a_checked_track_is_verified_and_the_best_kept(walks):
     """A pitch hypothesis whose windows line up but whose print does not agree (here: another
     track's) must not hide the reading whose print does."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     wrong_print = prints[3][:, : query_print.shape[1]]
     asked = []
@@ -205,12 +205,12 @@ def test_each_reading_line_of_a_checked_track_is_verified_and_the_best_kept(cata
     assert all(len(ids) == len(set(ids)) <= CONFIG.verify_tracks for ids in asked)  # one lookup
 
 
-def test_lines_less_alike_than_the_floor_are_left_unchecked_and_no_track_checked_instead(catalog):
+def test_lines_less_alike_than_the_floor_are_left_unchecked_and_no_track_checked_instead(walks):
     """Three tracks' excerpts back to back, their windows made less alike in turn (lines of
     similarity ~0.96, 0.79, 0.72): with `min_similarity` (a far reading's floor) the lines under
     it are not checked on the prints, and with room to check two tracks the third is not checked
     in the place of the one left out."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     rng = np.random.default_rng(5)
     times = np.arange(0, 7.0 + 1e-9, QUERY_HOP_S)
     parts = []
@@ -264,8 +264,8 @@ def never_read():
     raise AssertionError("read for music under talk")
 
 
-def test_a_query_confirmed_as_it_plays_is_not_read_at_the_other_pitches(catalog):
-    index, tracks, prints = catalog
+def test_a_query_confirmed_as_it_plays_is_not_read_at_the_other_pitches(walks):
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     read = Reader(vectors, times, {0.0: query_print})
 
@@ -282,12 +282,12 @@ def test_a_query_confirmed_as_it_plays_is_not_read_at_the_other_pitches(catalog)
 
 
 def test_a_query_confirmed_as_it_plays_is_read_at_the_other_pitches_for_a_version_unconfirmed(
-    catalog,
+    walks,
 ):
     """The catalog says track 7 has another version, track 3 (indexing found 3 a near-duplicate
     of 7, say 5 % faster, so 0.85 semitones higher): a reading that confirms 7 but not 3 is not
     the answer; one whose confirmed tracks include every version is."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     for versions, readings in (({7: {3}}, [[0.0], SHIFTED]), ({7: {7}}, [[0.0]])):
         read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
@@ -305,12 +305,12 @@ def test_a_query_confirmed_as_it_plays_is_read_at_the_other_pitches_for_a_versio
 
 
 def test_a_track_listed_on_a_weak_agreement_sends_the_query_to_the_other_pitches(
-    catalog, monkeypatch
+    walks, monkeypatch
 ):
     """Beside the track it confirms, the reading as it plays lists another on prints agreeing
     under config.settle_agreement (a pitch-shifted copy's like-sounding phrase a semitone up,
     140 s from the passage): the other pitches are read, as their reading places that copy."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     weak = Match(3, 0.91, 2.0, 190.0, 5.0, 1.0, windows=5, similarity=0.82, agreement=0.47)
     for extra, readings in (([weak], [[0.0], SHIFTED]), ([], [[0.0]])):
@@ -327,11 +327,11 @@ def test_a_track_listed_on_a_weak_agreement_sends_the_query_to_the_other_pitches
         assert read.asked == readings
 
 
-def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(catalog, monkeypatch):
+def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(walks, monkeypatch):
     """As it plays, the excerpt's print is another track's (as a pitch-shifted upload's print
     agrees with nothing unshifted); the hypothesis a semitone up holds the right one. The result
     is that of every reading at once, and the first reading's checks are not made again."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     wrong_print = prints[3][:, : query_print.shape[1]]
     by_st = {st: wrong_print.copy() for st in CONFIG.pitch_hypotheses_st} | {1.0: query_print}
@@ -352,13 +352,13 @@ def test_a_query_in_doubt_is_read_at_every_pitch_and_found_as_if_read_at_once(ca
     assert found[0].track_id == 7 and found[0].score >= THRESHOLD
 
 
-def test_a_query_no_pitch_hypothesis_confirms_is_read_further_in_key_and_scored_less_sure(catalog):
+def test_a_query_no_pitch_hypothesis_confirms_is_read_further_in_key_and_scored_less_sure(walks):
     """Only the reading three semitones up holds the excerpt's print (a copy moved in key past
     the hypotheses' reach): no pitch hypothesis confirms a track, so the query is read at
     config.key_readings_st too, and track 7 is found there, scored config.far_reading_logits
     less sure than the same reading would be among the hypotheses (less sure by 40 logits, it
     is not listed; nor where its windows are less alike than config.far_min_similarity)."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     wrong_print = prints[3][:, : query_print.shape[1]]
     by_st = {st: wrong_print.copy() for st in READ_ST} | {3.0: query_print}
@@ -377,8 +377,8 @@ def test_a_query_no_pitch_hypothesis_confirms_is_read_further_in_key_and_scored_
     assert [m for m in found if m.score >= THRESHOLD] == []  # its line under the floor
 
 
-def test_a_query_of_no_catalog_track_is_read_at_every_pitch_and_matches_nothing(catalog):
-    index, _, prints = catalog
+def test_a_query_of_no_catalog_track_is_read_at_every_pitch_and_matches_nothing(walks):
+    index, _, prints = walks
     rng = np.random.default_rng(99)
     vectors, times = walk(rng, 30, dim=DIM), np.arange(30) * QUERY_HOP_S
     noise = rng.integers(0, 120, (PRINT_BANDS, 20 * int(PRINT_FPS)), dtype=np.uint8)
@@ -403,13 +403,13 @@ class BroughtBack:
 
 
 def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_its_own_time(
-    catalog,
+    walks,
 ):
     """8 s of track 7 from 30 s played 1.25 times as fast (a "nightcore" copy): no pitch
     reading lines it up (their windows vote over speeds to 1.12), so it is brought back from
     each of config.speed_readings; brought back from 1.19 it plays the track ~5 % fast and is
     found there. The match is told in the upload's time: from its start, for its 8 s, at 1.25."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     played = 1.25
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 8.0, speed=played)
     read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
@@ -437,8 +437,8 @@ def test_a_query_no_reading_lists_is_brought_back_from_each_speed_and_told_in_it
     )
 
 
-def test_a_query_a_reading_lists_a_track_in_is_not_brought_back_from_other_speeds(catalog):
-    index, tracks, prints = catalog
+def test_a_query_a_reading_lists_a_track_in_is_not_brought_back_from_other_speeds(walks):
+    index, tracks, prints = walks
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     read = Reader(vectors, times, dict.fromkeys(READ_ST, query_print))
 
@@ -452,13 +452,13 @@ def test_a_query_a_reading_lists_a_track_in_is_not_brought_back_from_other_speed
 
 
 def test_a_track_listed_on_weakly_agreeing_prints_sends_the_query_to_the_other_speeds(
-    catalog, monkeypatch
+    walks, monkeypatch
 ):
     """The pitch readings list track 7 at speed 1.0 on prints agreeing by 0.36 (real music 15 %
     fast had been listed so); brought back from 1.19, the upload lines up with it on prints
     agreeing well: that alignment is the one kept, at its speed. A track listed on agreeing
     prints (above) is not read again."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     played = 1.25
     weak = Match(7, 0.89, 0.0, 30.0, 8.0, 1.0, windows=15, similarity=0.78, agreement=0.36)
     monkeypatch.setattr("mirsearch.readings.read_pitches", lambda *args, **options: [weak])
@@ -473,13 +473,13 @@ def test_a_track_listed_on_weakly_agreeing_prints_sends_the_query_to_the_other_s
     assert found[0].agreement > 0.7
 
 
-def talked_over(catalog, *, smear_s: float = 2.5):
+def talked_over(walks, *, smear_s: float = 2.5):
     """10 s of track 7 from 30 s under talk, as `match` reads it: as it plays, the voice's
     windows (a walk of no track) and a print whose cells are two in three the voice's (random
     values); its repeating part, the track's windows on a line `smear_s` late (what repeats is
     smoothed over seconds), blurred (cosine ~0.8), and the same print weighted 0 where the
     voice covers it."""
-    index, tracks, prints = catalog
+    index, tracks, prints = walks
     rng = np.random.default_rng(5)
     vectors, times, query_print = excerpt(tracks[7], prints[7], 30.0, 10.0)
     covered = rng.random(query_print.shape) < 2 / 3
@@ -492,14 +492,14 @@ def talked_over(catalog, *, smear_s: float = 2.5):
     return read, repeating
 
 
-def test_music_under_talk_is_found_in_its_repeating_part_on_the_cells_the_voice_leaves(catalog):
+def test_music_under_talk_is_found_in_its_repeating_part_on_the_cells_the_voice_leaves(walks):
     """No reading of the upload as it plays lists track 7: its windows are the voice's. Its
     repeating part's windows find the track on a line 2.5 s late, and the prints, weighted to
     the cells the voice leaves and free to shift config.under_talk_max_lag_s, put it back at
     30 s, scored config.under_talk_logits less sure. Read as it came (every cell counting), or
     with the usual lag, the same reading does not list it."""
-    index, _, prints = catalog
-    read, repeating = talked_over(catalog)
+    index, _, prints = walks
+    read, repeating = talked_over(walks)
     asked = []
 
     def read_repeating():

@@ -9,29 +9,12 @@ import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from conftest import add_tracks
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from mirsearch import fingerprint
-from mirsearch.catalog import Catalog
 from mirsearch.schema import Base, Track, TrackPrint
-
-
-@pytest.fixture
-def catalog(database_url):
-    db = Catalog(database_url)
-    yield db
-    db.close()
-
-
-def _add(db: Catalog, **rows: dict) -> dict[str, int]:
-    """Insert tracks named by keyword (path = /music/<name>.flac); returns name → id."""
-    with db.session() as session, session.begin():
-        tracks = {}
-        for name, fields in rows.items():
-            tracks[name] = Track(path=f"/music/{name}.flac", **{"status": "indexed", **fields})
-            session.add(tracks[name])
-    return {name: track.id for name, track in tracks.items()}
 
 
 def _modelled(name: str | None, kind: str, _parents: dict) -> bool:
@@ -53,23 +36,25 @@ def test_models_match_the_migrated_schema(catalog):
 
 
 def test_path_is_unique_and_status_is_checked(catalog):
-    _add(catalog, a={})
+    add_tracks(catalog, a={})
     with pytest.raises(IntegrityError):
-        _add(catalog, a={})
+        add_tracks(catalog, a={})
     with pytest.raises(IntegrityError):
-        _add(catalog, b={"status": "weird"})
+        add_tracks(catalog, b={"status": "weird"})
 
 
 def test_deleting_a_track_clears_duplicate_of(catalog):
-    ids = _add(catalog, original={})
-    copy = _add(catalog, copy={"duplicate_of": ids["original"], "duplicate_evidence": [{"s": 1}]})
+    ids = add_tracks(catalog, original={})
+    copy = add_tracks(
+        catalog, copy={"duplicate_of": ids["original"], "duplicate_evidence": [{"s": 1}]}
+    )
     with catalog.session() as session, session.begin():
         session.execute(delete(Track).where(Track.id == ids["original"]))
     assert catalog.get(copy["copy"]).duplicate_of is None
 
 
 def test_prints_round_trip_and_go_with_their_track(catalog):
-    ids = _add(catalog, a={}, b={})
+    ids = add_tracks(catalog, a={}, b={})
     a_print = np.random.default_rng(0).normal(0.0, 6.0, (22, 64)).astype(np.float32)
     with catalog.session() as session, session.begin():
         session.add(TrackPrint.of(ids["a"], a_print))
