@@ -20,7 +20,7 @@ from mirsearch.database import reason
 from mirsearch.errors import IndexMismatchError
 from mirsearch.generations import prune_generations
 from mirsearch.index import VectorIndex
-from mirsearch.records import record
+from mirsearch.records import RunCounts, record
 from mirsearch.schema import IndexState, Track
 
 # Each batch writes the whole index as a new generation: 2 GB at 12 M windows (100,000 tracks),
@@ -46,7 +46,7 @@ class Commits:
         first: FileAnalysis,
         results: Iterator[FileAnalysis],
         model_hash: str,
-        counts: dict,
+        counts: RunCounts,
         progress: Callable[[int], None] | None,
         *,
         tracks: int,

@@ -27,6 +27,7 @@ from mirsearch.index_meta import LOST, IndexMeta
 from mirsearch.model_card import read_card
 from mirsearch.plan import deleted_folders, gone_under, plan, record_moves, record_times
 from mirsearch.prefetch import DecodeAhead
+from mirsearch.records import RunCounts
 from mirsearch.schema import IndexState, Track
 from mirsearch.scoring import calibrated_threshold
 from mirsearch.workers import default_workers
@@ -133,35 +134,35 @@ class Indexer:
         roots = [p.resolve() for p in paths]
         meta = self._expected_meta()
         index = self._open_index(meta, rebuild=rebuild)
-        todo, unchanged, moved, touched = plan(self.catalog, files, again=rebuild)
-        record_moves(self.catalog, moved)
-        record_times(self.catalog, touched)
+        planned = plan(self.catalog, files, again=rebuild)
+        record_moves(self.catalog, planned.moved)
+        record_times(self.catalog, planned.touched_mtimes)
         # the first files are decoded while torch loads, on another core (where torch is loaded
         # already, as in a server or a notebook, there is nothing to overlap)
         overlap = engine == "local" and (os.cpu_count() or 1) > 1 and "torch" not in sys.modules
-        with DecodeAhead(todo if overlap else [], self.settings.audio) as ahead:
+        with DecodeAhead(planned.todo if overlap else [], self.settings.audio) as ahead:
             # generations a reader held off pruning last time (see generations.reading) go now
             prune_generations(self.settings.index_dir, keep=self.catalog.index_state().generation)
             if on_total:
                 on_total(len(files))
-            if progress and unchanged + len(moved):
-                progress(unchanged + len(moved))
-            counts = {"indexed": 0, "failed": 0, "changing": 0, "duplicates": 0, "audio_s": 0.0}
+            if progress and planned.unchanged + len(planned.moved):
+                progress(planned.unchanged + len(planned.moved))
+            counts = RunCounts()
             gone = gone_under(self.catalog, roots, files)
             if gone and prune:
-                self._prune(index, [track_id for track_id, _ in gone])
+                self._prune(index, list(gone))
             elif gone:  # kept, found by queries at a path that is no more: said, not silent
                 log.warning(
                     "%d tracks under the paths named have no file any more (%s%s): run with "
                     "--prune to drop them, or put the files back",
                     len(gone),
-                    gone[0][1],
+                    next(iter(gone.values())),
                     ", ..." if len(gone) > 1 else "",
                 )
             if workers is None:
-                workers = default_workers(len(todo))
+                workers = default_workers(len(planned.todo))
             results = analyse_all(
-                todo,
+                planned.todo,
                 self.settings,
                 workers=workers,
                 engine=engine,
@@ -187,16 +188,16 @@ class Indexer:
                     )
         self._tell_pending()
         return IndexSummary(
-            indexed=counts["indexed"],
-            unchanged=unchanged,
-            moved=len(moved),
-            failed=counts["failed"],
-            changing=counts["changing"],
+            indexed=counts.indexed,
+            unchanged=planned.unchanged,
+            moved=len(planned.moved),
+            failed=counts.failed,
+            changing=counts.changing,
             removed=len(gone) if prune else 0,
             missing=0 if prune else len(gone),
-            duplicates=counts["duplicates"],
+            duplicates=counts.duplicates,
             seconds=time.perf_counter() - started,
-            audio_hours=counts["audio_s"] / 3600.0,
+            audio_hours=counts.audio_s / 3600.0,
         )
 
     # -- planning -------------------------------------------------------------------------------
@@ -257,7 +258,7 @@ class Indexer:
         """Warn of tracks left out of the index: a new index (a model changed, an index lost or
         damaged) marks every track to be analysed again, and a run on some of the catalog's
         folders had left the others unsearchable without a word."""
-        _, pending = self.catalog.list_tracks(status="pending", per_page=1)
+        pending = self.catalog.counts().get("pending", 0)
         if pending:
             log.warning(
                 "%d tracks of the catalog wait to be analysed again, outside the paths named "

@@ -8,6 +8,7 @@ import os
 import stat
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,16 +32,22 @@ PLANNED = (
 )
 
 
-def plan(
-    catalog: Catalog, files: list[Path], *, again: bool = False
-) -> tuple[list[Path], int, dict[Path, int], dict[int, float]]:
-    """Split files into those to analyse, the number unchanged since the last run and those
-    that are indexed tracks moved or renamed (by track id; see `_moved`), and give the new
-    modification time of each unchanged file found so by its content hash (by track id: a
-    touched file, a copy that did not keep times), to be recorded so that the next run need not
-    hash it again. An indexed track without its print or tags (a schema downgrade drops them;
-    an upgrade brings back only the empty table or column) is analysed again; with `again` (a
-    rebuild), every file is."""
+@dataclass(frozen=True)
+class Plan:
+    """What a run has to do with the files it found."""
+
+    todo: list[Path]  # to analyse: new, changed, failed before with another content, or all
+    unchanged: int  # files as they were when indexed (or failed)
+    moved: dict[Path, int]  # a new path → the indexed track moved or renamed to it (`_moved`)
+    # track id → the new modification time of its file, unchanged by its content hash (a touched
+    # file, a copy that did not keep times): recorded, so that the next run need not hash it
+    touched_mtimes: dict[int, float]
+
+
+def plan(catalog: Catalog, files: list[Path], *, again: bool = False) -> Plan:
+    """What a run has to do with `files`. An indexed track without its print or tags (a schema
+    downgrade drops them; an upgrade brings back only the empty table or column) is analysed
+    again; with `again` (a rebuild), every file is."""
     with catalog.session() as session:  # the columns compared, not whole rows: 12 kB a track
         rows = {row.path: row for row in session.execute(select(*PLANNED))}
         printed = set(session.scalars(select(TrackPrint.track_id)))
@@ -69,7 +76,7 @@ def plan(
                 pass
         todo.append(path)
     moved = _moved(new, complete.values())
-    return [p for p in todo if p not in moved], unchanged, moved, touched
+    return Plan([p for p in todo if p not in moved], unchanged, moved, touched)
 
 
 def _moved(new: list[Path], rows: Iterable[Row]) -> dict[Path, int]:
@@ -140,17 +147,17 @@ def deleted_folders(catalog: Catalog, paths: list[Path]) -> list[Path]:
     return [p for p in absent if any(_under_any(track, [p.resolve()]) for track in held)]
 
 
-def gone_under(catalog: Catalog, roots: list[Path], files: list[Path]) -> list[tuple[int, str]]:
-    """The tracks (id, path) under `roots` whose file is deleted: not those the walk leaves
+def gone_under(catalog: Catalog, roots: list[Path], files: list[Path]) -> dict[int, str]:
+    """The tracks under `roots` whose file is deleted, id → path: not those the walk leaves
     out (a dot-file indexed by its name, a folder it could not list)."""
     present = {str(p) for p in files}
     with catalog.session() as session:
         held = session.execute(select(Track.id, Track.path)).all()
-    return [
-        (track_id, path)
+    return {
+        track_id: path
         for track_id, path in held
         if path not in present and _under_any(path, roots) and _gone(path)
-    ]
+    }
 
 
 def _gone(path: str) -> bool:

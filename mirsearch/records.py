@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
@@ -26,23 +27,34 @@ KEPT_ON_FAILURE = frozenset(
 ANALYSED = tuple(c.key for c in Track.__table__.columns if c.key not in KEPT_ON_FAILURE)
 
 
+@dataclass
+class RunCounts:
+    """What an indexing run has made of the files it analysed, counted as each is recorded."""
+
+    indexed: int = 0  # analysed and stored
+    failed: int = 0  # recorded as failed, with their message
+    changing: int = 0  # replaced or written to while read: left for the next run
+    duplicates: int = 0  # of the indexed, those flagged near-duplicates of catalog tracks
+    audio_s: float = 0.0  # the indexed tracks' audio
+
+
 def record(
     session: Session,
     index: VectorIndex,
     result: FileAnalysis,
     model_hash: str,
-    counts: dict,
+    counts: RunCounts,
     *,
     settings: Settings,
 ) -> None:
     """`result` into the track row of its path (made if new) within `session`: a failure
     recorded with its message and nothing of the old audio kept; otherwise the row filled, the
     track flagged if it duplicates one in the catalog, its vectors into `index` and its print
-    stored. `counts` (indexed, failed, changing, duplicates, audio_s) goes up by what it was.
+    stored. `counts` goes up by what it was.
     A file that changed while it was read (`result.changing`) leaves its row as it was, or
     none: the next run finds it changed, or new, and analyses it again."""
     if result.changing:
-        counts["changing"] += 1
+        counts.changing += 1
         log.warning("%s", result.error)
         return
     row = session.scalar(select(Track).where(Track.path == result.path))
@@ -66,7 +78,7 @@ def record(
             setattr(row, field, None)
         for stored in (TrackPrint, TrackWaveform):
             session.execute(delete(stored).where(stored.track_id == row.id))
-        counts["failed"] += 1
+        counts.failed += 1
         log.warning("failed: %s", result.error)
         return
     _flag_duplicate(session, index, row, result, counts, settings=settings)
@@ -74,8 +86,8 @@ def record(
     session.merge(TrackPrint.of(row.id, result.fingerprint))
     session.merge(TrackWaveform.of(row.id, result.waveform, result.sounding))
     _fill_analysis_fields(row, result, model_hash)
-    counts["indexed"] += 1
-    counts["audio_s"] += result.info.duration_s
+    counts.indexed += 1
+    counts.audio_s += result.info.duration_s
 
 
 def _new_track_id(session: Session) -> int | None:
@@ -95,7 +107,7 @@ def _flag_duplicate(
     index: VectorIndex,
     row: Track,
     result: FileAnalysis,
-    counts: dict,
+    counts: RunCounts,
     *,
     settings: Settings,
 ) -> None:
@@ -123,7 +135,7 @@ def _flag_duplicate(
     row.duplicate_evidence = [
         m.to_dict() | {"track_sha256": session.get(Track, m.track_id).sha256} for m in matches
     ]
-    counts["duplicates"] += 1
+    counts.duplicates += 1
     log.info("%s duplicates track %d", row.path, best.track_id)
 
 
