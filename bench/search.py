@@ -134,7 +134,7 @@ def window_level(rng, *, n_tracks: int, n_windows: int, dim: int, n_queries: int
     # Verification prints: a pool of random ones shared round-robin (10,000 distinct prints would
     # take gigabytes here); the query's is its source's at the excerpt's place.
     config = FeatureConfig()
-    print_fps = fingerprint.frames_per_s(config)
+    print_fps = fingerprint.print_frames_per_s(config)
     bands = len(fingerprint._kept_bands(config)) // fingerprint.BAND_GROUP
     shape = (bands, int((n_windows * 1.5 + 3) * print_fps))
     pool = [  # as the catalog hands them out: decoded from the stored bytes

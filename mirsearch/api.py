@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from mirsearch import audio, levels
-from mirsearch.config import DuplicateConfig, EmbeddingConfig
+from mirsearch.config import MAX_SIMILAR, DuplicateConfig, EmbeddingConfig
 from mirsearch.errors import (
     AudioError,
     IndexMismatchError,
@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # imported where used: `similar` and `dupes` never load torch
 
 log = logging.getLogger(__name__)
 
-MAX_SIMILAR = 100  # similar tracks a classification lists at most
 GENRES_NAMED = 30  # the catalog's most common genres an unknown one's message names
 CLASSIFY_MIN_S = 1.0  # a genre and tags are read off a clip this long or longer (a query: 3 s)
 SOUND_STEP_S = 0.1  # a query's sound is measured in steps of this length (its pauses left out)
@@ -47,16 +46,12 @@ class Engine(Resources):
 
     # -- queries -------------------------------------------------------------------------------
 
-    def load_query(self, path: Path, *, min_duration_s: float | None = None) -> np.ndarray:
-        """Decode an uploaded clip; refuse one shorter than a query needs, or longer than a query
-        may be (SearchConfig.max_query_s) before decoding it whole."""
-        return self._decoded_query(path, min_duration_s=min_duration_s).samples
-
     def _decoded_query(
         self, path: Path, *, min_duration_s: float | None = None, stream: int | None = None
     ) -> audio.Decoded:
-        """`load_query`'s, with what the file declared; `stream`: that audio stream of it (from
-        0), not the one FFmpeg would choose."""
+        """An uploaded clip decoded, with what its file declared; refused when shorter than a query
+        needs, or longer than a query may be (SearchConfig.max_query_s) before it is decoded
+        whole. `stream`: that audio stream of it (from 0), not the one FFmpeg would choose."""
         limit_s = min(self.settings.search.max_query_s, self.settings.audio.max_duration_s)
         try:
             decoded = audio.load(
@@ -78,11 +73,6 @@ class Engine(Resources):
                 f"queries need at least {minimum:.0f} s of audio"
             )
         return decoded
-
-    def analyse_file(self, path: Path, *, min_duration_s: float | None = None) -> Analysis:
-        """Decode and embed an uploaded clip at the dense query hop."""
-        samples = self.load_query(path, min_duration_s=min_duration_s)
-        return self.embedder.analyse(samples, hop_s=self.settings.embedding.query_hop_s)
 
     def search(
         self, path: Path, *, k: int | None = None, genres: Sequence[str] = ()
@@ -162,7 +152,8 @@ class Engine(Resources):
         been listed first as similar to itself); with `timeline`, the genre of each window that
         is sound (a silent one has none)."""
         _whole("similar", similar_k, 0, MAX_SIMILAR)
-        analysis = self.analyse_file(path, min_duration_s=CLASSIFY_MIN_S)
+        samples = self._decoded_query(path, min_duration_s=CLASSIFY_MIN_S).samples
+        analysis = self.embedder.analyse(samples, hop_s=self.settings.embedding.query_hop_s)
         return self._classification(analysis, similar_k=similar_k, timeline=timeline, file=path)
 
     def examine(

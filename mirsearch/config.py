@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from mirsearch.errors import InvalidParameterError
+
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -100,6 +102,8 @@ class TrainConfig:
 
 INDEX_KINDS = ("auto", "flat", "sq8", "hnsw", "ivfpq")
 MAX_PAGE = 10**9  # the highest page number and page size a track listing takes (SQL is 64-bit)
+MAX_PER_PAGE = 500  # the most a page of the JSON API's listings (tracks, duplicate groups) holds
+MAX_SIMILAR = 100  # similar tracks a classification lists at most
 
 
 @dataclass(frozen=True)
@@ -287,7 +291,6 @@ class Settings:
     database_url: str | None = None  # None: SQLite at home/catalog.db
     model_path: Path | None = None  # None: the checkpoint shipped in mirsearch/assets
     audio: AudioConfig = field(default_factory=AudioConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
     index: IndexConfig = field(default_factory=IndexConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -304,7 +307,8 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **overrides) -> Settings:
-        """Settings from MIRSEARCH_* variables; keyword overrides win."""
+        """Settings from MIRSEARCH_* variables; keyword overrides win. A variable set to a value
+        it does not take is an InvalidParameterError saying what it takes."""
         env = os.environ if environ is None else environ
         values: dict = {}
         if env.get("MIRSEARCH_HOME"):
@@ -317,7 +321,7 @@ class Settings:
         if env.get("MIRSEARCH_INDEX_KIND"):
             kind = index["kind"] = env["MIRSEARCH_INDEX_KIND"]
             if kind not in INDEX_KINDS:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"MIRSEARCH_INDEX_KIND is {kind!r}; use one of {', '.join(INDEX_KINDS)}"
                 )
         mapped = _switch(
@@ -349,7 +353,7 @@ class Settings:
         if env.get("MIRSEARCH_MAX_UPLOAD_MB"):
             megabytes = env["MIRSEARCH_MAX_UPLOAD_MB"]
             if not (megabytes.isascii() and megabytes.isdigit() and 0 < int(megabytes) <= 100_000):
-                raise ValueError(
+                raise InvalidParameterError(
                     f"MIRSEARCH_MAX_UPLOAD_MB is {megabytes!r}; use a whole number of megabytes "
                     "from 1 to 100000"
                 )
@@ -365,5 +369,5 @@ def _switch(env: Mapping[str, str], name: str, *, on: str, off: str) -> bool | N
     if not value:
         return None
     if value not in ("0", "1"):
-        raise ValueError(f"{name} is {value!r}; use 1 ({on}) or 0 ({off})")
+        raise InvalidParameterError(f"{name} is {value!r}; use 1 ({on}) or 0 ({off})")
     return value == "1"

@@ -102,6 +102,12 @@ def lines_of(
     return lines.vote(index, reading.vectors, reading.offsets_s, config=config, exclude=exclude)
 
 
+def print_frames_per_s(index: VectorIndex) -> float:
+    """Frames a second of the catalog's prints and an upload's: those of the features the
+    index was built with, the model's (not the settings' defaults)."""
+    return fingerprint.print_frames_per_s(FeatureConfig(**index.meta.feature_config))
+
+
 def checked_lines(
     index: VectorIndex,
     readings: Sequence[Reading],
@@ -115,7 +121,7 @@ def checked_lines(
     The tracks are chosen on all the lines, and those less alike than `min_similarity` left
     unchecked after: a check less, never another track checked in its place. `checked` (one a
     reading) holds the checks made before, which are not made again (`verified_best`)."""
-    frames_per_s = fingerprint.frames_per_s(FeatureConfig(**index.meta.feature_config))
+    frames_per_s = print_frames_per_s(index)
     duration_s = readings[0].fingerprint.shape[1] / frames_per_s if readings else 0.0
     chosen = strongest(per_reading, duration_s, config)
     per_reading = [[ln for ln in r if ln.similarity >= min_similarity] for r in per_reading]

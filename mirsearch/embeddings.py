@@ -27,7 +27,7 @@ from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import AudioConfig, EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
-from mirsearch.levels import sounding_windows
+from mirsearch.levels import heard_windows
 from mirsearch.matcher import Matching, matchings, padded
 from mirsearch.student import Student
 from mirsearch.vocabulary import GENRES, genre_scores
@@ -122,7 +122,7 @@ class Embedder:
         """Embed every window of `samples` (mono float32 at the model's rate), `hop_s` apart.
 
         The track vector, tags and genres are averaged over the windows that are sound, not in a
-        pause (levels.sounding_windows; all of them where none is): a silent lead-in had turned
+        pause (levels.heard_windows: all of them where none is): a silent lead-in had turned
         an orchestral clip's genre to electronic. A signal shorter than one window is zero-padded
         to one window.
         """
@@ -144,14 +144,13 @@ class Embedder:
                     rhythm = torch.zeros(0)
             # float32 from here on; normalised again, as bfloat16 leaves norms up to 0.3 % off
             vectors = F.normalize(vectors.float(), dim=-1)
-            sounding = sounding_windows(
+            sounding = heard_windows(
                 x,
                 offsets.numpy(),
                 window_s,
                 sample_rate=self.sample_rate,
                 silence_dbfs=self.silence_dbfs,
             )
-            sounding |= not sounding.any()
             heard = torch.from_numpy(sounding)
             if not self.is_student:
                 track = F.normalize(vectors[heard].mean(dim=0), dim=0)

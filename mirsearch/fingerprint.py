@@ -48,15 +48,9 @@ def _kept_bands(config: FeatureConfig) -> np.ndarray:
     return np.flatnonzero((centres >= BAND_HZ[0]) & (centres <= BAND_HZ[1]))
 
 
-def frames_per_s(config: FeatureConfig) -> float:
+def print_frames_per_s(config: FeatureConfig) -> float:
+    """Frames a second of the prints made from log-mels of `config` (POOL mel frames each)."""
     return config.frames_per_s / POOL
-
-
-def bytes_per_s(config: FeatureConfig) -> float:
-    """A print's BITS-bit values per second of audio, packed: what format 3's bit planes held
-    before deflating (format 4 stores a byte a value before Huffman coding; bench measures the
-    stored bytes)."""
-    return len(_kept_bands(config)) // BAND_GROUP * frames_per_s(config) * BITS / 8
 
 
 def make_print(mel_db: np.ndarray, config: FeatureConfig) -> np.ndarray:

@@ -71,7 +71,6 @@ def rank(
     *,
     k: int,
     allowed_tracks: Iterable[int] | None = None,
-    neighbours: int | None = None,
     config: SearchConfig | None = None,
 ) -> list[Hit]:
     """The k catalog tracks best matching the query windows (m, D) that start at query_offsets_s
@@ -81,15 +80,12 @@ def rank(
     are indexed) hits come back; without, min(k, index.n_tracks). Best first; ties by track id.
     """
     config = config or SearchConfig()
-    neighbours = neighbours or config.neighbours_per_window
     queries, offsets_s = _subsample(normalise(query_vectors), query_offsets_s, config)
     allowed = None if allowed_tracks is None else set(map(int, allowed_tracks))
     if k < 1 or index.n_tracks == 0 or len(queries) == 0 or allowed == set():
         return []
     style_vector = normalise(np.asarray(query_track_vector, np.float32)[None, :])[0]
-    candidates = _candidates(
-        index, queries, style_vector, k=k, allowed=allowed, neighbours=neighbours, config=config
-    )
+    candidates = _candidates(index, queries, style_vector, k=k, allowed=allowed, config=config)
     weight = config.alignment_weight
     hits = []
     for track_id in candidates:
@@ -238,7 +234,6 @@ def _candidates(
     *,
     k: int,
     allowed: set[int] | None,
-    neighbours: int,
     config: SearchConfig,
 ) -> list[int]:
     """Tracks worth re-scoring: the best by window votes, plus the best "sounds alike" vectors.
@@ -246,7 +241,9 @@ def _candidates(
     The track-level search returns min(its k, allowed tracks) hits, so there are always enough.
     """
     budget = max(k, config.rescore_candidates)
-    scores, track_ids, _ = index.search_windows(queries, neighbours, allowed_tracks=allowed)
+    scores, track_ids, _ = index.search_windows(
+        queries, config.neighbours_per_window, allowed_tracks=allowed
+    )
     found = track_ids >= 0
     tracks, column = np.unique(track_ids[found], return_inverse=True)
     best = np.zeros((len(queries), len(tracks)), dtype=np.float32)  # query window × track

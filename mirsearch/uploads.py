@@ -16,8 +16,7 @@ import numpy as np
 from mirsearch import audio, levels
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
-from mirsearch.duplicates import Reading, best_of, candidates
-from mirsearch.fingerprint import frames_per_s
+from mirsearch.duplicates import Reading, best_of, candidates, print_frames_per_s
 from mirsearch.index import VectorIndex
 from mirsearch.matcher import Matcher
 from mirsearch.readings import read_as_needed, read_far, read_under_talk
@@ -132,7 +131,7 @@ class UploadCheck:
         if track_print is None:  # pruned meanwhile
             return []
         owned, owned_at_s = busiest(
-            upload_print(), track_print, top, frames_per_s=frames_per_s(self.settings.features)
+            upload_print(), track_print, top, frames_per_s=print_frames_per_s(self.index)
         )
         if owned < config.rest_min_owned:
             return []
@@ -162,11 +161,10 @@ class UploadCheck:
         """Which windows starting at `offsets_s` are sound, not a pause (all, where none is): a
         pause's windows had lined up with the pauses of catalog tracks, and 15 s of a catalog
         track before or after 20 s of digital silence went unmatched."""
-        heard = levels.sounding_windows(
+        return levels.heard_windows(
             samples,
             offsets_s,
             self.settings.embedding.window_s,
             sample_rate=self.settings.audio.sample_rate,
             silence_dbfs=self.settings.audio.silence_dbfs,
         )
-        return heard | (not heard.any())

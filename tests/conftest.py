@@ -276,7 +276,7 @@ def whole(seconds: float, *, track_offset_s: float = 0.0) -> verification.Alignm
 
 # the check's options (DuplicateConfig's verify_* of the day these tests were written)
 PRINT_CHECK = {
-    "frames_per_s": fingerprint.frames_per_s(FeatureConfig()),
+    "frames_per_s": fingerprint.print_frames_per_s(FeatureConfig()),
     "chunk_s": 3.0,
     "chunk_hop_s": 1.0,
     "max_lag_s": 1.0,

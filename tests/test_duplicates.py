@@ -33,7 +33,7 @@ SHIFTED = [st for st in sorted(CONFIG.pitch_hypotheses_st) if st != 0.0]  # read
 KEYS = list(CONFIG.key_readings_st)  # read when no reading confirms a track
 READ_ST = (*CONFIG.pitch_hypotheses_st, *KEYS)
 THRESHOLD = 0.75  # true excerpts score about 1; chance alignments of random walks below 0.01
-PRINT_FPS = fingerprint.frames_per_s(FeatureConfig())
+PRINT_FPS = fingerprint.print_frames_per_s(FeatureConfig())
 PRINT_BANDS = 44
 
 

@@ -53,3 +53,19 @@ def test_a_second_of_quiet_is_a_pause_and_less_is_a_gap_between_notes():
             x.astype(np.float32), [0.0, 4.0], 3.0, sample_rate=SR, silence_dbfs=-60.0
         )
         assert sound.tolist() == [True, heard], gap_s
+
+
+def test_a_signal_with_no_window_of_sound_is_heard_by_all_of_its_windows():
+    """heard_windows: sounding_windows where any window is sound, every window where none is
+    (a clip quiet throughout is read by all its windows, not by none)."""
+    starts = np.arange(0.0, 7.0, 0.5)
+    x = np.concatenate([np.zeros(4 * SR), tone(440.0, 6.0)]).astype(np.float32)
+    heard = levels.heard_windows(x, starts, 3.0, sample_rate=SR, silence_dbfs=-60.0)
+    sound = levels.sounding_windows(x, starts, 3.0, sample_rate=SR, silence_dbfs=-60.0)
+    np.testing.assert_array_equal(heard, sound)
+    assert 0 < sound.sum() < sound.size
+    silence = np.zeros(10 * SR, dtype=np.float32)
+    assert not levels.sounding_windows(
+        silence, starts, 3.0, sample_rate=SR, silence_dbfs=-60.0
+    ).any()
+    assert levels.heard_windows(silence, starts, 3.0, sample_rate=SR, silence_dbfs=-60.0).all()

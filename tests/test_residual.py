@@ -123,7 +123,7 @@ def test_the_probe_goes_where_another_sound_owns_the_print(track):
     upload = under_the_end(copy, melody(6.0, seed=16), -12.0)
     match = along(query_offset_s=0.0, track_offset_s=10.0, duration_s=20.0)
     stored = fingerprint.decode(fingerprint.encode(print_of(track)))  # as the catalog keeps it
-    fps = fingerprint.frames_per_s(FeatureConfig())
+    fps = fingerprint.print_frames_per_s(FeatureConfig())
     owned, at_s = residual.busiest(print_of(upload), stored, match, frames_per_s=fps)
     assert 14.0 + residual.PROBE_S / 2 - 0.5 <= at_s <= 20.0 - residual.PROBE_S / 2 + 0.1
     clean, _ = residual.busiest(print_of(copy), stored, match, frames_per_s=fps)

@@ -93,10 +93,8 @@ def test_filtered_search_returns_exactly_k_allowed_tracks(catalog):
 def test_candidates_are_topped_up_when_window_neighbours_run_dry(catalog):
     index, tracks = catalog
     query = tracks[7][10:30]
-    config = SearchConfig(rescore_candidates=1)
-    hits = rank(
-        index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=30, neighbours=1, config=config
-    )
+    config = SearchConfig(rescore_candidates=1, neighbours_per_window=1)
+    hits = rank(index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=30, config=config)
     assert len(hits) == 30 and len({h.track_id for h in hits}) == 30 and hits[0].track_id == 7
     assert len(rank(index, query, np.arange(20) * HOP_S, query.mean(axis=0), k=500)) == N_TRACKS + 1
 

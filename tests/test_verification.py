@@ -14,7 +14,7 @@ from mirsearch.audio import load
 from mirsearch.config import FeatureConfig
 from mirsearch.transforms import speed, tempo
 
-FPS = fingerprint.frames_per_s(FeatureConfig())
+FPS = fingerprint.print_frames_per_s(FeatureConfig())
 
 
 @pytest.fixture(scope="module")

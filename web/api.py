@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify, request, send_file
+from flask import Blueprint, current_app, g, jsonify, request, send_file
 from werkzeug.exceptions import BadRequest, ServiceUnavailable
 
 from mirsearch.api import Engine
-from mirsearch.config import MAX_PAGE
+from mirsearch.config import MAX_PAGE, MAX_PER_PAGE
 from mirsearch.containers import packets_length_s, probe
 from mirsearch.errors import (
     AudioError,
@@ -79,7 +79,7 @@ def upload() -> Iterator[tuple[Path, str]]:
             storage.save(f)
         if os.path.getsize(path) == 0:
             raise BadRequest("the uploaded file is empty")
-        request.upload_path = path
+        g.upload_path = path
         with _slot_if_long(Path(path)):
             yield Path(path), name
     finally:
@@ -150,10 +150,12 @@ def int_arg(name: str, default: int) -> int:
 
 def paging() -> tuple[int, int]:
     """The `page` and `per_page` a listing asks for (50 a page by default); InvalidParameterError
-    outside 1 to MAX_PAGE and 1 to 500."""
+    outside 1 to MAX_PAGE and 1 to MAX_PER_PAGE."""
     page, per_page = int_arg("page", 1), int_arg("per_page", 50)
-    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= 500:
-        raise InvalidParameterError(f"page must be 1 to {MAX_PAGE:,} and per_page 1 to 500")
+    if not 1 <= page <= MAX_PAGE or not 1 <= per_page <= MAX_PER_PAGE:
+        raise InvalidParameterError(
+            f"page must be 1 to {MAX_PAGE:,} and per_page 1 to {MAX_PER_PAGE}"
+        )
     return page, per_page
 
 

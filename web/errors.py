@@ -6,7 +6,7 @@ import errno
 import logging
 import re
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 from werkzeug.sansio.multipart import MultipartDecoder
 
@@ -128,5 +128,5 @@ def _in_api() -> bool:
 
 def _without_temp_path(message: str) -> str:
     """Uploads are decoded from a temporary file: say 'the upload' rather than its path."""
-    upload = getattr(request, "upload_path", None)
+    upload = g.get("upload_path")
     return message.replace(str(upload), "the upload") if upload else message

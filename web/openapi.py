@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from mirsearch.api import CLASSIFY_MIN_S, match_min_s
-from mirsearch.config import DuplicateConfig, EmbeddingConfig, SearchConfig
+from mirsearch.config import (
+    MAX_PER_PAGE,
+    MAX_SIMILAR,
+    DuplicateConfig,
+    EmbeddingConfig,
+    SearchConfig,
+)
 
 
 def _ref(name: str) -> dict:
@@ -32,7 +38,7 @@ def _upload(*, shortest_s: float = SearchConfig.min_query_s, **fields: dict) -> 
     return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
 
 
-K_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 1000}
+K_SCHEMA = {"type": "integer", "minimum": 1, "maximum": SearchConfig.max_k}
 K = {"name": "k", "in": "query", "schema": K_SCHEMA}
 GENRE_SCHEMA = {"type": "array", "items": {"type": "string"}}
 GENRE = {
@@ -69,7 +75,7 @@ PAGE = {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 
 PER_PAGE = {
     "name": "per_page",
     "in": "query",
-    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
 }
 
 SPEC = {
@@ -127,7 +133,7 @@ SPEC = {
                 "(not those holding its very bytes)",
                 "requestBody": _upload(
                     shortest_s=CLASSIFY_MIN_S,
-                    similar={"type": "integer", "minimum": 0, "maximum": 100},
+                    similar={"type": "integer", "minimum": 0, "maximum": MAX_SIMILAR},
                 ),
                 "responses": {
                     "200": _json(

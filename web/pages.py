@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from mirsearch.containers import visible
 from mirsearch.errors import MirsearchError, NotFoundError
 from web.api import engine, int_arg, playable
 
+log = logging.getLogger(__name__)
 bp = Blueprint("pages", __name__)
 # The genres shown as chips, the most common first; the rest fold away under "N more genres"
 # (file tags of a large catalog name hundreds: 706 chips had filled the search page)
@@ -40,7 +42,8 @@ def track(track_id: int):
     row, waveform = engine().track(track_id), engine().catalog.waveform(track_id)
     try:
         similar = engine().similar(track_id, k=8) if row.status == "indexed" else []
-    except MirsearchError:
+    except MirsearchError as exc:  # the page still shows the track (an index being rebuilt)
+        log.warning("track %d's page lists nothing similar: %s", track_id, exc)
         similar = []
     probabilities = sorted((row.genre_probabilities or {}).items(), key=lambda kv: -kv[1])
     versions = engine().catalog.get_many(engine().catalog.versions([track_id]))

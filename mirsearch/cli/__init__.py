@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import PATHS, Whole, _emit, _engine, _say, _settings
+from mirsearch.cli.common import MAX_WORKERS, PATHS, Whole, _emit, _engine, _say, _settings
 from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.config import MAX_PAGE
@@ -79,7 +79,7 @@ def run() -> None:
 @click.argument("paths", nargs=-1, required=True, type=PATHS)
 @click.option(
     "--workers",
-    type=Whole(1, 64),
+    type=Whole(1, MAX_WORKERS),
     default=None,
     help="Processes decoding and embedding in parallel [default: one per core].",
 )
@@ -318,7 +318,7 @@ def demo(directory: Path, n_tracks: int) -> None:
 @click.option("--port", type=Whole(1, 65535), default=None, help="Port (default 8000).")
 @click.option(
     "--workers",
-    type=Whole(1, 64),
+    type=Whole(1, MAX_WORKERS),
     default=None,
     help="Server processes, each loading the model and the index [default: one per core].",
 )

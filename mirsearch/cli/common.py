@@ -9,9 +9,13 @@ from pathlib import Path
 import click
 
 from mirsearch.config import Settings
+from mirsearch.errors import InvalidParameterError
 
 SURROGATES = re.compile("[\ud800-\udfff]")
 PATHS = click.Path(exists=False, readable=False, path_type=Path)  # each file's problem its own
+
+
+MAX_WORKERS = 64  # the most worker processes a command takes (`--workers`)
 
 
 class Whole(click.IntRange):
@@ -30,7 +34,7 @@ class Number(click.FloatRange):
 def _settings() -> Settings:
     try:
         return Settings.from_env()
-    except ValueError as exc:  # a bad MIRSEARCH_* variable
+    except InvalidParameterError as exc:  # a bad MIRSEARCH_* variable
         raise click.UsageError(str(exc)) from exc
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import Whole, _emit, _say, _settings
-from mirsearch.config import SearchConfig
+from mirsearch.cli.common import MAX_WORKERS, Whole, _emit, _say, _settings
+from mirsearch.config import MAX_SIMILAR, SearchConfig
 from mirsearch.errors import AudioError, MirsearchError, NotFoundError
 from mirsearch.workers import default_workers, ordered_map
 
@@ -126,7 +126,7 @@ def _clips(given: Iterable[str]) -> list[str]:
 def _workers_option(f):
     return click.option(
         "--workers",
-        type=Whole(1, 64),
+        type=Whole(1, MAX_WORKERS),
         default=None,
         help="Processes answering in parallel [default: one per core, at most one per clip].",
     )(f)
@@ -134,7 +134,7 @@ def _workers_option(f):
 
 def _show_results(query, payload: dict) -> None:
     _say(f"{query}")
-    results = payload.get("results") or payload.get("similar") or []
+    results = payload["results"]
     for rank, r in enumerate(results, 1):
         name = r["title"] or Path(r["path"]).name
         genre = f"  [{r['genre']}]" if r.get("genre") else ""
@@ -225,7 +225,7 @@ def _match(engine, clip: Path) -> dict:
 @click.option(
     "--similar",
     "similar_k",
-    type=Whole(0, 100),
+    type=Whole(0, MAX_SIMILAR),
     default=5,
     show_default=True,
     help="How many similar catalog tracks to list (0: none).",
