@@ -146,10 +146,14 @@ class Catalog:
     def revision(self) -> str | None:
         """The schema revision the database is at (None: no catalog in it yet). Read without
         Alembic, whose import would cost every command ~0.1 s when there is nothing to do."""
-        with self.engine.connect() as connection:
-            if not sa.inspect(connection).has_table("alembic_version"):
-                return None
-            return connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
+        try:
+            with self._connection() as connection:
+                if not sa.inspect(connection).has_table("alembic_version"):
+                    return None
+                query = sa.text("SELECT version_num FROM alembic_version")
+                return connection.execute(query).scalar()
+        except sa.exc.DatabaseError as exc:  # not a database: said in a line, as on every use
+            raise self._unusable(exc) from exc
 
     def close(self) -> None:
         """Release the database connections."""
@@ -189,10 +193,7 @@ class Catalog:
         with self._lock:
             if not self._migrated:
                 self.require()
-                try:
-                    revision = self.revision()
-                except sa.exc.DatabaseError as exc:  # the first contact with the database
-                    raise self._unusable(exc) from exc
+                revision = self.revision()  # the first contact with the database
                 if revision is None and not self.create:  # a server's database, empty
                     raise NotFoundError(
                         f"no catalog in {self.shown_url}: run `mirsearch index PATH` first"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
-from conftest import clicks, noise, tone
+from conftest import SR, clicks, noise, tone
 
 from mirsearch import containers
 from mirsearch.audio import load
@@ -477,6 +477,21 @@ def test_nothing_worked_or_bad_arguments_exit_non_zero(home, clip, tmp_path):
     assert "error: no track with id 999" in run(home, "similar", 999).output
 
 
+def test_an_empty_path_is_refused_not_read_as_the_current_folder(home, tmp_path, monkeypatch):
+    """`index "$MUSIC"` with the variable unset had indexed the folder it ran in (with --prune,
+    pruned under it), and `match ""` read every file there."""
+    here = tmp_path / "here"
+    here.mkdir()
+    write(here / "a.wav", tone(440.0, 5.0), SR)
+    monkeypatch.chdir(here)
+    for args in (("index", ""), ("index", "--prune", ""), ("match", ""), ("classify", "")):
+        refused = run(home, *args)
+        assert refused.exit_code == 2, args
+        assert "an empty path names no file or folder" in refused.output, args
+    listed = run(home, "tracks", "--status", "all", "--json")
+    assert str(here) not in listed.output
+
+
 def test_bad_engine_options_and_settings_are_usage_errors(home, tmp_path):
     result = run(home, "index", tmp_path, "--address", "auto")
     assert result.exit_code == 2 and "--address goes with --engine ray" in result.output
@@ -536,9 +551,15 @@ def test_db_downgrade_and_upgrade(tmp_path):
         main, ["db", "downgrade", "base"], input="n\n", env={"MIRSEARCH_HOME": str(home[0])}
     )
     assert kept.exit_code == 1 and "Aborted" in kept.output and "tracks" in tables()
-    bad = run(home, "db", "downgrade", "nonsense", "--yes")
-    assert bad.exit_code == 1 and "Can't locate revision" in bad.output
-    assert "Traceback" not in bad.output
+    bad = CliRunner().invoke(  # refused before it asks: a typo had been asked about first
+        main, ["db", "downgrade", "nonsense"], input="y\n", env={"MIRSEARCH_HOME": str(home[0])}
+    )
+    assert bad.exit_code == 1 and "no revision 'nonsense'" in bad.output
+    assert "Downgrade the catalog" not in bad.output and "Traceback" not in bad.output
+    same = run(home, "db", "downgrade", "head", "--yes")
+    assert same.exit_code == 0 and "nothing downgraded" in same.output
+    step = run(home, "db", "downgrade", "--yes", "--", "-1")  # one migration back
+    assert step.exit_code == 0 and step.output == "database downgraded to 0012\n"
     down = run(home, "db", "downgrade", "base", "--yes")
     assert down.exit_code == 0 and down.output == "database downgraded to base\n"
     assert tables() == set()

@@ -9,6 +9,7 @@ import functools
 import gc
 import logging
 import os
+import re
 import signal
 import sys
 from collections.abc import Iterator
@@ -288,18 +289,31 @@ def downgrade(revision: str, yes: bool) -> None:
     from alembic.util import CommandError
 
     from mirsearch.catalog import Catalog
+    from mirsearch.database import SCHEMA_REVISION, known_revision
 
     if not revision.strip():
         raise click.BadParameter("name a revision (as in migrations/versions) or base")
+    steps_back = re.fullmatch(r"-\d+", revision)  # Alembic's relative revisions: -1, -2...
+    if revision != "base" and not steps_back and not known_revision(revision):
+        raise click.ClickException(  # before asking: a typo had been asked about, then refused
+            f"no revision {revision!r}: name one of migrations/versions by the number its file "
+            f"name begins with (0001 to {SCHEMA_REVISION}), or base"
+        )
+    catalog = Catalog(_settings().db_url)
+    before = catalog.revision()
     if not yes:
         click.confirm(
             f"Downgrade the catalog to {revision}, dropping what later ones added?", abort=True
         )
     try:
-        Catalog(_settings().db_url).downgrade(revision)
+        catalog.downgrade(revision)
     except CommandError as exc:
         raise click.ClickException(f"{exc} (the revisions are in migrations/versions)") from exc
-    click.echo(f"database downgraded to {revision}")
+    after = catalog.revision()
+    if after == before:  # `head`, or a revision it is at or under: Alembic does nothing
+        click.echo(f"database is at {before or 'base'} already: nothing downgraded")
+    else:
+        click.echo(f"database downgraded to {after or 'base'}")
 
 
 @main.command()

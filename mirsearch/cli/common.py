@@ -12,7 +12,19 @@ from mirsearch.config import Settings
 from mirsearch.errors import InvalidParameterError
 
 SURROGATES = re.compile("[\ud800-\udfff]")
-PATHS = click.Path(exists=False, readable=False, path_type=Path)  # each file's problem its own
+
+
+class Given(click.Path):
+    """click.Path refusing an empty one: Path("") is the current folder, and `index "$MUSIC"`
+    with the variable unset had indexed (and with --prune pruned) whatever tree it ran in."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value:
+            self.fail("an empty path names no file or folder (a variable left unset?)", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+PATHS = Given(exists=False, readable=False, path_type=Path)  # each file's problem its own
 
 
 MAX_WORKERS = 64  # the most worker processes a command takes (`--workers`)

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import MAX_WORKERS, Whole, _emit, _say, _settings
+from mirsearch.cli.common import MAX_WORKERS, Given, Whole, _emit, _say, _settings
 from mirsearch.config import MAX_SIMILAR, SearchConfig
 from mirsearch.errors import AudioError, MirsearchError, NotFoundError
 from mirsearch.workers import default_workers, ordered_map
 
 # The clips as given: a line names its clip by the text its caller passed (`./a.mp3`, not the
 # `a.mp3` a Path makes of it); each clip's problem is its own line
-CLIPS = click.Path(exists=False, readable=False)
+CLIPS = Given(exists=False, readable=False)
 
 
 def _per_query(
