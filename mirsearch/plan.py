@@ -161,10 +161,11 @@ def gone_under(catalog: Catalog, roots: list[Path], files: list[Path]) -> dict[i
 
 
 def _gone(path: str) -> bool:
-    """Whether no file is at `path` any more: nothing there (or no folder above it), or a folder
-    in its place; a file that cannot be read now is not gone."""
+    """Whether no file is at `path` any more: nothing there (or no folder above it), or no
+    regular file in its place (a folder, a FIFO, a device: a FIFO put there had left its track
+    indexed, neither counted missing nor pruned); a file that cannot be read now is not gone."""
     try:
-        return stat.S_ISDIR(os.stat(path).st_mode)
+        return not stat.S_ISREG(os.stat(path).st_mode)
     except (FileNotFoundError, NotADirectoryError):
         return True
     except OSError:

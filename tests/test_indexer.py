@@ -56,6 +56,24 @@ def test_prune_removes_rows_and_vectors_of_deleted_files(settings, folder):
     assert not engine.index().contains(gone)
 
 
+def test_a_file_replaced_by_a_folder_or_a_fifo_is_gone_and_pruned(settings, folder):
+    """No regular file at a track's path is a file gone: a folder or a FIFO in its place is
+    counted missing, and a prune drops its track (a FIFO's had stayed indexed, uncounted)."""
+    engine = Engine(settings)
+    engine.index_paths([folder])
+    named = rows(engine)
+    (folder / "demo-02.ogg").unlink()
+    os.mkfifo(folder / "demo-02.ogg")
+    (folder / "demo-03.mp3").unlink()
+    (folder / "demo-03.mp3").mkdir()
+    kept = engine.index_paths([folder])
+    assert (kept.missing, kept.removed) == (2, 0)
+    summary = engine.index_paths([folder], prune=True)
+    assert (summary.removed, summary.missing) == (2, 0)
+    assert {"demo-02.ogg", "demo-03.mp3"}.isdisjoint(rows(engine))
+    assert not engine.index().contains(named["demo-02.ogg"].id)
+
+
 def test_a_track_pruned_last_keeps_its_id_from_the_next_new_track(settings, folder):
     """SQLite gives a new row the highest id plus one: the id of the track pruned last had gone
     to the next new track, and a reference a client kept to the old one named another song."""
