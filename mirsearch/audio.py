@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MAX_BAD_PACKETS = 20  # more unreadable packets than this and the file is corrupt
 TRUNCATION_TOLERANCE = 0.9  # decoding less than this share of the declared duration is truncation
 MAX_PEAK = 1e4  # samples past this multiple of full scale (80 dB over it) are a damaged file
+MAX_MIXED_CHANNELS = 8  # more channels than this are averaged to mono (`_converted`)
 MAX_STREAMS = 4  # audio streams of one file read at most (a video's dubs and commentary)
 # `played_at` hands FFmpeg's resampler this many samples a frame (16 s at 16 kHz): the samples
 # it gives are the same, bit for bit, as for the whole signal in one frame, where that had taken
@@ -58,7 +59,7 @@ def _read(
     graph = av.filter.Graph()
     probing = {"format_opts": f"probesize={WAV_PROBE_BYTES}"} if info.format == "wav" else {}
     movie = graph.add("amovie", filename=str(path), streams=f"a:{info.stream}", **probing)
-    sink = _converted(graph, movie, config, first_channel=first_channel)
+    sink = _converted(graph, movie, config, channels=info.channels, first_channel=first_channel)
     while True:
         try:
             yield sink.pull().to_ndarray().reshape(-1)
@@ -122,7 +123,8 @@ def conversion_for(
         channel_layout=frame.layout.name,
         time_base=f"1/{frame.sample_rate}",
     )
-    return graph, _converted(graph, source, config, first_channel=first_channel)
+    channels = frame.layout.nb_channels
+    return graph, _converted(graph, source, config, channels=channels, first_channel=first_channel)
 
 
 def drained(graph, sink, *, flush: bool = False) -> Iterator[np.ndarray]:
@@ -136,7 +138,14 @@ def drained(graph, sink, *, flush: bool = False) -> Iterator[np.ndarray]:
             return
 
 
-def _converted(graph: av.filter.Graph, source, config: AudioConfig, *, first_channel: bool = False):
+def _converted(
+    graph: av.filter.Graph,
+    source,
+    config: AudioConfig,
+    *,
+    channels: int,
+    first_channel: bool = False,
+):
     """The one conversion, from `source` into the sink it returns (configured): the channels
     mixed to mono (or the first alone, `first_channel`: for channels that cancel in the mix)
     at the file's rate, then the rate changed (libswresample's default 32-tap filter), float32
@@ -146,15 +155,20 @@ def _converted(graph: av.filter.Graph, source, config: AudioConfig, *, first_cha
     48 kHz stereo Opus: 0.32 → 0.17 s). 16 taps saved 0.5 of 9 CPU-s decoding ../shared/audio and
     kept `make eval-dupes` recall (99.35 %), but took 2 dB off 7 kHz and let 8.6 kHz fold back at
     -15 dB: "sounds alike" precision@5 fell from 0.460 to 0.447 (bench/eval_retrieval.py).
+
+    Past MAX_MIXED_CHANNELS `channels` are averaged (`pan`): FFmpeg mixes by the channels'
+    layout, and has none for most counts past 8 (9 channels, a second-order Ambisonics file, or
+    32 had been refused as "corrupt or truncated").
     """
     mixed = graph.add("aformat", sample_fmts="fltp", channel_layouts="mono")
     rate = str(config.sample_rate)
     resampled = graph.add("aformat", sample_fmts="flt", channel_layouts="mono", sample_rates=rate)
     sink = graph.add("abuffersink")
-    if first_channel:
-        alone = graph.add("pan", "mono|c0=c0")
-        source.link_to(alone)
-        alone.link_to(mixed)
+    if first_channel or channels > MAX_MIXED_CHANNELS:
+        taken = "c0" if first_channel else "+".join(f"c{i}" for i in range(channels))
+        panned = graph.add("pan", f"mono|c0<{taken}")  # "<": the gains renormalised to sum to 1
+        source.link_to(panned)
+        panned.link_to(mixed)
     else:
         source.link_to(mixed)
     mixed.link_to(resampled)

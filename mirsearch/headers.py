@@ -18,6 +18,10 @@ OGG_PAGE_HEADER = 27  # bytes of an Ogg page before its lacing values (one per s
 OGG_FIRST_PACKETS = (b"\x01vorbis", b"OpusHead", b"\x7fFLAC", b"Speex   ", b"\x80theora")
 MP4_BOXES_READ = 64  # top-level boxes of an MP4 looked at for its index (moov)
 MP3_HEADER_BYTES = 54  # of an MP3's first frame, to the end of a Xing/Info or VBRI frame count
+# The data sizes a WAV written to a pipe leaves, unable to go back and write the real one: 0,
+# FFmpeg's 0xFFFFFFFF, sox's 0x7FFFF000 and arecord's 0x7FFFFFFF (those two had been refused as
+# "truncated: its audio lacks 2,147,159,552 bytes", whole recordings recorded as failed)
+OPEN_SIZES = (0, 0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF)
 WAV_CHUNKS_READ = 64  # chunks of a WAV looked at for its data chunk (fmt, LIST, bext, JUNK...)
 OGG_TAIL_BYTES = 70_000  # the end of an Ogg file read for its last page (at most 65,307 bytes)
 
@@ -162,7 +166,7 @@ def _wav_missing_bytes(path: Path) -> int:
                 return 0
             kind, size = struct.unpack("<4sI", header)
             if kind == b"data":
-                if size in (0, 0xFFFFFFFF):  # streamed WAVs leave the size open
+                if size in OPEN_SIZES:  # a WAV streamed to a pipe: no size written
                     return 0
                 return max(0, at + 8 + size - size_of_file)
             at += 8 + size + size % 2

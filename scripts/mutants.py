@@ -219,9 +219,9 @@ MUTANTS = (
         ("tests/test_index.py", "-k", "keeps_the_track_vector"),
     ),
     Mutant(
-        "mirsearch/embeddings.py",
-        "            sounding |= not sounding.any()",
-        "            pass",
+        "mirsearch/levels.py",
+        "    return heard | (not heard.any())",
+        "    return heard",
         ("tests/test_embeddings.py", "-k", "no_window_of_sound"),
     ),
     Mutant(
@@ -250,8 +250,8 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/headers.py",
-        "if size in (0, 0xFFFFFFFF):",
-        "if size == 0:",
+        "OPEN_SIZES = (0, 0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF)",
+        "OPEN_SIZES = (0, 0xFFFFFFFF)",
         ("tests/test_headers.py", "-k", "sizes_left_open"),
     ),
     Mutant(

@@ -282,7 +282,7 @@ def test_a_wav_file_opened_on_a_short_probe_reads_as_on_a_full_one(write_audio):
     decoded = audio.load(path)
     graph = av.filter.Graph()
     movie = graph.add("amovie", filename=str(path), streams="a:0")
-    sink = audio._converted(graph, movie, AudioConfig())
+    sink = audio._converted(graph, movie, AudioConfig(), channels=1)
     fully_probed = []
     while True:
         try:
@@ -339,3 +339,21 @@ def test_blocks_past_the_declared_duration_are_all_kept():
     blocks = [np.full(SR // 2 + i, i, dtype=np.float32) for i in range(9)]
     gathered = audio._gathered(iter(blocks), info, AudioConfig())
     np.testing.assert_array_equal(gathered, np.concatenate(blocks))
+
+
+@pytest.mark.parametrize("channels", [9, 32])
+def test_a_wav_of_more_channels_than_a_layout_names_is_their_average(tmp_path, channels):
+    """FFmpeg mixes to mono by the channels' layout, and has none for 9 channels (second-order
+    Ambisonics) or 32: such files had been refused as "corrupt or truncated". Past 8 channels
+    they are averaged: a tone in every channel comes out as that tone, at its own level."""
+    x = tone(440.0, 3.0)
+    pcm = np.repeat((x * 32_767).astype("<i2")[:, None], channels, axis=1).tobytes()
+    fmt = struct.pack("<HHIIHH", 1, channels, SR, 2 * SR * channels, 2 * channels, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(pcm)) + pcm
+    path = tmp_path / f"{channels}.wav"
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+    decoded = audio.load(path)
+    assert decoded.info.channels == channels and decoded.samples.size == x.size
+    assert dominant_hz(decoded.samples, SR) == pytest.approx(440.0, abs=1.0)
+    assert np.abs(decoded.samples).max() == pytest.approx(0.3, abs=0.01)

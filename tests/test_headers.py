@@ -71,13 +71,18 @@ def test_a_wav_is_told_truncated_by_its_data_chunk_not_by_the_word_data(tmp_path
         audio.load(path)
 
 
-def test_a_wav_streamed_with_its_sizes_left_open_is_read_whole(tmp_path):
-    """A WAV written to a pipe (`ffmpeg ... -f wav -`) cannot go back to write its sizes and
-    leaves them at 0xFFFFFFFF: not a data chunk 4 GB long, cut short."""
+@pytest.mark.parametrize(
+    "open_size", [0xFFFFFFFF, 0x7FFFF000, 0x7FFFFFFF], ids=["ffmpeg", "sox", "arecord"]
+)
+def test_a_wav_streamed_with_its_sizes_left_open_is_read_whole(tmp_path, open_size):
+    """A WAV written to a pipe (`ffmpeg ... -f wav -`, `sox ... -t wav -`, `arecord`) cannot go
+    back to write its sizes and leaves them at what its writer puts there: not a data chunk of
+    2 or 4 GB, cut short."""
     pcm = (tone(440.0, 3.0) * 32_767).astype("<i2").tobytes()
     fmt = riff_chunk(b"fmt ", struct.pack("<HHIIHH", 1, 1, SR, 2 * SR, 2, 16))
     path = tmp_path / "piped.wav"
-    path.write_bytes(b"RIFF\xff\xff\xff\xffWAVE" + fmt + b"data\xff\xff\xff\xff" + pcm)
+    size = struct.pack("<I", open_size)
+    path.write_bytes(b"RIFF" + size + b"WAVE" + fmt + b"data" + size + pcm)
     assert headers.missing_bytes(path, "wav") == 0
     assert audio.load(path).samples.size == 3 * SR
 
