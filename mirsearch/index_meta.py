@@ -96,8 +96,9 @@ class IndexMeta:
 def _difference(name: str, found, expected) -> str:
     if name == "model_hash":
         return (
-            f"it was built by another model ({str(found)[:12]}, this one is {str(expected)[:12]}: "
-            "after an upgrade its vectors, genres and tags are stale and must be re-indexed)"
+            f"it was built by another model ({str(found)[:12]}; this one is {str(expected)[:12]}: "
+            "another version of mirsearch, or MIRSEARCH_MODEL naming another checkpoint), so its "
+            "vectors, genres and tags are not this model's"
         )
     return f"{name} is {found!r}, expected {expected!r}"
 

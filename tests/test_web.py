@@ -153,9 +153,15 @@ def test_audio_is_served_by_id_with_range_requests(site):
     past = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": "bytes=999999999-"})
     assert_error(past, 416)
     assert past.headers["Content-Range"] == f"bytes */{paths[0].stat().st_size}"  # RFC 9110
-    for ignored in ("bytes=abc", "items=0-5", "bytes=0-1,5-6"):  # RFC 9110: the whole file
-        whole = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": ignored})
+    size = paths[0].stat().st_size
+    for ignored in ("bytes=abc", "items=0-5", "bytes=0-1,5-6", f"bytes=-{size + 1}"):  # RFC 9110:
+        whole = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": ignored})  # all
         assert whole.status_code == 200 and whole.data == paths[0].read_bytes(), ignored
+    tail = client.get(f"/api/tracks/{track_id}/audio", headers={"Range": "bytes=-100"})
+    assert tail.status_code == 206 and tail.data == paths[0].read_bytes()[-100:]
+    stale = client.get(f"/api/tracks/{track_id}/audio", headers={"If-Match": '"another"'})
+    assert_error(stale, 412)  # a JSON error, not the whole file under a 412
+    assert len(stale.data) < 1_000
 
 
 def test_a_method_not_allowed_says_which_are(site):

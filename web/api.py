@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Blueprint, current_app, g, jsonify, request, send_file
-from werkzeug.exceptions import BadRequest, ServiceUnavailable
+from werkzeug.exceptions import BadRequest, PreconditionFailed, ServiceUnavailable
 
 from mirsearch.api import Engine
 from mirsearch.config import MAX_PAGE, MAX_PER_PAGE
@@ -231,12 +231,19 @@ def audio(track_id: int):
     mimetype = MIMETYPES.get(path.suffix.lower(), "application/octet-stream")
     asked = request.range
     if "HTTP_RANGE" in request.environ and (
-        asked is None or asked.units != "bytes" or len(asked.ranges) > 1
-    ):  # unreadable, not bytes or several ranges: the whole file (RFC 9110), not a 416
+        asked is None
+        or asked.units != "bytes"
+        or len(asked.ranges) > 1
+        or -asked.ranges[0][0] > path.stat().st_size  # a suffix longer than the file
+    ):  # unreadable, not bytes, several ranges or all of it: the whole file (RFC 9110), not 416
         del request.environ["HTTP_RANGE"]
     # its name in Content-Disposition, where a header cannot hold a newline (a 500 had been)
     name = "".join(c if c.isprintable() else "_" for c in path.name)
-    return send_file(path, mimetype=mimetype, download_name=name, conditional=True, max_age=3600)
+    sent = send_file(path, mimetype=mimetype, download_name=name, conditional=True, max_age=3600)
+    if sent.status_code == PreconditionFailed.code:  # Werkzeug keeps the whole file as its body
+        sent.close()
+        raise PreconditionFailed(f"track {track_id}'s file is not the one If-Match names")
+    return sent
 
 
 def playable(row) -> Path:
