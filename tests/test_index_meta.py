@@ -57,7 +57,7 @@ def test_load_refuses_an_index_of_another_model_or_front_end(tmp_path):
         dim=DIM, model_hash="model-b", feature_config=FeatureConfig(), hop_s=1.5
     )
     with pytest.raises(
-        IndexMismatchError, match="built by another model \\(model-a, this one is model-b"
+        IndexMismatchError, match="built by another model \\(model-a; this one is model-b"
     ):
         VectorIndex.load(tmp_path, 4, expect=other_model)
     other_dim = IndexMeta.for_model(
