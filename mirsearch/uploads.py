@@ -6,7 +6,7 @@ the first where another sound plays with it (residual.py)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,76 +53,33 @@ class UploadCheck:
         alignment over them.
         """
         config = self.settings.duplicates
-        sample_rate = self.settings.audio.sample_rate
-
-        as_played = {}  # the upload's print read as it plays, for `_beside`
-
-        def read(semitones: Sequence[float], signal: np.ndarray = samples) -> list[Reading]:
-            hypotheses = self.reader.matching(
-                signal,
-                hop_s=self.settings.embedding.query_hop_s,
-                frequency_scales=[2 ** (st / 12) for st in semitones],
-            )
-            heard = self._sounding(signal, hypotheses[0].offsets_s)
-            if signal is samples and 0.0 in semitones:
-                as_played["print"] = hypotheses[list(semitones).index(0.0)].fingerprint
-            return [
-                Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint) for h in hypotheses
-            ]
-
-        def read_at(speed: float) -> tuple[list[Reading], float]:
-            brought_back, played = audio.played_at(samples, 1 / speed, sample_rate=sample_rate)
-            # as it then plays, and at the pitch it played at (a copy stretched in time alone)
-            return read([0.0, 12 * math.log2(played)], brought_back), 1 / played
-
-        def read_repeating() -> Reading:
-            h = under_other_sound(
-                self.reader,
-                samples,
-                hop_s=self.settings.embedding.query_hop_s,
-                config=self.settings.embedding,
-            )
-            heard = self._sounding(samples, h.offsets_s)
-            return Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint, h.weights)
-
+        upload, index, prints = _Upload(self, samples), self.index, self.catalog.prints
         if every_hypothesis:
-            readings = read(sorted(config.pitch_hypotheses_st))
+            readings = upload.read(sorted(config.pitch_hypotheses_st))
             found = best_of(
-                candidates(self.index, readings, self.catalog.prints, config=config),
-                read_far(self.index, read, read_at, self.catalog.prints, config=config),
-                read_under_talk(self.index, read_repeating(), self.catalog.prints, config=config),
+                candidates(index, readings, prints, config=config),
+                read_far(index, upload.read, upload.read_at, prints, config=config),
+                read_under_talk(index, upload.read_repeating(), prints, config=config),
             )
         else:
             found = read_as_needed(
-                self.index,
-                read,
-                self.catalog.prints,
+                index,
+                upload.read,
+                prints,
                 threshold=self.threshold,
                 versions=self.catalog.versions,
-                read_at=read_at,
-                read_repeating=read_repeating,
+                read_at=upload.read_at,
+                read_repeating=upload.read_repeating,
                 config=config,
             )
+        return best_of(found, self._beside(upload, found))
 
-        def upload_print() -> np.ndarray:
-            if "print" not in as_played:  # no reading as it plays yet (no 0 among the pitches)
-                read([0.0])
-            return as_played["print"]
-
-        return best_of(found, self._beside(samples, upload_print, found, read))
-
-    def _beside(
-        self,
-        samples: np.ndarray,
-        upload_print: Callable[[], np.ndarray],
-        found: list[Match],
-        read: Callable[..., list[Reading]],
-    ) -> list[Match]:
-        """The catalog tracks heard in `samples` once the best track confirmed in them (`found`,
+    def _beside(self, upload: _Upload, found: list[Match]) -> list[Match]:
+        """The catalog tracks heard in the upload once the best track confirmed in it (`found`,
         best first) is taken out (residual.py): two catalog tracks mixed, the one under the
         other. Only where another sound owns some of the upload's print along it
-        (config.rest_min_owned on `upload_print()`, the upload's as it plays), its file can be
-        read and something is left there; none otherwise."""
+        (config.rest_min_owned on the upload's print as it plays), its file can be read and
+        something is left there; none otherwise."""
         config = self.settings.duplicates
         top = next((m for m in found if m.score >= self.threshold), None)
         if top is None or not config.second_track:
@@ -131,7 +88,10 @@ class UploadCheck:
         if track_print is None:  # pruned meanwhile
             return []
         owned, owned_at_s = busiest(
-            upload_print(), track_print, top, frames_per_s=print_frames_per_s(self.index)
+            upload.print_as_played(),
+            track_print,
+            top,
+            frames_per_s=print_frames_per_s(self.index),
         )
         if owned < config.rest_min_owned:
             return []
@@ -139,7 +99,7 @@ class UploadCheck:
         if row is None:
             return []
         rest = rest_of(
-            samples,
+            upload.samples,
             top,
             Path(row.path),
             config=self.settings.audio,
@@ -151,20 +111,70 @@ class UploadCheck:
         exclude = frozenset({top.track_id})
         return candidates(
             self.index,
-            read([0.0], rest),
+            upload.read([0.0], rest),
             self.catalog.prints,
             config=config,
             exclude=exclude,
         )
 
-    def _sounding(self, samples: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
+
+@dataclass
+class _Upload:
+    """An upload's samples as `check` reads them (the readings of readings.py), keeping its
+    print as it plays from the first reading that makes it."""
+
+    check: UploadCheck
+    samples: np.ndarray
+    as_played: np.ndarray | None = None  # the print of the samples read as they play
+
+    def read(self, semitones: Sequence[float], signal: np.ndarray | None = None) -> list[Reading]:
+        """`signal` (the upload's samples by default) read at these pitch hypotheses: each its
+        windows that are sound (`_heard`), their starts and its print."""
+        signal = self.samples if signal is None else signal
+        hypotheses = self.check.reader.matching(
+            signal,
+            hop_s=self.check.settings.embedding.query_hop_s,
+            frequency_scales=[2 ** (st / 12) for st in semitones],
+        )
+        heard = self._heard(signal, hypotheses[0].offsets_s)
+        if signal is self.samples and 0.0 in semitones:
+            self.as_played = hypotheses[list(semitones).index(0.0)].fingerprint
+        return [Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint) for h in hypotheses]
+
+    def read_at(self, speed: float) -> tuple[list[Reading], float]:
+        """The upload brought back from `speed` (played 1 / speed times as fast), read as it
+        then plays and at the pitch it played at (a copy stretched in time alone), and the speed
+        exactly undone."""
+        rate = self.check.settings.audio.sample_rate
+        brought_back, played = audio.played_at(self.samples, 1 / speed, sample_rate=rate)
+        return self.read([0.0, 12 * math.log2(played)], brought_back), 1 / played
+
+    def read_repeating(self) -> Reading:
+        """The upload's repeating part, the music under other sound (repeating.py)."""
+        h = under_other_sound(
+            self.check.reader,
+            self.samples,
+            hop_s=self.check.settings.embedding.query_hop_s,
+            config=self.check.settings.embedding,
+        )
+        heard = self._heard(self.samples, h.offsets_s)
+        return Reading(h.vectors[heard], h.offsets_s[heard], h.fingerprint, h.weights)
+
+    def print_as_played(self) -> np.ndarray:
+        """The upload's print as it plays (read so now, where no reading has been)."""
+        if self.as_played is None:  # no 0 among the pitches read
+            self.read([0.0])
+        return self.as_played
+
+    def _heard(self, signal: np.ndarray, offsets_s: np.ndarray) -> np.ndarray:
         """Which windows starting at `offsets_s` are sound, not a pause (all, where none is): a
         pause's windows had lined up with the pauses of catalog tracks, and 15 s of a catalog
         track before or after 20 s of digital silence went unmatched."""
+        settings = self.check.settings
         return levels.heard_windows(
-            samples,
+            signal,
             offsets_s,
-            self.settings.embedding.window_s,
-            sample_rate=self.settings.audio.sample_rate,
-            silence_dbfs=self.settings.audio.silence_dbfs,
+            settings.embedding.window_s,
+            sample_rate=settings.audio.sample_rate,
+            silence_dbfs=settings.audio.silence_dbfs,
         )

@@ -436,7 +436,7 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/uploads.py",
-        "return best_of(found, self._beside(samples, upload_print, found, read))",
+        "return best_of(found, self._beside(upload, found))",
         "return found",
         ("tests/test_api.py", "-k", "mixed_12_db"),
     ),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import MAX_WORKERS, PATHS, Whole, _emit, _engine, _say, _settings
+from mirsearch.cli.common import MAX_WORKERS, PATHS, Whole, emit, load_settings, open_engine, say
 from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.config import MAX_PAGE
@@ -127,7 +127,7 @@ def index(
     bar = tqdm(unit="file", disable=None, file=sys.stderr)
     try:
         with _stopped_as_interrupted():  # a service stopped, a job cancelled: as Ctrl-C
-            summary = _engine(create=True).index_paths(
+            summary = open_engine(create=True).index_paths(
                 paths,
                 workers=workers,
                 engine=run_on,
@@ -145,7 +145,7 @@ def index(
         bar.close()
     data = summary.to_dict()
     if as_json:
-        _emit(data)
+        emit(data)
     else:
         summary_line = (
             "indexed {indexed}, unchanged {unchanged}, moved {moved}, failed {failed}, changing "
@@ -183,16 +183,16 @@ def _interrupt(owner: int, signum: int, frame) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def dupes(as_json: bool) -> None:
     """Report every near-duplicate group in the catalog, with its evidence."""
-    groups = _engine().dupes()
+    groups = open_engine().dupes()
     if as_json:
-        _emit({"groups": groups})
+        emit({"groups": groups})
         return
     for n, group in enumerate(groups, 1):
         names = ", ".join(
             f"{t['track_id']}:{t['title'] or Path(t['path']).name} (speed {t['speed']:g})"
             for t in group["tracks"]
         )
-        _say(f"group {n}: {names}")
+        say(f"group {n}: {names}")
     click.echo(f"{len(groups)} near-duplicate groups")
 
 
@@ -215,16 +215,16 @@ def dupes(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per track per line.")
 def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
     """List the catalog."""
-    engine = _engine()
+    engine = open_engine()
     rows, total = engine.catalog.list_tracks(
         q=q, genre=genre, status=None if status == "all" else status, page=page, per_page=per_page
     )
     for row in rows:
         if as_json:  # `id` as it always was, `track_id` as search results and HTTP say it
-            _emit(row.to_dict() | {"track_id": row.id})
+            emit(row.to_dict() | {"track_id": row.id})
         else:
             extra = f"  error: {row.error.removeprefix(f'{row.path}: ')}" if row.error else ""
-            _say(
+            say(
                 f"{row.id:6d}  {row.status:8s} {row.duration_s or 0:7.1f}s  "
                 f"{(row.genre or '-'):12s} {row.title or Path(row.path).name}{extra}"
             )
@@ -245,11 +245,11 @@ def _genre_hint(engine, genre: str | None) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per genre per line.")
 def genres(as_json: bool) -> None:
     """List the genres in the catalog (predicted and from tags) with track counts."""
-    for genre, count in _engine().catalog.genres():
+    for genre, count in open_engine().catalog.genres():
         if as_json:
-            _emit({"genre": genre, "count": count})
+            emit({"genre": genre, "count": count})
         else:
-            _say(f"{count:6d}  {genre}")
+            say(f"{count:6d}  {genre}")
 
 
 @main.command()
@@ -257,12 +257,12 @@ def genres(as_json: bool) -> None:
 def stats(as_json: bool) -> None:
     """Summarise the catalog: tracks by status, hours of audio, genres, index generation, kind
     and window vectors."""
-    data = _engine().stats()
+    data = open_engine().stats()
     if as_json:
-        _emit(data)
+        emit(data)
         return
     for key, value in data.items():
-        _say(f"{key}: {value}")
+        say(f"{key}: {value}")
 
 
 @main.group()
@@ -275,7 +275,7 @@ def upgrade() -> None:
     """Apply every pending migration."""
     from mirsearch.catalog import Catalog
 
-    Catalog(_settings().db_url).upgrade()
+    Catalog(load_settings().db_url).upgrade()
     click.echo("database is at the newest schema")
 
 
@@ -299,7 +299,7 @@ def downgrade(revision: str, yes: bool) -> None:
             f"no revision {revision!r}: name one of migrations/versions by the number its file "
             f"name begins with (0001 to {SCHEMA_REVISION}), or base"
         )
-    catalog = Catalog(_settings().db_url)
+    catalog = Catalog(load_settings().db_url)
     before = catalog.revision()
     if not yes:
         click.confirm(
@@ -342,7 +342,7 @@ def serve(host: str | None, port: int | None, workers: int | None) -> None:
     from mirsearch.model_card import read_card
     from web.server import serve as gunicorn_serve
 
-    settings = _settings()
+    settings = load_settings()
     read_card(settings.model_path)  # a model, or a catalog, that cannot be used is told before
     catalog = Catalog(settings.db_url)  # any worker starts, in one line
     catalog.migrate()

@@ -43,28 +43,28 @@ class Number(click.FloatRange):
     name = "number"
 
 
-def _settings() -> Settings:
+def load_settings() -> Settings:
     try:
         return Settings.from_env()
     except InvalidParameterError as exc:  # a bad MIRSEARCH_* variable
         raise click.UsageError(str(exc)) from exc
 
 
-def _engine(*, create: bool = False):
+def open_engine(*, create: bool = False):
     """The Engine of the settings; its catalog made where there is none only with `create`
     (by `index`: a command that only reads says there is no catalog instead)."""
     from mirsearch.api import Engine
 
-    return Engine(_settings(), create=create)
+    return Engine(load_settings(), create=create)
 
 
-def _say(line: str) -> None:
+def say(line: str) -> None:
     """A line of plain output, its control characters (a tag's newline, a terminal's escape
     sequence) shown escaped: one line, and nothing a terminal would act on."""
     click.echo("".join(c if c.isprintable() else repr(c)[1:-1] for c in line))
 
 
-def _emit(obj: dict) -> None:
+def emit(obj: dict) -> None:
     """One JSON object on a line of UTF-8, whatever it holds: the bytes of a file name that is
     not UTF-8, which Python keeps as lone surrogates, are written as JSON's escapes of them (a
     raw byte made the line, and a client's whole decoded output, invalid); JSON reads them back

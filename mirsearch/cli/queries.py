@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import MAX_WORKERS, Given, Whole, _emit, _say, _settings
+from mirsearch.cli.common import MAX_WORKERS, Given, Whole, emit, load_settings, say
 from mirsearch.config import MAX_SIMILAR, SearchConfig
 from mirsearch.errors import AudioError, MirsearchError, NotFoundError
 from mirsearch.workers import default_workers, ordered_map
@@ -42,13 +42,13 @@ def _per_query(
         if isinstance(outcome, MirsearchError):
             failed += 1
             if as_json:
-                _emit({key: query, "error": str(outcome)})
+                emit({key: query, "error": str(outcome)})
             else:
                 click.echo(f"{query}: error: {_unnamed(str(outcome), query)}", err=True)
             continue
         ok += 1
         if as_json:
-            _emit({key: query, **outcome})
+            emit({key: query, **outcome})
         else:
             show(query, outcome)
     if ok == 0 and failed:
@@ -59,7 +59,7 @@ def _outcomes(run: Callable, queries: Sequence, *, workers: int, torch: bool) ->
     """Each query's answer, or the MirsearchError it met, in order."""
     from mirsearch.api import Engine
 
-    settings = _settings()
+    settings = load_settings()
     if workers > 1:
         try:
             _migrate(settings)  # the catalog migrated once, here, not raced by the workers
@@ -133,13 +133,13 @@ def _workers_option(f):
 
 
 def _show_results(query, payload: dict) -> None:
-    _say(f"{query}")
+    say(f"{query}")
     results = payload["results"]
     for rank, r in enumerate(results, 1):
         name = r["title"] or Path(r["path"]).name
         genre = f"  [{r['genre']}]" if r.get("genre") else ""
         upload = f" (query {r['query_offset_s']:.1f}s)" if r["query_offset_s"] > 0 else ""
-        _say(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['track_offset_s']:.1f}s{upload}{genre}")
+        say(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['track_offset_s']:.1f}s{upload}{genre}")
     if not results:
         click.echo("  (no results)")
 
@@ -200,9 +200,9 @@ def match(clips, workers: int | None, as_json: bool) -> None:
     a folder stands for the audio files under it."""
 
     def show(clip, payload):
-        _say(f"{clip}")
+        say(f"{clip}")
         for m in payload["matches"]:
-            _say(
+            say(
                 f"  DUPLICATE of {m['title'] or Path(m['path']).name} (track {m['track_id']}): "
                 f"score {m['score']:.2f}, upload {m['query_offset_s']:.1f}s = track "
                 f"{m['track_offset_s']:.1f}s for {m['duration_s']:.1f}s, speed {m['speed']:.3f}"
@@ -238,13 +238,13 @@ def classify(files, timeline: bool, similar_k: int, workers: int | None, as_json
 
     def show(path, payload):
         top = sorted(payload["probabilities"].items(), key=lambda kv: -kv[1])[:3]
-        _say(f"{path}: {payload['genre']}  (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
+        say(f"{path}: {payload['genre']}  (" + ", ".join(f"{g} {p:.2f}" for g, p in top) + ")")
         if payload["tags"]:
-            _say("  tags: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in payload["tags"]))
+            say("  tags: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in payload["tags"]))
         for w in payload.get("timeline", []):
-            _say(f"  {w['offset_s']:7.1f}s {w['genre']} {w['probability']:.2f}")
+            say(f"  {w['offset_s']:7.1f}s {w['genre']} {w['probability']:.2f}")
         for r in payload["similar"]:
-            _say(f"  similar: {r['score']:.3f} {r['title'] or Path(r['path']).name}")
+            say(f"  similar: {r['score']:.3f} {r['title'] or Path(r['path']).name}")
 
     run = partial(_classify, similar_k=similar_k, timeline=timeline)
     _per_query(_clips(files), run, show, as_json=as_json, key="query", workers=workers)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import PATHS, Number, Whole, _emit, _settings
+from mirsearch.cli.common import PATHS, Number, Whole, emit, load_settings
 from mirsearch.config import TrainConfig
 
 
@@ -176,7 +176,7 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
     from mirsearch.model_card import default_checkpoint_path
     from mirsearch.training import train as run_training
 
-    model = _settings().model_path  # None: the shipped one
+    model = load_settings().model_path  # None: the shipped one
     _writable(out, option="--out")
     if not head:  # where the logs go, tried first too (a file there had been said after decoding)
         _writable(log_dir, option="--log-dir", folder=True)
@@ -190,7 +190,7 @@ def train(data: Path, head: bool, out: Path, log_dir: Path, unlabelled, **option
         _refuse_network_options(click.get_current_context())
     clips = read_dataset(data)
     if head:
-        clips, signals = decode_clips(clips, sample_rate=_settings().audio.sample_rate)
+        clips, signals = decode_clips(clips, sample_rate=load_settings().audio.sample_rate)
         path, accuracy = train_head(clips, signals, out=out, base=model)
         click.echo(f"training accuracy {accuracy:.3f}; checkpoint: {path}")
         return
@@ -327,7 +327,7 @@ def evaluate(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
     )
     if as_json:
-        _emit(report)
+        emit(report)
         return
     for method, cv in report.get("cv", {}).items():
         click.echo(
