@@ -796,6 +796,9 @@ def test_unknown_urls_and_methods_say_what_to_ask_instead(site):
             f"track ids are positive whole numbers, not {url.split('/')[3]!r}"
         )
     assert "positive whole numbers" in client.get("/tracks/abc").get_data(as_text=True)
+    huge = client.get("/api/tracks/" + "9" * 5_000)  # past what the route's converter takes
+    assert_error(huge, 404)
+    assert huge.get_json()["error"]["message"].startswith("no track with id 99999")
     unknown = client.get("/api/nosuch")
     assert_error(unknown, 404)
     assert "/api/openapi.json" in unknown.get_json()["error"]["message"]

@@ -117,6 +117,8 @@ def _routing_advice(exc: HTTPException, allow: str) -> str | None:
     track = re.fullmatch(r"/(?:api/)?tracks/([^/]+)(?:/audio|/similar)?", request.path)
     if track and not track.group(1).isdigit():
         return f"track ids are positive whole numbers, not {track.group(1)[:40]!r}"
+    if track:  # digits past what the route converts (over 4,300 of them): a number, no track
+        return f"no track with id {track.group(1)[:20]}... ({len(track.group(1)):,} digits)"
     if _in_api():
         return f"no API route {request.path[:100]}: /api/openapi.json lists them"
     return None
