@@ -476,6 +476,42 @@ MUTANTS = (
         "shift = lag",
         ("tests/test_residual.py",),
     ),
+    Mutant(
+        "mirsearch/api.py",
+        "        return set().union(*found.values())",
+        "        return next(iter(found.values()))",
+        ("tests/test_api.py", "-k", "several_genres"),
+    ),
+    Mutant(
+        "mirsearch/search.py",
+        "    by_votes = tracks[np.lexsort((tracks, -votes))][:budget].tolist()",
+        "    by_votes = tracks[np.lexsort((tracks, votes))][:budget].tolist()",
+        ("tests/test_search.py", "-k", "vote_for_most"),
+    ),
+    Mutant(
+        "mirsearch/api.py",
+        "            sounding=waveform.sounding(row.n_windows) if waveform else None,",
+        "            sounding=None,",
+        ("tests/test_api.py", "-k", "pauses"),
+    ),
+    Mutant(
+        "mirsearch/api.py",
+        "matches = ranked([m for m in self.match_candidates(samples) if m.score >= threshold])",
+        "matches = [m for m in self.match_candidates(samples) if m.score >= threshold]",
+        ("tests/test_api.py", "-k", "sped_up_copy"),
+    ),
+    Mutant(
+        "mirsearch/features.py",
+        "    key, confidence = estimate_key(x, sample_rate)",
+        "    key, confidence = estimate_key(whole, sample_rate)",
+        ("tests/test_features.py", "-k", "key_and_the_centroid"),
+    ),
+    Mutant(
+        "mirsearch/features.py",
+        "(power * freqs).sum() / (power.sum() + 1e-20)",
+        "(np.sqrt(power) * freqs).sum() / (np.sqrt(power).sum() + 1e-20)",
+        ("tests/test_features.py", "-k", "key_and_the_centroid"),
+    ),
 )
 
 

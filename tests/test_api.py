@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tone, write_video
+from conftest import SR, melody, tone, write_video
 
 from mirsearch import audio, uploads
 from mirsearch.api import Engine
@@ -200,6 +200,23 @@ def test_a_genre_typed_decomposed_is_the_catalog_s_composed_one(settings):
         track = Track(path="/music/a.flac", status="indexed", tag_genre="électro")
         session.add(track)
     assert engine.allowed_tracks(["e\u0301lectro"]) == {track.id}
+
+
+def test_several_genres_keep_the_tracks_of_each(settings):
+    """`--genre rock --genre jazz` (and the site's genre chips) keep the tracks of either genre:
+    the union, not the first genre's or the tracks of both."""
+    from mirsearch.schema import Track
+
+    engine = Engine(settings)
+    with engine.catalog.session() as session, session.begin():
+        tracks = {
+            genre: Track(path=f"/music/{genre}.flac", status="indexed", genre=genre)
+            for genre in ("rock", "jazz", "pop")
+        }
+        session.add_all(tracks.values())
+    ids = {genre: track.id for genre, track in tracks.items()}
+    assert engine.allowed_tracks(["rock", "jazz"]) == {ids["rock"], ids["jazz"]}
+    assert engine.allowed_tracks(["jazz", "rock", "jazz"]) == {ids["rock"], ids["jazz"]}
 
 
 def test_a_blank_genre_is_no_filter_and_an_unknown_one_names_the_common_few(settings):
@@ -405,3 +422,47 @@ def test_a_catalog_track_mixed_12_db_under_another_is_listed_beside_it(
     assert [Path(m.path).name for m in Engine(alone).match(upload)] == [demo[0].name]
     both_off = Settings.from_env({"MIRSEARCH_SECOND_TRACK": "0", "MIRSEARCH_SPEED_READINGS": "0"})
     assert not both_off.duplicates.second_track and both_off.duplicates.speed_readings == ()
+
+
+def test_a_clip_of_an_original_lists_it_before_its_sped_up_copy(settings, shared_audio, tmp_path):
+    """Real music: an original and its copy 5 % fast both indexed (the copy first, so the lower
+    id), a clip cut from the original: `match` lists both, the original first at speed 1.0 and
+    the copy after it at the speed between them (the held-out clips had listed the other
+    version first in 11 of 87)."""
+    x = load(shared_audio / "xmoto__batcave.mp3").samples[: 90 * SR]
+    fast, _ = audio.played_at(x, 1.05, sample_rate=SR)
+    music = tmp_path / "music"
+    music.mkdir()
+    engine = Engine(settings)
+    engine.index_paths([write(music / "copy.wav", fast, SR)])
+    engine.index_paths([write(music / "original.wav", x, SR)])
+    clip = write(tmp_path / "clip.wav", x[30 * SR : 40 * SR], SR)
+    found = engine.match(clip)
+    assert [Path(m.path).name for m in found] == ["original.wav", "copy.wav"]
+    assert found[0].speed == pytest.approx(1.0, abs=0.005)
+    assert found[1].speed == pytest.approx(1 / 1.05, abs=0.01)
+
+
+def test_similar_leaves_out_the_windows_of_a_track_s_pauses(settings, demo, monkeypatch, tmp_path):
+    """`similar` reads a catalog track by the windows indexing found sound (its stored pause
+    mask), as a clip is read: a hidden track's minute of silence had made every track with a
+    silence alike to it."""
+    from mirsearch import api
+
+    paused = write(
+        tmp_path / "paused.wav",
+        np.concatenate([melody(12.0, seed=3), np.zeros(6 * SR), melody(12.0, seed=4)]),
+        SR,
+    )
+    engine = Engine(settings)
+    engine.index_paths([*demo, paused])
+    row = next(t for t in engine.catalog.list_tracks()[0] if t.path == str(paused.resolve()))
+    stored = engine.catalog.waveform(row.id).sounding(row.n_windows)
+    assert 0 < stored.sum() < stored.size  # the pause's windows are marked
+    read = []
+    similar = api.similar_tracks
+    monkeypatch.setattr(
+        api, "similar_tracks", lambda *a, **kw: read.append(kw) or similar(*a, **kw)
+    )
+    assert engine.similar(row.id, k=2)
+    np.testing.assert_array_equal(read[0]["sounding"], stored)

@@ -246,3 +246,22 @@ def test_the_baselines_mfcc_statistics_are_the_means_and_the_spreads_over_time()
     steady, varied = features.mfcc_stats(held, SR), features.mfcc_stats(changing, SR)
     assert steady.shape == varied.shape == (40,) and steady.dtype == np.float32
     assert np.median(varied[20:]) > 4 * np.median(steady[20:]) > 0
+
+
+def test_the_key_and_the_centroid_are_read_from_the_central_excerpt():
+    """A track whose central EXCERPT_S is in A minor between two long passages in F# major has
+    the key A minor (its key had been read from the whole file); the spectral centroid of two
+    tones there is their frequencies weighted by their power, whatever the passages around."""
+    side = (200.0 - features.EXCERPT_S) / 2
+    f_sharp = chords(
+        [[66, 70, 73], [71, 75, 78], [73, 77, 80], [66, 70, 73]], seconds_each=side / 4
+    )
+    a_minor = chords([[57, 60, 64], [62, 65, 69], [64, 68, 71], [57, 60, 64]] * 11)
+    middle = np.pad(a_minor, (0, int(features.EXCERPT_S * SR) - a_minor.size))
+    x = np.concatenate([f_sharp, middle, f_sharp])
+    assert features.estimate_key(x, SR)[0] != "A minor"  # the whole file's is another
+    assert features.describe(x, SR).key == "A minor"
+    two_tones = tone(500.0, features.EXCERPT_S) + tone(2000.0, features.EXCERPT_S, amplitude=0.03)
+    centred = np.concatenate([f_sharp, two_tones, f_sharp])  # power 100 : 1
+    expected_hz = (100 * 500.0 + 1 * 2000.0) / 101
+    assert features.describe(centred, SR).centroid_hz == pytest.approx(expected_hz, abs=5.0)

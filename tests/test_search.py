@@ -269,3 +269,15 @@ def test_a_track_holding_the_querys_windows_in_another_order_ranks_above_a_weak_
     index.add(2, np.vstack([random_walk(rng, 20), weak, random_walk(rng, 20)]), track_vector=style)
     hits = rank(index, query, np.arange(10) * HOP_S, style, k=2)
     assert [h.track_id for h in hits] == [1, 2]
+
+
+def test_the_tracks_the_windows_vote_for_most_are_the_ones_rescored(catalog):
+    """Only `rescore_candidates` tracks (and the best "sounds alike" ones) are aligned exactly:
+    those the query's windows vote for most, so that an excerpt whose "sounds alike" vector
+    points at another track still finds its own in a catalog larger than that budget."""
+    index, tracks = catalog
+    query = tracks[7][40:60]
+    elsewhere = tracks[20].mean(axis=0)
+    config = SearchConfig(rescore_candidates=3)
+    hits = rank(index, query, np.arange(20) * HOP_S, elsewhere, k=1, config=config)
+    assert hits[0].track_id == 7

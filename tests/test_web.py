@@ -120,6 +120,8 @@ def test_catalog_endpoints(site):
     _, client, paths = site
     listing = client.get("/api/tracks?per_page=2&page=2").get_json()
     assert listing["total"] == 7 and len(listing["tracks"]) == 2 and listing["page"] == 2
+    every_id = [t["track_id"] for t in client.get("/api/tracks").get_json()["tracks"]]
+    assert [t["track_id"] for t in listing["tracks"]] == every_id[2:4]  # the 3rd and 4th by id
     track_id = listing["tracks"][0]["track_id"]
     assert client.get(f"/api/tracks/{track_id}").get_json()["track_id"] == track_id
     similar = client.get(f"/api/tracks/{track_id}/similar?k=3").get_json()
@@ -127,6 +129,9 @@ def test_catalog_endpoints(site):
     assert track_id not in [r["track_id"] for r in similar["results"]]
     genres = client.get("/api/genres").get_json()["genres"]
     assert genres and {"genre", "count"} == set(genres[0])
+    for g in genres:  # each genre's count is the tracks a filter by it lists
+        listed = client.get("/api/tracks", query_string={"genre": g["genre"]}).get_json()
+        assert listed["total"] == g["count"], g
     groups = [  # what indexing flagged (on synthesised music, pieces that share drums)
         {t["track_id"] for t in g["tracks"]}
         for g in client.get("/api/duplicates").get_json()["groups"]
@@ -487,6 +492,8 @@ def test_health_and_a_genre_filter_read_no_genre_counts(site, monkeypatch):
     assert health.status_code == 200 and health.get_json()["tracks"] == 7
     similar = client.get("/api/tracks/1/similar?genre=jazz")  # nor a genre filter it knows
     assert similar.status_code == 200 and similar.get_json()["results"]
+    jazz = {t["track_id"] for t in client.get("/api/tracks?genre=jazz").get_json()["tracks"]}
+    assert {r["track_id"] for r in similar.get_json()["results"]} <= jazz
 
 
 def test_duplicate_groups_come_in_pages_on_request(site):
