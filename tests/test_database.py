@@ -377,6 +377,18 @@ def test_a_sqlite_uri_names_the_file_it_makes(tmp_path, monkeypatch):
     assert (tmp_path / "home" / "catalog.db").is_file() and not (tmp_path / "file:").exists()
 
 
+def assert_read_not_written(url: str) -> None:
+    """The catalog at `url`, holding one track "kept", is read, and a write to it refused in a
+    line."""
+    reader = Catalog(url, create=False)
+    try:
+        assert [t.title for t in reader.list_tracks()[0]] == ["kept"]
+        with pytest.raises(CatalogError, match="attempt to write a readonly database"):
+            add_tracks(reader, b={"title": "refused"})
+    finally:
+        reader.close()
+
+
 def test_a_catalog_on_a_read_only_volume_is_read_as_immutable(tmp_path, monkeypatch):
     """SQLite opens a WAL database on read-only media only where its -shm and -wal files are:
     a catalog closed cleanly, served from a read-only volume, was 'unable to open database
@@ -396,13 +408,7 @@ def test_a_catalog_on_a_read_only_volume_is_read_as_immutable(tmp_path, monkeypa
         return os.statvfs_result((*flags[:8], flags.f_flag | os.ST_RDONLY, flags.f_namemax))
 
     monkeypatch.setattr(os, "statvfs", read_only)
-    reader = Catalog(url, create=False)
-    try:
-        assert [t.title for t in reader.list_tracks()[0]] == ["kept"]
-        with pytest.raises(CatalogError, match="attempt to write a readonly database"):
-            add_tracks(reader, b={"title": "refused"})
-    finally:
-        reader.close()
+    assert_read_not_written(url)
 
 
 def test_a_catalog_no_one_may_write_is_read_as_immutable(tmp_path, monkeypatch):
@@ -421,13 +427,9 @@ def test_a_catalog_no_one_may_write_is_read_as_immutable(tmp_path, monkeypatch):
     )
     (home / "catalog.db").chmod(0o444)
     home.chmod(0o555)
-    reader = Catalog(url, create=False)
     try:
-        assert [t.title for t in reader.list_tracks()[0]] == ["kept"]
-        with pytest.raises(CatalogError, match="attempt to write a readonly database"):
-            add_tracks(reader, b={"title": "refused"})
+        assert_read_not_written(url)
     finally:
-        reader.close()
         home.chmod(0o755)
     assert sorted(path.name for path in home.iterdir()) == ["catalog.db"]
 
