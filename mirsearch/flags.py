@@ -2,14 +2,14 @@
 it found (`duplicate_evidence`, the closest in `duplicate_of`), each with the content hash its
 track had then. A match holds while that track is indexed with that content; the flags naming a
 track whose file changed, failed or was pruned are moved to the closest match left, or taken
-off, and every reader (`Catalog.flagged`, `stats`) leaves out what no longer holds."""
+off, and every reader (`flagged`, `versions`, `stats`) leaves out what no longer holds."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 import sqlalchemy as sa
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union
 from sqlalchemy.orm import Session, aliased
 
 from mirsearch.database import IDS_PER_QUERY
@@ -37,6 +37,36 @@ def still_holds(match: dict, contents: dict[int, str | None]) -> bool:
         return False
     matched = match.get("track_sha256")
     return matched is None or matched == contents[match["track_id"]]
+
+
+def flagged(session: Session) -> list[tuple[int, list[dict]]]:
+    """The indexed tracks indexing found to duplicate others: each id with the matches its
+    check on ingest stored (records.py), by way of the index on duplicate_of, those that no
+    longer hold (`still_holds`) left out, and the tracks left with none."""
+    query = select(Track.id, Track.duplicate_evidence).where(
+        Track.duplicate_of.is_not(None), Track.status == "indexed"
+    )
+    stored = [(track_id, evidence or []) for track_id, evidence in session.execute(query)]
+    contents = indexed_contents(session, (m["track_id"] for _, e in stored for m in e))
+    holding = [(t, [m for m in evidence if still_holds(m, contents)]) for t, evidence in stored]
+    return [(track_id, evidence) for track_id, evidence in holding if evidence]
+
+
+def versions(session: Session, track_ids: Iterable[int]) -> set[int]:
+    """The indexed tracks that indexing found to be near-duplicates of these (other versions of
+    their recordings): those whose duplicate_of names one of them, and those they name; the ids
+    asked about are left out."""
+    ids = sorted({int(t) for t in track_ids})
+    if not ids:
+        return set()
+    named = select(Track.duplicate_of).where(Track.id.in_(ids))
+    # two lookups by index (duplicate_of's, the ids'), not one query whose OR had SQLite scan
+    # every indexed track (by the status index: 2.2 ms at 2,583 tracks, ~1 s at 1 M)
+    naming = select(Track.id).where(Track.duplicate_of.in_(ids))
+    named_ids = select(Track.id).where(Track.id.in_(named))
+    linked = union(naming, named_ids).subquery()
+    query = select(Track.id).where(Track.id.in_(select(linked)), Track.status == "indexed")
+    return set(session.scalars(query)) - set(ids)
 
 
 def count_flagged() -> sa.Select:

@@ -273,10 +273,10 @@ MUTANTS = (
         ("tests/test_catalog.py", "-k", "several_genres and sqlite"),
     ),
     Mutant(
-        "mirsearch/catalog.py",
+        "mirsearch/flags.py",
         'Track.duplicate_of.is_not(None), Track.status == "indexed"',
         "Track.duplicate_of.is_not(None)",
-        ("tests/test_catalog.py", "-k", "flagged_are and sqlite"),
+        ("tests/test_flags.py", "-k", "flagged_are and sqlite"),
     ),
     Mutant(
         "web/api.py",

@@ -1,5 +1,5 @@
-"""The catalog's queries (catalog.py): listings, versions and flags, genres and their filings,
-the text search, stats; the database and its migrations are test_database.py's.
+"""The catalog's queries (catalog.py): listings, genres and their filings, the text search,
+stats; the database and its migrations are test_database.py's, the flags read test_flags.py's.
 
 Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL database.
 """
@@ -93,46 +93,6 @@ def test_list_tracks_filters_and_pages(catalog):
     for page, per_page in ((0, 2), (10**20, 2), (1, 10**20)):  # 10**20: past SQL's integers
         with pytest.raises(MirsearchError, match="must be 1 to 1,000,000,000"):
             catalog.list_tracks(page=page, per_page=per_page)
-
-
-def test_versions_are_the_tracks_flagged_near_duplicates_either_way(catalog):
-    ids = add_tracks(catalog, original={}, other={})
-    copies = add_tracks(
-        catalog,
-        fast={"duplicate_of": ids["original"]},
-        slow={"duplicate_of": ids["original"]},
-        failed={"duplicate_of": ids["original"], "status": "failed"},
-    )
-    later = add_tracks(catalog, copy_of_fast={"duplicate_of": copies["fast"]})
-    assert catalog.versions([ids["original"]]) == {copies["fast"], copies["slow"]}
-    assert catalog.versions([copies["fast"]]) == {ids["original"], later["copy_of_fast"]}
-    assert catalog.versions([ids["original"], copies["fast"]]) == {
-        copies["slow"],
-        later["copy_of_fast"],
-    }
-    assert catalog.versions([ids["other"]]) == catalog.versions([]) == set()
-
-
-def test_flagged_are_the_indexed_copies_whose_matches_still_hold(catalog):
-    """A copy waiting to be analysed again (a new index marks every track pending) keeps its
-    duplicate_of and evidence in its row, but is not in the index: it is not listed, as `stats`
-    does not count it; nor is a copy whose match's track now holds other content."""
-    ids = add_tracks(catalog, original={"sha256": "aa"}, changed={"sha256": "cc"})
-
-    def match(track: str, sha256: str) -> dict:
-        return {"track_id": ids[track], "track_sha256": sha256, "score": 1.0}
-
-    copies = add_tracks(
-        catalog,
-        copy={"duplicate_of": ids["original"], "duplicate_evidence": [match("original", "aa")]},
-        waiting={
-            "duplicate_of": ids["original"],
-            "duplicate_evidence": [match("original", "aa")],
-            "status": "pending",
-        },
-        stale={"duplicate_of": ids["changed"], "duplicate_evidence": [match("changed", "bb")]},
-    )
-    assert catalog.flagged() == [(copies["copy"], [match("original", "aa")])]
 
 
 def test_tracks_asked_for_by_many_ids_are_read_a_query_at_a_time(catalog, monkeypatch):
