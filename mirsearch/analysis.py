@@ -115,7 +115,7 @@ class Analyser:
         path = Path(path)
         try:
             stat = path.stat()
-        except OSError as exc:  # gone since the walk: recorded, tried next run
+        except OSError as exc:
             return _unreadable(path, exc)
         return _unless_changed(self._analysed(path, stat), path, stat)
 
@@ -128,7 +128,7 @@ class Analyser:
             sha = file_sha256(path)
         except MirsearchError as exc:  # not audio (a 10 GB one had been hashed first), too long
             return FileAnalysis(sha256="", error=str(exc), **base)
-        except OSError as exc:  # unreadable, or gone since the walk: recorded, tried next run
+        except OSError as exc:  # unreadable: recorded, tried next run; or gone since the walk
             return _unreadable(path, exc)
         try:
             decoded = self._decoded(path, stat)
@@ -177,6 +177,12 @@ class Analyser:
 
 
 def _unreadable(path: Path, exc: OSError) -> FileAnalysis:
+    """A file that cannot be read, recorded as failed; or one gone since the walk (removed, or
+    its folder renamed midway), not recorded (`changing`): its row had stayed as failed at a
+    path that no longer is, and a folder renamed during a run left one a file."""
+    if isinstance(exc, FileNotFoundError):
+        what = "went away before it was read (removed or renamed)"
+        return _nothing(path, f"{path}: not indexed: the file {what}", changing=True)
     return _nothing(path, f"{path}: the file cannot be read ({exc.strerror or exc})")
 
 

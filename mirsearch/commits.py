@@ -4,6 +4,7 @@ and the index never disagree, wherever the run stops and whichever other run com
 
 from __future__ import annotations
 
+import errno
 import itertools
 import time
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from mirsearch.analysis import FileAnalysis
 from mirsearch.catalog import Catalog
 from mirsearch.config import Settings
 from mirsearch.database import reason
-from mirsearch.errors import IndexMismatchError
+from mirsearch.errors import CatalogError, IndexMismatchError
 from mirsearch.generations import prune_generations
 from mirsearch.index import VectorIndex
 from mirsearch.records import RunCounts, record
@@ -28,6 +29,16 @@ from mirsearch.schema import IndexState, Track
 # one takes SLOW_SAVE_S or more, the next batch lasts until that is at most SAVE_SHARE of it.
 SLOW_SAVE_S = 1.0
 SAVE_SHARE = 0.1
+
+
+NOT_COMMITTED = "this batch was not committed, the catalog and index are as the last one left them"
+
+
+def _what_to_do(exc: OSError) -> str:
+    """What a user does about a generation's file that could not be written."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return "make room and run `mirsearch index` again"
+    return "run `mirsearch index` again once the index folder can be written"
 
 
 class Commits:
@@ -98,14 +109,16 @@ class Commits:
                     index.save(self.settings.index_dir, generation, catalog_id=state.catalog_id)
                     self.saving_s = time.perf_counter() - saving
                 except OSError as exc:  # a full disk: the catalog stays at the last generation
-                    raise OSError(
-                        f"{exc}; this batch was not committed, the catalog and index are as the "
-                        "last one left them: make room and run `mirsearch index` again"
-                    ) from exc
+                    raise OSError(f"{exc}; {NOT_COMMITTED}: {_what_to_do(exc)}") from exc
                 state.generation, state.model_hash = generation, model_hash
                 highest = session.scalar(select(func.max(Track.id))) or 0
                 # records._new_track_id
                 state.last_track_id = max(state.last_track_id or 0, highest)
+        except CatalogError as exc:  # its commit failed (a full disk, a server lost)
+            raise CatalogError(
+                f"{exc}; {NOT_COMMITTED}: run `mirsearch index` again once the catalog can be "
+                "written (a full disk: make room)"
+            ) from exc
         except IntegrityError as exc:
             # another machine's run made the same rows (on PostgreSQL, which lets two runs write
             # at once: the first generation's, or the tracks of one folder): it had been a

@@ -63,7 +63,12 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
         os.replace(temp, path)
     except (OSError, RuntimeError) as exc:
         temp.unlink(missing_ok=True)
-        raise OSError(f"cannot write {path}: {_why(exc)}{room_left(exc, path.parent)}") from exc
+        failed = OSError(f"cannot write {path}: {_why(exc)}{room_left(exc, path.parent)}")
+        failed.errno = getattr(exc, "errno", None)  # what commits.py advises by
+        raise failed from exc
+    except BaseException:  # Ctrl-C mid-write: no temporary file of an index's size left behind
+        temp.unlink(missing_ok=True)
+        raise
 
 
 def _why(exc: OSError | RuntimeError) -> str:
@@ -152,7 +157,10 @@ def writing(directory: Path) -> Iterator[None]:
 
 
 def prune_generations(directory: Path, *, keep: int) -> int:
-    """Delete the files of generations older than `keep`, and temp files; returns how many.
+    """Delete the files of generations other than `keep`, and temp files; returns how many: the
+    older ones, and newer ones of a batch whose files were written but whose commit failed (a
+    full disk: they had stayed, taking the room the next run needed). No reader loads a
+    generation the catalog has not committed, and no other run writes while this one runs.
 
     Deletes nothing while a reader holds `reading(directory)`: it may be loading one of them
     (the next prune, after the next commit or at the start of the next run, deletes them).
@@ -166,7 +174,7 @@ def prune_generations(directory: Path, *, keep: int) -> int:
         removed = 0
         for path in Path(directory).glob("*"):
             match = GENERATION_FILE.match(path.name)
-            if path.name.endswith(".tmp") or (match and int(match.group(2)) < keep):
+            if path.name.endswith(".tmp") or (match and int(match.group(2)) != keep):
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed

@@ -10,8 +10,11 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, TypeVar
+
+from mirsearch.errors import MirsearchError
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -27,6 +30,10 @@ START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 # the ones after it: with too few in flight, the other workers run dry behind it.
 AHEAD = 8
 
+WORKER_LOST = (
+    "a worker process ended abruptly (killed, or out of memory): what was committed is kept; "
+    "run the command again to go on"
+)
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
 
 _loaded: Any = None  # what `load` made, in a worker process
@@ -48,7 +55,8 @@ def ordered_map(
 
     With one worker it all runs in this process. Otherwise `load` and `work` must be picklable
     (module-level functions or partials of them) and `work` should return its failures rather
-    than raise them: an exception raised in a worker ends the whole map.
+    than raise them: an exception raised in a worker ends the whole map, and a worker that
+    ends abruptly ends it with a MirsearchError (WORKER_LOST).
     """
     if workers <= 1:
         loaded = load()
@@ -68,6 +76,8 @@ def ordered_map(
                 yield pending.popleft().result()
         for future in pending:
             yield future.result()
+    except BrokenProcessPool:  # a worker killed (the OOM killer, kill -9): a line, not a
+        raise MirsearchError(WORKER_LOST) from None  # traceback; the items after it go unanswered
     finally:  # an interrupted map waits for the items in hand, not for all those in flight
         pool.shutdown(wait=True, cancel_futures=True)
 

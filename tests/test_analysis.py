@@ -64,6 +64,17 @@ def test_a_file_that_changes_while_it_is_read_gives_nothing_to_record(
     assert result.error.startswith(f"{song}: not indexed: the file {what} while it was being read")
 
 
+def test_a_file_gone_before_it_is_read_gives_nothing_to_record(settings, tmp_path):
+    """A file the walk listed and then removed, or its folder renamed midway through a run, is
+    not recorded (the next run finds it where it is): it had been a failed row at a path that
+    no longer is. One that cannot be read is recorded as failed, as before."""
+    result = Analyser(settings)(tmp_path / "renamed-folder" / "song.ogg")
+    assert result.changing and result.sha256 == "" and result.vectors is None
+    assert result.error.endswith(
+        "not indexed: the file went away before it was read (removed or renamed)"
+    )
+
+
 def test_the_process_pool_gives_the_same_vectors_in_the_same_order(settings, demo_files):
     alone = list(analyse_all(demo_files, settings, workers=1))
     pooled = list(analyse_all(demo_files, settings, workers=2))

@@ -23,7 +23,7 @@ from conftest import SR, clicks, noise, tone
 from mirsearch import containers
 from mirsearch.audio import load
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
-from mirsearch.cli import _stopped_as_interrupted, main
+from mirsearch.cli import _stopped_as_interrupted, main, queries
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
@@ -70,6 +70,9 @@ def clip(home, tmp_path_factory) -> Path:
     source = home[1] / "demo-02.ogg"
     folder = tmp_path_factory.mktemp("cli-clip")
     return write(folder / "clip.wav", load(source).samples[5 * 16_000 : 15 * 16_000], 16_000)
+
+
+MATCH = queries._match  # before a test replaces it
 
 
 def run(home, *args, **env):
@@ -1201,3 +1204,26 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_and_leaves_no_temporary
     with pytest.raises(KeyboardInterrupt):
         saved_as(tmp_path / "model.pt", load_checkpoint())
     assert list(tmp_path.iterdir()) == []
+
+
+def killed_at_demo_03(engine, clip):
+    """`match`'s answer of `clip`, but its worker killed at demo-03 (as the OOM killer ends one);
+    at module level, for the worker to unpickle."""
+    if Path(clip).name.startswith("demo-03"):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return MATCH(engine, clip)
+
+
+def test_a_query_worker_killed_leaves_an_error_line_for_each_clip_unanswered(home, monkeypatch):
+    """A `match` worker ended abruptly had printed BrokenProcessPool's traceback and nothing for
+    the clips after it: each clip unanswered now has its error line, in order (the clips done
+    before the pool broke keep their answers: how many depends on the workers' pace)."""
+    monkeypatch.setattr(queries, "_match", killed_at_demo_03)
+    clips = sorted(str(p) for p in home[1].glob("demo-*"))
+    result = run(home, "match", *clips, "--workers", "2", "--json")
+    answered = lines(result)
+    assert [a["query"] for a in answered] == clips and "Traceback" not in result.output
+    told = ["matches" not in a for a in answered]  # those done before the pool broke: answered
+    assert told[2] and told == sorted(told)  # then the killed one's and every one after it
+    assert all("worker process ended abruptly" in a["error"] for a in answered if "error" in a)
+    assert result.exit_code == (1 if all(told) else 0)

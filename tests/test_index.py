@@ -398,8 +398,8 @@ def test_a_reader_of_a_read_only_folder_still_holds_off_pruning(tmp_path, monkey
 
     index, _ = build_index(IndexConfig(), n_tracks=3)
     index.save(tmp_path / "served", 1)
-    index.save(tmp_path / "served", 2)
     assert prune_generations(tmp_path / "served", keep=1) == 0  # makes the lock file
+    index.save(tmp_path / "served", 2)
     index.save(tmp_path / "bare", 1)
     monkeypatch.setattr(generations, "open", read_only, raising=False)
     with reading(tmp_path / "served"), reading(tmp_path / "bare"):
@@ -459,8 +459,17 @@ def test_a_write_that_fails_says_which_file_and_why_and_leaves_no_temporary_file
         raise OSError(errno.ENOSPC, "No space left on device", str(temp))
 
     room = rf"cannot write .*: No space left on device; [\d,]+ bytes free in {tmp_path}$"
-    with pytest.raises(OSError, match=room):
+    with pytest.raises(OSError, match=room) as raised:
         write_atomically(target, full)
+    assert raised.value.errno == errno.ENOSPC  # kept, for the advice on what to do
+
+    def interrupted(temp: Path) -> None:  # Ctrl-C halfway through a file of an index's size
+        temp.write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomically(target, interrupted)
+    assert list(tmp_path.iterdir()) == []  # its temporary file gone with it
 
 
 # saves generation 2 of the index folder argv[1] (a copy of its generation 1) allowed files of
@@ -610,12 +619,14 @@ def test_a_file_is_on_disk_before_its_name_and_the_folder_after_the_generations_
     ]
 
 
-def test_pruning_deletes_old_generations_files_and_temporary_files_only(tmp_path):
-    """A file named like a generation's but longer (a user's backup) is not one of them."""
+def test_pruning_deletes_other_generations_files_and_temporary_files_only(tmp_path):
+    """A file named like a generation's but longer (a user's backup) is not one of them; a
+    newer generation's files (a batch whose commit failed on a full disk, after they were
+    written) are, where they had stayed and taken the room the next run needed."""
     names = ["windows-1.faiss", "meta-1.json", "windows-1.faiss.bak", "meta-2.json", "x.tmp"]
-    for name in names + ["tracks-1.faiss~", "notes.txt"]:
+    for name in names + ["tracks-1.faiss~", "notes.txt", "windows-3.faiss", "meta-3.json"]:
         (tmp_path / name).write_text("")
-    assert prune_generations(tmp_path, keep=2) == 3
+    assert prune_generations(tmp_path, keep=2) == 5
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == sorted(
         ["windows-1.faiss.bak", "meta-2.json", "tracks-1.faiss~", "notes.txt", READERS_LOCK]

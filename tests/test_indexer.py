@@ -4,6 +4,7 @@ safety, model and calibration changes, runs that meet on one catalog."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import re
 import shutil
@@ -23,7 +24,7 @@ from mirsearch.catalog import Catalog
 from mirsearch.checkpoints import build, load_checkpoint, save_checkpoint
 from mirsearch.config import Settings
 from mirsearch.encoding import write
-from mirsearch.errors import AudioError, IndexMismatchError, ModelError
+from mirsearch.errors import AudioError, CatalogError, IndexMismatchError, ModelError
 from mirsearch.files import discover
 from mirsearch.index import VectorIndex
 from mirsearch.indexer import Indexer
@@ -115,6 +116,10 @@ def test_prune_of_a_folder_deleted_whole_removes_its_tracks(settings, folder, tm
         engine.index_paths([folder])
 
 
+def _raise(exc: Exception):
+    raise exc
+
+
 def test_an_index_save_that_fails_commits_nothing_and_says_to_run_again(
     settings, folder, monkeypatch
 ):
@@ -122,12 +127,27 @@ def test_an_index_save_that_fails_commits_nothing_and_says_to_run_again(
     engine.index_paths([folder / "demo-01.flac"])
     before = engine.catalog.stats()
 
-    def full(self, directory, generation, **kwargs):
-        raise OSError(f"cannot write {directory}/windows-{generation}.faiss: No space left")
+    def failing(errno_of_it: int):
+        def save(self, directory, generation, **kwargs):
+            failed = OSError(f"cannot write {directory}/windows-{generation}.faiss: why")
+            failed.errno = errno_of_it
+            raise failed
 
-    with monkeypatch.context() as patched:
-        patched.setattr(VectorIndex, "save", full)
-        with pytest.raises(OSError, match="this batch was not committed.*run `mirsearch index`"):
+        return save
+
+    advice = {
+        errno.ENOSPC: "make room and run `mirsearch index` again",
+        errno.EACCES: "run `mirsearch index` again once the index folder can be written",
+    }
+    for errno_of_it, what_to_do in advice.items():  # room advised for a full disk only
+        with monkeypatch.context() as patched:
+            patched.setattr(VectorIndex, "save", failing(errno_of_it))
+            with pytest.raises(OSError, match="this batch was not committed") as raised:
+                Engine(settings).index_paths([folder])
+        assert str(raised.value).endswith(what_to_do)
+    with monkeypatch.context() as patched:  # the commit itself failing: said so too
+        patched.setattr(VectorIndex, "save", lambda *a, **kw: _raise(CatalogError("disk full")))
+        with pytest.raises(CatalogError, match="disk full; this batch was not committed"):
             Engine(settings).index_paths([folder])
     assert Engine(settings).catalog.stats() == before
     again = Engine(settings).index_paths([folder])  # the bad files of `folder` fail

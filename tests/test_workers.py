@@ -4,9 +4,13 @@ failures handed back as values, one worker meaning this process."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from functools import partial
 
+import pytest
+
+from mirsearch.errors import MirsearchError
 from mirsearch.workers import AHEAD, default_workers, ordered_map
 
 
@@ -68,3 +72,20 @@ def test_items_are_drawn_as_the_workers_need_them_not_all_at_once():
     assert len(drawn) == AHEAD * 2
     results.close()
     assert len(drawn) == AHEAD * 2
+
+
+def _killed_on_three(loaded: dict, item: int) -> int:
+    if item == 3:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer ends a worker
+    return item
+
+
+def test_a_worker_killed_ends_the_map_with_a_line_saying_so():
+    """A worker ended abruptly (kill -9, out of memory) had come out as a traceback of
+    BrokenProcessPool; the items done before it come back, then a MirsearchError says so."""
+    came_back = []
+    with pytest.raises(MirsearchError, match="worker process ended abruptly") as raised:
+        for result in ordered_map(partial(_load, "x"), _killed_on_three, range(8), workers=2):
+            came_back.append(result)
+    assert came_back == list(range(len(came_back))) and len(came_back) <= 3  # in order, then
+    assert "run the command again" in str(raised.value)  # the line, not BrokenProcessPool's

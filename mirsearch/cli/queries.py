@@ -36,9 +36,14 @@ def _per_query(
     `torch`: whether `run` needs torch, then imported once before the workers fork (`match`
     reads uploads without it, matcher.py, unless the model's matching branch is not a CNN)."""
     workers = default_workers(len(queries)) if workers is None else min(workers, len(queries))
-    outcomes = _outcomes(run, queries, workers=workers, torch=torch)
+    outcomes = iter(_outcomes(run, queries, workers=workers, torch=torch))
     ok = failed = 0
-    for query, outcome in zip(queries, outcomes, strict=True):
+    lost = None  # the pool's end (a worker killed): the answer of every query still unanswered
+    for query in queries:
+        try:
+            outcome = lost or next(outcomes)
+        except MirsearchError as exc:
+            outcome = lost = exc
         if isinstance(outcome, MirsearchError):
             failed += 1
             if as_json:
