@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,18 +87,29 @@ def _decoded_envelope(path: Path) -> bytes | None:
         return None
 
 
+def _page_of(fetch: Callable[[int], tuple[list, int]], per_page: int) -> tuple[list, int, int, int]:
+    """The page a page of the site asks for (`page`: past the end, an old link or a typed
+    number, the last one; the JSON API refuses it instead), from `fetch(page)` → (items,
+    total): its items, the total, that page and how many pages there are."""
+    page = min(max(1, int_arg("page", 1)), MAX_PAGE)
+    items, total = fetch(page)
+    pages = max(1, -(-total // per_page))
+    if page > pages:
+        page = pages
+        items, total = fetch(page)
+    return items, total, page, pages
+
+
 @bp.get("/catalog")
 def catalog():
-    page = min(max(1, int_arg("page", 1)), MAX_PAGE)
     per_page = min(max(1, int_arg("per_page", 25)), 200)
     q = request.args.get("q") or None
     genre = request.args.get("genre") or None
     genres = engine().catalog.genres()
-    rows, total = engine().catalog.list_tracks(q=q, genre=genre, page=page, per_page=per_page)
-    pages = max(1, -(-total // per_page))
-    if page > pages:  # past the end (an old link, a typed number): the last page
-        page = pages
-        rows, total = engine().catalog.list_tracks(q=q, genre=genre, page=page, per_page=per_page)
+    rows, total, page, pages = _page_of(
+        lambda p: engine().catalog.list_tracks(q=q, genre=genre, page=p, per_page=per_page),
+        per_page,
+    )
     return render_template(
         "catalog.html",
         tracks=rows,
@@ -114,12 +126,9 @@ def catalog():
 
 @bp.get("/duplicates")
 def duplicates():
-    page = min(max(1, int_arg("page", 1)), MAX_PAGE)
-    reports, total = engine().dupes_page(page=page, per_page=GROUPS_A_PAGE)
-    pages = max(1, -(-total // GROUPS_A_PAGE))
-    if page > pages:  # past the end: the last page
-        page = pages
-        reports, total = engine().dupes_page(page=page, per_page=GROUPS_A_PAGE)
+    reports, total, page, pages = _page_of(
+        lambda p: engine().dupes_page(page=p, per_page=GROUPS_A_PAGE), GROUPS_A_PAGE
+    )
     groups = [{**g, "by_id": {t["track_id"]: t for t in g["tracks"]}} for g in reports]
     return render_template(
         "duplicates.html",
