@@ -27,7 +27,7 @@ from mirsearch.checkpoints import load_checkpoint
 from mirsearch.config import AudioConfig, EmbeddingConfig, FeatureConfig
 from mirsearch.features import log_mels
 from mirsearch.fingerprint import make_print
-from mirsearch.levels import heard_windows
+from mirsearch.levels import heard_windows, sounding_windows
 from mirsearch.matcher import Matching, matchings, padded
 from mirsearch.student import Student
 from mirsearch.vocabulary import GENRES, genre_scores
@@ -145,11 +145,13 @@ class Embedder:
             # float32 from here on; normalised again, as bfloat16 leaves norms up to 0.3 % off
             vectors = F.normalize(vectors.float(), dim=-1)
             sounding = heard_windows(
-                x,
-                offsets.numpy(),
-                window_s,
-                sample_rate=self.sample_rate,
-                silence_dbfs=self.silence_dbfs,
+                sounding_windows(
+                    x,
+                    offsets.numpy(),
+                    window_s,
+                    sample_rate=self.sample_rate,
+                    silence_dbfs=self.silence_dbfs,
+                )
             )
             heard = torch.from_numpy(sounding)
             if not self.is_student:

@@ -62,20 +62,10 @@ def sounding_windows(
     return in_pause[last] - in_pause[first] <= (1 - SOUNDING_SHARE) * (last - first)
 
 
-def heard_windows(
-    samples: np.ndarray,
-    starts_s: np.ndarray,
-    window_s: float,
-    *,
-    sample_rate: int,
-    silence_dbfs: float,
-) -> np.ndarray:
-    """`sounding_windows`, or every window where none is sound: the windows a signal is read
-    by (a quiet clip by all of its windows, rather than by none)."""
-    heard = sounding_windows(
-        samples, starts_s, window_s, sample_rate=sample_rate, silence_dbfs=silence_dbfs
-    )
-    return heard | (not heard.any())
+def heard_windows(sounding: np.ndarray) -> np.ndarray:
+    """The windows a signal is read by: those sounding (`sounding_windows`), or every window
+    where none is (a quiet clip by all of its windows, rather than by none)."""
+    return sounding | (not sounding.any())
 
 
 def _detrended_power(samples: np.ndarray, block: int) -> float:

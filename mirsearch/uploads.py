@@ -171,10 +171,11 @@ class _Upload:
         pause's windows had lined up with the pauses of catalog tracks, and 15 s of a catalog
         track before or after 20 s of digital silence went unmatched."""
         settings = self.check.settings
-        return levels.heard_windows(
+        sounding = levels.sounding_windows(
             signal,
             offsets_s,
             settings.embedding.window_s,
             sample_rate=settings.audio.sample_rate,
             silence_dbfs=settings.audio.silence_dbfs,
         )
+        return levels.heard_windows(sounding)

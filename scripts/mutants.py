@@ -220,8 +220,8 @@ MUTANTS = (
     ),
     Mutant(
         "mirsearch/levels.py",
-        "    return heard | (not heard.any())",
-        "    return heard",
+        "    return sounding | (not sounding.any())",
+        "    return sounding",
         ("tests/test_embeddings.py", "-k", "no_window_of_sound"),
     ),
     Mutant(
