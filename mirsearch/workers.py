@@ -31,8 +31,8 @@ START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 AHEAD = 8
 
 WORKER_LOST = (
-    "a worker process ended abruptly (killed, or out of memory): what was committed is kept; "
-    "run the command again to go on"
+    "a worker process ended abruptly (killed, or out of memory): run the command again (an "
+    "index run goes on from what it committed)"
 )
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
 
