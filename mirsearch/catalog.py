@@ -144,8 +144,9 @@ class Catalog:
         return CatalogError(f"the catalog database {self.shown_url} cannot be used: {reason(exc)}")
 
     def revision(self) -> str | None:
-        """The schema revision the database is at (None: no catalog in it yet). Read without
-        Alembic, whose import would cost every command ~0.1 s when there is nothing to do."""
+        """The schema revision the database is at (None: no catalog in it yet); CatalogError
+        where the database cannot be used (not a database, unreachable). Read without Alembic,
+        whose import would cost every command ~0.1 s when there is nothing to do."""
         try:
             with self._connection() as connection:
                 if not sa.inspect(connection).has_table("alembic_version"):
