@@ -82,6 +82,7 @@ class Catalog:
             raise CatalogError(f"the catalog database {shown(url)} cannot be used: {told}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._migrated = False
+        self._opened: tuple[int, int] | None = None  # the SQLite file's (device, inode) once used
         self._lock = threading.Lock()
 
     @property
@@ -205,6 +206,26 @@ class Catalog:
                     except sa.exc.DatabaseError as exc:  # a full disk, a lost connection
                         raise self._unusable(exc) from exc
                 self._migrated = True
+                self._opened = _identity(self.file)
+        self._still_there()
+
+    @property
+    def opened(self) -> bool:
+        """Whether this catalog has used its SQLite file (which must then stay where it is)."""
+        return self._opened is not None
+
+    def _still_there(self) -> None:
+        """CatalogError where the SQLite file this catalog used is no longer at its path (moved
+        away or deleted, another file put there): the pool's connections would go on reading the
+        old one, and a new connection would make an empty catalog where it was (a server had
+        answered every query "the catalog is empty", and its health "ok")."""
+        if self._opened is None or _identity(self.file) == self._opened:
+            return
+        now = "another file is there now" if self.file.exists() else "nothing is there now"
+        raise CatalogError(
+            f"the catalog database {self.file} cannot be used: it was moved or deleted while in "
+            f"use ({now}); put it back, or start again to use the catalog at that path"
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -385,6 +406,15 @@ class Catalog:
             "index_generation": generation,
             "model_hash": model_hash,
         }
+
+
+def _identity(file: Path | None) -> tuple[int, int] | None:
+    """The (device, inode) of `file`; None for no file, or none there."""
+    try:
+        stat = file.stat() if file is not None else None
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino) if stat is not None else None
 
 
 def _of_index_state(column: sa.ColumnElement) -> sa.ScalarSelect:

@@ -146,8 +146,8 @@ class Resources:
         (`reading`): `mirsearch index` may commit newer generations meanwhile, but cannot delete
         this one, complete since the catalog named it, before it is in memory.
         """
-        if not self.catalog.exists():  # nothing indexed yet, where reading may not make one
-            return None
+        if not self.catalog.exists() and not self.catalog.opened:  # nothing indexed yet, where
+            return None  # reading may not make one (one moved away since is told by the session)
         state = self.catalog.index_state()
         with self._lock:
             if state.generation == 0:

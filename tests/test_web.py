@@ -478,6 +478,30 @@ def test_a_catalog_database_lost_while_serving_gets_503_and_says_so(copied_home)
     assert error["code"] == "catalog_unavailable" and "no such table: tracks" in error["message"]
 
 
+def test_a_catalog_database_moved_away_while_serving_gets_503_and_health_says_so(
+    site, copied_home, tmp_path
+):
+    """Its connections went on reading the file moved away while the index was looked for at
+    the path: queries had answered 404 'the catalog is empty', and health 'ok'."""
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    clip = clip_bytes(site[2][0], tmp=tmp_path)
+    assert upload(client, "/api/search", clip).status_code == 200
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for file in copied_home.home.glob("catalog.db*"):
+        file.rename(elsewhere / file.name)
+    for response in (
+        upload(client, "/api/search", clip),
+        upload(client, "/api/match", clip),
+        client.get("/api/tracks"),
+        client.get("/api/health"),
+    ):
+        assert_error(response, 503)
+        error = response.get_json()["error"]
+        assert error["code"] == "catalog_unavailable" and "moved or deleted" in error["message"]
+    assert not (copied_home.home / "catalog.db").exists()  # no empty catalog made in its place
+
+
 def test_health_and_a_genre_filter_read_no_genre_counts(site, monkeypatch):
     """A load balancer probes health every few seconds, and every filtered query checked its
     genres: both had computed the catalog's genre counts, every row read."""
