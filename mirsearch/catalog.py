@@ -25,6 +25,7 @@ from mirsearch.database import (
     cannot_be_used,
     checkpoint,
     create_engine,
+    holds_nothing,
     known_revision,
     migrating,
     missing_column,
@@ -177,7 +178,13 @@ class Catalog:
             self.file.parent.mkdir(parents=True, exist_ok=True)
 
     def require(self) -> None:
-        """NotFoundError if there is no database and this catalog may not make one."""
+        """NotFoundError if there is no database and this catalog may not make one: a SQLite file
+        of 0 bytes is none (opened, it had been made an empty database)."""
+        if not self.create and self.file is not None and holds_nothing(self.file):
+            raise NotFoundError(
+                f"no catalog at {self.file}: the file is empty (0 bytes); run `mirsearch index "
+                "PATH` to make one there (or point MIRSEARCH_HOME at the catalog's folder)"
+            )
         if not self.create and not self.exists():
             if self.file.parent.exists() and not self.file.parent.is_dir():  # no index run can
                 raise CatalogError(  # make one there: "run `mirsearch index`" would mislead

@@ -222,6 +222,16 @@ def checkpoint(engine: sa.Engine) -> None:
         )
 
 
+def holds_nothing(file: Path) -> bool:
+    """Whether the SQLite file is there with nothing in it: 0 bytes, with no write-ahead log
+    beside it holding the pages (a catalog in WAL mode whose log was never folded in). SQLite
+    opens such a file as a new database, and writes one into it."""
+    try:
+        return file.stat().st_size == 0 and not _has_frames(file.with_name(file.name + "-wal"))
+    except OSError:
+        return False
+
+
 def _has_frames(wal: Path) -> bool:
     """Whether the write-ahead log `wal` is there and not empty."""
     try:

@@ -130,7 +130,10 @@ def reading(directory: Path) -> Iterator[None]:
 
 def _reader_lock(directory: Path) -> BinaryIO | None:
     """The lock file opened for `reading`: as `_lock_file` opens it where the folder can be
-    written, else read-only (a catalog served from a read-only volume); None if neither can."""
+    written, else read-only (a catalog served from a read-only volume); None if neither can, or
+    where there is no folder (no generation in it to load or prune: a reader had made it)."""
+    if not directory.exists():
+        return None
     try:
         return _lock_file(directory, READERS_LOCK)
     except OSError as exc:

@@ -432,6 +432,30 @@ def test_a_command_that_only_reads_makes_no_catalog_where_there_is_none(clip, tm
     assert not typo.exists()
 
 
+def test_a_command_that_only_reads_leaves_an_empty_file_and_a_home_without_index_as_they_are(
+    home, clip, tmp_path
+):
+    """A catalog.db of 0 bytes had been made an empty SQLite database by `stats` or `search`,
+    and a home whose index folder was gone got one back, made for its lock file."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "catalog.db").touch()
+    told = f"no catalog at {empty / 'catalog.db'}: the file is empty (0 bytes)"
+    for args in (["stats"], ["similar", "1"], ["search", clip], ["match", clip, "--workers", "1"]):
+        result = run((empty,), *args)
+        assert result.exit_code == 1 and told in result.output, args
+    assert [p.name for p in empty.iterdir()] == ["catalog.db"]
+    assert (empty / "catalog.db").stat().st_size == 0
+    unindexed = tmp_path / "unindexed"
+    unindexed.mkdir()
+    shutil.copy(home[0] / "catalog.db", unindexed / "catalog.db")
+    stats = lines(run((unindexed,), "stats", "--json"))[0]
+    assert stats["indexed"] == 4 and "cannot be read" in stats["index_problem"]
+    searched = lines(run((unindexed,), "search", clip, "--json"))[0]
+    assert "missing windows-" in searched["error"]
+    assert not (unindexed / "index").exists()
+
+
 def test_classify_timeline_gives_every_window_a_genre_of_the_model(home, clip):
     result = lines(run(home, "classify", clip, "--timeline", "--similar", "0", "--json"))[0]
     labels = set(result["probabilities"])

@@ -367,6 +367,25 @@ def test_a_second_catalog_reads_what_the_first_wrote(catalog):
         other.close()
 
 
+def test_an_empty_file_is_no_catalog_to_a_reader_but_one_beside_its_log_may_be(tmp_path):
+    """A reader had opened a 0-byte catalog.db and made it an empty database; an indexing run
+    makes its catalog in it. A catalog in WAL mode whose log was never folded in is a 0-byte
+    file beside a log holding its pages: not refused as empty."""
+    file = tmp_path / "catalog.db"
+    file.touch()
+    with pytest.raises(NotFoundError, match=r"catalog\.db: the file is empty \(0 bytes\)"):
+        Catalog(f"sqlite:///{file}", create=False).migrate()
+    assert os.listdir(tmp_path) == ["catalog.db"] and file.stat().st_size == 0
+    log = tmp_path / "catalog.db-wal"
+    log.write_bytes(bytes.fromhex("377f0682") + bytes(28))  # a write-ahead log's header
+    assert not database.holds_nothing(file)
+    log.write_bytes(b"")
+    assert database.holds_nothing(file)
+    log.unlink()
+    Catalog(f"sqlite:///{file}").migrate()
+    assert file.stat().st_size > 0 and not database.holds_nothing(file)
+
+
 def test_a_sqlite_uri_names_the_file_it_makes(tmp_path, monkeypatch):
     """SQLite's URI form (`file:PATH?...&uri=true`, for a read-only catalog with mode=ro): its
     folder is made, not a folder named 'file:' where the command runs."""

@@ -376,6 +376,14 @@ def test_pruning_gives_way_to_a_reader_loading_a_generation(tmp_path):
     assert not (tmp_path / "meta-1.json").exists()
 
 
+def test_a_reader_makes_no_index_folder_where_there_is_none(tmp_path):
+    """Nothing there to load or prune: a command that only reads had made the folder again, for
+    its lock file, in a home whose index was gone."""
+    with reading(tmp_path / "gone"):
+        assert not (tmp_path / "gone").exists()
+    assert not (tmp_path / "gone").exists()
+
+
 @pytest.mark.parametrize(
     "refusal",
     [
