@@ -169,6 +169,26 @@ def test_audio_is_served_by_id_with_range_requests(site):
     assert len(stale.data) < 1_000
 
 
+def test_an_upload_is_answered_with_its_name_as_the_browser_had_it(site, tmp_path):
+    """A browser sends a newline, a carriage return and a double quote in a file's name as
+    %0A, %0D and %22, and a % as it is: the name had come back `new%0Aline.wav`."""
+    _, client, paths = site
+    data = clip_bytes(paths[0], tmp=tmp_path)
+    for sent, named in (
+        ("new%0Aline %22live%22%0D.wav", 'new\nline "live"\r.wav'),
+        ("50%20off 100%.wav", "50%20off 100%.wav"),
+    ):
+        response = client.post(
+            "/api/match",
+            data=f'--zz\r\nContent-Disposition: form-data; name="file"; filename="{sent}"\r\n'
+            "Content-Type: audio/wav\r\n\r\n".encode()
+            + data
+            + b"\r\n--zz--\r\n",
+            content_type="multipart/form-data; boundary=zz",
+        )
+        assert response.status_code == 200 and response.get_json()["query"] == named
+
+
 def test_a_method_not_allowed_says_which_are(site):
     _, client, _ = site
     for put in (client.put("/api/search"), client.delete("/api/tracks")):

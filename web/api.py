@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +30,9 @@ FORM_FIELDS = ("k", "genre", "similar")  # the fields of text an upload's route 
 LONG_UPLOADS = "mirsearch.long_uploads"  # app.extensions: the worker's slots for long uploads
 RETRY_AFTER_S = 60  # what a 503 for want of one asks a client to wait
 MAX_DIGITS = 18  # a whole-number parameter's; every limit it is checked against is far below
+# what a browser writes for a newline and a carriage return in a file's name (HTML's
+# multipart/form-data encoding; its %22, a double quote, Werkzeug reads; a % comes as it is)
+ESCAPED_IN_NAMES = {"%0A": "\n", "%0D": "\r"}
 
 MIMETYPES = {
     ".mp3": "audio/mpeg",
@@ -68,7 +72,7 @@ def upload() -> Iterator[tuple[Path, str]]:
     if "file" not in request.files:
         raise BadRequest(_no_file_field())
     storage = request.files["file"]
-    name = storage.filename or "upload"
+    name = client_name(storage.filename)
     # the name's extension is kept for an audio or video one only: FFmpeg reads an .m3u8 or
     # .m3u as a playlist of files on this machine, whose music it then answered with
     suffix = Path(name).suffix.lower()
@@ -84,6 +88,16 @@ def upload() -> Iterator[tuple[Path, str]]:
             yield Path(path), name
     finally:
         os.unlink(path)
+
+
+def client_name(filename: str | None) -> str:
+    """The upload's name as the client's file has it, to answer with (never a path here): a
+    browser's escapes of a newline and a carriage return undone (it had been answered as
+    `new%0Aline.wav`). Its other characters come as they are, % among them: a name holding
+    "%0A" itself cannot be told from one holding a newline, and is read as the browser's."""
+    if not filename:
+        return "upload"
+    return re.sub("%0A|%0D", lambda m: ESCAPED_IN_NAMES[m.group()], filename)
 
 
 @contextmanager
