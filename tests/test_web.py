@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 import re
+from datetime import timedelta
 from pathlib import Path
 
 import av
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 from conftest import tone, write_video
+from werkzeug.http import http_date, parse_date
 
 from mirsearch.api import Engine
 from mirsearch.audio import load
@@ -187,6 +189,28 @@ def test_an_upload_is_answered_with_its_name_as_the_browser_had_it(site, tmp_pat
             content_type="multipart/form-data; boundary=zz",
         )
         assert response.status_code == 200 and response.get_json()["query"] == named
+
+
+def test_audio_changed_since_an_if_unmodified_since_date_is_a_412(site):
+    """Only If-Match had been a condition: an If-Unmodified-Since before the file's last change
+    got the whole file."""
+    _, client, paths = site
+    track_id = client.get("/api/tracks?q=demo 1").get_json()["tracks"][0]["track_id"]
+    url = f"/api/tracks/{track_id}/audio"
+    whole = client.get(url)
+    modified, etag = whole.headers["Last-Modified"], whole.headers["ETag"]
+    before = http_date(parse_date(modified) - timedelta(seconds=1))
+    for asked in ({}, {"Range": "bytes=0-99"}):
+        stale = client.get(url, headers={"If-Unmodified-Since": before, **asked})
+        assert_error(stale, 412)
+        assert "changed" in stale.get_json()["error"]["message"] and len(stale.data) < 1_000
+    for kept in (
+        {"If-Unmodified-Since": modified},  # not changed since that second
+        {"If-Unmodified-Since": "yesterday"},  # no date: no condition
+        {"If-Unmodified-Since": before, "If-Match": etag},  # If-Match decides (RFC 9110)
+    ):
+        answered = client.get(url, headers=kept)
+        assert answered.status_code == 200 and answered.data == paths[0].read_bytes(), kept
 
 
 def test_a_method_not_allowed_says_which_are(site):

@@ -249,6 +249,7 @@ SPEC = {
                         "content": {"audio/*": {"schema": {"type": "string", "format": "binary"}}},
                     },
                     "206": {"description": "Part of the file (Range request)"},
+                    "412": {"$ref": "#/components/responses/Error"},  # If-Match, -Unmodified-Since
                     "416": {"$ref": "#/components/responses/Error"},
                     **ERRORS,
                 },
