@@ -167,8 +167,9 @@ class Catalog:
         checkpoint(self.engine)
 
     def exists(self) -> bool:
-        """Whether the database is there (a SQLite file may not be yet; a server's always is)."""
-        return self.file is None or self.file.exists()
+        """Whether the database is there (a SQLite file may not be yet, or be one of 0 bytes,
+        which holds none; a server's always is)."""
+        return self.file is None or (self.file.exists() and not holds_nothing(self.file))
 
     def make(self) -> None:
         """Let the database be made where there is none (an indexing run asks it of a catalog
@@ -180,16 +181,17 @@ class Catalog:
     def require(self) -> None:
         """NotFoundError if there is no database and this catalog may not make one: a SQLite file
         of 0 bytes is none (opened, it had been made an empty database)."""
-        if not self.create and self.file is not None and holds_nothing(self.file):
-            raise NotFoundError(
-                f"no catalog at {self.file}: the file is empty (0 bytes); run `mirsearch index "
-                "PATH` to make one there (or point MIRSEARCH_HOME at the catalog's folder)"
-            )
         if not self.create and not self.exists():
             if self.file.parent.exists() and not self.file.parent.is_dir():  # no index run can
                 raise CatalogError(  # make one there: "run `mirsearch index`" would mislead
                     f"the catalog database {self.shown_url} cannot be used: "
                     f"{self.file.parent} is a file, not the catalog's folder"
+                )
+            if self.file.exists():
+                raise NotFoundError(
+                    f"no catalog at {self.file}: the file is empty (0 bytes); run `mirsearch "
+                    "index PATH` to make one there (or point MIRSEARCH_HOME at the catalog's "
+                    "folder)"
                 )
             raise NotFoundError(
                 f"no catalog at {self.file}: run `mirsearch index PATH` first (or "

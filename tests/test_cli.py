@@ -444,6 +444,8 @@ def test_a_command_that_only_reads_leaves_an_empty_file_and_a_home_without_index
     for args in (["stats"], ["similar", "1"], ["search", clip], ["match", clip, "--workers", "1"]):
         result = run((empty,), *args)
         assert result.exit_code == 1 and told in result.output, args
+    classified = run((empty,), "classify", clip, "--json")  # as with no file: no similar tracks
+    assert classified.exit_code == 0 and lines(classified)[0]["similar"] == []
     assert [p.name for p in empty.iterdir()] == ["catalog.db"]
     assert (empty / "catalog.db").stat().st_size == 0
     unindexed = tmp_path / "unindexed"
