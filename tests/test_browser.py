@@ -314,6 +314,22 @@ def test_a_failed_upload_clears_the_last_answer_and_names_the_file(server, tmp_p
     screenshot(page, "failed-upload")
 
 
+def test_a_server_out_of_reach_is_told_as_such_not_as_the_clip_s_fault(server, tmp_path):
+    base, _, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.route("**/api/examine", lambda route: route.abort("connectionreset"))
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#error:not([hidden])", timeout=60_000)
+    told = page.inner_text("#error")  # it had been "clip.wav: Failed to fetch"
+    assert told.startswith("the server could not be reached") and "clip.wav" not in told
+    page.unroute("**/api/examine")
+    page.click("#submit")  # the same clip, once the server answers again
+    page.wait_for_selector("#results li.hit", timeout=60_000)
+    assert page.is_hidden("#error")
+
+
 def test_no_page_scrolls_sideways_on_a_narrow_phone(server, tmp_path):
     base, engine, browser, files = server
     clip = write(tmp_path / "clip.wav", load(files[-1]).samples[: 10 * 16_000], 16_000)

@@ -74,7 +74,13 @@ async function post(url, extra) {
   const data = new FormData();
   data.append("file", clip, clipName);
   for (const [key, value] of Object.entries(extra || {})) data.append(key, value);
-  const response = await fetch(url, { method: "POST", body: data });
+  // no answer at all (the server down, the connection lost): fetch's own "Failed to fetch" had
+  // been told as if it were the clip's fault
+  const response = await fetch(url, { method: "POST", body: data }).catch(() => {
+    const error = new Error("the server could not be reached: check the connection and search again");
+    error.code = "unreachable";
+    throw error;
+  });
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const error = new Error(errorMessage(body, response));
@@ -232,8 +238,8 @@ async function runSearch() {
     matched = null;
     again = false;
     show(null);
-    // a parameter's error (k, a genre) is not the clip's: not said as if it were
-    const about = err.code === "invalid_parameter" ? null : name;
+    // a parameter's error (k, a genre) or no answer at all is not the clip's: not said as if it were
+    const about = ["invalid_parameter", "unreachable"].includes(err.code) ? null : name;
     showError(err.message.replace(/^the upload:\s*/, ""), about);
   } finally {
     clearTimeout(slow);
