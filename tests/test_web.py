@@ -909,6 +909,27 @@ def test_the_catalog_page_is_labelled_keeps_per_page_and_says_an_unknown_genre(s
     assert '<link rel="icon" href="data:,">' in page  # no request for /favicon.ico
 
 
+def test_the_catalog_shows_the_file_s_genre_tag_a_filter_kept_a_track_by(site, copied_home):
+    from mirsearch.catalog import Catalog
+    from mirsearch.schema import Track
+
+    catalog = Catalog(copied_home.db_url)
+    with catalog.session() as session, session.begin():
+        tagged, same = session.scalars(sa.select(Track).order_by(Track.id).limit(2))
+        tagged.genre, tagged.tag_genre = "classical", "Romantic Classical"
+        same.genre, same.tag_genre = "rock", " Rock "
+        ids = tagged.id, same.id
+    catalog.close()
+    client = create_app({"SETTINGS": copied_home, "TESTING": True}).test_client()
+    page = client.get("/catalog?genre=romantic+classical").get_data(as_text=True)
+    assert "1 track</small>" in page
+    # it had said "classical" alone: the row did not say why the filter had kept it
+    assert "<td><bdi>classical</bdi> · tagged <bdi>Romantic Classical</bdi></td>" in page
+    listed = client.get("/catalog?per_page=200").get_data(as_text=True)
+    row = re.search(rf'href="/tracks/{ids[1]}".*?</tr>', listed, re.S).group()
+    assert "<td><bdi>rock</bdi></td>" in row and "tagged" not in row  # the same genre, once
+
+
 def test_a_track_page_lists_its_other_versions_both_ways_by_title(site, copied_home):
     from mirsearch.catalog import Catalog
     from mirsearch.schema import Track

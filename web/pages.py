@@ -15,6 +15,7 @@ from mirsearch.audio import load
 from mirsearch.config import MAX_PAGE
 from mirsearch.containers import visible
 from mirsearch.errors import MirsearchError, NotFoundError
+from mirsearch.schema import filed_genres
 from web.api import engine, int_arg, playable
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,20 @@ def name(track) -> str:
     title = track["title"] if isinstance(track, dict) else track.title
     path = track["path"] if isinstance(track, dict) else track.path
     return title if visible(title) else path.rsplit("/", 1)[-1]
+
+
+@bp.app_template_filter()
+def genre_label(track) -> Markup:
+    """A track's genre (a catalog row or a result's dict) as the search page labels a hit: the
+    model's, and the file's tag beside it when it files the track under another ('classical ·
+    tagged Romantic Classical'; a genre filter keeps either, and a row had not said which)."""
+    genre = track["genre"] if isinstance(track, dict) else track.genre
+    tagged = (track.get("tag_genre") if isinstance(track, dict) else track.tag_genre) or ""
+    if filed_genres(genre, tagged) <= filed_genres(genre, None):
+        return Markup("<bdi>{}</bdi>").format(genre or "")
+    if not genre:
+        return Markup("tagged <bdi>{}</bdi>").format(tagged.strip())
+    return Markup("<bdi>{}</bdi> · tagged <bdi>{}</bdi>").format(genre, tagged.strip())
 
 
 @bp.app_template_filter()
