@@ -930,6 +930,17 @@ def test_the_catalog_shows_the_file_s_genre_tag_a_filter_kept_a_track_by(site, c
     assert "<td><bdi>rock</bdi></td>" in row and "tagged" not in row  # the same genre, once
 
 
+def test_a_track_page_gives_the_score_of_each_track_like_it_as_the_api_does(site):
+    _, client, _ = site
+    track_id = client.get("/api/tracks").get_json()["tracks"][0]["track_id"]
+    hits = client.get(f"/api/tracks/{track_id}/similar?k=8").get_json()["results"]
+    page = client.get(f"/tracks/{track_id}").get_data(as_text=True).split("More like this")[1]
+    listed = re.findall(r'<li><a href="/tracks/(\d+)">.*?</li>', page, re.S)
+    assert [int(i) for i in listed] == [h["track_id"] for h in hits] and hits
+    for hit in hits:  # a bar alone had said nothing to a screen reader, nor the number
+        assert f'<span class="muted">{hit["score"]:.3f}</span>' in page
+
+
 def test_a_track_page_lists_its_other_versions_both_ways_by_title(site, copied_home):
     from mirsearch.catalog import Catalog
     from mirsearch.schema import Track
