@@ -351,6 +351,18 @@ def test_no_page_scrolls_sideways_on_a_narrow_phone(server, tmp_path):
     screenshot(page, "track-phone")
 
 
+def test_a_track_s_tags_keep_to_one_line_on_a_360_px_phone(server):
+    base, engine, browser, files = server
+    page = browser.new_page(viewport={"width": 360, "height": 800})
+    for path in files:
+        page.goto(base + f"/tracks/{engine.catalog.by_path(path.resolve()).id}")
+        heights = page.eval_on_selector_all(
+            ".tags .chip", "chips => chips.map(c => c.getBoundingClientRect().height)"
+        )
+        # the values' column had lost 40 px to a <dd>'s own indent: 'instrumental 0.19' took two
+        assert heights and max(heights) < 1.5 * min(heights), path.name
+
+
 def test_a_right_to_left_override_in_a_title_reverses_the_title_only(server, tmp_path):
     base, engine, browser, files = server
     clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
