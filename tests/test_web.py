@@ -941,6 +941,19 @@ def test_a_track_page_gives_the_score_of_each_track_like_it_as_the_api_does(site
         assert f'<span class="muted">{hit["score"]:.3f}</span>' in page
 
 
+def test_the_site_s_menu_says_which_page_is_open_and_each_menu_is_named(site):
+    _, client, _ = site
+    for url, endpoint in (("/", "/"), ("/catalog", "/catalog"), ("/duplicates", "/duplicates")):
+        page = client.get(url).get_data(as_text=True)
+        menu = re.search(r'<nav aria-label="Site">(.*?)</nav>', page, re.S).group(1)
+        assert re.findall(r'<a href="([^"]*)" aria-current="page">', menu) == [endpoint], url
+    track_id = client.get("/api/tracks").get_json()["tracks"][0]["track_id"]
+    assert 'aria-current="page"' not in client.get(f"/tracks/{track_id}").get_data(as_text=True)
+    # two menus on a page had both been announced as "navigation", neither named
+    paged = client.get("/catalog?per_page=2").get_data(as_text=True)
+    assert '<nav class="pager" aria-label="Pages">' in paged
+
+
 def test_a_track_page_lists_its_other_versions_both_ways_by_title(site, copied_home):
     from mirsearch.catalog import Catalog
     from mirsearch.schema import Track
