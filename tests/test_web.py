@@ -1172,7 +1172,8 @@ def test_a_request_line_too_long_for_gunicorn_is_told_in_json_with_the_headers(t
         text=True,
     )
     try:
-        assert "serving on" in server.stderr.readline()
+        said = server.stderr.readline()
+        assert "serving on" in said and said.endswith(" (1 worker process)\n")  # not "processes"
 
         def get(url: str):
             for _ in range(100):  # the worker may still be starting

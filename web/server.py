@@ -85,11 +85,8 @@ class Server(BaseApplication):
 
     def ready(self, arbiter: Arbiter) -> None:
         """Said once the address is bound, before the workers start: not when it could not be."""
-        print(
-            f"serving on http://{arbiter.cfg.bind[0]} ({arbiter.num_workers} worker processes)",
-            file=sys.stderr,
-            flush=True,
-        )
+        workers = f"{arbiter.num_workers} worker process{'' if arbiter.num_workers == 1 else 'es'}"
+        print(f"serving on http://{arbiter.cfg.bind[0]} ({workers})", file=sys.stderr, flush=True)
 
     def load_config(self) -> None:
         for key, value in self.options.items():
