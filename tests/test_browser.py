@@ -214,6 +214,8 @@ def test_a_reencoded_copy_shows_the_duplicate_banner(server, tmp_path):
     page.set_input_files("#file", str(copy))
     page.wait_for_selector("#banner:not([hidden])", timeout=60_000)
     assert "Near-duplicate" in page.inner_text("#banner")
+    # told to a screen reader as it appears, as an error is: it had been drawn in red only
+    assert page.get_by_role("alert").filter(has_text="Near-duplicate").count() == 1
     screenshot(page, "duplicate-banner")
 
 
