@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import threading
 import time
@@ -404,6 +405,29 @@ def reads_left_to_right(element, tail: str) -> bool:
         len(tail),
     )
     return xs == sorted(xs)
+
+
+def test_the_file_the_browser_keeps_in_the_picker_after_back_is_searched_again(server, tmp_path):
+    base, _, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#results li.hit", timeout=60_000)
+    page.locator("#results li.hit a").first.click()
+    page.wait_for_selector("h1")
+    page.go_back()
+    expect(page.locator("#status")).to_contain_text("(your last search")
+    assert page.evaluate("document.getElementById('file').files[0].name") == "clip.wav"
+    page.click("#submit")  # it had said "Choose, drop or record a clip first." beside the file
+    expect(page.locator("#status")).to_have_text(
+        re.compile(r"\d+ results for clip\.wav"), timeout=60_000
+    )
+    genre = page.locator(".chip[data-genre]").first
+    genre.click()  # and a chip had thrown the answer away, asking for a clip
+    expect(page.locator("#status")).to_contain_text(
+        f"for clip.wav in {genre.get_attribute('data-genre')}", timeout=60_000
+    )
 
 
 def test_a_chip_pressed_after_back_clears_the_restored_answer_of_another_genre(server, tmp_path):

@@ -197,8 +197,19 @@ function busy(awaited) {
   results.setAttribute("aria-busy", String(Boolean(awaited)));
 }
 
+// The clip to search: the one taken last, else the file the picker holds. Back shows the page
+// again with the file the picker had but none of the script's own state: Search had asked for a
+// clip beside the file's name, and a chip had thrown the answer away
+function chosen() {
+  if (!clip && fileInput.files.length) {
+    clip = fileInput.files[0];
+    clipName = clip.name;
+  }
+  return clip;
+}
+
 async function runSearch() {
-  if (!clip) { statusBox.textContent = "Choose, drop or record a clip first."; return; }
+  if (!chosen()) { statusBox.textContent = "Choose, drop or record a clip first."; return; }
   if (clip === pending) { again = true; return; }  // not sent twice: asked again once it is in
   if (!kInput.checkValidity()) return;  // said by its "invalid" event; the answer shown stays
   const number = ++asked;
@@ -289,7 +300,7 @@ for (const chip of document.querySelectorAll(".chip[data-genre]")) {
   chip.addEventListener("click", () => {
     genre = genre === chip.dataset.genre ? null : chip.dataset.genre;
     markChips();
-    if (clip) { runSearch(); return; }
+    if (chosen()) { runSearch(); return; }
     // no clip to search again (none yet, or the answer on screen was restored after Back):
     // results of another genre must not stay beside the chip pressed
     show(null);
