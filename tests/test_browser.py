@@ -178,6 +178,22 @@ def test_a_genre_chip_narrows_the_list(server, tmp_path):
     screenshot(page, "genre-chip")
 
 
+def test_playing_a_result_pauses_the_one_playing_before(server, tmp_path):
+    base, _, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.fill("#k", "2")
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector("#results li.hit >> nth=1", timeout=60_000)
+    players = page.locator("#results audio")
+    players.nth(0).evaluate("a => a.play()")
+    until(lambda: not players.nth(0).evaluate("a => a.paused"))
+    players.nth(1).evaluate("a => a.play()")
+    until(lambda: not players.nth(1).evaluate("a => a.paused"))
+    assert players.nth(0).evaluate("a => a.paused")  # both had played at once
+
+
 def test_an_answer_that_comes_late_does_not_replace_a_newer_one(server, tmp_path):
     base, engine, browser, files = server
     first = write(tmp_path / "first.wav", load(files[3]).samples[: 10 * 16_000], 16_000)

@@ -275,6 +275,11 @@ function restore() {
 // k out of bounds: said (the browser's words) before anything is sent, and in place of the last
 // message, which had stayed beside the browser's own tooltip
 kInput.addEventListener("invalid", () => showError(`Results: ${kInput.validationMessage}`));
+// one result heard at a time: a player started pauses the one playing before ("play" does not
+// bubble: caught on its way down)
+results.addEventListener("play", (event) => {
+  for (const audio of results.querySelectorAll("audio")) if (audio !== event.target) audio.pause();
+}, true);
 form.addEventListener("submit", (event) => {
   event.preventDefault();
   if (!submitButton.disabled) runSearch();
