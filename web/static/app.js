@@ -52,6 +52,14 @@ function trackLink(hit) {
   return a;
 }
 
+// "by <artist>" (the name isolated), or nothing for a hit with no artist in its tags
+function byArtist(hit) {
+  if (!/[^\p{Cc}\p{Cf}\p{Z}]/u.test(hit.artist || "")) return [];
+  const by = text("span", "by ", "artist");
+  by.append(text("bdi", hit.artist));
+  return [by];
+}
+
 // "plays 2 % faster than <other>" for `speed` times as fast (the duplicates page says the same)
 function pace(speed, other) {
   const percent = Math.round(1000 * (speed - 1)) / 10;
@@ -103,7 +111,7 @@ function showResults(list) {
   for (const hit of list) {
     const li = document.createElement("li");
     li.className = "hit";
-    li.append(trackLink(hit), userText("span", genreLabel(hit), "muted"));
+    li.append(trackLink(hit), ...byArtist(hit), userText("span", genreLabel(hit), "muted"));
     const bar = document.createElement("span");
     bar.className = "bar";
     const fill = document.createElement("span");
