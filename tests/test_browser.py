@@ -544,3 +544,17 @@ def test_a_k_out_of_bounds_is_told_before_sending_and_not_as_the_clip_s_fault(se
     page.click("#submit")  # the browser's tooltip: the box had gone on saying "got 0"
     expect(page.locator("#error")).to_contain_text("1000")
     assert asked.count("examine") == 1
+
+
+def test_a_k_written_as_the_number_box_allows_is_sent_as_a_whole_number(server, tmp_path):
+    base, _, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    page = browser.new_page()
+    page.goto(base + "/")
+    page.fill("#k", "3.0")  # a valid number to the box: the API had refused it, blaming the clip
+    page.set_input_files("#file", str(clip))
+    expect(page.locator("#status")).to_have_text("3 results for clip.wav", timeout=60_000)
+    page.fill("#k", "2e0")
+    page.click("#submit")
+    expect(page.locator("#status")).to_have_text("2 results for clip.wav", timeout=60_000)
+    assert page.is_hidden("#error")

@@ -225,7 +225,8 @@ async function runSearch() {
   const asking = clip;
   const name = clipName;
   const fresh = asking !== matched || !shown;  // a new clip: its duplicates and genres are asked too
-  const extra = { k: kInput.value };
+  // k as a whole number: the box takes "3.0" and "2e0" as 3 and 2, which the API refuses
+  const extra = { k: kInput.value && String(kInput.valueAsNumber) };
   if (genre) extra.genre = genre;
   showError("");
   if (fresh) {
