@@ -302,10 +302,24 @@ def _fitted(alignment: Alignment, found: _Read, *, smear_s: float = 0.0) -> Alig
     if on.sum() < 3 or 2 * on.sum() <= centres_s.size or np.ptp(centres_s[on]) < RESPEED_MIN_SPAN_S:
         return None
     slope, at_zero = (float(c) for c in np.polyfit(centres_s[on], lags_s[on], 1))
-    return dataclasses.replace(
+    fitted = dataclasses.replace(
         alignment,
         track_offset_s=alignment.track_offset_s + at_zero + slope * alignment.query_start_s,
         speed=alignment.speed + slope,
+    )
+    return _from_track_start(fitted) if alignment.track_offset_s == 0.0 else fitted
+
+
+def _from_track_start(alignment: Alignment) -> Alignment:
+    """A line that began where the track begins (the windows' vote pins its start there, a
+    catalog hop coarse), refitted to begin later on the track, begun where the refitted line
+    puts the track's start, or at the query's: a 10 s upload of a 10 s track had matched from
+    0.5 s for 9.5 s."""
+    before_s = min(alignment.query_start_s, alignment.track_offset_s / alignment.speed)
+    return dataclasses.replace(
+        alignment,
+        query_start_s=alignment.query_start_s - before_s,
+        track_offset_s=alignment.track_offset_s - alignment.speed * before_s,
     )
 
 

@@ -203,6 +203,22 @@ def test_an_excerpt_inside_a_longer_upload_is_placed_where_it_plays(
     assert checked.alignment.track_offset_s == pytest.approx(0.0, abs=0.1)
 
 
+def test_a_line_begun_at_the_tracks_start_keeps_it_once_refitted(batcave):
+    """A 10 s track and its exact copy: the windows' vote put the track's start a catalog hop
+    late, at 0.5 s of the upload. Refitted, the track begins where the upload does (it had been
+    matched from 0.5 s for 9.5 s); a line begun inside the track keeps its start."""
+    track = print_of(batcave[40 * SR : 50 * SR])
+    pinned = verification.Alignment(0.5, 10.0, 0.0, 1.0)
+    fitted = verification.check(track, track, pinned, **PRINT_CHECK).alignment
+    assert fitted.query_start_s == pytest.approx(0.0, abs=1 / 32)
+    assert fitted.track_offset_s == pytest.approx(0.0, abs=1 / 32)
+    assert fitted.query_end_s == pytest.approx(10.0, abs=1 / 32)
+    inside = verification.Alignment(0.5, 10.0, 0.25, 1.0)
+    kept = verification.check(track, track, inside, **PRINT_CHECK).alignment
+    assert kept.query_start_s == 0.5
+    assert kept.track_offset_s == pytest.approx(0.5, abs=1 / 32)
+
+
 def test_a_copy_of_a_copy_10_percent_away_checked_at_speed_one_gets_its_speed(batcave):
     """Real music, a clip of its copy 5 % fast checked on a line at 1.0 (where a reading
     shifted by a semitone lined its windows up) against its copy 5 % slow: the chunks drift a
