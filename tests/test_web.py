@@ -582,6 +582,9 @@ def test_duplicate_groups_come_in_pages_on_request(site):
     assert_error(client.get("/api/duplicates?per_page=0"), 422)
     past = client.get("/duplicates?page=99").get_data(as_text=True)  # the last page instead
     assert "<h2>Group 1</h2>" in past and 'class="pager"' not in past
+    evidence = [e for g in every["groups"] for e in g["evidence"]]
+    assert all(f"for {e['duration_s']:.1f} s;" in past for e in evidence)  # "for 44.94 s" had
+    assert not re.search(r"\d\.\d\d+ s\b", past)  # beside the search page's "for 44.9 s"
 
 
 def test_the_search_page_folds_away_the_genres_past_the_most_common(site, monkeypatch):
@@ -652,6 +655,8 @@ def test_audio_serves_only_an_indexed_track_as_it_was_indexed(tmp_path, monkeypa
     monkeypatch.setattr(pages, "load", lambda path: decoded.append(path))
     page = client.get(f"/tracks/{failed.id}").get_data(as_text=True)
     assert "<audio" not in page and "it is failed" in page and decoded == []
+    assert page.count("no audio to play") == 1  # "No audio to play here: track 1 has no audio..."
+    assert "<dd>– BPM</dd>" not in page and "<dd>–</dd>" in page  # no unit beside no figure
 
 
 def test_audio_of_a_track_whose_file_is_gone_is_404(site, copied_home):
