@@ -42,6 +42,23 @@ def filed_genres(genre: str | None, tag_genre: str | None) -> set[str]:
     return {genre_name(name) for name in names} - {""}
 
 
+class UtcDateTime(sa.TypeDecorator):
+    """A moment, stored and read back in UTC on every database: SQLite keeps no time zone (its
+    times had read back naive, an aware one stored at its own wall clock) and PostgreSQL gives
+    its session's (`tracks --json` had said 16:34:37 on the one, 11:34:37-05:00 on the other)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        return value.astimezone(UTC) if value is not None and value.tzinfo else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {  # generic types only, so PostgreSQL works as well as SQLite
@@ -50,7 +67,7 @@ class Base(DeclarativeBase):
         float: sa.Float,
         dict: sa.JSON,
         list: sa.JSON,
-        datetime: sa.DateTime(timezone=True),
+        datetime: UtcDateTime,
     }
 
 

@@ -5,6 +5,8 @@ Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL data
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+
 import numpy as np
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -14,6 +16,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from mirsearch import fingerprint
+from mirsearch.catalog import Catalog
 from mirsearch.schema import Base, Track, TrackPrint
 
 
@@ -66,3 +69,22 @@ def test_prints_round_trip_and_go_with_their_track(catalog):
     assert catalog.prints([ids["a"]]) == {}
     with catalog.session() as session:
         assert session.scalars(select(TrackPrint)).all() == []
+
+
+def test_times_read_back_in_utc_on_every_backend(catalog, database_url, monkeypatch):
+    """SQLite keeps no time zone (its times had read back naive) and PostgreSQL gives its
+    session's: `tracks --json` and /api/tracks/<id> had said 16:34:37 on the one and
+    11:34:37-05:00 on the other for the same moment."""
+    ids = add_tracks(catalog, a={})
+    indexed = datetime(2026, 12, 5, 11, 34, 37, tzinfo=timezone(timedelta(hours=-5)))
+    with catalog.session() as session, session.begin():
+        session.get(Track, ids["a"]).indexed_at = indexed
+    monkeypatch.setenv("PGTZ", "America/New_York")  # a PostgreSQL session's time zone
+    elsewhere = Catalog(database_url)
+    try:
+        row = elsewhere.get(ids["a"])
+    finally:
+        elsewhere.close()
+    assert row.indexed_at == indexed and row.indexed_at.tzinfo == UTC
+    assert row.to_dict()["indexed_at"] == "2026-12-05T16:34:37+00:00"
+    assert row.updated_at.tzinfo == UTC
