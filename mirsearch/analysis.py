@@ -252,8 +252,10 @@ def analyse_all(
 def _on_ray(paths: list[Path], settings: Settings, *, workers: int, address: str | None):
     """Ray actors analyse the files; every node must see them at the same paths (shared storage).
 
-    With no `address` a local Ray with `workers` CPUs is started and stopped; with one (e.g.
-    "auto" or "ray://head:10001") the run joins that cluster and uses `workers` of its CPUs.
+    With no `address` a local Ray with `workers` CPUs is started and stopped, also where a
+    cluster runs (`ray start`, RAY_ADDRESS), which ray.init would otherwise have joined, refusing
+    the CPUs asked; with one (e.g. "auto" or "ray://head:10001") the run joins that cluster and
+    uses `workers` of its CPUs.
     """
     try:
         import ray
@@ -262,9 +264,11 @@ def _on_ray(paths: list[Path], settings: Settings, *, workers: int, address: str
         raise MirsearchError("--engine ray needs Ray: pip install 'mirsearch[ray]'") from exc
     started_here = not ray.is_initialized()
     if started_here:
-        options = {"address": address} if address else {"num_cpus": max(1, workers)}
         if address:
             _reachable(address)
+            options = {"address": address}
+        else:  # "local": with None, ray.init joins a cluster RAY_ADDRESS or `ray start` names
+            options = {"address": "local", "num_cpus": max(1, workers)}
         stopping = signal.getsignal(signal.SIGTERM)
         try:
             ray.init(include_dashboard=False, log_to_driver=False, **options)

@@ -171,6 +171,23 @@ def test_more_workers_than_a_ray_cluster_has_free_cpus_is_said(
     importlib.util.find_spec("ray") is None,
     reason="Ray is not installed (pip install 'mirsearch[ray]')",
 )
+def test_ray_without_an_address_starts_its_own_where_a_cluster_is_named(
+    settings, demo_files, monkeypatch
+):
+    """`--engine ray` with no --address is a local Ray, as the README's first command says: where
+    a cluster was named (RAY_ADDRESS, or a `ray start --head` on this machine, its next
+    command) ray.init joined it and refused the CPUs asked, "cannot join the Ray cluster at
+    None"."""
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    results = list(analyse_all(demo_files[:1], settings, engine="ray", workers=1))
+    assert len(results) == 1 and results[0].error is None and len(results[0].vectors) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray is not installed (pip install 'mirsearch[ray]')",
+)
 def test_ray_indexes_the_same_tracks_and_vectors_as_the_local_engine(tmp_path, demo_files):
     from mirsearch.config import Settings
 
