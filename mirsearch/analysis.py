@@ -35,6 +35,12 @@ log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
 RAY_CONNECT_S = 5.0  # how long a Ray cluster named by --address has to answer
+# Ray 2.60 asks a token of a run joining a cluster at an address it is given, and sends one only
+# with RAY_AUTH_MODE=token (InvalidAuthToken in its own lines); "auto" finds it by itself
+RAY_TOKEN = (
+    "a cluster asking a token, as `ray start` makes it, is joined at its address with "
+    "RAY_AUTH_MODE=token and the token in ~/.ray/auth_token, RAY_AUTH_TOKEN_PATH or RAY_AUTH_TOKEN"
+)
 
 
 @dataclass(frozen=True)
@@ -273,7 +279,8 @@ def _on_ray(paths: list[Path], settings: Settings, *, workers: int, address: str
         try:
             ray.init(include_dashboard=False, log_to_driver=False, **options)
         except (ValueError, ConnectionError) as exc:  # an address Ray cannot read, or join
-            raise MirsearchError(f"cannot join the Ray cluster at {address}: {exc}") from None
+            hint = f" ({RAY_TOKEN})" if isinstance(exc, ConnectionError) else ""
+            raise MirsearchError(f"cannot join the Ray cluster at {address}: {exc}{hint}") from None
         finally:  # Ray's own handler had stopped the run with a crash dump, not its message
             signal.signal(signal.SIGTERM, stopping)
         free = int(ray.available_resources().get("CPU", 0))

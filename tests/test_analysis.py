@@ -147,6 +147,29 @@ def test_a_ray_cluster_that_cannot_be_joined_is_one_line_and_the_run_keeps_its_s
     importlib.util.find_spec("ray") is None,
     reason="Ray is not installed (pip install 'mirsearch[ray]')",
 )
+def test_a_ray_cluster_refusing_the_run_says_how_to_give_it_its_token(
+    settings, demo_files, monkeypatch
+):
+    """A cluster `ray start` made asks a token, which Ray 2.60 sends to an address it is given
+    only with RAY_AUTH_MODE=token: the run had said "Failed to connect" after Ray's lines of
+    InvalidAuthToken, the README telling to keep the head's RAY_AUTH_MODE, unset on both."""
+    import ray
+
+    def init(**options):  # as Ray does once the cluster refused the run
+        raise ConnectionError(f"Failed to connect to Ray cluster at {options['address']}")
+
+    monkeypatch.setattr(ray, "init", init)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr("mirsearch.analysis._reachable", lambda address: None)
+    with pytest.raises(MirsearchError, match="at head:6379: Failed to connect") as raised:
+        list(analyse_all(demo_files, settings, engine="ray", address="head:6379"))
+    assert "RAY_AUTH_MODE=token" in str(raised.value)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None,
+    reason="Ray is not installed (pip install 'mirsearch[ray]')",
+)
 def test_more_workers_than_a_ray_cluster_has_free_cpus_is_said(
     settings, demo_files, monkeypatch, caplog
 ):
