@@ -24,6 +24,7 @@ from mirsearch import containers
 from mirsearch.audio import load
 from mirsearch.checkpoints import load_checkpoint, save_checkpoint
 from mirsearch.cli import _stopped_as_interrupted, main, queries
+from mirsearch.cli.common import genre_label
 from mirsearch.config import Settings
 from mirsearch.demo import write_demo_catalog
 from mirsearch.encoding import write
@@ -250,6 +251,24 @@ def test_plain_output_of_search_similar_match_and_classify(home, clip):
         assert classified[1] == "  tags: " + ", ".join(f"{t['tag']} {t['score']:.2f}" for t in tags)
     similar_lines = [line for line in classified if line.startswith("  similar: ")]
     assert similar_lines[0].endswith("Demo 2") and classified[-1] == similar_lines[-1]
+
+
+def test_a_hit_kept_by_its_files_genre_tag_says_so_in_plain_text(home, clip):
+    hit = lines(run(home, "search", clip, "--genre", "rock", "--json"))[0]["results"][0]
+    assert (hit["title"], hit["tag_genre"]) == ("Demo 2", "rock")
+    shown = "rock" if hit["genre"] == "rock" else f"{hit['genre']} · tagged rock"
+    searched = run(home, "search", clip, "--genre", "rock").output.splitlines()
+    assert " Demo 2 @ " in searched[1] and searched[1].endswith(f"  [{shown}]")
+    listed = run(home, "tracks", "--genre", "rock").output.splitlines()
+    assert listed[0].endswith(f"{shown} Demo 2") and listed[-1] == "1 of 1 tracks"
+
+
+def test_genre_label_names_the_tag_only_where_it_files_the_track_elsewhere():
+    assert genre_label("electronic", "Jazz ") == "electronic · tagged Jazz"
+    assert genre_label("rock", " Rock") == "rock"
+    assert genre_label("rock", "Rock;rock") == "rock"
+    assert genre_label(None, "jazz") == "tagged jazz"
+    assert genre_label("jazz", None) == "jazz" and genre_label(None, "  ") == ""
 
 
 def test_match_of_music_not_in_the_catalog(home, tmp_path):

@@ -17,7 +17,16 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import MAX_WORKERS, PATHS, Whole, emit, load_settings, open_engine, say
+from mirsearch.cli.common import (
+    MAX_WORKERS,
+    PATHS,
+    Whole,
+    emit,
+    genre_label,
+    load_settings,
+    open_engine,
+    say,
+)
 from mirsearch.cli.queries import classify, match, search_cmd, similar
 from mirsearch.cli.training import evaluate, train, train_default
 from mirsearch.config import MAX_PAGE
@@ -224,9 +233,10 @@ def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
             emit(row.to_dict() | {"track_id": row.id})
         else:
             extra = f"  error: {row.error.removeprefix(f'{row.path}: ')}" if row.error else ""
+            genre = genre_label(row.genre, row.tag_genre) or "-"
             say(
                 f"{row.id:6d}  {row.status:8s} {row.duration_s or 0:7.1f}s  "
-                f"{(row.genre or '-'):12s} {row.title or Path(row.path).name}{extra}"
+                f"{genre:12s} {row.title or Path(row.path).name}{extra}"
             )
     if not as_json:
         click.echo(f"{len(rows)} of {total} tracks{'' if total else _genre_hint(engine, genre)}")

@@ -64,6 +64,18 @@ def say(line: str) -> None:
     click.echo("".join(c if c.isprintable() else repr(c)[1:-1] for c in line))
 
 
+def genre_label(genre: str | None, tag_genre: str | None) -> str:
+    """A track's genre as the site labels it: the model's, and the file's tag beside it where it
+    files the track under another ('electronic · tagged jazz'); a genre filter keeps either, and
+    `search --genre jazz` had listed its hits as electronic alone."""
+    from mirsearch.schema import filed_genres
+
+    tagged = (tag_genre or "").strip()
+    if filed_genres(genre, tagged) <= filed_genres(genre, None):
+        return genre or ""
+    return f"{genre} · tagged {tagged}" if genre else f"tagged {tagged}"
+
+
 def emit(obj: dict) -> None:
     """One JSON object on a line of UTF-8, whatever it holds: the bytes of a file name that is
     not UTF-8, which Python keeps as lone surrogates, are written as JSON's escapes of them (a

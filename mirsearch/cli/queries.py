@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from mirsearch.cli.common import MAX_WORKERS, Given, Whole, emit, load_settings, say
+from mirsearch.cli.common import MAX_WORKERS, Given, Whole, emit, genre_label, load_settings, say
 from mirsearch.config import MAX_SIMILAR, SearchConfig
 from mirsearch.errors import AudioError, MirsearchError, NotFoundError
 from mirsearch.workers import default_workers, ordered_map
@@ -142,7 +142,8 @@ def _show_results(query, payload: dict) -> None:
     results = payload["results"]
     for rank, r in enumerate(results, 1):
         name = r["title"] or Path(r["path"]).name
-        genre = f"  [{r['genre']}]" if r.get("genre") else ""
+        label = genre_label(r.get("genre"), r.get("tag_genre"))
+        genre = f"  [{label}]" if label else ""
         upload = f" (query {r['query_offset_s']:.1f}s)" if r["query_offset_s"] > 0 else ""
         say(f"  {rank:2d}. {r['score']:.3f}  {name} @ {r['track_offset_s']:.1f}s{upload}{genre}")
     if not results:
