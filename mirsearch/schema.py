@@ -42,6 +42,14 @@ def filed_genres(genre: str | None, tag_genre: str | None) -> set[str]:
     return {genre_name(name) for name in names} - {""}
 
 
+def tag_beside(genre: str | None, tag_genre: str | None) -> str | None:
+    """The file's genre tag, trimmed, where it files the track under a genre the predicted one
+    is not (shown beside it: "electronic · tagged jazz", as a genre filter keeps either), else
+    None."""
+    tagged = (tag_genre or "").strip()
+    return tagged if filed_genres(genre, tagged) - filed_genres(genre, None) else None
+
+
 class UtcDateTime(sa.TypeDecorator):
     """A moment, stored and read back in UTC on every database: SQLite keeps no time zone (its
     times had read back naive, an aware one stored at its own wall clock) and PostgreSQL gives

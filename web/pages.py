@@ -15,7 +15,7 @@ from mirsearch.audio import load
 from mirsearch.config import MAX_PAGE
 from mirsearch.containers import visible
 from mirsearch.errors import MirsearchError, NotFoundError
-from mirsearch.schema import filed_genres
+from mirsearch.schema import tag_beside
 from web.api import engine, int_arg, playable
 
 log = logging.getLogger(__name__)
@@ -156,12 +156,14 @@ def genre_label(track) -> Markup:
     model's, and the file's tag beside it when it files the track under another ('classical ·
     tagged Romantic Classical'; a genre filter keeps either, and a row had not said which)."""
     genre = track["genre"] if isinstance(track, dict) else track.genre
-    tagged = (track.get("tag_genre") if isinstance(track, dict) else track.tag_genre) or ""
-    if filed_genres(genre, tagged) <= filed_genres(genre, None):
+    tagged = tag_beside(
+        genre, track.get("tag_genre") if isinstance(track, dict) else track.tag_genre
+    )
+    if tagged is None:
         return Markup("<bdi>{}</bdi>").format(genre or "")
     if not genre:
-        return Markup("tagged <bdi>{}</bdi>").format(tagged.strip())
-    return Markup("<bdi>{}</bdi> · tagged <bdi>{}</bdi>").format(genre, tagged.strip())
+        return Markup("tagged <bdi>{}</bdi>").format(tagged)
+    return Markup("<bdi>{}</bdi> · tagged <bdi>{}</bdi>").format(genre, tagged)
 
 
 @bp.app_template_filter()

@@ -66,12 +66,12 @@ def say(line: str) -> None:
 
 def genre_label(genre: str | None, tag_genre: str | None) -> str:
     """A track's genre as the site labels it: the model's, and the file's tag beside it where it
-    files the track under another ('electronic · tagged jazz'); a genre filter keeps either, and
-    `search --genre jazz` had listed its hits as electronic alone."""
-    from mirsearch.schema import filed_genres
+    files the track under another ('electronic · tagged jazz'; `search --genre jazz` had listed
+    its hits as electronic alone)."""
+    from mirsearch.schema import tag_beside
 
-    tagged = (tag_genre or "").strip()
-    if filed_genres(genre, tagged) <= filed_genres(genre, None):
+    tagged = tag_beside(genre, tag_genre)
+    if tagged is None:
         return genre or ""
     return f"{genre} · tagged {tagged}" if genre else f"tagged {tagged}"
 
