@@ -233,10 +233,10 @@ def tracks(q, genre, status, page, per_page, as_json: bool) -> None:
             emit(row.to_dict() | {"track_id": row.id})
         else:
             extra = f"  error: {row.error.removeprefix(f'{row.path}: ')}" if row.error else ""
-            genre = genre_label(row.genre, row.tag_genre) or "-"
+            label = genre_label(row.genre, row.tag_genre) or "-"
             say(
                 f"{row.id:6d}  {row.status:8s} {row.duration_s or 0:7.1f}s  "
-                f"{genre:12s} {row.title or Path(row.path).name}{extra}"
+                f"{label:12s} {row.title or Path(row.path).name}{extra}"
             )
     if not as_json:
         click.echo(f"{len(rows)} of {total} tracks{'' if total else _genre_hint(engine, genre)}")
