@@ -419,11 +419,13 @@ class Catalog:
 
 def _identity(file: Path | None) -> tuple[int, int] | None:
     """The (device, inode) of `file`; None for no file, or none there."""
+    if file is None:
+        return None
     try:
-        stat = file.stat() if file is not None else None
+        stat = file.stat()
     except OSError:
         return None
-    return (stat.st_dev, stat.st_ino) if stat is not None else None
+    return stat.st_dev, stat.st_ino
 
 
 def _of_index_state(column: sa.ColumnElement) -> sa.ScalarSelect:
