@@ -91,11 +91,15 @@ def test_a_short_clip_is_padded_to_one_window(embedder):
 
 
 def test_a_perturbed_window_stays_nearer_its_source_than_other_music(embedder, pieces):
+    """Every 6 s window of one piece, 6 dB down under noise, against the other's window then."""
     rng = np.random.default_rng(3)
-    x, other = pieces[0][10 * SR : 16 * SR], pieces[1][10 * SR : 16 * SR]
-    noisy = 0.5 * x + 0.02 * rng.standard_normal(x.size).astype(np.float32)
-    a, b, c = (embedder.analyse(s, hop_s=1.5).vectors[0] for s in (x, noisy, other))
-    assert float(a @ b) > float(a @ c) + 0.05
+    margins = []
+    for start in range(0, 24 * SR, 2 * SR):
+        x, other = pieces[0][start : start + 6 * SR], pieces[1][start : start + 6 * SR]
+        noisy = 0.5 * x + 0.02 * rng.standard_normal(x.size).astype(np.float32)
+        a, b, c = (embedder.analyse(s, hop_s=1.5).vectors[0] for s in (x, noisy, other))
+        margins.append(float(a @ b) - float(a @ c))
+    assert min(margins) > 0.0 and np.median(margins) > 0.3, margins
 
 
 def test_for_inference_folds_the_norms_and_answers_as_the_network_it_copies():
