@@ -450,7 +450,7 @@ def test_the_file_the_browser_keeps_in_the_picker_after_back_is_searched_again(s
     page.locator("#results li.hit a").first.click()
     page.wait_for_selector("h1")
     page.go_back()
-    expect(page.locator("#status")).to_contain_text("(your last search")
+    expect(page.locator("#status")).to_contain_text("(your last search: Search runs it again)")
     assert page.evaluate("document.getElementById('file').files[0].name") == "clip.wav"
     page.click("#submit")  # it had said "Choose, drop or record a clip first." beside the file
     expect(page.locator("#status")).to_have_text(

@@ -278,8 +278,15 @@ function restore() {
   genre = answer.genre;
   markChips();
   show(answer);
-  statusBox.append(" (your last search: choose a clip to search again)");
+  statusBox.append(" (your last search: ", text("span", "choose a clip to search again", "again"), ")");
 }
+
+// The browser puts the file back in the picker after the script has run (before "pageshow"):
+// Search asks again of it (`chosen`), which the restored answer's status says
+window.addEventListener("pageshow", () => {
+  const hint = statusBox.querySelector("span.again");
+  if (hint && fileInput.files.length && !pending) hint.textContent = "Search runs it again";
+});
 
 // k out of bounds: said (the browser's words) before anything is sent, and in place of the last
 // message, which had stayed beside the browser's own tooltip
