@@ -194,6 +194,29 @@ def test_playing_a_result_pauses_the_one_playing_before(server, tmp_path):
     assert players.nth(0).evaluate("a => a.paused")  # both had played at once
 
 
+def test_only_the_first_results_ask_for_their_audio_before_they_are_played(server, tmp_path):
+    """A long list of results had sent a request for audio a result with every answer."""
+    base, _, browser, files = server
+    clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)
+    page = browser.new_page()
+    asked = []
+    page.on("request", lambda request: asked.append(request.url) if "/audio" in request.url else 0)
+    page.goto(base + "/")
+    page.fill("#k", str(len(files)))
+    page.set_input_files("#file", str(clip))
+    page.wait_for_selector(f"#results li.hit >> nth={len(files) - 1}", timeout=60_000)
+    players = page.locator("#results audio")
+    until(lambda: all(players.nth(i).evaluate("a => a.readyState") >= 1 for i in range(5)))
+    time.sleep(0.5)
+    assert len({url.split("#")[0] for url in asked}) == 5, asked
+    last = players.nth(len(files) - 1)
+    assert last.evaluate("a => a.readyState") == 0
+    last.evaluate("a => a.play()")
+    until(lambda: last.evaluate("a => a.readyState") >= 1)
+    offset = float(last.get_attribute("data-offset"))
+    assert last.evaluate("a => a.currentTime") == pytest.approx(offset, abs=0.5)
+
+
 def test_each_result_names_its_artist_as_the_api_gives_it(server, tmp_path):
     base, engine, browser, files = server
     clip = write(tmp_path / "clip.wav", load(files[0]).samples[40 * 16_000 : 50 * 16_000], 16_000)

@@ -24,6 +24,9 @@ let pending = null;       // the clip whose answer is awaited: Search is off mea
 let again = false;        // a chip pressed while it is awaited: search once more when it is in
 const PAGE_TITLE = document.title;  // the page's own: its title again when no answer is shown
 const SLOW_MS = 4000;     // an answer not in by then: say that a long file takes a while
+// results whose player asks the server for its track's length at once; the rest load when played
+// (a Results value of 1,000 had sent as many requests for audio with every answer)
+const PRELOADED = 5;
 
 function text(tag, value, className) {
   const el = document.createElement(tag);
@@ -108,7 +111,7 @@ function showResults(list) {
   results.replaceChildren();
   results.classList.remove("stale");
   if (!list) return;
-  for (const hit of list) {
+  for (const [rank, hit] of list.entries()) {
     const li = document.createElement("li");
     li.className = "hit";
     li.append(trackLink(hit), ...byArtist(hit), userText("span", genreLabel(hit), "muted"));
@@ -124,7 +127,7 @@ function showResults(list) {
     li.append(bar, text("span", `${hit.score.toFixed(3)} · at ${at.toFixed(1)} s${where}`, "muted"));
     const audio = document.createElement("audio");
     audio.controls = true;
-    audio.preload = "metadata";
+    audio.preload = rank < PRELOADED ? "metadata" : "none";
     audio.src = `/api/tracks/${hit.track_id}/audio#t=${at}`;
     audio.dataset.offset = at;
     audio.setAttribute("aria-label", `Play ${trackName(hit)} from ${at.toFixed(1)} s`);
