@@ -177,7 +177,7 @@ MUTANTS = (
         ("tests/test_catalog.py", "-k", "reading_every_row and sqlite"),
     ),
     Mutant(
-        "mirsearch/catalog.py",
+        "mirsearch/listing.py",
         "            order.insert(0, text_rank(q))\n",
         "",
         ("tests/test_catalog.py", "-k", "tags_name and sqlite"),
