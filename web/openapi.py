@@ -1,82 +1,26 @@
-"""The OpenAPI 3.1 description of the JSON API (served at /api/openapi.json)."""
+"""The OpenAPI 3.1 description of the JSON API (served at /api/openapi.json): its routes, built
+from the parts in openapi_components.py."""
 
 from __future__ import annotations
 
 from mirsearch.api import CLASSIFY_MIN_S, match_min_s
-from mirsearch.config import (
-    MAX_PER_PAGE,
-    MAX_SIMILAR,
-    DuplicateConfig,
-    EmbeddingConfig,
-    SearchConfig,
+from mirsearch.config import MAX_SIMILAR, DuplicateConfig, EmbeddingConfig
+from web.openapi_components import (
+    COMPONENTS,
+    ERRORS,
+    GENRE,
+    GENRE_SCHEMA,
+    GENRES_AND_TAGS,
+    K_SCHEMA,
+    NULLABLE_STRING,
+    PAGE,
+    PER_PAGE,
+    TRACK_ID,
+    K,
+    json_response,
+    ref,
+    upload_body,
 )
-
-
-def _ref(name: str) -> dict:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
-def _json(schema: dict, description: str = "OK") -> dict:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-ERRORS = {
-    str(status): {"$ref": "#/components/responses/Error"}
-    for status in (400, 404, 405, 413, 415, 422, 503)
-}
-
-
-def _upload(*, shortest_s: float = SearchConfig.min_query_s, **fields: dict) -> dict:
-    """A multipart request body: the audio file (at least `shortest_s` seconds) and the form
-    `fields` the route reads."""
-    file = {
-        "type": "string",
-        "format": "binary",
-        "description": f"Audio in any format FFmpeg reads, {shortest_s:g} s or longer",
-    }
-    schema = {"type": "object", "required": ["file"], "properties": {"file": file, **fields}}
-    return {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
-
-
-K_SCHEMA = {"type": "integer", "minimum": 1, "maximum": SearchConfig.max_k}
-K = {"name": "k", "in": "query", "schema": K_SCHEMA}
-GENRE_SCHEMA = {"type": "array", "items": {"type": "string"}}
-GENRE = {
-    "name": "genre",
-    "in": "query",
-    "schema": GENRE_SCHEMA,
-    "style": "form",
-    "explode": True,
-}
-TRACK_ID = {
-    "name": "track_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer", "minimum": 0},
-}
-GENRES_AND_TAGS = {  # the properties of what `classify` tells of a clip
-    "genre": {"type": "string"},
-    "probabilities": {"type": "object", "additionalProperties": {"type": "number"}},
-    "tags": {
-        "type": "array",
-        "items": {
-            "type": "object",
-            "required": ["tag", "score", "kind"],
-            "properties": {
-                "tag": {"type": "string"},
-                "score": {"type": "number"},
-                "kind": {"type": "string"},
-            },
-        },
-    },
-}
-NULLABLE_STRING = {"type": ["string", "null"]}
-PAGE = {"name": "page", "in": "query", "schema": {"type": "integer", "minimum": 1}}
-PER_PAGE = {
-    "name": "per_page",
-    "in": "query",
-    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PER_PAGE},
-}
 
 SPEC = {
     "openapi": "3.1.0",
@@ -90,15 +34,15 @@ SPEC = {
         "/api/search": {
             "post": {
                 "summary": "Catalog tracks that sound most like the uploaded clip",
-                "requestBody": _upload(k=K_SCHEMA, genre=GENRE_SCHEMA),
+                "requestBody": upload_body(k=K_SCHEMA, genre=GENRE_SCHEMA),
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["query", "results"],
                             "properties": {
                                 "query": {"type": "string"},
-                                "results": {"type": "array", "items": _ref("Result")},
+                                "results": {"type": "array", "items": ref("Result")},
                             },
                         }
                     ),
@@ -109,17 +53,17 @@ SPEC = {
         "/api/match": {
             "post": {
                 "summary": "Catalog tracks the upload contains (near-duplicates)",
-                "requestBody": _upload(
+                "requestBody": upload_body(
                     shortest_s=match_min_s(EmbeddingConfig(), DuplicateConfig())
                 ),
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["query", "matches"],
                             "properties": {
                                 "query": {"type": "string"},
-                                "matches": {"type": "array", "items": _ref("Match")},
+                                "matches": {"type": "array", "items": ref("Match")},
                             },
                         }
                     ),
@@ -131,19 +75,19 @@ SPEC = {
             "post": {
                 "summary": "Genre probabilities and tags of the upload, and similar catalog tracks "
                 "(not those holding its very bytes)",
-                "requestBody": _upload(
+                "requestBody": upload_body(
                     shortest_s=CLASSIFY_MIN_S,
                     similar={"type": "integer", "minimum": 0, "maximum": MAX_SIMILAR},
                 ),
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["query", "genre", "probabilities", "tags", "similar"],
                             "properties": {
                                 "query": {"type": "string"},
                                 **GENRES_AND_TAGS,
-                                "similar": {"type": "array", "items": _ref("Result")},
+                                "similar": {"type": "array", "items": ref("Result")},
                             },
                         }
                     ),
@@ -155,9 +99,9 @@ SPEC = {
             "post": {
                 "summary": "search, match and classify of one upload, decoded and analysed once "
                 "(the site's question for a new clip): their fields side by side",
-                "requestBody": _upload(k=K_SCHEMA, genre=GENRE_SCHEMA),
+                "requestBody": upload_body(k=K_SCHEMA, genre=GENRE_SCHEMA),
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": [
@@ -170,8 +114,8 @@ SPEC = {
                             ],
                             "properties": {
                                 "query": {"type": "string"},
-                                "results": {"type": "array", "items": _ref("Result")},
-                                "matches": {"type": "array", "items": _ref("Match")},
+                                "results": {"type": "array", "items": ref("Result")},
+                                "matches": {"type": "array", "items": ref("Match")},
                                 **GENRES_AND_TAGS,
                             },
                         }
@@ -197,12 +141,12 @@ SPEC = {
                     PER_PAGE,
                 ],
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["tracks", "total", "page", "per_page"],
                             "properties": {
-                                "tracks": {"type": "array", "items": _ref("Track")},
+                                "tracks": {"type": "array", "items": ref("Track")},
                                 "total": {"type": "integer"},
                                 "page": {"type": "integer"},
                                 "per_page": {"type": "integer"},
@@ -217,7 +161,7 @@ SPEC = {
             "get": {
                 "summary": "One catalog track with its metadata and descriptors",
                 "parameters": [TRACK_ID],
-                "responses": {"200": _json(_ref("Track")), **ERRORS},
+                "responses": {"200": json_response(ref("Track")), **ERRORS},
             }
         },
         "/api/tracks/{track_id}/similar": {
@@ -225,13 +169,13 @@ SPEC = {
                 "summary": "More like this",
                 "parameters": [TRACK_ID, K, GENRE],
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["track_id", "results"],
                             "properties": {
                                 "track_id": {"type": "integer"},
-                                "results": {"type": "array", "items": _ref("Result")},
+                                "results": {"type": "array", "items": ref("Result")},
                             },
                         }
                     ),
@@ -259,7 +203,7 @@ SPEC = {
             "get": {
                 "summary": "Genres in the catalog with track counts",
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["genres"],
@@ -288,7 +232,7 @@ SPEC = {
                 "page or per_page, one page of them",
                 "parameters": [PAGE, PER_PAGE],
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["groups", "total"],
@@ -324,7 +268,7 @@ SPEC = {
             "get": {
                 "summary": "Liveness; 'degraded' and the problem when queries cannot be answered",
                 "responses": {
-                    "200": _json(
+                    "200": json_response(
                         {
                             "type": "object",
                             "required": ["status"],
@@ -342,100 +286,11 @@ SPEC = {
             }
         },
         "/api/openapi.json": {
-            "get": {"summary": "This document", "responses": {"200": _json({"type": "object"})}}
+            "get": {
+                "summary": "This document",
+                "responses": {"200": json_response({"type": "object"})},
+            }
         },
     },
-    "components": {
-        "schemas": {
-            "Result": {
-                "type": "object",
-                "required": [
-                    "track_id",
-                    "path",
-                    "title",
-                    "artist",
-                    "genre",
-                    "tag_genre",
-                    "score",
-                    "offset_s",
-                    "query_offset_s",
-                    "track_offset_s",
-                ],
-                "properties": {
-                    "track_id": {"type": "integer"},
-                    "path": {"type": "string"},
-                    "title": NULLABLE_STRING,
-                    "artist": NULLABLE_STRING,
-                    "genre": NULLABLE_STRING,
-                    "tag_genre": NULLABLE_STRING,
-                    "score": {"type": "number"},
-                    "offset_s": {
-                        "type": "number",
-                        "description": "The track time where the upload's time 0 lines up (0 "
-                        "where that falls before the track's start)",
-                    },
-                    "query_offset_s": {
-                        "type": "number",
-                        "description": "Where in the upload the part lined up with the track "
-                        "begins (0 for a clip of it; in a longer upload, to a window or so)",
-                    },
-                    "track_offset_s": {
-                        "type": "number",
-                        "description": "Where in the track that part begins: where to play it from",
-                    },
-                },
-            },
-            "Match": {
-                "type": "object",
-                "required": [
-                    "track_id",
-                    "path",
-                    "title",
-                    "score",
-                    "query_offset_s",
-                    "track_offset_s",
-                    "duration_s",
-                    "speed",
-                ],
-                "properties": {
-                    "track_id": {"type": "integer"},
-                    "path": {"type": "string"},
-                    "title": NULLABLE_STRING,
-                    "score": {"type": "number"},
-                    "query_offset_s": {"type": "number"},
-                    "track_offset_s": {"type": "number"},
-                    "duration_s": {"type": "number"},
-                    "speed": {"type": "number"},
-                },
-            },
-            "Track": {
-                "type": "object",
-                "required": ["track_id", "path", "status"],
-                "properties": {
-                    "track_id": {"type": "integer"},
-                    "path": {"type": "string"},
-                    "status": {"type": "string"},
-                    "title": NULLABLE_STRING,
-                    "artist": NULLABLE_STRING,
-                    "genre": NULLABLE_STRING,
-                    "duration_s": {"type": ["number", "null"]},
-                    "tempo_bpm": {"type": ["number", "null"]},
-                    "key": NULLABLE_STRING,
-                },
-                "additionalProperties": True,
-            },
-            "Error": {
-                "type": "object",
-                "required": ["error"],
-                "properties": {
-                    "error": {
-                        "type": "object",
-                        "required": ["code", "message"],
-                        "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-                    }
-                },
-            },
-        },
-        "responses": {"Error": _json(_ref("Error"), "A readable error")},
-    },
+    "components": COMPONENTS,
 }
