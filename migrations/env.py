@@ -1,4 +1,4 @@
-"""Alembic environment, configured in code by mirsearch.database (no alembic.ini); batch mode."""
+"""Alembic environment, configured in code by mirsearch.migrations (no alembic.ini); batch mode."""
 
 from __future__ import annotations
 

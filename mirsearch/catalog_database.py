@@ -1,6 +1,6 @@
 """The catalog's database as one process holds it: made where there is none or refused, migrated
 to this code's schema on first use, its SQLite file watched while in use, and the sessions every
-query runs in (the engine and the migrations themselves are database.py's)."""
+query runs in (the engine is database.py's, the migrations migrations.py's)."""
 
 from __future__ import annotations
 
@@ -14,20 +14,22 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from mirsearch.database import (
-    SCHEMA_REVISION,
-    alembic_config,
     cannot_be_used,
     checkpoint,
     create_engine,
     holds_nothing,
-    known_revision,
-    migrating,
-    missing_column,
     reason,
     shown,
     sqlite_file,
 )
 from mirsearch.errors import CatalogError, NotFoundError
+from mirsearch.migrations import (
+    SCHEMA_REVISION,
+    alembic_config,
+    known_revision,
+    migrating,
+    missing_column,
+)
 from mirsearch.schema import Base
 
 log = logging.getLogger(__name__)

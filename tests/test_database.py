@@ -1,6 +1,6 @@
-"""The catalog's database (database.py) and its migrations (migrations/): the engine and
-SQLite's setup, a read-only volume, a full disk, a damaged file, migrations committed whole and
-one process at a time, and each migration's conversions.
+"""The catalog's database (database.py) and its migrations (migrations.py, migrations/): the
+engine and SQLite's setup, a read-only volume, a full disk, a damaged file, migrations committed
+whole and one process at a time, and each migration's conversions.
 
 Every test taking `catalog` runs twice: on SQLite and on a fresh PostgreSQL database.
 """
@@ -20,7 +20,7 @@ import pytest
 from conftest import add_tracks, table_names
 from sqlalchemy import select, text
 
-from mirsearch import database, fingerprint
+from mirsearch import database, fingerprint, migrations
 from mirsearch.catalog import Catalog
 from mirsearch.errors import CatalogError, MirsearchError, NotFoundError
 from mirsearch.schema import IndexState, Track, TrackPrint
@@ -60,7 +60,7 @@ def test_the_first_session_migrates_a_catalog_behind_and_leaves_one_at_the_schem
     behind = Catalog(catalog.url)
     assert behind.revision() == "0003"
     assert behind.index_state().generation == 0  # its first session upgrades
-    assert behind.revision() == database.SCHEMA_REVISION
+    assert behind.revision() == migrations.SCHEMA_REVISION
     behind.close()
 
 
@@ -110,8 +110,8 @@ def test_schema_revision_is_the_newest_migration():
     from alembic.script import ScriptDirectory
 
     config = Config()
-    config.set_main_option("script_location", str(database.MIGRATIONS_DIR))
-    assert ScriptDirectory.from_config(config).get_current_head() == database.SCHEMA_REVISION
+    config.set_main_option("script_location", str(migrations.MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(config).get_current_head() == migrations.SCHEMA_REVISION
 
 
 def test_a_catalog_at_the_schema_is_used_without_importing_alembic(tmp_path):
@@ -240,7 +240,7 @@ def test_a_migration_killed_midway_on_sqlite_leaves_none_of_it(tmp_path, stateme
     catalog = Catalog(url)
     assert catalog.revision() is None and table_names(catalog) <= {"alembic_version"}
     assert catalog.index_state().generation == 0  # migrated from the start
-    assert catalog.revision() == database.SCHEMA_REVISION
+    assert catalog.revision() == migrations.SCHEMA_REVISION
     catalog.close()
 
 
@@ -351,7 +351,7 @@ def test_a_catalog_upgraded_by_a_newer_version_is_refused_in_a_line(catalog):
 
 
 def test_missing_migrations_raise_a_clear_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(database, "MIGRATIONS_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr(migrations, "MIGRATIONS_DIR", tmp_path / "nowhere")
     db = Catalog(f"sqlite:///{tmp_path / 'c.db'}")
     with pytest.raises(MirsearchError, match="migrations are missing"):
         db.stats()
@@ -554,7 +554,7 @@ def test_processes_meeting_a_new_catalog_together_migrate_it_once(database_url):
     for catalog in catalogs:
         catalog.close()
     assert failures == []
-    assert Catalog(database_url).revision() == database.SCHEMA_REVISION
+    assert Catalog(database_url).revision() == migrations.SCHEMA_REVISION
 
 
 def test_a_new_sqlite_catalog_opened_while_another_writes_it_waits_for_the_writer(tmp_path):
@@ -573,7 +573,7 @@ def test_a_new_sqlite_catalog_opened_while_another_writes_it_waits_for_the_write
     catalog = Catalog(f"sqlite:///{file}")
     try:
         catalog.migrate()
-        assert catalog.revision() == database.SCHEMA_REVISION
+        assert catalog.revision() == migrations.SCHEMA_REVISION
     finally:
         done.join()
         catalog.close()

@@ -299,7 +299,7 @@ def downgrade(revision: str, yes: bool) -> None:
     from alembic.util import CommandError
 
     from mirsearch.catalog import Catalog
-    from mirsearch.database import SCHEMA_REVISION, known_revision
+    from mirsearch.migrations import SCHEMA_REVISION, known_revision
 
     if not revision.strip():
         raise click.BadParameter("name a revision (as in migrations/versions) or base")
