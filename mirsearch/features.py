@@ -20,7 +20,7 @@ NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 # magnitudes: the key of 42.9 % of the 450 clips of ../shared/genres named right, as many in
 # minor as in major (bench/descriptors.py), where Krumhansl and Kessler's probe-tone ratings on
 # fourth roots of the power had named 28.2 %, and Temperley's 55 % of those in major but 26 %
-# of those in minor (README, "Tempo and key estimates").
+# of those in minor (docs/tempo-and-key.md).
 MAJOR_PROFILE = np.array(
     [0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081]
 )
@@ -199,7 +199,7 @@ def estimate_tempo(
     A lag is judged by its own peak and, at TWO_BEATS_WEIGHT, the peak at twice it: a beat's
     period recurs at two beats, where a period of two thirds or half a beat (off-beats, a
     shuffle's triplets, eighth notes) need not. On ../shared/genres it took exact tempos 72.9 →
-    77.8 % (README, "Tempo and key estimates")."""
+    77.8 % (docs/tempo-and-key.md)."""
     if mel_db is None:
         mel_db = log_mel(torch.from_numpy(x), config)
     flux = np.maximum(np.diff(mel_db.numpy(), axis=1), 0.0).mean(axis=0)

@@ -145,7 +145,7 @@ def rhythm_profile(stem: torch.Tensor) -> torch.Tensor:
     Each stem channel is autocorrelated over the whole signal at lags
     of 1 to RHYTHM_LAGS columns and divided by its lag-0 energy: a tempo-and-pattern profile
     (where a groove's kicks, snares and hi-hats recur) that the window embeddings, pooled over
-    3 s, keep little of. Genres defined by their grooves need it (README, model card).
+    3 s, keep little of. Genres defined by their grooves need it (docs/model.md).
     """
     x = stem - stem.mean(dim=-1, keepdim=True)
     # zero-padded by RHYTHM_LAGS: no lag wraps round, a short signal's lags past its end are 0

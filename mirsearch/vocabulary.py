@@ -1,4 +1,4 @@
-"""Genres and tags for real music, read off the teachers' tags (see the README's model card).
+"""Genres and tags for real music, read off the teachers' tags (see docs/model.md).
 
 The shipped network predicts the 100 tags of the two musicnn taggers: 50 Last.fm tags of the
 Million Song Dataset ("msd:rock", "msd:Hip-Hop", "msd:80s"...) and 50 MagnaTagATune tags

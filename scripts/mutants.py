@@ -3,7 +3,7 @@ would, and the tests it names must then fail. `make mutants` runs them on a copy
 (its tracked files as they are now, ../shared beside it where there is one) and prints a line a
 mutant; it exits 1 if a mutant survives or no longer applies (its line changed: update it here).
 
-Each of these had once been a survivor, or guards a rule the README states (versions ranked
+Each of these had once been a survivor, or guards a rule the README or docs/ state (versions ranked
 right, prune only under the folders named, flags that still hold); a new one belongs here when
 a bug is fixed whose test could have been missed.
 """

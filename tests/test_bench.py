@@ -133,8 +133,8 @@ def test_eval_dupes_counts_as_heard_the_files_the_shipped_model_trained_on(monke
 
 
 def test_descriptors_judge_a_key_by_its_notes_and_a_tempo_by_its_octaves(monkeypatch):
-    """bench/descriptors.py, whose figures the README quotes: the manifest's flats are the
-    sharps `estimate_key` names, a relative key holds the same notes, a tempo half or double
+    """bench/descriptors.py, whose figures docs/tempo-and-key.md quotes: the manifest's flats are
+    the sharps `estimate_key` names, a relative key holds the same notes, a tempo half or double
     counts as an octave only."""
     monkeypatch.syspath_prepend(str(RUN.parent))
     import descriptors

@@ -217,8 +217,8 @@ def test_louder_copy_is_6_db_louder():
 
 
 def test_tempo_and_key_on_the_genre_set(shared_genres):
-    """Known tempo and key by construction; floors just under what was measured (README,
-    "Tempo and key estimates"): on these 41 clips tempo 32 right (78%; 28 before the two-beat
+    """Known tempo and key by construction; floors just under what was measured
+    (docs/tempo-and-key.md): on these 41 clips tempo 32 right (78%; 28 before the two-beat
     support), 38 with its half or double counted (37 before), key 12 (29%; 10 with the
     profiles before); on all 450, 77.8%, 92.7% and 42.9% (bench/descriptors.py)."""
     with open(shared_genres / "manifest.tsv", newline="") as f:
