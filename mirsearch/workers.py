@@ -3,13 +3,15 @@ work through a list in order: indexing's analysis and the query commands run on 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, TypeVar
@@ -35,6 +37,11 @@ WORKER_LOST = (
     "index run goes on from what it committed)"
 )
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent ends (Linux)
+
+# Ctrl-C and SIGTERM are held while this process is inside the pool's calls (`_interrupts_held`),
+# and a result is waited for this long at a time between them
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WAIT_S = 0.05
 
 _loaded: Any = None  # what `load` made, in a worker process
 
@@ -62,29 +69,70 @@ def ordered_map(
         loaded = load()
         yield from (work(loaded, item) for item in items)
         return
-    pool = ProcessPoolExecutor(
-        workers,
-        mp_context=get_context(START_METHOD),
-        initializer=_load,
-        initargs=(load, os.getpid()),
-    )
+    with _interrupts_held():
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=get_context(START_METHOD),
+            initializer=_load,
+            initargs=(load, os.getpid()),
+        )
     try:
         pending: deque[Future] = deque()
         for item in items:
-            pending.append(pool.submit(_work, work, item))
+            with _interrupts_held():
+                pending.append(pool.submit(_work, work, item))
             if len(pending) >= AHEAD * workers:
-                yield pending.popleft().result()
+                yield _result(pending.popleft())
         for future in pending:
-            yield future.result()
+            yield _result(future)
     except BrokenProcessPool:  # a worker killed (the OOM killer, kill -9): a line, not a
         raise MirsearchError(WORKER_LOST) from None  # traceback; the items after it go unanswered
     finally:  # an interrupted map waits for the items in hand, not for all those in flight
-        pool.shutdown(wait=True, cancel_futures=True)
+        with _interrupts_held():
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _result(future: Future) -> Any:
+    """The future's result, waited for a little at a time so that an interrupt held meanwhile
+    is acted on between the waits."""
+    while True:
+        with _interrupts_held():
+            if wait([future], timeout=WAIT_S).done:
+                return future.result()
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM noted while the block runs and acted on after it, by the handlers set
+    before. The block is a call into the pool, whose state a KeyboardInterrupt raised midway
+    left half changed: in about one interrupt of four in a pool's first milliseconds, its
+    shutdown then waited for ever on its thread, or failed "cannot join thread before it is
+    started" (raised while `submit` started that thread). Signal handlers are set in the main
+    thread only: elsewhere the block runs as is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner, noted = os.getpid(), []
+
+    def note(signum: int, frame) -> None:
+        if os.getpid() != owner:  # a worker forked in the block, stopped before `_load`
+            os._exit(128 + signum)
+        noted.append(signum)
+
+    before = {number: signal.signal(number, note) for number in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in before.items():
+            signal.signal(number, handler)
+        if noted:
+            signal.raise_signal(noted[0])
 
 
 def _load(load: Callable[[], Any], parent: int) -> None:
     global _loaded
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the handler a forking command set
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the handler a forking command set,
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # nor the pool's (`_interrupts_held`)
     end_with(parent)
     _loaded = load()
 

@@ -4,14 +4,17 @@ failures handed back as values, one worker meaning this process."""
 from __future__ import annotations
 
 import os
+import random
 import signal
+import subprocess
+import sys
 import time
 from functools import partial
 
 import pytest
 
 from mirsearch.errors import MirsearchError
-from mirsearch.workers import AHEAD, default_workers, ordered_map
+from mirsearch.workers import AHEAD, START_METHOD, default_workers, ordered_map
 
 
 def _load(tag: str) -> dict:
@@ -89,3 +92,54 @@ def test_a_worker_killed_ends_the_map_with_a_line_saying_so():
             came_back.append(result)
     assert came_back == list(range(len(came_back))) and len(came_back) <= 3  # in order, then
     assert "run the command again" in str(raised.value)  # the line, not BrokenProcessPool's
+
+
+# A process that maps items on two workers again and again, told Ctrl-C as the CLI tells it
+# SIGTERM too (a KeyboardInterrupt raised in its own process, a forked one ending at once)
+INTERRUPTED_MAP = """
+import os, signal, sys, time
+from mirsearch.workers import ordered_map
+
+def stop(signum, frame):
+    if os.getpid() != owner:
+        os._exit(128 + signum)
+    raise KeyboardInterrupt
+
+def work(loaded, item):
+    time.sleep(0.01)
+
+owner = os.getpid()
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+try:
+    while True:
+        list(ordered_map(int, work, range(20), workers=2))
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr, flush=True)
+os._exit(0)
+"""
+
+
+@pytest.mark.skipif(START_METHOD != "fork", reason="the script's functions reach workers by fork")
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_at_any_moment_ends_the_map_as_interrupted(stop):
+    """Raised inside the pool's own calls, Ctrl-C or SIGTERM had left a queue's lock taken (the
+    run then waited for ever in the pool's shutdown) or failed "cannot join thread before it is
+    started", in about one interrupt of four sent in the pool's first milliseconds."""
+    rng = random.Random(5)
+    for _ in range(16):
+        process = subprocess.Popen(
+            [sys.executable, "-c", INTERRUPTED_MAP],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout.readline() == "ready\n"
+        time.sleep(rng.uniform(0, 0.004))
+        process.send_signal(stop)
+        try:
+            _, told = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            pytest.fail("the interrupted map never ended")
+        assert process.returncode == 0 and told == "interrupted\n", told
