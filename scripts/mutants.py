@@ -93,9 +93,15 @@ MUTANTS = (
     Mutant(
         "mirsearch/workers.py",
         "            if len(pending) >= AHEAD * workers:\n"
-        "                yield pending.popleft().result()\n",
+        "                yield _result(pending.popleft())\n",
         "",
         ("tests/test_workers.py",),
+    ),
+    Mutant(
+        "mirsearch/workers.py",
+        "            signal.raise_signal(noted[0])",
+        "            pass",
+        ("tests/test_workers.py", "-k", "interrupt"),
     ),
     Mutant(
         "mirsearch/plan.py",
