@@ -110,6 +110,8 @@ def work(loaded, item):
 
 owner = os.getpid()
 signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # not ignored, as a job run in the
+# background by a shell that has no job control is started (CI's may be)
 print("ready", flush=True)
 try:
     while True:
